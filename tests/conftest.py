@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random SD / SDXL / SD3 pipelines (tests/tiny_pipelines.py), fresh per test.
+
+Tests run torch on one intra-op thread: with tiny models, thread hand-off and spin-waiting cost more
+than they save, and on a busy 2-core machine two threads made the tiny pipelines ~50x slower
+(6 s instead of 0.12 s per 4-step SD call).
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_pipelines import tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_sd():
+    """A fresh seeded tiny StableDiffusionPipeline (PNDM scheduler, 32 px images, 16 x 16 latents)."""
+    return tiny_sd_pipeline()
+
+
+@pytest.fixture
+def tiny_sdxl():
+    """A fresh seeded tiny StableDiffusionXLPipeline (Euler scheduler, 32 px images, 16 x 16 latents)."""
+    return tiny_sdxl_pipeline()
+
+
+@pytest.fixture
+def tiny_sd3():
+    """A fresh seeded tiny StableDiffusion3Pipeline without T5 (flow matching, shift 3, 16 px images)."""
+    return tiny_sd3_pipeline()
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    """The tiny SDXL pipeline saved once per session as a diffusers folder (safetensors weights)."""
+    path = tmp_path_factory.mktemp("tiny-sdxl")
+    tiny_sdxl_pipeline().save_pretrained(path)
+    return path

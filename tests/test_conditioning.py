@@ -1,0 +1,26 @@
+"""Conditioning: the one object that carries SD1.5 and SDXL text conditioning through losses."""
+
+import pytest
+import torch
+
+from tlcm.conditioning import Conditioning
+
+
+def test_cat_index_expand_and_unet_kwargs():
+    a = Conditioning(torch.ones(2, 3, 4), torch.ones(2, 5), torch.zeros(2, 6))
+    null = Conditioning(torch.zeros(1, 3, 4), torch.zeros(1, 5), torch.ones(1, 6))
+    both = a.cat(null.expand_to(2))
+    assert len(both) == 4 and both.prompt_embeds[2:].abs().sum() == 0 and both.time_ids[:2].sum() == 0
+    assert torch.equal(both[torch.tensor([0, 3])].pooled_embeds[:, 0], torch.tensor([1.0, 0.0]))
+    kwargs = a.unet_kwargs()
+    assert set(kwargs) == {"encoder_hidden_states", "added_cond_kwargs"}
+    assert kwargs["added_cond_kwargs"]["time_ids"].shape == (2, 6)
+    assert set(Conditioning(torch.ones(2, 3, 4)).unet_kwargs()) == {"encoder_hidden_states"}
+    assert len(a.repeat(3)) == 6
+
+
+def test_mismatched_conditionings_are_refused():
+    with pytest.raises(ValueError, match="pooled_embeds"):
+        Conditioning(torch.ones(1, 3, 4)).cat(Conditioning(torch.ones(1, 3, 4), torch.ones(1, 5), torch.ones(1, 6)))
+    with pytest.raises(ValueError, match="expand"):
+        Conditioning(torch.ones(2, 3, 4)).expand_to(3)

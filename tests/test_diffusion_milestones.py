@@ -1,0 +1,82 @@
+"""Milestones, segments, MLCD timestep sampling and the inference timestep tables."""
+
+import pytest
+import torch
+
+from tlcm.diffusion.milestones import (
+    inference_milestone_indices,
+    inference_timesteps,
+    milestones,
+    sample_segment_timesteps,
+    segment_index,
+)
+from tlcm.diffusion.schedule import FlowSchedule, VPSchedule
+
+SD_CONFIG = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
+
+
+def test_milestones_uniform():
+    assert milestones(8, 1000).tolist() == [0, 125, 250, 375, 500, 625, 750, 875, 1000]
+    assert milestones(4, 1000).tolist() == [0, 250, 500, 750, 1000]
+    assert milestones().dtype == torch.long
+
+
+def test_segment_index_half_open_segments():
+    """Segment s is (t_s, t_{s+1}]: 125 is in segment 0, 126 in 1, 999 in 7; t = 0 -> 0."""
+    t = torch.tensor([0, 1, 125, 126, 500, 501, 999])
+    assert segment_index(t, milestones(8, 1000)).tolist() == [0, 0, 0, 1, 3, 4, 7]
+
+
+def test_inference_timesteps_authors_table():
+    """Candidates t_k - 1 = int(linspace(999, 0, 9))[:-1]; the authors' 2/3/4/8-step subsets."""
+    assert inference_timesteps(8).tolist() == [999, 874, 749, 624, 499, 374, 249, 124]
+    assert inference_timesteps(2).tolist() == [999, 499]
+    assert inference_timesteps(3).tolist() == [999, 499, 124]
+    assert inference_timesteps(4).tolist() == [999, 749, 499, 124]
+    assert inference_timesteps(1).tolist() == [999]
+
+
+def test_inference_timesteps_trailing():
+    """k_i = M - floor(i M / n + 1/2): n = 3 -> k = [8, 5, 3]; n = 4 -> [8, 6, 4, 2]."""
+    assert inference_timesteps(3, policy="trailing").tolist() == [999, 624, 374]
+    assert inference_timesteps(4, policy="trailing").tolist() == [999, 749, 499, 249]
+    assert inference_timesteps(5).tolist() == [999, 749, 624, 374, 249]
+    assert inference_milestone_indices(2, num_segments=4) == [4, 2]
+    assert inference_timesteps(2, num_segments=4).tolist() == [999, 499]
+
+
+@pytest.mark.parametrize("n", [0, 9])
+def test_inference_timesteps_out_of_range(n):
+    with pytest.raises(ValueError, match=rf"num_inference_steps must be in 1\.\.8 for M=8 milestones, got {n}"):
+        inference_timesteps(n)
+
+
+def test_unknown_policy():
+    with pytest.raises(ValueError, match="timestep policy must be one of"):
+        inference_milestone_indices(4, policy="leading")
+
+
+def test_sample_segment_timesteps_vp_ranges():
+    """VP: t_m integer in (t_s, min(t_{s+1}, 999)], t_n = max(t_m - 20, t_s)."""
+    schedule = VPSchedule.from_config(SD_CONFIG)
+    ms = milestones(8, 1000)
+    gen = torch.Generator().manual_seed(0)
+    segments, t_m, t_n = sample_segment_timesteps(schedule, ms, 4000, skip=20, generator=gen)
+    assert t_m.dtype == torch.long and t_n.dtype == torch.long
+    lo, hi = ms[segments], ms[segments + 1].clamp(max=999)
+    assert (t_m > lo).all() and (t_m <= hi).all() and (t_n >= lo).all()
+    torch.testing.assert_close(t_n, torch.maximum(t_m - 20, lo))
+    assert set(segments.tolist()) == set(range(8))
+    top = t_m[segments == 7]
+    assert top.max() <= 999 and top.min() >= 876 and len(set(top.tolist())) > 100
+
+
+def test_sample_segment_timesteps_fixed_segments_flow():
+    """Flow: real t_m in (t_s, t_{s+1}], up to T = 1000 in the top segment."""
+    ms = milestones(8, 1000)
+    segments = torch.tensor([0, 7] * 500)
+    _, t_m, t_n = sample_segment_timesteps(FlowSchedule(), ms, 1000, skip=20, segments=segments)
+    assert t_m.dtype == torch.float32
+    assert (t_m[::2] > 0).all() and (t_m[::2] <= 125).all()
+    assert (t_m[1::2] > 875).all() and (t_m[1::2] <= 1000).all()
+    torch.testing.assert_close(t_n, torch.maximum(t_m - 20, ms[segments].float()))

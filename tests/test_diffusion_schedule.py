@@ -1,0 +1,81 @@
+"""Schedule maths: alphas from diffusers, clean boundary, conversions, config dispatch."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+from tlcm.diffusion.schedule import FlowSchedule, VPSchedule, schedule_from_config
+from tlcm.diffusion.scheduler import TLCMFlowScheduler
+
+SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+
+
+def test_vp_alphas_match_diffusers_and_hand_values():
+    """scaled_linear: beta_0 = 0.00085, so alpha(0)^2 = 1 - 0.00085 = 0.99915; t = -1 is clean (1, 0)."""
+    schedule = VPSchedule.from_config(DDIMScheduler(**SD_CONFIG).config)
+    ref = DDIMScheduler(**SD_CONFIG).alphas_cumprod
+    t = torch.tensor([-1, 0, 499, 999])
+    assert schedule.num_train_timesteps == 1000 and schedule.max_timestep == 999 and schedule.clean_timestep == -1
+    assert schedule.alpha(t)[0] == 1.0 and schedule.sigma(t)[0] == 0.0
+    assert schedule.alpha(t)[1] ** 2 == pytest.approx(0.99915, abs=1e-6)
+    torch.testing.assert_close(schedule.alpha(t[1:]) ** 2, ref[t[1:]])
+    torch.testing.assert_close(schedule.alpha(t) ** 2 + schedule.sigma(t) ** 2, torch.ones(4))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_vp_conversions_round_trip(prediction_type):
+    """model_output_from(x0, eps) fed back at x_t = a x0 + s eps gives x0 and eps again."""
+    schedule = VPSchedule.from_config({**SD_CONFIG, "prediction_type": prediction_type})
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(3, 4, 5, 5, generator=gen), torch.randn(3, 4, 5, 5, generator=gen)
+    t = torch.tensor([0, 500, 999])
+    x_t = schedule.add_noise(x0, eps, t)
+    out = schedule.model_output_from(x0, eps, t)
+    torch.testing.assert_close(schedule.to_x0(out, x_t, t), x0, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(schedule.to_eps(out, x_t, t), eps, atol=2e-4, rtol=1e-4)
+
+
+def test_vp_velocity_matches_diffusers():
+    """v = alpha eps - sigma x0 (Salimans & Ho), as DDPMScheduler.get_velocity."""
+    schedule = VPSchedule.from_config({**SD_CONFIG, "prediction_type": "v_prediction"})
+    x0, eps, t = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), torch.tensor([10, 900])
+    expected = DDPMScheduler(**SD_CONFIG).get_velocity(x0, eps, t)
+    torch.testing.assert_close(schedule.model_output_from(x0, eps, t), expected)
+
+
+def test_flow_alpha_sigma_and_round_trip_on_packed_latents():
+    """sigma = t / T: t = 250 -> sigma 0.25, alpha 0.75; v = eps - x0; works on (B, N, D) latents."""
+    schedule = FlowSchedule(1000)
+    t = torch.tensor([0.0, 250.0, 1000.0])
+    torch.testing.assert_close(schedule.sigma(t), torch.tensor([0.0, 0.25, 1.0]))
+    torch.testing.assert_close(schedule.alpha(t), torch.tensor([1.0, 0.75, 0.0]))
+    x0, eps = torch.randn(3, 6, 8), torch.randn(3, 6, 8)
+    x_t = schedule.add_noise(x0, eps, t)
+    torch.testing.assert_close(x_t[1], 0.75 * x0[1] + 0.25 * eps[1])
+    out = schedule.model_output_from(x0, eps, t)
+    torch.testing.assert_close(out, eps - x0)
+    torch.testing.assert_close(schedule.to_x0(out, x_t, t), x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(schedule.to_eps(out, x_t, t), eps, atol=1e-5, rtol=1e-5)
+
+
+def test_flow_shift_matches_flow_match_euler():
+    """shift 3 at sigma 0.5: 3 * 0.5 / (1 + 2 * 0.5) = 0.75; diffusers' training sigmas agree."""
+    schedule = FlowSchedule.from_config(FlowMatchEulerDiscreteScheduler(shift=3.0).config)
+    assert schedule.shift == 3.0 and schedule.max_timestep == 1000 and schedule.clean_timestep == 0
+    assert schedule.shift_sigmas(torch.tensor(0.5)).item() == pytest.approx(0.75)
+    reference = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    base = torch.linspace(1, 1000, 1000).flip(0) / 1000
+    torch.testing.assert_close(schedule.shift_sigmas(base), reference.sigmas)
+
+
+def test_schedule_from_config_dispatch():
+    assert isinstance(schedule_from_config(DDIMScheduler(**SD_CONFIG).config), VPSchedule)
+    assert isinstance(schedule_from_config(FlowMatchEulerDiscreteScheduler().config), FlowSchedule)
+    assert isinstance(schedule_from_config(TLCMFlowScheduler().config), FlowSchedule)
+    unipc = UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0)
+    flow = schedule_from_config(unipc.config)
+    assert isinstance(flow, FlowSchedule) and flow.shift == 3.0
+    dynamic = schedule_from_config(FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True).config)
+    assert dynamic.shift == 1.0
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        VPSchedule(torch.ones(10), "flow_prediction")

@@ -1,0 +1,132 @@
+"""TLCMScheduler / TLCMFlowScheduler against diffusers' LCM, DDIM and FlowMatchEuler schedulers."""
+
+import logging
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, LCMScheduler
+
+from tlcm import TLCMScheduler
+from tlcm.diffusion.scheduler import TLCMFlowScheduler
+
+SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+
+
+def toy_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0.3 * x + torch.cos(x) * float(t) / 1000
+
+
+def run_loop(scheduler, seed: int = 0) -> list[torch.Tensor]:
+    """The pipelines' loop; returns prev_sample of every step (same start noise and generator)."""
+    x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(123))
+    gen = torch.Generator().manual_seed(seed)
+    states = []
+    for t in scheduler.timesteps:
+        x = scheduler.step(toy_model(x, t), t, x, generator=gen).prev_sample
+        states.append(x)
+    return states
+
+
+def test_gamma_one_matches_lcm_scheduler(caplog):
+    """With c_skip ~ 0, c_out ~ 1 (timestep_scaling 1e6: c_skip = 0.25 / (124e6^2 + 0.25) < 1e-17) LCM's
+    step is x0_hat then a_s x0_hat + s_s noise, i.e. TLCM with gamma = 1 at the same timesteps."""
+    lcm = LCMScheduler(**SD_CONFIG, timestep_scaling=1e6)
+    with caplog.at_level(logging.ERROR):
+        lcm.set_timesteps(timesteps=[999, 749, 499, 124])
+    ours = TLCMScheduler.from_config(lcm.config)
+    ours.set_timesteps(4)
+    assert ours.timesteps.tolist() == lcm.timesteps.tolist()
+    for got, expected in zip(run_loop(ours), run_loop(lcm), strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gamma_zero_matches_ddim():
+    """DDIM trailing, 4 steps: 999 -> 749 -> 499 -> 249 -> -1 (alpha = 1): same as TLCM trailing, gamma 0."""
+    ddim = DDIMScheduler(**SD_CONFIG, timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False)
+    ddim.set_timesteps(4)
+    ours = TLCMScheduler(**SD_CONFIG, gamma=0.0, timestep_policy="trailing")
+    ours.set_timesteps(4)
+    assert ours.timesteps.tolist() == ddim.timesteps.tolist() == [999, 749, 499, 249]
+    for got, expected in zip(run_loop(ours), run_loop(ddim), strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_step_output_and_last_step_returns_denoised():
+    scheduler = TLCMScheduler()
+    scheduler.set_timesteps(2)
+    x = torch.randn(1, 4, 3, 3)
+    first = scheduler.step(torch.zeros_like(x), 999, x)
+    a = scheduler.alphas_cumprod[999].sqrt()
+    torch.testing.assert_close(first.denoised, x / a)
+    last = scheduler.step(torch.zeros_like(x), 499, first.prev_sample, return_dict=False)
+    assert torch.equal(last[0], last[1])
+    torch.testing.assert_close(last[0], first.prev_sample / scheduler.alphas_cumprod[499].sqrt())
+
+
+def test_from_ddim_config_save_and_load(tmp_path, caplog):
+    ddim = DDIMScheduler(**SD_CONFIG, prediction_type="v_prediction", steps_offset=1, clip_sample=False)
+    with caplog.at_level(logging.WARNING):
+        scheduler = TLCMScheduler.from_config(ddim.config, gamma=0.5)
+    assert "not expected" not in caplog.text
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.gamma == 0.5
+    torch.testing.assert_close(scheduler.alphas_cumprod, ddim.alphas_cumprod)
+    scheduler.save_pretrained(tmp_path)
+    loaded = TLCMScheduler.from_pretrained(tmp_path)
+    public = [{k: v for k, v in c.items() if not k.startswith("_")} for c in (loaded.config, scheduler.config)]
+    assert public[0] == public[1] and loaded.config.gamma == 0.5
+    loaded.set_timesteps(3)
+    assert loaded.timesteps.tolist() == [999, 499, 124]
+
+
+@pytest.mark.parametrize("n", [0, 9])
+def test_out_of_range_steps(n):
+    with pytest.raises(ValueError, match=rf"num_inference_steps must be in 1\.\.8 for M=8 milestones, got {n}"):
+        TLCMScheduler().set_timesteps(n)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="gamma must be in"):
+        TLCMScheduler(gamma=1.5)
+    with pytest.raises(ValueError, match="strictly descending"):
+        TLCMScheduler().set_timesteps(timesteps=[499, 999])
+    with pytest.raises(ValueError, match="set_timesteps"):
+        TLCMScheduler().step(torch.zeros(1), 999, torch.zeros(1))
+
+
+def test_custom_timesteps_begin_index_and_add_noise():
+    scheduler = TLCMScheduler()
+    scheduler.set_timesteps(timesteps=[999, 624, 249])
+    assert scheduler.num_inference_steps == 3 and len(scheduler) == 1000
+    scheduler.set_begin_index(1)
+    x = torch.randn(1, 4, 3, 3)
+    scheduler.step(torch.zeros_like(x), 624, x, generator=torch.Generator().manual_seed(0))
+    assert scheduler.step_index == 2
+    x0, noise, t = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), torch.tensor([10, 700])
+    torch.testing.assert_close(scheduler.add_noise(x0, noise, t), DDPMScheduler(**SD_CONFIG).add_noise(x0, noise, t))
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.0])
+def test_flow_scheduler_matches_flow_match_euler(gamma):
+    """Shift 3, 4 steps: milestone sigmas [1, 0.75, 0.5, 0.125] -> [1, 0.9, 0.75, 0.3]; gamma 1 equals
+    FlowMatchEuler's stochastic sampling ((1 - s') x0 + s' noise), gamma 0 its Euler steps."""
+    reference = FlowMatchEulerDiscreteScheduler(shift=3.0, stochastic_sampling=gamma == 1.0)
+    reference.set_timesteps(sigmas=[1.0, 0.75, 0.5, 0.125])
+    ours = TLCMFlowScheduler.from_config(reference.config, gamma=gamma)
+    ours.set_timesteps(4)
+    torch.testing.assert_close(ours.sigmas, torch.tensor([1.0, 0.9, 0.75, 0.3, 0.0]))
+    torch.testing.assert_close(ours.timesteps, reference.timesteps)
+    for got, expected in zip(run_loop(ours), run_loop(reference), strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_flow_scheduler_dynamic_shift_and_scale_noise():
+    reference = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    reference.set_timesteps(sigmas=[1.0, 0.5], mu=0.8)
+    ours = TLCMFlowScheduler(use_dynamic_shifting=True)
+    ours.set_timesteps(2, mu=0.8)
+    torch.testing.assert_close(ours.sigmas, reference.sigmas)
+    with pytest.raises(ValueError, match="mu"):
+        ours.set_timesteps(2)
+    x0, noise = torch.randn(1, 16, 8), torch.randn(1, 16, 8)
+    noisy = ours.scale_noise(x0, ours.timesteps[1:], noise)
+    torch.testing.assert_close(noisy, (1 - ours.sigmas[1]) * x0 + ours.sigmas[1] * noise)

@@ -1,0 +1,84 @@
+"""The miniature pipeline: tokenizer, toy metrics (hand-derived), and that the committed folder is a
+real diffusers StableDiffusionPipeline that draws the digits it is asked for."""
+
+import math
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+from tlcm.toy.data import DIGIT_WORDS, all_prompts, eval_prompts, prompt_for
+from tlcm.toy.metrics import ToyMetrics, frechet_distance
+from tlcm.toy.tokenizer import build_clip_tokenizer
+
+
+def test_tokenizer_spells_prompt_words_as_single_tokens(tmp_path):
+    tok = build_clip_tokenizer(all_prompts(), tmp_path)
+    ids = tok("a handwritten digit seven").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert tok.convert_ids_to_tokens(ids[1:-1]) == ["a</w>", "handwritten</w>", "digit</w>", "seven</w>"]
+    # Unknown words fall back to byte tokens, never to the unknown token.
+    ids = tok("a purple giraffe!").input_ids
+    assert tok.unk_token_id not in ids[1:-1] and len(ids) > 5
+    padded = tok([""], padding="max_length", max_length=77).input_ids[0]
+    assert len(padded) == 77
+
+
+def test_committed_tokenizer_matches_the_builder():
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(MINIATURE_SD / "tokenizer")
+    assert tok.model_max_length == 77
+    for word in DIGIT_WORDS:
+        assert len(tok(word).input_ids) == 3, word
+
+
+def test_eval_prompts_cover_digits_and_templates():
+    prompts, labels = eval_prompts(8)
+    assert len(prompts) == 80 and torch.equal(torch.bincount(labels), torch.full((10,), 8))
+    assert prompts[7] == prompt_for(7, 0) == "a handwritten digit seven"
+    assert prompts[10 + 3] == "the number 3, handwritten"
+
+
+def test_frechet_distance_by_hand():
+    """1-D: mu1=0, var1=1, mu2=2, var2=4: (0-2)^2 + 1 + 4 - 2 sqrt(1*4) = 4 + 5 - 4 = 5.
+    2-D diagonal: sum over axes of (mu diff)^2 + (sqrt(v1) - sqrt(v2))^2 = (1 + 0) + (0 + 1) = 2."""
+    t = torch.tensor
+    assert frechet_distance(t([0.0]), t([[1.0]]), t([2.0]), t([[4.0]])) == pytest.approx(5.0)
+    fd = frechet_distance(t([1.0, 0.0]), torch.diag(t([1.0, 4.0])), t([0.0, 0.0]), torch.diag(t([1.0, 1.0])))
+    assert fd == pytest.approx(2.0)
+    cov = t([[2.0, 0.5], [0.5, 1.0]])
+    assert frechet_distance(t([3.0, 1.0]), cov, t([3.0, 1.0]), cov) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_toy_metrics_on_real_and_wrong_labels():
+    """The classifier reads the real digits (>= 97%), and labels shifted by one score ~0."""
+    pytest.importorskip("sklearn")
+    from tlcm.toy.data import load_digit_images
+
+    x, y = load_digit_images()
+    metrics = ToyMetrics()
+    scores = metrics(x, y)
+    assert scores.alignment >= 0.97
+    assert scores.fd == pytest.approx(0.0, abs=1e-3)  # the reference statistics are these images
+    assert metrics(x, (y + 1) % 10).alignment < 0.05
+    blank = metrics(torch.full((200, 3, 32, 32), -1.0), y[:200])
+    assert blank.fd > 10 * max(scores.fd, 1e-3)
+
+
+def test_miniature_folder_is_a_real_stable_diffusion_pipeline():
+    """Plain diffusers: from_pretrained + its own DDIMScheduler, 25 steps, CFG at the default w."""
+    pipe = StableDiffusionPipeline.from_pretrained(MINIATURE_SD)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    pipe.set_progress_bar_config(disable=True)
+    prompts = [prompt_for(d, k) for k in range(2) for d in range(10)]
+    out = pipe(
+        prompts, num_inference_steps=25, guidance_scale=TEACHER_GUIDANCE_SCALE, output_type="pt",
+        generator=torch.Generator().manual_seed(0),
+    )
+    images = out.images * 2 - 1
+    assert images.shape == (20, 3, 32, 32)
+    scores = ToyMetrics()(images, torch.arange(10).repeat(2))
+    assert scores.alignment >= 0.8
+    assert math.isfinite(scores.fd)

@@ -1,0 +1,70 @@
+"""One conditioning object for every model family (SD1.5, SDXL, flow models).
+
+Losses and solvers never look inside: they batch, index and concatenate it, and hand
+``unet_kwargs()`` to the denoiser. SD1.5 fills ``prompt_embeds`` only; SDXL adds the pooled
+embeddings and the six micro-conditioning time ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Text conditioning of a batch of B samples.
+
+    prompt_embeds: (B, L, D) token embeddings (cross-attention input).
+    pooled_embeds: (B, P) pooled text embeddings (SDXL ``text_embeds``), or None.
+    time_ids: (B, 6) SDXL micro-conditioning (original size, crop, target size), or None.
+    """
+
+    prompt_embeds: torch.Tensor
+    pooled_embeds: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    def _map(self, fn) -> Conditioning:
+        return replace(self, **{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.prompt_embeds.shape[0]
+
+    def __getitem__(self, index) -> Conditioning:
+        """Select samples (int tensor, slice or bool mask along the batch dimension)."""
+        return self._map(lambda t: t[index])
+
+    def repeat(self, n: int) -> Conditioning:
+        """(B, ...) -> (n * B, ...) by tiling the whole batch n times."""
+        return self._map(lambda t: t.repeat(n, *([1] * (t.dim() - 1))))
+
+    def expand_to(self, batch: int) -> Conditioning:
+        """Broadcast a batch of one to ``batch`` samples (the unconditional embedding, say)."""
+        if len(self) == batch:
+            return self
+        if len(self) != 1:
+            raise ValueError(f"cannot expand a conditioning of {len(self)} samples to {batch}")
+        return self._map(lambda t: t.expand(batch, *t.shape[1:]))
+
+    def to(self, *args: Any, **kwargs: Any) -> Conditioning:
+        """``Tensor.to`` on every field (device and/or dtype)."""
+        return self._map(lambda t: t.to(*args, **kwargs))
+
+    def cat(self, other: Conditioning) -> Conditioning:
+        """Concatenate two conditionings along the batch dimension (e.g. cond + uncond for CFG)."""
+        values = {}
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if (a is None) != (b is None):
+                raise ValueError(f"cannot concatenate conditionings: only one has {f.name}")
+            values[f.name] = None if a is None else torch.cat([a, b])
+        return Conditioning(**values)
+
+    def unet_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``UNet2DConditionModel.forward`` for this conditioning."""
+        kwargs: dict[str, Any] = {"encoder_hidden_states": self.prompt_embeds}
+        if self.pooled_embeds is not None:
+            kwargs["added_cond_kwargs"] = {"text_embeds": self.pooled_embeds, "time_ids": self.time_ids}
+        return kwargs

@@ -1,0 +1,120 @@
+"""The recipe tree: model, student, data, named phases (each with its losses), runtime.
+
+Plain typed dataclasses; every field's docstring is what ``python -m tlcm.train recipes:NAME
+--help`` prints. Recipes (recipes/) are functions returning a ``Recipe``; variants copy a base
+and change fields with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tlcm.losses import LossConfig
+from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+
+LCM_LORA_TARGETS = (
+    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj",
+)
+"""LoRA target modules of diffusers' LCM-LoRA training scripts."""
+
+
+@dataclass
+class ModelConfig:
+    """The frozen base model (the teacher)."""
+
+    path: Path = MINIATURE_SD
+    """Local diffusers folder (SD1.5-style or SDXL). Default: the bundled miniature pipeline."""
+    guidance_scale: float = TEACHER_GUIDANCE_SCALE
+    """Teacher's classifier-free guidance scale w (the paper uses 8 on SDXL)."""
+
+
+@dataclass
+class StudentConfig:
+    """What is trained."""
+
+    lora_rank: int = 16
+    """LoRA rank r (the paper: 64 on SDXL). Ignored when full_finetune."""
+    lora_alpha: float = 16.0
+    """LoRA alpha (scale alpha / r)."""
+    target_modules: tuple[str, ...] = LCM_LORA_TARGETS
+    """UNet module names that receive LoRA adapters."""
+    full_finetune: bool = False
+    """Train a full copy of the UNet instead of LoRA adapters (holds two UNets in memory)."""
+    init_from: Path | None = None
+    """Start from a tlcm run folder's exported student (e.g. the stage-1 run for recipes:lcd)."""
+
+
+@dataclass
+class DataConfig:
+    """Data-free training data: prompts only (plus an optional teacher trajectory cache)."""
+
+    prompts: Path | None = None
+    """Prompt file: .txt (one per line) or .jsonl (a "prompt" field). None: the miniature prompts."""
+    trajectory_cache: Path | None = None
+    """Folder of precomputed teacher trajectories (python -m tlcm.data.trajectories); needed by
+    losses whose state source is "cache"."""
+
+
+@dataclass
+class Phase:
+    """One training phase: its own optimizer, steps, batch and loss terms."""
+
+    steps: int = 100
+    """Optimizer steps of this phase."""
+    lr: float = 1e-4
+    """AdamW learning rate."""
+    batch_size: int = 16
+    """Prompts per optimizer step (global, over all processes and accumulation micro-steps)."""
+    losses: dict[str, LossConfig] = field(default_factory=dict)
+    """Loss terms by name; each has a weight and its own hyper-parameters."""
+    grad_accum: int = 1
+    """Gradient accumulation micro-steps per optimizer step."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (0 disables)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how the run executes."""
+
+    out_dir: Path = Path("runs/default")
+    """Run folder: metrics.jsonl, checkpoints/, samples, the exported student."""
+    seed: int = 0
+    """Seed; every step's randomness derives from (seed, rank, step), so resume is exact."""
+    device: str = "auto"
+    """"auto" (cuda if available, else cpu), or a torch device string."""
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"
+    """Autocast dtype: "auto" = bf16 on GPU, fp32 on CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute UNet activations in backward to save memory."""
+    checkpoint_every: int = 0
+    """Save a checkpoint every N optimizer steps (0: only at phase ends and on SIGTERM)."""
+    resume: bool = True
+    """Continue from out_dir/checkpoints/latest when it exists."""
+    log_every: int = 1
+    """Report metrics every N steps."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf loss term: "stop" the run (exit 3) or "skip" the step; both name the term."""
+    sample_grid: bool = True
+    """Write a sample grid PNG at the end of each phase."""
+    eval_samples_per_digit: int = 0
+    """At the end, score the student with the toy metrics (miniature pipeline only; 0: off)."""
+
+
+@dataclass
+class Recipe:
+    """A whole distillation: phases run in order on one student."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    phases: dict[str, Phase] = field(default_factory=dict)
+    """Training phases by name, run in insertion order."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    inference_steps: tuple[int, ...] = (1, 2, 4, 8)
+    """Step counts shown in sample grids and evaluated at the end."""

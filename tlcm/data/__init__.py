@@ -1,0 +1,1 @@
+"""Data-free training data: prompt sources and the teacher trajectory cache."""

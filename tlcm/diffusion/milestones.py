@@ -1,0 +1,99 @@
+"""Segment milestones of TLCM (tlcm-method.md, stage 1) and the few-step inference timesteps.
+
+[0, T] is split into M segments by milestones t_0 = 0 < t_1 < ... < t_M = T. Segment s is the
+half-open interval (t_s, t_{s+1}]. At inference the student runs at a subset of the M candidate
+timesteps t_k - 1 (k = M..1): [999, 874, 749, 624, 499, 374, 249, 124] for M = 8, T = 1000,
+exactly the authors' ``int(linspace(999, 0, 9))[:-1]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tlcm.diffusion.schedule import Schedule
+
+POLICIES = ("authors", "trailing")
+AUTHORS_MILESTONE_INDICES: dict[int, tuple[int, ...]] = {
+    2: (8, 4),
+    3: (8, 4, 1),
+    4: (8, 6, 4, 1),
+    8: (8, 7, 6, 5, 4, 3, 2, 1),
+}
+"""The authors' step tables for M = 8, as milestone indices k (timestep t_k - 1)."""
+
+
+def milestones(num_segments: int = 8, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """Uniform milestones [t_0 = 0, ..., t_M = T], (M + 1,) long, t_k = round(k T / M).
+
+    M = 8, T = 1000 -> [0, 125, 250, ..., 875, 1000].
+    """
+    if not 1 <= num_segments <= num_train_timesteps:
+        raise ValueError(f"num_segments must be in 1..{num_train_timesteps}, got {num_segments}")
+    return (torch.arange(num_segments + 1, dtype=torch.float64) * num_train_timesteps / num_segments).round().long()
+
+
+def segment_index(t: torch.Tensor, milestones: torch.Tensor) -> torch.Tensor:
+    """Segment s of each timestep, t in (t_s, t_{s+1}]: (B,) -> (B,) long in 0..M-1 (t <= t_0 gives 0)."""
+    index = torch.searchsorted(milestones.to(t.device, t.dtype), t, right=False) - 1
+    return index.clamp(0, milestones.shape[0] - 2)
+
+
+def sample_segment_timesteps(
+    schedule: Schedule,
+    milestones: torch.Tensor,
+    batch_size: int,
+    skip: float = 20,
+    segments: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MLCD timesteps (stage 1): segment s, t_m uniform in (t_s, hi], t_n = max(t_m - k, t_s).
+
+    hi = min(t_{s+1}, schedule.max_timestep): VP timesteps stop at T - 1 = 999, so the top segment
+    is (875, 999] (124 integers) and every other one (t_s, t_{s+1}] (125 integers); flow timesteps
+    are real numbers in (t_s, t_{s+1}]. ``segments`` (B,) long fixes s; by default s is uniform in
+    0..M-1. Tensors live on ``milestones.device`` (the generator's device).
+    Returns (segments, t_m, t_n), each (B,); the timesteps are long (VP) or float (flow).
+    """
+    device = milestones.device
+    num_segments = milestones.shape[0] - 1
+    if segments is None:
+        segments = torch.randint(0, num_segments, (batch_size,), generator=generator, device=device)
+    lo = milestones[segments].double()
+    hi = milestones[segments + 1].double().clamp(max=schedule.max_timestep)
+    offset = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64) * (hi - lo)
+    t_m = hi - (offset.floor() if schedule.discrete else offset)
+    t_n = torch.maximum(t_m - skip, lo)
+    return segments, schedule.discretize(t_m), schedule.discretize(t_n)
+
+
+def inference_milestone_indices(num_inference_steps: int, num_segments: int = 8, policy: str = "authors") -> list[int]:
+    """Milestone indices k (descending, from M) of an n-step sampler.
+
+    "authors": the authors' table for M = 8 (2 -> [8, 4], 3 -> [8, 4, 1], 4 -> [8, 6, 4, 1],
+    8 -> all), "trailing" for other n or M. "trailing": n evenly spaced indices starting at M,
+    k_i = M - floor(i M / n + 1/2) for i = 0..n-1 (diffusers' trailing spacing on the milestones),
+    e.g. M = 8: 3 -> [8, 5, 3], 4 -> [8, 6, 4, 2].
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"timestep policy must be one of {POLICIES}, got {policy!r}")
+    if not 1 <= num_inference_steps <= num_segments:
+        raise ValueError(
+            f"num_inference_steps must be in 1..{num_segments} for M={num_segments} milestones, "
+            f"got {num_inference_steps}"
+        )
+    if policy == "authors" and num_segments == 8 and num_inference_steps in AUTHORS_MILESTONE_INDICES:
+        return list(AUTHORS_MILESTONE_INDICES[num_inference_steps])
+    n, m = num_inference_steps, num_segments
+    return [m - (2 * i * m + n) // (2 * n) for i in range(n)]
+
+
+def inference_timesteps(
+    num_inference_steps: int, num_segments: int = 8, num_train_timesteps: int = 1000, policy: str = "authors"
+) -> torch.Tensor:
+    """VP inference timesteps t_k - 1 for the milestone indices k of ``inference_milestone_indices``, (n,) long.
+
+    M = 8, T = 1000: 2 -> [999, 499], 3 -> [999, 499, 124], 4 -> [999, 749, 499, 124], 8 -> all eight.
+    Raises ValueError for n outside 1..M.
+    """
+    ks = inference_milestone_indices(num_inference_steps, num_segments, policy)
+    return milestones(num_segments, num_train_timesteps)[ks] - 1

@@ -1,0 +1,27 @@
+"""User-facing errors: one clear line (what was wrong, where, how to fix) and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from rich.console import Console
+
+T = TypeVar("T")
+
+
+class TLCMError(Exception):
+    """An error caused by the user's input (model folder, prompt file, recipe, flag values).
+
+    Its message is the whole story in one line; entry points print it without a traceback.
+    """
+
+
+def run_cli(main: Callable[[], T]) -> T:
+    """Run an entry point; a TLCMError becomes one red line on stderr and exit code 2."""
+    try:
+        return main()
+    except TLCMError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,110 @@
+"""What every loss component is: a Config dataclass (``weight`` + its own hyper-parameters) that
+builds an ``nn.Module`` returning named scalar terms from a per-step context.
+
+The engine only ever calls ``Loss.forward(ctx)`` (sums ``weight * term``), ``Loss.aux_step(ctx)``
+(losses that own a model, e.g. a fake score or a discriminator, update it there) and
+``Loss.after_student_step()`` (e.g. an EMA target); it never names a loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from tlcm.conditioning import Conditioning
+
+if TYPE_CHECKING:
+    from tlcm.diffusion.schedule import Schedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
+"""``(x (B, C, h, w), t (B,), cond) -> raw model output (B, C, h, w)`` (eps, v or x0)."""
+
+
+@dataclass
+class StepContext:
+    """Everything a loss may use in one training step (batch of B prompts).
+
+    student: the trainable denoiser (gradients reach its parameters).
+    teacher: the frozen base denoiser (call it under ``torch.no_grad()``).
+    schedule: the noise schedule all maths is written in.
+    cond, uncond: text conditioning of the batch, (B, ...) each.
+    guidance_scale: the teacher's CFG scale w.
+    generator: the step's random generator (seeded from (seed, rank, step): exact resume).
+    batch: extra data of the step (e.g. cached teacher trajectories), by name.
+    cache: results shared between losses within this step; use ``shared``.
+    """
+
+    student: Denoiser
+    teacher: Denoiser
+    schedule: Schedule
+    cond: Conditioning
+    uncond: Conditioning
+    guidance_scale: float
+    generator: torch.Generator
+    latent_shape: tuple[int, int, int]
+    step: int = 0
+    batch: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.cond)
+
+    @property
+    def device(self) -> torch.device:
+        return self.cond.prompt_embeds.device
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Standard normal noise of ``shape`` from the step's generator, on the batch's device."""
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform [0, 1) noise of ``shape`` from the step's generator, on the batch's device."""
+        return torch.rand(shape, generator=self.generator, device=self.device)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Compute ``key`` once per step, whichever loss asks first (e.g. the student's q-step samples)."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+
+class Loss(nn.Module):
+    """Base of loss components. ``forward`` returns unweighted named scalar terms."""
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def aux_step(self, ctx: StepContext) -> dict[str, float]:
+        """Update models this loss owns (fake score, discriminator); returns metrics. Default: none."""
+        return {}
+
+    def after_student_step(self) -> None:
+        """Called after each student optimizer step (e.g. to update an EMA target). Default: nothing."""
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything to restore this loss exactly (its models; losses with optimizers add theirs)."""
+        return self.state_dict()
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Inverse of ``checkpoint_state``."""
+        self.load_state_dict(state)
+
+
+@dataclass
+class LossConfig:
+    """Base of loss configs: every loss has a weight; subclasses add their hyper-parameters."""
+
+    weight: float = 1.0
+    """Multiplier of this loss's terms in the student's objective."""
+
+    def build(self, student_module: nn.Module) -> Loss:  # pragma: no cover - abstract
+        """Make the loss module; ``student_module`` is the trainable UNet (for EMA copies, say)."""
+        raise NotImplementedError
+
+    def validate(self, num_train_timesteps: int) -> None:
+        """Raise ``ValueError`` (what, which value, valid range) for out-of-range fields."""

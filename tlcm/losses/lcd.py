@@ -1,0 +1,117 @@
+"""Stage 2: inter-segment latent consistency distillation (LCD), tlcm-method.md "Stage 2".
+
+Consistency to the trajectory end (x0) across segments, at the sparse milestones:
+
+    x0_q      = stopgrad( q-step sample of the CURRENT student from noise )
+    x_{t_m}   = a_{t_m} x0_q + s_{t_m} eps,            t_m in {t_1..t_M},  t_n = t_m - T/M
+    x_{t_n}   = p CFG-DDIM sub-steps of the teacher from x_{t_m}
+    L_LCD     = d( f_theta(x_{t_m}, t_m), stopgrad f_theta(x_{t_n}, t_n) ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tlcm.diffusion.milestones import inference_timesteps, milestones
+from tlcm.diffusion.schedule import Schedule
+from tlcm.diffusion.solvers import teacher_solve
+from tlcm.losses import register_loss
+from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.distances import Distance, get_distance
+from tlcm.sampling import sample_latents
+
+
+def lcd_loss(
+    student: Denoiser,
+    target: Denoiser,
+    teacher: Denoiser,
+    schedule: Schedule,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    t_m: torch.Tensor,
+    t_n: torch.Tensor,
+    cond,
+    uncond,
+    guidance_scale: float,
+    substeps: int,
+    distance: Distance,
+) -> torch.Tensor:
+    """Per-sample LCD loss (B,): x0 (B, C, h, w) detached clean latents re-noised with ``noise`` to
+    t_m (B,); the teacher solves t_m -> t_n in ``substeps`` CFG-DDIM steps; the stop-grad target
+    is the x0 prediction at t_n."""
+    x_tm = schedule.add_noise(x0, noise, t_m)
+    with torch.no_grad():
+        x_tn = teacher_solve(teacher, schedule, x_tm, t_m, t_n, cond, uncond, guidance_scale, substeps)
+        goal = schedule.to_x0(target(x_tn, t_n, cond), x_tn, t_n)
+    pred = schedule.to_x0(student(x_tm, t_m, cond), x_tm, t_m)
+    return distance(pred, goal)
+
+
+def student_samples(ctx: StepContext, num_steps: int, num_milestones: int) -> torch.Tensor:
+    """The current student's ``num_steps``-step samples (B, C, h, w), detached; computed once per
+    step and shared by every loss that asks (``ctx.shared``)."""
+
+    def compute() -> torch.Tensor:
+        grid = inference_timesteps(num_steps, num_milestones, ctx.schedule.num_train_timesteps)
+        noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+        return sample_latents(ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator)
+
+    return ctx.shared(f"student_samples/{num_steps}", compute)
+
+
+@register_loss("lcd")
+@dataclass
+class LCDConfig(LossConfig):
+    """Inter-segment latent consistency distillation (stage 2)."""
+
+    num_milestones: int = 8
+    """M: t_m is one of the milestones t_1..t_M, t_n = t_m - T / M."""
+    student_steps: int = 4
+    """q: sampling steps of the student that make the states (from noise, detached)."""
+    teacher_substeps: int = 3
+    """p: CFG-DDIM sub-steps of the teacher from t_m to t_n (the paper: quality rises with p)."""
+    full_range: bool = False
+    """The paper's ablation: t_m uniform in (T/M, T] instead of the sparse milestones."""
+    distance: str = "l2"
+    """Distance d: "l2", "huber", or "latent_lpips" once registered."""
+
+    def build(self, student_module: nn.Module) -> LCD:
+        return LCD(self)
+
+    def validate(self, num_train_timesteps: int) -> None:
+        if not 1 <= self.num_milestones <= num_train_timesteps:
+            raise ValueError(f"num_milestones must be in 1..{num_train_timesteps}, got {self.num_milestones}")
+        if not 1 <= self.student_steps <= self.num_milestones:
+            raise ValueError(f"student_steps (q) must be in 1..{self.num_milestones} (M), got {self.student_steps}")
+        if self.teacher_substeps < 1:
+            raise ValueError(f"teacher_substeps (p) must be >= 1, got {self.teacher_substeps}")
+        get_distance(self.distance)
+
+
+class LCD(Loss):
+    """The LCD component: returns {"lcd": loss}."""
+
+    def __init__(self, config: LCDConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.distance = get_distance(config.distance)
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        cfg, schedule = self.config, ctx.schedule
+        x0 = student_samples(ctx, cfg.student_steps, cfg.num_milestones)
+        grid = milestones(cfg.num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        gap = grid[1] - grid[0]
+        if cfg.full_range:
+            t_m = gap + ctx.rand(ctx.batch_size) * (schedule.max_timestep - gap)
+        else:
+            t_m = grid[1:][torch.randint(cfg.num_milestones, (ctx.batch_size,), generator=ctx.generator, device=ctx.device)]
+        t_m = schedule.discretize(t_m.clamp(max=schedule.max_timestep))
+        t_n = schedule.discretize(t_m - gap)
+        loss = lcd_loss(
+            ctx.student, ctx.student, ctx.teacher, schedule, x0, ctx.randn(*x0.shape), t_m, t_n,
+            ctx.cond, ctx.uncond, ctx.guidance_scale, cfg.teacher_substeps, self.distance,
+        )
+        return {"lcd": loss.mean()}

@@ -1,0 +1,154 @@
+"""Stage 1: multistep latent consistency distillation (MLCD), tlcm-method.md "Stage 1".
+
+[0, T] is cut into M segments; inside segment s = (t_s, t_{s+1}] the student is made consistent
+with the teacher's trajectory towards the segment's lower edge:
+
+    g(x, t)   = DDIM(x, f_theta(x, c, t), t -> t_s)
+    L_MLCD    = d( g(x_{t_m}, t_m), stopgrad g(x_{t_n}, t_n) ),  t_n = max(t_m - k, t_s),
+
+with x_{t_n} one CFG-DDIM step of the teacher from x_{t_m}, and the target network the
+stop-grad student (the paper) or an EMA of it (option).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from tlcm.diffusion.milestones import milestones, sample_segment_timesteps
+from tlcm.diffusion.schedule import Schedule
+from tlcm.diffusion.solvers import ddim_step, mds_trajectory, teacher_solve
+from tlcm.losses import register_loss
+from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.distances import Distance, get_distance
+
+
+def segment_map(
+    denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, t: torch.Tensor, t_s: torch.Tensor, cond
+) -> torch.Tensor:
+    """g(x, t) = DDIM(x, x0_hat, t -> t_s) with x0_hat = f(x, c, t): x (B, C, h, w), t, t_s (B,)."""
+    x0 = schedule.to_x0(denoiser(x, t, cond), x, t)
+    return ddim_step(schedule, x, x0, t, t_s)
+
+
+def mlcd_loss(
+    student: Denoiser,
+    target: Denoiser,
+    teacher: Denoiser,
+    schedule: Schedule,
+    x_tm: torch.Tensor,
+    t_m: torch.Tensor,
+    t_n: torch.Tensor,
+    t_s: torch.Tensor,
+    cond,
+    uncond,
+    guidance_scale: float,
+    distance: Distance,
+    x_tn: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-sample MLCD loss (B,) for states x_tm (B, C, h, w) at t_m, skip target t_n, edge t_s.
+
+    ``x_tn`` (e.g. from a trajectory cache) skips the teacher call; otherwise it is one CFG-DDIM
+    step of ``teacher`` from t_m to t_n. The target branch runs without gradients.
+    """
+    with torch.no_grad():
+        if x_tn is None:
+            x_tn = teacher_solve(teacher, schedule, x_tm, t_m, t_n, cond, uncond, guidance_scale, 1)
+        goal = segment_map(target, schedule, x_tn, t_n, t_s, cond)
+    return distance(segment_map(student, schedule, x_tm, t_m, t_s, cond), goal)
+
+
+@register_loss("mlcd")
+@dataclass
+class MLCDConfig(LossConfig):
+    """Multistep latent consistency distillation (stage 1)."""
+
+    num_milestones: int = 8
+    """M, the number of segments (uniform milestones, multiples of T / M)."""
+    skip: int = 20
+    """k: t_n = max(t_m - k, t_s)."""
+    states: Literal["mds", "single_jump", "cache"] = "mds"
+    """Where x_{t_m} comes from: "mds" (teacher from noise in M - s CFG-DDIM steps, the paper),
+    "single_jump" (one teacher step T -> t_m, the paper's ablation), "cache" (precomputed
+    teacher trajectories: zero teacher calls per step; needs data.trajectory_cache)."""
+    distance: str = "l2"
+    """Distance d: "l2", "huber", or "latent_lpips" once registered."""
+    target: Literal["stopgrad", "ema"] = "stopgrad"
+    """Target network: the stop-grad online student (paper) or an EMA of its trainable weights."""
+    ema_decay: float = 0.95
+    """EMA decay when target = "ema"."""
+
+    def build(self, student_module: nn.Module) -> MLCD:
+        return MLCD(self, student_module)
+
+    def validate(self, num_train_timesteps: int) -> None:
+        if not 1 <= self.num_milestones <= num_train_timesteps:
+            raise ValueError(f"num_milestones must be in 1..{num_train_timesteps}, got {self.num_milestones}")
+        if not 1 <= self.skip <= num_train_timesteps // self.num_milestones:
+            raise ValueError(f"skip must be in 1..{num_train_timesteps // self.num_milestones} (T/M), got {self.skip}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        get_distance(self.distance)
+
+
+class MLCD(Loss):
+    """The MLCD component: samples segments and timesteps, gets states, returns {"mlcd": loss}."""
+
+    def __init__(self, config: MLCDConfig, student_module: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.distance = get_distance(config.distance)
+        self.student_module = [student_module]  # a list: not a submodule, not in this state_dict
+        if config.target == "ema":
+            params = {n: p.detach().clone() for n, p in student_module.named_parameters() if p.requires_grad}
+            self.ema_names = list(params)
+            for i, name in enumerate(self.ema_names):
+                self.register_buffer(f"ema_{i}", params[name])
+
+    def _target(self, ctx: StepContext) -> Denoiser:
+        if self.config.target == "stopgrad":
+            return ctx.student
+        module = self.student_module[0]
+        params = {n: getattr(self, f"ema_{i}") for i, n in enumerate(self.ema_names)}
+
+        def ema_call(x, t, cond):
+            return functional_call(module, params, (x, t), cond.unet_kwargs(), strict=False).sample
+
+        return ema_call
+
+    def _states(self, ctx: StepContext, schedule: Schedule):
+        cfg = self.config
+        if cfg.states == "cache":
+            b = ctx.batch
+            if "x_tm" not in b:
+                raise ValueError('MLCD states="cache" needs data.trajectory_cache (no cached states in the batch)')
+            return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
+        grid = milestones(cfg.num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        seg, t_m, t_n = sample_segment_timesteps(schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator)
+        steps = cfg.num_milestones - seg if cfg.states == "mds" else torch.ones_like(seg)
+        with torch.no_grad():
+            x_tm = mds_trajectory(
+                ctx.teacher, schedule, ctx.randn(ctx.batch_size, *ctx.latent_shape), t_m, steps,
+                ctx.cond, ctx.uncond, ctx.guidance_scale,
+            )
+        return x_tm, t_m, t_n, grid[seg].to(t_m.dtype), None
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        x_tm, t_m, t_n, t_s, x_tn = self._states(ctx, ctx.schedule)
+        loss = mlcd_loss(
+            ctx.student, self._target(ctx), ctx.teacher, ctx.schedule, x_tm, t_m, t_n, t_s,
+            ctx.cond, ctx.uncond, ctx.guidance_scale, self.distance, x_tn,
+        )
+        return {"mlcd": loss.mean()}
+
+    @torch.no_grad()
+    def after_student_step(self) -> None:
+        if self.config.target != "ema":
+            return
+        live = dict(self.student_module[0].named_parameters())
+        for i, name in enumerate(self.ema_names):
+            getattr(self, f"ema_{i}").lerp_(live[name].detach(), 1 - self.config.ema_decay)

@@ -1,0 +1,1 @@
+"""Models around the distillation: the base diffusion model (teacher), students, aux networks."""

@@ -1,0 +1,98 @@
+"""The student: peft LoRA adapters on the frozen base UNet (one copy of the base weights), or a
+full trainable copy; the teacher is the same UNet with its adapters switched off."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from diffusers.utils import convert_state_dict_to_diffusers
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+from tlcm.config import StudentConfig
+from tlcm.diffusion.scheduler import TLCMScheduler
+from tlcm.errors import TLCMError
+from tlcm.models.base import BaseModel
+
+STUDENT_ADAPTER = "student"
+
+
+class Student:
+    """Holds the trainable UNet and gives student / teacher denoisers over it.
+
+    LoRA (default): ``unet`` IS the base UNet with a "student" adapter; the teacher call runs it
+    with adapters disabled. Full fine-tune: ``unet`` is a deep copy; the base stays the teacher.
+    """
+
+    def __init__(self, base: BaseModel, config: StudentConfig) -> None:
+        self.base, self.config = base, config
+        if config.full_finetune:
+            self.unet = copy.deepcopy(base.unet).requires_grad_(True).train()
+        else:
+            self.lora_config = LoraConfig(
+                r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
+                target_modules=list(config.target_modules),
+            )
+            base.unet.add_adapter(self.lora_config, adapter_name=STUDENT_ADAPTER)
+            self.unet = base.unet
+
+    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """Name -> parameter of everything the optimizer updates."""
+        return {n: p for n, p in self.unet.named_parameters() if p.requires_grad}
+
+    def denoiser(self):
+        """Student denoiser ``(x, t, cond) -> model output`` (gradients flow to the adapters)."""
+        return self.base.denoiser(self.unet)
+
+    def teacher(self):
+        """Frozen base denoiser (adapters disabled for the call), for use under no_grad."""
+        call = self.base.denoiser()
+        if self.config.full_finetune:
+            return call
+
+        def teacher_call(x, t, cond):
+            self.unet.disable_adapters()
+            try:
+                return call(x, t, cond)
+            finally:
+                self.unet.enable_adapters()
+
+        return teacher_call
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Trainable weights only (LoRA: peft state dict of the student adapter)."""
+        if self.config.full_finetune:
+            return {k: v.detach().clone() for k, v in self.unet.state_dict().items()}
+        return get_peft_model_state_dict(self.unet, adapter_name=STUDENT_ADAPTER)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of ``state_dict``; a LoRA of another rank/targets/base is refused clearly."""
+        if self.config.full_finetune:
+            self.unet.load_state_dict(state)
+            return
+        own = self.state_dict()
+        bad = sorted(set(own) ^ set(state)) or [k for k in own if own[k].shape != state[k].shape]
+        if bad:
+            raise TLCMError(
+                f"the saved student LoRA does not fit this base model / LoRA config (first mismatch: {bad[0]}); "
+                "use the same --recipes.student.lora-rank and target modules as the run that wrote it"
+            )
+        set_peft_model_state_dict(self.unet, state, adapter_name=STUDENT_ADAPTER)
+
+    def export(self, out_dir: Path) -> Path:
+        """Write a diffusers-loadable student: LoRA (``pipe.load_lora_weights(out_dir)``) or a UNet
+        folder (``UNet2DConditionModel.from_pretrained(out_dir / "unet")``), plus the
+        TLCMScheduler config (``TLCMScheduler.from_pretrained(out_dir / "scheduler")``)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        TLCMScheduler.from_config(self.base.pipe.scheduler.config).save_pretrained(out_dir / "scheduler")
+        if self.config.full_finetune:
+            self.unet.save_pretrained(out_dir / "unet", safe_serialization=True)
+            return out_dir / "unet"
+        layers = convert_state_dict_to_diffusers(self.state_dict())
+        type(self.base.pipe).save_lora_weights(
+            out_dir, unet_lora_layers=layers, safe_serialization=True,
+            unet_lora_adapter_metadata=self.lora_config.to_dict(),
+        )
+        return out_dir

@@ -1,0 +1,63 @@
+"""Few-step samplers on top of the diffusion core: the teacher's CFG-DDIM and the TLCM student.
+
+Both are the same loop (one piece of code): predict x0 at t, then move to the next timestep
+with ``tlcm_step`` (gamma = 0: deterministic DDIM, gamma = 1: LCM-style fresh noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from tlcm.conditioning import Conditioning
+from tlcm.diffusion.solvers import guided_output, tlcm_step
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
+
+
+def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
+    """Evenly spaced "trailing" DDIM grid starting at T-1: n=2 -> [999, 499] for T = 1000."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    grid = torch.linspace(num_train_timesteps - 1, 0, num_steps + 1)[:-1]
+    return [int(t) for t in grid.round()]
+
+
+@torch.no_grad()
+def sample_latents(
+    denoiser: Denoiser,
+    schedule,
+    cond: Conditioning,
+    noise: torch.Tensor,
+    timesteps: Sequence[int],
+    gamma: float,
+    uncond: Conditioning | None = None,
+    guidance_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Sample clean latents (B, C, h, w) from ``noise`` (B, C, h, w) at timesteps[0].
+
+    Each step: x0_hat = to_x0(model output at t), then x_s = tlcm_step(x_t, x0_hat, t -> s, gamma);
+    the last step returns x0_hat (as diffusers' LCMScheduler). With ``uncond`` and
+    guidance_scale w != 1 the model output is classifier-free guided, in one batched call.
+    ``on_step(i)`` is called after step i (progress bars).
+    """
+    x = noise
+    batch = noise.shape[0]
+    for i, t_int in enumerate(timesteps):
+        t = torch.full((batch,), t_int, device=x.device, dtype=torch.long)
+        if uncond is not None and guidance_scale != 1.0:
+            out = guided_output(denoiser, x, t, cond, uncond, guidance_scale)
+        else:
+            out = denoiser(x, t, cond)
+        x0 = schedule.to_x0(out, x, t)
+        if on_step is not None:
+            on_step(i)
+        if i == len(timesteps) - 1:
+            return x0
+        s = torch.full_like(t, timesteps[i + 1])
+        fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = tlcm_step(schedule, x, x0, t, s, gamma, fresh)
+    raise ValueError("timesteps must not be empty")

@@ -1,0 +1,257 @@
+"""Build the miniature text-to-image pipeline from a seed: ``python -m tlcm.toy.build``.
+
+Trains, on scikit-learn's handwritten digits and on 2 CPU cores, in this order:
+1. the digit classifier of the toy metrics, and the reference feature statistics (real digits);
+2. a tiny AutoencoderKL (32x32x3 images <-> 8x8x4 latents) and its latent scaling factor;
+3. a byte-level CLIPTokenizer for the prompt vocabulary and a tiny frozen (random) CLIPTextModel;
+4. a tiny UNet2DConditionModel, eps-prediction, SD's scaled_linear betas, 10% prompt dropout
+   (the empty prompt, as StableDiffusionPipeline's unconditional input), with an EMA copy.
+Writes a standard StableDiffusionPipeline folder (safetensors) plus the metric assets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from tlcm.toy.assets import ASSET_DIR
+from tlcm.toy.classifier import DigitClassifier
+from tlcm.toy.data import all_prompts, augment, load_digit_images
+from tlcm.toy.metrics import feature_statistics
+from tlcm.toy.tokenizer import build_clip_tokenizer
+
+console = Console()
+BATCH = 64
+"""UNet training batch size."""
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def train_classifier(x, y, steps: int, g: torch.Generator) -> tuple[DigitClassifier, float]:
+    """Train on 1500 digits with augmentation; return it and its accuracy on the other 297."""
+    perm = torch.randperm(len(x), generator=g)
+    tr, te = perm[:1500], perm[1500:]
+    model = DigitClassifier()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    with _progress() as bar:
+        task = bar.add_task("classifier", total=steps, info="")
+        for step in range(steps):
+            idx = tr[torch.randint(len(tr), (BATCH,), generator=g)]
+            loss = F.cross_entropy(model(augment(x[idx], g)), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x[te]).argmax(1) == y[te]).float().mean().item()
+    return model, acc
+
+
+def train_vae(x, steps: int, g: torch.Generator) -> AutoencoderKL:
+    """MSE reconstruction + 1e-5 KL on augmented digits; scaling_factor = 1 / std(latents)."""
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=32,
+    )
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    with _progress() as bar:
+        task = bar.add_task("vae", total=steps, info="")
+        for step in range(steps):
+            idx = torch.randint(len(x), (32,), generator=g)
+            batch = augment(x[idx], g)
+            post = vae.encode(batch).latent_dist
+            recon = vae.decode(post.sample(generator=g)).sample
+            mse = F.mse_loss(recon, batch)
+            loss = mse + 1e-5 * post.kl().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(task, advance=1, info=f"mse {mse.item():.4f}")
+    vae.eval()
+    with torch.no_grad():
+        std = vae.encode(x).latent_dist.mean.std().item()
+    vae.register_to_config(scaling_factor=1.0 / std)
+    return vae
+
+
+def build_text_encoder(tokenizer, seed: int) -> CLIPTextModel:
+    """A tiny CLIPTextModel with SD's 77 positions, random and frozen (never trained)."""
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        projection_dim=64,
+    )
+    return CLIPTextModel(config).eval()
+
+
+@torch.no_grad()
+def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
+    """(P,) prompts -> (P, 77, 64) last hidden states, as StableDiffusionPipeline computes them."""
+    ids = tokenizer(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    return text_encoder(ids.input_ids)[0]
+
+
+def train_unet(latents_mean, latents_std, labels, prompt_emb, null_emb, steps, g) -> UNet2DConditionModel:
+    """eps-prediction with SD's scaled_linear schedule, 10% prompt dropout; returns the EMA UNet."""
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    noise_sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    acp = noise_sched.alphas_cumprod
+    opt = torch.optim.AdamW(unet.parameters(), lr=6e-4, weight_decay=1e-4)
+    warm = 200
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159)).item())
+    )
+    n_templates = prompt_emb.shape[1]
+    with _progress() as bar:
+        task = bar.add_task("unet", total=steps, info="")
+        for step in range(steps):
+            idx = torch.randint(len(labels), (BATCH,), generator=g)
+            x0 = latents_mean[idx] + latents_std[idx] * torch.randn(latents_mean[idx].shape, generator=g)
+            tmpl = torch.randint(n_templates, (BATCH,), generator=g)
+            cond = prompt_emb[labels[idx], tmpl]
+            drop = torch.rand(BATCH, generator=g) < 0.1
+            cond = torch.where(drop[:, None, None], null_emb.expand_as(cond), cond)
+            t = torch.randint(1000, (BATCH,), generator=g)
+            eps = torch.randn(x0.shape, generator=g)
+            a = acp[t].sqrt()[:, None, None, None]
+            s = (1 - acp[t]).sqrt()[:, None, None, None]
+            pred = unet(a * x0 + s * eps, t, encoder_hidden_states=cond).sample
+            loss = F.mse_loss(pred, eps)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            decay = min(0.999, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                    pe.lerp_(p, 1 - decay)
+            bar.update(task, advance=1, info=f"loss {loss.item():.4f}")
+    return ema.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ASSET_DIR, help="asset folder to (over)write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classifier-steps", type=int, default=800)
+    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--unet-steps", type=int, default=5000)
+    args = parser.parse_args()
+    g = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    start = time.time()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    x, y = load_digit_images()
+
+    classifier, acc = train_classifier(x, y, args.classifier_steps, g)
+    with torch.no_grad():
+        mu, sigma = feature_statistics(classifier.features(x))
+    save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, out / "digit_classifier.safetensors")
+    save_file({"mu": mu, "sigma": sigma}, out / "reference_stats.safetensors")
+    console.print(f"classifier held-out accuracy {acc:.4f}")
+
+    vae = train_vae(x, args.vae_steps, g)
+    with torch.no_grad():
+        post = vae.encode(x).latent_dist
+        recon_mse = F.mse_loss(vae.decode(post.mean).sample, x).item()
+    sf = vae.config.scaling_factor
+    console.print(f"vae recon mse {recon_mse:.5f}, scaling_factor {sf:.4f}")
+
+    tokenizer = build_clip_tokenizer(all_prompts() + [""], out / "miniature-sd" / "tokenizer")
+    text_encoder = build_text_encoder(tokenizer, args.seed)
+    prompts = all_prompts()
+    n_t = len(prompts) // 10
+    prompt_emb = encode_prompts(tokenizer, text_encoder, prompts).view(10, n_t, 77, -1)
+    null_emb = encode_prompts(tokenizer, text_encoder, [""])
+    unet = train_unet(post.mean * sf, post.std * sf, y, prompt_emb, null_emb, args.unet_steps, g)
+
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out / "miniature-sd", safe_serialization=True)
+    info = {
+        "seed": args.seed,
+        "classifier_heldout_accuracy": acc,
+        "vae_recon_mse": recon_mse,
+        "scaling_factor": sf,
+        "steps": {"classifier": args.classifier_steps, "vae": args.vae_steps, "unet": args.unet_steps},
+        "build_seconds": round(time.time() - start, 1),
+        "parameters": {
+            "unet": sum(p.numel() for p in unet.parameters()),
+            "vae": sum(p.numel() for p in vae.parameters()),
+            "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
+            "classifier": sum(p.numel() for p in classifier.parameters()),
+        },
+    }
+    (out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    console.print(info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Prompts and images of the miniature pipeline (scikit-learn's handwritten digits).
+
+The image side is needed only by the build script (it imports scikit-learn); the prompt side is
+used everywhere (evaluation prompt set, default prompt source of the recipes).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+TEMPLATES = (
+    "a handwritten digit {word}",
+    "the number {digit}, handwritten",
+    "a drawing of the digit {word}",
+    "handwritten {word}",
+)
+IMAGE_SIZE = 32
+"""Side of the miniature pipeline's images in pixels (the 8x8 digits upsampled 4x)."""
+
+
+def prompt_for(digit: int, template: int = 0) -> str:
+    """The prompt that asks for ``digit`` (0-9) with the ``template``-th template."""
+    return TEMPLATES[template % len(TEMPLATES)].format(word=DIGIT_WORDS[digit], digit=digit)
+
+
+def all_prompts() -> list[str]:
+    """Every training prompt: 10 digits x len(TEMPLATES) templates."""
+    return [prompt_for(d, k) for d in range(10) for k in range(len(TEMPLATES))]
+
+
+def eval_prompts(samples_per_digit: int = 50) -> tuple[list[str], torch.Tensor]:
+    """The fixed evaluation prompt set: ``10 * samples_per_digit`` prompts and their digits.
+
+    Returns (prompts, labels) with labels a LongTensor of shape (N,); prompts cycle through the
+    templates so that every template is evaluated.
+    """
+    prompts, labels = [], []
+    for i in range(samples_per_digit):
+        for d in range(10):
+            prompts.append(prompt_for(d, i))
+            labels.append(d)
+    return prompts, torch.tensor(labels)
+
+
+def load_digit_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1797 UCI digits as images in [-1, 1] of shape (N, 3, 32, 32) and labels (N,).
+
+    Needs scikit-learn (the build script's extra). Grey values 0..16 are scaled to [-1, 1]
+    (background -1) and upsampled bilinearly 4x; the grey image is repeated over RGB so that
+    the pipeline is a standard 3-channel one.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
+    x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    x = (x * 2 - 1).clamp(-1, 1).repeat(1, 3, 1, 1)
+    return x, torch.tensor(digits.target, dtype=torch.long)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random small affine jitter (rotation <= 10 deg, shift <= 2 px, scale 0.9-1.1) of (N, C, H, W)."""
+    n = x.shape[0]
+    u = torch.rand(n, 4, generator=generator) * 2 - 1
+    angle = u[:, 0] * 0.1745 * strength
+    scale = 1 + 0.1 * u[:, 1] * strength
+    shift = u[:, 2:] * (2 * 2 / x.shape[-1]) * strength
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
