@@ -47,7 +47,9 @@ def test_inference_timesteps_trailing():
 
 @pytest.mark.parametrize("n", [0, 9])
 def test_inference_timesteps_out_of_range(n):
-    with pytest.raises(ValueError, match=rf"num_inference_steps must be in 1\.\.8 for M=8 milestones, got {n}"):
+    with pytest.raises(
+        ValueError, match=rf"num_inference_steps must be in 1\.\.8 for M=8 milestones, got {n}"
+    ):
         inference_timesteps(n)
 
 

@@ -7,7 +7,12 @@ from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteSchedu
 from tlcm.diffusion.schedule import FlowSchedule, VPSchedule, schedule_from_config
 from tlcm.diffusion.scheduler import TLCMFlowScheduler
 
-SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+SD_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+}
 
 
 def test_vp_alphas_match_diffusers_and_hand_values():
@@ -15,7 +20,11 @@ def test_vp_alphas_match_diffusers_and_hand_values():
     schedule = VPSchedule.from_config(DDIMScheduler(**SD_CONFIG).config)
     ref = DDIMScheduler(**SD_CONFIG).alphas_cumprod
     t = torch.tensor([-1, 0, 499, 999])
-    assert schedule.num_train_timesteps == 1000 and schedule.max_timestep == 999 and schedule.clean_timestep == -1
+    assert (
+        schedule.num_train_timesteps == 1000
+        and schedule.max_timestep == 999
+        and schedule.clean_timestep == -1
+    )
     assert schedule.alpha(t)[0] == 1.0 and schedule.sigma(t)[0] == 0.0
     assert schedule.alpha(t)[1] ** 2 == pytest.approx(0.99915, abs=1e-6)
     torch.testing.assert_close(schedule.alpha(t[1:]) ** 2, ref[t[1:]])
@@ -75,7 +84,9 @@ def test_schedule_from_config_dispatch():
     unipc = UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0)
     flow = schedule_from_config(unipc.config)
     assert isinstance(flow, FlowSchedule) and flow.shift == 3.0
-    dynamic = schedule_from_config(FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True).config)
+    dynamic = schedule_from_config(
+        FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True).config
+    )
     assert dynamic.shift == 1.0
     with pytest.raises(ValueError, match="prediction_type must be one of"):
         VPSchedule(torch.ones(10), "flow_prediction")

@@ -61,6 +61,9 @@ def test_step_output_and_last_step_returns_denoised():
     last = scheduler.step(torch.zeros_like(x), 499, first.prev_sample, return_dict=False)
     assert torch.equal(last[0], last[1])
     torch.testing.assert_close(last[0], first.prev_sample / scheduler.alphas_cumprod[499].sqrt())
+    scheduler.set_timesteps(2)
+    half = scheduler.step(torch.zeros_like(x).half(), 999, x.half(), return_dict=False)
+    assert half[0].dtype == half[1].dtype == torch.float16
 
 
 def test_from_ddim_config_save_and_load(tmp_path, caplog):
@@ -72,7 +75,9 @@ def test_from_ddim_config_save_and_load(tmp_path, caplog):
     torch.testing.assert_close(scheduler.alphas_cumprod, ddim.alphas_cumprod)
     scheduler.save_pretrained(tmp_path)
     loaded = TLCMScheduler.from_pretrained(tmp_path)
-    public = [{k: v for k, v in c.items() if not k.startswith("_")} for c in (loaded.config, scheduler.config)]
+    public = [
+        {k: v for k, v in c.items() if not k.startswith("_")} for c in (loaded.config, scheduler.config)
+    ]
     assert public[0] == public[1] and loaded.config.gamma == 0.5
     loaded.set_timesteps(3)
     assert loaded.timesteps.tolist() == [999, 499, 124]
@@ -80,7 +85,9 @@ def test_from_ddim_config_save_and_load(tmp_path, caplog):
 
 @pytest.mark.parametrize("n", [0, 9])
 def test_out_of_range_steps(n):
-    with pytest.raises(ValueError, match=rf"num_inference_steps must be in 1\.\.8 for M=8 milestones, got {n}"):
+    with pytest.raises(
+        ValueError, match=rf"num_inference_steps must be in 1\.\.8 for M=8 milestones, got {n}"
+    ):
         TLCMScheduler().set_timesteps(n)
 
 
@@ -102,7 +109,9 @@ def test_custom_timesteps_begin_index_and_add_noise():
     scheduler.step(torch.zeros_like(x), 624, x, generator=torch.Generator().manual_seed(0))
     assert scheduler.step_index == 2
     x0, noise, t = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3), torch.tensor([10, 700])
-    torch.testing.assert_close(scheduler.add_noise(x0, noise, t), DDPMScheduler(**SD_CONFIG).add_noise(x0, noise, t))
+    torch.testing.assert_close(
+        scheduler.add_noise(x0, noise, t), DDPMScheduler(**SD_CONFIG).add_noise(x0, noise, t)
+    )
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.0])

@@ -1,5 +1,7 @@
 """Solvers: DDIM/Euler against diffusers, CFG batching, teacher sub-steps, MDS, the TLCM step."""
 
+from itertools import pairwise
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
@@ -32,7 +34,9 @@ def sample_ids(n: int) -> Conditioning:
 @pytest.mark.parametrize(("t", "s"), [(999, 749), (500, 250), (260, 10), (249, -1)])
 def test_ddim_step_matches_diffusers(prediction_type, t, s):
     """DDIMScheduler(eta=0) with 4 steps jumps t -> t - 250; prev < 0 uses alpha = 1 (set_alpha_to_one)."""
-    reference = DDIMScheduler(**SD_CONFIG, prediction_type=prediction_type, set_alpha_to_one=True, clip_sample=False)
+    reference = DDIMScheduler(
+        **SD_CONFIG, prediction_type=prediction_type, set_alpha_to_one=True, clip_sample=False
+    )
     reference.set_timesteps(4)
     schedule = VPSchedule.from_config(reference.config)
     gen = torch.Generator().manual_seed(t)
@@ -92,10 +96,12 @@ def test_teacher_solve_equals_manual_substeps():
     cond, uncond = sample_ids(2), Conditioning(prompt_embeds=torch.zeros(1, 3, 2))
     x = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(0))
     denoiser = ToyDenoiser()
-    got = teacher_solve(denoiser, schedule, x, torch.tensor([999, 500]), torch.tensor([874, 250]), cond, uncond, 3.0, 3)
+    got = teacher_solve(
+        denoiser, schedule, x, torch.tensor([999, 500]), torch.tensor([874, 250]), cond, uncond, 3.0, 3
+    )
     grid = [torch.tensor(g) for g in ([999, 500], [957, 417], [916, 333], [874, 250])]
     expected = x
-    for tau, tau_next in zip(grid[:-1], grid[1:]):
+    for tau, tau_next in pairwise(grid):
         out = guided_output(ToyDenoiser(), expected, tau, cond, uncond, 3.0)
         expected = ddim_step(schedule, expected, schedule.to_x0(out, expected, tau), tau, tau_next)
     torch.testing.assert_close(got, expected)
@@ -109,11 +115,13 @@ def test_mds_trajectory_per_sample_steps():
     cond = sample_ids(3)
     noise = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
     denoiser = ToyDenoiser()
-    got = mds_trajectory(denoiser, schedule, noise, torch.tensor([875, 250, 500]), torch.tensor([1, 3, 2]), cond, None, 1.0)
+    got = mds_trajectory(
+        denoiser, schedule, noise, torch.tensor([875, 250, 500]), torch.tensor([1, 3, 2]), cond, None, 1.0
+    )
     assert denoiser.calls == [(3, [1.0, 2.0, 3.0]), (2, [2.0, 3.0]), (1, [2.0])]
     for i, grid in enumerate([[999, 875], [999, 749, 500, 250], [999, 750, 500]]):
         x = noise[i : i + 1]
-        for t, s in zip(grid[:-1], grid[1:]):
+        for t, s in pairwise(grid):
             tt, ss = torch.tensor([t]), torch.tensor([s])
             x = ddim_step(schedule, x, schedule.to_x0(ToyDenoiser()(x, tt, cond[i : i + 1]), x, tt), tt, ss)
         assert torch.equal(got[i : i + 1], x), f"sample {i} moved after its grid ended or took a wrong step"
@@ -124,13 +132,33 @@ def test_mds_trajectory_with_guidance_and_per_sample_uncond():
     cond, uncond = sample_ids(2), Conditioning(prompt_embeds=torch.zeros(2, 3, 2))
     denoiser = ToyDenoiser()
     noise = torch.randn(2, 4, 5, 5)
-    got = mds_trajectory(denoiser, schedule, noise, torch.tensor([900.0, 400.0]), torch.tensor([1, 2]), cond, uncond, 2.0)
+    got = mds_trajectory(
+        denoiser, schedule, noise, torch.tensor([900.0, 400.0]), torch.tensor([1, 2]), cond, uncond, 2.0
+    )
     assert [batch for batch, _ in denoiser.calls] == [4, 2]
-    one = teacher_solve(ToyDenoiser(), schedule, noise[:1], torch.tensor([1000.0]), torch.tensor([900.0]),
-                        cond[:1], uncond[:1], 2.0, 1)
+    one = teacher_solve(
+        ToyDenoiser(),
+        schedule,
+        noise[:1],
+        torch.tensor([1000.0]),
+        torch.tensor([900.0]),
+        cond[:1],
+        uncond[:1],
+        2.0,
+        1,
+    )
     torch.testing.assert_close(got[:1], one)
-    two = teacher_solve(ToyDenoiser(), schedule, noise[1:], torch.tensor([1000.0]), torch.tensor([400.0]),
-                        cond[1:], uncond[1:], 2.0, 2)
+    two = teacher_solve(
+        ToyDenoiser(),
+        schedule,
+        noise[1:],
+        torch.tensor([1000.0]),
+        torch.tensor([400.0]),
+        cond[1:],
+        uncond[1:],
+        2.0,
+        2,
+    )
     torch.testing.assert_close(got[1:], two)
 
 
@@ -145,7 +173,9 @@ def test_tlcm_step_gamma_one_zero_and_vp_tcd():
     torch.testing.assert_close(tlcm_step(schedule, x, x0, t, s, 0.0, None), ddim_step(schedule, x, x0, t, s))
     mid = torch.tensor([249])
     ratio = a(s) / a(mid)
-    expected = ratio * ddim_step(schedule, x, x0, t, mid) + (sig(s) ** 2 - (ratio * sig(mid)) ** 2).sqrt() * noise
+    expected = (
+        ratio * ddim_step(schedule, x, x0, t, mid) + (sig(s) ** 2 - (ratio * sig(mid)) ** 2).sqrt() * noise
+    )
     torch.testing.assert_close(tlcm_step(schedule, x, x0, t, s, 0.5, noise), expected)
     with pytest.raises(ValueError, match="gamma must be in"):
         tlcm_step(schedule, x, x0, t, s, 1.5, noise)

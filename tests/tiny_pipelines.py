@@ -121,7 +121,7 @@ def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
 
 
 def tiny_sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
-    """SD3-shaped flow-matching pipeline without T5 (text_encoder_3=None), 1-block VAE (latent = pixels / 1)."""
+    """SD3-shaped flow-matching pipeline without T5 (text_encoder_3=None); 1-block VAE, latents = pixels."""
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
         sample_size=16,

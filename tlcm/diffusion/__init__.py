@@ -9,7 +9,14 @@ from tlcm.diffusion.milestones import (
 )
 from tlcm.diffusion.schedule import FlowSchedule, Schedule, VPSchedule, expand_like, schedule_from_config
 from tlcm.diffusion.scheduler import TLCMFlowScheduler, TLCMScheduler, TLCMSchedulerOutput
-from tlcm.diffusion.solvers import Denoiser, ddim_step, guided_output, mds_trajectory, teacher_solve, tlcm_step
+from tlcm.diffusion.solvers import (
+    Denoiser,
+    ddim_step,
+    guided_output,
+    mds_trajectory,
+    teacher_solve,
+    tlcm_step,
+)
 
 __all__ = [
     "Denoiser",

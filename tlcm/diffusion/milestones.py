@@ -29,7 +29,11 @@ def milestones(num_segments: int = 8, num_train_timesteps: int = 1000) -> torch.
     """
     if not 1 <= num_segments <= num_train_timesteps:
         raise ValueError(f"num_segments must be in 1..{num_train_timesteps}, got {num_segments}")
-    return (torch.arange(num_segments + 1, dtype=torch.float64) * num_train_timesteps / num_segments).round().long()
+    return (
+        (torch.arange(num_segments + 1, dtype=torch.float64) * num_train_timesteps / num_segments)
+        .round()
+        .long()
+    )
 
 
 def segment_index(t: torch.Tensor, milestones: torch.Tensor) -> torch.Tensor:
@@ -66,7 +70,9 @@ def sample_segment_timesteps(
     return segments, schedule.discretize(t_m), schedule.discretize(t_n)
 
 
-def inference_milestone_indices(num_inference_steps: int, num_segments: int = 8, policy: str = "authors") -> list[int]:
+def inference_milestone_indices(
+    num_inference_steps: int, num_segments: int = 8, policy: str = "authors"
+) -> list[int]:
     """Milestone indices k (descending, from M) of an n-step sampler.
 
     "authors": the authors' table for M = 8 (2 -> [8, 4], 3 -> [8, 4, 1], 4 -> [8, 6, 4, 1],
@@ -90,7 +96,7 @@ def inference_milestone_indices(num_inference_steps: int, num_segments: int = 8,
 def inference_timesteps(
     num_inference_steps: int, num_segments: int = 8, num_train_timesteps: int = 1000, policy: str = "authors"
 ) -> torch.Tensor:
-    """VP inference timesteps t_k - 1 for the milestone indices k of ``inference_milestone_indices``, (n,) long.
+    """VP inference timesteps t_k - 1, k from ``inference_milestone_indices``: (n,) long.
 
     M = 8, T = 1000: 2 -> [999, 499], 3 -> [999, 499, 124], 4 -> [999, 749, 499, 124], 8 -> all eight.
     Raises ValueError for n outside 1..M.

@@ -187,7 +187,9 @@ class FlowSchedule(Schedule):
         With ``use_dynamic_shifting`` the shift depends on the image size and is chosen at inference
         (``mu``); the schedule then keeps shift = 1.
         """
-        shift = 1.0 if config.get("use_dynamic_shifting") else config.get("shift", config.get("flow_shift", 1.0))
+        shift = (
+            1.0 if config.get("use_dynamic_shifting") else config.get("shift", config.get("flow_shift", 1.0))
+        )
         return cls(config.get("num_train_timesteps", 1000), float(shift))
 
     @property
@@ -199,7 +201,7 @@ class FlowSchedule(Schedule):
         return 0.0
 
     def shift_sigmas(self, sigmas: torch.Tensor) -> torch.Tensor:
-        """Static timestep shift (SD3 paper eq. 23): sigma' = shift sigma / (1 + (shift - 1) sigma)."""
+        """Static timestep shift (SD3, Esser et al. 2024): sigma' = shift sigma / (1 + (shift - 1) sigma)."""
         return self.shift * sigmas / (1 + (self.shift - 1) * sigmas)
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:

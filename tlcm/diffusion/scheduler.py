@@ -70,10 +70,14 @@ class _TLCMSchedulerBase(SchedulerMixin, ConfigMixin):
         """Position of ``timestep`` in ``timesteps`` (the second match if repeated, as diffusers)."""
         indices = (self.timesteps == torch.as_tensor(timestep, device=self.timesteps.device)).nonzero()
         if len(indices) == 0:
-            raise ValueError(f"timestep {timestep} is not in the scheduler's timesteps {self.timesteps.tolist()}")
+            raise ValueError(
+                f"timestep {timestep} is not in the scheduler's timesteps {self.timesteps.tolist()}"
+            )
         return int(indices[1 if len(indices) > 1 else 0])
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
+    def scale_model_input(
+        self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Identity: the model takes x_t unscaled (init_noise_sigma = 1)."""
         return sample
 
@@ -94,7 +98,9 @@ class _TLCMSchedulerBase(SchedulerMixin, ConfigMixin):
         if self.num_inference_steps is None:
             raise ValueError("call set_timesteps before step")
         if self._step_index is None:
-            self._step_index = self.index_for_timestep(timestep) if self._begin_index is None else self._begin_index
+            self._step_index = (
+                self.index_for_timestep(timestep) if self._begin_index is None else self._begin_index
+            )
         dtype = sample.dtype
         x_t, output = sample.float(), model_output.float()
         t = torch.as_tensor(timestep, device=sample.device).reshape(1)
@@ -152,7 +158,9 @@ class TLCMScheduler(_TLCMSchedulerBase):
         self._init_state(gamma)
         self.schedule = VPSchedule.from_config(self.config)
         self.alphas_cumprod = self.schedule.alphas_cumprod
-        self.timesteps = inference_timesteps(num_milestones, num_milestones, num_train_timesteps, timestep_policy)
+        self.timesteps = inference_timesteps(
+            num_milestones, num_milestones, num_train_timesteps, timestep_policy
+        )
 
     def set_timesteps(
         self,
@@ -166,15 +174,20 @@ class TLCMScheduler(_TLCMSchedulerBase):
             raise ValueError("pass exactly one of num_inference_steps and timesteps")
         if timesteps is None:
             grid = inference_timesteps(
-                num_inference_steps, self.config.num_milestones, self.config.num_train_timesteps,
+                num_inference_steps,
+                self.config.num_milestones,
+                self.config.num_train_timesteps,
                 self.config.timestep_policy,
             )
         else:
             grid = torch.as_tensor(list(timesteps), dtype=torch.long)
             top = self.config.num_train_timesteps - 1
             if grid.numel() == 0 or grid.min() < 0 or grid.max() > top or (grid[1:] >= grid[:-1]).any():
-                raise ValueError(f"timesteps must be strictly descending integers in 0..{top}, got {list(timesteps)}")
+                raise ValueError(
+                    f"timesteps must be strictly descending integers in 0..{top}, got {list(timesteps)}"
+                )
         self.timesteps = grid.to(device)
+        self.schedule = self.schedule.to(self.timesteps.device)
         self.num_inference_steps = len(grid)
         self._step_index = self._begin_index = None
 
@@ -189,7 +202,11 @@ class TLCMFlowScheduler(_TLCMSchedulerBase):
     ``use_flow_sigmas`` = True tells FluxPipeline to leave the sigmas to the scheduler.
     """
 
-    _compatibles = ["FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler", "FlowMatchLCMScheduler"]
+    _compatibles = [
+        "FlowMatchEulerDiscreteScheduler",
+        "FlowMatchHeunDiscreteScheduler",
+        "FlowMatchLCMScheduler",
+    ]
 
     @register_to_config
     def __init__(
@@ -248,8 +265,6 @@ class TLCMFlowScheduler(_TLCMSchedulerBase):
         self.num_inference_steps = len(self.timesteps)
         self._step_index = self._begin_index = None
 
-    def scale_noise(
-        self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
+    def scale_noise(self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Flow pipelines' name for ``add_noise`` (img2img): (1 - sigma) x0 + sigma noise, timestep (B,)."""
         return self.add_noise(sample, noise, timestep)

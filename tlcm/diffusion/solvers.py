@@ -8,6 +8,7 @@ A denoiser is any callable ``denoiser(x (B, ...), t (B,), cond: Conditioning) ->
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 
@@ -75,7 +76,7 @@ def teacher_solve(
         raise ValueError(f"substeps must be >= 1, got {substeps}")
     grid = [schedule.discretize(t + (s - t) * (j / substeps)) for j in range(substeps + 1)]
     x = x_t
-    for tau, tau_next in zip(grid[:-1], grid[1:]):
+    for tau, tau_next in pairwise(grid):
         x0_hat = schedule.to_x0(guided_output(denoiser, x, tau, cond, uncond, w), x, tau)
         x = ddim_step(schedule, x, x0_hat, tau, tau_next)
     return x
@@ -127,9 +128,10 @@ def tlcm_step(
 
     gamma = 1: fresh noise, LCM-style (Luo et al. 2023, Alg. 1): a_s x0_hat + s_s noise.
     gamma = 0: deterministic DDIM, ``ddim_step``; ``noise`` may be None.
-    0 < gamma < 1: TCD's strategic stochastic sampling (Zheng et al. 2024, arXiv 2402.19159,
-    eq. 10): DDIM to s' = c + (1 - gamma)(s - c) (c = clean timestep, snapped to the grid; TCD
-    floors (1 - gamma) s instead), then forward-diffuse s' -> s with fresh noise:
+    0 < gamma < 1: TCD's strategic stochastic sampling (Zheng et al. 2024, arXiv 2402.19159):
+    DDIM to s' = c + (1 - gamma)(s - c) (c = clean timestep, snapped to the grid; TCD floors
+    (1 - gamma) s instead, so gamma = 1 lands on t = 0, not on clean data), then forward-diffuse
+    s' -> s with fresh noise:
     x_s = (a_s / a_s') x_s' + sqrt(s_s^2 - (a_s s_s' / a_s')^2) noise.
     """
     if not 0.0 <= gamma <= 1.0:

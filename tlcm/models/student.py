@@ -7,7 +7,6 @@ import copy
 from pathlib import Path
 
 import torch
-from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -90,7 +89,7 @@ class Student:
         if self.config.full_finetune:
             self.unet.save_pretrained(out_dir / "unet", safe_serialization=True)
             return out_dir / "unet"
-        layers = convert_state_dict_to_diffusers(self.state_dict())
+        layers = self.state_dict()
         type(self.base.pipe).save_lora_weights(
             out_dir, unet_lora_layers=layers, safe_serialization=True,
             unet_lora_adapter_metadata=self.lora_config.to_dict(),
