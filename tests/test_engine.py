@@ -16,6 +16,7 @@ from recipes import PRESETS
 from tlcm import TLCMScheduler
 from tlcm.config import Phase
 from tlcm.engine import NonFiniteLoss, Trainer, train
+from tlcm.errors import TLCMError
 from tlcm.losses import LOSSES, Loss, LossConfig, register_loss
 from tlcm.losses.mlcd import MLCDConfig
 
@@ -129,3 +130,19 @@ def test_exported_lora_loads_in_plain_diffusers_with_tlcm_scheduler(tiny_sd_dir,
         ours = run.student.denoiser()(x, t, cond)
         theirs = pipe.unet(x, t, encoder_hidden_states=cond.prompt_embeds).sample
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_lcd_continues_from_a_stage1_run(tiny_sd_dir, tmp_path):
+    stage1 = train(shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path / "mlcd"))
+    recipe = shrink(PRESETS["lcd"], tiny_sd_dir, tmp_path / "lcd", steps=1)
+    recipe = replace(
+        recipe,
+        student=replace(recipe.student, init_from=tmp_path / "mlcd"),
+        phases={"lcd": replace(recipe.phases["lcd"], lr=1e-12)},
+    )
+    stage2 = train(recipe)
+    a, b = stage1.student.state_dict(), stage2.student.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)
+    with pytest.raises(TLCMError, match="has no checkpoint"):
+        train(replace(recipe, student=replace(recipe.student, init_from=tmp_path / "nowhere"),
+                      runtime=replace(recipe.runtime, out_dir=tmp_path / "x")))

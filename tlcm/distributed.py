@@ -61,3 +61,13 @@ def close_distributed() -> None:
     """Leave the process group (safe to call without one)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def average_terms(terms: dict[str, torch.Tensor], world_size: int) -> dict[str, torch.Tensor]:
+    """Average scalar loss terms over processes (same keys on every rank), so that every rank
+    reports, and decides NaN/inf handling on, the same global values."""
+    if world_size == 1 or not terms:
+        return terms
+    stacked = torch.stack([v.float().reshape(()) for v in terms.values()])
+    dist.all_reduce(stacked)
+    return dict(zip(terms, stacked / world_size, strict=True))

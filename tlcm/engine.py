@@ -19,7 +19,8 @@ import torch
 from tlcm.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from tlcm.config import Phase, Recipe
 from tlcm.data.prompts import load_prompts
-from tlcm.distributed import DistInfo, average_gradients, init_distributed
+from tlcm.data.trajectories import TrajectoryCache
+from tlcm.distributed import DistInfo, average_gradients, average_terms, init_distributed
 from tlcm.errors import TLCMError
 from tlcm.losses import Loss, StepContext
 from tlcm.models.base import BaseModel
@@ -56,11 +57,15 @@ class Trainer:
         validate_recipe(recipe)
         self.recipe, rt = recipe, recipe.runtime
         self.dist = dist or init_distributed(rt.device)
+        self.prompts = load_prompts(recipe.data.prompts)
         torch.manual_seed(rt.seed)
         self.base = BaseModel.load(recipe.model.path, device=self.dist.device)
         self.student = Student(self.base, recipe.student)
-        self.prompts = load_prompts(recipe.data.prompts)
         self.cond, uncond = self.base.encode(self.prompts)
+        cache_dir = recipe.data.trajectory_cache  # teacher trajectories for losses with states="cache"
+        self.trajectories = cache_dir and TrajectoryCache.open(
+            cache_dir, self.base, self.prompts, guidance_scale=recipe.model.guidance_scale
+        )
         self.uncond = uncond[:1]
         use_bf16 = rt.mixed_precision == "bf16" or (rt.mixed_precision == "auto" and self.dist.device.type == "cuda")
         self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -75,6 +80,7 @@ class Trainer:
             cond=self.cond[idx], uncond=self.uncond.expand_to(len(idx)),
             guidance_scale=self.recipe.model.guidance_scale, generator=generator,
             latent_shape=self.base.latent_shape, step=step,
+            batch={"prompt_index": idx, "trajectory_cache": self.trajectories},
         )
 
     def _step(self, phase: Phase, losses: dict[str, Loss], opt, params, global_step: int):
@@ -98,6 +104,7 @@ class Trainer:
                         total = total + phase.losses[comp].weight * value.float()
             (total / accum).backward()
         average_gradients(params, world)
+        terms = average_terms(terms, world)
         finite = all(bool(torch.isfinite(v)) for v in terms.values())
         if finite:
             if phase.max_grad_norm > 0:

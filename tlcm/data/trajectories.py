@@ -3,15 +3,13 @@
 ``build_cache`` runs the teacher's CFG-DDIM from x_T ~ N(0, I) at ``schedule.max_timestep`` down a
 fixed grid and stores every state. The grid holds every milestone edge t_M' = min(t_M, max_timestep),
 ..., t_1, t_0 and, inside each segment (t_s, t_{s+1}], the points t_{s+1}, t_{s+1} - k, ... > t_s,
-so consecutive points (t_m, t_n) are exactly MLCD's pair t_n = max(t_m - k, t_s) and the stored
+so consecutive points (t_m, t_n) are exactly MLCD's pair t_n = max(t_m - k, t_s), and the stored
 x_{t_n} is the teacher's one CFG-DDIM step from the stored x_{t_m} (tlcm-method.md, stage 1).
-M = 8, k = 20, VP: [999, 979, ..., 879, 875, 855, ..., 755, 750, ..., 5, 0], 57 points.
 
-On disk: ``shard-00000.safetensors`` ... (``states`` (N, G, C, h, w) in float16 by default: half the
-bytes, about 1e-3 relative rounding; ``prompt_index`` (N,) long) and ``manifest.json`` (grid, M, k,
-w, teacher fingerprint, latent shape, dtype, prompts, shard sha256s). ``TrajectoryCache.open``
-refuses any mismatch or corruption with a one-line ``TLCMError``.
-
+On disk: ``shard-00000.safetensors``, ... (``states`` (N, G, C, h, w), float16 by default: half
+the bytes for ~1e-3 relative rounding; ``prompt_index`` (N,) int64) and ``manifest.json`` (grid,
+M, k, w, teacher fingerprint, latent shape, dtype, prompts, shard sha256s, format version).
+``TrajectoryCache.open`` refuses any mismatch or corruption with a one-line ``TLCMError``.
 CLI: ``python -m tlcm.data.trajectories --model DIR --prompts FILE --out DIR --samples-per-prompt 8``.
 """
 
@@ -40,7 +38,11 @@ from tlcm.models.base import BaseModel
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
 FORMAT, VERSION = "tlcm-trajectories", 1
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+DTYPES = {
+    "float16": (torch.float16, "F16"), "bfloat16": (torch.bfloat16, "BF16"), "float32": (torch.float32, "F32")
+}
+"""Storage dtypes: torch dtype and safetensors' name."""
+REBUILD = "rebuild with python -m tlcm.data.trajectories --model {model} --prompts <prompt file> --out {out}"
 
 
 def segment_edges(schedule: Schedule, num_milestones: int) -> list[int]:
@@ -50,21 +52,19 @@ def segment_edges(schedule: Schedule, num_milestones: int) -> list[int]:
 
 
 def trajectory_grid(schedule: Schedule, num_milestones: int, skip: int) -> list[int]:
-    """Descending grid: each segment's upper edge, then steps of ``skip`` while above its lower
-    edge; ends at t_0 = 0. M = 8, k = 20, VP: [999, 979, ..., 879, 875, 855, ..., 5, 0] (57 points).
-    Raises ValueError for M outside 1..T or k outside 1..T/M."""
-    limit = schedule.num_train_timesteps // num_milestones if num_milestones >= 1 else 0
+    """Descending grid: each segment's upper edge, then steps of ``skip`` while above its lower edge,
+    ending at t_0 = 0. M = 8, k = 20, VP: [999, 979, ..., 879, 875, 855, ..., 755, 750, ..., 5, 0],
+    57 points. Raises ValueError for M outside 1..T or k outside 1..T/M."""
+    edges, limit = segment_edges(schedule, num_milestones), schedule.num_train_timesteps // num_milestones
     if not 1 <= skip <= limit:
         raise ValueError(f"skip must be in 1..{limit} (T/M), got {skip}")
-    edges = segmentsegment_edges(schedule, num_milestones)
-    grid = [t for s in reversed(range(num_milestones)) for t in range(edges[s + 1], edges[s], -skip)]
-    return [*grid, edges[0]]
+    return [t for s in range(num_milestones - 1, -1, -1) for t in range(edges[s + 1], edges[s], -skip)] + [0]
 
 
 def teacher_fingerprint(path: Path) -> str:
     """sha256 over scheduler/scheduler_config.json and, for every file of unet/ and text_encoder*/,
-    its name, size, first and last MiB (configs whole; weights sampled: cheap, yet a retrained or
-    swapped teacher changes it)."""
+    its name, size, first and last MiB: configs whole, weights sampled (cheap, yet any retrained
+    or swapped teacher or text encoder changes it)."""
     digest, mib = hashlib.sha256(), 1 << 20
     files = [path / "scheduler" / "scheduler_config.json"]
     for folder in sorted(p for p in path.iterdir() if p.name == "unet" or p.name.startswith("text_encoder")):
@@ -86,24 +86,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _prompts_sha256(prompts: list[str]) -> str:
-    return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()
-
-
 @torch.no_grad()
 def build_cache(
     base: BaseModel, prompts: list[str], out_dir: Path, samples_per_prompt: int, num_milestones: int = 8,
     skip: int = 20, guidance_scale: float = TEACHER_GUIDANCE_SCALE, seed: int = 0, shard_size: int = 256,
     batch_size: int = 64, dtype: str = "float16", progress: Progress | None = None,
 ) -> dict:
-    """Write the trajectories of ``samples_per_prompt`` noises per prompt to ``out_dir``; returns the manifest.
+    """Write ``samples_per_prompt`` trajectories per prompt to ``out_dir``; returns the manifest.
 
-    Row r = p * samples_per_prompt + j (prompt-major) starts from the noise of
-    ``Generator().manual_seed(seed * 1_000_003 + r)`` (CPU), so states do not depend on batch size or
-    device order. Costs (G - 1) guided teacher calls (batch 2b) per batch of b <= ``batch_size`` rows.
+    Row r = p * samples_per_prompt + j starts from ``randn(C, h, w)`` of a CPU generator seeded
+    seed * 1_000_003 + r (independent of batch size and device). Each batch of b <= ``batch_size``
+    rows costs G - 1 guided teacher calls (batch 2b); states are stored after each step.
     """
-    if samples_per_prompt < 1 or shard_size < 1 or batch_size < 1 or not prompts:
-        raise TLCMError("--samples-per-prompt, --shard-size and --batch-size must be >= 1 and prompts non-empty")
+    if min(samples_per_prompt, shard_size, batch_size) < 1 or not prompts:
+        raise TLCMError("--samples-per-prompt, --shard-size, --batch-size must be >= 1, with >= 1 prompt")
     schedule, shape, device = base.schedule, base.latent_shape, base.device
     try:
         grid = trajectory_grid(schedule, num_milestones, skip)
@@ -112,63 +108,60 @@ def build_cache(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # a half-rebuilt cache never validates
-    cond_all, uncond = base.encode(prompts)
+    cond, uncond = base.encode(prompts)
     teacher, calls = base.denoiser(), [0]
 
-    def counted(x, t, cond):
+    def counted(x, t, c):
         calls[0] += 1
-        return teacher(x, t, cond)
+        return teacher(x, t, c)
 
-    times = [torch.full((batch_size,), t, dtype=torch.float64, device=device) for t in grid]
+    times = torch.tensor(grid, dtype=torch.float64, device=device)
     total, shards = len(prompts) * samples_per_prompt, []
     task = progress.add_task("teacher trajectories", total=total) if progress else None
     for first in range(0, total, shard_size):
         rows = torch.arange(first, min(first + shard_size, total))
-        states = torch.empty(len(rows), len(grid), *shape, dtype=DTYPES[dtype])
+        states = torch.empty(len(rows), len(grid), *shape, dtype=DTYPES[dtype][0])
         for chunk in rows.split(batch_size):
-            b, idx = len(chunk), (chunk // samples_per_prompt).to(device)
-            noise = [torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(r))) for r in chunk]
-            x = torch.stack(noise).to(device, base.unet.dtype)
-            states[chunk - first, 0] = x.cpu().to(states.dtype)
+            idx, local = (chunk // samples_per_prompt).to(device), chunk - first
+            gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(r)) for r in chunk]
+            x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device, base.unet.dtype)
+            states[local, 0] = x.cpu().to(states.dtype)
             for g in range(len(grid) - 1):
-                t, s = schedule.discretize(times[g][:b]), schedule.discretize(times[g + 1][:b])
-                x = teacher_solve(counted, schedule, x, t, s, cond_all[idx], uncond[:1], guidance_scale, 1)
-                states[chunk - first, g + 1] = x.cpu().to(states.dtype)
+                t, s = (schedule.discretize(times[i].expand(len(chunk))) for i in (g, g + 1))
+                x = teacher_solve(counted, schedule, x, t, s, cond[idx], uncond[:1], guidance_scale, 1)
+                states[local, g + 1] = x.cpu().to(states.dtype)
             if progress:
-                progress.advance(task, b)
+                progress.advance(task, len(chunk))
         name = f"shard-{len(shards):05d}.safetensors"
         save_file({"states": states, "prompt_index": rows // samples_per_prompt}, out_dir / name)
         shards.append({"file": name, "samples": len(rows), "sha256": _sha256(out_dir / name)})
     for stale in set(out_dir.glob("shard-*.safetensors")) - {out_dir / s["file"] for s in shards}:
         stale.unlink()
     manifest = {
-        "format": FORMAT, "version": VERSION, "model": str(base.path),
-        "teacher_fingerprint": teacher_fingerprint(base.path), "num_milestones": num_milestones, "skip": skip,
-        "guidance_scale": guidance_scale, "grid": grid, "edges": segment_edges(schedule, num_milestones), "latent_shape": list(shape), "dtype": dtype,
-        "seed": seed, "samples_per_prompt": samples_per_prompt, "num_prompts": len(prompts),
-        "prompts_sha256": _prompts_sha256(prompts), "prompts": prompts, "teacher_unet_calls": calls[0],
-        "shards": shards,
+        "format": FORMAT, "version": VERSION, "model": str(base.path), "teacher_fingerprint":
+        teacher_fingerprint(base.path), "num_milestones": num_milestones, "skip": skip, "guidance_scale":
+        guidance_scale, "grid": grid, "edges": segment_edges(schedule, num_milestones), "latent_shape":
+        list(shape), "dtype": dtype, "seed": seed, "samples_per_prompt": samples_per_prompt, "num_prompts":
+        len(prompts), "prompts": prompts, "teacher_unet_calls": calls[0], "shards": shards,
     }
-    tmp = out_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    tmp.replace(out_dir / "manifest.json")
+    (out_dir / "manifest.json.tmp").write_text(json.dumps(manifest, indent=1) + "\n")
+    (out_dir / "manifest.json.tmp").replace(out_dir / "manifest.json")
     return manifest
 
 
 class TrajectoryCache:
     """An opened, validated cache. Shards stay on disk, memory-mapped: ``open`` streams each once to
-    check its sha256; ``sample`` then reads only the rows it needs (memory stays flat whatever the
-    cache size, and processes on one host share the page cache)."""
+    check its sha256, ``sample`` then reads only the rows it needs (memory stays flat whatever the
+    cache size; processes on one host share the page cache)."""
 
-    def __init__(self, folder: Path, manifest: dict, handles: list, discrete: bool) -> None:
-        self.folder, self.manifest = folder, manifest
+    def __init__(self, folder: Path, manifest: dict, handles: list, schedule: Schedule) -> None:
+        self.folder, self.manifest, self._handles = folder, manifest, handles
         self.num_milestones, self.skip = manifest["num_milestones"], manifest["skip"]
-        self._handles, self._slices = handles, [h.get_slice("states") for h in handles]
+        self._slices = [h.get_slice("states") for h in handles]
         grid, edges = manifest["grid"], manifest["edges"]
-        as_t = (lambda v: torch.tensor(v).round().long()) if discrete else (lambda v: torch.tensor(v).float())
-        self.grid, self.edges = as_t(grid), as_t(edges)
-        self.seg_first = torch.tensor([grid.index(t) for t in edges[1:]])  # segment s: grid indices
-        self.seg_lower = torch.tensor([grid.index(t) for t in edges[:-1]])  # seg_first[s] .. seg_lower[s]
+        self.grid, self.edges = (schedule.discretize(torch.tensor(v).double()) for v in (grid, edges))
+        self.seg_first = torch.tensor([grid.index(t) for t in edges[1:]])  # t_m of segment s: grid indices
+        self.seg_lower = torch.tensor([grid.index(t) for t in edges[:-1]])  # seg_first[s] .. seg_lower[s] - 1
         index = torch.cat([h.get_tensor("prompt_index") for h in handles])
         self.row_order = torch.argsort(index, stable=True)
         self.prompt_count = torch.bincount(index, minlength=manifest["num_prompts"])
@@ -180,93 +173,97 @@ class TrajectoryCache:
         cls, folder: Path, base: BaseModel, prompts: list[str], num_milestones: int | None = None,
         skip: int | None = None, guidance_scale: float | None = None,
     ) -> TrajectoryCache:
-        """Validate ``folder`` against the run (teacher, latent shape, prompts, and M, k, w unless None)
+        """Validate ``folder`` against the run (teacher, latent shape, prompts; M, k, w unless None)
         and every shard (sha256, keys, shapes, dtype); any mismatch raises a one-line TLCMError."""
-        folder, path = Path(folder), Path(folder) / "manifest.json"
-        m = None if num_milestones is None else num_milestones
-        hint = (f"rebuild with python -m tlcm.data.trajectories --model {base.path} --prompts <the run's prompt file>"
-                f" --out {folder} --num-milestones {m or '<M>'} --skip {skip or '<k>'} --guidance-scale {guidance_scale}")
+        folder = Path(folder)
+        hint = REBUILD.format(model=base.path, out=folder) + "".join(
+            f" --{flag} {v}" for flag, v in (("num-milestones", num_milestones), ("skip", skip),
+                                             ("guidance-scale", guidance_scale)) if v is not None)
 
         def refuse(where: Path, what: str) -> TLCMError:
             return TLCMError(f"trajectory cache {where}: {what}; {hint}")
 
+        path = folder / "manifest.json"
         try:
             manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            found = (manifest["format"], manifest["version"])
+            grid = trajectory_grid(base.schedule, manifest["num_milestones"], manifest["skip"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise refuse(path, f"unreadable manifest ({type(err).__name__}: {err})") from err
-        if (manifest.get("format"), manifest.get("version")) != (FORMAT, VERSION):
-            found = (manifest.get("format"), manifest.get("version"))
-            raise refuse(path, f"format differs (expected {(FORMAT, VERSION)}, found {found})")
-        schedule = base.schedule
-        grid = trajectory_grid(schedule, manifest["num_milestones"], manifest["skip"])
+        if found != (FORMAT, VERSION) or manifest.get("dtype") not in DTYPES:
+            raise refuse(path, f"format differs (expected {(FORMAT, VERSION)} in one of {list(DTYPES)}, "
+                         f"found {found} in {manifest.get('dtype')})")
         expected = {
             "teacher_fingerprint": teacher_fingerprint(base.path), "latent_shape": list(base.latent_shape),
-            "num_prompts": len(prompts), "prompts_sha256": _prompts_sha256(prompts), "grid": grid,
-            "edges": segment_edges(schedule, manifest["num_milestones"]), "num_milestones": num_milestones,
-            "skip": skip, "guidance_scale": guidance_scale,
+            "prompts": prompts, "grid": grid, "num_milestones": num_milestones, "skip": skip,
+            "guidance_scale": guidance_scale,
         }
         for key, want in expected.items():
-            if want is not None and manifest.get(key) != want:
-                found = manifest.get(key)
-                if key == "prompts_sha256":
-                    first = next((i for i, (a, b) in enumerate(zip(prompts, manifest["prompts"])) if a != b), None)
-                    found, want = f"prompt {first}: {manifest['prompts'][first]!r}", repr(prompts[first])
-                elif key == "teacher_fingerprint":
-                    found, want = f"{found} from {manifest.get('model')}", f"{want} of {base.path}"
-                raise refuse(path, f"{key} differs (expected {want}, found {found})")
-        dtype = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}.get(manifest.get("dtype"))
+            found = manifest.get(key)
+            if want is None or found == want:
+                continue
+            if key == "prompts":
+                i = next((i for i, (a, b) in enumerate(zip(want, found or [], strict=False)) if a != b), None)
+                i = min(len(want), len(found or [])) if i is None else i
+                got = f"{len(found or [])} prompts, #{i} = {(found or [])[i:i + 1]}"
+                want, found = f"{len(want)} prompts, #{i} = {want[i:i + 1]}", got
+            elif key == "teacher_fingerprint":
+                want, found = f"{want} of {base.path}", f"{found} of {manifest.get('model')}"
+            raise refuse(path, f"{key} differs (expected {want}, found {found})")
         handles = []
         for shard in manifest["shards"]:
             file, n = folder / shard["file"], shard["samples"]
             if not file.is_file():
-                raise refuse(file, "shard missing")
-            if (found := _sha256(file)) != shard["sha256"]:
-                raise refuse(file, f"sha256 differs from manifest.json (expected {shard['sha256']}, found {found}): corrupted")
+                raise refuse(file, "shard listed in manifest.json is missing")
+            if (digest := _sha256(file)) != shard["sha256"]:
+                raise refuse(file, f"corrupted: sha256 differs (expected {shard['sha256']}, found {digest})")
             handle = safe_open(file, framework="pt")
-            if sorted(handle.keys()) != ["prompt_index", "states"]:
-                raise refuse(file, f"keys differ (expected ['prompt_index', 'states'], found {sorted(handle.keys())})")
+            if (keys := sorted(handle.keys())) != ["prompt_index", "states"]:
+                raise refuse(file, f"keys differ (expected ['prompt_index', 'states'], found {keys})")
             states, index = handle.get_slice("states"), handle.get_slice("prompt_index")
-            shapes = (states.get_shape(), states.get_dtype(), index.get_shape(), index.get_dtype())
-            want = ([n, len(grid), *base.latent_shape], dtype, [n], "I64")
-            if shapes != want:
-                raise refuse(file, f"(states shape, dtype, prompt_index shape, dtype) differ (expected {want}, found {shapes})")
+            layout = (states.get_shape(), states.get_dtype(), index.get_shape(), index.get_dtype())
+            want = ([n, len(grid), *base.latent_shape], DTYPES[manifest["dtype"]][1], [n], "I64")
+            if layout != want:
+                what = "(states shape, dtype, prompt_index shape, dtype)"
+                raise refuse(file, f"{what} differ (expected {want}, found {layout})")
             handles.append(handle)
-        cache = cls(folder, manifest, handles, schedule.discrete)
-        if int(cache.prompt_count.min()) < 1 or len(cache.prompt_count) != len(prompts):
-            raise refuse(folder, f"every prompt needs >= 1 sample (counts {cache.prompt_count.tolist()[:8]}...)")
+        cache = cls(folder, manifest, handles, base.schedule)
+        if len(cache.prompt_count) != len(prompts) or int(cache.prompt_count.min()) < 1:
+            counts = cache.prompt_count.tolist()
+            raise refuse(folder, f"samples per prompt differ (expected >= 1 each, found {counts})")
         return cache
 
     def require(self, num_milestones: int, skip: int) -> None:
-        """Raise TLCMError unless the cache was built for these M and k (MLCD calls it)."""
-        for name, want, found in (("num_milestones", num_milestones, self.num_milestones), ("skip", skip, self.skip)):
+        """Raise TLCMError unless the cache was built for these M and k (the MLCD loss calls it)."""
+        checks = (("num_milestones", num_milestones, self.num_milestones), ("skip", skip, self.skip))
+        for name, want, found in checks:
             if want != found:
                 raise TLCMError(
-                    f"trajectory cache {self.folder}: {name} differs (expected {want} by the recipe, found {found}); "
-                    f"rebuild with python -m tlcm.data.trajectories --out {self.folder} --num-milestones "
-                    f"{num_milestones} --skip {skip} (and the run's --model, --prompts, --guidance-scale)"
+                    f"trajectory cache {self.folder}: {name} differs (expected {want} by the MLCD loss, "
+                    f"found {found}); {REBUILD.format(model=self.manifest['model'], out=self.folder)} "
+                    f"--num-milestones {num_milestones} --skip {skip} "
+                    f"--guidance-scale {self.manifest['guidance_scale']}"
                 )
 
     def sample(
         self, prompt_index: torch.Tensor, generator: torch.Generator, device: torch.device | None = None
     ) -> dict[str, torch.Tensor]:
-        """MLCD states for prompts ``prompt_index`` (B,), drawn with ``generator`` only (exact resume).
+        """MLCD states for the prompts ``prompt_index`` (B,), drawn with ``generator`` only (exact resume).
 
-        Segment s uniform in 0..M-1, t_m uniform over its grid points above t_s, t_n the next grid
-        point, a cached trajectory of the prompt uniform. Returns x_tm, x_tn (B, C, h, w) float32 and
-        t_m, t_n, t_s (B,) on ``device`` (default: prompt_index's). One host sync (the row reads).
+        Segment s uniform in 0..M-1, t_m uniform over its grid points above t_s, t_n the next grid point,
+        one of the prompt's trajectories uniform. Returns x_tm, x_tn (B, C, h, w) float32 and t_m, t_n,
+        t_s (B,) on ``device`` (default: prompt_index's). One host sync (the rows are read on the CPU).
         """
         device = prompt_index.device if device is None else device
-        b, gen_device = len(prompt_index), generator.device
-        seg = torch.randint(self.num_milestones, (b,), generator=generator, device=gen_device).cpu()
-        u, v = torch.rand(2, b, generator=generator, device=gen_device, dtype=torch.float64).cpu()
-        first = self.seg_first[seg]
-        pos = first + (u * (self.seg_lower[seg] - first)).long()
+        b, on = len(prompt_index), generator.device
+        seg = torch.randint(self.num_milestones, (b,), generator=generator, device=on).cpu()
+        u, v = torch.rand(2, b, generator=generator, device=on, dtype=torch.float64).cpu()
+        pos = self.seg_first[seg] + (u * (self.seg_lower[seg] - self.seg_first[seg])).long()
         prompts = prompt_index.cpu().long()
         rows = self.row_order[self.prompt_first[prompts] + (v * self.prompt_count[prompts]).long()]
         shard = torch.searchsorted(self.shard_start, rows, right=True) - 1
-        local = rows - self.shard_start[shard]
-        pairs = torch.stack([self._slices[s][r, p : p + 2] for s, r, p in zip(shard.tolist(), local.tolist(), pos.tolist())])
-        pairs = pairs.to(device, torch.float32)
+        reads = zip(shard.tolist(), (rows - self.shard_start[shard]).tolist(), pos.tolist(), strict=True)
+        pairs = torch.stack([self._slices[s][r, p : p + 2] for s, r, p in reads]).to(device, torch.float32)
         return {
             "x_tm": pairs[:, 0], "x_tn": pairs[:, 1], "t_m": self.grid[pos].to(device),
             "t_n": self.grid[pos + 1].to(device), "t_s": self.edges[seg].to(device),
@@ -275,16 +272,16 @@ class TrajectoryCache:
 
 @dataclass
 class CacheArgs:
-    """Precompute the teacher's CFG-DDIM trajectories for MLCD (states="cache")."""
+    """Precompute the teacher's CFG-DDIM trajectories for MLCD with states="cache"."""
 
     model: Path = MINIATURE_SD
     """Local diffusers folder of the teacher (default: the miniature pipeline)."""
     prompts: Path | None = None
-    """Prompt file (.txt / .jsonl), the run's --recipes.data.prompts; None: the miniature prompts."""
+    """Prompt file (.txt / .jsonl): the run's --recipes.data.prompts (None: the miniature prompts)."""
     out: Path = Path("cache/trajectories")
-    """Output folder (shards + manifest.json); an existing cache there is replaced."""
+    """Output folder (shards + manifest.json); a cache already there is replaced."""
     samples_per_prompt: int = 8
-    """Trajectories (noise draws) per prompt."""
+    """Trajectories (initial noises) per prompt."""
     num_milestones: int = 8
     """M, as the MLCD loss's num_milestones."""
     skip: int = 20
@@ -296,7 +293,7 @@ class CacheArgs:
     shard_size: int = 256
     """Trajectories per shard file."""
     batch_size: int = 64
-    """Trajectories per teacher call (each call is a CFG pair of batch 2 x this)."""
+    """Trajectories per teacher call (each call is a cond+uncond pair: batch 2 x this)."""
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     """Storage dtype of the states (read back as float32)."""
     device: str = "auto"
@@ -304,22 +301,21 @@ class CacheArgs:
 
 
 def main(args: CacheArgs) -> dict:
-    """Build the cache and print what was written; returns the manifest."""
+    """Build the cache, print what was written and the teacher UNet calls; returns the manifest."""
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    base = BaseModel.load(args.model, device=device)
-    prompts = load_prompts(args.prompts)
-    console, start = Console(), time.perf_counter()
+    base, prompts = BaseModel.load(args.model, device=device), load_prompts(args.prompts)
+    start = time.perf_counter()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         manifest = build_cache(
-            base, prompts, args.out, args.samples_per_prompt, args.num_milestones, args.skip, args.guidance_scale,
-            args.seed, args.shard_size, args.batch_size, args.dtype, progress,
+            base, prompts, args.out, args.samples_per_prompt, args.num_milestones, args.skip,
+            args.guidance_scale, args.seed, args.shard_size, args.batch_size, args.dtype, progress,
         )
-    size = sum((args.out / s["file"]).stat().st_size for s in manifest["shards"]) / 2**20
-    console.print(
-        f"wrote {len(prompts)} prompts x {args.samples_per_prompt} trajectories x {len(manifest['grid'])} states "
-        f"({args.dtype}) to {args.out}: {len(manifest['shards'])} shard(s), {size:.1f} MiB, in "
+    mib = sum((args.out / s["file"]).stat().st_size for s in manifest["shards"]) / 2**20
+    Console().print(
+        f"wrote {len(prompts)} prompts x {args.samples_per_prompt} trajectories x {len(manifest['grid'])} "
+        f"states ({args.dtype}, {len(manifest['shards'])} shard(s), {mib:.1f} MiB) to {args.out} in "
         f"{time.perf_counter() - start:.1f} s; teacher UNet calls: {manifest['teacher_unet_calls']} "
-        f"(each a batched cond+uncond CFG pair)",
+        "(each a batched cond+uncond CFG pair)",
         highlight=False,
     )
     return manifest

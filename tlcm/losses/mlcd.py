@@ -22,6 +22,7 @@ from torch.func import functional_call
 from tlcm.diffusion.milestones import milestones, sample_segment_timesteps
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import ddim_step, mds_trajectory, teacher_solve
+from tlcm.errors import TLCMError
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
@@ -74,7 +75,8 @@ class MLCDConfig(LossConfig):
     states: Literal["mds", "single_jump", "cache"] = "mds"
     """Where x_{t_m} comes from: "mds" (teacher from noise in M - s CFG-DDIM steps, the paper),
     "single_jump" (one teacher step T -> t_m, the paper's ablation), "cache" (precomputed
-    teacher trajectories: zero teacher calls per step; needs data.trajectory_cache)."""
+    teacher trajectories, python -m tlcm.data.trajectories with the same M, k and w: zero teacher
+    calls per step; needs data.trajectory_cache)."""
     distance: str = "l2"
     """Distance d: "l2", "huber", or "latent_lpips" once registered."""
     target: Literal["stopgrad", "ema"] = "stopgrad"
@@ -123,9 +125,15 @@ class MLCD(Loss):
     def _states(self, ctx: StepContext, schedule: Schedule):
         cfg = self.config
         if cfg.states == "cache":
-            b = ctx.batch
-            if "x_tm" not in b:
-                raise ValueError('MLCD states="cache" needs data.trajectory_cache (no cached states in the batch)')
+            b, cache = ctx.batch, ctx.batch.get("trajectory_cache")
+            if "x_tm" not in b and cache is None:
+                raise TLCMError(
+                    'MLCD states="cache" needs --recipes.data.trajectory-cache DIR '
+                    "(build it with python -m tlcm.data.trajectories)"
+                )
+            if "x_tm" not in b:  # a tlcm.data.trajectories.TrajectoryCache: zero teacher calls
+                cache.require(cfg.num_milestones, cfg.skip)
+                b = cache.sample(b["prompt_index"], ctx.generator, ctx.device)
             return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
         grid = milestones(cfg.num_milestones, schedule.num_train_timesteps).to(ctx.device)
         seg, t_m, t_n = sample_segment_timesteps(schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator)

@@ -1,0 +1,74 @@
+"""Bad input: one clear line and exit code 2, never a bare traceback (tlcm.train / tlcm.sample)."""
+
+import subprocess
+import sys
+
+import pytest
+import tyro
+
+from tlcm.errors import run_cli
+from tlcm.sample import SampleArgs
+from tlcm.sample import main as sample_main
+from tlcm.train import TrainArgs
+from tlcm.train import main as train_main
+
+
+def _train(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: train_main(tyro.cli(TrainArgs, args=argv, config=(tyro.conf.CascadeSubcommandArgs,))))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return " ".join(err.split())
+
+
+def test_unknown_recipe_and_field(capsys):
+    assert "recipes:tlcm-full" in _train(["recipes:nope"], capsys)
+    assert "--recipes.phases.mlcd.stpes" in _train(["recipes:mlcd", "--recipes.phases.mlcd.stpes", "3"], capsys)
+
+
+def test_missing_and_non_diffusers_model_folder(capsys, tmp_path):
+    err = _train(["recipes:mlcd", "--recipes.model.path", str(tmp_path / "absent")], capsys)
+    assert "error:" in err and "does not exist" in err and "absent" in err
+    err = _train(["recipes:mlcd", "--recipes.model.path", str(tmp_path)], capsys)
+    assert "not a diffusers pipeline folder (no model_index.json)" in err
+
+
+def test_empty_prompt_file(capsys, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n  \n")
+    err = _train(["recipes:mlcd", "--recipes.data.prompts", str(prompts), "--recipes.runtime.out-dir", str(tmp_path)], capsys)
+    assert f"prompt file {prompts} holds no prompts" in err
+    bad = tmp_path / "prompts.jsonl"
+    bad.write_text('{"prompt": "a digit"}\n{"text": "no prompt field"}\n')
+    err = _train(["recipes:mlcd", "--recipes.data.prompts", str(bad), "--recipes.runtime.out-dir", str(tmp_path)], capsys)
+    assert f"{bad}:2" in err and '"prompt" field' in err
+
+
+def test_steps_and_milestones_out_of_range(capsys, tmp_path):
+    out = ["--recipes.runtime.out-dir", str(tmp_path)]
+    err = _train(["recipes:mlcd", "--recipes.phases.mlcd.steps", "0", *out], capsys)
+    assert "--recipes.phases.mlcd.steps must be >= 1, got 0" in err
+    err = _train(["recipes:mlcd", "--recipes.phases.mlcd.losses.mlcd.num-milestones", "0", *out], capsys)
+    assert "losses.mlcd: num_milestones must be in 1..1000, got 0" in err
+    err = _train(["recipes:lcd", "--recipes.phases.lcd.losses.lcd.student-steps", "9", *out], capsys)
+    assert "student_steps (q) must be in 1..8 (M), got 9" in err
+    err = _train(["recipes:mlcd", "--recipes.inference-steps", "9", *out], capsys)
+    assert "each must be in 1..8" in err
+
+
+def test_sample_rejects_bad_steps(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: sample_main(SampleArgs(steps=0)))
+    assert exit_info.value.code == 2
+    assert "--steps must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_real_process_exit_code_and_single_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlcm.train", "recipes:mlcd", "--recipes.model.path", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: model folder") and "--model.path DIR" in proc.stderr

@@ -1,0 +1,183 @@
+"""Teacher trajectory cache: states equal the teacher's CFG-DDIM by hand, MLCD from the cache makes
+zero teacher calls, corrupted or mismatched caches are refused in one line, sampling is exact."""
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+import tyro
+from diffusers import DDPMScheduler
+from engine_helpers import shrink
+from tiny_pipelines import SD_SCHEDULER, tiny_sd_pipeline
+
+from recipes import PRESETS
+from tlcm.data.trajectories import CacheArgs, TrajectoryCache, build_cache, main, trajectory_grid
+from tlcm.diffusion.schedule import VPSchedule
+from tlcm.engine import Trainer
+from tlcm.errors import TLCMError
+from tlcm.losses.base import StepContext
+from tlcm.losses.mlcd import MLCDConfig
+from tlcm.models.base import BaseModel
+
+PROMPTS = ["a red cube", "two blue spheres"]
+M, K, W = 2, 250, 3.0
+"""Two segments, skip 250: grid [999, 749, 500, 250, 0] (4 teacher steps per trajectory)."""
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd_pipeline().save_pretrained(path)
+    return BaseModel.load(path)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(base, tmp_path_factory):
+    """2 prompts x 3 samples in float32, shards of 4 rows (two shards), teacher batches of 2."""
+    out = tmp_path_factory.mktemp("cache")
+    build_cache(base, PROMPTS, out, 3, M, K, W, seed=7, shard_size=4, batch_size=2, dtype="float32")
+    return out
+
+
+def test_grid_holds_every_milestone_and_skip_points():
+    schedule = VPSchedule.from_config(SD_SCHEDULER)
+    assert trajectory_grid(schedule, 2, 250) == [999, 749, 500, 250, 0]
+    grid = trajectory_grid(schedule, 8, 20)
+    top, second = [999, 979, 959, 939, 919, 899, 879], [875, 855, 835, 815, 795, 775, 755]
+    assert grid[:14] == top + second and grid[-8:] == [125, 105, 85, 65, 45, 25, 5, 0] and len(grid) == 57
+    assert set(range(125, 1000, 125)) <= set(grid)
+    with pytest.raises(ValueError, match="skip must be in 1..125"):
+        trajectory_grid(schedule, 8, 126)
+
+
+def test_cached_states_equal_a_direct_teacher_recomputation(base, cache_dir):
+    """Row 4 = prompt 1, sample 1. By hand: x_999 = randn of seed 7 * 1_000_003 + 4; each step
+    eps = eps_u + w (eps_c - eps_u), x0 = (x - s_t eps) / a_t, x_s = a_s x0 + s_s eps with
+    a = sqrt(alphas_cumprod) of diffusers' own DDPM table (t = 0 included: a_0 < 1)."""
+    cache = TrajectoryCache.open(cache_dir, base, PROMPTS, M, K, W)
+    assert cache.manifest["grid"] == [999, 749, 500, 250, 0] and cache.manifest["teacher_unet_calls"] == 3 * 4
+    states = cache._slices[1][0]  # shard 1 holds rows 4, 5
+    assert states.shape == (5, *base.latent_shape)
+    assert cache._handles[1].get_tensor("prompt_index").tolist() == [1, 1]
+    x = torch.randn(base.latent_shape, generator=torch.Generator().manual_seed(7 * 1_000_003 + 4))[None]
+    torch.testing.assert_close(states[0:1], x, rtol=0, atol=0)
+    acp = DDPMScheduler(**SD_SCHEDULER).alphas_cumprod.double()
+    cond, uncond = base.encode([PROMPTS[1]])
+    with torch.no_grad():
+        for g, (t, s) in enumerate([(999, 749), (749, 500), (500, 250), (250, 0)]):
+            x_in = states[g : g + 1]  # one step from the stored state must land on the next stored one
+            eps_c = base.unet(x_in, torch.tensor([t]), encoder_hidden_states=cond.prompt_embeds).sample
+            eps_u = base.unet(x_in, torch.tensor([t]), encoder_hidden_states=uncond.prompt_embeds).sample
+            eps = (eps_u + W * (eps_c - eps_u)).double()
+            x0 = (x_in.double() - (1 - acp[t]).sqrt() * eps) / acp[t].sqrt()
+            step = (acp[s].sqrt() * x0 + (1 - acp[s]).sqrt() * eps).float()
+            torch.testing.assert_close(states[g + 1 : g + 2], step, rtol=1e-4, atol=1e-4)
+
+
+def _context(base, cache, teacher, idx):
+    cond, uncond = base.encode([PROMPTS[i] for i in idx.tolist()])
+    return StepContext(
+        student=base.denoiser(), teacher=teacher, schedule=base.schedule, cond=cond, uncond=uncond[:1],
+        guidance_scale=W, generator=torch.Generator().manual_seed(0), latent_shape=base.latent_shape,
+        batch={"prompt_index": idx, "trajectory_cache": cache},
+    )
+
+
+def test_mlcd_from_the_cache_makes_zero_teacher_calls(base, cache_dir):
+    cache, calls, teacher = TrajectoryCache.open(cache_dir, base, PROMPTS, M, K, W), [], base.denoiser()
+
+    def counting_teacher(x, t, cond):
+        calls.append(len(x))
+        return teacher(x, t, cond)
+
+    idx = torch.tensor([0, 1, 1, 0])
+    loss = MLCDConfig(num_milestones=M, skip=K, states="cache").build(base.unet)(
+        _context(base, cache, counting_teacher, idx)
+    )["mlcd"]
+    assert calls == [] and torch.isfinite(loss)
+    on_the_fly = MLCDConfig(num_milestones=M, skip=K, states="mds").build(base.unet)
+    on_the_fly(_context(base, cache, counting_teacher, idx))
+    assert len(calls) >= 2  # on the fly: >= 1 MDS step + 1 teacher step, each a CFG pair (batch 2B)
+    with pytest.raises(TLCMError, match="num_milestones differs \\(expected 4 by the MLCD loss, found 2\\)"):
+        MLCDConfig(num_milestones=4, states="cache").build(base.unet)(_context(base, cache, teacher, idx))
+    with pytest.raises(TLCMError, match="trajectory-cache"):
+        MLCDConfig(states="cache").build(base.unet)(_context(base, None, teacher, idx))
+
+
+def _refusal(folder, base, prompts=PROMPTS, m=M, k=K, w=W) -> str:
+    with pytest.raises(TLCMError) as err:
+        TrajectoryCache.open(folder, base, prompts, m, k, w)
+    message = str(err.value)
+    assert "\n" not in message and "rebuild with python -m tlcm.data.trajectories" in message
+    return message
+
+
+def test_corrupted_or_mismatched_caches_are_refused(base, cache_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(cache_dir, folder)
+    assert "num_milestones differs (expected 4, found 2)" in _refusal(folder, base, m=4)
+    assert "skip differs (expected 20, found 250)" in _refusal(folder, base, k=20)
+    assert "guidance_scale differs (expected 8.0, found 3.0)" in _refusal(folder, base, w=8.0)
+    message = _refusal(folder, base, prompts=[PROMPTS[0], "two green spheres"])
+    assert "prompts differs" in message and "'two green spheres'" in message
+    assert "expected 3 prompts" in _refusal(folder, base, prompts=[*PROMPTS, "a third"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "teacher_fingerprint": "0" * 64}))
+    assert "teacher_fingerprint differs" in _refusal(folder, base)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    shard = folder / "shard-00001.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-10:] = bytes(b ^ 0xFF for b in data[-10:])
+    shard.write_bytes(bytes(data))
+    message = _refusal(folder, base)
+    assert "shard-00001.safetensors: corrupted: sha256 differs" in message
+    shard.unlink()
+    assert "shard-00001.safetensors: shard listed in manifest.json is missing" in _refusal(folder, base)
+    (folder / "manifest.json").unlink()
+    assert "unreadable manifest" in _refusal(folder, base)
+
+
+def test_sampling_is_deterministic_and_consistent_with_the_grid(base, cache_dir):
+    cache = TrajectoryCache.open(cache_dir, base, PROMPTS, M, K, W)
+    idx = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+    first = cache.sample(idx, torch.Generator().manual_seed(3))
+    again = cache.sample(idx, torch.Generator().manual_seed(3))
+    for key in first:
+        torch.testing.assert_close(first[key], again[key], rtol=0, atol=0)
+    grid = cache.manifest["grid"]
+    times = zip(first["t_m"].tolist(), first["t_n"].tolist(), first["t_s"].tolist(), strict=True)
+    for t_m, t_n, t_s in times:
+        assert t_m in (999, 749, 500, 250) and t_n == grid[grid.index(t_m) + 1]
+        assert t_s == (500 if t_m > 500 else 0) and t_s < t_m and first["t_m"].dtype == torch.long
+    assert first["x_tm"].shape == (8, *base.latent_shape) and first["x_tm"].dtype == torch.float32
+    other = cache.sample(idx, torch.Generator().manual_seed(4))
+    assert not torch.equal(first["x_tm"], other["x_tm"])
+
+
+def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    args = tyro.cli(CacheArgs, args=[
+        "--model", str(base.path), "--prompts", str(prompts), "--out", str(tmp_path / "cache"),
+        "--samples-per-prompt", "2", "--num-milestones", "2", "--skip", "250", "--guidance-scale", "3.0",
+        "--device", "cpu",
+    ])
+    manifest = main(args)
+    out = capsys.readouterr().out
+    assert "2 prompts x 2 trajectories x 5 states" in out and "teacher UNet calls: 4" in out
+    assert manifest["dtype"] == "float16"
+    recipe = shrink(PRESETS["mlcd"], base.path, tmp_path / "run", steps=1)
+    mlcd = replace(recipe.phases["mlcd"].losses["mlcd"], num_milestones=M, skip=K, states="cache")
+    recipe = replace(
+        recipe, model=replace(recipe.model, guidance_scale=W),
+        data=replace(recipe.data, prompts=prompts, trajectory_cache=tmp_path / "cache"),
+        phases={"mlcd": replace(recipe.phases["mlcd"], losses={"mlcd": mlcd})},
+    )
+    trainer, calls = Trainer(recipe), []
+    teacher = trainer.student.teacher
+    trainer.student.teacher = lambda: (lambda x, t, c: calls.append(1) or teacher()(x, t, c))
+    run = trainer.run()
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert calls == [] and torch.isfinite(torch.tensor(record["mlcd"])) and run.state.global_step == 1
