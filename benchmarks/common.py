@@ -52,8 +52,10 @@ def resolve_model(arg: str) -> tuple[Path, str]:
     if arg == "auto":
         if miniature_ready():
             return MINIATURE_SD, "miniature"
-        console.print(f"[yellow]miniature pipeline not built ({MINIATURE_UNET} or {BUILD_INFO} missing): "
-                      "using the tiny random pipeline of tests/tiny_pipelines.py")
+        console.print(
+            f"[yellow]miniature pipeline not built ({MINIATURE_UNET} or {BUILD_INFO} missing): "
+            "using the tiny random pipeline of tests/tiny_pipelines.py"
+        )
         return tiny_sd_folder(), "tiny-random"
     if arg == "miniature":
         return MINIATURE_SD, "miniature"
@@ -64,11 +66,18 @@ def resolve_model(arg: str) -> tuple[Path, str]:
 
 def add_common_args(parser) -> None:
     """--model, --threads, --device: shared by every script."""
-    parser.add_argument("--model", default="auto",
-                        help='"auto" (miniature pipeline if built, else tiny random), "miniature", "tiny", or a '
-                             "diffusers folder (default: auto)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: fastest for tiny models on a busy 2-core machine)")
+    parser.add_argument(
+        "--model",
+        default="auto",
+        help='"auto" (miniature pipeline if built, else tiny random), "miniature", "tiny", or a '
+        "diffusers folder (default: auto)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: fastest for tiny models on a busy 2-core machine)",
+    )
     parser.add_argument("--device", default="cpu", help='torch device: "cpu" (default), "cuda", "auto"')
 
 
@@ -80,8 +89,15 @@ def setup_torch(threads: int, device: str) -> str:
     return device
 
 
-def shrink(recipe: Recipe, model: Path, out_dir: Path, steps: int, batch_size: int, device: str,
-           full_finetune: bool = False) -> Recipe:
+def shrink(
+    recipe: Recipe,
+    model: Path,
+    out_dir: Path,
+    steps: int,
+    batch_size: int,
+    device: str,
+    full_finetune: bool = False,
+) -> Recipe:
     """Same phases and loss hyper-parameters, ``steps`` steps of ``batch_size`` each, the given
     model and run folder, nothing written besides the run folder's checkpoint/export."""
     phases = {name: replace(p, steps=steps, batch_size=batch_size) for name, p in recipe.phases.items()}
@@ -90,8 +106,15 @@ def shrink(recipe: Recipe, model: Path, out_dir: Path, steps: int, batch_size: i
         model=replace(recipe.model, path=model),
         student=replace(recipe.student, init_from=None, full_finetune=full_finetune),
         phases=phases,
-        runtime=replace(recipe.runtime, out_dir=out_dir, sample_grid=False, eval_samples_per_digit=0,
-                        checkpoint_every=0, resume=False, device=device),
+        runtime=replace(
+            recipe.runtime,
+            out_dir=out_dir,
+            sample_grid=False,
+            eval_samples_per_digit=0,
+            checkpoint_every=0,
+            resume=False,
+            device=device,
+        ),
     )
 
 
@@ -147,8 +170,14 @@ def tagged(factory: Callable[[], Callable], role: str, log: CallLog) -> Callable
 def provenance(device: str, threads: int, model: Path, model_label: str) -> dict[str, Any]:
     """Exact command, versions, thread count, device, date, load average of this run."""
     info = {
-        "command": shlex.join([Path(sys.executable).relative_to(ROOT).as_posix()
-                               if Path(sys.executable).is_relative_to(ROOT) else sys.executable, *sys.argv]),
+        "command": shlex.join(
+            [
+                Path(sys.executable).relative_to(ROOT).as_posix()
+                if Path(sys.executable).is_relative_to(ROOT)
+                else sys.executable,
+                *sys.argv,
+            ]
+        ),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -180,17 +209,27 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(name: str, title: str, meta: dict[str, Any], tables: list[tuple[str, list[str], list[list]]],
-                  data: dict[str, Any], notes: list[str]) -> None:
+def write_results(
+    name: str,
+    title: str,
+    meta: dict[str, Any],
+    tables: list[tuple[str, list[str], list[list]]],
+    data: dict[str, Any],
+    notes: list[str],
+) -> None:
     """Write results/<name>.json (meta + data + tables) and results/<name>.md (human-readable)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"meta": meta, "data": data,
-               "tables": [{"title": t, "columns": c, "rows": r} for t, c, r in tables], "notes": notes}
+    payload = {
+        "meta": meta,
+        "data": data,
+        "tables": [{"title": t, "columns": c, "rows": r} for t, c, r in tables],
+        "notes": notes,
+    }
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     md = [f"# {title}", "", f"Command: `{meta['command']}`", ""]
     md += [f"- {k}: {v}" for k, v in meta.items() if k != "command"]
     for t, c, r in tables:
-        md += ["", f"## {t}", "", markdown_table(c, r)]
+        md += ["", *([f"## {t}", ""] if t != title else []), markdown_table(c, r)]
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")

@@ -84,16 +84,24 @@ def record_mds_draws(draws: list[torch.Tensor]):
         mlcd_module.mds_trajectory = original
 
 
-def build_trajectory_cache(model: Path, out: Path, device: str, recipe: Recipe, cfg: MLCDConfig,
-                           samples_per_prompt: int) -> tuple[dict, CallLog]:
+def build_trajectory_cache(
+    model: Path, out: Path, device: str, recipe: Recipe, cfg: MLCDConfig, samples_per_prompt: int
+) -> tuple[dict, CallLog]:
     """Build a teacher trajectory cache for ``recipe``'s prompts; returns its manifest and UNet calls."""
     from tlcm.data.prompts import load_prompts
     from tlcm.data.trajectories import build_cache
 
     base, log = BaseModel.load(model, device=device), CallLog(role="teacher")
     handles = count_unet_calls([base.unet], log)
-    manifest = build_cache(base, load_prompts(recipe.data.prompts), out, samples_per_prompt, cfg.num_milestones,
-                           cfg.skip, recipe.model.guidance_scale)
+    manifest = build_cache(
+        base,
+        load_prompts(recipe.data.prompts),
+        out,
+        samples_per_prompt,
+        cfg.num_milestones,
+        cfg.skip,
+        recipe.model.guidance_scale,
+    )
     for h in handles:
         h.remove()
     return manifest, log
@@ -129,7 +137,11 @@ def measure(name: str, kind: str, recipe: Recipe, cfg) -> dict:
     student = [c for c in log.calls if c[0] == "student"]
     untagged = [c for c in log.calls if c[0] not in ("teacher", "student")]
     result = {
-        "name": name, "kind": kind, "steps": steps, "batch_size": b, "samples": samples,
+        "name": name,
+        "kind": kind,
+        "steps": steps,
+        "batch_size": b,
+        "samples": samples,
         "config": {k: v for k, v in vars(cfg).items()},
         "teacher_calls_per_step": len(teacher) / steps,
         "teacher_sample_evals_per_sample": sum(c[1] for c in teacher) / samples,
@@ -159,7 +171,11 @@ def measure(name: str, kind: str, recipe: Recipe, cfg) -> dict:
 def _cell(value: float, expected: float | None = None, given: float | None = None, digits: int = 2) -> str:
     text = f"{value:.{digits}f}"
     if expected is not None:
-        text += f" (exp. {expected:.{digits}f}" + ("" if given is None else f"; {given:.{digits}f} given draws") + ")"
+        text += (
+            f" (exp. {expected:.{digits}f}"
+            + ("" if given is None else f"; {given:.{digits}f} given draws")
+            + ")"
+        )
     return text
 
 
@@ -168,31 +184,57 @@ def table_rows(results: list[dict]) -> list[list[str]]:
     exp = [r["expected"] for r in results]
     given = [r.get("given_draws", {}) for r in results]
     return [
-        ["teacher CFG evals / sample"] + [_cell(r["teacher_cfg_evals_per_sample"], e["teacher_cfg"], g.get("teacher_cfg"))
-                                          for r, e, g in zip(results, exp, given, strict=True)],
-        ["teacher sample-evals / sample"] + [_cell(r["teacher_sample_evals_per_sample"], 2 * e["teacher_cfg"])
-                                             for r, e in zip(results, exp, strict=True)],
-        ["student sample-evals / sample"] + [_cell(r["student_sample_evals_per_sample"], e["student"])
-                                             for r, e in zip(results, exp, strict=True)],
-        ["total sample-evals / sample"] + [_cell(r["sample_evals_per_sample"], 2 * e["teacher_cfg"] + e["student"])
-                                           for r, e in zip(results, exp, strict=True)],
+        ["teacher CFG evals / sample"]
+        + [
+            _cell(r["teacher_cfg_evals_per_sample"], e["teacher_cfg"], g.get("teacher_cfg"))
+            for r, e, g in zip(results, exp, given, strict=True)
+        ],
+        ["teacher sample-evals / sample"]
+        + [
+            _cell(r["teacher_sample_evals_per_sample"], 2 * e["teacher_cfg"])
+            for r, e in zip(results, exp, strict=True)
+        ],
+        ["student sample-evals / sample"]
+        + [
+            _cell(r["student_sample_evals_per_sample"], e["student"])
+            for r, e in zip(results, exp, strict=True)
+        ],
+        ["total sample-evals / sample"]
+        + [
+            _cell(r["sample_evals_per_sample"], 2 * e["teacher_cfg"] + e["student"])
+            for r, e in zip(results, exp, strict=True)
+        ],
         ["teacher UNet calls / step"] + [_cell(r["teacher_calls_per_step"]) for r in results],
         ["  mean batch of a teacher call"] + [_cell(r["teacher_mean_call_batch"], digits=1) for r in results],
-        ["student UNet calls / step (grad + no-grad)"] + [
-            f"{r['student_calls_per_step_grad']:.0f} + {r['student_calls_per_step_nograd']:.0f}" for r in results],
-        ["total UNet calls / step"] + [_cell(r["unet_calls_per_step"], e["calls"], g.get("calls"))
-                                       for r, e, g in zip(results, exp, given, strict=True)],
+        ["student UNet calls / step (grad + no-grad)"]
+        + [
+            f"{r['student_calls_per_step_grad']:.0f} + {r['student_calls_per_step_nograd']:.0f}"
+            for r in results
+        ],
+        ["total UNet calls / step"]
+        + [
+            _cell(r["unet_calls_per_step"], e["calls"], g.get("calls"))
+            for r, e, g in zip(results, exp, given, strict=True)
+        ],
         ["engine step, median ms"] + [f"{1000 * r['median_step_s']:.0f}" for r in results],
     ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_args(parser)
     parser.add_argument("--steps", type=int, default=8, help="engine steps per loss (default 8)")
-    parser.add_argument("--batch-size", type=int, default=16, help="training batch B (default 16, the recipes')")
-    parser.add_argument("--cache-samples-per-prompt", type=int, default=2,
-                        help='trajectories per prompt in the cache built for states="cache" (default 2)')
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="training batch B (default 16, the recipes')"
+    )
+    parser.add_argument(
+        "--cache-samples-per-prompt",
+        type=int,
+        default=2,
+        help='trajectories per prompt in the cache built for states="cache" (default 2)',
+    )
     args = parser.parse_args()
     device = setup_torch(args.threads, args.device)
     model, label = resolve_model(args.model)
@@ -204,28 +246,40 @@ def main() -> None:
         variants: list[tuple[str, str, Recipe, object]] = []
         for states in ("mds", "single_jump", "cache"):
             cfg = MLCDConfig(states=states)
-            recipe = replace(base_mlcd, phases={"mlcd": replace(base_mlcd.phases["mlcd"], losses={"mlcd": cfg})})
+            recipe = replace(
+                base_mlcd, phases={"mlcd": replace(base_mlcd.phases["mlcd"], losses={"mlcd": cfg})}
+            )
             variants.append((f"MLCD states={states}", "mlcd", recipe, cfg))
         lcd_cfg = LCDConfig(student_steps=4, teacher_substeps=3)
         recipe = replace(base_lcd, phases={"lcd": replace(base_lcd.phases["lcd"], losses={"lcd": lcd_cfg})})
         variants.append(("LCD q=4 p=3", "lcd", recipe, lcd_cfg))
         for name, kind, recipe, cfg in variants:
-            recipe = shrink(recipe, model, Path(tmp) / name.replace(" ", "_"), args.steps, args.batch_size, device)
+            recipe = shrink(
+                recipe, model, Path(tmp) / name.replace(" ", "_"), args.steps, args.batch_size, device
+            )
             if kind == "mlcd" and cfg.states == "cache":
                 try:
-                    built = build_trajectory_cache(model, Path(tmp) / "cache", device, recipe, cfg,
-                                                      args.cache_samples_per_prompt)
+                    built = build_trajectory_cache(
+                        model, Path(tmp) / "cache", device, recipe, cfg, args.cache_samples_per_prompt
+                    )
                 except Exception as err:  # report whatever stops the cache mode, keep the other rows
-                    notes.append(f'MLCD states="cache" skipped: building the trajectory cache failed: '
-                                 f"{type(err).__name__}: {err}")
+                    notes.append(
+                        f'MLCD states="cache" skipped: building the trajectory cache failed: '
+                        f"{type(err).__name__}: {err}"
+                    )
                     continue
                 manifest, built = built
-                n_traj, pairs = manifest["num_prompts"] * manifest["samples_per_prompt"], len(manifest["grid"]) - 1
+                n_traj, pairs = (
+                    manifest["num_prompts"] * manifest["samples_per_prompt"],
+                    len(manifest["grid"]) - 1,
+                )
+                per_traj = sum(c[1] for c in built.calls) / n_traj / 2
                 notes.append(
-                    f"trajectory cache (one-off, before training, counted by the same hook): {len(built.calls)} UNet "
-                    f"calls, {sum(c[1] for c in built.calls) / n_traj / 2:.1f} CFG evals per trajectory for {n_traj} "
-                    f"trajectories of {pairs + 1} states; each trajectory then serves any of its {pairs} (t_m, t_n) "
-                    "pairs with zero teacher calls")
+                    "trajectory cache (one-off, before training, counted by the same hook): "
+                    f"{len(built.calls)} UNet calls, {per_traj:.1f} CFG evals per trajectory for {n_traj} "
+                    f"trajectories of {pairs + 1} states; each trajectory then serves any of its {pairs} "
+                    "(t_m, t_n) pairs with zero teacher calls"
+                )
                 recipe = replace(recipe, data=replace(recipe.data, trajectory_cache=Path(tmp) / "cache"))
             console.print(f"[bold]{name}[/]: {args.steps} steps x batch {args.batch_size}")
             try:
@@ -238,18 +292,37 @@ def main() -> None:
     rows = table_rows(results)
     for r in results:
         if r["teacher_calls_with_adapters_on"] or r["student_calls_with_adapters_off"] or r["untagged_calls"]:
-            notes.append(f"{r['name']}: {r['teacher_calls_with_adapters_on']} teacher calls ran with LoRA on, "
-                         f"{r['student_calls_with_adapters_off']} student calls with LoRA off, "
-                         f"{r['untagged_calls']} UNet calls outside the student/teacher denoisers")
+            notes.append(
+                f"{r['name']}: {r['teacher_calls_with_adapters_on']} teacher calls ran with LoRA on, "
+                f"{r['student_calls_with_adapters_off']} student calls with LoRA off, "
+                f"{r['untagged_calls']} UNet calls outside the student/teacher denoisers"
+            )
     if results:
-        notes.append("every teacher call ran with the LoRA adapters disabled and without grad, every student call "
-                     "with them enabled, and no UNet call happened outside the two denoisers"
-                     if not any(r["teacher_calls_with_adapters_on"] or r["student_calls_with_adapters_off"]
-                                or r["untagged_calls"] or r["teacher_calls_with_grad"] for r in results)
-                     else "see the notes above: some calls ran in an unexpected mode")
+        notes.append(
+            "every teacher call ran with the LoRA adapters disabled and without grad, every student call "
+            "with them enabled, and no UNet call happened outside the two denoisers"
+            if not any(
+                r["teacher_calls_with_adapters_on"]
+                or r["student_calls_with_adapters_off"]
+                or r["untagged_calls"]
+                or r["teacher_calls_with_grad"]
+                for r in results
+            )
+            else "see the notes above: some calls ran in an unexpected mode"
+        )
     b = args.batch_size
-    notes.append(f"B = {b}, {args.steps} steps per loss = {b * args.steps} training samples each; ms/step: median "
-                 f"wall time of Trainer._step on {meta['device']} with {meta['threads']} thread(s) (indicative only)")
+    m = MLCDConfig().num_milestones
+    std = ((m * m - 1) / 12) ** 0.5
+    notes.append(
+        f"MLCD mds: L = M - s is uniform in 1..{m}, std {std:.2f}, so the analytic CFG evals per sample "
+        f"carry a sampling s.e. of {std / (b * args.steps) ** 0.5:.2f} over "
+        f"{b * args.steps} samples; the 'given draws' value (from the L_i actually drawn) must match exactly"
+    )
+    notes.append(
+        f"B = {b}, {args.steps} steps per loss = {b * args.steps} training samples each; ms/step: median "
+        f"wall time of Trainer._step on {meta['device']} with {meta['threads']} thread(s) "
+        "(indicative only: the losses ran one after another, not interleaved)"
+    )
     title = f"UNet evaluations per training sample ({label} pipeline, B = {b})"
     show_table(title, columns, rows)
     for n in notes:
