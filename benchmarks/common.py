@@ -11,7 +11,7 @@ import shlex
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from tlcm.config import Recipe
+from tlcm.config import Recipe, smoke_recipe
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,23 +98,9 @@ def shrink(
     device: str,
     full_finetune: bool = False,
 ) -> Recipe:
-    """Same phases and loss hyper-parameters, ``steps`` steps of ``batch_size`` each, the given
-    model and run folder, nothing written besides the run folder's checkpoint/export."""
-    phases = {name: replace(p, steps=steps, batch_size=batch_size) for name, p in recipe.phases.items()}
-    return replace(
-        recipe,
-        model=replace(recipe.model, path=model),
-        student=replace(recipe.student, init_from=None, full_finetune=full_finetune),
-        phases=phases,
-        runtime=replace(
-            recipe.runtime,
-            out_dir=out_dir,
-            sample_grid=False,
-            eval_samples_per_digit=0,
-            checkpoint_every=0,
-            resume=False,
-            device=device,
-        ),
+    """``tlcm.config.smoke_recipe`` without resume (every benchmark run starts fresh)."""
+    return smoke_recipe(
+        recipe, model, out_dir, steps, batch_size, device, resume=False, full_finetune=full_finetune
     )
 
 

@@ -24,7 +24,9 @@ def _train(argv: list[str], capsys) -> str:
 
 def test_unknown_recipe_and_field(capsys):
     assert "recipes:tlcm-full" in _train(["recipes:nope"], capsys)
-    assert "--recipes.phases.mlcd.stpes" in _train(["recipes:mlcd", "--recipes.phases.mlcd.stpes", "3"], capsys)
+    assert "--recipes.phases.mlcd.stpes" in _train(
+        ["recipes:mlcd", "--recipes.phases.mlcd.stpes", "3"], capsys
+    )
 
 
 def test_missing_and_non_diffusers_model_folder(capsys, tmp_path):
@@ -37,11 +39,17 @@ def test_missing_and_non_diffusers_model_folder(capsys, tmp_path):
 def test_empty_prompt_file(capsys, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n  \n")
-    err = _train(["recipes:mlcd", "--recipes.data.prompts", str(prompts), "--recipes.runtime.out-dir", str(tmp_path)], capsys)
+    err = _train(
+        ["recipes:mlcd", "--recipes.data.prompts", str(prompts), "--recipes.runtime.out-dir", str(tmp_path)],
+        capsys,
+    )
     assert f"prompt file {prompts} holds no prompts" in err
     bad = tmp_path / "prompts.jsonl"
     bad.write_text('{"prompt": "a digit"}\n{"text": "no prompt field"}\n')
-    err = _train(["recipes:mlcd", "--recipes.data.prompts", str(bad), "--recipes.runtime.out-dir", str(tmp_path)], capsys)
+    err = _train(
+        ["recipes:mlcd", "--recipes.data.prompts", str(bad), "--recipes.runtime.out-dir", str(tmp_path)],
+        capsys,
+    )
     assert f"{bad}:2" in err and '"prompt" field' in err
 
 
@@ -67,7 +75,9 @@ def test_sample_rejects_bad_steps(capsys):
 def test_real_process_exit_code_and_single_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tlcm.train", "recipes:mlcd", "--recipes.model.path", str(tmp_path / "nope")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

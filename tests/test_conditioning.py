@@ -21,6 +21,8 @@ def test_cat_index_expand_and_unet_kwargs():
 
 def test_mismatched_conditionings_are_refused():
     with pytest.raises(ValueError, match="pooled_embeds"):
-        Conditioning(torch.ones(1, 3, 4)).cat(Conditioning(torch.ones(1, 3, 4), torch.ones(1, 5), torch.ones(1, 6)))
+        Conditioning(torch.ones(1, 3, 4)).cat(
+            Conditioning(torch.ones(1, 3, 4), torch.ones(1, 5), torch.ones(1, 6))
+        )
     with pytest.raises(ValueError, match="expand"):
         Conditioning(torch.ones(2, 3, 4)).expand_to(3)

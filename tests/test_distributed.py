@@ -9,8 +9,18 @@ import torch
 from safetensors.torch import load_file
 from tiny_pipelines import tiny_sd_pipeline
 
-COMMON = ["recipes:mlcd", "--recipes.phases.mlcd.steps", "2", "--recipes.phases.mlcd.batch-size", "4",
-          "--recipes.student.lora-rank", "4", "--recipes.runtime.no-sample-grid", "--recipes.runtime.device", "cpu"]
+COMMON = [
+    "recipes:mlcd",
+    "--recipes.phases.mlcd.steps",
+    "2",
+    "--recipes.phases.mlcd.batch-size",
+    "4",
+    "--recipes.student.lora-rank",
+    "4",
+    "--recipes.runtime.no-sample-grid",
+    "--recipes.runtime.device",
+    "cpu",
+]
 
 
 def _student(out_dir):
@@ -25,13 +35,38 @@ def test_two_process_step_equals_one_process_with_same_global_batch(tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     args = [*COMMON, "--recipes.model.path", str(model)]
     one = subprocess.run(
-        [sys.executable, "-m", "tlcm.train", *args, "--recipes.runtime.out-dir", str(tmp_path / "one"),
-         "--recipes.phases.mlcd.grad-accum", "2"], env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "tlcm.train",
+            *args,
+            "--recipes.runtime.out-dir",
+            str(tmp_path / "one"),
+            "--recipes.phases.mlcd.grad-accum",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "tlcm.train", *args,
-         "--recipes.runtime.out-dir", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "tlcm.train",
+            *args,
+            "--recipes.runtime.out-dir",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = _student(tmp_path / "one"), _student(tmp_path / "two")

@@ -73,7 +73,9 @@ class OutputNorm(Loss):
 
 def _recipe(tiny_sd_dir, out_dir, steps=4, **loss):
     base = shrink(PRESETS["mlcd"], tiny_sd_dir, out_dir, steps=steps)
-    phase = Phase(steps=steps, lr=1e-3, batch_size=2, losses={"mlcd": MLCDConfig(), "norm": OutputNormConfig(**loss)})
+    phase = Phase(
+        steps=steps, lr=1e-3, batch_size=2, losses={"mlcd": MLCDConfig(), "norm": OutputNormConfig(**loss)}
+    )
     return replace(base, phases={"stage": phase})
 
 
@@ -103,7 +105,7 @@ def test_resume_after_sigterm_equals_uninterrupted_run(tiny_sd_dir, tmp_path):
 
 
 def test_nonfinite_loss_is_named_and_stops_or_skips(tiny_sd_dir, tmp_path):
-    with pytest.raises(NonFiniteLoss, match="term\(s\) norm in phase 'stage' at step 1"):
+    with pytest.raises(NonFiniteLoss, match=r"term\(s\) norm in phase 'stage' at step 1"):
         train(replace(_recipe(tiny_sd_dir, tmp_path / "stop", poison_step=1)))
     assert not (tmp_path / "stop" / "checkpoints").exists()
     recipe = _recipe(tiny_sd_dir, tmp_path / "skip", steps=3, poison_step=1)
@@ -144,5 +146,47 @@ def test_lcd_continues_from_a_stage1_run(tiny_sd_dir, tmp_path):
     a, b = stage1.student.state_dict(), stage2.student.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)
     with pytest.raises(TLCMError, match="has no checkpoint"):
-        train(replace(recipe, student=replace(recipe.student, init_from=tmp_path / "nowhere"),
-                      runtime=replace(recipe.runtime, out_dir=tmp_path / "x")))
+        train(
+            replace(
+                recipe,
+                student=replace(recipe.student, init_from=tmp_path / "nowhere"),
+                runtime=replace(recipe.runtime, out_dir=tmp_path / "x"),
+            )
+        )
+
+
+def test_sample_cli_draws_the_trained_student(tiny_sd_dir, tmp_path):
+    from PIL import Image
+
+    from tlcm.sample import SampleArgs
+    from tlcm.sample import main as sample_main
+
+    train(shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path / "run"))
+    args = SampleArgs(
+        prompt=("a", "b"),
+        steps=2,
+        model=tiny_sd_dir,
+        num_per_prompt=3,
+        out=tmp_path / "grid.png",
+        device="cpu",
+        student=tmp_path / "run",
+    )
+    path = sample_main(args)
+    width, height = Image.open(path).size
+    assert (width, height) == (3 * 66 + 2, 2 * 66 + 2)  # 32 px images upscaled to 64, 2 px padding
+    with pytest.raises(TLCMError, match="in 1..8 for a student"):
+        sample_main(replace(args, steps=9))
+
+
+def test_teacher_is_the_base_unet_and_student_differs(tiny_sd_dir, tmp_path):
+    run = train(shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path))
+    fresh = StableDiffusionPipeline.from_pretrained(tiny_sd_dir).unet
+    x, t = torch.randn(2, 4, 16, 16), torch.tensor([999, 300])
+    cond, _ = run.base.encode(["a", "b"])
+    with torch.no_grad():
+        teacher = run.student.teacher()(x, t, cond)
+        base = fresh(x, t, encoder_hidden_states=cond.prompt_embeds).sample
+        student = run.student.denoiser()(x, t, cond)
+    torch.testing.assert_close(teacher, base)
+    assert (student - teacher).abs().max() > 1e-5
+    assert all(p.requires_grad for p in run.student.trainable_parameters().values())

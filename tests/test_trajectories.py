@@ -79,8 +79,14 @@ def test_cached_states_equal_a_direct_teacher_recomputation(base, cache_dir):
 def _context(base, cache, teacher, idx):
     cond, uncond = base.encode([PROMPTS[i] for i in idx.tolist()])
     return StepContext(
-        student=base.denoiser(), teacher=teacher, schedule=base.schedule, cond=cond, uncond=uncond[:1],
-        guidance_scale=W, generator=torch.Generator().manual_seed(0), latent_shape=base.latent_shape,
+        student=base.denoiser(),
+        teacher=teacher,
+        schedule=base.schedule,
+        cond=cond,
+        uncond=uncond[:1],
+        guidance_scale=W,
+        generator=torch.Generator().manual_seed(0),
+        latent_shape=base.latent_shape,
         batch={"prompt_index": idx, "trajectory_cache": cache},
     )
 
@@ -159,11 +165,27 @@ def test_sampling_is_deterministic_and_consistent_with_the_grid(base, cache_dir)
 def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    args = tyro.cli(CacheArgs, args=[
-        "--model", str(base.path), "--prompts", str(prompts), "--out", str(tmp_path / "cache"),
-        "--samples-per-prompt", "2", "--num-milestones", "2", "--skip", "250", "--guidance-scale", "3.0",
-        "--device", "cpu",
-    ])
+    args = tyro.cli(
+        CacheArgs,
+        args=[
+            "--model",
+            str(base.path),
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(tmp_path / "cache"),
+            "--samples-per-prompt",
+            "2",
+            "--num-milestones",
+            "2",
+            "--skip",
+            "250",
+            "--guidance-scale",
+            "3.0",
+            "--device",
+            "cpu",
+        ],
+    )
     manifest = main(args)
     out = capsys.readouterr().out
     assert "2 prompts x 2 trajectories x 5 states" in out and "teacher UNet calls: 4" in out
@@ -171,13 +193,14 @@ def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys)
     recipe = shrink(PRESETS["mlcd"], base.path, tmp_path / "run", steps=1)
     mlcd = replace(recipe.phases["mlcd"].losses["mlcd"], num_milestones=M, skip=K, states="cache")
     recipe = replace(
-        recipe, model=replace(recipe.model, guidance_scale=W),
+        recipe,
+        model=replace(recipe.model, guidance_scale=W),
         data=replace(recipe.data, prompts=prompts, trajectory_cache=tmp_path / "cache"),
         phases={"mlcd": replace(recipe.phases["mlcd"], losses={"mlcd": mlcd})},
     )
     trainer, calls = Trainer(recipe), []
     teacher = trainer.student.teacher
-    trainer.student.teacher = lambda: (lambda x, t, c: calls.append(1) or teacher()(x, t, c))
+    trainer.student.teacher = lambda: lambda x, t, c: calls.append(1) or teacher()(x, t, c)
     run = trainer.run()
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert calls == [] and torch.isfinite(torch.tensor(record["mlcd"])) and run.state.global_step == 1

@@ -30,7 +30,12 @@ class TrainState:
 
 
 def save_checkpoint(
-    out_dir: Path, state: TrainState, student: dict[str, torch.Tensor], optimizer: dict, losses: dict, keep: int = 2
+    out_dir: Path,
+    state: TrainState,
+    student: dict[str, torch.Tensor],
+    optimizer: dict,
+    losses: dict,
+    keep: int = 2,
 ) -> Path:
     """Write a checkpoint atomically and point ``latest`` at it; keep the newest ``keep`` ones."""
     root = out_dir / "checkpoints"
@@ -47,7 +52,7 @@ def save_checkpoint(
     pointer = root / ".latest.tmp"
     pointer.write_text(final.name)
     os.replace(pointer, root / "latest")
-    for old in sorted(p for p in root.glob("step-*") if p != final)[:-keep or None]:
+    for old in sorted(p for p in root.glob("step-*") if p != final)[: -keep or None]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -27,7 +27,13 @@ class Conditioning:
     time_ids: torch.Tensor | None = None
 
     def _map(self, fn) -> Conditioning:
-        return replace(self, **{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)})
+        return replace(
+            self,
+            **{
+                f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
+                for f in fields(self)
+            },
+        )
 
     def __len__(self) -> int:
         return self.prompt_embeds.shape[0]

@@ -7,7 +7,7 @@ and change fields with ``dataclasses.replace``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -15,8 +15,20 @@ from tlcm.losses import LossConfig
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
 LCM_LORA_TARGETS = (
-    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-    "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj",
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "proj_in",
+    "proj_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "conv1",
+    "conv2",
+    "conv_shortcut",
+    "downsamplers.0.conv",
+    "upsamplers.0.conv",
+    "time_emb_proj",
 )
 """LoRA target modules of diffusers' LCM-LoRA training scripts."""
 
@@ -118,3 +130,35 @@ class Recipe:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     inference_steps: tuple[int, ...] = (1, 2, 4, 8)
     """Step counts shown in sample grids and evaluated at the end."""
+
+
+def smoke_recipe(
+    recipe: Recipe,
+    model: Path,
+    out_dir: Path,
+    steps: int = 2,
+    batch_size: int = 2,
+    device: str = "cpu",
+    resume: bool = True,
+    **student: object,
+) -> Recipe:
+    """The same phases and loss hyper-parameters at ``steps`` x ``batch_size``, on ``model``, writing
+    only ``out_dir`` (no sample grid, evaluation or periodic checkpoints); ``student`` overrides
+    StudentConfig fields (init_from is cleared). For smoke tests, benchmarks and ablation dry runs."""
+    phases = {name: replace(p, steps=steps, batch_size=batch_size) for name, p in recipe.phases.items()}
+    return replace(
+        recipe,
+        model=replace(recipe.model, path=model),
+        student=replace(recipe.student, init_from=None, **student),
+        phases=phases,
+        runtime=replace(
+            recipe.runtime,
+            out_dir=out_dir,
+            sample_grid=False,
+            eval_samples_per_digit=0,
+            checkpoint_every=0,
+            resume=resume,
+            device=device,
+        ),
+        inference_steps=(1, 2),
+    )

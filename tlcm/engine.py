@@ -9,7 +9,6 @@ a 1-process run with the same global batch split into the same micro-batches.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +66,9 @@ class Trainer:
             cache_dir, self.base, self.prompts, guidance_scale=recipe.model.guidance_scale
         )
         self.uncond = uncond[:1]
-        use_bf16 = rt.mixed_precision == "bf16" or (rt.mixed_precision == "auto" and self.dist.device.type == "cuda")
+        use_bf16 = rt.mixed_precision == "bf16" or (
+            rt.mixed_precision == "auto" and self.dist.device.type == "cuda"
+        )
         self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
         if rt.gradient_checkpointing:
             self.student.unet.enable_gradient_checkpointing()
@@ -76,10 +77,15 @@ class Trainer:
 
     def _context(self, idx: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
         return StepContext(
-            student=self.student.denoiser(), teacher=self.student.teacher(), schedule=self.base.schedule,
-            cond=self.cond[idx], uncond=self.uncond.expand_to(len(idx)),
-            guidance_scale=self.recipe.model.guidance_scale, generator=generator,
-            latent_shape=self.base.latent_shape, step=step,
+            student=self.student.denoiser(),
+            teacher=self.student.teacher(),
+            schedule=self.base.schedule,
+            cond=self.cond[idx],
+            uncond=self.uncond.expand_to(len(idx)),
+            guidance_scale=self.recipe.model.guidance_scale,
+            generator=generator,
+            latent_shape=self.base.latent_shape,
+            step=step,
             batch={"prompt_index": idx, "trajectory_cache": self.trajectories},
         )
 
@@ -118,7 +124,10 @@ class Trainer:
     def _save(self, state: TrainState, opt, losses: dict[str, Loss]) -> None:
         if self.dist.is_main:
             save_checkpoint(
-                self.recipe.runtime.out_dir, state, self.student.state_dict(), opt.state_dict(),
+                self.recipe.runtime.out_dir,
+                state,
+                self.student.state_dict(),
+                opt.state_dict(),
                 {n: loss.checkpoint_state() for n, loss in losses.items()},
             )
 
@@ -133,7 +142,9 @@ class Trainer:
         elif self.recipe.student.init_from is not None:
             init = latest_checkpoint(self.recipe.student.init_from)
             if init is None:
-                raise TLCMError(f"--recipes.student.init-from {self.recipe.student.init_from} has no checkpoint")
+                raise TLCMError(
+                    f"--recipes.student.init-from {self.recipe.student.init_from} has no checkpoint"
+                )
             self.student.load_state_dict(load_checkpoint(init, self.dist.device)[1])
         state = TrainState(0, 0, 0)
         skipped: list[int] = []
@@ -143,11 +154,15 @@ class Trainer:
                 for index, (name, phase) in enumerate(self.recipe.phases.items()):
                     if restored and index < restored[0].phase_index:
                         continue
-                    losses = {n: c.build(self.student.unet).to(self.dist.device) for n, c in phase.losses.items()}
+                    losses = {
+                        n: c.build(self.student.unet).to(self.dist.device) for n, c in phase.losses.items()
+                    }
                     params = list(self.student.trainable_parameters().values())
                     opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
                     start = restored[0].step if restored and restored[0].phase_index == index else 0
-                    state = TrainState(index, start, restored[0].global_step if restored else state.global_step)
+                    state = TrainState(
+                        index, start, restored[0].global_step if restored else state.global_step
+                    )
                     if start > 0:
                         opt.load_state_dict(restored[2])
                         for n, loss in losses.items():
@@ -158,7 +173,9 @@ class Trainer:
                         terms, finite = self._step(phase, losses, opt, params, state.global_step)
                         values = {k: float(v) for k, v in terms.items()}
                         if not finite:
-                            bad = ", ".join(k for k, v in values.items() if not torch.isfinite(torch.tensor(v)))
+                            bad = ", ".join(
+                                k for k, v in values.items() if not torch.isfinite(torch.tensor(v))
+                            )
                             if rt.on_nonfinite == "stop":
                                 raise NonFiniteLoss(
                                     f"non-finite loss term(s) {bad} in phase {name!r} at step {step}; "
@@ -168,12 +185,16 @@ class Trainer:
                             skipped.append(state.global_step)
                             self.reporter.print(f"[yellow]skipped step {step} of {name}: non-finite {bad}")
                         state = TrainState(index, step + 1, state.global_step + 1)
-                        self.reporter.report({"phase": name, "step": step + 1, **values, "skipped": not finite}, values)
+                        self.reporter.report(
+                            {"phase": name, "step": step + 1, **values, "skipped": not finite}, values
+                        )
                         if rt.checkpoint_every and state.global_step % rt.checkpoint_every == 0:
                             self._save(state, opt, losses)
                         if self._stop:
                             self._save(state, opt, losses)
-                            self.reporter.print(f"SIGTERM: saved a checkpoint at step {state.global_step}; rerun to resume")
+                            self.reporter.print(
+                                f"SIGTERM: saved a checkpoint at step {state.global_step}; rerun to resume"
+                            )
                             return Run(rt.out_dir, self.base, self.student, state, True, skipped)
                     self._save(TrainState(index + 1, 0, state.global_step), opt, losses)
                     if rt.sample_grid and self.dist.is_main:

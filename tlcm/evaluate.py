@@ -18,11 +18,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from tlcm.errors import run_cli
+from tlcm.errors import TLCMError, run_cli
 from tlcm.models.base import BaseModel
+from tlcm.models.student import Student
 from tlcm.sampling import ddim_timesteps, sample_latents
 from tlcm.toy import MINIATURE_SD
-from tlcm.toy.evaluation import evaluate_toy
+from tlcm.toy.evaluation import evaluate_toy, student_scores
 from tlcm.toy.metrics import ToyMetrics
 
 
@@ -57,12 +58,19 @@ def teacher_table(
 
                 def sampler(cond, uncond, noise, gen, w=w, n=n):
                     grid = ddim_timesteps(n, base.schedule.num_train_timesteps)
-                    return sample_latents(base.denoiser(), base.schedule, cond, noise, grid, 0.0, uncond, w, gen)
+                    return sample_latents(
+                        base.denoiser(), base.schedule, cond, noise, grid, 0.0, uncond, w, gen
+                    )
 
                 scores = evaluate_toy(base, sampler, samples_per_digit, metrics=metrics)
                 rows.append(
-                    {"w": w, "steps": n, "alignment": scores.alignment, "fd": scores.fd,
-                     "seconds": round(time.time() - start, 1)}
+                    {
+                        "w": w,
+                        "steps": n,
+                        "alignment": scores.alignment,
+                        "fd": scores.fd,
+                        "seconds": round(time.time() - start, 1),
+                    }
                 )
                 progress.advance(task)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +83,54 @@ def teacher_table(
     return rows
 
 
+def student(
+    run: Path,
+    steps: tuple[int, ...] = (1, 2, 4, 8),
+    samples_per_digit: int = 50,
+    model: Path = MINIATURE_SD,
+    device: str = "cpu",
+) -> list[dict]:
+    """Score a trained student (a tlcm run folder: its latest checkpoint) with the TLCM sampler
+    (no CFG, gamma = 1, the authors' milestone timesteps); writes RUN/eval.json."""
+    base = BaseModel.load(model, device=device)
+    trained = Student.from_run(base, run)
+    rows = student_scores(base, trained.denoiser(), steps, samples_per_digit)
+    (run / "eval.json").write_text(json.dumps(rows, indent=1) + "\n")
+    Console().print(markdown_table(rows, ["steps", "alignment", "fd"]))
+    return rows
+
+
+def compare(
+    run: Path = Path("runs/tlcm-full"),
+    teacher: Path = Path("benchmarks/results/teacher_table.json"),
+    out: Path | None = None,
+) -> str:
+    """Markdown: the student (RUN/eval.json) vs the teacher at its best w for each step count."""
+    for path in (run / "eval.json", teacher):
+        if not path.is_file():
+            raise TLCMError(f"{path} is missing: run `python -m tlcm.evaluate student/teacher-table` first")
+    table = json.loads(teacher.read_text())
+    best: dict[int, dict] = {}
+    for r in table:
+        if r["steps"] not in best or r["fd"] < best[r["steps"]]["fd"]:
+            best[r["steps"]] = r
+    rows = [
+        {"model": "teacher DDIM+CFG", **{k: r[k] for k in ("steps", "w", "alignment", "fd")}}
+        for r in best.values()
+    ]
+    rows += [
+        {"model": "student (TLCM sampler)", "w": "-", **r}
+        for r in json.loads((run / "eval.json").read_text())
+    ]
+    rows.sort(key=lambda r: (r["steps"], r["model"]))
+    text = markdown_table(rows, ["model", "steps", "w", "alignment", "fd"])
+    if out is not None:
+        out.write_text(text)
+    Console().print(text)
+    return text
+
+
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    run_cli(lambda: tyro.extras.subcommand_cli_from_dict({"teacher-table": teacher_table}))
+    commands = {"teacher-table": teacher_table, "student": student, "compare": compare}
+    run_cli(lambda: tyro.extras.subcommand_cli_from_dict(commands))

@@ -1,7 +1,8 @@
 """Few-step sampling from the command line: ``python -m tlcm.sample --steps 4 --prompt "..."``.
 
-Without a student the base model (teacher) samples with CFG + deterministic DDIM on an evenly
-spaced grid of ``--steps`` steps. Writes one PNG grid: a row per prompt.
+Without ``--student`` the base model (teacher) samples with CFG + deterministic DDIM on an evenly
+spaced grid of ``--steps`` steps; with ``--student RUN`` the trained student samples with the TLCM
+sampler. Writes one PNG grid: a row per prompt.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import tyro
 from rich.console import Console
 from rich.progress import Progress
 
+from tlcm.diffusion.milestones import inference_timesteps
 from tlcm.errors import TLCMError, run_cli
 from tlcm.images import save_grid
 from tlcm.models.base import BaseModel
+from tlcm.models.student import Student
 from tlcm.sampling import ddim_timesteps, sample_latents
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
@@ -41,6 +44,9 @@ class SampleArgs:
     """Where to write the PNG grid."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Torch device."""
+    student: Path | None = None
+    """A tlcm run folder (e.g. runs/tlcm-full): sample its student with the TLCM sampler (no CFG,
+    fresh noise between steps, the authors' milestone timesteps; --steps in 1..8)."""
 
 
 def main(args: SampleArgs) -> Path:
@@ -54,12 +60,27 @@ def main(args: SampleArgs) -> Path:
     cond, uncond = base.encode(prompts)
     generator = torch.Generator(device=base.device).manual_seed(args.seed)
     noise = torch.randn((len(prompts), *base.latent_shape), generator=generator, device=base.device)
-    timesteps = ddim_timesteps(args.steps, base.schedule.num_train_timesteps)
+    if args.student is None:
+        denoiser, gamma, w = base.denoiser(), 0.0, args.guidance_scale
+        timesteps = ddim_timesteps(args.steps, base.schedule.num_train_timesteps)
+    else:
+        if not 1 <= args.steps <= 8:
+            raise TLCMError(f"--steps must be in 1..8 for a student (M = 8 milestones), got {args.steps}")
+        denoiser, gamma, w = Student.from_run(base, args.student).denoiser(), 1.0, 1.0
+        timesteps = inference_timesteps(args.steps, 8, base.schedule.num_train_timesteps).tolist()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"sampling {len(prompts)} images", total=args.steps)
         latents = sample_latents(
-            base.denoiser(), base.schedule, cond, noise, timesteps, gamma=0.0, uncond=uncond,
-            guidance_scale=args.guidance_scale, generator=generator, on_step=lambda i: progress.advance(task),
+            denoiser,
+            base.schedule,
+            cond,
+            noise,
+            timesteps,
+            gamma=gamma,
+            uncond=uncond,
+            guidance_scale=w,
+            generator=generator,
+            on_step=lambda i: progress.advance(task),
         )
         images = base.decode(latents)
     path = save_grid(images, args.out, nrow=args.num_per_prompt)

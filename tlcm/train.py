@@ -38,7 +38,9 @@ def main(args: TrainArgs) -> None:
         return
     from tlcm.toy.evaluation import student_scores
 
-    scores = student_scores(run.base, run.student.denoiser(), recipe.inference_steps, recipe.runtime.eval_samples_per_digit)
+    scores = student_scores(
+        run.base, run.student.denoiser(), recipe.inference_steps, recipe.runtime.eval_samples_per_digit
+    )
     (run.out_dir / "eval.json").write_text(json.dumps(scores, indent=1) + "\n")
     for row in scores:
         print(f"student {row['steps']} steps: alignment {row['alignment']:.3f}  FD {row['fd']:.3f}")

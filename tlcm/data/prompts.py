@@ -19,7 +19,9 @@ def load_prompts(path: Path | None) -> list[str]:
         return all_prompts()
     path = Path(path)
     if not path.is_file():
-        raise TLCMError(f"prompt file {path} does not exist: pass a .txt or .jsonl file to --recipes.data.prompts")
+        raise TLCMError(
+            f"prompt file {path} does not exist: pass a .txt or .jsonl file to --recipes.data.prompts"
+        )
     lines = [(i + 1, line.strip()) for i, line in enumerate(path.read_text().splitlines()) if line.strip()]
     if path.suffix == ".jsonl":
         prompts = []
@@ -29,12 +31,15 @@ def load_prompts(path: Path | None) -> list[str]:
                 prompts.append(str(record["prompt"]).strip())
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise TLCMError(
-                    f'{path}:{number}: expected a JSON object with a "prompt" field ({type(err).__name__}: {err})'
+                    f'{path}:{number}: expected a JSON object with a "prompt" field '
+                    f"({type(err).__name__}: {err})"
                 ) from err
     elif path.suffix == ".txt":
         prompts = [line for _, line in lines]
     else:
-        raise TLCMError(f"prompt file {path} must end in .txt (one prompt per line) or .jsonl (a \"prompt\" field)")
+        raise TLCMError(
+            f'prompt file {path} must end in .txt (one prompt per line) or .jsonl (a "prompt" field)'
+        )
     prompts = [p for p in prompts if p]
     if not prompts:
         raise TLCMError(f"prompt file {path} holds no prompts: add at least one non-empty line")

@@ -39,7 +39,9 @@ from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
 FORMAT, VERSION = "tlcm-trajectories", 1
 DTYPES = {
-    "float16": (torch.float16, "F16"), "bfloat16": (torch.bfloat16, "BF16"), "float32": (torch.float32, "F32")
+    "float16": (torch.float16, "F16"),
+    "bfloat16": (torch.bfloat16, "BF16"),
+    "float32": (torch.float32, "F32"),
 }
 """Storage dtypes: torch dtype and safetensors' name."""
 REBUILD = "rebuild with python -m tlcm.data.trajectories --model {model} --prompts <prompt file> --out {out}"
@@ -88,9 +90,18 @@ def _sha256(path: Path) -> str:
 
 @torch.no_grad()
 def build_cache(
-    base: BaseModel, prompts: list[str], out_dir: Path, samples_per_prompt: int, num_milestones: int = 8,
-    skip: int = 20, guidance_scale: float = TEACHER_GUIDANCE_SCALE, seed: int = 0, shard_size: int = 256,
-    batch_size: int = 64, dtype: str = "float16", progress: Progress | None = None,
+    base: BaseModel,
+    prompts: list[str],
+    out_dir: Path,
+    samples_per_prompt: int,
+    num_milestones: int = 8,
+    skip: int = 20,
+    guidance_scale: float = TEACHER_GUIDANCE_SCALE,
+    seed: int = 0,
+    shard_size: int = 256,
+    batch_size: int = 64,
+    dtype: str = "float16",
+    progress: Progress | None = None,
 ) -> dict:
     """Write ``samples_per_prompt`` trajectories per prompt to ``out_dir``; returns the manifest.
 
@@ -138,11 +149,23 @@ def build_cache(
     for stale in set(out_dir.glob("shard-*.safetensors")) - {out_dir / s["file"] for s in shards}:
         stale.unlink()
     manifest = {
-        "format": FORMAT, "version": VERSION, "model": str(base.path), "teacher_fingerprint":
-        teacher_fingerprint(base.path), "num_milestones": num_milestones, "skip": skip, "guidance_scale":
-        guidance_scale, "grid": grid, "edges": segment_edges(schedule, num_milestones), "latent_shape":
-        list(shape), "dtype": dtype, "seed": seed, "samples_per_prompt": samples_per_prompt, "num_prompts":
-        len(prompts), "prompts": prompts, "teacher_unet_calls": calls[0], "shards": shards,
+        "format": FORMAT,
+        "version": VERSION,
+        "model": str(base.path),
+        "teacher_fingerprint": teacher_fingerprint(base.path),
+        "num_milestones": num_milestones,
+        "skip": skip,
+        "guidance_scale": guidance_scale,
+        "grid": grid,
+        "edges": segment_edges(schedule, num_milestones),
+        "latent_shape": list(shape),
+        "dtype": dtype,
+        "seed": seed,
+        "samples_per_prompt": samples_per_prompt,
+        "num_prompts": len(prompts),
+        "prompts": prompts,
+        "teacher_unet_calls": calls[0],
+        "shards": shards,
     }
     (out_dir / "manifest.json.tmp").write_text(json.dumps(manifest, indent=1) + "\n")
     (out_dir / "manifest.json.tmp").replace(out_dir / "manifest.json")
@@ -170,15 +193,26 @@ class TrajectoryCache:
 
     @classmethod
     def open(
-        cls, folder: Path, base: BaseModel, prompts: list[str], num_milestones: int | None = None,
-        skip: int | None = None, guidance_scale: float | None = None,
+        cls,
+        folder: Path,
+        base: BaseModel,
+        prompts: list[str],
+        num_milestones: int | None = None,
+        skip: int | None = None,
+        guidance_scale: float | None = None,
     ) -> TrajectoryCache:
         """Validate ``folder`` against the run (teacher, latent shape, prompts; M, k, w unless None)
         and every shard (sha256, keys, shapes, dtype); any mismatch raises a one-line TLCMError."""
         folder = Path(folder)
         hint = REBUILD.format(model=base.path, out=folder) + "".join(
-            f" --{flag} {v}" for flag, v in (("num-milestones", num_milestones), ("skip", skip),
-                                             ("guidance-scale", guidance_scale)) if v is not None)
+            f" --{flag} {v}"
+            for flag, v in (
+                ("num-milestones", num_milestones),
+                ("skip", skip),
+                ("guidance-scale", guidance_scale),
+            )
+            if v is not None
+        )
 
         def refuse(where: Path, what: str) -> TLCMError:
             return TLCMError(f"trajectory cache {where}: {what}; {hint}")
@@ -191,11 +225,18 @@ class TrajectoryCache:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise refuse(path, f"unreadable manifest ({type(err).__name__}: {err})") from err
         if found != (FORMAT, VERSION) or manifest.get("dtype") not in DTYPES:
-            raise refuse(path, f"format differs (expected {(FORMAT, VERSION)} in one of {list(DTYPES)}, "
-                         f"found {found} in {manifest.get('dtype')})")
+            raise refuse(
+                path,
+                f"format differs (expected {(FORMAT, VERSION)} in one of {list(DTYPES)}, "
+                f"found {found} in {manifest.get('dtype')})",
+            )
         expected = {
-            "teacher_fingerprint": teacher_fingerprint(base.path), "latent_shape": list(base.latent_shape),
-            "prompts": prompts, "grid": grid, "num_milestones": num_milestones, "skip": skip,
+            "teacher_fingerprint": teacher_fingerprint(base.path),
+            "latent_shape": list(base.latent_shape),
+            "prompts": prompts,
+            "grid": grid,
+            "num_milestones": num_milestones,
+            "skip": skip,
             "guidance_scale": guidance_scale,
         }
         for key, want in expected.items():
@@ -205,8 +246,8 @@ class TrajectoryCache:
             if key == "prompts":
                 i = next((i for i, (a, b) in enumerate(zip(want, found or [], strict=False)) if a != b), None)
                 i = min(len(want), len(found or [])) if i is None else i
-                got = f"{len(found or [])} prompts, #{i} = {(found or [])[i:i + 1]}"
-                want, found = f"{len(want)} prompts, #{i} = {want[i:i + 1]}", got
+                got = f"{len(found or [])} prompts, #{i} = {(found or [])[i : i + 1]}"
+                want, found = f"{len(want)} prompts, #{i} = {want[i : i + 1]}", got
             elif key == "teacher_fingerprint":
                 want, found = f"{want} of {base.path}", f"{found} of {manifest.get('model')}"
             raise refuse(path, f"{key} differs (expected {want}, found {found})")
@@ -252,7 +293,7 @@ class TrajectoryCache:
 
         Segment s uniform in 0..M-1, t_m uniform over its grid points above t_s, t_n the next grid point,
         one of the prompt's trajectories uniform. Returns x_tm, x_tn (B, C, h, w) float32 and t_m, t_n,
-        t_s (B,) on ``device`` (default: prompt_index's). One host sync (the rows are read on the CPU).
+        t_s (B,) on ``device`` (default: prompt_index's). Indices go to the CPU (host syncs) to read the rows.
         """
         device = prompt_index.device if device is None else device
         b, on = len(prompt_index), generator.device
@@ -265,8 +306,11 @@ class TrajectoryCache:
         reads = zip(shard.tolist(), (rows - self.shard_start[shard]).tolist(), pos.tolist(), strict=True)
         pairs = torch.stack([self._slices[s][r, p : p + 2] for s, r, p in reads]).to(device, torch.float32)
         return {
-            "x_tm": pairs[:, 0], "x_tn": pairs[:, 1], "t_m": self.grid[pos].to(device),
-            "t_n": self.grid[pos + 1].to(device), "t_s": self.edges[seg].to(device),
+            "x_tm": pairs[:, 0],
+            "x_tn": pairs[:, 1],
+            "t_m": self.grid[pos].to(device),
+            "t_n": self.grid[pos + 1].to(device),
+            "t_s": self.edges[seg].to(device),
         }
 
 
@@ -307,8 +351,18 @@ def main(args: CacheArgs) -> dict:
     start = time.perf_counter()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         manifest = build_cache(
-            base, prompts, args.out, args.samples_per_prompt, args.num_milestones, args.skip,
-            args.guidance_scale, args.seed, args.shard_size, args.batch_size, args.dtype, progress,
+            base,
+            prompts,
+            args.out,
+            args.samples_per_prompt,
+            args.num_milestones,
+            args.skip,
+            args.guidance_scale,
+            args.seed,
+            args.shard_size,
+            args.batch_size,
+            args.dtype,
+            progress,
         )
     mib = sum((args.out / s["file"]).stat().st_size for s in manifest["shards"]) / 2**20
     Console().print(

@@ -57,7 +57,9 @@ def student_samples(ctx: StepContext, num_steps: int, num_milestones: int) -> to
     def compute() -> torch.Tensor:
         grid = inference_timesteps(num_steps, num_milestones, ctx.schedule.num_train_timesteps)
         noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
-        return sample_latents(ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator)
+        return sample_latents(
+            ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator
+        )
 
     return ctx.shared(f"student_samples/{num_steps}", compute)
 
@@ -85,7 +87,9 @@ class LCDConfig(LossConfig):
         if not 1 <= self.num_milestones <= num_train_timesteps:
             raise ValueError(f"num_milestones must be in 1..{num_train_timesteps}, got {self.num_milestones}")
         if not 1 <= self.student_steps <= self.num_milestones:
-            raise ValueError(f"student_steps (q) must be in 1..{self.num_milestones} (M), got {self.student_steps}")
+            raise ValueError(
+                f"student_steps (q) must be in 1..{self.num_milestones} (M), got {self.student_steps}"
+            )
         if self.teacher_substeps < 1:
             raise ValueError(f"teacher_substeps (p) must be >= 1, got {self.teacher_substeps}")
         get_distance(self.distance)
@@ -107,11 +111,26 @@ class LCD(Loss):
         if cfg.full_range:
             t_m = gap + ctx.rand(ctx.batch_size) * (schedule.max_timestep - gap)
         else:
-            t_m = grid[1:][torch.randint(cfg.num_milestones, (ctx.batch_size,), generator=ctx.generator, device=ctx.device)]
+            t_m = grid[1:][
+                torch.randint(
+                    cfg.num_milestones, (ctx.batch_size,), generator=ctx.generator, device=ctx.device
+                )
+            ]
         t_m = schedule.discretize(t_m.clamp(max=schedule.max_timestep))
         t_n = schedule.discretize(t_m - gap)
         loss = lcd_loss(
-            ctx.student, ctx.student, ctx.teacher, schedule, x0, ctx.randn(*x0.shape), t_m, t_n,
-            ctx.cond, ctx.uncond, ctx.guidance_scale, cfg.teacher_substeps, self.distance,
+            ctx.student,
+            ctx.student,
+            ctx.teacher,
+            schedule,
+            x0,
+            ctx.randn(*x0.shape),
+            t_m,
+            t_n,
+            ctx.cond,
+            ctx.uncond,
+            ctx.guidance_scale,
+            cfg.teacher_substeps,
+            self.distance,
         )
         return {"lcd": loss.mean()}

@@ -91,7 +91,9 @@ class MLCDConfig(LossConfig):
         if not 1 <= self.num_milestones <= num_train_timesteps:
             raise ValueError(f"num_milestones must be in 1..{num_train_timesteps}, got {self.num_milestones}")
         if not 1 <= self.skip <= num_train_timesteps // self.num_milestones:
-            raise ValueError(f"skip must be in 1..{num_train_timesteps // self.num_milestones} (T/M), got {self.skip}")
+            raise ValueError(
+                f"skip must be in 1..{num_train_timesteps // self.num_milestones} (T/M), got {self.skip}"
+            )
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         get_distance(self.distance)
@@ -136,20 +138,39 @@ class MLCD(Loss):
                 b = cache.sample(b["prompt_index"], ctx.generator, ctx.device)
             return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
         grid = milestones(cfg.num_milestones, schedule.num_train_timesteps).to(ctx.device)
-        seg, t_m, t_n = sample_segment_timesteps(schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator)
+        seg, t_m, t_n = sample_segment_timesteps(
+            schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator
+        )
         steps = cfg.num_milestones - seg if cfg.states == "mds" else torch.ones_like(seg)
         with torch.no_grad():
             x_tm = mds_trajectory(
-                ctx.teacher, schedule, ctx.randn(ctx.batch_size, *ctx.latent_shape), t_m, steps,
-                ctx.cond, ctx.uncond, ctx.guidance_scale,
+                ctx.teacher,
+                schedule,
+                ctx.randn(ctx.batch_size, *ctx.latent_shape),
+                t_m,
+                steps,
+                ctx.cond,
+                ctx.uncond,
+                ctx.guidance_scale,
             )
         return x_tm, t_m, t_n, grid[seg].to(t_m.dtype), None
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         x_tm, t_m, t_n, t_s, x_tn = self._states(ctx, ctx.schedule)
         loss = mlcd_loss(
-            ctx.student, self._target(ctx), ctx.teacher, ctx.schedule, x_tm, t_m, t_n, t_s,
-            ctx.cond, ctx.uncond, ctx.guidance_scale, self.distance, x_tn,
+            ctx.student,
+            self._target(ctx),
+            ctx.teacher,
+            ctx.schedule,
+            x_tm,
+            t_m,
+            t_n,
+            t_s,
+            ctx.cond,
+            ctx.uncond,
+            ctx.guidance_scale,
+            self.distance,
+            x_tn,
         )
         return {"mlcd": loss.mean()}
 

@@ -20,13 +20,18 @@ from tlcm.conditioning import Conditioning
 from tlcm.diffusion.schedule import Schedule, schedule_from_config
 from tlcm.errors import TLCMError
 
-SUPPORTED = {"StableDiffusionPipeline": StableDiffusionPipeline, "StableDiffusionXLPipeline": StableDiffusionXLPipeline}
+SUPPORTED = {
+    "StableDiffusionPipeline": StableDiffusionPipeline,
+    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
+}
 
 
 def _check_folder(path: Path) -> str:
     """Validate a diffusers folder; return its pipeline class name or raise a one-line TLCMError."""
     if not path.is_dir():
-        raise TLCMError(f"model folder {path} does not exist: pass a local diffusers folder (--model.path DIR)")
+        raise TLCMError(
+            f"model folder {path} does not exist: pass a local diffusers folder (--model.path DIR)"
+        )
     index = path / "model_index.json"
     if not index.is_file():
         raise TLCMError(
@@ -40,9 +45,13 @@ def _check_folder(path: Path) -> str:
     name = spec.get("_class_name", "?")
     if name not in SUPPORTED:
         raise TLCMError(f"{path} holds a {name}; supported: {', '.join(SUPPORTED)}")
-    missing = [c for c in ("unet", "vae", "scheduler", "text_encoder", "tokenizer") if not (path / c).is_dir()]
+    missing = [
+        c for c in ("unet", "vae", "scheduler", "text_encoder", "tokenizer") if not (path / c).is_dir()
+    ]
     if missing:
-        raise TLCMError(f"{path} lacks the component folder(s) {', '.join(missing)} that model_index.json lists")
+        raise TLCMError(
+            f"{path} lacks the component folder(s) {', '.join(missing)} that model_index.json lists"
+        )
     return name
 
 
@@ -59,7 +68,9 @@ class BaseModel:
     path: Path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> BaseModel:
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> BaseModel:
         """Load ``path`` (a local folder; no hub access), freeze every component, move to device."""
         path = Path(path)
         name = _check_folder(path)

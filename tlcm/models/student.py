@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig
+from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
 
 from tlcm.config import StudentConfig
 from tlcm.diffusion.scheduler import TLCMScheduler
@@ -31,11 +33,29 @@ class Student:
             self.unet = copy.deepcopy(base.unet).requires_grad_(True).train()
         else:
             self.lora_config = LoraConfig(
-                r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                init_lora_weights="gaussian",
                 target_modules=list(config.target_modules),
             )
             base.unet.add_adapter(self.lora_config, adapter_name=STUDENT_ADAPTER)
             self.unet = base.unet
+
+    @classmethod
+    def from_run(cls, base: BaseModel, run_dir: Path) -> Student:
+        """The LoRA student of a tlcm run folder (its latest checkpoint) on ``base``."""
+        from tlcm.checkpoint import latest_checkpoint
+
+        latest = latest_checkpoint(run_dir)
+        if latest is None:
+            raise TLCMError(f"{run_dir} has no checkpoint: pass a tlcm run folder (e.g. runs/tlcm-full)")
+        weights = load_file(latest / "student.safetensors", device=str(base.device))
+        ranks = [v.shape[0] for k, v in weights.items() if "lora_A" in k]
+        if not ranks:
+            raise TLCMError(f"{latest} holds a full fine-tune, not a LoRA: load its unet/ export instead")
+        student = cls(base, StudentConfig(lora_rank=ranks[0], lora_alpha=float(ranks[0])))
+        student.load_state_dict(weights)
+        return student
 
     def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
         """Name -> parameter of everything the optimizer updates."""
@@ -50,13 +70,18 @@ class Student:
         call = self.base.denoiser()
         if self.config.full_finetune:
             return call
+        layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
 
         def teacher_call(x, t, cond):
-            self.unet.disable_adapters()
+            # peft's per-layer switch (what unet.disable_adapters() sets after walking every module
+            # and touching requires_grad): ~30x cheaper, 9-17% of an MLCD step (benchmarks/).
+            for layer in layers:
+                layer._disable_adapters = True
             try:
                 return call(x, t, cond)
             finally:
-                self.unet.enable_adapters()
+                for layer in layers:
+                    layer._disable_adapters = False
 
         return teacher_call
 
@@ -75,7 +100,8 @@ class Student:
         bad = sorted(set(own) ^ set(state)) or [k for k in own if own[k].shape != state[k].shape]
         if bad:
             raise TLCMError(
-                f"the saved student LoRA does not fit this base model / LoRA config (first mismatch: {bad[0]}); "
+                "the saved student LoRA does not fit this base model / LoRA config "
+                f"(first mismatch: {bad[0]}); "
                 "use the same --recipes.student.lora-rank and target modules as the run that wrote it"
             )
         set_peft_model_state_dict(self.unet, state, adapter_name=STUDENT_ADAPTER)
@@ -91,7 +117,9 @@ class Student:
             return out_dir / "unet"
         layers = self.state_dict()
         type(self.base.pipe).save_lora_weights(
-            out_dir, unet_lora_layers=layers, safe_serialization=True,
+            out_dir,
+            unet_lora_layers=layers,
+            safe_serialization=True,
             unet_lora_adapter_metadata=self.lora_config.to_dict(),
         )
         return out_dir

@@ -3,9 +3,10 @@
 Trains, on scikit-learn's handwritten digits and on 2 CPU cores, in this order:
 1. the digit classifier of the toy metrics, and the reference feature statistics (real digits);
 2. a tiny AutoencoderKL (32x32x3 images <-> 8x8x4 latents) and its latent scaling factor;
-3. a byte-level CLIPTokenizer for the prompt vocabulary and a tiny frozen (random) CLIPTextModel;
-4. a tiny UNet2DConditionModel, eps-prediction, SD's scaled_linear betas, 10% prompt dropout
-   (the empty prompt, as StableDiffusionPipeline's unconditional input), with an EMA copy.
+3. a byte-level CLIPTokenizer for the prompt vocabulary and a tiny CLIPTextModel;
+4. a tiny UNet2DConditionModel jointly with that text encoder (frozen afterwards): eps-prediction,
+   SD's scaled_linear betas, 10% prompt dropout (the empty prompt, as StableDiffusionPipeline's
+   unconditional input), EMA weights.
 Writes a standard StableDiffusionPipeline folder (safetensors) plus the metric assets.
 """
 
@@ -54,7 +55,7 @@ def train_classifier(x, y, steps: int, g: torch.Generator) -> tuple[DigitClassif
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     with _progress() as bar:
         task = bar.add_task("classifier", total=steps, info="")
-        for step in range(steps):
+        for _ in range(steps):
             idx = tr[torch.randint(len(tr), (BATCH,), generator=g)]
             loss = F.cross_entropy(model(augment(x[idx], g)), y[idx])
             opt.zero_grad()
@@ -84,7 +85,7 @@ def train_vae(x, steps: int, g: torch.Generator) -> AutoencoderKL:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     with _progress() as bar:
         task = bar.add_task("vae", total=steps, info="")
-        for step in range(steps):
+        for _ in range(steps):
             idx = torch.randint(len(x), (32,), generator=g)
             batch = augment(x[idx], g)
             post = vae.encode(batch).latent_dist
@@ -104,7 +105,7 @@ def train_vae(x, steps: int, g: torch.Generator) -> AutoencoderKL:
 
 
 def build_text_encoder(tokenizer, seed: int) -> CLIPTextModel:
-    """A tiny CLIPTextModel with SD's 77 positions, random and frozen (never trained)."""
+    """A tiny CLIPTextModel with SD's 77 positions (random init; trained with the UNet, then frozen)."""
     torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
@@ -121,15 +122,11 @@ def build_text_encoder(tokenizer, seed: int) -> CLIPTextModel:
     return CLIPTextModel(config).eval()
 
 
-@torch.no_grad()
-def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
-    """(P,) prompts -> (P, 77, 64) last hidden states, as StableDiffusionPipeline computes them."""
-    ids = tokenizer(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-    return text_encoder(ids.input_ids)[0]
-
-
-def train_unet(latents_mean, latents_std, labels, prompt_emb, null_emb, steps, g) -> UNet2DConditionModel:
-    """eps-prediction with SD's scaled_linear schedule, 10% prompt dropout; returns the EMA UNet."""
+def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps, g):
+    """eps-prediction with SD's scaled_linear schedule and 10% prompt dropout, the tiny text encoder
+    trained jointly (then frozen: a random frozen encoder left "seven" and "three" 7% apart and the
+    UNet barely read the digit). ``text_ids`` (P + 1, 77): the 10 x K prompts by digit, then "".
+    Returns the EMA (decay 0.999) UNet and text encoder."""
     unet = UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
@@ -142,18 +139,22 @@ def train_unet(latents_mean, latents_std, labels, prompt_emb, null_emb, steps, g
         attention_head_dim=8,
         norm_num_groups=32,
     )
-    ema = copy.deepcopy(unet).requires_grad_(False)
+    model = torch.nn.ModuleDict({"unet": unet, "text": text_encoder.train().requires_grad_(True)})
+    ema = copy.deepcopy(model).requires_grad_(False)
     noise_sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     acp = noise_sched.alphas_cumprod
-    opt = torch.optim.AdamW(unet.parameters(), lr=6e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     warm = 200
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159)).item())
+        opt,
+        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159)).item()),
     )
-    n_templates = prompt_emb.shape[1]
+    n_templates = (len(text_ids) - 1) // 10
     with _progress() as bar:
         task = bar.add_task("unet", total=steps, info="")
         for step in range(steps):
+            emb = text_encoder(text_ids)[0]
+            prompt_emb, null_emb = emb[:-1].view(10, n_templates, *emb.shape[1:]), emb[-1:]
             idx = torch.randint(len(labels), (BATCH,), generator=g)
             x0 = latents_mean[idx] + latents_std[idx] * torch.randn(latents_mean[idx].shape, generator=g)
             tmpl = torch.randint(n_templates, (BATCH,), generator=g)
@@ -168,24 +169,26 @@ def train_unet(latents_mean, latents_std, labels, prompt_emb, null_emb, steps, g
             loss = F.mse_loss(pred, eps)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             decay = min(0.999, (1 + step) / (10 + step))
             with torch.no_grad():
-                for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
                     pe.lerp_(p, 1 - decay)
             bar.update(task, advance=1, info=f"loss {loss.item():.4f}")
-    return ema.eval()
+    return ema["unet"].eval(), ema["text"].eval()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ASSET_DIR, help="asset folder to (over)write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--classifier-steps", type=int, default=800)
-    parser.add_argument("--vae-steps", type=int, default=1500)
-    parser.add_argument("--unet-steps", type=int, default=5000)
+    parser.add_argument("--classifier-steps", type=int, default=600)
+    parser.add_argument("--vae-steps", type=int, default=1000)
+    parser.add_argument("--unet-steps", type=int, default=3500)
     args = parser.parse_args()
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
@@ -197,7 +200,9 @@ def main() -> None:
     classifier, acc = train_classifier(x, y, args.classifier_steps, g)
     with torch.no_grad():
         mu, sigma = feature_statistics(classifier.features(x))
-    save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, out / "digit_classifier.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in classifier.state_dict().items()}, out / "digit_classifier.safetensors"
+    )
     save_file({"mu": mu, "sigma": sigma}, out / "reference_stats.safetensors")
     console.print(f"classifier held-out accuracy {acc:.4f}")
 
@@ -211,10 +216,12 @@ def main() -> None:
     tokenizer = build_clip_tokenizer(all_prompts() + [""], out / "miniature-sd" / "tokenizer")
     text_encoder = build_text_encoder(tokenizer, args.seed)
     prompts = all_prompts()
-    n_t = len(prompts) // 10
-    prompt_emb = encode_prompts(tokenizer, text_encoder, prompts).view(10, n_t, 77, -1)
-    null_emb = encode_prompts(tokenizer, text_encoder, [""])
-    unet = train_unet(post.mean * sf, post.std * sf, y, prompt_emb, null_emb, args.unet_steps, g)
+    text_ids = tokenizer(
+        prompts + [""], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+    )
+    unet, text_encoder = train_unet(
+        post.mean * sf, post.std * sf, y, text_ids.input_ids, text_encoder, args.unet_steps, g
+    )
 
     scheduler = DDIMScheduler(
         beta_start=0.00085,

@@ -42,7 +42,9 @@ def evaluate_toy(
     return metrics(torch.cat(images), labels)
 
 
-def student_scores(base: BaseModel, student, steps: tuple[int, ...], samples_per_digit: int = 50) -> list[dict]:
+def student_scores(
+    base: BaseModel, student, steps: tuple[int, ...], samples_per_digit: int = 50
+) -> list[dict]:
     """Toy scores of a TLCM student (no CFG, gamma = 1, the authors' milestone timesteps) per step count."""
     rows = []
     for n in steps:

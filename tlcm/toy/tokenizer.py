@@ -50,9 +50,7 @@ def build_clip_tokenizer(prompts: list[str], out_dir: Path) -> CLIPTokenizer:
     for tok in vocab:
         seen.setdefault(tok, len(seen))
     (out_dir / "vocab.json").write_text(json.dumps(seen, ensure_ascii=False))
-    (out_dir / "merges.txt").write_text(
-        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n"
-    )
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
     tok = CLIPTokenizer(vocab=seen, merges=merges, model_max_length=77)
     tok.save_pretrained(out_dir)
     return tok
