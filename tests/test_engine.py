@@ -18,6 +18,7 @@ from tlcm.config import Phase
 from tlcm.engine import NonFiniteLoss, Trainer, train
 from tlcm.errors import TLCMError
 from tlcm.losses import LOSSES, Loss, LossConfig, register_loss
+from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
 
 
@@ -190,3 +191,45 @@ def test_teacher_is_the_base_unet_and_student_differs(tiny_sd_dir, tmp_path):
     torch.testing.assert_close(teacher, base)
     assert (student - teacher).abs().max() > 1e-5
     assert all(p.requires_grad for p in run.student.trainable_parameters().values())
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [
+        {"mlcd": MLCDConfig(states="single_jump", distance="huber")},
+        {"mlcd": MLCDConfig(target="ema", ema_decay=0.5)},
+        {"lcd": LCDConfig(full_range=True, student_steps=2, teacher_substeps=2)},
+    ],
+    ids=["mlcd-single-jump-huber", "mlcd-ema-target", "lcd-full-range"],
+)
+def test_loss_options_train(losses, tiny_sd_dir, tmp_path):
+    recipe = shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path)
+    recipe = replace(recipe, phases={"p": replace(recipe.phases["mlcd"], losses=losses, lr=1e-2)})
+    trainer = Trainer(recipe)
+    run = trainer.run()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert torch.isfinite(torch.tensor(record[next(iter(losses))]))
+    if "mlcd" in losses and losses["mlcd"].target == "ema":
+        saved = torch.load(tmp_path / "checkpoints" / "step-0000002" / "losses.pt", weights_only=True)["mlcd"]
+        params = list(run.student.trainable_parameters().items())
+        assert len(saved) == len(params)
+        for i, (name, param) in enumerate(params):
+            if "lora_B" in name:  # B starts at 0; EMA(0.5) after 2 steps = 0.25 B_1 + 0.5 B_2
+                assert saved[f"ema_{i}"].abs().sum() > 0 and not torch.equal(
+                    saved[f"ema_{i}"], param.detach()
+                )
+
+
+def test_full_finetune_trains_and_exports_a_unet(tiny_sd_dir, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    recipe = shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path)
+    recipe = replace(recipe, student=replace(recipe.student, full_finetune=True))
+    run = train(recipe)
+    unet = UNet2DConditionModel.from_pretrained(tmp_path / "student" / "unet")
+    x, t = torch.randn(1, 4, 16, 16), torch.tensor([400])
+    cond, _ = run.base.encode(["a"])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            unet(x, t, **cond.unet_kwargs()).sample, run.student.denoiser()(x, t, cond)
+        )
