@@ -37,6 +37,14 @@ def t(v):
     return torch.tensor([v])
 
 
+def _mlcd_at_2_1_0(student, calls, x_tn=None):
+    """mlcd_loss with x_tm = 1, t_m = 2, t_n = 1, t_s = 0, w = 3, l2, the x0 = 0 teacher."""
+    x_tm = torch.ones(1, 1, 2, 2)
+    return mlcd_loss(
+        student, student, _teacher(calls), SCHEDULE, x_tm, t(2), t(1), t(0), COND, NULL, 3.0, l2, x_tn
+    )
+
+
 def test_segment_map_by_hand():
     """x = 1 at t = 2 -> t_s = 0: x0 = 0.5, eps = (1 - 0.6 * 0.5) / 0.8 = 0.875,
     g = 0.96 * 0.5 + 0.28 * 0.875 = 0.725."""
@@ -54,20 +62,7 @@ def test_mlcd_loss_by_hand():
     dg/dscale at x_tm = 0.96 * 1 + 0.28 * (-0.6 / 0.8) = 0.75, so dL/dscale = 2 * 0.155 * 0.75."""
     scale, student = _student()
     calls: list[int] = []
-    loss = mlcd_loss(
-        student,
-        student,
-        _teacher(calls),
-        SCHEDULE,
-        torch.ones(1, 1, 2, 2),
-        t(2),
-        t(1),
-        t(0),
-        COND,
-        NULL,
-        3.0,
-        l2,
-    )
+    loss = _mlcd_at_2_1_0(student, calls)
     torch.testing.assert_close(loss, torch.tensor([0.024025]))
     assert calls == [2]  # one CFG call: cond + uncond in one batch
     loss.sum().backward()
@@ -77,21 +72,7 @@ def test_mlcd_loss_by_hand():
 def test_mlcd_loss_with_cached_x_tn_calls_no_teacher():
     _, student = _student()
     calls: list[int] = []
-    loss = mlcd_loss(
-        student,
-        student,
-        _teacher(calls),
-        SCHEDULE,
-        torch.ones(1, 1, 2, 2),
-        t(2),
-        t(1),
-        t(0),
-        COND,
-        NULL,
-        3.0,
-        l2,
-        x_tn=torch.full((1, 1, 2, 2), 0.75),
-    )
+    loss = _mlcd_at_2_1_0(student, calls, x_tn=torch.full((1, 1, 2, 2), 0.75))
     assert calls == []
     torch.testing.assert_close(loss, torch.tensor([0.024025]))
 
