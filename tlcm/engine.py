@@ -43,6 +43,7 @@ class Run:
     state: TrainState
     preempted: bool = False
     skipped_steps: list[int] = field(default_factory=list)
+    is_main: bool = True
 
 
 def _seed(seed: int, step: int, chunk: int) -> int:
@@ -95,10 +96,11 @@ class Trainer:
         chunks = world * accum
         prompt_gen = torch.Generator().manual_seed(_seed(seed, global_step, -1))
         order = torch.randint(len(self.prompts), (phase.batch_size,), generator=prompt_gen)
+        micro_batches = order.tensor_split(chunks)
         opt.zero_grad(set_to_none=True)
         terms: dict[str, torch.Tensor] = {}
         for j in range(self.dist.rank * accum, (self.dist.rank + 1) * accum):
-            idx = order.tensor_split(chunks)[j].to(self.dist.device)
+            idx = micro_batches[j].to(self.dist.device)
             gen = torch.Generator(self.dist.device).manual_seed(_seed(seed, global_step, j))
             ctx = self._context(idx, gen, global_step)
             with self.autocast:
@@ -117,7 +119,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, phase.max_grad_norm)
             opt.step()
             for loss in losses.values():
-                terms.update({f"{n}": torch.tensor(v) for n, v in loss.aux_step(ctx).items()})
+                terms.update({n: torch.tensor(v) for n, v in loss.aux_step(ctx).items()})
                 loss.after_student_step()
         return terms, finite
 
@@ -195,7 +197,9 @@ class Trainer:
                             self.reporter.print(
                                 f"SIGTERM: saved a checkpoint at step {state.global_step}; rerun to resume"
                             )
-                            return Run(rt.out_dir, self.base, self.student, state, True, skipped)
+                            return Run(
+                                rt.out_dir, self.base, self.student, state, True, skipped, self.dist.is_main
+                            )
                     self._save(TrainState(index + 1, 0, state.global_step), opt, losses)
                     if rt.sample_grid and self.dist.is_main:
                         write_phase_grid(self, rt.out_dir / "samples" / f"{index}-{name}.png")
@@ -203,7 +207,7 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
         if self.dist.is_main:
             self.student.export(rt.out_dir / "student")
-        return Run(rt.out_dir, self.base, self.student, state, False, skipped)
+        return Run(rt.out_dir, self.base, self.student, state, False, skipped, self.dist.is_main)
 
 
 def train(recipe: Recipe) -> Run:

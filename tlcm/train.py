@@ -15,6 +15,7 @@ from recipes import PRESETS
 from tlcm.distributed import close_distributed
 from tlcm.engine import train
 from tlcm.errors import run_cli
+from tlcm.toy.evaluation import student_scores
 
 Presets = tyro.extras.subcommand_type_from_defaults(PRESETS)
 
@@ -28,16 +29,14 @@ class TrainArgs:
 
 
 def main(args: TrainArgs) -> None:
-    """Train, then (miniature pipeline, eval_samples_per_digit > 0) score the student."""
+    """Train, then (eval_samples_per_digit > 0: miniature pipeline) score the student on rank 0."""
     recipe = args.recipes
     try:
         run = train(recipe)
     finally:
         close_distributed()
-    if run.preempted or recipe.runtime.eval_samples_per_digit <= 0:
+    if run.preempted or not run.is_main or recipe.runtime.eval_samples_per_digit <= 0:
         return
-    from tlcm.toy.evaluation import student_scores
-
     scores = student_scores(
         run.base, run.student.denoiser(), recipe.inference_steps, recipe.runtime.eval_samples_per_digit
     )
