@@ -12,6 +12,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from tlcm.checkpoint import latest_checkpoint
 from tlcm.config import StudentConfig
 from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.errors import TLCMError
@@ -40,12 +41,11 @@ class Student:
             )
             base.unet.add_adapter(self.lora_config, adapter_name=STUDENT_ADAPTER)
             self.unet = base.unet
+            self._lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
 
     @classmethod
     def from_run(cls, base: BaseModel, run_dir: Path) -> Student:
         """The LoRA student of a tlcm run folder (its latest checkpoint) on ``base``."""
-        from tlcm.checkpoint import latest_checkpoint
-
         latest = latest_checkpoint(run_dir)
         if latest is None:
             raise TLCMError(f"{run_dir} has no checkpoint: pass a tlcm run folder (e.g. runs/tlcm-full)")
@@ -70,7 +70,7 @@ class Student:
         call = self.base.denoiser()
         if self.config.full_finetune:
             return call
-        layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
+        layers = self._lora_layers
 
         def teacher_call(x, t, cond):
             # peft's per-layer switch (what unet.disable_adapters() sets after walking every module
