@@ -88,6 +88,8 @@ class Trainer:
             latent_shape=self.base.latent_shape,
             step=step,
             batch={"prompt_index": idx, "trajectory_cache": self.trajectories},
+            prompts=[self.prompts[i] for i in idx.tolist()],
+            decode=self.base.decode,
         )
 
     def _step(self, phase: Phase, losses: dict[str, Loss], opt, params, global_step: int):
@@ -157,7 +159,7 @@ class Trainer:
                     if restored and index < restored[0].phase_index:
                         continue
                     losses = {
-                        n: c.build(self.student.unet).to(self.dist.device) for n, c in phase.losses.items()
+                        n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()
                     }
                     params = list(self.student.trainable_parameters().values())
                     opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)

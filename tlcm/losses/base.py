@@ -19,6 +19,7 @@ from tlcm.conditioning import Conditioning
 
 if TYPE_CHECKING:
     from tlcm.diffusion.schedule import Schedule
+    from tlcm.models.student import Student
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
 """``(x (B, C, h, w), t (B,), cond) -> raw model output (B, C, h, w)`` (eps, v or x0)."""
@@ -36,6 +37,9 @@ class StepContext:
     generator: the step's random generator (seeded from (seed, rank, step): exact resume).
     batch: extra data of the step (e.g. cached teacher trajectories), by name.
     cache: results shared between losses within this step; use ``shared``.
+    prompts: the batch's prompt texts (B,), for rewards that read text.
+    decode: latents (B, C, h, w) -> images (B, 3, H, W) in [-1, 1], differentiable (the VAE
+        decoder); None when the loss runs without a pipeline.
     """
 
     student: Denoiser
@@ -49,6 +53,8 @@ class StepContext:
     step: int = 0
     batch: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    prompts: list[str] = field(default_factory=list)
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -102,8 +108,10 @@ class LossConfig:
     weight: float = 1.0
     """Multiplier of this loss's terms in the student's objective."""
 
-    def build(self, student_module: nn.Module) -> Loss:  # pragma: no cover - abstract
-        """Make the loss module; ``student_module`` is the trainable UNet (for EMA copies, say)."""
+    def build(self, student: Student) -> Loss:  # pragma: no cover - abstract
+        """Make the loss module for ``student`` (a tlcm.models.Student: ``student.unet`` is the
+        trainable UNet, for EMA copies; ``student.auxiliary_adapter`` gives a fake score or a
+        reference on the same base weights; ``student.base`` is the frozen pipeline)."""
         raise NotImplementedError
 
     def validate(self, num_train_timesteps: int) -> None:

@@ -13,15 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from tlcm.diffusion.milestones import inference_timesteps, milestones
+from tlcm.diffusion.milestones import milestones
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
-from tlcm.sampling import sample_latents
+from tlcm.losses.shared import student_samples
 
 
 def lcd_loss(
@@ -50,20 +49,6 @@ def lcd_loss(
     return distance(pred, goal)
 
 
-def student_samples(ctx: StepContext, num_steps: int, num_milestones: int) -> torch.Tensor:
-    """The current student's ``num_steps``-step samples (B, C, h, w), detached; computed once per
-    step and shared by every loss that asks (``ctx.shared``)."""
-
-    def compute() -> torch.Tensor:
-        grid = inference_timesteps(num_steps, num_milestones, ctx.schedule.num_train_timesteps)
-        noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
-        return sample_latents(
-            ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator
-        )
-
-    return ctx.shared(f"student_samples/{num_steps}", compute)
-
-
 @register_loss("lcd")
 @dataclass
 class LCDConfig(LossConfig):
@@ -80,7 +65,7 @@ class LCDConfig(LossConfig):
     distance: str = "l2"
     """Distance d: "l2", "huber", or "latent_lpips" once registered."""
 
-    def build(self, student_module: nn.Module) -> LCD:
+    def build(self, student) -> LCD:
         return LCD(self)
 
     def validate(self, num_train_timesteps: int) -> None:

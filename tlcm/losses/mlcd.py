@@ -84,8 +84,8 @@ class MLCDConfig(LossConfig):
     ema_decay: float = 0.95
     """EMA decay when target = "ema"."""
 
-    def build(self, student_module: nn.Module) -> MLCD:
-        return MLCD(self, student_module)
+    def build(self, student) -> MLCD:
+        return MLCD(self, student.unet)
 
     def validate(self, num_train_timesteps: int) -> None:
         if not 1 <= self.num_milestones <= num_train_timesteps:

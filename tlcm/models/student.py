@@ -4,6 +4,8 @@ full trainable copy; the teacher is the same UNet with its adapters switched off
 from __future__ import annotations
 
 import copy
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -58,8 +60,39 @@ class Student:
         return student
 
     def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """Name -> parameter of everything the optimizer updates."""
-        return {n: p for n, p in self.unet.named_parameters() if p.requires_grad}
+        """Name -> parameter of everything the student's optimizer updates (not auxiliary adapters)."""
+        own = (lambda n: True) if self.config.full_finetune else (lambda n: f".{STUDENT_ADAPTER}." in n)
+        return {n: p for n, p in self.unet.named_parameters() if p.requires_grad and own(n)}
+
+    def auxiliary(self, name: str, rank: int = 0, full_copy: bool = False) -> Auxiliary:
+        """A second trainable network initialised as the TEACHER (DMD's fake score, say).
+
+        Default: a LoRA adapter ``name`` (rank ``rank``, default the student's; zero-initialised B,
+        so it starts exactly at the base) on the SAME base weights as the student, no second UNet
+        in memory. ``full_copy`` (forced for a full fine-tune student): a trainable deep copy of
+        the base UNet."""
+        if full_copy or self.config.full_finetune:
+            return Auxiliary(self, name, copy.deepcopy(self.base.unet))
+        rank = rank or self.config.lora_rank
+        config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(self.config.target_modules))
+        with warnings.catch_warnings():  # peft warns that a second adapter is being added: intended
+            warnings.simplefilter("ignore", UserWarning)
+            self.unet.add_adapter(config, adapter_name=name)
+        self.unet.set_adapter(STUDENT_ADAPTER)  # add_adapter activated `name` and froze the student
+        self._lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
+        return Auxiliary(self, name, None)
+
+    @contextmanager
+    def active_adapter(self, name: str):
+        """Run the shared UNet with adapter ``name`` instead of the student's (peft's per-layer
+        switch, without diffusers' module walk and requires_grad changes)."""
+        for layer in self._lora_layers:
+            layer._active_adapter = name
+        try:
+            yield
+        finally:
+            for layer in self._lora_layers:
+                layer._active_adapter = STUDENT_ADAPTER
 
     def denoiser(self):
         """Student denoiser ``(x, t, cond) -> model output`` (gradients flow to the adapters)."""
@@ -123,3 +156,44 @@ class Student:
             unet_lora_adapter_metadata=self.lora_config.to_dict(),
         )
         return out_dir
+
+
+class Auxiliary:
+    """A trainable network beside the student: a LoRA adapter on the shared base (``module`` None)
+    or a full UNet copy. ``denoiser()`` calls it; ``parameters()`` go to its owner's optimizer."""
+
+    def __init__(self, student: Student, name: str, module: torch.nn.Module | None) -> None:
+        self.student, self.name, self.module = student, name, module
+        if module is not None:
+            module.requires_grad_(True).train()
+        for p in self.parameters():
+            p.requires_grad_(True)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        if self.module is not None:
+            return list(self.module.parameters())
+        tag = f".{self.name}."
+        return [p for n, p in self.student.unet.named_parameters() if tag in n]
+
+    def denoiser(self):
+        """``(x, t, cond) -> model output`` of this network (gradients reach its parameters)."""
+        if self.module is not None:
+            return self.student.base.denoiser(self.module)
+        call = self.student.base.denoiser(self.student.unet)
+
+        def adapter_call(x, t, cond):
+            with self.student.active_adapter(self.name):
+                return call(x, t, cond)
+
+        return adapter_call
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.module is not None:
+            return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        return get_peft_model_state_dict(self.student.unet, adapter_name=self.name)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.module is not None:
+            self.module.load_state_dict(state)
+        else:
+            set_peft_model_state_dict(self.student.unet, state, adapter_name=self.name)

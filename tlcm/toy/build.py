@@ -1,7 +1,8 @@
 """Build the miniature text-to-image pipeline from a seed: ``python -m tlcm.toy.build``.
 
-Trains, on scikit-learn's handwritten digits and on 2 CPU cores, in this order:
-1. the digit classifier of the toy metrics, and the reference feature statistics (real digits);
+Trains, on scikit-learn's handwritten digits placed at random sizes and positions (8 placements
+each) and on 2 CPU cores, in this order:
+1. the digit classifier of the toy metrics, and the reference feature statistics (real images);
 2. a tiny AutoencoderKL (32x32x3 images <-> 8x8x4 latents) and its latent scaling factor;
 3. a byte-level CLIPTokenizer for the prompt vocabulary and a tiny CLIPTextModel;
 4. a tiny UNet2DConditionModel jointly with that text encoder (frozen afterwards): eps-prediction,
@@ -35,6 +36,8 @@ from tlcm.toy.tokenizer import build_clip_tokenizer
 console = Console()
 BATCH = 64
 """UNet training batch size."""
+N_DIGITS = 1797
+"""UCI digits; the real images are their placements (tlcm.toy.data.load_digit_images)."""
 
 
 def _progress() -> Progress:
@@ -48,16 +51,19 @@ def _progress() -> Progress:
 
 
 def train_classifier(x, y, steps: int, g: torch.Generator) -> tuple[DigitClassifier, float]:
-    """Train on 1500 digits with augmentation; return it and its accuracy on the other 297."""
-    perm = torch.randperm(len(x), generator=g)
-    tr, te = perm[:1500], perm[1500:]
+    """Train on the placements of 1500 digits with jitter; return it and its accuracy on the
+    placements of the other 297 (images i and i + 1797 k are the same digit)."""
+    base = torch.randperm(N_DIGITS, generator=g)
+    copies = torch.arange(0, len(x), N_DIGITS)
+    tr = (base[:1500, None] + copies).flatten()
+    te = (base[1500:, None] + copies).flatten()
     model = DigitClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     with _progress() as bar:
         task = bar.add_task("classifier", total=steps, info="")
         for _ in range(steps):
             idx = tr[torch.randint(len(tr), (BATCH,), generator=g)]
-            loss = F.cross_entropy(model(augment(x[idx], g)), y[idx])
+            loss = F.cross_entropy(model(augment(x[idx], g, 0.5)), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -87,7 +93,7 @@ def train_vae(x, steps: int, g: torch.Generator) -> AutoencoderKL:
         task = bar.add_task("vae", total=steps, info="")
         for _ in range(steps):
             idx = torch.randint(len(x), (32,), generator=g)
-            batch = augment(x[idx], g)
+            batch = augment(x[idx], g, 0.5)
             post = vae.encode(batch).latent_dist
             recon = vae.decode(post.sample(generator=g)).sample
             mse = F.mse_loss(recon, batch)
@@ -98,10 +104,16 @@ def train_vae(x, steps: int, g: torch.Generator) -> AutoencoderKL:
             sched.step()
             bar.update(task, advance=1, info=f"mse {mse.item():.4f}")
     vae.eval()
-    with torch.no_grad():
-        std = vae.encode(x).latent_dist.mean.std().item()
+    std = encode_all(vae, x)[0].std().item()
     vae.register_to_config(scaling_factor=1.0 / std)
     return vae
+
+
+@torch.no_grad()
+def encode_all(vae: AutoencoderKL, x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std (N, 4, 8, 8) of images (N, 3, 32, 32), in chunks (bounded memory)."""
+    posts = [vae.encode(x[i : i + chunk]).latent_dist for i in range(0, len(x), chunk)]
+    return torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
 
 
 def build_text_encoder(tokenizer, seed: int) -> CLIPTextModel:
@@ -186,7 +198,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ASSET_DIR, help="asset folder to (over)write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--classifier-steps", type=int, default=600)
+    parser.add_argument("--classifier-steps", type=int, default=1000)
     parser.add_argument("--vae-steps", type=int, default=1000)
     parser.add_argument("--unet-steps", type=int, default=3500)
     args = parser.parse_args()
@@ -207,9 +219,9 @@ def main() -> None:
     console.print(f"classifier held-out accuracy {acc:.4f}")
 
     vae = train_vae(x, args.vae_steps, g)
+    latent_mean, latent_std = encode_all(vae, x)
     with torch.no_grad():
-        post = vae.encode(x).latent_dist
-        recon_mse = F.mse_loss(vae.decode(post.mean).sample, x).item()
+        recon_mse = F.mse_loss(vae.decode(latent_mean[:2048]).sample, x[:2048]).item()
     sf = vae.config.scaling_factor
     console.print(f"vae recon mse {recon_mse:.5f}, scaling_factor {sf:.4f}")
 
@@ -220,7 +232,7 @@ def main() -> None:
         prompts + [""], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
     )
     unet, text_encoder = train_unet(
-        post.mean * sf, post.std * sf, y, text_ids.input_ids, text_encoder, args.unet_steps, g
+        latent_mean * sf, latent_std * sf, y, text_ids.input_ids, text_encoder, args.unet_steps, g
     )
 
     scheduler = DDIMScheduler(

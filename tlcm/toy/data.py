@@ -44,8 +44,30 @@ def eval_prompts(samples_per_digit: int = 50) -> tuple[list[str], torch.Tensor]:
     return prompts, torch.tensor(labels)
 
 
-def load_digit_images() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 1797 UCI digits as images in [-1, 1] of shape (N, 3, 32, 32) and labels (N,).
+PLACEMENTS = 8
+"""Random placements of each of the 1797 UCI digits in the miniature's image distribution."""
+
+
+def place(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Shrink each of (N, C, H, W) digits to 55-85% of the canvas, rotate it by up to 15 degrees and
+    put it anywhere it fits. Background -1. This spread of sizes and positions per prompt is what makes
+    few-step sampling hard: the mean of a prompt's images is a smear, not a digit."""
+    n = x.shape[0]
+    u = torch.rand(n, 4, generator=generator)
+    s = 0.55 + 0.3 * u[:, 0]
+    angle = (u[:, 1] * 2 - 1) * 0.2618
+    centre = (u[:, 2:] * 2 - 1) * (1 - s)[:, None]
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    a = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (N, 2, 2)
+    b = -(a @ centre[:, :, None])  # the output point `centre` samples the input's centre
+    grid = F.affine_grid(torch.cat([a, b], 2), list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
+
+
+def load_digit_images(placements: int = PLACEMENTS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The miniature's real images: the 1797 UCI digits, each placed ``placements`` times by `place`
+    (fixed seed), in [-1, 1] of shape (1797 * placements, 3, 32, 32), and labels. Image i is digit
+    i % 1797.
 
     Needs scikit-learn (the build script's extra). Grey values 0..16 are scaled to [-1, 1]
     (background -1) and upsampled bilinearly 4x; the grey image is repeated over RGB so that
@@ -57,7 +79,10 @@ def load_digit_images() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
     x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     x = (x * 2 - 1).clamp(-1, 1).repeat(1, 3, 1, 1)
-    return x, torch.tensor(digits.target, dtype=torch.long)
+    y = torch.tensor(digits.target, dtype=torch.long)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([place(x, g) for _ in range(placements)])
+    return x, y.repeat(placements)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:

@@ -1,0 +1,77 @@
+"""Work shared by several losses within one training step, computed once (``StepContext.shared``).
+
+- ``student_samples(ctx, q)``: the current student's q-step samples (B, C, h, w), detached
+  (LCD's states, the GAN's "real" side, preference candidates' source).
+- ``student_prediction(ctx, q)``: the student's one-step x0 prediction WITH gradients from a
+  state on its own q-step inference grid (pure noise at T, or a q-step sample re-noised to one of
+  the grid's lower timesteps, DMD2's "backward simulation"), so that every step of few-step
+  sampling is trained. DMD, GAN and reward feedback all push on this one tensor.
+- ``decoded(ctx, key, latents)``: VAE-decoded images of a shared latent tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tlcm.diffusion.milestones import inference_timesteps
+from tlcm.losses.base import StepContext
+from tlcm.sampling import sample_latents
+
+
+def student_samples(ctx: StepContext, num_steps: int, num_milestones: int = 8) -> torch.Tensor:
+    """The current student's ``num_steps``-step samples (B, C, h, w) from fresh noise on its
+    inference grid (tlcm_step with gamma = 1), detached; once per step."""
+
+    def compute() -> torch.Tensor:
+        grid = inference_timesteps(num_steps, num_milestones, ctx.schedule.num_train_timesteps)
+        noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+        return sample_latents(
+            ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator
+        )
+
+    return ctx.shared(f"student_samples/{num_steps}/{num_milestones}", compute)
+
+
+@dataclass
+class StudentPrediction:
+    """x0: the student's x0 prediction (B, C, h, w), differentiable; t (B,) the timestep it was
+    predicted from; x_t (B, C, h, w) that state (detached)."""
+
+    x0: torch.Tensor
+    t: torch.Tensor
+    x_t: torch.Tensor
+
+
+def student_prediction(ctx: StepContext, num_steps: int = 4, num_milestones: int = 8) -> StudentPrediction:
+    """One-step x0 prediction of the student, with gradients, from timesteps of its
+    ``num_steps``-step grid: t = grid[k], k uniform per sample; x_t = noise at k = 0, else the
+    detached ``num_steps``-step sample re-noised to t. Computed once per step."""
+
+    def compute() -> StudentPrediction:
+        schedule = ctx.schedule
+        grid = inference_timesteps(num_steps, num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        k = torch.randint(len(grid), (ctx.batch_size,), generator=ctx.generator, device=ctx.device)
+        t = grid[k]
+        noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+        if num_steps > 1:
+            x_t = schedule.add_noise(student_samples(ctx, num_steps, num_milestones), noise, t)
+            x_t = torch.where((k == 0).view(-1, 1, 1, 1), noise, x_t)
+        else:
+            x_t = noise
+        x0 = schedule.to_x0(ctx.student(x_t, t, ctx.cond), x_t, t)
+        return StudentPrediction(x0, t, x_t)
+
+    return ctx.shared(f"student_prediction/{num_steps}/{num_milestones}", compute)
+
+
+def decoded(ctx: StepContext, key: str, latents: torch.Tensor) -> torch.Tensor:
+    """``ctx.decode(latents)`` (B, 3, H, W) in [-1, 1], once per step per ``key``; a clear error
+    when the loss runs without a decoder."""
+    if ctx.decode is None:
+        raise ValueError(
+            "this loss needs decoded images but the StepContext has no decode function: "
+            "pass decode=<latents -> images> (the engine passes the VAE decoder)"
+        )
+    return ctx.shared(f"decoded/{key}", lambda: ctx.decode(latents))
