@@ -71,3 +71,8 @@ def average_terms(terms: dict[str, torch.Tensor], world_size: int) -> dict[str, 
     stacked = torch.stack([v.float().reshape(()) for v in terms.values()])
     dist.all_reduce(stacked)
     return dict(zip(terms, stacked / world_size, strict=True))
+
+
+def world_size() -> int:
+    """Processes in the current process group (1 without torchrun)."""
+    return dist.get_world_size() if dist.is_initialized() else 1

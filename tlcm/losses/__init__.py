@@ -35,6 +35,6 @@ def loss_config(name: str, **overrides) -> LossConfig:
     return LOSSES[name](**overrides)
 
 
-from tlcm.losses import lcd, mlcd  # noqa: E402,F401  (register the built-in losses)
+from tlcm.losses import dmd, gan, latent_lpips, lcd, mlcd, preference  # noqa: E402,F401  (register the built-in losses)
 
 __all__ = ["LOSSES", "Loss", "LossConfig", "StepContext", "loss_config", "register_loss"]

@@ -17,7 +17,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from tlcm.diffusion.milestones import milestones, sample_segment_timesteps
 from tlcm.diffusion.schedule import Schedule
@@ -26,6 +25,7 @@ from tlcm.errors import TLCMError
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
+from tlcm.models.functional import functional_denoiser
 
 
 def segment_map(
@@ -116,13 +116,8 @@ class MLCD(Loss):
     def _target(self, ctx: StepContext) -> Denoiser:
         if self.config.target == "stopgrad":
             return ctx.student
-        module = self.student_module[0]
         params = {n: getattr(self, f"ema_{i}") for i, n in enumerate(self.ema_names)}
-
-        def ema_call(x, t, cond):
-            return functional_call(module, params, (x, t), cond.unet_kwargs(), strict=False).sample
-
-        return ema_call
+        return functional_denoiser(self.student_module[0], params)
 
     def _states(self, ctx: StepContext, schedule: Schedule):
         cfg = self.config

@@ -20,9 +20,10 @@ from tlcm.losses.base import StepContext
 from tlcm.sampling import sample_latents
 
 
-def student_samples(ctx: StepContext, num_steps: int, num_milestones: int = 8) -> torch.Tensor:
+def student_samples(ctx: StepContext, num_steps: int, num_milestones: int = 8, draw: int = 0) -> torch.Tensor:
     """The current student's ``num_steps``-step samples (B, C, h, w) from fresh noise on its
-    inference grid (tlcm_step with gamma = 1), detached; once per step."""
+    inference grid (tlcm_step with gamma = 1), detached; once per step and ``draw`` (draws are
+    independent samples: DPO's two candidates per prompt are draws 0 and 1)."""
 
     def compute() -> torch.Tensor:
         grid = inference_timesteps(num_steps, num_milestones, ctx.schedule.num_train_timesteps)
@@ -31,7 +32,7 @@ def student_samples(ctx: StepContext, num_steps: int, num_milestones: int = 8) -
             ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator
         )
 
-    return ctx.shared(f"student_samples/{num_steps}/{num_milestones}", compute)
+    return ctx.shared(f"student_samples/{num_steps}/{num_milestones}/{draw}", compute)
 
 
 @dataclass
@@ -75,3 +76,10 @@ def decoded(ctx: StepContext, key: str, latents: torch.Tensor) -> torch.Tensor:
             "pass decode=<latents -> images> (the engine passes the VAE decoder)"
         )
     return ctx.shared(f"decoded/{key}", lambda: ctx.decode(latents))
+
+
+def decoded_prediction(ctx: StepContext, num_steps: int = 4, num_milestones: int = 8) -> torch.Tensor:
+    """Images (B, 3, H, W) of ``student_prediction(ctx, num_steps, num_milestones).x0``, decoded
+    once per step with gradients (reward feedback and a pixel GAN share them)."""
+    pred = student_prediction(ctx, num_steps, num_milestones)
+    return decoded(ctx, f"student_prediction/{num_steps}/{num_milestones}", pred.x0)

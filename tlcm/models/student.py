@@ -72,8 +72,13 @@ class Student:
         in memory. ``full_copy`` (forced for a full fine-tune student): a trainable deep copy of
         the base UNet."""
         if full_copy or self.config.full_finetune:
-            return Auxiliary(self, name, copy.deepcopy(self.base.unet))
+            unet = copy.deepcopy(self.base.unet)
+            if getattr(unet, "peft_config", None):  # the base's copy, without the student's adapters
+                unet.delete_adapters(list(unet.peft_config))
+            return Auxiliary(self, name, unet)
         rank = rank or self.config.lora_rank
+        if name in getattr(self.unet, "peft_config", {}):  # rebuilt (a second phase): start afresh
+            self.unet.delete_adapters(name)
         config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(self.config.target_modules))
         with warnings.catch_warnings():  # peft warns that a second adapter is being added: intended
             warnings.simplefilter("ignore", UserWarning)

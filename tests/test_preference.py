@@ -1,0 +1,174 @@
+"""Preference learning: the DPO objective and the reward hinge by hand, rewards on tiny random
+CLIP folders made here, the digit reward, and the component with toy denoisers only."""
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from toy_context import toy_context
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
+from tlcm.rewards import RewardSpec, build_reward, shifted_prompts
+from tlcm.rewards.clip import AestheticHead
+from tlcm.rewards.digit import DigitReward, prompt_digit
+from tlcm.toy.data import prompt_for
+from tlcm.toy.tokenizer import build_clip_tokenizer
+
+PROMPTS = ["a red cube", "a blue ball"]
+
+
+def test_dpo_loss_by_hand():
+    """(e_w - e_l) - (r_w - r_l) = (1 - 2) - 0 = -1; beta = 2: -log sigmoid(1) = log(1 + e^-1).
+    Model = reference: -log sigmoid(0) = log 2 whatever the errors."""
+    t = torch.tensor
+    assert dpo_loss(t([1.0]), t([2.0]), t([1.5]), t([1.5]), 2.0).item() == pytest.approx(math.log1p(math.exp(-1)))
+    assert dpo_loss(t([3.0]), t([0.5]), t([3.0]), t([0.5]), 500.0).item() == pytest.approx(math.log(2))
+
+
+def test_reward_hinge_by_hand():
+    """s0 = 16: r = 10 -> 6; r_neg = 2 over s_neg = 0 with weight 0.5 -> 1; total 7. r = 20, r_neg = -1 -> 0."""
+    t = torch.tensor
+    assert reward_hinge(t([10.0]), t([2.0]), 16.0, 0.0, 0.5).item() == pytest.approx(7.0)
+    assert reward_hinge(t([20.0]), t([-1.0]), 16.0).item() == 0.0
+
+
+def test_shifted_prompts_avoid_the_same_text():
+    g = torch.Generator().manual_seed(0)
+    prompts = ["a", "a", "b", "c"]
+    for _ in range(10):
+        assert all(n != p for n, p in zip(shifted_prompts(prompts, g), prompts, strict=True))
+
+
+@pytest.fixture
+def clip_folder(tmp_path):
+    """A tiny random CLIP (32-px images, 16-d projections) and a byte-level tokenizer."""
+    tok = build_clip_tokenizer(PROMPTS, tmp_path)
+    text = CLIPTextConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8
+    )
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)).save_pretrained(
+        tmp_path
+    )
+    return tmp_path
+
+
+def test_clip_and_pickscore_rewards_by_hand(clip_folder):
+    """CLIP score = 100 cos(image, text) of the model's own projections of the normalised image;
+    PickScore-style = exp(logit_scale) cos; both differentiable in the images."""
+    images = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    clip = build_reward("clip", RewardSpec(clip_folder=str(clip_folder)))
+    score = clip(images, PROMPTS)
+    model = clip.clip.model
+    x = torch.nn.functional.interpolate((images + 1) / 2, size=(32, 32), mode="bilinear", antialias=True)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    img = model.get_image_features(pixel_values=(x - mean) / std).pooler_output
+    ids = clip.clip.tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    txt = model.get_text_features(**ids).pooler_output
+    expected = 100 * torch.nn.functional.cosine_similarity(img, txt, dim=-1)
+    torch.testing.assert_close(score, expected, rtol=1e-4, atol=1e-4)
+    score.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+    pick = build_reward("pickscore", RewardSpec(clip_folder=str(clip_folder)))
+    torch.testing.assert_close(
+        pick(images.detach(), PROMPTS), expected.detach() / 100 * model.logit_scale.exp(), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_aesthetic_reward_loads_heads_and_refuses_bad_files(clip_folder, tmp_path):
+    head = AestheticHead(16)
+    for p in head.parameters():
+        torch.nn.init.zeros_(p)
+    head.layers[7].bias.data.fill_(5.0)  # a constant score of 5
+    save_file(head.state_dict(), tmp_path / "head.safetensors")
+    reward = build_reward("aesthetic", RewardSpec(str(clip_folder), str(tmp_path / "head.safetensors")))
+    torch.testing.assert_close(reward(torch.zeros(2, 3, 32, 32), PROMPTS), torch.full((2,), 5.0))
+
+    torch.save({k: v for k, v in head.state_dict().items() if k != "layers.7.bias"}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="layers.7.bias"):
+        build_reward("aesthetic", RewardSpec(str(clip_folder), str(tmp_path / "bad.pth")))
+    wrong = AestheticHead(8).state_dict()
+    save_file(wrong, tmp_path / "wrong.safetensors")
+    with pytest.raises(ValueError, match=r"layers.0.weight.*\(1024, 8\).*\(1024, 16\)"):
+        build_reward("aesthetic", RewardSpec(str(clip_folder), str(tmp_path / "wrong.safetensors")))
+    with pytest.raises(ValueError, match="needs"):
+        build_reward("clip", RewardSpec())
+    with pytest.raises(ValueError, match="unknown reward"):
+        build_reward("imagereward", RewardSpec())
+
+
+def test_digit_reward_is_the_classifiers_log_probability():
+    reward = DigitReward()
+    images = torch.rand(3, 3, 32, 32) * 2 - 1
+    prompts = [prompt_for(7, 0), prompt_for(3, 1), prompt_for(0, 3)]
+    assert [prompt_digit(p) for p in prompts] == [7, 3, 0]
+    expected = reward.classifier(images).log_softmax(1)[torch.arange(3), torch.tensor([7, 3, 0])]
+    torch.testing.assert_close(reward(images, prompts), expected)
+    negatives = reward.unrelated(prompts, torch.Generator().manual_seed(0))
+    assert all(prompt_digit(n) != prompt_digit(p) for n, p in zip(negatives, prompts, strict=True))
+    with pytest.raises(ValueError, match="names no digit"):
+        prompt_digit("a cat")
+
+
+class LatentReward:
+    """A toy reward on 'images' that are the latents themselves: r = -mean (x - 1)^2."""
+
+    def __call__(self, images, prompts):
+        return -(images - 1).square().flatten(1).mean(1)
+
+    def unrelated(self, prompts, generator):
+        return prompts
+
+
+def test_dpo_component_with_toy_denoisers_only():
+    """Reference = the student at the start: the loss is log 2 and its gradient prefers the winner.
+    After one step along -grad the loss drops below log 2."""
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    frozen = scale.detach().clone()
+    cfg = PreferenceConfig(mode="dpo", student_steps=2, num_milestones=2, beta=50.0)
+    loss = Preference(cfg, LatentReward(), reference=lambda x, t, c: frozen * x)
+
+    def ctx():
+        return toy_context(lambda x, t, c: scale * x, None, batch=8, seed=3, decode=lambda z: z)
+
+    value = loss(ctx())["preference"]
+    assert value.item() == pytest.approx(math.log(2), abs=1e-6)
+    value.backward()
+    with torch.no_grad():
+        scale -= 0.05 * scale.grad.sign()
+    assert loss(ctx())["preference"].item() < math.log(2)
+    assert loss.aux_step(ctx())["preference/reward_gap"] > 0
+
+
+def test_reward_feedback_component_pushes_reward_up():
+    """The hinge with s0 above every reward: loss = mean(s0 - r) + 0; one gradient step raises r."""
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    cfg = PreferenceConfig(mode="reward", student_steps=1, num_milestones=1, s0=1.0, s_neg=10.0)
+    loss = Preference(cfg, LatentReward())
+
+    def ctx():
+        return toy_context(lambda x, t, c: scale * x, None, batch=8, seed=1, decode=lambda z: z)
+
+    first = loss(ctx())["preference"]
+    first.backward()
+    with torch.no_grad():
+        scale -= 0.01 * scale.grad
+    assert loss(ctx())["preference"].item() < first.item()
+
+
+def test_preference_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="unknown reward"):
+        PreferenceConfig(reward="nope").validate(1000)
+    with pytest.raises(ValueError, match="mode"):
+        PreferenceConfig(mode="ppo").validate(1000)
+    with pytest.raises(ValueError, match="beta"):
+        PreferenceConfig(beta=0).validate(1000)

@@ -1,0 +1,139 @@
+"""Distribution matching distillation, data-free (DMD, Yin et al. 2023, arXiv 2311.18828; DMD2,
+arXiv 2405.14867), as the paper's bag of techniques 3.
+
+The student's one-step prediction x0_hat (shared with GAN / reward feedback) is re-noised,
+x_t' = a_t' x0_hat + s_t' eps with t' ~ U[t_min, t_max], and scored by
+- the real score: the frozen teacher with CFG (w = real_guidance_scale, default the recipe's),
+- the fake score: a network initialised as the teacher and trained online with the denoising
+  loss on the student's (detached) samples; by default a second LoRA adapter on the SAME frozen
+  base (no second UNet in memory), a full copy as an option.
+
+    grad = (x0_fake(x_t') - x0_real(x_t')) / mean_{c,h,w} |x0_hat - x0_real(x_t')|   (DMD eq. 8)
+    L_DMD = 1/2 || x0_hat - stopgrad(x0_hat - grad) ||^2     (so d L / d x0_hat = grad / D)
+
+``aux_step`` then makes ``fake_updates`` denoising updates of the fake score (DMD2's two
+time-scale rule: 5 per student update).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import torch
+
+from tlcm.diffusion.solvers import guided_output
+from tlcm.losses import register_loss
+from tlcm.losses.auxiliary import AuxOptimizer
+from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.shared import student_prediction
+
+
+class FakeScore(Protocol):
+    """What DMD trains as its fake score (tlcm.models.student.Auxiliary is one)."""
+
+    def denoiser(self) -> Denoiser: ...
+
+    def parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+def dmd_gradient(x0: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor) -> torch.Tensor:
+    """DMD's normalised gradient (B, C, h, w): (fake - real) / mean |x0 - real| per sample; a
+    sample with a zero normaliser gets 0."""
+    norm = (x0 - real_x0).abs().flatten(1).mean(1).view(-1, *[1] * (x0.dim() - 1))
+    return torch.where(norm > 0, (fake_x0 - real_x0) / norm.clamp_min(1e-12), 0.0)
+
+
+def denoising_loss(denoiser: Denoiser, schedule, x0, eps, t, cond) -> torch.Tensor:
+    """Mean squared error of ``denoiser`` at x_t = a_t x0 + s_t eps against its own training
+    target (eps, v or velocity): the fake score's objective, scalar."""
+    x_t = schedule.add_noise(x0, eps, t)
+    return (denoiser(x_t, t, cond) - schedule.model_output_from(x0, eps, t)).square().mean()
+
+
+@register_loss("dmd")
+@dataclass
+class DMDConfig(LossConfig):
+    """Distribution matching with an online fake score (DMD / DMD2)."""
+
+    real_guidance_scale: float = 0.0
+    """CFG scale of the real score; 0: the recipe's teacher scale (model.guidance_scale)."""
+    fake_score: Literal["lora", "full"] = "lora"
+    """Fake score network: a second LoRA adapter on the shared base, or a full UNet copy."""
+    fake_rank: int = 0
+    """LoRA rank of the fake score (0: the student's rank)."""
+    fake_lr: float = 1e-4
+    """AdamW learning rate of the fake score."""
+    fake_updates: int = 5
+    """Fake-score updates per student update (DMD2: 5)."""
+    t_min: int = 20
+    """Lowest re-noising timestep t' (DMD2: 0.02 T)."""
+    t_max: int = 980
+    """Highest re-noising timestep t' (DMD2: 0.98 T)."""
+    student_steps: int = 4
+    """q: the student's one-step prediction is made on its q-step grid (shared with GAN/reward)."""
+    num_milestones: int = 8
+    """M of the student's inference grid."""
+
+    def build(self, student) -> DMD:
+        fake = student.auxiliary("dmd_fake", rank=self.fake_rank, full_copy=self.fake_score == "full")
+        return DMD(self, fake)
+
+    def validate(self, num_train_timesteps: int) -> None:
+        if not 0 <= self.t_min < self.t_max < num_train_timesteps:
+            raise ValueError(f"need 0 <= t_min < t_max < {num_train_timesteps}, got {self.t_min}, {self.t_max}")
+        if self.fake_updates < 0:
+            raise ValueError(f"fake_updates must be >= 0, got {self.fake_updates}")
+        if self.fake_score not in ("lora", "full"):
+            raise ValueError(f'fake_score must be "lora" or "full", got {self.fake_score!r}')
+        if not 1 <= self.student_steps <= self.num_milestones:
+            raise ValueError(f"student_steps must be in 1..{self.num_milestones}, got {self.student_steps}")
+
+
+class DMD(Loss):
+    """The DMD component: returns {"dmd": loss}; ``aux_step`` trains the fake score."""
+
+    def __init__(self, config: DMDConfig, fake: FakeScore) -> None:
+        super().__init__()
+        self.config, self.fake = config, fake
+        self.opt = AuxOptimizer(fake.parameters(), lr=config.fake_lr)
+
+    def _timesteps(self, ctx: StepContext) -> torch.Tensor:
+        cfg = self.config
+        t = cfg.t_min + ctx.rand(ctx.batch_size) * (cfg.t_max - cfg.t_min)
+        return ctx.schedule.discretize(t)
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        cfg, schedule = self.config, ctx.schedule
+        x0 = student_prediction(ctx, cfg.student_steps, cfg.num_milestones).x0
+        t = self._timesteps(ctx)
+        x_t = schedule.add_noise(x0.detach(), ctx.randn(*x0.shape), t)
+        w = cfg.real_guidance_scale or ctx.guidance_scale
+        with torch.no_grad():
+            real = schedule.to_x0(guided_output(ctx.teacher, x_t, t, ctx.cond, ctx.uncond, w), x_t, t)
+            fake = schedule.to_x0(self.fake.denoiser()(x_t, t, ctx.cond), x_t, t)
+            grad = dmd_gradient(x0.detach(), real, fake)
+        loss = 0.5 * (x0 - (x0 - grad).detach()).square().flatten(1).mean(1)
+        return {"dmd": loss.mean()}
+
+    def aux_step(self, ctx: StepContext) -> dict[str, float]:
+        """``fake_updates`` denoising updates of the fake score on this step's student samples."""
+        cfg = self.config
+        x0 = student_prediction(ctx, cfg.student_steps, cfg.num_milestones).x0.detach()
+        denoiser, total = self.fake.denoiser(), 0.0
+        for _ in range(cfg.fake_updates):
+            loss = denoising_loss(denoiser, ctx.schedule, x0, ctx.randn(*x0.shape), self._timesteps(ctx), ctx.cond)
+            self.opt.step(loss)
+            total += float(loss.detach())
+        return {"dmd/fake_loss": total / max(cfg.fake_updates, 1)}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"fake": self.fake.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.fake.load_state_dict(state["fake"])
+        self.opt.load_state_dict(state["opt"])

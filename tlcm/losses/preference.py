@@ -1,0 +1,138 @@
+"""Preference learning after stage 2 (tlcm-method.md, bag of techniques 2), two modes:
+
+"dpo" - Diffusion-DPO (Wallace et al. 2023, arXiv 2311.12908, eq. 14) adapted to a data-free
+student: per prompt two candidates x^a, x^b = q-step samples of the CURRENT student (different
+noise), ranked by the reward into winner x^w and loser x^l; with one t ~ U[0, T) and one eps,
+
+    e_*(x) = || target(x, eps, t) - out_*(a_t x + s_t eps, t, c) ||^2   (per-sample mean)
+    L_DPO  = -log sigmoid( -beta / 2 * [ (e_theta(x^w) - e_theta(x^l)) - (e_ref(x^w) - e_ref(x^l)) ] )
+
+where target is the model's own training target (eps, v or flow velocity) and ref is the frozen
+student at the start of the phase (a copy of its trainable weights only).
+
+"reward" - the paper's reward feedback (ReFL-style, gradients through the decoded image into the
+student's one-step prediction x0_hat, shared with DMD/GAN):
+
+    L_R = max(s0 - r(x0_hat, c), 0) + lambda_neg * max(r(x0_hat, c_neg) - s_neg, 0)
+
+with c_neg an unrelated prompt (the reward's ``unrelated``; the paper: s0 = 16 on MPS, s_neg = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from tlcm.losses import register_loss
+from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.shared import decoded, decoded_prediction, student_samples
+from tlcm.models.functional import functional_denoiser
+from tlcm.rewards import REWARDS, Reward, RewardSpec, build_reward
+
+
+def dpo_loss(err_w, err_l, ref_err_w, ref_err_l, beta: float) -> torch.Tensor:
+    """Per-sample Diffusion-DPO loss (B,) from per-sample denoising errors (B,) of the model and
+    the reference on the winners and losers."""
+    return -F.logsigmoid(-0.5 * beta * ((err_w - err_l) - (ref_err_w - ref_err_l)))
+
+
+def reward_hinge(r_pos, r_neg, s0: float, s_neg: float = 0.0, negative_weight: float = 1.0) -> torch.Tensor:
+    """Per-sample reward-feedback hinge (B,): relu(s0 - r_pos) + negative_weight * relu(r_neg - s_neg)."""
+    return F.relu(s0 - r_pos) + negative_weight * F.relu(r_neg - s_neg)
+
+
+@register_loss("preference")
+@dataclass
+class PreferenceConfig(LossConfig):
+    """Preference learning: Diffusion-DPO on reward-ranked student pairs, or reward feedback."""
+
+    mode: Literal["dpo", "reward"] = "dpo"
+    """"dpo" (Diffusion-DPO against the phase-start student) or "reward" (the paper's hinge)."""
+    reward: str = "digit"
+    """Reward model: "digit" (miniature), "clip", "pickscore", "aesthetic" (see tlcm.rewards)."""
+    clip_folder: str = ""
+    """Local transformers CLIP folder for the clip / pickscore / aesthetic rewards."""
+    head_file: str = ""
+    """Aesthetic MLP head weights (safetensors, or a pickle loaded with weights_only=True)."""
+    student_steps: int = 4
+    """q: sampling steps of the candidates (dpo) / grid of the one-step prediction (reward)."""
+    num_milestones: int = 8
+    """M of the student's inference grid."""
+    beta: float = 2000.0
+    """DPO beta (Diffusion-DPO used 5000 on SD1.5, 2500 on SDXL)."""
+    s0: float = 16.0
+    """Hinge threshold on the prompt's reward (paper: 16 on the MPS scale)."""
+    s_neg: float = 0.0
+    """Hinge threshold on the unrelated prompt's reward (paper: 0)."""
+    negative_weight: float = 1.0
+    """lambda_neg: weight of the unrelated-prompt hinge."""
+
+    def build(self, student) -> Preference:
+        spec = RewardSpec(self.clip_folder, self.head_file)
+        reward = build_reward(self.reward, spec, student.base.device)
+        reference = None
+        if self.mode == "dpo":
+            frozen = {n: p.detach().clone() for n, p in student.trainable_parameters().items()}
+            reference = functional_denoiser(student.unet, frozen)
+        return Preference(self, reward, reference)
+
+    def validate(self, num_train_timesteps: int) -> None:
+        if self.mode not in ("dpo", "reward"):
+            raise ValueError(f'mode must be "dpo" or "reward", got {self.mode!r}')
+        if self.reward not in REWARDS:
+            raise ValueError(f"unknown reward {self.reward!r}; known: {', '.join(sorted(REWARDS))}")
+        if not 1 <= self.student_steps <= self.num_milestones:
+            raise ValueError(f"student_steps must be in 1..{self.num_milestones}, got {self.student_steps}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+
+
+class Preference(Loss):
+    """The preference component: returns {"preference": loss}. ``reference`` (dpo only) is the
+    frozen denoiser the DPO objective compares against."""
+
+    def __init__(self, config: PreferenceConfig, reward: Reward, reference: Denoiser | None = None) -> None:
+        super().__init__()
+        if config.mode == "dpo" and reference is None:
+            raise ValueError("DPO mode needs a frozen reference denoiser")
+        self.config, self.reward, self.reference = config, reward, reference
+        self._metrics: dict[str, float] = {}
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        loss = self._dpo(ctx) if self.config.mode == "dpo" else self._hinge(ctx)
+        return {"preference": loss.mean()}
+
+    def _hinge(self, ctx: StepContext) -> torch.Tensor:
+        cfg = self.config
+        images = decoded_prediction(ctx, cfg.student_steps, cfg.num_milestones)
+        r_pos = self.reward(images, ctx.prompts)
+        r_neg = self.reward(images, self.reward.unrelated(ctx.prompts, ctx.generator))
+        self._metrics = {"preference/reward": float(r_pos.detach().mean()), "preference/reward_neg": float(r_neg.detach().mean())}
+        return reward_hinge(r_pos, r_neg, cfg.s0, cfg.s_neg, cfg.negative_weight)
+
+    def _dpo(self, ctx: StepContext) -> torch.Tensor:
+        cfg, schedule = self.config, ctx.schedule
+        q, m = cfg.student_steps, cfg.num_milestones
+        x_a, x_b = student_samples(ctx, q, m, draw=0), student_samples(ctx, q, m, draw=1)
+        with torch.no_grad():
+            r_a = self.reward(decoded(ctx, f"student_samples/{q}/{m}/0", x_a), ctx.prompts)
+            r_b = self.reward(decoded(ctx, f"student_samples/{q}/{m}/1", x_b), ctx.prompts)
+        a_wins = (r_a >= r_b).view(-1, 1, 1, 1)
+        x_w, x_l = torch.where(a_wins, x_a, x_b), torch.where(a_wins, x_b, x_a)
+        b = ctx.batch_size
+        t = schedule.discretize(ctx.rand(b) * schedule.max_timestep).repeat(2)
+        x0, eps = torch.cat([x_w, x_l]), ctx.randn(*x_a.shape).repeat(2, 1, 1, 1)
+        x_t, target = schedule.add_noise(x0, eps, t), schedule.model_output_from(x0, eps, t)
+        cond = ctx.cond.repeat(2)
+        err = (ctx.student(x_t, t, cond) - target).square().flatten(1).mean(1)
+        with torch.no_grad():
+            ref = (self.reference(x_t, t, cond) - target).square().flatten(1).mean(1)
+        self._metrics = {"preference/reward_gap": float((r_a - r_b).abs().mean())}
+        return dpo_loss(err[:b], err[b:], ref[:b], ref[b:], cfg.beta)
+
+    def aux_step(self, ctx: StepContext) -> dict[str, float]:
+        """Nothing to train; reports the last step's reward statistics."""
+        return self._metrics

@@ -1,0 +1,196 @@
+"""Discriminators for the GAN loss: a FROZEN feature backbone + small TRAINABLE heads.
+
+D(x) = mean over levels l of mean over (i, j) of head_l(phi_l(x))[i, j], a logit per sample, where
+phi_l are feature maps of a frozen network and head_l = 1x1 conv -> LeakyReLU(0.2) -> 1x1 conv to
+one channel (the "projected" discriminator of Sauer et al. 2021 / ADD 2023, minus the projection).
+
+- ``TimmDiscriminator``: any timm model (``features_only``), on images in [-1, 1] (normalised
+  with the backbone's mean/std) or on latents (``in_chans`` = latent channels), resized to
+  ``input_size``; random init unless a local weight file is given.
+- ``UNetEncoderDiscriminator``: the frozen base UNet's encoder (conv_in, down blocks, mid block)
+  at (x_t, t, text conditioning) with every LoRA adapter switched off, as TLCM's SDXL
+  discriminator (there: the whole SDXL UNet as initialisation).
+
+Heads can run on detached parameters (``frozen_heads=True``): the student's generator loss then
+sends gradients through D to its input without touching D's parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors.torch import load_file
+from timm.models import adapt_input_conv
+from torch import nn
+from torch.func import functional_call
+
+from tlcm.conditioning import Conditioning
+from tlcm.errors import TLCMError
+
+
+class Heads(nn.Module):
+    """Per-level heads: features [(B, C_l, H_l, W_l)] -> logits (B,), averaged over levels and space."""
+
+    def __init__(self, channels: list[int], hidden: int) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 1, 1))
+            for c in channels
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        logits = [head(f.float()).mean(dim=(1, 2, 3)) for head, f in zip(self.levels, features, strict=True)]
+        return torch.stack(logits).mean(0)
+
+
+class Discriminator(nn.Module):
+    """Base: ``features(x, t, cond)`` from a frozen network; ``heads`` are the only trainable part."""
+
+    heads: Heads
+
+    def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frozen_heads: bool = False
+    ) -> torch.Tensor:
+        """Logits (B,) of inputs x (B, C, H, W) at timesteps t (B,); ``frozen_heads``: the heads'
+        parameters are detached (no gradient reaches them, gradients still reach x)."""
+        feats = self.features(x, t, cond)
+        if not frozen_heads:
+            return self.heads(feats)
+        params = {n: p.detach() for n, p in self.heads.named_parameters()}
+        return functional_call(self.heads, params, (feats,))
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a local weight file (safetensors, or a torch pickle with weights_only=True; a nested
+    "state_dict"/"model" dict is unwrapped) into ``model``. Keys the model lacks (a classifier, the
+    stages after the last feature level) are ignored; a 3-channel stem is adapted to the model's
+    input channels (timm's ``adapt_input_conv``); missing keys or other shape mismatches raise a
+    TLCMError naming them."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unreadable, corrupted, or a pickle that is more than tensors
+        raise TLCMError(f"cannot read backbone weights {path}: {type(err).__name__}: {err}") from err
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    own = model.state_dict()
+    stem = f"{model.pretrained_cfg.get('first_conv', '')}.weight"
+    if stem in state and stem in own and state[stem].shape[1] != own[stem].shape[1]:
+        state[stem] = adapt_input_conv(own[stem].shape[1], state[stem])
+    missing = sorted(set(own) - set(state))
+    wrong = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
+    if missing or wrong:
+        detail = "; ".join(
+            f"{what} ({len(keys)}): {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}"
+            for what, keys in (("missing keys", missing), ("shape mismatches", wrong))
+            if keys
+        )
+        raise TLCMError(f"backbone weights {path} do not fit the timm model: {detail}")
+    model.load_state_dict({k: state[k] for k in own})
+
+
+class TimmDiscriminator(Discriminator):
+    """Frozen ``timm.create_model(name, features_only=True)`` + heads on levels ``out_indices``.
+
+    pixel: inputs are images (B, 3, H, W) in [-1, 1], mapped to [0, 1] and normalised with the
+    backbone's mean/std; otherwise latents (B, in_chans, h, w) as they are. Inputs are resized
+    (bilinear) to ``input_size`` x ``input_size`` first (0: no resizing).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        in_chans: int,
+        pixel: bool,
+        out_indices: tuple[int, ...],
+        input_size: int,
+        hidden: int,
+        weights: str = "",
+    ) -> None:
+        super().__init__()
+        try:
+            backbone = timm.create_model(
+                name, pretrained=False, features_only=True, out_indices=out_indices, in_chans=in_chans
+            )
+        except (RuntimeError, ValueError, IndexError, AssertionError) as err:
+            raise ValueError(
+                f"cannot build timm model {name!r} with out_indices {out_indices}: {err}"
+            ) from err
+        if weights:
+            load_weights(backbone, Path(weights))
+        self.backbone = backbone.requires_grad_(False).eval()
+        self.pixel, self.input_size = pixel, input_size
+        cfg = backbone.pretrained_cfg
+        mean, std = (torch.tensor(cfg.get(k, (0.5,) * 3)).view(1, -1, 1, 1) for k in ("mean", "std"))
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        self.heads = Heads(backbone.feature_info.channels(), hidden)
+
+    def train(self, mode: bool = True) -> TimmDiscriminator:
+        """Heads follow ``mode``; the frozen backbone stays in eval mode (fixed BatchNorm statistics)."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
+        if self.input_size and tuple(x.shape[-2:]) != (self.input_size,) * 2:
+            x = F.interpolate(x, size=(self.input_size,) * 2, mode="bilinear", align_corners=False)
+        if self.pixel:
+            x = ((x + 1) / 2 - self.mean) / self.std
+        return self.backbone(x)
+
+
+class UNetEncoderDiscriminator(Discriminator):
+    """The frozen base UNet's encoder on latents x_t (B, C, h, w) at t (B,) with the prompt's
+    conditioning: features after every down block and the mid block, LoRA adapters disabled.
+    The UNet is not a submodule (it is the shared base: not in this module's state or parameters)."""
+
+    def __init__(self, unet: nn.Module, hidden: int) -> None:
+        super().__init__()
+        self.unet = [unet]
+        self.adapters = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
+        channels = list(unet.config.block_out_channels)
+        self.heads = Heads([*channels, channels[-1]], hidden)
+
+    def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
+        unet, kwargs = self.unet[0], cond.unet_kwargs()
+        t = t.clamp(min=0)
+        for layer in self.adapters:
+            layer._disable_adapters = True
+        try:
+            emb = unet.time_embedding(unet.get_time_embed(sample=x, timestep=t), None)
+            aug = unet.get_aug_embed(
+                emb=emb,
+                encoder_hidden_states=kwargs["encoder_hidden_states"],
+                added_cond_kwargs=kwargs.get("added_cond_kwargs"),
+            )
+            emb = emb + aug if aug is not None else emb
+            if unet.time_embed_act is not None:
+                emb = unet.time_embed_act(emb)
+            text = kwargs["encoder_hidden_states"]
+            h, feats = unet.conv_in(x), []
+            for block in unet.down_blocks:
+                if getattr(block, "has_cross_attention", False):
+                    h, _ = block(hidden_states=h, temb=emb, encoder_hidden_states=text)
+                else:
+                    h, _ = block(hidden_states=h, temb=emb)
+                feats.append(h)
+            if getattr(unet.mid_block, "has_cross_attention", False):
+                feats.append(unet.mid_block(h, emb, encoder_hidden_states=text))
+            else:
+                feats.append(unet.mid_block(h, emb))
+            return feats
+        finally:
+            for layer in self.adapters:
+                layer._disable_adapters = False

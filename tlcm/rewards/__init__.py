@@ -1,0 +1,71 @@
+"""Pluggable reward models for preference learning (tlcm.losses.preference).
+
+A reward is anything with ``__call__(images (B, 3, H, W) in [-1, 1], prompts: list[str]) -> (B,)``
+(higher = better, differentiable in ``images`` for reward feedback) and
+``unrelated(prompts, generator) -> list[str]`` (the negative prompts c_neg of the paper's hinge).
+``REWARDS`` maps a name to a factory ``(RewardSpec, device) -> Reward``; register your own with
+``register_reward``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+class Reward(Protocol):
+    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor: ...
+
+    def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]: ...
+
+
+@dataclass
+class RewardSpec:
+    """Where a reward's weights are: a local transformers CLIP folder and, for the aesthetic
+    reward, a local MLP head file (safetensors, or a pickle loaded with weights_only=True)."""
+
+    clip_folder: str = ""
+    head_file: str = ""
+
+
+def shifted_prompts(prompts: list[str], generator: torch.Generator) -> list[str]:
+    """Each prompt's unrelated partner: another prompt of the batch (a random non-zero shift; the
+    same text is skipped when the batch has another). Default ``unrelated`` of the rewards."""
+    n = len(prompts)
+    if n < 2:
+        return list(prompts)
+    shift = int(torch.randint(1, n, (1,), generator=generator))
+    out = []
+    for i, p in enumerate(prompts):
+        j = next((k for k in range(n - 1) if prompts[(i + shift + k) % n] != p), 0)
+        out.append(prompts[(i + shift + j) % n])
+    return out
+
+
+REWARDS: dict[str, Callable[[RewardSpec, torch.device], Reward]] = {}
+"""Reward name -> factory."""
+
+
+def register_reward(name: str):
+    """Decorator registering a factory ``(spec, device) -> Reward`` under ``name``."""
+
+    def decorate(factory):
+        REWARDS[name] = factory
+        return factory
+
+    return decorate
+
+
+def build_reward(name: str, spec: RewardSpec, device: torch.device | str = "cpu") -> Reward:
+    """The reward ``name`` loaded from ``spec``; unknown names fail listing the known ones."""
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
+    return REWARDS[name](spec, torch.device(device))
+
+
+from tlcm.rewards import clip, digit  # noqa: E402,F401  (register the built-in rewards)
+
+__all__ = ["REWARDS", "Reward", "RewardSpec", "build_reward", "register_reward", "shifted_prompts"]

@@ -1,0 +1,43 @@
+"""The miniature pipeline's reward: its digit classifier's log-probability of the prompt's digit."""
+
+from __future__ import annotations
+
+import torch
+
+from tlcm.rewards import RewardSpec, register_reward
+from tlcm.toy.data import DIGIT_WORDS, prompt_for
+
+
+def prompt_digit(prompt: str) -> int:
+    """The digit a miniature prompt asks for ("seven" or "7"); ValueError if it names none."""
+    for word in prompt.replace(",", " ").split():
+        if word in DIGIT_WORDS:
+            return DIGIT_WORDS.index(word)
+        if word.isdigit() and len(word) == 1:
+            return int(word)
+    raise ValueError(f"prompt {prompt!r} names no digit: the digit reward needs miniature prompts")
+
+
+class DigitReward:
+    """r(x, c) = log p(digit(c) | x) under the miniature's classifier, in (-inf, 0]."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        from tlcm.toy.metrics import ToyMetrics
+
+        self.classifier = ToyMetrics().classifier.to(device)
+
+    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """images (B, 3, 32, 32) in [-1, 1] -> (B,) log-probabilities (differentiable)."""
+        digits = torch.tensor([prompt_digit(p) for p in prompts], device=images.device)
+        logp = self.classifier(images.clamp(-1, 1)).log_softmax(1)
+        return logp.gather(1, digits[:, None])[:, 0]
+
+    def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]:
+        """A prompt for a different digit (uniform over the other nine), same template family."""
+        shift = torch.randint(1, 10, (len(prompts),), generator=generator)
+        return [prompt_for((prompt_digit(p) + int(s)) % 10) for p, s in zip(prompts, shift, strict=True)]
+
+
+@register_reward("digit")
+def _digit(spec: RewardSpec, device: torch.device) -> DigitReward:
+    return DigitReward(device)
