@@ -1,16 +1,24 @@
 """The TLCM recipes on the miniature pipeline (defaults sized for a laptop CPU) and on SDXL.
 
-A recipe is a function returning a Recipe; variants copy a base with ``dataclasses.replace``.
+A recipe is a function returning a Recipe; variants copy a base with ``dataclasses.replace``
+(ablations/variants.py derives the paper's ablation ladder from ``tlcm_full`` that way).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from tlcm.config import ModelConfig, Phase, Recipe, RuntimeConfig, StudentConfig
+from tlcm.losses.dmd import DMDConfig
+from tlcm.losses.gan import GANConfig
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
+from tlcm.losses.preference import PreferenceConfig
+
+DIGIT_S0 = -0.01
+"""Hinge threshold on the digit reward r = log p(digit | image): push p above 0.99."""
+DIGIT_S_NEG = -4.6
+"""Hinge threshold on an unrelated digit's log-probability: keep it below 0.01."""
 
 
 def stage1(steps: int = 300, lr: float = 1e-3, batch_size: int = 16) -> Phase:
@@ -21,6 +29,26 @@ def stage1(steps: int = 300, lr: float = 1e-3, batch_size: int = 16) -> Phase:
 def stage2(steps: int = 100, lr: float = 1e-4, batch_size: int = 16) -> Phase:
     """LCD phase (paper: 2k iterations, lr 1e-5 on SDXL)."""
     return Phase(steps=steps, lr=lr, batch_size=batch_size, losses={"lcd": LCDConfig()})
+
+
+def preference(steps: int = 40, lr: float = 1e-4, batch_size: int = 8, **config) -> Phase:
+    """Reward feedback, the paper's choice (paper: 500 iterations, batch 8, lr 1e-5, MPS, s0 = 16).
+    The miniature's reward is its digit classifier; ``mode="dpo"`` switches to Diffusion-DPO."""
+    defaults = {"mode": "reward", "reward": "digit", "s0": DIGIT_S0, "s_neg": DIGIT_S_NEG}
+    return Phase(
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        losses={"preference": PreferenceConfig(**{**defaults, **config})},
+    )
+
+
+def dmd_gan(steps: int = 60, lr: float = 1e-4, batch_size: int = 8, gan: bool = True) -> Phase:
+    """DMD + GAN together (paper: 1k iterations, batch 4, lr 1e-5, discriminator lr 1e-4)."""
+    losses = {"dmd": DMDConfig(fake_updates=2)}
+    if gan:
+        losses["gan"] = GANConfig(weight=0.1)
+    return Phase(steps=steps, lr=lr, batch_size=batch_size, losses=losses)
 
 
 def mlcd() -> Recipe:
@@ -38,20 +66,29 @@ def lcd() -> Recipe:
 
 
 def tlcm_full() -> Recipe:
-    """Stage 1 then stage 2 on one student (the bag of techniques joins in a later issue)."""
+    """The paper's four phases on one student: MLCD -> LCD -> preference -> DMD + GAN."""
     return Recipe(
-        phases={"mlcd": stage1(), "lcd": stage2()},
+        phases={"mlcd": stage1(), "lcd": stage2(), "preference": preference(), "dmd_gan": dmd_gan()},
         runtime=RuntimeConfig(out_dir=Path("runs/tlcm-full"), eval_samples_per_digit=20),
     )
 
 
 def tlcm_full_sdxl() -> Recipe:
-    """The paper's SDXL values: LoRA rank 64, w = 8, 12k / 2k iterations, lr 1e-4 / 1e-5."""
-    base = tlcm_full()
-    return replace(
-        base,
+    """The paper's SDXL values: LoRA rank 64, w = 8, M = 8, p = 3, q = 4; iterations 12k / 2k / 500
+    / 1k at lr 1e-4 / 1e-5 / 1e-5 / 1e-5; reward feedback with s0 = 16 (the paper's MPS scale; here
+    a local PickScore folder); DMD + GAN at batch 4 with discriminator lr 1e-4."""
+    pickscore = {"reward": "pickscore", "clip_folder": "models/pickscore", "s0": 16.0, "s_neg": 0.0}
+    dmd = dmd_gan(1_000, 1e-5, 4)
+    dmd.losses["dmd"] = DMDConfig(fake_updates=5)
+    dmd.losses["gan"] = GANConfig(disc_lr=1e-4)
+    return Recipe(
         model=ModelConfig(path=Path("models/sdxl"), guidance_scale=8.0),
         student=StudentConfig(lora_rank=64, lora_alpha=64.0),
-        phases={"mlcd": stage1(12_000, 1e-4, 32), "lcd": stage2(2_000, 1e-5, 32)},
+        phases={
+            "mlcd": stage1(12_000, 1e-4, 32),
+            "lcd": stage2(2_000, 1e-5, 32),
+            "preference": preference(500, 1e-5, 8, **pickscore),
+            "dmd_gan": dmd,
+        },
         runtime=RuntimeConfig(out_dir=Path("runs/tlcm-full-sdxl"), checkpoint_every=500),
     )

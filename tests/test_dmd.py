@@ -99,7 +99,9 @@ def test_lora_fake_score_holds_one_copy_of_the_base_unet(tiny_sd, tmp_path):
     held = _unique_elements([student.unet, loss])
     assert len(loss.fake.parameters()) == len(student.trainable_parameters())
     assert held == base_elements + 2 * lora  # the base UNet, student LoRA, fake LoRA: nothing else
-    assert all(".dmd_fake." in n for n, p in student.unet.named_parameters() if p in set(loss.fake.parameters()))
+    assert all(
+        ".dmd_fake." in n for n, p in student.unet.named_parameters() if p in set(loss.fake.parameters())
+    )
 
     full = DMDConfig(fake_score="full").build(student)
     assert _unique_elements([student.unet, full.fake.module]) == 2 * base_elements + 2 * lora
@@ -116,7 +118,11 @@ def test_fake_score_starts_at_the_teacher(tiny_sd, tmp_path):
     cond, _ = base.encode(["a", "b"])
     x, t = torch.randn(2, *base.latent_shape), torch.tensor([10, 500])
     with torch.no_grad():
-        teacher, own, fake_out = student.teacher()(x, t, cond), student.denoiser()(x, t, cond), fake.denoiser()(x, t, cond)
+        teacher, own, fake_out = (
+            student.teacher()(x, t, cond),
+            student.denoiser()(x, t, cond),
+            fake.denoiser()(x, t, cond),
+        )
     torch.testing.assert_close(fake_out, teacher)
     assert (own - teacher).abs().max() > 1e-4
 

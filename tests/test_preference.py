@@ -23,12 +23,15 @@ def test_dpo_loss_by_hand():
     """(e_w - e_l) - (r_w - r_l) = (1 - 2) - 0 = -1; beta = 2: -log sigmoid(1) = log(1 + e^-1).
     Model = reference: -log sigmoid(0) = log 2 whatever the errors."""
     t = torch.tensor
-    assert dpo_loss(t([1.0]), t([2.0]), t([1.5]), t([1.5]), 2.0).item() == pytest.approx(math.log1p(math.exp(-1)))
+    assert dpo_loss(t([1.0]), t([2.0]), t([1.5]), t([1.5]), 2.0).item() == pytest.approx(
+        math.log1p(math.exp(-1))
+    )
     assert dpo_loss(t([3.0]), t([0.5]), t([3.0]), t([0.5]), 500.0).item() == pytest.approx(math.log(2))
 
 
 def test_reward_hinge_by_hand():
-    """s0 = 16: r = 10 -> 6; r_neg = 2 over s_neg = 0 with weight 0.5 -> 1; total 7. r = 20, r_neg = -1 -> 0."""
+    """s0 = 16: r = 10 -> 6; r_neg = 2 over s_neg = 0 with weight 0.5 -> 1; total 7.
+    r = 20, r_neg = -1 -> 0."""
     t = torch.tensor
     assert reward_hinge(t([10.0]), t([2.0]), 16.0, 0.0, 0.5).item() == pytest.approx(7.0)
     assert reward_hinge(t([20.0]), t([-1.0]), 16.0).item() == 0.0
@@ -51,12 +54,17 @@ def clip_folder(tmp_path):
         pad_token_id=tok.pad_token_id,
     )  # fmt: skip
     vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
     )
     torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)).save_pretrained(
-        tmp_path
-    )
+    CLIPModel(
+        CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
+    ).save_pretrained(tmp_path)
     return tmp_path
 
 
@@ -80,7 +88,10 @@ def test_clip_and_pickscore_rewards_by_hand(clip_folder):
 
     pick = build_reward("pickscore", RewardSpec(clip_folder=str(clip_folder)))
     torch.testing.assert_close(
-        pick(images.detach(), PROMPTS), expected.detach() / 100 * model.logit_scale.exp(), rtol=1e-4, atol=1e-4
+        pick(images.detach(), PROMPTS),
+        expected.detach() / 100 * model.logit_scale.exp(),
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 

@@ -100,17 +100,18 @@ def test_mlcd_from_the_cache_makes_zero_teacher_calls(base, cache_dir):
         return teacher(x, t, cond)
 
     idx = torch.tensor([0, 1, 1, 0])
-    loss = MLCDConfig(num_milestones=M, skip=K, states="cache").build(SimpleNamespace(unet=base.unet))(
+    holder = SimpleNamespace(unet=base.unet)  # what build() reads of a Student
+    loss = MLCDConfig(num_milestones=M, skip=K, states="cache").build(holder)(
         _context(base, cache, counting_teacher, idx)
     )["mlcd"]
     assert calls == [] and torch.isfinite(loss)
-    on_the_fly = MLCDConfig(num_milestones=M, skip=K, states="mds").build(SimpleNamespace(unet=base.unet))
+    on_the_fly = MLCDConfig(num_milestones=M, skip=K, states="mds").build(holder)
     on_the_fly(_context(base, cache, counting_teacher, idx))
     assert len(calls) >= 2  # on the fly: >= 1 MDS step + 1 teacher step, each a CFG pair (batch 2B)
     with pytest.raises(TLCMError, match="num_milestones differs \\(expected 4 by the MLCD loss, found 2\\)"):
-        MLCDConfig(num_milestones=4, states="cache").build(SimpleNamespace(unet=base.unet))(_context(base, cache, teacher, idx))
+        MLCDConfig(num_milestones=4, states="cache").build(holder)(_context(base, cache, teacher, idx))
     with pytest.raises(TLCMError, match="trajectory-cache"):
-        MLCDConfig(states="cache").build(SimpleNamespace(unet=base.unet))(_context(base, None, teacher, idx))
+        MLCDConfig(states="cache").build(holder)(_context(base, None, teacher, idx))
 
 
 def _refusal(folder, base, prompts=PROMPTS, m=M, k=K, w=W) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import tyro
 
 from recipes import PRESETS
+from tlcm.config import Recipe
 from tlcm.distributed import close_distributed
 from tlcm.engine import train
 from tlcm.errors import run_cli
@@ -28,21 +29,26 @@ class TrainArgs:
     """The recipe preset and its overrides."""
 
 
-def main(args: TrainArgs) -> None:
-    """Train, then (eval_samples_per_digit > 0: miniature pipeline) score the student on rank 0."""
-    recipe = args.recipes
+def train_and_score(recipe: Recipe) -> list[dict] | None:
+    """Train, then (eval_samples_per_digit > 0: miniature pipeline) score the student on rank 0 and
+    write RUN/eval.json; returns the score rows (None when not scored)."""
     try:
         run = train(recipe)
     finally:
         close_distributed()
     if run.preempted or not run.is_main or recipe.runtime.eval_samples_per_digit <= 0:
-        return
+        return None
     scores = student_scores(
         run.base, run.student.denoiser(), recipe.inference_steps, recipe.runtime.eval_samples_per_digit
     )
     (run.out_dir / "eval.json").write_text(json.dumps(scores, indent=1) + "\n")
     for row in scores:
         print(f"student {row['steps']} steps: alignment {row['alignment']:.3f}  FD {row['fd']:.3f}")
+    return scores
+
+
+def main(args: TrainArgs) -> None:
+    train_and_score(args.recipes)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from tlcm.distributed import average_gradients, world_size
 class AuxOptimizer:
     """AdamW over ``params`` with one ``step(loss)``: zero grads, backward, all-reduce, clip, step."""
 
-    def __init__(self, params: list[torch.nn.Parameter], lr: float, betas=(0.0, 0.99), max_grad_norm: float = 1.0):
+    def __init__(
+        self, params: list[torch.nn.Parameter], lr: float, betas=(0.0, 0.99), max_grad_norm: float = 1.0
+    ):
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("AuxOptimizer got no trainable parameters")

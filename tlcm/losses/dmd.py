@@ -85,7 +85,9 @@ class DMDConfig(LossConfig):
 
     def validate(self, num_train_timesteps: int) -> None:
         if not 0 <= self.t_min < self.t_max < num_train_timesteps:
-            raise ValueError(f"need 0 <= t_min < t_max < {num_train_timesteps}, got {self.t_min}, {self.t_max}")
+            raise ValueError(
+                f"need 0 <= t_min < t_max < {num_train_timesteps}, got {self.t_min}, {self.t_max}"
+            )
         if self.fake_updates < 0:
             raise ValueError(f"fake_updates must be >= 0, got {self.fake_updates}")
         if self.fake_score not in ("lora", "full"):
@@ -126,7 +128,9 @@ class DMD(Loss):
         x0 = student_prediction(ctx, cfg.student_steps, cfg.num_milestones).x0.detach()
         denoiser, total = self.fake.denoiser(), 0.0
         for _ in range(cfg.fake_updates):
-            loss = denoising_loss(denoiser, ctx.schedule, x0, ctx.randn(*x0.shape), self._timesteps(ctx), ctx.cond)
+            loss = denoising_loss(
+                denoiser, ctx.schedule, x0, ctx.randn(*x0.shape), self._timesteps(ctx), ctx.cond
+            )
             self.opt.step(loss)
             total += float(loss.detach())
         return {"dmd/fake_loss": total / max(cfg.fake_updates, 1)}

@@ -110,7 +110,10 @@ class Preference(Loss):
         images = decoded_prediction(ctx, cfg.student_steps, cfg.num_milestones)
         r_pos = self.reward(images, ctx.prompts)
         r_neg = self.reward(images, self.reward.unrelated(ctx.prompts, ctx.generator))
-        self._metrics = {"preference/reward": float(r_pos.detach().mean()), "preference/reward_neg": float(r_neg.detach().mean())}
+        self._metrics = {
+            "preference/reward": float(r_pos.detach().mean()),
+            "preference/reward_neg": float(r_neg.detach().mean()),
+        }
         return reward_hinge(r_pos, r_neg, cfg.s0, cfg.s_neg, cfg.negative_weight)
 
     def _dpo(self, ctx: StepContext) -> torch.Tensor:

@@ -53,7 +53,9 @@ class ClipEmbedder(nn.Module):
     def image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> unit embeddings (B, D), differentiable."""
         x = (images.clamp(-1, 1) + 1) / 2
-        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(
+            x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+        )
         emb = _features(self.model.get_image_features(pixel_values=(x - self.mean) / self.std))
         return F.normalize(emb.float(), dim=-1)
 
@@ -125,7 +127,9 @@ def load_head(path: str | Path, dim: int) -> AestheticHead:
             f"shape {tuple(state[k].shape)} != expected {tuple(own[k].shape)}"
             if k in own and k in state else ("missing" if k in own else "unexpected")
         )  # fmt: skip
-        raise ValueError(f"{path} does not fit the aesthetic MLP for {dim}-d CLIP embeddings: key {k!r} {what}")
+        raise ValueError(
+            f"{path} does not fit the aesthetic MLP for {dim}-d CLIP embeddings: key {k!r} {what}"
+        )
     head.load_state_dict(state)
     return head.eval().requires_grad_(False)
 
