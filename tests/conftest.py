@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_pipelines import tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
+from tiny_pipelines import save_tiny_clip, tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
 
 torch.set_num_threads(1)
 
@@ -37,4 +37,12 @@ def tiny_sdxl_dir(tmp_path_factory) -> Path:
     """The tiny SDXL pipeline saved once per session as a diffusers folder (safetensors weights)."""
     path = tmp_path_factory.mktemp("tiny-sdxl")
     tiny_sdxl_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A tiny random CLIP model + tokenizer folder (for the CLIP-based rewards)."""
+    path = tmp_path_factory.mktemp("tiny-clip")
+    save_tiny_clip(path)
     return path

@@ -6,17 +6,15 @@ import math
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_pipelines import CLIP_PROMPTS as PROMPTS
 from toy_context import toy_context
-from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
 from tlcm.rewards import RewardSpec, build_reward, shifted_prompts
 from tlcm.rewards.clip import AestheticHead
 from tlcm.rewards.digit import DigitReward, prompt_digit
 from tlcm.toy.data import prompt_for
-from tlcm.toy.tokenizer import build_clip_tokenizer
 
-PROMPTS = ["a red cube", "a blue ball"]
 
 
 def test_dpo_loss_by_hand():
@@ -44,35 +42,11 @@ def test_shifted_prompts_avoid_the_same_text():
         assert all(n != p for n, p in zip(shifted_prompts(prompts, g), prompts, strict=True))
 
 
-@pytest.fixture
-def clip_folder(tmp_path):
-    """A tiny random CLIP (32-px images, 16-d projections) and a byte-level tokenizer."""
-    tok = build_clip_tokenizer(PROMPTS, tmp_path)
-    text = CLIPTextConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
-        max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-    )
-    torch.manual_seed(0)
-    CLIPModel(
-        CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
-    ).save_pretrained(tmp_path)
-    return tmp_path
-
-
-def test_clip_and_pickscore_rewards_by_hand(clip_folder):
+def test_clip_and_pickscore_rewards_by_hand(tiny_clip_dir):
     """CLIP score = 100 cos(image, text) of the model's own projections of the normalised image;
     PickScore-style = exp(logit_scale) cos; both differentiable in the images."""
     images = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
-    clip = build_reward("clip", RewardSpec(clip_folder=str(clip_folder)))
+    clip = build_reward("clip", RewardSpec(clip_folder=str(tiny_clip_dir)))
     score = clip(images, PROMPTS)
     model = clip.clip.model
     x = torch.nn.functional.interpolate((images + 1) / 2, size=(32, 32), mode="bilinear", antialias=True)
@@ -86,7 +60,7 @@ def test_clip_and_pickscore_rewards_by_hand(clip_folder):
     score.sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
 
-    pick = build_reward("pickscore", RewardSpec(clip_folder=str(clip_folder)))
+    pick = build_reward("pickscore", RewardSpec(clip_folder=str(tiny_clip_dir)))
     torch.testing.assert_close(
         pick(images.detach(), PROMPTS),
         expected.detach() / 100 * model.logit_scale.exp(),
@@ -95,22 +69,22 @@ def test_clip_and_pickscore_rewards_by_hand(clip_folder):
     )
 
 
-def test_aesthetic_reward_loads_heads_and_refuses_bad_files(clip_folder, tmp_path):
+def test_aesthetic_reward_loads_heads_and_refuses_bad_files(tiny_clip_dir, tmp_path):
     head = AestheticHead(16)
     for p in head.parameters():
         torch.nn.init.zeros_(p)
     head.layers[7].bias.data.fill_(5.0)  # a constant score of 5
     save_file(head.state_dict(), tmp_path / "head.safetensors")
-    reward = build_reward("aesthetic", RewardSpec(str(clip_folder), str(tmp_path / "head.safetensors")))
+    reward = build_reward("aesthetic", RewardSpec(str(tiny_clip_dir), str(tmp_path / "head.safetensors")))
     torch.testing.assert_close(reward(torch.zeros(2, 3, 32, 32), PROMPTS), torch.full((2,), 5.0))
 
     torch.save({k: v for k, v in head.state_dict().items() if k != "layers.7.bias"}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="layers.7.bias"):
-        build_reward("aesthetic", RewardSpec(str(clip_folder), str(tmp_path / "bad.pth")))
+        build_reward("aesthetic", RewardSpec(str(tiny_clip_dir), str(tmp_path / "bad.pth")))
     wrong = AestheticHead(8).state_dict()
     save_file(wrong, tmp_path / "wrong.safetensors")
     with pytest.raises(ValueError, match=r"layers.0.weight.*\(1024, 8\).*\(1024, 16\)"):
-        build_reward("aesthetic", RewardSpec(str(clip_folder), str(tmp_path / "wrong.safetensors")))
+        build_reward("aesthetic", RewardSpec(str(tiny_clip_dir), str(tmp_path / "wrong.safetensors")))
     with pytest.raises(ValueError, match="needs"):
         build_reward("clip", RewardSpec())
     with pytest.raises(ValueError, match="unknown reward"):

@@ -160,3 +160,24 @@ def tiny_sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
         text_encoder_3=None,
         tokenizer_3=None,
     )
+
+
+CLIP_PROMPTS = ["a red cube", "a blue ball"]
+"""Prompts of the reward tests."""
+
+
+def save_tiny_clip(path) -> None:
+    """A tiny random CLIPModel (32-px images, 16-d projections) and its tokenizer, saved to ``path``:
+    what the clip / pickscore / aesthetic rewards load from a local folder."""
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
+
+    tokenizer = tiny_clip_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8
+    )
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=_clip_config(tokenizer, 16).to_dict(), vision_config=vision.to_dict(), projection_dim=16
+    )
+    CLIPModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)

@@ -1,0 +1,313 @@
+"""The GAN loss: hand-derived loss values, use on plain tensors with toy denoisers, checkpoint round
+trip, weight files, config validation, and 2-step smoke trains on the tiny SD pipeline.
+
+Toy setup for the hand-derived tests: a VP schedule with one timestep (alphas_cumprod = [0.36]),
+prediction_type "sample" (the model output IS x0_hat); student: x0_hat = scale * x; the student's
+1-step grid is [0], so fake = scale * noise (with gradients) and real = its detached 1-step sample.
+The stub discriminator is linear: D(z) = sum(w * z) per sample, so grad_z D = w.
+"""
+
+import io
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from engine_helpers import shrink
+from safetensors.torch import save_file
+from tiny_pipelines import tiny_sd_pipeline
+from torch import nn
+
+from recipes import PRESETS
+from tlcm.conditioning import Conditioning
+from tlcm.config import Phase, StudentConfig
+from tlcm.diffusion.schedule import VPSchedule
+from tlcm.engine import train
+from tlcm.errors import TLCMError
+from tlcm.losses.base import StepContext
+from tlcm.losses.gan import GAN, GANConfig, discriminator_loss, generator_loss, r1_penalty
+from tlcm.losses.mlcd import MLCDConfig
+from tlcm.models.base import BaseModel
+from tlcm.models.discriminator import Discriminator
+from tlcm.models.student import Student
+
+LN2, LN3 = torch.log(torch.tensor(2.0)), torch.log(torch.tensor(3.0))
+
+
+class LinearHeads(nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+    def forward(self, features):
+        return (features[0] * self.w).flatten(1).sum(1)
+
+
+class LinearDiscriminator(Discriminator):
+    """D(z) = sum(w * z): features are the input itself, the "head" is w."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.heads = LinearHeads(w)
+
+    def features(self, x, t, cond):
+        return [x]
+
+
+def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1):
+    """A StepContext on the toy schedule, the x0 = scale * x student, a teacher predicting x0 = 0."""
+    param = nn.Parameter(torch.tensor(scale))
+    alphas = (
+        torch.linspace(0.999, 0.36, num_train_timesteps) if num_train_timesteps > 1 else torch.tensor([0.36])
+    )
+    ctx = StepContext(
+        student=lambda x, t, cond: param * x,
+        teacher=lambda x, t, cond: torch.zeros_like(x),
+        schedule=VPSchedule(alphas, prediction_type="sample"),
+        cond=Conditioning(torch.zeros(batch, 2, 3)),
+        uncond=Conditioning(torch.ones(batch, 2, 3)),
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(seed),
+        latent_shape=shape,
+    )
+    return param, ctx
+
+
+def test_loss_formulas_by_hand():
+    """Nonsaturating with logits 0 and ln 3: softplus(0) = ln 2, softplus(-ln 3) = ln(4/3),
+    softplus(ln 3) = ln 4. Hinge with fake logits (0.5, -2), real (0.5, 2): L_G = (-0.5, 2),
+    L_D = (relu(0.5) + relu(1.5), relu(-1) + relu(-1)) = (2, 0)."""
+    zero_ln3 = torch.stack([torch.tensor(0.0), LN3])
+    ln4_3 = torch.log(torch.tensor(4 / 3))
+    torch.testing.assert_close(generator_loss(zero_ln3, "nonsaturating"), torch.stack([LN2, ln4_3]))
+    torch.testing.assert_close(
+        discriminator_loss(zero_ln3, zero_ln3, "nonsaturating"),
+        torch.stack([2 * LN2, ln4_3 + 2 * LN2]),
+    )
+    fake, real = torch.tensor([0.5, -2.0]), torch.tensor([0.5, 2.0])
+    torch.testing.assert_close(generator_loss(fake, "hinge"), torch.tensor([-0.5, 2.0]))
+    torch.testing.assert_close(discriminator_loss(real, fake, "hinge"), torch.tensor([2.0, 0.0]))
+
+
+def test_r1_of_a_linear_discriminator_is_the_squared_weight_norm():
+    """D(z) = sum(w * z) -> grad_z D = w, ||w||^2 = 1 + 4 + 9 + 16 = 30 for every sample."""
+    w = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 2)
+    z = torch.randn(3, 1, 2, 2, requires_grad=True)
+    logits = LinearDiscriminator(w)(z, torch.zeros(3), None)
+    torch.testing.assert_close(r1_penalty(logits, z), torch.full((3,), 30.0))
+
+
+@pytest.mark.parametrize("loss_type", ["nonsaturating", "hinge"])
+def test_gan_component_by_hand_with_a_linear_discriminator(loss_type):
+    """fake = scale * eps (eps the noise the prediction started from), real = detached sample r.
+    L_G = mean_b g(d_b), d_b = w . fake_b. Nonsaturating: g(d) = softplus(-d), so
+    dL_G/dscale = mean_b -sigmoid(-d_b) w . eps_b; hinge: g(d) = -d, dL_G/dscale = mean_b -w . eps_b.
+    No gradient reaches w.
+    The head update (AdamW, beta1 = 0, first step) moves w by -lr * sign(dL_D/dw); R1 (gamma = 2)
+    adds gamma / 2 * ||w||^2 to L_D and gamma * w to its gradient."""
+    w = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
+    config = GANConfig(input="latent", loss_type=loss_type, student_steps=1, num_milestones=1, r1_weight=2.0)
+    gan = GAN(config, discriminator=LinearDiscriminator(w), device="cpu")
+    scale, ctx = _context()
+    loss = gan(ctx)["gan"]
+    loss.backward()
+    eps = ctx.cache["student_prediction/1/1"].x_t
+    real = ctx.cache["student_samples/1/1/0"]
+    d_fake, d_real = (0.5 * eps * w).flatten(1).sum(1), (real * w).flatten(1).sum(1)
+    w_eps = (eps * w).flatten(1).sum(1)
+    if loss_type == "nonsaturating":
+        expected, grad = (
+            torch.nn.functional.softplus(-d_fake).mean(),
+            (-torch.sigmoid(-d_fake) * w_eps).mean(),
+        )
+        d_loss = (torch.nn.functional.softplus(-d_real) + torch.nn.functional.softplus(d_fake)).mean()
+        dw = (
+            -torch.sigmoid(-d_real).view(-1, 1, 1, 1) * real
+            + torch.sigmoid(d_fake).view(-1, 1, 1, 1) * 0.5 * eps
+        )
+    else:
+        expected, grad = -d_fake.mean(), -w_eps.mean()
+        d_loss = (torch.relu(1 - d_real) + torch.relu(1 + d_fake)).mean()
+        dw = (
+            -(d_real < 1).float().view(-1, 1, 1, 1) * real
+            + (d_fake > -1).float().view(-1, 1, 1, 1) * 0.5 * eps
+        )
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(scale.grad, grad)
+    assert gan.discriminator.heads.w.grad is None
+    metrics = gan.aux_step(ctx)
+    torch.testing.assert_close(torch.tensor(metrics["gan/d_loss"]), d_loss)
+    torch.testing.assert_close(torch.tensor(metrics["gan/d_fake"]), d_fake.mean())
+    torch.testing.assert_close(torch.tensor(metrics["gan/r1"]), w.square().sum())
+    step = torch.sign(dw.mean(0) + 2.0 * w)
+    torch.testing.assert_close(gan.discriminator.heads.w.detach(), w - config.disc_lr * step)
+
+
+@pytest.mark.parametrize("noise_level", [0, 500])
+def test_timm_latent_gan_on_plain_tensors(noise_level):
+    """A timm discriminator on 8 x 8 latents from toy callables: the student gets a gradient, the
+    frozen backbone and the heads none from L_G; aux_step changes only the heads."""
+    config = GANConfig(input="latent", timm_model="resnet18", noise_level=noise_level, r1_weight=1.0)
+    config.validate(1000)
+    gan = GAN(config, latent_channels=4, device="cpu")
+    scale, ctx = _context(shape=(4, 8, 8), num_train_timesteps=1000)
+    gan(ctx)["gan"].backward()
+    assert scale.grad is not None and scale.grad != 0
+    disc = gan.discriminator
+    assert all(p.grad is None for p in disc.parameters())
+    heads = {k: v.clone() for k, v in disc.heads.state_dict().items()}
+    backbone = {k: v.clone() for k, v in disc.backbone.state_dict().items()}
+    metrics = gan.aux_step(ctx)
+    assert {"gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1"} == set(metrics)
+    assert any(not torch.equal(heads[k], v) for k, v in disc.heads.state_dict().items())
+    assert all(torch.equal(backbone[k], v) for k, v in disc.backbone.state_dict().items())
+    assert not disc.backbone.training
+
+
+def test_teacher_real_source_and_pixel_input_need_a_decoder():
+    """real="teacher": CFG-DDIM samples of the x0 = 0 teacher are exactly 0; pixel input without a
+    decode function fails with a clear message."""
+    gan = GAN(GANConfig(input="latent", real="teacher", teacher_steps=2), latent_channels=4)
+    _, ctx = _context(shape=(4, 8, 8), num_train_timesteps=1000)
+    gan(ctx)
+    assert torch.equal(ctx.cache["teacher_samples/2"], torch.zeros(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="no decode function"):
+        GAN(GANConfig(input="pixel"), latent_channels=4)(
+            _context(shape=(4, 8, 8), num_train_timesteps=1000)[1]
+        )
+
+
+def test_checkpoint_round_trip_restores_heads_and_optimizer():
+    """Two updates of A, its state through torch.save/load(weights_only) into a fresh B whose heads
+    were perturbed: same heads, same optimizer state, and the next update of both is identical."""
+    config = GANConfig(input="latent", timm_model="resnet18")
+    a, b = GAN(config, 4), GAN(config, 4)
+    with torch.no_grad():
+        for p in b.discriminator.heads.parameters():
+            p.add_(1.0)
+    for seed in (0, 1):
+        a.aux_step(_context(shape=(4, 8, 8), seed=seed, num_train_timesteps=1000)[1])
+    buffer = io.BytesIO()
+    torch.save(a.checkpoint_state(), buffer)
+    buffer.seek(0)
+    b.load_checkpoint_state(torch.load(buffer, weights_only=True))
+    sa, sb = a.checkpoint_state(), b.checkpoint_state()
+    assert all(torch.equal(sa["heads"][k], sb["heads"][k]) for k in sa["heads"])
+    for i, state in sa["optimizer"]["state"].items():
+        assert all(torch.equal(v, sb["optimizer"]["state"][i][k]) for k, v in state.items())
+    for gan in (a, b):
+        gan.aux_step(_context(shape=(4, 8, 8), seed=2, num_train_timesteps=1000)[1])
+    ha, hb = a.discriminator.heads.state_dict(), b.discriminator.heads.state_dict()
+    assert all(torch.equal(ha[k], hb[k]) for k in ha)
+
+
+def test_backbone_weight_file_loads_and_mismatch_is_named(tmp_path):
+    """A resnet18 classifier checkpoint (fc keys ignored) loads into the pixel backbone, and its
+    3-channel stem is adapted for 4-channel latents; a file lacking a key names it."""
+    import timm
+
+    weights = timm.create_model("resnet18", pretrained=False).state_dict()
+    save_file(weights, tmp_path / "r18.safetensors")
+    gan = GAN(GANConfig(backbone_weights=str(tmp_path / "r18.safetensors")), 4)
+    torch.testing.assert_close(
+        gan.discriminator.backbone.state_dict()["layer1.0.conv1.weight"], weights["layer1.0.conv1.weight"]
+    )
+    latent = GAN(GANConfig(input="latent", backbone_weights=str(tmp_path / "r18.safetensors")), 4)
+    assert latent.discriminator.backbone.state_dict()["conv1.weight"].shape[1] == 4
+    del weights["layer2.0.bn1.running_mean"]
+    torch.save(weights, tmp_path / "r18.pth")
+    with pytest.raises(TLCMError, match=r"missing keys \(1\): layer2.0.bn1.running_mean"):
+        GAN(GANConfig(backbone_weights=str(tmp_path / "r18.pth")), 4)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("loss_type", "wasserstein", "loss_type must be one of nonsaturating, hinge"),
+        ("real", "dataset", "real must be one of student, teacher"),
+        ("input", "rgb", "input must be one of pixel, latent"),
+        ("timm_model", "resnet_nonexistent", "not a timm model"),
+        ("out_indices", (2, 3, 7), "no features_only levels"),
+        ("backbone_weights", "/no/such/file.safetensors", "is not a file"),
+        ("noise_level", 1000, "noise_level must be in 0..999"),
+        ("student_steps", 9, "student_steps <= num_milestones"),
+        ("disc_steps", 0, "disc_steps must be >= 1"),
+        ("backbone", "teacher_unet", 'needs input "latent"'),
+    ],
+)
+def test_invalid_config_values_are_refused(field, value, message):
+    GANConfig().validate(1000)
+    with pytest.raises(ValueError, match=message):
+        replace(GANConfig(), **{field: value}).validate(1000)
+
+
+@pytest.fixture(scope="module")
+def tiny_sd_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd_pipeline().save_pretrained(path)
+    return path
+
+
+def _gan_recipe(model_dir, out_dir, **gan):
+    base = shrink(PRESETS["mlcd"], model_dir, out_dir)
+    losses = {"mlcd": MLCDConfig(states="single_jump"), "gan": GANConfig(weight=0.5, **gan)}
+    return replace(base, phases={"gan": Phase(steps=2, lr=1e-3, batch_size=2, losses=losses)})
+
+
+@pytest.mark.parametrize(
+    "gan",
+    [
+        {"input": "pixel"},
+        {"input": "latent", "noise_level": 300, "loss_type": "hinge"},
+        {"input": "latent", "backbone": "teacher_unet", "noise_level": 300, "r1_weight": 0.1},
+    ],
+)
+def test_gan_phase_smoke_trains_two_steps(gan, tiny_sd_dir, tmp_path):
+    run = train(_gan_recipe(tiny_sd_dir, tmp_path, **gan))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and run.state.global_step == 2
+    for record in records:
+        for key in ("mlcd", "gan", "gan/d_loss", "gan/d_real", "gan/d_fake"):
+            assert torch.isfinite(torch.tensor(record[key])), key
+
+
+def test_gan_resume_is_exact(tiny_sd_dir, tmp_path):
+    """2 steps with a checkpoint after each; resuming from step 1 reproduces step 2's student,
+    heads and logged losses exactly (the random backbone is rebuilt from the config's seed)."""
+    recipe = _gan_recipe(tiny_sd_dir, tmp_path, input="latent")
+    recipe = replace(recipe, runtime=replace(recipe.runtime, checkpoint_every=1))
+    first = train(recipe)
+    ckpt = tmp_path / "checkpoints"
+    heads = torch.load(ckpt / "step-0000002" / "losses.pt", weights_only=True)["gan"]["heads"]
+    log = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    (ckpt / "latest").write_text("step-0000001")
+    resumed = train(recipe)
+    a, b = first.student.state_dict(), resumed.student.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    again = torch.load(ckpt / "step-0000002" / "losses.pt", weights_only=True)["gan"]["heads"]
+    assert all(torch.equal(heads[k], again[k]) for k in heads)
+    terms = lambda line: {k: v for k, v in json.loads(line).items() if k.startswith(("gan", "mlcd"))}  # noqa: E731
+    assert terms((tmp_path / "metrics.jsonl").read_text().splitlines()[-1]) == terms(log[-1])
+
+
+def test_teacher_unet_features_are_the_base_unets_with_adapters_off(tiny_sd_dir):
+    """The encoder features equal the mid-block output of the full teacher call (adapters off),
+    and differ from the student's once its LoRA is non-zero."""
+    base = BaseModel.load(tiny_sd_dir)
+    student = Student(base, StudentConfig(lora_rank=4, lora_alpha=4.0))
+    with torch.no_grad():
+        for p in student.trainable_parameters().values():
+            p.add_(0.1)
+    gan = GANConfig(input="latent", backbone="teacher_unet").build(student)
+    x, t = torch.randn(2, 4, 16, 16), torch.tensor([999, 300])
+    cond, _ = base.encode(["a", "b"])
+    seen = []
+    hook = base.unet.mid_block.register_forward_hook(lambda m, i, out: seen.append(out))
+    with torch.no_grad():
+        student.teacher()(x, t, cond)
+        student.denoiser()(x, t, cond)
+        ours = gan.discriminator.features(x, t, cond)
+    hook.remove()
+    torch.testing.assert_close(ours[-1], seen[0])
+    assert (seen[1] - seen[0]).abs().max() > 1e-4
+    assert len(ours) == len(base.unet.config.block_out_channels) + 1

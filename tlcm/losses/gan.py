@@ -1,0 +1,268 @@
+"""Adversarial learning, tlcm-method.md "The bag of techniques" item 4.
+
+A discriminator D tells the student's one-step prediction ("fake") from "real" latents:
+
+    x_fake  = f_theta(x_t, t)                        student_prediction(ctx, q).x0, with gradients
+    x_real  = stopgrad(q-step student sample)        (or the teacher's CFG-DDIM sample from noise)
+    z       = add_noise(x, eps, tau), tau ~ U[clean, noise_level], the same eps, tau for both sides
+              (no re-noising when noise_level = 0); then the VAE decoder for pixel input
+    nonsaturating:  L_G = softplus(-D(z_fake)),  L_D = softplus(-D(z_real)) + softplus(D(z_fake))
+    hinge:          L_G = -D(z_fake),            L_D = relu(1 - D(z_real)) + relu(1 + D(z_fake))
+    R1 (option):    L_D += gamma / 2 * ||grad_z D(z_real)||^2.
+
+The student minimises L_G through the whole of D (whose parameters receive no gradient from it);
+``aux_step`` then updates D's heads on L_D with the detached fake of the same step (AdamW, lr 1e-4).
+
+The paper: D initialised from the SDXL UNet on re-noised latents, real = the student's own
+4-step samples, fake = its one-step prediction, non-saturating loss, AdamW lr 1e-4. Ours by
+default: a frozen timm backbone (random init unless a local weight file is given) with trainable
+heads on decoded images; ``backbone="teacher_unet"`` is the paper's feature extractor (the frozen
+base UNet's encoder, adapters off, with the prompt's conditioning) with trainable heads.
+Decoded images are shared with other losses under ``decoded/<latent key>`` (e.g.
+``decoded/student_prediction/4/8``). A trajectory-cache "real" source is not offered: the
+cache (tlcm.data.trajectories) exposes only MLCD's state pairs, not the trajectory ends.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from tlcm.losses import register_loss
+from tlcm.losses.auxiliary import AuxOptimizer
+from tlcm.losses.base import Loss, LossConfig, StepContext
+from tlcm.losses.shared import decoded, student_prediction, student_samples
+from tlcm.models.discriminator import Discriminator, TimmDiscriminator, UNetEncoderDiscriminator
+from tlcm.sampling import ddim_timesteps, sample_latents
+
+CHOICES = {
+    "loss_type": ("nonsaturating", "hinge"),
+    "input": ("pixel", "latent"),
+    "real": ("student", "teacher"),
+    "backbone": ("timm", "teacher_unet"),
+}
+
+
+def generator_loss(fake_logits: torch.Tensor, loss_type: str) -> torch.Tensor:
+    """Per-sample L_G (B,) from D's logits on the fake (B,)."""
+    return F.softplus(-fake_logits) if loss_type == "nonsaturating" else -fake_logits
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss_type: str) -> torch.Tensor:
+    """Per-sample L_D (B,) from D's logits on real and fake (B,) each."""
+    if loss_type == "nonsaturating":
+        return F.softplus(-real_logits) + F.softplus(fake_logits)
+    return F.relu(1 - real_logits) + F.relu(1 + fake_logits)
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Tensor:
+    """||grad_z D(z)||^2 per sample (B,) at the real inputs z (B, ...) (which must require grad);
+    differentiable (create_graph) so that it trains D."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
+    return grad.square().flatten(1).sum(1)
+
+
+@register_loss("gan")
+@dataclass
+class GANConfig(LossConfig):
+    """Adversarial loss on the student's one-step prediction (frozen backbone + trainable heads)."""
+
+    loss_type: Literal["nonsaturating", "hinge"] = "nonsaturating"
+    """"nonsaturating" (the paper: softplus / log loss) or "hinge"."""
+    input: Literal["pixel", "latent"] = "pixel"
+    """What D sees: "pixel" (VAE-decoded images) or "latent" (the latents themselves)."""
+    real: Literal["student", "teacher"] = "student"
+    """"Real" side: the student's own q-step samples (the paper, data-free, no extra calls) or the
+    teacher's CFG-DDIM samples from noise in teacher_steps steps (2 x teacher_steps UNet passes)."""
+    student_steps: int = 4
+    """q: the student's grid for the one-step prediction and its real q-step samples (the paper: 4)."""
+    num_milestones: int = 8
+    """M of the student's inference grid (as the other losses of the phase, so work is shared)."""
+    teacher_steps: int = 25
+    """CFG-DDIM steps of the teacher when real = "teacher"."""
+    noise_level: int = 0
+    """Re-noise real and fake (shared noise) to tau uniform in [clean, noise_level] before D (0: clean)."""
+    backbone: Literal["timm", "teacher_unet"] = "timm"
+    """"timm" (timm_model, frozen) or "teacher_unet" (the base UNet's encoder, adapters off; latent input)."""
+    timm_model: str = "resnet18"
+    """Any timm model name with features_only support (e.g. resnet18, convnext_tiny, efficientnet_b0)."""
+    backbone_weights: str = ""
+    """Local weight file (.safetensors, or .pth/.pt read with weights_only) for the timm backbone;
+    empty: random init. Classifier keys are ignored; a 3-channel stem is adapted for latent input."""
+    out_indices: tuple[int, ...] = (2, 3, 4)
+    """Feature levels of the timm backbone that get a head (resnet: strides 8, 16, 32)."""
+    input_size: int = 64
+    """Resize D's inputs to this square size before the timm backbone (0: as they are); 224 suits
+    ImageNet weights on real images; 64 keeps the miniature's 32 px images and 8x8 latents cheap."""
+    head_channels: int = 64
+    """Hidden channels of each head (1x1 conv -> LeakyReLU -> 1x1 conv)."""
+    disc_lr: float = 1e-4
+    """AdamW learning rate of the heads (the paper: 1e-4)."""
+    disc_steps: int = 1
+    """Head updates per student step (on the same real/fake batch)."""
+    r1_weight: float = 0.0
+    """gamma of the R1 penalty gamma / 2 * ||grad D(real)||^2 (0: off)."""
+    seed: int = 0
+    """Seed of the heads' and a random backbone's initialisation (the frozen backbone is not
+    checkpointed: resume rebuilds it from this seed or backbone_weights)."""
+
+    def build(self, student) -> GAN:
+        unet = student.base.unet if self.backbone == "teacher_unet" else None
+        return GAN(self, student.base.latent_shape[0], student.base.device, unet=unet)
+
+    def validate(self, num_train_timesteps: int) -> None:
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        if self.backbone == "teacher_unet" and self.input != "latent":
+            raise ValueError('backbone "teacher_unet" needs input "latent" (it reads latents)')
+        if self.backbone == "timm":
+            if not timm.is_model(self.timm_model):
+                close = timm.list_models(f"*{self.timm_model[:6]}*")[:5]
+                raise ValueError(f"timm_model {self.timm_model!r} is not a timm model (similar: {close})")
+            try:  # on the meta device: checks features_only support and out_indices in milliseconds
+                with torch.device("meta"):
+                    timm.create_model(self.timm_model, features_only=True, out_indices=self.out_indices)
+            except Exception as err:
+                raise ValueError(
+                    f"timm_model {self.timm_model!r} has no features_only levels {self.out_indices}: {err}"
+                ) from err
+        if self.backbone_weights and not Path(self.backbone_weights).is_file():
+            raise ValueError(f"backbone_weights {self.backbone_weights} is not a file")
+        if not 1 <= self.student_steps <= self.num_milestones <= num_train_timesteps:
+            raise ValueError(
+                f"need 1 <= student_steps <= num_milestones <= {num_train_timesteps}, "
+                f"got {self.student_steps}, {self.num_milestones}"
+            )
+        if not 0 <= self.noise_level < num_train_timesteps:
+            raise ValueError(f"noise_level must be in 0..{num_train_timesteps - 1}, got {self.noise_level}")
+        for name in ("teacher_steps", "disc_steps", "head_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.out_indices or min(self.out_indices) < 0:
+            raise ValueError(f"out_indices must be non-empty feature levels >= 0, got {self.out_indices}")
+        if self.input_size < 0 or self.r1_weight < 0 or self.disc_lr <= 0:
+            raise ValueError(
+                f"need input_size >= 0, r1_weight >= 0, disc_lr > 0; "
+                f"got {self.input_size}, {self.r1_weight}, {self.disc_lr}"
+            )
+
+
+class GAN(Loss):
+    """The GAN component: ``forward`` returns {"gan": L_G}; ``aux_step`` trains D's heads on L_D.
+
+    Built without a Student: ``GAN(config, latent_channels, device)`` makes a timm discriminator
+    (``unet`` given: the UNet-encoder one); ``discriminator`` replaces it (any ``Discriminator``).
+    """
+
+    def __init__(
+        self,
+        config: GANConfig,
+        latent_channels: int = 4,
+        device: torch.device | str = "cpu",
+        unet: torch.nn.Module | None = None,
+        discriminator: Discriminator | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = cfg = config
+        if discriminator is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                if unet is not None:
+                    discriminator = UNetEncoderDiscriminator(unet, cfg.head_channels)
+                else:
+                    discriminator = TimmDiscriminator(
+                        cfg.timm_model,
+                        3 if cfg.input == "pixel" else latent_channels,
+                        cfg.input == "pixel",
+                        tuple(cfg.out_indices),
+                        cfg.input_size,
+                        cfg.head_channels,
+                        cfg.backbone_weights,
+                    )
+        self.discriminator = discriminator.to(device)
+        self.optimizer = AuxOptimizer(list(discriminator.heads.parameters()), lr=cfg.disc_lr)
+
+    def _latents(self, ctx: StepContext) -> tuple[torch.Tensor, str, torch.Tensor, str]:
+        """(real (B, C, h, w) detached, its shared key, fake x0 with gradients, its shared key)."""
+        cfg = self.config
+        q, m = cfg.student_steps, cfg.num_milestones
+        fake = student_prediction(ctx, q, m).x0
+        if cfg.real == "student":
+            return (
+                student_samples(ctx, q, m),
+                f"student_samples/{q}/{m}/0",
+                fake,
+                f"student_prediction/{q}/{m}",
+            )
+
+        def teacher_samples() -> torch.Tensor:
+            grid = ddim_timesteps(cfg.teacher_steps, ctx.schedule.num_train_timesteps)
+            noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+            args = (ctx.teacher, ctx.schedule, ctx.cond, noise, grid, 0.0)
+            return sample_latents(*args, ctx.uncond, ctx.guidance_scale, generator=ctx.generator)
+
+        key = f"teacher_samples/{cfg.teacher_steps}"
+        return ctx.shared(key, teacher_samples), key, fake, f"student_prediction/{q}/{m}"
+
+    def inputs(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """D's inputs of this step, once per step: real (B, ...) detached, fake (B, ...) with
+        gradients to the student, and tau (B,) (images (B, 3, H, W) for pixel input)."""
+        cfg = self.config
+
+        def compute():
+            real, real_key, fake, fake_key = self._latents(ctx)
+            schedule, b, clean = ctx.schedule, ctx.batch_size, ctx.schedule.clean_timestep
+            tau = schedule.discretize(torch.full((b,), float(clean), device=ctx.device))
+            if cfg.noise_level > 0:
+                tau = schedule.discretize(clean + ctx.rand(b) * (cfg.noise_level - clean))
+                noise = ctx.randn(*real.shape)
+                real, fake = schedule.add_noise(real, noise, tau), schedule.add_noise(fake, noise, tau)
+                real_key = f"gan/real/{real_key}/{cfg.noise_level}"
+                fake_key = f"gan/fake/{fake_key}/{cfg.noise_level}"
+            if cfg.input == "pixel":
+                fake = decoded(ctx, fake_key, fake)
+                with torch.no_grad():
+                    real = decoded(ctx, real_key, real)
+            return real.detach(), fake, tau
+
+        key = f"gan/{cfg.input}/{cfg.real}/{cfg.student_steps}/{cfg.num_milestones}/{cfg.noise_level}"
+        return ctx.shared(key, compute)
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        _, fake, tau = self.inputs(ctx)
+        logits = self.discriminator(fake, tau, ctx.cond, frozen_heads=True)
+        return {"gan": generator_loss(logits, self.config.loss_type).mean()}
+
+    def aux_step(self, ctx: StepContext) -> dict[str, float]:
+        cfg = self.config
+        real, fake, tau = self.inputs(ctx)
+        real, fake = real.detach().float(), fake.detach().float()
+        for _ in range(cfg.disc_steps):
+            z_real = real.clone().requires_grad_(cfg.r1_weight > 0)
+            with sdpa_kernel(SDPBackend.MATH) if cfg.r1_weight > 0 else nullcontext():
+                real_logits = self.discriminator(z_real, tau, ctx.cond)  # MATH: double backward for R1
+            fake_logits = self.discriminator(fake, tau, ctx.cond)
+            loss = discriminator_loss(real_logits, fake_logits, cfg.loss_type).mean()
+            r1 = r1_penalty(real_logits, z_real).mean() if cfg.r1_weight > 0 else torch.zeros(())
+            self.optimizer.step(loss + cfg.r1_weight / 2 * r1)
+        values = torch.stack([loss, real_logits.mean(), fake_logits.mean(), r1.to(loss)]).tolist()
+        metrics = dict(zip(("gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1"), values, strict=True))
+        if cfg.r1_weight == 0:
+            metrics.pop("gan/r1")
+        return metrics
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The heads and their optimizer (the frozen backbone is rebuilt from the config)."""
+        return {"heads": self.discriminator.heads.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.discriminator.heads.load_state_dict(state["heads"])
+        self.optimizer.load_state_dict(state["optimizer"])
