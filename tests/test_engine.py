@@ -44,7 +44,9 @@ def test_every_preset_smoke_trains_two_steps(name, tiny_sd_dir, tiny_sdxl_dir, t
     run = train(replace(recipe, phases=phases))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 * len(PRESETS[name].phases)
-    for record, phase in zip(records, [p for p in PRESETS[name].phases.values() for _ in range(2)], strict=True):
+    for record, phase in zip(
+        records, [p for p in PRESETS[name].phases.values() for _ in range(2)], strict=True
+    ):
         terms = [k for k in record if k in phase.losses]
         assert sorted(terms) == sorted(phase.losses)
         assert all(torch.isfinite(torch.tensor(record[k])) for k in terms)

@@ -16,7 +16,6 @@ from tlcm.rewards.digit import DigitReward, prompt_digit
 from tlcm.toy.data import prompt_for
 
 
-
 def test_dpo_loss_by_hand():
     """(e_w - e_l) - (r_w - r_l) = (1 - 2) - 0 = -1; beta = 2: -log sigmoid(1) = log(1 + e^-1).
     Model = reference: -log sigmoid(0) = log 2 whatever the errors."""

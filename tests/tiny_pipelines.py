@@ -173,7 +173,12 @@ def save_tiny_clip(path) -> None:
 
     tokenizer = tiny_clip_tokenizer()
     vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
     )
     torch.manual_seed(0)
     config = CLIPConfig(
