@@ -1,5 +1,6 @@
-"""Peak memory of MLCD training steps, LoRA student vs full fine-tune, and the base-UNet weight copies
-held in memory. Each configuration runs in a fresh subprocess (``--worker NAME``).
+"""Peak memory of training steps (MLCD: LoRA student vs full fine-tune; DMD: LoRA fake score vs a
+full copy) and the base-UNet weight copies held in memory. Each configuration runs in a fresh
+subprocess (``--worker NAME``).
 
 CPU: resident set size (psutil), its peak (VmHWM, reset through /proc/self/clear_refs after the
 Trainer is built, so the peak is that of the training steps; ru_maxrss as fallback). CUDA:
@@ -40,8 +41,14 @@ from common import (
     write_results,
 )
 
-CONFIGS = {"lora": False, "full": True}
-"""Configuration name -> StudentConfig.full_finetune."""
+CONFIGS = {
+    "lora": (False, "mlcd", {}),
+    "full": (True, "mlcd", {}),
+    "lora+dmd": (False, "dmd", {"fake_updates": 1}),
+    "lora+dmd-full-fake": (False, "dmd", {"fake_updates": 1, "fake_score": "full"}),
+}
+"""Configuration name -> (StudentConfig.full_finetune, the phase's one loss, its overrides): MLCD
+with a LoRA / full student, DMD with its default LoRA fake score / a full-copy fake score."""
 MIB = 2**20
 MARK = "MEMORY-RESULT "
 
@@ -111,10 +118,10 @@ def inventory() -> dict:
 
 
 def worker(args) -> None:
-    """Train ``args.steps`` MLCD steps in this process; print the measurements as one JSON line."""
+    """Train ``args.steps`` steps of the configuration in this process; print one JSON line."""
     from recipes.tlcm import mlcd
     from tlcm.engine import Trainer
-    from tlcm.losses.mlcd import MLCDConfig
+    from tlcm.losses import loss_config
 
     device = setup_torch(args.threads, args.device)
     model, _ = resolve_model(args.model)
@@ -128,11 +135,11 @@ def worker(args) -> None:
             args.steps,
             args.batch_size,
             device,
-            full_finetune=CONFIGS[args.worker],
+            full_finetune=CONFIGS[args.worker][0],
         )
-        recipe = replace(
-            recipe, phases={"mlcd": replace(recipe.phases["mlcd"], losses={"mlcd": MLCDConfig()})}
-        )
+        _, loss, overrides = CONFIGS[args.worker]
+        phase = replace(recipe.phases["mlcd"], losses={loss: loss_config(loss, **overrides)})
+        recipe = replace(recipe, phases={"mlcd": phase})
         trainer = Trainer(recipe)
         gc.collect()
         rss_loaded = proc.memory_info().rss
@@ -183,7 +190,7 @@ def main() -> None:
     )
     add_common_args(parser)
     parser.add_argument(
-        "--steps", type=int, default=2, help="MLCD training steps per configuration (default 2)"
+        "--steps", type=int, default=2, help="training steps per configuration (default 2)"
     )
     parser.add_argument(
         "--batch-size", type=int, default=16, help="training batch B (default 16, the recipe's)"
@@ -198,7 +205,7 @@ def main() -> None:
     meta = provenance(device, args.threads, model, label)
     results = []
     for name in CONFIGS:
-        console.print(f"[bold]{name}[/]: fresh subprocess, {args.steps} MLCD steps x batch {args.batch_size}")
+        console.print(f"[bold]{name}[/]: fresh subprocess, {args.steps} steps x batch {args.batch_size}")
         cmd = [
             sys.executable,
             __file__,
@@ -257,7 +264,7 @@ def main() -> None:
             row("CUDA max allocated during the steps, MiB", "cuda_max_allocated_during_steps_mib"),
         ]
     notes = [
-        f"{args.steps} MLCD (mds) steps x batch {args.batch_size}, one fresh subprocess per configuration; "
+        f"{args.steps} steps (MLCD mds or DMD) x batch {args.batch_size}, a fresh process per configuration; "
         f"{meta['device']}, {meta['threads']} torch thread(s)",
         "LoRA: the student and the teacher are the same UNet object (adapters toggled), so one copy of "
         "the base weights; full fine-tune: a deep copy is trained and the base UNet is the teacher, so two",

@@ -245,3 +245,19 @@ def test_full_finetune_trains_and_exports_a_unet(tiny_sd_dir, tmp_path):
         torch.testing.assert_close(
             unet(x, t, **cond.unet_kwargs()).sample, run.student.denoiser()(x, t, cond)
         )
+
+
+def test_from_run_restores_lora_alpha_and_targets(tiny_sd_dir, tmp_path):
+    """A run trained with alpha != rank reloads with the same scale (the config is in the checkpoint)."""
+    from tlcm.models.base import BaseModel
+    from tlcm.models.student import Student
+
+    recipe = shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path)
+    recipe = replace(recipe, student=replace(recipe.student, lora_alpha=8.0, target_modules=("to_q", "to_v")))
+    run = train(recipe)
+    reloaded = Student.from_run(BaseModel.load(tiny_sd_dir), tmp_path)
+    assert reloaded.config.lora_alpha == 8.0 and reloaded.config.target_modules == ("to_q", "to_v")
+    cond, _ = run.base.encode(["a"])
+    x, t = torch.randn(1, *run.base.latent_shape), torch.tensor([500])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.denoiser()(x, t, cond), run.student.denoiser()(x, t, cond))

@@ -36,14 +36,17 @@ def save_checkpoint(
     optimizer: dict,
     losses: dict,
     keep: int = 2,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically and point ``latest`` at it; keep the newest ``keep`` ones."""
+    """Write a checkpoint atomically and point ``latest`` at it; keep the newest ``keep`` ones.
+    ``metadata`` goes into student.safetensors' header (e.g. the LoRA config)."""
     root = out_dir / "checkpoints"
     final = root / f"step-{state.global_step:07d}"
     tmp = root / f".tmp-{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in student.items()}, tmp / "student.safetensors")
+    weights = {k: v.detach().contiguous().cpu() for k, v in student.items()}
+    save_file(weights, tmp / "student.safetensors", metadata=metadata)
     torch.save(optimizer, tmp / "optimizer.pt")
     torch.save(losses, tmp / "losses.pt")
     (tmp / "state.json").write_text(json.dumps(asdict(state)))

@@ -133,6 +133,7 @@ class Trainer:
                 self.student.state_dict(),
                 opt.state_dict(),
                 {n: loss.checkpoint_state() for n, loss in losses.items()},
+                metadata=self.student.metadata(),
             )
 
     def run(self) -> Run:

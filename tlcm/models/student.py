@@ -4,6 +4,7 @@ full trainable copy; the teacher is the same UNet with its adapters switched off
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,10 +13,11 @@ import torch
 from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from tlcm.checkpoint import latest_checkpoint
-from tlcm.config import StudentConfig
+from tlcm.config import LCM_LORA_TARGETS, StudentConfig
 from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
@@ -55,9 +57,29 @@ class Student:
         ranks = [v.shape[0] for k, v in weights.items() if "lora_A" in k]
         if not ranks:
             raise TLCMError(f"{latest} holds a full fine-tune, not a LoRA: load its unet/ export instead")
-        student = cls(base, StudentConfig(lora_rank=ranks[0], lora_alpha=float(ranks[0])))
+        with safe_open(latest / "student.safetensors", "pt") as f:
+            meta = f.metadata() or {}
+        config = StudentConfig(
+            lora_rank=ranks[0],
+            lora_alpha=float(meta.get("lora_alpha", ranks[0])),  # checkpoints before 0.2: alpha = rank
+            target_modules=tuple(json.loads(meta["target_modules"]))
+            if "target_modules" in meta
+            else LCM_LORA_TARGETS,
+        )
+        student = cls(base, config)
         student.load_state_dict(weights)
         return student
+
+    def metadata(self) -> dict[str, str]:
+        """The LoRA config (rank, alpha, targets) as strings, stored in checkpoints for ``from_run``."""
+        if self.config.full_finetune:
+            return {"full_finetune": "true"}
+        c = self.config
+        return {
+            "lora_rank": str(c.lora_rank),
+            "lora_alpha": str(c.lora_alpha),
+            "target_modules": json.dumps(list(c.target_modules)),
+        }
 
     def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
         """Name -> parameter of everything the student's optimizer updates (not auxiliary adapters)."""
