@@ -51,7 +51,9 @@ LADDER: tuple[Variant, ...] = (
             parent="sparse-stage2", losses={"preference": {"preference": {"mode": "dpo"}}}),
     Variant("+dmd", "+ DMD (LoRA fake score)", ("dmd_gan",), parent="+preference",
             drop=(("dmd_gan", "gan"),)),
-    Variant("+gan", "+ GAN (timm discriminator): the full recipe", ("dmd_gan",), parent="+preference"),
+    Variant("+gan", "+ GAN (teacher-UNet discriminator): tlcm-full", ("dmd_gan",), parent="+preference"),
+    Variant("+gan-timm", "+ GAN with the default timm resnet18 (pixels)", ("dmd_gan",), parent="+preference",
+            losses={"dmd_gan": {"gan": {"backbone": "timm", "input": "pixel", "noise_level": 0}}}),
 )  # fmt: skip
 VARIANTS = {v.name: v for v in LADDER}
 

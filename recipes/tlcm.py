@@ -21,14 +21,14 @@ DIGIT_S_NEG = -4.6
 """Hinge threshold on an unrelated digit's log-probability: keep it below 0.01."""
 
 
-def stage1(steps: int = 300, lr: float = 1e-3, batch_size: int = 16) -> Phase:
+def stage1(steps: int = 300, lr: float = 1e-3, batch_size: int = 16, distance: str = "l2") -> Phase:
     """MLCD phase (paper: 12k iterations, lr 1e-4 on SDXL)."""
-    return Phase(steps=steps, lr=lr, batch_size=batch_size, losses={"mlcd": MLCDConfig()})
+    return Phase(steps=steps, lr=lr, batch_size=batch_size, losses={"mlcd": MLCDConfig(distance=distance)})
 
 
-def stage2(steps: int = 100, lr: float = 1e-4, batch_size: int = 16) -> Phase:
+def stage2(steps: int = 100, lr: float = 1e-4, batch_size: int = 16, distance: str = "l2") -> Phase:
     """LCD phase (paper: 2k iterations, lr 1e-5 on SDXL)."""
-    return Phase(steps=steps, lr=lr, batch_size=batch_size, losses={"lcd": LCDConfig()})
+    return Phase(steps=steps, lr=lr, batch_size=batch_size, losses={"lcd": LCDConfig(distance=distance)})
 
 
 def preference(steps: int = 40, lr: float = 1e-4, batch_size: int = 8, **config) -> Phase:
@@ -43,11 +43,15 @@ def preference(steps: int = 40, lr: float = 1e-4, batch_size: int = 8, **config)
     )
 
 
-def dmd_gan(steps: int = 60, lr: float = 1e-4, batch_size: int = 8, gan: bool = True) -> Phase:
+MINIATURE_GAN = GANConfig(weight=0.05, backbone="teacher_unet", input="latent", noise_level=500)
+"""The miniature's discriminator: the paper's kind (the frozen teacher UNet's encoder on re-noised
+latents, trainable heads). The product default (GANConfig(): a frozen random-init timm resnet18 on
+decoded pixels) barely separated real from fake here (ablation row +gan-timm)."""
+
+
+def dmd_gan(steps: int = 60, lr: float = 1e-4, batch_size: int = 8) -> Phase:
     """DMD + GAN together (paper: 1k iterations, batch 4, lr 1e-5, discriminator lr 1e-4)."""
-    losses = {"dmd": DMDConfig(fake_updates=2)}
-    if gan:
-        losses["gan"] = GANConfig(weight=0.1)
+    losses = {"dmd": DMDConfig(fake_updates=2), "gan": MINIATURE_GAN}
     return Phase(steps=steps, lr=lr, batch_size=batch_size, losses=losses)
 
 
@@ -66,9 +70,16 @@ def lcd() -> Recipe:
 
 
 def tlcm_full() -> Recipe:
-    """The paper's four phases on one student: MLCD -> LCD -> preference -> DMD + GAN."""
+    """The paper's four phases on one student: MLCD -> LCD (both with the latent LPIPS distance, the
+    paper's best configuration; the shipped weights fit the miniature's VAE) -> preference -> DMD + GAN."""
+    lpips = "latent_lpips"
     return Recipe(
-        phases={"mlcd": stage1(), "lcd": stage2(), "preference": preference(), "dmd_gan": dmd_gan()},
+        phases={
+            "mlcd": stage1(distance=lpips),
+            "lcd": stage2(distance=lpips),
+            "preference": preference(),
+            "dmd_gan": dmd_gan(),
+        },
         runtime=RuntimeConfig(out_dir=Path("runs/tlcm-full"), eval_samples_per_digit=20),
     )
 
@@ -76,7 +87,10 @@ def tlcm_full() -> Recipe:
 def tlcm_full_sdxl() -> Recipe:
     """The paper's SDXL values: LoRA rank 64, w = 8, M = 8, p = 3, q = 4; iterations 12k / 2k / 500
     / 1k at lr 1e-4 / 1e-5 / 1e-5 / 1e-5; reward feedback with s0 = 16 (the paper's MPS scale; here
-    a local PickScore folder); DMD + GAN at batch 4 with discriminator lr 1e-4."""
+    a local PickScore folder); DMD + GAN at batch 4 with discriminator lr 1e-4. Distance l2: the
+    shipped latent LPIPS fits the miniature's VAE only; for SDXL train one
+    (python -m tlcm.losses.latent_lpips_train --model /models/sdxl), point $TLCM_LATENT_LPIPS at
+    it and pass --recipes.phases.mlcd.losses.mlcd.distance latent_lpips (and for lcd)."""
     pickscore = {"reward": "pickscore", "clip_folder": "models/pickscore", "s0": 16.0, "s_neg": 0.0}
     dmd = dmd_gan(1_000, 1e-5, 4)
     dmd.losses["dmd"] = DMDConfig(fake_updates=5)

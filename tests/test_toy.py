@@ -85,3 +85,18 @@ def test_miniature_folder_is_a_real_stable_diffusion_pipeline():
     scores = ToyMetrics()(images, torch.arange(10).repeat(2))
     assert scores.alignment >= 0.8
     assert math.isfinite(scores.fd)
+
+
+def test_placed_digits_stay_on_the_canvas():
+    """`place` shrinks to 55-85% and keeps the digit inside: ink is kept (bilinear sampling loses a
+    little), the background stays -1, and the same seed gives the same images."""
+    pytest.importorskip("sklearn")
+    from tlcm.toy.data import load_digit_images
+
+    x, y = load_digit_images(0)
+    placed, labels = load_digit_images(2, seed=3)
+    assert placed.shape == (2 * len(x), 3, 32, 32) and torch.equal(labels[: len(x)], y)
+    ink, ink_placed = (x + 1).flatten(1).sum(1), (placed[: len(x)] + 1).flatten(1).sum(1)
+    ratio = ink_placed / ink
+    assert 0.25 < ratio.min() and ratio.max() < 0.8  # area scales with s^2 in [0.30, 0.72]
+    assert placed.min() >= -1 and torch.equal(placed, load_digit_images(2, seed=3)[0])

@@ -1,7 +1,7 @@
 """Build the miniature text-to-image pipeline from a seed: ``python -m tlcm.toy.build``.
 
-Trains, on scikit-learn's handwritten digits placed at random sizes and positions (8 placements
-each) and on 2 CPU cores, in this order:
+Trains, on scikit-learn's handwritten digits (``--placements N``: each placed N times at random
+sizes and positions, tlcm.toy.data.place) and on 2 CPU cores, in this order:
 1. the digit classifier of the toy metrics, and the reference feature statistics (real images);
 2. a tiny AutoencoderKL (32x32x3 images <-> 8x8x4 latents) and its latent scaling factor;
 3. a byte-level CLIPTokenizer for the prompt vocabulary and a tiny CLIPTextModel;
@@ -29,7 +29,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from tlcm.toy.assets import ASSET_DIR
 from tlcm.toy.classifier import DigitClassifier
-from tlcm.toy.data import all_prompts, augment, load_digit_images
+from tlcm.toy.data import PLACEMENTS, all_prompts, augment, load_digit_images
 from tlcm.toy.metrics import feature_statistics
 from tlcm.toy.tokenizer import build_clip_tokenizer
 
@@ -50,7 +50,9 @@ def _progress() -> Progress:
     )
 
 
-def train_classifier(x, y, steps: int, g: torch.Generator) -> tuple[DigitClassifier, float]:
+def train_classifier(
+    x, y, steps: int, g: torch.Generator, jitter: float = 1.0
+) -> tuple[DigitClassifier, float]:
     """Train on the placements of 1500 digits with jitter; return it and its accuracy on the
     placements of the other 297 (images i and i + 1797 k are the same digit)."""
     base = torch.randperm(N_DIGITS, generator=g)
@@ -63,7 +65,7 @@ def train_classifier(x, y, steps: int, g: torch.Generator) -> tuple[DigitClassif
         task = bar.add_task("classifier", total=steps, info="")
         for _ in range(steps):
             idx = tr[torch.randint(len(tr), (BATCH,), generator=g)]
-            loss = F.cross_entropy(model(augment(x[idx], g, 0.5)), y[idx])
+            loss = F.cross_entropy(model(augment(x[idx], g, jitter)), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -74,7 +76,7 @@ def train_classifier(x, y, steps: int, g: torch.Generator) -> tuple[DigitClassif
     return model, acc
 
 
-def train_vae(x, steps: int, g: torch.Generator) -> AutoencoderKL:
+def train_vae(x, steps: int, g: torch.Generator, jitter: float = 1.0) -> AutoencoderKL:
     """MSE reconstruction + 1e-5 KL on augmented digits; scaling_factor = 1 / std(latents)."""
     vae = AutoencoderKL(
         in_channels=3,
@@ -93,7 +95,7 @@ def train_vae(x, steps: int, g: torch.Generator) -> AutoencoderKL:
         task = bar.add_task("vae", total=steps, info="")
         for _ in range(steps):
             idx = torch.randint(len(x), (32,), generator=g)
-            batch = augment(x[idx], g, 0.5)
+            batch = augment(x[idx], g, jitter)
             post = vae.encode(batch).latent_dist
             recon = vae.decode(post.sample(generator=g)).sample
             mse = F.mse_loss(recon, batch)
@@ -198,18 +200,22 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ASSET_DIR, help="asset folder to (over)write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--classifier-steps", type=int, default=1000)
+    parser.add_argument("--classifier-steps", type=int, default=600)
     parser.add_argument("--vae-steps", type=int, default=1000)
     parser.add_argument("--unet-steps", type=int, default=3500)
+    parser.add_argument(
+        "--placements", type=int, default=PLACEMENTS, help="placements per digit (0: full-canvas digits)"
+    )
     args = parser.parse_args()
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     start = time.time()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    x, y = load_digit_images()
+    x, y = load_digit_images(args.placements)
+    jitter = 1.0 if args.placements == 0 else 0.5  # placed digits already vary in size and position
 
-    classifier, acc = train_classifier(x, y, args.classifier_steps, g)
+    classifier, acc = train_classifier(x, y, args.classifier_steps, g, jitter)
     with torch.no_grad():
         mu, sigma = feature_statistics(classifier.features(x))
     save_file(
@@ -218,7 +224,7 @@ def main() -> None:
     save_file({"mu": mu, "sigma": sigma}, out / "reference_stats.safetensors")
     console.print(f"classifier held-out accuracy {acc:.4f}")
 
-    vae = train_vae(x, args.vae_steps, g)
+    vae = train_vae(x, args.vae_steps, g, jitter)
     latent_mean, latent_std = encode_all(vae, x)
     with torch.no_grad():
         recon_mse = F.mse_loss(vae.decode(latent_mean[:2048]).sample, x[:2048]).item()
@@ -256,6 +262,7 @@ def main() -> None:
     pipe.save_pretrained(out / "miniature-sd", safe_serialization=True)
     info = {
         "seed": args.seed,
+        "placements": args.placements,
         "classifier_heldout_accuracy": acc,
         "vae_recon_mse": recon_mse,
         "scaling_factor": sf,
