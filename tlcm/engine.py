@@ -159,9 +159,7 @@ class Trainer:
                 for index, (name, phase) in enumerate(self.recipe.phases.items()):
                     if restored and index < restored[0].phase_index:
                         continue
-                    losses = {
-                        n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()
-                    }
+                    losses = {n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()}
                     params = list(self.student.trainable_parameters().values())
                     opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
                     start = restored[0].step if restored and restored[0].phase_index == index else 0

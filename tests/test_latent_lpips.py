@@ -1,0 +1,241 @@
+"""Latent LPIPS: hand-derived value, distance properties, weight files, use as MLCD/LCD distance,
+the training script's core on the tiny SD pipeline, and the shipped miniature weights."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from tlcm.conditioning import Conditioning
+from tlcm.diffusion.schedule import VPSchedule
+from tlcm.errors import TLCMError
+from tlcm.losses import latent_lpips as ll
+from tlcm.losses.distances import get_distance
+from tlcm.losses.latent_lpips import LatentLPIPS, load_latent_lpips, save_latent_lpips
+from tlcm.losses.latent_lpips_train import PixelProxy, TrainArgs, train_latent_lpips, write
+from tlcm.losses.lcd import LCD, LCDConfig, lcd_loss
+from tlcm.losses.mlcd import MLCD, MLCDConfig, mlcd_loss
+from tlcm.toy.classifier import DigitClassifier
+
+TINY = (2, 3, 4, 4, 5)
+
+
+def _random_net(seed: int = 0, in_channels: int = 4, channels=TINY) -> LatentLPIPS:
+    torch.manual_seed(seed)
+    net = LatentLPIPS(in_channels, channels)
+    for lin in net.lins:
+        torch.nn.init.uniform_(lin.weight, 0.1, 1.0)
+    return net
+
+
+def test_hand_derived_value():
+    """2 latent channels, every block 2 wide, every 3x3 conv the identity (centre tap 1, bias 0);
+    head l has weights (l, l). Inputs are positive, so every ReLU is the identity and taps 1-4 equal
+    the input, tap 5 its 2x2 max-pool.
+    pred: (3, 4) at all 2x2 pixels -> normalised (0.6, 0.8).
+    target: (4, 3) at pixel (0, 0), (3, 4) elsewhere -> (0.8, 0.6) at (0, 0).
+    Taps 1-4: only pixel (0, 0) differs, ||(0.6, 0.8) - (0.8, 0.6)||^2 = 0.08, spatial mean 0.02,
+    weighted 0.02 l; sum over l = 1..4: 0.2.
+    Tap 5: max-pool gives pred (3, 4) -> (0.6, 0.8), target (4, 4) -> (1, 1)/sqrt(2);
+    ||a - b||^2 = 2 - 2 a.b = 2 - 1.4 sqrt(2); weighted 5 (2 - 1.4 sqrt(2)).
+    Total 0.2 + 10 - 7 sqrt(2) = 10.2 - 7 sqrt(2) ~ 0.300505."""
+    net = LatentLPIPS(2, (2, 2, 2, 2, 2))
+    with torch.no_grad():
+        for module in net.blocks.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.zero_()
+                module.bias.zero_()
+                module.weight[:, :, 1, 1] = torch.eye(2)
+        for level, lin in enumerate(net.lins, start=1):
+            lin.weight.fill_(level)
+    pred = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+    target = pred.clone()
+    target[0, :, 0, 0] = torch.tensor([4.0, 3.0])
+    torch.testing.assert_close(net(pred, target), torch.tensor([10.2 - 7 * math.sqrt(2)]))
+
+
+def test_zero_on_equal_positive_on_different_and_gradients_reach_pred_only():
+    net = _random_net().eval().requires_grad_(False)
+    x = torch.randn(3, 4, 8, 8)
+    torch.testing.assert_close(net(x, x), torch.zeros(3))
+    pred = torch.randn(3, 4, 8, 8, requires_grad=True)
+    d = net(pred, x)
+    assert d.shape == (3,) and (d > 0).all()
+    d.sum().backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in net.parameters())
+
+
+def test_wrong_channel_count_is_refused():
+    with pytest.raises(ValueError, match=r"expects \(B, 4, h, w\)"):
+        _random_net()(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+
+
+def test_safetensors_round_trip(tmp_path):
+    net, path = _random_net(), tmp_path / "w.safetensors"
+    save_latent_lpips(net, path, {"note": "test"})
+    loaded = load_latent_lpips(path)
+    assert loaded.channels == TINY and loaded.in_channels == 4 and not loaded.training
+    x, y = torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(loaded(x, y), net(x, y))
+
+
+def test_pickle_round_trip_uses_weights_only(tmp_path, monkeypatch):
+    net, path = _random_net(), tmp_path / "w.pth"
+    torch.save(net.state_dict(), path)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    loaded = load_latent_lpips(path)
+    assert calls == [True] and loaded.channels == TINY
+    x, y = torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(loaded(x, y), net(x, y))
+
+
+class Payload:
+    """Stands for arbitrary code in a pickle: weights_only=True must refuse to build it."""
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"blocks.0.0.weight": torch.zeros(1), "payload": Payload()}, path)
+    with pytest.raises(TLCMError, match="not a tensor-only pickle") as err:
+        load_latent_lpips(path)
+    assert str(path) in str(err.value)
+
+
+def test_corrupt_safetensors_is_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"not safetensors")
+    with pytest.raises(TLCMError, match="not a readable safetensors file"):
+        load_latent_lpips(path)
+
+
+def _broken_file(tmp_path, edit) -> str:
+    path = tmp_path / "w.safetensors"
+    save_latent_lpips(_random_net(), path)
+    state = load_file(path)
+    edit(state)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    save_file(state, str(path), metadata=meta)
+    return str(path)
+
+
+def test_missing_key_is_refused(tmp_path):
+    path = _broken_file(tmp_path, lambda s: s.pop("lins.2.weight"))
+    with pytest.raises(TLCMError, match="missing key 'lins.2.weight'") as err:
+        load_latent_lpips(path)
+    assert path in str(err.value)
+
+
+def test_unexpected_key_is_refused(tmp_path):
+    path = _broken_file(tmp_path, lambda s: s.update({"extra.weight": torch.zeros(2)}))
+    with pytest.raises(TLCMError, match="unexpected key 'extra.weight'") as err:
+        load_latent_lpips(path)
+    assert path in str(err.value)
+
+
+def test_wrong_shape_is_refused(tmp_path):
+    path = _broken_file(tmp_path, lambda s: s.update({"blocks.1.2.weight": torch.zeros(3, 2, 3, 3)}))
+    with pytest.raises(
+        TLCMError, match=r"'blocks.1.2.weight' has shape \(3, 2, 3, 3\), expected \(3, 3, 3, 3\)"
+    ) as err:
+        load_latent_lpips(path)
+    assert path in str(err.value)
+
+
+def test_missing_file_tells_how_to_train_one(tmp_path, monkeypatch):
+    with pytest.raises(TLCMError, match="not found.*python -m tlcm.losses.latent_lpips_train"):
+        load_latent_lpips(tmp_path / "none.safetensors")
+    monkeypatch.setenv(ll.ENV_VAR, str(tmp_path / "none.safetensors"))
+    with pytest.raises(TLCMError, match=f"not found.*{ll.ENV_VAR}"):
+        ll.latent_lpips(torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 4, 4))
+
+
+SCHEDULE = VPSchedule(torch.tensor([0.9216, 0.64, 0.36]), prediction_type="sample")
+COND = Conditioning(torch.zeros(2, 2, 3))
+
+
+def test_selectable_in_mlcd_and_lcd(tmp_path, monkeypatch):
+    """MLCD and LCD built with distance="latent_lpips" use the file of $TLCM_LATENT_LPIPS, and the
+    student's parameters receive gradients through it (x0_hat = scale * x, teacher x0_hat = 0)."""
+    net, path = _random_net(), tmp_path / "w.safetensors"
+    save_latent_lpips(net, path)
+    monkeypatch.setenv(ll.ENV_VAR, str(path))
+    mlcd_cfg, lcd_cfg = MLCDConfig(distance="latent_lpips"), LCDConfig(distance="latent_lpips")
+    mlcd_cfg.validate(1000)
+    lcd_cfg.validate(1000)
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def student(x, t, cond):
+        return scale * x
+
+    def teacher(x, t, cond):
+        return torch.zeros_like(x)
+
+    x, two, one = torch.randn(2, 4, 4, 4), torch.tensor([2, 2]), torch.tensor([1, 1])
+    mlcd = mlcd_loss(
+        student,
+        student,
+        teacher,
+        SCHEDULE,
+        x,
+        two,
+        one,
+        torch.tensor([0, 0]),
+        COND,
+        COND,
+        2.0,
+        MLCD(mlcd_cfg, torch.nn.Linear(1, 1)).distance,
+    )
+    lcd = lcd_loss(
+        student,
+        student,
+        teacher,
+        SCHEDULE,
+        x,
+        torch.randn(2, 4, 4, 4),
+        two,
+        one,
+        COND,
+        COND,
+        2.0,
+        1,
+        LCD(lcd_cfg).distance,
+    )
+    assert mlcd.shape == lcd.shape == (2,) and (mlcd > 0).all() and (lcd > 0).all()
+    (mlcd.sum() + lcd.sum()).backward()
+    assert scale.grad is not None and scale.grad != 0
+    assert get_distance("latent_lpips") is ll.latent_lpips
+
+
+def test_shipped_weights_load():
+    assert ll.DEFAULT_WEIGHTS.is_file()
+    net = load_latent_lpips(ll.DEFAULT_WEIGHTS)
+    assert net.in_channels == 4 and ll.DEFAULT_WEIGHTS.stat().st_size < 2 * 2**20
+    x = torch.randn(2, 4, 8, 8)
+    d = net(x, x + 0.1 * torch.randn_like(x))
+    assert (d > 0).all() and torch.isfinite(d).all()
+
+
+def test_training_core_two_steps_on_tiny_sd(tiny_sd, tmp_path):
+    torch.manual_seed(0)
+    images = torch.rand(12, 3, 32, 32) * 2 - 1
+    args = TrainArgs(steps=2, batch_size=4, triplets=8, heldout_triplets=4, channels=(2, 2, 4, 4, 4))
+    net, record = train_latent_lpips(tiny_sd.vae, PixelProxy(DigitClassifier()), images[:8], images[8:], args)
+    out = tmp_path / "tiny.safetensors"
+    write(net, record, out)
+    loaded = load_latent_lpips(out)
+    assert loaded.channels == (2, 2, 4, 4, 4)
+    assert all((lin.weight >= 0).all() for lin in loaded.lins)
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["steps"] == 2 and 0 <= saved["heldout_2afc_latent_lpips"] <= 1

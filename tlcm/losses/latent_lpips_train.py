@@ -1,0 +1,352 @@
+"""Train a latent LPIPS (tlcm.losses.latent_lpips) for one VAE's latent space:
+``python -m tlcm.losses.latent_lpips_train --model DIFFUSERS_FOLDER --out FILE.safetensors``.
+
+The paper trains on BAPPS (human 2AFC judgments); neither BAPPS nor a pretrained VGG can be fetched
+here, so the target is a pixel-space perceptual *proxy*, computed on the decoded images of the two
+latents being compared:
+
+    P(x, y) = mean_l mean_{h,w} ||f^_l(x) - f^_l(y)||^2 + (1 - SSIM(x, y)) / 2
+
+with f^_l the channel-normalised activations of the miniature's digit classifier (its 3 conv
+layers; LPIPS-style, untrained uniform weights) and SSIM on a 7x7 uniform window (Wang et al. 2004).
+Data: triplets (ref, a, b) of latents, ref = E(x) and a, b = E(distort(x)) (+ latent Gaussian noise),
+with random blur, pixel noise, affine jitter, contrast/brightness and erased patches; all 3 pairs of a
+triplet are targets. Images are decoded back from the latents before P, so the target is a function of
+the latents alone (what the network sees), not of details the VAE throws away.
+
+Loss: regression of log distances, mean (log(d + e) - log(P + e))^2 over the 3 pairs, trunk and
+heads end-to-end. Why regression and not BAPPS' 2AFC cross-entropy: humans can only say which of two
+is closer, so BAPPS must learn from rankings; the proxy gives an exact number per pair, which carries
+the ranking and, in addition, fixes the distance's scale (it is a loss term weighted against others).
+In log space, near pairs (small consistency errors, what MLCD/LCD see late in training) count as much
+as far ones. Held-out: 2AFC agreement with P on triplets of held-out images, for the trained network
+and for plain latent L2 (the default distance), saved in the file's metadata and a JSON next to it.
+
+The defaults train the shipped miniature weights in about 5 minutes on one CPU thread
+(``OMP_NUM_THREADS=1``); docs/latent_lpips.md has the measured numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import tyro
+from diffusers import AutoencoderKL
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load_file
+from torchvision.transforms.v2 import functional as TF
+
+from tlcm.errors import TLCMError, run_cli
+from tlcm.losses.distances import Distance
+from tlcm.losses.latent_lpips import LatentLPIPS, save_latent_lpips
+from tlcm.toy import ASSET_DIR, MINIATURE_SD
+from tlcm.toy.classifier import DigitClassifier
+from tlcm.toy.data import augment
+
+MINIATURE_CHANNELS = (16, 32, 64, 64, 64)
+"""Narrow block widths for the miniature's 8x8x4 latents (331k parameters, 1.3 MB)."""
+LOG_EPS = 1e-3
+"""e in the log-distance regression."""
+Proxy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""Pixel-space target: images x, y (N, 3, H, W) in [-1, 1] -> (N,) distances."""
+PAIRS = ((0, 1), (0, 2), (1, 2))
+"""The pairs of a triplet (ref, a, b): (ref, a), (ref, b), (a, b)."""
+
+
+@dataclass
+class TrainArgs:
+    """Train a latent LPIPS for the VAE of a diffusers folder against a pixel-space perceptual proxy."""
+
+    model: Path = MINIATURE_SD
+    """Local diffusers folder whose vae/ defines the latent space (latents scaled as the UNet sees them)."""
+    out: Path = Path("latent_lpips.safetensors")
+    """Output safetensors file; a JSON with the training record is written next to it."""
+    images: Path | None = None
+    """Folder of training images (png/jpg, resized to --resolution); None: the miniature's digit images."""
+    resolution: int | None = None
+    """Side of the --images after resize and centre crop (None: the VAE's sample_size)."""
+    classifier: Path = ASSET_DIR / "digit_classifier.safetensors"
+    """DigitClassifier weights of the proxy's feature distance."""
+    channels: tuple[int, int, int, int, int] = MINIATURE_CHANNELS
+    """Block widths (the paper: 64 128 256 512 512)."""
+    steps: int = 450
+    """Optimizer steps."""
+    batch_size: int = 64
+    """Triplets per step."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine decay to 0)."""
+    triplets: int = 5000
+    """Training triplets made (and encoded) up front."""
+    heldout_triplets: int = 800
+    """Triplets from held-out images for the 2AFC measure."""
+    latent_noise: float = 0.5
+    """Max std of the latent Gaussian noise added to half the distorted latents."""
+    seed: int = 0
+    """Seed of the distortions, initialisation and batches."""
+    device: str = "cpu"
+    """Torch device."""
+
+
+class PixelProxy(torch.nn.Module):
+    """P(x, y), (N, 3, H, W) images in [-1, 1] -> (N,): classifier feature distance + (1 - SSIM) / 2."""
+
+    def __init__(self, classifier: DigitClassifier) -> None:
+        super().__init__()
+        self.layers = classifier.body[:8].eval().requires_grad_(False)  # conv-SiLU(-pool) x 3
+
+    def feature_distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """mean over the 3 SiLU taps of mean_{h,w} ||f^(x) - f^(y)||^2 (channel-normalised), (N,)."""
+        h = torch.cat([x, y]).mean(dim=1, keepdim=True)
+        total = 0.0
+        for layer in self.layers:
+            h = layer(h)
+            if isinstance(layer, torch.nn.SiLU):
+                f = F.normalize(h, dim=1, eps=1e-10)
+                total = total + (f[: len(x)] - f[len(x) :]).square().sum(1).mean(dim=(1, 2)) / 3
+        return total
+
+    @staticmethod
+    def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
+        """Mean SSIM (N,) over a uniform ``window`` for images with dynamic range 2."""
+        c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
+        mx, my = F.avg_pool2d(x, window, 1), F.avg_pool2d(y, window, 1)
+        vx, vy = F.avg_pool2d(x * x, window, 1) - mx**2, F.avg_pool2d(y * y, window, 1) - my**2
+        cov = F.avg_pool2d(x * y, window, 1) - mx * my
+        s = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        return s.flatten(1).mean(1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """P(x, y) (N,) for images (N, 3, H, W) in [-1, 1]."""
+        return self.feature_distance(x, y) + (1 - self.ssim(x, y)) / 2
+
+
+def distort(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random perceptual distortions of CPU images (N, 3, H, W) in [-1, 1]; each applied with p = 1/2."""
+    n = x.shape[0]
+
+    def pick(p: float = 0.5) -> torch.Tensor:
+        return torch.rand(n, 1, 1, 1, generator=g) < p
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=g)
+
+    x = torch.where(pick(), augment(x, g, 1.0), x)
+    blurred = torch.stack(
+        [TF.gaussian_blur(im, [5, 5], [s]) for im, s in zip(x, u(0.3, 1.5).flatten().tolist(), strict=True)]
+    )
+    x = torch.where(pick(), blurred, x)
+    x = torch.where(pick(), x * u(0.6, 1.2) + u(-0.3, 0.3), x)
+    x = torch.where(pick(), x + u(0.0, 0.3) * torch.randn(x.shape, generator=g), x)
+    h, w = x.shape[-2:]
+    size, corner = u(0.1, 0.4), torch.rand(n, 2, 1, 1, generator=g)
+    rows, cols = torch.arange(h).view(1, 1, h, 1) / h, torch.arange(w).view(1, 1, 1, w) / w
+    patch = ((rows - corner[:, :1]).abs() < size / 2) & ((cols - corner[:, 1:]).abs() < size / 2)
+    x = torch.where(pick() & patch, u(-1, 1), x)
+    return x.clamp(-1, 1)
+
+
+def _to_latent(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    return (
+        vae.encode(images).latent_dist.mode() - (vae.config.shift_factor or 0)
+    ) * vae.config.scaling_factor
+
+
+def _to_image(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
+    return vae.decode(z / vae.config.scaling_factor + (vae.config.shift_factor or 0)).sample.clamp(-1, 1)
+
+
+@torch.no_grad()
+def make_triplets(
+    vae: AutoencoderKL,
+    proxy: Proxy,
+    images: torch.Tensor,
+    n: int,
+    latent_noise: float,
+    g: torch.Generator,
+    progress: Progress | None = None,
+    chunk: int = 128,
+) -> dict[str, torch.Tensor]:
+    """``n`` triplets from CPU ``images`` (N, 3, H, W), float in [-1, 1] or uint8: latents "z"
+    (n, 3, C, h, w) as (ref, a, b) and proxy distances "p" (n, 3) of the pairs (ref, a), (ref, b), (a, b)."""
+    task = progress.add_task("triplets", total=n, info="") if progress else None
+    zs, ps, device = [], [], next(vae.parameters()).device
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        x = images[torch.randint(len(images), (m,), generator=g)]
+        x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
+        z = _to_latent(vae, torch.cat([x, distort(x, g), distort(x, g)]).to(device)).unflatten(0, (3, m))
+        sigma = (
+            latent_noise
+            * torch.rand(2, m, 1, 1, 1, generator=g)
+            * (torch.rand(2, m, 1, 1, 1, generator=g) < 0.5)
+        )
+        z[1:] += sigma.to(device) * torch.randn(z[1:].shape, generator=g).to(device)
+        ref, a, b = _to_image(vae, z.flatten(0, 1)).chunk(3)
+        ps.append(torch.stack([proxy(ref, a), proxy(ref, b), proxy(a, b)], 1).cpu())
+        zs.append(z.transpose(0, 1).cpu())
+        if progress:
+            progress.advance(task, m)
+    return {"z": torch.cat(zs), "p": torch.cat(ps)}
+
+
+def triplet_distances(distance: Distance, z: torch.Tensor) -> torch.Tensor:
+    """z (n, 3, C, h, w) -> (n, 3) distances of the pairs (ref, a), (ref, b), (a, b)."""
+    return torch.stack([distance(z[:, i], z[:, j]) for i, j in PAIRS], 1)
+
+
+def two_afc(d: torch.Tensor, p: torch.Tensor) -> float:
+    """Fraction of triplets where d ranks a vs b (which is closer to ref) as the proxy p does; (n, 3) each."""
+    return ((d[:, 0] < d[:, 1]) == (p[:, 0] < p[:, 1])).float().mean().item()
+
+
+def spearman(d: torch.Tensor, p: torch.Tensor) -> float:
+    """Rank correlation of two sets of distances over all pairs (ties broken arbitrarily)."""
+    ranks = torch.stack([d.flatten().argsort().argsort(), p.flatten().argsort().argsort()]).float()
+    return torch.corrcoef(ranks)[0, 1].item()
+
+
+def log_loss(d: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """mean (log(d + e) - log(p + e))^2 (scalar)."""
+    return (torch.log(d + LOG_EPS) - torch.log(p + LOG_EPS)).square().mean()
+
+
+@torch.no_grad()
+def measure(net: LatentLPIPS, z: torch.Tensor, p: torch.Tensor) -> dict[str, float]:
+    """Held-out numbers of ``net`` and of latent L2 on triplets z (n, 3, C, h, w) with proxy p (n, 3)."""
+    d_net = torch.cat([triplet_distances(net, chunk) for chunk in z.split(256)])
+    d_l2 = triplet_distances(lambda a, b: (a - b).square().flatten(1).mean(1), z)
+    return {
+        "heldout_log_mse": round(log_loss(d_net, p).item(), 5),
+        "heldout_2afc_latent_lpips": round(two_afc(d_net, p), 4),
+        "heldout_2afc_latent_l2": round(two_afc(d_l2, p), 4),
+        "heldout_spearman_latent_lpips": round(spearman(d_net, p), 4),
+        "heldout_spearman_latent_l2": round(spearman(d_l2, p), 4),
+        "heldout_mean_proxy": round(p.mean().item(), 5),
+        "heldout_mean_latent_lpips": round(d_net.mean().item(), 5),
+        "heldout_mean_latent_l2": round(d_l2.mean().item(), 5),
+    }
+
+
+def train_latent_lpips(
+    vae: AutoencoderKL,
+    proxy: Proxy,
+    train_images: torch.Tensor,
+    heldout_images: torch.Tensor,
+    args: TrainArgs,
+    progress: Progress | None = None,
+) -> tuple[LatentLPIPS, dict]:
+    """Make triplets, train a LatentLPIPS on them, measure it on held-out triplets.
+
+    train_images, heldout_images: (N, 3, H, W) in [-1, 1]. Returns (network, record dict)."""
+    start, device = time.perf_counter(), torch.device(args.device)
+    g = torch.Generator().manual_seed(args.seed)
+    vae, proxy = vae.to(device).eval(), proxy.to(device)
+    train = make_triplets(vae, proxy, train_images, args.triplets, args.latent_noise, g, progress)
+    test = make_triplets(vae, proxy, heldout_images, args.heldout_triplets, args.latent_noise, g, progress)
+    data_seconds = time.perf_counter() - start
+    torch.manual_seed(args.seed)
+    net = LatentLPIPS(vae.config.latent_channels, args.channels).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(args.steps, 1))
+    task = progress.add_task("train", total=args.steps, info="") if progress else None
+    for _ in range(args.steps):
+        idx = torch.randint(args.triplets, (args.batch_size,), generator=g)
+        z, p = train["z"][idx].to(device), train["p"][idx].to(device)
+        taps = [t.unflatten(0, (-1, 3)) for t in net.features(z.flatten(0, 1))]
+        d = torch.stack([net.compare([t[:, i] for t in taps], [t[:, j] for t in taps]) for i, j in PAIRS], 1)
+        loss = log_loss(d, p)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for lin in net.lins:
+                lin.weight.clamp_(min=0)
+        if progress:
+            progress.update(task, advance=1, info=f"log-mse {loss.item():.4f}")
+    net.eval().requires_grad_(False)
+    record = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
+        "latent_channels": vae.config.latent_channels,
+        "scaling_factor": vae.config.scaling_factor,
+        "proxy": "digit-classifier LPIPS-style feature distance + (1 - SSIM) / 2, of decoded images",
+        "loss": "log-distance regression over the 3 pairs of each triplet",
+        "final_train_log_mse": round(loss.item(), 5) if args.steps else None,
+        **measure(net, test["z"].to(device), test["p"].to(device)),
+        "data_seconds": round(data_seconds, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return net.cpu(), record
+
+
+def load_images(folder: Path | None, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out) images (N, 3, size, size). None: the miniature digits (float in [-1, 1]), held
+    out by digit identity (UCI digits 1500-1796, all placements); a folder: uint8 (4x less memory),
+    resized and centre-cropped, its last tenth (sorted names) held out."""
+    if folder is None:
+        from tlcm.toy.data import load_digit_images
+
+        x, _ = load_digit_images()
+        heldout = torch.arange(len(x)) % 1797 >= 1500
+        return x[~heldout], x[heldout]
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+    if len(files) < 10:
+        raise TLCMError(f"--images {folder}: need at least 10 png/jpg images, found {len(files)}")
+    x = torch.stack(
+        [TF.center_crop(TF.resize(TF.pil_to_tensor(Image.open(f).convert("RGB")), size), size) for f in files]
+    )
+    cut = len(x) - len(x) // 10
+    return x[:cut], x[cut:]
+
+
+def write(net: LatentLPIPS, record: dict, out: Path) -> None:
+    """Write ``out`` (weights + record in the metadata) and ``out`` with suffix .json (the record)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_latent_lpips(net, out, record)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def main(args: TrainArgs) -> dict:
+    """Train, write the file and its JSON, print the held-out numbers; returns the record."""
+    if args.steps < 0 or args.batch_size < 1 or min(args.triplets, args.heldout_triplets) < 1:
+        raise TLCMError("--steps must be >= 0 and --batch-size, --triplets, --heldout-triplets >= 1")
+    if not (args.model / "vae").is_dir():
+        raise TLCMError(f"--model {args.model}: no vae/ folder (expected a diffusers pipeline folder)")
+    if not args.classifier.is_file():
+        raise TLCMError(f"--classifier {args.classifier}: file not found")
+    vae = AutoencoderKL.from_pretrained(args.model / "vae")
+    classifier = DigitClassifier()
+    classifier.load_state_dict(load_file(args.classifier))
+    train, heldout = load_images(args.images, args.resolution or vae.config.sample_size)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        net, record = train_latent_lpips(vae, PixelProxy(classifier), train, heldout, args, progress)
+    record["model"] = str(args.model)
+    write(net, record, args.out)
+    mib = args.out.stat().st_size / 2**20
+    Console().print(
+        f"wrote {args.out} ({mib:.2f} MiB) in {record['seconds']:.0f} s; held-out 2AFC agreement with the "
+        f"proxy: latent LPIPS {record['heldout_2afc_latent_lpips']:.3f}, latent L2 "
+        f"{record['heldout_2afc_latent_l2']:.3f} ({args.heldout_triplets} triplets)",
+        highlight=False,
+    )
+    return record
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(tyro.cli(TrainArgs)))
