@@ -1,0 +1,87 @@
+"""Work shared between losses in one step is computed once: DMD, GAN and reward feedback in one
+step call the student (and decode) no more often than the first of them alone."""
+
+import torch
+from toy_context import toy_context
+
+from tlcm.losses.dmd import DMD, DMDConfig
+from tlcm.losses.gan import GAN, GANConfig
+from tlcm.losses.preference import Preference, PreferenceConfig
+from tlcm.models.discriminator import Discriminator
+
+
+class Counter:
+    def __init__(self):
+        self.student_calls = self.decodes = 0
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def student(self, x, t, cond):
+        self.student_calls += 1
+        return self.scale * x
+
+    def decode(self, z):
+        self.decodes += 1
+        return z
+
+
+class SumHeads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, features):
+        return (features[0] * self.w).flatten(1).sum(1)
+
+
+class SumDiscriminator(Discriminator):
+    def __init__(self):
+        super().__init__()
+        self.heads = SumHeads()
+
+    def features(self, x, t, cond):
+        return [x]
+
+
+class ToyFake(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.tensor(0.1))
+
+    def denoiser(self):
+        return lambda x, t, c: self.b * x
+
+
+class InkReward:
+    def __call__(self, images, prompts):
+        return images.flatten(1).mean(1)
+
+    def unrelated(self, prompts, generator):
+        return prompts
+
+
+def _losses():
+    q = {"student_steps": 2, "num_milestones": 2}
+    return [
+        DMD(DMDConfig(t_min=0, t_max=2, **q), ToyFake()),
+        GAN(GANConfig(input="pixel", **q), discriminator=SumDiscriminator()),
+        Preference(PreferenceConfig(mode="reward", s0=1.0, **q), InkReward()),
+    ]
+
+
+def _run(losses):
+    c = Counter()
+    ctx = toy_context(c.student, lambda x, t, cond: torch.zeros_like(x), batch=3, decode=c.decode)
+    total = sum(sum(loss(ctx).values()) for loss in losses)
+    total.backward()
+    return c
+
+
+def test_one_prediction_and_one_decode_serve_dmd_gan_and_reward():
+    dmd, gan, reward = _losses()
+    alone = _run([dmd])
+    together = _run([dmd, gan, reward])
+    # q = 2: one 2-step sample (2 calls) + one prediction with gradients (1 call), whatever the losses
+    assert alone.student_calls == together.student_calls == 3
+    # GAN (pixel) decodes its real samples and the prediction; reward feedback reuses the latter
+    assert together.decodes == 2
+    assert together.scale.grad is not None
