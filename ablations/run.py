@@ -19,7 +19,7 @@ from pathlib import Path
 import tyro
 from rich.console import Console
 
-from ablations.variants import LADDER, VARIANTS, variant_recipe
+from ablations.variants import L2_CHAIN, LADDER, VARIANTS, variant_recipe
 from tlcm.errors import TLCMError, run_cli
 
 console = Console()
@@ -40,7 +40,8 @@ class Args:
     samples_per_digit: int = 50
     """Evaluation prompts per digit (x 10)."""
     fresh: bool = False
-    """Retrain variants that already have results."""
+    """Retrain the named variants (all without --variants) even when they have results; their
+    ancestors are trained only when missing."""
     only: str = ""
     """Internal: train and score this one variant in this process."""
 
@@ -67,11 +68,16 @@ def _needed(names: tuple[str, ...]) -> list[str]:
         while name:
             want.add(name)
             name = VARIANTS[name].parent
-    return [v.name for v in LADDER if v.name in want]
+    return [v.name for v in LADDER + L2_CHAIN if v.name in want]
 
 
 def _schedule(args: Args) -> None:
-    todo = [n for n in _needed(args.variants) if args.fresh or not (args.runs / n / "eval.json").is_file()]
+    named = set(args.variants or VARIANTS)
+    todo = [
+        n
+        for n in _needed(args.variants)
+        if (args.fresh and n in named) or not (args.runs / n / "eval.json").is_file()
+    ]
     args.runs.mkdir(parents=True, exist_ok=True)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -51,11 +51,19 @@ LADDER: tuple[Variant, ...] = (
             parent="sparse-stage2", losses={"preference": {"preference": {"mode": "dpo"}}}),
     Variant("+dmd", "+ DMD (LoRA fake score)", ("dmd_gan",), parent="+preference",
             drop=(("dmd_gan", "gan"),)),
-    Variant("+gan", "+ GAN (teacher-UNet discriminator): tlcm-full", ("dmd_gan",), parent="+preference"),
+    Variant("+gan", "+ GAN (teacher-UNet discriminator)", ("dmd_gan",), parent="+preference"),
     Variant("+gan-timm", "+ GAN with the default timm resnet18 (pixels)", ("dmd_gan",), parent="+preference",
             losses={"dmd_gan": {"gan": {"backbone": "timm", "input": "pixel", "noise_level": 0}}}),
 )  # fmt: skip
-VARIANTS = {v.name: v for v in LADDER}
+L2_CHAIN: tuple[Variant, ...] = (
+    Variant("mds-states-l2", "MDS states, l2 distance", ("mlcd",), mlcd={"states": "mds", "distance": "l2"}),
+    Variant("mlcd+lcd-l2", "+ stage 2 (sparse), l2: MLCD + LCD", ("lcd",), parent="mds-states-l2",
+            losses={"lcd": {"lcd": {"distance": "l2"}}}),
+    Variant("tlcm-full", "+ preference, DMD + GAN: recipes:tlcm-full", ("preference", "dmd_gan"),
+            parent="mlcd+lcd-l2"),
+)  # fmt: skip
+"""The recipe as shipped (l2 distance), for the acceptance comparison full vs MLCD + LCD."""
+VARIANTS = {v.name: v for v in LADDER + L2_CHAIN}
 
 
 def _phase(base: Phase, overrides: dict, drop: set[str]) -> Phase:
