@@ -272,7 +272,10 @@ def main() -> None:
         "is the byte inventory rows (unique storages alive at the last step; saved-for-backward tensors "
         "counted by torch.autograd.graph.saved_tensors_hooks during the last step)",
     ]
-    title = f"Training-step memory, LoRA vs full fine-tune ({label} pipeline, B = {args.batch_size})"
+    title = (
+        "Training-step memory: LoRA vs full fine-tune, DMD fake score LoRA vs full copy "
+        f"({label} pipeline, B = {args.batch_size})"
+    )
     show_table(title, columns, rows)
     for n in notes:
         console.print(f"- {n}")

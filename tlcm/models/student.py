@@ -96,7 +96,9 @@ class Student:
         if full_copy or self.config.full_finetune:
             unet = copy.deepcopy(self.base.unet)
             if getattr(unet, "peft_config", None):  # the base's copy, without the student's adapters
-                unet.delete_adapters(list(unet.peft_config))
+                with warnings.catch_warnings():  # peft warns that the active adapter goes: intended
+                    warnings.simplefilter("ignore", UserWarning)
+                    unet.delete_adapters(list(unet.peft_config))
             return Auxiliary(self, name, unet)
         rank = rank or self.config.lora_rank
         if name in getattr(self.unet, "peft_config", {}):  # rebuilt (a second phase): start afresh
