@@ -26,7 +26,7 @@ from tlcm.diffusion.solvers import guided_output
 from tlcm.losses import register_loss
 from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
-from tlcm.losses.shared import student_prediction
+from tlcm.losses.shared import check_student_grid, student_prediction
 
 
 class FakeScore(Protocol):
@@ -92,8 +92,7 @@ class DMDConfig(LossConfig):
             raise ValueError(f"fake_updates must be >= 0, got {self.fake_updates}")
         if self.fake_score not in ("lora", "full"):
             raise ValueError(f'fake_score must be "lora" or "full", got {self.fake_score!r}')
-        if not 1 <= self.student_steps <= self.num_milestones:
-            raise ValueError(f"student_steps must be in 1..{self.num_milestones}, got {self.student_steps}")
+        check_student_grid(self.student_steps, self.num_milestones)
 
 
 class DMD(Loss):

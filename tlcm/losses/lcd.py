@@ -20,7 +20,7 @@ from tlcm.diffusion.solvers import teacher_solve
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
-from tlcm.losses.shared import student_samples
+from tlcm.losses.shared import check_student_grid, student_samples
 
 
 def lcd_loss(
@@ -71,10 +71,7 @@ class LCDConfig(LossConfig):
     def validate(self, num_train_timesteps: int) -> None:
         if not 1 <= self.num_milestones <= num_train_timesteps:
             raise ValueError(f"num_milestones must be in 1..{num_train_timesteps}, got {self.num_milestones}")
-        if not 1 <= self.student_steps <= self.num_milestones:
-            raise ValueError(
-                f"student_steps (q) must be in 1..{self.num_milestones} (M), got {self.student_steps}"
-            )
+        check_student_grid(self.student_steps, self.num_milestones)
         if self.teacher_substeps < 1:
             raise ValueError(f"teacher_substeps (p) must be >= 1, got {self.teacher_substeps}")
         get_distance(self.distance)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
-from tlcm.losses.shared import decoded, decoded_prediction, student_samples
+from tlcm.losses.shared import check_student_grid, decoded, decoded_prediction, student_samples
 from tlcm.models.functional import functional_denoiser
 from tlcm.rewards import REWARDS, Reward, RewardSpec, build_reward
 
@@ -84,8 +84,7 @@ class PreferenceConfig(LossConfig):
             raise ValueError(f'mode must be "dpo" or "reward", got {self.mode!r}')
         if self.reward not in REWARDS:
             raise ValueError(f"unknown reward {self.reward!r}; known: {', '.join(sorted(REWARDS))}")
-        if not 1 <= self.student_steps <= self.num_milestones:
-            raise ValueError(f"student_steps must be in 1..{self.num_milestones}, got {self.student_steps}")
+        check_student_grid(self.student_steps, self.num_milestones)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
 

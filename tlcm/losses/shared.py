@@ -20,6 +20,12 @@ from tlcm.losses.base import StepContext
 from tlcm.sampling import sample_latents
 
 
+def check_student_grid(student_steps: int, num_milestones: int) -> None:
+    """ValueError unless 1 <= q <= M: the student's q-step grid is a subset of its M milestones."""
+    if not 1 <= student_steps <= num_milestones:
+        raise ValueError(f"student_steps (q) must be in 1..{num_milestones} (M), got {student_steps}")
+
+
 def student_samples(ctx: StepContext, num_steps: int, num_milestones: int = 8, draw: int = 0) -> torch.Tensor:
     """The current student's ``num_steps``-step samples (B, C, h, w) from fresh noise on its
     inference grid (tlcm_step with gamma = 1), detached; once per step and ``draw`` (draws are
