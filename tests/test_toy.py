@@ -93,10 +93,26 @@ def test_placed_digits_stay_on_the_canvas():
     pytest.importorskip("sklearn")
     from tlcm.toy.data import load_digit_images
 
-    x, y = load_digit_images(0)
-    placed, labels = load_digit_images(2, seed=3)
+    x, y = load_digit_images(0, inks=1)
+    placed, labels = load_digit_images(2, seed=3, inks=1)
     assert placed.shape == (2 * len(x), 3, 32, 32) and torch.equal(labels[: len(x)], y)
     ink, ink_placed = (x + 1).flatten(1).sum(1), (placed[: len(x)] + 1).flatten(1).sum(1)
     ratio = ink_placed / ink
     assert 0.25 < ratio.min() and ratio.max() < 0.8  # area scales with s^2 in [0.30, 0.72]
-    assert placed.min() >= -1 and torch.equal(placed, load_digit_images(2, seed=3)[0])
+    assert placed.min() >= -1 and torch.equal(placed, load_digit_images(2, seed=3, inks=1)[0])
+
+
+def test_two_inks_are_the_same_digits_inverted_and_jitter_keeps_the_background():
+    """inks = 2 appends every digit black on white (same label at i and i + 1797); `augment` fills
+    uncovered pixels with the border, so a black-on-white digit keeps a white background."""
+    pytest.importorskip("sklearn")
+    from tlcm.toy.data import augment, load_digit_images
+
+    x, y = load_digit_images(0, inks=1)
+    both, labels = load_digit_images(0, inks=2)
+    assert torch.equal(both, torch.cat([x, -x])) and torch.equal(labels, y.repeat(2))
+    corners = lambda im: im[..., [0, 0, -1, -1], [0, -1, 0, -1]]  # noqa: E731
+    jittered = augment(both[len(x) :][:64], torch.Generator().manual_seed(0), 1.0)
+    assert corners(jittered).mean() > 0.9  # zero padding (ink -1) would give black corners
+    with pytest.raises(ValueError, match="inks must be 1"):
+        load_digit_images(0, inks=3)

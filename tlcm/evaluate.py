@@ -22,7 +22,7 @@ from tlcm.errors import TLCMError, run_cli
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
 from tlcm.sampling import ddim_timesteps, sample_latents
-from tlcm.toy import MINIATURE_SD
+from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.evaluation import evaluate_toy, student_scores
 from tlcm.toy.metrics import ToyMetrics
 
@@ -40,15 +40,19 @@ def teacher_table(
     steps: tuple[int, ...] = (1, 2, 4, 8, 25, 50),
     samples_per_digit: int = 50,
     model: Path = MINIATURE_SD,
+    assets: Path = ASSET_DIR,
     out: Path = Path("benchmarks/results/teacher_table.json"),
     device: str = "cpu",
 ) -> list[dict]:
     """Score the teacher (deterministic DDIM + CFG, trailing grid) for every (w, steps) pair.
 
-    Writes ``out`` (json rows) and ``out`` with suffix .md (markdown table).
+    ``assets``: the folder with the metric assets (digit classifier, reference statistics) of the
+    build that made ``model``: a rebuild (``python -m tlcm.toy.build --out DIR``) is scored with
+    ``--model DIR/miniature-sd --assets DIR``. Writes ``out`` (json rows) and ``out`` with suffix
+    .md (markdown table).
     """
     base = BaseModel.load(model, device=device)
-    metrics = ToyMetrics()
+    metrics = ToyMetrics(assets)
     rows = []
     with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("teacher table", total=len(guidance_scales) * len(steps))
@@ -88,13 +92,15 @@ def student(
     steps: tuple[int, ...] = (1, 2, 4, 8),
     samples_per_digit: int = 50,
     model: Path = MINIATURE_SD,
+    assets: Path = ASSET_DIR,
     device: str = "cpu",
 ) -> list[dict]:
     """Score a trained student (a tlcm run folder: its latest checkpoint) with the TLCM sampler
-    (no CFG, gamma = 1, the authors' milestone timesteps); writes RUN/eval.json."""
+    (no CFG, gamma = 1, the authors' milestone timesteps); writes RUN/eval.json. ``assets``: the
+    metric assets of ``model``'s build (as in teacher-table)."""
     base = BaseModel.load(model, device=device)
     trained = Student.from_run(base, run)
-    rows = student_scores(base, trained.denoiser(), steps, samples_per_digit)
+    rows = student_scores(base, trained.denoiser(), steps, samples_per_digit, ToyMetrics(assets))
     (run / "eval.json").write_text(json.dumps(rows, indent=1) + "\n")
     Console().print(markdown_table(rows, ["steps", "alignment", "fd"]))
     return rows

@@ -29,7 +29,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from tlcm.toy.assets import ASSET_DIR
 from tlcm.toy.classifier import DigitClassifier
-from tlcm.toy.data import PLACEMENTS, all_prompts, augment, load_digit_images
+from tlcm.toy.data import INKS, PLACE_SIZE, PLACEMENTS, all_prompts, augment, load_digit_images
 from tlcm.toy.metrics import feature_statistics
 from tlcm.toy.tokenizer import build_clip_tokenizer
 
@@ -136,11 +136,13 @@ def build_text_encoder(tokenizer, seed: int) -> CLIPTextModel:
     return CLIPTextModel(config).eval()
 
 
-def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps, g):
+def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps, g, min_snr_gamma=0.0):
     """eps-prediction with SD's scaled_linear schedule and 10% prompt dropout, the tiny text encoder
     trained jointly (then frozen: a random frozen encoder left "seven" and "three" 7% apart and the
     UNet barely read the digit). ``text_ids`` (P + 1, 77): the 10 x K prompts by digit, then "".
-    Returns the EMA (decay 0.999) UNet and text encoder."""
+    ``min_snr_gamma`` > 0 weights each sample's eps MSE by min(SNR_t, gamma) / SNR_t (Min-SNR,
+    Hang et al. 2023): less weight on the low-noise steps, more on the noisy ones where the prompt
+    decides the image. Returns the EMA (decay 0.999) UNet and text encoder."""
     unet = UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
@@ -157,6 +159,8 @@ def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps,
     ema = copy.deepcopy(model).requires_grad_(False)
     noise_sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     acp = noise_sched.alphas_cumprod
+    snr = acp / (1 - acp)
+    weight = snr.clamp(max=min_snr_gamma) / snr if min_snr_gamma > 0 else torch.ones_like(snr)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     warm = 200
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -180,7 +184,7 @@ def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps,
             a = acp[t].sqrt()[:, None, None, None]
             s = (1 - acp[t]).sqrt()[:, None, None, None]
             pred = unet(a * x0 + s * eps, t, encoder_hidden_states=cond).sample
-            loss = F.mse_loss(pred, eps)
+            loss = (weight[t] * (pred - eps).square().mean((1, 2, 3))).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -206,13 +210,18 @@ def main() -> None:
     parser.add_argument(
         "--placements", type=int, default=PLACEMENTS, help="placements per digit (0: full-canvas digits)"
     )
+    parser.add_argument(
+        "--place-size", type=float, nargs=2, default=PLACE_SIZE, help="size range of a placed digit"
+    )
+    parser.add_argument("--min-snr-gamma", type=float, default=0.0, help="Min-SNR loss weighting (0: off)")
+    parser.add_argument("--inks", type=int, default=INKS, choices=(1, 2), help="2: also black on white")
     args = parser.parse_args()
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     start = time.time()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    x, y = load_digit_images(args.placements)
+    x, y = load_digit_images(args.placements, inks=args.inks, size=tuple(args.place_size))
     jitter = 1.0 if args.placements == 0 else 0.5  # placed digits already vary in size and position
 
     classifier, acc = train_classifier(x, y, args.classifier_steps, g, jitter)
@@ -238,7 +247,14 @@ def main() -> None:
         prompts + [""], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
     )
     unet, text_encoder = train_unet(
-        latent_mean * sf, latent_std * sf, y, text_ids.input_ids, text_encoder, args.unet_steps, g
+        latent_mean * sf,
+        latent_std * sf,
+        y,
+        text_ids.input_ids,
+        text_encoder,
+        args.unet_steps,
+        g,
+        args.min_snr_gamma,
     )
 
     scheduler = DDIMScheduler(
@@ -263,9 +279,12 @@ def main() -> None:
     info = {
         "seed": args.seed,
         "placements": args.placements,
+        "place_size": list(args.place_size),
+        "inks": args.inks,
         "classifier_heldout_accuracy": acc,
         "vae_recon_mse": recon_mse,
         "scaling_factor": sf,
+        "min_snr_gamma": args.min_snr_gamma,
         "steps": {"classifier": args.classifier_steps, "vae": args.vae_steps, "unet": args.unet_steps},
         "build_seconds": round(time.time() - start, 1),
         "parameters": {

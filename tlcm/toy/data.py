@@ -50,13 +50,19 @@ digits as they are, full-canvas; what the shipped miniature was built with). 8 p
 harder distribution planned for a rebuild (docs/toy.md, "A harder miniature")."""
 
 
-def place(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Shrink each of (N, C, H, W) digits to 55-85% of the canvas, rotate it by up to 15 degrees and
-    put it anywhere it fits. Background -1. This spread of sizes and positions per prompt is what makes
-    few-step sampling hard: the mean of a prompt's images is a smear, not a digit."""
+PLACE_SIZE = (0.55, 0.85)
+"""Range of a placed digit's side, as a fraction of the canvas (`place`)."""
+
+
+def place(
+    x: torch.Tensor, generator: torch.Generator, size: tuple[float, float] = PLACE_SIZE
+) -> torch.Tensor:
+    """Shrink each of (N, C, H, W) digits to ``size`` (fraction of the canvas), rotate it by up to 15
+    degrees and put it anywhere it fits. Background -1. This spread of sizes and positions per prompt
+    is what makes few-step sampling hard: the mean of a prompt's images is a smear, not a digit."""
     n = x.shape[0]
     u = torch.rand(n, 4, generator=generator)
-    s = 0.55 + 0.3 * u[:, 0]
+    s = size[0] + (size[1] - size[0]) * u[:, 0]
     angle = (u[:, 1] * 2 - 1) * 0.2618
     centre = (u[:, 2:] * 2 - 1) * (1 - s)[:, None]
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
@@ -66,10 +72,22 @@ def place(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
-def load_digit_images(placements: int = PLACEMENTS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+INKS = 1
+"""Inks of the miniature's digits: 1 = white on black (the shipped build); 2 = every digit also
+black on white. The prompt never says which, so with 2 inks a sampler must commit to one: the mean
+of a prompt's images is a grey, low-contrast digit, what 1-2 deterministic DDIM steps produce."""
+
+
+def load_digit_images(
+    placements: int = PLACEMENTS,
+    seed: int = 0,
+    inks: int = INKS,
+    size: tuple[float, float] = PLACE_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The miniature's real images in [-1, 1] and their labels: the 1797 UCI digits (1797, 3, 32, 32)
-    for ``placements`` = 0, else each placed ``placements`` times by `place` (fixed seed), shape
-    (1797 * placements, 3, 32, 32), image i being digit i % 1797.
+    for ``placements`` = 0, else each placed ``placements`` times by `place` (fixed seed, ``size``),
+    then with ``inks`` = 2 the same images inverted (black on white) appended: shape
+    (1797 * max(placements, 1) * inks, 3, 32, 32), image i being digit i % 1797.
 
     Needs scikit-learn (the build script's extra). Grey values 0..16 are scaled to [-1, 1]
     (background -1) and upsampled bilinearly 4x; the grey image is repeated over RGB so that
@@ -82,15 +100,20 @@ def load_digit_images(placements: int = PLACEMENTS, seed: int = 0) -> tuple[torc
     x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     x = (x * 2 - 1).clamp(-1, 1).repeat(1, 3, 1, 1)
     y = torch.tensor(digits.target, dtype=torch.long)
-    if placements == 0:
-        return x, y
-    g = torch.Generator().manual_seed(seed)
-    x = torch.cat([place(x, g) for _ in range(placements)])
-    return x, y.repeat(placements)
+    if inks not in (1, 2):
+        raise ValueError(f"inks must be 1 (white on black) or 2 (also black on white), got {inks}")
+    if placements > 0:
+        g = torch.Generator().manual_seed(seed)
+        x = torch.cat([place(x, g, size) for _ in range(placements)])
+        y = y.repeat(placements)
+    if inks == 2:
+        x, y = torch.cat([x, -x]), y.repeat(2)
+    return x, y
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
-    """Random small affine jitter (rotation <= 10 deg, shift <= 2 px, scale 0.9-1.1) of (N, C, H, W)."""
+    """Random small affine jitter (rotation <= 10 deg, shift <= 2 px, scale 0.9-1.1) of (N, C, H, W);
+    uncovered pixels repeat the border (the background, whichever the ink)."""
     n = x.shape[0]
     u = torch.rand(n, 4, generator=generator) * 2 - 1
     angle = u[:, 0] * 0.1745 * strength
@@ -101,4 +124,4 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="border")

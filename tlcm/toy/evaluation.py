@@ -43,7 +43,11 @@ def evaluate_toy(
 
 
 def student_scores(
-    base: BaseModel, student, steps: tuple[int, ...], samples_per_digit: int = 50
+    base: BaseModel,
+    student,
+    steps: tuple[int, ...],
+    samples_per_digit: int = 50,
+    metrics: ToyMetrics | None = None,
 ) -> list[dict]:
     """Toy scores of a TLCM student (no CFG, gamma = 1, the authors' milestone timesteps) per step count."""
     rows = []
@@ -53,6 +57,6 @@ def student_scores(
         def sampler(cond, uncond, noise, gen, grid=grid):
             return sample_latents(student, base.schedule, cond, noise, grid, 1.0, generator=gen)
 
-        scores = evaluate_toy(base, sampler, samples_per_digit)
+        scores = evaluate_toy(base, sampler, samples_per_digit, metrics=metrics)
         rows.append({"steps": n, "alignment": scores.alignment, "fd": scores.fd})
     return rows
