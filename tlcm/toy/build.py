@@ -1,7 +1,8 @@
 """Build the miniature text-to-image pipeline from a seed: ``python -m tlcm.toy.build``.
 
-Trains, on scikit-learn's handwritten digits (``--placements N``: each placed N times at random
-sizes and positions, tlcm.toy.data.place) and on 2 CPU cores, in this order:
+Trains, on scikit-learn's handwritten digits in two inks (white on black and black on white,
+``--inks``; ``--placements N``: each placed N times at random sizes and positions,
+tlcm.toy.data.place) and on 2 CPU cores, in this order:
 1. the digit classifier of the toy metrics, and the reference feature statistics (real images);
 2. a tiny AutoencoderKL (32x32x3 images <-> 8x8x4 latents) and its latent scaling factor;
 3. a byte-level CLIPTokenizer for the prompt vocabulary and a tiny CLIPTextModel;
@@ -204,9 +205,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ASSET_DIR, help="asset folder to (over)write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--classifier-steps", type=int, default=600)
+    parser.add_argument("--classifier-steps", type=int, default=2000)
     parser.add_argument("--vae-steps", type=int, default=1000)
-    parser.add_argument("--unet-steps", type=int, default=3500)
+    parser.add_argument("--unet-steps", type=int, default=7000)
     parser.add_argument(
         "--placements", type=int, default=PLACEMENTS, help="placements per digit (0: full-canvas digits)"
     )

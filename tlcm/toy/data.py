@@ -46,8 +46,8 @@ def eval_prompts(samples_per_digit: int = 50) -> tuple[list[str], torch.Tensor]:
 
 PLACEMENTS = 0
 """Random placements of each of the 1797 UCI digits in the miniature's image distribution (0: the
-digits as they are, full-canvas; what the shipped miniature was built with). 8 placements is the
-harder distribution planned for a rebuild (docs/toy.md, "A harder miniature")."""
+digits as they are, full-canvas; what the shipped miniature was built with). Placed digits were a
+tried rebuild (docs/toy.md, "Rebuilds")."""
 
 
 PLACE_SIZE = (0.55, 0.85)
@@ -72,10 +72,11 @@ def place(
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
-INKS = 1
-"""Inks of the miniature's digits: 1 = white on black (the shipped build); 2 = every digit also
-black on white. The prompt never says which, so with 2 inks a sampler must commit to one: the mean
-of a prompt's images is a grey, low-contrast digit, what 1-2 deterministic DDIM steps produce."""
+INKS = 2
+"""Inks of the miniature's digits: 1 = white on black (the first shipped build); 2 = every digit also
+black on white (the shipped build). The prompt never says which, so a sampler must commit to one:
+the mean of a prompt's images is a grey, low-contrast digit, which is what 1-2 deterministic DDIM
+steps drift towards (docs/toy.md)."""
 
 
 def load_digit_images(
