@@ -189,9 +189,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_common_args(parser)
-    parser.add_argument(
-        "--steps", type=int, default=2, help="training steps per configuration (default 2)"
-    )
+    parser.add_argument("--steps", type=int, default=2, help="training steps per configuration (default 2)")
     parser.add_argument(
         "--batch-size", type=int, default=16, help="training batch B (default 16, the recipe's)"
     )

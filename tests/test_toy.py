@@ -53,7 +53,8 @@ def test_frechet_distance_by_hand():
 
 
 def test_toy_metrics_on_real_and_wrong_labels():
-    """The classifier reads the real digits (>= 95%; 98.8% on its held-out 297 digits in both inks), shifted labels score ~0."""
+    """The classifier reads the real images (>= 95%; 98.8% on its 297 held-out digits, both inks);
+    shifted labels score ~0."""
     pytest.importorskip("sklearn")
     from tlcm.toy.data import load_digit_images
 
