@@ -94,6 +94,8 @@ def load_digit_images(
     (background -1) and upsampled bilinearly 4x; the grey image is repeated over RGB so that
     the pipeline is a standard 3-channel one.
     """
+    if inks not in (1, 2):
+        raise ValueError(f"inks must be 1 (white on black) or 2 (also black on white), got {inks}")
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -101,8 +103,6 @@ def load_digit_images(
     x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     x = (x * 2 - 1).clamp(-1, 1).repeat(1, 3, 1, 1)
     y = torch.tensor(digits.target, dtype=torch.long)
-    if inks not in (1, 2):
-        raise ValueError(f"inks must be 1 (white on black) or 2 (also black on white), got {inks}")
     if placements > 0:
         g = torch.Generator().manual_seed(seed)
         x = torch.cat([place(x, g, size) for _ in range(placements)])

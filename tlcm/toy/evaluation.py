@@ -50,6 +50,7 @@ def student_scores(
     metrics: ToyMetrics | None = None,
 ) -> list[dict]:
     """Toy scores of a TLCM student (no CFG, gamma = 1, the authors' milestone timesteps) per step count."""
+    metrics = metrics or ToyMetrics()
     rows = []
     for n in steps:
         grid = inference_timesteps(n, 8, base.schedule.num_train_timesteps).tolist()
