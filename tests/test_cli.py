@@ -81,4 +81,4 @@ def test_real_process_exit_code_and_single_line(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith("error: model folder") and "--model.path DIR" in proc.stderr
+    assert proc.stderr.strip().startswith("error: model folder") and "--recipes.model.path DIR" in proc.stderr

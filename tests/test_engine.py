@@ -2,22 +2,21 @@
 SIGTERM saves, NaN/inf is named, the exported LoRA loads in plain diffusers."""
 
 import json
-import os
-import signal
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 import torch
+from device_discipline import DeviceDiscipline
 from diffusers import StableDiffusionPipeline
-from engine_helpers import shrink
+from engine_helpers import OutputNormConfig, shrink, small_recipe
 from tiny_pipelines import tiny_sd_pipeline
 
 from recipes import PRESETS
 from tlcm import TLCMScheduler
-from tlcm.config import Phase
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.engine import NonFiniteLoss, Trainer, train
 from tlcm.errors import TLCMError
-from tlcm.losses import LOSSES, Loss, LossConfig, register_loss
+from tlcm.losses import LOSSES
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
 
@@ -41,7 +40,8 @@ def test_every_preset_smoke_trains_two_steps(name, tiny_sd_dir, tiny_sdxl_dir, t
         n: replace(p, losses={k: _local_clip(c, tiny_clip_dir) for k, c in p.losses.items()})
         for n, p in recipe.phases.items()
     }
-    run = train(replace(recipe, phases=phases))
+    with DeviceDiscipline():  # generator draws and in-step tensor factories must state their device
+        run = train(replace(recipe, phases=phases))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 * len(PRESETS[name].phases)
     for record, phase in zip(
@@ -54,47 +54,9 @@ def test_every_preset_smoke_trains_two_steps(name, tiny_sd_dir, tiny_sdxl_dir, t
     assert run.state.global_step == 2 * len(PRESETS[name].phases)
 
 
-@register_loss("test_output_norm")
-@dataclass
-class OutputNormConfig(LossConfig):
-    """A loss the engine has never heard of: mean squared student output at a random t."""
-
-    poison_step: int = -1
-    """Return NaN at this global step (-1: never)."""
-    sigterm_step: int = -1
-    """Send this process SIGTERM at this global step (-1: never)."""
-
-    def build(self, student_module):
-        return OutputNorm(self)
-
-
-class OutputNorm(Loss):
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-
-    def forward(self, ctx):
-        x = ctx.randn(ctx.batch_size, *ctx.latent_shape)
-        t = torch.randint(0, 1000, (ctx.batch_size,), generator=ctx.generator)
-        value = ctx.student(x, t, ctx.cond).square().mean()
-        if ctx.step == self.config.poison_step:
-            value = value * float("nan")
-        if ctx.step == self.config.sigterm_step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return {"norm": value}
-
-
-def _recipe(tiny_sd_dir, out_dir, steps=4, **loss):
-    base = shrink(PRESETS["mlcd"], tiny_sd_dir, out_dir, steps=steps)
-    phase = Phase(
-        steps=steps, lr=1e-3, batch_size=2, losses={"mlcd": MLCDConfig(), "norm": OutputNormConfig(**loss)}
-    )
-    return replace(base, phases={"stage": phase})
-
-
 def test_registered_loss_trains_without_engine_change(tiny_sd_dir, tmp_path):
     assert LOSSES["test_output_norm"] is OutputNormConfig
-    trainer = Trainer(_recipe(tiny_sd_dir, tmp_path, steps=2))
+    trainer = Trainer(small_recipe(tiny_sd_dir, tmp_path, steps=2))
     before = {k: v.clone() for k, v in trainer.student.state_dict().items()}
     trainer.run()
     after = trainer.student.state_dict()
@@ -105,11 +67,11 @@ def test_registered_loss_trains_without_engine_change(tiny_sd_dir, tmp_path):
 
 def test_resume_after_sigterm_equals_uninterrupted_run(tiny_sd_dir, tmp_path):
     """4 steps straight vs SIGTERM after step 2 (index 1) then a rerun: identical weights and losses."""
-    straight = train(_recipe(tiny_sd_dir, tmp_path / "a"))
-    first = train(_recipe(tiny_sd_dir, tmp_path / "b", sigterm_step=1))
+    straight = train(small_recipe(tiny_sd_dir, tmp_path / "a"))
+    first = train(small_recipe(tiny_sd_dir, tmp_path / "b", sigterm_step=1))
     assert first.preempted and first.state.global_step == 2
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text() == "step-0000002"
-    resumed = train(_recipe(tiny_sd_dir, tmp_path / "b", sigterm_step=1))
+    resumed = train(small_recipe(tiny_sd_dir, tmp_path / "b", sigterm_step=1))
     assert not resumed.preempted and resumed.state.global_step == 4
     a, b = straight.student.state_dict(), resumed.student.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -118,14 +80,43 @@ def test_resume_after_sigterm_equals_uninterrupted_run(tiny_sd_dir, tmp_path):
 
 
 def test_nonfinite_loss_is_named_and_stops_or_skips(tiny_sd_dir, tmp_path):
-    with pytest.raises(NonFiniteLoss, match=r"term\(s\) norm in phase 'stage' at step 1"):
-        train(replace(_recipe(tiny_sd_dir, tmp_path / "stop", poison_step=1)))
+    """Step 2 (1-based, as metrics.jsonl) returns NaN: "stop" names the term and step and saves
+    nothing; "skip" leaves the weights of that step untouched and logs it as valid JSON (null)."""
+    with pytest.raises(NonFiniteLoss, match=r"non-finite norm, grad_norm in phase 'stage' at step 2;") as err:
+        train(replace(small_recipe(tiny_sd_dir, tmp_path / "stop", poison_step=1)))
+    assert err.value.exit_code == 3
     assert not (tmp_path / "stop" / "checkpoints").exists()
-    recipe = _recipe(tiny_sd_dir, tmp_path / "skip", steps=3, poison_step=1)
+    recipe = small_recipe(tiny_sd_dir, tmp_path / "skip", steps=3, poison_step=1)
     recipe = replace(recipe, runtime=replace(recipe.runtime, on_nonfinite="skip"))
-    run = train(recipe)
-    assert run.skipped_steps == [1]
+    trainer = Trainer(recipe)
+    seen = []
+    step = trainer._step
+    trainer._step = lambda *a: (seen.append(trainer.student.state_dict()), step(*a))[1]  # weights before
+    run = trainer.run()
+    assert run.skipped_steps == [2]
+    after_skip = seen[2]  # the weights entering step 3 = those entering the skipped step 2
+    assert all(torch.equal(after_skip[k], seen[1][k]) for k in after_skip)
     assert all(torch.isfinite(v).all() for v in run.student.state_dict().values())
+    records = [json.loads(x) for x in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert records[1]["norm"] is None and records[1]["nonfinite"] == ["norm", "grad_norm"]
+    assert records[1]["skipped"] and not records[2]["skipped"]
+
+
+def test_skip_gives_up_after_max_consecutive_skips(tiny_sd_dir, tmp_path):
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=4, poison_step=-2)  # -2: every step is NaN
+    recipe = replace(recipe, runtime=replace(recipe.runtime, on_nonfinite="skip", max_consecutive_skips=2))
+    with pytest.raises(NonFiniteLoss, match="at step 3: 3 steps in a row skipped"):
+        train(recipe)
+
+
+def test_blown_up_weights_are_never_saved(tiny_sd_dir, tmp_path):
+    """A step leaves the student's weights infinite with a finite loss (a blow-up): the periodic
+    checkpoint at that step is refused and the previous one stays the latest."""
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=4, corrupt_step=2)
+    recipe = replace(recipe, runtime=replace(recipe.runtime, checkpoint_every=1))
+    with pytest.raises(NonFiniteLoss, match="refusing to save a checkpoint at step 3"):
+        train(recipe)
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000002"
 
 
 def test_exported_lora_loads_in_plain_diffusers_with_tlcm_scheduler(tiny_sd_dir, tmp_path):
@@ -158,7 +149,7 @@ def test_lcd_continues_from_a_stage1_run(tiny_sd_dir, tmp_path):
     stage2 = train(recipe)
     a, b = stage1.student.state_dict(), stage2.student.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)
-    with pytest.raises(TLCMError, match="has no checkpoint"):
+    with pytest.raises(TLCMError, match="nowhere is not a folder"):
         train(
             replace(
                 recipe,
@@ -187,7 +178,7 @@ def test_sample_cli_draws_the_trained_student(tiny_sd_dir, tmp_path):
     path = sample_main(args)
     width, height = Image.open(path).size
     assert (width, height) == (3 * 66 + 2, 2 * 66 + 2)  # 32 px images upscaled to 64, 2 px padding
-    with pytest.raises(TLCMError, match="in 1..8 for a student"):
+    with pytest.raises(TLCMError, match="in 1..8 for this student"):
         sample_main(replace(args, steps=9))
 
 
@@ -210,13 +201,15 @@ def test_teacher_is_the_base_unet_and_student_differs(tiny_sd_dir, tmp_path):
     [
         {"mlcd": MLCDConfig(states="single_jump", distance="huber")},
         {"mlcd": MLCDConfig(target="ema", ema_decay=0.5)},
-        {"lcd": LCDConfig(full_range=True, student_steps=2, teacher_substeps=2)},
+        {"lcd": LCDConfig(full_range=True, teacher_substeps=2)},
     ],
-    ids=["mlcd-single-jump-huber", "mlcd-ema-target", "lcd-full-range"],
+    ids=["mlcd-single-jump-huber", "mlcd-ema-target", "lcd-full-range-q2"],
 )
 def test_loss_options_train(losses, tiny_sd_dir, tmp_path):
     recipe = shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path)
     recipe = replace(recipe, phases={"p": replace(recipe.phases["mlcd"], losses=losses, lr=1e-2)})
+    if "lcd" in losses:  # the student grid (q = 2 here) is the recipe's, not the loss's
+        recipe = replace(recipe, student=replace(recipe.student, grid=StudentGrid(8, 2)))
     trainer = Trainer(recipe)
     run = trainer.run()
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses import LossConfig
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
@@ -56,7 +57,14 @@ class StudentConfig:
     full_finetune: bool = False
     """Train a full copy of the UNet instead of LoRA adapters (holds two UNets in memory)."""
     init_from: Path | None = None
-    """Start from a tlcm run folder's exported student (e.g. the stage-1 run for recipes:lcd)."""
+    """Start from a tlcm run folder's latest checkpoint (e.g. the stage-1 run for recipes:lcd); its
+    LoRA rank, alpha and targets must match this config."""
+    init_from_unfinished: bool = False
+    """Allow init_from a checkpoint that stopped mid-phase (pre-empted or periodic); refused by
+    default, since its phase did not finish."""
+    grid: StudentGrid = field(default_factory=StudentGrid)
+    """The student's sampling grid (M milestones, q training steps): the one owner of it, read by
+    every loss, the sample grids, evaluation and the exported TLCMScheduler."""
 
 
 @dataclass
@@ -97,7 +105,8 @@ class RuntimeConfig:
     out_dir: Path = Path("runs/default")
     """Run folder: metrics.jsonl, checkpoints/, samples, the exported student."""
     seed: int = 0
-    """Seed; every step's randomness derives from (seed, rank, step), so resume is exact."""
+    """Seed; micro-batch j of global step s draws from a generator seeded with (seed, s, j), and the
+    prompt order from (seed, s): resume is exact and the process count does not change results."""
     device: str = "auto"
     """"auto" (cuda if available, else cpu), or a torch device string."""
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"
@@ -107,11 +116,17 @@ class RuntimeConfig:
     checkpoint_every: int = 0
     """Save a checkpoint every N optimizer steps (0: only at phase ends and on SIGTERM)."""
     resume: bool = True
-    """Continue from out_dir/checkpoints/latest when it exists."""
+    """Continue from out_dir/checkpoints/latest when it exists (falling back to the newest loadable
+    checkpoint if that one is damaged; a recipe with other phases or steps is refused). False:
+    start over, removing out_dir/checkpoints."""
     log_every: int = 1
-    """Report metrics every N steps."""
+    """Write metrics.jsonl (and the progress bar's values) every N steps, at phase ends and at
+    skipped steps."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
-    """A NaN/inf loss term: "stop" the run (exit 3) or "skip" the step; both name the term."""
+    """A NaN/inf loss term or gradient: "stop" the run (exit 3) or "skip" the step (no update);
+    both name the term. Nothing non-finite is ever saved."""
+    max_consecutive_skips: int = 10
+    """With on_nonfinite "skip": skipped steps allowed in a row; one more stops the run (exit 3)."""
     sample_grid: bool = True
     """Write a sample grid PNG at the end of each phase."""
     eval_samples_per_digit: int = 0

@@ -1,21 +1,25 @@
-"""The training loop: phases -> optimizer steps -> weighted sum of named loss terms.
+"""The training loop: phases -> optimizer steps -> micro-batches -> weighted sum of named loss terms.
 
 It knows no loss by name: each phase builds its configs' modules, sums ``weight * term`` for every
-term they return, lets them update their own models (``aux_step``) and EMA targets
-(``after_student_step``). Randomness of micro-batch j of global step s comes from a generator
-seeded with (seed, s, j), whichever process runs it: resume is exact, and a 2-process run equals
-a 1-process run with the same global batch split into the same micro-batches.
+term they return, lets them update their own models with every micro-batch (``aux_step``) and EMA
+targets (``after_student_step``). Randomness of micro-batch j of global step s comes from a
+generator seeded with (seed, s, j) on the training device, whichever process runs it: resume is
+exact, and a 2-process run equals a 1-process run with the same global batch split into the same
+micro-batches. One host sync per optimizer step (is every term and the gradient norm finite?),
+plus the float conversions of logged steps.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from tlcm.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from tlcm.checkpoint import Checkpoint, TrainState, first_nonfinite, load_latest, save_checkpoint
 from tlcm.config import Phase, Recipe
 from tlcm.data.prompts import load_prompts
 from tlcm.data.trajectories import TrajectoryCache
@@ -28,9 +32,16 @@ from tlcm.report import Reporter
 from tlcm.samples import write_phase_grid
 from tlcm.validation import validate_recipe
 
+PREEMPTED_EXIT_CODE = 75
+"""Exit code of ``python -m tlcm.train`` after SIGTERM saved a checkpoint (EX_TEMPFAIL: rerun the
+same command to resume)."""
+
 
 class NonFiniteLoss(TLCMError):
-    """A loss term became NaN/inf and the recipe says stop."""
+    """A loss term or the gradient became NaN/inf and the recipe says stop (or too many steps in a
+    row were skipped); exit code 3. Nothing non-finite is ever saved."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -74,6 +85,7 @@ class Trainer:
         if rt.gradient_checkpointing:
             self.student.unet.enable_gradient_checkpointing()
         self.reporter = Reporter(rt.out_dir, enabled=self.dist.is_main)
+        self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
         self._stop = False
 
     def _context(self, idx: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
@@ -90,21 +102,25 @@ class Trainer:
             batch={"prompt_index": idx, "trajectory_cache": self.trajectories},
             prompts=[self.prompts[i] for i in idx.tolist()],
             decode=self.base.decode,
+            grid=self.recipe.student.grid,
         )
 
     def _step(self, phase: Phase, losses: dict[str, Loss], opt, params, global_step: int):
-        """One optimizer step over this process's micro-batches; returns (terms, finite)."""
+        """One optimizer step over this process's micro-batches: (terms as 0-dim tensors, finite).
+
+        Nothing is updated unless every loss term and the gradient norm are finite (the step's one
+        host sync); then the student steps and every loss's ``aux_step`` sees all micro-batches."""
         seed, world, accum = self.recipe.runtime.seed, self.dist.world_size, phase.grad_accum
-        chunks = world * accum
         prompt_gen = torch.Generator().manual_seed(_seed(seed, global_step, -1))
-        order = torch.randint(len(self.prompts), (phase.batch_size,), generator=prompt_gen)
-        micro_batches = order.tensor_split(chunks)
+        order = torch.randint(len(self.prompts), (phase.batch_size,), generator=prompt_gen, device="cpu")
+        micro_batches = order.tensor_split(world * accum)
         opt.zero_grad(set_to_none=True)
         terms: dict[str, torch.Tensor] = {}
+        contexts = []
         for j in range(self.dist.rank * accum, (self.dist.rank + 1) * accum):
-            idx = micro_batches[j].to(self.dist.device)
             gen = torch.Generator(self.dist.device).manual_seed(_seed(seed, global_step, j))
-            ctx = self._context(idx, gen, global_step)
+            ctx = self._context(micro_batches[j].to(self.dist.device), gen, global_step)
+            contexts.append(ctx)
             with self.autocast:
                 total = 0.0
                 for comp, loss in losses.items():
@@ -115,88 +131,121 @@ class Trainer:
             (total / accum).backward()
         average_gradients(params, world)
         terms = average_terms(terms, world)
-        finite = all(bool(torch.isfinite(v)) for v in terms.values())
-        if finite:
-            if phase.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, phase.max_grad_norm)
-            opt.step()
-            for loss in losses.values():
-                terms.update({n: torch.tensor(v) for n, v in loss.aux_step(ctx).items()})
-                loss.after_student_step()
-        return terms, finite
+        max_norm = phase.max_grad_norm if phase.max_grad_norm > 0 else math.inf
+        terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, max_norm).float()
+        if not bool(torch.isfinite(torch.stack(list(terms.values()))).all()):
+            return terms, False
+        opt.step()
+        metrics: dict[str, torch.Tensor] = {}
+        for loss in losses.values():
+            with self.autocast:
+                metrics.update(loss.aux_step(contexts))
+            loss.after_student_step()
+        return {**terms, **average_terms(metrics, world)}, True
 
     def _save(self, state: TrainState, opt, losses: dict[str, Loss]) -> None:
-        if self.dist.is_main:
-            save_checkpoint(
-                self.recipe.runtime.out_dir,
-                state,
-                self.student.state_dict(),
-                opt.state_dict(),
-                {n: loss.checkpoint_state() for n, loss in losses.items()},
-                metadata=self.student.metadata(),
+        """Checkpoint on rank 0; refuses (NonFiniteLoss) to write anything non-finite."""
+        if not self.dist.is_main:
+            return
+        student, loss_states = self.student.state_dict(), {n: v.checkpoint_state() for n, v in losses.items()}
+        bad = first_nonfinite({"student": student, "optimizer": opt.state_dict(), "losses": loss_states})
+        if bad is not None:
+            raise NonFiniteLoss(
+                f"refusing to save a checkpoint at step {state.global_step}: {bad} holds NaN/inf; "
+                f"the checkpoints in {self.recipe.runtime.out_dir / 'checkpoints'} are untouched "
+                "(lower the lr of the phase)"
             )
+        save_checkpoint(
+            self.recipe.runtime.out_dir,
+            state,
+            student,
+            opt.state_dict(),
+            loss_states,
+            metadata=self.student.metadata(),
+            phases=self.phases,
+        )
+
+    def _restore(self) -> Checkpoint | None:
+        """The checkpoint to resume from (None: start at step 0, after ``init_from`` if given).
+        Refuses a run folder whose checkpoint came from other phases / steps / student settings."""
+        rt, student = self.recipe.runtime, self.recipe.student
+        if rt.resume:
+            checkpoint = load_latest(rt.out_dir, self.dist.device, self.reporter.print)
+            if checkpoint is not None:
+                if checkpoint.phases and checkpoint.phases != self.phases:
+                    describe = lambda ps: ", ".join(f"{n} ({s} steps)" for n, s in ps)  # noqa: E731
+                    raise TLCMError(
+                        f"{rt.out_dir} was trained with phases {describe(checkpoint.phases)} but this recipe "
+                        f"has {describe(self.phases)}: resume needs the same phases and steps; use a new "
+                        "--recipes.runtime.out-dir, or --recipes.runtime.no-resume to start over there"
+                    )
+                self.student.load_checkpoint(checkpoint, f"the checkpoint {checkpoint.folder}")
+                self.reporter.truncate(checkpoint.state.global_step)
+                self.reporter.print(f"resuming from {checkpoint.folder}")
+                return checkpoint
+        elif (rt.out_dir / "checkpoints").is_dir() and self.dist.is_main:
+            self.reporter.print(f"--recipes.runtime.no-resume: removing {rt.out_dir / 'checkpoints'}")
+            shutil.rmtree(rt.out_dir / "checkpoints")
+            self.reporter.truncate(0)
+        if student.init_from is not None:
+            flag = f"--recipes.student.init-from {student.init_from}"
+            init = load_latest(student.init_from, self.dist.device, self.reporter.print)
+            if init is None:
+                raise TLCMError(f"{flag} has no checkpoint: pass a tlcm run folder (e.g. runs/mlcd)")
+            if not init.finished_phase and not student.init_from_unfinished:
+                raise TLCMError(
+                    f"{flag}: its latest checkpoint {init.folder.name} stopped mid-phase (phase "
+                    f"{init.state.phase_index}, step {init.state.step}): finish that run first (rerun it), "
+                    "or pass --recipes.student.init-from-unfinished to start from it anyway"
+                )
+            self.student.load_checkpoint(init, flag, same_grid=False)
+        return None
 
     def run(self) -> Run:
         """Run every phase from the start or from the latest checkpoint; export the student."""
         rt = self.recipe.runtime
-        resume = latest_checkpoint(rt.out_dir) if rt.resume else None
-        restored = load_checkpoint(resume, self.dist.device) if resume else None
-        if restored:
-            self.student.load_state_dict(restored[1])
-            self.reporter.print(f"resuming from {resume}")
-        elif self.recipe.student.init_from is not None:
-            init = latest_checkpoint(self.recipe.student.init_from)
-            if init is None:
-                raise TLCMError(
-                    f"--recipes.student.init-from {self.recipe.student.init_from} has no checkpoint"
-                )
-            self.student.load_state_dict(load_checkpoint(init, self.dist.device)[1])
+        restored = self._restore()
         state = TrainState(0, 0, 0)
         skipped: list[int] = []
+        streak = 0
         previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
         try:
             with self.reporter:
                 for index, (name, phase) in enumerate(self.recipe.phases.items()):
-                    if restored and index < restored[0].phase_index:
+                    if restored and index < restored.state.phase_index:
                         continue
                     losses = {n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()}
                     params = list(self.student.trainable_parameters().values())
                     opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
-                    start = restored[0].step if restored and restored[0].phase_index == index else 0
-                    state = TrainState(
-                        index, start, restored[0].global_step if restored else state.global_step
-                    )
+                    start = restored.state.step if restored and restored.state.phase_index == index else 0
+                    global_step = restored.state.global_step if restored else state.global_step
+                    state = TrainState(index, start, global_step)
                     if start > 0:
-                        opt.load_state_dict(restored[2])
+                        opt.load_state_dict(restored.optimizer)
                         for n, loss in losses.items():
-                            loss.load_checkpoint_state(restored[3][n])
+                            loss.load_checkpoint_state(restored.losses[n])
                     restored = None
                     self.reporter.start_phase(name, phase.steps, start)
                     for step in range(start, phase.steps):
                         terms, finite = self._step(phase, losses, opt, params, state.global_step)
-                        values = {k: float(v) for k, v in terms.items()}
-                        if not finite:
-                            bad = ", ".join(
-                                k for k, v in values.items() if not torch.isfinite(torch.tensor(v))
-                            )
-                            if rt.on_nonfinite == "stop":
-                                raise NonFiniteLoss(
-                                    f"non-finite loss term(s) {bad} in phase {name!r} at step {step}; "
-                                    "the last checkpoint is untouched (lower the lr or set "
-                                    "--recipes.runtime.on-nonfinite skip)"
-                                )
-                            skipped.append(state.global_step)
-                            self.reporter.print(f"[yellow]skipped step {step} of {name}: non-finite {bad}")
                         state = TrainState(index, step + 1, state.global_step + 1)
-                        self.reporter.report(
-                            {"phase": name, "step": step + 1, **values, "skipped": not finite}, values
-                        )
+                        streak = 0 if finite else streak + 1
+                        if not finite:
+                            self._nonfinite(name, step + 1, terms, streak)
+                            skipped.append(state.global_step)
+                        if not finite or (step + 1) % rt.log_every == 0 or step + 1 == phase.steps:
+                            values = {k: float(v) for k, v in terms.items()}
+                            record = {"phase": name, "step": step + 1, "global_step": state.global_step}
+                            self.reporter.report({**record, **values, "skipped": not finite}, values)
+                        else:
+                            self.reporter.advance()
                         if rt.checkpoint_every and state.global_step % rt.checkpoint_every == 0:
                             self._save(state, opt, losses)
                         if self._stop:
                             self._save(state, opt, losses)
                             self.reporter.print(
-                                f"SIGTERM: saved a checkpoint at step {state.global_step}; rerun to resume"
+                                f"SIGTERM: saved a checkpoint at step {state.global_step}; "
+                                f"exit {PREEMPTED_EXIT_CODE}; rerun the same command to resume"
                             )
                             return Run(
                                 rt.out_dir, self.base, self.student, state, True, skipped, self.dist.is_main
@@ -209,6 +258,27 @@ class Trainer:
         if self.dist.is_main:
             self.student.export(rt.out_dir / "student")
         return Run(rt.out_dir, self.base, self.student, state, False, skipped, self.dist.is_main)
+
+    def _nonfinite(self, phase: str, step: int, terms: dict[str, torch.Tensor], streak: int) -> None:
+        """Handle a step whose terms or gradient were NaN/inf (it changed nothing): stop, or skip
+        until ``max_consecutive_skips`` steps in a row were skipped. ``step`` counts from 1, as
+        metrics.jsonl does."""
+        rt = self.recipe.runtime
+        bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v))
+        where = f"in phase {phase!r} at step {step}"
+        kept = f"nothing was updated or saved; the checkpoints in {rt.out_dir / 'checkpoints'} are untouched"
+        if rt.on_nonfinite == "stop":
+            raise NonFiniteLoss(
+                f"non-finite {bad} {where}; {kept} (lower --recipes.phases.{phase}.lr or set "
+                "--recipes.runtime.on-nonfinite skip)"
+            )
+        if streak > rt.max_consecutive_skips:
+            raise NonFiniteLoss(
+                f"non-finite {bad} {where}: {streak} steps in a row skipped "
+                f"(--recipes.runtime.max-consecutive-skips {rt.max_consecutive_skips}); {kept} "
+                f"(lower --recipes.phases.{phase}.lr)"
+            )
+        self.reporter.print(f"[yellow]skipped step {step} of {phase}: non-finite {bad}")
 
 
 def train(recipe: Recipe) -> Run:

@@ -14,8 +14,11 @@ T = TypeVar("T")
 class TLCMError(Exception):
     """An error caused by the user's input (model folder, prompt file, recipe, flag values).
 
-    Its message is the whole story in one line; entry points print it without a traceback.
+    Its message is the whole story in one line; entry points print it without a traceback and
+    exit with ``exit_code`` (2; subclasses may differ, e.g. a non-finite loss exits with 3).
     """
+
+    exit_code: int = 2
 
 
 def run_cli(main: Callable[[], T]) -> T:
@@ -24,4 +27,4 @@ def run_cli(main: Callable[[], T]) -> T:
         return main()
     except TLCMError as err:
         Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(err.exit_code)

@@ -9,6 +9,7 @@ evaluation set (50 prompts per digit, fixed seeds).
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from tlcm.errors import TLCMError, run_cli
-from tlcm.models.base import BaseModel
+from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.models.student import Student
 from tlcm.sampling import ddim_timesteps, sample_latents
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.evaluation import evaluate_toy, student_scores
 from tlcm.toy.metrics import ToyMetrics
+from tlcm.validation import check_device, check_out_file
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
@@ -33,6 +35,28 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+ASSET_FILES = ("digit_classifier.safetensors", "reference_stats.safetensors")
+"""The metric assets ToyMetrics reads from ``--assets``."""
+
+
+def _check_args(
+    steps: tuple[int, ...], samples_per_digit: int, model: Path, assets: Path, device: str
+) -> None:
+    """The checks shared by teacher-table and student that need no model: one-line TLCMErrors."""
+    if not steps or min(steps) < 1:
+        raise TLCMError(f"--steps must be one or more step counts >= 1, got {' '.join(map(str, steps))}")
+    if samples_per_digit < 1:
+        raise TLCMError(f"--samples-per-digit must be >= 1, got {samples_per_digit}")
+    check_device(device, "--device")
+    check_model_folder(model, "--model")
+    missing = [f for f in ASSET_FILES if not (Path(assets) / f).is_file()]
+    if missing:
+        raise TLCMError(
+            f"--assets {assets} lacks {', '.join(missing)}: pass the asset folder of the build that made "
+            "--model (python -m tlcm.toy.build --out DIR writes DIR)"
+        )
 
 
 def teacher_table(
@@ -51,7 +75,17 @@ def teacher_table(
     ``--model DIR/miniature-sd --assets DIR``. Writes ``out`` (json rows) and ``out`` with suffix
     .md (markdown table).
     """
-    base = BaseModel.load(model, device=device)
+    _check_args(steps, samples_per_digit, model, assets, device)
+    if not guidance_scales or not all(math.isfinite(w) for w in guidance_scales):
+        raise TLCMError(f"--guidance-scales must be one or more finite numbers, got {guidance_scales}")
+    timesteps = scheduler_timesteps(model)
+    if max(steps) >= timesteps:
+        raise TLCMError(
+            f"--steps {max(steps)}: the teacher's DDIM grid has at most {timesteps - 1} steps on the "
+            f"{timesteps}-timestep schedule of {model}: use step counts in 1..{timesteps - 1}"
+        )
+    check_out_file(out, "--out", (".json",))  # the markdown table goes next to it, as .md
+    base = BaseModel.load(model, device=device, flag="--model")
     metrics = ToyMetrics(assets)
     rows = []
     with Progress(console=Console(stderr=True)) as progress:
@@ -98,9 +132,15 @@ def student(
     """Score a trained student (a tlcm run folder: its latest checkpoint) with the TLCM sampler
     (no CFG, gamma = 1, the authors' milestone timesteps); writes RUN/eval.json. ``assets``: the
     metric assets of ``model``'s build (as in teacher-table)."""
-    base = BaseModel.load(model, device=device)
+    _check_args(steps, samples_per_digit, model, assets, device)
+    if not run.is_dir():
+        raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    base = BaseModel.load(model, device=device, flag="--model")
     trained = Student.from_run(base, run)
-    rows = student_scores(base, trained.denoiser(), steps, samples_per_digit, ToyMetrics(assets))
+    grid = trained.config.grid
+    if not all(1 <= n <= grid.num_milestones for n in steps):
+        raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {steps}")
+    rows = student_scores(base, trained.denoiser(), steps, samples_per_digit, ToyMetrics(assets), grid)
     (run / "eval.json").write_text(json.dumps(rows, indent=1) + "\n")
     Console().print(markdown_table(rows, ["steps", "alignment", "fd"]))
     return rows
@@ -136,7 +176,15 @@ def compare(
     return text
 
 
+COMMANDS = {"teacher-table": teacher_table, "student": student, "compare": compare}
+"""The subcommands of ``python -m tlcm.evaluate``."""
+
+
+def cli(args: list[str] | None = None):
+    """The command line: parse ``args`` (default: sys.argv) and run the subcommand without autograd."""
+    with torch.no_grad():
+        return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args)
+
+
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
-    commands = {"teacher-table": teacher_table, "student": student, "compare": compare}
-    run_cli(lambda: tyro.extras.subcommand_cli_from_dict(commands))
+    run_cli(cli)

@@ -1,14 +1,24 @@
-"""One way to report: ``Reporter.report(step, values)`` appends a line to metrics.jsonl and shows
-the latest values in a rich progress display (main process only)."""
+"""One way to report: ``Reporter.report(record, values)`` appends a line to metrics.jsonl and shows
+the latest values in a rich progress display (main process only). NaN/inf values are written as
+null and named in the record's "nonfinite" list, so every line is valid JSON."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def _global_step(line: str) -> float:
+    """A metrics line's global step (0 for lines without one; inf for a torn last line)."""
+    try:
+        return json.loads(line).get("global_step", 0)
+    except json.JSONDecodeError:
+        return math.inf
 
 
 class Reporter:
@@ -48,17 +58,40 @@ class Reporter:
         self._last = time.perf_counter()
 
     def report(self, record: dict, show: dict[str, float]) -> None:
-        """Append ``record`` to metrics.jsonl and show ``show`` (name -> value) on the bar."""
+        """Append ``record`` to metrics.jsonl and show ``show`` (name -> value) on the bar; one
+        step of progress."""
         if not self.enabled:
             return
-        now = time.perf_counter()
-        speed = 1.0 / max(now - self._last, 1e-9)
-        self._last = now
+        speed = self._speed()
+        bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+        clean = {k: None if k in bad else v for k, v in record.items()}
         with self.path.open("a") as f:
-            f.write(json.dumps({**record, "it_per_s": round(speed, 3)}) + "\n")
+            f.write(json.dumps({**clean, **({"nonfinite": bad} if bad else {}), "it_per_s": speed}) + "\n")
         if self._task is not None:
             terms = " ".join(f"{k} {v:.4g}" for k, v in show.items())
             self.progress.update(self._task, advance=1, terms=terms, speed=f"{speed:.2f} it/s")
+
+    def advance(self) -> None:
+        """One step of progress without a metrics line (steps between ``log_every``)."""
+        if self.enabled and self._task is not None:
+            self.progress.update(self._task, advance=1, speed=f"{self._speed():.2f} it/s")
+
+    def _speed(self) -> float:
+        now = time.perf_counter()
+        speed = 1.0 / max(now - self._last, 1e-9)
+        self._last = now
+        return round(speed, 3)
+
+    def truncate(self, global_step: int) -> None:
+        """Drop metrics.jsonl lines after ``global_step`` (a resumed run rewrites them, once)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines()
+        keep = [line for line in lines if _global_step(line) <= global_step]
+        if len(keep) != len(lines):
+            tmp = self.path.with_name(".metrics.jsonl.tmp")
+            tmp.write_text("".join(f"{line}\n" for line in keep))
+            tmp.replace(self.path)
 
     def print(self, message: str) -> None:
         """A line above the progress display."""

@@ -7,6 +7,7 @@ sampler. Writes one PNG grid: a row per prompt.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +16,13 @@ import tyro
 from rich.console import Console
 from rich.progress import Progress
 
-from tlcm.diffusion.milestones import inference_timesteps
 from tlcm.errors import TLCMError, run_cli
 from tlcm.images import save_grid
-from tlcm.models.base import BaseModel
+from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.models.student import Student
 from tlcm.sampling import ddim_timesteps, sample_latents
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+from tlcm.validation import check_device, check_out_file
 
 
 @dataclass
@@ -41,12 +42,34 @@ class SampleArgs:
     seed: int = 0
     """Seed of the initial noise."""
     out: Path = Path("outputs/samples.png")
-    """Where to write the PNG grid."""
+    """Where to write the image grid (.png, .jpg, .jpeg or .webp)."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Torch device."""
     student: Path | None = None
     """A tlcm run folder (e.g. runs/tlcm-full): sample its student with the TLCM sampler (no CFG,
-    fresh noise between steps, the authors' milestone timesteps; --steps in 1..8)."""
+    fresh noise between steps, the milestone timesteps of the grid it was trained on; --steps in
+    1..M)."""
+
+
+def check_sample_args(args: SampleArgs) -> None:
+    """The checks that need no model (flags, output path, folders): one-line TLCMErrors."""
+    if args.num_per_prompt < 1:
+        raise TLCMError(f"--num-per-prompt must be >= 1 (images per prompt), got {args.num_per_prompt}")
+    if not math.isfinite(args.guidance_scale):
+        raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    check_device(args.device, "--device")
+    check_out_file(args.out, "--out")
+    if args.student is not None and not args.student.is_dir():
+        raise TLCMError(
+            f"--student {args.student} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)"
+        )
+    check_model_folder(args.model, "--model")
+    steps = scheduler_timesteps(args.model)
+    if args.student is None and args.steps >= steps:
+        raise TLCMError(
+            f"--steps {args.steps}: the teacher's DDIM grid has at most {steps - 1} steps on the "
+            f"{steps}-timestep schedule of {args.model}: use --steps 1..{steps - 1}"
+        )
 
 
 def main(args: SampleArgs) -> Path:
@@ -55,7 +78,8 @@ def main(args: SampleArgs) -> Path:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
     if not args.prompt or not all(p.strip() for p in args.prompt):
         raise TLCMError("--prompt needs at least one non-empty prompt")
-    base = BaseModel.load(args.model, device=args.device)
+    check_sample_args(args)
+    base = BaseModel.load(args.model, device=args.device, flag="--model")
     prompts = [p for p in args.prompt for _ in range(args.num_per_prompt)]
     cond, uncond = base.encode(prompts)
     generator = torch.Generator(device=base.device).manual_seed(args.seed)
@@ -64,10 +88,15 @@ def main(args: SampleArgs) -> Path:
         denoiser, gamma, w = base.denoiser(), 0.0, args.guidance_scale
         timesteps = ddim_timesteps(args.steps, base.schedule.num_train_timesteps)
     else:
-        if not 1 <= args.steps <= 8:
-            raise TLCMError(f"--steps must be in 1..8 for a student (M = 8 milestones), got {args.steps}")
-        denoiser, gamma, w = Student.from_run(base, args.student).denoiser(), 1.0, 1.0
-        timesteps = inference_timesteps(args.steps, 8, base.schedule.num_train_timesteps).tolist()
+        trained = Student.from_run(base, args.student)
+        grid = trained.config.grid
+        if not 1 <= args.steps <= grid.num_milestones:
+            raise TLCMError(
+                f"--steps must be in 1..{grid.num_milestones} for this student "
+                f"(M = {grid.num_milestones} milestones), got {args.steps}"
+            )
+        denoiser, gamma, w = trained.denoiser(), 1.0, 1.0
+        timesteps = grid.timesteps(args.steps, base.schedule.num_train_timesteps).tolist()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"sampling {len(prompts)} images", total=args.steps)
         latents = sample_latents(
@@ -88,5 +117,10 @@ def main(args: SampleArgs) -> Path:
     return path
 
 
+def cli(args: list[str] | None = None) -> Path:
+    """The command line: parse ``args`` (default: sys.argv) and sample."""
+    return main(tyro.cli(SampleArgs, args=args))
+
+
 if __name__ == "__main__":
-    run_cli(lambda: main(tyro.cli(SampleArgs)))
+    run_cli(cli)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from tlcm.diffusion.milestones import inference_timesteps
 from tlcm.images import save_grid
 from tlcm.sampling import sample_latents
 
@@ -22,7 +21,7 @@ def write_phase_grid(trainer, path: Path, seed: int = 0) -> Path:
     noise = torch.randn((len(prompts), *base.latent_shape), generator=gen, device=base.device)
     rows = []
     for n in trainer.recipe.inference_steps:
-        grid = inference_timesteps(n, 8, base.schedule.num_train_timesteps).tolist()
+        grid = trainer.recipe.student.grid.timesteps(n, base.schedule.num_train_timesteps).tolist()
         latents = sample_latents(student.denoiser(), base.schedule, cond, noise, grid, 1.0, generator=gen)
         rows.append(base.decode(latents))
     return save_grid(torch.cat(rows), path, nrow=len(prompts))

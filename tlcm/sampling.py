@@ -17,9 +17,15 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
 
 
 def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
-    """Evenly spaced "trailing" DDIM grid starting at T-1: n=2 -> [999, 499] for T = 1000."""
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    """Evenly spaced "trailing" DDIM grid starting at T-1: n=2 -> [999, 500] for T = 1000.
+
+    ValueError unless 1 <= n < T: from n = T on, the rounded grid repeats timesteps.
+    """
+    if not 1 <= num_steps < num_train_timesteps:
+        raise ValueError(
+            f"num_steps must be in 1..{num_train_timesteps - 1} for a {num_train_timesteps}-timestep "
+            f"schedule (more would repeat timesteps), got {num_steps}"
+        )
     grid = torch.linspace(num_train_timesteps - 1, 0, num_steps + 1)[:-1]
     return [int(t) for t in grid.round()]
 

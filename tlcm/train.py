@@ -7,6 +7,7 @@ Presets live in the top-level ``recipes`` package; every field of the recipe tre
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 import tyro
@@ -14,7 +15,7 @@ import tyro
 from recipes import PRESETS
 from tlcm.config import Recipe
 from tlcm.distributed import close_distributed
-from tlcm.engine import train
+from tlcm.engine import PREEMPTED_EXIT_CODE, Run, train
 from tlcm.errors import run_cli
 from tlcm.toy.evaluation import student_scores
 
@@ -29,26 +30,33 @@ class TrainArgs:
     """The recipe preset and its overrides."""
 
 
-def train_and_score(recipe: Recipe) -> list[dict] | None:
+def train_and_score(recipe: Recipe) -> Run:
     """Train, then (eval_samples_per_digit > 0: miniature pipeline) score the student on rank 0 and
-    write RUN/eval.json; returns the score rows (None when not scored)."""
+    write RUN/eval.json."""
     try:
         run = train(recipe)
     finally:
         close_distributed()
     if run.preempted or not run.is_main or recipe.runtime.eval_samples_per_digit <= 0:
-        return None
+        return run
     scores = student_scores(
-        run.base, run.student.denoiser(), recipe.inference_steps, recipe.runtime.eval_samples_per_digit
+        run.base,
+        run.student.denoiser(),
+        recipe.inference_steps,
+        recipe.runtime.eval_samples_per_digit,
+        student_grid=recipe.student.grid,
     )
     (run.out_dir / "eval.json").write_text(json.dumps(scores, indent=1) + "\n")
     for row in scores:
         print(f"student {row['steps']} steps: alignment {row['alignment']:.3f}  FD {row['fd']:.3f}")
-    return scores
+    return run
 
 
 def main(args: TrainArgs) -> None:
-    train_and_score(args.recipes)
+    """Exit codes: 0 done, 2 bad input (one line), 3 non-finite loss / gradient (nothing saved from
+    that step), 75 pre-empted by SIGTERM after saving a checkpoint (rerun the same command)."""
+    if train_and_score(args.recipes).preempted:
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

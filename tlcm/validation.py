@@ -1,32 +1,249 @@
-"""Recipe checks before anything heavy loads: one clear line per problem (what, where, how)."""
+"""Input checks before anything heavy loads: one clear line per problem (what, where, how to fix).
+
+``validate_recipe`` checks a whole training recipe (the Trainer calls it before the model loads);
+``check_device``, ``check_out_dir`` and ``check_out_file`` serve the sample / evaluate /
+trajectory CLIs too; ``check_lora_targets`` checks LoRA target names against a UNet.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
 from tlcm.config import Recipe
 from tlcm.errors import TLCMError
+from tlcm.models.base import check_model_folder
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+"""Extensions an image output (a sample grid) may have."""
+LORA_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Embedding)
+"""Module types peft can put a LoRA adapter on (of those a diffusers UNet holds)."""
 
 
-def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000) -> None:
-    """Raise TLCMError naming the recipe field (as a CLI flag) for the first invalid value."""
+def env_world_size() -> int:
+    """Processes of the run: $WORLD_SIZE as torchrun sets it, 1 without torchrun."""
+    raw = os.environ.get("WORLD_SIZE", "1")
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise TLCMError(
+            f"WORLD_SIZE={raw!r} in the environment is not a positive integer: unset it, or launch "
+            "with torchrun --nproc_per_node N"
+        )
+    return int(raw)
+
+
+def check_device(device: str, flag: str) -> None:
+    """Refuse a device string torch cannot parse, or one this machine does not have ("auto" passes)."""
+    if device == "auto":
+        return
+    fix = f"use {flag} auto, cpu, cuda or cuda:N"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise TLCMError(f"{flag} {device!r} is not a torch device: {fix}") from err
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise TLCMError(
+                f"{flag} {device}: torch sees no CUDA GPU on this machine (torch.cuda.is_available() is "
+                f"False): use {flag} cpu (or auto), or install a CUDA build of torch"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise TLCMError(f"{flag} {device}: torch sees {count} GPU(s): use cuda:0..cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise TLCMError(f"{flag} mps: the MPS backend is not available on this machine: {fix}")
+    elif dev.type != "cpu":
+        raise TLCMError(f"{flag} {device}: device type {dev.type!r} is not supported: {fix}")
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be (created and) written, or None after creating it and a temp file."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is an existing file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tlcm-write-probe-"):
+            pass
+    except OSError as err:
+        return f"it is not writable ({err.strerror or err})"
+    return None
+
+
+def check_out_dir(path: Path, flag: str) -> None:
+    """Create the output folder ``path`` and probe it with a temporary file; an existing file there,
+    or a folder that cannot be created or written (read-only file system, permissions), raises."""
+    problem = _folder_problem(Path(path))
+    if problem:
+        raise TLCMError(f"{flag} {path}: {problem}: pass a folder you can write to")
+
+
+def check_out_file(path: Path, flag: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
+    """An output file path: ending in one of ``suffixes`` (default: image extensions), not a folder,
+    in a folder that can be created (it is) and written."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        ends = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+        raise TLCMError(f"{flag} {path} must end in {ends}")
+    if path.is_dir():
+        raise TLCMError(f"{flag} {path} is an existing folder: pass a file path such as {path / path.name}")
+    problem = _folder_problem(path.parent)
+    if problem:
+        raise TLCMError(f"{flag} {path}: folder {path.parent}: {problem}: pass a path you can write to")
+
+
+def _suffix(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+
+
+def check_lora_targets(
+    unet: torch.nn.Module, targets: Iterable[str], flag: str = "--recipes.student.target-modules"
+) -> None:
+    """Raise TLCMError unless every name of ``targets`` matches a LoRA-able layer (Linear, Conv,
+    Embedding) of ``unet`` by peft's rule: a module's full name equals it or ends in ".NAME".
+
+    peft silently skips a name that matches nothing when another name matches (a typo trains fewer
+    layers than asked) and fails with a traceback when none matches; this names the unknown ones and
+    lists the commonest valid suffixes of this UNet.
+    """
+    targets = list(targets)
+    layers = [name for name, module in unet.named_modules() if isinstance(module, LORA_LAYERS)]
+    unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in layers)]
+    if unknown or not targets:
+        valid = ", ".join(s for s, _ in Counter(_suffix(n) for n in layers).most_common(12))
+        what = f"{', '.join(unknown)} match(es) no" if targets else "is empty: it must name at least one"
+        raise TLCMError(
+            f"{flag}: {what} Linear/Conv layer of the {type(unet).__name__}; "
+            f"use names that end its module names, e.g. {valid}"
+        )
+
+
+def _check_batch(flag: str, batch: int, accum: int, world: int) -> None:
+    """The global batch must split into world x accum equal micro-batches (each weighs the same)."""
+    chunks = world * accum
+    parts = f"{world} processes x {flag}.grad-accum {accum}" if world > 1 else f"{flag}.grad-accum {accum}"
+    if batch < chunks:
+        raise TLCMError(
+            f"{flag}.batch-size {batch} is smaller than {parts} = {chunks} micro-batches: "
+            f"use a multiple of {chunks} (e.g. {chunks})"
+        )
+    if batch % chunks:
+        low = batch // chunks * chunks
+        raise TLCMError(
+            f"{flag}.batch-size {batch} does not split into {chunks} equal micro-batches ({parts}): "
+            f"use {low} or {low + chunks}"
+        )
+
+
+def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size: int | None = None) -> None:
+    """Raise TLCMError naming the recipe field (as a CLI flag) for the first invalid value.
+
+    ``world_size``: processes of the run (default: $WORLD_SIZE, 1 without torchrun); each phase's
+    batch must split into world_size x grad_accum equal micro-batches. Reads only small files (the
+    model's model_index.json); creates ``runtime.out_dir`` (a write probe) once all else passed.
+    """
+    world = env_world_size() if world_size is None else world_size
     if not recipe.phases:
         raise TLCMError("the recipe has no phases: add at least one under recipe.phases")
+    try:
+        recipe.student.grid.check(num_train_timesteps)
+    except ValueError as err:
+        raise TLCMError(f"--recipes.student.grid: {err}") from err
     for name, phase in recipe.phases.items():
         flag = f"--recipes.phases.{name}"
         if phase.steps < 1:
             raise TLCMError(f"{flag}.steps must be >= 1, got {phase.steps}")
-        if phase.lr <= 0:
-            raise TLCMError(f"{flag}.lr must be > 0, got {phase.lr}")
-        if phase.grad_accum < 1 or phase.batch_size < phase.grad_accum:
+        if not (math.isfinite(phase.lr) and phase.lr > 0):
+            raise TLCMError(f"{flag}.lr must be a finite number > 0 (e.g. 1e-4), got {phase.lr}")
+        if not (math.isfinite(phase.weight_decay) and phase.weight_decay >= 0):
+            raise TLCMError(f"{flag}.weight-decay must be a finite number >= 0, got {phase.weight_decay}")
+        if not (math.isfinite(phase.max_grad_norm) and phase.max_grad_norm >= 0):
             raise TLCMError(
-                f"{flag}.batch-size ({phase.batch_size}) must be >= grad-accum ({phase.grad_accum}) >= 1"
+                f"{flag}.max-grad-norm must be >= 0 (0 disables clipping), got {phase.max_grad_norm}"
             )
+        if phase.grad_accum < 1:
+            raise TLCMError(
+                f"{flag}.grad-accum must be >= 1 (micro-steps per optimizer step), got {phase.grad_accum}"
+            )
+        if phase.batch_size < 1:
+            raise TLCMError(f"{flag}.batch-size must be >= 1, got {phase.batch_size}")
+        _check_batch(flag, phase.batch_size, phase.grad_accum, world)
         if not phase.losses:
-            raise TLCMError(f"phase {name!r} has no loss terms")
+            raise TLCMError(f"phase {name!r} has no loss terms: add one under {flag}.losses")
         for loss_name, loss in phase.losses.items():
+            if not math.isfinite(loss.weight):
+                raise TLCMError(
+                    f"{flag}.losses.{loss_name}.weight must be a finite number, got {loss.weight}"
+                )
             try:
-                loss.validate(num_train_timesteps)
+                loss.validate(num_train_timesteps, recipe.student.grid)
             except ValueError as err:
                 raise TLCMError(f"{flag}.losses.{loss_name}: {err}") from err
+    grid = recipe.student.grid
     for n in recipe.inference_steps:
-        if not 1 <= n <= 8:
-            raise TLCMError(f"--recipes.inference-steps: each must be in 1..8 (M = 8 milestones), got {n}")
+        if not 1 <= n <= grid.num_milestones:
+            raise TLCMError(
+                f"--recipes.inference-steps: each must be in 1..{grid.num_milestones} "
+                f"(M = --recipes.student.grid.num-milestones), got {n}"
+            )
+    if not recipe.inference_steps and (recipe.runtime.sample_grid or recipe.runtime.eval_samples_per_digit):
+        raise TLCMError(
+            "--recipes.inference-steps is empty but sample grids / evaluation use it: give at least one "
+            "step count (e.g. --recipes.inference-steps 1 2 4)"
+        )
+    student = recipe.student
+    if not student.full_finetune:
+        if student.lora_rank < 1:
+            raise TLCMError(
+                f"--recipes.student.lora-rank must be >= 1, got {student.lora_rank} "
+                "(or train every weight with --recipes.student.full-finetune)"
+            )
+        if not (math.isfinite(student.lora_alpha) and student.lora_alpha > 0):
+            raise TLCMError(
+                "--recipes.student.lora-alpha must be > 0 (the LoRA scale is alpha / rank), "
+                f"got {student.lora_alpha}"
+            )
+        if not student.target_modules:
+            raise TLCMError(
+                "--recipes.student.target-modules is empty: name at least one UNet layer "
+                "(e.g. to_q to_k to_v)"
+            )
+    if student.init_from is not None and not Path(student.init_from).is_dir():
+        raise TLCMError(
+            f"--recipes.student.init-from {student.init_from} is not a folder: pass a tlcm run folder "
+            "(e.g. runs/mlcd)"
+        )
+    if not math.isfinite(recipe.model.guidance_scale):
+        raise TLCMError(
+            f"--recipes.model.guidance-scale must be a finite number, got {recipe.model.guidance_scale}"
+        )
+    check_model_folder(recipe.model.path, "--recipes.model.path")
+    cache = recipe.data.trajectory_cache
+    if cache is not None and not Path(cache).is_dir():
+        raise TLCMError(
+            f"--recipes.data.trajectory-cache {cache} is not a folder: build it with python -m "
+            f"tlcm.data.trajectories --model {recipe.model.path} --prompts <prompt file> --out {cache}"
+        )
+    rt, flag = recipe.runtime, "--recipes.runtime"
+    check_device(rt.device, f"{flag}.device")
+    if rt.checkpoint_every < 0:
+        raise TLCMError(
+            f"{flag}.checkpoint-every must be >= 0 (0: only at phase ends and on SIGTERM), "
+            f"got {rt.checkpoint_every}"
+        )
+    if rt.log_every < 1:
+        raise TLCMError(f"{flag}.log-every must be >= 1 (report every N steps), got {rt.log_every}")
+    if rt.eval_samples_per_digit < 0:
+        raise TLCMError(
+            f"{flag}.eval-samples-per-digit must be >= 0 (0: off), got {rt.eval_samples_per_digit}"
+        )
+    check_out_dir(rt.out_dir, f"{flag}.out-dir")

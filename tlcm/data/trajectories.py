@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,9 @@ from tlcm.diffusion.milestones import milestones
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.errors import TLCMError, run_cli
-from tlcm.models.base import BaseModel
+from tlcm.models.base import BaseModel, check_model_folder
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+from tlcm.validation import check_device, check_out_dir
 
 FORMAT, VERSION = "tlcm-trajectories", 1
 DTYPES = {
@@ -344,10 +346,30 @@ class CacheArgs:
     """"auto" (cuda if available, else cpu), or a torch device string."""
 
 
+def check_cache_args(args: CacheArgs) -> None:
+    """The checks that need no model (counts, M and k, device, folders): one-line TLCMErrors."""
+    for flag, value in (
+        ("--samples-per-prompt", args.samples_per_prompt),
+        ("--shard-size", args.shard_size),
+        ("--batch-size", args.batch_size),
+        ("--num-milestones", args.num_milestones),
+        ("--skip", args.skip),
+    ):
+        if value < 1:
+            raise TLCMError(f"{flag} must be >= 1, got {value}")
+    if not math.isfinite(args.guidance_scale):
+        raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    check_device(args.device, "--device")
+    check_model_folder(args.model, "--model")
+    check_out_dir(args.out, "--out")
+
+
 def main(args: CacheArgs) -> dict:
     """Build the cache, print what was written and the teacher UNet calls; returns the manifest."""
+    check_cache_args(args)
+    prompts = load_prompts(args.prompts, flag="--prompts")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    base, prompts = BaseModel.load(args.model, device=device), load_prompts(args.prompts)
+    base = BaseModel.load(args.model, device=device, flag="--model")
     start = time.perf_counter()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         manifest = build_cache(
@@ -375,5 +397,10 @@ def main(args: CacheArgs) -> dict:
     return manifest
 
 
+def cli(args: list[str] | None = None) -> dict:
+    """The command line: parse ``args`` (default: sys.argv) and build the cache."""
+    return main(tyro.cli(CacheArgs, args=args))
+
+
 if __name__ == "__main__":
-    run_cli(lambda: main(tyro.cli(CacheArgs)))
+    run_cli(cli)

@@ -8,6 +8,8 @@ exactly the authors' ``int(linspace(999, 0, 9))[:-1]``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from tlcm.diffusion.schedule import Schedule
@@ -23,17 +25,15 @@ AUTHORS_MILESTONE_INDICES: dict[int, tuple[int, ...]] = {
 
 
 def milestones(num_segments: int = 8, num_train_timesteps: int = 1000) -> torch.Tensor:
-    """Uniform milestones [t_0 = 0, ..., t_M = T], (M + 1,) long, t_k = round(k T / M).
+    """Uniform milestones [t_0 = 0, ..., t_M = T], (M + 1,) long, t_k = round(k T / M), on the host
+    (a table: callers move it where they need it).
 
     M = 8, T = 1000 -> [0, 125, 250, ..., 875, 1000].
     """
     if not 1 <= num_segments <= num_train_timesteps:
         raise ValueError(f"num_segments must be in 1..{num_train_timesteps}, got {num_segments}")
-    return (
-        (torch.arange(num_segments + 1, dtype=torch.float64) * num_train_timesteps / num_segments)
-        .round()
-        .long()
-    )
+    k = torch.arange(num_segments + 1, dtype=torch.float64, device="cpu")
+    return (k * num_train_timesteps / num_segments).round().long()
 
 
 def segment_index(t: torch.Tensor, milestones: torch.Tensor) -> torch.Tensor:
@@ -103,3 +103,32 @@ def inference_timesteps(
     """
     ks = inference_milestone_indices(num_inference_steps, num_segments, policy)
     return milestones(num_segments, num_train_timesteps)[ks] - 1
+
+
+@dataclass(frozen=True)
+class StudentGrid:
+    """The student's sampling grid, held once per recipe (``--recipes.student.grid.*``).
+
+    Every loss (MLCD's segments, LCD's states, the DMD / GAN / reward predictions, DPO's
+    candidates), the sample grids, evaluation, validation and the exported ``TLCMScheduler`` read
+    M and q from here, so a student trained on one grid is sampled and shipped on that grid.
+    """
+
+    num_milestones: int = 8
+    """M: segments of [0, T] (MLCD) and candidate inference timesteps t_k - 1 (the paper: 8)."""
+    steps: int = 4
+    """q: sampling steps of the student inside training (LCD states, the DMD / GAN / reward
+    one-step predictions, DPO candidates; the paper: 4); in 1..M."""
+
+    def check(self, num_train_timesteps: int = 1000) -> None:
+        """ValueError unless 1 <= q <= M <= T (q steps are a subset of the M milestones)."""
+        if not 1 <= self.num_milestones <= num_train_timesteps:
+            raise ValueError(
+                f"num_milestones (M) must be in 1..{num_train_timesteps}, got {self.num_milestones}"
+            )
+        if not 1 <= self.steps <= self.num_milestones:
+            raise ValueError(f"steps (q) must be in 1..{self.num_milestones} (M), got {self.steps}")
+
+    def timesteps(self, num_steps: int | None = None, num_train_timesteps: int = 1000) -> torch.Tensor:
+        """The ``num_steps``-step inference timesteps on this grid (default q), (n,) long."""
+        return inference_timesteps(num_steps or self.steps, self.num_milestones, num_train_timesteps)

@@ -1,21 +1,26 @@
 """The optimizer of a model a loss owns (DMD's fake score, a GAN discriminator's heads).
 
-Such models are updated in ``Loss.aux_step``, outside the student's optimizer; their gradients are
-averaged over torchrun processes like the student's, and their state goes into the loss's
-checkpoint so that resume is exact.
+Such models are updated in ``Loss.aux_step``, outside the student's optimizer. One update averages
+the loss over every micro-batch of this process (gradient accumulation) and over torchrun
+processes (all-reduce), like the student's, so 2 processes x 1 micro-batch equal 1 process x 2
+micro-batches; its state goes into the loss's checkpoint so that resume is exact.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 
 from tlcm.distributed import average_gradients, world_size
 
+Context = TypeVar("Context")
+
 
 class AuxOptimizer:
-    """AdamW over ``params`` with one ``step(loss)``: zero grads, backward, all-reduce, clip, step."""
+    """AdamW over ``params`` with one ``step(loss_fn, contexts)``: zero grads, accumulate the
+    backward of every micro-batch, all-reduce, clip, step."""
 
     def __init__(
         self, params: list[torch.nn.Parameter], lr: float, betas=(0.0, 0.99), max_grad_norm: float = 1.0
@@ -26,15 +31,21 @@ class AuxOptimizer:
         self.opt = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=0.0)
         self.max_grad_norm = max_grad_norm
 
-    def step(self, loss: torch.Tensor) -> None:
-        """One update of the owned model on ``loss`` (a scalar with a graph to ``params``)."""
+    def step(self, loss_fn: Callable[[Context], torch.Tensor], contexts: Sequence[Context]) -> torch.Tensor:
+        """One update of the owned model on the mean over ``contexts`` (this process's micro-batches)
+        of ``loss_fn(ctx)`` (a scalar with a graph to ``params``); returns that mean, detached."""
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total = torch.zeros(())
+        for ctx in contexts:
+            loss = loss_fn(ctx) / len(contexts)
+            loss.backward()
+            total = total.to(loss.device) + loss.detach().float()
         average_gradients(self.params, world_size())
         if self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        return total
 
     def state_dict(self) -> dict[str, Any]:
         return self.opt.state_dict()

@@ -1,9 +1,15 @@
 """What every loss component is: a Config dataclass (``weight`` + its own hyper-parameters) that
 builds an ``nn.Module`` returning named scalar terms from a per-step context.
 
-The engine only ever calls ``Loss.forward(ctx)`` (sums ``weight * term``), ``Loss.aux_step(ctx)``
-(losses that own a model, e.g. a fake score or a discriminator, update it there) and
-``Loss.after_student_step()`` (e.g. an EMA target); it never names a loss.
+The engine only ever calls ``Loss.forward(ctx)`` once per micro-batch (sums ``weight * term``),
+``Loss.aux_step(contexts)`` once per optimizer step with EVERY micro-batch context of this process
+(losses that own a model, e.g. a fake score or a discriminator, update it there, accumulating over
+the micro-batches: ``AuxOptimizer.step`` does it), ``Loss.after_student_step()`` (e.g. an EMA
+target) and ``checkpoint_state`` / ``load_checkpoint_state``; it never names a loss. Both forward
+and aux_step run under the step's autocast. The contract, tested for every registered loss:
+resuming mid-phase equals the uninterrupted run bit for bit, and 2 processes x 1 micro-batch equal
+1 process x 2 accumulated micro-batches. So everything a loss needs to continue (reference
+weights, EMA targets, owned models and their optimizers) must be in ``checkpoint_state``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 from torch import nn
 
 from tlcm.conditioning import Conditioning
+from tlcm.diffusion.milestones import StudentGrid
 
 if TYPE_CHECKING:
     from tlcm.diffusion.schedule import Schedule
@@ -40,6 +47,7 @@ class StepContext:
     prompts: the batch's prompt texts (B,), for rewards that read text.
     decode: latents (B, C, h, w) -> images (B, 3, H, W) in [-1, 1], differentiable (the VAE
         decoder); None when the loss runs without a pipeline.
+    grid: the student's sampling grid (M milestones, q steps), the recipe's one owner of it.
     """
 
     student: Denoiser
@@ -55,6 +63,7 @@ class StepContext:
     cache: dict[str, Any] = field(default_factory=dict)
     prompts: list[str] = field(default_factory=list)
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None
+    grid: StudentGrid = field(default_factory=StudentGrid)
 
     @property
     def batch_size(self) -> int:
@@ -85,8 +94,10 @@ class Loss(nn.Module):
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def aux_step(self, ctx: StepContext) -> dict[str, float]:
-        """Update models this loss owns (fake score, discriminator); returns metrics. Default: none."""
+    def aux_step(self, contexts: list[StepContext]) -> dict[str, torch.Tensor]:
+        """Update models this loss owns (fake score, discriminator) after the student's step, from
+        all of this process's micro-batch ``contexts`` (their ``shared`` results are still there);
+        returns metrics as 0-dim tensors (no host sync). Default: none."""
         return {}
 
     def after_student_step(self) -> None:
@@ -114,5 +125,6 @@ class LossConfig:
         reference on the same base weights; ``student.base`` is the frozen pipeline)."""
         raise NotImplementedError
 
-    def validate(self, num_train_timesteps: int) -> None:
-        """Raise ``ValueError`` (what, which value, valid range) for out-of-range fields."""
+    def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
+        """Raise ``ValueError`` (what, which value, valid range) for out-of-range fields;
+        ``grid`` is the recipe's student grid (already checked) for fields that depend on M or q."""

@@ -22,11 +22,12 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.solvers import guided_output
 from tlcm.losses import register_loss
 from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
-from tlcm.losses.shared import check_student_grid, student_prediction
+from tlcm.losses.shared import student_prediction
 
 
 class FakeScore(Protocol):
@@ -74,16 +75,12 @@ class DMDConfig(LossConfig):
     """Lowest re-noising timestep t' (DMD2: 0.02 T)."""
     t_max: int = 980
     """Highest re-noising timestep t' (DMD2: 0.98 T)."""
-    student_steps: int = 4
-    """q: the student's one-step prediction is made on its q-step grid (shared with GAN/reward)."""
-    num_milestones: int = 8
-    """M of the student's inference grid."""
 
     def build(self, student) -> DMD:
         fake = student.auxiliary("dmd_fake", rank=self.fake_rank, full_copy=self.fake_score == "full")
         return DMD(self, fake)
 
-    def validate(self, num_train_timesteps: int) -> None:
+    def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         if not 0 <= self.t_min < self.t_max < num_train_timesteps:
             raise ValueError(
                 f"need 0 <= t_min < t_max < {num_train_timesteps}, got {self.t_min}, {self.t_max}"
@@ -92,7 +89,6 @@ class DMDConfig(LossConfig):
             raise ValueError(f"fake_updates must be >= 0, got {self.fake_updates}")
         if self.fake_score not in ("lora", "full"):
             raise ValueError(f'fake_score must be "lora" or "full", got {self.fake_score!r}')
-        check_student_grid(self.student_steps, self.num_milestones)
 
 
 class DMD(Loss):
@@ -110,7 +106,7 @@ class DMD(Loss):
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, schedule = self.config, ctx.schedule
-        x0 = student_prediction(ctx, cfg.student_steps, cfg.num_milestones).x0
+        x0 = student_prediction(ctx).x0
         t = self._timesteps(ctx)
         x_t = schedule.add_noise(x0.detach(), ctx.randn(*x0.shape), t)
         w = cfg.real_guidance_scale or ctx.guidance_scale
@@ -121,18 +117,16 @@ class DMD(Loss):
         loss = 0.5 * (x0 - (x0 - grad).detach()).square().flatten(1).mean(1)
         return {"dmd": loss.mean()}
 
-    def aux_step(self, ctx: StepContext) -> dict[str, float]:
-        """``fake_updates`` denoising updates of the fake score on this step's student samples."""
-        cfg = self.config
-        x0 = student_prediction(ctx, cfg.student_steps, cfg.num_milestones).x0.detach()
-        denoiser, total = self.fake.denoiser(), 0.0
-        for _ in range(cfg.fake_updates):
-            loss = denoising_loss(
-                denoiser, ctx.schedule, x0, ctx.randn(*x0.shape), self._timesteps(ctx), ctx.cond
-            )
-            self.opt.step(loss)
-            total += float(loss.detach())
-        return {"dmd/fake_loss": total / max(cfg.fake_updates, 1)}
+    def _fake_loss(self, ctx: StepContext) -> torch.Tensor:
+        """The fake score's denoising loss on this micro-batch's (detached) student predictions."""
+        x0 = student_prediction(ctx).x0.detach()
+        eps, t = ctx.randn(*x0.shape), self._timesteps(ctx)
+        return denoising_loss(self.fake.denoiser(), ctx.schedule, x0, eps, t, ctx.cond)
+
+    def aux_step(self, contexts: list[StepContext]) -> dict[str, torch.Tensor]:
+        """``fake_updates`` denoising updates of the fake score, each on all micro-batches."""
+        losses = [self.opt.step(self._fake_loss, contexts) for _ in range(self.config.fake_updates)]
+        return {"dmd/fake_loss": torch.stack(losses).mean()} if losses else {}
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"fake": self.fake.state_dict(), "opt": self.opt.state_dict()}

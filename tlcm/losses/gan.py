@@ -2,7 +2,7 @@
 
 A discriminator D tells the student's one-step prediction ("fake") from "real" latents:
 
-    x_fake  = f_theta(x_t, t)                        student_prediction(ctx, q).x0, with gradients
+    x_fake  = f_theta(x_t, t)                        student_prediction(ctx).x0, with gradients
     x_real  = stopgrad(q-step student sample)        (or the teacher's CFG-DDIM sample from noise)
     z       = add_noise(x, eps, tau), tau ~ U[clean, noise_level], the same eps, tau for both sides
               (no re-noising when noise_level = 0); then the VAE decoder for pixel input
@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses import register_loss
 from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Loss, LossConfig, StepContext
-from tlcm.losses.shared import decoded, student_prediction, student_samples
+from tlcm.losses.shared import decoded, prediction_key, samples_key, student_prediction, student_samples
 from tlcm.models.discriminator import Discriminator, TimmDiscriminator, UNetEncoderDiscriminator
 from tlcm.sampling import ddim_timesteps, sample_latents
 
@@ -81,10 +82,6 @@ class GANConfig(LossConfig):
     real: Literal["student", "teacher"] = "student"
     """"Real" side: the student's own q-step samples (the paper, data-free, no extra calls) or the
     teacher's CFG-DDIM samples from noise in teacher_steps steps (2 x teacher_steps UNet passes)."""
-    student_steps: int = 4
-    """q: the student's grid for the one-step prediction and its real q-step samples (the paper: 4)."""
-    num_milestones: int = 8
-    """M of the student's inference grid (as the other losses of the phase, so work is shared)."""
     teacher_steps: int = 25
     """CFG-DDIM steps of the teacher when real = "teacher"."""
     noise_level: int = 0
@@ -117,7 +114,7 @@ class GANConfig(LossConfig):
         unet = student.base.unet if self.backbone == "teacher_unet" else None
         return GAN(self, student.base.latent_shape[0], student.base.device, unet=unet)
 
-    def validate(self, num_train_timesteps: int) -> None:
+    def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
@@ -136,11 +133,6 @@ class GANConfig(LossConfig):
                 ) from err
         if self.backbone_weights and not Path(self.backbone_weights).is_file():
             raise ValueError(f"backbone_weights {self.backbone_weights} is not a file")
-        if not 1 <= self.student_steps <= self.num_milestones <= num_train_timesteps:
-            raise ValueError(
-                f"need 1 <= student_steps <= num_milestones <= {num_train_timesteps}, "
-                f"got {self.student_steps}, {self.num_milestones}"
-            )
         if not 0 <= self.noise_level < num_train_timesteps:
             raise ValueError(f"noise_level must be in 0..{num_train_timesteps - 1}, got {self.noise_level}")
         for name in ("teacher_steps", "disc_steps", "head_channels"):
@@ -193,15 +185,9 @@ class GAN(Loss):
     def _latents(self, ctx: StepContext) -> tuple[torch.Tensor, str, torch.Tensor, str]:
         """(real (B, C, h, w) detached, its shared key, fake x0 with gradients, its shared key)."""
         cfg = self.config
-        q, m = cfg.student_steps, cfg.num_milestones
-        fake = student_prediction(ctx, q, m).x0
+        fake, fake_key = student_prediction(ctx).x0, prediction_key(ctx)
         if cfg.real == "student":
-            return (
-                student_samples(ctx, q, m),
-                f"student_samples/{q}/{m}/0",
-                fake,
-                f"student_prediction/{q}/{m}",
-            )
+            return student_samples(ctx), samples_key(ctx), fake, fake_key
 
         def teacher_samples() -> torch.Tensor:
             grid = ddim_timesteps(cfg.teacher_steps, ctx.schedule.num_train_timesteps)
@@ -210,7 +196,7 @@ class GAN(Loss):
             return sample_latents(*args, ctx.uncond, ctx.guidance_scale, generator=ctx.generator)
 
         key = f"teacher_samples/{cfg.teacher_steps}"
-        return ctx.shared(key, teacher_samples), key, fake, f"student_prediction/{q}/{m}"
+        return ctx.shared(key, teacher_samples), key, fake, fake_key
 
     def inputs(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """D's inputs of this step, once per step: real (B, ...) detached, fake (B, ...) with
@@ -233,7 +219,7 @@ class GAN(Loss):
                     real = decoded(ctx, real_key, real)
             return real.detach(), fake, tau
 
-        key = f"gan/{cfg.input}/{cfg.real}/{cfg.student_steps}/{cfg.num_milestones}/{cfg.noise_level}"
+        key = f"gan/{cfg.input}/{cfg.real}/{prediction_key(ctx)}/{cfg.noise_level}"
         return ctx.shared(key, compute)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -241,23 +227,28 @@ class GAN(Loss):
         logits = self.discriminator(fake, tau, ctx.cond, frozen_heads=True)
         return {"gan": generator_loss(logits, self.config.loss_type).mean()}
 
-    def aux_step(self, ctx: StepContext) -> dict[str, float]:
+    def _disc_loss(self, ctx: StepContext, stats: list[torch.Tensor]) -> torch.Tensor:
+        """L_D (+ R1) of one micro-batch on its detached real / fake; appends the logged values."""
         cfg = self.config
         real, fake, tau = self.inputs(ctx)
-        real, fake = real.detach().float(), fake.detach().float()
-        for _ in range(cfg.disc_steps):
-            z_real = real.clone().requires_grad_(cfg.r1_weight > 0)
-            with sdpa_kernel(SDPBackend.MATH) if cfg.r1_weight > 0 else nullcontext():
-                real_logits = self.discriminator(z_real, tau, ctx.cond)  # MATH: double backward for R1
-            fake_logits = self.discriminator(fake, tau, ctx.cond)
-            loss = discriminator_loss(real_logits, fake_logits, cfg.loss_type).mean()
-            r1 = r1_penalty(real_logits, z_real).mean() if cfg.r1_weight > 0 else torch.zeros(())
-            self.optimizer.step(loss + cfg.r1_weight / 2 * r1)
-        values = torch.stack([loss, real_logits.mean(), fake_logits.mean(), r1.to(loss)]).tolist()
-        metrics = dict(zip(("gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1"), values, strict=True))
-        if cfg.r1_weight == 0:
-            metrics.pop("gan/r1")
-        return metrics
+        z_real = real.detach().float().requires_grad_(cfg.r1_weight > 0)
+        with sdpa_kernel(SDPBackend.MATH) if cfg.r1_weight > 0 else nullcontext():
+            real_logits = self.discriminator(z_real, tau, ctx.cond)  # MATH: double backward for R1
+        fake_logits = self.discriminator(fake.detach().float(), tau, ctx.cond)
+        loss = discriminator_loss(real_logits, fake_logits, cfg.loss_type).mean()
+        r1 = r1_penalty(real_logits, z_real).mean() if cfg.r1_weight > 0 else torch.zeros_like(loss)
+        stats.append(torch.stack([loss, real_logits.mean(), fake_logits.mean(), r1]).detach().float())
+        return loss + cfg.r1_weight / 2 * r1
+
+    def aux_step(self, contexts: list[StepContext]) -> dict[str, torch.Tensor]:
+        """``disc_steps`` updates of D's heads, each on every micro-batch's real / fake."""
+        stats: list[torch.Tensor] = []
+        for _ in range(self.config.disc_steps):
+            stats.clear()
+            self.optimizer.step(lambda ctx: self._disc_loss(ctx, stats), contexts)
+        values = torch.stack(stats).mean(0)  # the last update's, averaged over micro-batches
+        names = ("gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1")[: 4 if self.config.r1_weight > 0 else 3]
+        return dict(zip(names, values, strict=False))
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The heads and their optimizer (the frozen backbone is rebuilt from the config)."""

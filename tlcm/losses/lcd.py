@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from tlcm.diffusion.milestones import milestones
+from tlcm.diffusion.milestones import StudentGrid, milestones
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
-from tlcm.losses.shared import check_student_grid, student_samples
+from tlcm.losses.shared import student_samples
 
 
 def lcd_loss(
@@ -54,10 +54,6 @@ def lcd_loss(
 class LCDConfig(LossConfig):
     """Inter-segment latent consistency distillation (stage 2)."""
 
-    num_milestones: int = 8
-    """M: t_m is one of the milestones t_1..t_M, t_n = t_m - T / M."""
-    student_steps: int = 4
-    """q: sampling steps of the student that make the states (from noise, detached)."""
     teacher_substeps: int = 3
     """p: CFG-DDIM sub-steps of the teacher from t_m to t_n (the paper: quality rises with p)."""
     full_range: bool = False
@@ -68,10 +64,7 @@ class LCDConfig(LossConfig):
     def build(self, student) -> LCD:
         return LCD(self)
 
-    def validate(self, num_train_timesteps: int) -> None:
-        if not 1 <= self.num_milestones <= num_train_timesteps:
-            raise ValueError(f"num_milestones must be in 1..{num_train_timesteps}, got {self.num_milestones}")
-        check_student_grid(self.student_steps, self.num_milestones)
+    def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         if self.teacher_substeps < 1:
             raise ValueError(f"teacher_substeps (p) must be >= 1, got {self.teacher_substeps}")
         get_distance(self.distance)
@@ -86,17 +79,15 @@ class LCD(Loss):
         self.distance = get_distance(config.distance)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        cfg, schedule = self.config, ctx.schedule
-        x0 = student_samples(ctx, cfg.student_steps, cfg.num_milestones)
-        grid = milestones(cfg.num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        cfg, schedule, num_milestones = self.config, ctx.schedule, ctx.grid.num_milestones
+        x0 = student_samples(ctx)
+        grid = milestones(num_milestones, schedule.num_train_timesteps).to(ctx.device)
         gap = grid[1] - grid[0]
         if cfg.full_range:
             t_m = gap + ctx.rand(ctx.batch_size) * (schedule.max_timestep - gap)
         else:
             t_m = grid[1:][
-                torch.randint(
-                    cfg.num_milestones, (ctx.batch_size,), generator=ctx.generator, device=ctx.device
-                )
+                torch.randint(num_milestones, (ctx.batch_size,), generator=ctx.generator, device=ctx.device)
             ]
         t_m = schedule.discretize(t_m.clamp(max=schedule.max_timestep))
         t_n = schedule.discretize(t_m - gap)

@@ -1,7 +1,8 @@
 """Stage 1: multistep latent consistency distillation (MLCD), tlcm-method.md "Stage 1".
 
-[0, T] is cut into M segments; inside segment s = (t_s, t_{s+1}] the student is made consistent
-with the teacher's trajectory towards the segment's lower edge:
+[0, T] is cut into M segments (M = ``ctx.grid.num_milestones``, the recipe's student grid); inside
+segment s = (t_s, t_{s+1}] the student is made consistent with the teacher's trajectory towards the
+segment's lower edge:
 
     g(x, t)   = DDIM(x, f_theta(x, c, t), t -> t_s)
     L_MLCD    = d( g(x_{t_m}, t_m), stopgrad g(x_{t_n}, t_n) ),  t_n = max(t_m - k, t_s),
@@ -18,7 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from tlcm.diffusion.milestones import milestones, sample_segment_timesteps
+from tlcm.diffusion.milestones import StudentGrid, milestones, sample_segment_timesteps
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import ddim_step, mds_trajectory, teacher_solve
 from tlcm.errors import TLCMError
@@ -68,8 +69,6 @@ def mlcd_loss(
 class MLCDConfig(LossConfig):
     """Multistep latent consistency distillation (stage 1)."""
 
-    num_milestones: int = 8
-    """M, the number of segments (uniform milestones, multiples of T / M)."""
     skip: int = 20
     """k: t_n = max(t_m - k, t_s)."""
     states: Literal["mds", "single_jump", "cache"] = "mds"
@@ -87,12 +86,10 @@ class MLCDConfig(LossConfig):
     def build(self, student) -> MLCD:
         return MLCD(self, student.unet)
 
-    def validate(self, num_train_timesteps: int) -> None:
-        if not 1 <= self.num_milestones <= num_train_timesteps:
-            raise ValueError(f"num_milestones must be in 1..{num_train_timesteps}, got {self.num_milestones}")
-        if not 1 <= self.skip <= num_train_timesteps // self.num_milestones:
+    def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
+        if not 1 <= self.skip <= num_train_timesteps // grid.num_milestones:
             raise ValueError(
-                f"skip must be in 1..{num_train_timesteps // self.num_milestones} (T/M), got {self.skip}"
+                f"skip must be in 1..{num_train_timesteps // grid.num_milestones} (T/M), got {self.skip}"
             )
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
@@ -129,14 +126,15 @@ class MLCD(Loss):
                     "(build it with python -m tlcm.data.trajectories)"
                 )
             if "x_tm" not in b:  # a tlcm.data.trajectories.TrajectoryCache: zero teacher calls
-                cache.require(cfg.num_milestones, cfg.skip)
+                cache.require(ctx.grid.num_milestones, cfg.skip)
                 b = cache.sample(b["prompt_index"], ctx.generator, ctx.device)
             return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
-        grid = milestones(cfg.num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        num_milestones = ctx.grid.num_milestones
+        grid = milestones(num_milestones, schedule.num_train_timesteps).to(ctx.device)
         seg, t_m, t_n = sample_segment_timesteps(
             schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator
         )
-        steps = cfg.num_milestones - seg if cfg.states == "mds" else torch.ones_like(seg)
+        steps = num_milestones - seg if cfg.states == "mds" else torch.ones_like(seg)
         with torch.no_grad():
             x_tm = mds_trajectory(
                 ctx.teacher,

@@ -21,14 +21,15 @@ with c_neg an unrelated prompt (the reward's ``unrelated``; the paper: s0 = 16 o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
-from tlcm.losses.shared import check_student_grid, decoded, decoded_prediction, student_samples
+from tlcm.losses.shared import decoded, decoded_prediction, samples_key, student_samples
 from tlcm.models.functional import functional_denoiser
 from tlcm.rewards import REWARDS, Reward, RewardSpec, build_reward
 
@@ -57,10 +58,6 @@ class PreferenceConfig(LossConfig):
     """Local transformers CLIP folder for the clip / pickscore / aesthetic rewards."""
     head_file: str = ""
     """Aesthetic MLP head weights (safetensors, or a pickle loaded with weights_only=True)."""
-    student_steps: int = 4
-    """q: sampling steps of the candidates (dpo) / grid of the one-step prediction (reward)."""
-    num_milestones: int = 8
-    """M of the student's inference grid."""
     beta: float = 2000.0
     """DPO beta (Diffusion-DPO used 5000 on SD1.5, 2500 on SDXL)."""
     s0: float = 16.0
@@ -73,32 +70,51 @@ class PreferenceConfig(LossConfig):
     def build(self, student) -> Preference:
         spec = RewardSpec(self.clip_folder, self.head_file)
         reward = build_reward(self.reward, spec, student.base.device)
-        reference = None
-        if self.mode == "dpo":
-            frozen = {n: p.detach().clone() for n, p in student.trainable_parameters().items()}
-            reference = functional_denoiser(student.unet, frozen)
-        return Preference(self, reward, reference)
+        if self.mode != "dpo":
+            return Preference(self, reward)
+        frozen = {n: p.detach().clone() for n, p in student.trainable_parameters().items()}
+        return Preference.with_reference_weights(self, reward, student.unet, frozen)
 
-    def validate(self, num_train_timesteps: int) -> None:
+    def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         if self.mode not in ("dpo", "reward"):
             raise ValueError(f'mode must be "dpo" or "reward", got {self.mode!r}')
         if self.reward not in REWARDS:
             raise ValueError(f"unknown reward {self.reward!r}; known: {', '.join(sorted(REWARDS))}")
-        check_student_grid(self.student_steps, self.num_milestones)
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
 
 
 class Preference(Loss):
     """The preference component: returns {"preference": loss}. ``reference`` (dpo only) is the
-    frozen denoiser the DPO objective compares against."""
+    frozen denoiser the DPO objective compares against; ``reference_weights`` (name -> tensor),
+    when the reference is a module called with them (``with_reference_weights``: the engine's
+    case, the student's trainable weights at the phase start), are checkpoint state, so a resumed
+    run compares against the same reference as an uninterrupted one."""
 
-    def __init__(self, config: PreferenceConfig, reward: Reward, reference: Denoiser | None = None) -> None:
+    def __init__(
+        self,
+        config: PreferenceConfig,
+        reward: Reward,
+        reference: Denoiser | None = None,
+        reference_weights: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         if config.mode == "dpo" and reference is None:
             raise ValueError("DPO mode needs a frozen reference denoiser")
         self.config, self.reward, self.reference = config, reward, reference
-        self._metrics: dict[str, float] = {}
+        self.reference_weights = reference_weights or {}
+
+    @classmethod
+    def with_reference_weights(
+        cls,
+        config: PreferenceConfig,
+        reward: Reward,
+        module: torch.nn.Module,
+        weights: dict[str, torch.Tensor],
+    ) -> Preference:
+        """DPO against ``module`` called with ``weights`` in place of its own (one copy of the
+        trainable weights, not of the module)."""
+        return cls(config, reward, functional_denoiser(module, weights), weights)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         loss = self._dpo(ctx) if self.config.mode == "dpo" else self._hinge(ctx)
@@ -106,22 +122,21 @@ class Preference(Loss):
 
     def _hinge(self, ctx: StepContext) -> torch.Tensor:
         cfg = self.config
-        images = decoded_prediction(ctx, cfg.student_steps, cfg.num_milestones)
+        images = decoded_prediction(ctx)
         r_pos = self.reward(images, ctx.prompts)
         r_neg = self.reward(images, self.reward.unrelated(ctx.prompts, ctx.generator))
-        self._metrics = {
-            "preference/reward": float(r_pos.detach().mean()),
-            "preference/reward_neg": float(r_neg.detach().mean()),
+        ctx.cache["preference/metrics"] = {
+            "preference/reward": r_pos.detach().mean(),
+            "preference/reward_neg": r_neg.detach().mean(),
         }
         return reward_hinge(r_pos, r_neg, cfg.s0, cfg.s_neg, cfg.negative_weight)
 
     def _dpo(self, ctx: StepContext) -> torch.Tensor:
         cfg, schedule = self.config, ctx.schedule
-        q, m = cfg.student_steps, cfg.num_milestones
-        x_a, x_b = student_samples(ctx, q, m, draw=0), student_samples(ctx, q, m, draw=1)
+        x_a, x_b = student_samples(ctx, draw=0), student_samples(ctx, draw=1)
         with torch.no_grad():
-            r_a = self.reward(decoded(ctx, f"student_samples/{q}/{m}/0", x_a), ctx.prompts)
-            r_b = self.reward(decoded(ctx, f"student_samples/{q}/{m}/1", x_b), ctx.prompts)
+            r_a = self.reward(decoded(ctx, samples_key(ctx, 0), x_a), ctx.prompts)
+            r_b = self.reward(decoded(ctx, samples_key(ctx, 1), x_b), ctx.prompts)
         a_wins = (r_a >= r_b).view(-1, 1, 1, 1)
         x_w, x_l = torch.where(a_wins, x_a, x_b), torch.where(a_wins, x_b, x_a)
         b = ctx.batch_size
@@ -132,9 +147,22 @@ class Preference(Loss):
         err = (ctx.student(x_t, t, cond) - target).square().flatten(1).mean(1)
         with torch.no_grad():
             ref = (self.reference(x_t, t, cond) - target).square().flatten(1).mean(1)
-        self._metrics = {"preference/reward_gap": float((r_a - r_b).abs().mean())}
+        ctx.cache["preference/metrics"] = {"preference/reward_gap": (r_a - r_b).abs().mean()}
         return dpo_loss(err[:b], err[b:], ref[:b], ref[b:], cfg.beta)
 
-    def aux_step(self, ctx: StepContext) -> dict[str, float]:
-        """Nothing to train; reports the last step's reward statistics."""
-        return self._metrics
+    def aux_step(self, contexts: list[StepContext]) -> dict[str, torch.Tensor]:
+        """Nothing to train; reports the step's reward statistics (mean over micro-batches)."""
+        stats = [ctx.cache["preference/metrics"] for ctx in contexts if "preference/metrics" in ctx.cache]
+        return {k: torch.stack([s[k] for s in stats]).mean() for k in stats[0]} if stats else {}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The DPO reference weights (the reward model is rebuilt from its files)."""
+        return {"reference": self.reference_weights}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        saved = state.get("reference", {})
+        if saved.keys() != self.reference_weights.keys():
+            raise ValueError("the checkpoint's DPO reference does not match this student's weights")
+        with torch.no_grad():
+            for name, value in saved.items():
+                self.reference_weights[name].copy_(value)

@@ -1,8 +1,10 @@
 """Work shared by several losses within one training step, computed once (``StepContext.shared``).
 
-- ``student_samples(ctx, q)``: the current student's q-step samples (B, C, h, w), detached
+The student's grid (M milestones, q steps) is the recipe's one ``ctx.grid``.
+
+- ``student_samples(ctx)``: the current student's q-step samples (B, C, h, w), detached
   (LCD's states, the GAN's "real" side, preference candidates' source).
-- ``student_prediction(ctx, q)``: the student's one-step x0 prediction WITH gradients from a
+- ``student_prediction(ctx)``: the student's one-step x0 prediction WITH gradients from a
   state on its own q-step inference grid (pure noise at T, or a q-step sample re-noised to one of
   the grid's lower timesteps, DMD2's "backward simulation"), so that every step of few-step
   sampling is trained. DMD, GAN and reward feedback all push on this one tensor.
@@ -15,30 +17,33 @@ from dataclasses import dataclass
 
 import torch
 
-from tlcm.diffusion.milestones import inference_timesteps
 from tlcm.losses.base import StepContext
 from tlcm.sampling import sample_latents
 
 
-def check_student_grid(student_steps: int, num_milestones: int) -> None:
-    """ValueError unless 1 <= q <= M: the student's q-step grid is a subset of its M milestones."""
-    if not 1 <= student_steps <= num_milestones:
-        raise ValueError(f"student_steps (q) must be in 1..{num_milestones} (M), got {student_steps}")
+def samples_key(ctx: StepContext, draw: int = 0) -> str:
+    """The shared-cache key of ``student_samples(ctx, draw)`` (decoded images reuse it)."""
+    return f"student_samples/{ctx.grid.steps}/{ctx.grid.num_milestones}/{draw}"
 
 
-def student_samples(ctx: StepContext, num_steps: int, num_milestones: int = 8, draw: int = 0) -> torch.Tensor:
-    """The current student's ``num_steps``-step samples (B, C, h, w) from fresh noise on its
-    inference grid (tlcm_step with gamma = 1), detached; once per step and ``draw`` (draws are
+def prediction_key(ctx: StepContext) -> str:
+    """The shared-cache key of ``student_prediction(ctx)``."""
+    return f"student_prediction/{ctx.grid.steps}/{ctx.grid.num_milestones}"
+
+
+def student_samples(ctx: StepContext, draw: int = 0) -> torch.Tensor:
+    """The current student's q-step samples (B, C, h, w) from fresh noise on its inference grid
+    (``ctx.grid``; tlcm_step with gamma = 1), detached; once per step and ``draw`` (draws are
     independent samples: DPO's two candidates per prompt are draws 0 and 1)."""
 
     def compute() -> torch.Tensor:
-        grid = inference_timesteps(num_steps, num_milestones, ctx.schedule.num_train_timesteps)
+        grid = ctx.grid.timesteps(None, ctx.schedule.num_train_timesteps)
         noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
         return sample_latents(
             ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator
         )
 
-    return ctx.shared(f"student_samples/{num_steps}/{num_milestones}/{draw}", compute)
+    return ctx.shared(samples_key(ctx, draw), compute)
 
 
 @dataclass
@@ -51,26 +56,26 @@ class StudentPrediction:
     x_t: torch.Tensor
 
 
-def student_prediction(ctx: StepContext, num_steps: int = 4, num_milestones: int = 8) -> StudentPrediction:
-    """One-step x0 prediction of the student, with gradients, from timesteps of its
-    ``num_steps``-step grid: t = grid[k], k uniform per sample; x_t = noise at k = 0, else the
-    detached ``num_steps``-step sample re-noised to t. Computed once per step."""
+def student_prediction(ctx: StepContext) -> StudentPrediction:
+    """One-step x0 prediction of the student, with gradients, from timesteps of its q-step grid
+    (``ctx.grid``): t = grid[k], k uniform per sample; x_t = noise at k = 0, else the detached
+    q-step sample re-noised to t. Computed once per step."""
 
     def compute() -> StudentPrediction:
-        schedule = ctx.schedule
-        grid = inference_timesteps(num_steps, num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        schedule, num_steps = ctx.schedule, ctx.grid.steps
+        grid = ctx.grid.timesteps(None, schedule.num_train_timesteps).to(ctx.device)
         k = torch.randint(len(grid), (ctx.batch_size,), generator=ctx.generator, device=ctx.device)
         t = grid[k]
         noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
         if num_steps > 1:
-            x_t = schedule.add_noise(student_samples(ctx, num_steps, num_milestones), noise, t)
+            x_t = schedule.add_noise(student_samples(ctx), noise, t)
             x_t = torch.where((k == 0).view(-1, 1, 1, 1), noise, x_t)
         else:
             x_t = noise
         x0 = schedule.to_x0(ctx.student(x_t, t, ctx.cond), x_t, t)
         return StudentPrediction(x0, t, x_t)
 
-    return ctx.shared(f"student_prediction/{num_steps}/{num_milestones}", compute)
+    return ctx.shared(prediction_key(ctx), compute)
 
 
 def decoded(ctx: StepContext, key: str, latents: torch.Tensor) -> torch.Tensor:
@@ -84,8 +89,7 @@ def decoded(ctx: StepContext, key: str, latents: torch.Tensor) -> torch.Tensor:
     return ctx.shared(f"decoded/{key}", lambda: ctx.decode(latents))
 
 
-def decoded_prediction(ctx: StepContext, num_steps: int = 4, num_milestones: int = 8) -> torch.Tensor:
-    """Images (B, 3, H, W) of ``student_prediction(ctx, num_steps, num_milestones).x0``, decoded
-    once per step with gradients (reward feedback and a pixel GAN share them)."""
-    pred = student_prediction(ctx, num_steps, num_milestones)
-    return decoded(ctx, f"student_prediction/{num_steps}/{num_milestones}", pred.x0)
+def decoded_prediction(ctx: StepContext) -> torch.Tensor:
+    """Images (B, 3, H, W) of ``student_prediction(ctx).x0``, decoded once per step with
+    gradients (reward feedback and a pixel GAN share them)."""
+    return decoded(ctx, prediction_key(ctx), student_prediction(ctx).x0)

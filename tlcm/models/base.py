@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 from diffusers.utils import logging as diffusers_logging
+from safetensors import SafetensorError
 from transformers.utils import logging as transformers_logging
 
 from tlcm.conditioning import Conditioning
@@ -26,33 +27,101 @@ SUPPORTED = {
 }
 
 
-def _check_folder(path: Path) -> str:
-    """Validate a diffusers folder; return its pipeline class name or raise a one-line TLCMError."""
+def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
+    """Validate a diffusers folder without loading it; return its pipeline class name or raise a
+    one-line TLCMError. ``flag``: the option that gave ``path`` (named in the fix; "--model" in the
+    sample / evaluate / trajectory CLIs)."""
+    path = Path(path)
+    if not path.exists():
+        raise TLCMError(f"model folder {path} does not exist: pass a local diffusers folder ({flag} DIR)")
     if not path.is_dir():
         raise TLCMError(
-            f"model folder {path} does not exist: pass a local diffusers folder (--model.path DIR)"
+            f"model folder {path} is a file, not a folder: pass a local diffusers folder ({flag} DIR)"
         )
     index = path / "model_index.json"
     if not index.is_file():
         raise TLCMError(
             f"{path} is not a diffusers pipeline folder (no model_index.json): "
-            "save one with pipe.save_pretrained(DIR) or pass the folder that holds model_index.json"
+            "save one with pipe.save_pretrained(DIR) or pass the folder that holds model_index.json "
+            f"to {flag}"
         )
+    resave = "re-save the pipeline with pipe.save_pretrained(DIR)"
     try:
-        spec = json.loads(index.read_text())
-    except json.JSONDecodeError as err:
-        raise TLCMError(f"{index} is not valid JSON ({err}): re-save the pipeline") from err
-    name = spec.get("_class_name", "?")
+        spec = json.loads(index.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TLCMError(f"{index} is not valid JSON ({err}): {resave}") from err
+    if not isinstance(spec, dict):
+        kind = "an array" if isinstance(spec, list) else f"a {type(spec).__name__}"
+        raise TLCMError(f'{index} holds {kind}, not a JSON object with "_class_name": {resave}')
+    name = spec.get("_class_name")
+    if not isinstance(name, str):
+        raise TLCMError(
+            f'{index}: "_class_name" must be a pipeline class name (a string), found {json.dumps(name)}: '
+            f"{resave}"
+        )
     if name not in SUPPORTED:
-        raise TLCMError(f"{path} holds a {name}; supported: {', '.join(SUPPORTED)}")
+        raise TLCMError(f"{path} holds a {name}; supported: {', '.join(SUPPORTED)} (pass one to {flag})")
     missing = [
         c for c in ("unet", "vae", "scheduler", "text_encoder", "tokenizer") if not (path / c).is_dir()
     ]
     if missing:
         raise TLCMError(
-            f"{path} lacks the component folder(s) {', '.join(missing)} that model_index.json lists"
+            f"{path} lacks the component folder(s) {', '.join(missing)} that model_index.json lists: {resave}"
         )
     return name
+
+
+_check_folder = check_model_folder  # the former private name
+
+
+def scheduler_timesteps(path: Path) -> int:
+    """T (training timesteps) of a checked diffusers folder's scheduler, read from its
+    scheduler_config.json without loading anything (diffusers' default 1000)."""
+    try:
+        config = json.loads((Path(path) / "scheduler" / "scheduler_config.json").read_text())
+    except (OSError, ValueError):
+        return 1000  # the load reports the broken scheduler folder
+    betas = config.get("trained_betas") if isinstance(config, dict) else None
+    return len(betas) if betas else int(config.get("num_train_timesteps", 1000))
+
+
+def _weights_file(folder: Path, tensor: str) -> Path:
+    """The weights file of a component ``folder`` that holds ``tensor`` (the folder when unknown)."""
+    for index in folder.glob("*.index.json"):  # sharded weights: the index maps tensors to files
+        try:
+            shard = json.loads(index.read_text()).get("weight_map", {}).get(tensor)
+        except (OSError, ValueError, AttributeError):
+            shard = None
+        if shard:
+            return folder / shard
+    files = (
+        sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")) if folder.is_dir() else []
+    )
+    return files[0] if len(files) == 1 else folder
+
+
+def check_finite_weights(pipe: DiffusionPipeline, path: Path) -> None:
+    """Raise a one-line TLCMError naming the component and file when a module of ``pipe`` (loaded
+    from ``path``) holds NaN/inf weights: a corrupted download, not a training problem. One host
+    sync for all tensors of a component."""
+    for component, module in pipe.components.items():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        named = [
+            (n, t)
+            for n, t in (*module.named_parameters(), *module.named_buffers())
+            if t.is_floating_point() and t.numel()
+        ]
+        if not named:
+            continue
+        finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+        bad = [n for (n, _), ok in zip(named, finite, strict=True) if not ok]
+        if bad:
+            where = _weights_file(path / component, bad[0])
+            raise TLCMError(
+                f"{where}: the {component} weights hold NaN/inf values in {len(bad)} of {len(named)} tensors "
+                f"(first: {bad[0]}): the file is corrupted; re-download or re-save the pipeline"
+            )
 
 
 @dataclass
@@ -69,19 +138,29 @@ class BaseModel:
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        flag: str = "--recipes.model.path",
     ) -> BaseModel:
-        """Load ``path`` (a local folder; no hub access), freeze every component, move to device."""
+        """Load ``path`` (a local folder; no hub access), freeze every component, move to device.
+
+        A missing or malformed folder, a failed load or NaN/inf weights raise a one-line TLCMError;
+        ``flag`` is the option that gave ``path`` ("--model" in the sample / evaluate CLIs).
+        """
         path = Path(path)
-        name = _check_folder(path)
+        name = check_model_folder(path, flag)
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
         try:
             pipe = SUPPORTED[name].from_pretrained(path, dtype=dtype, local_files_only=True)
-        except (OSError, ValueError, KeyError) as err:
-            raise TLCMError(f"could not load the diffusers folder {path}: {err}") from err
+        except (OSError, ValueError, KeyError, SafetensorError) as err:
+            detail = " ".join(str(err).split())
+            raise TLCMError(f"could not load the diffusers folder {path} ({flag}): {detail}") from err
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
+        check_finite_weights(pipe, path)
         for module in pipe.components.values():
             if isinstance(module, torch.nn.Module):
                 module.requires_grad_(False).eval()

@@ -13,11 +13,10 @@ import torch
 from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors import safe_open
-from safetensors.torch import load_file
 
-from tlcm.checkpoint import latest_checkpoint
+from tlcm.checkpoint import Checkpoint, load_latest
 from tlcm.config import LCM_LORA_TARGETS, StudentConfig
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
@@ -49,37 +48,60 @@ class Student:
 
     @classmethod
     def from_run(cls, base: BaseModel, run_dir: Path) -> Student:
-        """The LoRA student of a tlcm run folder (its latest checkpoint) on ``base``."""
-        latest = latest_checkpoint(run_dir)
+        """The LoRA student of a tlcm run folder (its latest loadable checkpoint) on ``base``, with
+        the LoRA config and student grid it was trained with."""
+        latest = load_latest(Path(run_dir), base.device)
         if latest is None:
             raise TLCMError(f"{run_dir} has no checkpoint: pass a tlcm run folder (e.g. runs/tlcm-full)")
-        weights = load_file(latest / "student.safetensors", device=str(base.device))
-        ranks = [v.shape[0] for k, v in weights.items() if "lora_A" in k]
+        ranks = [v.shape[0] for k, v in latest.student.items() if "lora_A" in k]
         if not ranks:
-            raise TLCMError(f"{latest} holds a full fine-tune, not a LoRA: load its unet/ export instead")
-        with safe_open(latest / "student.safetensors", "pt") as f:
-            meta = f.metadata() or {}
+            raise TLCMError(
+                f"{latest.folder} holds a full fine-tune, not a LoRA: load its unet/ export instead"
+            )
+        meta = latest.metadata
         config = StudentConfig(
             lora_rank=ranks[0],
             lora_alpha=float(meta.get("lora_alpha", ranks[0])),  # checkpoints before 0.2: alpha = rank
             target_modules=tuple(json.loads(meta["target_modules"]))
             if "target_modules" in meta
             else LCM_LORA_TARGETS,
+            grid=StudentGrid(int(meta.get("num_milestones", 8)), int(meta.get("student_steps", 4))),
         )
         student = cls(base, config)
-        student.load_state_dict(weights)
+        student.load_state_dict(latest.student)
         return student
 
     def metadata(self) -> dict[str, str]:
-        """The LoRA config (rank, alpha, targets) as strings, stored in checkpoints for ``from_run``."""
-        if self.config.full_finetune:
-            return {"full_finetune": "true"}
+        """The LoRA config (rank, alpha, targets) and the student grid as strings, stored in
+        checkpoints for ``from_run`` and for the checks of resume / init_from."""
         c = self.config
+        grid = {"num_milestones": str(c.grid.num_milestones), "student_steps": str(c.grid.steps)}
+        if c.full_finetune:
+            return {"full_finetune": "true", **grid}
         return {
             "lora_rank": str(c.lora_rank),
             "lora_alpha": str(c.lora_alpha),
             "target_modules": json.dumps(list(c.target_modules)),
+            **grid,
         }
+
+    def load_checkpoint(self, checkpoint: Checkpoint, source: str, same_grid: bool = True) -> None:
+        """Load a checkpoint's student weights after checking that it was trained with this
+        student's settings (LoRA rank / alpha / targets, full fine-tune or not, and with
+        ``same_grid`` the grid: a resume must keep it, a next stage may change it); ``source``
+        names the checkpoint in the one-line refusal (a flag or a folder)."""
+        saved, mine = checkpoint.metadata, self.metadata()
+        keys = ["full_finetune", "lora_rank", "lora_alpha", "target_modules"]
+        keys += ["num_milestones", "student_steps"] if same_grid else []
+        differ = [
+            f"{k} {saved[k]} != {mine.get(k, '-')}" for k in keys if k in saved and saved[k] != mine.get(k)
+        ]
+        if differ:
+            raise TLCMError(
+                f"{source} was trained with other student settings ({'; '.join(differ)}; saved != "
+                "this recipe): use the same --recipes.student.* values as the run that wrote it"
+            )
+        self.load_state_dict(checkpoint.student)
 
     def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
         """Name -> parameter of everything the student's optimizer updates (not auxiliary adapters)."""
@@ -171,9 +193,13 @@ class Student:
     def export(self, out_dir: Path) -> Path:
         """Write a diffusers-loadable student: LoRA (``pipe.load_lora_weights(out_dir)``) or a UNet
         folder (``UNet2DConditionModel.from_pretrained(out_dir / "unet")``), plus the
-        TLCMScheduler config (``TLCMScheduler.from_pretrained(out_dir / "scheduler")``)."""
+        TLCMScheduler config on the student's grid (``TLCMScheduler.from_pretrained(out_dir /
+        "scheduler")``: num_milestones = M of ``config.grid``)."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        TLCMScheduler.from_config(self.base.pipe.scheduler.config).save_pretrained(out_dir / "scheduler")
+        scheduler = TLCMScheduler.from_config(
+            self.base.pipe.scheduler.config, num_milestones=self.config.grid.num_milestones
+        )
+        scheduler.save_pretrained(out_dir / "scheduler")
         if self.config.full_finetune:
             self.unet.save_pretrained(out_dir / "unet", safe_serialization=True)
             return out_dir / "unet"

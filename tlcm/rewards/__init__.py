@@ -37,7 +37,8 @@ def shifted_prompts(prompts: list[str], generator: torch.Generator) -> list[str]
     n = len(prompts)
     if n < 2:
         return list(prompts)
-    shift = int(torch.randint(1, n, (1,), generator=generator))
+    # drawn on the generator's device (the step's generator is on the accelerator), read once
+    shift = int(torch.randint(1, n, (1,), generator=generator, device=generator.device))
     out = []
     for i, p in enumerate(prompts):
         j = next((k for k in range(n - 1) if prompts[(i + shift + k) % n] != p), 0)

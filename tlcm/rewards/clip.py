@@ -92,8 +92,12 @@ class PickScoreReward(ClipScoreReward):
     """PickScore (Kirstain et al. 2023): exp(logit_scale) * cos(image, text) of a CLIP model
     fine-tuned on human preferences (point it at a local PickScore_v1 folder)."""
 
+    def __init__(self, folder: str | Path, device: torch.device | str = "cpu") -> None:
+        super().__init__(folder, device)
+        self._scale = float(self.clip.model.logit_scale.exp())  # frozen: read once here, not per step
+
     def scale_for(self) -> float:
-        return float(self.clip.model.logit_scale.exp())
+        return self._scale
 
 
 class AestheticHead(nn.Module):

@@ -34,8 +34,9 @@ class DigitReward:
 
     def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]:
         """A prompt for a different digit (uniform over the other nine), same template family."""
-        shift = torch.randint(1, 10, (len(prompts),), generator=generator)
-        return [prompt_for((prompt_digit(p) + int(s)) % 10) for p, s in zip(prompts, shift, strict=True)]
+        n = len(prompts)  # drawn on the generator's device, brought to the host once (one sync)
+        shift = torch.randint(1, 10, (n,), generator=generator, device=generator.device).tolist()
+        return [prompt_for((prompt_digit(p) + s) % 10) for p, s in zip(prompts, shift, strict=True)]
 
 
 @register_reward("digit")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from tlcm.conditioning import Conditioning
-from tlcm.diffusion.milestones import inference_timesteps
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.models.base import BaseModel
 from tlcm.sampling import sample_latents
 from tlcm.toy.data import eval_prompts
@@ -48,12 +48,14 @@ def student_scores(
     steps: tuple[int, ...],
     samples_per_digit: int = 50,
     metrics: ToyMetrics | None = None,
+    student_grid: StudentGrid | None = None,
 ) -> list[dict]:
-    """Toy scores of a TLCM student (no CFG, gamma = 1, the authors' milestone timesteps) per step count."""
-    metrics = metrics or ToyMetrics()
+    """Toy scores of a TLCM student (no CFG, gamma = 1, the milestone timesteps of its
+    ``student_grid``, default M = 8) per step count."""
+    metrics, student_grid = metrics or ToyMetrics(), student_grid or StudentGrid()
     rows = []
     for n in steps:
-        grid = inference_timesteps(n, 8, base.schedule.num_train_timesteps).tolist()
+        grid = student_grid.timesteps(n, base.schedule.num_train_timesteps).tolist()
 
         def sampler(cond, uncond, noise, gen, grid=grid):
             return sample_latents(student, base.schedule, cond, noise, grid, 1.0, generator=gen)

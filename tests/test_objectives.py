@@ -1,0 +1,840 @@
+"""Every objective pinned by a known-answer toy problem: a step must land where the maths says, so a
+flipped sign, a swapped pair or a wrong target FAILS (not merely "the loss fell along its own
+gradient", which any sign passes).
+
+Conventions. prediction_type "sample" everywhere: a denoiser's output IS its x0 prediction, so
+the by-hand maths reads directly. Timestep coefficients are recomputed by hand from the
+alphas_cumprod lists (``Hand``), not read from ``Schedule``. float64 throughout (autouse fixture).
+A denoiser reads its prompt from ``cond.prompt_embeds[:, 0, 0]`` (one scalar e per sample), so
+classifier-free guidance acts as e_u + w (e_c - e_u) wherever the output is affine in e.
+
+The student's sampling grid (M = num_milestones, q = student_steps) is set in ONE place,
+``_config`` / ``_ctx``: a loss config gets it while it still has those fields, the StepContext
+once it has ``grid`` (tlcm.diffusion.milestones.StudentGrid). ``_aux_step`` calls
+``aux_step(ctx)`` or ``aux_step([ctx])`` as the base class asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tlcm.conditioning import Conditioning
+from tlcm.diffusion import milestones as milestones_module
+from tlcm.diffusion.schedule import VPSchedule
+from tlcm.diffusion.solvers import guided_output
+from tlcm.losses.base import StepContext
+from tlcm.losses.distances import l2
+from tlcm.losses.dmd import DMD, DMDConfig, dmd_gradient
+from tlcm.losses.gan import GAN, GANConfig, discriminator_loss, generator_loss
+from tlcm.losses.lcd import LCD, LCDConfig, lcd_loss
+from tlcm.losses.mlcd import MLCD, MLCDConfig, mlcd_loss, segment_map
+from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
+from tlcm.models.discriminator import Discriminator
+from tlcm.rewards import REWARDS
+
+TOY_AC = [0.9216, 0.64, 0.36]
+"""3 timesteps: (a, s) = (0.96, 0.28), (0.8, 0.6), (0.6, 0.8) at t = 0, 1, 2 (tests/toy_context.py)."""
+LONG_AC = [0.99 - 0.08 * i for i in range(12)]
+"""12 timesteps, alphas_cumprod 0.99, 0.91, ..., 0.11 (room for p = 3 sub-steps and M = 4 segments)."""
+TOY = VPSchedule(torch.tensor(TOY_AC), prediction_type="sample")
+LONG = VPSchedule(torch.tensor(LONG_AC), prediction_type="sample")
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+# --------------------------------------------------------------------------------------------
+# The one place that knows where the student's grid (M, q) lives, and how aux_step is called.
+
+
+def _config(cls, grid: tuple[int, int] = (1, 1), **kw):
+    """``cls(**kw)`` with the student's grid (M, q) on the config while it has those fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    for name, value in zip(("num_milestones", "student_steps"), grid, strict=True):
+        if name in names and name not in kw:
+            kw[name] = value
+    return cls(**kw)
+
+
+def _ctx(
+    student,
+    teacher,
+    *,
+    schedule=TOY,
+    cond=(0.0, 0.0),
+    uncond=(0.0,),
+    w: float = 1.0,
+    seed: int = 0,
+    latent_shape=(1, 2, 2),
+    grid: tuple[int, int] = (1, 1),
+    **extra,
+) -> StepContext:
+    """A StepContext of len(cond) samples; prompt scalars ``cond`` / ``uncond``; grid (M, q) on the
+    context once StepContext has ``grid``. M = q = 1: the student's one-step prediction is made
+    from pure noise at T - 1 (shared.student_prediction) and its 1-step sample is that x0."""
+    kwargs = dict(
+        student=student,
+        teacher=teacher,
+        schedule=schedule,
+        cond=_prompts(cond),
+        uncond=_prompts(uncond),
+        guidance_scale=w,
+        generator=torch.Generator().manual_seed(seed),
+        latent_shape=latent_shape,
+        **extra,
+    )
+    if "grid" in {f.name for f in dataclasses.fields(StepContext)}:
+        kwargs["grid"] = milestones_module.StudentGrid(num_milestones=grid[0], steps=grid[1])
+    return StepContext(**kwargs)
+
+
+def _aux_step(loss, ctx: StepContext) -> dict[str, float]:
+    if "contexts" in inspect.signature(loss.aux_step).parameters:
+        return loss.aux_step([ctx])
+    return loss.aux_step(ctx)
+
+
+# --------------------------------------------------------------------------------------------
+# By-hand schedule maths and toy denoisers.
+
+
+def _prompts(values) -> Conditioning:
+    """One scalar per sample, broadcast to (B, 2, 3) token embeddings."""
+    return Conditioning(torch.tensor(values, dtype=torch.float64).view(-1, 1, 1).expand(-1, 2, 3).clone())
+
+
+def _e(cond: Conditioning, x: torch.Tensor) -> torch.Tensor:
+    """The prompt scalar of each sample, shaped like x for broadcasting."""
+    return cond.prompt_embeds[:, 0, 0].view(-1, *[1] * (x.dim() - 1)).to(x.dtype)
+
+
+class Hand:
+    """a_t, s_t and DDIM recomputed from an alphas_cumprod list (t = -1: a = 1, s = 0)."""
+
+    def __init__(self, ac: list[float]) -> None:
+        self.a_table = torch.tensor([1.0] + [math.sqrt(v) for v in ac])
+        self.s_table = torch.tensor([0.0] + [math.sqrt(1 - v) for v in ac])
+
+    def a(self, t):
+        return self.a_table[torch.as_tensor(t).long() + 1].view(-1, 1, 1, 1)
+
+    def s(self, t):
+        return self.s_table[torch.as_tensor(t).long() + 1].view(-1, 1, 1, 1)
+
+    def ddim(self, x, x0, t, s):
+        """a_s x0 + s_s (x - a_t x0) / s_t (DDIM, eta = 0)."""
+        return self.a(s) * x0 + self.s(s) * (x - self.a(t) * x0) / self.s(t)
+
+
+HAND_TOY, HAND_LONG = Hand(TOY_AC), Hand(LONG_AC)
+
+
+def _curved_teacher(calls: list | None = None):
+    """x0 = 0.8 tanh(2 x) + 0.05 (t + 1) + e: nonlinear in x (a curved ODE trajectory, so the
+    number of DDIM steps matters), t-dependent, and affine in the prompt scalar e (CFG gives
+    e_u + w (e_c - e_u)). Records (x, t, e) of each call."""
+
+    def teacher(x, t, cond):
+        if calls is not None:
+            calls.append((x.detach().clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
+        return 0.8 * torch.tanh(2 * x) + 0.05 * (t.view(-1, 1, 1, 1) + 1) + _e(cond, x)
+
+    return teacher
+
+
+def _hand_teacher_x0(x, t, e_eff):
+    """The curved teacher's guided x0 at effective prompt scalar e_eff = e_u + w (e_c - e_u)."""
+    return 0.8 * torch.tanh(2 * x) + 0.05 * (torch.as_tensor(t).view(-1, 1, 1, 1) + 1) + e_eff
+
+
+class Affine(nn.Module):
+    """x0 = c + b x + k (t + 1): ``c`` a trainable latent-shaped offset, b and k fixed. Records
+    (x, t, grad enabled) of each call."""
+
+    def __init__(self, c: torch.Tensor, b: float, k: float = 0.0) -> None:
+        super().__init__()
+        self.c = nn.Parameter(c.clone())
+        self.b, self.k = b, k
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+
+    def forward(self, x, t, cond=None):
+        self.calls.append((x.detach().clone(), t.clone(), torch.is_grad_enabled()))
+        return self.c + self.b * x + self.k * (t.view(-1, 1, 1, 1) + 1)
+
+    def hand(self, x, t, c=None):
+        c = self.c.detach() if c is None else c
+        return c + self.b * x + self.k * (torch.as_tensor(t).view(-1, 1, 1, 1) + 1)
+
+
+# ============================================================================================
+# 1. DMD on Gaussians with closed-form scores.
+
+
+def _posterior_mean(x, t, mean, var, schedule=TOY):
+    """E[x0 | x_t] for x0 ~ N(mean, var) per coordinate, x_t = a x0 + s eps:
+    mean + a var (x_t - a mean) / (a^2 var + s^2)."""
+    a = schedule.alpha(t).view(-1, 1, 1, 1).to(x.dtype)
+    s = schedule.sigma(t).view(-1, 1, 1, 1).to(x.dtype)
+    return mean + a * var * (x - a * mean) / (a**2 * var + s**2)
+
+
+class GaussianStudent(nn.Module):
+    """Generator x0 = mu + sd * x; on the M = q = 1 grid x is pure noise z, so the student's
+    distribution is N(mu, sd^2) per coordinate."""
+
+    def __init__(self, mu: float, sd: float) -> None:
+        super().__init__()
+        self.mu, self.sd = nn.Parameter(torch.tensor(mu)), nn.Parameter(torch.tensor(sd))
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x, t, cond):
+        self.inputs.append(x.detach().clone())
+        return self.mu + self.sd * x
+
+
+class ExactFake:
+    """The fake score of an ideal DMD: the exact posterior mean of the CURRENT student's
+    distribution N(mu_f, sd_f^2). Records its inputs (x_t', t')."""
+
+    def __init__(self, student: GaussianStudent) -> None:
+        self.student, self.calls = student, []
+        self.unused = nn.Parameter(torch.zeros(()))  # AuxOptimizer wants one parameter
+
+    def denoiser(self):
+        def fake(x, t, cond):
+            self.calls.append((x.clone(), t.clone()))
+            mu, sd = self.student.mu.detach(), self.student.sd.detach()
+            return _posterior_mean(x, t, mu, sd**2)
+
+        return fake
+
+    def parameters(self):
+        return [self.unused]
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class LearnedFake(nn.Module):
+    """A fake score of the Gaussian family: posterior mean of N(m, exp(log_sd)^2), trainable."""
+
+    def __init__(self, m: float, sd: float) -> None:
+        super().__init__()
+        self.m, self.log_sd = nn.Parameter(torch.tensor(m)), nn.Parameter(torch.tensor(math.log(sd)))
+
+    def denoiser(self):
+        return lambda x, t, cond: _posterior_mean(x, t, self.m, self.log_sd.exp() ** 2)
+
+    def parameters(self, recurse: bool = True):
+        return list(super().parameters(recurse))
+
+
+MU_C, MU_U, W_REAL, SD_R = 0.75, 0.25, 2.0, 1.0
+MU_R = MU_U + W_REAL * (MU_C - MU_U)
+"""The real score: the teacher is the posterior mean of N(e, SD_R^2), e the prompt scalar. The
+posterior mean is affine in the mean at fixed (x_t, t): pm(m) = (1 - a k) m + k x_t with
+k = a var / (a^2 var + s^2), so the CFG of the teacher at scale w is exactly the posterior mean of
+N(e_u + w (e_c - e_u), SD_R^2): p_real = N(MU_R = 1.25, 1)."""
+
+
+def _gaussian_teacher(calls: list | None = None):
+    def teacher(x, t, cond):
+        if calls is not None:
+            calls.append((x.clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
+        return _posterior_mean(x, t, _e(cond, x), SD_R**2)
+
+    return teacher
+
+
+def _dmd(student, fake, seed, batch=128, teacher_calls=None, **config):
+    """DMD with t' uniform over the toy schedule's 0..2, real CFG scale W_REAL (the context's 5.0
+    must be ignored), latents (1, 4, 4): 16 coordinates per normaliser."""
+    cfg = _config(DMDConfig, t_min=0, t_max=2, real_guidance_scale=W_REAL, **config)
+    loss = DMD(cfg, fake)
+    ctx = _ctx(
+        student,
+        _gaussian_teacher(teacher_calls),
+        cond=[MU_C] * batch,
+        uncond=[MU_U],
+        w=5.0,
+        seed=seed,
+        latent_shape=(1, 4, 4),
+    )
+    return loss, ctx
+
+
+def test_dmd_gradient_is_fake_minus_real_over_the_real_distance():
+    """DMD eq. 8: grad = (x0_fake - x0_real) / mean|x0 - x0_real|: the step x0 - grad moves x0
+    towards the real x0 prediction and away from the fake one. x0 = 3, real = 1, fake = 2 (x0 is
+    on the fake's side): normaliser |3 - 1| = 2, grad = 0.5 > 0, x0 - grad = 2.5 (towards real).
+    Swapping real and fake, or the normaliser's sign, flips it; a normaliser measured to the fake
+    (|3 - 2| = 1) doubles it."""
+    x0, real, fake = torch.full((1, 2), 3.0), torch.full((1, 2), 1.0), torch.full((1, 2), 2.0)
+    torch.testing.assert_close(dmd_gradient(x0, real, fake), torch.full((1, 2), 0.5))
+
+
+@pytest.mark.parametrize("mu, sd", [(-1.0, 0.5), (3.0, 2.0), (-1.0, 2.0), (3.0, 0.5)])
+def test_dmd_step_moves_the_student_towards_the_real_gaussian(mu, sd):
+    """p_real = N(MU_R, SD_R^2) = N(1.25, 1), student N(mu, sd^2), exact scores. With
+    x_t' = a x0 + s eps, x0 = mu + sd z and k_v = a v / (a^2 v + s^2) (increasing in v):
+        fake - real = (mu - MU_R)(1 - a k_r) + (k_f - k_r)(x_t' - a mu),
+        E[fake - real] = (mu - MU_R) s^2 / (a^2 SD_R^2 + s^2)        (sign of mu - MU_R),
+        E[(fake - real) z] = a sd (k_f - k_r)                        (sign of sd - SD_R).
+    d L_DMD / d x0 = grad / D (the stop-gradient makes the loss's gradient exactly the DMD
+    gradient), so dL/dmu = E[grad] has the sign of mu - MU_R and dL/dsd = E[grad z] that of
+    sd - SD_R (the per-sample normaliser is a positive weight over 16 coordinates). SGD therefore
+    brings mu to MU_R and sd to SD_R from every side; a reversed update, swapped real/fake, a
+    negated normaliser, or the context's CFG scale (5) instead of the config's (2) all fail."""
+    student = GaussianStudent(mu, sd)
+    start = (abs(mu - MU_R), abs(sd - SD_R))
+    for step in range(5):
+        loss, ctx = _dmd(student, ExactFake(student), seed=step)
+        student.zero_grad()
+        loss(ctx)["dmd"].backward()
+        if step == 0:
+            assert math.copysign(1, student.mu.grad) == math.copysign(1, mu - MU_R)
+            assert math.copysign(1, student.sd.grad) == math.copysign(1, sd - SD_R)
+        with torch.no_grad():
+            for p in (student.mu, student.sd):
+                p -= 0.3 * p.grad
+    assert abs(student.mu.item() - MU_R) < 0.8 * start[0]
+    assert abs(student.sd.item() - SD_R) < 0.8 * start[1]
+
+
+def test_dmd_converges_to_the_real_gaussian():
+    """The exact DMD fixed point is p_fake = p_real (then fake = real and grad = 0 exactly, not
+    only on average): 60 SGD steps from N(-1, 0.4^2) reach N(MU_R, SD_R^2) = N(1.25, 1) (and
+    not N(MU_C, 1) = N(0.75, 1), the unguided teacher's)."""
+    student = GaussianStudent(-1.0, 0.4)
+    for step in range(60):
+        loss, ctx = _dmd(student, ExactFake(student), seed=step, batch=64)
+        student.zero_grad()
+        loss(ctx)["dmd"].backward()
+        with torch.no_grad():
+            for p in (student.mu, student.sd):
+                p -= 0.3 * p.grad
+    assert student.mu.item() == pytest.approx(MU_R, abs=0.05)
+    assert student.sd.item() == pytest.approx(SD_R, abs=0.05)
+
+
+def test_dmd_student_gradient_by_hand():
+    """From the recorded calls: z the student's input (x0 = mu + sd z), (x_t', t') the teacher's
+    cond half, which the fake must see too. real = pm(MU_R, SD_R^2)(x_t'), fake =
+    pm(mu, sd^2)(x_t'), g = (fake - real) / mean_{c,h,w}|x0 - real|; L = mean_b 1/2 mean_i g^2
+    with d L / d x0 = g / (B D), hence dL/dmu = mean_b mean_i g and dL/dsd = mean_b mean_i g z."""
+    student, calls = GaussianStudent(-0.5, 1.5), []
+    fake = ExactFake(student)
+    loss, ctx = _dmd(student, fake, seed=7, batch=8, teacher_calls=calls)
+    value = loss(ctx)["dmd"]
+    value.backward()
+    (z,) = student.inputs
+    (x_t, t, e), ((fake_x, fake_t),) = calls[0], fake.calls
+    assert len(calls) == 1 and x_t.shape[0] == 16  # one CFG call: cond half, then uncond half
+    torch.testing.assert_close(e, torch.tensor([MU_C] * 8 + [MU_U] * 8))
+    x_t, t = x_t[:8], t[:8]
+    torch.testing.assert_close(fake_x, x_t)
+    torch.testing.assert_close(fake_t, t)
+    with torch.no_grad():
+        x0 = -0.5 + 1.5 * z
+        real = _posterior_mean(x_t, t, MU_R, SD_R**2)
+        g = (_posterior_mean(x_t, t, -0.5, 1.5**2) - real) / (x0 - real).abs().mean((1, 2, 3), keepdim=True)
+    torch.testing.assert_close(value, 0.5 * g.square().mean())
+    torch.testing.assert_close(student.mu.grad, g.mean())
+    torch.testing.assert_close(student.sd.grad, (g * z).mean())
+
+
+def test_dmd_fake_score_learns_the_students_distribution():
+    """aux_step trains the fake score by denoising the student's (detached) samples: for x0 ~
+    N(mu_f, sd_f^2) the minimiser of E||x0 - pm_{m,v}(x_t)||^2 over the Gaussian family is
+    (m, v) = (mu_f, sd_f^2) (the posterior mean is the MMSE estimator). From the teacher's
+    N(1.25, 1) towards the student's N(-1, 0.5^2): m and sd both get closer to the student's."""
+    student, fake = GaussianStudent(-1.0, 0.5), LearnedFake(MU_R, SD_R)
+    loss, ctx = _dmd(student, fake, seed=3, batch=64, fake_updates=20, fake_lr=0.05)
+    _aux_step(loss, ctx)
+    assert abs(fake.m.item() + 1.0) < 0.5 * abs(MU_R + 1.0)
+    assert abs(fake.log_sd.exp().item() - 0.5) < 0.8 * abs(SD_R - 0.5)
+
+
+# ============================================================================================
+# 2. Diffusion-DPO.
+
+
+def test_dpo_loss_gradient_favours_the_winner():
+    """Diffusion-DPO eq. 14: L = -log sigmoid(-beta/2 [(e_w - e_l) - (r_w - r_l)]), dL/de_w =
+    beta/2 sigmoid(beta/2 Delta) > 0 and dL/de_l = -dL/de_w: a step lowers the winner's error and
+    raises the loser's, so the implicit margin (e_w - r_w) - (e_l - r_l) falls, by exactly
+    lr * 2 * beta/2 * sigmoid(beta/2 Delta). The references get no gradient."""
+    beta, lr = 4.0, 0.1
+    err = torch.tensor([0.3, 0.5], requires_grad=True)  # e_w, e_l
+    ref = torch.tensor([0.4, 0.4])
+    delta = (err[0] - err[1]) - (ref[0] - ref[1])
+    dpo_loss(err[:1], err[1:], ref[:1], ref[1:], beta).sum().backward()
+    slope = beta / 2 * torch.sigmoid(beta / 2 * delta.detach())
+    torch.testing.assert_close(err.grad, torch.stack([slope, -slope]))
+    new = err.detach() - lr * err.grad
+    torch.testing.assert_close((new[0] - new[1]) - (ref[0] - ref[1]), delta.detach() - 2 * lr * slope)
+
+
+B_DPO = 0.5
+"""The DPO toy UNet: x0 = c + B_DPO x_t / a_t (``DPOUNet``)."""
+
+
+class DPOUNet(nn.Module):
+    """A UNet-like module, x0 = c + B_DPO x_t / a_t: with x_t = a x + s eps the residual is
+    x - x0 = (1 - B_DPO) x - c - B_DPO s eps / a, so the winner-minus-loser residual
+    (1 - B_DPO)(x_w - x_l) is the same at every t (shared eps). Records its calls."""
+
+    def __init__(self, c: torch.Tensor) -> None:
+        super().__init__()
+        self.c = nn.Parameter(c.clone())
+        self.calls: list[tuple[int, bool, torch.Tensor]] = []
+
+    def forward(self, x, t, encoder_hidden_states=None):
+        out = self.c + B_DPO * x / HAND_TOY.a(t)
+        self.calls.append((x.shape[0], torch.is_grad_enabled(), out.detach().clone()))
+        return SimpleNamespace(sample=out)
+
+
+U_DPO = torch.tensor([1.0, -2.0, 0.5, 1.5], dtype=torch.float64).view(1, 2, 2)
+
+
+class LinearReward:
+    """r(x) = mean(U_DPO * x): the reward prefers samples far along U_DPO."""
+
+    def __call__(self, images, prompts):
+        return (images * U_DPO).flatten(1).mean(1)
+
+    def unrelated(self, prompts, generator):
+        return list(prompts)
+
+
+REWARDS.setdefault("test-objectives-linear", lambda spec, device: LinearReward())
+
+
+def _error(denoiser, x, eps, t):
+    """e(x) = mean (x - x0_hat(a x + s eps, t))^2 per sample, by hand (prediction "sample")."""
+    x_t = HAND_TOY.a(t) * x + HAND_TOY.s(t) * eps
+    return (denoiser(x_t, t, None) - x).square().flatten(1).mean(1)
+
+
+def test_dpo_component_prefers_the_winner_against_a_frozen_reference():
+    """Built through PreferenceConfig.build from a Student-like object, so the reference is
+    whatever build freezes. Candidates: two 1-step samples per prompt, x = c + B_DPO z / 0.6;
+    the linear reward makes the winner the one further along U. With Delta_b = (e_w - r_w) -
+    (e_l - r_l) and d_b = x_w - x_l, the toy's residual difference (1 - B_DPO) d_b is t- and
+    eps-free, so exactly
+        dL/dc = -(beta (1 - B_DPO) / D) mean_b sigmoid(beta/2 Delta_b) d_b.
+    Step 1 (model = reference, Delta = 0, sigmoid = 1/2): U . dL/dc = -(beta (1-B)/2) mean_b
+    (r_w - r_l) < 0, so SGD raises the reward of the student's samples, and the winner gains
+    likelihood over the loser relative to the reference (Delta < 0, measured with fresh eps and
+    every t). Step 2 (same pairs): Delta_b < 0 now damps the gradient by sigmoid(beta/2 Delta_b)
+    < 1/2: a live "reference" (Delta = 0 forever) repeats step 1's gradient and fails; swapped
+    winner/loser or a negated beta flip the gradient's sign."""
+    beta, lr, batch = 20.0, 0.5, 6
+    unet = DPOUNet(torch.zeros(1, 2, 2))
+    student = SimpleNamespace(
+        unet=unet, base=SimpleNamespace(device="cpu"), trainable_parameters=lambda: dict(unet.named_parameters())
+    )
+    cfg = _config(PreferenceConfig, mode="dpo", reward="test-objectives-linear", beta=beta)
+    loss = cfg.build(student)
+    frozen_c = unet.c.detach().clone()
+
+    def live(x, t, cond):
+        return unet(x, t).sample
+
+    def reference(x, t, cond):
+        return frozen_c + B_DPO * x / HAND_TOY.a(t)
+
+    def run_step():
+        unet.calls.clear()
+        unet.zero_grad()
+        ctx = _ctx(live, None, cond=[0.0] * batch, seed=11, decode=lambda z: z)
+        loss(ctx)["preference"].backward()
+        draws = [out for n, grad, out in unet.calls if n == batch and not grad]
+        x_a, x_b = draws[:2]  # the two 1-step candidates (draws 0 and 1)
+        r_a, r_b = LinearReward()(x_a, None), LinearReward()(x_b, None)
+        a_wins = (r_a >= r_b).view(-1, 1, 1, 1)
+        return unet.c.grad.clone(), torch.where(a_wins, x_a, x_b), torch.where(a_wins, x_b, x_a), r_a
+
+    def margin(x_w, x_l):
+        """Delta_b at 3 timesteps and 2 noises of our own: (batch,) per (t, eps), all equal."""
+        out = []
+        for t_value in (0, 1, 2):
+            for seed in (0, 1):
+                eps = torch.randn(x_w.shape, generator=torch.Generator().manual_seed(seed))
+                t = torch.full((batch,), t_value)
+                e_w = _error(live, x_w, eps, t) - _error(reference, x_w, eps, t)
+                e_l = _error(live, x_l, eps, t) - _error(reference, x_l, eps, t)
+                out.append(e_w - e_l)
+        return torch.stack(out)
+
+    def expected_grad(delta, d):
+        return -(beta * (1 - B_DPO) / 4) * (torch.sigmoid(beta / 2 * delta).view(-1, 1, 1, 1) * d).mean(0)
+
+    grad1, x_w, x_l, r1 = run_step()
+    with torch.no_grad():
+        torch.testing.assert_close(margin(x_w, x_l), torch.zeros(6, batch))
+    torch.testing.assert_close(grad1, expected_grad(torch.zeros(batch), x_w - x_l))
+    assert (U_DPO * grad1).sum() < 0
+    with torch.no_grad():
+        unet.c -= lr * grad1
+        delta = margin(x_w, x_l)
+    torch.testing.assert_close(delta, delta[:1].expand_as(delta))
+    assert delta.sum() < 0  # the winner gained likelihood over the loser, relative to the reference
+
+    grad2, x_w2, x_l2, r2 = run_step()
+    assert (r2 > r1).all()  # the student's candidates moved along U: higher reward
+    torch.testing.assert_close(x_w2 - x_l2, x_w - x_l)  # the same pairs, shifted by the step
+    with torch.no_grad():
+        torch.testing.assert_close(margin(x_w2, x_l2), delta)
+    torch.testing.assert_close(grad2, expected_grad(delta[0], x_w - x_l))
+    assert grad2.norm() < 0.9 * grad1.norm()
+
+
+# ============================================================================================
+# 3. Reward hinge.
+
+
+def test_reward_hinge_gradients_and_dead_zone():
+    """L = relu(s0 - r_pos) + lambda relu(r_neg - s_neg): dL/dr_pos = -1 while r_pos < s0 (a step
+    raises it), dL/dr_neg = +lambda while r_neg > s_neg (a step lowers it); past the thresholds
+    both gradients are exactly 0. s0 = 1, s_neg = 0, lambda = 0.5."""
+    r_pos = torch.tensor([0.2, 1.5, 1.5, 0.2], requires_grad=True)
+    r_neg = torch.tensor([0.4, -0.3, 0.4, -0.3], requires_grad=True)
+    value = reward_hinge(r_pos, r_neg, 1.0, 0.0, 0.5)
+    torch.testing.assert_close(value.detach(), torch.tensor([0.8 + 0.2, 0.0, 0.2, 0.8]))
+    value.sum().backward()
+    assert torch.equal(r_pos.grad, torch.tensor([-1.0, 0.0, 0.0, -1.0]))
+    assert torch.equal(r_neg.grad, torch.tensor([0.5, 0.0, 0.5, 0.0]))
+
+
+class PromptReward:
+    """r(x, p) = x[index of p] (coordinate i of the flattened latent for prompt "p<i>");
+    the unrelated prompt of "p<i>" is "p<i+1 mod 3>"."""
+
+    def __call__(self, images, prompts):
+        index = torch.tensor([int(p[1:]) for p in prompts])
+        return images.flatten(1)[torch.arange(len(prompts)), index]
+
+    def unrelated(self, prompts, generator):
+        return [f"p{(int(p[1:]) + 1) % 3}" for p in prompts]
+
+
+def test_reward_feedback_component_by_hand():
+    """Student x0 = C[i] for prompt i (one latent per sample); s0 = 1, s_neg = 0, lambda = 0.5.
+    Sample 0: r_pos = 0 < s0, r_neg = 0.5 > 0: both terms live, loss 1 + 0.25.
+    Sample 1: r_pos = 2 > s0, r_neg = -0.5 < 0: loss 0 and EXACTLY zero gradient.
+    Sample 2: r_pos = 2, r_neg = 0.5: only the negative term, loss 0.25.
+    Mean 0.5; dL/dC = (1/3)(-e_{pos} [r_pos < s0] + lambda e_{neg} [r_neg > s_neg]): a step raises
+    sample 0's reward and lowers samples 0 and 2's unrelated-prompt reward, C[1] stays put."""
+    c = torch.zeros(3, 1, 2, 2)
+    c.view(3, 4)[0, 1] = 0.5
+    c.view(3, 4)[1, 1], c.view(3, 4)[1, 2] = 2.0, -0.5
+    c.view(3, 4)[2, 2], c.view(3, 4)[2, 0] = 2.0, 0.5
+    table = nn.Parameter(c.clone())
+
+    def student(x, t, cond):
+        return table[cond.prompt_embeds[:, 0, 0].long()]
+
+    cfg = _config(PreferenceConfig, mode="reward", s0=1.0, s_neg=0.0, negative_weight=0.5)
+    loss = Preference(cfg, PromptReward())
+    prompts = ["p0", "p1", "p2"]
+    ctx = _ctx(student, None, cond=[0.0, 1.0, 2.0], prompts=prompts, decode=lambda z: z)
+    value = loss(ctx)["preference"]
+    torch.testing.assert_close(value, torch.tensor(0.5))
+    value.backward()
+    expected = torch.zeros(3, 4)
+    expected[0, 0], expected[0, 1], expected[2, 0] = -1 / 3, 0.5 / 3, 0.5 / 3
+    torch.testing.assert_close(table.grad.view(3, 4), expected)
+    assert torch.equal(table.grad[1], torch.zeros(1, 2, 2))
+    reward = PromptReward()
+    before = (reward(c, prompts), reward(c, reward.unrelated(prompts, None)))
+    with torch.no_grad():
+        after_c = table - 0.1 * table.grad
+    after = (reward(after_c, prompts), reward(after_c, reward.unrelated(prompts, None)))
+    assert after[0][0] > before[0][0] and after[1][0] < before[1][0] and after[1][2] < before[1][2]
+    assert torch.equal(after_c[1], c[1])
+
+
+# ============================================================================================
+# 4. GAN.
+
+
+class LinearD(Discriminator):
+    """D(z) = sum(w * z) per sample: its features are the input, its "head" is w."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.heads = _Heads(w)
+
+    def features(self, x, t, cond):
+        return [x]
+
+
+class _Heads(nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+    def forward(self, features):
+        return (features[0] * self.w).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("loss_type", ["nonsaturating", "hinge"])
+def test_gan_formulas_push_real_up_and_fake_down(loss_type):
+    """Nonsaturating: L_G = softplus(-d_f), L_D = softplus(-d_r) + softplus(d_f); hinge: L_G = -d_f,
+    L_D = relu(1 - d_r) + relu(1 + d_f). At logits 0 (inside the hinge margin): dL_G/dd_f < 0
+    (a generator step raises D(fake)); dL_D/dd_r < 0 and dL_D/dd_f > 0 (a discriminator step
+    raises D(real), lowers D(fake)). Hinge past the margins (d_r > 1, d_f < -1): zero gradient."""
+    real, fake = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    generator_loss(fake, loss_type).sum().backward()
+    assert fake.grad.item() < 0
+    fake.grad = None
+    discriminator_loss(real, fake, loss_type).sum().backward()
+    assert real.grad.item() < 0 < fake.grad.item()
+    if loss_type == "hinge":
+        real, fake = torch.tensor([1.5], requires_grad=True), torch.tensor([-1.5], requires_grad=True)
+        discriminator_loss(real, fake, loss_type).sum().backward()
+        assert real.grad.item() == 0 and fake.grad.item() == 0
+
+
+@pytest.mark.parametrize("loss_type", ["nonsaturating", "hinge"])
+def test_gan_component_moves_d_and_then_the_fake_towards_the_real(loss_type):
+    """Real = the teacher's 1-step sample (teacher x0 = 1 everywhere: real = 1); fake = the
+    student's one-step prediction c + 0.1 z with c = -1 (every coordinate < 0). D(z) = w . z
+    with small w0 (|logits| < 1: inside the hinge margin).
+    D step (AdamW, beta1 = 0: first update w -= lr sign(dL_D/dw)): dL_D/dw = mean_b
+    [l_r'(d_r) real_b + l_f'(d_f) fake_b] with l_r' < 0 < l_f', real > 0 > fake: every coordinate
+    < 0, so w += lr: D(real) = w . 1 rises by lr D, D(fake) falls by lr sum(-fake) > 0.
+    G step: dL_G/dc = mean_b g'(d_b) w with g' < 0 and now w > 0: SGD moves c along +w, so
+    D(fake) rises and the fake gets closer to the real 1. Swapped real/fake or a flipped
+    generator sign reverses one of them."""
+    w0 = torch.tensor([0.02, -0.01, 0.03, 0.0]).view(1, 2, 2)
+    cfg = _config(GANConfig, input="latent", real="teacher", teacher_steps=1, loss_type=loss_type, disc_lr=0.01)
+    gan = GAN(cfg, discriminator=LinearD(w0), device="cpu")
+    student = Affine(torch.full((1, 2, 2), -1.0), b=0.1)
+    teacher = lambda x, t, cond: torch.ones_like(x)  # noqa: E731
+
+    ctx = _ctx(student, teacher, cond=[0.0] * 4, seed=0)
+    _aux_step(gan, ctx)
+    fake = -1.0 + 0.1 * student.calls[0][0]
+    w1 = gan.discriminator.heads.w.detach().clone()
+    torch.testing.assert_close(w1, w0 + 0.01, atol=1e-6, rtol=0)
+    d = lambda w, x: (w * x).flatten(1).sum(1)  # noqa: E731
+    assert (d(w1, torch.ones(4, 1, 2, 2)) > d(w0, torch.ones(4, 1, 2, 2))).all()
+    assert (d(w1, fake) < d(w0, fake)).all()
+
+    student.calls.clear()
+    ctx = _ctx(student, teacher, cond=[0.0] * 4, seed=1)
+    gan(ctx)["gan"].backward()
+    assert gan.discriminator.heads.w.grad is None
+    z = student.calls[0][0]
+    old = student.c.detach() + 0.1 * z
+    with torch.no_grad():
+        student.c -= 0.5 * student.c.grad
+    new = student.c.detach() + 0.1 * z
+    assert (d(w1, new) > d(w1, old)).all()
+    assert (new - 1).norm() < (old - 1).norm()
+
+
+# ============================================================================================
+# 5. Classifier-free guidance.
+
+
+def test_guided_output_extrapolates_beyond_cond_away_from_uncond():
+    """out(x, t, e) = 0.5 x + 0.01 t + e records each call. cond e = (1, 2, 3), uncond e = 0.5
+    (one sample, expanded), w = 3: ONE call of batch 6, cond first; guided = out_u + w (out_c -
+    out_u) = 0.5 x + 0.01 t + 0.5 + 3 (e_c - 0.5), i.e. past cond by (w - 1)(e_c - e_u) > 0, away
+    from uncond. Reading the halves the other way round gives out_c + w (out_u - out_c) instead."""
+    calls = []
+
+    def denoiser(x, t, cond):
+        calls.append((x.clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
+        return 0.5 * x + 0.01 * t.view(-1, 1, 1, 1) + _e(cond, x)
+
+    x = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([2, 0, 1])
+    guided = guided_output(denoiser, x, t, _prompts([1.0, 2.0, 3.0]), _prompts([0.5]), 3.0)
+    ((xs, ts, es),) = calls
+    torch.testing.assert_close(xs, torch.cat([x, x]))
+    assert torch.equal(ts, torch.cat([t, t]))
+    torch.testing.assert_close(es, torch.tensor([1.0, 2.0, 3.0, 0.5, 0.5, 0.5]))
+    base = 0.5 * x + 0.01 * t.view(-1, 1, 1, 1)
+    e_c = torch.tensor([1.0, 2.0, 3.0]).view(-1, 1, 1, 1)
+    out_c, out_u = base + e_c, base + 0.5
+    torch.testing.assert_close(guided, out_u + 3.0 * (out_c - out_u))
+    assert ((guided - out_c) * (out_c - out_u) > 0).all()  # beyond cond, on the far side from uncond
+    torch.testing.assert_close(guided - out_c, 2.0 * (out_c - out_u))
+
+
+# ============================================================================================
+# 6. LCD.
+
+
+LCD_E_C, LCD_E_U, LCD_W = 0.3, -0.2, 2.5
+LCD_E = LCD_E_U + LCD_W * (LCD_E_C - LCD_E_U)
+"""The curved teacher's effective prompt scalar under CFG: -0.2 + 2.5 * 0.5 = 1.05."""
+
+
+def _hand_solve(x, t_grid, hand=HAND_LONG):
+    """The teacher's CFG-DDIM solve along ``t_grid`` (a list of (B,) timesteps), by hand."""
+    for tau, nxt in zip(t_grid[:-1], t_grid[1:], strict=True):
+        x = hand.ddim(x, _hand_teacher_x0(x, tau, LCD_E), tau, nxt)
+    return x
+
+
+@pytest.mark.parametrize("substeps, grid", [(1, [9, 0]), (3, [9, 6, 3, 0])])
+def test_lcd_target_is_the_target_networks_x0_after_p_teacher_substeps(substeps, grid):
+    """x0 (detached clean latent) re-noised to t_m = 9: x_tm = a_9 x0 + s_9 eps. The teacher (CFG,
+    curved: its x0 depends on tanh(2x)) solves 9 -> 0 in p DDIM sub-steps on tau_j = round(9 - 9j/p):
+    p = 1 [9, 0], p = 3 [9, 6, 3, 0]; the two end points differ (curvature). Goal = the TARGET
+    network's x0 at (x_tn, t_n = 0) (a network of its own here, t-dependent, so a wrong network or
+    timestep shows); L = mean (f(x_tm, 9) - goal)^2, dL/dc = 2 (f - goal) / D (per sample, then
+    the batch mean): SGD moves the student's prediction straight towards the by-hand goal."""
+    x0 = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(2))
+    student = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02)
+    target = Affine(torch.full((1, 2, 2), 0.1), b=0.3, k=-0.03)
+    t_m, t_n = torch.tensor([9, 9]), torch.tensor([0, 0])
+    value = lcd_loss(
+        student, target, _curved_teacher(), LONG, x0, eps, t_m, t_n,
+        _prompts([LCD_E_C] * 2), _prompts([LCD_E_U]), LCD_W, substeps, l2,
+    )  # fmt: skip
+    x_tm = HAND_LONG.a(9) * x0 + HAND_LONG.s(9) * eps
+    x_tn = _hand_solve(x_tm, [torch.tensor([g, g]) for g in grid])
+    other = _hand_solve(x_tm, [torch.tensor([g, g]) for g in ([9, 6, 3, 0] if substeps == 1 else [9, 0])])
+    assert (x_tn - other).abs().max() > 0.02  # p matters on this teacher
+    goal, pred = target.hand(x_tn, t_n), student.hand(x_tm, t_m)
+    torch.testing.assert_close(value, (pred - goal).square().flatten(1).mean(1))
+    value.mean().backward()
+    torch.testing.assert_close(student.c.grad, (2 * (pred - goal) / 4).mean(0))
+    assert target.c.grad is None
+    with torch.no_grad():
+        student.c -= student.c.grad
+    assert (student.hand(x_tm, t_m) - goal).norm() < (pred - goal).norm()
+
+
+def test_lcd_component_states_timesteps_and_value_by_hand():
+    """LCD with M = 4 milestones [0, 3, 6, 9, 12] on the 12-step schedule, q = 2, p = 3. States:
+    the student's 2-step sample x0_q (its second no-grad call's output; inference grid [11, 5])
+    re-noised to t_m in the milestones {3, 6, 9, 12 -> 11}; t_n = t_m - T/M = t_m - 3; the teacher
+    solves t_m -> t_n in 3 CFG sub-steps (timesteps t_m, t_m - 1, t_m - 2); the target (the
+    stop-grad student) predicts at (x_tn, t_n) without gradients, the student at (x_tm, t_m) with.
+    The loss is the batch mean of the by-hand l2."""
+    student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
+    cfg = _config(LCDConfig, grid=(4, 2), num_milestones=4, teacher_substeps=3)
+    ctx = _ctx(
+        student, _curved_teacher(teacher_calls), schedule=LONG, cond=[LCD_E_C] * 6, uncond=[LCD_E_U],
+        w=LCD_W, seed=5, grid=(4, 2),
+    )  # fmt: skip
+    value = LCD(cfg)(ctx)["lcd"]
+    sample_calls, (target_call, pred_call) = student.calls[:2], student.calls[2:]
+    assert [(int(t[0]), g) for _, t, g in sample_calls] == [(11, False), (5, False)]
+    assert not target_call[2] and pred_call[2]
+    (x_tn, t_n, _), (x_tm, t_m, _) = target_call, pred_call
+    assert set(t_m.tolist()) <= {3, 6, 9, 11}
+    assert torch.equal(t_n, t_m - 3)
+    assert [c[1][:6].tolist() for c in teacher_calls] == [(t_m - j).tolist() for j in range(3)]
+    torch.testing.assert_close(teacher_calls[0][0][:6], x_tm)
+    torch.testing.assert_close(x_tn, _hand_solve(x_tm, [t_m - j for j in range(4)]))
+    goal, pred = student.hand(x_tn, t_n), student.hand(x_tm, t_m)
+    torch.testing.assert_close(value, (pred - goal).square().mean())
+
+
+# ============================================================================================
+# 7. MLCD.
+
+
+MLCD_E_C, MLCD_E_U, MLCD_W = 0.4, -0.1, 3.0
+MLCD_E = MLCD_E_U + MLCD_W * (MLCD_E_C - MLCD_E_U)
+"""-0.1 + 3 * 0.5 = 1.4."""
+
+
+def _mlcd_by_hand(student, target, x_tm, t_m, t_n, t_s, hand=HAND_TOY):
+    """(student side g(x_tm, t_m), goal g_target(x_tn, t_n)) with x_tn one CFG-DDIM step of the
+    curved teacher t_m -> t_n, g(x, t) = DDIM(x, f(x, t), t -> t_s)."""
+    x_tn = hand.ddim(x_tm, _hand_teacher_x0(x_tm, t_m, MLCD_E), t_m, t_n)
+    goal = hand.ddim(x_tn, target.hand(x_tn, t_n), t_n, t_s)
+    return hand.ddim(x_tm, student.hand(x_tm, t_m), t_m, t_s), goal, x_tn
+
+
+def test_mlcd_goal_is_one_teacher_step_then_the_target_to_the_segment_edge():
+    """Toy schedule, per sample (t_m, t_n, t_s) = (2, 1, 0), (2, 0, -1), (1, 0, -1) (t = -1: clean,
+    a = 1, s = 0). x_tn = DDIM(x_tm, x0_teacher^CFG(x_tm, t_m), t_m -> t_n) (one teacher step, not
+    x_tm itself, not the student's step); goal = segment_map(target, x_tn, t_n, t_s) =
+    DDIM(x_tn, f_target(x_tn, t_n), t_n -> t_s); L = mean (g_student(x_tm, t_m) - goal)^2. The
+    goal built from x_tm, or with t_n and t_s swapped, is far from it (checked, so the by-hand
+    comparison can tell). Minimising over c (target frozen): g = coef f + ..., coef = a_s -
+    s_s a_m / s_m = 0.75, 1, 1 > 0, so the student's segment-map output converges to the goal."""
+    x_tm = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(4))
+    t_m, t_n, t_s = torch.tensor([2, 2, 1]), torch.tensor([1, 0, 0]), torch.tensor([0, -1, -1])
+    student = Affine(torch.zeros(3, 1, 2, 2), b=0.5, k=0.02)  # an offset per sample
+    target = Affine(torch.full((1, 2, 2), 0.2), b=0.3, k=-0.05)
+    teacher_calls = []
+    args = (_curved_teacher(teacher_calls), TOY, x_tm, t_m, t_n, t_s)
+    cond = (_prompts([MLCD_E_C] * 3), _prompts([MLCD_E_U]), MLCD_W, l2)
+
+    value = mlcd_loss(student, target, *args, *cond)
+    g, goal, x_tn = _mlcd_by_hand(student, target, x_tm, t_m, t_n, t_s)
+    assert len(teacher_calls) == 1 and torch.equal(teacher_calls[0][1], torch.cat([t_m, t_m]))
+    torch.testing.assert_close(value, (g - goal).square().flatten(1).mean(1))
+    torch.testing.assert_close(segment_map(target, TOY, x_tn, t_n, t_s, None), goal)
+    wrong_state = HAND_TOY.ddim(x_tm, target.hand(x_tm, t_m), t_m, t_s)
+    wrong_times = HAND_TOY.ddim(x_tn[:1], target.hand(x_tn[:1], 0), 0, 1)  # row 0: t_s = 0, t_n = 1
+    assert (wrong_state - goal).abs().amax((1, 2, 3)).min() > 0.05
+    assert (wrong_times - goal[:1]).abs().max() > 0.05
+
+    opt = torch.optim.SGD([student.c], lr=6.0)
+    for _ in range(40):
+        opt.zero_grad()
+        mlcd_loss(student, target, *args, *cond).mean().backward()
+        opt.step()
+    assert target.c.grad is None
+    moved = segment_map(student, TOY, x_tm, t_m, t_s, None).detach()
+    torch.testing.assert_close(moved, goal, atol=1e-8, rtol=0)
+
+
+def test_mlcd_component_timesteps_and_value_by_hand():
+    """MLCD, single_jump states, M = 4 segments [0, 3, 6, 9, 12] on the 12-step schedule, skip
+    k = 2. The teacher's first call is at T - 1 = 11 (noise -> x_tm in one CFG-DDIM step), its
+    second at t_m on x_tm (one step to x_tn). t_s = the segment's lower edge, t_m in (t_s, t_s + 3],
+    t_n = max(t_m - 2, t_s); the stop-grad student predicts at (x_tn, t_n) without gradients, the
+    student at (x_tm, t_m) with; the loss is the batch mean of the by-hand l2 to the edge t_s."""
+    student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
+    cfg = MLCDConfig(num_milestones=4, skip=2, states="single_jump")
+    batch = 8
+    ctx = _ctx(
+        student, _curved_teacher(teacher_calls), schedule=LONG, cond=[MLCD_E_C] * batch,
+        uncond=[MLCD_E_U], w=MLCD_W, seed=2,
+    )  # fmt: skip
+    value = MLCD(cfg, student)(ctx)["mlcd"]
+    (x_tn, t_n, grad_tn), (x_tm, t_m, grad_tm) = student.calls
+    assert not grad_tn and grad_tm
+    t_s = (torch.div(t_m - 1, 3, rounding_mode="floor") * 3).clamp(min=0)
+    assert len(set(t_s.tolist())) > 1  # several segments in the batch
+    assert torch.equal(t_n, torch.maximum(t_m - 2, t_s))
+    (noise, t_first, _), (x_tm_teacher, t_second, _) = teacher_calls
+    assert torch.equal(t_first[:batch], torch.full((batch,), 11)) and torch.equal(t_second[:batch], t_m)
+    noise = noise[:batch]
+    x_jump = HAND_LONG.ddim(noise, _hand_teacher_x0(noise, 11, MLCD_E), torch.full((batch,), 11), t_m)
+    torch.testing.assert_close(x_tm, x_jump)
+    torch.testing.assert_close(x_tm_teacher[:batch], x_tm)
+    g, goal, hand_tn = _mlcd_by_hand(student, student, x_tm, t_m, t_n, t_s, hand=HAND_LONG)
+    torch.testing.assert_close(x_tn, hand_tn)
+    torch.testing.assert_close(value, (g - goal).square().mean())
