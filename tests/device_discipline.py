@@ -23,12 +23,15 @@ the step's CUDA generator and no ``device=`` draws on the default device (CPU) a
    costs a host-to-device copy each step. Code that wants a host tensor says ``device="cpu"``.
 3. Host syncs (``count_syncs=True``, counted, never an error): Tensor.item/tolist/numpy/cpu,
    __bool__/__float__/__int__/__index__/__format__, nonzero/argwhere/masked_select/unique,
-   torch.equal/allclose, repeat_interleave with tensor repeats, and indexing with a boolean mask,
-   counted per call site (first frame under tlcm/, "via" the library frame that made the call)
-   and per "in a training step or not". On CPU every tensor is a host tensor, so these are the
-   sites that sync when their tensor is on the accelerator: a read of a tensor that is on the host
-   in production too (a milestone table, a CPU generator's draw) is counted but costs nothing.
-   torch.optim's ``.item()`` on its host step counters is not counted.
+   torch.equal/allclose, repeat_interleave with tensor repeats, indexing with a boolean mask, and
+   blocking copies to a device that tlcm code makes itself (``.to(device)``, ``.cuda()``,
+   ``torch.tensor(data, device=d)``: PyTorch syncs the stream after a copy that is not
+   ``non_blocking``), counted per call site (first frame under tlcm/, "via" the library frame that
+   made the call) and per "in a training step or not". On CPU every tensor is a host tensor, so
+   these are the sites that sync WHEN their tensor is on the accelerator: a read of a tensor that
+   is on the host in production too (a milestone table, a CPU generator's draw) is counted but
+   costs nothing, and so is a ``.to(device)`` of a tensor already there. torch.optim's ``.item()``
+   on its host step counters is not counted.
 
 A violation raises ``AssertionError`` at the call (op, tlcm file:line, devices) and is also kept in
 ``violations``; leaving the mode raises again if any were recorded (in case a broad ``except`` in
@@ -44,10 +47,12 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from inspect import signature
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import tlcm
@@ -108,8 +113,18 @@ SYNCS = {
 """Ops that wait for the device (a value or a data-dependent shape must reach the host)."""
 INDEXING = {T.__getitem__: "x[bool mask]", T.__setitem__: "x[bool mask] ="}
 REPEAT = {T.repeat_interleave, torch.repeat_interleave}
-STEP_FRAMES = {("engine.py", "_step")}
-LOSS_STEP_NAMES = {"forward", "aux_step", "after_student_step"}
+COPIES = {T.to, T.cuda, torch.tensor, torch.as_tensor}
+"""Ops that copy host data to a device: a blocking copy (non_blocking=False, the default) waits for
+the device's stream (PyTorch's memcpy_and_sync), so it is a host sync too."""
+POSITIONAL_GENERATOR = {
+    f
+    for n in nn.init.__all__
+    if callable(f := getattr(nn.init, n)) and "generator" in signature(f).parameters
+}
+"""Draws that may take the generator positionally (nn.init.uniform_(t, a, b, g)); any other torch op
+takes it as ``generator=`` only (looking through every op's arguments would be slow)."""
+STEP_METHODS = {"_step", "forward", "aux_step", "after_student_step"}
+"""Trainer._step and Loss.forward/aux_step/after_student_step: a training step runs below them."""
 
 
 WRAPPER_FILES = ("_tensor.py", "overrides.py", "functional.py", "utils/_device.py", "_jit_internal.py")
@@ -135,23 +150,22 @@ def _is_this(frame) -> bool:
     return frame.f_code.co_filename == THIS_FILE
 
 
-def _tlcm_frame(frame):
-    """The innermost frame under tlcm/ (None if the op was not reached from tlcm code)."""
-    while frame is not None and not frame.f_code.co_filename.startswith(TLCM_DIR):
+def _owner(frame, roots: tuple[str, ...]):
+    """The innermost frame under ``roots`` (tlcm/): None if the op was not reached from that code."""
+    while frame is not None and not frame.f_code.co_filename.startswith(roots):
         frame = frame.f_back
     return frame
 
 
 def _in_step(frame) -> bool:
-    """Whether a training step is running: Trainer._step, or a loss's forward/aux_step, on the stack."""
+    """Whether a training step runs: a Trainer._step or a Loss's forward/aux_step/after_student_step
+    on the stack (so losses called directly by tests count too)."""
+    from tlcm.engine import Trainer
+    from tlcm.losses.base import Loss
+
     while frame is not None:
-        code = frame.f_code
-        if code.co_filename.startswith(TLCM_DIR):
-            rel = code.co_filename[len(TLCM_DIR) :]
-            if (rel, code.co_name) in STEP_FRAMES or (
-                rel.startswith("losses/") and code.co_name in LOSS_STEP_NAMES
-            ):
-                return True
+        if frame.f_code.co_name in STEP_METHODS and isinstance(frame.f_locals.get("self"), Trainer | Loss):
+            return True
         frame = frame.f_back
     return False
 
@@ -167,9 +181,9 @@ def _origin(frame):
     return frame
 
 
-def _site(frame) -> str:
+def _site(frame, roots: tuple[str, ...]) -> str:
     """'tlcm/x.py:12' (first frame under tlcm/), with ' via lib.py:34' when a library made the call."""
-    origin, owner = _origin(frame), _tlcm_frame(frame)
+    origin, owner = _origin(frame), _owner(frame, roots)
     if owner is None:
         return _where(origin) if origin is not None else "?"
     return _where(owner) if origin is owner else f"{_where(owner)} via {_where(origin)}"
@@ -196,6 +210,27 @@ def _first_tensor(args, kwargs) -> torch.Tensor | None:
     return None
 
 
+def _copy_kind(func, args, kwargs) -> str | None:
+    """ "cpu" for a copy to the host, "to(device)" / "tensor(data, device=)" for a blocking copy to a
+    device given as a torch.device, a tensor or a non-"cpu" string (on CPU it is the CPU, in
+    production the accelerator: a host->device copy if the source is on the host, else a no-op);
+    None for a dtype-only ``.to`` or a non-blocking copy."""
+    if kwargs.get("non_blocking") or any(a is True for a in args[2:]):
+        return None
+    if func is T.cuda:
+        return "to(device)"
+    if func in (torch.tensor, torch.as_tensor):
+        data, target = (args[0] if args else kwargs.get("data")), kwargs.get("device")
+        if target is None or isinstance(data, torch.Tensor):
+            return None
+        return None if target == "cpu" else "tensor(data, device=)"
+    targets = [a for a in args[1:] if isinstance(a, str | torch.device | torch.Tensor)]
+    target = kwargs.get("device", targets[0] if targets else None)
+    if target is None:
+        return None
+    return "cpu" if target == "cpu" and isinstance(target, str) else "to(device)"
+
+
 def _bool_mask(index) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool and i.dim() > 0 for i in items)
@@ -204,11 +239,19 @@ def _bool_mask(index) -> bool:
 class DeviceDiscipline(TorchFunctionMode):
     """See the module docstring. ``violations``: messages of the rule breaks seen; ``syncs``:
     Counter of (label, site, op, in_step) when ``count_syncs``; set ``label`` to group syncs
-    (e.g. by phase)."""
+    (e.g. by phase). ``roots``: path prefixes of the code that is policed and counted (default the
+    tlcm package; the checker's own tests add their file)."""
 
-    def __init__(self, *, factories: bool = True, count_syncs: bool = False, strict: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        factories: bool = True,
+        count_syncs: bool = False,
+        strict: bool = True,
+        roots: tuple[str, ...] = (TLCM_DIR,),
+    ) -> None:
         super().__init__()
-        self.factories, self.count_syncs, self.strict = factories, count_syncs, strict
+        self.factories, self.count_syncs, self.strict, self.roots = factories, count_syncs, strict, roots
         self.violations: list[str] = []
         self.syncs: Counter[tuple[str, str, str, bool]] = Counter()
         self.label = ""
@@ -216,17 +259,17 @@ class DeviceDiscipline(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         generator = kwargs.get("generator")
-        if generator is None:
-            generator = next((a for a in args if isinstance(a, torch.Generator)), None)
+        if generator is None and func in POSITIONAL_GENERATOR:
+            generator = next((a for a in args if type(a) is torch.Generator), None)
         if generator is not None:
             self._check_draw(func, args, kwargs, generator)
         if self.count_syncs:
             self._count_sync(func, args, kwargs)
         out = func(*args, **kwargs)
         if (
-            self.factories
+            func in FACTORIES
+            and self.factories
             and generator is None
-            and func in FACTORIES
             and "device" not in kwargs
             and "out" not in kwargs
             and isinstance(out, torch.Tensor)
@@ -238,7 +281,7 @@ class DeviceDiscipline(TorchFunctionMode):
 
     def _check_draw(self, func, args, kwargs, generator: torch.Generator) -> None:
         frame = sys._getframe(2)
-        if _tlcm_frame(frame) is None:
+        if _owner(frame, self.roots) is None:
             return  # test or library code drawing on its own; only tlcm's draws are policed
         if "device" in kwargs or "out" in kwargs:
             stated = kwargs["out"].device if "out" in kwargs else torch.device(kwargs["device"])
@@ -248,21 +291,21 @@ class DeviceDiscipline(TorchFunctionMode):
         else:
             stated, how = None, f"no device= (falls back to the default device {torch.get_default_device()})"
         if stated is None or not _same_device(stated, generator.device):
+            site = _site(frame, self.roots)
             self._fail(
-                f"{_name(func)} at {_site(frame)} draws with a generator on {generator.device} and "
-                f"{how}; state the output device: device=generator.device (then move what the host "
-                "needs, once)"
+                f"{_name(func)} at {site} draws with a generator on {generator.device} and {how}; state "
+                "the output device: device=generator.device (then move what the host needs, once)"
             )
 
     def _check_factory(self, func, out: torch.Tensor) -> None:
         frame = sys._getframe(2)
         caller = _caller(frame)
-        if caller is None or not caller.f_code.co_filename.startswith(TLCM_DIR) or not _in_step(frame):
+        if caller is None or not caller.f_code.co_filename.startswith(self.roots) or not _in_step(frame):
             return
         self._fail(
-            f"{_name(func)} at {_site(frame)} makes a {tuple(out.shape)} tensor inside a training step "
-            f"with no device= (lands on the default device {out.device}); pass device= (the batch's "
-            'device, or "cpu" for a tensor meant for the host)'
+            f"{_name(func)} at {_site(frame, self.roots)} makes a {tuple(out.shape)} tensor inside a "
+            f"training step with no device= (lands on the default device {out.device}); pass device= "
+            '(the batch\'s device, or "cpu" for a tensor meant for the host)'
         )
 
     def _count_sync(self, func, args, kwargs) -> None:
@@ -273,14 +316,19 @@ class DeviceDiscipline(TorchFunctionMode):
             repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
             if isinstance(repeats, torch.Tensor) and repeats.dim() > 0 and "output_size" not in kwargs:
                 op = "repeat_interleave"
+        copy = op is None and func in COPIES
+        if copy:
+            op = _copy_kind(func, args, kwargs)
         if op is None:
             return
         frame = sys._getframe(2)
         origin = _origin(frame)
         if origin is not None and origin.f_code.co_filename.startswith(HOST_COUNTERS):
             return
-        if _tlcm_frame(frame) is not None:
-            self.syncs[(self.label, _site(frame), op, _in_step(frame))] += 1
+        if copy and (origin is None or not origin.f_code.co_filename.startswith(self.roots)):
+            return  # libraries' .to(device) (Module.to, clip_grad_norm_) move what is mostly there
+        if _owner(frame, self.roots) is not None:
+            self.syncs[(self.label, _site(frame, self.roots), op, _in_step(frame))] += 1
 
     def _fail(self, message: str) -> None:
         self.violations.append(message)

@@ -54,6 +54,13 @@ class OutputNorm(Loss):
         self.last_step = ctx.step
         return {"norm": value}
 
+    def aux_step(self, contexts):
+        """Records how the engine calls it: with how many micro-batches, under autocast or not."""
+        self.aux_calls = getattr(self, "aux_calls", []) + [
+            (len(contexts), torch.is_autocast_enabled(contexts[0].device.type))
+        ]
+        return {}
+
     @torch.no_grad()
     def after_student_step(self):
         if getattr(self, "last_step", None) == self.config.corrupt_step:

@@ -254,3 +254,44 @@ def test_from_run_restores_lora_alpha_and_targets(tiny_sd_dir, tmp_path):
     x, t = torch.randn(1, *run.base.latent_shape), torch.tensor([500])
     with torch.no_grad():
         torch.testing.assert_close(reloaded.denoiser()(x, t, cond), run.student.denoiser()(x, t, cond))
+
+
+def test_aux_step_sees_every_micro_batch_under_the_steps_autocast(tiny_sd_dir, tmp_path):
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=2)
+    phase = replace(recipe.phases["stage"], batch_size=4, grad_accum=2)
+    recipe = replace(recipe, phases={"stage": phase}, runtime=replace(recipe.runtime, mixed_precision="bf16"))
+    trainer = Trainer(recipe)
+    built = []
+    build = OutputNormConfig.build
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OutputNormConfig, "build", lambda self, s: built.append(build(self, s)) or built[-1])
+        trainer.run()
+    assert built[0].aux_calls == [(2, True), (2, True)]
+
+
+def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp_path):
+    """Trained with M = 4 (q = 2): the checkpoint, Student.from_run, the sample CLI and the exported
+    TLCMScheduler all use the M = 4 grid (4 steps: [999, 749, 499, 249], not M = 8's
+    [999, 749, 499, 124]); step counts above M are refused."""
+    from tlcm.models.base import BaseModel
+    from tlcm.models.student import Student
+    from tlcm.sample import SampleArgs
+    from tlcm.sample import main as sample_main
+
+    recipe = shrink(PRESETS["tlcm-full"], tiny_sd_dir, tmp_path, steps=1)
+    recipe = replace(
+        recipe,
+        phases={k: recipe.phases[k] for k in ("mlcd", "lcd")},
+        student=replace(recipe.student, grid=StudentGrid(4, 2)),
+        inference_steps=(1, 4),
+    )
+    train(recipe)
+    scheduler = TLCMScheduler.from_pretrained(tmp_path / "student" / "scheduler")
+    scheduler.set_timesteps(4)
+    assert scheduler.timesteps.tolist() == [999, 749, 499, 249]
+    assert Student.from_run(BaseModel.load(tiny_sd_dir), tmp_path).config.grid == StudentGrid(4, 2)
+    args = SampleArgs(model=tiny_sd_dir, student=tmp_path, steps=5, out=tmp_path / "s.png", device="cpu")
+    with pytest.raises(TLCMError, match="in 1..4 for this student"):
+        sample_main(args)
+    with pytest.raises(TLCMError, match="inference-steps: each must be in 1..4"):
+        train(replace(recipe, inference_steps=(8,)))

@@ -8,16 +8,12 @@ alphas_cumprod lists (``Hand``), not read from ``Schedule``. float64 throughout 
 A denoiser reads its prompt from ``cond.prompt_embeds[:, 0, 0]`` (one scalar e per sample), so
 classifier-free guidance acts as e_u + w (e_c - e_u) wherever the output is affine in e.
 
-The student's sampling grid (M = num_milestones, q = student_steps) is set in ONE place,
-``_config`` / ``_ctx``: a loss config gets it while it still has those fields, the StepContext
-once it has ``grid`` (tlcm.diffusion.milestones.StudentGrid). ``_aux_step`` calls
-``aux_step(ctx)`` or ``aux_step([ctx])`` as the base class asks.
+The student's sampling grid (M = num_milestones, q = steps) is set in ONE place, ``_ctx``
+(``StepContext.grid``, a tlcm.diffusion.milestones.StudentGrid).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import math
 from types import SimpleNamespace
 
@@ -27,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlcm.conditioning import Conditioning
-from tlcm.diffusion import milestones as milestones_module
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.diffusion.solvers import guided_output
 from tlcm.losses.base import StepContext
@@ -57,16 +53,7 @@ def float64():
 
 
 # --------------------------------------------------------------------------------------------
-# The one place that knows where the student's grid (M, q) lives, and how aux_step is called.
-
-
-def _config(cls, grid: tuple[int, int] = (1, 1), **kw):
-    """``cls(**kw)`` with the student's grid (M, q) on the config while it has those fields."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    for name, value in zip(("num_milestones", "student_steps"), grid, strict=True):
-        if name in names and name not in kw:
-            kw[name] = value
-    return cls(**kw)
+# The one place that sets the student's grid (M, q).
 
 
 def _ctx(
@@ -82,10 +69,10 @@ def _ctx(
     grid: tuple[int, int] = (1, 1),
     **extra,
 ) -> StepContext:
-    """A StepContext of len(cond) samples; prompt scalars ``cond`` / ``uncond``; grid (M, q) on the
-    context once StepContext has ``grid``. M = q = 1: the student's one-step prediction is made
-    from pure noise at T - 1 (shared.student_prediction) and its 1-step sample is that x0."""
-    kwargs = dict(
+    """A StepContext of len(cond) samples, prompt scalars ``cond`` / ``uncond``, the student's grid
+    ``grid`` = (M, q). M = q = 1 (default): the student's one-step prediction is made from pure
+    noise at T - 1 (shared.student_prediction) and its 1-step sample is that x0."""
+    return StepContext(
         student=student,
         teacher=teacher,
         schedule=schedule,
@@ -94,17 +81,9 @@ def _ctx(
         guidance_scale=w,
         generator=torch.Generator().manual_seed(seed),
         latent_shape=latent_shape,
+        grid=StudentGrid(num_milestones=grid[0], steps=grid[1]),
         **extra,
     )
-    if "grid" in {f.name for f in dataclasses.fields(StepContext)}:
-        kwargs["grid"] = milestones_module.StudentGrid(num_milestones=grid[0], steps=grid[1])
-    return StepContext(**kwargs)
-
-
-def _aux_step(loss, ctx: StepContext) -> dict[str, float]:
-    if "contexts" in inspect.signature(loss.aux_step).parameters:
-        return loss.aux_step([ctx])
-    return loss.aux_step(ctx)
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,6 +119,11 @@ class Hand:
 
 
 HAND_TOY, HAND_LONG = Hand(TOY_AC), Hand(LONG_AC)
+
+
+def _close(actual, expected):
+    """By hand vs the library: the schedule stores a_t, s_t in float32 (1e-7 relative)."""
+    torch.testing.assert_close(actual, expected, atol=1e-6, rtol=1e-6)
 
 
 def _curved_teacher(calls: list | None = None):
@@ -265,7 +249,7 @@ def _gaussian_teacher(calls: list | None = None):
 def _dmd(student, fake, seed, batch=128, teacher_calls=None, **config):
     """DMD with t' uniform over the toy schedule's 0..2, real CFG scale W_REAL (the context's 5.0
     must be ignored), latents (1, 4, 4): 16 coordinates per normaliser."""
-    cfg = _config(DMDConfig, t_min=0, t_max=2, real_guidance_scale=W_REAL, **config)
+    cfg = DMDConfig(t_min=0, t_max=2, real_guidance_scale=W_REAL, **config)
     loss = DMD(cfg, fake)
     ctx = _ctx(
         student,
@@ -329,8 +313,8 @@ def test_dmd_converges_to_the_real_gaussian():
         with torch.no_grad():
             for p in (student.mu, student.sd):
                 p -= 0.3 * p.grad
-    assert student.mu.item() == pytest.approx(MU_R, abs=0.05)
-    assert student.sd.item() == pytest.approx(SD_R, abs=0.05)
+    assert student.mu.item() == pytest.approx(MU_R, abs=1e-3)
+    assert student.sd.item() == pytest.approx(SD_R, abs=1e-3)
 
 
 def test_dmd_student_gradient_by_hand():
@@ -363,12 +347,12 @@ def test_dmd_fake_score_learns_the_students_distribution():
     """aux_step trains the fake score by denoising the student's (detached) samples: for x0 ~
     N(mu_f, sd_f^2) the minimiser of E||x0 - pm_{m,v}(x_t)||^2 over the Gaussian family is
     (m, v) = (mu_f, sd_f^2) (the posterior mean is the MMSE estimator). From the teacher's
-    N(1.25, 1) towards the student's N(-1, 0.5^2): m and sd both get closer to the student's."""
+    N(1.25, 1), 40 AdamW updates (lr 0.1) reach the student's N(-1, 0.5^2), not the teacher's."""
     student, fake = GaussianStudent(-1.0, 0.5), LearnedFake(MU_R, SD_R)
-    loss, ctx = _dmd(student, fake, seed=3, batch=64, fake_updates=20, fake_lr=0.05)
-    _aux_step(loss, ctx)
-    assert abs(fake.m.item() + 1.0) < 0.5 * abs(MU_R + 1.0)
-    assert abs(fake.log_sd.exp().item() - 0.5) < 0.8 * abs(SD_R - 0.5)
+    loss, ctx = _dmd(student, fake, seed=3, batch=64, fake_updates=40, fake_lr=0.1)
+    loss.aux_step([ctx])
+    assert fake.m.item() == pytest.approx(-1.0, abs=0.1)  # from 1.25
+    assert fake.log_sd.exp().item() == pytest.approx(0.5, abs=0.15)  # from 1
 
 
 # ============================================================================================
@@ -451,7 +435,7 @@ def test_dpo_component_prefers_the_winner_against_a_frozen_reference():
     student = SimpleNamespace(
         unet=unet, base=SimpleNamespace(device="cpu"), trainable_parameters=lambda: dict(unet.named_parameters())
     )
-    cfg = _config(PreferenceConfig, mode="dpo", reward="test-objectives-linear", beta=beta)
+    cfg = PreferenceConfig(mode="dpo", reward="test-objectives-linear", beta=beta)
     loss = cfg.build(student)
     frozen_c = unet.c.detach().clone()
 
@@ -552,7 +536,7 @@ def test_reward_feedback_component_by_hand():
     def student(x, t, cond):
         return table[cond.prompt_embeds[:, 0, 0].long()]
 
-    cfg = _config(PreferenceConfig, mode="reward", s0=1.0, s_neg=0.0, negative_weight=0.5)
+    cfg = PreferenceConfig(mode="reward", s0=1.0, s_neg=0.0, negative_weight=0.5)
     loss = Preference(cfg, PromptReward())
     prompts = ["p0", "p1", "p2"]
     ctx = _ctx(student, None, cond=[0.0, 1.0, 2.0], prompts=prompts, decode=lambda z: z)
@@ -626,13 +610,13 @@ def test_gan_component_moves_d_and_then_the_fake_towards_the_real(loss_type):
     D(fake) rises and the fake gets closer to the real 1. Swapped real/fake or a flipped
     generator sign reverses one of them."""
     w0 = torch.tensor([0.02, -0.01, 0.03, 0.0]).view(1, 2, 2)
-    cfg = _config(GANConfig, input="latent", real="teacher", teacher_steps=1, loss_type=loss_type, disc_lr=0.01)
+    cfg = GANConfig(input="latent", real="teacher", teacher_steps=1, loss_type=loss_type, disc_lr=0.01)
     gan = GAN(cfg, discriminator=LinearD(w0), device="cpu")
     student = Affine(torch.full((1, 2, 2), -1.0), b=0.1)
     teacher = lambda x, t, cond: torch.ones_like(x)  # noqa: E731
 
     ctx = _ctx(student, teacher, cond=[0.0] * 4, seed=0)
-    _aux_step(gan, ctx)
+    gan.aux_step([ctx])
     fake = -1.0 + 0.1 * student.calls[0][0]
     w1 = gan.discriminator.heads.w.detach().clone()
     torch.testing.assert_close(w1, w0 + 0.01, atol=1e-6, rtol=0)
@@ -721,9 +705,9 @@ def test_lcd_target_is_the_target_networks_x0_after_p_teacher_substeps(substeps,
     other = _hand_solve(x_tm, [torch.tensor([g, g]) for g in ([9, 6, 3, 0] if substeps == 1 else [9, 0])])
     assert (x_tn - other).abs().max() > 0.02  # p matters on this teacher
     goal, pred = target.hand(x_tn, t_n), student.hand(x_tm, t_m)
-    torch.testing.assert_close(value, (pred - goal).square().flatten(1).mean(1))
+    _close(value, (pred - goal).square().flatten(1).mean(1))
     value.mean().backward()
-    torch.testing.assert_close(student.c.grad, (2 * (pred - goal) / 4).mean(0))
+    _close(student.c.grad, (2 * (pred - goal) / 4).mean(0))
     assert target.c.grad is None
     with torch.no_grad():
         student.c -= student.c.grad
@@ -738,7 +722,7 @@ def test_lcd_component_states_timesteps_and_value_by_hand():
     stop-grad student) predicts at (x_tn, t_n) without gradients, the student at (x_tm, t_m) with.
     The loss is the batch mean of the by-hand l2."""
     student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
-    cfg = _config(LCDConfig, grid=(4, 2), num_milestones=4, teacher_substeps=3)
+    cfg = LCDConfig(teacher_substeps=3)
     ctx = _ctx(
         student, _curved_teacher(teacher_calls), schedule=LONG, cond=[LCD_E_C] * 6, uncond=[LCD_E_U],
         w=LCD_W, seed=5, grid=(4, 2),
@@ -752,9 +736,9 @@ def test_lcd_component_states_timesteps_and_value_by_hand():
     assert torch.equal(t_n, t_m - 3)
     assert [c[1][:6].tolist() for c in teacher_calls] == [(t_m - j).tolist() for j in range(3)]
     torch.testing.assert_close(teacher_calls[0][0][:6], x_tm)
-    torch.testing.assert_close(x_tn, _hand_solve(x_tm, [t_m - j for j in range(4)]))
+    _close(x_tn, _hand_solve(x_tm, [t_m - j for j in range(4)]))
     goal, pred = student.hand(x_tn, t_n), student.hand(x_tm, t_m)
-    torch.testing.assert_close(value, (pred - goal).square().mean())
+    _close(value, (pred - goal).square().mean())
 
 
 # ============================================================================================
@@ -793,8 +777,8 @@ def test_mlcd_goal_is_one_teacher_step_then_the_target_to_the_segment_edge():
     value = mlcd_loss(student, target, *args, *cond)
     g, goal, x_tn = _mlcd_by_hand(student, target, x_tm, t_m, t_n, t_s)
     assert len(teacher_calls) == 1 and torch.equal(teacher_calls[0][1], torch.cat([t_m, t_m]))
-    torch.testing.assert_close(value, (g - goal).square().flatten(1).mean(1))
-    torch.testing.assert_close(segment_map(target, TOY, x_tn, t_n, t_s, None), goal)
+    _close(value, (g - goal).square().flatten(1).mean(1))
+    _close(segment_map(target, TOY, x_tn, t_n, t_s, None), goal)
     wrong_state = HAND_TOY.ddim(x_tm, target.hand(x_tm, t_m), t_m, t_s)
     wrong_times = HAND_TOY.ddim(x_tn[:1], target.hand(x_tn[:1], 0), 0, 1)  # row 0: t_s = 0, t_n = 1
     assert (wrong_state - goal).abs().amax((1, 2, 3)).min() > 0.05
@@ -807,7 +791,7 @@ def test_mlcd_goal_is_one_teacher_step_then_the_target_to_the_segment_edge():
         opt.step()
     assert target.c.grad is None
     moved = segment_map(student, TOY, x_tm, t_m, t_s, None).detach()
-    torch.testing.assert_close(moved, goal, atol=1e-8, rtol=0)
+    _close(moved, goal)
 
 
 def test_mlcd_component_timesteps_and_value_by_hand():
@@ -817,11 +801,11 @@ def test_mlcd_component_timesteps_and_value_by_hand():
     t_n = max(t_m - 2, t_s); the stop-grad student predicts at (x_tn, t_n) without gradients, the
     student at (x_tm, t_m) with; the loss is the batch mean of the by-hand l2 to the edge t_s."""
     student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
-    cfg = MLCDConfig(num_milestones=4, skip=2, states="single_jump")
+    cfg = MLCDConfig(skip=2, states="single_jump")
     batch = 8
     ctx = _ctx(
         student, _curved_teacher(teacher_calls), schedule=LONG, cond=[MLCD_E_C] * batch,
-        uncond=[MLCD_E_U], w=MLCD_W, seed=2,
+        uncond=[MLCD_E_U], w=MLCD_W, seed=2, grid=(4, 1),
     )  # fmt: skip
     value = MLCD(cfg, student)(ctx)["mlcd"]
     (x_tn, t_n, grad_tn), (x_tm, t_m, grad_tm) = student.calls
@@ -833,8 +817,8 @@ def test_mlcd_component_timesteps_and_value_by_hand():
     assert torch.equal(t_first[:batch], torch.full((batch,), 11)) and torch.equal(t_second[:batch], t_m)
     noise = noise[:batch]
     x_jump = HAND_LONG.ddim(noise, _hand_teacher_x0(noise, 11, MLCD_E), torch.full((batch,), 11), t_m)
-    torch.testing.assert_close(x_tm, x_jump)
+    _close(x_tm, x_jump)
     torch.testing.assert_close(x_tm_teacher[:batch], x_tm)
     g, goal, hand_tn = _mlcd_by_hand(student, student, x_tm, t_m, t_n, t_s, hand=HAND_LONG)
-    torch.testing.assert_close(x_tn, hand_tn)
-    torch.testing.assert_close(value, (g - goal).square().mean())
+    _close(x_tn, hand_tn)
+    _close(value, (g - goal).square().mean())

@@ -214,12 +214,15 @@ class Trainer:
                 for index, (name, phase) in enumerate(self.recipe.phases.items()):
                     if restored and index < restored.state.phase_index:
                         continue
+                    start = restored.state.step if restored else 0  # restored: this is its phase
+                    state = TrainState(
+                        index, start, restored.state.global_step if restored else state.global_step
+                    )
+                    # losses' random initialisations (e.g. a fake-score adapter) depend on the phase only
+                    torch.manual_seed(_seed(rt.seed, state.global_step - start, -2))
                     losses = {n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()}
                     params = list(self.student.trainable_parameters().values())
                     opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
-                    start = restored.state.step if restored and restored.state.phase_index == index else 0
-                    global_step = restored.state.global_step if restored else state.global_step
-                    state = TrainState(index, start, global_step)
                     if start > 0:
                         opt.load_state_dict(restored.optimizer)
                         for n, loss in losses.items():

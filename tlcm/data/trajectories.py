@@ -35,7 +35,7 @@ from tlcm.diffusion.milestones import milestones
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.errors import TLCMError, run_cli
-from tlcm.models.base import BaseModel, check_model_folder
+from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 from tlcm.validation import check_device, check_out_dir
 
@@ -137,7 +137,8 @@ def build_cache(
         for chunk in rows.split(batch_size):
             idx, local = (chunk // samples_per_prompt).to(device), chunk - first
             gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(r)) for r in chunk]
-            x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device, base.unet.dtype)
+            x = torch.stack([torch.randn(shape, generator=g, device="cpu") for g in gens])
+            x = x.to(device, base.unet.dtype)
             states[local, 0] = x.cpu().to(states.dtype)
             for g in range(len(grid) - 1):
                 t, s = (schedule.discretize(times[i].expand(len(chunk))) for i in (g, g + 1))
@@ -295,25 +296,25 @@ class TrajectoryCache:
 
         Segment s uniform in 0..M-1, t_m uniform over its grid points above t_s, t_n the next grid point,
         one of the prompt's trajectories uniform. Returns x_tm, x_tn (B, C, h, w) float32 and t_m, t_n,
-        t_s (B,) on ``device`` (default: prompt_index's). Indices go to the CPU (host syncs) to read the rows.
+        t_s (B,) on ``device`` (default: prompt_index's). The draws and prompt indices reach the host in
+        one copy (the step's one sync here: rows are read from the memory-mapped shards), the states
+        and the timesteps go back in two.
         """
         device = prompt_index.device if device is None else device
         b, on = len(prompt_index), generator.device
-        seg = torch.randint(self.num_milestones, (b,), generator=generator, device=on).cpu()
-        u, v = torch.rand(2, b, generator=generator, device=on, dtype=torch.float64).cpu()
+        seg = torch.randint(self.num_milestones, (b,), generator=generator, device=on)
+        u, v = torch.rand(2, b, generator=generator, device=on, dtype=torch.float64)
+        together = prompt_index.device == on  # float64 holds these integers exactly
+        host = torch.stack([seg.double(), u, v, *([prompt_index.double()] if together else [])]).cpu()
+        seg, u, v = host[0].long(), host[1], host[2]
         pos = self.seg_first[seg] + (u * (self.seg_lower[seg] - self.seg_first[seg])).long()
-        prompts = prompt_index.cpu().long()
+        prompts = (host[3] if together else prompt_index.cpu()).long()
         rows = self.row_order[self.prompt_first[prompts] + (v * self.prompt_count[prompts]).long()]
         shard = torch.searchsorted(self.shard_start, rows, right=True) - 1
         reads = zip(shard.tolist(), (rows - self.shard_start[shard]).tolist(), pos.tolist(), strict=True)
         pairs = torch.stack([self._slices[s][r, p : p + 2] for s, r, p in reads]).to(device, torch.float32)
-        return {
-            "x_tm": pairs[:, 0],
-            "x_tn": pairs[:, 1],
-            "t_m": self.grid[pos].to(device),
-            "t_n": self.grid[pos + 1].to(device),
-            "t_s": self.edges[seg].to(device),
-        }
+        t_m, t_n, t_s = torch.stack([self.grid[pos], self.grid[pos + 1], self.edges[seg]]).to(device)
+        return {"x_tm": pairs[:, 0], "x_tn": pairs[:, 1], "t_m": t_m, "t_n": t_n, "t_s": t_s}
 
 
 @dataclass
@@ -361,6 +362,14 @@ def check_cache_args(args: CacheArgs) -> None:
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
     check_device(args.device, "--device")
     check_model_folder(args.model, "--model")
+    steps = scheduler_timesteps(args.model)
+    if args.num_milestones > steps:
+        raise TLCMError(f"--num-milestones {args.num_milestones} must be in 1..{steps} (T of {args.model})")
+    if args.skip > steps // args.num_milestones:
+        raise TLCMError(
+            f"--skip {args.skip} must be in 1..{steps // args.num_milestones} "
+            f"(T/M = {steps}/{args.num_milestones}; T of {args.model}, M = --num-milestones)"
+        )
     check_out_dir(args.out, "--out")
 
 

@@ -27,10 +27,10 @@ class DigitReward:
         self.classifier = ToyMetrics().classifier.to(device)
 
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """images (B, 3, 32, 32) in [-1, 1] -> (B,) log-probabilities (differentiable)."""
-        digits = torch.tensor([prompt_digit(p) for p in prompts], device=images.device)
+        """images (B, 3, 32, 32) in [-1, 1] -> (B,) log-probabilities (differentiable). The digits are
+        host ints picked on the device (no host-to-device copy, which would sync the stream)."""
         logp = self.classifier(images.clamp(-1, 1)).log_softmax(1)
-        return logp.gather(1, digits[:, None])[:, 0]
+        return torch.stack([logp[i, prompt_digit(p)] for i, p in enumerate(prompts)])
 
     def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]:
         """A prompt for a different digit (uniform over the other nine), same template family."""

@@ -61,7 +61,7 @@ def place(
     degrees and put it anywhere it fits. Background -1. This spread of sizes and positions per prompt
     is what makes few-step sampling hard: the mean of a prompt's images is a smear, not a digit."""
     n = x.shape[0]
-    u = torch.rand(n, 4, generator=generator)
+    u = torch.rand(n, 4, generator=generator, device=generator.device).to(x.device)
     s = size[0] + (size[1] - size[0]) * u[:, 0]
     angle = (u[:, 1] * 2 - 1) * 0.2618
     centre = (u[:, 2:] * 2 - 1) * (1 - s)[:, None]
@@ -116,7 +116,7 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
     """Random small affine jitter (rotation <= 10 deg, shift <= 2 px, scale 0.9-1.1) of (N, C, H, W);
     uncovered pixels repeat the border (the background, whichever the ink)."""
     n = x.shape[0]
-    u = torch.rand(n, 4, generator=generator) * 2 - 1
+    u = torch.rand(n, 4, generator=generator, device=generator.device).to(x.device) * 2 - 1
     angle = u[:, 0] * 0.1745 * strength
     scale = 1 + 0.1 * u[:, 1] * strength
     shift = u[:, 2:] * (2 * 2 / x.shape[-1]) * strength

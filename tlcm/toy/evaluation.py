@@ -31,9 +31,9 @@ def evaluate_toy(
     """Generate ``10 * samples_per_digit`` images with fixed noise and score them."""
     prompts, labels = eval_prompts(samples_per_digit)
     metrics = metrics or ToyMetrics()
-    noise_gen = torch.Generator().manual_seed(EVAL_SEED)
+    noise_gen = torch.Generator().manual_seed(EVAL_SEED)  # host noise: the same images on any device
     step_gen = torch.Generator(device=base.device).manual_seed(EVAL_SEED + 1)
-    noise = torch.randn((len(prompts), *base.latent_shape), generator=noise_gen)
+    noise = torch.randn((len(prompts), *base.latent_shape), generator=noise_gen, device="cpu")
     images = []
     for start in range(0, len(prompts), batch_size):
         cond, uncond = base.encode(prompts[start : start + batch_size])

@@ -1,0 +1,679 @@
+"""Bad inputs of the tlcm command lines and what each prints: ONE table of cases, shared by the test
+(tests/test_bad_inputs.py) and docs/reliability.md. Regenerate the doc with
+``python -m tests.bad_inputs`` (from the repository root; a minute on 2 CPU cores).
+
+A ``Case`` is a bad input (``name``), the entry point it goes through (``cli``: a key of
+``ENTRY_POINTS``, run in-process exactly as ``python -m <cli>`` runs it), its arguments and a
+fragment of the message it must print. Arguments and the fragment may name ``{tmp}`` (a fresh
+folder per case) and ``{tiny}`` (a tiny SD pipeline folder, built once, only when a case names it).
+``setup(ws)`` prepares files before the run (``ws.tmp``, ``ws.tiny``); ``env`` sets environment
+variables for the run (WORLD_SIZE, say); ``skip`` returns a reason to skip on this machine (None:
+run). A case passes when the run exits with code 2 after printing one line "error: ..." holding
+the fragment, and no traceback (``one_line=False``: the argument parser's own multi-line box).
+
+Add a row: append a ``Case`` to ``CASES`` (a ``setup`` for files, e.g. a truncated checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import tyro
+
+from tlcm.errors import run_cli
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+
+
+def _train(argv: list[str]) -> None:
+    from tlcm.train import TrainArgs, main
+
+    main(tyro.cli(TrainArgs, args=argv, config=(tyro.conf.CascadeSubcommandArgs,)))
+
+
+def _sample(argv: list[str]) -> None:
+    from tlcm.sample import cli
+
+    cli(argv)
+
+
+def _evaluate(argv: list[str]) -> None:
+    from tlcm.evaluate import cli
+
+    cli(argv)
+
+
+def _trajectories(argv: list[str]) -> None:
+    from tlcm.data.trajectories import cli
+
+    cli(argv)
+
+
+ENTRY_POINTS: dict[str, Callable[[list[str]], None]] = {
+    "tlcm.train": _train,
+    "tlcm.sample": _sample,
+    "tlcm.evaluate": _evaluate,
+    "tlcm.data.trajectories": _trajectories,
+}
+"""python -m NAME -> the same entry point, in-process (argv without the program name)."""
+
+
+def build_tiny_pipeline(folder: Path) -> Path:
+    """The tiny random SD pipeline of tests/tiny_pipelines.py saved in ``folder`` (once)."""
+    if not (folder / "model_index.json").is_file():
+        sys.path.insert(0, str(Path(__file__).parent))  # tiny_pipelines, also outside pytest
+        from tiny_pipelines import tiny_sd_pipeline
+
+        tiny_sd_pipeline().save_pretrained(folder)
+    return folder
+
+
+@dataclass
+class Workspace:
+    """What a case's setup and arguments may use: ``tmp`` (fresh per case) and ``tiny`` (lazy)."""
+
+    tmp: Path
+    tiny_root: Path
+
+    @property
+    def tiny(self) -> Path:
+        return build_tiny_pipeline(self.tiny_root)
+
+    def format(self, text: str) -> str:
+        """``text`` with {tmp} and {tiny} replaced (the tiny pipeline is built only when named)."""
+        text = text.replace("{tmp}", str(self.tmp))
+        return text.replace("{tiny}", str(self.tiny)) if "{tiny}" in text else text
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: see the module docstring."""
+
+    name: str
+    cli: str
+    args: tuple[str, ...]
+    expect: str
+    setup: Callable[[Workspace], object] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    skip: Callable[[], str | None] | None = None
+    one_line: bool = True
+    xfail: str | None = None
+    """Why this case does not pass yet (the test expects a failure; the doc shows what happens)."""
+
+
+# ---- setups ---------------------------------------------------------------------------------------
+
+
+def write(relative: str, data: str | bytes) -> Callable[[Workspace], None]:
+    """A setup writing ``data`` to ``tmp/relative`` (parents created)."""
+
+    def setup(ws: Workspace) -> None:
+        path = ws.tmp / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    return setup
+
+
+def mkdir(relative: str) -> Callable[[Workspace], None]:
+    return lambda ws: (ws.tmp / relative).mkdir(parents=True, exist_ok=True)
+
+
+def model_folder(index: str | None, components: tuple[str, ...] = ()) -> Callable[[Workspace], None]:
+    """A setup making ``tmp/model`` with model_index.json = ``index`` (None: none) and empty
+    component folders."""
+
+    def setup(ws: Workspace) -> None:
+        (ws.tmp / "model").mkdir()
+        if index is not None:
+            (ws.tmp / "model" / "model_index.json").write_text(index)
+        for c in components:
+            (ws.tmp / "model" / c).mkdir()
+
+    return setup
+
+
+def damaged_tiny(component: str = "unet", how: str = "random") -> Callable[[Workspace], None]:
+    """A setup copying the tiny pipeline to ``tmp/model`` and damaging ``component``'s safetensors
+    weights: "random" overwrites 64 KiB of tensor data (header intact: it loads, with NaN/inf
+    values), "truncate" cuts the file in half."""
+
+    def setup(ws: Workspace) -> None:
+        shutil.copytree(ws.tiny, ws.tmp / "model")
+        (weights,) = (ws.tmp / "model" / component).glob("*.safetensors")
+        data = bytearray(weights.read_bytes())
+        if how == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            start = 8 + int.from_bytes(data[:8], "little") + 4096  # past the JSON header
+            data[start : start + 65536] = random.Random(0).randbytes(65536)
+        weights.write_bytes(bytes(data))
+
+    return setup
+
+
+def _has_gpu() -> str | None:
+    return "a CUDA GPU is present" if torch.cuda.is_available() else None
+
+
+def _unwritable_sys() -> str | None:
+    probe = Path("/sys/tlcm-probe")
+    if not Path("/sys").is_dir() or os.access("/sys", os.W_OK) and _writable(probe):
+        return "/sys is writable here"
+    return None
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir()
+    except OSError:
+        return False
+    folder.rmdir()
+    return True
+
+
+# ---- the table ------------------------------------------------------------------------------------
+
+TRAIN = ("recipes:mlcd", "--recipes.runtime.out-dir", "{tmp}/run", "--recipes.runtime.device", "cpu")
+"""tlcm.train prefix: a cheap preset, its run folder under {tmp}, the CPU."""
+MLCD = "--recipes.phases.mlcd"
+
+
+def train(name: str, *args: str, expect: str, **kw) -> Case:
+    return Case(name, "tlcm.train", (*TRAIN, *args), expect, **kw)
+
+
+def sample(name: str, *args: str, expect: str, **kw) -> Case:
+    return Case(name, "tlcm.sample", ("--out", "{tmp}/grid.png", "--device", "cpu", *args), expect, **kw)
+
+
+def teacher_table(name: str, *args: str, expect: str, **kw) -> Case:
+    return Case(name, "tlcm.evaluate", ("teacher-table", "--out", "{tmp}/t.json", *args), expect, **kw)
+
+
+def trajectories(name: str, *args: str, expect: str, **kw) -> Case:
+    return Case(
+        name, "tlcm.data.trajectories", ("--out", "{tmp}/cache", "--device", "cpu", *args), expect, **kw
+    )
+
+
+PROMPTS = "--recipes.data.prompts"
+CASES: list[Case] = [
+    # -- tlcm.train: the argument parser (tyro) itself
+    Case(
+        "misspelled recipe field",
+        "tlcm.train",
+        ("recipes:mlcd", f"{MLCD}.stpes", "3"),
+        f"{MLCD}.stpes",
+        one_line=False,
+    ),
+    # -- prompt files
+    train("prompt file missing", PROMPTS, "{tmp}/nope.txt", expect="nope.txt does not exist"),
+    train(
+        "prompt file is a folder",
+        PROMPTS,
+        "{tmp}/p.txt",
+        expect="is a folder, not a file",
+        setup=mkdir("p.txt"),
+    ),
+    train(
+        "prompt file not UTF-8",
+        PROMPTS,
+        "{tmp}/p.txt",
+        expect="p.txt:2 is not UTF-8 text (byte 0xe9",
+        setup=write("p.txt", b"a digit\ncaf\xe9 digit\n"),
+    ),
+    train(
+        "prompt file of blank lines",
+        PROMPTS,
+        "{tmp}/p.txt",
+        expect="holds no prompts",
+        setup=write("p.txt", "\n \n"),
+    ),
+    train(
+        "prompt file with another extension",
+        PROMPTS,
+        "{tmp}/p.csv",
+        expect="must end in .txt or .jsonl",
+        setup=write("p.csv", "a digit\n"),
+    ),
+    train(
+        '.jsonl "prompt" not a string',
+        PROMPTS,
+        "{tmp}/p.jsonl",
+        expect='p.jsonl:2: expected a JSON object with a non-empty string "prompt" field, found "prompt": 42',
+        setup=write("p.jsonl", '{"prompt": "a digit"}\n{"prompt": 42}\n'),
+    ),
+    train(
+        '.jsonl line without "prompt"',
+        PROMPTS,
+        "{tmp}/p.jsonl",
+        expect='p.jsonl:1: expected a JSON object with a non-empty string "prompt" field, found no "prompt"',
+        setup=write("p.jsonl", '{"text": "a digit"}\n'),
+    ),
+    train(
+        ".jsonl line not an object",
+        PROMPTS,
+        "{tmp}/p.jsonl",
+        expect="found a JSON array",
+        setup=write("p.jsonl", '["a digit"]\n'),
+    ),
+    train(
+        ".jsonl line not JSON",
+        PROMPTS,
+        "{tmp}/p.jsonl",
+        expect="p.jsonl:1: not JSON",
+        setup=write("p.jsonl", "{oops\n"),
+    ),
+    # -- model folders
+    train(
+        "model folder missing",
+        "--recipes.model.path",
+        "{tmp}/absent",
+        expect="does not exist: pass a local diffusers folder (--recipes.model.path DIR)",
+    ),
+    train(
+        "model path is a file",
+        "--recipes.model.path",
+        "{tmp}/m",
+        expect="is a file, not a folder",
+        setup=write("m", ""),
+    ),
+    train(
+        "model folder without model_index.json",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect="not a diffusers pipeline folder (no model_index.json)",
+        setup=model_folder(None),
+    ),
+    train(
+        "model_index.json not JSON",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect="model_index.json is not valid JSON",
+        setup=model_folder("{oops"),
+    ),
+    train(
+        "model_index.json a JSON array",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect='holds an array, not a JSON object with "_class_name"',
+        setup=model_folder('["StableDiffusionPipeline"]'),
+    ),
+    train(
+        "model_index.json _class_name a list",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect='"_class_name" must be a pipeline class name (a string), found ["StableDiffusionPipeline"]',
+        setup=model_folder('{"_class_name": ["StableDiffusionPipeline"]}'),
+    ),
+    train(
+        "unsupported pipeline class",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect="holds a FluxPipeline; supported: StableDiffusionPipeline, StableDiffusionXLPipeline",
+        setup=model_folder('{"_class_name": "FluxPipeline"}'),
+    ),
+    train(
+        "model component folder missing",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect="lacks the component folder(s) text_encoder, tokenizer",
+        setup=model_folder('{"_class_name": "StableDiffusionPipeline"}', ("unet", "vae", "scheduler")),
+    ),
+    train(
+        "UNet weights corrupted (random bytes: NaN/inf)",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect="unet/diffusion_pytorch_model.safetensors: the unet weights hold NaN/inf values",
+        setup=damaged_tiny("unet", "random"),
+    ),
+    train(
+        "UNet weights truncated",
+        "--recipes.model.path",
+        "{tmp}/model",
+        expect="could not load the diffusers folder",
+        setup=damaged_tiny("unet", "truncate"),
+    ),
+    # -- phases
+    train("steps < 1", f"{MLCD}.steps", "0", expect=f"{MLCD}.steps must be >= 1, got 0"),
+    train(
+        "lr NaN", f"{MLCD}.lr", "nan", expect=f"{MLCD}.lr must be a finite number > 0 (e.g. 1e-4), got nan"
+    ),
+    train(
+        "lr inf", f"{MLCD}.lr", "inf", expect=f"{MLCD}.lr must be a finite number > 0 (e.g. 1e-4), got inf"
+    ),
+    train("lr 0", f"{MLCD}.lr", "0", expect=f"{MLCD}.lr must be a finite number > 0"),
+    train(
+        "negative weight decay",
+        f"{MLCD}.weight-decay",
+        "-0.1",
+        expect=f"{MLCD}.weight-decay must be a finite number >= 0",
+    ),
+    train(
+        "negative max grad norm", f"{MLCD}.max-grad-norm", "-1", expect=f"{MLCD}.max-grad-norm must be >= 0"
+    ),
+    train("grad-accum < 1", f"{MLCD}.grad-accum", "0", expect=f"{MLCD}.grad-accum must be >= 1"),
+    train("batch size < 1", f"{MLCD}.batch-size", "0", expect=f"{MLCD}.batch-size must be >= 1, got 0"),
+    train(
+        "batch not divisible by grad-accum",
+        f"{MLCD}.batch-size",
+        "10",
+        f"{MLCD}.grad-accum",
+        "4",
+        expect=f"batch-size 10 does not split into 4 equal micro-batches ({MLCD}.grad-accum 4): use 8 or 12",
+    ),
+    train(
+        "batch not divisible by processes x grad-accum (torchrun)",
+        f"{MLCD}.batch-size",
+        "10",
+        f"{MLCD}.grad-accum",
+        "2",
+        expect=f"does not split into 4 equal micro-batches (2 processes x {MLCD}.grad-accum 2): use 8 or 12",
+        env={"WORLD_SIZE": "2"},
+    ),
+    train(
+        "batch smaller than processes x grad-accum (torchrun)",
+        f"{MLCD}.batch-size",
+        "2",
+        expect=f"{MLCD}.batch-size 2 is smaller than 4 processes x {MLCD}.grad-accum 1 = 4 micro-batches",
+        env={"WORLD_SIZE": "4"},
+    ),
+    train("WORLD_SIZE not a number", expect="WORLD_SIZE='two' in the environment", env={"WORLD_SIZE": "two"}),
+    train(
+        "loss weight NaN",
+        f"{MLCD}.losses.mlcd.weight",
+        "nan",
+        expect=f"{MLCD}.losses.mlcd.weight must be a finite number",
+    ),
+    train(
+        "milestones out of range",
+        f"{MLCD}.losses.mlcd.skip",
+        "0",
+        expect=f"{MLCD}.losses.mlcd: skip must be in 1..",
+    ),
+    # -- student
+    train(
+        "LoRA rank 0",
+        "--recipes.student.lora-rank",
+        "0",
+        expect="--recipes.student.lora-rank must be >= 1, got 0",
+    ),
+    train(
+        "LoRA rank negative",
+        "--recipes.student.lora-rank",
+        "-4",
+        expect="--recipes.student.lora-rank must be >= 1",
+    ),
+    train(
+        "LoRA alpha 0", "--recipes.student.lora-alpha", "0", expect="--recipes.student.lora-alpha must be > 0"
+    ),
+    train(
+        "unknown LoRA target module",
+        "--recipes.model.path",
+        "{tiny}",
+        "--recipes.student.target-modules",
+        "to_q",
+        "to_qq",
+        expect="--recipes.student.target-modules: to_qq match(es) no Linear/Conv layer",
+        xfail="Student.__init__ does not call tlcm.validation.check_lora_targets yet",
+    ),
+    train(
+        "init-from folder missing",
+        "--recipes.student.init-from",
+        "{tmp}/stage1",
+        expect="--recipes.student.init-from {tmp}/stage1 is not a folder",
+    ),
+    # -- model, data, runtime
+    train(
+        "guidance scale NaN",
+        "--recipes.model.guidance-scale",
+        "nan",
+        expect="--recipes.model.guidance-scale must be",
+    ),
+    train(
+        "trajectory cache missing",
+        "--recipes.data.trajectory-cache",
+        "{tmp}/cache",
+        expect="--recipes.data.trajectory-cache {tmp}/cache is not a folder: build it with python -m",
+    ),
+    train(
+        "device cuda without a GPU",
+        "--recipes.runtime.device",
+        "cuda",
+        expect="--recipes.runtime.device cuda: torch sees no CUDA GPU",
+        skip=_has_gpu,
+    ),
+    train(
+        "device not a device", "--recipes.runtime.device", "banana", expect="'banana' is not a torch device"
+    ),
+    train(
+        "checkpoint-every < 0",
+        "--recipes.runtime.checkpoint-every",
+        "-1",
+        expect="checkpoint-every must be >= 0",
+    ),
+    train(
+        "log-every < 1", "--recipes.runtime.log-every", "0", expect="--recipes.runtime.log-every must be >= 1"
+    ),
+    train(
+        "out-dir an existing file",
+        "--recipes.runtime.out-dir",
+        "{tmp}/f",
+        expect="--recipes.runtime.out-dir {tmp}/f: {tmp}/f is an existing file, not a folder",
+        setup=write("f", ""),
+    ),
+    train(
+        "out-dir inside a file",
+        "--recipes.runtime.out-dir",
+        "{tmp}/f/run",
+        expect="{tmp}/f is an existing file, not a folder",
+        setup=write("f", ""),
+    ),
+    train(
+        "out-dir not writable",
+        "--recipes.runtime.out-dir",
+        "/sys/tlcm-run",
+        expect="--recipes.runtime.out-dir /sys/tlcm-run: it is not writable",
+        skip=_unwritable_sys,
+    ),
+    train(
+        "inference steps > M",
+        "--recipes.inference-steps",
+        "9",
+        expect="--recipes.inference-steps: each must be in 1..8",
+    ),
+    train("inference steps 0", "--recipes.inference-steps", "1", "0", expect="each must be in 1..8"),
+    # -- tlcm.sample
+    sample("--steps < 1", "--steps", "0", expect="--steps must be >= 1, got 0"),
+    sample("teacher steps >= schedule timesteps", "--steps", "1000", expect="use --steps 1..999"),
+    sample("--num-per-prompt 0", "--num-per-prompt", "0", expect="--num-per-prompt must be >= 1"),
+    sample("empty prompt", "--prompt", " ", expect="--prompt needs at least one non-empty prompt"),
+    sample(
+        "--out without an image extension",
+        "--out",
+        "{tmp}/grid",
+        expect="must end in .png, .jpg, .jpeg or .webp",
+    ),
+    sample(
+        "--guidance-scale NaN", "--guidance-scale", "nan", expect="--guidance-scale must be a finite number"
+    ),
+    sample("--device not a device", "--device", "banana", expect="--device 'banana' is not a torch device"),
+    sample("--model missing", "--model", "{tmp}/absent", expect="(--model DIR)"),
+    sample(
+        "--student folder missing", "--student", "{tmp}/run", expect="--student {tmp}/run is not a folder"
+    ),
+    # -- tlcm.evaluate
+    teacher_table(
+        "teacher-table --steps 0", "--steps", "0", "4", expect="--steps must be one or more step counts >= 1"
+    ),
+    teacher_table(
+        "teacher-table --steps >= schedule timesteps", "--steps", "1000", expect="use step counts in 1..999"
+    ),
+    teacher_table(
+        "teacher-table --samples-per-digit 0",
+        "--samples-per-digit",
+        "0",
+        expect="--samples-per-digit must be >= 1",
+    ),
+    teacher_table(
+        "teacher-table --out not .json", "--out", "{tmp}/t.md", expect="--out {tmp}/t.md must end in .json"
+    ),
+    teacher_table(
+        "teacher-table --assets missing", "--assets", "{tmp}", expect="--assets {tmp} lacks digit_classifier"
+    ),
+    teacher_table(
+        "teacher-table --guidance-scales NaN", "--guidance-scales", "nan", expect="--guidance-scales must be"
+    ),
+    Case(
+        "evaluate student: run folder missing",
+        "tlcm.evaluate",
+        ("student", "--run", "{tmp}/run"),
+        "--run {tmp}/run is not a folder",
+    ),
+    Case(
+        "evaluate compare: no eval.json",
+        "tlcm.evaluate",
+        ("compare", "--run", "{tmp}"),
+        "eval.json is missing",
+    ),
+    # -- tlcm.data.trajectories
+    trajectories(
+        "--samples-per-prompt 0", "--samples-per-prompt", "0", expect="--samples-per-prompt must be >= 1"
+    ),
+    trajectories("--skip > T/M", "--skip", "500", expect="--skip 500 must be in 1..125"),
+    trajectories("--prompts missing", "--prompts", "{tmp}/p.txt", expect="file to --prompts"),
+    trajectories(
+        "--prompts not UTF-8",
+        "--prompts",
+        "{tmp}/p.txt",
+        expect="is not UTF-8 text",
+        setup=write("p.txt", b"\xff\n"),
+    ),
+    trajectories(
+        "--out an existing file", "--out", "{tmp}/f", expect="is an existing file", setup=write("f", "")
+    ),
+    trajectories("--model missing", "--model", "{tmp}/absent", expect="(--model DIR)"),
+]
+"""Every bad input, in table order (docs/reliability.md)."""
+
+
+@dataclass
+class Outcome:
+    """What a case's run did: exit code (0: returned), stderr, and an escaped exception's traceback."""
+
+    code: int | None
+    stderr: str
+    traceback: str | None = None
+
+
+def run_case(case: Case, ws: Workspace) -> Outcome:
+    """Set up and run ``case`` in-process through its real entry point (stdout, stderr captured)."""
+    if case.setup is not None:
+        case.setup(ws)
+    argv = [ws.format(a) for a in case.args]
+    saved = {k: os.environ.get(k) for k in case.env}
+    os.environ.update(case.env)
+    err, out = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            try:
+                run_cli(lambda: ENTRY_POINTS[case.cli](argv))
+                return Outcome(0, err.getvalue())
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+                return Outcome(code, err.getvalue())
+            except Exception:  # the bug this table exists to catch: report it, do not hide it
+                return Outcome(1, err.getvalue(), traceback.format_exc())
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def problems(case: Case, outcome: Outcome, ws: Workspace) -> list[str]:
+    """Why ``outcome`` is not a proper refusal of ``case`` (empty: it is)."""
+    found = []
+    text = " ".join(outcome.stderr.split())
+    if outcome.traceback or "Traceback" in outcome.stderr:
+        found.append(f"a traceback: {(outcome.traceback or outcome.stderr).strip().splitlines()[-1]}")
+    if outcome.code != 2:
+        found.append(f"exit code {outcome.code}, not 2")
+    if ws.format(case.expect) not in text:
+        found.append(f"message lacks {ws.format(case.expect)!r}: {text!r}")
+    lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+    if case.one_line and (len(lines) != 1 or not lines[0].startswith("error: ")):
+        found.append(f"not one 'error: ...' line: {outcome.stderr!r}")
+    return found
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def write_doc(path: Path = DOC) -> list[str]:
+    """Run every case and write the markdown table to ``path``; returns the failures found."""
+    rows, failures = [], []
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        for i, case in enumerate(CASES):
+            reason = case.skip() if case.skip else None
+            command = f"python -m {case.cli} {' '.join(case.args)}"
+            if case.env:
+                command = " ".join(f"{k}={v}" for k, v in case.env.items()) + " " + command
+            if reason:
+                rows.append(f"| {_cell(case.name)} | `{_cell(command)}` | (not run here: {reason}) | - |")
+                continue
+            tmp = root / f"case-{i:03d}"
+            tmp.mkdir()
+            ws = Workspace(tmp, root / "tiny-sd")
+            start = time.perf_counter()
+            outcome = run_case(case, ws)
+            bad = problems(case, outcome, ws)
+            message = outcome.stderr.replace(str(tmp), "{tmp}").replace(str(root / "tiny-sd"), "{tiny}")
+            if outcome.traceback:
+                message += " (traceback: " + outcome.traceback.strip().splitlines()[-1] + ")"
+            if bad and not case.xfail:
+                failures.append(f"{case.name}: {'; '.join(bad)}")
+            note = f" (known gap: {case.xfail})" if case.xfail else ""
+            rows.append(
+                f"| {_cell(case.name)} | `{_cell(command)}` | {_cell(message)}{note} | {outcome.code} |"
+            )
+            print(f"{time.perf_counter() - start:5.1f} s  {outcome.code}  {case.name}", file=sys.stderr)
+    header = [
+        "# Reliability: bad inputs",
+        "",
+        "Generated by `python -m tests.bad_inputs` from the table of cases in tests/bad_inputs.py (also",
+        "run by tests/test_bad_inputs.py); do not edit by hand. `{tmp}` is a scratch folder, `{tiny}` a",
+        "tiny random SD pipeline. Every bad input ends with one line `error: what, where, how to fix` and",
+        "exit code 2 (the argument parser's own errors print its usage box), before the model loads",
+        "wherever the check needs no weights.",
+        "",
+        "| bad input | command or field | message printed | exit code |",
+        "|---|---|---|---|",
+    ]
+    path.write_text("\n".join(header + rows) + "\n")
+    return failures
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    failed = write_doc()
+    print(f"wrote {DOC} ({len(CASES)} cases)", file=sys.stderr)
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,43 @@
+"""One small recipe per registered loss (and per option that owns state), shared by the loss
+contract tests (tests/test_loss_contract.py) and their torchrun worker (tests/dp_worker.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from engine_helpers import shrink
+
+from recipes import PRESETS
+from recipes.tlcm import MINIATURE_GAN
+from tlcm.config import Phase, Recipe
+from tlcm.losses.dmd import DMDConfig
+from tlcm.losses.gan import GANConfig
+from tlcm.losses.lcd import LCDConfig
+from tlcm.losses.mlcd import MLCDConfig
+from tlcm.losses.preference import PreferenceConfig
+
+CASES: dict[str, dict[str, dict]] = {
+    "mlcd": {"p": {"mlcd": MLCDConfig()}},
+    "mlcd-ema": {"p": {"mlcd": MLCDConfig(target="ema", ema_decay=0.5)}},
+    "lcd": {"p": {"lcd": LCDConfig(teacher_substeps=2)}},
+    "dmd": {"p": {"dmd": DMDConfig(fake_updates=2, fake_lr=1e-2)}},
+    "gan-unet": {"p": {"gan": replace(MINIATURE_GAN, weight=1.0, disc_lr=1e-2)}},
+    "gan-timm-r1": {"p": {"gan": GANConfig(input="latent", input_size=0, r1_weight=1.0, disc_lr=1e-2)}},
+    "preference-dpo": {"p": {"preference": PreferenceConfig(mode="dpo", beta=50.0)}},
+    "preference-reward": {"p": {"preference": PreferenceConfig(mode="reward", s0=-0.01, s_neg=-4.6)}},
+    "mlcd-then-dmd": {"a": {"mlcd": MLCDConfig()}, "b": {"dmd": DMDConfig(fake_updates=1)}},
+}
+"""Case name -> phases (name -> losses). Every registered loss appears in at least one case."""
+
+
+def case_recipe(
+    name: str, model: Path, out_dir: Path, steps: int = 3, batch_size: int = 2, grad_accum: int = 1
+) -> Recipe:
+    """The case's phases, ``steps`` each, lr 1e-2 (so that every step moves the weights a lot)."""
+    base = shrink(PRESETS["mlcd"], model, out_dir, steps=steps, batch_size=batch_size)
+    phases = {
+        phase: Phase(steps=steps, lr=1e-2, batch_size=batch_size, grad_accum=grad_accum, losses=losses)
+        for phase, losses in CASES[name].items()
+    }
+    return replace(base, phases=phases)

@@ -1,0 +1,119 @@
+"""The contract every registered loss keeps with the engine (Composer's resumption test is the model):
+
+1. resuming mid-phase gives bit-for-bit the weights, loss-owned state (fake scores, discriminator
+   heads, DPO references, EMA targets, their optimizers) and logged losses of the uninterrupted run;
+2. 2 torchrun processes x 1 micro-batch equal 1 process x 2 accumulated micro-batches (aux_step
+   sees every micro-batch, under the step's autocast).
+Each case trains at lr 1e-2 so that a contract break moves the weights far beyond the tolerances.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from loss_cases import CASES, case_recipe
+from safetensors.torch import load_file
+from tiny_pipelines import tiny_sd_pipeline
+
+from tlcm.engine import Trainer, train
+from tlcm.losses import LOSSES
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd_pipeline().save_pretrained(path)
+    return path
+
+
+def test_every_registered_loss_has_a_case():
+    covered = {loss for phases in CASES.values() for losses in phases.values() for loss in losses}
+    assert set(LOSSES) - {"test_output_norm"} <= covered
+
+
+def _final(run_dir: Path) -> tuple[dict, dict, list]:
+    folder = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text()
+    losses = torch.load(folder / "losses.pt", weights_only=True)
+    log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return load_file(folder / "student.safetensors"), losses, log
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else []
+    return {k: v for key, value in items for k, v in _flat(value, f"{prefix}/{key}").items()}
+
+
+def _interrupt_after(trainer: Trainer, global_step: int) -> None:
+    """Make ``trainer`` stop (as on SIGTERM: save, return pre-empted) after ``global_step`` steps."""
+    step = trainer._step
+
+    def stepped(phase, losses, opt, params, at):
+        out = step(phase, losses, opt, params, at)
+        trainer._stop = trainer._stop or at + 1 == global_step
+        return out
+
+    trainer._step = stepped
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_resume_mid_phase_equals_the_uninterrupted_run(case, model_dir, tmp_path):
+    straight = train(case_recipe(case, model_dir, tmp_path / "a"))
+    stop_at = 2 if len(CASES[case]) == 1 else 3  # one-phase cases: mid-phase; two phases: inside the second
+    first = Trainer(case_recipe(case, model_dir, tmp_path / "b"))
+    _interrupt_after(first, stop_at)
+    assert first.run().preempted
+    resumed = train(case_recipe(case, model_dir, tmp_path / "b"))
+    assert resumed.state.global_step == straight.state.global_step
+    (wa, la, log_a), (wb, lb, log_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    fa, fb = _flat(la), _flat(lb)
+    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa), case
+    drop = ("it_per_s",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in log_a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in log_b
+    ]
+    assert max(v.abs().max().item() for k, v in wa.items() if "lora_B" in k) > 1e-3  # training moved
+
+
+def test_two_processes_equal_one_process_with_two_micro_batches(model_dir, tmp_path):
+    """Every case twice: torchrun 2 x 1 micro-batch (tests/dp_worker.py) and 1 x 2 in-process."""
+    steps, batch = 2, 4
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    worker = Path(__file__).parent / "dp_worker.py"
+    args = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(worker),
+        str(model_dir),
+        str(tmp_path / "two"),
+    ]
+    done = subprocess.run(
+        [*args, str(steps), str(batch)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for case in CASES:
+        one = tmp_path / "one" / case
+        train(case_recipe(case, model_dir, one, steps=steps, batch_size=batch, grad_accum=2))
+        (w1, l1, log1), (w2, l2, log2) = _final(one), _final(tmp_path / "two" / case)
+        for key in w1:
+            torch.testing.assert_close(w1[key], w2[key], atol=1e-5, rtol=1e-4, msg=f"{case}: {key}")
+        f1, f2 = _flat(l1), _flat(l2)
+        assert f1.keys() == f2.keys(), case
+        for key in f1:
+            if f1[key].is_floating_point():
+                torch.testing.assert_close(f1[key], f2[key], atol=1e-5, rtol=1e-4, msg=f"{case}: {key}")
+        for r1, r2 in zip(log1, log2, strict=True):
+            for key, value in r1.items():
+                if isinstance(value, float) and key != "it_per_s":
+                    assert value == pytest.approx(r2[key], rel=1e-4, abs=1e-6), (case, key)
