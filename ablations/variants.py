@@ -15,6 +15,7 @@ from pathlib import Path
 
 from recipes.tlcm import tlcm_full
 from tlcm.config import Phase, Recipe
+from tlcm.diffusion.milestones import StudentGrid
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,13 @@ class Variant:
     """Per phase: loss name -> field overrides (a loss not in the phase is an error)."""
     drop: tuple[tuple[str, str], ...] = ()
     """(phase, loss) terms removed from tlcm-full's phases."""
+    grid: StudentGrid | None = None
+    """The student grid (M, q) when not tlcm-full's (the one owner of M: losses, sampling, export)."""
 
 
 LADDER: tuple[Variant, ...] = (
     Variant("single-jump-lcd", "LCM-style: one segment (M = 1), single-jump teacher states", ("mlcd",),
-            mlcd={"num_milestones": 1, "states": "single_jump", "distance": "l2"}),
+            mlcd={"states": "single_jump", "distance": "l2"}, grid=StudentGrid(1, 1)),
     Variant("mlcd-single-jump", "MLCD, M = 8 segments, single-jump states", ("mlcd",),
             mlcd={"states": "single_jump", "distance": "l2"}),
     Variant("+latent-lpips", "+ latent LPIPS as the MLCD distance", ("mlcd",),
@@ -91,6 +94,7 @@ def variant_recipe(variant: Variant, runs: Path, base: Recipe | None = None) -> 
         for name in variant.phases
     }
     student = replace(base.student, init_from=runs / variant.parent if variant.parent else None)
+    student = replace(student, grid=variant.grid or student.grid)
     return replace(
         base, student=student, phases=phases, runtime=replace(base.runtime, out_dir=runs / variant.name)
     )

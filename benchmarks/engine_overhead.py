@@ -65,7 +65,8 @@ class HandWrittenMLCD:
         self.params = [p for p in self.unet.parameters() if p.requires_grad]
         self.lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
         self.opt = torch.optim.AdamW(self.params, lr=phase.lr, weight_decay=phase.weight_decay)
-        self.grid = milestones(self.cfg.num_milestones, self.schedule.num_train_timesteps).to(self.device)
+        self.num_milestones = trainer.recipe.student.grid.num_milestones
+        self.grid = milestones(self.num_milestones, self.schedule.num_train_timesteps).to(self.device)
         self.distance = get_distance(self.cfg.distance)
         self.autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
@@ -87,9 +88,8 @@ class HandWrittenMLCD:
     def step(self, global_step: int) -> float:
         """One optimizer step drawing what the engine draws at ``global_step`` (hence the same calls)."""
         tr, cfg, b, seed = self.trainer, self.cfg, self.phase.batch_size, self.trainer.recipe.runtime.seed
-        order = torch.randint(
-            len(tr.prompts), (b,), generator=torch.Generator().manual_seed(_seed(seed, global_step, -1))
-        )
+        prompt_gen = torch.Generator().manual_seed(_seed(seed, global_step, -1))
+        order = torch.randint(len(tr.prompts), (b,), generator=prompt_gen, device="cpu")
         idx = order.to(self.device)
         gen = torch.Generator(self.device).manual_seed(_seed(seed, global_step, 0))
         cond, uncond, w = tr.cond[idx], tr.uncond.expand_to(b), tr.recipe.model.guidance_scale
@@ -98,7 +98,7 @@ class HandWrittenMLCD:
             noise = torch.randn((b, *tr.base.latent_shape), generator=gen, device=self.device)
             with torch.no_grad():
                 x_tm = mds_trajectory(
-                    self.teacher, self.schedule, noise, t_m, cfg.num_milestones - seg, cond, uncond, w
+                    self.teacher, self.schedule, noise, t_m, self.num_milestones - seg, cond, uncond, w
                 )
             t_s = self.grid[seg].to(t_m.dtype)
             loss = mlcd_loss(

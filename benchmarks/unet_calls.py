@@ -44,6 +44,7 @@ from common import (
 import tlcm.losses.mlcd as mlcd_module
 from recipes.tlcm import lcd, mlcd
 from tlcm.config import Recipe
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.engine import Trainer
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
@@ -55,12 +56,13 @@ def _mds_max_expectation(m: int, b: int) -> float:
     return sum(1 - ((k - 1) / m) ** b for k in range(1, m + 1))
 
 
-def expectations(kind: str, cfg, b: int) -> dict[str, float]:
-    """Analytic per-sample CFG evals (teacher), student evals, and UNet calls per step."""
+def expectations(kind: str, cfg, b: int, grid: StudentGrid) -> dict[str, float]:
+    """Analytic per-sample CFG evals (teacher), student evals, and UNet calls per step on the
+    student grid (M milestones, q steps)."""
     if kind == "lcd":
-        q, p = cfg.student_steps, cfg.teacher_substeps
+        q, p = grid.steps, cfg.teacher_substeps
         return {"teacher_cfg": p, "student": q + 2, "calls": p + q + 2}
-    m = cfg.num_milestones
+    m = grid.num_milestones
     if cfg.states == "mds":
         return {"teacher_cfg": (m + 1) / 2 + 1, "student": 2, "calls": _mds_max_expectation(m, b) + 1 + 2}
     if cfg.states == "single_jump":
@@ -98,7 +100,7 @@ def build_trajectory_cache(
         load_prompts(recipe.data.prompts),
         out,
         samples_per_prompt,
-        cfg.num_milestones,
+        recipe.student.grid.num_milestones,
         cfg.skip,
         recipe.model.guidance_scale,
     )
@@ -156,7 +158,7 @@ def measure(name: str, kind: str, recipe: Recipe, cfg) -> dict:
         "unet_calls_per_step": len(log.calls) / steps,
         "sample_evals_per_sample": sum(c[1] for c in log.calls) / samples,
         "median_step_s": sorted(step_times)[len(step_times) // 2],
-        "expected": expectations(kind, cfg, b),
+        "expected": expectations(kind, cfg, b, recipe.student.grid),
     }
     result["teacher_cfg_evals_per_sample"] = result["teacher_sample_evals_per_sample"] / 2
     if draws:
@@ -250,7 +252,7 @@ def main() -> None:
                 base_mlcd, phases={"mlcd": replace(base_mlcd.phases["mlcd"], losses={"mlcd": cfg})}
             )
             variants.append((f"MLCD states={states}", "mlcd", recipe, cfg))
-        lcd_cfg = LCDConfig(student_steps=4, teacher_substeps=3)
+        lcd_cfg = LCDConfig(teacher_substeps=3)  # q = 4: the default student grid
         recipe = replace(base_lcd, phases={"lcd": replace(base_lcd.phases["lcd"], losses={"lcd": lcd_cfg})})
         variants.append(("LCD q=4 p=3", "lcd", recipe, lcd_cfg))
         for name, kind, recipe, cfg in variants:
@@ -311,7 +313,7 @@ def main() -> None:
             else "see the notes above: some calls ran in an unexpected mode"
         )
     b = args.batch_size
-    m = MLCDConfig().num_milestones
+    m = StudentGrid().num_milestones
     std = ((m * m - 1) / 12) ** 0.5
     notes.append(
         f"MLCD mds: L = M - s is uniform in 1..{m}, std {std:.2f}, so the analytic CFG evals per sample "
