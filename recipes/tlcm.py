@@ -94,8 +94,9 @@ def tlcm_full_sdxl() -> Recipe:
     / 1k at lr 1e-4 / 1e-5 / 1e-5 / 1e-5; reward feedback with s0 = 16 (the paper's MPS scale; here
     a local PickScore folder); DMD + GAN at batch 4 with discriminator lr 1e-4. Distance l2: the
     shipped latent LPIPS fits the miniature's VAE only; for SDXL train one
-    (python -m tlcm.losses.latent_lpips_train --model /models/sdxl), point $TLCM_LATENT_LPIPS at
-    it and pass --recipes.phases.mlcd.losses.mlcd.distance latent_lpips (and for lcd)."""
+    (python -m tlcm.losses.latent_lpips_train --model /models/sdxl) and pass
+    --recipes.phases.mlcd.losses.mlcd.distance latent_lpips and .distance-weights FILE (and for
+    lcd)."""
     pickscore = {"reward": "pickscore", "clip_folder": "models/pickscore", "s0": 16.0, "s_neg": 0.0}
     dmd = dmd_gan(1_000, 1e-5, 4)
     dmd.losses["dmd"] = DMDConfig(fake_updates=5)

@@ -57,10 +57,10 @@ def test_steps_and_milestones_out_of_range(capsys, tmp_path):
     out = ["--recipes.runtime.out-dir", str(tmp_path)]
     err = _train(["recipes:mlcd", "--recipes.phases.mlcd.steps", "0", *out], capsys)
     assert "--recipes.phases.mlcd.steps must be >= 1, got 0" in err
-    err = _train(["recipes:mlcd", "--recipes.phases.mlcd.losses.mlcd.num-milestones", "0", *out], capsys)
-    assert "losses.mlcd: num_milestones must be in 1..1000, got 0" in err
-    err = _train(["recipes:lcd", "--recipes.phases.lcd.losses.lcd.student-steps", "9", *out], capsys)
-    assert "student_steps (q) must be in 1..8 (M), got 9" in err
+    err = _train(["recipes:mlcd", "--recipes.student.grid.num-milestones", "0", *out], capsys)
+    assert "--recipes.student.grid: num_milestones (M) must be in 1..1000, got 0" in err
+    err = _train(["recipes:lcd", "--recipes.student.grid.steps", "9", *out], capsys)
+    assert "--recipes.student.grid: steps (q) must be in 1..8 (M), got 9" in err
     err = _train(["recipes:mlcd", "--recipes.inference-steps", "9", *out], capsys)
     assert "each must be in 1..8" in err
 

@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from tlcm.conditioning import Conditioning
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.errors import TLCMError
 from tlcm.losses import latent_lpips as ll
@@ -153,27 +154,30 @@ def test_wrong_shape_is_refused(tmp_path):
     assert path in str(err.value)
 
 
-def test_missing_file_tells_how_to_train_one(tmp_path, monkeypatch):
+def test_missing_file_tells_how_to_train_one(tmp_path):
     with pytest.raises(TLCMError, match="not found.*python -m tlcm.losses.latent_lpips_train"):
         load_latent_lpips(tmp_path / "none.safetensors")
-    monkeypatch.setenv(ll.ENV_VAR, str(tmp_path / "none.safetensors"))
-    with pytest.raises(TLCMError, match=f"not found.*{ll.ENV_VAR}"):
-        ll.latent_lpips(torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 4, 4))
+    with pytest.raises(ValueError, match="not found.*none.safetensors.*latent_lpips_train"):
+        MLCDConfig(distance="latent_lpips", distance_weights=str(tmp_path / "none.safetensors")).validate(
+            1000, StudentGrid()
+        )
+    with pytest.raises(ValueError, match="'l2' has no weights"):
+        LCDConfig(distance="l2", distance_weights="w.safetensors").validate(1000, StudentGrid())
 
 
 SCHEDULE = VPSchedule(torch.tensor([0.9216, 0.64, 0.36]), prediction_type="sample")
 COND = Conditioning(torch.zeros(2, 2, 3))
 
 
-def test_selectable_in_mlcd_and_lcd(tmp_path, monkeypatch):
-    """MLCD and LCD built with distance="latent_lpips" use the file of $TLCM_LATENT_LPIPS, and the
-    student's parameters receive gradients through it (x0_hat = scale * x, teacher x0_hat = 0)."""
+def test_selectable_in_mlcd_and_lcd(tmp_path):
+    """MLCD and LCD built with distance="latent_lpips" use the file of their distance_weights, and
+    the student's parameters receive gradients through it (x0_hat = scale * x, teacher x0_hat = 0)."""
     net, path = _random_net(), tmp_path / "w.safetensors"
     save_latent_lpips(net, path)
-    monkeypatch.setenv(ll.ENV_VAR, str(path))
-    mlcd_cfg, lcd_cfg = MLCDConfig(distance="latent_lpips"), LCDConfig(distance="latent_lpips")
-    mlcd_cfg.validate(1000)
-    lcd_cfg.validate(1000)
+    mlcd_cfg = MLCDConfig(distance="latent_lpips", distance_weights=str(path))
+    lcd_cfg = LCDConfig(distance="latent_lpips", distance_weights=str(path))
+    mlcd_cfg.validate(1000, StudentGrid())
+    lcd_cfg.validate(1000, StudentGrid())
     scale = torch.nn.Parameter(torch.tensor(0.5))
 
     def student(x, t, cond):
@@ -215,7 +219,9 @@ def test_selectable_in_mlcd_and_lcd(tmp_path, monkeypatch):
     assert mlcd.shape == lcd.shape == (2,) and (mlcd > 0).all() and (lcd > 0).all()
     (mlcd.sum() + lcd.sum()).backward()
     assert scale.grad is not None and scale.grad != 0
-    assert get_distance("latent_lpips") is ll.latent_lpips
+    a, b = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(get_distance("latent_lpips", str(path))(a, b), net(a, b))  # this file's net
+    assert not torch.allclose(get_distance("latent_lpips")(a, b), net(a, b))  # not the default file's
 
 
 def test_shipped_weights_load():

@@ -26,7 +26,7 @@ def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]
             f"num_steps must be in 1..{num_train_timesteps - 1} for a {num_train_timesteps}-timestep "
             f"schedule (more would repeat timesteps), got {num_steps}"
         )
-    grid = torch.linspace(num_train_timesteps - 1, 0, num_steps + 1)[:-1]
+    grid = torch.linspace(num_train_timesteps - 1, 0, num_steps + 1, device="cpu")[:-1]  # host ints
     return [int(t) for t in grid.round()]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -21,11 +22,21 @@ def pseudo_huber(pred: torch.Tensor, target: torch.Tensor, c: float = 0.03) -> t
 
 
 DISTANCES: dict[str, Distance] = {"l2": l2, "huber": pseudo_huber}
-"""Name -> distance; latent LPIPS registers itself here when its module is imported."""
+"""Name -> distance without weights."""
+LEARNED_DISTANCES: dict[str, Callable[[Path | None], Distance]] = {}
+"""Name -> factory (weights file, None: its default) of a distance with learned weights; latent
+LPIPS registers itself here when its module is imported."""
 
 
-def get_distance(name: str) -> Distance:
-    """The distance called ``name``; unknown names raise a ValueError listing the known ones."""
+def get_distance(name: str, weights: str = "") -> Distance:
+    """The distance called ``name`` (a learned one with the weights file ``weights``, empty: its
+    default); unknown names, a missing weights file, or weights for a distance that takes none
+    raise a ValueError saying which."""
+    if name in LEARNED_DISTANCES:
+        return LEARNED_DISTANCES[name](Path(weights) if weights else None)
     if name not in DISTANCES:
-        raise ValueError(f"unknown distance {name!r}; known: {', '.join(sorted(DISTANCES))}")
+        known = sorted([*DISTANCES, *LEARNED_DISTANCES])
+        raise ValueError(f"unknown distance {name!r}; known: {', '.join(known)}")
+    if weights:
+        raise ValueError(f"distance {name!r} has no weights, but distance_weights is {weights!r}")
     return DISTANCES[name]

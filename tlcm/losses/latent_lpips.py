@@ -10,8 +10,8 @@ blocks 1-4 and is pooled once, to h/2 x w/2, before block 5):
     d(x, y)  = sum_l mean_{h,w} sum_c w_{l,c} (f^_l(x) - f^_l(y))_c^2,  w_{l,c} >= 0  (1x1 heads).
 
 The registered distance ``"latent_lpips"`` (``MLCDConfig(distance="latent_lpips")``) loads its
-weights lazily from ``$TLCM_LATENT_LPIPS`` if set, else from the miniature's shipped file
-``tlcm/toy/assets/latent_lpips.safetensors``; train a file for another VAE with
+weights lazily from the loss config's ``distance_weights`` file, by default the miniature's
+shipped ``tlcm/toy/assets/latent_lpips.safetensors``; train a file for another VAE with
 ``python -m tlcm.losses.latent_lpips_train`` (docs/latent_lpips.md).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,13 +30,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tlcm.errors import TLCMError
-from tlcm.losses.distances import DISTANCES
+from tlcm.losses.distances import LEARNED_DISTANCES, Distance
 from tlcm.toy.assets import ASSET_DIR
 
-ENV_VAR = "TLCM_LATENT_LPIPS"
-"""Environment variable: path of the weights file the ``"latent_lpips"`` distance loads."""
 DEFAULT_WEIGHTS = ASSET_DIR / "latent_lpips.safetensors"
-"""Weights trained for the miniature pipeline's VAE (used when ``$TLCM_LATENT_LPIPS`` is unset)."""
+"""Weights trained for the miniature pipeline's VAE (the default of ``distance_weights``)."""
 PAPER_CHANNELS = (64, 128, 256, 512, 512)
 """VGG16's block widths (the paper's network)."""
 CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
@@ -172,26 +169,23 @@ def load_latent_lpips(path: str | Path, device: str | torch.device = "cpu") -> L
     return net.to(device).eval().requires_grad_(False)
 
 
-def weights_path() -> Path:
-    """The file the ``"latent_lpips"`` distance uses: ``$TLCM_LATENT_LPIPS``, else ``DEFAULT_WEIGHTS``."""
-    return Path(os.environ.get(ENV_VAR) or DEFAULT_WEIGHTS)
-
-
 @functools.lru_cache(maxsize=8)
 def _cached(path: Path, mtime_ns: int, device: torch.device, dtype: torch.dtype) -> LatentLPIPS:
     return load_latent_lpips(path, device).to(dtype)
 
 
-def latent_lpips(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The registered distance: pred, target (B, C, h, w) -> (B,) with the network of ``weights_path()``,
-    loaded once per (file, device, dtype). The network is frozen; gradients flow to ``pred``."""
-    path = weights_path()
+def latent_lpips_distance(path: Path | None = None) -> Distance:
+    """The registered distance with the weights of ``path`` (None: ``DEFAULT_WEIGHTS``): pred,
+    target (B, C, h, w) -> (B,), the network loaded once per (file, device, dtype). The network
+    is frozen; gradients flow to ``pred``. A missing file is a ValueError saying how to train one."""
+    path = Path(path or DEFAULT_WEIGHTS)
     if not path.is_file():
-        raise TLCMError(
-            f"latent LPIPS weights not found: {path} (from ${ENV_VAR} or the default); "
-            + TRAIN_HINT.format(path=path)
-        )
-    return _cached(path.resolve(), path.stat().st_mtime_ns, pred.device, pred.dtype)(pred, target)
+        raise ValueError(f"latent LPIPS weights not found: {path}; " + TRAIN_HINT.format(path=path))
+
+    def distance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return _cached(path.resolve(), path.stat().st_mtime_ns, pred.device, pred.dtype)(pred, target)
+
+    return distance
 
 
-DISTANCES["latent_lpips"] = latent_lpips
+LEARNED_DISTANCES["latent_lpips"] = latent_lpips_distance

@@ -59,7 +59,10 @@ class LCDConfig(LossConfig):
     full_range: bool = False
     """The paper's ablation: t_m uniform in (T/M, T] instead of the sparse milestones."""
     distance: str = "l2"
-    """Distance d: "l2", "huber", or "latent_lpips" once registered."""
+    """Distance d: "l2", "huber" or "latent_lpips"."""
+    distance_weights: str = ""
+    """Weights file of a learned distance (latent_lpips; empty: the miniature VAE's shipped file;
+    for another VAE train one with python -m tlcm.losses.latent_lpips_train)."""
 
     def build(self, student) -> LCD:
         return LCD(self)
@@ -67,7 +70,7 @@ class LCDConfig(LossConfig):
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         if self.teacher_substeps < 1:
             raise ValueError(f"teacher_substeps (p) must be >= 1, got {self.teacher_substeps}")
-        get_distance(self.distance)
+        get_distance(self.distance, self.distance_weights)
 
 
 class LCD(Loss):
@@ -76,7 +79,7 @@ class LCD(Loss):
     def __init__(self, config: LCDConfig) -> None:
         super().__init__()
         self.config = config
-        self.distance = get_distance(config.distance)
+        self.distance = get_distance(config.distance, config.distance_weights)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, schedule, num_milestones = self.config, ctx.schedule, ctx.grid.num_milestones

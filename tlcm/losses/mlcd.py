@@ -77,7 +77,10 @@ class MLCDConfig(LossConfig):
     teacher trajectories, python -m tlcm.data.trajectories with the same M, k and w: zero teacher
     calls per step; needs data.trajectory_cache)."""
     distance: str = "l2"
-    """Distance d: "l2", "huber", or "latent_lpips" once registered."""
+    """Distance d: "l2", "huber" or "latent_lpips"."""
+    distance_weights: str = ""
+    """Weights file of a learned distance (latent_lpips; empty: the miniature VAE's shipped file;
+    for another VAE train one with python -m tlcm.losses.latent_lpips_train)."""
     target: Literal["stopgrad", "ema"] = "stopgrad"
     """Target network: the stop-grad online student (paper) or an EMA of its trainable weights."""
     ema_decay: float = 0.95
@@ -93,7 +96,7 @@ class MLCDConfig(LossConfig):
             )
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        get_distance(self.distance)
+        get_distance(self.distance, self.distance_weights)
 
 
 class MLCD(Loss):
@@ -102,7 +105,7 @@ class MLCD(Loss):
     def __init__(self, config: MLCDConfig, student_module: nn.Module) -> None:
         super().__init__()
         self.config = config
-        self.distance = get_distance(config.distance)
+        self.distance = get_distance(config.distance, config.distance_weights)
         self.student_module = [student_module]  # a list: not a submodule, not in this state_dict
         if config.target == "ema":
             params = {n: p.detach().clone() for n, p in student_module.named_parameters() if p.requires_grad}
