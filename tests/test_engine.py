@@ -295,3 +295,25 @@ def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp
         sample_main(args)
     with pytest.raises(TLCMError, match="inference-steps: each must be in 1..4"):
         train(replace(recipe, inference_steps=(8,)))
+
+
+def test_loss_weights_scale_each_terms_gradient(tiny_sd_dir, tmp_path):
+    """The student's gradient is sum_k weight_k * grad(term_k): with terms MLCD and the output norm,
+    g(w = (2, 3)) = 2 g(1, 0) + 3 g(0, 1) (same draws: zero-weight terms still run)."""
+
+    def gradient(w_mlcd: float, w_norm: float) -> torch.Tensor:
+        recipe = small_recipe(tiny_sd_dir, tmp_path / f"{w_mlcd}-{w_norm}", steps=1)
+        phase = recipe.phases["stage"]
+        losses = {"mlcd": replace(phase.losses["mlcd"], weight=w_mlcd)}
+        losses["norm"] = replace(phase.losses["norm"], weight=w_norm)
+        phase = replace(phase, losses=losses, max_grad_norm=0.0)
+        trainer = Trainer(replace(recipe, phases={"stage": phase}))
+        built = {n: c.build(trainer.student) for n, c in phase.losses.items()}
+        params = list(trainer.student.trainable_parameters().values())
+        opt = torch.optim.SGD(params, lr=0.0)
+        trainer._step(phase, built, opt, params, 0)
+        return torch.cat([p.grad.flatten() for p in params])
+
+    g_mlcd, g_norm, g_both = gradient(1.0, 0.0), gradient(0.0, 1.0), gradient(2.0, 3.0)
+    assert g_mlcd.abs().max() > 0 and g_norm.abs().max() > 0
+    torch.testing.assert_close(g_both, 2 * g_mlcd + 3 * g_norm, rtol=1e-4, atol=1e-7)

@@ -2,6 +2,7 @@
 CLIP folders made here, the digit reward, and the component with toy denoisers only."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +10,9 @@ from safetensors.torch import save_file
 from tiny_pipelines import CLIP_PROMPTS as PROMPTS
 from toy_context import toy_context
 
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
+from tlcm.losses.shared import samples_key
 from tlcm.rewards import RewardSpec, build_reward, shifted_prompts
 from tlcm.rewards.clip import AestheticHead
 from tlcm.rewards.digit import DigitReward, prompt_digit
@@ -115,14 +118,17 @@ class LatentReward:
 
 def test_dpo_component_with_toy_denoisers_only():
     """Reference = the student at the start: the loss is log 2 and its gradient prefers the winner.
-    After one step along -grad the loss drops below log 2."""
+    After one step along -grad the loss drops below log 2. aux_step reports the reward gap
+    |r(x^a) - r(x^b)| of each micro-batch's two candidates, averaged over the micro-batches."""
     scale = torch.nn.Parameter(torch.tensor(0.5))
     frozen = scale.detach().clone()
-    cfg = PreferenceConfig(mode="dpo", student_steps=2, num_milestones=2, beta=50.0)
+    cfg = PreferenceConfig(mode="dpo", beta=50.0)
     loss = Preference(cfg, LatentReward(), reference=lambda x, t, c: frozen * x)
 
-    def ctx():
-        return toy_context(lambda x, t, c: scale * x, None, batch=8, seed=3, decode=lambda z: z)
+    def ctx(seed=3):
+        return toy_context(
+            lambda x, t, c: scale * x, None, batch=8, seed=seed, decode=lambda z: z, grid=StudentGrid(2, 2)
+        )
 
     value = loss(ctx())["preference"]
     assert value.item() == pytest.approx(math.log(2), abs=1e-6)
@@ -130,29 +136,91 @@ def test_dpo_component_with_toy_denoisers_only():
     with torch.no_grad():
         scale -= 0.05 * scale.grad.sign()
     assert loss(ctx())["preference"].item() < math.log(2)
-    assert loss.aux_step(ctx())["preference/reward_gap"] > 0
+
+    contexts = [ctx(3), ctx(4)]
+    for c in contexts:
+        loss(c)
+    gaps = []
+    for c in contexts:
+        x_a, x_b = c.cache[samples_key(c, 0)], c.cache[samples_key(c, 1)]
+        gaps.append((LatentReward()(x_a, c.prompts) - LatentReward()(x_b, c.prompts)).abs().mean())
+    metrics = loss.aux_step(contexts)
+    assert set(metrics) == {"preference/reward_gap"} and metrics["preference/reward_gap"].dim() == 0
+    assert metrics["preference/reward_gap"] > 0
+    torch.testing.assert_close(metrics["preference/reward_gap"], torch.stack(gaps).mean())
+    assert loss.aux_step([ctx()]) == {}  # no forward in that context: nothing to report
+
+
+class ScaleUNet(torch.nn.Module):
+    """A UNet-shaped toy: output.sample = scale * x (what functional_denoiser calls)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x, t, encoder_hidden_states=None):
+        return SimpleNamespace(sample=self.scale * x)
+
+
+def test_dpo_reference_weights_are_a_frozen_checkpointed_copy():
+    """with_reference_weights: the reference is the module called with the phase-start weights, so
+    moving the student leaves it in place (loss log 2 at the start, below after a step); its weights
+    are the checkpoint state and load back into the same tensors; foreign names are refused."""
+    unet = ScaleUNet()
+    weights = {"scale": unet.scale.detach().clone()}
+    loss = Preference.with_reference_weights(PreferenceConfig(beta=50.0), LatentReward(), unet, weights)
+
+    def ctx():
+        return toy_context(
+            lambda x, t, c: unet(x, t).sample, None, batch=8, seed=3, decode=lambda z: z, grid=StudentGrid(2, 2)
+        )
+
+    value = loss(ctx())["preference"]
+    assert value.item() == pytest.approx(math.log(2), abs=1e-6)
+    value.backward()
+    with torch.no_grad():
+        unet.scale -= 0.05 * unet.scale.grad.sign()
+    assert weights["scale"].item() == 0.5 and loss(ctx())["preference"].item() < math.log(2)
+
+    state = loss.checkpoint_state()
+    assert set(state) == {"reference"} and state["reference"] is weights
+    saved = {"scale": torch.tensor(0.25)}
+    loss.load_checkpoint_state({"reference": saved})
+    assert weights["scale"].item() == 0.25
+    with pytest.raises(ValueError, match="does not match"):
+        loss.load_checkpoint_state({"reference": {"other": torch.tensor(0.0)}})
 
 
 def test_reward_feedback_component_pushes_reward_up():
-    """The hinge with s0 above every reward: loss = mean(s0 - r) + 0; one gradient step raises r."""
+    """The hinge with s0 above every reward: loss = mean(s0 - r) + 0; one gradient step raises r.
+    aux_step reports the mean rewards of the prediction on its prompts and on unrelated ones."""
     scale = torch.nn.Parameter(torch.tensor(0.5))
-    cfg = PreferenceConfig(mode="reward", student_steps=1, num_milestones=1, s0=1.0, s_neg=10.0)
+    cfg = PreferenceConfig(mode="reward", s0=1.0, s_neg=10.0)
     loss = Preference(cfg, LatentReward())
 
     def ctx():
-        return toy_context(lambda x, t, c: scale * x, None, batch=8, seed=1, decode=lambda z: z)
+        return toy_context(
+            lambda x, t, c: scale * x, None, batch=8, seed=1, decode=lambda z: z, grid=StudentGrid(1, 1)
+        )
 
-    first = loss(ctx())["preference"]
+    c = ctx()
+    first = loss(c)["preference"]
     first.backward()
+    reward = LatentReward()(c.cache["student_prediction/1/1"].x0.detach(), c.prompts).mean()
+    metrics = loss.aux_step([c])
+    assert set(metrics) == {"preference/reward", "preference/reward_neg"}
+    torch.testing.assert_close(metrics["preference/reward"], reward)
+    torch.testing.assert_close(first.detach(), 1.0 - reward)
     with torch.no_grad():
         scale -= 0.01 * scale.grad
     assert loss(ctx())["preference"].item() < first.item()
 
 
 def test_preference_config_refuses_bad_values():
+    grid = StudentGrid()
     with pytest.raises(ValueError, match="unknown reward"):
-        PreferenceConfig(reward="nope").validate(1000)
+        PreferenceConfig(reward="nope").validate(1000, grid)
     with pytest.raises(ValueError, match="mode"):
-        PreferenceConfig(mode="ppo").validate(1000)
+        PreferenceConfig(mode="ppo").validate(1000, grid)
     with pytest.raises(ValueError, match="beta"):
-        PreferenceConfig(beta=0).validate(1000)
+        PreferenceConfig(beta=0).validate(1000, grid)
