@@ -25,3 +25,19 @@ def test_bad_input(case, tmp_path, tiny_root, capsys):
     assert not problems(case, outcome, ws)
     leaked = capsys.readouterr()
     assert "Traceback" not in leaked.err + leaked.out
+
+
+def test_check_lora_targets_names_unknown_and_valid_suffixes(tiny_sd):
+    from tlcm.config import LCM_LORA_TARGETS
+    from tlcm.errors import TLCMError
+    from tlcm.validation import check_lora_targets
+
+    check_lora_targets(tiny_sd.unet, LCM_LORA_TARGETS)
+    check_lora_targets(tiny_sd.unet, ["down_blocks.1.attentions.0.proj_in"])  # a full module name
+    with pytest.raises(TLCMError) as info:
+        check_lora_targets(tiny_sd.unet, ["to_q", "to_qq", "attn1"])  # attn1: a block, not a layer
+    message = str(info.value)
+    assert "to_qq, attn1 match(es) no Linear/Conv layer of the UNet2DConditionModel" in message
+    assert "to_k" in message and "\n" not in message
+    with pytest.raises(TLCMError, match="is empty"):
+        check_lora_targets(tiny_sd.unet, [])

@@ -5,9 +5,12 @@ import copy
 
 import pytest
 import torch
+from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from toy_context import SCHEDULE, toy_context
 
 from tlcm.config import StudentConfig
+from tlcm.diffusion.milestones import StudentGrid
+from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.dmd import DMD, DMDConfig, denoising_loss, dmd_gradient
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
@@ -36,7 +39,7 @@ class ToyFake(torch.nn.Module):
 def _toy_dmd(**config):
     scale = torch.nn.Parameter(torch.tensor(0.5))
     fake = ToyFake()
-    loss = DMD(DMDConfig(t_min=0, t_max=2, student_steps=1, num_milestones=1, **config), fake)
+    loss = DMD(DMDConfig(t_min=0, t_max=2, **config), fake)
     return scale, fake, loss
 
 
@@ -46,12 +49,12 @@ def test_dmd_with_toy_denoisers_only():
     and the student's scale receives gradient; aux_step trains b and nothing else."""
     scale, fake, loss = _toy_dmd(fake_updates=3, fake_lr=0.1)
     teacher = lambda x, t, c: torch.zeros_like(x)  # noqa: E731
-    ctx = toy_context(lambda x, t, c: scale * x, teacher)
+    ctx = toy_context(lambda x, t, c: scale * x, teacher, grid=StudentGrid(1, 1))
     assert loss(ctx)["dmd"].item() == pytest.approx(0.0, abs=1e-12)
 
     with torch.no_grad():
         fake.b.fill_(0.3)
-    ctx = toy_context(lambda x, t, c: scale * x, teacher)
+    ctx = toy_context(lambda x, t, c: scale * x, teacher, grid=StudentGrid(1, 1))
     value = loss(ctx)["dmd"]
     assert value.item() > 0
     value.backward()
@@ -59,14 +62,27 @@ def test_dmd_with_toy_denoisers_only():
     assert fake.b.grad is None  # the fake score is evaluated without gradients in the student's loss
 
     before = fake.b.item()
-    metrics = loss.aux_step(ctx)
-    assert fake.b.item() != before and metrics["dmd/fake_loss"] > 0
+    metrics = loss.aux_step([ctx])
+    assert fake.b.item() != before and set(metrics) == {"dmd/fake_loss"}
+    assert metrics["dmd/fake_loss"].dim() == 0 and metrics["dmd/fake_loss"] > 0
     # the toy student's samples x0_hat = 0.5 x: the fake's denoising target pulls b towards them
     state = copy.deepcopy(loss.checkpoint_state())
     with torch.no_grad():
         fake.b.fill_(9.0)
     loss.load_checkpoint_state(state)
     assert fake.b.item() != 9.0
+
+
+def test_aux_optimizer_step_averages_over_micro_batches():
+    """loss_fn(c) = (b - c)^2 at b = 0 over contexts 1 and 3: the returned mean is (1 + 9) / 2 = 5
+    (detached), and the update equals one step on that mean from a single context (gradient -4,
+    clipped to norm 1; AdamW's first step with beta1 = 0 moves b by lr)."""
+    b, single = torch.nn.Parameter(torch.tensor(0.0)), torch.nn.Parameter(torch.tensor(0.0))
+    opt, ref = AuxOptimizer([b], lr=0.1), AuxOptimizer([single], lr=0.1)
+    mean = opt.step(lambda c: (b - c).square(), [1.0, 3.0])
+    assert mean.item() == pytest.approx(5.0) and not mean.requires_grad
+    ref.step(lambda c: ((single - 1).square() + (single - 3).square()) / 2, [None])
+    assert b.item() == pytest.approx(0.1, rel=1e-5) and b.item() == pytest.approx(single.item(), abs=1e-7)
 
 
 def test_denoising_loss_by_hand():
@@ -127,7 +143,17 @@ def test_fake_score_starts_at_the_teacher(tiny_sd, tmp_path):
     assert (own - teacher).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("field,value", [("t_min", 990), ("fake_updates", -1), ("student_steps", 9)])
+@pytest.mark.parametrize("field,value", [("t_min", 990), ("fake_updates", -1)])
 def test_dmd_config_refuses_bad_values(field, value):
+    DMDConfig().validate(1000, StudentGrid())
     with pytest.raises(ValueError, match=field.split("_")[0]):
-        DMDConfig(**{field: value}).validate(1000)
+        DMDConfig(**{field: value}).validate(1000, StudentGrid())
+
+
+def test_student_grid_refuses_more_steps_than_milestones():
+    """q = 9 steps on M = 8 milestones (what DMDConfig(student_steps=9) used to refuse)."""
+    StudentGrid(8, 8).check(1000)
+    with pytest.raises(ValueError, match=r"steps \(q\) must be in 1\.\.8 \(M\), got 9"):
+        StudentGrid(8, 9).check(1000)
+    with pytest.raises(ValueError, match=r"num_milestones \(M\) must be in 1\.\.1000, got 0"):
+        StudentGrid(0, 1).check(1000)

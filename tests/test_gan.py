@@ -13,6 +13,8 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
+from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from engine_helpers import shrink
 from safetensors.torch import save_file
 from tiny_pipelines import tiny_sd_pipeline
@@ -21,6 +23,7 @@ from torch import nn
 from recipes import PRESETS
 from tlcm.conditioning import Conditioning
 from tlcm.config import Phase, StudentConfig
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.engine import train
 from tlcm.errors import TLCMError
@@ -30,6 +33,7 @@ from tlcm.losses.mlcd import MLCDConfig
 from tlcm.models.base import BaseModel
 from tlcm.models.discriminator import Discriminator
 from tlcm.models.student import Student
+from tlcm.validation import validate_recipe
 
 LN2, LN3 = torch.log(torch.tensor(2.0)), torch.log(torch.tensor(3.0))
 
@@ -54,8 +58,9 @@ class LinearDiscriminator(Discriminator):
         return [x]
 
 
-def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1):
-    """A StepContext on the toy schedule, the x0 = scale * x student, a teacher predicting x0 = 0."""
+def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1, grid=None):
+    """A StepContext on the toy schedule, the x0 = scale * x student, a teacher predicting x0 = 0;
+    the student grid is 1 step on 1 milestone on the 1-timestep schedule, else the default (8, 4)."""
     param = nn.Parameter(torch.tensor(scale))
     alphas = (
         torch.linspace(0.999, 0.36, num_train_timesteps) if num_train_timesteps > 1 else torch.tensor([0.36])
@@ -69,6 +74,7 @@ def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1)
         guidance_scale=2.0,
         generator=torch.Generator().manual_seed(seed),
         latent_shape=shape,
+        grid=grid or (StudentGrid(1, 1) if num_train_timesteps == 1 else StudentGrid()),
     )
     return param, ctx
 
@@ -103,43 +109,51 @@ def test_gan_component_by_hand_with_a_linear_discriminator(loss_type):
     L_G = mean_b g(d_b), d_b = w . fake_b. Nonsaturating: g(d) = softplus(-d), so
     dL_G/dscale = mean_b -sigmoid(-d_b) w . eps_b; hinge: g(d) = -d, dL_G/dscale = mean_b -w . eps_b.
     No gradient reaches w.
-    The head update (AdamW, beta1 = 0, first step) moves w by -lr * sign(dL_D/dw); R1 (gamma = 2)
-    adds gamma / 2 * ||w||^2 to L_D and gamma * w to its gradient."""
+    The head update on two micro-batches (AdamW, beta1 = 0, first step) moves w by
+    -lr * sign(dL_D/dw), L_D the mean of both micro-batches' losses; R1 (gamma = 2) adds
+    gamma / 2 * ||w||^2 to L_D and gamma * w to its gradient. The metrics are those means."""
     w = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
-    config = GANConfig(input="latent", loss_type=loss_type, student_steps=1, num_milestones=1, r1_weight=2.0)
+    config = GANConfig(input="latent", loss_type=loss_type, r1_weight=2.0)
     gan = GAN(config, discriminator=LinearDiscriminator(w), device="cpu")
-    scale, ctx = _context()
+
+    def expected(ctx):
+        """(L_G, dL_G/dscale, L_D, mean D(fake), dL_D/dw without R1) of one micro-batch."""
+        eps = ctx.cache["student_prediction/1/1"].x_t
+        real = ctx.cache["student_samples/1/1/0"]
+        d_fake, d_real = (0.5 * eps * w).flatten(1).sum(1), (real * w).flatten(1).sum(1)
+        w_eps = (eps * w).flatten(1).sum(1)
+        if loss_type == "nonsaturating":
+            g_loss, grad = F.softplus(-d_fake).mean(), (-torch.sigmoid(-d_fake) * w_eps).mean()
+            d_loss = (F.softplus(-d_real) + F.softplus(d_fake)).mean()
+            dw = (
+                -torch.sigmoid(-d_real).view(-1, 1, 1, 1) * real
+                + torch.sigmoid(d_fake).view(-1, 1, 1, 1) * 0.5 * eps
+            )
+        else:
+            g_loss, grad = -d_fake.mean(), -w_eps.mean()
+            d_loss = (torch.relu(1 - d_real) + torch.relu(1 + d_fake)).mean()
+            dw = (
+                -(d_real < 1).float().view(-1, 1, 1, 1) * real
+                + (d_fake > -1).float().view(-1, 1, 1, 1) * 0.5 * eps
+            )
+        return g_loss, grad, d_loss, d_fake.mean(), dw.mean(0)
+
+    (scale, ctx), (_, other) = _context(seed=0), _context(seed=1)
     loss = gan(ctx)["gan"]
     loss.backward()
-    eps = ctx.cache["student_prediction/1/1"].x_t
-    real = ctx.cache["student_samples/1/1/0"]
-    d_fake, d_real = (0.5 * eps * w).flatten(1).sum(1), (real * w).flatten(1).sum(1)
-    w_eps = (eps * w).flatten(1).sum(1)
-    if loss_type == "nonsaturating":
-        expected, grad = (
-            torch.nn.functional.softplus(-d_fake).mean(),
-            (-torch.sigmoid(-d_fake) * w_eps).mean(),
-        )
-        d_loss = (torch.nn.functional.softplus(-d_real) + torch.nn.functional.softplus(d_fake)).mean()
-        dw = (
-            -torch.sigmoid(-d_real).view(-1, 1, 1, 1) * real
-            + torch.sigmoid(d_fake).view(-1, 1, 1, 1) * 0.5 * eps
-        )
-    else:
-        expected, grad = -d_fake.mean(), -w_eps.mean()
-        d_loss = (torch.relu(1 - d_real) + torch.relu(1 + d_fake)).mean()
-        dw = (
-            -(d_real < 1).float().view(-1, 1, 1, 1) * real
-            + (d_fake > -1).float().view(-1, 1, 1, 1) * 0.5 * eps
-        )
-    torch.testing.assert_close(loss, expected)
+    gan(other)
+    g_loss, grad, d_loss, d_fake, dw = expected(ctx)
+    _, _, d_loss_other, d_fake_other, dw_other = expected(other)
+    torch.testing.assert_close(loss, g_loss)
     torch.testing.assert_close(scale.grad, grad)
     assert gan.discriminator.heads.w.grad is None
-    metrics = gan.aux_step(ctx)
-    torch.testing.assert_close(torch.tensor(metrics["gan/d_loss"]), d_loss)
-    torch.testing.assert_close(torch.tensor(metrics["gan/d_fake"]), d_fake.mean())
-    torch.testing.assert_close(torch.tensor(metrics["gan/r1"]), w.square().sum())
-    step = torch.sign(dw.mean(0) + 2.0 * w)
+    metrics = gan.aux_step([ctx, other])
+    assert set(metrics) == {"gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1"}
+    assert all(v.dim() == 0 for v in metrics.values())
+    torch.testing.assert_close(metrics["gan/d_loss"], (d_loss + d_loss_other) / 2)
+    torch.testing.assert_close(metrics["gan/d_fake"], (d_fake + d_fake_other) / 2)
+    torch.testing.assert_close(metrics["gan/r1"], w.square().sum())
+    step = torch.sign((dw + dw_other) / 2 + 2.0 * w)
     torch.testing.assert_close(gan.discriminator.heads.w.detach(), w - config.disc_lr * step)
 
 
@@ -148,7 +162,7 @@ def test_timm_latent_gan_on_plain_tensors(noise_level):
     """A timm discriminator on 8 x 8 latents from toy callables: the student gets a gradient, the
     frozen backbone and the heads none from L_G; aux_step changes only the heads."""
     config = GANConfig(input="latent", timm_model="resnet18", noise_level=noise_level, r1_weight=1.0)
-    config.validate(1000)
+    config.validate(1000, StudentGrid())
     gan = GAN(config, latent_channels=4, device="cpu")
     scale, ctx = _context(shape=(4, 8, 8), num_train_timesteps=1000)
     gan(ctx)["gan"].backward()
@@ -157,7 +171,7 @@ def test_timm_latent_gan_on_plain_tensors(noise_level):
     assert all(p.grad is None for p in disc.parameters())
     heads = {k: v.clone() for k, v in disc.heads.state_dict().items()}
     backbone = {k: v.clone() for k, v in disc.backbone.state_dict().items()}
-    metrics = gan.aux_step(ctx)
+    metrics = gan.aux_step([ctx])
     assert {"gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1"} == set(metrics)
     assert any(not torch.equal(heads[k], v) for k, v in disc.heads.state_dict().items())
     assert all(torch.equal(backbone[k], v) for k, v in disc.backbone.state_dict().items())
@@ -186,7 +200,7 @@ def test_checkpoint_round_trip_restores_heads_and_optimizer():
         for p in b.discriminator.heads.parameters():
             p.add_(1.0)
     for seed in (0, 1):
-        a.aux_step(_context(shape=(4, 8, 8), seed=seed, num_train_timesteps=1000)[1])
+        a.aux_step([_context(shape=(4, 8, 8), seed=seed, num_train_timesteps=1000)[1]])
     buffer = io.BytesIO()
     torch.save(a.checkpoint_state(), buffer)
     buffer.seek(0)
@@ -196,7 +210,7 @@ def test_checkpoint_round_trip_restores_heads_and_optimizer():
     for i, state in sa["optimizer"]["state"].items():
         assert all(torch.equal(v, sb["optimizer"]["state"][i][k]) for k, v in state.items())
     for gan in (a, b):
-        gan.aux_step(_context(shape=(4, 8, 8), seed=2, num_train_timesteps=1000)[1])
+        gan.aux_step([_context(shape=(4, 8, 8), seed=2, num_train_timesteps=1000)[1]])
     ha, hb = a.discriminator.heads.state_dict(), b.discriminator.heads.state_dict()
     assert all(torch.equal(ha[k], hb[k]) for k in ha)
 
@@ -230,15 +244,28 @@ def test_backbone_weight_file_loads_and_mismatch_is_named(tmp_path):
         ("out_indices", (2, 3, 7), "no features_only levels"),
         ("backbone_weights", "/no/such/file.safetensors", "is not a file"),
         ("noise_level", 1000, "noise_level must be in 0..999"),
-        ("student_steps", 9, "student_steps <= num_milestones"),
         ("disc_steps", 0, "disc_steps must be >= 1"),
         ("backbone", "teacher_unet", 'needs input "latent"'),
     ],
 )
 def test_invalid_config_values_are_refused(field, value, message):
-    GANConfig().validate(1000)
+    GANConfig().validate(1000, StudentGrid())
     with pytest.raises(ValueError, match=message):
-        replace(GANConfig(), **{field: value}).validate(1000)
+        replace(GANConfig(), **{field: value}).validate(1000, StudentGrid())
+
+
+def test_more_student_steps_than_milestones_are_refused_for_the_recipe(tmp_path):
+    """q = 9 on M = 8 (what GANConfig(student_steps=9) used to refuse) is the recipe's grid's error,
+    named by its flag; M = 0 likewise."""
+    recipe = _gan_recipe(tmp_path / "model", tmp_path / "run", input="latent")
+    for grid, message in [
+        (StudentGrid(8, 9), "--recipes.student.grid: steps (q) must be in 1..8 (M), got 9"),
+        (StudentGrid(0, 1), "--recipes.student.grid: num_milestones (M) must be in 1..1000, got 0"),
+    ]:
+        bad = replace(recipe, student=replace(recipe.student, grid=grid))
+        with pytest.raises(TLCMError) as err:
+            validate_recipe(bad, world_size=1)
+        assert str(err.value) == message
 
 
 @pytest.fixture(scope="module")
@@ -266,8 +293,10 @@ def test_gan_phase_smoke_trains_two_steps(gan, tiny_sd_dir, tmp_path):
     run = train(_gan_recipe(tiny_sd_dir, tmp_path, **gan))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 and run.state.global_step == 2
+    assert [r["global_step"] for r in records] == [1, 2] and [r["step"] for r in records] == [1, 2]
     for record in records:
-        for key in ("mlcd", "gan", "gan/d_loss", "gan/d_real", "gan/d_fake"):
+        assert "nonfinite" not in record
+        for key in ("mlcd", "gan", "gan/d_loss", "gan/d_real", "gan/d_fake", "grad_norm"):
             assert torch.isfinite(torch.tensor(record[key])), key
 
 

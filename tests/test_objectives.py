@@ -19,7 +19,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tlcm.conditioning import Conditioning
@@ -408,32 +407,34 @@ class LinearReward:
         return list(prompts)
 
 
-REWARDS.setdefault("test-objectives-linear", lambda spec, device: LinearReward())
-
-
 def _error(denoiser, x, eps, t):
     """e(x) = mean (x - x0_hat(a x + s eps, t))^2 per sample, by hand (prediction "sample")."""
     x_t = HAND_TOY.a(t) * x + HAND_TOY.s(t) * eps
     return (denoiser(x_t, t, None) - x).square().flatten(1).mean(1)
 
 
-def test_dpo_component_prefers_the_winner_against_a_frozen_reference():
+def test_dpo_component_prefers_the_winner_against_a_frozen_reference(monkeypatch):
     """Built through PreferenceConfig.build from a Student-like object, so the reference is
-    whatever build freezes. Candidates: two 1-step samples per prompt, x = c + B_DPO z / 0.6;
-    the linear reward makes the winner the one further along U. With Delta_b = (e_w - r_w) -
-    (e_l - r_l) and d_b = x_w - x_l, the toy's residual difference (1 - B_DPO) d_b is t- and
-    eps-free, so exactly
+    whatever build freezes. Candidates: two 1-step samples per prompt, x = c + B_DPO z / 0.6; the
+    linear reward makes the winner the one further along U. With the implicit margin
+    Delta_b = (e_w - e_ref,w) - (e_l - e_ref,l) and d_b = x_w - x_l, the toy's residual
+    difference (1 - B_DPO) d_b is t- and eps-free, so exactly
         dL/dc = -(beta (1 - B_DPO) / D) mean_b sigmoid(beta/2 Delta_b) d_b.
     Step 1 (model = reference, Delta = 0, sigmoid = 1/2): U . dL/dc = -(beta (1-B)/2) mean_b
-    (r_w - r_l) < 0, so SGD raises the reward of the student's samples, and the winner gains
-    likelihood over the loser relative to the reference (Delta < 0, measured with fresh eps and
-    every t). Step 2 (same pairs): Delta_b < 0 now damps the gradient by sigmoid(beta/2 Delta_b)
-    < 1/2: a live "reference" (Delta = 0 forever) repeats step 1's gradient and fails; swapped
-    winner/loser or a negated beta flip the gradient's sign."""
+    (r_w - r_l) < 0, so SGD raises the reward of the student's samples, and the winners gain
+    likelihood over the losers relative to the reference: sum_b Delta_b = -2 (1 - B)
+    mean(delta_c . sum_b d_b), delta_c = -lr dL/dc proportional to sum_b d_b, so < 0 (measured
+    with eps and t of our own: the margin is the same at every t and eps). Step 2 (same pairs):
+    Delta_b now damps the gradient by sigmoid(beta/2 Delta_b): a live "reference" (Delta = 0
+    forever) repeats step 1's gradient and fails; swapped winner/loser or a negated beta flip the
+    gradient's sign."""
+    monkeypatch.setitem(REWARDS, "test-objectives-linear", lambda spec, device: LinearReward())
     beta, lr, batch = 20.0, 0.5, 6
     unet = DPOUNet(torch.zeros(1, 2, 2))
     student = SimpleNamespace(
-        unet=unet, base=SimpleNamespace(device="cpu"), trainable_parameters=lambda: dict(unet.named_parameters())
+        unet=unet,
+        base=SimpleNamespace(device="cpu"),
+        trainable_parameters=lambda: dict(unet.named_parameters()),
     )
     cfg = PreferenceConfig(mode="dpo", reward="test-objectives-linear", beta=beta)
     loss = cfg.build(student)
@@ -697,9 +698,20 @@ def test_lcd_target_is_the_target_networks_x0_after_p_teacher_substeps(substeps,
     target = Affine(torch.full((1, 2, 2), 0.1), b=0.3, k=-0.03)
     t_m, t_n = torch.tensor([9, 9]), torch.tensor([0, 0])
     value = lcd_loss(
-        student, target, _curved_teacher(), LONG, x0, eps, t_m, t_n,
-        _prompts([LCD_E_C] * 2), _prompts([LCD_E_U]), LCD_W, substeps, l2,
-    )  # fmt: skip
+        student,
+        target,
+        _curved_teacher(),
+        LONG,
+        x0,
+        eps,
+        t_m,
+        t_n,
+        _prompts([LCD_E_C] * 2),
+        _prompts([LCD_E_U]),
+        LCD_W,
+        substeps,
+        l2,
+    )
     x_tm = HAND_LONG.a(9) * x0 + HAND_LONG.s(9) * eps
     x_tn = _hand_solve(x_tm, [torch.tensor([g, g]) for g in grid])
     other = _hand_solve(x_tm, [torch.tensor([g, g]) for g in ([9, 6, 3, 0] if substeps == 1 else [9, 0])])
@@ -724,9 +736,15 @@ def test_lcd_component_states_timesteps_and_value_by_hand():
     student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
     cfg = LCDConfig(teacher_substeps=3)
     ctx = _ctx(
-        student, _curved_teacher(teacher_calls), schedule=LONG, cond=[LCD_E_C] * 6, uncond=[LCD_E_U],
-        w=LCD_W, seed=5, grid=(4, 2),
-    )  # fmt: skip
+        student,
+        _curved_teacher(teacher_calls),
+        schedule=LONG,
+        cond=[LCD_E_C] * 6,
+        uncond=[LCD_E_U],
+        w=LCD_W,
+        seed=5,
+        grid=(4, 2),
+    )
     value = LCD(cfg)(ctx)["lcd"]
     sample_calls, (target_call, pred_call) = student.calls[:2], student.calls[2:]
     assert [(int(t[0]), g) for _, t, g in sample_calls] == [(11, False), (5, False)]
@@ -804,9 +822,15 @@ def test_mlcd_component_timesteps_and_value_by_hand():
     cfg = MLCDConfig(skip=2, states="single_jump")
     batch = 8
     ctx = _ctx(
-        student, _curved_teacher(teacher_calls), schedule=LONG, cond=[MLCD_E_C] * batch,
-        uncond=[MLCD_E_U], w=MLCD_W, seed=2, grid=(4, 1),
-    )  # fmt: skip
+        student,
+        _curved_teacher(teacher_calls),
+        schedule=LONG,
+        cond=[MLCD_E_C] * batch,
+        uncond=[MLCD_E_U],
+        w=MLCD_W,
+        seed=2,
+        grid=(4, 1),
+    )
     value = MLCD(cfg, student)(ctx)["mlcd"]
     (x_tn, t_n, grad_tn), (x_tm, t_m, grad_tm) = student.calls
     assert not grad_tn and grad_tm

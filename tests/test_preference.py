@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from safetensors.torch import save_file
 from tiny_pipelines import CLIP_PROMPTS as PROMPTS
 from toy_context import toy_context
@@ -171,9 +172,8 @@ def test_dpo_reference_weights_are_a_frozen_checkpointed_copy():
     loss = Preference.with_reference_weights(PreferenceConfig(beta=50.0), LatentReward(), unet, weights)
 
     def ctx():
-        return toy_context(
-            lambda x, t, c: unet(x, t).sample, None, batch=8, seed=3, decode=lambda z: z, grid=StudentGrid(2, 2)
-        )
+        student = lambda x, t, c: unet(x, t).sample  # noqa: E731
+        return toy_context(student, None, batch=8, seed=3, decode=lambda z: z, grid=StudentGrid(2, 2))
 
     value = loss(ctx())["preference"]
     assert value.item() == pytest.approx(math.log(2), abs=1e-6)

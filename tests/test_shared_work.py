@@ -4,6 +4,7 @@ step call the student (and decode) no more often than the first of them alone.""
 import torch
 from toy_context import toy_context
 
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.dmd import DMD, DMDConfig
 from tlcm.losses.gan import GAN, GANConfig
 from tlcm.losses.preference import Preference, PreferenceConfig
@@ -60,17 +61,18 @@ class InkReward:
 
 
 def _losses():
-    q = {"student_steps": 2, "num_milestones": 2}
     return [
-        DMD(DMDConfig(t_min=0, t_max=2, **q), ToyFake()),
-        GAN(GANConfig(input="pixel", **q), discriminator=SumDiscriminator()),
-        Preference(PreferenceConfig(mode="reward", s0=1.0, **q), InkReward()),
+        DMD(DMDConfig(t_min=0, t_max=2), ToyFake()),
+        GAN(GANConfig(input="pixel"), discriminator=SumDiscriminator()),
+        Preference(PreferenceConfig(mode="reward", s0=1.0), InkReward()),
     ]
 
 
 def _run(losses):
     c = Counter()
-    ctx = toy_context(c.student, lambda x, t, cond: torch.zeros_like(x), batch=3, decode=c.decode)
+    teacher = lambda x, t, cond: torch.zeros_like(x)  # noqa: E731
+    grid = StudentGrid(num_milestones=2, steps=2)
+    ctx = toy_context(c.student, teacher, batch=3, decode=c.decode, grid=grid)
     total = sum(sum(loss(ctx).values()) for loss in losses)
     total.backward()
     return c

@@ -9,12 +9,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 import tyro
+from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from diffusers import DDPMScheduler
 from engine_helpers import shrink
 from tiny_pipelines import SD_SCHEDULER, tiny_sd_pipeline
 
 from recipes import PRESETS
 from tlcm.data.trajectories import CacheArgs, TrajectoryCache, build_cache, main, trajectory_grid
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.engine import Trainer
 from tlcm.errors import TLCMError
@@ -77,7 +79,8 @@ def test_cached_states_equal_a_direct_teacher_recomputation(base, cache_dir):
             torch.testing.assert_close(states[g + 1 : g + 2], step, rtol=1e-4, atol=1e-4)
 
 
-def _context(base, cache, teacher, idx):
+def _context(base, cache, teacher, idx, num_milestones=M):
+    """MLCD's M is the student grid's (q = 1: MLCD does not read it)."""
     cond, uncond = base.encode([PROMPTS[i] for i in idx.tolist()])
     return StepContext(
         student=base.denoiser(),
@@ -89,6 +92,7 @@ def _context(base, cache, teacher, idx):
         generator=torch.Generator().manual_seed(0),
         latent_shape=base.latent_shape,
         batch={"prompt_index": idx, "trajectory_cache": cache},
+        grid=StudentGrid(num_milestones=num_milestones, steps=1),
     )
 
 
@@ -101,15 +105,19 @@ def test_mlcd_from_the_cache_makes_zero_teacher_calls(base, cache_dir):
 
     idx = torch.tensor([0, 1, 1, 0])
     holder = SimpleNamespace(unet=base.unet)  # what build() reads of a Student
-    loss = MLCDConfig(num_milestones=M, skip=K, states="cache").build(holder)(
-        _context(base, cache, counting_teacher, idx)
-    )["mlcd"]
+    from_cache = MLCDConfig(skip=K, states="cache").build(holder)
+    loss = from_cache(_context(base, cache, counting_teacher, idx))["mlcd"]
     assert calls == [] and torch.isfinite(loss)
-    on_the_fly = MLCDConfig(num_milestones=M, skip=K, states="mds").build(holder)
+    on_the_fly = MLCDConfig(skip=K, states="mds").build(holder)
     on_the_fly(_context(base, cache, counting_teacher, idx))
     assert len(calls) >= 2  # on the fly: >= 1 MDS step + 1 teacher step, each a CFG pair (batch 2B)
-    with pytest.raises(TLCMError, match="num_milestones differs \\(expected 4 by the MLCD loss, found 2\\)"):
-        MLCDConfig(num_milestones=4, states="cache").build(holder)(_context(base, cache, teacher, idx))
+    with pytest.raises(
+        TLCMError,
+        match="num_milestones differs \\(expected 4 by --recipes.student.grid.num-milestones, found 2\\)",
+    ):
+        from_cache(_context(base, cache, teacher, idx, num_milestones=4))
+    with pytest.raises(TLCMError, match="skip differs \\(expected 20 by the MLCD loss's skip, found 250\\)"):
+        MLCDConfig(skip=20, states="cache").build(holder)(_context(base, cache, teacher, idx))
     with pytest.raises(TLCMError, match="trajectory-cache"):
         MLCDConfig(states="cache").build(holder)(_context(base, None, teacher, idx))
 
@@ -193,10 +201,11 @@ def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys)
     assert "2 prompts x 2 trajectories x 5 states" in out and "teacher UNet calls: 4" in out
     assert manifest["dtype"] == "float16"
     recipe = shrink(PRESETS["mlcd"], base.path, tmp_path / "run", steps=1)
-    mlcd = replace(recipe.phases["mlcd"].losses["mlcd"], num_milestones=M, skip=K, states="cache")
+    mlcd = replace(recipe.phases["mlcd"].losses["mlcd"], skip=K, states="cache")
     recipe = replace(
         recipe,
         model=replace(recipe.model, guidance_scale=W),
+        student=replace(recipe.student, grid=StudentGrid(num_milestones=M, steps=M)),
         data=replace(recipe.data, prompts=prompts, trajectory_cache=tmp_path / "cache"),
         phases={"mlcd": replace(recipe.phases["mlcd"], losses={"mlcd": mlcd})},
     )
@@ -206,3 +215,4 @@ def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys)
     run = trainer.run()
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert calls == [] and torch.isfinite(torch.tensor(record["mlcd"])) and run.state.global_step == 1
+    assert record["global_step"] == 1 and "nonfinite" not in record

@@ -22,7 +22,7 @@ class TLCMError(Exception):
 
 
 def run_cli(main: Callable[[], T]) -> T:
-    """Run an entry point; a TLCMError becomes one red line on stderr and exit code 2."""
+    """Run an entry point; a TLCMError becomes one red line on stderr and its exit code (2)."""
     try:
         return main()
     except TLCMError as err:

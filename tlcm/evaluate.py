@@ -77,7 +77,9 @@ def teacher_table(
     """
     _check_args(steps, samples_per_digit, model, assets, device)
     if not guidance_scales or not all(math.isfinite(w) for w in guidance_scales):
-        raise TLCMError(f"--guidance-scales must be one or more finite numbers, got {guidance_scales}")
+        raise TLCMError(
+            f"--guidance-scales must be one or more finite numbers, got {' '.join(map(str, guidance_scales))}"
+        )
     timesteps = scheduler_timesteps(model)
     if max(steps) >= timesteps:
         raise TLCMError(

@@ -279,11 +279,14 @@ class TrajectoryCache:
 
     def require(self, num_milestones: int, skip: int) -> None:
         """Raise TLCMError unless the cache was built for these M and k (the MLCD loss calls it)."""
-        checks = (("num_milestones", num_milestones, self.num_milestones), ("skip", skip, self.skip))
-        for name, want, found in checks:
+        checks = (
+            ("num_milestones", num_milestones, self.num_milestones, "--recipes.student.grid.num-milestones"),
+            ("skip", skip, self.skip, "the MLCD loss's skip"),
+        )
+        for name, want, found, owner in checks:
             if want != found:
                 raise TLCMError(
-                    f"trajectory cache {self.folder}: {name} differs (expected {want} by the MLCD loss, "
+                    f"trajectory cache {self.folder}: {name} differs (expected {want} by {owner}, "
                     f"found {found}); {REBUILD.format(model=self.manifest['model'], out=self.folder)} "
                     f"--num-milestones {num_milestones} --skip {skip} "
                     f"--guidance-scale {self.manifest['guidance_scale']}"
@@ -330,7 +333,7 @@ class CacheArgs:
     samples_per_prompt: int = 8
     """Trajectories (initial noises) per prompt."""
     num_milestones: int = 8
-    """M, as the MLCD loss's num_milestones."""
+    """M, as the recipe's --recipes.student.grid.num-milestones."""
     skip: int = 20
     """k, as the MLCD loss's skip."""
     guidance_scale: float = TEACHER_GUIDANCE_SCALE

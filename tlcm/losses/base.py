@@ -41,7 +41,9 @@ class StepContext:
     schedule: the noise schedule all maths is written in.
     cond, uncond: text conditioning of the batch, (B, ...) each.
     guidance_scale: the teacher's CFG scale w.
-    generator: the step's random generator (seeded from (seed, rank, step): exact resume).
+    generator: the micro-batch's random generator, on the batch's device (the engine seeds it from
+        (seed, global step, micro-batch index): exact resume, process count does not matter).
+        Every draw must name its device (``ctx.randn`` / ``ctx.rand`` do).
     batch: extra data of the step (e.g. cached teacher trajectories), by name.
     cache: results shared between losses within this step; use ``shared``.
     prompts: the batch's prompt texts (B,), for rewards that read text.
@@ -121,7 +123,7 @@ class LossConfig:
 
     def build(self, student: Student) -> Loss:  # pragma: no cover - abstract
         """Make the loss module for ``student`` (a tlcm.models.Student: ``student.unet`` is the
-        trainable UNet, for EMA copies; ``student.auxiliary_adapter`` gives a fake score or a
+        trainable UNet, for EMA copies; ``student.auxiliary(name)`` gives a fake score or a
         reference on the same base weights; ``student.base`` is the frozen pipeline)."""
         raise NotImplementedError
 

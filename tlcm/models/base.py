@@ -157,7 +157,9 @@ class BaseModel:
             pipe = SUPPORTED[name].from_pretrained(path, dtype=dtype, local_files_only=True)
         except (OSError, ValueError, KeyError, SafetensorError) as err:
             detail = " ".join(str(err).split())
-            raise TLCMError(f"could not load the diffusers folder {path} ({flag}): {detail}") from err
+            raise TLCMError(
+                f"could not load the diffusers folder {path} ({flag}): {detail} (re-download or re-save it)"
+            ) from err
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
         check_finite_weights(pipe, path)
