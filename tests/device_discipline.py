@@ -17,7 +17,7 @@ the step's CUDA generator and no ``device=`` draws on the default device (CPU) a
 2. Tensor factories inside a training step (``factories=True``). torch.tensor/as_tensor/zeros/ones/
    full/empty/arange/linspace/logspace/eye/rand* called directly by tlcm code (the first frame outside
    torch is under tlcm/; library internals are exempt) with no ``device=`` while a step runs
-   (``Trainer._step``, or a ``Loss.forward``/``aux_step``/``after_student_step`` under tlcm/losses)
+   (a ``Trainer._step``, or any ``Loss``'s ``forward``/``aux_step``/``after_student_step``, on the stack)
    and returning a tensor with at least one dimension. Such a tensor lands on the CPU: mixing it with
    CUDA tensors fails (only 0-dim CPU tensors mix, as scalars: those are allowed), and moving it
    costs a host-to-device copy each step. Code that wants a host tensor says ``device="cpu"``.
@@ -40,7 +40,8 @@ Only ops that pass through ``__torch_function__`` are seen: C++ internals of an 
 backward and the inside of Python-level torch functions (F.*, nn.init.*) are not.
 
 Use: ``with DeviceDiscipline(): train(recipe)``; test modules opt into the autouse fixture with
-``from device_discipline import device_discipline  # noqa: F401``.
+``from device_discipline import device_discipline  # noqa: F401``. A test that expects a violation
+puts ``pytest.raises`` outside the mode (``with pytest.raises(AssertionError), DeviceDiscipline():``).
 """
 
 from __future__ import annotations
@@ -261,6 +262,8 @@ class DeviceDiscipline(TorchFunctionMode):
         generator = kwargs.get("generator")
         if generator is None and func in POSITIONAL_GENERATOR:
             generator = next((a for a in args if type(a) is torch.Generator), None)
+        elif generator is not None and type(generator) is not torch.Generator:
+            generator = None  # e.g. a list of generators handed to a Python-level helper
         if generator is not None:
             self._check_draw(func, args, kwargs, generator)
         if self.count_syncs:

@@ -3,6 +3,11 @@ exit code 2, one "error: ..." line holding the expected fragment, no traceback."
 
 import pytest
 from bad_inputs import CASES, Workspace, problems, run_case
+from peft import LoraConfig
+
+from tlcm.config import LCM_LORA_TARGETS
+from tlcm.errors import TLCMError
+from tlcm.validation import check_lora_targets
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +33,16 @@ def test_bad_input(case, tmp_path, tiny_root, capsys):
 
 
 def test_check_lora_targets_names_unknown_and_valid_suffixes(tiny_sd):
-    from tlcm.config import LCM_LORA_TARGETS
-    from tlcm.errors import TLCMError
-    from tlcm.validation import check_lora_targets
-
     check_lora_targets(tiny_sd.unet, LCM_LORA_TARGETS)
     check_lora_targets(tiny_sd.unet, ["down_blocks.1.attentions.0.proj_in"])  # a full module name
     with pytest.raises(TLCMError) as info:
         check_lora_targets(tiny_sd.unet, ["to_q", "to_qq", "attn1"])  # attn1: a block, not a layer
     message = str(info.value)
-    assert "to_qq, attn1 match(es) no Linear/Conv layer of the UNet2DConditionModel" in message
+    assert "to_qq, attn1 match no Linear/Conv layer of the UNet2DConditionModel" in message
     assert "to_k" in message and "\n" not in message
     with pytest.raises(TLCMError, match="is empty"):
         check_lora_targets(tiny_sd.unet, [])
+    tiny_sd.unet.add_adapter(LoraConfig(r=2, target_modules=["to_q", "to_k"]), adapter_name="student")
+    check_lora_targets(tiny_sd.unet, LCM_LORA_TARGETS)  # a UNet that already carries adapters
+    with pytest.raises(TLCMError, match="lora_A"):  # peft's own sub-layers are not targets
+        check_lora_targets(tiny_sd.unet, ["lora_A.student"])

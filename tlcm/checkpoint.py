@@ -166,15 +166,28 @@ def load_latest(
     )
 
 
-def first_nonfinite(tree: Any, prefix: str = "") -> str | None:
-    """The key path of the first floating tensor holding NaN/inf in a nested dict/list, or None."""
+def _float_tensors(tree: Any, prefix: str = ""):
+    """(key path, tensor) of every floating tensor in a nested dict / list / tuple."""
     if isinstance(tree, torch.Tensor):
-        return None if not tree.is_floating_point() or bool(torch.isfinite(tree).all()) else prefix
-    items = (
-        tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list | tuple) else ()
-    )
+        if tree.is_floating_point():
+            yield prefix, tree
+        return
+    if isinstance(tree, dict):
+        items = tree.items()
+    else:
+        items = enumerate(tree) if isinstance(tree, list | tuple) else ()
     for key, value in items:
-        bad = first_nonfinite(value, f"{prefix}/{key}" if prefix else str(key))
-        if bad is not None:
-            return bad
-    return None
+        yield from _float_tensors(value, f"{prefix}/{key}" if prefix else str(key))
+
+
+def first_nonfinite(tree: Any) -> str | None:
+    """The key path of the first floating tensor holding NaN/inf in a nested dict/list, or None
+    (one host sync per device for the whole tree)."""
+    found = list(_float_tensors(tree))
+    flags = [torch.isfinite(t).all() for _, t in found]
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for flag in flags:
+        by_device.setdefault(flag.device, []).append(flag)
+    if all(bool(torch.stack(group).all()) for group in by_device.values()):
+        return None
+    return next(path for (path, _), flag in zip(found, flags, strict=True) if not flag)

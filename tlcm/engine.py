@@ -88,7 +88,9 @@ class Trainer:
         self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
         self._stop = False
 
-    def _context(self, idx: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
+    def _context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
+        """The context of one micro-batch: ``order`` (b,) prompt indices on the host."""
+        idx = order.to(self.dist.device, non_blocking=True)
         return StepContext(
             student=self.student.denoiser(),
             teacher=self.student.teacher(),
@@ -100,7 +102,7 @@ class Trainer:
             latent_shape=self.base.latent_shape,
             step=step,
             batch={"prompt_index": idx, "trajectory_cache": self.trajectories},
-            prompts=[self.prompts[i] for i in idx.tolist()],
+            prompts=[self.prompts[i] for i in order.tolist()],
             decode=self.base.decode,
             grid=self.recipe.student.grid,
         )
@@ -119,7 +121,7 @@ class Trainer:
         contexts = []
         for j in range(self.dist.rank * accum, (self.dist.rank + 1) * accum):
             gen = torch.Generator(self.dist.device).manual_seed(_seed(seed, global_step, j))
-            ctx = self._context(micro_batches[j].to(self.dist.device), gen, global_step)
+            ctx = self._context(micro_batches[j], gen, global_step)
             contexts.append(ctx)
             with self.autocast:
                 total = 0.0
@@ -237,7 +239,7 @@ class Trainer:
                             self._nonfinite(name, step + 1, terms, streak)
                             skipped.append(state.global_step)
                         if not finite or (step + 1) % rt.log_every == 0 or step + 1 == phase.steps:
-                            values = {k: float(v) for k, v in terms.items()}
+                            values = dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
                             record = {"phase": name, "step": step + 1, "global_step": state.global_step}
                             self.reporter.report({**record, **values, "skipped": not finite}, values)
                         else:

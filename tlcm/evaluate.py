@@ -148,16 +148,35 @@ def student(
     return rows
 
 
+def _score_rows(path: Path, keys: tuple[str, ...], command: str, flag: str) -> list[dict]:
+    """The rows of a score file (a JSON list of objects with ``keys``) or a one-line TLCMError
+    naming the file and the command that writes it."""
+    fix = f"(re)write it with `python -m tlcm.evaluate {command}` or pass another {flag}"
+    if not path.is_file():
+        raise TLCMError(f"{path} is missing: {fix}")
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TLCMError(f"{path} is not valid JSON ({err}): {fix}") from err
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and set(keys) <= r.keys() for r in rows):
+        raise TLCMError(f"{path} is not a list of score rows with {', '.join(keys)}: {fix}")
+    return rows
+
+
 def compare(
     run: Path = Path("runs/tlcm-full"),
     teacher: Path = Path("benchmarks/results/teacher_table.json"),
     out: Path | None = None,
 ) -> str:
     """Markdown: the student (RUN/eval.json) vs the teacher at its best w for each step count."""
-    for path in (run / "eval.json", teacher):
-        if not path.is_file():
-            raise TLCMError(f"{path} is missing: run `python -m tlcm.evaluate student/teacher-table` first")
-    table = json.loads(teacher.read_text())
+    student_rows = _score_rows(
+        run / "eval.json", ("steps", "alignment", "fd"), f"student --run {run}", "--run"
+    )
+    table = _score_rows(
+        teacher, ("steps", "w", "alignment", "fd"), f"teacher-table --out {teacher}", "--teacher"
+    )
+    if out is not None:
+        check_out_file(out, "--out", (".md",))
     best: dict[int, dict] = {}
     for r in table:
         if r["steps"] not in best or r["fd"] < best[r["steps"]]["fd"]:
@@ -166,10 +185,7 @@ def compare(
         {"model": "teacher DDIM+CFG", **{k: r[k] for k in ("steps", "w", "alignment", "fd")}}
         for r in best.values()
     ]
-    rows += [
-        {"model": "student (TLCM sampler)", "w": "-", **r}
-        for r in json.loads((run / "eval.json").read_text())
-    ]
+    rows += [{"model": "student (TLCM sampler)", "w": "-", **r} for r in student_rows]
     rows.sort(key=lambda r: (r["steps"], r["model"]))
     text = markdown_table(rows, ["model", "steps", "w", "alignment", "fd"])
     if out is not None:

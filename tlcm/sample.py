@@ -22,7 +22,7 @@ from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.models.student import Student
 from tlcm.sampling import ddim_timesteps, sample_latents
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
-from tlcm.validation import check_device, check_out_file
+from tlcm.validation import check_device, check_out_file, check_seed
 
 
 @dataclass
@@ -58,6 +58,7 @@ def check_sample_args(args: SampleArgs) -> None:
     if not math.isfinite(args.guidance_scale):
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
     check_device(args.device, "--device")
+    check_seed(args.seed, "--seed")
     check_out_file(args.out, "--out")
     if args.student is not None and not args.student.is_dir():
         raise TLCMError(

@@ -62,6 +62,14 @@ def check_device(device: str, flag: str) -> None:
         raise TLCMError(f"{flag} {device}: device type {dev.type!r} is not supported: {fix}")
 
 
+def check_seed(seed: int, flag: str, limit: int = 2**63) -> None:
+    """A seed torch generators accept (|seed| < ``limit``; 2**63: any int64)."""
+    if not -limit < seed < limit:
+        raise TLCMError(
+            f"{flag} {seed} is out of range: use a seed with |seed| < 2**{limit.bit_length() - 1}"
+        )
+
+
 def _folder_problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be (created and) written, or None after creating it and a temp file."""
     ancestor = folder
@@ -100,6 +108,14 @@ def check_out_file(path: Path, flag: str, suffixes: tuple[str, ...] = IMAGE_SUFF
         raise TLCMError(f"{flag} {path}: folder {path.parent}: {problem}: pass a path you can write to")
 
 
+def _lora_able(name: str, module: torch.nn.Module) -> bool:
+    """A layer peft can adapt: a Linear / Conv / Embedding, or one peft already wraps (a UNet that
+    carries adapters), but not peft's own sub-layers (lora_A, lora_B, base_layer)."""
+    if ".lora_" in name or name.endswith(".base_layer"):
+        return False
+    return isinstance(module, LORA_LAYERS) or hasattr(module, "base_layer")
+
+
 def _suffix(name: str) -> str:
     parts = name.split(".")
     return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
@@ -116,11 +132,12 @@ def check_lora_targets(
     lists the commonest valid suffixes of this UNet.
     """
     targets = list(targets)
-    layers = [name for name, module in unet.named_modules() if isinstance(module, LORA_LAYERS)]
+    layers = [name for name, module in unet.named_modules() if _lora_able(name, module)]
     unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in layers)]
     if unknown or not targets:
         valid = ", ".join(s for s, _ in Counter(_suffix(n) for n in layers).most_common(12))
-        what = f"{', '.join(unknown)} match(es) no" if targets else "is empty: it must name at least one"
+        verb = "matches" if len(unknown) == 1 else "match"
+        what = f"{', '.join(unknown)} {verb} no" if targets else "is empty: it must name at least one"
         raise TLCMError(
             f"{flag}: {what} Linear/Conv layer of the {type(unet).__name__}; "
             f"use names that end its module names, e.g. {valid}"
@@ -184,6 +201,11 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
                 raise TLCMError(
                     f"{flag}.losses.{loss_name}.weight must be a finite number, got {loss.weight}"
                 )
+            if getattr(loss, "states", None) == "cache" and recipe.data.trajectory_cache is None:
+                raise TLCMError(
+                    f'{flag}.losses.{loss_name}.states "cache" needs --recipes.data.trajectory-cache DIR '
+                    "(build it with python -m tlcm.data.trajectories), or use states mds"
+                )
             try:
                 loss.validate(num_train_timesteps, recipe.student.grid)
             except ValueError as err:
@@ -235,6 +257,7 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
         )
     rt, flag = recipe.runtime, "--recipes.runtime"
     check_device(rt.device, f"{flag}.device")
+    check_seed(rt.seed, f"{flag}.seed")
     if rt.checkpoint_every < 0:
         raise TLCMError(
             f"{flag}.checkpoint-every must be >= 0 (0: only at phase ends and on SIGTERM), "

@@ -37,7 +37,7 @@ from tlcm.diffusion.solvers import teacher_solve
 from tlcm.errors import TLCMError, run_cli
 from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
-from tlcm.validation import check_device, check_out_dir
+from tlcm.validation import check_device, check_out_dir, check_seed
 
 FORMAT, VERSION = "tlcm-trajectories", 1
 DTYPES = {
@@ -364,6 +364,7 @@ def check_cache_args(args: CacheArgs) -> None:
     if not math.isfinite(args.guidance_scale):
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
     check_device(args.device, "--device")
+    check_seed(args.seed, "--seed", limit=2**43)  # row seeds are seed * 1_000_003 + row: int64
     check_model_folder(args.model, "--model")
     steps = scheduler_timesteps(args.model)
     if args.num_milestones > steps:

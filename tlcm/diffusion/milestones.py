@@ -8,6 +8,7 @@ exactly the authors' ``int(linspace(999, 0, 9))[:-1]``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -24,15 +25,17 @@ AUTHORS_MILESTONE_INDICES: dict[int, tuple[int, ...]] = {
 """The authors' step tables for M = 8, as milestone indices k (timestep t_k - 1)."""
 
 
-def milestones(num_segments: int = 8, num_train_timesteps: int = 1000) -> torch.Tensor:
-    """Uniform milestones [t_0 = 0, ..., t_M = T], (M + 1,) long, t_k = round(k T / M), on the host
-    (a table: callers move it where they need it).
+def milestones(
+    num_segments: int = 8, num_train_timesteps: int = 1000, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Uniform milestones [t_0 = 0, ..., t_M = T], (M + 1,) long, t_k = round(k T / M), made on
+    ``device`` (no host-to-device copy inside a training step).
 
     M = 8, T = 1000 -> [0, 125, 250, ..., 875, 1000].
     """
     if not 1 <= num_segments <= num_train_timesteps:
         raise ValueError(f"num_segments must be in 1..{num_train_timesteps}, got {num_segments}")
-    k = torch.arange(num_segments + 1, dtype=torch.float64, device="cpu")
+    k = torch.arange(num_segments + 1, dtype=torch.float64, device=device)
     return (k * num_train_timesteps / num_segments).round().long()
 
 
@@ -94,7 +97,11 @@ def inference_milestone_indices(
 
 
 def inference_timesteps(
-    num_inference_steps: int, num_segments: int = 8, num_train_timesteps: int = 1000, policy: str = "authors"
+    num_inference_steps: int,
+    num_segments: int = 8,
+    num_train_timesteps: int = 1000,
+    policy: str = "authors",
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """VP inference timesteps t_k - 1, k from ``inference_milestone_indices``: (n,) long.
 
@@ -102,7 +109,15 @@ def inference_timesteps(
     Raises ValueError for n outside 1..M.
     """
     ks = inference_milestone_indices(num_inference_steps, num_segments, policy)
-    return milestones(num_segments, num_train_timesteps)[ks] - 1
+    values = (milestones(num_segments, num_train_timesteps)[ks] - 1).tolist()
+    return _on_device(tuple(values), torch.device(device))
+
+
+@functools.lru_cache(maxsize=256)
+def _on_device(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A small long table made on ``device`` once per (values, device) (a host-to-device copy syncs
+    the stream); callers index it and never modify it."""
+    return torch.tensor(values, dtype=torch.long, device=device)
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,12 @@ class StudentGrid:
         if not 1 <= self.steps <= self.num_milestones:
             raise ValueError(f"steps (q) must be in 1..{self.num_milestones} (M), got {self.steps}")
 
-    def timesteps(self, num_steps: int | None = None, num_train_timesteps: int = 1000) -> torch.Tensor:
+    def timesteps(
+        self,
+        num_steps: int | None = None,
+        num_train_timesteps: int = 1000,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
         """The ``num_steps``-step inference timesteps on this grid (default q), (n,) long."""
-        return inference_timesteps(num_steps or self.steps, self.num_milestones, num_train_timesteps)
+        n = num_steps or self.steps
+        return inference_timesteps(n, self.num_milestones, num_train_timesteps, device=device)

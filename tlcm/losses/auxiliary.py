@@ -35,11 +35,11 @@ class AuxOptimizer:
         """One update of the owned model on the mean over ``contexts`` (this process's micro-batches)
         of ``loss_fn(ctx)`` (a scalar with a graph to ``params``); returns that mean, detached."""
         self.opt.zero_grad(set_to_none=True)
-        total = torch.zeros(())
+        total = 0.0
         for ctx in contexts:
             loss = loss_fn(ctx) / len(contexts)
             loss.backward()
-            total = total.to(loss.device) + loss.detach().float()
+            total = total + loss.detach().float()
         average_gradients(self.params, world_size())
         if self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)

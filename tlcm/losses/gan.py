@@ -135,6 +135,10 @@ class GANConfig(LossConfig):
             raise ValueError(f"backbone_weights {self.backbone_weights} is not a file")
         if not 0 <= self.noise_level < num_train_timesteps:
             raise ValueError(f"noise_level must be in 0..{num_train_timesteps - 1}, got {self.noise_level}")
+        if self.real == "teacher" and not 1 <= self.teacher_steps < num_train_timesteps:
+            raise ValueError(
+                f"teacher_steps must be in 1..{num_train_timesteps - 1}, got {self.teacher_steps}"
+            )
         for name in ("teacher_steps", "disc_steps", "head_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

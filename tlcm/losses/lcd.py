@@ -84,7 +84,7 @@ class LCD(Loss):
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, schedule, num_milestones = self.config, ctx.schedule, ctx.grid.num_milestones
         x0 = student_samples(ctx)
-        grid = milestones(num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        grid = milestones(num_milestones, schedule.num_train_timesteps, ctx.device)
         gap = grid[1] - grid[0]
         if cfg.full_range:
             t_m = gap + ctx.rand(ctx.batch_size) * (schedule.max_timestep - gap)

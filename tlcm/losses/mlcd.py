@@ -133,7 +133,7 @@ class MLCD(Loss):
                 b = cache.sample(b["prompt_index"], ctx.generator, ctx.device)
             return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
         num_milestones = ctx.grid.num_milestones
-        grid = milestones(num_milestones, schedule.num_train_timesteps).to(ctx.device)
+        grid = milestones(num_milestones, schedule.num_train_timesteps, ctx.device)
         seg, t_m, t_n = sample_segment_timesteps(
             schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator
         )

@@ -63,7 +63,7 @@ def student_prediction(ctx: StepContext) -> StudentPrediction:
 
     def compute() -> StudentPrediction:
         schedule, num_steps = ctx.schedule, ctx.grid.steps
-        grid = ctx.grid.timesteps(None, schedule.num_train_timesteps).to(ctx.device)
+        grid = ctx.grid.timesteps(None, schedule.num_train_timesteps, ctx.device)
         k = torch.randint(len(grid), (ctx.batch_size,), generator=ctx.generator, device=ctx.device)
         t = grid[k]
         noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)

@@ -26,6 +26,9 @@ SUPPORTED = {
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
 }
 
+CLIP_VOCAB_FILES = ("tokenizer.json", "vocab.json")
+"""A CLIP tokenizer folder holds one of these (transformers would silently build an empty one)."""
+
 
 def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
     """Validate a diffusers folder without loading it; return its pipeline class name or raise a
@@ -61,13 +64,20 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
         )
     if name not in SUPPORTED:
         raise TLCMError(f"{path} holds a {name}; supported: {', '.join(SUPPORTED)} (pass one to {flag})")
-    missing = [
-        c for c in ("unet", "vae", "scheduler", "text_encoder", "tokenizer") if not (path / c).is_dir()
-    ]
+    listed = [k for k, v in spec.items() if isinstance(v, list) and len(v) == 2 and None not in v]
+    components = dict.fromkeys(["unet", "vae", "scheduler", "text_encoder", "tokenizer", *listed])
+    missing = [c for c in components if not (path / c).is_dir()]
     if missing:
         raise TLCMError(
             f"{path} lacks the component folder(s) {', '.join(missing)} that model_index.json lists: {resave}"
         )
+    for c in components:
+        if not any((path / c).iterdir()):
+            raise TLCMError(f"component folder {path / c} is empty: {resave}")
+        if c.startswith("tokenizer") and not any((path / c / f).is_file() for f in CLIP_VOCAB_FILES):
+            raise TLCMError(
+                f"{path / c} holds no vocabulary (none of {', '.join(CLIP_VOCAB_FILES)}): {resave}"
+            )
     return name
 
 

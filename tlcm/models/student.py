@@ -20,6 +20,7 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
+from tlcm.validation import check_lora_targets
 
 STUDENT_ADAPTER = "student"
 
@@ -36,6 +37,7 @@ class Student:
         if config.full_finetune:
             self.unet = copy.deepcopy(base.unet).requires_grad_(True).train()
         else:
+            check_lora_targets(base.unet, config.target_modules)
             self.lora_config = LoraConfig(
                 r=config.lora_rank,
                 lora_alpha=config.lora_alpha,
