@@ -199,6 +199,35 @@ def tiny_without(relative: str) -> Callable[[Workspace], None]:
     return setup
 
 
+def trained_run(
+    folder: str, *args: str, then: Callable[[Path], None] | None = None
+) -> Callable[[Workspace], None]:
+    """A setup training recipes:mlcd on the tiny pipeline for one step into ``tmp/folder``
+    (``args``: more flags, e.g. more steps) through the CLI, then ``then(run folder)`` (damage it)."""
+
+    def setup(ws: Workspace) -> None:
+        run = ws.tmp / folder
+        argv = ["recipes:mlcd", "--recipes.model.path", str(ws.tiny), *TINY_RUN]
+        argv += ["--recipes.runtime.out-dir", str(run), "--recipes.runtime.device", "cpu", *args]
+        with contextlib.redirect_stderr(io.StringIO()):
+            _train(argv)
+        if then is not None:
+            then(run)
+
+    return setup
+
+
+def _truncate_every_checkpoint(run: Path) -> None:
+    for weights in (run / "checkpoints").glob("step-*/student.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:100])
+
+
+def _latest_mid_phase(run: Path) -> None:
+    """Keep only the periodic checkpoint of step 1 of 2 (as a pre-empted run leaves it)."""
+    shutil.rmtree(run / "checkpoints" / "step-0000002")
+    (run / "checkpoints" / "latest").write_text("step-0000001")
+
+
 def _has_gpu() -> str | None:
     return "a CUDA GPU is present" if torch.cuda.is_available() else None
 
@@ -497,6 +526,47 @@ CASES: list[Case] = [
         "to_kk",
         *TINY_RUN,
         expect="--recipes.student.target-modules: to_kk matches no Linear/Conv layer",
+    ),
+    # -- checkpoints: resume and init-from
+    train(
+        "every checkpoint of the run damaged",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        setup=trained_run("run", then=_truncate_every_checkpoint),
+        expect="no loadable checkpoint in {tmp}/run/checkpoints",
+    ),
+    train(
+        "rerun of a finished run with more steps",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        f"{MLCD}.steps",
+        "2",
+        setup=trained_run("run"),
+        expect="was trained with phases mlcd (1 steps) but this recipe has mlcd (2 steps)",
+    ),
+    train(
+        "init-from a run that stopped mid-phase",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        "--recipes.student.init-from",
+        "{tmp}/stage1",
+        setup=trained_run(
+            "stage1", f"{MLCD}.steps", "2", "--recipes.runtime.checkpoint-every", "1", then=_latest_mid_phase
+        ),
+        expect="stopped mid-phase (phase 0, step 1): finish that run first",
+    ),
+    train(
+        "init-from a run with another LoRA alpha",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        "--recipes.student.init-from",
+        "{tmp}/stage1",
+        setup=trained_run("stage1", "--recipes.student.lora-alpha", "8"),
+        expect="lora_alpha 8.0 != 16.0",
     ),
     train(
         "init-from folder missing",
