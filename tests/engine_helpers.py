@@ -75,3 +75,15 @@ def small_recipe(model_dir: Path, out_dir: Path, steps: int = 4, **loss) -> Reci
         steps=steps, lr=1e-3, batch_size=2, losses={"mlcd": MLCDConfig(), "norm": OutputNormConfig(**loss)}
     )
     return replace(base, phases={"stage": phase})
+
+
+def interrupt_after(trainer, global_step: int) -> None:
+    """Make ``trainer`` stop as on SIGTERM (save, return pre-empted) after ``global_step`` steps."""
+    step = trainer._step
+
+    def stepped(phase, losses, opt, params, at):
+        out = step(phase, losses, opt, params, at)
+        trainer._stop = trainer._stop or at + 1 == global_step
+        return out
+
+    trainer._step = stepped

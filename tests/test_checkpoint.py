@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import small_recipe
+from engine_helpers import interrupt_after, small_recipe
 from tiny_pipelines import tiny_sd_pipeline
 
 import tlcm.checkpoint as ckpt
@@ -90,17 +90,6 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_complete_one(tmp_p
         load_latest(tmp_path, "cpu", say=lines.append)
 
 
-def _interrupt_after(trainer: Trainer, global_step: int) -> None:
-    step = trainer._step
-
-    def stepped(phase, losses, opt, params, at):
-        out = step(phase, losses, opt, params, at)
-        trainer._stop = trainer._stop or at + 1 == global_step
-        return out
-
-    trainer._step = stepped
-
-
 def _every_step(recipe):
     return replace(recipe, runtime=replace(recipe.runtime, checkpoint_every=1))
 
@@ -108,7 +97,7 @@ def _every_step(recipe):
 def test_resume_from_a_damaged_latest_equals_the_uninterrupted_run(model_dir, tmp_path):
     straight = train(_every_step(small_recipe(model_dir, tmp_path / "a", steps=4)))
     first = Trainer(_every_step(small_recipe(model_dir, tmp_path / "b", steps=4)))
-    _interrupt_after(first, 3)
+    interrupt_after(first, 3)
     first.run()
     damaged = tmp_path / "b" / "checkpoints" / "step-0000003" / "student.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:100])
@@ -134,7 +123,7 @@ def test_resume_refuses_a_recipe_with_other_phases_or_steps(model_dir, tmp_path)
 
 def test_init_from_refuses_an_unfinished_phase_and_another_lora(model_dir, tmp_path):
     first = Trainer(small_recipe(model_dir, tmp_path / "stage1", steps=3))
-    _interrupt_after(first, 1)
+    interrupt_after(first, 1)
     assert first.run().preempted
     recipe = small_recipe(model_dir, tmp_path / "stage2", steps=1)
     recipe = replace(recipe, student=replace(recipe.student, init_from=tmp_path / "stage1"))

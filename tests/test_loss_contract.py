@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_helpers import interrupt_after
 from loss_cases import CASES, case_recipe
 from safetensors.torch import load_file
 from tiny_pipelines import tiny_sd_pipeline
@@ -51,24 +52,12 @@ def _flat(tree, prefix=""):
     return {k: v for key, value in items for k, v in _flat(value, f"{prefix}/{key}").items()}
 
 
-def _interrupt_after(trainer: Trainer, global_step: int) -> None:
-    """Make ``trainer`` stop (as on SIGTERM: save, return pre-empted) after ``global_step`` steps."""
-    step = trainer._step
-
-    def stepped(phase, losses, opt, params, at):
-        out = step(phase, losses, opt, params, at)
-        trainer._stop = trainer._stop or at + 1 == global_step
-        return out
-
-    trainer._step = stepped
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_resume_mid_phase_equals_the_uninterrupted_run(case, model_dir, tmp_path):
     straight = train(case_recipe(case, model_dir, tmp_path / "a"))
     stop_at = 2 if len(CASES[case]) == 1 else 3  # one-phase cases: mid-phase; two phases: inside the second
     first = Trainer(case_recipe(case, model_dir, tmp_path / "b"))
-    _interrupt_after(first, stop_at)
+    interrupt_after(first, stop_at)
     assert first.run().preempted
     resumed = train(case_recipe(case, model_dir, tmp_path / "b"))
     assert resumed.state.global_step == straight.state.global_step
