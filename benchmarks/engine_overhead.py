@@ -393,8 +393,9 @@ def main() -> None:
         + ("the identical" if toggle["same_output"] else "A DIFFERENT")
         + " teacher output"
         + (" (and the trained student's output differs from it)" if toggle["student_differs"] else ""),
-        "the hand-written loop calls float(loss) once per step (its logging); the engine converts every term "
-        "with float() and checks isfinite (on CPU a sync costs nothing)",
+        "the hand-written loop calls float(loss) once per step (its logging); the engine makes one host "
+        "sync per step (are all terms and the gradient norm finite?) and converts the logged terms in one "
+        "stacked .tolist() (on CPU a sync costs nothing)",
     ]
     data = {
         "engine_s": engine,

@@ -10,6 +10,7 @@ from tlcm.errors import run_cli
 from tlcm.sample import SampleArgs
 from tlcm.sample import main as sample_main
 from tlcm.train import TrainArgs
+from tlcm.train import cli as train_cli
 from tlcm.train import main as train_main
 
 
@@ -82,3 +83,26 @@ def test_real_process_exit_code_and_single_line(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: model folder") and "--recipes.model.path DIR" in proc.stderr
+
+
+PRESET_LINE = "unknown recipe recipes:UNKNOWN; presets: recipes:tlcm-full, recipes:mlcd, recipes:lcd, "
+
+
+@pytest.mark.parametrize("argv", [["recipes:UNKNOWN", "--help"], ["recipes:UNKNOWN"]])
+def test_unknown_preset_names_the_presets_even_with_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: train_cli(argv))
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().startswith(f"error: {PRESET_LINE}") and captured.out == ""
+
+
+def test_unknown_preset_with_help_in_a_real_process():
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlcm.train", "recipes:UNKNOWN", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [f"error: {PRESET_LINE}recipes:tlcm-full-sdxl"]

@@ -7,7 +7,7 @@ and change fields with ``dataclasses.replace``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +32,8 @@ LCM_LORA_TARGETS = (
     "time_emb_proj",
 )
 """LoRA target modules of diffusers' LCM-LoRA training scripts."""
+EXPORT_FORMATS = ("diffusers", "kohya")
+"""Student export formats (tlcm/export.py): diffusers / peft LoRA, kohya (ComfyUI / A1111) LoRA."""
 
 
 @dataclass
@@ -122,6 +124,10 @@ class RuntimeConfig:
     log_every: int = 1
     """Write metrics.jsonl (and the progress bar's values) every N steps, at phase ends and at
     skipped steps."""
+    trackers: tuple[Literal["tensorboard", "wandb"], ...] = ()
+    """Experiment trackers that get metrics.jsonl's numbers at the same steps, and the recipe as
+    config (rank 0): tensorboard (RUN/tensorboard) and/or wandb (offline run in RUN/wandb; upload
+    later with wandb sync). Each needs its extra: pip install -e '.[tensorboard]' or '.[wandb]'."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A NaN/inf loss term or gradient: "stop" the run (exit 3) or "skip" the step (no update);
     both name the term. Nothing non-finite is ever saved."""
@@ -131,6 +137,9 @@ class RuntimeConfig:
     """Write a sample grid PNG at the end of each phase."""
     eval_samples_per_digit: int = 0
     """At the end, score the student with the toy metrics (miniature pipeline only; 0: off)."""
+    export_formats: tuple[str, ...] = ("diffusers",)
+    """Formats of the exported student in RUN/student: diffusers (pytorch_lora_weights.safetensors)
+    and/or kohya (RUN_NAME_kohya.safetensors for ComfyUI / A1111; LoRA students only)."""
 
 
 @dataclass
@@ -177,3 +186,20 @@ def smoke_recipe(
         ),
         inference_steps=(1, 2),
     )
+
+
+def recipe_dict(recipe: Recipe) -> dict:
+    """The recipe as plain JSON values: dataclasses as dicts (each loss config with its "class"
+    name), Paths as strings, tuples as lists."""
+
+    def plain(value):
+        if is_dataclass(value) and not isinstance(value, type):
+            tag = {"class": type(value).__name__} if isinstance(value, LossConfig) else {}
+            return {**tag, **{f.name: plain(getattr(value, f.name)) for f in fields(value)}}
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+    return plain(recipe)

@@ -14,17 +14,20 @@ from __future__ import annotations
 import math
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from tlcm.card import write_model_card
 from tlcm.checkpoint import Checkpoint, TrainState, first_nonfinite, load_latest, save_checkpoint
 from tlcm.config import Phase, Recipe
 from tlcm.data.prompts import load_prompts
 from tlcm.data.trajectories import TrajectoryCache
 from tlcm.distributed import DistInfo, average_gradients, average_terms, init_distributed
 from tlcm.errors import TLCMError
+from tlcm.export import export_student, run_name
 from tlcm.losses import Loss, StepContext
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
@@ -55,6 +58,8 @@ class Run:
     preempted: bool = False
     skipped_steps: list[int] = field(default_factory=list)
     is_main: bool = True
+    train_seconds: float = 0.0
+    """Wall seconds of this ``Trainer.run`` call (a resumed run: since the resume)."""
 
 
 def _seed(seed: int, step: int, chunk: int) -> int:
@@ -84,7 +89,7 @@ class Trainer:
         self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
         if rt.gradient_checkpointing:
             self.student.unet.enable_gradient_checkpointing()
-        self.reporter = Reporter(rt.out_dir, enabled=self.dist.is_main)
+        self.reporter = Reporter(rt.out_dir, self.dist.is_main, rt.trackers, recipe)
         self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
         self._stop = False
 
@@ -205,7 +210,7 @@ class Trainer:
 
     def run(self) -> Run:
         """Run every phase from the start or from the latest checkpoint; export the student."""
-        rt = self.recipe.runtime
+        rt, started = self.recipe.runtime, time.perf_counter()
         restored = self._restore()
         state = TrainState(0, 0, 0)
         skipped: list[int] = []
@@ -260,9 +265,12 @@ class Trainer:
                         write_phase_grid(self, rt.out_dir / "samples" / f"{index}-{name}.png")
         finally:
             signal.signal(signal.SIGTERM, previous)
+        seconds = time.perf_counter() - started
         if self.dist.is_main:
-            self.student.export(rt.out_dir / "student")
-        return Run(rt.out_dir, self.base, self.student, state, False, skipped, self.dist.is_main)
+            out, name = rt.out_dir / "student", run_name(rt.out_dir)
+            export_student(self.student, out, rt.export_formats, name)
+            write_model_card(self.student, out, name, self.recipe, seconds)
+        return Run(rt.out_dir, self.base, self.student, state, False, skipped, self.dist.is_main, seconds)
 
     def _nonfinite(self, phase: str, step: int, terms: dict[str, torch.Tensor], streak: int) -> None:
         """Handle a step whose terms or gradient were NaN/inf (it changed nothing): stop, or skip

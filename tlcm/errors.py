@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
 T = TypeVar("T")
 
@@ -26,5 +27,5 @@ def run_cli(main: Callable[[], T]) -> T:
     try:
         return main()
     except TLCMError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)

@@ -1,6 +1,8 @@
 """One way to report: ``Reporter.report(record, values)`` appends a line to metrics.jsonl and shows
 the latest values in a rich progress display (main process only). NaN/inf values are written as
-null and named in the record's "nonfinite" list, so every line is valid JSON."""
+null and named in the record's "nonfinite" list, so every line is valid JSON. Each line's finite
+numbers also go to the Reporter's sinks (tlcm/trackers.py: tensorboard, wandb; opened on entering
+the Reporter, closed on leaving it, also on an exception), keyed by the line's global step."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from tlcm.config import Recipe
+from tlcm.trackers import Sink, open_sinks
+
 
 def _global_step(line: str) -> float:
     """A metrics line's global step (0 for lines without one; inf for a torn last line)."""
@@ -22,10 +27,21 @@ def _global_step(line: str) -> float:
 
 
 class Reporter:
-    """metrics.jsonl writer + rich progress (step, loss terms, it/s, ETA) for one run."""
+    """metrics.jsonl writer + rich progress (step, loss terms, it/s, ETA) for one run; ``trackers``
+    (names, see tlcm/trackers.py) are opened with ``recipe`` as their config on entering, and join
+    ``sinks`` (more may be appended before entering)."""
 
-    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        enabled: bool = True,
+        trackers: tuple[str, ...] = (),
+        recipe: Recipe | None = None,
+    ) -> None:
         self.enabled = enabled
+        self.out_dir, self.trackers, self.recipe = out_dir, trackers, recipe
+        self.sinks: list[Sink] = []
+        self._purge_step: int | None = None
         self.path = out_dir / "metrics.jsonl"
         self.console = Console(stderr=True)
         self.progress = Progress(
@@ -44,11 +60,18 @@ class Reporter:
             out_dir.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> Reporter:
+        if self.enabled:
+            self.sinks += open_sinks(self.trackers, self.out_dir, self.recipe, self._purge_step)
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
+        try:
+            self.progress.__exit__(*exc)
+        finally:
+            sinks, self.sinks = self.sinks, []
+            for sink in sinks:
+                sink.close(failed=exc[0] is not None)
 
     def start_phase(self, name: str, total: int, completed: int) -> None:
         """Begin a progress bar for phase ``name`` of ``total`` steps, ``completed`` done (resume)."""
@@ -65,8 +88,12 @@ class Reporter:
         speed = self._speed()
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
         clean = {k: None if k in bad else v for k, v in record.items()}
+        line = {**clean, **({"nonfinite": bad} if bad else {}), "it_per_s": speed}
         with self.path.open("a") as f:
-            f.write(json.dumps({**clean, **({"nonfinite": bad} if bad else {}), "it_per_s": speed}) + "\n")
+            f.write(json.dumps(line) + "\n")
+        numbers = {k: v for k, v in line.items() if type(v) in (int, float) and k != "global_step"}
+        for sink in self.sinks:
+            sink.log(numbers, line.get("global_step", 0))
         if self._task is not None:
             terms = " ".join(f"{k} {v:.4g}" for k, v in show.items())
             self.progress.update(self._task, advance=1, terms=terms, speed=f"{speed:.2f} it/s")
@@ -83,7 +110,9 @@ class Reporter:
         return round(speed, 3)
 
     def truncate(self, global_step: int) -> None:
-        """Drop metrics.jsonl lines after ``global_step`` (a resumed run rewrites them, once)."""
+        """Drop metrics.jsonl lines after ``global_step`` (a resumed run rewrites them, once); the
+        trackers drop them too (tensorboard's purge step)."""
+        self._purge_step = global_step + 1
         if not self.enabled or not self.path.is_file():
             return
         lines = self.path.read_text().splitlines()

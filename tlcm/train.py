@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import tyro
 
 from recipes import PRESETS
+from tlcm.card import write_model_card
 from tlcm.config import Recipe
 from tlcm.distributed import close_distributed
 from tlcm.engine import PREEMPTED_EXIT_CODE, Run, train
-from tlcm.errors import run_cli
+from tlcm.errors import TLCMError, run_cli
+from tlcm.export import run_name
 from tlcm.toy.evaluation import student_scores
 
 Presets = tyro.extras.subcommand_type_from_defaults(PRESETS)
@@ -47,6 +49,8 @@ def train_and_score(recipe: Recipe) -> Run:
         student_grid=recipe.student.grid,
     )
     (run.out_dir / "eval.json").write_text(json.dumps(scores, indent=1) + "\n")
+    folder, name = run.out_dir / "student", run_name(run.out_dir)  # the export's card, now with scores
+    write_model_card(run.student, folder, name, recipe, run.train_seconds, scores)
     for row in scores:
         print(f"student {row['steps']} steps: alignment {row['alignment']:.3f}  FD {row['fd']:.3f}")
     return run
@@ -59,5 +63,21 @@ def main(args: TrainArgs) -> None:
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
+def check_preset_names(argv: list[str]) -> None:
+    """Refuse an unknown ``recipes:NAME`` in ``argv`` (tyro would print the top-level help and exit 0
+    for ``recipes:UNKNOWN --help``)."""
+    for arg in argv:
+        if arg.startswith("recipes:") and arg.removeprefix("recipes:") not in PRESETS:
+            presets = ", ".join(f"recipes:{name}" for name in PRESETS)
+            raise TLCMError(f"unknown recipe {arg}; presets: {presets}")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """The command line: ``argv`` (default: sys.argv[1:]) -> ``main``."""
+    argv = sys.argv[1:] if argv is None else argv
+    check_preset_names(argv)
+    main(tyro.cli(TrainArgs, args=argv, config=(tyro.conf.CascadeSubcommandArgs,)))
+
+
 if __name__ == "__main__":
-    run_cli(lambda: main(tyro.cli(TrainArgs, config=(tyro.conf.CascadeSubcommandArgs,))))
+    run_cli(cli)

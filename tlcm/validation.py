@@ -7,6 +7,7 @@ trajectory CLIs too; ``check_lora_targets`` checks LoRA target names against a U
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from tlcm.config import Recipe
+from tlcm.config import EXPORT_FORMATS, Recipe
 from tlcm.errors import TLCMError
 from tlcm.models.base import check_model_folder
 
@@ -106,6 +107,30 @@ def check_out_file(path: Path, flag: str, suffixes: tuple[str, ...] = IMAGE_SUFF
     problem = _folder_problem(path.parent)
     if problem:
         raise TLCMError(f"{flag} {path}: folder {path.parent}: {problem}: pass a path you can write to")
+
+
+def check_trackers(trackers: Iterable[str], flag: str) -> None:
+    """Each tracker's package (named like the tracker and its pyproject extra) must be installed."""
+    for name in trackers:
+        if importlib.util.find_spec(name) is None:
+            raise TLCMError(
+                f"{flag} {name}: the {name} package is not installed: pip install {name} "
+                f"(or pip install -e '.[{name}]' in a tlcm checkout), or drop {name} from {flag}"
+            )
+
+
+def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True) -> None:
+    """Export formats: a non-empty subset of EXPORT_FORMATS; kohya only for a LoRA student."""
+    formats = list(formats)
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown or not formats:
+        what = f"{unknown[0]!r} is not an export format" if unknown else "is empty"
+        raise TLCMError(f"{flag} {what}: use one or more of {', '.join(EXPORT_FORMATS)}")
+    if "kohya" in formats and not lora:
+        raise TLCMError(
+            f"{flag} kohya holds a LoRA, but this student is a full fine-tune (exported as a diffusers "
+            "unet/ folder): drop kohya, or train a LoRA"
+        )
 
 
 def _lora_able(name: str, module: torch.nn.Module) -> bool:
@@ -258,6 +283,8 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
     rt, flag = recipe.runtime, "--recipes.runtime"
     check_device(rt.device, f"{flag}.device")
     check_seed(rt.seed, f"{flag}.seed")
+    check_export_formats(rt.export_formats, f"{flag}.export-formats", lora=not recipe.student.full_finetune)
+    check_trackers(rt.trackers, f"{flag}.trackers")
     if rt.checkpoint_every < 0:
         raise TLCMError(
             f"{flag}.checkpoint-every must be >= 0 (0: only at phase ends and on SIGTERM), "

@@ -17,7 +17,6 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from tlcm.checkpoint import Checkpoint, load_latest
 from tlcm.config import LCM_LORA_TARGETS, StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
 from tlcm.validation import check_lora_targets
@@ -191,28 +190,6 @@ class Student:
                 "use the same --recipes.student.lora-rank and target modules as the run that wrote it"
             )
         set_peft_model_state_dict(self.unet, state, adapter_name=STUDENT_ADAPTER)
-
-    def export(self, out_dir: Path) -> Path:
-        """Write a diffusers-loadable student: LoRA (``pipe.load_lora_weights(out_dir)``) or a UNet
-        folder (``UNet2DConditionModel.from_pretrained(out_dir / "unet")``), plus the
-        TLCMScheduler config on the student's grid (``TLCMScheduler.from_pretrained(out_dir /
-        "scheduler")``: num_milestones = M of ``config.grid``)."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        scheduler = TLCMScheduler.from_config(
-            self.base.pipe.scheduler.config, num_milestones=self.config.grid.num_milestones
-        )
-        scheduler.save_pretrained(out_dir / "scheduler")
-        if self.config.full_finetune:
-            self.unet.save_pretrained(out_dir / "unet", safe_serialization=True)
-            return out_dir / "unet"
-        layers = self.state_dict()
-        type(self.base.pipe).save_lora_weights(
-            out_dir,
-            unet_lora_layers=layers,
-            safe_serialization=True,
-            unet_lora_adapter_metadata=self.lora_config.to_dict(),
-        )
-        return out_dir
 
 
 class Auxiliary:

@@ -1,0 +1,194 @@
+"""Student export: the diffusers and kohya LoRA files load in plain diffusers and give the student's
+UNet output (SD and SDXL, conv LoRAs, alpha != rank); identical runs write identical bytes; the
+model card; the converter command for existing runs."""
+
+import json
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+import yaml
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from engine_helpers import shrink
+from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors import safe_open
+from tiny_pipelines import tiny_sd_pipeline
+
+import tlcm.train
+from recipes import PRESETS
+from tlcm import TLCMScheduler
+from tlcm.checkpoint import TrainState, save_checkpoint
+from tlcm.config import StudentConfig, recipe_dict
+from tlcm.engine import train
+from tlcm.errors import TLCMError
+from tlcm.export import DIFFUSERS_FILE, ExportArgs, export_student, kohya_file, kohya_state_dict
+from tlcm.export import main as export_main
+from tlcm.models.base import BaseModel
+from tlcm.models.student import Student
+from tlcm.validation import validate_recipe
+
+RANK, ALPHA = 4, 8.0  # scale 2: a loader that takes alpha = rank is off by a factor of 2
+
+
+@pytest.fixture(scope="module")
+def tiny_sd_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd_pipeline().save_pretrained(path)
+    return path
+
+
+def _lora_modules(unet: torch.nn.Module) -> list[str]:
+    return [n for n, m in unet.named_modules() if isinstance(m, BaseTunerLayer)]
+
+
+def _metadata(path) -> dict[str, str]:
+    with safe_open(path, "pt") as f:
+        return f.metadata()
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl"])
+def test_kohya_and_diffusers_files_load_as_the_student(kind, tiny_sd_dir, tiny_sdxl_dir, tmp_path):
+    folder, pipeline = {
+        "sd": (tiny_sd_dir, StableDiffusionPipeline),
+        "sdxl": (tiny_sdxl_dir, StableDiffusionXLPipeline),
+    }[kind]
+    torch.manual_seed(0)
+    student = Student(BaseModel.load(folder), StudentConfig(lora_rank=RANK, lora_alpha=ALPHA))
+    with torch.no_grad():  # B starts at 0: random values make every module's LoRA count
+        for name, param in student.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    export_student(student, tmp_path, ("diffusers", "kohya"), name="run")
+    modules = _lora_modules(student.unet)
+    assert any("attn2.to_out.0" in m for m in modules) and any("conv_shortcut" in m for m in modules)
+    with safe_open(tmp_path / kohya_file("run"), "pt") as f:
+        keys = set(f.keys())
+        alphas = {f.get_tensor(k).item() for k in keys if k.endswith(".alpha")}
+    expected = {"lora_unet_" + m.replace(".", "_") for m in modules}
+    assert {k.split(".")[0] for k in keys} == expected and len(keys) == 3 * len(modules)
+    assert alphas == {ALPHA}
+
+    cond, _ = student.base.encode(["a digit"])
+    x, t = torch.randn(1, *student.base.latent_shape), torch.tensor([500])
+    with torch.no_grad():
+        ours, teacher = student.denoiser()(x, t, cond), student.teacher()(x, t, cond)
+    assert (ours - teacher).abs().max() > 0.1  # the LoRA matters: a wrong scale could not pass
+    for weight_name in (DIFFUSERS_FILE, kohya_file("run")):
+        pipe = pipeline.from_pretrained(folder)
+        pipe.load_lora_weights(tmp_path, weight_name=weight_name)
+        loaded = [m for m in pipe.unet.modules() if isinstance(m, BaseTunerLayer)]
+        assert len(loaded) == len(modules)  # a dropped attention / conv LoRA fails here
+        assert {s for m in loaded for s in m.scaling.values()} == {ALPHA / RANK}
+        with torch.no_grad():
+            theirs = pipe.unet(x, t, **cond.unet_kwargs()).sample
+            pipe.fuse_lora()
+            fused = pipe.unet(x, t, **cond.unet_kwargs()).sample
+        torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(fused, ours, atol=1e-5, rtol=1e-4)
+
+
+def test_kohya_key_mapping():
+    lora = {
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.ones(4, 8),
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.ones(8, 4),
+    }
+    out = kohya_state_dict(lora, 8.0)
+    name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
+    assert sorted(out) == [f"{name}.alpha", f"{name}.lora_down.weight", f"{name}.lora_up.weight"]
+    assert out[f"{name}.alpha"].dim() == 0 and out[f"{name}.alpha"].item() == 8.0
+    with pytest.raises(ValueError, match="not a plain LoRA weight"):
+        kohya_state_dict({"conv1.lora_magnitude_vector": torch.ones(3)}, 8.0)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_sd_dir, tmp_path_factory):
+    """Two identical 1-step runs into runs a/run and b/run, exporting both formats; b through
+    train_and_score with stand-in scores (the card is rewritten with them)."""
+    root = tmp_path_factory.mktemp("runs")
+    recipes = []
+    for side in "ab":
+        recipe = shrink(PRESETS["mlcd"], tiny_sd_dir, root / side / "run", steps=1)
+        runtime = replace(recipe.runtime, export_formats=("diffusers", "kohya"))
+        recipes.append(replace(recipe, student=replace(recipe.student, lora_alpha=ALPHA), runtime=runtime))
+    train(recipes[0])
+    scores = [{"steps": 1, "alignment": 0.25, "fd": 3.5}, {"steps": 2, "alignment": 0.5, "fd": 2.0}]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tlcm.train, "student_scores", lambda *a, **k: scores)
+        b = replace(recipes[1], runtime=replace(recipes[1].runtime, eval_samples_per_digit=1))
+        tlcm.train.train_and_score(b)
+    return root / "a" / "run", root / "b" / "run", recipes[0], scores
+
+
+def test_identical_runs_export_identical_bytes(two_runs):
+    a, b, _, _ = two_runs
+    files = sorted(p.name for p in (a / "student").glob("*.safetensors"))
+    assert files == sorted([DIFFUSERS_FILE, kohya_file("run")])
+    assert files == sorted(p.name for p in (b / "student").glob("*.safetensors"))
+    for name in files:
+        assert (a / "student" / name).read_bytes() == (b / "student" / name).read_bytes(), name
+        raw = (a / "student" / name).read_bytes()
+        header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+        assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+
+
+def _card(folder) -> tuple[dict, str]:
+    text = (folder / "README.md").read_text()
+    _, front, body = text.split("---\n", 2)
+    return yaml.safe_load(front), body
+
+
+def test_model_card(two_runs, tiny_sd_dir):
+    a, b, recipe, scores = two_runs
+    front, body = _card(a / "student")
+    assert front["base_model"] == str(tiny_sd_dir.resolve()) and front["library_name"] == "diffusers"
+    assert {"lora", "tlcm", "text-to-image"} <= set(front["tags"])
+    saved = json.loads(re.search(r"## Recipe\n\n```json\n(.*?)\n```", body, re.S).group(1))
+    assert saved == json.loads(json.dumps(recipe_dict(recipe)))
+    assert saved["student"]["lora_alpha"] == ALPHA and saved["runtime"]["out_dir"] == str(a)
+    assert saved["phases"]["mlcd"]["losses"]["mlcd"]["class"] == "MLCDConfig"
+    assert saved["runtime"]["export_formats"] == ["diffusers", "kohya"]
+    assert re.search(r"Training time: \d+\.\d s wall clock", body)
+    assert "Not evaluated" in body and "pipe.fuse_lora()" in body and "ComfyUI/models/loras/" in body
+    scheduler = TLCMScheduler.from_pretrained(a / "student" / "scheduler")
+    table = dict(re.findall(r"^\| (\d+) \| ([\d, ]+) \|", body, re.M))
+    assert sorted(table, key=int) == ["1", "2", "4", "8"]
+    for n, timesteps in table.items():
+        scheduler.set_timesteps(int(n))
+        assert [int(t) for t in timesteps.split(", ")] == scheduler.timesteps.tolist()
+    _, scored = _card(b / "student")
+    assert "| steps | alignment | fd |" in scored and "| 2 | 0.5 | 2 |" in scored
+
+
+def test_converter_writes_the_engines_bytes_and_refuses_bad_input(two_runs, tiny_sd_dir, tmp_path):
+    a, _, _, _ = two_runs
+    out = tmp_path / "converted"
+    written = export_main(ExportArgs(run=a, format=("kohya", "diffusers"), out=out))  # model: the card's
+    assert sorted(p.name for p in written) == sorted([kohya_file("run"), DIFFUSERS_FILE])
+    for path in written:
+        assert path.read_bytes() == (a / "student" / path.name).read_bytes()
+    assert (out / "README.md").read_text() == (a / "student" / "README.md").read_text()
+    assert _metadata(out / kohya_file("run"))["ss_network_alpha"] == str(ALPHA)
+
+    with pytest.raises(TLCMError, match="'onnx' is not an export format: use one or more of diffusers, k"):
+        export_main(ExportArgs(run=a, format=("onnx",)))
+    with pytest.raises(TLCMError, match="nowhere is not a folder"):
+        export_main(ExportArgs(run=tmp_path / "nowhere"))
+    full = tmp_path / "full"
+    save_checkpoint(full, TrainState(1, 0, 1), {"conv_in.weight": torch.zeros(1)}, {}, {})
+    with pytest.raises(TLCMError, match="holds a full fine-tune, not a LoRA"):
+        export_main(ExportArgs(run=full, model=tiny_sd_dir))
+
+
+def test_export_formats_are_validated(tiny_sd_dir, tmp_path):
+    recipe = shrink(PRESETS["mlcd"], tiny_sd_dir, tmp_path)
+    bad = replace(recipe, runtime=replace(recipe.runtime, export_formats=("kohya", "ckpt")))
+    with pytest.raises(TLCMError, match="export-formats 'ckpt' is not an export format"):
+        validate_recipe(bad)
+    full = replace(
+        recipe,
+        student=replace(recipe.student, full_finetune=True),
+        runtime=replace(recipe.runtime, export_formats=("kohya",)),
+    )
+    with pytest.raises(TLCMError, match="kohya holds a LoRA, but this student is a full fine-tune"):
+        validate_recipe(full)

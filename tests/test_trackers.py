@@ -1,0 +1,152 @@
+"""Optional trackers: every sink gets metrics.jsonl's numbers at its global steps (a fake sink;
+tensorboard and offline wandb read back when installed), and a missing package is one line
+before the model loads."""
+
+import importlib.util
+import json
+import struct
+from dataclasses import replace
+
+import pytest
+from engine_helpers import small_recipe
+from tiny_pipelines import tiny_sd_pipeline
+
+from tlcm.engine import NonFiniteLoss, Trainer, train
+from tlcm.errors import run_cli
+from tlcm.report import Reporter
+from tlcm.train import cli
+
+
+@pytest.fixture(scope="module")
+def tiny_sd_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd_pipeline().save_pretrained(path)
+    return path
+
+
+class FakeSink:
+    def __init__(self):
+        self.logged, self.closed = [], None
+
+    def log(self, values, step):
+        self.logged.append((step, values))
+
+    def close(self, failed=False):
+        self.closed = "failed" if failed else "ok"
+
+
+def _recipe(model_dir, out_dir, trackers=(), steps=3, **kw):
+    recipe = small_recipe(model_dir, out_dir, steps=steps, **kw)
+    return replace(recipe, runtime=replace(recipe.runtime, trackers=trackers, on_nonfinite="skip"))
+
+
+def _expected(out_dir):
+    """metrics.jsonl as (global step, {name: number}) pairs, as sinks should see them."""
+    lines = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        (r["global_step"], {k: v for k, v in r.items() if type(v) in (int, float) and k != "global_step"})
+        for r in lines
+    ]
+
+
+def test_sinks_get_the_numbers_of_metrics_jsonl(tiny_sd_dir, tmp_path):
+    trainer = Trainer(_recipe(tiny_sd_dir, tmp_path, poison_step=1))  # step 2: NaN, null in the log
+    sink = FakeSink()
+    trainer.reporter.sinks.append(sink)
+    trainer.run()
+    expected = _expected(tmp_path)
+    assert [s for s, _ in expected] == [1, 2, 3] and "norm" not in expected[1][1]
+    assert sink.logged == expected and sink.closed == "ok"
+
+
+def test_sinks_are_closed_on_an_exception(tmp_path):
+    sink = FakeSink()
+    reporter = Reporter(tmp_path)
+    reporter.sinks.append(sink)
+    with pytest.raises(RuntimeError), reporter:
+        reporter.report({"phase": "p", "step": 1, "global_step": 1, "loss": 0.5, "skipped": False}, {})
+        raise RuntimeError("boom")
+    assert sink.logged[0][0] == 1 and sink.logged[0][1]["loss"] == 0.5 and sink.closed == "failed"
+    assert reporter.sinks == []
+
+
+def test_missing_tracker_package_is_one_line_before_the_model_loads(monkeypatch, capsys, tmp_path):
+    real = importlib.util.find_spec
+    missing = lambda name, *a: None if name == "wandb" else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", missing)
+    monkeypatch.setattr("tlcm.engine.BaseModel.load", lambda *a, **k: pytest.fail("the model loaded"))
+    out = tmp_path / "run"
+    argv = ["recipes:mlcd", "--recipes.runtime.trackers", "wandb"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: cli([*argv, "--recipes.runtime.out-dir", str(out)]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "--recipes.runtime.trackers wandb: the wandb package is not installed: pip install wandb" in err
+    assert "pip install -e '.[wandb]'" in err and not out.exists()
+
+
+def test_tensorboard_scalars_and_hparams_equal_metrics_jsonl_after_a_resume(tiny_sd_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    crashed = _recipe(tiny_sd_dir, tmp_path, ("tensorboard",), steps=4, poison_step=3)
+    crashed = replace(crashed, runtime=replace(crashed.runtime, checkpoint_every=2, on_nonfinite="stop"))
+    with pytest.raises(NonFiniteLoss):  # logs steps 1-3, checkpoint at 2, stops at 4
+        train(crashed)
+    train(_recipe(tiny_sd_dir, tmp_path, ("tensorboard",), steps=4))  # resumes at 2: its step 3 replaces
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    expected = _expected(tmp_path)
+    assert [s for s, _ in expected] == [1, 2, 3, 4]
+    for tag in expected[0][1]:
+        got = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert got == [(s, pytest.approx(v[tag], rel=1e-6)) for s, v in expected], tag
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = HParamsPluginData.FromString(start).session_start_info.hparams
+    assert hparams["runtime.out_dir"].string_value == str(tmp_path)
+    assert hparams["phases.stage.lr"].number_value == 1e-3
+
+
+def _wandb_records(path):
+    """The protobuf records of a .wandb file: a 7-byte W&B header, then LevelDB's log format."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, chunk, block = path.read_bytes(), 7, b"", 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's zero-padded tail
+            pos += block - pos % block
+            continue
+        length, kind = struct.unpack_from("<HB", data, pos + 4)
+        chunk += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            yield record
+
+
+def test_wandb_offline_run_holds_metrics_and_recipe(tiny_sd_dir, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "online")  # the code's mode="offline" wins: no network call
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(_recipe(tiny_sd_dir, tmp_path, ("wandb",), steps=2))
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    records = list(_wandb_records(run_file))
+    rows = [r.history for r in records if r.WhichOneof("record_type") == "history"]
+    items = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in row.item} for row in rows]
+    history = [{k: v for k, v in row.items() if not k.startswith("_")} for row in items]  # _step, _runtime
+    steps = [row.step.num for row in rows]
+    expected = _expected(tmp_path)
+    assert steps == [s for s, _ in expected]
+    assert history == [pytest.approx(v, rel=1e-6) for _, v in expected]
+    config = {
+        i.key: json.loads(i.value_json)
+        for r in records
+        if r.WhichOneof("record_type") == "run"
+        for i in r.run.config.update
+    }
+    assert config["runtime"]["out_dir"] == str(tmp_path) and config["runtime"]["trackers"] == ["wandb"]

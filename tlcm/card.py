@@ -1,0 +1,197 @@
+"""The model card: README.md beside an exported student, in the Hugging Face model-card style.
+
+YAML front matter (base_model, library_name, pipeline_tag, tags), then: what was distilled from
+which base (path, pipeline class), training time, the student's scores (RUN/eval.json), how to load
+it in diffusers and in ComfyUI, the sampler settings (TLCMScheduler config, grid M and q, gamma),
+a table of the exact timesteps (and ComfyUI sigmas) for 1/2/4/8 steps, and the full resolved
+recipe as JSON (``tlcm.config.recipe_dict``). The engine writes it with every export;
+``python -m tlcm.train`` rewrites it with the scores after the end-of-run evaluation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from tlcm.config import Recipe, recipe_dict
+from tlcm.diffusion.scheduler import TLCMScheduler
+from tlcm.export import DIFFUSERS_FILE, kohya_file
+from tlcm.models.student import Student
+
+CARD_FILE = "README.md"
+CARD_STEPS = (1, 2, 4, 8)
+"""Step counts of the card's timestep table (those <= M)."""
+
+
+def comfy_sigmas(scheduler: TLCMScheduler, timesteps: list[int]) -> list[float]:
+    """k-diffusion / ComfyUI sigmas sqrt((1 - abar_t) / abar_t) of VP ``timesteps``, then 0."""
+    abar = scheduler.alphas_cumprod.double()
+    return [math.sqrt((1 - abar[t].item()) / abar[t].item()) for t in timesteps] + [0.0]
+
+
+def sgm_uniform_timesteps(steps: int, num_train_timesteps: int) -> list[float]:
+    """Where ComfyUI's "sgm_uniform" scheduler steps: linspace(T - 1, 0, n + 1) without the last."""
+    return [round(t, 2) for t in torch.linspace(num_train_timesteps - 1, 0, steps + 1)[:-1].tolist()]
+
+
+def _table(rows: list[dict]) -> str:
+    keys = list(rows[0])
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows])
+
+
+def render_model_card(
+    student: Student,
+    out_dir: Path,
+    name: str,
+    recipe: Recipe | None = None,
+    train_seconds: float | None = None,
+    scores: list[dict] | None = None,
+) -> str:
+    """The card's Markdown for ``student`` exported to ``out_dir`` (kohya file named after ``name``)."""
+    base, config = student.base, student.config
+    pipeline = type(base.pipe).__name__
+    base_path = str(Path(base.path).resolve())
+    scheduler = TLCMScheduler.from_pretrained(out_dir / "scheduler")
+    m, q, big_t = config.grid.num_milestones, config.grid.steps, scheduler.config.num_train_timesteps
+    rows = []
+    for n in [s for s in CARD_STEPS if s <= m]:
+        scheduler.set_timesteps(n)
+        ts = scheduler.timesteps.tolist()
+        sigmas = ", ".join(f"{s:.6g}" for s in comfy_sigmas(scheduler, ts))
+        uniform = ", ".join(f"{t:g}" for t in sgm_uniform_timesteps(n, big_t))
+        rows.append(
+            {
+                "steps": n,
+                "timesteps": ", ".join(map(str, ts)),
+                "ComfyUI sigmas": sigmas,
+                "sgm_uniform": uniform,
+            }
+        )
+    lora = not config.full_finetune
+    tags = ["text-to-image", "diffusers", "lora" if lora else "full-finetune", "tlcm", "latent-consistency"]
+    tags.append("stable-diffusion-xl" if base.is_sdxl else "stable-diffusion")
+    front = [
+        "---",
+        f"base_model: {json.dumps(base_path)}",
+        f"base_model_relation: {'adapter' if lora else 'finetune'}",
+        "library_name: diffusers",
+        "pipeline_tag: text-to-image",
+        "tags:",
+        *[f"- {t}" for t in tags],
+        "inference: false",
+        "---",
+    ]
+    what = (
+        f"LoRA rank {config.lora_rank}, alpha {config.lora_alpha:g} (scale alpha / rank = "
+        f"{config.lora_alpha / config.lora_rank:g}) on {', '.join(config.target_modules)}"
+        if lora
+        else "full fine-tune of the UNet"
+    )
+    time_line = "not recorded" if train_seconds is None else f"{train_seconds:.1f} s wall clock"
+    out = str(out_dir)
+    if lora:
+        load = f'pipe.load_lora_weights("{out}")\npipe.fuse_lora()'
+    else:
+        load = f'pipe.unet = UNet2DConditionModel.from_pretrained("{out}/unet")'
+    imports = "from diffusers import " + ", ".join([pipeline] + ([] if lora else ["UNet2DConditionModel"]))
+    diffusers_use = "\n".join(
+        [
+            "```python",
+            imports,
+            "from tlcm import TLCMScheduler",
+            "",
+            f'pipe = {pipeline}.from_pretrained("{base_path}")',
+            load,
+            f'pipe.scheduler = TLCMScheduler.from_pretrained("{out}/scheduler")',
+            'image = pipe("your prompt", num_inference_steps=4, guidance_scale=0).images[0]',
+            "```",
+        ]
+    )
+    if lora:
+        comfy = f"""1. Copy `{kohya_file(name)}` to `ComfyUI/models/loras/` (if this folder lacks it:
+   `python -m tlcm.export RUN --format kohya`, RUN being the run folder above this one).
+2. Load the base model ({pipeline} `{base_path}`, as a single-file checkpoint) and a
+   **LoraLoader** node with the file: strength_model 1.0, strength_clip 0 (the LoRA has no
+   text-encoder weights).
+3. Sample without guidance: cfg 1.0, sampler **lcm** (it predicts x0 and re-noises to the next
+   sigma: TLCM with gamma = 1). ComfyUI has no TLCM scheduler: for the exact steps, give the
+   "ComfyUI sigmas" below to a **SamplerCustom** node (sampler from KSamplerSelect "lcm") through
+   a custom-sigmas node such as ManualSigmas; the scheduler **sgm_uniform** approximates them, at
+   the timesteps of the "sgm_uniform" column (close to TLCM's where they agree)."""
+    else:
+        comfy = (
+            "A full fine-tune exports a diffusers UNet folder; ComfyUI needs it converted to a checkpoint."
+        )
+    eval_part = _table(scores) if scores else "Not evaluated (`--recipes.runtime.eval-samples-per-digit`)."
+    own = inspect.signature(TLCMScheduler.__init__).parameters  # not the base scheduler's extra keys
+    settings = json.dumps({k: v for k, v in scheduler.config.items() if k in own}, indent=2, default=str)
+    recipe_part = (
+        "```json\n" + json.dumps(recipe_dict(recipe), indent=2) + "\n```"
+        if recipe is not None
+        else "Not recorded (exported from a checkpoint by `python -m tlcm.export`)."
+    )
+    body = f"""
+# TLCM student of {Path(base_path).name}
+
+A few-step student distilled with [tlcm](https://arxiv.org/abs/2406.05768) (Training-efficient
+Latent Consistency Model) from `{base_path}` (`{pipeline}`): it samples in 1-{m} steps without
+classifier-free guidance.
+
+- Student: {what}
+- Student grid: M = {m} milestones, q = {q} training steps
+- Training time: {time_line}
+
+## Scores
+
+{eval_part}
+
+## Use in diffusers
+
+{diffusers_use}
+
+Files: `{DIFFUSERS_FILE if lora else "unet/"}` (diffusers), `scheduler/` (the TLCMScheduler config),
+{f"`{kohya_file(name)}` (kohya format: ComfyUI, A1111)," if lora else ""} this card.
+
+## Use in ComfyUI
+
+{comfy}
+
+## Sampler settings
+
+Steps: 1..{m} at the milestone timesteps below (training sampled {q} steps), guidance scale 0
+(ComfyUI cfg 1.0), gamma {scheduler.config.gamma:g} (1: fresh noise between steps, as LCM; 0:
+deterministic, as DDIM), prediction type {scheduler.config.prediction_type}.
+
+{_table(rows)}
+
+TLCMScheduler parameters (`scheduler/scheduler_config.json`):
+
+```json
+{settings}
+```
+
+## Recipe
+
+{recipe_part}
+"""
+    return "\n".join(front) + "\n" + body
+
+
+def write_model_card(
+    student: Student,
+    out_dir: Path,
+    name: str,
+    recipe: Recipe | None = None,
+    train_seconds: float | None = None,
+    scores: list[dict] | None = None,
+) -> Path:
+    """Write ``out_dir/README.md`` (after ``export_student`` wrote ``out_dir``); returns its path."""
+    path = Path(out_dir) / CARD_FILE
+    path.write_text(render_model_card(student, Path(out_dir), name, recipe, train_seconds, scores))
+    return path

@@ -1,0 +1,209 @@
+"""Export a trained student: ``python -m tlcm.export RUN --format kohya`` converts an existing run.
+
+Files of an export folder (RUN/student/ by default; the engine writes the formats of
+``--recipes.runtime.export-formats``, default diffusers only):
+
+- ``pytorch_lora_weights.safetensors`` (diffusers): the peft state dict of the "student" adapter
+  with a ``unet.`` prefix, ``unet.<module>.lora_A.weight`` (rank x in) / ``lora_B.weight`` (out x
+  rank), and the LoRA config (rank, alpha, targets) as the header's ``lora_adapter_metadata``, so
+  ``pipe.load_lora_weights(RUN/student)`` scales by alpha / rank even when alpha != rank.
+- ``<run name>_kohya.safetensors`` (kohya / ComfyUI / A1111): per LoRA'd module (Linear and Conv2d
+  alike) three tensors, the module path with "." -> "_" under ``lora_unet_``::
+
+      unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight
+        -> lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight
+      ...lora_B.weight -> ...lora_up.weight        (same tensor: conv down k x k, conv up 1 x 1)
+      (new)            -> ...alpha                 (0-dim float32: the LoRA alpha; scale alpha / rank)
+
+  These are the diffusers module names kohya's sd-scripts use for SD1.5; ComfyUI maps them for
+  SDXL too, and diffusers' ``load_lora_weights`` reads them for both.
+- ``scheduler/``: the TLCMScheduler config on the student's grid; ``README.md``: the model card
+  (tlcm/card.py). A full fine-tune exports ``unet/`` (diffusers) instead of a LoRA.
+
+Two identical runs write byte-identical .safetensors files: tensors sorted by name, contiguous on
+the CPU, and the header's metadata sorted (``save_safetensors``; safetensors itself writes it in
+hash order, which changes from call to call), the LoRA config's sets as sorted lists.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import tyro
+from rich.console import Console
+from safetensors.torch import save_file
+
+from tlcm.diffusion.scheduler import TLCMScheduler
+from tlcm.errors import TLCMError, run_cli
+from tlcm.models.base import BaseModel
+from tlcm.models.student import Student
+from tlcm.toy import MINIATURE_SD
+from tlcm.validation import check_device, check_export_formats, check_out_dir
+
+DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+"""diffusers' default LoRA file name (``load_lora_weights(folder)`` finds it)."""
+
+
+def kohya_file(name: str) -> str:
+    """The kohya-format file name of run ``name`` (what ComfyUI lists in its LoRA menu)."""
+    return f"{name}_kohya.safetensors"
+
+
+def run_name(run_dir: Path) -> str:
+    """A run folder's name ("tlcm-full" for runs/tlcm-full), naming its kohya file."""
+    return Path(run_dir).resolve().name or "tlcm"
+
+
+def kohya_state_dict(lora: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """A peft LoRA state dict (``<module>.lora_A.weight`` / ``lora_B.weight``, no adapter name) in
+    kohya's format (see the module docstring), every module with ``alpha``."""
+    parts = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight"}
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in lora.items():
+        module, _, part = key.rpartition(".lora_")
+        if f"lora_{part}" not in parts:
+            raise ValueError(f"{key} is not a plain LoRA weight (lora_A / lora_B): kohya has no name for it")
+        name = "lora_unet_" + module.replace(".", "_")
+        out[f"{name}.{parts[f'lora_{part}']}"] = tensor
+        out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32)
+    return out
+
+
+def _sorted_json(value: Any) -> Any:
+    """``value`` with every set a sorted list (JSON, and the same bytes in every process)."""
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if isinstance(value, dict):
+        return {k: _sorted_json(v) for k, v in value.items()}
+    return value
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> Path:
+    """``safetensors.torch.save_file`` with reproducible bytes: contiguous CPU tensors and the
+    header's metadata sorted by key (rewritten in place: the same JSON in another key order)."""
+    save_file({k: v.detach().contiguous().cpu() for k, v in sorted(tensors.items())}, path, metadata)
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(raw) > size:  # cannot happen (same JSON, other key order); never write a bad file
+            raise RuntimeError(f"{path}: the sorted safetensors header grew ({len(raw)} > {size} bytes)")
+        f.seek(8)
+        f.write(raw.ljust(size))
+    return path
+
+
+def diffusers_lora(student: Student) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The diffusers-format LoRA of ``student``: (tensors, safetensors metadata)."""
+    config = {f"unet.{k}": v for k, v in _sorted_json(student.lora_config.to_dict()).items()}
+    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(config, indent=2, sort_keys=True)}
+    return {f"unet.{k}": v for k, v in student.state_dict().items()}, metadata
+
+
+def kohya_lora(student: Student) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The kohya-format LoRA of ``student``: (tensors, safetensors metadata: kohya's ss_* network
+    keys, which A1111 shows and sorts by, and the student grid)."""
+    config = student.config
+    metadata = {
+        "format": "pt",
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(config.lora_rank),
+        "ss_network_alpha": str(config.lora_alpha),
+        "ss_base_model_version": "sdxl_base_v1-0" if student.base.is_sdxl else "sd_v1",
+        "tlcm_student_grid": json.dumps(asdict(config.grid)),
+    }
+    return kohya_state_dict(student.state_dict(), config.lora_alpha), metadata
+
+
+def export_student(
+    student: Student, out_dir: Path, formats: tuple[str, ...] = ("diffusers",), name: str = "tlcm"
+) -> list[Path]:
+    """Write ``student`` to ``out_dir`` in ``formats`` plus the TLCMScheduler config of its grid
+    (``out_dir/scheduler``); ``name`` names the kohya file. Returns the written weight files (a
+    full fine-tune: the unet/ folder)."""
+    check_export_formats(formats, "export formats", lora=not student.config.full_finetune)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    m = student.config.grid.num_milestones
+    scheduler = TLCMScheduler.from_config(student.base.pipe.scheduler.config, num_milestones=m)
+    scheduler.save_pretrained(out_dir / "scheduler")
+    if student.config.full_finetune:
+        student.unet.save_pretrained(out_dir / "unet", safe_serialization=True)
+        return [out_dir / "unet"]
+    files = {"diffusers": (DIFFUSERS_FILE, diffusers_lora), "kohya": (kohya_file(name), kohya_lora)}
+    written = []
+    for file, build in (files[f] for f in dict.fromkeys(formats)):
+        written.append(save_safetensors(*build(student), out_dir / file))
+    return written
+
+
+@dataclass
+class ExportArgs:
+    """Export a tlcm run's student (its latest checkpoint) as a diffusers and / or kohya LoRA."""
+
+    run: Annotated[Path, tyro.conf.Positional]
+    """The tlcm run folder (e.g. runs/tlcm-full)."""
+    format: tuple[str, ...] = ("kohya",)
+    """Formats to write: kohya (ComfyUI / A1111: RUN_NAME_kohya.safetensors) and / or diffusers
+    (pytorch_lora_weights.safetensors)."""
+    out: Path | None = None
+    """Output folder (default: RUN/student); gets the scheduler config and, when it has none, a
+    model card."""
+    model: Path | None = None
+    """The run's base model folder (default: base_model of the run's model card, else the miniature
+    pipeline)."""
+    device: str = "cpu"
+    """Torch device to load the model on."""
+
+
+def _card_base_model(card: Path) -> Path | None:
+    """The ``base_model`` of a tlcm model card's front matter, or None."""
+    if not card.is_file():
+        return None
+    for line in card.read_text().split("\n---", 1)[0].splitlines():
+        if line.startswith("base_model:"):
+            return Path(json.loads(line.removeprefix("base_model:").strip()))
+    return None
+
+
+def main(args: ExportArgs) -> list[Path]:
+    """Convert; returns the written weight files."""
+    from tlcm.card import CARD_FILE, write_model_card  # the card names this module's files
+
+    check_export_formats(args.format, "--format")
+    if not args.run.is_dir():
+        raise TLCMError(f"{args.run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    check_device(args.device, "--device")
+    card = args.run / "student" / CARD_FILE
+    out = args.out or args.run / "student"
+    check_out_dir(out, "--out")
+    model = args.model or _card_base_model(card) or MINIATURE_SD
+    student = Student.from_run(BaseModel.load(model, device=args.device, flag="--model"), args.run)
+    name = run_name(args.run)
+    written = export_student(student, out, args.format, name)
+    if not (out / CARD_FILE).is_file():
+        if card.is_file():
+            shutil.copyfile(card, out / CARD_FILE)
+        else:
+            scores = args.run / "eval.json"  # python -m tlcm.train's end-of-run evaluation
+            scores = json.loads(scores.read_text()) if scores.is_file() else None
+            write_model_card(student, out, name, scores=scores)
+    for path in written:
+        Console().print(f"wrote {path}")
+    return written
+
+
+def cli(args: list[str] | None = None) -> list[Path]:
+    """The command line: parse ``args`` (default: sys.argv) and export."""
+    return main(tyro.cli(ExportArgs, args=args))
+
+
+if __name__ == "__main__":
+    run_cli(cli)
