@@ -4,6 +4,7 @@ resume or initialise from checkpoints that do not fit the recipe."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -104,10 +105,8 @@ def test_resume_from_a_damaged_latest_equals_the_uninterrupted_run(model_dir, tm
     resumed = train(_every_step(small_recipe(model_dir, tmp_path / "b", steps=4)))
     a, b = straight.student.state_dict(), resumed.student.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    steps = [
-        line.count('"global_step"') for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert len(steps) == 4  # the log was cut back to the checkpoint: no duplicated steps
+    log = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["global_step"] for line in log] == [1, 2, 3, 4]  # cut back, no duplicates
 
 
 def test_resume_refuses_a_recipe_with_other_phases_or_steps(model_dir, tmp_path):
@@ -146,3 +145,13 @@ def test_sigterm_exits_with_the_documented_code(model_dir, tmp_path, capsys):
         run_cli(lambda: main(TrainArgs(recipes=recipe)))
     assert exit_info.value.code == PREEMPTED_EXIT_CODE == 75
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000001"
+
+
+def test_a_rerun_without_checkpoints_does_not_append_to_the_old_log(model_dir, tmp_path):
+    """A run stopped before its first checkpoint (here: the checkpoint folder removed) starts over,
+    and so does its metrics.jsonl: steps 1..4 once, not 1, 2, 1, 2, 3, 4."""
+    train(small_recipe(model_dir, tmp_path, steps=2))
+    shutil.rmtree(tmp_path / "checkpoints")
+    train(small_recipe(model_dir, tmp_path, steps=4))
+    log = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["global_step"] for line in log] == [1, 2, 3, 4]

@@ -35,7 +35,7 @@ def comfy_sigmas(scheduler: TLCMScheduler, timesteps: list[int]) -> list[float]:
 
 def sgm_uniform_timesteps(steps: int, num_train_timesteps: int) -> list[float]:
     """Where ComfyUI's "sgm_uniform" scheduler steps: linspace(T - 1, 0, n + 1) without the last."""
-    return [round(t, 2) for t in torch.linspace(num_train_timesteps - 1, 0, steps + 1)[:-1].tolist()]
+    return [round(t, 2) for t in torch.linspace(num_train_timesteps - 1, 0, steps + 1, device="cpu")[:-1].tolist()]
 
 
 def _table(rows: list[dict]) -> str:
@@ -43,6 +43,72 @@ def _table(rows: list[dict]) -> str:
     cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     return "\n".join(lines + ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows])
+
+
+def timestep_rows(scheduler: TLCMScheduler, num_milestones: int) -> list[dict]:
+    """The card's table: per step count n in CARD_STEPS (n <= M), the TLCM timesteps, their ComfyUI
+    sigmas and where ComfyUI's sgm_uniform steps instead."""
+    rows = []
+    for n in [s for s in CARD_STEPS if s <= num_milestones]:
+        scheduler.set_timesteps(n)
+        ts = scheduler.timesteps.tolist()
+        uniform = sgm_uniform_timesteps(n, scheduler.config.num_train_timesteps)
+        rows.append(
+            {
+                "steps": n,
+                "timesteps": ", ".join(map(str, ts)),
+                "ComfyUI sigmas": ", ".join(f"{s:.6g}" for s in comfy_sigmas(scheduler, ts)),
+                "sgm_uniform": ", ".join(f"{t:g}" for t in uniform),
+            }
+        )
+    return rows
+
+
+def _front_matter(base_path: str, lora: bool, sdxl: bool) -> str:
+    tags = ["text-to-image", "diffusers", "lora" if lora else "full-finetune", "tlcm", "latent-consistency"]
+    tags.append("stable-diffusion-xl" if sdxl else "stable-diffusion")
+    lines = [
+        f"base_model: {json.dumps(base_path)}",
+        f"base_model_relation: {'adapter' if lora else 'finetune'}",
+        "library_name: diffusers",
+        "pipeline_tag: text-to-image",
+        "tags:",
+        *[f"- {t}" for t in tags],
+        "inference: false",
+    ]
+    return "---\n" + "\n".join(lines) + "\n---\n"
+
+
+def _diffusers_use(pipeline: str, base_path: str, out: str, lora: bool, steps: int) -> str:
+    if lora:
+        imports, load = pipeline, f'pipe.load_lora_weights("{out}")\npipe.fuse_lora()'
+    else:
+        imports = f"{pipeline}, UNet2DConditionModel"
+        load = f'pipe.unet = UNet2DConditionModel.from_pretrained("{out}/unet")'
+    return f"""```python
+from diffusers import {imports}
+from tlcm import TLCMScheduler
+
+pipe = {pipeline}.from_pretrained("{base_path}")
+{load}
+pipe.scheduler = TLCMScheduler.from_pretrained("{out}/scheduler")
+image = pipe("your prompt", num_inference_steps={steps}, guidance_scale=0).images[0]
+```"""
+
+
+def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool) -> str:
+    if not lora:
+        return "A full fine-tune exports a diffusers UNet folder: convert it to a checkpoint for ComfyUI."
+    return f"""1. Copy `{kohya}` to `ComfyUI/models/loras/` (if this folder lacks it:
+   `python -m tlcm.export RUN --format kohya`, RUN being the run folder above this one).
+2. Load the base model ({pipeline} `{base_path}`, as a single-file checkpoint) and a
+   **LoraLoader** node with the file: strength_model 1.0, strength_clip 0 (the LoRA has no
+   text-encoder weights).
+3. Sample without guidance: cfg 1.0, sampler **lcm** (it predicts x0 and re-noises to the next
+   sigma: TLCM with gamma = 1). ComfyUI has no TLCM scheduler: for the exact steps, give the
+   "ComfyUI sigmas" below to a **SamplerCustom** node (sampler: KSamplerSelect "lcm") through a
+   custom-sigmas node such as ManualSigmas; the scheduler **sgm_uniform** approximates them, at
+   the timesteps of the "sgm_uniform" column (close to TLCM's where the two columns agree)."""
 
 
 def render_model_card(
@@ -54,81 +120,19 @@ def render_model_card(
     scores: list[dict] | None = None,
 ) -> str:
     """The card's Markdown for ``student`` exported to ``out_dir`` (kohya file named after ``name``)."""
-    base, config = student.base, student.config
-    pipeline = type(base.pipe).__name__
-    base_path = str(Path(base.path).resolve())
+    base, config, lora = student.base, student.config, not student.config.full_finetune
+    pipeline, base_path = type(base.pipe).__name__, str(Path(base.path).resolve())
     scheduler = TLCMScheduler.from_pretrained(out_dir / "scheduler")
-    m, q, big_t = config.grid.num_milestones, config.grid.steps, scheduler.config.num_train_timesteps
-    rows = []
-    for n in [s for s in CARD_STEPS if s <= m]:
-        scheduler.set_timesteps(n)
-        ts = scheduler.timesteps.tolist()
-        sigmas = ", ".join(f"{s:.6g}" for s in comfy_sigmas(scheduler, ts))
-        uniform = ", ".join(f"{t:g}" for t in sgm_uniform_timesteps(n, big_t))
-        rows.append(
-            {
-                "steps": n,
-                "timesteps": ", ".join(map(str, ts)),
-                "ComfyUI sigmas": sigmas,
-                "sgm_uniform": uniform,
-            }
-        )
-    lora = not config.full_finetune
-    tags = ["text-to-image", "diffusers", "lora" if lora else "full-finetune", "tlcm", "latent-consistency"]
-    tags.append("stable-diffusion-xl" if base.is_sdxl else "stable-diffusion")
-    front = [
-        "---",
-        f"base_model: {json.dumps(base_path)}",
-        f"base_model_relation: {'adapter' if lora else 'finetune'}",
-        "library_name: diffusers",
-        "pipeline_tag: text-to-image",
-        "tags:",
-        *[f"- {t}" for t in tags],
-        "inference: false",
-        "---",
-    ]
-    what = (
-        f"LoRA rank {config.lora_rank}, alpha {config.lora_alpha:g} (scale alpha / rank = "
-        f"{config.lora_alpha / config.lora_rank:g}) on {', '.join(config.target_modules)}"
-        if lora
-        else "full fine-tune of the UNet"
-    )
-    time_line = "not recorded" if train_seconds is None else f"{train_seconds:.1f} s wall clock"
-    out = str(out_dir)
+    m, q = config.grid.num_milestones, config.grid.steps
     if lora:
-        load = f'pipe.load_lora_weights("{out}")\npipe.fuse_lora()'
+        scale = config.lora_alpha / config.lora_rank
+        what = f"LoRA rank {config.lora_rank}, alpha {config.lora_alpha:g} (scale alpha / rank = {scale:g})"
+        what += f" on {', '.join(config.target_modules)}"
+        files = f"`{DIFFUSERS_FILE}` (diffusers), `{kohya_file(name)}` (kohya: ComfyUI, A1111)"
     else:
-        load = f'pipe.unet = UNet2DConditionModel.from_pretrained("{out}/unet")'
-    imports = "from diffusers import " + ", ".join([pipeline] + ([] if lora else ["UNet2DConditionModel"]))
-    diffusers_use = "\n".join(
-        [
-            "```python",
-            imports,
-            "from tlcm import TLCMScheduler",
-            "",
-            f'pipe = {pipeline}.from_pretrained("{base_path}")',
-            load,
-            f'pipe.scheduler = TLCMScheduler.from_pretrained("{out}/scheduler")',
-            'image = pipe("your prompt", num_inference_steps=4, guidance_scale=0).images[0]',
-            "```",
-        ]
-    )
-    if lora:
-        comfy = f"""1. Copy `{kohya_file(name)}` to `ComfyUI/models/loras/` (if this folder lacks it:
-   `python -m tlcm.export RUN --format kohya`, RUN being the run folder above this one).
-2. Load the base model ({pipeline} `{base_path}`, as a single-file checkpoint) and a
-   **LoraLoader** node with the file: strength_model 1.0, strength_clip 0 (the LoRA has no
-   text-encoder weights).
-3. Sample without guidance: cfg 1.0, sampler **lcm** (it predicts x0 and re-noises to the next
-   sigma: TLCM with gamma = 1). ComfyUI has no TLCM scheduler: for the exact steps, give the
-   "ComfyUI sigmas" below to a **SamplerCustom** node (sampler from KSamplerSelect "lcm") through
-   a custom-sigmas node such as ManualSigmas; the scheduler **sgm_uniform** approximates them, at
-   the timesteps of the "sgm_uniform" column (close to TLCM's where they agree)."""
-    else:
-        comfy = (
-            "A full fine-tune exports a diffusers UNet folder; ComfyUI needs it converted to a checkpoint."
-        )
-    eval_part = _table(scores) if scores else "Not evaluated (`--recipes.runtime.eval-samples-per-digit`)."
+        what, files = "full fine-tune of the UNet", "`unet/`"
+    seconds = "not recorded" if train_seconds is None else f"{train_seconds:.1f} s wall clock (the phases)"
+    scored = _table(scores) if scores else "Not evaluated (`--recipes.runtime.eval-samples-per-digit`)."
     own = inspect.signature(TLCMScheduler.__init__).parameters  # not the base scheduler's extra keys
     settings = json.dumps({k: v for k, v in scheduler.config.items() if k in own}, indent=2, default=str)
     recipe_part = (
@@ -136,7 +140,7 @@ def render_model_card(
         if recipe is not None
         else "Not recorded (exported from a checkpoint by `python -m tlcm.export`)."
     )
-    body = f"""
+    return f"""{_front_matter(base_path, lora, base.is_sdxl)}
 # TLCM student of {Path(base_path).name}
 
 A few-step student distilled with [tlcm](https://arxiv.org/abs/2406.05768) (Training-efficient
@@ -145,22 +149,21 @@ classifier-free guidance.
 
 - Student: {what}
 - Student grid: M = {m} milestones, q = {q} training steps
-- Training time: {time_line}
+- Training time: {seconds}
 
 ## Scores
 
-{eval_part}
+{scored}
 
 ## Use in diffusers
 
-{diffusers_use}
+{_diffusers_use(pipeline, base_path, str(out_dir), lora, min(4, m))}
 
-Files: `{DIFFUSERS_FILE if lora else "unet/"}` (diffusers), `scheduler/` (the TLCMScheduler config),
-{f"`{kohya_file(name)}` (kohya format: ComfyUI, A1111)," if lora else ""} this card.
+Files: {files}, `scheduler/` (the TLCMScheduler config), this card.
 
 ## Use in ComfyUI
 
-{comfy}
+{_comfy_use(kohya_file(name), pipeline, base_path, lora)}
 
 ## Sampler settings
 
@@ -168,7 +171,7 @@ Steps: 1..{m} at the milestone timesteps below (training sampled {q} steps), gui
 (ComfyUI cfg 1.0), gamma {scheduler.config.gamma:g} (1: fresh noise between steps, as LCM; 0:
 deterministic, as DDIM), prediction type {scheduler.config.prediction_type}.
 
-{_table(rows)}
+{_table(timestep_rows(scheduler, m))}
 
 TLCMScheduler parameters (`scheduler/scheduler_config.json`):
 
@@ -180,7 +183,6 @@ TLCMScheduler parameters (`scheduler/scheduler_config.json`):
 
 {recipe_part}
 """
-    return "\n".join(front) + "\n" + body
 
 
 def write_model_card(

@@ -59,7 +59,8 @@ class Run:
     skipped_steps: list[int] = field(default_factory=list)
     is_main: bool = True
     train_seconds: float = 0.0
-    """Wall seconds of this ``Trainer.run`` call (a resumed run: since the resume)."""
+    """Wall seconds of this ``Trainer.run`` call: the phases, without loading the model (a resumed
+    run: since the resume)."""
 
 
 def _seed(seed: int, step: int, chunk: int) -> int:
@@ -193,7 +194,7 @@ class Trainer:
         elif (rt.out_dir / "checkpoints").is_dir() and self.dist.is_main:
             self.reporter.print(f"--recipes.runtime.no-resume: removing {rt.out_dir / 'checkpoints'}")
             shutil.rmtree(rt.out_dir / "checkpoints")
-            self.reporter.truncate(0)
+        self.reporter.truncate(0)  # starting at step 0: a log without a checkpoint behind it goes
         if student.init_from is not None:
             flag = f"--recipes.student.init-from {student.init_from}"
             init = load_latest(student.init_from, self.dist.device, self.reporter.print)

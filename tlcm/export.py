@@ -70,7 +70,7 @@ def kohya_state_dict(lora: dict[str, torch.Tensor], alpha: float) -> dict[str, t
             raise ValueError(f"{key} is not a plain LoRA weight (lora_A / lora_B): kohya has no name for it")
         name = "lora_unet_" + module.replace(".", "_")
         out[f"{name}.{parts[f'lora_{part}']}"] = tensor
-        out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32)
+        out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32, device="cpu")
     return out
 
 
@@ -148,7 +148,7 @@ def export_student(
 class ExportArgs:
     """Export a tlcm run's student (its latest checkpoint) as a diffusers and / or kohya LoRA."""
 
-    run: Annotated[Path, tyro.conf.Positional]
+    run: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
     """The tlcm run folder (e.g. runs/tlcm-full)."""
     format: tuple[str, ...] = ("kohya",)
     """Formats to write: kohya (ComfyUI / A1111: RUN_NAME_kohya.safetensors) and / or diffusers
