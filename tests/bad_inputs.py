@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import tyro
 
 from tlcm.errors import run_cli
 
@@ -43,9 +42,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 
 def _train(argv: list[str]) -> None:
-    from tlcm.train import TrainArgs, main
+    from tlcm.train import cli
 
-    main(tyro.cli(TrainArgs, args=argv, config=(tyro.conf.CascadeSubcommandArgs,)))
+    cli(argv)
 
 
 def _sample(argv: list[str]) -> None:
@@ -226,6 +225,12 @@ def _latest_mid_phase(run: Path) -> None:
     """Keep only the periodic checkpoint of step 1 of 2 (as a pre-empted run leaves it)."""
     shutil.rmtree(run / "checkpoints" / "step-0000002")
     (run / "checkpoints" / "latest").write_text("step-0000001")
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def _has_gpu() -> str | None:
@@ -526,6 +531,19 @@ CASES: list[Case] = [
         "to_kk",
         *TINY_RUN,
         expect="--recipes.student.target-modules: to_kk matches no Linear/Conv layer",
+    ),
+    Case(
+        "unknown recipe preset (with --help)",
+        "tlcm.train",
+        ("recipes:tlcm-ful", "--help"),
+        "unknown recipe recipes:tlcm-ful; presets: recipes:tlcm-full",
+    ),
+    train(
+        "tracker whose package is missing",
+        "--recipes.runtime.trackers",
+        "wandb",
+        skip=lambda: "wandb is installed here" if _importable("wandb") else None,
+        expect="--recipes.runtime.trackers wandb: the wandb package is not installed",
     ),
     # -- checkpoints: resume and init-from
     train(

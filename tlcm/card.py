@@ -35,7 +35,8 @@ def comfy_sigmas(scheduler: TLCMScheduler, timesteps: list[int]) -> list[float]:
 
 def sgm_uniform_timesteps(steps: int, num_train_timesteps: int) -> list[float]:
     """Where ComfyUI's "sgm_uniform" scheduler steps: linspace(T - 1, 0, n + 1) without the last."""
-    return [round(t, 2) for t in torch.linspace(num_train_timesteps - 1, 0, steps + 1, device="cpu")[:-1].tolist()]
+    ts = torch.linspace(num_train_timesteps - 1, 0, steps + 1, device="cpu")[:-1]
+    return [round(t, 2) for t in ts.tolist()]
 
 
 def _table(rows: list[dict]) -> str:
