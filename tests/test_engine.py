@@ -270,9 +270,9 @@ def test_aux_step_sees_every_micro_batch_under_the_steps_autocast(tiny_sd_dir, t
 
 
 def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp_path):
-    """Trained with M = 4 (q = 2): the checkpoint, Student.from_run, the sample CLI and the exported
-    TLCMScheduler all use the M = 4 grid (4 steps: [999, 749, 499, 249], not M = 8's
-    [999, 749, 499, 124]); step counts above M are refused."""
+    """Trained with M = 4 (q = 2, sampler gamma 0.5): the checkpoint, Student.from_run, the sample
+    CLI and the exported TLCMScheduler all use the M = 4 grid and that gamma (4 steps: [999, 749,
+    499, 249], not M = 8's [999, 749, 499, 124]); step counts above M are refused."""
     from tlcm.models.base import BaseModel
     from tlcm.models.student import Student
     from tlcm.sample import SampleArgs
@@ -282,14 +282,14 @@ def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp
     recipe = replace(
         recipe,
         phases={k: recipe.phases[k] for k in ("mlcd", "lcd")},
-        student=replace(recipe.student, grid=StudentGrid(4, 2)),
+        student=replace(recipe.student, grid=StudentGrid(4, 2, gamma=0.5)),
         inference_steps=(1, 4),
     )
     train(recipe)
     scheduler = TLCMScheduler.from_pretrained(tmp_path / "student" / "scheduler")
     scheduler.set_timesteps(4)
-    assert scheduler.timesteps.tolist() == [999, 749, 499, 249]
-    assert Student.from_run(BaseModel.load(tiny_sd_dir), tmp_path).config.grid == StudentGrid(4, 2)
+    assert scheduler.timesteps.tolist() == [999, 749, 499, 249] and scheduler.config.gamma == 0.5
+    assert Student.from_run(BaseModel.load(tiny_sd_dir), tmp_path).config.grid == StudentGrid(4, 2, 0.5)
     args = SampleArgs(model=tiny_sd_dir, student=tmp_path, steps=5, out=tmp_path / "s.png", device="cpu")
     with pytest.raises(TLCMError, match="in 1..4 for this student"):
         sample_main(args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -130,20 +131,26 @@ def student(
     model: Path = MINIATURE_SD,
     assets: Path = ASSET_DIR,
     device: str = "cpu",
+    gamma: float | None = None,
 ) -> list[dict]:
     """Score a trained student (a tlcm run folder: its latest checkpoint) with the TLCM sampler
-    (no CFG, gamma = 1, the authors' milestone timesteps); writes RUN/eval.json. ``assets``: the
+    (no CFG, the milestone timesteps of its grid; ``gamma``: the sampler's gamma, default the
+    run's, 1 = LCM); writes RUN/eval.json (RUN/eval-gamma<g>.json with --gamma). ``assets``: the
     metric assets of ``model``'s build (as in teacher-table)."""
+    if gamma is not None and not 0.0 <= gamma <= 1.0:
+        raise TLCMError(f"--gamma must be in [0, 1] (1: LCM, 0: DDIM), got {gamma}")
     _check_args(steps, samples_per_digit, model, assets, device)
     if not run.is_dir():
         raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
     base = BaseModel.load(model, device=device, flag="--model")
     trained = Student.from_run(base, run)
-    grid = trained.config.grid
+    grid = trained.config.grid if gamma is None else replace(trained.config.grid, gamma=gamma)
     if not all(1 <= n <= grid.num_milestones for n in steps):
         raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {steps}")
     rows = student_scores(base, trained.denoiser(), steps, samples_per_digit, ToyMetrics(assets), grid)
-    (run / "eval.json").write_text(json.dumps(rows, indent=1) + "\n")
+    rows = [{**r, "gamma": grid.gamma} for r in rows]
+    name = "eval.json" if gamma is None else f"eval-gamma{gamma:g}.json"
+    (run / name).write_text(json.dumps(rows, indent=1) + "\n")
     Console().print(markdown_table(rows, ["steps", "alignment", "fd"]))
     return rows
 

@@ -132,7 +132,9 @@ def export_student(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     m = student.config.grid.num_milestones
-    scheduler = TLCMScheduler.from_config(student.base.pipe.scheduler.config, num_milestones=m)
+    scheduler = TLCMScheduler.from_config(
+        student.base.pipe.scheduler.config, num_milestones=m, gamma=student.config.grid.gamma
+    )
     scheduler.save_pretrained(out_dir / "scheduler")
     if student.config.full_finetune:
         student.unet.save_pretrained(out_dir / "unet", safe_serialization=True)

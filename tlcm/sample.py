@@ -47,8 +47,9 @@ class SampleArgs:
     """Torch device."""
     student: Path | None = None
     """A tlcm run folder (e.g. runs/tlcm-full): sample its student with the TLCM sampler (no CFG,
-    fresh noise between steps, the milestone timesteps of the grid it was trained on; --steps in
-    1..M)."""
+    the milestone timesteps and gamma of the grid it was trained on; --steps in 1..M)."""
+    gamma: float | None = None
+    """With --student: the sampler's gamma instead of the run's (1: LCM, 0: DDIM)."""
 
 
 def check_sample_args(args: SampleArgs) -> None:
@@ -57,6 +58,8 @@ def check_sample_args(args: SampleArgs) -> None:
         raise TLCMError(f"--num-per-prompt must be >= 1 (images per prompt), got {args.num_per_prompt}")
     if not math.isfinite(args.guidance_scale):
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
+        raise TLCMError(f"--gamma must be in [0, 1] (1: LCM, 0: DDIM), got {args.gamma}")
     check_device(args.device, "--device")
     check_seed(args.seed, "--seed")
     check_out_file(args.out, "--out")
@@ -96,7 +99,8 @@ def main(args: SampleArgs) -> Path:
                 f"--steps must be in 1..{grid.num_milestones} for this student "
                 f"(M = {grid.num_milestones} milestones), got {args.steps}"
             )
-        denoiser, gamma, w = trained.denoiser(), 1.0, 1.0
+        denoiser, w = trained.denoiser(), 1.0
+        gamma = grid.gamma if args.gamma is None else args.gamma
         timesteps = grid.timesteps(args.steps, base.schedule.num_train_timesteps).tolist()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"sampling {len(prompts)} images", total=args.steps)

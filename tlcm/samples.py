@@ -22,6 +22,7 @@ def write_phase_grid(trainer, path: Path, seed: int = 0) -> Path:
     rows = []
     for n in trainer.recipe.inference_steps:
         grid = trainer.recipe.student.grid.timesteps(n, base.schedule.num_train_timesteps).tolist()
-        latents = sample_latents(student.denoiser(), base.schedule, cond, noise, grid, 1.0, generator=gen)
+        gamma = trainer.recipe.student.grid.gamma
+        latents = sample_latents(student.denoiser(), base.schedule, cond, noise, grid, gamma, generator=gen)
         rows.append(base.decode(latents))
     return save_grid(torch.cat(rows), path, nrow=len(prompts))

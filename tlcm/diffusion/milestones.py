@@ -134,6 +134,10 @@ class StudentGrid:
     steps: int = 4
     """q: sampling steps of the student inside training (LCD states, the DMD / GAN / reward
     one-step predictions, DPO candidates; the paper: 4); in 1..M."""
+    gamma: float = 1.0
+    """gamma of the student's sampler at inference (sample grids, evaluation, tlcm.sample, the
+    exported TLCMScheduler): 1 = LCM (fresh noise between steps, the paper), 0 = DDIM, between:
+    TCD-style. Training's q-step samples always use 1, as the paper."""
 
     def check(self, num_train_timesteps: int = 1000) -> None:
         """ValueError unless 1 <= q <= M <= T (q steps are a subset of the M milestones)."""
@@ -143,6 +147,8 @@ class StudentGrid:
             )
         if not 1 <= self.steps <= self.num_milestones:
             raise ValueError(f"steps (q) must be in 1..{self.num_milestones} (M), got {self.steps}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1] (1: LCM, 0: DDIM), got {self.gamma}")
 
     def timesteps(
         self,

@@ -66,7 +66,11 @@ class Student:
             target_modules=tuple(json.loads(meta["target_modules"]))
             if "target_modules" in meta
             else LCM_LORA_TARGETS,
-            grid=StudentGrid(int(meta.get("num_milestones", 8)), int(meta.get("student_steps", 4))),
+            grid=StudentGrid(
+                int(meta.get("num_milestones", 8)),
+                int(meta.get("student_steps", 4)),
+                float(meta.get("gamma", 1.0)),
+            ),
         )
         student = cls(base, config)
         student.load_state_dict(latest.student)
@@ -76,7 +80,11 @@ class Student:
         """The LoRA config (rank, alpha, targets) and the student grid as strings, stored in
         checkpoints for ``from_run`` and for the checks of resume / init_from."""
         c = self.config
-        grid = {"num_milestones": str(c.grid.num_milestones), "student_steps": str(c.grid.steps)}
+        grid = {
+            "num_milestones": str(c.grid.num_milestones),
+            "student_steps": str(c.grid.steps),
+            "gamma": str(c.grid.gamma),
+        }
         if c.full_finetune:
             return {"full_finetune": "true", **grid}
         return {

@@ -50,15 +50,17 @@ def student_scores(
     metrics: ToyMetrics | None = None,
     student_grid: StudentGrid | None = None,
 ) -> list[dict]:
-    """Toy scores of a TLCM student (no CFG, gamma = 1, the milestone timesteps of its
-    ``student_grid``, default M = 8) per step count."""
+    """Toy scores of a TLCM student (no CFG, the milestone timesteps and gamma of its
+    ``student_grid``, default M = 8, gamma = 1) per step count."""
     metrics, student_grid = metrics or ToyMetrics(), student_grid or StudentGrid()
     rows = []
     for n in steps:
         grid = student_grid.timesteps(n, base.schedule.num_train_timesteps).tolist()
 
         def sampler(cond, uncond, noise, gen, grid=grid):
-            return sample_latents(student, base.schedule, cond, noise, grid, 1.0, generator=gen)
+            return sample_latents(
+                student, base.schedule, cond, noise, grid, student_grid.gamma, generator=gen
+            )
 
         scores = evaluate_toy(base, sampler, samples_per_digit, metrics=metrics)
         rows.append({"steps": n, "alignment": scores.alignment, "fd": scores.fd})
