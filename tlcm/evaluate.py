@@ -1,4 +1,7 @@
-"""Evaluation on the miniature pipeline: ``python -m tlcm.evaluate teacher-table``.
+"""Evaluation: ``python -m tlcm.evaluate teacher-table | student | compare | generate | score``.
+
+``generate`` and ``score`` evaluate real SD1.5 / SDXL teachers and students offline as the papers
+do (tlcm/eval/, docs/evaluation.md); the other three are the miniature pipeline's toy evaluation.
 
 The teacher table scores DDIM + CFG over guidance scales and step counts with the toy metrics
 (alignment: digit-classifier accuracy on the prompt's digit, the CLIP-score analogue; FD: Frechet
@@ -13,6 +16,7 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import tyro
@@ -21,6 +25,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from tlcm.errors import TLCMError, run_cli
+from tlcm.eval.generate import GenerateArgs
+from tlcm.eval.generate import generate as generate_images
+from tlcm.eval.score import ScoreArgs
+from tlcm.eval.score import score as score_images
 from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.models.student import Student
 from tlcm.sampling import ddim_timesteps, sample_latents
@@ -201,7 +209,26 @@ def compare(
     return text
 
 
-COMMANDS = {"teacher-table": teacher_table, "student": student, "compare": compare}
+def generate(args: Annotated[GenerateArgs, tyro.conf.arg(name="")]) -> int:
+    """Generate evaluation images of a real (SD1.5 / SDXL) teacher or student for a prompt set
+    (COCO captions, PartiPrompts, HPSv2, .txt / .jsonl): resumable, torchrun-aware, fixed noise per
+    prompt (docs/evaluation.md)."""
+    return generate_images(args)
+
+
+def score(args: Annotated[ScoreArgs, tyro.conf.arg(name="")]) -> list[dict]:
+    """Score generated folders (FID, FID-T, CLIP score, PickScore, HPSv2.1, ImageReward, aesthetic)
+    from local weights; writes the results table (markdown + json) and an image grid."""
+    return score_images(args)
+
+
+COMMANDS = {
+    "teacher-table": teacher_table,
+    "student": student,
+    "compare": compare,
+    "generate": generate,
+    "score": score,
+}
 """The subcommands of ``python -m tlcm.evaluate``."""
 
 

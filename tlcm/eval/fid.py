@@ -29,16 +29,18 @@ FEATURE_DIM = 2048
 
 
 class FeatureStats:
-    """Running mean and covariance of feature vectors (N, D), accumulated in float64."""
+    """Running mean and covariance of feature vectors (N, D), accumulated in float64 (D is taken
+    from the first batch)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self) -> None:
         self.n = 0
-        self.sum = torch.zeros(dim, dtype=torch.float64)
-        self.outer = torch.zeros(dim, dim, dtype=torch.float64)
+        self.sum = self.outer = torch.zeros(0, dtype=torch.float64)
 
     def update(self, features: torch.Tensor) -> None:
         """Add features (B, D)."""
-        x = features.detach().to("cpu", torch.float64)
+        x = features.detach().to("cpu", torch.float64).flatten(1)
+        if self.n == 0:
+            self.sum, self.outer = x.new_zeros(x.shape[1]), x.new_zeros(x.shape[1], x.shape[1])
         self.n += x.shape[0]
         self.sum += x.sum(0)
         self.outer += x.T @ x
@@ -58,12 +60,14 @@ class FeatureStats:
     @classmethod
     def load(cls, path: Path) -> FeatureStats:
         tensors = load_file(path)
-        stats = cls(tensors["sum"].shape[0])
+        stats = cls()
         stats.n, stats.sum, stats.outer = int(tensors["n"]), tensors["sum"], tensors["outer"]
         return stats
 
 
-def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+def frechet_distance(
+    mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor
+) -> float:
     """d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2}) for means (D,) and covariances (D, D).
 
     Tr (S1 S2)^{1/2} = sum_i sqrt(lambda_i(S1 S2)): S1 S2 is similar to the PSD matrix
@@ -94,17 +98,21 @@ def inception_batch(images: list[Image.Image]) -> torch.Tensor:
 def load_inception(path: Path, device: torch.device | str) -> torch.nn.Module:
     """The FID Inception network from a local torch-fidelity weights file (no download):
     uint8 images (B, 3, H, W) -> pool3 features (B, 2048)."""
-    need_packages("fid", "torchmetrics", "torch_fidelity")
     need_file(path, "inception")
+    need_packages("fid", "torchmetrics", "torch_fidelity")
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     try:
         net = NoTrainInceptionV3(
-            name="inception-v3-compat", features_list=[str(FEATURE_DIM)], feature_extractor_weights_path=str(path)
+            name="inception-v3-compat",
+            features_list=[str(FEATURE_DIM)],
+            feature_extractor_weights_path=str(path),
         )
     except (RuntimeError, OSError, EOFError, KeyError, pickle.UnpicklingError) as err:
         detail = " ".join(str(err).split())[:200]
-        raise TLCMError(f"{path} is not torch-fidelity's Inception weights ({detail}): re-download it") from err
+        raise TLCMError(
+            f"{path} is not torch-fidelity's Inception weights ({detail}): re-download it"
+        ) from err
     return net.to(device)
 
 
@@ -123,3 +131,29 @@ def cached_stats(cache: Path | None, key: str) -> FeatureStats | None:
         return FeatureStats.load(path)
     except (SafetensorError, OSError, KeyError):
         return None
+
+
+@torch.no_grad()
+def image_stats(
+    net: torch.nn.Module, files: list[Path], batch_size: int, cache: Path | None = None, on_batch=None
+) -> FeatureStats:
+    """Inception statistics of image ``files`` (read from / written to ``cache`` when given, keyed by
+    the files and the network's weights file); ``on_batch(n)`` after each batch (progress)."""
+    key = stats_key(files, Path(getattr(net, "weights_file", "inception")))
+    stats = cached_stats(cache, key)
+    if stats is not None:
+        return stats
+    stats = FeatureStats()
+    device = next(net.parameters()).device
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        images = []
+        for file in chunk:
+            with Image.open(file) as image:
+                images.append(image.convert("RGB"))
+        stats.update(net(inception_batch(images).to(device)))
+        if on_batch is not None:
+            on_batch(len(chunk))
+    if cache is not None:
+        stats.save(Path(cache) / f"{key}.safetensors", {"files": len(files), "first": files[0]})
+    return stats

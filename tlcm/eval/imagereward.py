@@ -10,6 +10,7 @@ head on the text [CLS] token, then (r - 0.1672) / 1.0333. ``ImageReward.pt``'s k
 
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,10 @@ VISION_RENAMES = [
     (r"^blip\.visual_encoder\.patch_embed\.proj\.", "vision.embeddings.patch_embedding."),
     (r"^blip\.visual_encoder\.norm\.", "vision.post_layernorm."),
     (r"^blip\.visual_encoder\.blocks\.(\d+)\.norm(\d)\.", r"vision.encoder.layers.\1.layer_norm\2."),
-    (r"^blip\.visual_encoder\.blocks\.(\d+)\.attn\.proj\.", r"vision.encoder.layers.\1.self_attn.projection."),
+    (
+        r"^blip\.visual_encoder\.blocks\.(\d+)\.attn\.proj\.",
+        r"vision.encoder.layers.\1.self_attn.projection.",
+    ),
     (r"^blip\.visual_encoder\.blocks\.(\d+)\.attn\.qkv\.", r"vision.encoder.layers.\1.self_attn.qkv."),
     (r"^blip\.visual_encoder\.blocks\.(\d+)\.mlp\.", r"vision.encoder.layers.\1.mlp."),
     (r"^blip\.text_encoder\.", "text."),
@@ -115,8 +119,10 @@ class ImageRewardScorer:
         self.tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, EOFError) as err:
-            raise TLCMError(f"{weights} is not a readable ImageReward checkpoint ({err}): re-download it") from err
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
+            raise TLCMError(
+                f"{weights} is not a readable ImageReward checkpoint ({err}): re-download it"
+            ) from err
         self.model = ImageRewardModel(sizes)
         state = convert_state_dict(state.get("state_dict", state))
         missing = sorted(set(self.model.state_dict()) - set(state))
@@ -125,7 +131,9 @@ class ImageRewardScorer:
         try:
             self.model.load_state_dict(state, strict=False)
         except RuntimeError as err:
-            raise TLCMError(f"{weights} does not fit ImageReward's BLIP: {str(err).splitlines()[-1]}") from err
+            raise TLCMError(
+                f"{weights} does not fit ImageReward's BLIP: {str(err).splitlines()[-1]}"
+            ) from err
         self.model.to(device).eval().requires_grad_(False)
         self.device, self.transform = device, clip_transform(sizes.image_size)
 

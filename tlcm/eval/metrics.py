@@ -15,6 +15,7 @@ interpolation, center-crop and normalise with the CLIP mean / std.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,16 +66,17 @@ class TransformersClip:
 
 def load_open_clip(arch: str, file: Path, field: str, device):
     """(model, tokenizer, image size) of open_clip architecture ``arch`` with weights ``file``."""
-    need_packages(field, "open_clip")
     need_file(file, field)
+    need_packages(field, "open_clip")
     import open_clip
 
     try:
-        model = open_clip.create_model(arch, pretrained=None, device="cpu")
-        open_clip.load_checkpoint(model, str(file))
-    except (RuntimeError, OSError, EOFError, KeyError) as err:
+        model = open_clip.create_model(arch, pretrained=str(file), device="cpu")  # a local file: no hub
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
         detail = " ".join(str(err).split())[:200]
-        raise TLCMError(f"{file} does not load as open_clip {arch} ({detail}): check --weights.{field}") from err
+        raise TLCMError(
+            f"{file} does not load as open_clip {arch} ({detail}): check --weights.{field}"
+        ) from err
     size = model.visual.image_size
     size = size[0] if isinstance(size, tuple | list) else size
     return model.to(device).eval().requires_grad_(False), open_clip.get_tokenizer(arch), int(size)
@@ -87,7 +89,12 @@ class OpenClip:
     def __init__(self, arch: str, file: Path, field: str, device, hps: bool = False) -> None:
         self.model, self.tokenizer, size = load_open_clip(arch, file, field, device)
         self.hps, self.device = hps, device
-        hps_order = [T.ToTensor(), T.Resize(size, BICUBIC), T.CenterCrop(size), T.Normalize(OPENAI_MEAN, OPENAI_STD)]
+        hps_order = [
+            T.ToTensor(),
+            T.Resize(size, BICUBIC),
+            T.CenterCrop(size),
+            T.Normalize(OPENAI_MEAN, OPENAI_STD),
+        ]
         self.transform = T.Compose(hps_order) if hps else clip_transform(size)
 
     def __call__(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:

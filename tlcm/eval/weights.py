@@ -91,10 +91,17 @@ def need_clip_folder(path: Path, field: str) -> Path:
     return path
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module set to None
+        return False
+
+
 def need_packages(metric: str, *modules: str) -> None:
     """A one-line TLCMError unless every module imports (the optional ``[eval]`` extra)."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if not _importable(m)]
     if missing:
         raise TLCMError(
-            f"the {metric} metric needs {', '.join(missing)}: pip install -e '.[eval]' (see docs/evaluation.md)"
+            f"the {metric} metric needs {', '.join(missing)}: pip install -e '.[eval]' (docs/evaluation.md)"
         )

@@ -1,0 +1,128 @@
+"""The pipeline that generates evaluation images: a local diffusers folder (SD1.5 / SDXL), optionally
+with a student on it, and its sampler.
+
+Students (``--student``), any of:
+- a tlcm run folder: its export ``RUN/student/`` when present, else its latest checkpoint;
+- an export folder: ``pytorch_lora_weights.safetensors`` (diffusers LoRA) or ``unet/`` (full
+  fine-tune), with ``scheduler/`` (the TLCMScheduler config of its grid);
+- a LoRA file (.safetensors, diffusers or kohya format);
+- a full UNet folder (``config.json`` + weights, as ``UNet2DConditionModel.save_pretrained`` writes).
+Students sample with TLCMScheduler (no CFG); teachers with a diffusers scheduler and CFG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import diffusers
+import torch
+
+from tlcm.diffusion.scheduler import TLCMScheduler
+from tlcm.errors import TLCMError
+from tlcm.export import DIFFUSERS_FILE
+from tlcm.models.base import BaseModel
+from tlcm.models.student import Student
+
+TEACHER_SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "default": None,
+}
+"""--scheduler name -> diffusers class of the teacher's sampler (default: the folder's own)."""
+
+
+def student_kind(path: Path) -> str:
+    """ "run", "export", "lora" or "unet" for a --student path (see the module docstring)."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        return "lora"
+    if path.is_dir():
+        if (path / DIFFUSERS_FILE).is_file() or (path / "unet" / "config.json").is_file():
+            return "export"
+        if (path / "config.json").is_file():
+            return "unet"
+        if (path / "checkpoints").is_dir() or (path / "student").is_dir():
+            return "run"
+    raise TLCMError(
+        f"--student {path} is none of: a tlcm run folder, an export folder ({DIFFUSERS_FILE} or unet/), "
+        "a LoRA .safetensors file, a UNet folder (config.json)"
+    )
+
+
+def student_label(path: Path) -> str:
+    """A short name for a student path: the run's name for RUN/student, else the file / folder stem."""
+    path = Path(path).resolve()
+    return path.parent.name if path.name == "student" else path.stem
+
+
+def _load_unet(base: BaseModel, folder: Path) -> None:
+    try:
+        unet = diffusers.UNet2DConditionModel.from_pretrained(
+            folder, dtype=base.unet.dtype, local_files_only=True
+        )
+    except (OSError, ValueError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise TLCMError(f"--student {folder} is not a loadable UNet folder ({detail})") from err
+    base.pipe.register_modules(unet=unet.to(base.device).eval().requires_grad_(False))
+
+
+def apply_student(base: BaseModel, path: Path, num_milestones: int = 8) -> TLCMScheduler:
+    """Put the student at ``path`` into ``base.pipe`` (in place) and return its TLCMScheduler
+    (the export's scheduler/ when there is one, else the base's betas with ``num_milestones``)."""
+    path, kind = Path(path), student_kind(path)
+    scheduler = TLCMScheduler.from_config(base.pipe.scheduler.config, num_milestones=num_milestones)
+    if kind == "run":
+        export = path / "student"
+        if export.is_dir() and student_kind(export) == "export":
+            return apply_student(base, export, num_milestones)
+        grid = Student.from_run(base, path).config.grid  # adds the LoRA adapter to base.unet
+        config = base.pipe.scheduler.config
+        return TLCMScheduler.from_config(config, num_milestones=grid.num_milestones, gamma=grid.gamma)
+    if kind == "unet":
+        _load_unet(base, path)
+        return scheduler
+    if kind == "export":
+        if (path / "scheduler" / "scheduler_config.json").is_file():
+            scheduler = TLCMScheduler.from_pretrained(path / "scheduler")
+        if (path / "unet" / "config.json").is_file():
+            _load_unet(base, path / "unet")
+            return scheduler
+        path = path / DIFFUSERS_FILE
+    try:
+        base.pipe.load_lora_weights(path.parent, weight_name=path.name)
+    except (OSError, ValueError, KeyError) as err:
+        raise TLCMError(f"--student {path} does not load as a LoRA of {base.path}: {str(err)[:200]}") from err
+    return scheduler
+
+
+def teacher_scheduler(base: BaseModel, name: str):
+    """The base's scheduler config in the diffusers class of --scheduler ``name``."""
+    if name not in TEACHER_SCHEDULERS:
+        raise TLCMError(f"--scheduler {name} is unknown: use one of {', '.join(TEACHER_SCHEDULERS)}")
+    cls_name = TEACHER_SCHEDULERS[name]
+    if cls_name is None:
+        return base.pipe.scheduler
+    return getattr(diffusers, cls_name).from_config(base.pipe.scheduler.config)
+
+
+def load_pipeline(
+    model: Path, device: str, student: Path | None, steps: int, scheduler: str, gamma: float | None,
+    num_milestones: int,
+) -> BaseModel:  # fmt: skip
+    """The base model (bf16 on GPU, fp32 on CPU) with the student and sampler in ``base.pipe``."""
+    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    base = BaseModel.load(model, device=device, dtype=dtype, flag="--model")
+    if student is None:
+        base.pipe.scheduler = teacher_scheduler(base, scheduler)
+        return base
+    sampler = apply_student(base, student, num_milestones)
+    if gamma is not None:
+        sampler = TLCMScheduler.from_config(sampler.config, gamma=gamma)
+    m = sampler.config.num_milestones
+    if not 1 <= steps <= m:
+        raise TLCMError(f"--steps {steps}: this student samples 1..{m} steps (its M = {m} milestones)")
+    base.pipe.scheduler = sampler
+    return base
