@@ -202,21 +202,25 @@ def write_results(
     tables: list[tuple[str, list[str], list[list]]],
     data: dict[str, Any],
     notes: list[str],
+    out_dir: Path = RESULTS,
+    quiet: bool = False,
 ) -> None:
-    """Write results/<name>.json (meta + data + tables) and results/<name>.md (human-readable)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    """Write OUT/<name>.json (meta + data + tables) and OUT/<name>.md (human-readable); OUT defaults
+    to benchmarks/results."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "meta": meta,
         "data": data,
         "tables": [{"title": t, "columns": c, "rows": r} for t, c, r in tables],
         "notes": notes,
     }
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     md = [f"# {title}", "", f"Command: `{meta['command']}`", ""]
     md += [f"- {k}: {v}" for k, v in meta.items() if k != "command"]
     for t, c, r in tables:
         md += ["", *([f"## {t}", ""] if t != title else []), markdown_table(c, r)]
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
-    console.print(f"wrote {RESULTS / name}.json and .md")
+    (out_dir / f"{name}.md").write_text("\n".join(md) + "\n")
+    if not quiet:
+        console.print(f"wrote {out_dir / name}.json and .md")

@@ -90,9 +90,8 @@ class HandWrittenMLCD:
         tr, cfg, b, seed = self.trainer, self.cfg, self.phase.batch_size, self.trainer.recipe.runtime.seed
         prompt_gen = torch.Generator().manual_seed(_seed(seed, global_step, -1))
         order = torch.randint(len(tr.prompts), (b,), generator=prompt_gen, device="cpu")
-        idx = order.to(self.device)
         gen = torch.Generator(self.device).manual_seed(_seed(seed, global_step, 0))
-        cond, uncond, w = tr.cond[idx], tr.uncond.expand_to(b), tr.recipe.model.guidance_scale
+        cond, uncond, w = tr.embeddings.get(order), tr.uncond.expand_to(b), tr.recipe.model.guidance_scale
         with self.autocast:
             seg, t_m, t_n = sample_segment_timesteps(self.schedule, self.grid, b, cfg.skip, generator=gen)
             noise = torch.randn((b, *tr.base.latent_shape), generator=gen, device=self.device)
@@ -270,7 +269,7 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
     flags = (time.perf_counter() - start) / repeats
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((2, *trainer.base.latent_shape), generator=gen).to(trainer.dist.device)
-    t, cond = torch.tensor([999, 500], device=x.device), trainer.cond[:2]
+    t, cond = torch.tensor([999, 500], device=x.device), trainer.embeddings.get(torch.arange(2))
     with torch.no_grad():
         unet.disable_adapters()
         via_api = unet(x, t, **cond.unet_kwargs()).sample

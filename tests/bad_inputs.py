@@ -282,6 +282,11 @@ def trajectories(name: str, *args: str, expect: str, **kw) -> Case:
 
 
 PROMPTS = "--recipes.data.prompts"
+STALE_EMBEDDINGS = (
+    '{"format": "tlcm-embeddings", "version": 1, "fingerprint": {"pipeline": "StableDiffusionXLPipeline"}, '
+    '"dtype": "float32", "chunks": {}}'
+)
+"""An embedding cache manifest (tlcm/data/embeddings.py) written with another (SDXL) model."""
 TINY_RUN = (f"{MLCD}.steps", "1", f"{MLCD}.batch-size", "1", "--recipes.runtime.no-sample-grid")
 """For cases that reach the model: should the check be missing, the run is one step, not 300."""
 CASES: list[Case] = [
@@ -606,6 +611,24 @@ CASES: list[Case] = [
         expect="--recipes.data.trajectory-cache {tmp}/cache is not a folder: build it with python -m",
     ),
     train(
+        "embedding cache a file",
+        "--recipes.data.embedding-cache",
+        "{tmp}/emb",
+        setup=write("emb", ""),
+        expect="--recipes.data.embedding-cache {tmp}/emb is a file, not a folder",
+    ),
+    train(
+        "embedding cache of another text encoder",
+        "--recipes.model.path",
+        "{tiny}",
+        "--recipes.data.embedding-cache",
+        "{tmp}/emb",
+        *TINY_RUN,
+        setup=write("emb/manifest.json", STALE_EMBEDDINGS),
+        expect="embedding cache {tmp}/emb: made with another text encoder or tokenizer (pipeline: "
+        "StableDiffusionXLPipeline in the cache, StableDiffusionPipeline in this model); delete {tmp}/emb",
+    ),
+    train(
         "device cuda without a GPU",
         "--recipes.runtime.device",
         "cuda",
@@ -614,6 +637,12 @@ CASES: list[Case] = [
     ),
     train(
         "device not a device", "--recipes.runtime.device", "banana", expect="'banana' is not a torch device"
+    ),
+    train(
+        "memory budget <= 0",
+        "--recipes.runtime.memory-budget-gib",
+        "0",
+        expect="--recipes.runtime.memory-budget-gib must be > 0 (GiB), got 0.0",
     ),
     train(
         "checkpoint-every < 0",

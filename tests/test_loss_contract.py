@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,28 @@ def test_resume_mid_phase_equals_the_uninterrupted_run(case, model_dir, tmp_path
         {k: v for k, v in r.items() if k not in drop} for r in log_b
     ]
     assert max(v.abs().max().item() for k, v in wa.items() if "lora_B" in k) > 1e-3  # training moved
+
+
+def test_resume_with_an_embedding_cache_equals_the_run_without(model_dir, tmp_path):
+    """128 prompts = 2 canonical chunks: the interrupted run writes the text-embedding cache, the
+    resumed one reads it; both equal the uninterrupted run that encodes in memory only."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a digit {i} in colour {i % 7}\n" for i in range(128)))
+
+    def recipe(out: str, cache: Path | None):
+        r = case_recipe("mlcd", model_dir, tmp_path / out)
+        return replace(r, data=replace(r.data, prompts=prompts, embedding_cache=cache))
+
+    train(recipe("a", None))
+    first = Trainer(recipe("b", tmp_path / "emb"))
+    interrupt_after(first, 2)
+    assert first.run().preempted
+    resumed = Trainer(recipe("b", tmp_path / "emb"))
+    resumed.run()
+    assert len(list((tmp_path / "emb").glob("chunk-*.safetensors"))) == 2
+    (wa, _, log_a), (wb, _, log_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [r["mlcd"] for r in log_a] == [r["mlcd"] for r in log_b]
 
 
 def test_two_processes_equal_one_process_with_two_micro_batches(model_dir, tmp_path):

@@ -44,6 +44,10 @@ class ModelConfig:
     """Local diffusers folder (SD1.5-style or SDXL). Default: the bundled miniature pipeline."""
     guidance_scale: float = TEACHER_GUIDANCE_SCALE
     """Teacher's classifier-free guidance scale w (the paper uses 8 on SDXL)."""
+    frozen_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """dtype of the frozen weights (UNet base, text encoders, VAE; a force_upcast VAE stays fp32):
+    "auto" = bf16 on CUDA with bf16 autocast, else fp32. Adapters, a full fine-tune's copy and the
+    optimizer state are fp32 whatever this says."""
 
 
 @dataclass
@@ -78,6 +82,13 @@ class DataConfig:
     trajectory_cache: Path | None = None
     """Folder of precomputed teacher trajectories (python -m tlcm.data.trajectories); needed by
     losses whose state source is "cache"."""
+    embedding_cache: Path | None = None
+    """Folder of cached text embeddings (tlcm/data/embeddings.py; created and filled on demand, reused
+    across runs and prompt files of the same text encoder). None: encode on demand, keep on the device
+    only a few chunks of 64 prompts (fine for small prompt sets; pass a folder for large ones)."""
+    embedding_dtype: Literal["encoder", "float16", "bfloat16"] = "encoder"
+    """Storage dtype of the embedding cache: the text encoder's output dtype (exact), or half the
+    bytes (every embedding, cached or fresh, then rounded to it)."""
 
 
 @dataclass
@@ -115,6 +126,12 @@ class RuntimeConfig:
     """Autocast dtype: "auto" = bf16 on GPU, fp32 on CPU."""
     gradient_checkpointing: bool = False
     """Recompute UNet activations in backward to save memory."""
+    memory_plan: bool = False
+    """Per phase, measure one micro-batch step and pick the largest micro-batch (grad_accum) and
+    whether to checkpoint that fit the device's memory (tlcm/memory_plan.py; CUDA). A phase's
+    grad_accum other than 1 and gradient_checkpointing on are kept. Changes the random draws."""
+    memory_budget_gib: float | None = None
+    """The memory plan's budget in GiB (turns the plan on; default: the device's total memory)."""
     checkpoint_every: int = 0
     """Save a checkpoint every N optimizer steps (0: only at phase ends and on SIGTERM)."""
     resume: bool = True

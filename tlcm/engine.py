@@ -23,13 +23,15 @@ import torch
 from tlcm.card import write_model_card
 from tlcm.checkpoint import Checkpoint, TrainState, first_nonfinite, load_latest, save_checkpoint
 from tlcm.config import Phase, Recipe
+from tlcm.data.embeddings import EmbeddingStore
 from tlcm.data.prompts import load_prompts
 from tlcm.data.trajectories import TrajectoryCache
 from tlcm.distributed import DistInfo, average_gradients, average_terms, init_distributed
 from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
 from tlcm.losses import Loss, StepContext
-from tlcm.models.base import BaseModel
+from tlcm.memory_plan import plan_phase
+from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
 from tlcm.report import Reporter
 from tlcm.samples import write_phase_grid
@@ -76,17 +78,21 @@ class Trainer:
         self.dist = dist or init_distributed(rt.device)
         self.prompts = load_prompts(recipe.data.prompts)
         torch.manual_seed(rt.seed)
-        self.base = BaseModel.load(recipe.model.path, device=self.dist.device)
+        use_bf16 = rt.mixed_precision == "bf16" or (
+            rt.mixed_precision == "auto" and self.dist.device.type == "cuda"
+        )
+        dtype = frozen_dtype(recipe.model.frozen_dtype, self.dist.device, use_bf16)
+        self.base = BaseModel.load(recipe.model.path, device=self.dist.device, dtype=dtype)
         self.student = Student(self.base, recipe.student)
-        self.cond, uncond = self.base.encode(self.prompts)
+        data = recipe.data  # text embeddings: encoded per micro-batch in canonical chunks, maybe cached
+        self.embeddings = EmbeddingStore(
+            self.base, self.prompts, data.embedding_cache, data.embedding_dtype, writable=self.dist.is_main
+        )
         cache_dir = recipe.data.trajectory_cache  # teacher trajectories for losses with states="cache"
         self.trajectories = cache_dir and TrajectoryCache.open(
             cache_dir, self.base, self.prompts, guidance_scale=recipe.model.guidance_scale
         )
-        self.uncond = uncond[:1]
-        use_bf16 = rt.mixed_precision == "bf16" or (
-            rt.mixed_precision == "auto" and self.dist.device.type == "cuda"
-        )
+        self.uncond = self.embeddings.uncond
         self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
         if rt.gradient_checkpointing:
             self.student.unet.enable_gradient_checkpointing()
@@ -101,7 +107,7 @@ class Trainer:
             student=self.student.denoiser(),
             teacher=self.student.teacher(),
             schedule=self.base.schedule,
-            cond=self.cond[idx],
+            cond=self.embeddings.get(order),
             uncond=self.uncond.expand_to(len(idx)),
             guidance_scale=self.recipe.model.guidance_scale,
             generator=generator,
@@ -236,6 +242,7 @@ class Trainer:
                         for n, loss in losses.items():
                             loss.load_checkpoint_state(restored.losses[n])
                     restored = None
+                    phase = plan_phase(self, name, phase, losses, params)  # memory plan: grad_accum
                     self.reporter.start_phase(name, phase.steps, start)
                     for step in range(start, phase.steps):
                         terms, finite = self._step(phase, losses, opt, params, state.global_step)

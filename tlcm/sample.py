@@ -93,6 +93,7 @@ def main(args: SampleArgs) -> Path:
         timesteps = ddim_timesteps(args.steps, base.schedule.num_train_timesteps)
     else:
         trained = Student.from_run(base, args.student)
+        trained.fuse()  # LoRA merged into the UNet: plain UNet calls from here on
         grid = trained.config.grid
         if not 1 <= args.steps <= grid.num_milestones:
             raise TLCMError(

@@ -280,8 +280,16 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
             f"--recipes.data.trajectory-cache {cache} is not a folder: build it with python -m "
             f"tlcm.data.trajectories --model {recipe.model.path} --prompts <prompt file> --out {cache}"
         )
+    embeddings = recipe.data.embedding_cache
+    if embeddings is not None and Path(embeddings).exists() and not Path(embeddings).is_dir():
+        raise TLCMError(
+            f"--recipes.data.embedding-cache {embeddings} is a file, not a folder: pass a folder "
+            "(created and filled on the first run)"
+        )
     rt, flag = recipe.runtime, "--recipes.runtime"
     check_device(rt.device, f"{flag}.device")
+    if rt.memory_budget_gib is not None and not rt.memory_budget_gib > 0:
+        raise TLCMError(f"{flag}.memory-budget-gib must be > 0 (GiB), got {rt.memory_budget_gib}")
     check_seed(rt.seed, f"{flag}.seed")
     check_export_formats(rt.export_formats, f"{flag}.export-formats", lora=not recipe.student.full_finetune)
     check_trackers(rt.trackers, f"{flag}.trackers")

@@ -83,6 +83,26 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
 
 _check_folder = check_model_folder  # the former private name
 
+FROZEN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def frozen_dtype(name: str, device: str | torch.device, autocast: bool) -> torch.dtype:
+    """The dtype of the frozen weights for ModelConfig.frozen_dtype ``name``: "auto" is bf16 on CUDA
+    when the step autocasts (``autocast``), fp32 otherwise (CPU, or mixed_precision "no")."""
+    if name == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" and autocast else torch.float32
+    return FROZEN_DTYPES[name]
+
+
+def _vae_upcast(path: Path) -> bool:
+    """Whether the VAE of the folder ``path`` asks to stay fp32 (``force_upcast``, diffusers'
+    default True: SDXL's VAE overflows in fp16)."""
+    try:
+        config = json.loads((path / "vae" / "config.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return bool(config.get("force_upcast", True)) if isinstance(config, dict) else True
+
 
 def scheduler_timesteps(path: Path) -> int:
     """T (training timesteps) of a checked diffusers folder's scheduler, read from its
@@ -156,6 +176,9 @@ class BaseModel:
     ) -> BaseModel:
         """Load ``path`` (a local folder; no hub access), freeze every component, move to device.
 
+        ``dtype``: the frozen weights' dtype (UNet, text encoders, VAE); a VAE whose config says
+        ``force_upcast`` stays fp32. Adapters added later are fp32 (Student).
+
         A missing or malformed folder, a failed load or NaN/inf weights raise a one-line TLCMError;
         ``flag`` is the option that gave ``path`` ("--model" in the sample / evaluate CLIs).
         """
@@ -164,7 +187,8 @@ class BaseModel:
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
         try:
-            pipe = SUPPORTED[name].from_pretrained(path, dtype=dtype, local_files_only=True)
+            dtypes = {"default": dtype, **({"vae": torch.float32} if _vae_upcast(path) else {})}
+            pipe = SUPPORTED[name].from_pretrained(path, dtype=dtypes, local_files_only=True)
         except (OSError, ValueError, KeyError, SafetensorError) as err:
             detail = " ".join(str(err).split())
             raise TLCMError(
@@ -184,7 +208,9 @@ class BaseModel:
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        """The UNet's device (its first parameter's: diffusers' ``.device`` walks every module,
+        ~5 ms on SD's UNet, too slow for once per micro-batch)."""
+        return next(self.pipe.unet.parameters()).device
 
     @property
     def is_sdxl(self) -> bool:
@@ -214,16 +240,18 @@ class BaseModel:
         return Conditioning(emb), Conditioning(neg)
 
     def denoiser(self, unet: torch.nn.Module | None = None):
-        """The callable ``(x (B,C,h,w), t (B,), cond) -> model output (B,C,h,w)`` of ``unet``
-        (default: the base UNet, i.e. the teacher)."""
+        """The callable ``(x (B,C,h,w), t (B,), cond) -> model output (B,C,h,w), fp32`` of ``unet``
+        (default: the base UNet, i.e. the teacher). Inputs are cast to the UNet's weight dtype (bf16
+        frozen weights run outside autocast too); the output is fp32, so the losses' maths is."""
         net = self.pipe.unet if unet is None else unet
+        dtype = next(net.parameters()).dtype  # the frozen weights' (conv_in); not net.dtype: a module walk
 
         def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-            return net(x, t, **cond.unet_kwargs()).sample
+            return net(x.to(dtype), t, **cond.to(dtype).unet_kwargs()).sample.float()
 
         return call
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, C, h, w) (scaled, as the UNet sees them) -> images (B, 3, H, W) in [-1, 1]."""
         vae = self.pipe.vae
-        return vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1)
+        return vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample.float().clamp(-1, 1)

@@ -164,7 +164,8 @@ class UNetEncoderDiscriminator(Discriminator):
         self.heads = Heads([*channels, channels[-1]], hidden)
 
     def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
-        unet, kwargs = self.unet[0], cond.unet_kwargs()
+        unet = self.unet[0]
+        x, kwargs = x.to(unet.dtype), cond.to(unet.dtype).unet_kwargs()  # bf16 frozen weights
         t = t.clamp(min=0)
         for layer in self.adapters:
             layer._disable_adapters = True

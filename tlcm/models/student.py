@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig
-from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTunerLayer, cast_adapter_dtype
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from tlcm.checkpoint import Checkpoint, load_latest
@@ -24,6 +24,15 @@ from tlcm.validation import check_lora_targets
 STUDENT_ADAPTER = "student"
 
 
+def fp32_copy(base: BaseModel) -> torch.nn.Module:
+    """A trainable fp32 copy of the base UNet: a deep copy of fp32 frozen weights, else reloaded
+    from the folder in fp32 (an upcast bf16 copy would lose the saved weights' low bits)."""
+    if base.unet.dtype == torch.float32:
+        return copy.deepcopy(base.unet)
+    unet = type(base.unet).from_pretrained(base.path / "unet", dtype=torch.float32, local_files_only=True)
+    return unet.to(base.device)
+
+
 class Student:
     """Holds the trainable UNet and gives student / teacher denoisers over it.
 
@@ -34,7 +43,7 @@ class Student:
     def __init__(self, base: BaseModel, config: StudentConfig) -> None:
         self.base, self.config = base, config
         if config.full_finetune:
-            self.unet = copy.deepcopy(base.unet).requires_grad_(True).train()
+            self.unet = fp32_copy(base).requires_grad_(True).train()
         else:
             check_lora_targets(base.unet, config.target_modules)
             self.lora_config = LoraConfig(
@@ -44,6 +53,7 @@ class Student:
                 target_modules=list(config.target_modules),
             )
             base.unet.add_adapter(self.lora_config, adapter_name=STUDENT_ADAPTER)
+            cast_adapter_dtype(base.unet, STUDENT_ADAPTER)  # fp32 on bf16 / fp16 frozen weights
             self.unet = base.unet
             self._lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
 
@@ -125,7 +135,7 @@ class Student:
         in memory. ``full_copy`` (forced for a full fine-tune student): a trainable deep copy of
         the base UNet."""
         if full_copy or self.config.full_finetune:
-            unet = copy.deepcopy(self.base.unet)
+            unet = fp32_copy(self.base)
             if getattr(unet, "peft_config", None):  # the base's copy, without the student's adapters
                 with warnings.catch_warnings():  # peft warns that the active adapter goes: intended
                     warnings.simplefilter("ignore", UserWarning)
@@ -138,6 +148,7 @@ class Student:
         with warnings.catch_warnings():  # peft warns that a second adapter is being added: intended
             warnings.simplefilter("ignore", UserWarning)
             self.unet.add_adapter(config, adapter_name=name)
+        cast_adapter_dtype(self.unet, name)
         self.unet.set_adapter(STUDENT_ADAPTER)  # add_adapter activated `name` and froze the student
         self._lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
         return Auxiliary(self, name, None)
@@ -177,6 +188,15 @@ class Student:
                     layer._disable_adapters = False
 
         return teacher_call
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Merge the student LoRA into the base weights (peft's per-layer merge, what diffusers'
+        ``fuse_lora`` does): sampling then skips the adapter's extra matmuls. For inference only;
+        the teacher (adapters disabled) is the fused student afterwards."""
+        if not self.config.full_finetune:
+            for layer in self._lora_layers:
+                layer.merge(adapter_names=[STUDENT_ADAPTER])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Trainable weights only (LoRA: peft state dict of the student adapter)."""

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one GPU check of benchmarks/gpu.py, as a GPU session passes it to the device tool's `run`:
+#
+#   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=560)
+#
+# Installs the carried wheels (.whl/: diffusers, tyro, ... as ../shared/GPU.md says; the device
+# reaches no package registry), records the GPU and package versions, then runs the benchmark with
+# its results written under $OUT as they come (gpu.json, gpu.md, gpu.log): a stopped run keeps what
+# was done. No section or phase starts after GPU_BENCH_TIME_LIMIT seconds (default 330) and the
+# benchmark is killed at GPU_BENCH_TIMEOUT (default 470), so the whole check ends within 8 minutes.
+# Extra arguments go to the benchmark (e.g. --sections build,sdxl). CPU dry run of the same script:
+#   OUT=/tmp/gpu-check PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --device cpu
+set -uo pipefail
+OUT=${OUT:-benchmarks/results}
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+started=$(date +%s)
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl 2>&1 | tail -5
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv >"$OUT/nvidia-smi.csv" 2>&1 || true
+"$PYTHON" - <<'EOF' 2>&1 | tee "$OUT/versions.txt"
+import importlib
+
+for name in ("torch", "diffusers", "transformers", "peft", "timm", "accelerate", "tyro"):
+    try:
+        print(name, importlib.import_module(name).__version__)
+    except Exception as err:  # report, let the benchmark fail on what it needs
+        print(name, "MISSING:", err)
+EOF
+echo "setup took $(($(date +%s) - started)) s" | tee -a "$OUT/versions.txt"
+timeout "${GPU_BENCH_TIMEOUT:-470}" "$PYTHON" -m benchmarks.gpu --out "$OUT" \
+  --time-limit "${GPU_BENCH_TIME_LIMIT:-330}" "$@" >"$OUT/gpu.log" 2>&1
+rc=$?
+tail -c 6000 "$OUT/gpu.log"
+echo "benchmark exit $rc after $(($(date +%s) - started)) s"
+exit $rc

@@ -1,0 +1,168 @@
+"""The text-embedding store (tlcm/data/embeddings.py): canonical chunks give the bits of up-front
+encoding whatever the request order; the disk cache misses then hits, fills in partial caches,
+re-encodes a corrupted chunk and refuses another text encoder in one line; the engine trains with it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from device_discipline import DeviceDiscipline
+from engine_helpers import shrink
+from safetensors.torch import load_file
+from tiny_pipelines import tiny_sd_pipeline
+
+from recipes import PRESETS
+from tlcm.conditioning import Conditioning
+from tlcm.data import embeddings
+from tlcm.data.embeddings import EmbeddingStore
+from tlcm.engine import Trainer
+from tlcm.errors import TLCMError
+from tlcm.models.base import BaseModel
+
+PROMPTS = [
+    f"a {c} digit {i}" for i, c in enumerate("red green blue black white gold pink gray teal sand".split())
+]
+C = 4  # chunks: prompts 0-3, 4-7, 8-9
+
+
+@pytest.fixture(scope="module")
+def sd_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sd(sd_dir) -> BaseModel:
+    return BaseModel.load(sd_dir)
+
+
+@pytest.fixture(scope="module")
+def sdxl(tiny_sdxl_dir) -> BaseModel:
+    return BaseModel.load(tiny_sdxl_dir)
+
+
+def _equal(a: Conditioning, b: Conditioning) -> bool:
+    pairs = [(a.prompt_embeds, b.prompt_embeds), (a.pooled_embeds, b.pooled_embeds), (a.time_ids, b.time_ids)]
+    return all((x is None and y is None) or (x.dtype == y.dtype and torch.equal(x, y)) for x, y in pairs)
+
+
+def _up_front(base: BaseModel, prompts: list[str], chunk: int) -> tuple[Conditioning, Conditioning]:
+    """Today's encoding, chunk by chunk: (cond (N, ...), uncond (1, ...) of chunk 0)."""
+    parts = [base.encode(prompts[i : i + chunk]) for i in range(0, len(prompts), chunk)]
+    cond = parts[0][0]
+    for part, _ in parts[1:]:
+        cond = cond.cat(part)
+    return cond, parts[0][1][:1]
+
+
+@pytest.mark.parametrize("model", ["sd", "sdxl"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_embeddings_are_the_bits_of_up_front_encoding_in_any_order(model, cached, request, tmp_path):
+    base = request.getfixturevalue(model)
+    cond, uncond = _up_front(base, PROMPTS, C)
+    folder = tmp_path / "emb" if cached else None
+    for _ in range(2):  # with a folder: the second store reads the files the first wrote
+        store = EmbeddingStore(base, PROMPTS, folder, chunk_size=C)
+        assert _equal(store.uncond, uncond)
+        for order in ([9, 0, 5, 5, 2], [3], list(range(10))):
+            assert _equal(store.get(torch.tensor(order)), cond[torch.tensor(order)]), order
+    assert (store.get(torch.tensor([0])).pooled_embeds is not None) == (model == "sdxl")
+    # one chunk holding every prompt (the miniature's 40 < 64) is exactly today's one encode call
+    today, today_uncond = base.encode(PROMPTS)
+    whole = EmbeddingStore(base, PROMPTS, folder and tmp_path / "whole")
+    assert _equal(whole.get(torch.arange(10)), today) and _equal(whole.uncond, today_uncond[:1])
+
+
+def test_cache_misses_then_hits_and_partial_caches_fill_in(sd, tmp_path, monkeypatch):
+    monkeypatch.setattr(embeddings, "OPEN_FILES", 1)  # chunk files re-opened as the LRU turns over
+    folder = tmp_path / "emb"
+    first = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)  # chunk 0 (the unconditional embedding)
+    first.get(torch.tensor([9, 1]))  # + chunk 2
+    assert first.encode_calls == 2
+    assert len(json.loads((folder / "manifest.json").read_text())["chunks"]) == 2
+    second = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    everything = second.get(torch.arange(10))
+    assert second.encode_calls == 1  # chunk 1 only
+    third = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    assert _equal(third.get(torch.arange(10)), everything) and third.encode_calls == 0
+    assert _equal(third.get(torch.tensor([9, 0, 5, 1])), everything[torch.tensor([9, 0, 5, 1])])
+    # another prompt file reuses the chunks it shares (content-addressed): 0-3 and 4-7 hit, 8-10 miss
+    more = EmbeddingStore(sd, [*PROMPTS[:8], "x", "y", "z"], folder, chunk_size=C)
+    assert _equal(more.get(torch.arange(8)), everything[:8]) and more.encode_calls == 0
+    more.get(torch.tensor([10]))
+    assert more.encode_calls == 1
+    # a process that does not write (rank > 0) reads the cache, encodes the rest in memory only
+    reader = EmbeddingStore(sd, [*PROMPTS, "new"], folder, chunk_size=C, writable=False)
+    reader.get(torch.tensor([10, 3]))
+    assert reader.encode_calls == 1 and len(json.loads((folder / "manifest.json").read_text())["chunks"]) == 4
+
+
+def test_another_text_encoder_is_refused_in_one_line(sd, sd_dir, tmp_path):
+    folder = tmp_path / "emb"
+    EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    pipe = tiny_sd_pipeline()
+    with torch.no_grad():
+        pipe.text_encoder.final_layer_norm.bias.add_(1e-3)
+    pipe.save_pretrained(tmp_path / "other")
+    with pytest.raises(TLCMError) as err:
+        EmbeddingStore(BaseModel.load(tmp_path / "other"), PROMPTS, folder, chunk_size=C)
+    message = str(err.value)
+    assert "\n" not in message and "made with another text encoder" in message
+    assert "text_encoder/model.safetensors" in message and f"delete {folder}" in message
+    with pytest.raises(TLCMError, match="stored in float32, this run asks float16"):
+        EmbeddingStore(sd, PROMPTS, folder, "float16", chunk_size=C)
+    (folder / "manifest.json").write_text("{")
+    with pytest.raises(TLCMError, match="unreadable manifest.json"):
+        EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+
+
+def test_a_corrupted_chunk_is_reencoded_with_one_warning_line(sd, tmp_path):
+    folder = tmp_path / "emb"
+    before = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C).get(torch.arange(4))
+    (file,) = folder.glob("chunk-*.safetensors")
+    data = bytearray(file.read_bytes())
+    data[-5] ^= 0xFF
+    file.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="corrupted or missing .*sha256 differs.*re-encoding it") as caught:
+        store = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message) and store.encode_calls == 1
+    assert _equal(store.get(torch.arange(4)), before)
+    rebuilt = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    assert rebuilt.encode_calls == 0 and _equal(rebuilt.get(torch.arange(4)), before)
+
+
+def test_half_storage_rounds_cached_and_fresh_embeddings_alike(sdxl, tmp_path):
+    full = EmbeddingStore(sdxl, PROMPTS, tmp_path / "f32", chunk_size=C).get(torch.arange(10))
+    fresh = EmbeddingStore(sdxl, PROMPTS, tmp_path / "f16", "float16", chunk_size=C)
+    cached = EmbeddingStore(sdxl, PROMPTS, tmp_path / "f16", "float16", chunk_size=C)
+    a, b = fresh.get(torch.arange(10)), cached.get(torch.arange(10))
+    assert cached.encode_calls == 0 and _equal(a, b) and a.prompt_embeds.dtype == torch.float32
+    torch.testing.assert_close(a.prompt_embeds, full.prompt_embeds, rtol=1e-3, atol=1e-3)
+    sizes = {d: sum(f.stat().st_size for f in (tmp_path / d).glob("chunk-*")) for d in ("f32", "f16")}
+    assert sizes["f16"] < 0.55 * sizes["f32"]
+
+
+@pytest.mark.parametrize("model", ["sd", "sdxl"])
+def test_the_engine_trains_the_same_bits_with_the_cache(model, sd_dir, tiny_sdxl_dir, tmp_path):
+    path = sd_dir if model == "sd" else tiny_sdxl_dir
+    recipe = shrink(PRESETS["mlcd"], path, tmp_path / "plain")
+    runs = {}
+    for name, cache in (("plain", None), ("fill", tmp_path / "emb"), ("hit", tmp_path / "emb")):
+        r = replace(recipe, data=replace(recipe.data, embedding_cache=cache))
+        trainer = Trainer(replace(r, runtime=replace(r.runtime, out_dir=tmp_path / name)))
+        with DeviceDiscipline():  # in-step tensors state their device
+            trainer.run()
+        runs[name] = (
+            trainer.embeddings.encode_calls,
+            load_file(tmp_path / name / "student" / "pytorch_lora_weights.safetensors"),
+        )
+    assert [calls for calls, _ in runs.values()] == [1, 1, 0]  # the miniature's 40 prompts: one chunk
+    weights = [w for _, w in runs.values()]
+    assert all(
+        w.keys() == weights[0].keys() and all(torch.equal(w[k], weights[0][k]) for k in w) for w in weights
+    )
