@@ -36,6 +36,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from tlcm.conditioning import Conditioning
+from tlcm.data import sha256_file
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
 
@@ -48,14 +49,6 @@ OPEN_FILES = 256
 """Chunk files kept open (memory-mapped) at once; each is hashed once per process."""
 STORAGE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 FLAG = "--recipes.data.embedding-cache"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def encoder_dtype(base: BaseModel) -> torch.dtype:
@@ -71,7 +64,7 @@ def encoder_fingerprint(base: BaseModel) -> dict[str, str]:
     path, out = Path(base.path), {"pipeline": type(base.pipe).__name__}
     for folder in sorted(p for p in path.iterdir() if p.name.startswith(("text_encoder", "tokenizer"))):
         for file in sorted(f for f in folder.rglob("*") if f.is_file()):
-            out[str(file.relative_to(path))] = f"{file.stat().st_size} bytes, sha256 {_sha256(file)}"
+            out[str(file.relative_to(path))] = f"{file.stat().st_size} bytes, sha256 {sha256_file(file)}"
         module = getattr(base.pipe, folder.name, None)
         if isinstance(module, torch.nn.Module):
             out[f"{folder.name} dtype"] = str(module.dtype).removeprefix("torch.")
@@ -230,7 +223,7 @@ class EmbeddingStore:
             return None
         file = self.folder / entry["file"]
         try:
-            if entry["sha256"] not in self._verified and _sha256(file) != entry["sha256"]:
+            if entry["sha256"] not in self._verified and sha256_file(file) != entry["sha256"]:
                 raise ValueError("sha256 differs from manifest.json")
             handle = safe_open(file, framework="pt")
             slices = {name: handle.get_slice(name) for name in handle.keys()}
@@ -257,7 +250,11 @@ class EmbeddingStore:
             tmp = folder / f".{name}.{os.getpid()}.tmp"
             save_file({n: t.cpu() for n, t in tensors.items()}, tmp)
             tmp.replace(folder / name)
-            entry = {"file": name, "rows": len(tensors["prompt_embeds"]), "sha256": _sha256(folder / name)}
+            entry = {
+                "file": name,
+                "rows": len(tensors["prompt_embeds"]),
+                "sha256": sha256_file(folder / name),
+            }
             self._read_manifest(strict=False)  # keep what another writer added meanwhile
             self._entries[key] = entry
             self._verified.add(entry["sha256"])

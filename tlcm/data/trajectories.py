@@ -30,6 +30,7 @@ from rich.progress import Progress
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from tlcm.data import sha256_file
 from tlcm.data.prompts import load_prompts
 from tlcm.diffusion.milestones import milestones
 from tlcm.diffusion.schedule import Schedule
@@ -79,14 +80,6 @@ def teacher_fingerprint(path: Path) -> str:
             head = handle.read(mib)
             handle.seek(max(size - mib, 0))
             digest.update(f"{file.relative_to(path)}:{size}:".encode() + head + handle.read())
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 24):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -148,7 +141,7 @@ def build_cache(
                 progress.advance(task, len(chunk))
         name = f"shard-{len(shards):05d}.safetensors"
         save_file({"states": states, "prompt_index": rows // samples_per_prompt}, out_dir / name)
-        shards.append({"file": name, "samples": len(rows), "sha256": _sha256(out_dir / name)})
+        shards.append({"file": name, "samples": len(rows), "sha256": sha256_file(out_dir / name)})
     for stale in set(out_dir.glob("shard-*.safetensors")) - {out_dir / s["file"] for s in shards}:
         stale.unlink()
     manifest = {
@@ -259,7 +252,7 @@ class TrajectoryCache:
             file, n = folder / shard["file"], shard["samples"]
             if not file.is_file():
                 raise refuse(file, "shard listed in manifest.json is missing")
-            if (digest := _sha256(file)) != shard["sha256"]:
+            if (digest := sha256_file(file)) != shard["sha256"]:
                 raise refuse(file, f"corrupted: sha256 differs (expected {shard['sha256']}, found {digest})")
             handle = safe_open(file, framework="pt")
             if (keys := sorted(handle.keys())) != ["prompt_index", "states"]:
