@@ -78,12 +78,10 @@ def test_bf16_frozen_fp32_adapters_and_upcast_vae(sd_dir, sdxl_dir):
     assert {p.dtype for p in full_aux.parameters()} == {torch.float32}
 
 
-def test_frozen_bytes_fp32_vs_bf16(sdxl_dir, capsys):
+def test_frozen_bytes_fp32_vs_bf16(sdxl_dir):
     sizes = {d: _frozen_bytes(BaseModel.load(sdxl_dir, dtype=d)) for d in (torch.float32, torch.bfloat16)}
     vae = sum(p.numel() for p in tiny_sdxl_pipeline().vae.parameters()) * 4  # force_upcast: stays fp32
     assert sizes[torch.bfloat16] == (sizes[torch.float32] - vae) // 2 + vae
-    with capsys.disabled():
-        print(f"\ntiny SDXL frozen parameter bytes: fp32 {sizes[torch.float32]} bf16 {sizes[torch.bfloat16]}")
 
 
 @pytest.mark.parametrize("which", ["sd", "sdxl"])
