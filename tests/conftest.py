@@ -33,6 +33,14 @@ def tiny_sd3():
 
 
 @pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory) -> Path:
+    """The tiny SD pipeline saved once per session as a diffusers folder (tests never write into it)."""
+    path = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_dir(tmp_path_factory) -> Path:
     """The tiny SDXL pipeline saved once per session as a diffusers folder (safetensors weights)."""
     path = tmp_path_factory.mktemp("tiny-sdxl")

@@ -12,19 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from engine_helpers import interrupt_after, small_recipe
-from tiny_pipelines import tiny_sd_pipeline
 
 import tlcm.checkpoint as ckpt
 from tlcm.checkpoint import TrainState, load_latest, save_checkpoint
 from tlcm.engine import PREEMPTED_EXIT_CODE, Trainer, train
 from tlcm.errors import TLCMError
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 def _save(out: Path, step: int, value: float, phase_index: int = 0) -> Path:
@@ -95,36 +87,36 @@ def _every_step(recipe):
     return replace(recipe, runtime=replace(recipe.runtime, checkpoint_every=1))
 
 
-def test_resume_from_a_damaged_latest_equals_the_uninterrupted_run(model_dir, tmp_path):
-    straight = train(_every_step(small_recipe(model_dir, tmp_path / "a", steps=4)))
-    first = Trainer(_every_step(small_recipe(model_dir, tmp_path / "b", steps=4)))
+def test_resume_from_a_damaged_latest_equals_the_uninterrupted_run(tiny_sd_dir, tmp_path):
+    straight = train(_every_step(small_recipe(tiny_sd_dir, tmp_path / "a", steps=4)))
+    first = Trainer(_every_step(small_recipe(tiny_sd_dir, tmp_path / "b", steps=4)))
     interrupt_after(first, 3)
     first.run()
     damaged = tmp_path / "b" / "checkpoints" / "step-0000003" / "student.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:100])
-    resumed = train(_every_step(small_recipe(model_dir, tmp_path / "b", steps=4)))
+    resumed = train(_every_step(small_recipe(tiny_sd_dir, tmp_path / "b", steps=4)))
     a, b = straight.student.state_dict(), resumed.student.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["global_step"] for line in log] == [1, 2, 3, 4]  # cut back, no duplicates
 
 
-def test_resume_refuses_a_recipe_with_other_phases_or_steps(model_dir, tmp_path):
-    train(small_recipe(model_dir, tmp_path, steps=2))
+def test_resume_refuses_a_recipe_with_other_phases_or_steps(tiny_sd_dir, tmp_path):
+    train(small_recipe(tiny_sd_dir, tmp_path, steps=2))
     with pytest.raises(
         TLCMError, match=r"trained with phases stage \(2 steps\) but this recipe has stage \(3"
     ):
-        train(small_recipe(model_dir, tmp_path, steps=3))
-    recipe = small_recipe(model_dir, tmp_path, steps=3)
+        train(small_recipe(tiny_sd_dir, tmp_path, steps=3))
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=3)
     train(replace(recipe, runtime=replace(recipe.runtime, resume=False)))  # starts over, removing old
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000003"
 
 
-def test_init_from_refuses_an_unfinished_phase_and_another_lora(model_dir, tmp_path):
-    first = Trainer(small_recipe(model_dir, tmp_path / "stage1", steps=3))
+def test_init_from_refuses_an_unfinished_phase_and_another_lora(tiny_sd_dir, tmp_path):
+    first = Trainer(small_recipe(tiny_sd_dir, tmp_path / "stage1", steps=3))
     interrupt_after(first, 1)
     assert first.run().preempted
-    recipe = small_recipe(model_dir, tmp_path / "stage2", steps=1)
+    recipe = small_recipe(tiny_sd_dir, tmp_path / "stage2", steps=1)
     recipe = replace(recipe, student=replace(recipe.student, init_from=tmp_path / "stage1"))
     with pytest.raises(TLCMError, match="stopped mid-phase .* --recipes.student.init-from-unfinished"):
         train(recipe)
@@ -136,22 +128,22 @@ def test_init_from_refuses_an_unfinished_phase_and_another_lora(model_dir, tmp_p
         train(other_alpha)
 
 
-def test_sigterm_exits_with_the_documented_code(model_dir, tmp_path, capsys):
+def test_sigterm_exits_with_the_documented_code(tiny_sd_dir, tmp_path, capsys):
     from tlcm.errors import run_cli
     from tlcm.train import TrainArgs, main
 
-    recipe = small_recipe(model_dir, tmp_path, steps=3, sigterm_step=0)
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=3, sigterm_step=0)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: main(TrainArgs(recipes=recipe)))
     assert exit_info.value.code == PREEMPTED_EXIT_CODE == 75
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000001"
 
 
-def test_a_rerun_without_checkpoints_does_not_append_to_the_old_log(model_dir, tmp_path):
+def test_a_rerun_without_checkpoints_does_not_append_to_the_old_log(tiny_sd_dir, tmp_path):
     """A run stopped before its first checkpoint (here: the checkpoint folder removed) starts over,
     and so does its metrics.jsonl: steps 1..4 once, not 1, 2, 1, 2, 3, 4."""
-    train(small_recipe(model_dir, tmp_path, steps=2))
+    train(small_recipe(tiny_sd_dir, tmp_path, steps=2))
     shutil.rmtree(tmp_path / "checkpoints")
-    train(small_recipe(model_dir, tmp_path, steps=4))
+    train(small_recipe(tiny_sd_dir, tmp_path, steps=4))
     log = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["global_step"] for line in log] == [1, 2, 3, 4]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -30,15 +29,8 @@ C = 4  # chunks: prompts 0-3, 4-7, 8-9
 
 
 @pytest.fixture(scope="module")
-def sd_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def sd(sd_dir) -> BaseModel:
-    return BaseModel.load(sd_dir)
+def sd(tiny_sd_dir) -> BaseModel:
+    return BaseModel.load(tiny_sd_dir)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +94,7 @@ def test_cache_misses_then_hits_and_partial_caches_fill_in(sd, tmp_path, monkeyp
     assert reader.encode_calls == 1 and len(json.loads((folder / "manifest.json").read_text())["chunks"]) == 4
 
 
-def test_another_text_encoder_is_refused_in_one_line(sd, sd_dir, tmp_path):
+def test_another_text_encoder_is_refused_in_one_line(sd, tiny_sd_dir, tmp_path):
     folder = tmp_path / "emb"
     EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
     pipe = tiny_sd_pipeline()
@@ -148,8 +140,8 @@ def test_half_storage_rounds_cached_and_fresh_embeddings_alike(sdxl, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["sd", "sdxl"])
-def test_the_engine_trains_the_same_bits_with_the_cache(model, sd_dir, tiny_sdxl_dir, tmp_path):
-    path = sd_dir if model == "sd" else tiny_sdxl_dir
+def test_the_engine_trains_the_same_bits_with_the_cache(model, tiny_sd_dir, tiny_sdxl_dir, tmp_path):
+    path = tiny_sd_dir if model == "sd" else tiny_sdxl_dir
     recipe = shrink(PRESETS["mlcd"], path, tmp_path / "plain")
     runs = {}
     for name, cache in (("plain", None), ("fill", tmp_path / "emb"), ("hit", tmp_path / "emb")):

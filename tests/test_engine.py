@@ -9,7 +9,6 @@ import torch
 from device_discipline import DeviceDiscipline
 from diffusers import StableDiffusionPipeline
 from engine_helpers import OutputNormConfig, shrink, small_recipe
-from tiny_pipelines import tiny_sd_pipeline
 
 from recipes import PRESETS
 from tlcm import TLCMScheduler
@@ -19,13 +18,6 @@ from tlcm.errors import TLCMError
 from tlcm.losses import LOSSES
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
-
-
-@pytest.fixture(scope="module")
-def tiny_sd_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 def _local_clip(config, folder):

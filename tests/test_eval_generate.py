@@ -24,18 +24,11 @@ PROMPTS = ["a red cube", "a blue ball", "a cat", "a dog"]
 
 
 @pytest.fixture(scope="module")
-def sd_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def run_dir(sd_dir, tmp_path_factory):
+def run_dir(tiny_sd_dir, tmp_path_factory):
     """A tlcm run folder with a checkpoint and an export (RUN/student) of a random rank-4 LoRA student."""
     run = tmp_path_factory.mktemp("runs") / "tiny-run"
     torch.manual_seed(0)
-    student = Student(BaseModel.load(sd_dir), StudentConfig(lora_rank=4))
+    student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=4))
     with torch.no_grad():
         for name, param in student.unet.named_parameters():
             if "lora_B" in name:
@@ -45,10 +38,10 @@ def run_dir(sd_dir, tmp_path_factory):
     return run
 
 
-def generate(sd_dir, out, *extra):
+def generate(tiny_sd_dir, out, *extra):
     prompts = out.parent / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    args = ["--model", str(sd_dir), "--prompts", str(prompts), "--out", str(out), "--resolution", "32"]
+    args = ["--model", str(tiny_sd_dir), "--prompts", str(prompts), "--out", str(out), "--resolution", "32"]
     return cli(["generate", *args, "--device", "cpu", "--steps", "2", *extra])
 
 
@@ -58,51 +51,51 @@ def pixels(folder) -> torch.Tensor:
     return torch.stack([torch.from_numpy(np.array(Image.open(f))).int() for f in files])
 
 
-def test_generation_resumes_and_regenerates_only_missing_images(sd_dir, tmp_path):
+def test_generation_resumes_and_regenerates_only_missing_images(tiny_sd_dir, tmp_path):
     out = tmp_path / "teacher"
-    assert generate(sd_dir, out, "--batch-size", "3") == 4
+    assert generate(tiny_sd_dir, out, "--batch-size", "3") == 4
     meta = json.loads((out / "meta.json").read_text())
     assert meta["sampler"] == "ddim" and meta["steps"] == 2 and meta["guidance_scale"] == 8.0
     lines = (out / "prompts.jsonl").read_text().splitlines()
     assert [json.loads(line)["prompt"] for line in lines] == PROMPTS
-    assert generate(sd_dir, out) == 0  # nothing left to do (the model is not even loaded)
+    assert generate(tiny_sd_dir, out) == 0  # nothing left to do (the model is not even loaded)
     before = (out / "images" / "00002.png").read_bytes()
     (out / "images" / "00002.png").unlink()
-    assert generate(sd_dir, out) == 1
+    assert generate(tiny_sd_dir, out) == 1
     assert (out / "images" / "00002.png").read_bytes() == before  # the same noise, the same image
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"{i:05d}.png" for i in range(4)]
     with pytest.raises(TLCMError, match="other settings.*steps"):
-        generate(sd_dir, out, "--steps", "3")
+        generate(tiny_sd_dir, out, "--steps", "3")
 
 
-def test_noise_is_fixed_per_prompt_across_batch_sizes_and_torchrun_shares(sd_dir, tmp_path, monkeypatch):
-    generate(sd_dir, tmp_path / "one", "--batch-size", "4")
+def test_noise_is_fixed_per_prompt_across_batch_sizes_and_torchrun_shares(tiny_sd_dir, tmp_path, monkeypatch):
+    generate(tiny_sd_dir, tmp_path / "one", "--batch-size", "4")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert generate(sd_dir, tmp_path / "two", "--batch-size", "1") == 2
+    assert generate(tiny_sd_dir, tmp_path / "two", "--batch-size", "1") == 2
     assert sorted(p.name for p in (tmp_path / "two" / "images").iterdir()) == ["00000.png", "00002.png"]
     monkeypatch.setenv("RANK", "1")
-    assert generate(sd_dir, tmp_path / "two", "--batch-size", "1") == 2
+    assert generate(tiny_sd_dir, tmp_path / "two", "--batch-size", "1") == 2
     assert (pixels(tmp_path / "one") - pixels(tmp_path / "two")).abs().max() <= 1  # batch round-off only
 
 
-def test_students_from_an_export_a_lora_file_a_checkpoint_and_a_unet(sd_dir, run_dir, tmp_path):
-    assert generate(sd_dir, tmp_path / "run", "--student", str(run_dir)) == 4
+def test_students_from_an_export_a_lora_file_a_checkpoint_and_a_unet(tiny_sd_dir, run_dir, tmp_path):
+    assert generate(tiny_sd_dir, tmp_path / "run", "--student", str(run_dir)) == 4
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert meta["sampler"] == "tlcm" and meta["label"] == "tiny-run" and meta["guidance_scale"] is None
     lora = run_dir / "student" / DIFFUSERS_FILE
-    generate(sd_dir, tmp_path / "lora", "--student", str(lora), "--label", "bare LoRA")
+    generate(tiny_sd_dir, tmp_path / "lora", "--student", str(lora), "--label", "bare LoRA")
     assert torch.equal(pixels(tmp_path / "run"), pixels(tmp_path / "lora"))
     shutil.copytree(run_dir / "checkpoints", tmp_path / "ckpt-run" / "checkpoints")  # no export
-    generate(sd_dir, tmp_path / "ckpt", "--student", str(tmp_path / "ckpt-run"))
+    generate(tiny_sd_dir, tmp_path / "ckpt", "--student", str(tmp_path / "ckpt-run"))
     assert (pixels(tmp_path / "run") - pixels(tmp_path / "ckpt")).abs().max() <= 1
     tiny_sd_pipeline().unet.save_pretrained(tmp_path / "unet")  # a full UNet folder: the base's own
-    assert generate(sd_dir, tmp_path / "full", "--student", str(tmp_path / "unet")) == 4
+    assert generate(tiny_sd_dir, tmp_path / "full", "--student", str(tmp_path / "unet")) == 4
     assert not torch.equal(pixels(tmp_path / "run"), pixels(tmp_path / "full"))  # the LoRA matters
-    generate(sd_dir, tmp_path / "teacher")
+    generate(tiny_sd_dir, tmp_path / "teacher")
     assert not torch.equal(pixels(tmp_path / "run"), pixels(tmp_path / "teacher"))
     with pytest.raises(TLCMError, match="samples 1..8 steps"):
-        generate(sd_dir, tmp_path / "nine", "--student", str(run_dir), "--steps", "9")
+        generate(tiny_sd_dir, tmp_path / "nine", "--student", str(run_dir), "--steps", "9")
 
 
 class TinyFeatures(torch.nn.Module):
@@ -117,11 +110,13 @@ class TinyFeatures(torch.nn.Module):
         return self.conv(x.float() / 255).mean((2, 3))
 
 
-def test_score_writes_table_json_grid_and_fid_cache(sd_dir, run_dir, tiny_clip_dir, tmp_path, monkeypatch):
+def test_score_writes_table_json_grid_and_fid_cache(
+    tiny_sd_dir, run_dir, tiny_clip_dir, tmp_path, monkeypatch
+):
     monkeypatch.setattr("tlcm.eval.score.load_inception", lambda path, device: TinyFeatures())
     teacher, student, out = tmp_path / "teacher", tmp_path / "student", tmp_path / "results"
-    generate(sd_dir, teacher)
-    generate(sd_dir, student, "--student", str(run_dir))
+    generate(tiny_sd_dir, teacher)
+    generate(tiny_sd_dir, student, "--student", str(run_dir))
     write_pngs(tmp_path / "coco", 5, size=48)
     args = ["score", "--images", str(teacher), str(student), "--metrics", "fid", "fid-t", "clip"]
     args += ["--reference", str(tmp_path / "coco"), "--teacher", str(teacher)]
@@ -129,7 +124,7 @@ def test_score_writes_table_json_grid_and_fid_cache(sd_dir, run_dir, tiny_clip_d
     rows = cli([*args, "--out", str(out), "--device", "cpu", "--grid-prompts", "3", "--batch-size", "3"])
     lines = (out / "results.md").read_text().splitlines()
     assert lines[0] == "| model | steps | FID | FID-T | CLIP score |"
-    assert lines[2].startswith(f"| {sd_dir.name} (ddim, w=8) | 2 | ")
+    assert lines[2].startswith(f"| {tiny_sd_dir.name} (ddim, w=8) | 2 | ")
     assert lines[2].split(" | ")[3] == "-"  # the teacher's FID-T (against itself) is left out
     assert lines[3].startswith("| tiny-run | 2 | ")
     saved = json.loads((out / "results.json").read_text())

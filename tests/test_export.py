@@ -13,7 +13,6 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from engine_helpers import shrink
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
-from tiny_pipelines import tiny_sd_pipeline
 
 import tlcm.train
 from recipes import PRESETS
@@ -29,13 +28,6 @@ from tlcm.models.student import Student
 from tlcm.validation import validate_recipe
 
 RANK, ALPHA = 4, 8.0  # scale 2: a loader that takes alpha = rank is off by a factor of 2
-
-
-@pytest.fixture(scope="module")
-def tiny_sd_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 def _lora_modules(unet: torch.nn.Module) -> list[str]:

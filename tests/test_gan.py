@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from engine_helpers import shrink
 from safetensors.torch import save_file
-from tiny_pipelines import tiny_sd_pipeline
 from torch import nn
 
 from recipes import PRESETS
@@ -266,13 +265,6 @@ def test_more_student_steps_than_milestones_are_refused_for_the_recipe(tmp_path)
         with pytest.raises(TLCMError) as err:
             validate_recipe(bad, world_size=1)
         assert str(err.value) == message
-
-
-@pytest.fixture(scope="module")
-def tiny_sd_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 def _gan_recipe(model_dir, out_dir, **gan):

@@ -21,17 +21,9 @@ import torch
 from engine_helpers import interrupt_after
 from loss_cases import CASES, case_recipe
 from safetensors.torch import load_file
-from tiny_pipelines import tiny_sd_pipeline
 
 from tlcm.engine import Trainer, train
 from tlcm.losses import LOSSES
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 def test_every_registered_loss_has_a_case():
@@ -54,13 +46,13 @@ def _flat(tree, prefix=""):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_resume_mid_phase_equals_the_uninterrupted_run(case, model_dir, tmp_path):
-    straight = train(case_recipe(case, model_dir, tmp_path / "a"))
+def test_resume_mid_phase_equals_the_uninterrupted_run(case, tiny_sd_dir, tmp_path):
+    straight = train(case_recipe(case, tiny_sd_dir, tmp_path / "a"))
     stop_at = 2 if len(CASES[case]) == 1 else 3  # one-phase cases: mid-phase; two phases: inside the second
-    first = Trainer(case_recipe(case, model_dir, tmp_path / "b"))
+    first = Trainer(case_recipe(case, tiny_sd_dir, tmp_path / "b"))
     interrupt_after(first, stop_at)
     assert first.run().preempted
-    resumed = train(case_recipe(case, model_dir, tmp_path / "b"))
+    resumed = train(case_recipe(case, tiny_sd_dir, tmp_path / "b"))
     assert resumed.state.global_step == straight.state.global_step
     (wa, la, log_a), (wb, lb, log_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -73,14 +65,14 @@ def test_resume_mid_phase_equals_the_uninterrupted_run(case, model_dir, tmp_path
     assert max(v.abs().max().item() for k, v in wa.items() if "lora_B" in k) > 1e-3  # training moved
 
 
-def test_resume_with_an_embedding_cache_equals_the_run_without(model_dir, tmp_path):
+def test_resume_with_an_embedding_cache_equals_the_run_without(tiny_sd_dir, tmp_path):
     """128 prompts = 2 canonical chunks: the interrupted run writes the text-embedding cache, the
     resumed one reads it; both equal the uninterrupted run that encodes in memory only."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"a digit {i} in colour {i % 7}\n" for i in range(128)))
 
     def recipe(out: str, cache: Path | None):
-        r = case_recipe("mlcd", model_dir, tmp_path / out)
+        r = case_recipe("mlcd", tiny_sd_dir, tmp_path / out)
         return replace(r, data=replace(r.data, prompts=prompts, embedding_cache=cache))
 
     train(recipe("a", None))
@@ -95,7 +87,7 @@ def test_resume_with_an_embedding_cache_equals_the_run_without(model_dir, tmp_pa
     assert [r["mlcd"] for r in log_a] == [r["mlcd"] for r in log_b]
 
 
-def test_two_processes_equal_one_process_with_two_micro_batches(model_dir, tmp_path):
+def test_two_processes_equal_one_process_with_two_micro_batches(tiny_sd_dir, tmp_path):
     """Every case twice: torchrun 2 x 1 micro-batch (tests/dp_worker.py) and 1 x 2 in-process."""
     steps, batch = 2, 4
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -107,7 +99,7 @@ def test_two_processes_equal_one_process_with_two_micro_batches(model_dir, tmp_p
         "--nproc_per_node",
         "2",
         str(worker),
-        str(model_dir),
+        str(tiny_sd_dir),
         str(tmp_path / "two"),
     ]
     done = subprocess.run(
@@ -116,7 +108,7 @@ def test_two_processes_equal_one_process_with_two_micro_batches(model_dir, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     for case in CASES:
         one = tmp_path / "one" / case
-        train(case_recipe(case, model_dir, one, steps=steps, batch_size=batch, grad_accum=2))
+        train(case_recipe(case, tiny_sd_dir, one, steps=steps, batch_size=batch, grad_accum=2))
         (w1, l1, log1), (w2, l2, log2) = _final(one), _final(tmp_path / "two" / case)
         for key in w1:
             torch.testing.assert_close(w1[key], w2[key], atol=1e-5, rtol=1e-4, msg=f"{case}: {key}")

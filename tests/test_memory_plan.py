@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 from engine_helpers import small_recipe
-from tiny_pipelines import tiny_sd_pipeline
 
 import tlcm.memory_plan as memory_plan
 from tlcm.engine import train
@@ -70,13 +69,6 @@ def test_impossible_budget_is_one_clear_line():
     assert "\n" not in message and "memory plan mlcd" in message
     assert "micro-batch 1 with gradient checkpointing needs 11.0 GiB" in message
     assert "memory-budget-gib" in message
-
-
-@pytest.fixture(scope="module")
-def tiny_sd_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 def test_engine_runs_the_planned_micro_batch(tiny_sd_dir, tmp_path, monkeypatch, capfd):

@@ -7,7 +7,6 @@ import pytest
 import torch
 from engine_helpers import shrink
 from PIL import Image
-from tiny_pipelines import tiny_sd_pipeline
 
 from recipes import PRESETS
 from tlcm.conditioning import Conditioning
@@ -39,13 +38,6 @@ def test_fused_student_matches_unfused(which, tiny_sd, tiny_sdxl):
         fused = student.denoiser()(x, t, cond)
     assert (unfused - teacher).abs().max() > 1e-3  # the LoRA matters
     torch.testing.assert_close(fused, unfused, rtol=1e-4, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def tiny_sd_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 def test_sample_cli_fused_grid_matches_unfused(tiny_sd_dir, tmp_path, monkeypatch):

@@ -9,19 +9,11 @@ from dataclasses import replace
 
 import pytest
 from engine_helpers import small_recipe
-from tiny_pipelines import tiny_sd_pipeline
 
 from tlcm.engine import NonFiniteLoss, Trainer, train
 from tlcm.errors import run_cli
 from tlcm.report import Reporter
 from tlcm.train import cli
-
-
-@pytest.fixture(scope="module")
-def tiny_sd_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return path
 
 
 class FakeSink:

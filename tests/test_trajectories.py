@@ -12,7 +12,7 @@ import tyro
 from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from diffusers import DDPMScheduler
 from engine_helpers import shrink
-from tiny_pipelines import SD_SCHEDULER, tiny_sd_pipeline
+from tiny_pipelines import SD_SCHEDULER
 
 from recipes import PRESETS
 from tlcm.data.trajectories import CacheArgs, TrajectoryCache, build_cache, main, trajectory_grid
@@ -30,10 +30,8 @@ M, K, W = 2, 250, 3.0
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-sd")
-    tiny_sd_pipeline().save_pretrained(path)
-    return BaseModel.load(path)
+def base(tiny_sd_dir):
+    return BaseModel.load(tiny_sd_dir)
 
 
 @pytest.fixture(scope="module")
