@@ -13,7 +13,8 @@ Guarantees:
 - ``load_latest`` falls back to the newest loadable checkpoint, saying which one and why, when the
   one ``latest`` names is missing or damaged (truncated file, bad JSON); damaged folders are
   renamed ``damaged-step-...`` (kept for inspection, never resumed from or overwritten).
-- ``first_nonfinite`` lets the engine refuse to save NaN/inf state.
+- ``nonfinite_paths`` lets the engine refuse to save NaN/inf state (and the loader refuse NaN/inf
+  model weights).
 """
 
 from __future__ import annotations
@@ -180,14 +181,14 @@ def _float_tensors(tree: Any, prefix: str = ""):
         yield from _float_tensors(value, f"{prefix}/{key}" if prefix else str(key))
 
 
-def first_nonfinite(tree: Any) -> str | None:
-    """The key path of the first floating tensor holding NaN/inf in a nested dict/list, or None
-    (one host sync per device for the whole tree)."""
+def nonfinite_paths(tree: Any) -> list[str]:
+    """The key paths, in order, of the floating tensors holding NaN/inf in a nested dict / list
+    (empty: all finite); one host sync per device for the whole tree."""
     found = list(_float_tensors(tree))
     flags = [torch.isfinite(t).all() for _, t in found]
     by_device: dict[torch.device, list[torch.Tensor]] = {}
     for flag in flags:
         by_device.setdefault(flag.device, []).append(flag)
     if all(bool(torch.stack(group).all()) for group in by_device.values()):
-        return None
-    return next(path for (path, _), flag in zip(found, flags, strict=True) if not flag)
+        return []
+    return [path for (path, _), flag in zip(found, flags, strict=True) if not flag]

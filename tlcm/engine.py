@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from tlcm.card import write_model_card
-from tlcm.checkpoint import Checkpoint, TrainState, first_nonfinite, load_latest, save_checkpoint
+from tlcm.checkpoint import Checkpoint, TrainState, load_latest, nonfinite_paths, save_checkpoint
 from tlcm.config import Phase, Recipe
 from tlcm.data.embeddings import EmbeddingStore
 from tlcm.data.prompts import load_prompts
@@ -162,10 +162,11 @@ class Trainer:
         if not self.dist.is_main:
             return
         student, loss_states = self.student.state_dict(), {n: v.checkpoint_state() for n, v in losses.items()}
-        bad = first_nonfinite({"student": student, "optimizer": opt.state_dict(), "losses": loss_states})
-        if bad is not None:
+        optimizer = opt.state_dict()
+        bad = nonfinite_paths({"student": student, "optimizer": optimizer, "losses": loss_states})
+        if bad:
             raise NonFiniteLoss(
-                f"refusing to save a checkpoint at step {state.global_step}: {bad} holds NaN/inf; "
+                f"refusing to save a checkpoint at step {state.global_step}: {bad[0]} holds NaN/inf; "
                 f"the checkpoints in {self.recipe.runtime.out_dir / 'checkpoints'} are untouched "
                 "(lower the lr of the phase)"
             )
@@ -173,7 +174,7 @@ class Trainer:
             self.recipe.runtime.out_dir,
             state,
             student,
-            opt.state_dict(),
+            optimizer,
             loss_states,
             metadata=self.student.metadata(),
             phases=self.phases,

@@ -17,6 +17,7 @@ from diffusers.utils import logging as diffusers_logging
 from safetensors import SafetensorError
 from transformers.utils import logging as transformers_logging
 
+from tlcm.checkpoint import nonfinite_paths
 from tlcm.conditioning import Conditioning
 from tlcm.diffusion.schedule import Schedule, schedule_from_config
 from tlcm.errors import TLCMError
@@ -137,15 +138,12 @@ def check_finite_weights(pipe: DiffusionPipeline, path: Path) -> None:
     for component, module in pipe.components.items():
         if not isinstance(module, torch.nn.Module):
             continue
-        named = [
-            (n, t)
+        named = {
+            n: t
             for n, t in (*module.named_parameters(), *module.named_buffers())
             if t.is_floating_point() and t.numel()
-        ]
-        if not named:
-            continue
-        finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
-        bad = [n for (n, _), ok in zip(named, finite, strict=True) if not ok]
+        }
+        bad = nonfinite_paths(named)
         if bad:
             where = _weights_file(path / component, bad[0])
             raise TLCMError(
