@@ -119,6 +119,19 @@ class Trainer:
             grid=self.recipe.student.grid,
         )
 
+    def objective(
+        self, phase: Phase, losses: dict[str, Loss], ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One micro-batch under the step's autocast: (sum of weight * term, {name: term}); a term
+        is named after its loss, or "loss/key" for a loss's further terms."""
+        total, named = 0.0, {}
+        with self.autocast:
+            for comp, loss in losses.items():
+                for key, value in loss(ctx).items():
+                    named[comp if key == comp else f"{comp}/{key}"] = value
+                    total = total + phase.losses[comp].weight * value.float()
+        return total, named
+
     def _step(self, phase: Phase, losses: dict[str, Loss], opt, params, global_step: int):
         """One optimizer step over this process's micro-batches: (terms as 0-dim tensors, finite).
 
@@ -135,13 +148,9 @@ class Trainer:
             gen = torch.Generator(self.dist.device).manual_seed(_seed(seed, global_step, j))
             ctx = self._context(micro_batches[j], gen, global_step)
             contexts.append(ctx)
-            with self.autocast:
-                total = 0.0
-                for comp, loss in losses.items():
-                    for key, value in loss(ctx).items():
-                        name = comp if key == comp else f"{comp}/{key}"
-                        terms[name] = terms.get(name, 0.0) + value.detach().float() / accum
-                        total = total + phase.losses[comp].weight * value.float()
+            total, named = self.objective(phase, losses, ctx)
+            for name, value in named.items():
+                terms[name] = terms.get(name, 0.0) + value.detach().float() / accum
             (total / accum).backward()
         average_gradients(params, world)
         terms = average_terms(terms, world)

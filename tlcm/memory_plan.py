@@ -104,10 +104,7 @@ def measure_step(trainer, phase, losses) -> Callable[[int, bool], float]:
         gen = torch.Generator(device).manual_seed(0)
         ctx = trainer._context(torch.zeros(b, dtype=torch.long, device="cpu"), gen, 0)
         try:
-            with trainer.autocast:
-                total = sum(
-                    phase.losses[n].weight * v.float() for n, f in losses.items() for v in f(ctx).values()
-                )
+            total, _ = trainer.objective(phase, losses, ctx)
             total.backward()
             return float(torch.cuda.max_memory_allocated(device))
         except torch.cuda.OutOfMemoryError:
