@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from tlcm.errors import TLCMError
 from tlcm.eval.weights import need_file, need_packages
+from tlcm.toy.metrics import frechet_distance
 
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
@@ -65,21 +66,8 @@ class FeatureStats:
         return stats
 
 
-def frechet_distance(
-    mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor
-) -> float:
-    """d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2}) for means (D,) and covariances (D, D).
-
-    Tr (S1 S2)^{1/2} = sum_i sqrt(lambda_i(S1 S2)): S1 S2 is similar to the PSD matrix
-    S1^{1/2} S2 S1^{1/2}, so its eigenvalues are real and >= 0 up to round-off (as torchmetrics).
-    """
-    mu1, mu2, sigma1, sigma2 = (t.to(torch.float64) for t in (mu1, mu2, sigma1, sigma2))
-    diff = mu1 - mu2
-    tr_sqrt = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
-    return float(diff @ diff + sigma1.trace() + sigma2.trace() - 2 * tr_sqrt)
-
-
 def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
+    """FID of two feature sets' statistics (the same ``frechet_distance`` as the toy metrics)."""
     return frechet_distance(*a.mean_cov(), *b.mean_cov())
 
 
