@@ -51,6 +51,7 @@ from tlcm.engine import Trainer, _seed
 from tlcm.losses import Loss
 from tlcm.losses.distances import get_distance
 from tlcm.losses.mlcd import MLCDConfig, mlcd_loss
+from tlcm.models.families.sd import unet_kwargs
 
 
 class HandWrittenMLCD:
@@ -60,7 +61,7 @@ class HandWrittenMLCD:
         phase = next(iter(trainer.recipe.phases.values()))
         self.cfg: MLCDConfig = phase.losses["mlcd"]
         self.phase, self.trainer = phase, trainer
-        self.unet, self.schedule = trainer.student.unet, trainer.base.schedule
+        self.unet, self.schedule = trainer.student.net, trainer.base.schedule
         self.device = trainer.dist.device
         self.params = [p for p in self.unet.parameters() if p.requires_grad]
         self.lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
@@ -73,14 +74,14 @@ class HandWrittenMLCD:
         )
 
     def student(self, x, t, cond):
-        return self.unet(x, t, **cond.unet_kwargs()).sample
+        return self.unet(x, t, **unet_kwargs(cond)).sample
 
     def teacher(self, x, t, cond):
         # the same switch as Student.teacher: peft layers' flag (see adapter_toggle_costs)
         for layer in self.lora_layers:
             layer._disable_adapters = True
         try:
-            return self.unet(x, t, **cond.unet_kwargs()).sample
+            return self.unet(x, t, **unet_kwargs(cond)).sample
         finally:
             for layer in self.lora_layers:
                 layer._disable_adapters = False
@@ -131,7 +132,7 @@ def run_interleaved(trainer: Trainer, warmup: int, profile: bool):
     manual = HandWrittenMLCD(trainer)
     device = trainer.dist.device
     log = CallLog()
-    handles = count_unet_calls([trainer.student.unet], log)
+    handles = count_unet_calls([trainer.student.net], log)
     real_step = trainer._step
     rec = {"engine_step": [], "engine_tail": [], "manual": [], "calls": {"engine": [], "manual": []}}
     state = {"returned": None}
@@ -250,7 +251,7 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
     the hand-written loop do now), and whether both give the same teacher output."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    unet = trainer.student.unet
+    unet = trainer.student.net
     layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
 
     def set_flags(disabled: bool) -> None:
@@ -272,12 +273,12 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
     t, cond = torch.tensor([999, 500], device=x.device), trainer.embeddings.get(torch.arange(2))
     with torch.no_grad():
         unet.disable_adapters()
-        via_api = unet(x, t, **cond.unet_kwargs()).sample
+        via_api = unet(x, t, **unet_kwargs(cond)).sample
         unet.enable_adapters()
         set_flags(True)
-        via_flags = unet(x, t, **cond.unet_kwargs()).sample
+        via_flags = unet(x, t, **unet_kwargs(cond)).sample
         set_flags(False)
-        student = unet(x, t, **cond.unet_kwargs()).sample
+        student = unet(x, t, **unet_kwargs(cond)).sample
     return {
         "api_s": api,
         "flags_s": flags,

@@ -94,7 +94,7 @@ def build_trajectory_cache(
     from tlcm.data.trajectories import build_cache
 
     base, log = BaseModel.load(model, device=device), CallLog(role="teacher")
-    handles = count_unet_calls([base.unet], log)
+    handles = count_unet_calls([base.net], log)
     manifest = build_cache(
         base,
         load_prompts(recipe.data.prompts),
@@ -115,7 +115,7 @@ def measure(name: str, kind: str, recipe: Recipe, cfg) -> dict:
     log, draws, step_times = CallLog(), [], []
     trainer.student.denoiser = tagged(trainer.student.denoiser, "student", log)
     trainer.student.teacher = tagged(trainer.student.teacher, "teacher", log)
-    unets = list({id(u): u for u in (trainer.base.unet, trainer.student.unet)}.values())
+    unets = list({id(u): u for u in (trainer.base.net, trainer.student.net)}.values())
     handles = count_unet_calls(unets, log)
     real_step = trainer._step
 

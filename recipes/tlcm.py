@@ -6,6 +6,7 @@ A recipe is a function returning a Recipe; variants copy a base with ``dataclass
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from tlcm.config import ModelConfig, Phase, Recipe, RuntimeConfig, StudentConfig
@@ -14,6 +15,7 @@ from tlcm.losses.gan import GANConfig
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.losses.preference import PreferenceConfig
+from tlcm.toy import MINIATURE_SD3
 
 DIGIT_S0 = -0.01
 """Hinge threshold on the digit reward r = log p(digit | image): push p above 0.99."""
@@ -45,7 +47,7 @@ def preference(steps: int = 40, lr: float = 1e-5, batch_size: int = 8, **config)
     )
 
 
-MINIATURE_GAN = GANConfig(weight=0.05, backbone="teacher_unet", input="latent", noise_level=500)
+MINIATURE_GAN = GANConfig(weight=0.05, backbone="teacher", input="latent", noise_level=500)
 """The miniature's discriminator: the paper's kind (the frozen teacher UNet's encoder on re-noised
 latents, trainable heads). The product default (GANConfig(): a frozen random-init timm resnet18 on
 decoded pixels) barely separated real from fake here (ablation row +gan-timm)."""
@@ -112,3 +114,41 @@ def tlcm_full_sdxl() -> Recipe:
         },
         runtime=RuntimeConfig(out_dir=Path("runs/tlcm-full-sdxl"), checkpoint_every=500),
     )
+
+
+def large_model(path: str, guidance_scale: float, max_sequence_length: int | None, name: str) -> Recipe:
+    """``tlcm_full_sdxl``'s phases, LoRA and runtime (the paper's SDXL values) on another base model
+    at 1024 px: the paper gives no values for flow models (docs/recipes.md says where each comes
+    from)."""
+    recipe = tlcm_full_sdxl()
+    model = ModelConfig(
+        path=Path(path),
+        guidance_scale=guidance_scale,
+        resolution=1024,
+        max_sequence_length=max_sequence_length,
+    )
+    runtime = RuntimeConfig(out_dir=Path(f"runs/{name}"), checkpoint_every=500)
+    return Recipe(model=model, student=recipe.student, phases=recipe.phases, runtime=runtime)
+
+
+def tlcm_full_sd3() -> Recipe:
+    """SD3 / SD3.5 (models/sd3): w = 7 (StableDiffusion3Pipeline's default guidance_scale), 256 T5
+    tokens (its default max_sequence_length); LoRA on the family's attention + MLP projections
+    (diffusers' SD3 DreamBooth-LoRA targets); phases, rank 64, iterations and lrs as the paper's SDXL."""
+    return large_model("models/sd3", 7.0, 256, "tlcm-full-sd3")
+
+
+def tlcm_full_flux() -> Recipe:
+    """FLUX.1-dev (models/flux): a guidance-distilled teacher, guided by its guidance input at w =
+    3.5 (FluxPipeline's default guidance_scale; the student is trained and sampled with that input
+    too), 512 T5 tokens (its default); otherwise as ``tlcm_full_sd3``. 12 B parameters: train it on
+    several GPUs with FSDP2 (``--recipes.runtime.fsdp``)."""
+    return large_model("models/flux", 3.5, 512, "tlcm-full-flux")
+
+
+def tlcm_full_flow() -> Recipe:
+    """``tlcm_full`` on the flow-matching miniature (tlcm/toy/assets/miniature-sd3: the same digits,
+    an SD3-style transformer trained with rectified flow; 8 T5 slots, the build's)."""
+    recipe = tlcm_full()
+    model = ModelConfig(path=MINIATURE_SD3, max_sequence_length=8)
+    return replace(recipe, model=model, runtime=replace(recipe.runtime, out_dir=Path("runs/tlcm-full-flow")))

@@ -402,8 +402,9 @@ CASES: list[Case] = [
         "unsupported pipeline class",
         "--recipes.model.path",
         "{tmp}/model",
-        expect="holds a FluxPipeline; supported: StableDiffusionPipeline, StableDiffusionXLPipeline",
-        setup=model_folder('{"_class_name": "FluxPipeline"}'),
+        expect="holds a KandinskyPipeline; supported: StableDiffusionPipeline, StableDiffusionXLPipeline, "
+        "StableDiffusion3Pipeline, FluxPipeline",
+        setup=model_folder('{"_class_name": "KandinskyPipeline"}'),
     ),
     train(
         "model component folder missing",
@@ -423,7 +424,7 @@ CASES: list[Case] = [
         "tokenizer without vocabulary",
         "--recipes.model.path",
         "{tmp}/model",
-        expect="{tmp}/model/tokenizer holds no vocabulary (none of tokenizer.json, vocab.json)",
+        expect="{tmp}/model/tokenizer holds no vocabulary (none of tokenizer.json, vocab.json, spiece.model)",
         setup=tiny_without("tokenizer/tokenizer.json"),
     ),
     train(

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random SD / SDXL / SD3 pipelines (tests/tiny_pipelines.py), fresh per test.
+"""Shared fixtures: tiny random SD / SDXL / SD3 / FLUX pipelines (tests/tiny_pipelines.py), fresh per test.
 
 Tests run torch on one intra-op thread: with tiny models, thread hand-off and spin-waiting cost more
 than they save, and on a busy 2-core machine two threads made the tiny pipelines ~50x slower
@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_pipelines import save_tiny_clip, tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
+from tiny_pipelines import (
+    save_tiny_clip,
+    tiny_flux_pipeline,
+    tiny_sd3_pipeline,
+    tiny_sd_pipeline,
+    tiny_sdxl_pipeline,
+)
 
 torch.set_num_threads(1)
 
@@ -45,6 +51,39 @@ def tiny_sdxl_dir(tmp_path_factory) -> Path:
     """The tiny SDXL pipeline saved once per session as a diffusers folder (safetensors weights)."""
     path = tmp_path_factory.mktemp("tiny-sdxl")
     tiny_sdxl_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_flux():
+    """A fresh seeded tiny FluxPipeline (CLIP + T5, guidance embeds, dynamic shifting; 32 px images,
+    16 x 16 x 4 latents packed into 64 tokens of 16)."""
+    return tiny_flux_pipeline()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_dir(tmp_path_factory) -> Path:
+    """The tiny SD3 pipeline without T5 saved once per session as a diffusers folder. Its
+    model_index.json lists text_encoder_3 / tokenizer_3 as [null, null], which diffusers does not
+    treat as optional: load with ``from_pretrained(path, text_encoder_3=None, tokenizer_3=None)``."""
+    path = tmp_path_factory.mktemp("tiny-sd3")
+    tiny_sd3_pipeline().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_t5_dir(tmp_path_factory) -> Path:
+    """The tiny SD3 pipeline with the tiny T5 (text_encoder_3 / tokenizer_3) saved once per session."""
+    path = tmp_path_factory.mktemp("tiny-sd3-t5")
+    tiny_sd3_pipeline(t5=True).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory) -> Path:
+    """The tiny FLUX pipeline saved once per session as a diffusers folder (tests never write into it)."""
+    path = tmp_path_factory.mktemp("tiny-flux")
+    tiny_flux_pipeline().save_pretrained(path)
     return path
 
 

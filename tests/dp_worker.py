@@ -1,7 +1,10 @@
 """torchrun worker of tests/test_loss_contract.py: trains every loss case with the global batch
 split over the processes (no accumulation) and leaves each case's checkpoints in OUT/<case>.
 
-    torchrun --standalone --nproc_per_node 2 tests/dp_worker.py MODEL_DIR OUT_DIR STEPS BATCH
+    torchrun --standalone --nproc_per_node 2 tests/dp_worker.py MODEL_DIR OUT_DIR STEPS BATCH [fsdp]
+
+With "fsdp": the FSDP2 cases (FSDP_CASES) with --recipes.runtime.fsdp, and each also interrupted
+after its first step and resumed, into OUT/<case>-resumed.
 """
 
 from __future__ import annotations
@@ -13,16 +16,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from loss_cases import CASES, case_recipe  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from engine_helpers import interrupt_after  # noqa: E402
+from loss_cases import CASES, FSDP_CASES, case_recipe  # noqa: E402
 
 from tlcm.distributed import close_distributed  # noqa: E402
-from tlcm.engine import train  # noqa: E402
+from tlcm.engine import Trainer, train  # noqa: E402
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     model, out, steps, batch = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    fsdp = sys.argv[5:] == ["fsdp"]
     try:
-        for name in CASES:
-            train(case_recipe(name, model, out / name, steps=steps, batch_size=batch))
+        for name in FSDP_CASES if fsdp else CASES:
+            recipe = case_recipe(name, model, out / name, steps=steps, batch_size=batch, fsdp=fsdp)
+            if not fsdp:
+                train(recipe)
+                continue
+            recipe = replace(recipe, runtime=replace(recipe.runtime, fsdp=True))
+            train(recipe)
+            resumed = replace(recipe, runtime=replace(recipe.runtime, out_dir=out / f"{name}-resumed"))
+            trainer = Trainer(resumed)
+            interrupt_after(trainer, 1)
+            assert trainer.run().preempted
+            train(resumed)
     finally:
         close_distributed()

@@ -5,8 +5,8 @@ import pytest
 from bad_inputs import CASES, Workspace, problems, run_case
 from peft import LoraConfig
 
-from tlcm.config import LCM_LORA_TARGETS
 from tlcm.errors import TLCMError
+from tlcm.models.families import LCM_LORA_TARGETS
 from tlcm.validation import check_lora_targets
 
 

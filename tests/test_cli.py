@@ -105,4 +105,5 @@ def test_unknown_preset_with_help_in_a_real_process():
         timeout=300,
     )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"error: {PRESET_LINE}recipes:tlcm-full-sdxl"]
+    presets = "recipes:tlcm-full-sdxl, recipes:tlcm-full-sd3, recipes:tlcm-full-flux, recipes:tlcm-full-flow"
+    assert proc.stderr.strip().splitlines() == [f"error: {PRESET_LINE}{presets}"]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tlcm.conditioning import Conditioning
+from tlcm.models.families.sd import unet_kwargs
 
 
 def test_cat_index_expand_and_unet_kwargs():
@@ -12,10 +13,10 @@ def test_cat_index_expand_and_unet_kwargs():
     both = a.cat(null.expand_to(2))
     assert len(both) == 4 and both.prompt_embeds[2:].abs().sum() == 0 and both.time_ids[:2].sum() == 0
     assert torch.equal(both[torch.tensor([0, 3])].pooled_embeds[:, 0], torch.tensor([1.0, 0.0]))
-    kwargs = a.unet_kwargs()
+    kwargs = unet_kwargs(a)
     assert set(kwargs) == {"encoder_hidden_states", "added_cond_kwargs"}
     assert kwargs["added_cond_kwargs"]["time_ids"].shape == (2, 6)
-    assert set(Conditioning(torch.ones(2, 3, 4)).unet_kwargs()) == {"encoder_hidden_states"}
+    assert set(unet_kwargs(Conditioning(torch.ones(2, 3, 4)))) == {"encoder_hidden_states"}
     assert len(a.repeat(3)) == 6
 
 

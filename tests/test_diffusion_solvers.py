@@ -127,6 +127,20 @@ def test_mds_trajectory_per_sample_steps():
         assert torch.equal(got[i : i + 1], x), f"sample {i} moved after its grid ended or took a wrong step"
 
 
+@pytest.mark.parametrize("schedule", [VPSchedule.from_config(SD_CONFIG), FlowSchedule(shift=3.0)])
+def test_mds_trajectory_with_fixed_rounds_is_the_same_trajectory(schedule):
+    """``rounds`` (FSDP2: the same calls on every process): exactly ``rounds`` calls of the whole
+    batch, and every sample ends where its own L-step grid ends (a sample moved past its L fails)."""
+    cond = sample_ids(3)
+    noise = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    t_m, lengths = schedule.discretize(torch.tensor([875.0, 250.0, 500.0])), torch.tensor([1, 3, 2])
+    reference = mds_trajectory(ToyDenoiser(), schedule, noise, t_m, lengths, cond, None, 1.0)
+    denoiser = ToyDenoiser()
+    padded = mds_trajectory(denoiser, schedule, noise, t_m, lengths, cond, None, 1.0, rounds=8)
+    assert [batch for batch, _ in denoiser.calls] == [3] * 8
+    torch.testing.assert_close(padded, reference, atol=1e-6, rtol=1e-6)
+
+
 def test_mds_trajectory_with_guidance_and_per_sample_uncond():
     schedule = FlowSchedule()
     cond, uncond = sample_ids(2), Conditioning(prompt_embeds=torch.zeros(2, 3, 2))

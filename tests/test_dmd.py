@@ -108,19 +108,19 @@ def test_lora_fake_score_holds_one_copy_of_the_base_unet(tiny_sd, tmp_path):
     fake_score="full" adds a second UNet."""
     tiny_sd.save_pretrained(tmp_path)
     base = BaseModel.load(tmp_path)
-    base_elements = sum(p.numel() for p in base.unet.parameters())
+    base_elements = sum(p.numel() for p in base.net.parameters())
     student = Student(base, StudentConfig(lora_rank=4, lora_alpha=4.0))
     lora = sum(p.numel() for p in student.trainable_parameters().values())
     loss = DMDConfig().build(student)
-    held = _unique_elements([student.unet, loss])
+    held = _unique_elements([student.net, loss])
     assert len(loss.fake.parameters()) == len(student.trainable_parameters())
     assert held == base_elements + 2 * lora  # the base UNet, student LoRA, fake LoRA: nothing else
     assert all(
-        ".dmd_fake." in n for n, p in student.unet.named_parameters() if p in set(loss.fake.parameters())
+        ".dmd_fake." in n for n, p in student.net.named_parameters() if p in set(loss.fake.parameters())
     )
 
     full = DMDConfig(fake_score="full").build(student)
-    assert _unique_elements([student.unet, full.fake.module]) == 2 * base_elements + 2 * lora
+    assert _unique_elements([student.net, full.fake.module]) == 2 * base_elements + 2 * lora
 
 
 def test_fake_score_starts_at_the_teacher(tiny_sd, tmp_path):

@@ -18,22 +18,30 @@ from tlcm.errors import TLCMError
 from tlcm.losses import LOSSES
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
+from tlcm.models.families.sd import unet_kwargs
 
 
 def _local_clip(config, folder):
     return replace(config, clip_folder=str(folder)) if getattr(config, "clip_folder", "") else config
 
 
+FAMILY_DIRS = {"sd15": "tiny_sd_dir", "sdxl": "tiny_sdxl_dir", "sd3": "tiny_sd3_dir", "flux": "tiny_flux_dir"}
+"""Model family -> the session fixture of its tiny random pipeline folder."""
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_DIRS))
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_smoke_trains_two_steps(name, tiny_sd_dir, tiny_sdxl_dir, tiny_clip_dir, tmp_path):
-    model = tiny_sdxl_dir if "sdxl" in name else tiny_sd_dir
-    recipe = shrink(PRESETS[name], model, tmp_path)
+def test_every_preset_smoke_trains_two_steps(name, family, request, tiny_clip_dir, tmp_path):
+    """Every preset on every model family (tiny random pipelines; FLUX at 32 px with 16 T5 tokens):
+    all phases run, every loss term is finite, the LoRA is exported, under the device checker."""
+    recipe = shrink(PRESETS[name], request.getfixturevalue(FAMILY_DIRS[family]), tmp_path)
+    model = replace(recipe.model, resolution=32 if family == "flux" else None, max_sequence_length=16)
     phases = {  # CLIP-based rewards (the SDXL preset's PickScore) read a tiny local CLIP folder
         n: replace(p, losses={k: _local_clip(c, tiny_clip_dir) for k, c in p.losses.items()})
         for n, p in recipe.phases.items()
     }
     with DeviceDiscipline():  # generator draws and in-step tensor factories must state their device
-        run = train(replace(recipe, phases=phases))
+        run = train(replace(recipe, model=model, phases=phases))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 * len(PRESETS[name].phases)
     for record, phase in zip(
@@ -44,6 +52,7 @@ def test_every_preset_smoke_trains_two_steps(name, tiny_sd_dir, tiny_sdxl_dir, t
         assert all(torch.isfinite(torch.tensor(record[k])) for k in terms)
     assert (tmp_path / "student" / "pytorch_lora_weights.safetensors").is_file()
     assert run.state.global_step == 2 * len(PRESETS[name].phases)
+    assert run.base.family.name == family
 
 
 def test_registered_loss_trains_without_engine_change(tiny_sd_dir, tmp_path):
@@ -227,9 +236,7 @@ def test_full_finetune_trains_and_exports_a_unet(tiny_sd_dir, tmp_path):
     x, t = torch.randn(1, 4, 16, 16), torch.tensor([400])
     cond, _ = run.base.encode(["a"])
     with torch.no_grad():
-        torch.testing.assert_close(
-            unet(x, t, **cond.unet_kwargs()).sample, run.student.denoiser()(x, t, cond)
-        )
+        torch.testing.assert_close(unet(x, t, **unet_kwargs(cond)).sample, run.student.denoiser()(x, t, cond))
 
 
 def test_from_run_restores_lora_alpha_and_targets(tiny_sd_dir, tmp_path):

@@ -30,7 +30,7 @@ def run_dir(tiny_sd_dir, tmp_path_factory):
     torch.manual_seed(0)
     student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=4))
     with torch.no_grad():
-        for name, param in student.unet.named_parameters():
+        for name, param in student.net.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.1)
     export_student(student, run / "student")

@@ -24,6 +24,7 @@ from tlcm.errors import TLCMError
 from tlcm.export import DIFFUSERS_FILE, ExportArgs, export_student, kohya_file, kohya_state_dict
 from tlcm.export import main as export_main
 from tlcm.models.base import BaseModel
+from tlcm.models.families.sd import unet_kwargs
 from tlcm.models.student import Student
 from tlcm.validation import validate_recipe
 
@@ -48,11 +49,11 @@ def test_kohya_and_diffusers_files_load_as_the_student(kind, tiny_sd_dir, tiny_s
     torch.manual_seed(0)
     student = Student(BaseModel.load(folder), StudentConfig(lora_rank=RANK, lora_alpha=ALPHA))
     with torch.no_grad():  # B starts at 0: random values make every module's LoRA count
-        for name, param in student.unet.named_parameters():
+        for name, param in student.net.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.1)
     export_student(student, tmp_path, ("diffusers", "kohya"), name="run")
-    modules = _lora_modules(student.unet)
+    modules = _lora_modules(student.net)
     assert any("attn2.to_out.0" in m for m in modules) and any("conv_shortcut" in m for m in modules)
     with safe_open(tmp_path / kohya_file("run"), "pt") as f:
         keys = set(f.keys())
@@ -73,9 +74,9 @@ def test_kohya_and_diffusers_files_load_as_the_student(kind, tiny_sd_dir, tiny_s
         assert len(loaded) == len(modules)  # a dropped attention / conv LoRA fails here
         assert {s for m in loaded for s in m.scaling.values()} == {ALPHA / RANK}
         with torch.no_grad():
-            theirs = pipe.unet(x, t, **cond.unet_kwargs()).sample
+            theirs = pipe.unet(x, t, **unet_kwargs(cond)).sample
             pipe.fuse_lora()
-            fused = pipe.unet(x, t, **cond.unet_kwargs()).sample
+            fused = pipe.unet(x, t, **unet_kwargs(cond)).sample
         torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(fused, ours, atol=1e-5, rtol=1e-4)
 

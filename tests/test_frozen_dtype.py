@@ -61,7 +61,7 @@ def test_bf16_frozen_fp32_adapters_and_upcast_vae(sd_dir, sdxl_dir):
     aux = student.auxiliary("fake")
     trainable = [*student.trainable_parameters().values(), *aux.parameters()]
     assert trainable and {p.dtype for p in trainable} == {torch.float32}
-    frozen = [p for n, p in base.unet.named_parameters() if "lora_" not in n]
+    frozen = [p for n, p in base.net.named_parameters() if "lora_" not in n]
     assert {p.dtype for p in frozen} == {torch.bfloat16}
     cond, _ = base.encode(["a b"])
     x = torch.randn(1, *base.latent_shape)
@@ -93,7 +93,7 @@ def test_bf16_frozen_two_step_train(which, sd_dir, sdxl_dir, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(torch.isfinite(torch.tensor(r["mlcd"])) for r in records)
     assert {p.dtype for p in run.student.trainable_parameters().values()} == {torch.float32}
-    assert {p.dtype for n, p in run.base.unet.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+    assert {p.dtype for n, p in run.base.net.named_parameters() if "lora_" not in n} == {torch.bfloat16}
     state = load_latest(tmp_path, torch.device("cpu")).optimizer["state"]
     moments = [v for s in state.values() for k, v in s.items() if k != "step"]
     assert moments and {v.dtype for v in moments} == {torch.float32}

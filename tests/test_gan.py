@@ -244,7 +244,7 @@ def test_backbone_weight_file_loads_and_mismatch_is_named(tmp_path):
         ("backbone_weights", "/no/such/file.safetensors", "is not a file"),
         ("noise_level", 1000, "noise_level must be in 0..999"),
         ("disc_steps", 0, "disc_steps must be >= 1"),
-        ("backbone", "teacher_unet", 'needs input "latent"'),
+        ("backbone", "teacher", 'needs input "latent"'),
     ],
 )
 def test_invalid_config_values_are_refused(field, value, message):
@@ -278,7 +278,7 @@ def _gan_recipe(model_dir, out_dir, **gan):
     [
         {"input": "pixel"},
         {"input": "latent", "noise_level": 300, "loss_type": "hinge"},
-        {"input": "latent", "backbone": "teacher_unet", "noise_level": 300, "r1_weight": 0.1},
+        {"input": "latent", "backbone": "teacher", "noise_level": 300, "r1_weight": 0.1},
     ],
 )
 def test_gan_phase_smoke_trains_two_steps(gan, tiny_sd_dir, tmp_path):
@@ -319,11 +319,11 @@ def test_teacher_unet_features_are_the_base_unets_with_adapters_off(tiny_sd_dir)
     with torch.no_grad():
         for p in student.trainable_parameters().values():
             p.add_(0.1)
-    gan = GANConfig(input="latent", backbone="teacher_unet").build(student)
+    gan = GANConfig(input="latent", backbone="teacher").build(student)
     x, t = torch.randn(2, 4, 16, 16), torch.tensor([999, 300])
     cond, _ = base.encode(["a", "b"])
     seen = []
-    hook = base.unet.mid_block.register_forward_hook(lambda m, i, out: seen.append(out))
+    hook = base.net.mid_block.register_forward_hook(lambda m, i, out: seen.append(out))
     with torch.no_grad():
         student.teacher()(x, t, cond)
         student.denoiser()(x, t, cond)
@@ -331,4 +331,4 @@ def test_teacher_unet_features_are_the_base_unets_with_adapters_off(tiny_sd_dir)
     hook.remove()
     torch.testing.assert_close(ours[-1], seen[0])
     assert (seen[1] - seen[0]).abs().max() > 1e-4
-    assert len(ours) == len(base.unet.config.block_out_channels) + 1
+    assert len(ours) == len(base.net.config.block_out_channels) + 1

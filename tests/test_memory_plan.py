@@ -93,6 +93,6 @@ def test_engine_runs_the_planned_micro_batch(tiny_sd_dir, tmp_path, monkeypatch,
     assert run.state.global_step == 1
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(record["mlcd"])
-    assert not run.student.unet.is_gradient_checkpointing  # the plan left checkpointing off
+    assert not run.student.net.is_gradient_checkpointing  # the plan left checkpointing off
     out = " ".join(capfd.readouterr().err.split())
     assert "memory plan stage: micro-batch 1 x accum 4, checkpointing off" in out

@@ -33,6 +33,7 @@ from tlcm.losses.lcd import LCD, LCDConfig, lcd_loss
 from tlcm.losses.mlcd import MLCD, MLCDConfig, mlcd_loss, segment_map
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
 from tlcm.models.discriminator import Discriminator
+from tlcm.models.families import FAMILIES
 from tlcm.rewards import REWARDS
 
 TOY_AC = [0.9216, 0.64, 0.36]
@@ -432,8 +433,8 @@ def test_dpo_component_prefers_the_winner_against_a_frozen_reference(monkeypatch
     beta, lr, batch = 20.0, 0.5, 6
     unet = DPOUNet(torch.zeros(1, 2, 2))
     student = SimpleNamespace(
-        unet=unet,
-        base=SimpleNamespace(device="cpu"),
+        net=unet,
+        base=SimpleNamespace(device="cpu", family=FAMILIES["StableDiffusionPipeline"]),
         trainable_parameters=lambda: dict(unet.named_parameters()),
     )
     cfg = PreferenceConfig(mode="dpo", reward="test-objectives-linear", beta=beta)

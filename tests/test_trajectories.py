@@ -69,8 +69,8 @@ def test_cached_states_equal_a_direct_teacher_recomputation(base, cache_dir):
     with torch.no_grad():
         for g, (t, s) in enumerate([(999, 749), (749, 500), (500, 250), (250, 0)]):
             x_in = states[g : g + 1]  # one step from the stored state must land on the next stored one
-            eps_c = base.unet(x_in, torch.tensor([t]), encoder_hidden_states=cond.prompt_embeds).sample
-            eps_u = base.unet(x_in, torch.tensor([t]), encoder_hidden_states=uncond.prompt_embeds).sample
+            eps_c = base.net(x_in, torch.tensor([t]), encoder_hidden_states=cond.prompt_embeds).sample
+            eps_u = base.net(x_in, torch.tensor([t]), encoder_hidden_states=uncond.prompt_embeds).sample
             eps = (eps_u + W * (eps_c - eps_u)).double()
             x0 = (x_in.double() - (1 - acp[t]).sqrt() * eps) / acp[t].sqrt()
             step = (acp[s].sqrt() * x0 + (1 - acp[s]).sqrt() * eps).float()
@@ -102,7 +102,7 @@ def test_mlcd_from_the_cache_makes_zero_teacher_calls(base, cache_dir):
         return teacher(x, t, cond)
 
     idx = torch.tensor([0, 1, 1, 0])
-    holder = SimpleNamespace(unet=base.unet)  # what build() reads of a Student
+    holder = SimpleNamespace(net=base.net)  # what build() reads of a Student
     from_cache = MLCDConfig(skip=K, states="cache").build(holder)
     loss = from_cache(_context(base, cache, counting_teacher, idx))["mlcd"]
     assert calls == [] and torch.isfinite(loss)

@@ -1,5 +1,5 @@
 """tlcm: distil latent diffusion models into 2-8 step students (TLCM, arXiv 2406.05768)."""
 
-from tlcm.diffusion.scheduler import TLCMScheduler
+from tlcm.diffusion.scheduler import TLCMFlowScheduler, TLCMScheduler
 
-__all__ = ["TLCMScheduler"]
+__all__ = ["TLCMFlowScheduler", "TLCMScheduler"]

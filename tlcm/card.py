@@ -19,7 +19,7 @@ import torch
 
 from tlcm.config import Recipe, recipe_dict
 from tlcm.diffusion.scheduler import TLCMScheduler
-from tlcm.export import DIFFUSERS_FILE, kohya_file
+from tlcm.export import DIFFUSERS_FILE, kohya_file, tlcm_scheduler
 from tlcm.models.student import Student
 
 CARD_FILE = "README.md"
@@ -46,6 +46,23 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows])
 
 
+def flow_timestep_rows(scheduler, num_milestones: int, mu: float | None) -> list[dict]:
+    """The card's table for a TLCMFlowScheduler: per step count n, its timesteps and sigmas (``mu``:
+    the resolution-dependent shift of a dynamic-shifting scheduler at the training resolution)."""
+    rows = []
+    for n in [s for s in CARD_STEPS if s <= num_milestones]:
+        scheduler.set_timesteps(n, mu=mu)
+        sigmas = ", ".join(f"{s:.4g}" for s in scheduler.sigmas.tolist())
+        rows.append(
+            {
+                "steps": n,
+                "timesteps": ", ".join(f"{t:.4g}" for t in scheduler.timesteps.tolist()),
+                "sigmas": sigmas,
+            }
+        )
+    return rows
+
+
 def timestep_rows(scheduler: TLCMScheduler, num_milestones: int) -> list[dict]:
     """The card's table: per step count n in CARD_STEPS (n <= M), the TLCM timesteps, their ComfyUI
     sigmas and where ComfyUI's sgm_uniform steps instead."""
@@ -65,9 +82,12 @@ def timestep_rows(scheduler: TLCMScheduler, num_milestones: int) -> list[dict]:
     return rows
 
 
-def _front_matter(base_path: str, lora: bool, sdxl: bool) -> str:
+FAMILY_TAGS = {"sd15": "stable-diffusion", "sdxl": "stable-diffusion-xl", "sd3": "sd3", "flux": "flux"}
+
+
+def _front_matter(base_path: str, lora: bool, family: str) -> str:
     tags = ["text-to-image", "diffusers", "lora" if lora else "full-finetune", "tlcm", "latent-consistency"]
-    tags.append("stable-diffusion-xl" if sdxl else "stable-diffusion")
+    tags.append(FAMILY_TAGS.get(family, family))
     lines = [
         f"base_model: {json.dumps(base_path)}",
         f"base_model_relation: {'adapter' if lora else 'finetune'}",
@@ -80,20 +100,27 @@ def _front_matter(base_path: str, lora: bool, sdxl: bool) -> str:
     return "---\n" + "\n".join(lines) + "\n---\n"
 
 
-def _diffusers_use(pipeline: str, base_path: str, out: str, lora: bool, steps: int) -> str:
+def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> str:
+    base, lora = student.base, not student.config.full_finetune
+    pipeline, net, scheduler = type(base.pipe).__name__, base.family.net, base.family.scheduler
     if lora:
         imports, load = pipeline, f'pipe.load_lora_weights("{out}")\npipe.fuse_lora()'
     else:
-        imports = f"{pipeline}, UNet2DConditionModel"
-        load = f'pipe.unet = UNet2DConditionModel.from_pretrained("{out}/unet")'
+        net_class = type(student.net).__name__
+        imports = f"{pipeline}, {net_class}"
+        load = f'pipe.{net} = {net_class}.from_pretrained("{out}/{net}")'
+    kwargs = {"num_inference_steps": steps, **base.family.sample_kwargs()}
+    if base.max_sequence_length is not None:
+        kwargs["max_sequence_length"] = base.max_sequence_length
+    call = ", ".join(f"{k}={v}" for k, v in kwargs.items())
     return f"""```python
 from diffusers import {imports}
-from tlcm import TLCMScheduler
+from tlcm.diffusion import {scheduler}
 
 pipe = {pipeline}.from_pretrained("{base_path}")
 {load}
-pipe.scheduler = TLCMScheduler.from_pretrained("{out}/scheduler")
-image = pipe("your prompt", num_inference_steps={steps}, guidance_scale=0).images[0]
+pipe.scheduler = {scheduler}.from_pretrained("{out}/scheduler")
+image = pipe("your prompt", {call}).images[0]
 ```"""
 
 
@@ -122,26 +149,35 @@ def render_model_card(
 ) -> str:
     """The card's Markdown for ``student`` exported to ``out_dir`` (kohya file named after ``name``)."""
     base, config, lora = student.base, student.config, not student.config.full_finetune
-    pipeline, base_path = type(base.pipe).__name__, str(Path(base.path).resolve())
-    scheduler = TLCMScheduler.from_pretrained(out_dir / "scheduler")
+    pipeline, base_path, family = type(base.pipe).__name__, str(Path(base.path).resolve()), base.family
+    scheduler = type(tlcm_scheduler(base, config.grid)).from_pretrained(out_dir / "scheduler")
     m, q = config.grid.num_milestones, config.grid.steps
     if lora:
         scale = config.lora_alpha / config.lora_rank
         what = f"LoRA rank {config.lora_rank}, alpha {config.lora_alpha:g} (scale alpha / rank = {scale:g})"
         what += f" on {', '.join(config.target_modules)}"
-        files = f"`{DIFFUSERS_FILE}` (diffusers), `{kohya_file(name)}` (kohya: ComfyUI, A1111)"
+        files = f"`{DIFFUSERS_FILE}` (diffusers)"
+        files += f", `{kohya_file(name)}` (kohya: ComfyUI, A1111)" if family.kohya else ""
     else:
-        what, files = "full fine-tune of the UNet", "`unet/`"
+        what, files = f"full fine-tune of the {type(student.net).__name__}", f"`{family.net}/`"
+    if family.kohya:
+        comfy, rows = _comfy_use(kohya_file(name), pipeline, base_path, lora), timestep_rows(scheduler, m)
+    else:
+        comfy = f"Not covered for {family.name}: use diffusers."
+        mu = math.log(base.schedule.shift) if scheduler.config.get("use_dynamic_shifting") else None
+        rows = flow_timestep_rows(scheduler, m, mu)
+    guidance = family.sample_kwargs()["guidance_scale"]
+    prediction = scheduler.config.get("prediction_type", "flow (velocity)")
     seconds = "not recorded" if train_seconds is None else f"{train_seconds:.1f} s wall clock (the phases)"
     scored = _table(scores) if scores else "Not evaluated (`--recipes.runtime.eval-samples-per-digit`)."
-    own = inspect.signature(TLCMScheduler.__init__).parameters  # not the base scheduler's extra keys
+    own = inspect.signature(type(scheduler).__init__).parameters  # not the base scheduler's extra keys
     settings = json.dumps({k: v for k, v in scheduler.config.items() if k in own}, indent=2, default=str)
     recipe_part = (
         "```json\n" + json.dumps(recipe_dict(recipe), indent=2) + "\n```"
         if recipe is not None
         else "Not recorded (exported from a checkpoint by `python -m tlcm.export`)."
     )
-    return f"""{_front_matter(base_path, lora, base.is_sdxl)}
+    return f"""{_front_matter(base_path, lora, family.name)}
 # TLCM student of {Path(base_path).name}
 
 A few-step student distilled with [tlcm](https://arxiv.org/abs/2406.05768) (Training-efficient
@@ -158,23 +194,24 @@ classifier-free guidance.
 
 ## Use in diffusers
 
-{_diffusers_use(pipeline, base_path, str(out_dir), lora, min(4, m))}
+{_diffusers_use(student, base_path, str(out_dir), min(4, m))}
 
-Files: {files}, `scheduler/` (the TLCMScheduler config), this card.
+Files: {files}, `scheduler/` (the {type(scheduler).__name__} config), this card.
 
 ## Use in ComfyUI
 
-{_comfy_use(kohya_file(name), pipeline, base_path, lora)}
+{comfy}
 
 ## Sampler settings
 
-Steps: 1..{m} at the milestone timesteps below (training sampled {q} steps), guidance scale 0
-(ComfyUI cfg 1.0), gamma {scheduler.config.gamma:g} (1: fresh noise between steps, as LCM; 0:
-deterministic, as DDIM), prediction type {scheduler.config.prediction_type}.
+Steps: 1..{m} at the milestone timesteps below (training sampled {q} steps), guidance scale
+{guidance:g} (no classifier-free guidance{"; ComfyUI cfg 1.0" if family.kohya else ""}), gamma
+{scheduler.config.gamma:g} (1: fresh noise between steps, as LCM; 0: deterministic, as DDIM),
+prediction type {prediction}.
 
-{_table(timestep_rows(scheduler, m))}
+{_table(rows)}
 
-TLCMScheduler parameters (`scheduler/scheduler_config.json`):
+{type(scheduler).__name__} parameters (`scheduler/scheduler_config.json`):
 
 ```json
 {settings}

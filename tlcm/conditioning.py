@@ -1,8 +1,9 @@
-"""One conditioning object for every model family (SD1.5, SDXL, flow models).
+"""One conditioning object for every model family (SD1.5, SDXL, SD3, FLUX).
 
-Losses and solvers never look inside: they batch, index and concatenate it, and hand
-``unet_kwargs()`` to the denoiser. SD1.5 fills ``prompt_embeds`` only; SDXL adds the pooled
-embeddings and the six micro-conditioning time ids.
+Losses and solvers never look inside: they batch, index and concatenate it, and the model family
+(tlcm/models/families) turns it into its network's inputs. SD1.5 fills ``prompt_embeds`` only;
+SDXL adds the pooled embeddings and the six micro-conditioning time ids; SD3 and FLUX the pooled
+embeddings; a guidance-distilled model (FLUX.1-dev) also takes the guidance scale as an input.
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ import torch
 class Conditioning:
     """Text conditioning of a batch of B samples.
 
-    prompt_embeds: (B, L, D) token embeddings (cross-attention input).
-    pooled_embeds: (B, P) pooled text embeddings (SDXL ``text_embeds``), or None.
+    prompt_embeds: (B, L, D) token embeddings (cross-attention / joint-attention input).
+    pooled_embeds: (B, P) pooled text embeddings (SDXL ``text_embeds``, SD3 / FLUX
+        ``pooled_projections``), or None.
     time_ids: (B, 6) SDXL micro-conditioning (original size, crop, target size), or None.
+    guidance: (B,) the guidance scale a guidance-distilled network takes as an input (FLUX.1-dev's
+        guidance embedding), or None (classifier-free guidance families). ``guided_output`` then
+        makes one call with ``with_guidance(w)`` instead of a cond + uncond batch.
     """
 
     prompt_embeds: torch.Tensor
     pooled_embeds: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
+    guidance: torch.Tensor | None = None
 
     def _map(self, fn) -> Conditioning:
         return replace(
@@ -68,9 +74,9 @@ class Conditioning:
             values[f.name] = None if a is None else torch.cat([a, b])
         return Conditioning(**values)
 
-    def unet_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``UNet2DConditionModel.forward`` for this conditioning."""
-        kwargs: dict[str, Any] = {"encoder_hidden_states": self.prompt_embeds}
-        if self.pooled_embeds is not None:
-            kwargs["added_cond_kwargs"] = {"text_embeds": self.pooled_embeds, "time_ids": self.time_ids}
-        return kwargs
+    def with_guidance(self, scale: float) -> Conditioning:
+        """This conditioning with the network's guidance input set to ``scale`` for every sample
+        (embedded-guidance families only)."""
+        if self.guidance is None:
+            raise ValueError("with_guidance: this conditioning has no guidance input (a CFG model)")
+        return replace(self, guidance=torch.full_like(self.guidance, scale))

@@ -15,23 +15,6 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses import LossConfig
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
-LCM_LORA_TARGETS = (
-    "to_q",
-    "to_k",
-    "to_v",
-    "to_out.0",
-    "proj_in",
-    "proj_out",
-    "ff.net.0.proj",
-    "ff.net.2",
-    "conv1",
-    "conv2",
-    "conv_shortcut",
-    "downsamplers.0.conv",
-    "upsamplers.0.conv",
-    "time_emb_proj",
-)
-"""LoRA target modules of diffusers' LCM-LoRA training scripts."""
 EXPORT_FORMATS = ("diffusers", "kohya")
 """Student export formats (tlcm/export.py): diffusers / peft LoRA, kohya (ComfyUI / A1111) LoRA."""
 
@@ -41,13 +24,20 @@ class ModelConfig:
     """The frozen base model (the teacher)."""
 
     path: Path = MINIATURE_SD
-    """Local diffusers folder (SD1.5-style or SDXL). Default: the bundled miniature pipeline."""
+    """Local diffusers folder (SD1.5 / SDXL / SD3 / FLUX.1 pipeline; its class picks the model family).
+    Default: the bundled miniature pipeline."""
     guidance_scale: float = TEACHER_GUIDANCE_SCALE
     """Teacher's classifier-free guidance scale w (the paper uses 8 on SDXL)."""
     frozen_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """dtype of the frozen weights (UNet base, text encoders, VAE; a force_upcast VAE stays fp32):
     "auto" = bf16 on CUDA with bf16 autocast, else fp32. Adapters, a full fine-tune's copy and the
     optimizer state are fp32 whatever this says."""
+    resolution: int | None = None
+    """Pixel height = width of the training samples (None: the pipeline's default, e.g. 1024 on
+    SDXL / FLUX)."""
+    max_sequence_length: int | None = None
+    """T5 tokens of the prompt encoding for SD3 / FLUX (None: the pipeline's default, 256 / 512);
+    sample the student with the same value."""
 
 
 @dataclass
@@ -58,10 +48,11 @@ class StudentConfig:
     """LoRA rank r (the paper: 64 on SDXL). Ignored when full_finetune."""
     lora_alpha: float = 16.0
     """LoRA alpha (scale alpha / r)."""
-    target_modules: tuple[str, ...] = LCM_LORA_TARGETS
-    """UNet module names that receive LoRA adapters."""
+    target_modules: tuple[str, ...] = ()
+    """Module names of the denoising network that receive LoRA adapters (peft's suffix match);
+    empty: the family's default (SD / SDXL: LCM-LoRA's; SD3 / FLUX: attention + MLP projections)."""
     full_finetune: bool = False
-    """Train a full copy of the UNet instead of LoRA adapters (holds two UNets in memory)."""
+    """Train a full copy of the denoising network instead of LoRA adapters (two copies in memory)."""
     init_from: Path | None = None
     """Start from a tlcm run folder's latest checkpoint (e.g. the stage-1 run for recipes:lcd); its
     LoRA rank, alpha and targets must match this config."""
@@ -126,6 +117,12 @@ class RuntimeConfig:
     """Autocast dtype: "auto" = bf16 on GPU, fp32 on CPU."""
     gradient_checkpointing: bool = False
     """Recompute UNet activations in backward to save memory."""
+    fsdp: bool = False
+    """Under torchrun, shard the denoising network (frozen base and adapters; a full fine-tune's copy
+    and the teacher) over the processes with FSDP2 (``fully_shard``), for bases that do not fit one
+    device (FLUX: 12 B parameters). Phase-end sample grids and the end-of-run evaluation are skipped
+    (sample / evaluate the export afterwards); EMA targets and DPO references are refused. One
+    process: ignored."""
     memory_plan: bool = False
     """Per phase, measure one micro-batch step and pick the largest micro-batch (grad_accum) and
     whether to checkpoint that fit the device's memory (tlcm/memory_plan.py; CUDA). A phase's

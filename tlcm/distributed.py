@@ -3,6 +3,13 @@
 Data parallelism averages the gradients of the trainable parameters with one all-reduce per
 optimizer step (for LoRA students this is a few MB; the engine's several forward passes per step
 through one shared UNet, some with adapters off, make a DDP module wrapper a poor fit).
+
+With ``--recipes.runtime.fsdp`` the denoising network is sharded with FSDP2 (``fully_shard``: each
+block of the family's ``shard_modules``, then the root): its parameters become DTensors whose
+gradients FSDP2 reduce-scatters (averaged over processes) in backward, so ``average_gradients``
+skips them. Checkpoints hold full tensors (``full_tensors``, a collective: every process calls it;
+rank 0 writes); loading shards them again like the live parameters (``shard_like``,
+``reshard_optimizer_state``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 def average_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:
     """Average ``.grad`` over processes in one flat all-reduce (no-op for one process)."""
-    if world_size == 1:
+    params = [p for p in params if not isinstance(p, DTensor)]  # FSDP2 reduced those in backward
+    if world_size == 1 or not params:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -76,3 +85,61 @@ def average_terms(terms: dict[str, torch.Tensor], world_size: int) -> dict[str, 
 def world_size() -> int:
     """Processes in the current process group (1 without torchrun)."""
     return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def shard(net: torch.nn.Module, blocks: list[torch.nn.Module]) -> torch.nn.Module:
+    """FSDP2: ``fully_shard`` each of ``blocks`` (the network's repeated blocks), then ``net`` itself,
+    over all processes (a 1-D mesh on the process group's device type). Frozen and trainable
+    parameters may share a block; create optimizers afterwards (they hold the DTensors)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    device = next(net.parameters()).device
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    for block in blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(net, mesh=mesh)
+    return net
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    """Whether ``module`` was sharded by ``shard`` (FSDP2)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def full_tensors(tree):
+    """``tree`` (nested dicts / lists of tensors) with every DTensor gathered into a full tensor:
+    a collective, so every process must call it (in the same order)."""
+    if isinstance(tree, DTensor):
+        return tree.full_tensor()
+    if isinstance(tree, dict):
+        return {k: full_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(full_tensors(v) for v in tree)
+    return tree
+
+
+def shard_like(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A full tensor laid out like ``like``: sharded as its DTensor placements (every process passes
+    the same full value), else unchanged."""
+    if isinstance(like, DTensor) and not isinstance(value, DTensor):
+        return distribute_tensor(value.to(like.device, like.dtype), like.device_mesh, like.placements)
+    return value
+
+
+def reshard_optimizer_state(opt: torch.optim.Optimizer) -> None:
+    """After ``opt.load_state_dict`` of full tensors (a checkpoint): shard each state tensor of a
+    DTensor parameter like the parameter (AdamW's exp_avg, exp_avg_sq; the step count stays)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(p, DTensor) and torch.is_tensor(value) and value.shape == p.shape:
+                    state[key] = shard_like(value, p)
+
+
+def grad_norm(total: torch.Tensor) -> torch.Tensor:
+    """``clip_grad_norm_``'s total norm as a plain tensor (a DTensor over sharded gradients)."""
+    return total.full_tensor() if isinstance(total, DTensor) else total

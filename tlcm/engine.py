@@ -26,7 +26,16 @@ from tlcm.config import Phase, Recipe
 from tlcm.data.embeddings import EmbeddingStore
 from tlcm.data.prompts import load_prompts
 from tlcm.data.trajectories import TrajectoryCache
-from tlcm.distributed import DistInfo, average_gradients, average_terms, init_distributed
+from tlcm.distributed import (
+    DistInfo,
+    average_gradients,
+    average_terms,
+    full_tensors,
+    grad_norm,
+    init_distributed,
+    reshard_optimizer_state,
+    shard,
+)
 from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
 from tlcm.losses import Loss, StepContext
@@ -82,8 +91,19 @@ class Trainer:
             rt.mixed_precision == "auto" and self.dist.device.type == "cuda"
         )
         dtype = frozen_dtype(recipe.model.frozen_dtype, self.dist.device, use_bf16)
-        self.base = BaseModel.load(recipe.model.path, device=self.dist.device, dtype=dtype)
+        m = recipe.model
+        self.base = BaseModel.load(
+            m.path,
+            self.dist.device,
+            dtype,
+            resolution=m.resolution,
+            max_sequence_length=m.max_sequence_length,
+        )
         self.student = Student(self.base, recipe.student)
+        self.sharded = rt.fsdp and self.dist.world_size > 1  # FSDP2: the network(s) in shards
+        if self.sharded:
+            for net in dict.fromkeys([self.student.net, self.base.net]):
+                shard(net, self.base.family.shard_modules(net))
         data = recipe.data  # text embeddings: encoded per micro-batch in canonical chunks, maybe cached
         self.embeddings = EmbeddingStore(
             self.base, self.prompts, data.embedding_cache, data.embedding_dtype, writable=self.dist.is_main
@@ -95,7 +115,7 @@ class Trainer:
         self.uncond = self.embeddings.uncond
         self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
         if rt.gradient_checkpointing:
-            self.student.unet.enable_gradient_checkpointing()
+            self.student.net.enable_gradient_checkpointing()
         self.reporter = Reporter(rt.out_dir, self.dist.is_main, rt.trackers, recipe)
         self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
         self._stop = False
@@ -117,6 +137,7 @@ class Trainer:
             prompts=[self.prompts[i] for i in order.tolist()],
             decode=self.base.decode,
             grid=self.recipe.student.grid,
+            uniform_calls=self.sharded,
         )
 
     def objective(
@@ -155,9 +176,11 @@ class Trainer:
         average_gradients(params, world)
         terms = average_terms(terms, world)
         max_norm = phase.max_grad_norm if phase.max_grad_norm > 0 else math.inf
-        terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, max_norm).float()
+        terms["grad_norm"] = grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm)).float()
         if not bool(torch.isfinite(torch.stack(list(terms.values()))).all()):
             return terms, False
+        if self.sharded:  # FSDP2 keeps the root's parameters gathered after a no_grad forward
+            self.student.net.reshard()
         opt.step()
         metrics: dict[str, torch.Tensor] = {}
         for loss in losses.values():
@@ -167,11 +190,13 @@ class Trainer:
         return {**terms, **average_terms(metrics, world)}, True
 
     def _save(self, state: TrainState, opt, losses: dict[str, Loss]) -> None:
-        """Checkpoint on rank 0; refuses (NonFiniteLoss) to write anything non-finite."""
+        """Checkpoint on rank 0 (every process gathers FSDP2 shards first); refuses (NonFiniteLoss)
+        to write anything non-finite."""
+        student = self.student.state_dict()
+        loss_states = full_tensors({n: v.checkpoint_state() for n, v in losses.items()})
+        optimizer = full_tensors(opt.state_dict())
         if not self.dist.is_main:
             return
-        student, loss_states = self.student.state_dict(), {n: v.checkpoint_state() for n, v in losses.items()}
-        optimizer = opt.state_dict()
         bad = nonfinite_paths({"student": student, "optimizer": optimizer, "losses": loss_states})
         if bad:
             raise NonFiniteLoss(
@@ -249,6 +274,7 @@ class Trainer:
                     opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
                     if start > 0:
                         opt.load_state_dict(restored.optimizer)
+                        reshard_optimizer_state(opt)
                         for n, loss in losses.items():
                             loss.load_checkpoint_state(restored.losses[n])
                     restored = None
@@ -279,14 +305,15 @@ class Trainer:
                                 rt.out_dir, self.base, self.student, state, True, skipped, self.dist.is_main
                             )
                     self._save(TrainState(index + 1, 0, state.global_step), opt, losses)
-                    if rt.sample_grid and self.dist.is_main:
+                    if rt.sample_grid and self.dist.is_main and not self.sharded:
                         write_phase_grid(self, rt.out_dir / "samples" / f"{index}-{name}.png")
         finally:
             signal.signal(signal.SIGTERM, previous)
         seconds = time.perf_counter() - started
+        weights = self.student.state_dict()  # FSDP2: every process gathers
         if self.dist.is_main:
             out, name = rt.out_dir / "student", run_name(rt.out_dir)
-            export_student(self.student, out, rt.export_formats, name)
+            export_student(self.student, out, rt.export_formats, name, weights)
             write_model_card(self.student, out, name, self.recipe, seconds)
         return Run(rt.out_dir, self.base, self.student, state, False, skipped, self.dist.is_main, seconds)
 

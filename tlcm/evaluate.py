@@ -31,7 +31,7 @@ from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
 from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.models.student import Student
-from tlcm.sampling import ddim_timesteps, sample_latents
+from tlcm.sampling import sample_latents, teacher_timesteps
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.evaluation import evaluate_toy, student_scores
 from tlcm.toy.metrics import ToyMetrics
@@ -76,13 +76,16 @@ def teacher_table(
     assets: Path = ASSET_DIR,
     out: Path = Path("benchmarks/results/teacher_table.json"),
     device: str = "cpu",
+    max_sequence_length: int | None = None,
 ) -> list[dict]:
-    """Score the teacher (deterministic DDIM + CFG, trailing grid) for every (w, steps) pair.
+    """Score the teacher (deterministic DDIM + CFG, trailing grid; a flow model: Euler on its
+    shifted grid) for every (w, steps) pair.
 
     ``assets``: the folder with the metric assets (digit classifier, reference statistics) of the
     build that made ``model``: a rebuild (``python -m tlcm.toy.build --out DIR``) is scored with
     ``--model DIR/miniature-sd --assets DIR``. Writes ``out`` (json rows) and ``out`` with suffix
-    .md (markdown table).
+    .md (markdown table). ``max_sequence_length``: T5 tokens of SD3 / FLUX prompts (the flow
+    miniature: 8, its build's).
     """
     _check_args(steps, samples_per_digit, model, assets, device)
     if not guidance_scales or not all(math.isfinite(w) for w in guidance_scales):
@@ -96,7 +99,7 @@ def teacher_table(
             f"{timesteps}-timestep schedule of {model}: use step counts in 1..{timesteps - 1}"
         )
     check_out_file(out, "--out", (".json",))  # the markdown table goes next to it, as .md
-    base = BaseModel.load(model, device=device, flag="--model")
+    base = BaseModel.load(model, device=device, flag="--model", max_sequence_length=max_sequence_length)
     metrics = ToyMetrics(assets)
     rows = []
     with Progress(console=Console(stderr=True)) as progress:
@@ -106,7 +109,7 @@ def teacher_table(
                 start = time.time()
 
                 def sampler(cond, uncond, noise, gen, w=w, n=n):
-                    grid = ddim_timesteps(n, base.schedule.num_train_timesteps)
+                    grid = teacher_timesteps(n, base.schedule)
                     return sample_latents(
                         base.denoiser(), base.schedule, cond, noise, grid, 0.0, uncond, w, gen
                     )
@@ -125,7 +128,7 @@ def teacher_table(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown_table(rows, ["w", "steps", "alignment", "fd"]))
-    table = Table("w", "steps", "alignment", "FD", title="teacher: DDIM + CFG")
+    table = Table("w", "steps", "alignment", "FD", title="teacher: DDIM (flow: Euler) + CFG")
     for r in rows:
         table.add_row(str(r["w"]), str(r["steps"]), f"{r['alignment']:.3f}", f"{r['fd']:.2f}")
     Console().print(table)
@@ -140,17 +143,18 @@ def student(
     assets: Path = ASSET_DIR,
     device: str = "cpu",
     gamma: float | None = None,
+    max_sequence_length: int | None = None,
 ) -> list[dict]:
     """Score a trained student (a tlcm run folder: its latest checkpoint) with the TLCM sampler
     (no CFG, the milestone timesteps of its grid; ``gamma``: the sampler's gamma, default the
     run's, 1 = LCM); writes RUN/eval.json (RUN/eval-gamma<g>.json with --gamma). ``assets``: the
-    metric assets of ``model``'s build (as in teacher-table)."""
+    metric assets of ``model``'s build (as in teacher-table); ``max_sequence_length`` as there."""
     if gamma is not None and not 0.0 <= gamma <= 1.0:
         raise TLCMError(f"--gamma must be in [0, 1] (1: LCM, 0: DDIM), got {gamma}")
     _check_args(steps, samples_per_digit, model, assets, device)
     if not run.is_dir():
         raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
-    base = BaseModel.load(model, device=device, flag="--model")
+    base = BaseModel.load(model, device=device, flag="--model", max_sequence_length=max_sequence_length)
     trained = Student.from_run(base, run)
     grid = trained.config.grid if gamma is None else replace(trained.config.grid, gamma=gamma)
     if not all(1 <= n <= grid.num_milestones for n in steps):

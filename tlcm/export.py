@@ -4,7 +4,8 @@ Files of an export folder (RUN/student/ by default; the engine writes the format
 ``--recipes.runtime.export-formats``, default diffusers only):
 
 - ``pytorch_lora_weights.safetensors`` (diffusers): the peft state dict of the "student" adapter
-  with a ``unet.`` prefix, ``unet.<module>.lora_A.weight`` (rank x in) / ``lora_B.weight`` (out x
+  with the network's prefix (``unet.`` or ``transformer.``: what the family's pipeline's
+  ``load_lora_weights`` reads), ``unet.<module>.lora_A.weight`` (rank x in) / ``lora_B.weight`` (out x
   rank), and the LoRA config (rank, alpha, targets) as the header's ``lora_adapter_metadata``, so
   ``pipe.load_lora_weights(RUN/student)`` scales by alpha / rank even when alpha != rank.
 - ``<run name>_kohya.safetensors`` (kohya / ComfyUI / A1111): per LoRA'd module (Linear and Conv2d
@@ -16,9 +17,10 @@ Files of an export folder (RUN/student/ by default; the engine writes the format
       (new)            -> ...alpha                 (0-dim float32: the LoRA alpha; scale alpha / rank)
 
   These are the diffusers module names kohya's sd-scripts use for SD1.5; ComfyUI maps them for
-  SDXL too, and diffusers' ``load_lora_weights`` reads them for both.
-- ``scheduler/``: the TLCMScheduler config on the student's grid; ``README.md``: the model card
-  (tlcm/card.py). A full fine-tune exports ``unet/`` (diffusers) instead of a LoRA.
+  SDXL too, and diffusers' ``load_lora_weights`` reads them for both. SD1.5 / SDXL only.
+- ``scheduler/``: the TLCMScheduler (VP) or TLCMFlowScheduler (SD3 / FLUX) config on the
+  student's grid; ``README.md``: the model card (tlcm/card.py). A full fine-tune exports the
+  network's folder (``unet/`` or ``transformer/``, diffusers) instead of a LoRA.
 
 Two identical runs write byte-identical .safetensors files: tensors sorted by name, contiguous on
 the CPU, and the header's metadata sorted (``save_safetensors``; safetensors itself writes it in
@@ -38,7 +40,8 @@ import tyro
 from rich.console import Console
 from safetensors.torch import save_file
 
-from tlcm.diffusion.scheduler import TLCMScheduler
+import tlcm.diffusion.scheduler
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError, run_cli
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
@@ -100,14 +103,19 @@ def save_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
     return path
 
 
-def diffusers_lora(student: Student) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The diffusers-format LoRA of ``student``: (tensors, safetensors metadata)."""
-    config = {f"unet.{k}": v for k, v in _sorted_json(student.lora_config.to_dict()).items()}
+def diffusers_lora(
+    student: Student, weights: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The diffusers-format LoRA of ``student`` with ``weights`` (its state dict): (tensors, metadata)."""
+    prefix = student.base.family.net
+    config = {f"{prefix}.{k}": v for k, v in _sorted_json(student.lora_config.to_dict()).items()}
     metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(config, indent=2, sort_keys=True)}
-    return {f"unet.{k}": v for k, v in student.state_dict().items()}, metadata
+    return {f"{prefix}.{k}": v for k, v in weights.items()}, metadata
 
 
-def kohya_lora(student: Student) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def kohya_lora(
+    student: Student, weights: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The kohya-format LoRA of ``student``: (tensors, safetensors metadata: kohya's ss_* network
     keys, which A1111 shows and sorts by, and the student grid)."""
     config = student.config
@@ -116,33 +124,46 @@ def kohya_lora(student: Student) -> tuple[dict[str, torch.Tensor], dict[str, str
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(config.lora_rank),
         "ss_network_alpha": str(config.lora_alpha),
-        "ss_base_model_version": "sdxl_base_v1-0" if student.base.is_sdxl else "sd_v1",
+        "ss_base_model_version": student.base.family.kohya,
         "tlcm_student_grid": json.dumps(asdict(config.grid)),
     }
-    return kohya_state_dict(student.state_dict(), config.lora_alpha), metadata
+    return kohya_state_dict(weights, config.lora_alpha), metadata
+
+
+def tlcm_scheduler(base: BaseModel, grid: StudentGrid):
+    """The family's TLCM scheduler (TLCMScheduler / TLCMFlowScheduler) from the base pipeline's
+    scheduler config, on the student's ``grid`` (M milestones, gamma)."""
+    cls = getattr(tlcm.diffusion.scheduler, base.family.scheduler)
+    return cls.from_config(base.pipe.scheduler.config, num_milestones=grid.num_milestones, gamma=grid.gamma)
 
 
 def export_student(
-    student: Student, out_dir: Path, formats: tuple[str, ...] = ("diffusers",), name: str = "tlcm"
+    student: Student,
+    out_dir: Path,
+    formats: tuple[str, ...] = ("diffusers",),
+    name: str = "tlcm",
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> list[Path]:
     """Write ``student`` to ``out_dir`` in ``formats`` plus the TLCMScheduler config of its grid
     (``out_dir/scheduler``); ``name`` names the kohya file. Returns the written weight files (a
-    full fine-tune: the unet/ folder)."""
-    check_export_formats(formats, "export formats", lora=not student.config.full_finetune)
+    full fine-tune: the network's folder). ``weights``: the student's state dict when the caller
+    has it (FSDP2: gathered on every process), else read here."""
+    family = student.base.family
+    check_export_formats(formats, "export formats", lora=not student.config.full_finetune, family=family)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    m = student.config.grid.num_milestones
-    scheduler = TLCMScheduler.from_config(
-        student.base.pipe.scheduler.config, num_milestones=m, gamma=student.config.grid.gamma
-    )
+    scheduler = tlcm_scheduler(student.base, student.config.grid)
     scheduler.save_pretrained(out_dir / "scheduler")
-    if student.config.full_finetune:
-        student.unet.save_pretrained(out_dir / "unet", safe_serialization=True)
-        return [out_dir / "unet"]
+    weights = student.state_dict() if weights is None else weights
+    if student.config.full_finetune:  # the diffusers model folder: config + one safetensors file
+        folder = out_dir / family.net
+        student.net.save_config(folder)
+        save_safetensors(weights, {"format": "pt"}, folder / "diffusion_pytorch_model.safetensors")
+        return [folder]
     files = {"diffusers": (DIFFUSERS_FILE, diffusers_lora), "kohya": (kohya_file(name), kohya_lora)}
     written = []
     for file, build in (files[f] for f in dict.fromkeys(formats)):
-        written.append(save_safetensors(*build(student), out_dir / file))
+        written.append(save_safetensors(*build(student, weights), out_dir / file))
     return written
 
 

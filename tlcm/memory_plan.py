@@ -93,12 +93,12 @@ def measure_step(trainer, phase, losses) -> Callable[[int, bool], float]:
     """``measure(b, checkpointing)``: peak bytes of one forward + backward of ``phase``'s losses on
     a micro-batch of b prompts (CUDA: max_memory_allocated; out of memory: inf). No update: the
     gradients are dropped, the training draws untouched (own generator)."""
-    unet, device = trainer.student.unet, trainer.dist.device
+    net, device = trainer.student.net, trainer.dist.device
     if device.type != "cuda":
         raise TLCMError(f"the memory plan measures CUDA memory; device {device}: drop the memory plan")
 
     def measure(b: int, checkpointing: bool) -> float:
-        unet.enable_gradient_checkpointing() if checkpointing else unet.disable_gradient_checkpointing()
+        net.enable_gradient_checkpointing() if checkpointing else net.disable_gradient_checkpointing()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         gen = torch.Generator(device).manual_seed(0)
@@ -111,7 +111,7 @@ def measure_step(trainer, phase, losses) -> Callable[[int, bool], float]:
             return math.inf
         finally:
             ctx = total = None  # free the graph before the next measurement
-            for module in (unet, *losses.values()):
+            for module in (net, *losses.values()):
                 module.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
 
@@ -142,7 +142,7 @@ def plan_phase(trainer, name: str, phase, losses, params):
         micro_batch=batch // phase.grad_accum if phase.grad_accum != 1 else None,
         phase=name,
     )
-    unet = trainer.student.unet
-    unet.enable_gradient_checkpointing() if plan.checkpointing else unet.disable_gradient_checkpointing()
+    net = trainer.student.net
+    net.enable_gradient_checkpointing() if plan.checkpointing else net.disable_gradient_checkpointing()
     trainer.reporter.print(plan.line(name, batch, budget))
     return replace(phase, grad_accum=batch // plan.micro_batch)

@@ -20,7 +20,7 @@ from tlcm.errors import TLCMError, run_cli
 from tlcm.images import save_grid
 from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.models.student import Student
-from tlcm.sampling import ddim_timesteps, sample_latents
+from tlcm.sampling import sample_latents, teacher_timesteps
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 from tlcm.validation import check_device, check_out_file, check_seed
 
@@ -45,6 +45,8 @@ class SampleArgs:
     """Where to write the image grid (.png, .jpg, .jpeg or .webp)."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Torch device."""
+    max_sequence_length: int | None = None
+    """T5 tokens of SD3 / FLUX prompts (None: the pipeline's default; the flow miniature: 8)."""
     student: Path | None = None
     """A tlcm run folder (e.g. runs/tlcm-full): sample its student with the TLCM sampler (no CFG,
     the milestone timesteps and gamma of the grid it was trained on; --steps in 1..M)."""
@@ -83,14 +85,16 @@ def main(args: SampleArgs) -> Path:
     if not args.prompt or not all(p.strip() for p in args.prompt):
         raise TLCMError("--prompt needs at least one non-empty prompt")
     check_sample_args(args)
-    base = BaseModel.load(args.model, device=args.device, flag="--model")
+    base = BaseModel.load(
+        args.model, device=args.device, flag="--model", max_sequence_length=args.max_sequence_length
+    )
     prompts = [p for p in args.prompt for _ in range(args.num_per_prompt)]
     cond, uncond = base.encode(prompts)
     generator = torch.Generator(device=base.device).manual_seed(args.seed)
     noise = torch.randn((len(prompts), *base.latent_shape), generator=generator, device=base.device)
     if args.student is None:
         denoiser, gamma, w = base.denoiser(), 0.0, args.guidance_scale
-        timesteps = ddim_timesteps(args.steps, base.schedule.num_train_timesteps)
+        timesteps = teacher_timesteps(args.steps, base.schedule)
     else:
         trained = Student.from_run(base, args.student)
         trained.fuse()  # LoRA merged into the UNet: plain UNet calls from here on
@@ -102,7 +106,7 @@ def main(args: SampleArgs) -> Path:
             )
         denoiser, w = trained.denoiser(), 1.0
         gamma = grid.gamma if args.gamma is None else args.gamma
-        timesteps = grid.timesteps(args.steps, base.schedule.num_train_timesteps).tolist()
+        timesteps = grid.timesteps(args.steps, base.schedule).tolist()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"sampling {len(prompts)} images", total=args.steps)
         latents = sample_latents(

@@ -21,7 +21,7 @@ def write_phase_grid(trainer, path: Path, seed: int = 0) -> Path:
     noise = torch.randn((len(prompts), *base.latent_shape), generator=gen, device=base.device)
     rows = []
     for n in trainer.recipe.inference_steps:
-        grid = trainer.recipe.student.grid.timesteps(n, base.schedule.num_train_timesteps).tolist()
+        grid = trainer.recipe.student.grid.timesteps(n, base.schedule).tolist()
         gamma = trainer.recipe.student.grid.gamma
         latents = sample_latents(student.denoiser(), base.schedule, cond, noise, grid, gamma, generator=gen)
         rows.append(base.decode(latents))

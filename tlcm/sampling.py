@@ -11,9 +11,21 @@ from collections.abc import Callable, Sequence
 import torch
 
 from tlcm.conditioning import Conditioning
+from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import guided_output, tlcm_step
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
+
+
+def teacher_timesteps(num_steps: int, schedule: Schedule) -> list[float]:
+    """The teacher's n-step grid: VP, ``ddim_timesteps``; flow, the Euler grid of
+    FlowMatchEulerDiscreteScheduler with "trailing" ends: T shift(1 - i / n), i = 0..n-1 (1 -> [T])."""
+    if schedule.discrete:
+        return ddim_timesteps(num_steps, schedule.num_train_timesteps)
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    fraction = torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64, device="cpu")[:-1]
+    return schedule.timestep_at(fraction).tolist()
 
 
 def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
@@ -33,10 +45,10 @@ def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]
 @torch.no_grad()
 def sample_latents(
     denoiser: Denoiser,
-    schedule,
+    schedule: Schedule,
     cond: Conditioning,
     noise: torch.Tensor,
-    timesteps: Sequence[int],
+    timesteps: Sequence[float],
     gamma: float,
     uncond: Conditioning | None = None,
     guidance_scale: float = 1.0,
@@ -52,8 +64,8 @@ def sample_latents(
     """
     x = noise
     batch = noise.shape[0]
-    for i, t_int in enumerate(timesteps):
-        t = torch.full((batch,), t_int, device=x.device, dtype=torch.long)
+    for i, t_value in enumerate(timesteps):
+        t = torch.full((batch,), t_value, device=x.device, dtype=schedule.timestep_dtype)
         if uncond is not None and guidance_scale != 1.0:
             out = guided_output(denoiser, x, t, cond, uncond, guidance_scale)
         else:

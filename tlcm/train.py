@@ -7,6 +7,7 @@ Presets live in the top-level ``recipes`` package; every field of the recipe tre
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 
@@ -39,7 +40,8 @@ def train_and_score(recipe: Recipe) -> Run:
         run = train(recipe)
     finally:
         close_distributed()
-    if run.preempted or not run.is_main or recipe.runtime.eval_samples_per_digit <= 0:
+    sharded = recipe.runtime.fsdp and int(os.environ.get("WORLD_SIZE", "1")) > 1  # shards need all ranks
+    if run.preempted or not run.is_main or recipe.runtime.eval_samples_per_digit <= 0 or sharded:
         return run
     scores = student_scores(
         run.base,

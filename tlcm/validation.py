@@ -119,8 +119,9 @@ def check_trackers(trackers: Iterable[str], flag: str) -> None:
             )
 
 
-def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True) -> None:
-    """Export formats: a non-empty subset of EXPORT_FORMATS; kohya only for a LoRA student."""
+def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True, family=None) -> None:
+    """Export formats: a non-empty subset of EXPORT_FORMATS; kohya only for a LoRA student of a
+    family with a kohya format (SD1.5 / SDXL; ``family`` None: not checked)."""
     formats = list(formats)
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
@@ -129,7 +130,12 @@ def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True) -
     if "kohya" in formats and not lora:
         raise TLCMError(
             f"{flag} kohya holds a LoRA, but this student is a full fine-tune (exported as a diffusers "
-            "unet/ folder): drop kohya, or train a LoRA"
+            "folder): drop kohya, or train a LoRA"
+        )
+    if "kohya" in formats and family is not None and family.kohya is None:
+        raise TLCMError(
+            f"{flag} kohya: the kohya LoRA format is for SD1.5 / SDXL UNets, this base model is "
+            f"{family.name}: drop kohya (its diffusers LoRA loads with pipe.load_lora_weights)"
         )
 
 
@@ -144,6 +150,14 @@ def _lora_able(name: str, module: torch.nn.Module) -> bool:
 def _suffix(name: str) -> str:
     parts = name.split(".")
     return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+
+
+def present_targets(net: torch.nn.Module, targets: Iterable[str]) -> tuple[str, ...]:
+    """The names of ``targets`` that match a LoRA-able layer of ``net`` (peft's rule, as
+    ``check_lora_targets``): a family's default list on a network that lacks some (SD3's last block
+    has no text-stream output projections)."""
+    layers = [name for name, module in net.named_modules() if _lora_able(name, module)]
+    return tuple(t for t in targets if any(n == t or n.endswith(f".{t}") for n in layers))
 
 
 def check_lora_targets(
@@ -258,11 +272,6 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
             raise TLCMError(
                 "--recipes.student.lora-alpha must be > 0 (the LoRA scale is alpha / rank), "
                 f"got {student.lora_alpha}"
-            )
-        if not student.target_modules:
-            raise TLCMError(
-                "--recipes.student.target-modules is empty: name at least one UNet layer "
-                "(e.g. to_q to_k to_v)"
             )
     if student.init_from is not None and not Path(student.init_from).is_dir():
         raise TLCMError(

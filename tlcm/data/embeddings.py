@@ -23,6 +23,7 @@ Only the writing process (rank 0) writes; the others read what the manifest list
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -49,12 +50,14 @@ OPEN_FILES = 256
 """Chunk files kept open (memory-mapped) at once; each is hashed once per process."""
 STORAGE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 FLAG = "--recipes.data.embedding-cache"
+CONDITIONING_FIELDS = tuple(f.name for f in dataclasses.fields(Conditioning))
+SHARED_FIELDS = ("time_ids", "guidance")
+"""Conditioning fields that are the same for every prompt of a model: stored once per chunk."""
 
 
 def encoder_dtype(base: BaseModel) -> torch.dtype:
     """dtype of ``base.encode``'s embeddings (diffusers casts them to the last text encoder's)."""
-    pipe = base.pipe
-    return (pipe.text_encoder_2 if base.is_sdxl else pipe.text_encoder).dtype
+    return base.family.encoder_dtype(base.pipe)
 
 
 def encoder_fingerprint(base: BaseModel) -> dict[str, str]:
@@ -136,9 +139,14 @@ class EmbeddingStore:
             pieces = [chunk[name][r : r + 1].to(device, non_blocking=True) for chunk, r in rows]
             return torch.cat(pieces).to(self.dtype)
 
-        ids = take("time_ids", [(source, 0)])  # (1, 6): the same for every prompt
-        ids = None if ids is None else ids.expand(len(rows), -1)
-        return Conditioning(take(prefix + "prompt_embeds", rows), take(prefix + "pooled_embeds", rows), ids)
+        values = {}
+        for name in CONDITIONING_FIELDS:
+            if name in SHARED_FIELDS:  # the same for every prompt: stored once, (1, ...)
+                value = take(name, [(source, 0)])
+                values[name] = None if value is None else value.expand(len(rows), *value.shape[1:])
+            else:
+                values[name] = take(prefix + name, rows)
+        return Conditioning(**values)
 
     # -- chunks
     def _key(self, k: int) -> str:
@@ -177,10 +185,15 @@ class EmbeddingStore:
         cond, uncond = self.base.encode(self.prompts[k * self.chunk_size : (k + 1) * self.chunk_size])
         self.encode_calls += 1
         self.dtype = cond.prompt_embeds.dtype
-        out = {"prompt_embeds": cond.prompt_embeds, "uncond_prompt_embeds": uncond.prompt_embeds[:1]}
-        if cond.pooled_embeds is not None:
-            out |= {"pooled_embeds": cond.pooled_embeds, "uncond_pooled_embeds": uncond.pooled_embeds[:1]}
-            out["time_ids"] = cond.time_ids[:1]
+        out = {}
+        for name in CONDITIONING_FIELDS:
+            value = getattr(cond, name)
+            if value is None:
+                continue
+            if name in SHARED_FIELDS:
+                out[name] = value[:1]
+            else:
+                out |= {name: value, f"uncond_{name}": getattr(uncond, name)[:1]}
         return {name: t.to(self.storage).contiguous() for name, t in out.items()}
 
     # -- the disk cache

@@ -52,14 +52,19 @@ REBUILD = "rebuild with python -m tlcm.data.trajectories --model {model} --promp
 
 def segment_edges(schedule: Schedule, num_milestones: int) -> list[int]:
     """Milestones [t_0, ..., t_M] with t_M clamped to ``schedule.max_timestep`` (999 for VP)."""
-    edges = milestones(num_milestones, schedule.num_train_timesteps).tolist()
+    edges = milestones(num_milestones, schedule).tolist()
     return [*edges[:-1], min(edges[-1], int(schedule.max_timestep))]
 
 
 def trajectory_grid(schedule: Schedule, num_milestones: int, skip: int) -> list[int]:
     """Descending grid: each segment's upper edge, then steps of ``skip`` while above its lower edge,
     ending at t_0 = 0. M = 8, k = 20, VP: [999, 979, ..., 879, 875, 855, ..., 755, 750, ..., 5, 0],
-    57 points. Raises ValueError for M outside 1..T or k outside 1..T/M."""
+    57 points. Raises ValueError for M outside 1..T or k outside 1..T/M, and for a flow schedule
+    (SD3 / FLUX): the cache stores integer VP grids; flow models use MLCD's MDS states."""
+    if not schedule.discrete:
+        raise ValueError(
+            "the trajectory cache holds VP (SD1.5 / SDXL) trajectories; flow models use states mds"
+        )
     edges, limit = segment_edges(schedule, num_milestones), schedule.num_train_timesteps // num_milestones
     if not 1 <= skip <= limit:
         raise ValueError(f"skip must be in 1..{limit} (T/M), got {skip}")
@@ -131,7 +136,7 @@ def build_cache(
             idx, local = (chunk // samples_per_prompt).to(device), chunk - first
             gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(r)) for r in chunk]
             x = torch.stack([torch.randn(shape, generator=g, device="cpu") for g in gens])
-            x = x.to(device, base.unet.dtype)
+            x = x.to(device, base.net.dtype)
             states[local, 0] = x.cpu().to(states.dtype)
             for g in range(len(grid) - 1):
                 t, s = (schedule.discretize(times[i].expand(len(chunk))) for i in (g, g + 1))

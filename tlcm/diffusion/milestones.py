@@ -4,6 +4,10 @@
 half-open interval (t_s, t_{s+1}]. At inference the student runs at a subset of the M candidate
 timesteps t_k - 1 (k = M..1): [999, 874, 749, 624, 499, 374, 249, 124] for M = 8, T = 1000,
 exactly the authors' ``int(linspace(999, 0, 9))[:-1]``.
+
+Flow schedules (SD3, FLUX) place milestone k at T shift(k / M) (``Schedule.timestep_at``, shift 1:
+k T / M, float) and sample at the milestones themselves (the top one is pure noise), as
+``TLCMFlowScheduler`` does, so training and the exported scheduler share one grid.
 """
 
 from __future__ import annotations
@@ -26,17 +30,21 @@ AUTHORS_MILESTONE_INDICES: dict[int, tuple[int, ...]] = {
 
 
 def milestones(
-    num_segments: int = 8, num_train_timesteps: int = 1000, device: torch.device | str = "cpu"
+    num_segments: int = 8, schedule: Schedule | int = 1000, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """Uniform milestones [t_0 = 0, ..., t_M = T], (M + 1,) long, t_k = round(k T / M), made on
-    ``device`` (no host-to-device copy inside a training step).
+    """Milestones [t_0 = 0, ..., t_M = T], (M + 1,), t_k = ``schedule.timestep_at(k / M)``, made on
+    ``device`` (no host-to-device copy inside a training step). An int ``schedule`` is T of a VP
+    schedule: t_k = round(k T / M), long.
 
-    M = 8, T = 1000 -> [0, 125, 250, ..., 875, 1000].
+    VP, M = 8, T = 1000 -> [0, 125, 250, ..., 875, 1000]; flow with shift 3 -> T * 3f / (1 + 2f).
     """
+    num_train_timesteps = schedule if isinstance(schedule, int) else schedule.num_train_timesteps
     if not 1 <= num_segments <= num_train_timesteps:
         raise ValueError(f"num_segments must be in 1..{num_train_timesteps}, got {num_segments}")
-    k = torch.arange(num_segments + 1, dtype=torch.float64, device=device)
-    return (k * num_train_timesteps / num_segments).round().long()
+    fraction = torch.arange(num_segments + 1, dtype=torch.float64, device=device) / num_segments
+    if isinstance(schedule, int):
+        return (fraction * num_train_timesteps).round().long()
+    return schedule.timestep_at(fraction)
 
 
 def segment_index(t: torch.Tensor, milestones: torch.Tensor) -> torch.Tensor:
@@ -99,25 +107,28 @@ def inference_milestone_indices(
 def inference_timesteps(
     num_inference_steps: int,
     num_segments: int = 8,
-    num_train_timesteps: int = 1000,
+    schedule: Schedule | int = 1000,
     policy: str = "authors",
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """VP inference timesteps t_k - 1, k from ``inference_milestone_indices``: (n,) long.
+    """Inference timesteps t_k - offset, k from ``inference_milestone_indices``: (n,), long for VP
+    (offset 1; an int ``schedule`` is a VP T), float for flow (offset 0: t_M = T is pure noise).
 
-    M = 8, T = 1000: 2 -> [999, 499], 3 -> [999, 499, 124], 4 -> [999, 749, 499, 124], 8 -> all eight.
-    Raises ValueError for n outside 1..M.
+    VP, M = 8, T = 1000: 2 -> [999, 499], 3 -> [999, 499, 124], 4 -> [999, 749, 499, 124], 8 -> all
+    eight. Flow, shift 1: 2 -> [1000, 500]. Raises ValueError for n outside 1..M.
     """
     ks = inference_milestone_indices(num_inference_steps, num_segments, policy)
-    values = (milestones(num_segments, num_train_timesteps)[ks] - 1).tolist()
-    return _on_device(tuple(values), torch.device(device))
+    offset = 1 if isinstance(schedule, int) else schedule.inference_offset
+    table = milestones(num_segments, schedule)
+    values = (table[ks] - offset).tolist()
+    return _on_device(tuple(values), table.dtype, torch.device(device))
 
 
 @functools.lru_cache(maxsize=256)
-def _on_device(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """A small long table made on ``device`` once per (values, device) (a host-to-device copy syncs
-    the stream); callers index it and never modify it."""
-    return torch.tensor(values, dtype=torch.long, device=device)
+def _on_device(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small table made on ``device`` once per (values, dtype, device) (a host-to-device copy
+    syncs the stream); callers index it and never modify it."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)
@@ -153,9 +164,10 @@ class StudentGrid:
     def timesteps(
         self,
         num_steps: int | None = None,
-        num_train_timesteps: int = 1000,
+        schedule: Schedule | int = 1000,
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
-        """The ``num_steps``-step inference timesteps on this grid (default q), (n,) long."""
+        """The ``num_steps``-step inference timesteps on this grid (default q) of ``schedule`` (an
+        int: a VP schedule's T), (n,) long (VP) or float (flow)."""
         n = num_steps or self.steps
-        return inference_timesteps(n, self.num_milestones, num_train_timesteps, device=device)
+        return inference_timesteps(n, self.num_milestones, schedule, device=device)

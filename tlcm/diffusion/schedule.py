@@ -42,6 +42,9 @@ class Schedule(ABC):
     num_train_timesteps: int
     prediction_type: str
     discrete: bool
+    inference_offset: int
+    """What the few-step sampler subtracts from a milestone: 1 (VP: the authors' t_k - 1, so the top
+    step is T - 1), 0 (flow: sigma = k / M, shifted, as TLCMFlowScheduler)."""
 
     @property
     @abstractmethod
@@ -77,6 +80,16 @@ class Schedule(ABC):
     def to(self, device: torch.device | str) -> Schedule:
         """A copy whose tables live on ``device``."""
 
+    @abstractmethod
+    def timestep_at(self, fraction: torch.Tensor) -> torch.Tensor:
+        """The timestep a fraction f in [0, 1] of the way from clean to noise (milestone k / M):
+        round(f T) long (VP), T shift(f) float (flow). (K,) float64 -> (K,)."""
+
+    @property
+    def timestep_dtype(self) -> torch.dtype:
+        """dtype of this schedule's timesteps: long (VP), float32 (flow)."""
+        return torch.long if self.discrete else torch.float32
+
     def discretize(self, t: torch.Tensor) -> torch.Tensor:
         """Snap real-valued timesteps onto the schedule's grid: round to long (VP), float (flow)."""
         return t.round().long() if self.discrete else t.float()
@@ -96,6 +109,7 @@ class VPSchedule(Schedule):
     """
 
     discrete = True
+    inference_offset = 1
 
     def __init__(self, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> None:
         if prediction_type not in VP_PREDICTION_TYPES:
@@ -121,6 +135,9 @@ class VPSchedule(Schedule):
     @property
     def max_timestep(self) -> int:
         return self.num_train_timesteps - 1
+
+    def timestep_at(self, fraction: torch.Tensor) -> torch.Tensor:
+        return (fraction * self.num_train_timesteps).round().long()
 
     @property
     def clean_timestep(self) -> int:
@@ -174,6 +191,7 @@ class FlowSchedule(Schedule):
     """
 
     discrete = False
+    inference_offset = 0
     prediction_type = FLOW_PREDICTION_TYPE
 
     def __init__(self, num_train_timesteps: int = 1000, shift: float = 1.0) -> None:
@@ -199,6 +217,11 @@ class FlowSchedule(Schedule):
     @property
     def clean_timestep(self) -> float:
         return 0.0
+
+    def timestep_at(self, fraction: torch.Tensor) -> torch.Tensor:
+        """T shift(f): the milestones (and the student's sampling grid) are shifted like the sigmas of
+        TLCMFlowScheduler / FlowMatchEulerDiscreteScheduler, so training and sampling share them."""
+        return (self.shift_sigmas(fraction) * self.num_train_timesteps).float()
 
     def shift_sigmas(self, sigmas: torch.Tensor) -> torch.Tensor:
         """Static timestep shift (SD3, Esser et al. 2024): sigma' = shift sigma / (1 + (shift - 1) sigma)."""

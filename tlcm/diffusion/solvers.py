@@ -25,9 +25,13 @@ def ddim_step(
 
     DDIM(x_t, x0_hat, t -> s) = a_s x0_hat + s_s eps_hat, eps_hat = (x_t - a_t x0_hat) / s_t.
     For a flow schedule this is exactly the Euler step x_t + (sigma_s - sigma_t) v. A step from t
-    to t is the identity (up to rounding); s = schedule.clean_timestep returns x0_hat.
+    to t is the identity (up to rounding); s = schedule.clean_timestep returns x0_hat. From a clean
+    state (sigma_t = 0: flow t = 0) the state is its own x0 and the step keeps it (no 0 / 0).
     """
-    eps_hat = (x_t - expand_like(schedule.alpha(t), x_t) * x0_hat) / expand_like(schedule.sigma(t), x_t)
+    a_t, s_t = expand_like(schedule.alpha(t), x_t), expand_like(schedule.sigma(t), x_t)
+    clean = s_t == 0  # a clean state (flow t = 0) is its own x0 and holds no noise
+    x0_hat = torch.where(clean, x_t / a_t, x0_hat)
+    eps_hat = torch.where(clean, 0.0, (x_t - a_t * x0_hat) / torch.where(clean, 1.0, s_t))
     return expand_like(schedule.alpha(s), x_t) * x0_hat + expand_like(schedule.sigma(s), x_t) * eps_hat
 
 
@@ -45,7 +49,11 @@ def guided_output(
     (cond first, then uncond); w == 1 makes one call of batch B and needs no ``uncond``.
     Guidance acts on the raw model output: every conversion of ``Schedule`` is affine in the output
     at fixed (x_t, t), so this equals guiding eps, x0 or v alike.
+    A guidance-distilled network (``cond.guidance`` set, FLUX.1-dev) takes w as an input instead:
+    one call of batch B with ``cond.with_guidance(w)``.
     """
+    if cond.guidance is not None:
+        return denoiser(x, t, cond.with_guidance(w))
     if w == 1:
         return denoiser(x, t, cond)
     if uncond is None:
@@ -91,6 +99,7 @@ def mds_trajectory(
     cond: Conditioning,
     uncond: Conditioning | None,
     w: float,
+    rounds: int | None = None,
 ) -> torch.Tensor:
     """Multistep denoising strategy (MDS, stage 1): data-free states x_{t_m} from pure noise.
 
@@ -103,10 +112,21 @@ def mds_trajectory(
     indices are then found on the device with that known size (``nonzero_static``). Masking instead
     (every sample in every round, ``torch.where``) would need no sync but cost B max(L) calls, about
     2M / (M + 1) times as many for L uniform in 1..M. ``uncond`` holds 1 or B samples.
-    Returns x_{t_m} (B, ...).
+    ``rounds`` (>= max L) makes that masked form instead: exactly ``rounds`` calls of batch B
+    whatever L is, as FSDP2 needs (every process must make the same network calls); the results
+    equal the default's up to batch-size-dependent rounding. Returns x_{t_m} (B, ...).
     """
     start = torch.full_like(t_m, schedule.max_timestep, dtype=torch.float64)
     steps = num_steps.to(torch.float64)
+    if rounds is not None:
+        x = noise
+        for r in range(rounds):
+            tau = schedule.discretize(start + (t_m - start) * (r / steps).clamp(max=1))
+            tau_next = schedule.discretize(start + (t_m - start) * ((r + 1) / steps).clamp(max=1))
+            x0_hat = schedule.to_x0(guided_output(denoiser, x, tau, cond, uncond, w), x, tau)
+            moving = (num_steps > r).view(-1, *[1] * (x.dim() - 1))
+            x = torch.where(moving, ddim_step(schedule, x, x0_hat, tau, tau_next), x)
+        return x
     lengths = num_steps.tolist()  # the one host sync
     x = noise
     for r in range(max(lengths, default=0)):

@@ -154,8 +154,8 @@ def generate(args: GenerateArgs) -> int:
         args.model, device, args.student, steps, args.scheduler, args.gamma, args.num_milestones
     )
     pipe = base.pipe
-    size = args.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    shape = (pipe.unet.config.in_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
+    shape = base.family.latent_shape(pipe, args.resolution)
+    size = shape[-1] * pipe.vae_scale_factor
     w = 0.0 if args.student is not None else args.guidance_scale
     with Progress(console=console, disable=rank != 0) as progress:
         task = progress.add_task(f"{meta['label']}, {steps} steps", total=len(todo))
@@ -166,7 +166,8 @@ def generate(args: GenerateArgs) -> int:
             images = pipe(
                 prompt=[records[i].prompt for i in batch], height=size, width=size,
                 num_inference_steps=steps, guidance_scale=w, generator=generators,
-                latents=latents.to(base.device, pipe.unet.dtype), output_type="pil",
+                latents=base.family.pipeline_latents(latents.to(base.device, base.net.dtype)),
+                output_type="pil",
             ).images  # fmt: skip
             for i, image in zip(batch, images, strict=True):
                 tmp = out / "images" / f".{i:05d}.{os.getpid()}.png"

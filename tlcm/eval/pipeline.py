@@ -17,9 +17,9 @@ from pathlib import Path
 import diffusers
 import torch
 
-from tlcm.diffusion.scheduler import TLCMScheduler
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError
-from tlcm.export import DIFFUSERS_FILE
+from tlcm.export import DIFFUSERS_FILE, tlcm_scheduler
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
 
@@ -34,13 +34,17 @@ TEACHER_SCHEDULERS = {
 """--scheduler name -> diffusers class of the teacher's sampler (default: the folder's own)."""
 
 
+NETS = ("unet", "transformer")
+"""Folder names of a full fine-tune's network in an export folder."""
+
+
 def student_kind(path: Path) -> str:
     """ "run", "export", "lora" or "unet" for a --student path (see the module docstring)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".safetensors":
         return "lora"
     if path.is_dir():
-        if (path / DIFFUSERS_FILE).is_file() or (path / "unet" / "config.json").is_file():
+        if (path / DIFFUSERS_FILE).is_file() or any((path / n / "config.json").is_file() for n in NETS):
             return "export"
         if (path / "config.json").is_file():
             return "unet"
@@ -48,7 +52,7 @@ def student_kind(path: Path) -> str:
             return "run"
     raise TLCMError(
         f"--student {path} is none of: a tlcm run folder, an export folder ({DIFFUSERS_FILE} or unet/), "
-        "a LoRA .safetensors file, a UNet folder (config.json)"
+        "a LoRA .safetensors file, a UNet / transformer folder (config.json)"
     )
 
 
@@ -58,37 +62,37 @@ def student_label(path: Path) -> str:
     return path.parent.name if path.name == "student" else path.stem
 
 
-def _load_unet(base: BaseModel, folder: Path) -> None:
+def _load_net(base: BaseModel, folder: Path) -> None:
+    """Replace the base's denoising network by the full fine-tune in ``folder``."""
     try:
-        unet = diffusers.UNet2DConditionModel.from_pretrained(
-            folder, dtype=base.unet.dtype, local_files_only=True
-        )
+        net = type(base.net).from_pretrained(folder, dtype=base.net.dtype, local_files_only=True)
     except (OSError, ValueError) as err:
         detail = " ".join(str(err).split())[:200]
-        raise TLCMError(f"--student {folder} is not a loadable UNet folder ({detail})") from err
-    base.pipe.register_modules(unet=unet.to(base.device).eval().requires_grad_(False))
+        raise TLCMError(
+            f"--student {folder} is not a loadable {type(base.net).__name__} folder ({detail})"
+        ) from err
+    base.pipe.register_modules(**{base.family.net: net.to(base.device).eval().requires_grad_(False)})
 
 
-def apply_student(base: BaseModel, path: Path, num_milestones: int = 8) -> TLCMScheduler:
-    """Put the student at ``path`` into ``base.pipe`` (in place) and return its TLCMScheduler
-    (the export's scheduler/ when there is one, else the base's betas with ``num_milestones``)."""
+def apply_student(base: BaseModel, path: Path, num_milestones: int = 8):
+    """Put the student at ``path`` into ``base.pipe`` (in place) and return its TLCM scheduler
+    (the export's scheduler/ when there is one, else the base's with ``num_milestones``)."""
     path, kind = Path(path), student_kind(path)
-    scheduler = TLCMScheduler.from_config(base.pipe.scheduler.config, num_milestones=num_milestones)
+    scheduler = tlcm_scheduler(base, StudentGrid(num_milestones, 1))
     if kind == "run":
         export = path / "student"
         if export.is_dir() and student_kind(export) == "export":
             return apply_student(base, export, num_milestones)
-        grid = Student.from_run(base, path).config.grid  # adds the LoRA adapter to base.unet
-        config = base.pipe.scheduler.config
-        return TLCMScheduler.from_config(config, num_milestones=grid.num_milestones, gamma=grid.gamma)
+        grid = Student.from_run(base, path).config.grid  # adds the LoRA adapter to base.net
+        return tlcm_scheduler(base, grid)
     if kind == "unet":
-        _load_unet(base, path)
+        _load_net(base, path)
         return scheduler
     if kind == "export":
         if (path / "scheduler" / "scheduler_config.json").is_file():
-            scheduler = TLCMScheduler.from_pretrained(path / "scheduler")
-        if (path / "unet" / "config.json").is_file():
-            _load_unet(base, path / "unet")
+            scheduler = type(scheduler).from_pretrained(path / "scheduler")
+        if (path / base.family.net / "config.json").is_file():
+            _load_net(base, path / base.family.net)
             return scheduler
         path = path / DIFFUSERS_FILE
     try:
@@ -120,7 +124,7 @@ def load_pipeline(
         return base
     sampler = apply_student(base, student, num_milestones)
     if gamma is not None:
-        sampler = TLCMScheduler.from_config(sampler.config, gamma=gamma)
+        sampler = type(sampler).from_config(sampler.config, gamma=gamma)
     m = sampler.config.num_milestones
     if not 1 <= steps <= m:
         raise TLCMError(f"--steps {steps}: this student samples 1..{m} steps (its M = {m} milestones)")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from tlcm.distributed import average_gradients, world_size
+from tlcm.distributed import average_gradients, reshard_optimizer_state, world_size
 
 Context = TypeVar("Context")
 
@@ -52,3 +52,4 @@ class AuxOptimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.opt.load_state_dict(state)
+        reshard_optimizer_state(self.opt)  # full tensors of a checkpoint -> FSDP2 shards

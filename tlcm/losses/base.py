@@ -50,6 +50,9 @@ class StepContext:
     decode: latents (B, C, h, w) -> images (B, 3, H, W) in [-1, 1], differentiable (the VAE
         decoder); None when the loss runs without a pipeline.
     grid: the student's sampling grid (M milestones, q steps), the recipe's one owner of it.
+    uniform_calls: every process must make the same network calls in this step (FSDP2 gathers the
+        sharded weights in each call): a loss whose call count depends on its random draws pads it
+        to a fixed count (MLCD's MDS states: M masked rounds).
     """
 
     student: Denoiser
@@ -66,6 +69,7 @@ class StepContext:
     prompts: list[str] = field(default_factory=list)
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None
     grid: StudentGrid = field(default_factory=StudentGrid)
+    uniform_calls: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -122,7 +126,7 @@ class LossConfig:
     """Multiplier of this loss's terms in the student's objective."""
 
     def build(self, student: Student) -> Loss:  # pragma: no cover - abstract
-        """Make the loss module for ``student`` (a tlcm.models.Student: ``student.unet`` is the
+        """Make the loss module for ``student`` (a tlcm.models.Student: ``student.net`` is the
         trainable UNet, for EMA copies; ``student.auxiliary(name)`` gives a fake score or a
         reference on the same base weights; ``student.base`` is the frozen pipeline)."""
         raise NotImplementedError

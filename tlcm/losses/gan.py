@@ -16,8 +16,9 @@ The student minimises L_G through the whole of D (whose parameters receive no gr
 The paper: D initialised from the SDXL UNet on re-noised latents, real = the student's own
 4-step samples, fake = its one-step prediction, non-saturating loss, AdamW lr 1e-4. Ours by
 default: a frozen timm backbone (random init unless a local weight file is given) with trainable
-heads on decoded images; ``backbone="teacher_unet"`` is the paper's feature extractor (the frozen
-base UNet's encoder, adapters off, with the prompt's conditioning) with trainable heads.
+heads on decoded images; ``backbone="teacher"`` is the paper's feature extractor (the frozen
+base network's features: a UNet's encoder, a transformer's blocks; adapters off, with the prompt's
+conditioning) with trainable heads.
 Decoded images are shared with other losses under ``decoded/<latent key>`` (e.g.
 ``decoded/student_prediction/4/8``). A trajectory-cache "real" source is not offered: the
 cache (tlcm.data.trajectories) exposes only MLCD's state pairs, not the trajectory ends.
@@ -40,14 +41,14 @@ from tlcm.losses import register_loss
 from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.shared import decoded, prediction_key, samples_key, student_prediction, student_samples
-from tlcm.models.discriminator import Discriminator, TimmDiscriminator, UNetEncoderDiscriminator
-from tlcm.sampling import ddim_timesteps, sample_latents
+from tlcm.models.discriminator import Discriminator, TeacherFeatureDiscriminator, TimmDiscriminator
+from tlcm.sampling import sample_latents, teacher_timesteps
 
 CHOICES = {
     "loss_type": ("nonsaturating", "hinge"),
     "input": ("pixel", "latent"),
     "real": ("student", "teacher"),
-    "backbone": ("timm", "teacher_unet"),
+    "backbone": ("timm", "teacher"),
 }
 
 
@@ -86,8 +87,9 @@ class GANConfig(LossConfig):
     """CFG-DDIM steps of the teacher when real = "teacher"."""
     noise_level: int = 0
     """Re-noise real and fake (shared noise) to tau uniform in [clean, noise_level] before D (0: clean)."""
-    backbone: Literal["timm", "teacher_unet"] = "timm"
-    """"timm" (timm_model, frozen) or "teacher_unet" (the base UNet's encoder, adapters off; latent input)."""
+    backbone: Literal["timm", "teacher"] = "timm"
+    """"timm" (timm_model, frozen) or "teacher" (the base network's features as its model family taps
+    them: a UNet's encoder, a transformer's blocks; adapters off; latent input)."""
     timm_model: str = "resnet18"
     """Any timm model name with features_only support (e.g. resnet18, convnext_tiny, efficientnet_b0)."""
     backbone_weights: str = ""
@@ -111,15 +113,16 @@ class GANConfig(LossConfig):
     checkpointed: resume rebuilds it from this seed or backbone_weights)."""
 
     def build(self, student) -> GAN:
-        unet = student.base.unet if self.backbone == "teacher_unet" else None
-        return GAN(self, student.base.latent_shape[0], student.base.device, unet=unet)
+        base = student.base
+        teacher = (base.family, base.net) if self.backbone == "teacher" else None
+        return GAN(self, base.latent_shape[0], base.device, teacher=teacher)
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
-        if self.backbone == "teacher_unet" and self.input != "latent":
-            raise ValueError('backbone "teacher_unet" needs input "latent" (it reads latents)')
+        if self.backbone == "teacher" and self.input != "latent":
+            raise ValueError('backbone "teacher" needs input "latent" (it reads latents)')
         if self.backbone == "timm":
             if not timm.is_model(self.timm_model):
                 close = timm.list_models(f"*{self.timm_model[:6]}*")[:5]
@@ -155,7 +158,8 @@ class GAN(Loss):
     """The GAN component: ``forward`` returns {"gan": L_G}; ``aux_step`` trains D's heads on L_D.
 
     Built without a Student: ``GAN(config, latent_channels, device)`` makes a timm discriminator
-    (``unet`` given: the UNet-encoder one); ``discriminator`` replaces it (any ``Discriminator``).
+    (``teacher`` = (family, network) given: the teacher-feature one); ``discriminator`` replaces it
+    (any ``Discriminator``).
     """
 
     def __init__(
@@ -163,7 +167,7 @@ class GAN(Loss):
         config: GANConfig,
         latent_channels: int = 4,
         device: torch.device | str = "cpu",
-        unet: torch.nn.Module | None = None,
+        teacher: tuple | None = None,
         discriminator: Discriminator | None = None,
     ) -> None:
         super().__init__()
@@ -171,8 +175,8 @@ class GAN(Loss):
         if discriminator is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
-                if unet is not None:
-                    discriminator = UNetEncoderDiscriminator(unet, cfg.head_channels)
+                if teacher is not None:
+                    discriminator = TeacherFeatureDiscriminator(*teacher, cfg.head_channels)
                 else:
                     discriminator = TimmDiscriminator(
                         cfg.timm_model,
@@ -194,7 +198,7 @@ class GAN(Loss):
             return student_samples(ctx), samples_key(ctx), fake, fake_key
 
         def teacher_samples() -> torch.Tensor:
-            grid = ddim_timesteps(cfg.teacher_steps, ctx.schedule.num_train_timesteps)
+            grid = teacher_timesteps(cfg.teacher_steps, ctx.schedule)
             noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
             args = (ctx.teacher, ctx.schedule, ctx.cond, noise, grid, 0.0)
             return sample_latents(*args, ctx.uncond, ctx.guidance_scale, generator=ctx.generator)

@@ -4,6 +4,7 @@ Consistency to the trajectory end (x0) across segments, at the sparse milestones
 
     x0_q      = stopgrad( q-step sample of the CURRENT student from noise )
     x_{t_m}   = a_{t_m} x0_q + s_{t_m} eps,            t_m in {t_1..t_M},  t_n = t_m - T/M
+                (one segment down: on a shifted flow grid, t_m - (t_k - t_{k-1}), the previous milestone)
     x_{t_n}   = p CFG-DDIM sub-steps of the teacher from x_{t_m}
     L_LCD     = d( f_theta(x_{t_m}, t_m), stopgrad f_theta(x_{t_n}, t_n) ).
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tlcm.diffusion.milestones import StudentGrid, milestones
+from tlcm.diffusion.milestones import StudentGrid, milestones, segment_index
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.losses import register_loss
@@ -84,16 +85,19 @@ class LCD(Loss):
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, schedule, num_milestones = self.config, ctx.schedule, ctx.grid.num_milestones
         x0 = student_samples(ctx)
-        grid = milestones(num_milestones, schedule.num_train_timesteps, ctx.device)
-        gap = grid[1] - grid[0]
+        grid = milestones(num_milestones, schedule, ctx.device)
         if cfg.full_range:
+            gap = grid[1] - grid[0]
             t_m = gap + ctx.rand(ctx.batch_size) * (schedule.max_timestep - gap)
+            k = segment_index(t_m.to(grid.dtype), grid) + 1  # t_m in (t_{k-1}, t_k]
         else:
-            t_m = grid[1:][
+            k = (
                 torch.randint(num_milestones, (ctx.batch_size,), generator=ctx.generator, device=ctx.device)
-            ]
+                + 1
+            )
+            t_m = grid[k]
         t_m = schedule.discretize(t_m.clamp(max=schedule.max_timestep))
-        t_n = schedule.discretize(t_m - gap)
+        t_n = schedule.discretize(t_m - (grid[k] - grid[k - 1]))  # one segment down (shifted flow: unequal)
         loss = lcd_loss(
             ctx.student,
             ctx.student,

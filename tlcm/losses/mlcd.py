@@ -87,7 +87,7 @@ class MLCDConfig(LossConfig):
     """EMA decay when target = "ema"."""
 
     def build(self, student) -> MLCD:
-        return MLCD(self, student.unet)
+        return MLCD(self, student.net, student.base.family)
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         if not 1 <= self.skip <= num_train_timesteps // grid.num_milestones:
@@ -102,9 +102,9 @@ class MLCDConfig(LossConfig):
 class MLCD(Loss):
     """The MLCD component: samples segments and timesteps, gets states, returns {"mlcd": loss}."""
 
-    def __init__(self, config: MLCDConfig, student_module: nn.Module) -> None:
+    def __init__(self, config: MLCDConfig, student_module: nn.Module, family=None) -> None:
         super().__init__()
-        self.config = config
+        self.config, self.family = config, family
         self.distance = get_distance(config.distance, config.distance_weights)
         self.student_module = [student_module]  # a list: not a submodule, not in this state_dict
         if config.target == "ema":
@@ -117,7 +117,7 @@ class MLCD(Loss):
         if self.config.target == "stopgrad":
             return ctx.student
         params = {n: getattr(self, f"ema_{i}") for i, n in enumerate(self.ema_names)}
-        return functional_denoiser(self.student_module[0], params)
+        return functional_denoiser(self.student_module[0], params, self.family)
 
     def _states(self, ctx: StepContext, schedule: Schedule):
         cfg = self.config
@@ -133,7 +133,7 @@ class MLCD(Loss):
                 b = cache.sample(b["prompt_index"], ctx.generator, ctx.device)
             return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
         num_milestones = ctx.grid.num_milestones
-        grid = milestones(num_milestones, schedule.num_train_timesteps, ctx.device)
+        grid = milestones(num_milestones, schedule, ctx.device)
         seg, t_m, t_n = sample_segment_timesteps(
             schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator
         )
@@ -148,6 +148,7 @@ class MLCD(Loss):
                 ctx.cond,
                 ctx.uncond,
                 ctx.guidance_scale,
+                num_milestones if ctx.uniform_calls else None,
             )
         return x_tm, t_m, t_n, grid[seg].to(t_m.dtype), None
 

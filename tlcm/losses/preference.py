@@ -73,7 +73,7 @@ class PreferenceConfig(LossConfig):
         if self.mode != "dpo":
             return Preference(self, reward)
         frozen = {n: p.detach().clone() for n, p in student.trainable_parameters().items()}
-        return Preference.with_reference_weights(self, reward, student.unet, frozen)
+        return Preference.with_reference_weights(self, reward, student.net, frozen, student.base.family)
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         if self.mode not in ("dpo", "reward"):
@@ -111,10 +111,11 @@ class Preference(Loss):
         reward: Reward,
         module: torch.nn.Module,
         weights: dict[str, torch.Tensor],
+        family=None,
     ) -> Preference:
         """DPO against ``module`` called with ``weights`` in place of its own (one copy of the
-        trainable weights, not of the module)."""
-        return cls(config, reward, functional_denoiser(module, weights), weights)
+        trainable weights, not of the module); ``family`` says how to call it (default a UNet)."""
+        return cls(config, reward, functional_denoiser(module, weights, family), weights)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         loss = self._dpo(ctx) if self.config.mode == "dpo" else self._hinge(ctx)

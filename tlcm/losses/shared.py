@@ -37,7 +37,7 @@ def student_samples(ctx: StepContext, draw: int = 0) -> torch.Tensor:
     independent samples: DPO's two candidates per prompt are draws 0 and 1)."""
 
     def compute() -> torch.Tensor:
-        grid = ctx.grid.timesteps(None, ctx.schedule.num_train_timesteps)
+        grid = ctx.grid.timesteps(None, ctx.schedule)
         noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
         return sample_latents(
             ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator
@@ -63,7 +63,7 @@ def student_prediction(ctx: StepContext) -> StudentPrediction:
 
     def compute() -> StudentPrediction:
         schedule, num_steps = ctx.schedule, ctx.grid.steps
-        grid = ctx.grid.timesteps(None, schedule.num_train_timesteps, ctx.device)
+        grid = ctx.grid.timesteps(None, schedule, ctx.device)
         k = torch.randint(len(grid), (ctx.batch_size,), generator=ctx.generator, device=ctx.device)
         t = grid[k]
         noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)

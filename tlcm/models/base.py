@@ -1,8 +1,10 @@
-"""Load a local diffusers folder (SD1.5-style or SDXL) as the frozen base model of a distillation.
+"""Load a local diffusers folder (SD1.5, SDXL, SD3 / SD3.5, FLUX.1) as the frozen base model of a
+distillation.
 
 Everything goes through diffusers' own pipeline classes, so the miniature pipeline and a real
-SD1.5/SDXL folder take exactly the same code path; prompt encoding is the pipeline's own
-``encode_prompt`` (so SDXL's two encoders, pooled embeddings and zeroed negatives are right).
+folder take exactly the same code path; the folder's pipeline class picks the model family
+(tlcm/models/families), which encodes prompts with the pipeline's own ``encode_prompt``, calls
+the denoising network and decodes latents.
 """
 
 from __future__ import annotations
@@ -12,23 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from safetensors import SafetensorError
 from transformers.utils import logging as transformers_logging
 
 from tlcm.checkpoint import nonfinite_paths
 from tlcm.conditioning import Conditioning
-from tlcm.diffusion.schedule import Schedule, schedule_from_config
+from tlcm.diffusion.schedule import Schedule
 from tlcm.errors import TLCMError
+from tlcm.models.families import FAMILIES, Family
 
-SUPPORTED = {
-    "StableDiffusionPipeline": StableDiffusionPipeline,
-    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
-}
-
-CLIP_VOCAB_FILES = ("tokenizer.json", "vocab.json")
-"""A CLIP tokenizer folder holds one of these (transformers would silently build an empty one)."""
+VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model")
+"""A tokenizer folder holds one of these (transformers would silently build an empty one)."""
 
 
 def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
@@ -63,10 +61,10 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
             f'{index}: "_class_name" must be a pipeline class name (a string), found {json.dumps(name)}: '
             f"{resave}"
         )
-    if name not in SUPPORTED:
-        raise TLCMError(f"{path} holds a {name}; supported: {', '.join(SUPPORTED)} (pass one to {flag})")
+    if name not in FAMILIES:
+        raise TLCMError(f"{path} holds a {name}; supported: {', '.join(FAMILIES)} (pass one to {flag})")
     listed = [k for k, v in spec.items() if isinstance(v, list) and len(v) == 2 and None not in v]
-    components = dict.fromkeys(["unet", "vae", "scheduler", "text_encoder", "tokenizer", *listed])
+    components = dict.fromkeys([*FAMILIES[name].components, *listed])
     missing = [c for c in components if not (path / c).is_dir()]
     if missing:
         raise TLCMError(
@@ -75,14 +73,10 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
     for c in components:
         if not any((path / c).iterdir()):
             raise TLCMError(f"component folder {path / c} is empty: {resave}")
-        if c.startswith("tokenizer") and not any((path / c / f).is_file() for f in CLIP_VOCAB_FILES):
-            raise TLCMError(
-                f"{path / c} holds no vocabulary (none of {', '.join(CLIP_VOCAB_FILES)}): {resave}"
-            )
+        if c.startswith("tokenizer") and not any((path / c / f).is_file() for f in VOCAB_FILES):
+            raise TLCMError(f"{path / c} holds no vocabulary (none of {', '.join(VOCAB_FILES)}): {resave}")
     return name
 
-
-_check_folder = check_model_folder  # the former private name
 
 FROZEN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -103,6 +97,13 @@ def _vae_upcast(path: Path) -> bool:
     except (OSError, ValueError):
         return True
     return bool(config.get("force_upcast", True)) if isinstance(config, dict) else True
+
+
+def _absent_components(path: Path) -> list[str]:
+    """Optional components a checked folder's model_index.json lists as [null, null] (an SD3 saved
+    without T5): diffusers' from_pretrained wants them passed as None explicitly."""
+    spec = json.loads((path / "model_index.json").read_text())
+    return [k for k, v in spec.items() if isinstance(v, list) and len(v) == 2 and v == [None, None]]
 
 
 def scheduler_timesteps(path: Path) -> int:
@@ -154,15 +155,22 @@ def check_finite_weights(pipe: DiffusionPipeline, path: Path) -> None:
 
 @dataclass
 class BaseModel:
-    """A frozen diffusers pipeline plus the schedule the losses speak in.
+    """A frozen diffusers pipeline, its model family and the schedule the losses speak in.
 
-    pipe: the diffusers pipeline (its UNet is the teacher; students wrap it with adapters).
-    schedule: VP or flow schedule built from the pipeline's scheduler config.
+    pipe: the diffusers pipeline (its denoising network ``net`` is the teacher; students wrap it
+        with adapters).
+    schedule: VP or flow schedule built from the pipeline's scheduler config (by the family).
+    family: how to encode, denoise, decode and export this pipeline (tlcm/models/families).
+    latent_shape: (C, h, w) of one training latent (the resolution chosen at load).
+    max_sequence_length: T5 tokens of the prompt encoding (None: the pipeline's default).
     """
 
     pipe: DiffusionPipeline
     schedule: Schedule
     path: Path
+    family: Family
+    latent_shape: tuple[int, int, int]
+    max_sequence_length: int | None = None
 
     @classmethod
     def load(
@@ -171,22 +179,26 @@ class BaseModel:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         flag: str = "--recipes.model.path",
+        resolution: int | None = None,
+        max_sequence_length: int | None = None,
     ) -> BaseModel:
         """Load ``path`` (a local folder; no hub access), freeze every component, move to device.
 
-        ``dtype``: the frozen weights' dtype (UNet, text encoders, VAE); a VAE whose config says
-        ``force_upcast`` stays fp32. Adapters added later are fp32 (Student).
+        ``dtype``: the frozen weights' dtype (denoiser, text encoders, VAE); a VAE whose config says
+        ``force_upcast`` stays fp32. Adapters added later are fp32 (Student). ``resolution``:
+        pixels of the training images (None: the pipeline's default).
 
         A missing or malformed folder, a failed load or NaN/inf weights raise a one-line TLCMError;
         ``flag`` is the option that gave ``path`` ("--model" in the sample / evaluate CLIs).
         """
         path = Path(path)
-        name = check_model_folder(path, flag)
+        family = FAMILIES[check_model_folder(path, flag)]
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
         try:
             dtypes = {"default": dtype, **({"vae": torch.float32} if _vae_upcast(path) else {})}
-            pipe = SUPPORTED[name].from_pretrained(path, dtype=dtypes, local_files_only=True)
+            absent = dict.fromkeys(_absent_components(path))  # e.g. SD3 saved without T5
+            pipe = family.pipeline.from_pretrained(path, dtype=dtypes, local_files_only=True, **absent)
         except (OSError, ValueError, KeyError, SafetensorError) as err:
             detail = " ".join(str(err).split())
             raise TLCMError(
@@ -198,58 +210,39 @@ class BaseModel:
         for module in pipe.components.values():
             if isinstance(module, torch.nn.Module):
                 module.requires_grad_(False).eval()
-        return cls(pipe=pipe, schedule=schedule_from_config(pipe.scheduler.config).to(device), path=path)
+        shape = family.latent_shape(pipe, resolution)
+        schedule = family.schedule(pipe, shape).to(device)
+        return cls(pipe, schedule, path, family, shape, max_sequence_length)
 
     @property
-    def unet(self) -> torch.nn.Module:
-        return self.pipe.unet
+    def net(self) -> torch.nn.Module:
+        """The denoising network (UNet or transformer), shared by the teacher and LoRA students."""
+        return getattr(self.pipe, self.family.net)
 
     @property
     def device(self) -> torch.device:
-        """The UNet's device (its first parameter's: diffusers' ``.device`` walks every module,
+        """The network's device (its first parameter's: diffusers' ``.device`` walks every module,
         ~5 ms on SD's UNet, too slow for once per micro-batch)."""
-        return next(self.pipe.unet.parameters()).device
-
-    @property
-    def is_sdxl(self) -> bool:
-        return isinstance(self.pipe, StableDiffusionXLPipeline)
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        """(C, h, w) of one latent at the pipeline's default resolution."""
-        size = self.pipe.unet.config.sample_size
-        return (self.pipe.unet.config.in_channels, size, size)
+        return next(self.net.parameters()).device
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[Conditioning, Conditioning]:
         """Prompts (B,) -> (conditional, unconditional) Conditioning of batch B each."""
-        device = self.device
-        if self.is_sdxl:
-            emb, neg, pooled, neg_pooled = self.pipe.encode_prompt(
-                prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True
-            )
-            size = self.latent_shape[1] * self.pipe.vae_scale_factor
-            ids = torch.tensor([[size, size, 0, 0, size, size]], device=device, dtype=emb.dtype)
-            ids = ids.expand(len(prompts), 6)
-            return Conditioning(emb, pooled, ids), Conditioning(neg, neg_pooled, ids)
-        emb, neg = self.pipe.encode_prompt(
-            prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True
-        )
-        return Conditioning(emb), Conditioning(neg)
+        return self.family.encode(self.pipe, prompts, self.device, self.max_sequence_length)
 
-    def denoiser(self, unet: torch.nn.Module | None = None):
-        """The callable ``(x (B,C,h,w), t (B,), cond) -> model output (B,C,h,w), fp32`` of ``unet``
-        (default: the base UNet, i.e. the teacher). Inputs are cast to the UNet's weight dtype (bf16
-        frozen weights run outside autocast too); the output is fp32, so the losses' maths is."""
-        net = self.pipe.unet if unet is None else unet
-        dtype = next(net.parameters()).dtype  # the frozen weights' (conv_in); not net.dtype: a module walk
+    def denoiser(self, net: torch.nn.Module | None = None):
+        """The callable ``(x (B,C,h,w), t (B,), cond) -> model output (B,C,h,w), fp32`` of ``net``
+        (default: the base network, i.e. the teacher). Inputs are cast to the net's weight dtype
+        (bf16 frozen weights run outside autocast too); the output is fp32, so the losses' maths is."""
+        net = self.net if net is None else net
+        dtype = next(net.parameters()).dtype  # the frozen weights' (the first layer); not a module walk
+        family = self.family
 
         def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-            return net(x.to(dtype), t, **cond.to(dtype).unet_kwargs()).sample.float()
+            return family.forward(net, x.to(dtype), t, cond.to(dtype)).float()
 
         return call
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (B, C, h, w) (scaled, as the UNet sees them) -> images (B, 3, H, W) in [-1, 1]."""
-        vae = self.pipe.vae
-        return vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample.float().clamp(-1, 1)
+        """Latents (B, C, h, w) (as the network sees them) -> images (B, 3, H, W) in [-1, 1]."""
+        return self.family.decode(self.pipe, latents)

@@ -7,8 +7,9 @@ one channel (the "projected" discriminator of Sauer et al. 2021 / ADD 2023, minu
 - ``TimmDiscriminator``: any timm model (``features_only``), on images in [-1, 1] (normalised
   with the backbone's mean/std) or on latents (``in_chans`` = latent channels), resized to
   ``input_size``; random init unless a local weight file is given.
-- ``UNetEncoderDiscriminator``: the frozen base UNet's encoder (conv_in, down blocks, mid block)
-  at (x_t, t, text conditioning) with every LoRA adapter switched off, as TLCM's SDXL
+- ``TeacherFeatureDiscriminator``: the frozen base network's features as its model family taps
+  them (UNet: conv_in, down blocks, mid block; SD3 / FLUX: image tokens after a few transformer
+  blocks) at (x_t, t, text conditioning) with every LoRA adapter switched off, as TLCM's SDXL
   discriminator (there: the whole SDXL UNet as initialisation).
 
 Heads can run on detached parameters (``frozen_heads=True``): the student's generator loss then
@@ -151,47 +152,25 @@ class TimmDiscriminator(Discriminator):
         return self.backbone(x)
 
 
-class UNetEncoderDiscriminator(Discriminator):
-    """The frozen base UNet's encoder on latents x_t (B, C, h, w) at t (B,) with the prompt's
-    conditioning: features after every down block and the mid block, LoRA adapters disabled.
-    The UNet is not a submodule (it is the shared base: not in this module's state or parameters)."""
+class TeacherFeatureDiscriminator(Discriminator):
+    """The frozen base network's features on latents x_t (B, C, h, w) at t (B,) with the prompt's
+    conditioning, as the model family taps them (UNet: after every down block and the mid block;
+    MM-DiT: image tokens after a few blocks), LoRA adapters disabled. The network is not a
+    submodule (it is the shared base: not in this module's state or parameters)."""
 
-    def __init__(self, unet: nn.Module, hidden: int) -> None:
+    def __init__(self, family, net: nn.Module, hidden: int) -> None:
         super().__init__()
-        self.unet = [unet]
-        self.adapters = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
-        channels = list(unet.config.block_out_channels)
-        self.heads = Heads([*channels, channels[-1]], hidden)
+        self.family, self.net = family, [net]
+        self.adapters = [m for m in net.modules() if isinstance(m, BaseTunerLayer)]
+        self.heads = Heads(family.feature_channels(net), hidden)
 
     def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
-        unet = self.unet[0]
-        x, kwargs = x.to(unet.dtype), cond.to(unet.dtype).unet_kwargs()  # bf16 frozen weights
-        t = t.clamp(min=0)
+        net = self.net[0]
+        dtype = next(net.parameters()).dtype  # bf16 frozen weights
         for layer in self.adapters:
             layer._disable_adapters = True
         try:
-            emb = unet.time_embedding(unet.get_time_embed(sample=x, timestep=t), None)
-            aug = unet.get_aug_embed(
-                emb=emb,
-                encoder_hidden_states=kwargs["encoder_hidden_states"],
-                added_cond_kwargs=kwargs.get("added_cond_kwargs"),
-            )
-            emb = emb + aug if aug is not None else emb
-            if unet.time_embed_act is not None:
-                emb = unet.time_embed_act(emb)
-            text = kwargs["encoder_hidden_states"]
-            h, feats = unet.conv_in(x), []
-            for block in unet.down_blocks:
-                if getattr(block, "has_cross_attention", False):
-                    h, _ = block(hidden_states=h, temb=emb, encoder_hidden_states=text)
-                else:
-                    h, _ = block(hidden_states=h, temb=emb)
-                feats.append(h)
-            if getattr(unet.mid_block, "has_cross_attention", False):
-                feats.append(unet.mid_block(h, emb, encoder_hidden_states=text))
-            else:
-                feats.append(unet.mid_block(h, emb))
-            return feats
+            return self.family.features(net, x.to(dtype), t.clamp(min=0), cond.to(dtype))
         finally:
             for layer in self.adapters:
                 layer._disable_adapters = False

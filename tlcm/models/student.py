@@ -1,5 +1,5 @@
-"""The student: peft LoRA adapters on the frozen base UNet (one copy of the base weights), or a
-full trainable copy; the teacher is the same UNet with its adapters switched off."""
+"""The student: peft LoRA adapters on the frozen base network (UNet or transformer; one copy of the
+base weights), or a full trainable copy; the teacher is the same network with its adapters off."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import copy
 import json
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,47 +16,69 @@ from peft.tuners.tuners_utils import BaseTunerLayer, cast_adapter_dtype
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from tlcm.checkpoint import Checkpoint, load_latest
-from tlcm.config import LCM_LORA_TARGETS, StudentConfig
+from tlcm.config import StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.distributed import full_tensors, shard_like
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
-from tlcm.validation import check_lora_targets
+from tlcm.validation import check_lora_targets, present_targets
 
 STUDENT_ADAPTER = "student"
 
 
 def fp32_copy(base: BaseModel) -> torch.nn.Module:
-    """A trainable fp32 copy of the base UNet: a deep copy of fp32 frozen weights, else reloaded
+    """A trainable fp32 copy of the base network: a deep copy of fp32 frozen weights, else reloaded
     from the folder in fp32 (an upcast bf16 copy would lose the saved weights' low bits)."""
-    if base.unet.dtype == torch.float32:
-        return copy.deepcopy(base.unet)
-    unet = type(base.unet).from_pretrained(base.path / "unet", dtype=torch.float32, local_files_only=True)
-    return unet.to(base.device)
+    if base.net.dtype == torch.float32:
+        return copy.deepcopy(base.net)
+    folder = base.path / base.family.net
+    net = type(base.net).from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    return net.to(base.device)
+
+
+def weights_of(net: torch.nn.Module, adapter: str | None) -> dict[str, torch.Tensor]:
+    """Full-tensor copies of ``net``'s weights (``adapter`` None) or of the peft state dict of
+    LoRA ``adapter``; under FSDP2 gathered from the shards (a collective: every process calls it)."""
+    state = net.state_dict() if adapter is None else get_peft_model_state_dict(net, adapter_name=adapter)
+    return {k: v.detach().clone() for k, v in full_tensors(state).items()}
+
+
+def load_weights(net: torch.nn.Module, state: dict[str, torch.Tensor], adapter: str | None) -> None:
+    """Inverse of ``weights_of``: full tensors into ``net`` (sharded like its FSDP2 parameters)."""
+    live = net.state_dict() if adapter is None else get_peft_model_state_dict(net, adapter_name=adapter)
+    state = {k: shard_like(v, live[k]) if k in live else v for k, v in state.items()}
+    if adapter is None:
+        net.load_state_dict(state)
+    else:
+        set_peft_model_state_dict(net, state, adapter_name=adapter)
 
 
 class Student:
-    """Holds the trainable UNet and gives student / teacher denoisers over it.
+    """Holds the trainable network and gives student / teacher denoisers over it.
 
-    LoRA (default): ``unet`` IS the base UNet with a "student" adapter; the teacher call runs it
-    with adapters disabled. Full fine-tune: ``unet`` is a deep copy; the base stays the teacher.
+    LoRA (default): ``net`` IS the base network with a "student" adapter; the teacher call runs it
+    with adapters disabled. Full fine-tune: ``net`` is a deep copy; the base stays the teacher.
+    ``config.target_modules`` is resolved here (empty: the family's default targets).
     """
 
     def __init__(self, base: BaseModel, config: StudentConfig) -> None:
+        targets = tuple(config.target_modules) or present_targets(base.net, base.family.lora_targets)
+        config = replace(config, target_modules=targets)
         self.base, self.config = base, config
         if config.full_finetune:
-            self.unet = fp32_copy(base).requires_grad_(True).train()
+            self.net = fp32_copy(base).requires_grad_(True).train()
         else:
-            check_lora_targets(base.unet, config.target_modules)
+            check_lora_targets(base.net, config.target_modules)
             self.lora_config = LoraConfig(
                 r=config.lora_rank,
                 lora_alpha=config.lora_alpha,
                 init_lora_weights="gaussian",
                 target_modules=list(config.target_modules),
             )
-            base.unet.add_adapter(self.lora_config, adapter_name=STUDENT_ADAPTER)
-            cast_adapter_dtype(base.unet, STUDENT_ADAPTER)  # fp32 on bf16 / fp16 frozen weights
-            self.unet = base.unet
-            self._lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
+            base.net.add_adapter(self.lora_config, adapter_name=STUDENT_ADAPTER)
+            cast_adapter_dtype(base.net, STUDENT_ADAPTER)  # fp32 on bf16 / fp16 frozen weights
+            self.net = base.net
+            self._lora_layers = [m for m in self.net.modules() if isinstance(m, BaseTunerLayer)]
 
     @classmethod
     def from_run(cls, base: BaseModel, run_dir: Path) -> Student:
@@ -67,15 +90,14 @@ class Student:
         ranks = [v.shape[0] for k, v in latest.student.items() if "lora_A" in k]
         if not ranks:
             raise TLCMError(
-                f"{latest.folder} holds a full fine-tune, not a LoRA: load its unet/ export instead"
+                f"{latest.folder} holds a full fine-tune, not a LoRA: "
+                f"load its {base.family.net}/ export instead"
             )
         meta = latest.metadata
         config = StudentConfig(
             lora_rank=ranks[0],
             lora_alpha=float(meta.get("lora_alpha", ranks[0])),  # checkpoints before 0.2: alpha = rank
-            target_modules=tuple(json.loads(meta["target_modules"]))
-            if "target_modules" in meta
-            else LCM_LORA_TARGETS,
+            target_modules=tuple(json.loads(meta.get("target_modules", "[]"))),  # []: family default
             grid=StudentGrid(
                 int(meta.get("num_milestones", 8)),
                 int(meta.get("student_steps", 4)),
@@ -125,37 +147,37 @@ class Student:
     def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
         """Name -> parameter of everything the student's optimizer updates (not auxiliary adapters)."""
         own = (lambda n: True) if self.config.full_finetune else (lambda n: f".{STUDENT_ADAPTER}." in n)
-        return {n: p for n, p in self.unet.named_parameters() if p.requires_grad and own(n)}
+        return {n: p for n, p in self.net.named_parameters() if p.requires_grad and own(n)}
 
     def auxiliary(self, name: str, rank: int = 0, full_copy: bool = False) -> Auxiliary:
         """A second trainable network initialised as the TEACHER (DMD's fake score, say).
 
         Default: a LoRA adapter ``name`` (rank ``rank``, default the student's; zero-initialised B,
-        so it starts exactly at the base) on the SAME base weights as the student, no second UNet
+        so it starts exactly at the base) on the SAME base weights as the student, no second copy
         in memory. ``full_copy`` (forced for a full fine-tune student): a trainable deep copy of
-        the base UNet."""
+        the base network."""
         if full_copy or self.config.full_finetune:
-            unet = fp32_copy(self.base)
-            if getattr(unet, "peft_config", None):  # the base's copy, without the student's adapters
+            net = fp32_copy(self.base)
+            if getattr(net, "peft_config", None):  # the base's copy, without the student's adapters
                 with warnings.catch_warnings():  # peft warns that the active adapter goes: intended
                     warnings.simplefilter("ignore", UserWarning)
-                    unet.delete_adapters(list(unet.peft_config))
-            return Auxiliary(self, name, unet)
+                    net.delete_adapters(list(net.peft_config))
+            return Auxiliary(self, name, net)
         rank = rank or self.config.lora_rank
-        if name in getattr(self.unet, "peft_config", {}):  # rebuilt (a second phase): start afresh
-            self.unet.delete_adapters(name)
+        if name in getattr(self.net, "peft_config", {}):  # rebuilt (a second phase): start afresh
+            self.net.delete_adapters(name)
         config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(self.config.target_modules))
         with warnings.catch_warnings():  # peft warns that a second adapter is being added: intended
             warnings.simplefilter("ignore", UserWarning)
-            self.unet.add_adapter(config, adapter_name=name)
-        cast_adapter_dtype(self.unet, name)
-        self.unet.set_adapter(STUDENT_ADAPTER)  # add_adapter activated `name` and froze the student
-        self._lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
+            self.net.add_adapter(config, adapter_name=name)
+        cast_adapter_dtype(self.net, name)
+        self.net.set_adapter(STUDENT_ADAPTER)  # add_adapter activated `name` and froze the student
+        self._lora_layers = [m for m in self.net.modules() if isinstance(m, BaseTunerLayer)]
         return Auxiliary(self, name, None)
 
     @contextmanager
     def active_adapter(self, name: str):
-        """Run the shared UNet with adapter ``name`` instead of the student's (peft's per-layer
+        """Run the shared network with adapter ``name`` instead of the student's (peft's per-layer
         switch, without diffusers' module walk and requires_grad changes)."""
         for layer in self._lora_layers:
             layer._active_adapter = name
@@ -167,7 +189,7 @@ class Student:
 
     def denoiser(self):
         """Student denoiser ``(x, t, cond) -> model output`` (gradients flow to the adapters)."""
-        return self.base.denoiser(self.unet)
+        return self.base.denoiser(self.net)
 
     def teacher(self):
         """Frozen base denoiser (adapters disabled for the call), for use under no_grad."""
@@ -199,15 +221,14 @@ class Student:
                 layer.merge(adapter_names=[STUDENT_ADAPTER])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Trainable weights only (LoRA: peft state dict of the student adapter)."""
-        if self.config.full_finetune:
-            return {k: v.detach().clone() for k, v in self.unet.state_dict().items()}
-        return get_peft_model_state_dict(self.unet, adapter_name=STUDENT_ADAPTER)
+        """Trainable weights only (LoRA: peft state dict of the student adapter), full tensors (under
+        FSDP2 a collective: every process calls it)."""
+        return weights_of(self.net, None if self.config.full_finetune else STUDENT_ADAPTER)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of ``state_dict``; a LoRA of another rank/targets/base is refused clearly."""
         if self.config.full_finetune:
-            self.unet.load_state_dict(state)
+            load_weights(self.net, state, None)
             return
         own = self.state_dict()
         bad = sorted(set(own) ^ set(state)) or [k for k in own if own[k].shape != state[k].shape]
@@ -217,12 +238,12 @@ class Student:
                 f"(first mismatch: {bad[0]}); "
                 "use the same --recipes.student.lora-rank and target modules as the run that wrote it"
             )
-        set_peft_model_state_dict(self.unet, state, adapter_name=STUDENT_ADAPTER)
+        load_weights(self.net, state, STUDENT_ADAPTER)
 
 
 class Auxiliary:
     """A trainable network beside the student: a LoRA adapter on the shared base (``module`` None)
-    or a full UNet copy. ``denoiser()`` calls it; ``parameters()`` go to its owner's optimizer."""
+    or a full copy of the network. ``denoiser()`` calls it; ``parameters()`` go to its owner's optimizer."""
 
     def __init__(self, student: Student, name: str, module: torch.nn.Module | None) -> None:
         self.student, self.name, self.module = student, name, module
@@ -235,13 +256,13 @@ class Auxiliary:
         if self.module is not None:
             return list(self.module.parameters())
         tag = f".{self.name}."
-        return [p for n, p in self.student.unet.named_parameters() if tag in n]
+        return [p for n, p in self.student.net.named_parameters() if tag in n]
 
     def denoiser(self):
         """``(x, t, cond) -> model output`` of this network (gradients reach its parameters)."""
         if self.module is not None:
             return self.student.base.denoiser(self.module)
-        call = self.student.base.denoiser(self.student.unet)
+        call = self.student.base.denoiser(self.student.net)
 
         def adapter_call(x, t, cond):
             with self.student.active_adapter(self.name):
@@ -251,11 +272,11 @@ class Auxiliary:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.module is not None:
-            return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-        return get_peft_model_state_dict(self.student.unet, adapter_name=self.name)
+            return weights_of(self.module, None)
+        return weights_of(self.student.net, self.name)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if self.module is not None:
-            self.module.load_state_dict(state)
+            load_weights(self.module, state, None)
         else:
-            set_peft_model_state_dict(self.student.unet, state, adapter_name=self.name)
+            load_weights(self.student.net, state, self.name)

@@ -55,7 +55,7 @@ def student_scores(
     metrics, student_grid = metrics or ToyMetrics(), student_grid or StudentGrid()
     rows = []
     for n in steps:
-        grid = student_grid.timesteps(n, base.schedule.num_train_timesteps).tolist()
+        grid = student_grid.timesteps(n, base.schedule).tolist()
 
         def sampler(cond, uncond, noise, gen, grid=grid):
             return sample_latents(

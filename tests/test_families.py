@@ -1,0 +1,175 @@
+"""Model families behind one interface (tlcm/models/families): each loads from a local diffusers
+folder, encodes with its pipeline, denoises (B, C, h, w) latents in its own parameterisation, taps
+features for the discriminator, trains on the grid its exported scheduler samples, and its LoRA
+export loads and samples in plain diffusers with the student's output. (Every preset smoke-trains
+on every family in test_engine.py.)"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline, StableDiffusion3Pipeline
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+from peft.tuners.tuners_utils import BaseTunerLayer
+
+from tlcm.conditioning import Conditioning
+from tlcm.config import StudentConfig
+from tlcm.diffusion.milestones import StudentGrid
+from tlcm.diffusion.solvers import guided_output
+from tlcm.errors import TLCMError
+from tlcm.export import DIFFUSERS_FILE, export_student, tlcm_scheduler
+from tlcm.models.base import BaseModel
+from tlcm.models.families.flux import STUDENT_GUIDANCE, pack, unpack
+from tlcm.models.student import Student
+
+TEXT = 16
+"""T5 tokens in these tests (the pipelines' defaults, 256 / 512, only cost time)."""
+FAMILIES = {  # kind -> (fixture, family name, resolution)
+    "sd15": ("tiny_sd_dir", "sd15", None),
+    "sdxl": ("tiny_sdxl_dir", "sdxl", None),
+    "sd3": ("tiny_sd3_dir", "sd3", None),
+    "sd3-t5": ("tiny_sd3_t5_dir", "sd3", None),
+    "flux": ("tiny_flux_dir", "flux", 32),
+}
+FLOW = ["sd3", "sd3-t5", "flux"]
+
+
+def _load(request, kind: str) -> BaseModel:
+    fixture, _, resolution = FAMILIES[kind]
+    folder = request.getfixturevalue(fixture)
+    return BaseModel.load(folder, resolution=resolution, max_sequence_length=TEXT)
+
+
+def _timesteps(base: BaseModel, batch: int) -> torch.Tensor:
+    grid = StudentGrid().timesteps(8, base.schedule)
+    return grid[torch.arange(batch) % len(grid)]
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILIES))
+def test_family_loads_encodes_denoises_taps_and_decodes(kind, request):
+    base = _load(request, kind)
+    assert base.family.name == FAMILIES[kind][1]
+    cond, uncond = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    assert len(cond) == len(uncond) == 2 and cond.prompt_embeds.shape == uncond.prompt_embeds.shape
+    if kind in FLOW:
+        assert cond.pooled_embeds is not None and cond.prompt_embeds.shape[1] == 77 * (kind != "flux") + TEXT
+    assert (cond.guidance is not None) == (kind == "flux")  # the tiny FLUX is guidance-distilled
+    x = torch.randn(2, *base.latent_shape)
+    t = _timesteps(base, 2)
+    with torch.no_grad():
+        out = base.denoiser()(x, t, cond)
+        feats = base.family.features(base.net, x, t, cond)
+        images = base.decode(x)
+    assert out.shape == x.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert [f.shape[1] for f in feats] == base.family.feature_channels(base.net)
+    assert all(f.shape[0] == 2 and f.dim() == 4 for f in feats)
+    assert images.shape[:2] == (2, 3) and images.abs().max() <= 1
+
+
+def test_flux_call_is_the_pipelines(request):
+    """Our FLUX denoiser on (B, C, h, w) equals the transformer call FluxPipeline makes on its
+    packed latents (its _pack_latents, image ids, timestep / 1000, guidance), unpacked by its own
+    _unpack_latents: a wrong token order or a wrong timestep scale fails."""
+    base = _load(request, "flux")
+    pipe, (c, h, w) = base.pipe, base.latent_shape
+    cond, _ = base.encode(["a digit"] * 2)
+    x, t = torch.randn(2, c, h, w), torch.tensor([700.0, 250.0])
+    assert torch.equal(pack(x), FluxPipeline._pack_latents(x, 2, c, h, w))
+    assert torch.equal(unpack(pack(x), h, w), x)
+    guidance = torch.full((2,), 5.0)
+    with torch.no_grad():
+        ours = base.denoiser()(x, t, cond.with_guidance(5.0))
+        theirs = pipe.transformer(
+            hidden_states=FluxPipeline._pack_latents(x, 2, c, h, w),
+            timestep=t / 1000,
+            guidance=guidance,
+            pooled_projections=cond.pooled_embeds,
+            encoder_hidden_states=cond.prompt_embeds,
+            txt_ids=torch.zeros(cond.prompt_embeds.shape[1], 3),
+            img_ids=FluxPipeline._prepare_latent_image_ids(2, h // 2, w // 2, "cpu", torch.float32),
+            return_dict=False,
+        )[0]
+    size = h * pipe.vae_scale_factor
+    torch.testing.assert_close(ours, FluxPipeline._unpack_latents(theirs, size, size, pipe.vae_scale_factor))
+    with torch.no_grad():
+        other = base.denoiser()(x, t, cond.with_guidance(1.0))
+    assert (other - ours).abs().max() > 1e-4  # the guidance input reaches the network
+
+
+def test_embedded_guidance_is_one_call_with_w_as_input():
+    """guided_output on a guidance-distilled conditioning: ONE call of batch B whose guidance input
+    is w (not a cond + uncond batch of 2B); CFG conditionings still make the 2B call."""
+    calls = []
+
+    def denoiser(x, t, cond):
+        calls.append((len(x), None if cond.guidance is None else cond.guidance.tolist()))
+        return x * (1 if cond.guidance is None else cond.guidance.view(-1, 1, 1, 1))
+
+    x, t = torch.ones(3, 1, 2, 2), torch.zeros(3)
+    distilled = Conditioning(torch.zeros(3, 4, 8), guidance=torch.full((3,), STUDENT_GUIDANCE))
+    out = guided_output(denoiser, x, t, distilled, distilled, 6.0)
+    assert calls == [(3, [6.0] * 3)] and torch.equal(out, 6 * x)
+    calls.clear()
+    guided_output(denoiser, x, t, Conditioning(torch.zeros(3, 4, 8)), Conditioning(torch.zeros(1, 4, 8)), 6.0)
+    assert calls == [(6, None)]
+
+
+@pytest.mark.parametrize("kind", FLOW)
+def test_training_grid_is_the_exported_schedulers(kind, request):
+    """The student trains at the timesteps its exported TLCMFlowScheduler samples at (milestones
+    T shift(k / M), top = T): SD3's static shift 3 and FLUX's resolution-dependent exp(mu), the mu
+    FluxPipeline computes for the training resolution."""
+    base = _load(request, kind)
+    grid = StudentGrid(8, 4)
+    scheduler = tlcm_scheduler(base, grid)
+    config = scheduler.config
+    mu = None
+    if config.use_dynamic_shifting:
+        tokens = (base.latent_shape[1] // 2) * (base.latent_shape[2] // 2)
+        mu = calculate_shift(tokens, config.base_image_seq_len, config.max_image_seq_len, 0.5, 1.15)
+        assert base.schedule.shift == pytest.approx(math.exp(mu))
+    else:
+        assert base.schedule.shift == config.shift == 3.0
+    for n in (1, 2, 4, 8):
+        scheduler.set_timesteps(n, mu=mu)
+        torch.testing.assert_close(grid.timesteps(n, base.schedule), scheduler.timesteps)
+    assert grid.timesteps(1, base.schedule).item() == 1000.0  # pure noise, not t_M - 1
+
+
+@pytest.mark.parametrize("kind", FLOW)
+def test_lora_export_loads_and_samples_in_plain_diffusers(kind, request, tmp_path):
+    """Random LoRA B (so every module counts): the exported file loads with the family pipeline's
+    load_lora_weights into every adapted module, its transformer then gives the student's output,
+    and the exported TLCMFlowScheduler samples 2 steps in the plain pipeline."""
+    base = _load(request, kind)
+    torch.manual_seed(0)
+    student = Student(base, StudentConfig(lora_rank=4, lora_alpha=8.0))
+    with torch.no_grad():
+        for name, param in student.net.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    with pytest.raises(TLCMError, match="kohya LoRA format is for SD1.5 / SDXL"):
+        export_student(student, tmp_path / "k", ("kohya",))
+    export_student(student, tmp_path, ("diffusers",))
+    cond, _ = base.encode(["a digit"])
+    x, t = torch.randn(1, *base.latent_shape), torch.tensor([600.0])
+    with torch.no_grad():
+        ours, teacher = student.denoiser()(x, t, cond), student.teacher()(x, t, cond)
+    assert (ours - teacher).abs().max() > 0.05
+    modules = [n for n, m in student.net.named_modules() if isinstance(m, BaseTunerLayer)]
+    folder = request.getfixturevalue(FAMILIES[kind][0])
+    pipeline = FluxPipeline if kind == "flux" else StableDiffusion3Pipeline
+    absent = {"text_encoder_3": None, "tokenizer_3": None} if kind == "sd3" else {}
+    pipe = pipeline.from_pretrained(folder, **absent)
+    pipe.load_lora_weights(tmp_path, weight_name=DIFFUSERS_FILE)
+    loaded = [n for n, m in pipe.transformer.named_modules() if isinstance(m, BaseTunerLayer)]
+    assert loaded == modules
+    with torch.no_grad():
+        theirs = base.family.forward(pipe.transformer, x, t, cond)
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-4)
+    pipe.scheduler = type(tlcm_scheduler(base, student.config.grid)).from_pretrained(tmp_path / "scheduler")
+    size = base.latent_shape[-1] * pipe.vae_scale_factor
+    kwargs = {"max_sequence_length": TEXT, "height": size, "width": size, "output_type": "np"}
+    images = pipe("a digit", num_inference_steps=2, **kwargs, **base.family.sample_kwargs()).images
+    assert images.shape == (1, size, size, 3) and np.isfinite(images).all()

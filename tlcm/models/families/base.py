@@ -1,0 +1,118 @@
+"""What tlcm needs from a model family: the one interface the engine, losses, samplers, the
+teacher-feature discriminator and the export speak through (docs/design.md, "Model families").
+
+A family is stateless; ``BaseModel`` (tlcm/models/base.py) pairs one with a loaded diffusers
+pipeline. Latents are always (B, C, h, w), as the VAE makes them (a family that packs tokens,
+FLUX, packs inside ``forward``), so losses, solvers and discriminators see one shape convention.
+Adding a family = one file here that subclasses ``Family`` + an entry in ``FAMILIES``
+(families/__init__.py) + its tests (a tiny random pipeline, the preset smoke train, the export).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from diffusers import DiffusionPipeline
+
+from tlcm.conditioning import Conditioning
+from tlcm.diffusion.schedule import Schedule, schedule_from_config
+
+
+class Family:
+    """One model family (SD1.5, SDXL, SD3, FLUX.1): how to encode, denoise, decode and export.
+
+    Class attributes: ``name`` (recipes, model cards), ``pipeline`` (the diffusers pipeline class),
+    ``net`` (the denoiser's component: "unet" or "transformer", also the LoRA key prefix of
+    diffusers' ``load_lora_weights``), ``components`` (folders a model folder must hold),
+    ``lora_targets`` (default LoRA target modules), ``scheduler`` (the exported TLCM scheduler's
+    class name), ``kohya`` (the kohya LoRA export's base-model tag, or None: not offered).
+    """
+
+    name: ClassVar[str]
+    pipeline: ClassVar[type[DiffusionPipeline]]
+    net: ClassVar[str] = "unet"
+    components: ClassVar[tuple[str, ...]] = ("vae", "scheduler", "text_encoder", "tokenizer")
+    lora_targets: ClassVar[tuple[str, ...]]
+    scheduler: ClassVar[str] = "TLCMScheduler"
+    kohya: ClassVar[str | None] = None
+
+    def encode(
+        self,
+        pipe: DiffusionPipeline,
+        prompts: list[str],
+        device: torch.device,
+        max_sequence_length: int | None,
+    ) -> tuple[Conditioning, Conditioning]:
+        """Prompts (B,) -> (conditional, unconditional) Conditioning, batch B each, with the
+        pipeline's own ``encode_prompt`` (the unconditional input is what the pipeline uses for CFG:
+        the empty prompt, or SDXL's zeroed negatives). ``max_sequence_length``: T5 tokens (None:
+        the pipeline's default; families without T5 ignore it)."""
+        raise NotImplementedError
+
+    def forward(
+        self, net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Conditioning
+    ) -> torch.Tensor:
+        """The network's raw output (B, C, h, w) at latents x (B, C, h, w) and timesteps t (B,) (the
+        schedule's: long 0..T-1 for VP, float 0..T for flow), in the family's parameterisation
+        (eps / v for UNets, the flow velocity for SD3 / FLUX). Inputs are in the net's dtype."""
+        raise NotImplementedError
+
+    def features(
+        self, net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Conditioning
+    ) -> list[torch.Tensor]:
+        """Intermediate features [(B, C_i, h_i, w_i), ...] of ``net`` at (x, t, cond), for the
+        teacher-feature discriminator (its encoder half: UNet down + mid blocks, transformer blocks)."""
+        raise NotImplementedError
+
+    def tapped_features(self, net, x, t, cond, blocks, pick) -> list[torch.Tensor]:
+        """Features by forward hooks: ``pick(block output)`` of each of ``blocks`` during one full
+        ``forward(net, x, t, cond)`` (the path that works on FSDP2-sharded networks too)."""
+        feats: list[torch.Tensor] = []
+        hooks = [b.register_forward_hook(lambda m, args, out: feats.append(pick(out, x))) for b in blocks]
+        try:
+            self.forward(net, x, t, cond)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return feats
+
+    def feature_channels(self, net: torch.nn.Module) -> list[int]:
+        """C_i of each tensor ``features`` returns."""
+        raise NotImplementedError
+
+    def shard_modules(self, net: torch.nn.Module) -> list[torch.nn.Module]:
+        """The network's repeated blocks, each one FSDP2 unit (``--recipes.runtime.fsdp``)."""
+        return [*net.down_blocks, net.mid_block, *net.up_blocks]
+
+    def latent_shape(self, pipe: DiffusionPipeline, resolution: int | None = None) -> tuple[int, int, int]:
+        """(C, h, w) of one latent at ``resolution`` pixels (square; None: the pipeline's default,
+        the network's ``sample_size`` latents)."""
+        net = getattr(pipe, self.net)
+        size = net.config.sample_size if resolution is None else resolution // pipe.vae_scale_factor
+        return (net.config.in_channels, size, size)
+
+    def decode(self, pipe: DiffusionPipeline, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, h, w) as the network sees them -> images (B, 3, H, W) in [-1, 1]:
+        ``latents / scaling_factor + shift_factor`` (shift 0 where the VAE has none) through the VAE."""
+        vae = pipe.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        z = latents / vae.config.scaling_factor + shift
+        return vae.decode(z.to(vae.dtype)).sample.float().clamp(-1, 1)
+
+    def encoder_dtype(self, pipe: DiffusionPipeline) -> torch.dtype:
+        """dtype of ``encode``'s embeddings (every text encoder has the frozen dtype)."""
+        return pipe.text_encoder.dtype
+
+    def schedule(self, pipe: DiffusionPipeline, latent_shape: tuple[int, int, int]) -> Schedule:
+        """The schedule the losses speak in, from the pipeline's scheduler config (a family whose
+        timestep shift depends on the resolution fixes it for ``latent_shape`` here)."""
+        return schedule_from_config(pipe.scheduler.config)
+
+    def pipeline_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, h, w) in the layout the pipeline's ``latents=`` argument takes."""
+        return latents
+
+    def sample_kwargs(self) -> dict[str, object]:
+        """Extra keyword arguments of the pipeline's ``__call__`` for a TLCM student (model cards)."""
+        return {"guidance_scale": 0.0}

@@ -1,0 +1,109 @@
+"""Stable Diffusion 1.x / 2.x and SDXL: a UNet2DConditionModel, VP schedule, CFG."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+from tlcm.conditioning import Conditioning
+from tlcm.distributed import is_sharded
+from tlcm.models.families.base import Family
+
+LCM_LORA_TARGETS = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "proj_in",
+    "proj_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "conv1",
+    "conv2",
+    "conv_shortcut",
+    "downsamplers.0.conv",
+    "upsamplers.0.conv",
+    "time_emb_proj",
+)
+"""LoRA target modules of diffusers' LCM-LoRA training scripts."""
+
+
+def unet_kwargs(cond: Conditioning) -> dict:
+    """Keyword arguments of ``UNet2DConditionModel.forward`` for ``cond`` (SDXL: added_cond_kwargs)."""
+    kwargs: dict = {"encoder_hidden_states": cond.prompt_embeds}
+    if cond.pooled_embeds is not None:
+        kwargs["added_cond_kwargs"] = {"text_embeds": cond.pooled_embeds, "time_ids": cond.time_ids}
+    return kwargs
+
+
+class StableDiffusion(Family):
+    """SD1.5-style: one CLIP text encoder, prompt embeddings only."""
+
+    name = "sd15"
+    pipeline = StableDiffusionPipeline
+    components = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
+    lora_targets = LCM_LORA_TARGETS
+    kohya = "sd_v1"
+
+    def encode(self, pipe, prompts, device, max_sequence_length):
+        emb, neg = pipe.encode_prompt(
+            prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True
+        )
+        return Conditioning(emb), Conditioning(neg)
+
+    def forward(self, net, x, t, cond):
+        return net(x, t, **unet_kwargs(cond)).sample
+
+    def feature_channels(self, net):
+        channels = list(net.config.block_out_channels)
+        return [*channels, channels[-1]]
+
+    def features(self, net, x, t, cond):
+        """After every down block and the mid block (the UNet's encoder half), (B, C_i, h_i, w_i):
+        run block by block up to the mid block; an FSDP2-sharded UNet by hooks in a full forward
+        (its root weights are gathered only by the root's forward)."""
+        if is_sharded(net):
+            blocks = [*net.down_blocks, net.mid_block]
+            return self.tapped_features(
+                net, x, t, cond, blocks, lambda out, x: out[0] if isinstance(out, tuple) else out
+            )
+        kwargs = unet_kwargs(cond)
+        emb = net.time_embedding(net.get_time_embed(sample=x, timestep=t), None)
+        aug = net.get_aug_embed(
+            emb=emb,
+            encoder_hidden_states=kwargs["encoder_hidden_states"],
+            added_cond_kwargs=kwargs.get("added_cond_kwargs"),
+        )
+        emb = emb + aug if aug is not None else emb
+        if net.time_embed_act is not None:
+            emb = net.time_embed_act(emb)
+        text = kwargs["encoder_hidden_states"]
+        h, feats = net.conv_in(x), []
+        for block in net.down_blocks:
+            if getattr(block, "has_cross_attention", False):
+                h, _ = block(hidden_states=h, temb=emb, encoder_hidden_states=text)
+            else:
+                h, _ = block(hidden_states=h, temb=emb)
+            feats.append(h)
+        if getattr(net.mid_block, "has_cross_attention", False):
+            feats.append(net.mid_block(h, emb, encoder_hidden_states=text))
+        else:
+            feats.append(net.mid_block(h, emb))
+        return feats
+
+
+class StableDiffusionXL(StableDiffusion):
+    """SDXL: two CLIP encoders, pooled embeddings and six micro-conditioning time ids."""
+
+    name = "sdxl"
+    pipeline = StableDiffusionXLPipeline
+    kohya = "sdxl_base_v1-0"
+
+    def encode(self, pipe, prompts, device, max_sequence_length):
+        emb, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True
+        )
+        size = self.latent_shape(pipe)[1] * pipe.vae_scale_factor  # SDXL's default 1024 px
+        ids = torch.tensor([[size, size, 0, 0, size, size]], device=device, dtype=emb.dtype)
+        ids = ids.expand(len(prompts), 6)
+        return Conditioning(emb, pooled, ids), Conditioning(neg, neg_pooled, ids)

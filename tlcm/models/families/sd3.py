@@ -1,0 +1,53 @@
+"""Stable Diffusion 3 / 3.5: an SD3Transformer2DModel (MM-DiT), rectified flow, CFG."""
+
+from __future__ import annotations
+
+from diffusers import StableDiffusion3Pipeline
+
+from tlcm.conditioning import Conditioning
+from tlcm.models.families.transformer import TransformerFamily
+
+SD3_MAX_SEQUENCE_LENGTH = 256
+"""StableDiffusion3Pipeline's default T5 length (zeros when the folder has no T5)."""
+
+
+class StableDiffusion3(TransformerFamily):
+    """Two CLIP encoders (+ optional T5): joint-attention tokens and pooled projections; the
+    transformer predicts the flow velocity v = eps - x0 at timestep sigma * T."""
+
+    name = "sd3"
+    pipeline = StableDiffusion3Pipeline
+    components = (
+        "transformer",
+        "vae",
+        "scheduler",
+        "text_encoder",
+        "tokenizer",
+        "text_encoder_2",
+        "tokenizer_2",
+    )
+
+    def encode(self, pipe, prompts, device, max_sequence_length):
+        emb, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompt=prompts,
+            prompt_2=None,
+            prompt_3=None,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+            max_sequence_length=max_sequence_length or SD3_MAX_SEQUENCE_LENGTH,
+        )
+        return Conditioning(emb, pooled), Conditioning(neg, neg_pooled)
+
+    def forward(self, net, x, t, cond):
+        return net(
+            hidden_states=x,
+            encoder_hidden_states=cond.prompt_embeds,
+            pooled_projections=cond.pooled_embeds,
+            timestep=t,
+            return_dict=False,
+        )[0]
+
+    def token_grid(self, net, x):
+        p = net.config.patch_size
+        return x.shape[-2] // p, x.shape[-1] // p
