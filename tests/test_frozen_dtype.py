@@ -73,7 +73,7 @@ def test_bf16_frozen_fp32_adapters_and_upcast_vae(sd_dir, sdxl_dir):
     assert {p.dtype for p in xl.pipe.text_encoder_2.parameters()} == {torch.bfloat16}
     assert torch.isfinite(xl.decode(torch.randn(1, *xl.latent_shape))).all()
     full = Student(base, StudentConfig(full_finetune=True))
-    assert {p.dtype for p in full.unet.parameters()} == {torch.float32}
+    assert {p.dtype for p in full.net.parameters()} == {torch.float32}
     full_aux = full.auxiliary("fake")
     assert {p.dtype for p in full_aux.parameters()} == {torch.float32}
 

@@ -14,6 +14,7 @@ from tlcm.config import StudentConfig
 from tlcm.diffusion.schedule import schedule_from_config
 from tlcm.engine import train
 from tlcm.models.base import BaseModel
+from tlcm.models.families import FAMILIES
 from tlcm.models.student import Student
 from tlcm.sample import SampleArgs
 from tlcm.sample import main as sample_main
@@ -22,7 +23,9 @@ from tlcm.sample import main as sample_main
 @pytest.mark.parametrize("which", ["sd", "sdxl"])
 def test_fused_student_matches_unfused(which, tiny_sd, tiny_sdxl):
     pipe = tiny_sd if which == "sd" else tiny_sdxl
-    base = BaseModel(pipe, schedule_from_config(pipe.scheduler.config), path=None)
+    family = FAMILIES[type(pipe).__name__]
+    shape = family.latent_shape(pipe)
+    base = BaseModel(pipe, schedule_from_config(pipe.scheduler.config), None, family, shape)
     base.pipe.unet.requires_grad_(False)
     student = Student(base, StudentConfig(lora_rank=4, lora_alpha=4.0))
     torch.manual_seed(1)

@@ -102,7 +102,7 @@ def test_mlcd_from_the_cache_makes_zero_teacher_calls(base, cache_dir):
         return teacher(x, t, cond)
 
     idx = torch.tensor([0, 1, 1, 0])
-    holder = SimpleNamespace(net=base.net)  # what build() reads of a Student
+    holder = SimpleNamespace(net=base.net, base=base)  # what build() reads of a Student
     from_cache = MLCDConfig(skip=K, states="cache").build(holder)
     loss = from_cache(_context(base, cache, counting_teacher, idx))["mlcd"]
     assert calls == [] and torch.isfinite(loss)

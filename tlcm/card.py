@@ -20,6 +20,7 @@ import torch
 from tlcm.config import Recipe, recipe_dict
 from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.export import DIFFUSERS_FILE, kohya_file, tlcm_scheduler
+from tlcm.models.base import absent_components
 from tlcm.models.student import Student
 
 CARD_FILE = "README.md"
@@ -113,11 +114,12 @@ def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> st
     if base.max_sequence_length is not None:
         kwargs["max_sequence_length"] = base.max_sequence_length
     call = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    absent = "".join(f", {name}=None" for name in absent_components(Path(base.path)))  # SD3 without T5
     return f"""```python
 from diffusers import {imports}
 from tlcm.diffusion import {scheduler}
 
-pipe = {pipeline}.from_pretrained("{base_path}")
+pipe = {pipeline}.from_pretrained("{base_path}"{absent})
 {load}
 pipe.scheduler = {scheduler}.from_pretrained("{out}/scheduler")
 image = pipe("your prompt", {call}).images[0]

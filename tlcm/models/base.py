@@ -99,7 +99,7 @@ def _vae_upcast(path: Path) -> bool:
     return bool(config.get("force_upcast", True)) if isinstance(config, dict) else True
 
 
-def _absent_components(path: Path) -> list[str]:
+def absent_components(path: Path) -> list[str]:
     """Optional components a checked folder's model_index.json lists as [null, null] (an SD3 saved
     without T5): diffusers' from_pretrained wants them passed as None explicitly."""
     spec = json.loads((path / "model_index.json").read_text())
@@ -197,7 +197,7 @@ class BaseModel:
         transformers_logging.disable_progress_bar()
         try:
             dtypes = {"default": dtype, **({"vae": torch.float32} if _vae_upcast(path) else {})}
-            absent = dict.fromkeys(_absent_components(path))  # e.g. SD3 saved without T5
+            absent = dict.fromkeys(absent_components(path))  # e.g. SD3 saved without T5
             pipe = family.pipeline.from_pretrained(path, dtype=dtypes, local_files_only=True, **absent)
         except (OSError, ValueError, KeyError, SafetensorError) as err:
             detail = " ".join(str(err).split())

@@ -199,6 +199,11 @@ def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps,
     return ema["unet"].eval(), ema["text"].eval()
 
 
+def parameter_counts(**modules: torch.nn.Module) -> dict[str, int]:
+    """Parameters per named module (build_info.json)."""
+    return {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -288,12 +293,7 @@ def main() -> None:
         "min_snr_gamma": args.min_snr_gamma,
         "steps": {"classifier": args.classifier_steps, "vae": args.vae_steps, "unet": args.unet_steps},
         "build_seconds": round(time.time() - start, 1),
-        "parameters": {
-            "unet": sum(p.numel() for p in unet.parameters()),
-            "vae": sum(p.numel() for p in vae.parameters()),
-            "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-            "classifier": sum(p.numel() for p in classifier.parameters()),
-        },
+        "parameters": parameter_counts(unet=unet, vae=vae, text_encoder=text_encoder, classifier=classifier),
     }
     (out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
     console.print(info)

@@ -61,7 +61,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
 from tlcm.toy.assets import ASSET_DIR, MINIATURE_SD
-from tlcm.toy.build import encode_all
+from tlcm.toy.build import encode_all, parameter_counts
 from tlcm.toy.data import all_prompts, load_digit_images
 
 console = Console()
@@ -249,17 +249,21 @@ def main() -> None:
     text_encoder, text_encoder_2 = build_text_encoder(tokenizer), build_text_encoder(tokenizer_2)
     transformer = build_transformer(args.layers, args.heads, args.head_dim)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=args.shift)
-    pipe = StableDiffusion3Pipeline(
-        transformer=transformer,
-        scheduler=scheduler,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=tokenizer_2,
-        text_encoder_3=None,
-        tokenizer_3=None,
-    )
+
+    def pipeline(transformer, text_encoder, text_encoder_2) -> StableDiffusion3Pipeline:
+        return StableDiffusion3Pipeline(
+            transformer=transformer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            text_encoder_2=text_encoder_2,
+            tokenizer_2=tokenizer_2,
+            text_encoder_3=None,
+            tokenizer_3=None,
+        )
+
+    pipe = pipeline(transformer, text_encoder, text_encoder_2)
     pipe.set_progress_bar_config(disable=True)
     console.print(
         f"data {tuple(x.shape)}, scaling_factor {sf:.4f}, transformer "
@@ -275,17 +279,7 @@ def main() -> None:
         args.max_sequence_length,
         args.sigma_sampling,
     )
-    pipe = StableDiffusion3Pipeline(
-        transformer=transformer,
-        scheduler=scheduler,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=tokenizer_2,
-        text_encoder_3=None,
-        tokenizer_3=None,
-    )
+    pipe = pipeline(transformer, text_encoder, text_encoder_2)
     train_seconds = time.time() - start
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
@@ -339,12 +333,9 @@ def main() -> None:
         "final_loss": final_loss,
         "train_seconds": round(train_seconds, 1),
         "build_seconds": round(time.time() - start, 1),
-        "parameters": {
-            "transformer": sum(p.numel() for p in transformer.parameters()),
-            "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-            "text_encoder_2": sum(p.numel() for p in text_encoder_2.parameters()),
-            "vae": sum(p.numel() for p in vae.parameters()),
-        },
+        "parameters": parameter_counts(
+            transformer=transformer, text_encoder=text_encoder, text_encoder_2=text_encoder_2, vae=vae
+        ),
     }
     (out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
     console.print(info)
