@@ -118,8 +118,8 @@ def tlcm_full_sdxl() -> Recipe:
 
 def large_model(path: str, guidance_scale: float, max_sequence_length: int | None, name: str) -> Recipe:
     """``tlcm_full_sdxl``'s phases, LoRA and runtime (the paper's SDXL values) on another base model
-    at 1024 px: the paper gives no values for flow models (docs/recipes.md says where each comes
-    from)."""
+    at 1024 px: the paper gives no values for flow models (docs/design.md, "The SD3 / FLUX
+    presets", says where each comes from)."""
     recipe = tlcm_full_sdxl()
     model = ModelConfig(
         path=Path(path),
