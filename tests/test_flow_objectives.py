@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_objectives import _ctx as _context
+from test_objectives import _e, _prompts
 from torch import nn
 
-from tlcm.conditioning import Conditioning
 from tlcm.diffusion.milestones import StudentGrid, milestones
 from tlcm.diffusion.schedule import FlowSchedule
 from tlcm.diffusion.solvers import ddim_step, teacher_solve
@@ -95,28 +96,9 @@ def _close_t(actual, expected):
 # Toy networks and the one place that builds a StepContext.
 
 
-def _prompts(values) -> Conditioning:
-    """One scalar per sample, broadcast to (B, 2, 3) token embeddings."""
-    return Conditioning(torch.tensor(values, dtype=torch.float64).view(-1, 1, 1).expand(-1, 2, 3).clone())
-
-
-def _e(cond: Conditioning, x: torch.Tensor) -> torch.Tensor:
-    return cond.prompt_embeds[:, 0, 0].view(-1, *[1] * (x.dim() - 1)).to(x.dtype)
-
-
-def _ctx(student, teacher, schedule, *, cond, uncond, w, seed, grid, latent_shape=LATENT) -> StepContext:
-    """A StepContext of len(cond) samples on ``schedule`` with the student's grid ``grid`` = (M, q)."""
-    return StepContext(
-        student=student,
-        teacher=teacher,
-        schedule=schedule,
-        cond=_prompts(cond),
-        uncond=_prompts(uncond),
-        guidance_scale=w,
-        generator=torch.Generator().manual_seed(seed),
-        latent_shape=latent_shape,
-        grid=StudentGrid(num_milestones=grid[0], steps=grid[1]),
-    )
+def _ctx(student, teacher, schedule, **fields) -> StepContext:
+    """test_objectives' one StepContext builder, on a flow ``schedule``."""
+    return _context(student, teacher, schedule=schedule, **fields)
 
 
 def _teacher_v(x, t, e):

@@ -186,17 +186,23 @@ def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps,
             s = (1 - acp[t]).sqrt()[:, None, None, None]
             pred = unet(a * x0 + s * eps, t, encoder_hidden_states=cond).sample
             loss = (weight[t] * (pred - eps).square().mean((1, 2, 3))).mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            decay = min(0.999, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.lerp_(p, 1 - decay)
+            teacher_step(model, ema, opt, sched, loss, step)
             bar.update(task, advance=1, info=f"loss {loss.item():.4f}")
     return ema["unet"].eval(), ema["text"].eval()
+
+
+def teacher_step(model, ema, opt, sched, loss: torch.Tensor, step: int) -> None:
+    """One teacher training step: backward, clip at 1, AdamW + schedule, EMA (decay ramping up to
+    0.999) of ``model`` into ``ema``."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    decay = min(0.999, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.lerp_(p, 1 - decay)
 
 
 def parameter_counts(**modules: torch.nn.Module) -> dict[str, int]:

@@ -61,7 +61,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
 from tlcm.toy.assets import ASSET_DIR, MINIATURE_SD
-from tlcm.toy.build import encode_all, parameter_counts
+from tlcm.toy.build import encode_all, parameter_counts, teacher_step
 from tlcm.toy.data import all_prompts, load_digit_images
 
 console = Console()
@@ -190,15 +190,7 @@ def train_transformer(pipe, latents_mean, latents_std, labels, steps, g, max_seq
                 return_dict=False,
             )[0]
             loss = F.mse_loss(pred, eps - x0)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            decay = min(0.999, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.lerp_(p, 1 - decay)
+            teacher_step(model, ema, opt, sched, loss, step)
             losses.append(loss.item())
             bar.update(task, advance=1, info=f"loss {loss.item():.4f}")
             if not console.is_terminal and ((step + 1) % log_every == 0 or step + 1 == steps):
