@@ -87,3 +87,21 @@ def test_one_prediction_and_one_decode_serve_dmd_gan_and_reward():
     # GAN (pixel) decodes its real samples and the prediction; reward feedback reuses the latter
     assert together.decodes == 2
     assert together.scale.grad is not None
+
+
+def test_student_samples_use_the_grids_training_gamma():
+    """The q-step samples inside training follow ``grid.training_gamma``: 0 gives exactly the
+    deterministic DDIM sample from the context's first noise draw; the paper's 1 (default) adds
+    fresh noise between the steps, so it differs."""
+    from tlcm.losses.shared import student_samples
+    from tlcm.sampling import sample_latents
+
+    student = lambda x, t, c: 0.5 * x  # noqa: E731 - an x0 prediction
+    ddim = toy_context(student, None, grid=StudentGrid(2, 2, training_gamma=0.0))
+    lcm = toy_context(student, None, grid=StudentGrid(2, 2))
+    noise = toy_context(student, None).randn(2, 2, 2, 2)
+    grid = StudentGrid(2, 2).timesteps(None, ddim.schedule).tolist()
+    assert grid == [2, 1]
+    expected = sample_latents(student, ddim.schedule, ddim.cond, noise, grid, 0.0)
+    torch.testing.assert_close(student_samples(ddim), expected)
+    assert (student_samples(lcm) - expected).abs().max() > 1e-3

@@ -148,7 +148,11 @@ class StudentGrid:
     gamma: float = 1.0
     """gamma of the student's sampler at inference (sample grids, evaluation, tlcm.sample, the
     exported TLCMScheduler): 1 = LCM (fresh noise between steps, the paper), 0 = DDIM, between:
-    TCD-style. Training's q-step samples always use 1, as the paper."""
+    TCD-style. Training's q-step samples use ``training_gamma``."""
+    training_gamma: float = 1.0
+    """gamma of the student's q-step samples inside training (LCD states, the re-noised states of
+    the DMD / GAN / reward predictions, DPO candidates): 1 = the paper's LCM sampler; lower trains
+    the student on the states of the sampler it is shipped with (``gamma``)."""
 
     def check(self, num_train_timesteps: int = 1000) -> None:
         """ValueError unless 1 <= q <= M <= T (q steps are a subset of the M milestones)."""
@@ -158,8 +162,9 @@ class StudentGrid:
             )
         if not 1 <= self.steps <= self.num_milestones:
             raise ValueError(f"steps (q) must be in 1..{self.num_milestones} (M), got {self.steps}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1] (1: LCM, 0: DDIM), got {self.gamma}")
+        for name in ("gamma", "training_gamma"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] (1: LCM, 0: DDIM), got {getattr(self, name)}")
 
     def timesteps(
         self,

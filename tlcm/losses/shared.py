@@ -33,14 +33,21 @@ def prediction_key(ctx: StepContext) -> str:
 
 def student_samples(ctx: StepContext, draw: int = 0) -> torch.Tensor:
     """The current student's q-step samples (B, C, h, w) from fresh noise on its inference grid
-    (``ctx.grid``; tlcm_step with gamma = 1), detached; once per step and ``draw`` (draws are
-    independent samples: DPO's two candidates per prompt are draws 0 and 1)."""
+    (``ctx.grid``; tlcm_step with its ``training_gamma``, the paper's 1 by default), detached;
+    once per step and ``draw`` (draws are independent samples: DPO's two candidates per prompt are
+    draws 0 and 1)."""
 
     def compute() -> torch.Tensor:
         grid = ctx.grid.timesteps(None, ctx.schedule)
         noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
         return sample_latents(
-            ctx.student, ctx.schedule, ctx.cond, noise, grid.tolist(), 1.0, generator=ctx.generator
+            ctx.student,
+            ctx.schedule,
+            ctx.cond,
+            noise,
+            grid.tolist(),
+            ctx.grid.training_gamma,
+            generator=ctx.generator,
         )
 
     return ctx.shared(samples_key(ctx, draw), compute)
