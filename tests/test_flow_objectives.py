@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_objectives import ExactFake, _e, _prompts
 from test_objectives import _ctx as _context
-from test_objectives import _e, _prompts
 from torch import nn
 
 from tlcm.diffusion.milestones import StudentGrid, milestones
@@ -470,28 +470,11 @@ class FlowGaussianStudent(nn.Module):
         return x - (self.mu + self.sd * x)
 
 
-class FlowExactFake:
+class FlowExactFake(ExactFake):
     """The ideal fake score: the velocity of the CURRENT student's N(mu, sd^2). Records (x_t', t')."""
 
-    def __init__(self, student: FlowGaussianStudent) -> None:
-        self.student, self.calls = student, []
-        self.unused = nn.Parameter(torch.zeros(()))
-
-    def denoiser(self):
-        def fake(x, t, cond):
-            self.calls.append((x.clone(), t.clone()))
-            return _pm_velocity(x, t, self.student.mu.detach(), self.student.sd.detach() ** 2)
-
-        return fake
-
-    def parameters(self):
-        return [self.unused]
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
+    def output(self, x, t, mean, var):
+        return _pm_velocity(x, t, mean, var)
 
 
 @pytest.mark.parametrize("shift", [1.0, 3.0])

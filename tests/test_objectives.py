@@ -197,11 +197,15 @@ class ExactFake:
         self.student, self.calls = student, []
         self.unused = nn.Parameter(torch.zeros(()))  # AuxOptimizer wants one parameter
 
+    def output(self, x, t, mean, var):
+        """The ideal model output at (x_t, t) for data N(mean, var): the posterior mean (x0)."""
+        return _posterior_mean(x, t, mean, var)
+
     def denoiser(self):
         def fake(x, t, cond):
             self.calls.append((x.clone(), t.clone()))
             mu, sd = self.student.mu.detach(), self.student.sd.detach()
-            return _posterior_mean(x, t, mu, sd**2)
+            return self.output(x, t, mu, sd**2)
 
         return fake
 
