@@ -192,6 +192,8 @@ class Trainer:
     def _save(self, state: TrainState, opt, losses: dict[str, Loss]) -> None:
         """Checkpoint on rank 0 (every process gathers FSDP2 shards first); refuses (NonFiniteLoss)
         to write anything non-finite."""
+        if not (self.dist.is_main or self.sharded):  # only FSDP2 needs every process to gather
+            return
         student = self.student.state_dict()
         loss_states = full_tensors({n: v.checkpoint_state() for n, v in losses.items()})
         optimizer = full_tensors(opt.state_dict())
@@ -310,7 +312,8 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
         seconds = time.perf_counter() - started
-        weights = self.student.state_dict()  # FSDP2: every process gathers
+        gather = self.dist.is_main or self.sharded  # FSDP2: every process gathers the shards
+        weights = self.student.state_dict() if gather else None
         if self.dist.is_main:
             out, name = rt.out_dir / "student", run_name(rt.out_dir)
             export_student(self.student, out, rt.export_formats, name, weights)

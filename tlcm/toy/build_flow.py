@@ -56,15 +56,12 @@ from diffusers import (
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
 )
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
 from tlcm.toy.assets import ASSET_DIR, MINIATURE_SD
-from tlcm.toy.build import encode_all, parameter_counts, teacher_step
+from tlcm.toy.build import _progress, console, encode_all, parameter_counts, teacher_step
 from tlcm.toy.data import all_prompts, load_digit_images
 
-console = Console()
 BATCH = 64
 """Transformer training batch size."""
 TOKENS = 16
@@ -72,16 +69,6 @@ TOKENS = 16
 MAX_SEQUENCE_LENGTH = 8
 """Zero "T5" tokens appended by encode_prompt (text_encoder_3 is None): pass it to the pipeline."""
 DEFAULT_OUT = ASSET_DIR / "miniature-sd3"
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def load_tokenizer() -> CLIPTokenizer:

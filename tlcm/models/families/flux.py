@@ -64,7 +64,7 @@ class Flux(TransformerFamily):
                 guidance = torch.full((len(texts),), STUDENT_GUIDANCE, device=device, dtype=emb.dtype)
             return Conditioning(emb, pooled, guidance=guidance)
 
-        return one(prompts), one([""] * len(prompts))
+        return one(prompts), one([""]).expand_to(len(prompts))  # the empty prompt, encoded once
 
     def forward(self, net, x, t, cond):
         b, _, h, w = x.shape
