@@ -1,9 +1,11 @@
-"""Train and score the ablation ladder: ``python -m ablations.run [--variants A B ...] [--jobs 2]``.
+"""Train and score the ablation ladder:
+``python -m ablations.run [--variants A B ...] [--seeds 0 1 2] [--jobs 2]``.
 
-Each variant trains in its own process (one torch thread each, ``--jobs`` at a time; a row starts
-when its parent's student exists), is scored with the toy metrics at 1, 2, 4 steps, and the
-markdown table of alignment and FD at 2 and 4 steps goes to docs/ablations.md. Finished variants
-(RUN/eval.json present) are reused unless ``--fresh``.
+Each variant and seed trains in its own process (one torch thread each, ``--jobs`` at a time; a
+row starts when its parent's student of the same seed exists) into ``runs/s<seed>/<variant>``, is
+scored with the toy metrics at 1, 2, 4 and 8 steps, and the markdown table of alignment and FD
+(mean over the seeds found on disk, with the min-max spread) goes to docs/ablations.md. Finished
+runs (eval.json present) are reused unless ``--fresh``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import tyro
 from rich.console import Console
 
-from ablations.variants import L2_CHAIN, LADDER, VARIANTS, variant_recipe
+from ablations.variants import ROWS, VARIANTS, variant_recipe
 from tlcm.errors import TLCMError, run_cli
 
 console = Console()
@@ -31,6 +33,8 @@ class Args:
 
     variants: tuple[str, ...] = ()
     """Variant names (default: the whole ladder); parents are trained first when missing."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds (``--recipes.runtime.seed``); each variant is trained once per seed."""
     runs: Path = Path("runs/ablations")
     """Folder of the variants' runs."""
     table: Path = Path("docs/ablations.md")
@@ -42,22 +46,55 @@ class Args:
     fresh: bool = False
     """Retrain the named variants (all without --variants) even when they have results; their
     ancestors are trained only when missing."""
+    rescore: bool = False
+    """Score the named variants' (all without --variants) finished runs again with the current
+    recipe's sampler, without training (after a change of tlcm-full's grid or sampler)."""
     only: str = ""
-    """Internal: train and score this one variant in this process."""
+    """Internal: train and score this one variant in this process (the first of ``seeds``)."""
+
+
+def seed_runs(runs: Path, seed: int) -> Path:
+    """The folder of one seed's variant runs."""
+    return runs / f"s{seed}"
 
 
 def _train_one(args: Args) -> None:
     from tlcm.train import train_and_score
 
-    variant = VARIANTS[args.only]
-    recipe = variant_recipe(variant, args.runs)
-    runtime = replace(recipe.runtime, eval_samples_per_digit=args.samples_per_digit, resume=False)
+    variant, seed = VARIANTS[args.only], args.seeds[0]
+    runs = seed_runs(args.runs, seed)
+    recipe = variant_recipe(variant, runs)
+    runtime = replace(recipe.runtime, eval_samples_per_digit=args.samples_per_digit, resume=False, seed=seed)
     start = time.time()
-    steps = tuple(n for n in (1, 2, 4) if n <= recipe.student.grid.num_milestones)
+    steps = tuple(n for n in STEPS if n <= recipe.student.grid.num_milestones)
     train_and_score(replace(recipe, runtime=runtime, inference_steps=steps))
-    (args.runs / variant.name / "ablation.json").write_text(
+    (runs / variant.name / "ablation.json").write_text(
         json.dumps({"train_eval_seconds": time.time() - start})
     )
+
+
+def _rescore(args: Args) -> None:
+    """Rewrite eval.json of every finished run of the named variants and seeds with the sampler of
+    the variant's recipe (the run's checkpoint: its LoRA and grid M)."""
+    from tlcm.models.base import BaseModel
+    from tlcm.models.student import Student
+    from tlcm.toy.evaluation import student_scores
+
+    for seed in args.seeds:
+        for name in args.variants or tuple(VARIANTS):
+            run = seed_runs(args.runs, seed) / name
+            if not (run / "eval.json").is_file():
+                continue
+            recipe = variant_recipe(VARIANTS[name], seed_runs(args.runs, seed))
+            base = BaseModel.load(recipe.model.path)  # fresh: a student adds its adapter to the base
+            trained = Student.from_run(base, run)
+            grid = trained.config.grid.with_sampler(
+                recipe.student.grid.gamma, recipe.student.grid.first_gamma
+            )
+            steps = tuple(n for n in STEPS if n <= grid.num_milestones)
+            rows = student_scores(base, trained.denoiser(), steps, args.samples_per_digit, student_grid=grid)
+            (run / "eval.json").write_text(json.dumps(rows, indent=1) + "\n")
+            console.print(f"[green]rescored[/] {name}, seed {seed} ({grid.describe_sampler()})")
 
 
 def _needed(names: tuple[str, ...]) -> list[str]:
@@ -69,66 +106,91 @@ def _needed(names: tuple[str, ...]) -> list[str]:
         while name:
             want.add(name)
             name = VARIANTS[name].parent
-    return [v.name for v in LADDER + L2_CHAIN if v.name in want]
+    return [v.name for v in ROWS if v.name in want]
 
 
 def _schedule(args: Args) -> None:
     named = set(args.variants or VARIANTS)
     todo = [
-        n
+        (seed, n)
+        for seed in args.seeds
         for n in _needed(args.variants)
-        if (args.fresh and n in named) or not (args.runs / n / "eval.json").is_file()
+        if (args.fresh and n in named) or not (seed_runs(args.runs, seed) / n / "eval.json").is_file()
     ]
-    args.runs.mkdir(parents=True, exist_ok=True)
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    running: dict[tuple[int, str], tuple[subprocess.Popen, float]] = {}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     while todo or running:
-        for name in list(todo):
-            parent = VARIANTS[name].parent
+        for seed, name in list(todo):
+            parent = (seed, VARIANTS[name].parent)
             if len(running) >= args.jobs or (parent in todo or parent in running):
                 continue
-            log = open(args.runs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+            runs = seed_runs(args.runs, seed)
+            runs.mkdir(parents=True, exist_ok=True)
+            log = open(runs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
             cmd = [sys.executable, "-m", "ablations.run", "--only", name, "--runs", str(args.runs),
-                   "--samples-per-digit", str(args.samples_per_digit)]  # fmt: skip
-            running[name] = (
+                   "--seeds", str(seed), "--samples-per-digit", str(args.samples_per_digit)]  # fmt: skip
+            running[seed, name] = (
                 subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                 time.time(),
             )
-            todo.remove(name)
-            console.print(f"[cyan]started[/] {name} (log {args.runs / f'{name}.log'})")
+            todo.remove((seed, name))
+            console.print(f"[cyan]started[/] {name}, seed {seed} (log {runs / f'{name}.log'})")
         time.sleep(2)
-        for name, (proc, start) in list(running.items()):
+        for (seed, name), (proc, start) in list(running.items()):
             if proc.poll() is None:
                 continue
-            del running[name]
+            del running[seed, name]
             if proc.returncode != 0:
-                raise TLCMError(
-                    f"variant {name} failed (exit {proc.returncode}); see {args.runs / f'{name}.log'}"
-                )
-            console.print(f"[green]done[/] {name} in {time.time() - start:.0f} s")
+                log = seed_runs(args.runs, seed) / f"{name}.log"
+                raise TLCMError(f"variant {name}, seed {seed} failed (exit {proc.returncode}); see {log}")
+            console.print(f"[green]done[/] {name}, seed {seed} in {time.time() - start:.0f} s")
     text = table(args.runs, _needed(args.variants))
     write_results(args.table, text)
     console.print(text)
 
 
+STEPS = (1, 2, 4, 8)
+"""Step counts every variant is scored at (those <= its M)."""
+
+
+def scores(runs: Path, name: str) -> dict[int, list[dict]]:
+    """Steps -> the eval.json rows of ``name`` over every seed folder of ``runs`` that has one."""
+    out: dict[int, list[dict]] = {}
+    for path in sorted(runs.glob(f"s*/{name}/eval.json")):
+        for row in json.loads(path.read_text()):
+            out.setdefault(row["steps"], []).append(row)
+    return out
+
+
+def spread(values: list[float], digits: int) -> str:
+    """``mean`` for one value, ``mean (min-max)`` for several."""
+    mean = f"{sum(values) / len(values):.{digits}f}"
+    return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def table(runs: Path, names: list[str]) -> str:
-    """Markdown table of the variants' alignment / FD at 2 and 4 steps (and 1 step); "-" where the
-    variant's grid has fewer milestones (M = 1 samples in one step only)."""
+    """Markdown table of the variants' alignment / FD at 2, 4, 8 and 1 steps, mean (min-max) over
+    the seeds on disk; "-" where the variant's grid has fewer milestones (M = 1 samples in one step
+    only)."""
     lines = [
-        "| variant | what changes | parent | align@2 | FD@2 | align@4 | FD@4 | align@1 | FD@1 | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | what changes | parent | seeds | 2 steps | 4 steps | 8 steps | 1 step | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
-        rows = {r["steps"]: r for r in json.loads((runs / name / "eval.json").read_text())}
-        info = runs / name / "ablation.json"
-        seconds = json.loads(info.read_text())["train_eval_seconds"] if info.is_file() else float("nan")
+        rows = scores(runs, name)
+        infos = sorted(runs.glob(f"s*/{name}/ablation.json"))
+        seconds = [json.loads(p.read_text())["train_eval_seconds"] for p in infos]
         v = VARIANTS[name]
         cells = [
-            f"{rows[n]['alignment']:.3f} | {rows[n]['fd']:.2f}" if n in rows else "- | -" for n in (2, 4, 1)
+            f"{spread([r['alignment'] for r in rows[n]], 3)} / {spread([r['fd'] for r in rows[n]], 2)}"
+            if n in rows
+            else "-"
+            for n in (2, 4, 8, 1)
         ]
-        lines.append(
-            f"| {name} | {v.description} | {v.parent or '-'} | {' | '.join(cells)} | {seconds:.0f} |"
-        )
+        seeds = len(rows[1]) if 1 in rows else 0
+        mean_seconds = sum(seconds) / len(seconds) if seconds else float("nan")
+        head = f"| {name} | {v.description} | {v.parent or '-'} | {seeds}"
+        lines.append(f"{head} | {' | '.join(cells)} | {mean_seconds:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -147,6 +209,8 @@ def write_results(path: Path, text: str) -> None:
 def main(args: Args) -> None:
     if args.only:
         _train_one(args)
+    elif args.rescore:
+        _rescore(args)
     else:
         _schedule(args)
 

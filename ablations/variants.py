@@ -1,7 +1,9 @@
-"""The paper's ablation ladder (tlcm-method.md, "Ablation") as variants of ``recipes:tlcm-full``.
+"""The paper's ablation ladder (tlcm-method.md, "Ablation") as variants of the shipped recipes.
 
-A variant never copies the recipe: it changes fields of tlcm-full's phases with
-``dataclasses.replace`` (switch a state source or a distance, drop or add a loss term or phase).
+A variant never copies a recipe: it picks phases of ``ladder_base()`` (``recipes:tlcm-full``'s
+MLCD and LCD, ``recipes:tlcm-paper``'s preference and DMD + GAN, ``recipes.tlcm.dmd()``) and
+changes their fields with ``dataclasses.replace`` (switch a state source or a distance, drop a
+loss term, a phase's steps or lr). Every row samples with tlcm-full's grid and sampler.
 Rows that only ADD phases to an earlier row name it as ``parent`` and train just their new
 phases from the parent's student (``student.init_from``): the ladder costs one stage 1 per
 distinct stage-1 setting, not one per row. (Such a continuation draws other random numbers than a
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from recipes.tlcm import tlcm_full
+from recipes.tlcm import MINIATURE_SAMPLER, dmd, tlcm_full, tlcm_paper
 from tlcm.config import Phase, Recipe
 from tlcm.diffusion.milestones import StudentGrid
 
@@ -34,6 +36,8 @@ class Variant:
     """(phase, loss) terms removed from tlcm-full's phases."""
     grid: StudentGrid | None = None
     """The student grid (M, q) when not tlcm-full's (the one owner of M: losses, sampling, export)."""
+    phase_fields: dict | None = None
+    """Per phase: Phase field overrides (e.g. steps, lr)."""
 
 
 LADDER: tuple[Variant, ...] = (
@@ -59,17 +63,75 @@ LADDER: tuple[Variant, ...] = (
             losses={"dmd_gan": {"gan": {"backbone": "timm", "input": "pixel", "noise_level": 0}}}),
 )  # fmt: skip
 L2_CHAIN: tuple[Variant, ...] = (
-    Variant("mds-states-l2", "MDS states, l2 distance", ("mlcd",), mlcd={"states": "mds", "distance": "l2"}),
+    Variant("mds-states-l2", "MDS states, l2 distance (stage 1 only)", ("mlcd",),
+            mlcd={"states": "mds", "distance": "l2"}),
     Variant("mlcd+lcd-l2", "+ stage 2 (sparse), l2: MLCD + LCD", ("lcd",), parent="mds-states-l2",
             losses={"lcd": {"lcd": {"distance": "l2"}}}),
-    Variant("tlcm-full", "+ preference, DMD + GAN: recipes:tlcm-full", ("preference", "dmd_gan"),
+    Variant("tlcm-full", "+ DMD, real score at w = 1.5 (150 steps, lr 3e-5): recipes:tlcm-full", ("dmd",),
             parent="mlcd+lcd-l2"),
+    Variant("+preference-l2", "+ reward feedback (digit classifier, 40 steps, lr 1e-5)", ("preference",),
+            parent="mlcd+lcd-l2"),
+    Variant("tlcm-paper", "+ preference, DMD + GAN (w = 2): recipes:tlcm-paper", ("preference", "dmd_gan"),
+            parent="mlcd+lcd-l2"),
+    Variant("+gan-teacher-real", "tlcm-full's DMD + a GAN whose real side is the teacher's 8-step samples",
+            ("dmd_gan",), parent="mlcd+lcd-l2", phase_fields={"dmd_gan": {"steps": 150, "lr": 3e-5}},
+            losses={"dmd_gan": {"dmd": {"real_guidance_scale": 1.5},
+                                "gan": {"real": "teacher", "teacher_steps": 8}}}),
 )  # fmt: skip
-"""The recipe as shipped (l2 distance), for the acceptance comparison full vs MLCD + LCD."""
-VARIANTS = {v.name: v for v in LADDER + L2_CHAIN}
+"""The recipe as shipped (l2 distance) and what the paper adds to it: the rows that decide which
+phases the default keeps."""
+STAGE_LENGTHS: tuple[Variant, ...] = tuple(
+    row
+    for x in (2, 3)
+    for row in (
+        Variant(f"mds-states-l2-{x}x", f"stage 1 of tlcm-full, {300 * x} steps", ("mlcd",),
+                mlcd={"states": "mds", "distance": "l2"}, phase_fields={"mlcd": {"steps": 300 * x}}),
+        Variant(f"mlcd+lcd-l2-{x}x", f"MLCD + LCD, {x}x stages ({300 * x} + {100 * x} steps)", ("lcd",),
+                parent=f"mds-states-l2-{x}x", phase_fields={"lcd": {"steps": 100 * x}}),
+        Variant(f"mlcd-{x}x+lcd-l2", f"{x}x stage 1 only ({300 * x} + 100 steps)", ("lcd",),
+                parent=f"mds-states-l2-{x}x"),
+    )
+)  # fmt: skip
+"""MLCD + LCD with longer stages: FD and alignment vs training length (the CPU budget)."""
+LEVERS: tuple[Variant, ...] = (
+    Variant("mds-states-l2-cosine", "stage 1 with lr warm-up (20 steps) and cosine decay", ("mlcd",),
+            mlcd={"states": "mds", "distance": "l2"},
+            phase_fields={"mlcd": {"lr_schedule": "cosine", "lr_warmup_steps": 20}}),
+    Variant("mlcd+lcd-l2-cosine", "+ stage 2 with cosine decay (both stages cosine)", ("lcd",),
+            parent="mds-states-l2-cosine", phase_fields={"lcd": {"lr_schedule": "cosine"}}),
+    Variant("+full-range-lcd-l2", "stage 2 with t_m uniform in (T/M, T] (l2) instead of sparse", ("lcd",),
+            parent="mds-states-l2", losses={"lcd": {"lcd": {"full_range": True}}}),
+    Variant("+lcd-latent-lpips", "stage 2 with latent LPIPS (stage 1 l2)", ("lcd",), parent="mds-states-l2",
+            losses={"lcd": {"lcd": {"distance": "latent_lpips"}}}),
+    Variant("+lcd-training-gamma0", "stage 2 on DDIM (gamma 0) q-step states", ("lcd",),
+            parent="mds-states-l2", grid=replace(MINIATURE_SAMPLER, training_gamma=0.0)),
+    Variant("+lcd-3x-training-gamma0", "as +lcd-training-gamma0 after 3x stages (900 + 300 steps)", ("lcd",),
+            parent="mds-states-l2-3x", grid=replace(MINIATURE_SAMPLER, training_gamma=0.0),
+            phase_fields={"lcd": {"steps": 300}}),
+    Variant("+gan-teacher-real-clean", "as +gan-teacher-real, D on clean latents, D lr 1e-3", ("dmd_gan",),
+            parent="mlcd+lcd-l2", phase_fields={"dmd_gan": {"steps": 150, "lr": 3e-5}},
+            losses={"dmd_gan": {"dmd": {"real_guidance_scale": 1.5},
+                                "gan": {"real": "teacher", "teacher_steps": 8, "noise_level": 0,
+                                        "disc_lr": 1e-3}}}),
+    Variant("tlcm-full-dmd-lr1e-4", "tlcm-full's DMD at lr 1e-4", ("dmd",), parent="mlcd+lcd-l2",
+            phase_fields={"dmd": {"lr": 1e-4}}),
+    Variant("tlcm-full-dmd-w2", "tlcm-full's DMD with its real score at w = 2 (the MLCD targets')", ("dmd",),
+            parent="mlcd+lcd-l2", losses={"dmd": {"dmd": {"real_guidance_scale": 2.0}}}),
+)  # fmt: skip
+"""One-seed levers around tlcm-full (issue 11): lr schedules, stage 2's range and distance, DMD."""
+ROWS = L2_CHAIN + STAGE_LENGTHS + LEVERS + LADDER
+"""Every row, in table order."""
+VARIANTS = {v.name: v for v in ROWS}
 
 
-def _phase(base: Phase, overrides: dict, drop: set[str]) -> Phase:
+def ladder_base() -> Recipe:
+    """tlcm-full (its grid and runtime) with every phase a ladder row can pick: tlcm-full's MLCD
+    and LCD, tlcm-paper's preference and DMD + GAN, and the DMD-only phase ``dmd``."""
+    full = tlcm_full()
+    return replace(full, phases={**tlcm_paper().phases, **full.phases, "dmd": dmd()})
+
+
+def _phase(base: Phase, overrides: dict, drop: set[str], fields: dict) -> Phase:
     losses = {}
     for name, cfg in base.losses.items():
         if name in drop:
@@ -78,18 +140,21 @@ def _phase(base: Phase, overrides: dict, drop: set[str]) -> Phase:
     unknown = set(overrides) - set(base.losses)
     if unknown:
         raise ValueError(f"overrides for losses {sorted(unknown)} that the phase does not have")
-    return replace(base, losses=losses)
+    return replace(base, losses=losses, **fields)
 
 
 def variant_recipe(variant: Variant, runs: Path, base: Recipe | None = None) -> Recipe:
     """The Recipe of ``variant`` writing ``runs/<name>`` (its parent's run in ``runs`` too)."""
-    base = base or tlcm_full()
+    base = base or ladder_base()
     overrides = dict(variant.losses or {})
     if variant.mlcd:
         overrides["mlcd"] = {"mlcd": variant.mlcd}
     phases = {
         name: _phase(
-            base.phases[name], overrides.get(name, {}), {loss for p, loss in variant.drop if p == name}
+            base.phases[name],
+            overrides.get(name, {}),
+            {loss for p, loss in variant.drop if p == name},
+            (variant.phase_fields or {}).get(name, {}),
         )
         for name in variant.phases
     }

@@ -1,10 +1,20 @@
 """Recipe presets: ``python -m tlcm.train recipes:NAME``. Add your own by writing a function that
 returns a ``tlcm.config.Recipe`` and adding it to PRESETS (no change to tlcm/ needed)."""
 
-from recipes.tlcm import lcd, mlcd, tlcm_full, tlcm_full_flow, tlcm_full_flux, tlcm_full_sd3, tlcm_full_sdxl
+from recipes.tlcm import (
+    lcd,
+    mlcd,
+    tlcm_full,
+    tlcm_full_flow,
+    tlcm_full_flux,
+    tlcm_full_sd3,
+    tlcm_full_sdxl,
+    tlcm_paper,
+)
 
 PRESETS = {
     "tlcm-full": tlcm_full(),
+    "tlcm-paper": tlcm_paper(),
     "mlcd": mlcd(),
     "lcd": lcd(),
     "tlcm-full-sdxl": tlcm_full_sdxl(),

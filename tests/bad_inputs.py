@@ -460,6 +460,12 @@ CASES: list[Case] = [
         "negative max grad norm", f"{MLCD}.max-grad-norm", "-1", expect=f"{MLCD}.max-grad-norm must be >= 0"
     ),
     train("grad-accum < 1", f"{MLCD}.grad-accum", "0", expect=f"{MLCD}.grad-accum must be >= 1"),
+    train(
+        "warm-up as long as the phase",
+        f"{MLCD}.lr-warmup-steps",
+        "300",
+        expect=f"{MLCD}.lr-warmup-steps must be in 0..299",
+    ),
     train("batch size < 1", f"{MLCD}.batch-size", "0", expect=f"{MLCD}.batch-size must be >= 1, got 0"),
     train(
         "batch not divisible by grad-accum",

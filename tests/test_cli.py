@@ -85,7 +85,10 @@ def test_real_process_exit_code_and_single_line(tmp_path):
     assert proc.stderr.strip().startswith("error: model folder") and "--recipes.model.path DIR" in proc.stderr
 
 
-PRESET_LINE = "unknown recipe recipes:UNKNOWN; presets: recipes:tlcm-full, recipes:mlcd, recipes:lcd, "
+PRESET_LINE = (
+    "unknown recipe recipes:UNKNOWN; presets: "
+    "recipes:tlcm-full, recipes:tlcm-paper, recipes:mlcd, recipes:lcd, "
+)
 
 
 @pytest.mark.parametrize("argv", [["recipes:UNKNOWN", "--help"], ["recipes:UNKNOWN"]])

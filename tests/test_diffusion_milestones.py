@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tlcm.diffusion.milestones import (
+    StudentGrid,
     inference_milestone_indices,
     inference_timesteps,
     milestones,
@@ -82,3 +83,16 @@ def test_sample_segment_timesteps_fixed_segments_flow():
     assert (t_m[::2] > 0).all() and (t_m[::2] <= 125).all()
     assert (t_m[1::2] > 875).all() and (t_m[1::2] <= 1000).all()
     torch.testing.assert_close(t_n, torch.maximum(t_m - 20, ms[segments].float()))
+
+
+def test_with_sampler_gamma_sets_every_move_first_gamma_only_the_first():
+    """--gamma alone: every move (the run's first-move gamma is dropped); --first-gamma alone: the
+    first move only; both: each; neither: the run's sampler; out of [0, 1]: ValueError."""
+    run = StudentGrid(gamma=0.0, first_gamma=1.0)
+    assert run.with_sampler() == run
+    assert run.with_sampler(gamma=0.5) == StudentGrid(gamma=0.5)
+    assert run.with_sampler(first_gamma=0.2) == StudentGrid(gamma=0.0, first_gamma=0.2)
+    assert run.with_sampler(0.5, 0.7) == StudentGrid(gamma=0.5, first_gamma=0.7)
+    assert run.describe_sampler() == "gamma 0, first move 1"
+    with pytest.raises(ValueError, match="first_gamma must be in"):
+        run.with_sampler(first_gamma=1.5)

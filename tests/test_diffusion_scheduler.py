@@ -7,7 +7,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, LCMScheduler
 
 from tlcm import TLCMScheduler
+from tlcm.diffusion.schedule import VPSchedule
 from tlcm.diffusion.scheduler import TLCMFlowScheduler
+from tlcm.sampling import sample_latents
 
 SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 
@@ -49,6 +51,38 @@ def test_gamma_zero_matches_ddim():
     assert ours.timesteps.tolist() == ddim.timesteps.tolist() == [999, 749, 499, 249]
     for got, expected in zip(run_loop(ours), run_loop(ddim), strict=True):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_first_gamma_sets_only_the_move_from_pure_noise():
+    """gamma 0 with first_gamma 1, 4 steps: the first move is LCM's (fresh noise from the
+    generator), the others DDIM's: the same states as a gamma-1 scheduler for step 1 followed by a
+    gamma-0 scheduler from step 2 on; and ``sample_latents`` (training's sample grids, evaluation)
+    gives the same states."""
+    mixed = TLCMScheduler(**SD_CONFIG, gamma=0.0, first_gamma=1.0)
+    mixed.set_timesteps(4)
+    lcm, ddim = TLCMScheduler(**SD_CONFIG, gamma=1.0), TLCMScheduler(**SD_CONFIG, gamma=0.0)
+    lcm.set_timesteps(4)
+    ddim.set_timesteps(4)
+    ddim.set_begin_index(1)
+    x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(123))
+    gen = torch.Generator().manual_seed(0)
+    expected = [lcm.step(toy_model(x, lcm.timesteps[0]), lcm.timesteps[0], x, generator=gen).prev_sample]
+    for t in ddim.timesteps[1:]:
+        expected.append(ddim.step(toy_model(expected[-1], t), t, expected[-1], generator=gen).prev_sample)
+    got = run_loop(mixed)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got[1], run_loop(lcm)[1], atol=1e-3)  # later moves are not LCM's
+
+    def denoiser(x, t, cond):
+        return toy_model(x, t[0])
+
+    noise = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(123))
+    latents = sample_latents(
+        denoiser, VPSchedule.from_config(mixed.config), None, noise, mixed.timesteps.tolist(), 0.0,
+        generator=torch.Generator().manual_seed(0), first_gamma=1.0,
+    )  # fmt: skip
+    torch.testing.assert_close(latents, got[-1], atol=1e-5, rtol=1e-5)
 
 
 def test_step_output_and_last_step_returns_denoised():

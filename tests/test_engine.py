@@ -2,6 +2,7 @@
 SIGTERM saves, NaN/inf is named, the exported LoRA loads in plain diffusers."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -78,6 +79,34 @@ def test_resume_after_sigterm_equals_uninterrupted_run(tiny_sd_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = lambda p: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["mlcd"] for r in log(tmp_path / "a")] == [r["mlcd"] for r in log(tmp_path / "b")]
+
+
+def test_cosine_lr_schedule_is_logged_and_resumes_where_it_stopped(tiny_sd_dir, tmp_path):
+    """A cosine schedule with 2 warm-up steps over 5 steps: metrics.jsonl's lr is diffusers'
+    warm-up-then-cosine curve, and a run interrupted after step 3 resumes on the same curve with
+    the same weights."""
+
+    def recipe(out, sigterm_step=-1):
+        r = small_recipe(tiny_sd_dir, out, steps=5, sigterm_step=sigterm_step)
+        phase = replace(r.phases["stage"], lr_schedule="cosine", lr_warmup_steps=2)
+        return replace(r, phases={"stage": phase})
+
+    straight = train(recipe(tmp_path / "a"))
+    assert train(recipe(tmp_path / "b", sigterm_step=2)).preempted
+    resumed = train(recipe(tmp_path / "b", sigterm_step=2))
+    peak = 1e-3
+    expected = [
+        0.0,
+        peak / 2,
+        peak,
+        peak * (1 + math.cos(math.pi / 3)) / 2,
+        peak * (1 + math.cos(2 * math.pi / 3)) / 2,
+    ]
+    for run in ("a", "b"):
+        lrs = [json.loads(x)["lr"] for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        assert lrs == pytest.approx(expected, abs=1e-12)
+    a, b = straight.student.state_dict(), resumed.student.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_nonfinite_loss_is_named_and_stops_or_skips(tiny_sd_dir, tmp_path):
@@ -269,9 +298,10 @@ def test_aux_step_sees_every_micro_batch_under_the_steps_autocast(tiny_sd_dir, t
 
 
 def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp_path):
-    """Trained with M = 4 (q = 2, sampler gamma 0.5): the checkpoint, Student.from_run, the sample
-    CLI and the exported TLCMScheduler all use the M = 4 grid and that gamma (4 steps: [999, 749,
-    499, 249], not M = 8's [999, 749, 499, 124]); step counts above M are refused."""
+    """Trained with M = 4 (q = 2, sampler gamma 0.5, first move 1): the checkpoint,
+    Student.from_run, the sample CLI and the exported TLCMScheduler all use the M = 4 grid and that
+    sampler (4 steps: [999, 749, 499, 249], not M = 8's [999, 749, 499, 124]); step counts above M
+    are refused."""
     from tlcm.models.base import BaseModel
     from tlcm.models.student import Student
     from tlcm.sample import SampleArgs
@@ -281,14 +311,16 @@ def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp
     recipe = replace(
         recipe,
         phases={k: recipe.phases[k] for k in ("mlcd", "lcd")},
-        student=replace(recipe.student, grid=StudentGrid(4, 2, gamma=0.5)),
+        student=replace(recipe.student, grid=StudentGrid(4, 2, gamma=0.5, first_gamma=1.0)),
         inference_steps=(1, 4),
     )
     train(recipe)
     scheduler = TLCMScheduler.from_pretrained(tmp_path / "student" / "scheduler")
     scheduler.set_timesteps(4)
     assert scheduler.timesteps.tolist() == [999, 749, 499, 249] and scheduler.config.gamma == 0.5
-    assert Student.from_run(BaseModel.load(tiny_sd_dir), tmp_path).config.grid == StudentGrid(4, 2, 0.5)
+    assert scheduler.config.first_gamma == 1.0
+    grid = Student.from_run(BaseModel.load(tiny_sd_dir), tmp_path).config.grid
+    assert grid == StudentGrid(4, 2, 0.5, first_gamma=1.0)
     args = SampleArgs(model=tiny_sd_dir, student=tmp_path, steps=5, out=tmp_path / "s.png", device="cpu")
     with pytest.raises(TLCMError, match="in 1..4 for this student"):
         sample_main(args)

@@ -169,6 +169,8 @@ def render_model_card(
         mu = math.log(base.schedule.shift) if scheduler.config.get("use_dynamic_shifting") else None
         rows = flow_timestep_rows(scheduler, m, mu)
     guidance = family.sample_kwargs()["guidance_scale"]
+    first = scheduler.config.get("first_gamma")
+    first_move = "" if first is None else f" ({first:g} for the first move, from pure noise)"
     prediction = scheduler.config.get("prediction_type", "flow (velocity)")
     seconds = "not recorded" if train_seconds is None else f"{train_seconds:.1f} s wall clock (the phases)"
     scored = _table(scores) if scores else "Not evaluated (`--recipes.runtime.eval-samples-per-digit`)."
@@ -208,8 +210,8 @@ Files: {files}, `scheduler/` (the {type(scheduler).__name__} config), this card.
 
 Steps: 1..{m} at the milestone timesteps below (training sampled {q} steps), guidance scale
 {guidance:g} (no classifier-free guidance{"; ComfyUI cfg 1.0" if family.kohya else ""}), gamma
-{scheduler.config.gamma:g} (1: fresh noise between steps, as LCM; 0: deterministic, as DDIM),
-prediction type {prediction}.
+{scheduler.config.gamma:g}{first_move} (1: fresh noise between steps, as LCM; 0: deterministic, as
+DDIM), prediction type {prediction}.
 
 {_table(rows)}
 

@@ -89,7 +89,12 @@ class Phase:
     steps: int = 100
     """Optimizer steps of this phase."""
     lr: float = 1e-4
-    """AdamW learning rate."""
+    """AdamW learning rate (the peak of ``lr_schedule``)."""
+    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
+    """Learning-rate schedule over the phase's steps (diffusers.optimization.get_scheduler):
+    "cosine" / "linear" warm up for ``lr_warmup_steps`` then decay to 0 at the phase's last step."""
+    lr_warmup_steps: int = 0
+    """Linear warm-up steps from 0 to ``lr`` (every schedule but "constant")."""
     batch_size: int = 16
     """Prompts per optimizer step (global, over all processes and accumulation micro-steps)."""
     losses: dict[str, LossConfig] = field(default_factory=dict)

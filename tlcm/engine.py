@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers.optimization import get_scheduler
+from torch.optim.lr_scheduler import LambdaLR
 
 from tlcm.card import write_model_card
 from tlcm.checkpoint import Checkpoint, TrainState, load_latest, nonfinite_paths, save_checkpoint
@@ -279,11 +281,14 @@ class Trainer:
                         reshard_optimizer_state(opt)
                         for n, loss in losses.items():
                             loss.load_checkpoint_state(restored.losses[n])
+                    lr_schedule = phase_lr_schedule(phase, opt, start)
                     restored = None
                     phase = plan_phase(self, name, phase, losses, params)  # memory plan: grad_accum
                     self.reporter.start_phase(name, phase.steps, start)
                     for step in range(start, phase.steps):
+                        lr = opt.param_groups[0]["lr"]
                         terms, finite = self._step(phase, losses, opt, params, state.global_step)
+                        lr_schedule.step()
                         state = TrainState(index, step + 1, state.global_step + 1)
                         streak = 0 if finite else streak + 1
                         if not finite:
@@ -291,7 +296,12 @@ class Trainer:
                             skipped.append(state.global_step)
                         if not finite or (step + 1) % rt.log_every == 0 or step + 1 == phase.steps:
                             values = dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
-                            record = {"phase": name, "step": step + 1, "global_step": state.global_step}
+                            record = {
+                                "phase": name,
+                                "step": step + 1,
+                                "global_step": state.global_step,
+                                "lr": lr,
+                            }
                             self.reporter.report({**record, **values, "skipped": not finite}, values)
                         else:
                             self.reporter.advance()
@@ -340,6 +350,20 @@ class Trainer:
                 f"(lower --recipes.phases.{phase}.lr)"
             )
         self.reporter.print(f"[yellow]skipped step {step} of {phase}: non-finite {bad}")
+
+
+def phase_lr_schedule(phase: Phase, opt: torch.optim.Optimizer, start: int) -> LambdaLR:
+    """The phase's lr schedule (diffusers' get_scheduler) positioned at optimizer step ``start``
+    (a resumed phase continues its schedule; ``initial_lr`` is the phase's peak lr)."""
+    for group in opt.param_groups:
+        group["initial_lr"] = phase.lr
+    return get_scheduler(
+        phase.lr_schedule,
+        opt,
+        num_warmup_steps=phase.lr_warmup_steps,
+        num_training_steps=phase.steps,
+        last_epoch=start - 1,
+    )
 
 
 def train(recipe: Recipe) -> Run:

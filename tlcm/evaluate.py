@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -144,24 +143,30 @@ def student(
     device: str = "cpu",
     gamma: float | None = None,
     max_sequence_length: int | None = None,
+    first_gamma: float | None = None,
 ) -> list[dict]:
     """Score a trained student (a tlcm run folder: its latest checkpoint) with the TLCM sampler
-    (no CFG, the milestone timesteps of its grid; ``gamma``: the sampler's gamma, default the
-    run's, 1 = LCM); writes RUN/eval.json (RUN/eval-gamma<g>.json with --gamma). ``assets``: the
-    metric assets of ``model``'s build (as in teacher-table); ``max_sequence_length`` as there."""
-    if gamma is not None and not 0.0 <= gamma <= 1.0:
-        raise TLCMError(f"--gamma must be in [0, 1] (1: LCM, 0: DDIM), got {gamma}")
+    (no CFG, the milestone timesteps of its grid; ``gamma``: the sampler's gamma for every move,
+    default the run's, 1 = LCM; ``first_gamma``: the first move's); writes RUN/eval.json, or with
+    --gamma / --first-gamma RUN/eval-gamma<g>[-first<f>].json. ``assets``: the metric assets of
+    ``model``'s build (as in teacher-table); ``max_sequence_length`` as there."""
+    for flag, value in (("--gamma", gamma), ("--first-gamma", first_gamma)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise TLCMError(f"{flag} must be in [0, 1] (1: LCM, 0: DDIM), got {value}")
     _check_args(steps, samples_per_digit, model, assets, device)
     if not run.is_dir():
         raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
     base = BaseModel.load(model, device=device, flag="--model", max_sequence_length=max_sequence_length)
     trained = Student.from_run(base, run)
-    grid = trained.config.grid if gamma is None else replace(trained.config.grid, gamma=gamma)
+    grid = trained.config.grid.with_sampler(gamma, first_gamma)
     if not all(1 <= n <= grid.num_milestones for n in steps):
         raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {steps}")
     rows = student_scores(base, trained.denoiser(), steps, samples_per_digit, ToyMetrics(assets), grid)
-    rows = [{**r, "gamma": grid.gamma} for r in rows]
-    name = "eval.json" if gamma is None else f"eval-gamma{gamma:g}.json"
+    rows = [{**r, "gamma": grid.gamma, "first_gamma": grid.first_gamma} for r in rows]
+    name = "eval.json"
+    if gamma is not None or first_gamma is not None:
+        first = "" if grid.first_gamma is None else f"-first{grid.first_gamma:g}"
+        name = f"eval-gamma{grid.gamma:g}{first}.json"
     (run / name).write_text(json.dumps(rows, indent=1) + "\n")
     Console().print(markdown_table(rows, ["steps", "alignment", "fd"]))
     return rows

@@ -134,7 +134,12 @@ def tlcm_scheduler(base: BaseModel, grid: StudentGrid):
     """The family's TLCM scheduler (TLCMScheduler / TLCMFlowScheduler) from the base pipeline's
     scheduler config, on the student's ``grid`` (M milestones, gamma)."""
     cls = getattr(tlcm.diffusion.scheduler, base.family.scheduler)
-    return cls.from_config(base.pipe.scheduler.config, num_milestones=grid.num_milestones, gamma=grid.gamma)
+    return cls.from_config(
+        base.pipe.scheduler.config,
+        num_milestones=grid.num_milestones,
+        gamma=grid.gamma,
+        first_gamma=grid.first_gamma,
+    )
 
 
 def export_student(

@@ -51,7 +51,9 @@ class SampleArgs:
     """A tlcm run folder (e.g. runs/tlcm-full): sample its student with the TLCM sampler (no CFG,
     the milestone timesteps and gamma of the grid it was trained on; --steps in 1..M)."""
     gamma: float | None = None
-    """With --student: the sampler's gamma instead of the run's (1: LCM, 0: DDIM)."""
+    """With --student: the sampler's gamma for every move instead of the run's (1: LCM, 0: DDIM)."""
+    first_gamma: float | None = None
+    """With --student: the gamma of the first move (from pure noise) instead of the run's."""
 
 
 def check_sample_args(args: SampleArgs) -> None:
@@ -60,8 +62,9 @@ def check_sample_args(args: SampleArgs) -> None:
         raise TLCMError(f"--num-per-prompt must be >= 1 (images per prompt), got {args.num_per_prompt}")
     if not math.isfinite(args.guidance_scale):
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
-    if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
-        raise TLCMError(f"--gamma must be in [0, 1] (1: LCM, 0: DDIM), got {args.gamma}")
+    for flag, value in (("--gamma", args.gamma), ("--first-gamma", args.first_gamma)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise TLCMError(f"{flag} must be in [0, 1] (1: LCM, 0: DDIM), got {value}")
     check_device(args.device, "--device")
     check_seed(args.seed, "--seed")
     check_out_file(args.out, "--out")
@@ -93,19 +96,19 @@ def main(args: SampleArgs) -> Path:
     generator = torch.Generator(device=base.device).manual_seed(args.seed)
     noise = torch.randn((len(prompts), *base.latent_shape), generator=generator, device=base.device)
     if args.student is None:
-        denoiser, gamma, w = base.denoiser(), 0.0, args.guidance_scale
+        denoiser, gamma, first_gamma, w = base.denoiser(), 0.0, None, args.guidance_scale
         timesteps = teacher_timesteps(args.steps, base.schedule)
     else:
         trained = Student.from_run(base, args.student)
         trained.fuse()  # LoRA merged into the UNet: plain UNet calls from here on
-        grid = trained.config.grid
+        grid = trained.config.grid.with_sampler(args.gamma, args.first_gamma)
         if not 1 <= args.steps <= grid.num_milestones:
             raise TLCMError(
                 f"--steps must be in 1..{grid.num_milestones} for this student "
                 f"(M = {grid.num_milestones} milestones), got {args.steps}"
             )
         denoiser, w = trained.denoiser(), 1.0
-        gamma = grid.gamma if args.gamma is None else args.gamma
+        gamma, first_gamma = grid.gamma, grid.first_gamma
         timesteps = grid.timesteps(args.steps, base.schedule).tolist()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"sampling {len(prompts)} images", total=args.steps)
@@ -120,6 +123,7 @@ def main(args: SampleArgs) -> Path:
             guidance_scale=w,
             generator=generator,
             on_step=lambda i: progress.advance(task),
+            first_gamma=first_gamma,
         )
         images = base.decode(latents)
     path = save_grid(images, args.out, nrow=args.num_per_prompt)

@@ -22,7 +22,16 @@ def write_phase_grid(trainer, path: Path, seed: int = 0) -> Path:
     rows = []
     for n in trainer.recipe.inference_steps:
         grid = trainer.recipe.student.grid.timesteps(n, base.schedule).tolist()
-        gamma = trainer.recipe.student.grid.gamma
-        latents = sample_latents(student.denoiser(), base.schedule, cond, noise, grid, gamma, generator=gen)
+        gammas = trainer.recipe.student.grid
+        latents = sample_latents(
+            student.denoiser(),
+            base.schedule,
+            cond,
+            noise,
+            grid,
+            gammas.gamma,
+            generator=gen,
+            first_gamma=gammas.first_gamma,
+        )
         rows.append(base.decode(latents))
     return save_grid(torch.cat(rows), path, nrow=len(prompts))

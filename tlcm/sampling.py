@@ -54,11 +54,13 @@ def sample_latents(
     guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     on_step: Callable[[int], None] | None = None,
+    first_gamma: float | None = None,
 ) -> torch.Tensor:
     """Sample clean latents (B, C, h, w) from ``noise`` (B, C, h, w) at timesteps[0].
 
-    Each step: x0_hat = to_x0(model output at t), then x_s = tlcm_step(x_t, x0_hat, t -> s, gamma);
-    the last step returns x0_hat (as diffusers' LCMScheduler). With ``uncond`` and
+    Each step: x0_hat = to_x0(model output at t), then x_s = tlcm_step(x_t, x0_hat, t -> s, gamma)
+    (the first move, from timesteps[0], with ``first_gamma`` when given); the last step returns
+    x0_hat (as diffusers' LCMScheduler). With ``uncond`` and
     guidance_scale w != 1 the model output is classifier-free guided, in one batched call.
     ``on_step(i)`` is called after step i (progress bars).
     """
@@ -77,5 +79,6 @@ def sample_latents(
             return x0
         s = torch.full_like(t, timesteps[i + 1])
         fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = tlcm_step(schedule, x, x0, t, s, gamma, fresh)
+        move_gamma = first_gamma if i == 0 and first_gamma is not None else gamma
+        x = tlcm_step(schedule, x, x0, t, s, move_gamma, fresh)
     raise ValueError("timesteps must not be empty")

@@ -226,6 +226,11 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
             raise TLCMError(
                 f"{flag}.max-grad-norm must be >= 0 (0 disables clipping), got {phase.max_grad_norm}"
             )
+        if not 0 <= phase.lr_warmup_steps < phase.steps:
+            raise TLCMError(
+                f"{flag}.lr-warmup-steps must be in 0..{phase.steps - 1} (fewer than the phase's "
+                f"{phase.steps} steps), got {phase.lr_warmup_steps}"
+            )
         if phase.grad_accum < 1:
             raise TLCMError(
                 f"{flag}.grad-accum must be >= 1 (micro-steps per optimizer step), got {phase.grad_accum}"

@@ -13,7 +13,7 @@ k T / M, float) and sample at the milestones themselves (the top one is pure noi
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -149,6 +149,10 @@ class StudentGrid:
     """gamma of the student's sampler at inference (sample grids, evaluation, tlcm.sample, the
     exported TLCMScheduler): 1 = LCM (fresh noise between steps, the paper), 0 = DDIM, between:
     TCD-style. Training's q-step samples use ``training_gamma``."""
+    first_gamma: float | None = None
+    """gamma of the sampler's first move (from pure noise at the top timestep) when it differs
+    from ``gamma`` (None: ``gamma``). E.g. 1 with gamma 0: fresh noise after the first one-step
+    prediction, then deterministic DDIM moves; inference only, as ``gamma``."""
     training_gamma: float = 1.0
     """gamma of the student's q-step samples inside training (LCD states, the re-noised states of
     the DMD / GAN / reward predictions, DPO candidates): 1 = the paper's LCM sampler; lower trains
@@ -162,9 +166,25 @@ class StudentGrid:
             )
         if not 1 <= self.steps <= self.num_milestones:
             raise ValueError(f"steps (q) must be in 1..{self.num_milestones} (M), got {self.steps}")
-        for name in ("gamma", "training_gamma"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+        for name in ("gamma", "training_gamma", "first_gamma"):
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (1: LCM, 0: DDIM), got {getattr(self, name)}")
+
+    def with_sampler(self, gamma: float | None = None, first_gamma: float | None = None) -> StudentGrid:
+        """This grid with a command line's sampler (``--gamma`` / ``--first-gamma``): ``gamma``
+        sets every move, the first one too unless ``first_gamma`` is given; ``first_gamma`` alone
+        sets only the first move. ValueError for values outside [0, 1]."""
+        if gamma is None and first_gamma is None:
+            return self
+        first = first_gamma if first_gamma is not None or gamma is not None else self.first_gamma
+        grid = replace(self, gamma=self.gamma if gamma is None else gamma, first_gamma=first)
+        grid.check()
+        return grid
+
+    def describe_sampler(self) -> str:
+        """ "gamma 0.2" or "gamma 0, first move 1" (file names, tables, cards)."""
+        first = "" if self.first_gamma is None else f", first move {self.first_gamma:g}"
+        return f"gamma {self.gamma:g}{first}"
 
     def timesteps(
         self,

@@ -45,9 +45,10 @@ class _TLCMSchedulerBase(SchedulerMixin, ConfigMixin):
     timesteps: torch.Tensor
     num_inference_steps: int | None
 
-    def _init_state(self, gamma: float) -> None:
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    def _init_state(self, gamma: float, first_gamma: float | None) -> None:
+        for name, value in (("gamma", gamma), ("first_gamma", first_gamma)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.num_inference_steps = None
         self._step_index: int | None = None
         self._begin_index: int | None = None
@@ -93,7 +94,8 @@ class _TLCMSchedulerBase(SchedulerMixin, ConfigMixin):
 
         denoised = x0_hat = schedule.to_x0(model_output, x_t, t); prev_sample = tlcm_step(x_t,
         x0_hat, t -> next timestep, gamma, fresh noise from ``generator``), or x0_hat at the last
-        step (as LCMScheduler, which draws noise in the same order). Computed in float32.
+        step (as LCMScheduler, which draws noise in the same order). The move from timesteps[0]
+        uses ``first_gamma`` when it is set. Computed in float32.
         """
         if self.num_inference_steps is None:
             raise ValueError("call set_timesteps before step")
@@ -110,6 +112,8 @@ class _TLCMSchedulerBase(SchedulerMixin, ConfigMixin):
         else:
             s = self.timesteps[self._step_index + 1].to(sample.device).reshape(1)
             gamma = self.config.gamma
+            if self._step_index == 0 and self.config.first_gamma is not None:
+                gamma = self.config.first_gamma
             noise = None
             if gamma > 0:
                 noise = randn_tensor(x_t.shape, generator=generator, device=sample.device, dtype=x_t.dtype)
@@ -135,7 +139,8 @@ class TLCMScheduler(_TLCMSchedulerBase):
 
     Betas as in diffusers (``beta_*``, ``trained_betas``, ``rescale_betas_zero_snr``); the student is
     sampled at ``inference_timesteps(n, num_milestones, T, timestep_policy)``, e.g. 4 steps ->
-    [999, 749, 499, 124]; ``gamma`` picks LCM (1), DDIM (0) or TCD-style (between) moves.
+    [999, 749, 499, 124]; ``gamma`` picks LCM (1), DDIM (0) or TCD-style (between) moves,
+    ``first_gamma`` (None: gamma) the move from the first timestep.
     ``from_config`` accepts any SD scheduler config (DDIM, PNDM, Euler, LCM, ...).
     """
 
@@ -154,8 +159,9 @@ class TLCMScheduler(_TLCMSchedulerBase):
         num_milestones: int = 8,
         timestep_policy: str = "authors",
         gamma: float = 1.0,
+        first_gamma: float | None = None,
     ) -> None:
-        self._init_state(gamma)
+        self._init_state(gamma, first_gamma)
         self.schedule = VPSchedule.from_config(self.config)
         self.alphas_cumprod = self.schedule.alphas_cumprod
         self.timesteps = inference_timesteps(
@@ -223,8 +229,9 @@ class TLCMFlowScheduler(_TLCMSchedulerBase):
         timestep_policy: str = "authors",
         gamma: float = 1.0,
         use_flow_sigmas: bool = True,
+        first_gamma: float | None = None,
     ) -> None:
-        self._init_state(gamma)
+        self._init_state(gamma, first_gamma)
         self.schedule = FlowSchedule.from_config(self.config)
         self.sigmas = torch.arange(num_milestones, -1, -1, dtype=torch.float32) / num_milestones
         self.timesteps = self.sigmas[:-1] * num_train_timesteps

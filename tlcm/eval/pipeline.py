@@ -124,7 +124,7 @@ def load_pipeline(
         return base
     sampler = apply_student(base, student, num_milestones)
     if gamma is not None:
-        sampler = type(sampler).from_config(sampler.config, gamma=gamma)
+        sampler = type(sampler).from_config(sampler.config, gamma=gamma, first_gamma=None)  # every move
     m = sampler.config.num_milestones
     if not 1 <= steps <= m:
         raise TLCMError(f"--steps {steps}: this student samples 1..{m} steps (its M = {m} milestones)")

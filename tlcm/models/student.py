@@ -102,6 +102,7 @@ class Student:
                 int(meta.get("num_milestones", 8)),
                 int(meta.get("student_steps", 4)),
                 float(meta.get("gamma", 1.0)),
+                first_gamma=float(meta["first_gamma"]) if meta.get("first_gamma") else None,
             ),
         )
         student = cls(base, config)
@@ -116,6 +117,7 @@ class Student:
             "num_milestones": str(c.grid.num_milestones),
             "student_steps": str(c.grid.steps),
             "gamma": str(c.grid.gamma),
+            "first_gamma": "" if c.grid.first_gamma is None else str(c.grid.first_gamma),
         }
         if c.full_finetune:
             return {"full_finetune": "true", **grid}

@@ -59,7 +59,14 @@ def student_scores(
 
         def sampler(cond, uncond, noise, gen, grid=grid):
             return sample_latents(
-                student, base.schedule, cond, noise, grid, student_grid.gamma, generator=gen
+                student,
+                base.schedule,
+                cond,
+                noise,
+                grid,
+                student_grid.gamma,
+                generator=gen,
+                first_gamma=student_grid.first_gamma,
             )
 
         scores = evaluate_toy(base, sampler, samples_per_digit, metrics=metrics)

@@ -1,0 +1,148 @@
+"""FD and alignment vs sampling steps: the teacher, the shipped student and the ladder's main rows;
+and the 2-step alignment / FD of every row against the issue's alignment bars.
+
+``python -m ablations.plot [--rows NAME ...] [--out docs/fd-vs-steps.png]`` (needs matplotlib:
+``pip install -e '.[plot]'``). Teacher curves come from ``python -m tlcm.evaluate teacher-table``
+(benchmarks/results/teacher_table.json: DDIM + CFG at each w, and the best w per step count);
+student curves from the ablation runs on disk (``python -m ablations.run --seeds 0 1 2``): the
+mean over seeds, with the min-max spread as error bars.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+from ablations.run import scores
+from tlcm.errors import TLCMError, run_cli
+
+
+@dataclass
+class Args:
+    """Plot FD and alignment vs steps for the teacher and ablation rows."""
+
+    rows: tuple[str, ...] = ("mds-states-l2", "mlcd+lcd-l2", "tlcm-full", "tlcm-paper")
+    """Ablation variants to draw (each: mean over its seeds in ``runs``)."""
+    runs: Path = Path("runs/ablations")
+    """Folder of the ablation runs (``s<seed>/<variant>/eval.json``)."""
+    teacher_table: Path = Path("benchmarks/results/teacher_table.json")
+    """The teacher table (python -m tlcm.evaluate teacher-table)."""
+    teacher_w: tuple[float, ...] = (1.5, 2.0)
+    """Guidance scales drawn as teacher curves (besides the best w per step count)."""
+    out: Path = Path("docs/fd-vs-steps.png")
+    """Output PNG of the curves."""
+    frontier_out: Path = Path("docs/two-step-frontier.png")
+    """Output PNG of 2-step alignment vs 2-step FD: every ablation row on disk (mean over its
+    seeds) and the teacher's 2-step DDIM at each w, with the issue's alignment bars."""
+
+
+def _teacher_curves(path: Path, ws: tuple[float, ...]) -> dict[str, dict[int, tuple[float, float]]]:
+    """Label -> steps -> (FD, alignment): one curve per w in ``ws`` and the best-FD w per step count."""
+    if not path.is_file():
+        raise TLCMError(f"{path} does not exist: run python -m tlcm.evaluate teacher-table first")
+    table = json.loads(path.read_text())
+    curves: dict[str, dict[int, tuple[float, float]]] = {}
+    for w in ws:
+        curves[f"teacher DDIM, w = {w:g}"] = {
+            r["steps"]: (r["fd"], r["alignment"]) for r in table if r["w"] == w and r["steps"] <= 8
+        }
+    best: dict[int, tuple[float, float]] = {}
+    for r in table:
+        if r["steps"] <= 8 and (r["steps"] not in best or r["fd"] < best[r["steps"]][0]):
+            best[r["steps"]] = (r["fd"], r["alignment"])
+    curves["teacher DDIM, best w per step count"] = best
+    return curves
+
+
+def _frontier(plt, args: Args) -> None:
+    """2-step alignment vs FD of every row in ``args.runs`` and of the teacher's 2-step DDIM; the
+    horizontal lines are "teacher at 50 steps - 0.03" for w = 2 and w = 1.5."""
+    from ablations.variants import ROWS
+
+    table = json.loads(args.teacher_table.read_text())
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for v in ROWS:
+        rows = scores(args.runs, v.name).get(2)
+        if not rows:
+            continue
+        fd = sum(r["fd"] for r in rows) / len(rows)
+        align = sum(r["alignment"] for r in rows) / len(rows)
+        if len(rows) == 1:  # one-seed rows: grey, unlabelled (docs/ablations.md has their numbers)
+            ax.scatter(fd, align, color="tab:gray", s=10, alpha=0.6)
+            continue
+        ax.scatter(fd, align, color="tab:red" if v.name == "tlcm-full" else "tab:blue", s=30)
+        ax.annotate(
+            f"{v.name} ({len(rows)})", (fd, align), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    teacher = [r for r in table if r["steps"] == 2 and r["fd"] < 20]
+    ax.scatter([r["fd"] for r in teacher], [r["alignment"] for r in teacher], marker="s", color="black")
+    for r in teacher:
+        ax.annotate(f"teacher w {r['w']:g}", (r["fd"], r["alignment"]), fontsize=6, xytext=(3, -8),
+                    textcoords="offset points")  # fmt: skip
+    for w, style in ((2.0, "-"), (1.5, "--")):
+        at50 = [r["alignment"] for r in table if r["steps"] == 50 and r["w"] == w]
+        if at50:
+            label = f"bar: teacher w = {w:g} at 50 steps - 0.03 = {at50[0] - 0.03:.3f}"
+            ax.axhline(at50[0] - 0.03, color="gray", linestyle=style, linewidth=1, label=label)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_xscale("log")
+    ax.set_xlabel("FD at 2 steps (lower is better)")
+    ax.set_ylabel("alignment at 2 steps")
+    ax.set_title("2 steps: ablation rows (seeds), one-seed rows grey; teacher 2-step DDIM", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.frontier_out, dpi=110)
+    print(f"wrote {args.frontier_out}")
+
+
+def main(args: Args) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise TLCMError("ablations.plot needs matplotlib: pip install -e '.[plot]'") from err
+    fig, (ax_fd, ax_align) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, (label, curve) in enumerate(_teacher_curves(args.teacher_table, args.teacher_w).items()):
+        steps = sorted(curve)
+        style = {
+            "color": "black",
+            "linestyle": "--" if "best" in label else (":", "-.")[i % 2],
+            "marker": "s",
+        }
+        ax_fd.plot(steps, [curve[n][0] for n in steps], label=label, **style)
+        ax_align.plot(steps, [curve[n][1] for n in steps], label=label, **style)
+    for name in args.rows:
+        rows = scores(args.runs, name)
+        if not rows:
+            raise TLCMError(f"no runs of {name!r} in {args.runs}: python -m ablations.run --variants {name}")
+        steps = sorted(rows)
+        for ax, key in ((ax_fd, "fd"), (ax_align, "alignment")):
+            values = [[r[key] for r in rows[n]] for n in steps]
+            mean = [sum(v) / len(v) for v in values]
+            pairs = list(zip(mean, values, strict=True))
+            err = [[m - min(v) for m, v in pairs], [max(v) - m for m, v in pairs]]
+            seeds = len(values[0])
+            ax.errorbar(steps, mean, yerr=err, marker="o", capsize=3, label=f"{name} ({seeds} seeds)")
+    for ax, title in ((ax_fd, "FD (lower is better)"), (ax_align, "alignment (higher is better)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+        ax.set_xlabel("sampling steps")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    ax_fd.set_yscale("log")
+    ax_align.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Two-ink miniature, 500 prompts, fixed noise")
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    _frontier(plt, args)
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(tyro.cli(Args)))
