@@ -185,3 +185,14 @@ def test_export_formats_are_validated(tiny_sd_dir, tmp_path):
     )
     with pytest.raises(TLCMError, match="kohya holds a LoRA, but this student is a full fine-tune"):
         validate_recipe(full)
+
+
+def test_comfyui_steps_say_when_the_student_ships_another_sampler_than_lcm():
+    """ComfyUI's lcm sampler is gamma 1 at every move: the card says so for any other sampler."""
+    from tlcm.card import _comfy_use
+    from tlcm.diffusion.milestones import StudentGrid
+
+    for grid in (StudentGrid(), StudentGrid(gamma=1.0, first_gamma=1.0)):
+        assert "another sampler" not in _comfy_use("s.safetensors", "P", "/base", True, grid)
+    text = _comfy_use("s.safetensors", "P", "/base", True, StudentGrid(gamma=0.0, first_gamma=1.0))
+    assert "ships another sampler (gamma 0, first move 1)" in text

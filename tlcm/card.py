@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from tlcm.config import Recipe, recipe_dict
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.export import DIFFUSERS_FILE, kohya_file, tlcm_scheduler
 from tlcm.models.base import absent_components
@@ -126,9 +127,17 @@ image = pipe("your prompt", {call}).images[0]
 ```"""
 
 
-def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool) -> str:
+def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool, grid: StudentGrid) -> str:
+    """ComfyUI steps; ``grid``: the export's sampler (ComfyUI's lcm is gamma 1 at every move)."""
     if not lora:
         return "A full fine-tune exports a diffusers UNet folder: convert it to a checkpoint for ComfyUI."
+    lcm = grid.gamma == 1 and grid.first_gamma in (None, 1)
+    differs = (
+        ""
+        if lcm
+        else f"\n   This student ships another sampler ({grid.describe_sampler()}), which ComfyUI's samplers"
+        "\n   do not offer: lcm gives the paper's sampler (gamma 1 at every move); diffusers, the exact one."
+    )
     return f"""1. Copy `{kohya}` to `ComfyUI/models/loras/` (if this folder lacks it:
    `python -m tlcm.export RUN --format kohya`, RUN being the run folder above this one).
 2. Load the base model ({pipeline} `{base_path}`, as a single-file checkpoint) and a
@@ -138,7 +147,7 @@ def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool) -> str:
    sigma: TLCM with gamma = 1). ComfyUI has no TLCM scheduler: for the exact steps, give the
    "ComfyUI sigmas" below to a **SamplerCustom** node (sampler: KSamplerSelect "lcm") through a
    custom-sigmas node such as ManualSigmas; the scheduler **sgm_uniform** approximates them, at
-   the timesteps of the "sgm_uniform" column (close to TLCM's where the two columns agree)."""
+   the timesteps of the "sgm_uniform" column (close to TLCM's where the two columns agree).{differs}"""
 
 
 def render_model_card(
@@ -163,7 +172,8 @@ def render_model_card(
     else:
         what, files = f"full fine-tune of the {type(student.net).__name__}", f"`{family.net}/`"
     if family.kohya:
-        comfy, rows = _comfy_use(kohya_file(name), pipeline, base_path, lora), timestep_rows(scheduler, m)
+        comfy = _comfy_use(kohya_file(name), pipeline, base_path, lora, config.grid)
+        rows = timestep_rows(scheduler, m)
     else:
         comfy = f"Not covered for {family.name}: use diffusers."
         mu = math.log(base.schedule.shift) if scheduler.config.get("use_dynamic_shifting") else None
