@@ -34,7 +34,7 @@ from tlcm.sampling import sample_latents, teacher_timesteps
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.evaluation import evaluate_toy, student_scores
 from tlcm.toy.metrics import ToyMetrics
-from tlcm.validation import check_device, check_out_file
+from tlcm.validation import check_device, check_gamma, check_out_file
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
@@ -150,9 +150,8 @@ def student(
     default the run's, 1 = LCM; ``first_gamma``: the first move's); writes RUN/eval.json, or with
     --gamma / --first-gamma RUN/eval-gamma<g>[-first<f>].json. ``assets``: the metric assets of
     ``model``'s build (as in teacher-table); ``max_sequence_length`` as there."""
-    for flag, value in (("--gamma", gamma), ("--first-gamma", first_gamma)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise TLCMError(f"{flag} must be in [0, 1] (1: LCM, 0: DDIM), got {value}")
+    check_gamma(gamma, "--gamma")
+    check_gamma(first_gamma, "--first-gamma")
     _check_args(steps, samples_per_digit, model, assets, device)
     if not run.is_dir():
         raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")

@@ -22,7 +22,7 @@ from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.models.student import Student
 from tlcm.sampling import sample_latents, teacher_timesteps
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
-from tlcm.validation import check_device, check_out_file, check_seed
+from tlcm.validation import check_device, check_gamma, check_out_file, check_seed
 
 
 @dataclass
@@ -62,9 +62,8 @@ def check_sample_args(args: SampleArgs) -> None:
         raise TLCMError(f"--num-per-prompt must be >= 1 (images per prompt), got {args.num_per_prompt}")
     if not math.isfinite(args.guidance_scale):
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
-    for flag, value in (("--gamma", args.gamma), ("--first-gamma", args.first_gamma)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise TLCMError(f"{flag} must be in [0, 1] (1: LCM, 0: DDIM), got {value}")
+    check_gamma(args.gamma, "--gamma")
+    check_gamma(args.first_gamma, "--first-gamma")
     check_device(args.device, "--device")
     check_seed(args.seed, "--seed")
     check_out_file(args.out, "--out")

@@ -63,6 +63,12 @@ def check_device(device: str, flag: str) -> None:
         raise TLCMError(f"{flag} {device}: device type {dev.type!r} is not supported: {fix}")
 
 
+def check_gamma(gamma: float | None, flag: str) -> None:
+    """A sampler gamma in [0, 1] (None: not given)."""
+    if gamma is not None and not 0.0 <= gamma <= 1.0:
+        raise TLCMError(f"{flag} must be in [0, 1] (1: LCM, 0: DDIM), got {gamma}")
+
+
 def check_seed(seed: int, flag: str, limit: int = 2**63) -> None:
     """A seed torch generators accept (|seed| < ``limit``; 2**63: any int64)."""
     if not -limit < seed < limit:

@@ -25,7 +25,7 @@ from tlcm.errors import TLCMError
 from tlcm.eval.pipeline import TEACHER_SCHEDULERS, load_pipeline, student_label
 from tlcm.eval.prompts import load_prompt_set
 from tlcm.models.base import check_model_folder
-from tlcm.validation import check_device, check_out_dir, check_seed
+from tlcm.validation import check_device, check_gamma, check_out_dir, check_seed
 
 
 @dataclass
@@ -71,8 +71,7 @@ def check_args(args: GenerateArgs) -> None:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
     if args.batch_size < 1:
         raise TLCMError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
-        raise TLCMError(f"--gamma must be in [0, 1], got {args.gamma}")
+    check_gamma(args.gamma, "--gamma")
     if args.num_milestones < 1:
         raise TLCMError(f"--num-milestones must be >= 1, got {args.num_milestones}")
     if not math.isfinite(args.guidance_scale):
