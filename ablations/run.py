@@ -53,6 +53,10 @@ class Args:
     """Internal: train and score this one variant in this process (the first of ``seeds``)."""
 
 
+STEPS = (1, 2, 4, 8)
+"""Step counts every variant is scored at (those <= its M)."""
+
+
 def seed_runs(runs: Path, seed: int) -> Path:
     """The folder of one seed's variant runs."""
     return runs / f"s{seed}"
@@ -82,10 +86,11 @@ def _rescore(args: Args) -> None:
 
     for seed in args.seeds:
         for name in args.variants or tuple(VARIANTS):
-            run = seed_runs(args.runs, seed) / name
+            runs = seed_runs(args.runs, seed)
+            run = runs / name
             if not (run / "eval.json").is_file():
                 continue
-            recipe = variant_recipe(VARIANTS[name], seed_runs(args.runs, seed))
+            recipe = variant_recipe(VARIANTS[name], runs)
             base = BaseModel.load(recipe.model.path)  # fresh: a student adds its adapter to the base
             trained = Student.from_run(base, run)
             grid = trained.config.grid.with_sampler(
@@ -147,10 +152,6 @@ def _schedule(args: Args) -> None:
     text = table(args.runs, _needed(args.variants))
     write_results(args.table, text)
     console.print(text)
-
-
-STEPS = (1, 2, 4, 8)
-"""Step counts every variant is scored at (those <= its M)."""
 
 
 def scores(runs: Path, name: str) -> dict[int, list[dict]]:

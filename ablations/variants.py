@@ -62,6 +62,11 @@ LADDER: tuple[Variant, ...] = (
     Variant("+gan-timm", "+ GAN with the default timm resnet18 (pixels)", ("dmd_gan",), parent="+preference",
             losses={"dmd_gan": {"gan": {"backbone": "timm", "input": "pixel", "noise_level": 0}}}),
 )  # fmt: skip
+_DMD = dmd()
+AS_TLCM_FULL_DMD = {"steps": _DMD.steps, "lr": _DMD.lr}
+"""Phase fields that give a DMD + GAN phase tlcm-full's DMD steps and lr."""
+FULL_REAL_SCORE = {"real_guidance_scale": _DMD.losses["dmd"].real_guidance_scale}
+"""DMD fields that give it tlcm-full's real-score guidance."""
 L2_CHAIN: tuple[Variant, ...] = (
     Variant("mds-states-l2", "MDS states, l2 distance (stage 1 only)", ("mlcd",),
             mlcd={"states": "mds", "distance": "l2"}),
@@ -74,8 +79,8 @@ L2_CHAIN: tuple[Variant, ...] = (
     Variant("tlcm-paper", "+ preference, DMD + GAN (w = 2): recipes:tlcm-paper", ("preference", "dmd_gan"),
             parent="mlcd+lcd-l2"),
     Variant("+gan-teacher-real", "tlcm-full's DMD + a GAN whose real side is the teacher's 8-step samples",
-            ("dmd_gan",), parent="mlcd+lcd-l2", phase_fields={"dmd_gan": {"steps": 150, "lr": 3e-5}},
-            losses={"dmd_gan": {"dmd": {"real_guidance_scale": 1.5},
+            ("dmd_gan",), parent="mlcd+lcd-l2", phase_fields={"dmd_gan": AS_TLCM_FULL_DMD},
+            losses={"dmd_gan": {"dmd": FULL_REAL_SCORE,
                                 "gan": {"real": "teacher", "teacher_steps": 8}}}),
 )  # fmt: skip
 """The recipe as shipped (l2 distance) and what the paper adds to it: the rows that decide which
@@ -109,8 +114,8 @@ LEVERS: tuple[Variant, ...] = (
             parent="mds-states-l2-3x", grid=replace(MINIATURE_SAMPLER, training_gamma=0.0),
             phase_fields={"lcd": {"steps": 300}}),
     Variant("+gan-teacher-real-clean", "as +gan-teacher-real, D on clean latents, D lr 1e-3", ("dmd_gan",),
-            parent="mlcd+lcd-l2", phase_fields={"dmd_gan": {"steps": 150, "lr": 3e-5}},
-            losses={"dmd_gan": {"dmd": {"real_guidance_scale": 1.5},
+            parent="mlcd+lcd-l2", phase_fields={"dmd_gan": AS_TLCM_FULL_DMD},
+            losses={"dmd_gan": {"dmd": FULL_REAL_SCORE,
                                 "gan": {"real": "teacher", "teacher_steps": 8, "noise_level": 0,
                                         "disc_lr": 1e-3}}}),
     Variant("tlcm-full-dmd-lr1e-4", "tlcm-full's DMD at lr 1e-4", ("dmd",), parent="mlcd+lcd-l2",
