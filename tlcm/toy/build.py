@@ -119,22 +119,27 @@ def encode_all(vae: AutoencoderKL, x: torch.Tensor, chunk: int = 1024) -> tuple[
     return torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
 
 
-def build_text_encoder(tokenizer, seed: int) -> CLIPTextModel:
-    """A tiny CLIPTextModel with SD's 77 positions (random init; trained with the UNet, then frozen)."""
-    torch.manual_seed(seed)
-    config = CLIPTextConfig(
+def text_encoder_config(tokenizer, positions: int) -> CLIPTextConfig:
+    """The miniature builds' tiny CLIP text encoder: 2 layers, 64 wide, 4 heads, ``positions``
+    token positions, a 64-d projection (used by CLIPTextModelWithProjection)."""
+    return CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=256,
         num_hidden_layers=2,
         num_attention_heads=4,
-        max_position_embeddings=77,
+        max_position_embeddings=positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         projection_dim=64,
     )
-    return CLIPTextModel(config).eval()
+
+
+def build_text_encoder(tokenizer, seed: int) -> CLIPTextModel:
+    """A tiny CLIPTextModel with SD's 77 positions (random init; trained with the UNet, then frozen)."""
+    torch.manual_seed(seed)
+    return CLIPTextModel(text_encoder_config(tokenizer, 77)).eval()
 
 
 def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps, g, min_snr_gamma=0.0):

@@ -56,10 +56,17 @@ from diffusers import (
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
 )
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
 from tlcm.toy.assets import ASSET_DIR, MINIATURE_SD
-from tlcm.toy.build import _progress, console, encode_all, parameter_counts, teacher_step
+from tlcm.toy.build import (
+    _progress,
+    console,
+    encode_all,
+    parameter_counts,
+    teacher_step,
+    text_encoder_config,
+)
 from tlcm.toy.data import all_prompts, load_digit_images
 
 BATCH = 64
@@ -81,19 +88,7 @@ def load_tokenizer() -> CLIPTokenizer:
 
 def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModelWithProjection:
     """A tiny CLIPTextModelWithProjection (random init; trained with the transformer, then frozen)."""
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=TOKENS,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        projection_dim=64,
-    )
-    return CLIPTextModelWithProjection(config).eval()
+    return CLIPTextModelWithProjection(text_encoder_config(tokenizer, TOKENS)).eval()
 
 
 def build_transformer(layers: int, heads: int, head_dim: int) -> SD3Transformer2DModel:
