@@ -16,7 +16,6 @@ from pathlib import Path
 
 import tyro
 
-from ablations.run import scores
 from tlcm.errors import TLCMError, run_cli
 
 
@@ -60,6 +59,7 @@ def _teacher_curves(path: Path, ws: tuple[float, ...]) -> dict[str, dict[int, tu
 def _frontier(plt, args: Args) -> None:
     """2-step alignment vs FD of every row in ``args.runs`` and of the teacher's 2-step DDIM; the
     horizontal lines are "teacher at 50 steps - 0.03" for w = 2 and w = 1.5."""
+    from ablations.run import scores
     from ablations.variants import ROWS
 
     table = json.loads(args.teacher_table.read_text())
@@ -99,6 +99,7 @@ def _frontier(plt, args: Args) -> None:
 
 
 def main(args: Args) -> None:
+    """Check for matplotlib first (before the ladder's modules, which import torch), then plot."""
     try:
         import matplotlib
 
@@ -106,6 +107,8 @@ def main(args: Args) -> None:
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise TLCMError("ablations.plot needs matplotlib: pip install -e '.[plot]'") from err
+    from ablations.run import scores
+
     fig, (ax_fd, ax_align) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (label, curve) in enumerate(_teacher_curves(args.teacher_table, args.teacher_w).items()):
         steps = sorted(curve)

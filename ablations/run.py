@@ -4,8 +4,9 @@
 Each variant and seed trains in its own process (one torch thread each, ``--jobs`` at a time; a
 row starts when its parent's student of the same seed exists) into ``runs/s<seed>/<variant>``, is
 scored with the toy metrics at 1, 2, 4 and 8 steps, and the markdown table of alignment and FD
-(mean over the seeds found on disk, with the min-max spread) goes to docs/ablations.md. Finished
-runs (eval.json present) are reused unless ``--fresh``.
+(mean over the seeds found on disk, with the min-max spread) goes to docs/ablations.md: the rows of
+the variants run (and their parents) replace theirs, every other row stays. Finished runs
+(eval.json present) are reused unless ``--fresh``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Args:
     runs: Path = Path("runs/ablations")
     """Folder of the variants' runs."""
     table: Path = Path("docs/ablations.md")
-    """Markdown table written at the end (the results section of this file is replaced)."""
+    """Markdown table updated at the end (the rows of the variants run replace theirs between the
+    table markers of this file; the other rows stay)."""
     jobs: int = 2
     """Variants trained at once (one torch thread each)."""
     samples_per_digit: int = 50
@@ -198,13 +200,28 @@ def table(runs: Path, names: list[str]) -> str:
 BEGIN, END = "<!-- ablation table: begin -->", "<!-- ablation table: end -->"
 
 
+def _table_rows(text: str) -> dict[str, str]:
+    """Variant name -> its line, for the rows (after the two header lines) of a ``table``."""
+    return {line.split(" | ", 1)[0][2:]: line for line in text.splitlines()[2:] if line.startswith("| ")}
+
+
+def merge_tables(old: str, new: str) -> str:
+    """The table ``new`` plus the rows of ``old`` for variants it lacks, in ladder order (unknown
+    variants last): a run of some variants updates their rows and keeps every other row."""
+    rows = {**_table_rows(old), **_table_rows(new)}
+    order = [v.name for v in ROWS if v.name in rows] + [n for n in rows if n not in VARIANTS]
+    return "\n".join([*new.splitlines()[:2], *(rows[n] for n in order)]) + "\n"
+
+
 def write_results(path: Path, text: str) -> None:
-    """Replace the table between the BEGIN/END markers of ``path`` (create the file if needed)."""
+    """Merge the table ``text`` into the one between the BEGIN/END markers of ``path``
+    (``merge_tables``; create the file if needed)."""
     old = path.read_text() if path.is_file() else f"# Ablations\n\n{BEGIN}\n{END}\n"
     if BEGIN not in old or END not in old:
         old += f"\n{BEGIN}\n{END}\n"
     head, rest = old.split(BEGIN, 1)
-    path.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+    current, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{merge_tables(current.strip(), text)}{END}{tail}")
 
 
 def main(args: Args) -> None:

@@ -42,7 +42,6 @@ from common import (
     shrink,
     write_results,
 )
-from peft.tuners.tuners_utils import BaseTunerLayer
 
 from recipes.tlcm import mlcd
 from tlcm.diffusion.milestones import milestones, sample_segment_timesteps
@@ -51,6 +50,7 @@ from tlcm.engine import Trainer, _seed
 from tlcm.losses import Loss
 from tlcm.losses.distances import get_distance
 from tlcm.losses.mlcd import MLCDConfig, mlcd_loss
+from tlcm.models.adapters import TEACHER
 from tlcm.models.families.sd import unet_kwargs
 
 
@@ -64,7 +64,7 @@ class HandWrittenMLCD:
         self.unet, self.schedule = trainer.student.net, trainer.base.schedule
         self.device = trainer.dist.device
         self.params = [p for p in self.unet.parameters() if p.requires_grad]
-        self.lora_layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
+        self.adapters = trainer.student.adapters
         self.opt = torch.optim.AdamW(self.params, lr=phase.lr, weight_decay=phase.weight_decay)
         self.num_milestones = trainer.recipe.student.grid.num_milestones
         self.grid = milestones(self.num_milestones, self.schedule.num_train_timesteps).to(self.device)
@@ -77,14 +77,8 @@ class HandWrittenMLCD:
         return self.unet(x, t, **unet_kwargs(cond)).sample
 
     def teacher(self, x, t, cond):
-        # the same switch as Student.teacher: peft layers' flag (see adapter_toggle_costs)
-        for layer in self.lora_layers:
-            layer._disable_adapters = True
-        try:
+        with self.adapters.use(TEACHER):  # the same switch as Student.teacher (see adapter_toggle_costs)
             return self.unet(x, t, **unet_kwargs(cond)).sample
-        finally:
-            for layer in self.lora_layers:
-                layer._disable_adapters = False
 
     def step(self, global_step: int) -> float:
         """One optimizer step drawing what the engine draws at ``global_step`` (hence the same calls)."""
@@ -249,14 +243,7 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
     """Seconds per teacher-call adapter toggle: diffusers' disable_adapters() + enable_adapters() (what
     Student.teacher did before this benchmark) vs flipping the peft layers' flag directly (what it and
     the hand-written loop do now), and whether both give the same teacher output."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    unet = trainer.student.net
-    layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
-
-    def set_flags(disabled: bool) -> None:
-        for layer in layers:
-            layer._disable_adapters = disabled
+    unet, adapters = trainer.student.net, trainer.student.adapters
 
     start = time.perf_counter()
     for _ in range(repeats):
@@ -265,8 +252,8 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
     api = (time.perf_counter() - start) / repeats
     start = time.perf_counter()
     for _ in range(repeats):
-        set_flags(True)
-        set_flags(False)
+        with adapters.use(TEACHER):
+            pass
     flags = (time.perf_counter() - start) / repeats
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((2, *trainer.base.latent_shape), generator=gen).to(trainer.dist.device)
@@ -275,14 +262,13 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
         unet.disable_adapters()
         via_api = unet(x, t, **unet_kwargs(cond)).sample
         unet.enable_adapters()
-        set_flags(True)
-        via_flags = unet(x, t, **unet_kwargs(cond)).sample
-        set_flags(False)
+        with adapters.use(TEACHER):
+            via_flags = unet(x, t, **unet_kwargs(cond)).sample
         student = unet(x, t, **unet_kwargs(cond)).sample
     return {
         "api_s": api,
         "flags_s": flags,
-        "lora_layers": len(layers),
+        "lora_layers": len(adapters.layers),
         "same_output": torch.equal(via_api, via_flags),
         "student_differs": not torch.equal(student, via_api),
     }

@@ -131,7 +131,14 @@ def tlcm_full_sdxl() -> Recipe:
     shipped latent LPIPS fits the miniature's VAE only; for SDXL train one
     (python -m tlcm.losses.latent_lpips_train --model /models/sdxl) and pass
     --recipes.phases.mlcd.losses.mlcd.distance latent_lpips and .distance-weights FILE (and for
-    lcd)."""
+    lcd).
+
+    Memory: the paper's batches (32 / 32 / 8 / 4) fit one 80 GB GPU (derived from H200
+    measurements) through the memory plan, on by default here (``--recipes.runtime.memory-plan``):
+    per phase it measures whole micro-batch steps and picks the micro-batch, accumulation and
+    gradient checkpointing for the device (or for ``--recipes.runtime.memory-budget-gib``). Its
+    expected choices at 80 GiB, and the fixed values to use without it, are in docs/design.md,
+    "Memory arithmetic per phase"."""
     pickscore = {"reward": "pickscore", "clip_folder": "models/pickscore", "s0": 16.0, "s_neg": 0.0}
     dmd = dmd_gan(1_000, 1e-5, 4)
     dmd.losses["dmd"] = DMDConfig(fake_updates=5)
@@ -145,14 +152,16 @@ def tlcm_full_sdxl() -> Recipe:
             "preference": preference(500, 1e-5, 8, **pickscore),
             "dmd_gan": dmd,
         },
-        runtime=RuntimeConfig(out_dir=Path("runs/tlcm-full-sdxl"), checkpoint_every=500),
+        runtime=RuntimeConfig(out_dir=Path("runs/tlcm-full-sdxl"), checkpoint_every=500, memory_plan=True),
     )
 
 
-def large_model(path: str, guidance_scale: float, max_sequence_length: int | None, name: str) -> Recipe:
-    """``tlcm_full_sdxl``'s phases, LoRA and runtime (the paper's SDXL values) on another base model
-    at 1024 px: the paper gives no values for flow models (docs/design.md, "The SD3 / FLUX
-    presets", says where each comes from)."""
+def large_model(
+    path: str, guidance_scale: float, max_sequence_length: int | None, name: str, **runtime
+) -> Recipe:
+    """``tlcm_full_sdxl``'s phases, LoRA and runtime (the paper's SDXL values, the memory plan on) on
+    another base model at 1024 px: the paper gives no values for flow models (docs/design.md, "The
+    SD3 / FLUX presets", says where each comes from). ``runtime``: RuntimeConfig fields to change."""
     recipe = tlcm_full_sdxl()
     model = ModelConfig(
         path=Path(path),
@@ -160,7 +169,7 @@ def large_model(path: str, guidance_scale: float, max_sequence_length: int | Non
         resolution=1024,
         max_sequence_length=max_sequence_length,
     )
-    runtime = RuntimeConfig(out_dir=Path(f"runs/{name}"), checkpoint_every=500)
+    runtime = replace(recipe.runtime, out_dir=Path(f"runs/{name}"), **runtime)
     return Recipe(model=model, student=recipe.student, phases=recipe.phases, runtime=runtime)
 
 
@@ -174,9 +183,11 @@ def tlcm_full_sd3() -> Recipe:
 def tlcm_full_flux() -> Recipe:
     """FLUX.1-dev (models/flux): a guidance-distilled teacher, guided by its guidance input at w =
     3.5 (FluxPipeline's default guidance_scale; the student is trained and sampled with that input
-    too), 512 T5 tokens (its default); otherwise as ``tlcm_full_sd3``. 12 B parameters: train it on
-    several GPUs with FSDP2 (``--recipes.runtime.fsdp``)."""
-    return large_model("models/flux", 3.5, 512, "tlcm-full-flux")
+    too), 512 T5 tokens (its default); otherwise as ``tlcm_full_sd3``. 12 B parameters: FSDP2 on
+    (``--recipes.runtime.fsdp``: the transformer sharded over the processes of a torchrun; one
+    process: ignored, and FLUX fits one 80 GB GPU by the arithmetic of docs/design.md) and gradient
+    checkpointing on (no uncheckpointed micro-batch of one fits 80 GB: the plan then only checks it)."""
+    return large_model("models/flux", 3.5, 512, "tlcm-full-flux", fsdp=True, gradient_checkpointing=True)
 
 
 def tlcm_full_flow() -> Recipe:

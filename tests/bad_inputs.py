@@ -6,9 +6,10 @@ A ``Case`` is a bad input (``name``), the entry point it goes through (``cli``: 
 ``ENTRY_POINTS``, run in-process exactly as ``python -m <cli>`` runs it), its arguments and a
 fragment of the message it must print. Arguments and the fragment may name ``{tmp}`` (a fresh
 folder per case) and ``{tiny}`` (a tiny SD pipeline folder, built once, only when a case names it).
-``setup(ws)`` prepares files before the run (``ws.tmp``, ``ws.tiny``); ``env`` sets environment
-variables for the run (WORLD_SIZE, say); ``skip`` returns a reason to skip on this machine (None:
-run). A case passes when the run exits with code ``exit_code`` (2) after printing one line
+``setup(ws)`` prepares files before the run (``ws.tmp``, ``ws.tiny``) and may return a context
+manager, entered around the run (``full_disk``: writes that fail as on a full disk); ``env`` sets
+environment variables for the run (WORLD_SIZE, say); ``skip`` returns a reason to skip on this
+machine (None: run). A case passes when the run exits with code ``exit_code`` (2) after printing one line
 "error: ..." holding the fragment, and no traceback (``one_line=False``: the argument parser's own
 multi-line box).
 
@@ -21,7 +22,9 @@ truncated one). Cases that reach the model should use ``{tiny}`` and a one-step 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import json
 import os
 import random
 import shlex
@@ -221,6 +224,49 @@ def _truncate_every_checkpoint(run: Path) -> None:
         weights.write_bytes(weights.read_bytes()[:100])
 
 
+def _pointer(data: bytes) -> Callable[[Path], None]:
+    """Overwrite the run's ``checkpoints/latest`` with ``data`` (a power loss, a bad copy)."""
+    return lambda run: (run / "checkpoints" / "latest").write_bytes(data)
+
+
+def _rewrite_weights(path: Path, change: Callable[[str, torch.Tensor], torch.Tensor]) -> None:
+    """Rewrite a safetensors file with ``change(name, tensor)`` applied, keeping its header metadata
+    (and so its size: the same architecture)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    save_file({k: change(k, v) for k, v in load_file(path).items()}, path, metadata=metadata)
+
+
+def _nan_in_latest(run: Path) -> None:
+    """NaN in the latest checkpoint's student weights (a checkpoint from before saves were checked)."""
+    folder = run / "checkpoints" / (run / "checkpoints" / "latest").read_text()
+    _rewrite_weights(folder / "student.safetensors", lambda k, v: v * float("nan") if "lora_B" in k else v)
+
+
+def _two_processes(run: Path) -> None:
+    """Record that the latest checkpoint was written by a 2-process (torchrun) run."""
+    state = run / "checkpoints" / (run / "checkpoints" / "latest").read_text() / "state.json"
+    record = json.loads(state.read_text())
+    record["run"]["processes"] = 2
+    state.write_text(json.dumps(record))
+
+
+def fine_tuned_tiny(ws: Workspace) -> None:
+    """A setup copying the tiny pipeline to ``tmp/model`` with one UNet weight changed by 0.1 %:
+    another model of the same architecture, every file the same size."""
+    shutil.copytree(ws.tiny, ws.tmp / "model")
+    (weights,) = (ws.tmp / "model" / "unet").glob("*.safetensors")
+    _rewrite_weights(weights, lambda k, v: v * 1.001 if k.endswith("conv_in.weight") else v)
+
+
+def both(*setups: Callable[[Workspace], object]) -> Callable[[Workspace], None]:
+    """A setup running ``setups`` in order."""
+    return lambda ws: [setup(ws) for setup in setups] and None
+
+
 def _latest_mid_phase(run: Path) -> None:
     """Keep only the periodic checkpoint of step 1 of 2 (as a pre-empted run leaves it)."""
     shutil.rmtree(run / "checkpoints" / "step-0000002")
@@ -252,6 +298,104 @@ def _writable(folder: Path) -> bool:
         return False
     folder.rmdir()
     return True
+
+
+def tiny_config(component: str, file: str = "config.json", **changes: object) -> Callable[[Workspace], None]:
+    """A setup copying the tiny pipeline to ``tmp/model`` with ``changes`` written into
+    ``component/file`` (e.g. the scheduler's num_train_timesteps)."""
+
+    def setup(ws: Workspace) -> None:
+        shutil.copytree(ws.tiny, ws.tmp / "model")
+        path = ws.tmp / "model" / component / file
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+    return setup
+
+
+def tiny_rebuilt(component: str, **changes: object) -> Callable[[Workspace], None]:
+    """A setup copying the tiny pipeline to ``tmp/model`` with ``component`` (a diffusers or a
+    transformers model) replaced by random weights of its config with ``changes`` (e.g. a VAE of
+    8 latent channels): a folder that loads, with parts that do not fit each other."""
+
+    def setup(ws: Workspace) -> None:
+        import diffusers
+        import transformers
+
+        shutil.copytree(ws.tiny, ws.tmp / "model")
+        folder = ws.tmp / "model" / component
+        config = {**json.loads((folder / "config.json").read_text()), **changes}
+        if "architectures" in config:
+            cls = getattr(transformers, config["architectures"][0])
+            model = cls(cls.config_class(**config))
+        else:
+            model = getattr(diffusers, config["_class_name"]).from_config(config)
+        shutil.rmtree(folder)
+        model.save_pretrained(folder)
+
+    return setup
+
+
+def placeholder_model(pipeline: str) -> Callable[[Workspace], None]:
+    """A setup making ``tmp/model``: a ``pipeline`` folder of placeholder files (its family's
+    components, tokenizers with a vocabulary file) that passes every check needing no weights and
+    fails to load: for checks that must come before the model loads."""
+
+    def setup(ws: Workspace) -> None:
+        from tlcm.models.families import FAMILIES
+
+        components = FAMILIES[pipeline].components
+        index = {"_class_name": pipeline, **{c: ["diffusers", "Placeholder"] for c in components}}
+        write("model/model_index.json", json.dumps(index))(ws)
+        for c in components:
+            write(f"model/{c}/{'vocab' if c.startswith('tokenizer') else 'config'}.json", "{}")(ws)
+
+    return setup
+
+
+def foreign_lora(relative: str) -> Callable[[Workspace], None]:
+    """A setup writing ``tmp/relative``: a LoRA of an SD3 transformer (diffusers format), which an SD
+    pipeline's load_lora_weights loads nothing of (with a mere warning)."""
+
+    def setup(ws: Workspace) -> None:
+        from safetensors.torch import save_file
+
+        name = "transformer.transformer_blocks.0.attn.to_q"
+        tensors = {f"{name}.lora_A.weight": torch.zeros(4, 32), f"{name}.lora_B.weight": torch.zeros(32, 4)}
+        save_file(tensors, ws.tmp / relative)
+
+    return setup
+
+
+@contextlib.contextmanager
+def full_disk(fragment: str):
+    """While active, writing a file whose name holds ``fragment`` fails as on a full disk: ENOSPC
+    from ``Path.write_text``, safetensors' own SafetensorError from its writer."""
+    from unittest import mock
+
+    from safetensors import SafetensorError
+
+    import tlcm.files
+
+    write_text, save_file = Path.write_text, tlcm.files.save_file
+
+    def failing_write_text(path: Path, *args, **kwargs):
+        if fragment in path.name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return write_text(path, *args, **kwargs)
+
+    def failing_save_file(tensors, path, *args, **kwargs):
+        if fragment in Path(path).name:
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save_file(tensors, path, *args, **kwargs)
+
+    with mock.patch.object(Path, "write_text", failing_write_text):
+        with mock.patch.object(tlcm.files, "save_file", failing_save_file):
+            yield
+
+
+def then_full_disk(setup: Callable[[Workspace], object], fragment: str) -> Callable[[Workspace], object]:
+    """A setup running ``setup``, then returning ``full_disk(fragment)`` for the run."""
+    return lambda ws: setup(ws) or full_disk(fragment)
 
 
 # ---- the table ------------------------------------------------------------------------------------
@@ -287,6 +431,13 @@ STALE_EMBEDDINGS = (
     '"dtype": "float32", "chunks": {}}'
 )
 """An embedding cache manifest (tlcm/data/embeddings.py) written with another (SDXL) model."""
+MALFORMED_EMBEDDINGS = STALE_EMBEDDINGS.replace('{"pipeline": "StableDiffusionXLPipeline"}', '"text_encoder"')
+"""An embedding cache manifest whose fingerprint is no JSON object."""
+MALFORMED_TRAJECTORIES = json.dumps(
+    {"format": "tlcm-trajectories", "version": 1, "num_milestones": 8, "skip": 20, "num_prompts": 40}
+    | {"dtype": ["float16"], "grid": [], "edges": [], "shards": []}
+)
+"""A trajectory cache manifest (tlcm/data/trajectories.py) whose dtype is a list."""
 TINY_RUN = (f"{MLCD}.steps", "1", f"{MLCD}.batch-size", "1", "--recipes.runtime.no-sample-grid")
 """For cases that reach the model: should the check be missing, the run is one step, not 300."""
 CASES: list[Case] = [
@@ -355,6 +506,22 @@ CASES: list[Case] = [
         "{tmp}/p.jsonl",
         expect="p.jsonl:1: not JSON",
         setup=write("p.jsonl", "{oops\n"),
+    ),
+    train(  # the tokenizer would fail with a TypeError at the first encode
+        ".jsonl prompt with a lone surrogate escape",
+        PROMPTS,
+        "{tmp}/p.jsonl",
+        *TINY_RUN,
+        expect='p.jsonl:1: the "prompt" holds a lone surrogate "\\ud800" (character 8), which is no text',
+        setup=write("p.jsonl", '{"prompt": "a digit \\ud800"}\n'),
+    ),
+    train(
+        "prompt file of zero-width characters only",
+        PROMPTS,
+        "{tmp}/p.txt",
+        *TINY_RUN,
+        expect="holds no prompts",
+        setup=write("p.txt", "\u200b\n\u2060 \ufeff\u200d\n"),
     ),
     # -- model folders
     train(
@@ -441,6 +608,55 @@ CASES: list[Case] = [
         expect="could not load the diffusers folder",
         setup=damaged_tiny("unet", "truncate"),
     ),
+    train(  # checked against a hard-coded T = 1000, MLCD trained on 10 timesteps (loss ~1e-22)
+        "scheduler of 10 timesteps (MLCD's skip beyond T/M)",
+        "--recipes.model.path",
+        "{tmp}/model",
+        *TINY_RUN,
+        expect="mlcd.losses.mlcd: skip must be in 1..1 (T/M), got 20 (T = 10, from {tmp}/model/scheduler)",
+        setup=tiny_config("scheduler", "scheduler_config.json", num_train_timesteps=10),
+    ),
+    train(  # trained on 1 x 1 latents
+        "resolution not a multiple of the latent grid",
+        "--recipes.model.resolution",
+        "7",
+        *TINY_RUN,
+        expect="--recipes.model.resolution 7: ",
+    ),
+    train(
+        "resolution 0",
+        "--recipes.model.resolution",
+        "0",
+        *TINY_RUN,
+        expect="takes images whose side is a multiple of 8 pixels (VAE scale factor 4 x 2 for its unet): use "
+        "e.g. 8 or 16",
+    ),
+    train(  # only the phase-end sample grid (after training) would fail
+        "VAE of 8 latent channels (the UNet takes 4)",
+        "--recipes.model.path",
+        "{tmp}/model",
+        *TINY_RUN,
+        expect="{tmp}/model/vae makes 8-channel latents but {tmp}/model/unet takes 4-channel ones",
+        setup=tiny_rebuilt("vae", latent_channels=8),
+    ),
+    train(
+        "text encoder wider than the UNet's cross-attention",
+        "--recipes.model.path",
+        "{tmp}/model",
+        *TINY_RUN,
+        expect="the text encoder(s) make 48-wide prompt embeddings but {tmp}/model/unet attends to 32-wide",
+        setup=tiny_rebuilt("text_encoder", hidden_size=48),
+    ),
+    train(  # refused only at the export, after training
+        "kohya export of an SD3 model",
+        "--recipes.model.path",
+        "{tmp}/model",
+        "--recipes.runtime.export-formats",
+        "kohya",
+        expect="--recipes.runtime.export-formats kohya: the kohya LoRA format is for SD1.5 / SDXL UNets, "
+        "this base model is sd3",
+        setup=placeholder_model("StableDiffusion3Pipeline"),
+    ),
     # -- phases
     train("steps < 1", f"{MLCD}.steps", "0", expect=f"{MLCD}.steps must be >= 1, got 0"),
     train(
@@ -466,7 +682,17 @@ CASES: list[Case] = [
         "300",
         expect=f"{MLCD}.lr-warmup-steps must be in 0..299",
     ),
-    train("batch size < 1", f"{MLCD}.batch-size", "0", expect=f"{MLCD}.batch-size must be >= 1, got 0"),
+    train(
+        "batch size < 1", f"{MLCD}.batch-size", "0", expect=f"{MLCD}.batch-size must be in 1..65536, got 0"
+    ),
+    train(  # 8 TB of prompt indices at the first step
+        "batch size 1e12",
+        f"{MLCD}.steps",
+        "1",
+        f"{MLCD}.batch-size",
+        "1000000000000",
+        expect=f"{MLCD}.batch-size must be in 1..65536, got 1000000000000",
+    ),
     train(
         "batch not divisible by grad-accum",
         f"{MLCD}.batch-size",
@@ -577,6 +803,87 @@ CASES: list[Case] = [
         expect="was trained with phases mlcd (1 steps) but this recipe has mlcd (2 steps)",
     ),
     train(
+        "rerun with another lr and seed",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        f"{MLCD}.lr",
+        "2e-3",
+        "--recipes.runtime.seed",
+        "1",
+        setup=trained_run("run"),
+        expect="phases.mlcd.lr 0.001 -> 0.002; runtime.seed 0 -> 1 (checkpoint -> this run); resuming would "
+        "mix two trainings",
+    ),
+    train(
+        "rerun with another base model of the same architecture",
+        "--recipes.model.path",
+        "{tmp}/model",
+        *TINY_RUN,
+        setup=both(trained_run("run"), fine_tuned_tiny),
+        expect="base model {tiny} -> {tmp}/model (fingerprint",
+    ),
+    train(
+        "rerun with another process count",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        setup=trained_run("run", then=_two_processes),
+        expect="processes 2 -> 1 (checkpoint -> this run)",
+    ),
+    train(
+        "latest pointer empty (resumes from the newest complete checkpoint)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        setup=trained_run("run", then=_pointer(b"")),
+        expect="checkpoint checkpoints/latest is empty (damaged, missing or unsound); using "
+        "{tmp}/run/checkpoints/step-0000001 instead",
+        exit_code=0,
+        one_line=False,
+    ),
+    train(
+        "latest pointer not UTF-8 (resumes from the newest complete checkpoint)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        setup=trained_run("run", then=_pointer(b"step-\xff")),
+        expect="checkpoints/latest is not UTF-8 text",
+        exit_code=0,
+        one_line=False,
+    ),
+    train(
+        "latest checkpoint holds NaN weights (resumes from the previous one)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        f"{MLCD}.steps",
+        "2",
+        "--recipes.runtime.checkpoint-every",
+        "1",
+        setup=trained_run(
+            "run", f"{MLCD}.steps", "2", "--recipes.runtime.checkpoint-every", "1", then=_nan_in_latest
+        ),
+        expect="holds NaN/inf (damaged, missing or unsound); using {tmp}/run/checkpoints/step-0000001",
+        exit_code=0,
+        one_line=False,
+    ),
+    train(
+        "lr 1e30 with on-nonfinite skip (weights blow up, finite)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        f"{MLCD}.steps",
+        "3",
+        f"{MLCD}.lr",
+        "1e30",
+        "--recipes.runtime.on-nonfinite",
+        "skip",
+        expect="the student diverged in phase 'mlcd': after step 1 a weight has magnitude",
+        exit_code=3,
+        one_line=False,  # the progress bar of step 1 comes first
+    ),
+    train(
         "init-from a run that stopped mid-phase",
         "--recipes.model.path",
         "{tiny}",
@@ -611,6 +918,13 @@ CASES: list[Case] = [
         "nan",
         expect="--recipes.model.guidance-scale must be",
     ),
+    train(  # a NaN loss at the first step, which named the lr
+        "guidance scale 1e38",
+        "--recipes.model.guidance-scale",
+        "1e38",
+        *TINY_RUN,
+        expect="--recipes.model.guidance-scale must be a finite number in 0..100 (typical: 1 to 15)",
+    ),
     train(
         "trajectory cache missing",
         "--recipes.data.trajectory-cache",
@@ -634,6 +948,83 @@ CASES: list[Case] = [
         setup=write("emb/manifest.json", STALE_EMBEDDINGS),
         expect="embedding cache {tmp}/emb: made with another text encoder or tokenizer (pipeline: "
         "StableDiffusionXLPipeline in the cache, StableDiffusionPipeline in this model); delete {tmp}/emb",
+    ),
+    train(  # an AttributeError / TypeError where the manifest is read
+        "embedding cache manifest malformed",
+        "--recipes.model.path",
+        "{tiny}",
+        "--recipes.data.embedding-cache",
+        "{tmp}/emb",
+        *TINY_RUN,
+        setup=write("emb/manifest.json", MALFORMED_EMBEDDINGS),
+        expect="embedding cache {tmp}/emb: unreadable manifest.json (ValueError: manifest.json: "
+        """'fingerprint' must hold a JSON object, found "text_encoder")""",
+    ),
+    train(  # safetensors' writer fails with its own SafetensorError
+        "embedding cache in a folder that cannot be written (read-only file system)",
+        "--recipes.model.path",
+        "{tiny}",
+        "--recipes.data.embedding-cache",
+        "/sys",
+        *TINY_RUN,
+        expect="embedding cache /sys: cannot write (PermissionError: [Errno 13] Permission denied",
+        skip=_unwritable_sys,
+    ),
+    train(
+        "embedding cache on a full disk (simulated)",
+        "--recipes.model.path",
+        "{tiny}",
+        "--recipes.data.embedding-cache",
+        "{tmp}/emb",
+        *TINY_RUN,
+        expect="embedding cache {tmp}/emb: cannot write (OSError: [Errno 28] No space left on device",
+        setup=lambda ws: full_disk("chunk-"),
+    ),
+    train(
+        "trajectory cache manifest malformed",
+        "--recipes.model.path",
+        "{tiny}",
+        "--recipes.data.trajectory-cache",
+        "{tmp}/cache",
+        *TINY_RUN,
+        expect="unreadable manifest (ValueError: manifest.json: 'dtype' must hold a JSON string",
+        setup=write("cache/manifest.json", MALFORMED_TRAJECTORIES),
+    ),
+    train(
+        "disk full at the export (simulated)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        expect="cannot write the student to {tmp}/run/student: No space left on device "
+        "({tmp}/run/student/pytorch_lora_weights.safetensors): free space there",
+        setup=lambda ws: full_disk("pytorch_lora_weights"),
+        one_line=False,  # the progress bar of the step comes first
+    ),
+    train(
+        "disk full on the rerun: metrics.jsonl rewritten (simulated)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        f"{MLCD}.steps",
+        "2",
+        "--recipes.runtime.checkpoint-every",
+        "1",
+        expect="cannot write the metrics to {tmp}/run/metrics.jsonl: No space left on device",
+        setup=then_full_disk(
+            trained_run(
+                "run", f"{MLCD}.steps", "2", "--recipes.runtime.checkpoint-every", "1", then=_latest_mid_phase
+            ),
+            ".metrics.jsonl",
+        ),
+    ),
+    train(
+        "disk full during a checkpoint save (simulated)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        expect="No space left on device",
+        setup=lambda ws: full_disk("student.safetensors"),
+        one_line=False,  # the progress bar of the step comes first
     ),
     train(
         "device cuda without a GPU",
@@ -660,6 +1051,18 @@ CASES: list[Case] = [
     train("seed beyond 64 bits", "--recipes.runtime.seed", str(2**64), expect="--recipes.runtime.seed 1844"),
     train(
         "log-every < 1", "--recipes.runtime.log-every", "0", expect="--recipes.runtime.log-every must be >= 1"
+    ),
+    train(
+        "max-weight-abs 0",
+        "--recipes.runtime.max-weight-abs",
+        "0",
+        expect="--recipes.runtime.max-weight-abs must be > 0 (inf disables the divergence guard)",
+    ),
+    train(
+        "max-skipped-fraction > 1",
+        "--recipes.runtime.max-skipped-fraction",
+        "2",
+        expect="--recipes.runtime.max-skipped-fraction must be in 0..1, got 2.0",
     ),
     train(
         "out-dir an existing file",
@@ -750,6 +1153,14 @@ CASES: list[Case] = [
         "{tmp}/t.json is not valid JSON",
         setup=write("eval.json", '[{"steps": 1, "alignment": 0.9, "fd": 5.0}]', "t.json", "{"),
     ),
+    Case(  # loaded nothing and scored the base model as the student
+        "evaluate generate: --student a LoRA of another architecture",
+        "tlcm.evaluate",
+        ("generate", *"--model {tiny} --prompts {tmp}/p.txt --out {tmp}/gen --device cpu".split())
+        + ("--student", "{tmp}/sd3.safetensors"),
+        "--student {tmp}/sd3.safetensors: none of its 1 LoRA layers match a layer of {tiny} (--model)",
+        setup=both(write("p.txt", "a digit\n"), foreign_lora("sd3.safetensors")),
+    ),
     # -- tlcm.data.trajectories
     trajectories(
         "--samples-per-prompt 0", "--samples-per-prompt", "0", expect="--samples-per-prompt must be >= 1"
@@ -782,15 +1193,16 @@ class Outcome:
 
 def run_case(case: Case, ws: Workspace) -> Outcome:
     """Set up and run ``case`` in-process through its real entry point (stdout, stderr captured)."""
-    if case.setup is not None:
-        case.setup(ws)
+    context = case.setup(ws) if case.setup is not None else None
+    if not isinstance(context, contextlib.AbstractContextManager):
+        context = contextlib.nullcontext()
     argv = [ws.format(a) for a in case.argv()]
     saved = {k: os.environ.get(k) for k in case.env}
     os.environ.update(case.env)
     err, out = io.StringIO(), io.StringIO()
     program, sys.argv[0] = sys.argv[0], case.cli  # the program the parser's messages name
     try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), context:
             try:
                 run_cli(lambda: ENTRY_POINTS[case.cli](argv))
                 return Outcome(0, err.getvalue())
@@ -879,7 +1291,10 @@ def write_doc(path: Path = DOC) -> list[str]:
         "`--out {tmp}/t.json`, tlcm.data.trajectories `--out {tmp}/cache --device cpu` (unless the case",
         "sets them). A bad input ends with one line `error: what, where, how to fix` and exit code 2 (3:",
         "a non-finite loss; the argument parser's own errors print its usage box, shortened here), before",
-        "the model loads wherever the check needs no weights. Rows marked *known gap* are not handled yet.",
+        "the model loads wherever the check needs no weights. Exit code 0 rows are damage a run recovers",
+        "from: one line says what was wrong and what it used instead, then the run goes on (its progress",
+        "output follows). Rows marked *(simulated)* inject the fault into the file writers in-process (a",
+        "full disk: ENOSPC, or safetensors' own error). Rows marked *known gap* are not handled yet.",
         "",
         "| bad input | command or field | message printed | exit code |",
         "|---|---|---|---|",

@@ -32,6 +32,16 @@ the step's CUDA generator and no ``device=`` draws on the default device (CPU) a
    is on the host in production too (a milestone table, a CPU generator's draw) is counted but
    costs nothing, and so is a ``.to(device)`` of a tensor already there. torch.optim's ``.item()``
    on its host step counters is not counted.
+4. Device syncs (``count_syncs=True``): ``device_syncs`` counts, with the same keys, the syncs above
+   that WOULD wait for the accelerator: reads of device tensors, copies of device tensors to the
+   host, blocking copies of host tensors to the device. Every tensor is placed as it is made, as
+   production would place it: on the host are factory outputs (torch.arange, torch.tensor, ...),
+   draws with a host generator (one in ``host_generators``, or ``device="cpu"`` spelled as a
+   string), ``.cpu()`` / ``.to("cpu")`` copies and what is computed from host tensors only; on the
+   device are parameters, tensors made before the mode (model weights), draws with any other
+   generator (the step's), ``.to(device)`` copies (given a torch.device: an alias on CPU, so the
+   host original stays on the host) and whatever a device tensor went into. A test simulates an
+   accelerator step by handing ``StepContext.host_generator`` a registered host generator.
 
 A violation raises ``AssertionError`` at the call (op, tlcm file:line, devices) and is also kept in
 ``violations``; leaving the mode raises again if any were recorded (in case a broad ``except`` in
@@ -47,6 +57,7 @@ puts ``pytest.raises`` outside the mode (``with pytest.raises(AssertionError), D
 from __future__ import annotations
 
 import sys
+import weakref
 from collections import Counter
 from inspect import signature
 from pathlib import Path
@@ -124,6 +135,8 @@ POSITIONAL_GENERATOR = {
 }
 """Draws that may take the generator positionally (nn.init.uniform_(t, a, b, g)); any other torch op
 takes it as ``generator=`` only (looking through every op's arguments would be slow)."""
+HOST = "_tlcm_host"
+"""Attribute set on tensors that live on the host in production (``DeviceDiscipline._place``)."""
 STEP_METHODS = {"_step", "forward", "aux_step", "after_student_step"}
 """Trainer._step and Loss.forward/aux_step/after_student_step: a training step runs below them."""
 
@@ -232,6 +245,40 @@ def _copy_kind(func, args, kwargs) -> str | None:
     return "cpu" if target == "cpu" and isinstance(target, str) else "to(device)"
 
 
+def _inputs(args, kwargs) -> list[torch.Tensor]:
+    """The tensors among an op's arguments, one level into lists and tuples (torch.cat, stack)."""
+    found = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, list | tuple):
+            found.extend(v for v in value if isinstance(v, torch.Tensor))
+    return found
+
+
+def _on_host(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` lives on the host in production (see rule 4): placed there by ``_place``;
+    parameters and untagged tensors (made before the mode) live on the device."""
+    return getattr(tensor, HOST, False) and not isinstance(tensor, nn.Parameter)
+
+
+def _copy_target(func, args, kwargs) -> bool | None:
+    """Where a ``.cpu()`` / ``.cuda()`` / ``.to(...)`` copy goes: True host, False device, None no
+    device change (``.to(dtype)``, not a copy op). A torch.device stands for the accelerator, the
+    string "cpu" for the host, a tensor for its own place."""
+    if func is T.cpu or func is T.cuda:
+        return func is T.cpu
+    if func is not T.to:
+        return None
+    targets = [a for a in args[1:] if isinstance(a, str | torch.device | torch.Tensor)]
+    target = kwargs.get("device", targets[0] if targets else None)
+    if target is None:
+        return None
+    if isinstance(target, torch.Tensor):
+        return _on_host(target)
+    return isinstance(target, str) and target.startswith("cpu")
+
+
 def _bool_mask(index) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool and i.dim() > 0 for i in items)
@@ -255,6 +302,8 @@ class DeviceDiscipline(TorchFunctionMode):
         self.factories, self.count_syncs, self.strict, self.roots = factories, count_syncs, strict, roots
         self.violations: list[str] = []
         self.syncs: Counter[tuple[str, str, str, bool]] = Counter()
+        self.device_syncs: Counter[tuple[str, str, str, bool]] = Counter()
+        self.host_generators: weakref.WeakSet[torch.Generator] = weakref.WeakSet()
         self.label = ""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -269,6 +318,8 @@ class DeviceDiscipline(TorchFunctionMode):
         if self.count_syncs:
             self._count_sync(func, args, kwargs)
         out = func(*args, **kwargs)
+        if self.count_syncs:
+            out = self._place(func, args, kwargs, generator, out)
         if (
             func in FACTORIES
             and self.factories
@@ -331,7 +382,41 @@ class DeviceDiscipline(TorchFunctionMode):
         if copy and (origin is None or not origin.f_code.co_filename.startswith(self.roots)):
             return  # libraries' .to(device) (Module.to, clip_grad_norm_) move what is mostly there
         if _owner(frame, self.roots) is not None:
-            self.syncs[(self.label, _site(frame, self.roots), op, _in_step(frame))] += 1
+            key = (self.label, _site(frame, self.roots), op, _in_step(frame))
+            self.syncs[key] += 1
+            if self._waits(op, args, kwargs):
+                self.device_syncs[key] += 1
+
+    def _waits(self, op: str, args, kwargs) -> bool:
+        """Whether sync ``op`` waits for the accelerator (rule 4): a read or ``.cpu()`` of a device
+        tensor, a blocking copy of host data to the device."""
+        if op == "tensor(data, device=)":
+            return True
+        if op == "to(device)":
+            return _on_host(args[0])
+        return not all(_on_host(t) for t in _inputs(args, kwargs))
+
+    def _place(self, func, args, kwargs, generator, out):
+        """Tag ``out`` host or device as production would place it (rule 4); a copy of a host tensor
+        to the device that returned the tensor itself (CPU) returns an alias, tagged device."""
+        target = _copy_target(func, args, kwargs)
+        if target is not None:
+            host = target
+            if out is args[0] and not host and _on_host(out):
+                out = out.view_as(out)
+        elif generator is not None:
+            host = generator in self.host_generators or kwargs.get("device") == "cpu"
+        elif func in FACTORIES and not isinstance(args[0] if args else kwargs.get("data"), torch.Tensor):
+            host = True
+        else:
+            inputs = _inputs(args, kwargs)
+            if any(out is t for t in inputs):
+                return out  # in place (or returned as is): keeps its place
+            host = all(_on_host(t) for t in inputs)
+        for tensor in out if isinstance(out, list | tuple) else (out,):
+            if isinstance(tensor, torch.Tensor):
+                setattr(tensor, HOST, host)
+        return out
 
     def _fail(self, message: str) -> None:
         self.violations.append(message)
@@ -344,11 +429,12 @@ class DeviceDiscipline(TorchFunctionMode):
             raise AssertionError("device discipline: " + "\n".join(dict.fromkeys(self.violations)))
         return result
 
-    def sync_table(self, in_step: bool | None = True) -> list[tuple[str, str, str, int]]:
-        """(label, site, op, count) rows, sorted by label then count (in_step None: all syncs)."""
+    def sync_table(self, in_step: bool | None = True, device: bool = False) -> list[tuple]:
+        """(label, site, op, count) rows, sorted by label then count (in_step None: all syncs;
+        ``device``: only the device syncs)."""
         rows = [
             (label, site, op, n)
-            for (label, site, op, step), n in self.syncs.items()
+            for (label, site, op, step), n in (self.device_syncs if device else self.syncs).items()
             if in_step is None or step == in_step
         ]
         return sorted(rows, key=lambda r: (r[0], -r[3], r[1]))

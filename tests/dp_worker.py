@@ -3,8 +3,10 @@ split over the processes (no accumulation) and leaves each case's checkpoints in
 
     torchrun --standalone --nproc_per_node 2 tests/dp_worker.py MODEL_DIR OUT_DIR STEPS BATCH [fsdp]
 
-With "fsdp": the FSDP2 cases (FSDP_CASES) with --recipes.runtime.fsdp, and each also interrupted
-after its first step and resumed, into OUT/<case>-resumed.
+With "fsdp": the FSDP2 cases (FSDP_CASES) with --recipes.runtime.fsdp and gradient checkpointing
+(the mode users shard in), and each also interrupted after its first step and resumed, into
+OUT/<case>-resumed; and one step of "dmd" in bf16 (frozen weights, autocast, FSDP2's
+mixed-precision policy) into OUT/dmd-bf16.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.distributed.tensor import DTensor
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from dataclasses import replace  # noqa: E402
 
 from engine_helpers import interrupt_after  # noqa: E402
-from loss_cases import CASES, FSDP_CASES, case_recipe  # noqa: E402
+from loss_cases import CASES, FSDP_CASES, case_recipe, in_bf16  # noqa: E402
 
 from tlcm.distributed import close_distributed  # noqa: E402
 from tlcm.engine import Trainer, train  # noqa: E402
@@ -35,13 +38,22 @@ if __name__ == "__main__":
             if not fsdp:
                 train(recipe)
                 continue
-            recipe = replace(recipe, runtime=replace(recipe.runtime, fsdp=True))
-            train(recipe)
+            recipe = replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True))
+            student = train(recipe).student
+            for phase in recipe.phases.values():  # every loss's adapter was there when FSDP2 sharded
+                for adapter in (a for config in phase.losses.values() for a in config.adapters()):
+                    params = student._adapter_parameters(adapter)
+                    assert params and all(isinstance(p, DTensor) for p in params), (name, adapter)
             resumed = replace(recipe, runtime=replace(recipe.runtime, out_dir=out / f"{name}-resumed"))
             trainer = Trainer(resumed)
             interrupt_after(trainer, 1)
             assert trainer.run().preempted
             train(resumed)
+        if fsdp:  # FSDP2's mixed-precision policy: bf16 base and fp32 LoRA in one unit
+            recipe = in_bf16(
+                case_recipe("dmd", model, out / "dmd-bf16", steps=1, batch_size=batch, fsdp=True)
+            )
+            train(replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True)))
     finally:
         close_distributed()
     # FSDP2 on gloo: about 8% of runs abort at interpreter exit AFTER the process group was

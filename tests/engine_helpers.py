@@ -1,10 +1,11 @@
 """Helpers for engine tests: any recipe as a 2-step CPU smoke run on a tiny pipeline, and a loss
-the engine has never heard of (with switches for NaN, blow-ups and SIGTERM at chosen steps)."""
+the engine has never heard of (with switches for NaN, blow-ups and stop signals at chosen steps)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,10 +30,22 @@ class OutputNormConfig(LossConfig):
     poison_step: int = -1
     """Return NaN at this global step (0-based; -1: never; -2: always)."""
     sigterm_step: int = -1
-    """Send this process SIGTERM at this global step (-1: never)."""
+    """Send this process a stop signal (``signal_name``) at this global step (-1: never)."""
+    signal_name: str = "SIGTERM"
+    """The signal of ``sigterm_step``: SIGTERM, SIGINT or SIGHUP."""
+    signal_count: int = 1
+    """How many times to send it (2 x SIGINT: a user insisting)."""
+    signal_rank: int = -1
+    """Under torchrun: only the process of this RANK signals at ``sigterm_step`` (-1: every one)."""
+    launcher_sigterm_step: int = -1
+    """At this global step rank 0 sends SIGTERM to its parent (torchrun's launcher, which forwards
+    it to every rank) and waits until its own SIGTERM has arrived (-1: never)."""
     corrupt_step: int = -1
     """Set a student LoRA weight to inf after this global step's update, whose loss was finite (a
     blow-up)."""
+    blowup_step: int = -1
+    """Multiply the student's LoRA weights by 1e30 after this global step's update: finite weights,
+    a blow-up that no NaN check sees (the next forward may still be finite)."""
 
     def build(self, student):
         return OutputNorm(self, student)
@@ -49,8 +62,12 @@ class OutputNorm(Loss):
         value = ctx.student(x, t, ctx.cond).square().mean()
         if ctx.step == self.config.poison_step or self.config.poison_step == -2:
             value = value * float("nan")
-        if ctx.step == self.config.sigterm_step:
-            os.kill(os.getpid(), signal.SIGTERM)
+        rank = int(os.environ.get("RANK", "0"))
+        if ctx.step == self.config.sigterm_step and self.config.signal_rank in (-1, rank):
+            for _ in range(self.config.signal_count):
+                os.kill(os.getpid(), getattr(signal, self.config.signal_name))
+        if ctx.step == self.config.launcher_sigterm_step and rank == 0:
+            _signal_launcher_and_wait()
         self.last_step = ctx.step
         return {"norm": value}
 
@@ -63,9 +80,26 @@ class OutputNorm(Loss):
 
     @torch.no_grad()
     def after_student_step(self):
+        weights = self.student[0].trainable_parameters()
         if getattr(self, "last_step", None) == self.config.corrupt_step:
-            weights = self.student[0].trainable_parameters()
             next(p for n, p in weights.items() if "lora_A" in n).fill_(float("inf"))
+        if getattr(self, "last_step", None) == self.config.blowup_step:
+            for name, p in weights.items():
+                if "lora_" in name:
+                    p.mul_(1e30)
+
+
+def _signal_launcher_and_wait(timeout: float = 30.0) -> None:
+    """SIGTERM to the parent process (torchrun's launcher), then wait for the launcher's SIGTERM to
+    this process (seen by the process-wide stop-signal handler), so that it arrives in this step."""
+    from tlcm import preemption
+
+    os.kill(os.getppid(), signal.SIGTERM)
+    end = time.monotonic() + timeout
+    while preemption._process is not None and preemption._process.received is None:
+        if time.monotonic() > end:
+            raise TimeoutError("the launcher did not forward SIGTERM")
+        time.sleep(0.01)
 
 
 def small_recipe(model_dir: Path, out_dir: Path, steps: int = 4, **loss) -> Recipe:

@@ -31,14 +31,14 @@ CASES: dict[str, dict[str, dict]] = {
 """Case name -> phases (name -> losses). Every registered loss appears in at least one case."""
 
 
-FSDP_CASES = ("mlcd", "lcd", "dmd", "gan-unet", "gan-timm-r1", "preference-reward")
+FSDP_CASES = ("mlcd", "lcd", "dmd", "gan-unet", "gan-timm-r1", "preference-reward", "mlcd-then-dmd")
 """The cases FSDP2 runs (an EMA target and a DPO reference call the network with swapped-in weights:
-refused under FSDP2). Not yet: "mlcd-then-dmd" runs, but after the switch to the DMD phase its
-fake-score adapter (added to the already sharded UNet) drifts from the 1-process run by ~0.3%
-(relative L2 of weights and AdamW moments after one fake update; losses agree to 2e-5): open.
-Their MLCD states are "single_jump" (``case_recipe(fsdp=True)``): FSDP2 runs MDS as M masked
-rounds, equal to the subset rounds only to rounding (tests/test_diffusion_solvers.py), which AdamW
-at lr 1e-2 amplifies on near-zero gradients beyond any useful tolerance."""
+refused under FSDP2). "mlcd-then-dmd" switches phases to one whose loss trains an adapter the
+first phase did not (DMD's fake score): the engine adds it before sharding (``LossConfig.adapters``)
+and the phase re-initialises it, as in one process. Their MLCD states are "single_jump"
+(``case_recipe(fsdp=True)``): FSDP2 runs MDS as M masked rounds, equal to the subset rounds only
+to rounding (tests/test_diffusion_solvers.py), which AdamW at lr 1e-2 amplifies on near-zero
+gradients beyond any useful tolerance."""
 
 
 def case_recipe(
@@ -68,3 +68,13 @@ def case_recipe(
         for phase, losses in CASES[name].items()
     }
     return replace(base, phases=phases)
+
+
+def in_bf16(recipe: Recipe) -> Recipe:
+    """``recipe`` in the CUDA default's precision on any device: frozen weights bf16, bf16 autocast
+    (adapters, heads and optimizer state stay fp32)."""
+    model, runtime = (
+        replace(recipe.model, frozen_dtype="bf16"),
+        replace(recipe.runtime, mixed_precision="bf16"),
+    )
+    return replace(recipe, model=model, runtime=runtime)

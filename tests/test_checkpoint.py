@@ -1,11 +1,16 @@
 """Checkpoints: `latest` never names a missing folder (a crash at every file-system operation of a
-save), a damaged latest checkpoint falls back to the newest complete one, and the engine refuses to
-resume or initialise from checkpoints that do not fit the recipe."""
+save; every file fsynced before its rename), a damaged latest checkpoint or pointer falls back to the
+newest complete one (read-only commands change nothing in the run), NaN or absurd weights are never
+saved nor resumed from, the engine refuses to resume or initialise from checkpoints that do not fit
+the recipe, the model or the process count, and SIGTERM / SIGINT / SIGHUP save and exit 75."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from engine_helpers import interrupt_after, small_recipe
 
 import tlcm.checkpoint as ckpt
 from tlcm.checkpoint import TrainState, load_latest, save_checkpoint
+from tlcm.config import RuntimeConfig
 from tlcm.engine import PREEMPTED_EXIT_CODE, Trainer, train
 from tlcm.errors import TLCMError
 
@@ -30,10 +36,15 @@ class Crash(Exception):
 
 @pytest.mark.parametrize("same_step", [False, True], ids=["new-step", "same-step"])
 def test_a_crash_anywhere_in_a_save_leaves_latest_loadable(tmp_path, same_step, monkeypatch):
-    """Crash at the k-th os.replace / shutil.rmtree / file write of a save, for every k: `latest`
-    then names a complete checkpoint, either the previous save or the new one."""
+    """Crash at the k-th os.replace / os.fsync / shutil.rmtree / weights write of a save, for every
+    k: `latest` then names a complete checkpoint, either the previous save or the new one."""
     calls = {"n": 0, "crash_at": -1}
-    real = {"replace": ckpt.os.replace, "rmtree": ckpt.shutil.rmtree, "save_file": ckpt.save_file}
+    real = {
+        "replace": ckpt.os.replace,
+        "fsync": ckpt.os.fsync,
+        "rmtree": ckpt.shutil.rmtree,
+        "save_tensors": ckpt.save_tensors,
+    }
 
     def counted(name):
         def call(*args, **kwargs):
@@ -45,10 +56,10 @@ def test_a_crash_anywhere_in_a_save_leaves_latest_loadable(tmp_path, same_step, 
         return call
 
     for name in real:
-        target = ckpt.os if name == "replace" else ckpt.shutil if name == "rmtree" else ckpt
+        target = ckpt.os if name in ("replace", "fsync") else ckpt.shutil if name == "rmtree" else ckpt
         monkeypatch.setattr(target, name, counted(name))
     crashes = 0
-    for crash_at in range(1, 20):
+    for crash_at in range(1, 30):
         out = tmp_path / f"run{crash_at}"
         _save(out, 1, 1.0)
         _save(out, 2, 2.0, phase_index=1 if same_step else 0)
@@ -72,8 +83,10 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_complete_one(tmp_p
     data = (newest / "student.safetensors").read_bytes()
     (newest / "student.safetensors").write_bytes(data[: len(data) // 2])  # truncated
     lines: list[str] = []
-    loaded = load_latest(tmp_path, "cpu", say=lines.append)
+    loaded = load_latest(tmp_path, "cpu", say=lines.append)  # read-only: the run is left as it is
     assert loaded.state.global_step == 2 and len(lines) == 1 and "step-0000003" in lines[0]
+    assert newest.is_dir() and not (tmp_path / "checkpoints" / "damaged-step-0000003").exists()
+    assert load_latest(tmp_path, "cpu", say=lines.append, repair=True).state.global_step == 2
     assert (tmp_path / "checkpoints" / "damaged-step-0000003").is_dir()  # kept aside, not resumed
     (tmp_path / "checkpoints" / "step-0000002" / "optimizer.pt").write_bytes(b"PK\x03\x04 garbage")
     (tmp_path / "checkpoints" / "latest").write_text("step-0000009")  # names a missing folder
@@ -147,3 +160,288 @@ def test_a_rerun_without_checkpoints_does_not_append_to_the_old_log(tiny_sd_dir,
     train(small_recipe(tiny_sd_dir, tmp_path, steps=4))
     log = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["global_step"] for line in log] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "pointer, why",
+    [
+        (b"", "latest is empty"),
+        (b"\n", "latest is empty"),
+        (b"step-\xff\xfe", "latest is not UTF-8 text"),
+        (b"step-0000009", "latest names 'step-0000009', not a checkpoint folder"),
+        (b"..", "latest names '..', not a checkpoint folder"),
+        (b"latest", "latest names 'latest', not a checkpoint folder"),
+    ],
+    ids=["empty", "newline", "not-utf8", "missing-folder", "parent", "itself"],
+)
+def test_a_damaged_latest_pointer_falls_back_with_one_notice(tmp_path, pointer, why):
+    """An empty pointer (a power loss before fsync), non-UTF-8 bytes or a name of no folder: the
+    newest complete checkpoint, one line saying why, and nothing renamed (before: an empty pointer
+    renamed `checkpoints` into itself, non-UTF-8 raised UnicodeDecodeError)."""
+    for step in (1, 2):
+        _save(tmp_path, step, float(step))
+    (tmp_path / "checkpoints" / "latest").write_bytes(pointer)
+    lines: list[str] = []
+    for repair in (False, True):
+        loaded = load_latest(tmp_path, "cpu", say=lines.append, repair=repair)
+        assert loaded.state.global_step == 2 and torch.equal(loaded.student["w"], torch.full((2,), 2.0))
+    assert len(lines) == 2 and why in lines[0] and "using " in lines[0]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest",
+        "step-0000001",
+        "step-0000002",
+    ]
+
+
+def test_a_save_fsyncs_every_file_before_its_rename_and_the_folders_after(tmp_path, monkeypatch):
+    """The checkpoint files and the pointer reach the disk before the renames that publish them, and
+    the renames themselves (their folders) after: a power loss cannot leave an empty `latest`."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, ckpt.os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", f"{src} -> {dst}"))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "fsync", fsync)
+    monkeypatch.setattr(ckpt.os, "replace", replace)
+    _save(tmp_path, 1, 1.0)
+    root = tmp_path.resolve() / "checkpoints"
+    tmp = root / ".tmp-step-0000001"
+    synced = [path for kind, path in events if kind == "fsync"]
+    for name in ("student.safetensors", "optimizer.pt", "losses.pt", "state.json"):
+        assert str(tmp / name) in synced, name
+    order = [(kind, path.split("/")[-1]) for kind, path in events]
+    publish = order.index(("replace", "step-0000001"))
+    assert ("fsync", ".tmp-step-0000001") in order[:publish]  # the folder's entries, then the rename
+    pointer = order.index(("replace", "latest"))
+    assert order[pointer - 1] == ("fsync", ".latest.tmp") and order[pointer + 1] == ("fsync", "checkpoints")
+    assert ("fsync", "checkpoints") in order[publish + 1 : pointer]
+    assert (root / "latest").read_text() == "step-0000001"
+
+
+def test_nan_or_absurd_latest_weights_fall_back_to_the_previous_checkpoint(tmp_path):
+    """A checkpoint holding NaN (written before saves were checked, or a bit flip) or finite but
+    absurd weights (a blow-up) is passed over for the previous sound one, instead of resuming into
+    the same failure ("lower the lr") on every rerun."""
+    _save(tmp_path, 1, 1.0)
+    for step, value, why in ((2, float("nan"), "student/w holds NaN/inf"), (3, 1e30, "|w| = 1e+30 > 10000")):
+        weights = {"w": torch.full((2,), value)}
+        save_checkpoint(tmp_path, TrainState(0, step, step), weights, {}, {}, phases=[("p", 9)])
+        lines: list[str] = []
+        assert load_latest(tmp_path, "cpu", say=lines.append).state.global_step == 1
+        assert why in lines[0]
+    assert ckpt.WEIGHT_LIMIT == RuntimeConfig().max_weight_abs
+    assert load_latest(tmp_path, "cpu", say=lines.append, limit=1e31).state.global_step == 3
+    run = {"recipe": {"runtime": {"max_weight_abs": 1e31}}}  # the limit the run trained with
+    save_checkpoint(tmp_path, TrainState(0, 4, 4), {"w": torch.full((2,), 1e30)}, {}, {}, run=run)
+    assert load_latest(tmp_path, "cpu", say=lines.append).state.global_step == 4
+
+
+def _two_checkpoints(tiny_sd_dir, out):
+    recipe = small_recipe(tiny_sd_dir, out, steps=2)
+    return train(replace(recipe, runtime=replace(recipe.runtime, checkpoint_every=1)))
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_read_only_commands_never_modify_a_run(tiny_sd_dir, tmp_path, monkeypatch):
+    """Student.from_run (tlcm.sample --student, tlcm.evaluate student, tlcm.export) on a run whose
+    latest checkpoint and pointer are damaged: it uses the newest complete checkpoint and changes
+    nothing in the run, and works when every write there fails (a read-only run folder)."""
+    from tlcm.models.base import BaseModel
+    from tlcm.models.student import Student
+
+    _two_checkpoints(tiny_sd_dir, tmp_path / "run")
+    root = tmp_path / "run" / "checkpoints"
+    (root / "step-0000002" / "optimizer.pt").write_bytes(b"PK\x03\x04 garbage")
+    (root / "latest").write_bytes(b"")
+    before = _tree(tmp_path / "run")
+    base = BaseModel.load(tiny_sd_dir, "cpu")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(30, "Read-only file system")
+
+    for name in ("rename", "replace", "unlink", "rmdir", "mkdir", "touch", "write_text", "write_bytes"):
+        monkeypatch.setattr(Path, name, refuse)
+    monkeypatch.setattr(os, "rename", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
+    student = Student.from_run(base, tmp_path / "run")
+    monkeypatch.undo()
+    assert student.config.lora_rank == 4 and _tree(tmp_path / "run") == before
+
+
+def _preempted(tiny_sd_dir, out, **recipe_changes):
+    """A 3-step run stopped after step 1 (a checkpoint at step 1), then the recipe with changes."""
+    first = Trainer(small_recipe(tiny_sd_dir, out, steps=3))
+    interrupt_after(first, 1)
+    assert first.run().preempted
+    recipe = small_recipe(tiny_sd_dir, out, steps=3)
+    for section, fields in recipe_changes.items():
+        if section == "phase":
+            recipe = replace(recipe, phases={"stage": replace(recipe.phases["stage"], **fields)})
+        else:
+            recipe = replace(recipe, **{section: replace(getattr(recipe, section), **fields)})
+    return recipe
+
+
+def test_resume_refuses_another_recipe_naming_the_fields_unless_asked(tiny_sd_dir, tmp_path, capsys):
+    """Another lr and seed: refused in one line naming both; with resume_changed it resumes (one
+    line saying what changed) and the next checkpoint stores the new recipe. Fields that do not
+    alter training (log_every, checkpoint cadence, trackers, failure handling) may change."""
+    recipe = _preempted(tiny_sd_dir, tmp_path, phase={"lr": 2e-3}, runtime={"seed": 1})
+    with pytest.raises(TLCMError) as err:
+        train(recipe)
+    message = str(err.value)
+    assert "phases.stage.lr 0.001 -> 0.002; runtime.seed 0 -> 1 (checkpoint -> this run)" in message
+    assert "--recipes.runtime.resume-changed" in message and "\n" not in message
+    on_purpose = replace(recipe, runtime=replace(recipe.runtime, resume_changed=True))
+    assert train(on_purpose).state.global_step == 3
+    assert "--recipes.runtime.resume-changed: resuming" in capsys.readouterr().err
+    stored = json.loads((tmp_path / "checkpoints" / "step-0000003" / "state.json").read_text())
+    assert stored["run"]["recipe"]["phases"]["stage"]["lr"] == 2e-3 and stored["run"]["processes"] == 1
+    harmless = _preempted(
+        tiny_sd_dir,
+        tmp_path / "b",
+        runtime={"log_every": 2, "checkpoint_every": 5, "on_nonfinite": "skip", "max_weight_abs": 1e5},
+    )
+    assert train(harmless).state.global_step == 3
+
+
+def test_resume_refuses_another_base_model_and_process_count(tiny_sd_dir, tmp_path, capsys):
+    """Another base of the same architecture (one weight changed: the fingerprint samples it),
+    the same model moved (accepted), another process count, and a checkpoint from before run
+    records (resumed, with a notice)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_sd_dir, moved)
+    recipe = _preempted(tiny_sd_dir, tmp_path / "run", model={"path": moved})
+    trainer = Trainer(recipe)  # the same model elsewhere: resumes
+    assert trainer._restore().state.global_step == 1
+    (weights,) = (moved / "unet").glob("*.safetensors")
+    with safe_open(weights, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(weights)
+    tensors = {k: v * 1.001 if k.endswith("conv_in.weight") else v for k, v in tensors.items()}
+    size = weights.stat().st_size
+    save_file(tensors, weights, metadata=metadata)
+    assert weights.stat().st_size == size  # a fine-tune: same architecture, same file sizes
+    with pytest.raises(TLCMError, match=r"base model \S*tiny-sd\S* -> \S*moved \(fingerprint \w+ -> \w+\)"):
+        train(recipe)
+    state_file = tmp_path / "run" / "checkpoints" / "step-0000001" / "state.json"
+    record = json.loads(state_file.read_text())
+    record["run"]["processes"] = 2
+    state_file.write_text(json.dumps(record))
+    recipe = replace(recipe, model=replace(recipe.model, path=tiny_sd_dir))
+    with pytest.raises(TLCMError, match=r"another recipe or model: processes 2 -> 1 \(checkpoint"):
+        train(recipe)
+    del record["run"]
+    state_file.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert train(recipe).state.global_step == 3
+    assert "predates stored recipes: resuming with only its phases" in capsys.readouterr().err
+
+
+class Unhandled(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _unhandled_signals_fail():
+    """While the block runs, a stop signal that the run does not handle raises Unhandled (instead
+    of killing or interrupting pytest)."""
+
+    def unhandled(signum, frame):
+        raise Unhandled(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, unhandled) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_stop_signals_save_and_exit_75(tiny_sd_dir, tmp_path, capsys, name):
+    """SIGTERM, Ctrl-C and a closed terminal all save after the step and exit 75 (before: SIGINT
+    raised KeyboardInterrupt with a traceback and lost the phase, SIGHUP killed the process)."""
+    from tlcm.errors import run_cli
+    from tlcm.train import TrainArgs, main
+
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=3, sigterm_step=0, signal_name=name)
+    with _unhandled_signals_fail(), pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: main(TrainArgs(recipes=recipe)))
+    assert exit_info.value.code == PREEMPTED_EXIT_CODE == 75
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000001"
+    err = capsys.readouterr().err
+    assert f"{name}: saved a checkpoint at step 1; exit 75" in err and "Traceback" not in err
+
+
+def test_a_second_ctrl_c_aborts_in_one_line(tiny_sd_dir, tmp_path, capsys):
+    from tlcm.errors import run_cli
+    from tlcm.train import TrainArgs, main
+
+    recipe = small_recipe(
+        tiny_sd_dir, tmp_path, steps=3, sigterm_step=0, signal_name="SIGINT", signal_count=2
+    )
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(lambda: main(TrainArgs(recipes=recipe)))
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped run_cli")
+    assert exit_info.value.code == 130
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[-1].startswith("interrupted (Ctrl-C): stopped without saving")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_under_torchrun_only_rank_0_prints_an_input_error(monkeypatch, capsys):
+    """Every rank validates the same recipe: one line from rank 0, the same exit code everywhere.
+    A rank > 0 waits to be stopped by torchrun (which it is once rank 0 exits) and prints its own
+    line only when it is not (an error of that rank alone)."""
+    from tlcm import errors, preemption
+    from tlcm.errors import run_cli
+
+    def bad():
+        raise TLCMError("--recipes.phases.mlcd.batch-size 10 does not split")
+
+    stopped = preemption.StopSignals()
+    stopped.received = "SIGTERM"  # torchrun stopped this rank after rank 0 exited
+    monkeypatch.setattr(errors, "RANK_GRACE_SECONDS", 0.2)
+    line = "error: --recipes.phases.mlcd.batch-size 10 does not split\n"
+    for rank, process, printed in (("1", stopped, ""), ("0", None, line), ("1", None, f"[rank 1] {line}")):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setattr(preemption, "_process", process)
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(bad)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == printed
+
+
+def test_the_model_fingerprint_sees_other_weights_of_the_same_size_not_a_move(tmp_path):
+    """Large files are sampled (16 x 64 KiB), yet two weights files of the same size whose bytes
+    differ throughout (two fine-tunes) differ; a moved folder, hidden files and READMEs do not."""
+    from tlcm.resume import model_fingerprint
+
+    a = tmp_path / "a"
+    (a / "unet").mkdir(parents=True)
+    (a / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    weights = a / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(torch.randn(5 << 18).numpy().tobytes())  # 5 MiB
+    before = model_fingerprint(a)
+    shutil.copytree(a, tmp_path / "b")
+    (tmp_path / "b" / ".cache").mkdir()
+    (tmp_path / "b" / ".cache" / "x").write_text("download metadata")
+    (tmp_path / "b" / "README.md").write_text("a model card")
+    assert model_fingerprint(tmp_path / "b") == before
+    weights.write_bytes(torch.randn(5 << 18).numpy().tobytes())
+    assert model_fingerprint(a) != before

@@ -1,7 +1,10 @@
 """The device-discipline checker (tests/device_discipline.py) catches on CPU what crashes on CUDA:
 generator draws that fall back to the default device, in-step tensor factories without a device;
-and it counts host syncs by call site."""
+it counts host syncs by call site and tells those that would wait for the accelerator, so a
+training step of every loss is checked to wait once per optimizer step (engine.py's claim)."""
 
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,9 +12,22 @@ import torch
 from device_discipline import DeviceDiscipline
 from torch import nn
 
-from tlcm.losses.base import Loss
+from recipes import PRESETS
+from tlcm.config import Phase, StudentConfig, smoke_recipe
+from tlcm.data.prompts import load_prompts
+from tlcm.data.trajectories import TrajectoryCache, build_cache
+from tlcm.diffusion.milestones import StudentGrid, _on_device
+from tlcm.engine import Trainer
+from tlcm.losses.base import Loss, StepContext
+from tlcm.losses.dmd import DMDConfig
+from tlcm.losses.gan import GANConfig
+from tlcm.losses.lcd import LCDConfig
+from tlcm.losses.mlcd import MLCDConfig
+from tlcm.losses.preference import PreferenceConfig
+from tlcm.models.base import BaseModel
 from tlcm.rewards import shifted_prompts
 from tlcm.rewards.digit import DigitReward
+from tlcm.toy import MINIATURE_SD
 
 HERE = (str(Path(__file__).resolve()),)  # police this file's code too, as if it were tlcm's
 
@@ -95,3 +111,116 @@ def test_host_syncs_are_counted_by_call_site():
         step_like()
     ops = sorted(op for (_, site, op, _), n in mode.syncs.items() if site.startswith("tests/"))
     assert ops == ["__bool__", "__float__", "item", "to(device)", "x[bool mask]"]
+
+
+def test_device_syncs_are_told_from_host_reads():
+    """Reads of host tensors (factories, host-generator draws, .cpu() copies) wait for nothing;
+    reads of device tensors (the step generator's draws, parameters, .to(device) copies) do."""
+    host, step = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    weight = nn.Parameter(torch.ones(3))
+    with DeviceDiscipline(roots=HERE, count_syncs=True) as mode:
+        mode.host_generators.add(host)
+        drawn = torch.randint(5, (3,), generator=host, device=host.device)
+        moved = drawn.to(torch.device("cpu"), non_blocking=True)  # on CPU an alias, on the device
+        (moved * 2).tolist()
+        drawn.tolist(), (drawn + torch.arange(3)).tolist()
+        bool((torch.randn(3, generator=step, device=step.device) > 0).any())
+        float((weight.detach() * 2).sum())
+        weight.detach().cpu().tolist()  # the copy waits, the read of the copy does not
+    assert sorted(op for (_, _, op, _) in mode.device_syncs) == ["__bool__", "__float__", "cpu", "tolist"]
+    assert sum(mode.syncs.values()) == 7 and sum(mode.device_syncs.values()) == 4
+
+
+def _accelerator_step(mode: DeviceDiscipline, monkeypatch) -> None:
+    """Make training steps behave as on an accelerator for ``mode``: each step's host_generator is a
+    registered host generator seeded like the step's (not the step's own CPU generator), and syncs
+    are labelled with the global step."""
+
+    def host_generator(ctx):
+        def make():
+            generator = torch.Generator().manual_seed(ctx.generator.initial_seed())
+            mode.host_generators.add(generator)
+            return generator
+
+        return ctx.shared("host_generator", make)
+
+    step = Trainer._step
+
+    def labelled(self, phase, losses, opt, params, global_step):
+        mode.label = str(global_step)
+        return step(self, phase, losses, opt, params, global_step)
+
+    monkeypatch.setattr(StepContext, "host_generator", property(host_generator))
+    monkeypatch.setattr(Trainer, "_step", labelled)
+
+
+def _waits_per_step(mode: DeviceDiscipline) -> dict[str, Counter]:
+    """{global step: Counter of (file, op) device syncs inside that step}."""
+    steps: dict[str, Counter] = {}
+    for label, site, op, n in mode.sync_table(in_step=True, device=True):
+        steps.setdefault(label, Counter())[(site.split(":")[0], op)] += n
+    return steps
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A teacher trajectory cache of the miniature (M = 2, k = 250, one trajectory per prompt)."""
+    out, w = tmp_path_factory.mktemp("trajectories"), PRESETS["tlcm-paper"].model.guidance_scale
+    build_cache(BaseModel.load(MINIATURE_SD), load_prompts(None), out, 1, 2, 250, w, batch_size=64)
+    return out
+
+
+def _phase(grad_accum: int = 1, **losses) -> Phase:
+    return Phase(steps=2, batch_size=2, grad_accum=grad_accum, losses=losses)
+
+
+ENGINE_CHECK = ("tlcm/engine.py", "__bool__")
+"""The engine's one sync per optimizer step: is every term and the gradient norm finite?"""
+CACHE_ROWS = ("tlcm/data/trajectories.py", "cpu")
+"""MLCD from the trajectory cache: the prompt indices reach the loss on the device."""
+TABLE_COPY = ("tlcm/diffusion/milestones.py", "tensor(data, device=)")
+"""A milestone table's first copy to the device (cached: once per process)."""
+
+
+def test_a_training_step_of_every_loss_waits_for_the_device_once(cache_dir, tmp_path, monkeypatch):
+    """MLCD (MDS states, and cached trajectories), LCD, reward feedback, DPO, DMD + a pixel GAN,
+    2 micro-batches per step where it matters: one device sync per optimizer step (the engine's
+    finite check), plus one per micro-batch of MLCD from the cache (its rows are read on the host,
+    the prompt indices arrive on the device), plus one milestone table's first copy. MLCD's segment
+    draws and the rewards' unrelated prompts come from the host generator (before: one sync per
+    micro-batch each)."""
+    phases = {
+        "mlcd": _phase(2, mlcd=MLCDConfig()),
+        "cache": _phase(2, mlcd=MLCDConfig(skip=250, states="cache")),
+        "lcd": _phase(lcd=LCDConfig()),
+        "reward": _phase(2, preference=PreferenceConfig(mode="reward")),
+        "dpo": _phase(preference=PreferenceConfig(mode="dpo")),
+        "gan": _phase(dmd=DMDConfig(fake_updates=2), gan=GANConfig()),
+    }
+    recipe = smoke_recipe(PRESETS["tlcm-paper"], MINIATURE_SD, tmp_path, resume=False)
+    student = StudentConfig(lora_rank=4, lora_alpha=4.0, grid=StudentGrid(2, 2))
+    data = replace(recipe.data, trajectory_cache=cache_dir)
+    mode = DeviceDiscipline(count_syncs=True)
+    _accelerator_step(mode, monkeypatch)
+    _on_device.cache_clear()  # a fresh process: tables cached by earlier tests were made outside the mode
+    with mode:
+        Trainer(replace(recipe, student=student, data=data, phases=phases)).run()
+    steps = _waits_per_step(mode)
+    assert sum(waits.pop(TABLE_COPY, 0) for waits in steps.values()) == 1
+    cache_steps = ("2", "3")  # phase "cache", 2 micro-batches each
+    assert steps == {
+        str(s): Counter({ENGINE_CHECK: 1, CACHE_ROWS: 2} if str(s) in cache_steps else {ENGINE_CHECK: 1})
+        for s in range(12)
+    }
+
+
+def test_cache_rows_for_host_indices_and_host_draws_wait_for_nothing(cache_dir):
+    """The cache's remaining sync is the prompt indices' copy to the host: given host indices (the
+    engine holds them there) and the host generator, sampling states waits for no device."""
+    base, prompts = BaseModel.load(MINIATURE_SD), load_prompts(None)
+    with DeviceDiscipline(count_syncs=True) as mode:  # the cache's tables are made on the host
+        cache = TrajectoryCache.open(cache_dir, base, prompts)
+        host = torch.Generator().manual_seed(0)
+        mode.host_generators.add(host)
+        states = cache.sample(torch.arange(2), host, torch.device("cpu"))
+    assert states["x_tm"].shape[0] == 2 and not mode.device_syncs

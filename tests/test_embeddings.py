@@ -1,6 +1,7 @@
 """The text-embedding store (tlcm/data/embeddings.py): canonical chunks give the bits of up-front
 encoding whatever the request order; the disk cache misses then hits, fills in partial caches,
-re-encodes a corrupted chunk and refuses another text encoder in one line; the engine trains with it."""
+re-encodes a corrupted chunk and refuses another text encoder, a malformed manifest or a failed
+write in one line; the engine trains with it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 import torch
 from device_discipline import DeviceDiscipline
 from engine_helpers import shrink
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tiny_pipelines import tiny_sd_pipeline
 
+import tlcm.files
 from recipes import PRESETS
 from tlcm.conditioning import Conditioning
 from tlcm.data import embeddings
@@ -111,6 +114,28 @@ def test_another_text_encoder_is_refused_in_one_line(sd, tiny_sd_dir, tmp_path):
     (folder / "manifest.json").write_text("{")
     with pytest.raises(TLCMError, match="unreadable manifest.json"):
         EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+
+
+def test_a_malformed_manifest_or_a_failed_write_is_refused_in_one_line(sd, tmp_path, monkeypatch):
+    folder = tmp_path / "emb"
+    EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    chunk_names = {key: entry["file"] for key, entry in manifest["chunks"].items()}  # not {file, rows, ...}
+    for change, message in [
+        ({"chunks": chunk_names}, "a chunk of manifest.json is not a JSON object"),
+        ({"fingerprint": "text_encoder"}, "'fingerprint' must hold a JSON object"),
+    ]:
+        (folder / "manifest.json").write_text(json.dumps({**manifest, **change}))
+        with pytest.raises(TLCMError, match=f"unreadable manifest.json .*{message}") as err:
+            EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+        assert "\n" not in str(err.value)
+
+    def read_only(tensors, path, metadata=None):  # what safetensors' writer raises there
+        raise SafetensorError("Error while serializing: I/O error: Read-only file system (os error 30)")
+
+    monkeypatch.setattr(tlcm.files, "save_file", read_only)
+    with pytest.raises(TLCMError, match=r"cannot write \(OSError: \[Errno 30\] Read-only file system"):
+        EmbeddingStore(sd, PROMPTS, tmp_path / "other", chunk_size=C)
 
 
 def test_a_corrupted_chunk_is_reencoded_with_one_warning_line(sd, tmp_path):

@@ -111,12 +111,13 @@ def test_cosine_lr_schedule_is_logged_and_resumes_where_it_stopped(tiny_sd_dir, 
 
 def test_nonfinite_loss_is_named_and_stops_or_skips(tiny_sd_dir, tmp_path):
     """Step 2 (1-based, as metrics.jsonl) returns NaN: "stop" names the term and step and saves
-    nothing; "skip" leaves the weights of that step untouched and logs it as valid JSON (null)."""
+    nothing; "skip" leaves the weights of that step untouched and logs it as valid JSON (null)
+    (1 of 4 steps skipped: within max_skipped_fraction 0.25)."""
     with pytest.raises(NonFiniteLoss, match=r"non-finite norm, grad_norm in phase 'stage' at step 2;") as err:
         train(replace(small_recipe(tiny_sd_dir, tmp_path / "stop", poison_step=1)))
     assert err.value.exit_code == 3
     assert not (tmp_path / "stop" / "checkpoints").exists()
-    recipe = small_recipe(tiny_sd_dir, tmp_path / "skip", steps=3, poison_step=1)
+    recipe = small_recipe(tiny_sd_dir, tmp_path / "skip", steps=4, poison_step=1)
     recipe = replace(recipe, runtime=replace(recipe.runtime, on_nonfinite="skip"))
     trainer = Trainer(recipe)
     seen = []
@@ -140,13 +141,46 @@ def test_skip_gives_up_after_max_consecutive_skips(tiny_sd_dir, tmp_path):
 
 
 def test_blown_up_weights_are_never_saved(tiny_sd_dir, tmp_path):
-    """A step leaves the student's weights infinite with a finite loss (a blow-up): the periodic
-    checkpoint at that step is refused and the previous one stays the latest."""
-    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=4, corrupt_step=2)
-    recipe = replace(recipe, runtime=replace(recipe.runtime, checkpoint_every=1))
-    with pytest.raises(NonFiniteLoss, match="refusing to save a checkpoint at step 3"):
+    """A step leaves the student's weights infinite, or finite but absurd (x 1e30), with a finite
+    loss (a blow-up): the periodic checkpoint at that step is refused and the previous one stays
+    the latest."""
+    for name, blowup in (("inf", {"corrupt_step": 2}), ("absurd", {"blowup_step": 2})):
+        recipe = small_recipe(tiny_sd_dir, tmp_path / name, steps=4, **blowup)
+        recipe = replace(recipe, runtime=replace(recipe.runtime, checkpoint_every=1))
+        why = "holds NaN/inf" if name == "inf" else r"holds \|w\| = .*e\+\d+ > 10000"
+        with pytest.raises(NonFiniteLoss, match=f"refusing to save a checkpoint at step 3: student/.*{why}"):
+            train(recipe)
+        assert (tmp_path / name / "checkpoints" / "latest").read_text() == "step-0000002"
+
+
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_a_finite_blow_up_stops_the_run_whatever_on_nonfinite_says(tiny_sd_dir, tmp_path, on_nonfinite):
+    """The weights x 1e30 after step 2 (finite; the next forward may give NaN, which "skip" would
+    skip for ever): the divergence guard stops the run at the next step, naming the step and the
+    magnitude; nothing is saved or exported (before: "skip" exported a LoRA of ~1e30 with exit 0)."""
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=4, blowup_step=1)
+    recipe = replace(recipe, runtime=replace(recipe.runtime, on_nonfinite=on_nonfinite))
+    with pytest.raises(
+        NonFiniteLoss,
+        match=r"the student diverged in phase 'stage': after step 2 a weight has magnitude \S+ "
+        r"\(> --recipes.runtime.max-weight-abs 10000\)",
+    ):
         train(recipe)
-    assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000002"
+    assert not (tmp_path / "student").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_skip_never_exports_a_phase_it_could_not_train(tiny_sd_dir, tmp_path):
+    """Every step NaN under "skip", fewer than max_consecutive_skips: the phase ends with 3 of 3
+    steps skipped, more than max_skipped_fraction, so it fails (exit 3) before its end is saved or
+    the student exported (before: exit 0 and an untrained LoRA exported)."""
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=3, poison_step=-2)
+    recipe = replace(recipe, runtime=replace(recipe.runtime, on_nonfinite="skip"))
+    with pytest.raises(
+        NonFiniteLoss, match=r"phase 'stage' ended with 3 of its 3 steps skipped .* nothing is exported"
+    ) as err:
+        train(recipe)
+    assert err.value.exit_code == 3
+    assert not (tmp_path / "student").exists() and not (tmp_path / "checkpoints").exists()
 
 
 def test_exported_lora_loads_in_plain_diffusers_with_tlcm_scheduler(tiny_sd_dir, tmp_path):

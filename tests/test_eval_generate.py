@@ -59,10 +59,10 @@ def test_generation_resumes_and_regenerates_only_missing_images(tiny_sd_dir, tmp
     lines = (out / "prompts.jsonl").read_text().splitlines()
     assert [json.loads(line)["prompt"] for line in lines] == PROMPTS
     assert generate(tiny_sd_dir, out) == 0  # nothing left to do (the model is not even loaded)
-    before = (out / "images" / "00002.png").read_bytes()
+    before = pixels(out)[2]
     (out / "images" / "00002.png").unlink()
-    assert generate(tiny_sd_dir, out) == 1
-    assert (out / "images" / "00002.png").read_bytes() == before  # the same noise, the same image
+    assert generate(tiny_sd_dir, out) == 1  # a batch of 1, where the first run had a batch of 3
+    assert (pixels(out)[2] - before).abs().max() <= 1  # the same noise, the same image (CPU round-off)
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"{i:05d}.png" for i in range(4)]
     with pytest.raises(TLCMError, match="other settings.*steps"):
         generate(tiny_sd_dir, out, "--steps", "3")

@@ -14,6 +14,7 @@ from engine_helpers import shrink
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 
+import tlcm.toy.evaluation
 import tlcm.train
 from recipes import PRESETS
 from tlcm import TLCMScheduler
@@ -105,9 +106,12 @@ def two_runs(tiny_sd_dir, tmp_path_factory):
         runtime = replace(recipe.runtime, export_formats=("diffusers", "kohya"))
         recipes.append(replace(recipe, student=replace(recipe.student, lora_alpha=ALPHA), runtime=runtime))
     train(recipes[0])
-    scores = [{"steps": 1, "alignment": 0.25, "fd": 3.5}, {"steps": 2, "alignment": 0.5, "fd": 2.0}]
+    scores = [
+        {"steps": 1, "prompts": 10, "alignment": 0.25, "fd": 3.5},
+        {"steps": 2, "prompts": 10, "alignment": 0.5, "fd": 2.0},
+    ]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tlcm.train, "student_scores", lambda *a, **k: scores)
+        patch.setattr(tlcm.toy.evaluation, "student_scores", lambda *a, **k: scores)
         b = replace(recipes[1], runtime=replace(recipes[1].runtime, eval_samples_per_digit=1))
         tlcm.train.train_and_score(b)
     return root / "a" / "run", root / "b" / "run", recipes[0], scores
@@ -134,7 +138,7 @@ def _card(folder) -> tuple[dict, str]:
 def test_model_card(two_runs, tiny_sd_dir):
     a, b, recipe, scores = two_runs
     front, body = _card(a / "student")
-    assert front["base_model"] == str(tiny_sd_dir.resolve()) and front["library_name"] == "diffusers"
+    assert front["base_model"] == str(tiny_sd_dir) and front["library_name"] == "diffusers"
     assert {"lora", "tlcm", "text-to-image"} <= set(front["tags"])
     saved = json.loads(re.search(r"## Recipe\n\n```json\n(.*?)\n```", body, re.S).group(1))
     assert saved == json.loads(json.dumps(recipe_dict(recipe)))
@@ -142,7 +146,10 @@ def test_model_card(two_runs, tiny_sd_dir):
     assert saved["phases"]["mlcd"]["losses"]["mlcd"]["class"] == "MLCDConfig"
     assert saved["runtime"]["export_formats"] == ["diffusers", "kohya"]
     assert re.search(r"Training time: \d+\.\d s wall clock", body)
-    assert "Not evaluated" in body and "pipe.fuse_lora()" in body and "ComfyUI/models/loras/" in body
+    assert "Not evaluated" in body and "pipe.fuse_lora()" in body
+    assert f"`{kohya_file('run')}` (kohya" in body  # written: export formats diffusers and kohya
+    # a tiny UNet (block channels (32, 64)) is no architecture stock ComfyUI knows: no steps for it
+    assert "Stock ComfyUI cannot load this base model" in body and "ComfyUI/models/loras/" not in body
     scheduler = TLCMScheduler.from_pretrained(a / "student" / "scheduler")
     table = dict(re.findall(r"^\| (\d+) \| ([\d, ]+) \|", body, re.M))
     assert sorted(table, key=int) == ["1", "2", "4", "8"]
@@ -150,7 +157,24 @@ def test_model_card(two_runs, tiny_sd_dir):
         scheduler.set_timesteps(int(n))
         assert [int(t) for t in timesteps.split(", ")] == scheduler.timesteps.tolist()
     _, scored = _card(b / "student")
-    assert "| steps | alignment | fd |" in scored and "| 2 | 0.5 | 2 |" in scored
+    assert "on 10 prompts" in scored and "| steps | alignment | FD |" in scored
+    assert "| 2 | 0.500 | 2.00 |" in scored and "digit classifier's accuracy" in scored
+
+
+def test_model_card_names_only_the_files_written_and_the_miniature_by_its_repository_path(two_runs, tmp_path):
+    """The default export (diffusers only) has no kohya file, so the card lists none; a student of
+    the bundled miniature names it relative to the repository (no user's home folder), and
+    tlcm.export finds it again from there."""
+    from tlcm.card import write_model_card
+    from tlcm.export import _card_base_model
+    from tlcm.toy import MINIATURE_SD
+
+    student = Student(BaseModel.load(MINIATURE_SD), StudentConfig(lora_rank=RANK))
+    export_student(student, tmp_path, ("diffusers",), name="run")
+    front, body = _card(write_model_card(student, tmp_path, "run").parent)
+    assert kohya_file("run") not in body.split("## Use in ComfyUI")[0]
+    assert front["base_model"] == "tlcm/toy/assets/miniature-sd" and str(MINIATURE_SD) not in body
+    assert _card_base_model(tmp_path / "README.md").resolve() == MINIATURE_SD.resolve()
 
 
 def test_converter_writes_the_engines_bytes_and_refuses_bad_input(two_runs, tiny_sd_dir, tmp_path):
@@ -196,3 +220,14 @@ def test_comfyui_steps_say_when_the_student_ships_another_sampler_than_lcm():
         assert "another sampler" not in _comfy_use("s.safetensors", "P", "/base", True, grid)
     text = _comfy_use("s.safetensors", "P", "/base", True, StudentGrid(gamma=0.0, first_gamma=1.0))
     assert "ships another sampler (gamma 0, first move 1)" in text
+
+
+def test_comfyui_steps_only_for_a_unet_comfyui_recognises():
+    from types import SimpleNamespace
+
+    from tlcm.card import comfy_detects
+
+    unet = lambda channels: SimpleNamespace(config=SimpleNamespace(block_out_channels=channels))  # noqa: E731
+    assert comfy_detects(unet([320, 640, 1280, 1280]))  # SD1.5
+    assert comfy_detects(unet([320, 640, 1280]))  # SDXL
+    assert not comfy_detects(unet([32, 64]))  # the bundled miniature

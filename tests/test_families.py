@@ -20,7 +20,7 @@ from tlcm.diffusion.solvers import guided_output
 from tlcm.errors import TLCMError
 from tlcm.export import DIFFUSERS_FILE, export_student, tlcm_scheduler
 from tlcm.models.base import BaseModel
-from tlcm.models.families.flux import STUDENT_GUIDANCE, pack, unpack
+from tlcm.models.families.flux import STUDENT_GUIDANCE, image_ids, pack, unpack
 from tlcm.models.student import Student
 
 TEXT = 16
@@ -70,8 +70,10 @@ def test_family_loads_encodes_denoises_taps_and_decodes(kind, request):
 def test_flux_call_is_the_pipelines(request):
     """Our FLUX denoiser on (B, C, h, w) equals the transformer call FluxPipeline makes on its
     packed latents (its _pack_latents, image ids, timestep / 1000, guidance), unpacked by its own
-    _unpack_latents: a wrong token order or a wrong timestep scale fails."""
+    _unpack_latents: a wrong token order or a wrong timestep scale fails. The image ids are its
+    _prepare_latent_image_ids', built once for both calls (not per call on the CPU)."""
     base = _load(request, "flux")
+    image_ids.cache_clear()
     pipe, (c, h, w) = base.pipe, base.latent_shape
     cond, _ = base.encode(["a digit"] * 2)
     x, t = torch.randn(2, c, h, w), torch.tensor([700.0, 250.0])
@@ -95,6 +97,9 @@ def test_flux_call_is_the_pipelines(request):
     with torch.no_grad():
         other = base.denoiser()(x, t, cond.with_guidance(1.0))
     assert (other - ours).abs().max() > 1e-4  # the guidance input reaches the network
+    assert (image_ids.cache_info().misses, image_ids.cache_info().hits) == (1, 1)
+    ids = FluxPipeline._prepare_latent_image_ids(2, h // 2, w // 2, "cpu", torch.bfloat16)
+    assert torch.equal(image_ids(h // 2, w // 2, torch.device("cpu"), torch.bfloat16), ids)
 
 
 def test_embedded_guidance_is_one_call_with_w_as_input():

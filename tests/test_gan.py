@@ -177,6 +177,20 @@ def test_timm_latent_gan_on_plain_tensors(noise_level):
     assert not disc.backbone.training
 
 
+def test_pixel_discriminator_resize_reaches_every_pixel_when_shrinking():
+    """1024 px decoded images shrink to the backbone's 64 px antialiased: every pixel gets a
+    gradient (plain bilinear: 4 of each 16 x 16 block, 1.6 %); enlarging (the miniature's 32 px)
+    stays plain bilinear, bit for bit."""
+    disc = GAN(GANConfig(input="pixel"), latent_channels=4).discriminator
+    disc.backbone = nn.Identity()  # the resize and normalisation only
+    images = torch.rand(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    disc.features(images, None, None).sum().backward()
+    assert (images.grad != 0).all()
+    small = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plain = F.interpolate(small, size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.equal(disc.features(small, None, None), ((plain + 1) / 2 - disc.mean) / disc.std)
+
+
 def test_teacher_real_source_and_pixel_input_need_a_decoder():
     """real="teacher": CFG-DDIM samples of the x0 = 0 teacher are exactly 0; pixel input without a
     decode function fails with a clear message."""

@@ -34,7 +34,7 @@ from tlcm.losses.mlcd import MLCD, MLCDConfig, mlcd_loss, segment_map
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
 from tlcm.models.discriminator import Discriminator
 from tlcm.models.families import FAMILIES
-from tlcm.rewards import REWARDS
+from tlcm.rewards import REWARDS, Reward
 
 TOY_AC = [0.9216, 0.64, 0.36]
 """3 timesteps: (a, s) = (0.96, 0.28), (0.8, 0.6), (0.6, 0.8) at t = 0, 1, 2 (tests/toy_context.py)."""
@@ -402,10 +402,10 @@ class DPOUNet(nn.Module):
 U_DPO = torch.tensor([1.0, -2.0, 0.5, 1.5], dtype=torch.float64).view(1, 2, 2)
 
 
-class LinearReward:
+class LinearReward(Reward):
     """r(x) = mean(U_DPO * x): the reward prefers samples far along U_DPO."""
 
-    def __call__(self, images, prompts):
+    def score(self, images, prompts):
         return (images * U_DPO).flatten(1).mean(1)
 
     def unrelated(self, prompts, generator):
@@ -514,11 +514,11 @@ def test_reward_hinge_gradients_and_dead_zone():
     assert torch.equal(r_neg.grad, torch.tensor([0.5, 0.0, 0.5, 0.0]))
 
 
-class PromptReward:
+class PromptReward(Reward):
     """r(x, p) = x[index of p] (coordinate i of the flattened latent for prompt "p<i>");
     the unrelated prompt of "p<i>" is "p<i+1 mod 3>"."""
 
-    def __call__(self, images, prompts):
+    def score(self, images, prompts):
         index = torch.tensor([int(p[1:]) for p in prompts])
         return images.flatten(1)[torch.arange(len(prompts)), index]
 

@@ -13,8 +13,8 @@ from toy_context import toy_context
 
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
-from tlcm.losses.shared import samples_key
-from tlcm.rewards import RewardSpec, build_reward, shifted_prompts
+from tlcm.losses.shared import decoded_prediction, samples_key
+from tlcm.rewards import Reward, RewardSpec, build_reward, shifted_prompts
 from tlcm.rewards.clip import AestheticHead
 from tlcm.rewards.digit import DigitReward, prompt_digit
 from tlcm.toy.data import prompt_for
@@ -107,11 +107,11 @@ def test_digit_reward_is_the_classifiers_log_probability():
         prompt_digit("a cat")
 
 
-class LatentReward:
+class LatentReward(Reward):
     """A toy reward on 'images' that are the latents themselves: r = -mean (x - 1)^2."""
 
-    def __call__(self, images, prompts):
-        return -(images - 1).square().flatten(1).mean(1)
+    def score(self, features, prompts):
+        return -(features - 1).square().flatten(1).mean(1)
 
     def unrelated(self, prompts, generator):
         return prompts
@@ -214,6 +214,32 @@ def test_reward_feedback_component_pushes_reward_up():
     with torch.no_grad():
         scale -= 0.01 * scale.grad
     assert loss(ctx())["preference"].item() < first.item()
+
+
+@pytest.mark.parametrize("name", ["clip", "aesthetic"])
+def test_reward_feedback_runs_the_clip_image_tower_once(name, tiny_clip_dir, tmp_path):
+    """The hinge scores the decoded prediction for its prompts and for unrelated ones from one
+    image embedding: one image-tower call, the loss of two separate reward calls."""
+    save_file(AestheticHead(16).state_dict(), tmp_path / "head.safetensors")
+    reward = build_reward(name, RewardSpec(str(tiny_clip_dir), str(tmp_path / "head.safetensors")))
+    reward.unrelated = lambda prompts, generator: prompts[::-1]
+    tower, calls = reward.clip.model.get_image_features, []
+    reward.clip.model.get_image_features = lambda **kw: calls.append(1) or tower(**kw)
+    config = PreferenceConfig(mode="reward", reward=name, s0=100.0, s_neg=-100.0, negative_weight=0.5)
+    loss = Preference(config, reward)
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    decode = lambda z: torch.tanh(z).repeat(1, 2, 16, 16)[:, :3]  # noqa: E731  (B, 3, 32, 32)
+    ctx = toy_context(
+        lambda x, t, c: scale * x, None, seed=2, decode=decode, grid=StudentGrid(1, 1), prompts=PROMPTS
+    )
+    value = loss(ctx)["preference"]
+    assert len(calls) == 1
+    value.backward()
+    assert scale.grad != 0
+    with torch.no_grad():
+        images = decoded_prediction(ctx)
+        r_pos, r_neg = reward(images, PROMPTS), reward(images, PROMPTS[::-1])
+    torch.testing.assert_close(value.detach(), reward_hinge(r_pos, r_neg, 100.0, -100.0, 0.5).mean())
 
 
 def test_preference_config_refuses_bad_values():

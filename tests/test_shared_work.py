@@ -9,6 +9,7 @@ from tlcm.losses.dmd import DMD, DMDConfig
 from tlcm.losses.gan import GAN, GANConfig
 from tlcm.losses.preference import Preference, PreferenceConfig
 from tlcm.models.discriminator import Discriminator
+from tlcm.rewards import Reward
 
 
 class Counter:
@@ -52,8 +53,8 @@ class ToyFake(torch.nn.Module):
         return lambda x, t, c: self.b * x
 
 
-class InkReward:
-    def __call__(self, images, prompts):
+class InkReward(Reward):
+    def score(self, images, prompts):
         return images.flatten(1).mean(1)
 
     def unrelated(self, prompts, generator):

@@ -1,8 +1,11 @@
 """The model card: README.md beside an exported student, in the Hugging Face model-card style.
 
 YAML front matter (base_model, library_name, pipeline_tag, tags), then: what was distilled from
-which base (path, pipeline class), training time, the student's scores (RUN/eval.json), how to load
-it in diffusers and in ComfyUI, the sampler settings (TLCMScheduler config, grid M and q, gamma),
+which base (path: relative to the repository for the bundled miniatures, else as given; pipeline
+class), training time, the student's scores (RUN/eval.json, labelled as tlcm/summary.py labels
+them: prompt count, the teacher's at the same prompts, what the metrics mean), the files this
+export wrote, how to load it in diffusers and in ComfyUI (or why ComfyUI cannot load its base),
+the sampler settings (TLCMScheduler config, grid M and q, gamma),
 a table of the exact timesteps (and ComfyUI sigmas) for 1/2/4/8 steps, and the full resolved
 recipe as JSON (``tlcm.config.recipe_dict``). The engine writes it with every export;
 ``python -m tlcm.train`` rewrites it with the scores after the end-of-run evaluation.
@@ -23,6 +26,7 @@ from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.export import DIFFUSERS_FILE, kohya_file, tlcm_scheduler
 from tlcm.models.base import absent_components
 from tlcm.models.student import Student
+from tlcm.summary import repo_path, scores_text
 
 CARD_FILE = "README.md"
 CARD_STEPS = (1, 2, 4, 8)
@@ -127,6 +131,23 @@ image = pipe("your prompt", {call}).images[0]
 ```"""
 
 
+def comfy_detects(net) -> bool:
+    """Whether stock ComfyUI can recognise the base UNet ``net``: its SD1.x / SD2.x / SDXL model
+    configs all have 320 base channels (a tiny UNet such as the bundled miniature's matches none)."""
+    return net.config.block_out_channels[0] == 320
+
+
+def _no_comfy(net) -> str:
+    """What to say instead of ComfyUI steps when stock ComfyUI cannot load the base ``net``."""
+    channels, width = tuple(net.config.block_out_channels), net.config.cross_attention_dim
+    return f"""Stock ComfyUI cannot load this base model: it recognises a checkpoint by matching its UNet
+against the architectures it knows (SD1.x, SD2.x, SDXL, ...: 320 base channels), and this UNet
+(block channels {channels}, cross-attention width {width}) matches none of them, so there is no
+base for the kohya LoRA to patch. What works: diffusers (above), or
+`python -m tlcm.sample --student RUN` (RUN: the run folder above this one). A student of a real
+SD1.5 / SDXL base gets ComfyUI steps here (a LoraLoader on its kohya file, sampler lcm)."""
+
+
 def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool, grid: StudentGrid) -> str:
     """ComfyUI steps; ``grid``: the export's sampler (ComfyUI's lcm is gamma 1 at every move)."""
     if not lora:
@@ -160,7 +181,8 @@ def render_model_card(
 ) -> str:
     """The card's Markdown for ``student`` exported to ``out_dir`` (kohya file named after ``name``)."""
     base, config, lora = student.base, student.config, not student.config.full_finetune
-    pipeline, base_path, family = type(base.pipe).__name__, str(Path(base.path).resolve()), base.family
+    pipeline, base_path, family = type(base.pipe).__name__, repo_path(base.path), base.family
+    in_repo = ", a folder of the tlcm repository," if base_path != str(base.path) else ""
     scheduler = type(tlcm_scheduler(base, config.grid)).from_pretrained(out_dir / "scheduler")
     m, q = config.grid.num_milestones, config.grid.steps
     if lora:
@@ -168,11 +190,16 @@ def render_model_card(
         what = f"LoRA rank {config.lora_rank}, alpha {config.lora_alpha:g} (scale alpha / rank = {scale:g})"
         what += f" on {', '.join(config.target_modules)}"
         files = f"`{DIFFUSERS_FILE}` (diffusers)"
-        files += f", `{kohya_file(name)}` (kohya: ComfyUI, A1111)" if family.kohya else ""
+        kohya = (out_dir / kohya_file(name)).is_file()  # written with --recipes.runtime.export-formats kohya
+        files += f", `{kohya_file(name)}` (kohya: ComfyUI, A1111)" if kohya else ""
     else:
         what, files = f"full fine-tune of the {type(student.net).__name__}", f"`{family.net}/`"
     if family.kohya:
-        comfy = _comfy_use(kohya_file(name), pipeline, base_path, lora, config.grid)
+        comfy = (
+            _comfy_use(kohya_file(name), pipeline, base_path, lora, config.grid)
+            if comfy_detects(base.net)
+            else _no_comfy(base.net)
+        )
         rows = timestep_rows(scheduler, m)
     else:
         comfy = f"Not covered for {family.name}: use diffusers."
@@ -183,7 +210,11 @@ def render_model_card(
     first_move = "" if first is None else f" ({first:g} for the first move, from pure noise)"
     prediction = scheduler.config.get("prediction_type", "flow (velocity)")
     seconds = "not recorded" if train_seconds is None else f"{train_seconds:.1f} s wall clock (the phases)"
-    scored = _table(scores) if scores else "Not evaluated (`--recipes.runtime.eval-samples-per-digit`)."
+    scored = (
+        scores_text(scores, base.path, out_dir.parent)
+        if scores
+        else "Not evaluated (`--recipes.runtime.eval-samples-per-digit`)."
+    )
     own = inspect.signature(type(scheduler).__init__).parameters  # not the base scheduler's extra keys
     settings = json.dumps({k: v for k, v in scheduler.config.items() if k in own}, indent=2, default=str)
     recipe_part = (
@@ -195,7 +226,7 @@ def render_model_card(
 # TLCM student of {Path(base_path).name}
 
 A few-step student distilled with [tlcm](https://arxiv.org/abs/2406.05768) (Training-efficient
-Latent Consistency Model) from `{base_path}` (`{pipeline}`): it samples in 1-{m} steps without
+Latent Consistency Model) from `{base_path}`{in_repo} (`{pipeline}`): it samples in 1-{m} steps without
 classifier-free guidance.
 
 - Student: {what}

@@ -18,6 +18,10 @@ from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 EXPORT_FORMATS = ("diffusers", "kohya")
 """Student export formats (tlcm/export.py): diffusers / peft LoRA, kohya (ComfyUI / A1111) LoRA."""
 
+FrozenDtype = Literal["auto", "fp32", "bf16", "fp16"]
+"""A frozen-weights dtype flag: "auto" (see ``tlcm.models.base.frozen_dtype``) or a key of
+``tlcm.models.base.FROZEN_DTYPES``."""
+
 
 @dataclass
 class ModelConfig:
@@ -28,7 +32,7 @@ class ModelConfig:
     Default: the bundled miniature pipeline."""
     guidance_scale: float = TEACHER_GUIDANCE_SCALE
     """Teacher's classifier-free guidance scale w (the paper uses 8 on SDXL)."""
-    frozen_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    frozen_dtype: FrozenDtype = "auto"
     """dtype of the frozen weights (UNet base, text encoders, VAE; a force_upcast VAE stays fp32):
     "auto" = bf16 on CUDA with bf16 autocast, else fp32. Adapters, a full fine-tune's copy and the
     optimizer state are fp32 whatever this says."""
@@ -100,7 +104,9 @@ class Phase:
     losses: dict[str, LossConfig] = field(default_factory=dict)
     """Loss terms by name; each has a weight and its own hyper-parameters."""
     grad_accum: int = 1
-    """Gradient accumulation micro-steps per optimizer step."""
+    """Gradient accumulation micro-steps per optimizer step (the micro-batch is batch_size / (processes
+    x grad_accum)). With the memory plan on (runtime.memory_plan), 1 lets the plan choose it; any
+    other value is kept (the plan only checks that it fits)."""
     max_grad_norm: float = 1.0
     """Gradient clipping (0 disables)."""
     weight_decay: float = 0.0
@@ -121,7 +127,10 @@ class RuntimeConfig:
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"
     """Autocast dtype: "auto" = bf16 on GPU, fp32 on CPU."""
     gradient_checkpointing: bool = False
-    """Recompute UNet activations in backward to save memory."""
+    """Recompute the denoising network's block activations in backward (each block under the adapter
+    it ran with): about a third more compute for a fraction of the activation memory (SDXL at 1024
+    px: <= 1 GiB per sample instead of >= 7.6 for MLCD, docs/design.md). On: kept by the memory plan;
+    off: the memory plan decides (without a plan: off)."""
     fsdp: bool = False
     """Under torchrun, shard the denoising network (frozen base and adapters; a full fine-tune's copy
     and the teacher) over the processes with FSDP2 (``fully_shard``), for bases that do not fit one
@@ -129,17 +138,38 @@ class RuntimeConfig:
     (sample / evaluate the export afterwards); EMA targets and DPO references are refused. One
     process: ignored."""
     memory_plan: bool = False
-    """Per phase, measure one micro-batch step and pick the largest micro-batch (grad_accum) and
-    whether to checkpoint that fit the device's memory (tlcm/memory_plan.py; CUDA). A phase's
-    grad_accum other than 1 and gradient_checkpointing on are kept. Changes the random draws."""
+    """Per phase, measure whole micro-batch steps (forward, backward and the losses' own updates:
+    DMD's fake score, the discriminator, with their optimizers' state) at micro-batches 1 and 2,
+    and pick the largest micro-batch (grad_accum) and whether to checkpoint whose predicted peak,
+    plus the student's AdamW moments, stays under 90% of the budget (tlcm/memory_plan.py; CUDA
+    only, ignored on the CPU). A phase's grad_accum other than 1 and gradient_checkpointing on are
+    kept. Changes the random draws (another micro-batch split). On in the SDXL / SD3 / FLUX
+    presets: with it their paper batches (32 / 32 / 8 / 4) fit one 80 GB GPU (the arithmetic from
+    H200 measurements in docs/design.md, "Memory arithmetic per phase"); turned off there, the
+    fixed values that fit (the micro-batches measured on an H200) are
+    --recipes.runtime.gradient-checkpointing with grad-accum 4 for mlcd, lcd and preference and 2
+    for dmd_gan."""
     memory_budget_gib: float | None = None
-    """The memory plan's budget in GiB (turns the plan on; default: the device's total memory)."""
+    """The memory plan's budget in GiB (turns the plan on; None: the whole device). Binding: this
+    process's CUDA allocator is capped at the budget less what is already used outside it (the
+    CUDA context), for the measurements and for training, so a step that needs more fails with
+    out-of-memory instead of silently using a bigger card; the plan keeps its predicted peak
+    (allocated and reserved, i.e. with fragmentation) under 90% of that cap (the rest covers what a
+    measured step does not hold). 80 on a 141 GB H200
+    picks a plan for an 80 GB A100 / H100 (which torch sees as 79.1-79.2 GiB: pass 79 to make the
+    cap itself exact for them)."""
     checkpoint_every: int = 0
-    """Save a checkpoint every N optimizer steps (0: only at phase ends and on SIGTERM)."""
+    """Save a checkpoint every N optimizer steps (0: only at phase ends and on a stop signal:
+    SIGTERM, SIGINT / Ctrl-C, SIGHUP)."""
     resume: bool = True
     """Continue from out_dir/checkpoints/latest when it exists (falling back to the newest loadable
-    checkpoint if that one is damaged; a recipe with other phases or steps is refused). False:
-    start over, removing out_dir/checkpoints."""
+    checkpoint if that one is damaged). A recipe, base model or process count that differs from the
+    checkpoint's in anything that alters training is refused, naming the fields (tlcm/resume.py
+    lists those that may change: logging, checkpoint cadence, exports, failure handling, device).
+    False: start over, removing out_dir/checkpoints."""
+    resume_changed: bool = False
+    """Resume even though the recipe, base model or process count changed (on purpose: e.g. a lower
+    lr after a blow-up); the new values apply from the resumed step on."""
     log_every: int = 1
     """Write metrics.jsonl (and the progress bar's values) every N steps, at phase ends and at
     skipped steps."""
@@ -152,6 +182,16 @@ class RuntimeConfig:
     both name the term. Nothing non-finite is ever saved."""
     max_consecutive_skips: int = 10
     """With on_nonfinite "skip": skipped steps allowed in a row; one more stops the run (exit 3)."""
+    max_skipped_fraction: float = 0.25
+    """With on_nonfinite "skip": a phase that ends with more than this fraction of its steps skipped
+    fails (exit 3, its end not saved, nothing exported): skip could not train it."""
+    max_weight_abs: float = 1e4
+    """Divergence guard, whatever on_nonfinite says: a trainable student weight larger than this in
+    magnitude (finite: a blow-up) stops the run (exit 3; checked on the weights entering each step,
+    at the step's one host sync, and at every save, which refuses such a checkpoint like a NaN one;
+    a resume passes over such a checkpoint to the previous one). Trained weights stay orders of
+    magnitude below it (miniature LoRAs < 1, the miniature UNets' own weights < 1.5); inf
+    disables it."""
     sample_grid: bool = True
     """Write a sample grid PNG at the end of each phase."""
     eval_samples_per_digit: int = 0

@@ -87,18 +87,25 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
-def shard(net: torch.nn.Module, blocks: list[torch.nn.Module]) -> torch.nn.Module:
+def shard(
+    net: torch.nn.Module, blocks: list[torch.nn.Module], device: torch.device, param_dtype: torch.dtype | None
+) -> torch.nn.Module:
     """FSDP2: ``fully_shard`` each of ``blocks`` (the network's repeated blocks), then ``net`` itself,
-    over all processes (a 1-D mesh on the process group's device type). Frozen and trainable
-    parameters may share a block; create optimizers afterwards (they hold the DTensors)."""
+    over all processes (a 1-D mesh of ``device``'s type), as torchtitan does: every adapter and the
+    gradient checkpointing already in place, ``net`` on the CPU or on ``device`` (each block moves
+    to ``device`` when it is sharded, so a CPU-loaded network is never whole on the accelerator).
+    Mixed precision: the gathered parameters in ``param_dtype`` (bf16 frozen base and fp32 LoRA in
+    one unit compute in bf16, as under autocast; None: as stored), gradients reduced in fp32.
+    Frozen and trainable parameters may share a block; create optimizers afterwards (they hold the
+    DTensors)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    device = next(net.parameters()).device
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
     for block in blocks:
-        fully_shard(block, mesh=mesh)
-    fully_shard(net, mesh=mesh)
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(net, mesh=mesh, mp_policy=policy)
     return net
 
 

@@ -5,15 +5,20 @@ term they return, lets them update their own models with every micro-batch (``au
 targets (``after_student_step``). Randomness of micro-batch j of global step s comes from a
 generator seeded with (seed, s, j) on the training device, whichever process runs it: resume is
 exact, and a 2-process run equals a 1-process run with the same global batch split into the same
-micro-batches. One host sync per optimizer step (is every term and the gradient norm finite?),
-plus the float conversions of logged steps.
+micro-batches. Draws the host must read (MLCD's segments, the cache rows, rewards' unrelated
+prompts) come from the step's ``host_generator``. Waits for the accelerator inside a step
+(tests/test_device_discipline.py counts them with every loss): one per optimizer step (is every
+term and the gradient norm finite, every weight within max_weight_abs, no process signalled to
+stop? tlcm/guards.py, tlcm/preemption.py), one more per micro-batch of MLCD with states="cache" (the
+prompt indices reach the cache on the device), and each small lookup table's first copy to the
+device (once per run); outside the steps, the float conversions of logged steps and the
+checkpoint / export copies. Non-blocking host-to-device copies are not counted.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +28,7 @@ from diffusers.optimization import get_scheduler
 from torch.optim.lr_scheduler import LambdaLR
 
 from tlcm.card import write_model_card
-from tlcm.checkpoint import Checkpoint, TrainState, load_latest, nonfinite_paths, save_checkpoint
+from tlcm.checkpoint import Checkpoint, TrainState, load_latest, save_checkpoint, unsound
 from tlcm.config import Phase, Recipe
 from tlcm.data.embeddings import EmbeddingStore
 from tlcm.data.prompts import load_prompts
@@ -40,24 +45,23 @@ from tlcm.distributed import (
 )
 from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
+from tlcm.guards import LOWER_LR, NonFiniteLoss, check_skipped, diverged, nonfinite, weight_peak
 from tlcm.losses import Loss, StepContext
 from tlcm.memory_plan import plan_phase
 from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
+from tlcm.preemption import StopSignals, stop_signals
 from tlcm.report import Reporter
+from tlcm.resume import check_resume, run_record
 from tlcm.samples import write_phase_grid
 from tlcm.validation import validate_recipe
 
 PREEMPTED_EXIT_CODE = 75
-"""Exit code of ``python -m tlcm.train`` after SIGTERM saved a checkpoint (EX_TEMPFAIL: rerun the
-same command to resume)."""
-
-
-class NonFiniteLoss(TLCMError):
-    """A loss term or the gradient became NaN/inf and the recipe says stop (or too many steps in a
-    row were skipped); exit code 3. Nothing non-finite is ever saved."""
-
-    exit_code = 3
+"""Exit code of ``python -m tlcm.train`` after a stop signal (SIGTERM, SIGINT, SIGHUP: every rank
+under torchrun) saved a checkpoint (EX_TEMPFAIL: rerun the same command to resume)."""
+STOP, PEAK = "_stop", "_weight_peak"
+"""Averaged with the step's loss terms (its one collective), then removed: any process signalled,
+and the largest trainable weight's magnitude, so that every process decides alike."""
 
 
 @dataclass
@@ -94,18 +98,27 @@ class Trainer:
         )
         dtype = frozen_dtype(recipe.model.frozen_dtype, self.dist.device, use_bf16)
         m = recipe.model
+        self.sharded = rt.fsdp and self.dist.world_size > 1  # FSDP2: the network(s) in shards
         self.base = BaseModel.load(
             m.path,
             self.dist.device,
             dtype,
             resolution=m.resolution,
             max_sequence_length=m.max_sequence_length,
+            net_on_cpu=self.sharded,  # sharding moves it to the device block by block
         )
         self.student = Student(self.base, recipe.student)
-        self.sharded = rt.fsdp and self.dist.world_size > 1  # FSDP2: the network(s) in shards
+        adapters: dict[str, int] = {}  # every adapter of every phase, before sharding
+        for phase in recipe.phases.values():
+            for config in phase.losses.values():
+                for name, rank in config.adapters().items():
+                    adapters.setdefault(name, rank)
+        self.student.add_adapters(adapters)
+        self.student.set_gradient_checkpointing(rt.gradient_checkpointing)
         if self.sharded:
+            param_dtype = torch.bfloat16 if use_bf16 else None
             for net in dict.fromkeys([self.student.net, self.base.net]):
-                shard(net, self.base.family.shard_modules(net))
+                shard(net, self.base.family.shard_modules(net), self.dist.device, param_dtype)
         data = recipe.data  # text embeddings: encoded per micro-batch in canonical chunks, maybe cached
         self.embeddings = EmbeddingStore(
             self.base, self.prompts, data.embedding_cache, data.embedding_dtype, writable=self.dist.is_main
@@ -116,11 +129,13 @@ class Trainer:
         )
         self.uncond = self.embeddings.uncond
         self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
-        if rt.gradient_checkpointing:
-            self.student.net.enable_gradient_checkpointing()
         self.reporter = Reporter(rt.out_dir, self.dist.is_main, rt.trackers, recipe)
         self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
-        self._stop = False
+        self.record = run_record(recipe, self.dist.world_size)  # stored in checkpoints, checked on resume
+        self.skipped: list[int] = []  # global steps skipped (on_nonfinite "skip"), across resumes
+        self._signals = StopSignals()  # the installed one while run() runs
+        self._stop = False  # every process agreed to stop after this step
+        self._peak: float | None = None  # the diverged weight's magnitude, once the guard trips
 
     def _context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
         """The context of one micro-batch: ``order`` (b,) prompt indices on the host."""
@@ -158,8 +173,11 @@ class Trainer:
     def _step(self, phase: Phase, losses: dict[str, Loss], opt, params, global_step: int):
         """One optimizer step over this process's micro-batches: (terms as 0-dim tensors, finite).
 
-        Nothing is updated unless every loss term and the gradient norm are finite (the step's one
-        host sync); then the student steps and every loss's ``aux_step`` sees all micro-batches."""
+        Nothing is updated unless every loss term and the gradient norm are finite and the weights
+        entering the step are within ``max_weight_abs`` (else ``_peak`` is set); then the student
+        steps and every loss's ``aux_step`` sees all micro-batches. The step's one host sync reads
+        all of that and whether any process got a stop signal (``_stop``: averaged with the loss
+        terms, so every process stops after the same step)."""
         seed, world, accum = self.recipe.runtime.seed, self.dist.world_size, phase.grad_accum
         prompt_gen = torch.Generator().manual_seed(_seed(seed, global_step, -1))
         order = torch.randint(len(self.prompts), (phase.batch_size,), generator=prompt_gen, device="cpu")
@@ -176,11 +194,19 @@ class Trainer:
                 terms[name] = terms.get(name, 0.0) + value.detach().float() / accum
             (total / accum).backward()
         average_gradients(params, world)
-        terms = average_terms(terms, world)
+        signalled = torch.full((), float(self._signals.received is not None), device=self.dist.device)
+        terms = average_terms({**terms, STOP: signalled, PEAK: weight_peak(params, self.dist.device)}, world)
+        stop, peak = terms.pop(STOP), terms.pop(PEAK)
         max_norm = phase.max_grad_norm if phase.max_grad_norm > 0 else math.inf
         terms["grad_norm"] = grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm)).float()
-        if not bool(torch.isfinite(torch.stack(list(terms.values()))).all()):
-            return terms, False
+        finite = torch.isfinite(torch.stack(list(terms.values()))).all()
+        if not bool(finite & (peak <= self.recipe.runtime.max_weight_abs) & (stop == 0)):  # the sync
+            self._stop = self._stop or bool(stop > 0)  # rare: more syncs only on the way out
+            if not bool(peak <= self.recipe.runtime.max_weight_abs):
+                self._peak = float(peak)
+                return terms, False
+            if not bool(finite):
+                return terms, False
         if self.sharded:  # FSDP2 keeps the root's parameters gathered after a no_grad forward
             self.student.net.reshard()
         opt.step()
@@ -193,7 +219,7 @@ class Trainer:
 
     def _save(self, state: TrainState, opt, losses: dict[str, Loss]) -> None:
         """Checkpoint on rank 0 (every process gathers FSDP2 shards first); refuses (NonFiniteLoss)
-        to write anything non-finite."""
+        to write anything non-finite or a diverged student (``unsound``)."""
         if not (self.dist.is_main or self.sharded):  # only FSDP2 needs every process to gather
             return
         student = self.student.state_dict()
@@ -201,12 +227,14 @@ class Trainer:
         optimizer = full_tensors(opt.state_dict())
         if not self.dist.is_main:
             return
-        bad = nonfinite_paths({"student": student, "optimizer": optimizer, "losses": loss_states})
+        rt = self.recipe.runtime
+        bad = unsound({"student": student, "optimizer": optimizer, "losses": loss_states}, rt.max_weight_abs)
         if bad:
+            ended = state.step == 0 and state.phase_index > 0  # a phase-end save: the previous phase
+            phase = self.phases[state.phase_index - ended][0]
             raise NonFiniteLoss(
-                f"refusing to save a checkpoint at step {state.global_step}: {bad[0]} holds NaN/inf; "
-                f"the checkpoints in {self.recipe.runtime.out_dir / 'checkpoints'} are untouched "
-                "(lower the lr of the phase)"
+                f"refusing to save a checkpoint at step {state.global_step}: {bad}; the checkpoints "
+                f"in {rt.out_dir / 'checkpoints'} are untouched ({LOWER_LR.format(phase=phase)})"
             )
         save_checkpoint(
             self.recipe.runtime.out_dir,
@@ -216,14 +244,19 @@ class Trainer:
             loss_states,
             metadata=self.student.metadata(),
             phases=self.phases,
+            run=self.record,
+            skipped=self.skipped,
         )
 
     def _restore(self) -> Checkpoint | None:
         """The checkpoint to resume from (None: start at step 0, after ``init_from`` if given).
-        Refuses a run folder whose checkpoint came from other phases / steps / student settings."""
+        Refuses a run folder whose checkpoint came from other phases / steps / student settings, or
+        (tlcm/resume.py) another recipe, base model or process count unless resume_changed."""
         rt, student = self.recipe.runtime, self.recipe.student
         if rt.resume:
-            checkpoint = load_latest(rt.out_dir, self.dist.device, self.reporter.print)
+            checkpoint = load_latest(
+                rt.out_dir, self.dist.device, self.reporter.print, self.dist.is_main, rt.max_weight_abs
+            )
             if checkpoint is not None:
                 if checkpoint.phases and checkpoint.phases != self.phases:
                     describe = lambda ps: ", ".join(f"{n} ({s} steps)" for n, s in ps)  # noqa: E731
@@ -232,7 +265,11 @@ class Trainer:
                         f"has {describe(self.phases)}: resume needs the same phases and steps; use a new "
                         "--recipes.runtime.out-dir, or --recipes.runtime.no-resume to start over there"
                     )
+                check_resume(
+                    checkpoint.run, self.record, checkpoint.folder, rt.resume_changed, self.reporter.print
+                )
                 self.student.load_checkpoint(checkpoint, f"the checkpoint {checkpoint.folder}")
+                self.skipped = list(checkpoint.skipped)
                 self.reporter.truncate(checkpoint.state.global_step)
                 self.reporter.print(f"resuming from {checkpoint.folder}")
                 return checkpoint
@@ -259,10 +296,9 @@ class Trainer:
         rt, started = self.recipe.runtime, time.perf_counter()
         restored = self._restore()
         state = TrainState(0, 0, 0)
-        skipped: list[int] = []
         streak = 0
-        previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
-        try:
+        with stop_signals() as signals:  # SIGTERM / SIGINT / SIGHUP: save after this step, exit 75
+            self._signals = signals
             with self.reporter:
                 for index, (name, phase) in enumerate(self.recipe.phases.items()):
                     if restored and index < restored.state.phase_index:
@@ -291,9 +327,11 @@ class Trainer:
                         lr_schedule.step()
                         state = TrainState(index, step + 1, state.global_step + 1)
                         streak = 0 if finite else streak + 1
+                        if self._peak is not None:
+                            raise diverged(rt, name, step, self._peak)
                         if not finite:
-                            self._nonfinite(name, step + 1, terms, streak)
-                            skipped.append(state.global_step)
+                            nonfinite(rt, name, step + 1, terms, streak, self.reporter.print)
+                            self.skipped.append(state.global_step)
                         if not finite or (step + 1) % rt.log_every == 0 or step + 1 == phase.steps:
                             values = dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
                             record = {
@@ -307,20 +345,12 @@ class Trainer:
                             self.reporter.advance()
                         if rt.checkpoint_every and state.global_step % rt.checkpoint_every == 0:
                             self._save(state, opt, losses)
-                        if self._stop:
-                            self._save(state, opt, losses)
-                            self.reporter.print(
-                                f"SIGTERM: saved a checkpoint at step {state.global_step}; "
-                                f"exit {PREEMPTED_EXIT_CODE}; rerun the same command to resume"
-                            )
-                            return Run(
-                                rt.out_dir, self.base, self.student, state, True, skipped, self.dist.is_main
-                            )
+                        if self._stop or (self.dist.world_size == 1 and signals.received):
+                            return self._preempted(state, opt, losses)
+                    check_skipped(rt, name, phase.steps, state.global_step, self.skipped)
                     self._save(TrainState(index + 1, 0, state.global_step), opt, losses)
                     if rt.sample_grid and self.dist.is_main and not self.sharded:
                         write_phase_grid(self, rt.out_dir / "samples" / f"{index}-{name}.png")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         seconds = time.perf_counter() - started
         gather = self.dist.is_main or self.sharded  # FSDP2: every process gathers the shards
         weights = self.student.state_dict() if gather else None
@@ -328,28 +358,26 @@ class Trainer:
             out, name = rt.out_dir / "student", run_name(rt.out_dir)
             export_student(self.student, out, rt.export_formats, name, weights)
             write_model_card(self.student, out, name, self.recipe, seconds)
-        return Run(rt.out_dir, self.base, self.student, state, False, skipped, self.dist.is_main, seconds)
+        return Run(
+            rt.out_dir, self.base, self.student, state, False, self.skipped, self.dist.is_main, seconds
+        )
 
-    def _nonfinite(self, phase: str, step: int, terms: dict[str, torch.Tensor], streak: int) -> None:
-        """Handle a step whose terms or gradient were NaN/inf (it changed nothing): stop, or skip
-        until ``max_consecutive_skips`` steps in a row were skipped. ``step`` counts from 1, as
-        metrics.jsonl does."""
+    def _preempted(self, state: TrainState, opt, losses: dict[str, Loss]) -> Run:
+        """Stop after this step (a stop signal here or on another process): save once (rank 0
+        writes; under FSDP2 every process gathers), wait for that save on every process (so that
+        none exits before the checkpoint is complete), say so; every process then exits 75."""
+        self._save(state, opt, losses)
+        if self.dist.world_size > 1:
+            torch.distributed.barrier()
+        why = self._signals.received or (
+            "a stop signal to another process" if self.dist.world_size > 1 else "stop"
+        )
+        self.reporter.print(
+            f"{why}: saved a checkpoint at step {state.global_step}; exit {PREEMPTED_EXIT_CODE}; "
+            "rerun the same command to resume"
+        )
         rt = self.recipe.runtime
-        bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v))
-        where = f"in phase {phase!r} at step {step}"
-        kept = f"nothing was updated or saved; the checkpoints in {rt.out_dir / 'checkpoints'} are untouched"
-        if rt.on_nonfinite == "stop":
-            raise NonFiniteLoss(
-                f"non-finite {bad} {where}; {kept} (lower --recipes.phases.{phase}.lr or set "
-                "--recipes.runtime.on-nonfinite skip)"
-            )
-        if streak > rt.max_consecutive_skips:
-            raise NonFiniteLoss(
-                f"non-finite {bad} {where}: {streak} steps in a row skipped "
-                f"(--recipes.runtime.max-consecutive-skips {rt.max_consecutive_skips}); {kept} "
-                f"(lower --recipes.phases.{phase}.lr)"
-            )
-        self.reporter.print(f"[yellow]skipped step {step} of {phase}: non-finite {bad}")
+        return Run(rt.out_dir, self.base, self.student, state, True, self.skipped, self.dist.is_main)
 
 
 def phase_lr_schedule(phase: Phase, opt: torch.optim.Optimizer, start: int) -> LambdaLR:

@@ -15,7 +15,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import tyro
@@ -23,18 +23,21 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from tlcm.config import FrozenDtype
 from tlcm.errors import TLCMError, run_cli
 from tlcm.eval.generate import GenerateArgs
 from tlcm.eval.generate import generate as generate_images
 from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
-from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
-from tlcm.models.student import Student
 from tlcm.sampling import sample_latents, teacher_timesteps
+from tlcm.summary import best_teacher
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.evaluation import evaluate_toy, student_scores
 from tlcm.toy.metrics import ToyMetrics
 from tlcm.validation import check_device, check_gamma, check_out_file
+
+if TYPE_CHECKING:  # diffusers and peft are imported by the commands that load a model, not by --help
+    from tlcm.models.base import BaseModel
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
@@ -53,6 +56,8 @@ def _check_args(
     steps: tuple[int, ...], samples_per_digit: int, model: Path, assets: Path, device: str
 ) -> None:
     """The checks shared by teacher-table and student that need no model: one-line TLCMErrors."""
+    from tlcm.models.base import check_model_folder
+
     if not steps or min(steps) < 1:
         raise TLCMError(f"--steps must be one or more step counts >= 1, got {' '.join(map(str, steps))}")
     if samples_per_digit < 1:
@@ -67,6 +72,14 @@ def _check_args(
         )
 
 
+def _load(model: Path, device: str, dtype: FrozenDtype, max_sequence_length: int | None) -> BaseModel:
+    """The base model of teacher-table / student in the frozen ``dtype``."""
+    from tlcm.models.base import BaseModel, frozen_dtype
+
+    weights = frozen_dtype(dtype, device, autocast=True)
+    return BaseModel.load(model, device, weights, "--model", max_sequence_length=max_sequence_length)
+
+
 def teacher_table(
     guidance_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 8.0),
     steps: tuple[int, ...] = (1, 2, 4, 8, 25, 50),
@@ -76,16 +89,25 @@ def teacher_table(
     out: Path = Path("benchmarks/results/teacher_table.json"),
     device: str = "cpu",
     max_sequence_length: int | None = None,
+    dtype: FrozenDtype = "auto",
 ) -> list[dict]:
-    """Score the teacher (deterministic DDIM + CFG, trailing grid; a flow model: Euler on its
-    shifted grid) for every (w, steps) pair.
+    """Score the teacher (deterministic DDIM + CFG on a trailing grid; a flow model: Euler on its
+    shifted grid) for every (w, steps) pair with the toy metrics. A rebuild of the miniature made by
+    python -m tlcm.toy.build --out DIR is scored with --model DIR/miniature-sd --assets DIR.
 
-    ``assets``: the folder with the metric assets (digit classifier, reference statistics) of the
-    build that made ``model``: a rebuild (``python -m tlcm.toy.build --out DIR``) is scored with
-    ``--model DIR/miniature-sd --assets DIR``. Writes ``out`` (json rows) and ``out`` with suffix
-    .md (markdown table). ``max_sequence_length``: T5 tokens of SD3 / FLUX prompts (the flow
-    miniature: 8, its build's).
+    Args:
+        guidance_scales: CFG scales w to score.
+        steps: Step counts to score.
+        samples_per_digit: Evaluation prompts per digit (x 10 prompts; FD depends on the count).
+        model: The base model's diffusers folder.
+        assets: The metric assets (digit classifier, reference statistics) of --model's build.
+        out: The JSON rows to write; the markdown table goes beside it with the suffix .md.
+        device: Torch device.
+        max_sequence_length: T5 tokens of SD3 / FLUX prompts (the flow miniature: 8, its build's).
+        dtype: The frozen weights' dtype (auto: bf16 on CUDA, fp32 on CPU; bf16 / fp16 autocast).
     """
+    from tlcm.models.base import scheduler_timesteps
+
     _check_args(steps, samples_per_digit, model, assets, device)
     if not guidance_scales or not all(math.isfinite(w) for w in guidance_scales):
         raise TLCMError(
@@ -98,7 +120,7 @@ def teacher_table(
             f"{timesteps}-timestep schedule of {model}: use step counts in 1..{timesteps - 1}"
         )
     check_out_file(out, "--out", (".json",))  # the markdown table goes next to it, as .md
-    base = BaseModel.load(model, device=device, flag="--model", max_sequence_length=max_sequence_length)
+    base = _load(model, device, dtype, max_sequence_length)
     metrics = ToyMetrics(assets)
     rows = []
     with Progress(console=Console(stderr=True)) as progress:
@@ -118,6 +140,7 @@ def teacher_table(
                     {
                         "w": w,
                         "steps": n,
+                        "prompts": 10 * samples_per_digit,
                         "alignment": scores.alignment,
                         "fd": scores.fd,
                         "seconds": round(time.time() - start, 1),
@@ -144,18 +167,32 @@ def student(
     gamma: float | None = None,
     max_sequence_length: int | None = None,
     first_gamma: float | None = None,
+    dtype: FrozenDtype = "auto",
 ) -> list[dict]:
-    """Score a trained student (a tlcm run folder: its latest checkpoint) with the TLCM sampler
-    (no CFG, the milestone timesteps of its grid; ``gamma``: the sampler's gamma for every move,
-    default the run's, 1 = LCM; ``first_gamma``: the first move's); writes RUN/eval.json, or with
-    --gamma / --first-gamma RUN/eval-gamma<g>[-first<f>].json. ``assets``: the metric assets of
-    ``model``'s build (as in teacher-table); ``max_sequence_length`` as there."""
+    """Score a trained student (its latest checkpoint) with the TLCM sampler (no CFG, the
+    milestone timesteps of its grid) and the toy metrics; writes RUN/eval.json (replacing the
+    end-of-run scores), or with --gamma / --first-gamma RUN/eval-gamma<g>[-first<f>].json.
+
+    Args:
+        run: The tlcm run folder (e.g. runs/tlcm-full).
+        steps: Step counts to score (1..the student's M).
+        samples_per_digit: Evaluation prompts per digit (x 10; tlcm.train's: 20; docs/results.md: 50).
+        model: The run's base model (diffusers folder).
+        assets: The metric assets of --model's build (as in teacher-table).
+        device: Torch device.
+        gamma: The sampler's gamma for every move instead of the run's (1: LCM, 0: DDIM).
+        max_sequence_length: T5 tokens of SD3 / FLUX prompts (the flow miniature: 8).
+        first_gamma: The gamma of the first move (from pure noise) instead of the run's.
+        dtype: The frozen weights' dtype (as in teacher-table).
+    """
+    from tlcm.models.student import Student
+
     check_gamma(gamma, "--gamma")
     check_gamma(first_gamma, "--first-gamma")
     _check_args(steps, samples_per_digit, model, assets, device)
     if not run.is_dir():
         raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
-    base = BaseModel.load(model, device=device, flag="--model", max_sequence_length=max_sequence_length)
+    base = _load(model, device, dtype, max_sequence_length)
     trained = Student.from_run(base, run)
     grid = trained.config.grid.with_sampler(gamma, first_gamma)
     if not all(1 <= n <= grid.num_milestones for n in steps):
@@ -166,8 +203,11 @@ def student(
     if gamma is not None or first_gamma is not None:
         first = "" if grid.first_gamma is None else f"-first{grid.first_gamma:g}"
         name = f"eval-gamma{grid.gamma:g}{first}.json"
-    (run / name).write_text(json.dumps(rows, indent=1) + "\n")
-    Console().print(markdown_table(rows, ["steps", "alignment", "fd"]))
+    path, replaced = run / name, (run / name).is_file()
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    Console().print(markdown_table(rows, ["steps", "prompts", "alignment", "fd"]))
+    kept = " (replacing its earlier scores; the model card RUN/student/README.md keeps the end-of-run ones)"
+    Console().print(f"wrote {path}{kept if replaced else ''}", highlight=False, soft_wrap=True)
     return rows
 
 
@@ -186,31 +226,52 @@ def _score_rows(path: Path, keys: tuple[str, ...], command: str, flag: str) -> l
     return rows
 
 
+def _prompt_count(rows: list[dict]) -> int | None:
+    """The prompt count of score rows (None: not recorded, as in files written before it was)."""
+    counts = {r.get("prompts") for r in rows}
+    return counts.pop() if len(counts) == 1 else None
+
+
 def compare(
     run: Path = Path("runs/tlcm-full"),
     teacher: Path = Path("benchmarks/results/teacher_table.json"),
     out: Path | None = None,
 ) -> str:
-    """Markdown: the student (RUN/eval.json) vs the teacher at its best w for each step count."""
+    """Print (and with --out write) a markdown table of the student's scores (RUN/eval.json) and
+    the teacher's at its best w for each step count, scored on the same number of prompts (FD
+    depends on it): the miniature's teacher on 500 prompts is the default --teacher, on 200 (what
+    python -m tlcm.train scores) benchmarks/results/teacher_table_200.json.
+
+    Args:
+        run: The tlcm run folder whose eval.json to compare (python -m tlcm.evaluate student).
+        teacher: The teacher table (python -m tlcm.evaluate teacher-table).
+        out: A markdown file to write the table to.
+    """
     student_rows = _score_rows(
         run / "eval.json", ("steps", "alignment", "fd"), f"student --run {run}", "--run"
     )
     table = _score_rows(
         teacher, ("steps", "w", "alignment", "fd"), f"teacher-table --out {teacher}", "--teacher"
     )
+    ours, theirs = _prompt_count(student_rows), _prompt_count(table)
+    if ours and theirs and ours != theirs:
+        raise TLCMError(
+            f"{run / 'eval.json'} scores {ours} prompts, --teacher {teacher} {theirs}: FD depends on the "
+            f"prompt count, so they do not compare; score the student on {theirs} (python -m tlcm.evaluate "
+            f"student --run {run} --samples-per-digit {theirs // 10}) or pass a teacher table of {ours} "
+            f"(python -m tlcm.evaluate teacher-table --samples-per-digit {ours // 10} --out T.json; the "
+            "miniature's at 200: benchmarks/results/teacher_table_200.json)"
+        )
     if out is not None:
         check_out_file(out, "--out", (".md",))
-    best: dict[int, dict] = {}
-    for r in table:
-        if r["steps"] not in best or r["fd"] < best[r["steps"]]["fd"]:
-            best[r["steps"]] = r
     rows = [
-        {"model": "teacher DDIM+CFG", **{k: r[k] for k in ("steps", "w", "alignment", "fd")}}
-        for r in best.values()
+        {"model": "teacher DDIM+CFG", **{k: r.get(k) for k in ("steps", "w", "prompts", "alignment", "fd")}}
+        for r in best_teacher(table).values()
     ]
     rows += [{"model": "student (TLCM sampler)", "w": "-", **r} for r in student_rows]
+    rows = [{**r, "prompts": r.get("prompts") or "not recorded"} for r in rows]
     rows.sort(key=lambda r: (r["steps"], r["model"]))
-    text = markdown_table(rows, ["model", "steps", "w", "alignment", "fd"])
+    text = markdown_table(rows, ["model", "steps", "w", "prompts", "alignment", "fd"])
     if out is not None:
         out.write_text(text)
     Console().print(text)
@@ -218,9 +279,9 @@ def compare(
 
 
 def generate(args: Annotated[GenerateArgs, tyro.conf.arg(name="")]) -> int:
-    """Generate evaluation images of a real (SD1.5 / SDXL) teacher or student for a prompt set
-    (COCO captions, PartiPrompts, HPSv2, .txt / .jsonl): resumable, torchrun-aware, fixed noise per
-    prompt (docs/evaluation.md)."""
+    """Generate evaluation images of a real (SD1.5 / SDXL) teacher or student for a prompt set: COCO
+    captions, PartiPrompts, HPSv2, .txt / .jsonl; resumable, torchrun-aware, fixed noise per prompt;
+    see docs/evaluation.md."""
     return generate_images(args)
 
 

@@ -38,11 +38,11 @@ from typing import Annotated, Any
 import torch
 import tyro
 from rich.console import Console
-from safetensors.torch import save_file
 
 import tlcm.diffusion.scheduler
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError, run_cli
+from tlcm.files import save_tensors, write_failed
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
 from tlcm.toy import MINIATURE_SD
@@ -89,7 +89,7 @@ def _sorted_json(value: Any) -> Any:
 def save_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> Path:
     """``safetensors.torch.save_file`` with reproducible bytes: contiguous CPU tensors and the
     header's metadata sorted by key (rewritten in place: the same JSON in another key order)."""
-    save_file({k: v.detach().contiguous().cpu() for k, v in sorted(tensors.items())}, path, metadata)
+    save_tensors({k: v.detach().contiguous().cpu() for k, v in sorted(tensors.items())}, path, metadata)
     with open(path, "r+b") as f:
         size = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(size))
@@ -152,24 +152,27 @@ def export_student(
     """Write ``student`` to ``out_dir`` in ``formats`` plus the TLCMScheduler config of its grid
     (``out_dir/scheduler``); ``name`` names the kohya file. Returns the written weight files (a
     full fine-tune: the network's folder). ``weights``: the student's state dict when the caller
-    has it (FSDP2: gathered on every process), else read here."""
+    has it (FSDP2: gathered on every process), else read here. A failed write (a full disk, a
+    read-only folder) raises a one-line TLCMError."""
     family = student.base.family
     check_export_formats(formats, "export formats", lora=not student.config.full_finetune, family=family)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scheduler = tlcm_scheduler(student.base, student.config.grid)
-    scheduler.save_pretrained(out_dir / "scheduler")
     weights = student.state_dict() if weights is None else weights
-    if student.config.full_finetune:  # the diffusers model folder: config + one safetensors file
-        folder = out_dir / family.net
-        student.net.save_config(folder)
-        save_safetensors(weights, {"format": "pt"}, folder / "diffusion_pytorch_model.safetensors")
-        return [folder]
     files = {"diffusers": (DIFFUSERS_FILE, diffusers_lora), "kohya": (kohya_file(name), kohya_lora)}
-    written = []
-    for file, build in (files[f] for f in dict.fromkeys(formats)):
-        written.append(save_safetensors(*build(student, weights), out_dir / file))
-    return written
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tlcm_scheduler(student.base, student.config.grid).save_pretrained(out_dir / "scheduler")
+        if student.config.full_finetune:  # the diffusers model folder: config + one safetensors file
+            folder = out_dir / family.net
+            student.net.save_config(folder)
+            save_safetensors(weights, {"format": "pt"}, folder / "diffusion_pytorch_model.safetensors")
+            return [folder]
+        return [
+            save_safetensors(*build(student, weights), out_dir / file)
+            for file, build in (files[f] for f in dict.fromkeys(formats))
+        ]
+    except OSError as err:
+        raise write_failed(f"the student to {out_dir}", err) from err
 
 
 @dataclass
@@ -195,9 +198,11 @@ def _card_base_model(card: Path) -> Path | None:
     """The ``base_model`` of a tlcm model card's front matter, or None."""
     if not card.is_file():
         return None
+    from tlcm.summary import from_repo_path  # the card names a bundled miniature relative to the repo
+
     for line in card.read_text().split("\n---", 1)[0].splitlines():
         if line.startswith("base_model:"):
-            return Path(json.loads(line.removeprefix("base_model:").strip()))
+            return from_repo_path(json.loads(line.removeprefix("base_model:").strip()))
     return None
 
 
@@ -216,13 +221,16 @@ def main(args: ExportArgs) -> list[Path]:
     student = Student.from_run(BaseModel.load(model, device=args.device, flag="--model"), args.run)
     name = run_name(args.run)
     written = export_student(student, out, args.format, name)
-    if not (out / CARD_FILE).is_file():
-        if card.is_file():
-            shutil.copyfile(card, out / CARD_FILE)
-        else:
-            scores = args.run / "eval.json"  # python -m tlcm.train's end-of-run evaluation
-            scores = json.loads(scores.read_text()) if scores.is_file() else None
-            write_model_card(student, out, name, scores=scores)
+    try:
+        if not (out / CARD_FILE).is_file():
+            if card.is_file():
+                shutil.copyfile(card, out / CARD_FILE)
+            else:
+                scores = args.run / "eval.json"  # python -m tlcm.train's end-of-run evaluation
+                scores = json.loads(scores.read_text()) if scores.is_file() else None
+                write_model_card(student, out, name, scores=scores)
+    except OSError as err:
+        raise write_failed(f"the model card to {out}", err) from err
     for path in written:
         Console().print(f"wrote {path}")
     return written

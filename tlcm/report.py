@@ -13,8 +13,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Column
 
 from tlcm.config import Recipe
+from tlcm.files import write_failed
 from tlcm.trackers import Sink, open_sinks
 
 
@@ -24,6 +26,19 @@ def _global_step(line: str) -> float:
         return json.loads(line).get("global_step", 0)
     except json.JSONDecodeError:
         return math.inf
+
+
+def progress_columns() -> tuple:
+    """The progress display: phase, bar, step / steps, it/s and ETA, then the loss terms. In a narrow
+    terminal (or an 80-column log) the bar shrinks and the terms wrap onto more lines; nothing is cut."""
+    return (
+        TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=12),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        TextColumn("{task.fields[speed]}", table_column=Column(no_wrap=True)),
+        TimeRemainingColumn(table_column=Column(no_wrap=True)),
+        TextColumn("{task.fields[terms]}", table_column=Column(overflow="fold")),
+    )
 
 
 class Reporter:
@@ -44,16 +59,7 @@ class Reporter:
         self._purge_step: int | None = None
         self.path = out_dir / "metrics.jsonl"
         self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[terms]}"),
-            TextColumn("{task.fields[speed]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not enabled,
-        )
+        self.progress = Progress(*progress_columns(), console=self.console, disable=not enabled)
         self._task = None
         self._last = time.perf_counter()
         if enabled:
@@ -89,13 +95,16 @@ class Reporter:
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
         clean = {k: None if k in bad else v for k, v in record.items()}
         line = {**clean, **({"nonfinite": bad} if bad else {}), "it_per_s": speed}
-        with self.path.open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+        except OSError as err:
+            raise write_failed(f"the metrics to {self.path}", err) from err
         numbers = {k: v for k, v in line.items() if type(v) in (int, float) and k != "global_step"}
         for sink in self.sinks:
             sink.log(numbers, line.get("global_step", 0))
         if self._task is not None:
-            terms = " ".join(f"{k} {v:.4g}" for k, v in show.items())
+            terms = " ".join(f"{k}={v:.4g}" for k, v in show.items())  # one word each: wraps between terms
             self.progress.update(self._task, advance=1, terms=terms, speed=f"{speed:.2f} it/s")
 
     def advance(self) -> None:
@@ -111,7 +120,8 @@ class Reporter:
 
     def truncate(self, global_step: int) -> None:
         """Drop metrics.jsonl lines after ``global_step`` (a resumed run rewrites them, once); the
-        trackers drop them too (tensorboard's purge step)."""
+        trackers drop them too (tensorboard's purge step). A failed write (a full disk) raises a
+        one-line TLCMError, metrics.jsonl left as it was."""
         self._purge_step = global_step + 1
         if not self.enabled or not self.path.is_file():
             return
@@ -119,10 +129,14 @@ class Reporter:
         keep = [line for line in lines if _global_step(line) <= global_step]
         if len(keep) != len(lines):
             tmp = self.path.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(f"{line}\n" for line in keep))
-            tmp.replace(self.path)
+            try:
+                tmp.write_text("".join(f"{line}\n" for line in keep))
+                tmp.replace(self.path)
+            except OSError as err:
+                tmp.unlink(missing_ok=True)
+                raise write_failed(f"the metrics to {self.path}", err) from err
 
     def print(self, message: str) -> None:
-        """A line above the progress display."""
+        """A line above the progress display (long paths wrap whole, not cut at the console width)."""
         if self.enabled:
-            self.progress.console.print(message)
+            self.progress.console.print(message, soft_wrap=True)

@@ -7,7 +7,6 @@ sampler. Writes one PNG grid: a row per prompt.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +15,15 @@ import tyro
 from rich.console import Console
 from rich.progress import Progress
 
+from tlcm.config import FrozenDtype
+from tlcm.data.prompts import clean_prompt
 from tlcm.errors import TLCMError, run_cli
 from tlcm.images import save_grid
-from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
+from tlcm.models.base import BaseModel, check_model_folder, frozen_dtype, scheduler_timesteps
 from tlcm.models.student import Student
 from tlcm.sampling import sample_latents, teacher_timesteps
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
-from tlcm.validation import check_device, check_gamma, check_out_file, check_seed
+from tlcm.validation import check_device, check_gamma, check_guidance_scale, check_out_file, check_seed
 
 
 @dataclass
@@ -45,6 +46,9 @@ class SampleArgs:
     """Where to write the image grid (.png, .jpg, .jpeg or .webp)."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     """Torch device."""
+    dtype: FrozenDtype = "auto"
+    """Frozen weights' dtype; bf16 / fp16 weights sample under autocast to it (the student's fp32
+    LoRA too). "auto": bf16 on CUDA, fp32 on CPU."""
     max_sequence_length: int | None = None
     """T5 tokens of SD3 / FLUX prompts (None: the pipeline's default; the flow miniature: 8)."""
     student: Path | None = None
@@ -60,8 +64,7 @@ def check_sample_args(args: SampleArgs) -> None:
     """The checks that need no model (flags, output path, folders): one-line TLCMErrors."""
     if args.num_per_prompt < 1:
         raise TLCMError(f"--num-per-prompt must be >= 1 (images per prompt), got {args.num_per_prompt}")
-    if not math.isfinite(args.guidance_scale):
-        raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    check_guidance_scale(args.guidance_scale, "--guidance-scale")
     check_gamma(args.gamma, "--gamma")
     check_gamma(args.first_gamma, "--first-gamma")
     check_device(args.device, "--device")
@@ -84,11 +87,15 @@ def main(args: SampleArgs) -> Path:
     """Sample and write the grid; returns its path."""
     if args.steps < 1:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
-    if not args.prompt or not all(p.strip() for p in args.prompt):
+    if not args.prompt or not all(clean_prompt(p) for p in args.prompt):
         raise TLCMError("--prompt needs at least one non-empty prompt")
     check_sample_args(args)
     base = BaseModel.load(
-        args.model, device=args.device, flag="--model", max_sequence_length=args.max_sequence_length
+        args.model,
+        device=args.device,
+        dtype=frozen_dtype(args.dtype, args.device, autocast=True),
+        flag="--model",
+        max_sequence_length=args.max_sequence_length,
     )
     prompts = [p for p in args.prompt for _ in range(args.num_per_prompt)]
     cond, uncond = base.encode(prompts)
@@ -109,7 +116,7 @@ def main(args: SampleArgs) -> Path:
         denoiser, w = trained.denoiser(), 1.0
         gamma, first_gamma = grid.gamma, grid.first_gamma
         timesteps = grid.timesteps(args.steps, base.schedule).tolist()
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress, base.autocast():
         task = progress.add_task(f"sampling {len(prompts)} images", total=args.steps)
         latents = sample_latents(
             denoiser,

@@ -10,17 +10,18 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import tyro
 
 from recipes import PRESETS
-from tlcm.card import write_model_card
 from tlcm.config import Recipe
-from tlcm.distributed import close_distributed
-from tlcm.engine import PREEMPTED_EXIT_CODE, Run, train
 from tlcm.errors import TLCMError, run_cli
-from tlcm.export import run_name
-from tlcm.toy.evaluation import student_scores
+from tlcm.preemption import install_for_process
+from tlcm.summary import run_summary
+
+if TYPE_CHECKING:  # the engine (diffusers, peft) is imported when training starts: --help is quick
+    from tlcm.engine import Run
 
 Presets = tyro.extras.subcommand_type_from_defaults(PRESETS)
 
@@ -35,14 +36,28 @@ class TrainArgs:
 
 def train_and_score(recipe: Recipe) -> Run:
     """Train, then (eval_samples_per_digit > 0: miniature pipeline) score the student on rank 0 and
-    write RUN/eval.json."""
+    write RUN/eval.json; rank 0 of a finished run prints the summary (tlcm/summary.py)."""
+    from tlcm.distributed import close_distributed
+    from tlcm.engine import train
+
     try:
         run = train(recipe)
     finally:
         close_distributed()
-    sharded = recipe.runtime.fsdp and int(os.environ.get("WORLD_SIZE", "1")) > 1  # shards need all ranks
-    if run.preempted or not run.is_main or recipe.runtime.eval_samples_per_digit <= 0 or sharded:
+    if run.preempted or not run.is_main:
         return run
+    sharded = recipe.runtime.fsdp and int(os.environ.get("WORLD_SIZE", "1")) > 1  # shards need all ranks
+    scores = None if recipe.runtime.eval_samples_per_digit <= 0 or sharded else _score(run, recipe)
+    print(run_summary(run.out_dir, recipe.model, run.train_seconds, scores))
+    return run
+
+
+def _score(run: Run, recipe: Recipe) -> list[dict]:
+    """The student's toy scores, written to RUN/eval.json and into the export's model card."""
+    from tlcm.card import write_model_card
+    from tlcm.export import run_name
+    from tlcm.toy.evaluation import student_scores
+
     scores = student_scores(
         run.base,
         run.student.denoiser(),
@@ -53,14 +68,16 @@ def train_and_score(recipe: Recipe) -> Run:
     (run.out_dir / "eval.json").write_text(json.dumps(scores, indent=1) + "\n")
     folder, name = run.out_dir / "student", run_name(run.out_dir)  # the export's card, now with scores
     write_model_card(run.student, folder, name, recipe, run.train_seconds, scores)
-    for row in scores:
-        print(f"student {row['steps']} steps: alignment {row['alignment']:.3f}  FD {row['fd']:.3f}")
-    return run
+    return scores
 
 
 def main(args: TrainArgs) -> None:
-    """Exit codes: 0 done, 2 bad input (one line), 3 non-finite loss / gradient (nothing saved from
-    that step), 75 pre-empted by SIGTERM after saving a checkpoint (rerun the same command)."""
+    """Exit codes: 0 done, 2 bad input (one line), 3 non-finite loss / gradient or a diverged student
+    (nothing saved from that step), 75 pre-empted: a stop signal (SIGTERM, SIGINT / Ctrl-C, SIGHUP;
+    under torchrun on any rank) saved a checkpoint (rerun the same command), 130 a second Ctrl-C
+    aborted without saving."""
+    from tlcm.engine import PREEMPTED_EXIT_CODE
+
     if train_and_score(args.recipes).preempted:
         sys.exit(PREEMPTED_EXIT_CODE)
 
@@ -82,4 +99,5 @@ def cli(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    install_for_process()  # stop signals save and exit 75, also while loading and while exiting
     run_cli(cli)

@@ -14,15 +14,24 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from tlcm.config import EXPORT_FORMATS, Recipe
 from tlcm.errors import TLCMError
-from tlcm.models.base import check_model_folder
+
+if TYPE_CHECKING:  # tlcm.models imports diffusers: the functions that read a model folder import it
+    from tlcm.models.families import Family
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 """Extensions an image output (a sample grid) may have."""
+MAX_BATCH_SIZE = 65536
+"""Largest batch size a phase may have: far above any distillation's (the paper's: 4 to 32), far
+below what would ask for terabytes of memory at the first step (a mistyped 1e12)."""
+MAX_GUIDANCE_SCALE = 100.0
+"""Largest classifier-free guidance scale accepted (typical: 1 to 15); far larger ones overflow the
+teacher's output to inf / NaN, which would then read as a learning-rate problem."""
 LORA_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Embedding)
 """Module types peft can put a LoRA adapter on (of those a diffusers UNet holds)."""
 
@@ -74,6 +83,33 @@ def check_seed(seed: int, flag: str, limit: int = 2**63) -> None:
     if not -limit < seed < limit:
         raise TLCMError(
             f"{flag} {seed} is out of range: use a seed with |seed| < 2**{limit.bit_length() - 1}"
+        )
+
+
+def check_guidance_scale(scale: float, flag: str) -> None:
+    """A classifier-free guidance scale in 0..MAX_GUIDANCE_SCALE (NaN, inf and huge values refused)."""
+    if not 0 <= scale <= MAX_GUIDANCE_SCALE:
+        raise TLCMError(
+            f"{flag} must be a finite number in 0..{MAX_GUIDANCE_SCALE:g} (typical: 1 to 15), got {scale}"
+        )
+
+
+def check_resolution(path: Path, resolution: int | None, family: Family, flag: str) -> None:
+    """A training resolution (pixels, square; None: the pipeline's default) that the model folder
+    ``path`` can take: a positive multiple of its VAE's scale factor times what its network needs
+    (a UNet's downsamplings, a transformer's patch size), read from the config.json files."""
+    from tlcm.models.base import read_config
+
+    if resolution is None:
+        return
+    vae = 2 ** max(len(read_config(path / "vae" / "config.json").get("block_out_channels", [0] * 4)) - 1, 0)
+    multiple = vae * family.latent_multiple(read_config(path / family.net / "config.json"))
+    if resolution < 1 or resolution % multiple:
+        low = max(resolution // multiple * multiple, multiple)
+        raise TLCMError(
+            f"{flag} {resolution}: {path} takes images whose side is a multiple of {multiple} pixels "
+            f"(VAE scale factor {vae} x {multiple // vae} for its {family.net}): use e.g. {low} or "
+            f"{low + multiple}"
         )
 
 
@@ -206,14 +242,19 @@ def _check_batch(flag: str, batch: int, accum: int, world: int) -> None:
         )
 
 
-def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size: int | None = None) -> None:
+def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
     """Raise TLCMError naming the recipe field (as a CLI flag) for the first invalid value.
 
     ``world_size``: processes of the run (default: $WORLD_SIZE, 1 without torchrun); each phase's
-    batch must split into world_size x grad_accum equal micro-batches. Reads only small files (the
-    model's model_index.json); creates ``runtime.out_dir`` (a write probe) once all else passed.
+    batch must split into world_size x grad_accum equal micro-batches. Timesteps are checked against
+    the model's own T (its scheduler's). Reads only small files (the model's model_index.json and
+    config files); creates ``runtime.out_dir`` (a write probe) once all else passed.
     """
+    from tlcm.models.base import check_model_folder, scheduler_timesteps
+    from tlcm.models.families import FAMILIES
+
     world = env_world_size() if world_size is None else world_size
+    num_train_timesteps = scheduler_timesteps(recipe.model.path)
     if not recipe.phases:
         raise TLCMError("the recipe has no phases: add at least one under recipe.phases")
     try:
@@ -241,8 +282,8 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
             raise TLCMError(
                 f"{flag}.grad-accum must be >= 1 (micro-steps per optimizer step), got {phase.grad_accum}"
             )
-        if phase.batch_size < 1:
-            raise TLCMError(f"{flag}.batch-size must be >= 1, got {phase.batch_size}")
+        if not 1 <= phase.batch_size <= MAX_BATCH_SIZE:
+            raise TLCMError(f"{flag}.batch-size must be in 1..{MAX_BATCH_SIZE}, got {phase.batch_size}")
         _check_batch(flag, phase.batch_size, phase.grad_accum, world)
         if not phase.losses:
             raise TLCMError(f"phase {name!r} has no loss terms: add one under {flag}.losses")
@@ -259,7 +300,10 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
             try:
                 loss.validate(num_train_timesteps, recipe.student.grid)
             except ValueError as err:
-                raise TLCMError(f"{flag}.losses.{loss_name}: {err}") from err
+                raise TLCMError(
+                    f"{flag}.losses.{loss_name}: {err} (T = {num_train_timesteps}, from "
+                    f"{Path(recipe.model.path) / 'scheduler'})"
+                ) from err
     grid = recipe.student.grid
     for n in recipe.inference_steps:
         if not 1 <= n <= grid.num_milestones:
@@ -289,11 +333,9 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
             f"--recipes.student.init-from {student.init_from} is not a folder: pass a tlcm run folder "
             "(e.g. runs/mlcd)"
         )
-    if not math.isfinite(recipe.model.guidance_scale):
-        raise TLCMError(
-            f"--recipes.model.guidance-scale must be a finite number, got {recipe.model.guidance_scale}"
-        )
-    check_model_folder(recipe.model.path, "--recipes.model.path")
+    check_guidance_scale(recipe.model.guidance_scale, "--recipes.model.guidance-scale")
+    family = FAMILIES[check_model_folder(recipe.model.path, "--recipes.model.path")]
+    check_resolution(Path(recipe.model.path), recipe.model.resolution, family, "--recipes.model.resolution")
     cache = recipe.data.trajectory_cache
     if cache is not None and not Path(cache).is_dir():
         raise TLCMError(
@@ -311,7 +353,9 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
     if rt.memory_budget_gib is not None and not rt.memory_budget_gib > 0:
         raise TLCMError(f"{flag}.memory-budget-gib must be > 0 (GiB), got {rt.memory_budget_gib}")
     check_seed(rt.seed, f"{flag}.seed")
-    check_export_formats(rt.export_formats, f"{flag}.export-formats", lora=not recipe.student.full_finetune)
+    check_export_formats(
+        rt.export_formats, f"{flag}.export-formats", lora=not recipe.student.full_finetune, family=family
+    )
     check_trackers(rt.trackers, f"{flag}.trackers")
     if rt.checkpoint_every < 0:
         raise TLCMError(
@@ -320,6 +364,12 @@ def validate_recipe(recipe: Recipe, num_train_timesteps: int = 1000, world_size:
         )
     if rt.log_every < 1:
         raise TLCMError(f"{flag}.log-every must be >= 1 (report every N steps), got {rt.log_every}")
+    if not 0 <= rt.max_skipped_fraction <= 1:
+        raise TLCMError(f"{flag}.max-skipped-fraction must be in 0..1, got {rt.max_skipped_fraction}")
+    if not rt.max_weight_abs > 0:
+        raise TLCMError(
+            f"{flag}.max-weight-abs must be > 0 (inf disables the divergence guard), got {rt.max_weight_abs}"
+        )
     if rt.eval_samples_per_digit < 0:
         raise TLCMError(
             f"{flag}.eval-samples-per-digit must be >= 0 (0: off), got {rt.eval_samples_per_digit}"

@@ -13,8 +13,9 @@ folder, each chunk is written once to ``chunk-<sha256 of its prompts>.safetensor
 uncond_pooled_embeds (1, P)) and read back row by row from the memory-mapped file; ``manifest.json``
 (text encoder fingerprint, dtypes, per chunk file / rows / sha256) is written after each new chunk
 via rename. Content-addressed: another prompt file reuses every chunk it shares, a changed one just
-misses. A cache made with another text encoder, tokenizer or encoder dtype is refused (TLCMError,
-one line); a corrupted or missing chunk file is re-encoded with a one-line warning.
+misses. A cache made with another text encoder, tokenizer or encoder dtype, a malformed manifest.json
+and a folder that cannot be written (full, read-only) are refused (TLCMError, one line); a corrupted
+or missing chunk file is re-encoded with a one-line warning.
 
 Storage dtype: the encoder's output dtype (exact), or float16 / bfloat16 (half the bytes); fresh
 encodings are rounded to it too, so a cached and a fresh embedding are always the same bits.
@@ -34,11 +35,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from tlcm.conditioning import Conditioning
-from tlcm.data import sha256_file
+from tlcm.data import check_fields, sha256_file
 from tlcm.errors import TLCMError
+from tlcm.files import save_tensors
 from tlcm.models.base import BaseModel
 
 FORMAT, VERSION = "tlcm-embeddings", 1
@@ -50,6 +51,9 @@ OPEN_FILES = 256
 """Chunk files kept open (memory-mapped) at once; each is hashed once per process."""
 STORAGE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 FLAG = "--recipes.data.embedding-cache"
+MANIFEST_FIELDS = {"format": str, "version": int, "fingerprint": dict, "dtype": str, "chunks": dict}
+CHUNK_FIELDS = {"file": str, "rows": int, "sha256": str}
+"""What manifest.json holds (beyond informative fields), and each entry of its "chunks"."""
 CONDITIONING_FIELDS = tuple(f.name for f in dataclasses.fields(Conditioning))
 SHARED_FIELDS = ("time_ids", "guidance")
 """Conditioning fields that are the same for every prompt of a model: stored once per chunk."""
@@ -213,9 +217,11 @@ class EmbeddingStore:
             return
         try:
             manifest = json.loads(path.read_text())
-            found = (manifest["format"], manifest["version"])
-            entries = dict(manifest["chunks"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            check_fields(manifest, MANIFEST_FIELDS, "manifest.json")
+            for entry in manifest["chunks"].values():
+                check_fields(entry, CHUNK_FIELDS, "a chunk of manifest.json")
+            found, entries = (manifest["format"], manifest["version"]), manifest["chunks"]
+        except (OSError, ValueError) as err:
             if strict:
                 raise self._refuse(f"unreadable manifest.json ({type(err).__name__}: {err})") from err
             return
@@ -261,7 +267,7 @@ class EmbeddingStore:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{name}.{os.getpid()}.tmp"
-            save_file({n: t.cpu() for n, t in tensors.items()}, tmp)
+            save_tensors({n: t.cpu() for n, t in tensors.items()}, tmp)
             tmp.replace(folder / name)
             entry = {
                 "file": name,

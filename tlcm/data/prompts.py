@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tlcm.errors import TLCMError
 from tlcm.toy.data import all_prompts
+
+ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+"""Invisible characters that ``str.strip`` keeps (zero-width space, non-joiner and joiner, word
+joiner, byte-order mark): stripped from a prompt's ends like whitespace."""
+_ENDS = re.compile(f"^[\\s{ZERO_WIDTH}]+|[\\s{ZERO_WIDTH}]+$")
+
+
+def clean_prompt(text: str) -> str:
+    """``text`` without leading and trailing whitespace and zero-width characters ("": blank)."""
+    return _ENDS.sub("", text)
 
 
 def _json_type(value: object) -> str:
@@ -18,7 +29,9 @@ def load_prompts(path: Path | None, flag: str = "--recipes.data.prompts") -> lis
     """All prompts of ``path`` (None: the miniature pipeline's 40 training prompts).
 
     .txt: one prompt per non-blank line. .jsonl: one JSON object per non-blank line with a
-    non-empty string "prompt" field. A missing, unreadable, non-UTF-8, empty or malformed file
+    non-empty string "prompt" field. Prompts are stripped of whitespace and zero-width characters
+    (``clean_prompt``); one left blank is no prompt. A missing, unreadable, non-UTF-8, empty or
+    malformed file (a .jsonl "prompt" with a lone surrogate escape, say)
     raises a one-line TLCMError naming the file (and line) and ``flag``, the option that gave it.
     """
     if path is None:
@@ -46,7 +59,7 @@ def load_prompts(path: Path | None, flag: str = "--recipes.data.prompts") -> lis
             f"{err.start}): re-save it as UTF-8 "
             f"(e.g. iconv -f latin1 -t utf-8 {path.name} > utf8{path.suffix})"
         ) from err
-    lines = [(i + 1, line.strip()) for i, line in enumerate(text.splitlines()) if line.strip()]
+    lines = [(i + 1, p) for i, line in enumerate(text.splitlines()) if (p := clean_prompt(line))]
     if path.suffix == ".jsonl":
         prompts = []
         for number, line in lines:
@@ -58,7 +71,7 @@ def load_prompts(path: Path | None, flag: str = "--recipes.data.prompts") -> lis
                     'expected an object with a "prompt" field, one per line'
                 ) from err
             prompt = record.get("prompt") if isinstance(record, dict) else None
-            if not isinstance(prompt, str) or not prompt.strip():
+            if not isinstance(prompt, str) or not clean_prompt(prompt):
                 if not isinstance(record, dict):
                     found = f"a JSON {_json_type(record)}"
                 elif "prompt" not in record:
@@ -69,9 +82,25 @@ def load_prompts(path: Path | None, flag: str = "--recipes.data.prompts") -> lis
                     f'{path}:{number}: expected a JSON object with a non-empty string "prompt" field, '
                     f"found {found}"
                 )
-            prompts.append(prompt.strip())
+            if (bad := _lone_surrogate(prompt)) is not None:
+                raise TLCMError(
+                    f'{path}:{number}: the "prompt" holds a lone surrogate {json.dumps(prompt[bad])} '
+                    f"(character {bad}), which is no text: write the character itself or its whole "
+                    'surrogate pair (e.g. "\\ud83d\\ude00")'
+                )
+            prompts.append(clean_prompt(prompt))
     else:
         prompts = [line for _, line in lines]
     if not prompts:
         raise TLCMError(f"prompt file {path} holds no prompts: add at least one non-empty line")
     return prompts
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Index of the first lone UTF-16 surrogate in ``text`` (a JSON "\\ud800" escape decodes to one;
+    no tokenizer takes it), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return None

@@ -28,19 +28,32 @@ import tyro
 from rich.console import Console
 from rich.progress import Progress
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from tlcm.data import sha256_file
+from tlcm.data import check_fields, sha256_file
 from tlcm.data.prompts import load_prompts
 from tlcm.diffusion.milestones import milestones
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.errors import TLCMError, run_cli
+from tlcm.files import save_tensors
 from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 from tlcm.validation import check_device, check_out_dir, check_seed
 
 FORMAT, VERSION = "tlcm-trajectories", 1
+MANIFEST_FIELDS = {
+    "format": str,
+    "version": int,
+    "num_milestones": int,
+    "skip": int,
+    "num_prompts": int,
+    "dtype": str,
+    "grid": list[int],
+    "edges": list[int],
+    "shards": list,
+}
+SHARD_FIELDS = {"file": str, "samples": int, "sha256": str}
+"""What manifest.json holds that opening the cache reads (the rest is compared), and each shard."""
 DTYPES = {
     "float16": (torch.float16, "F16"),
     "bfloat16": (torch.bfloat16, "BF16"),
@@ -145,7 +158,7 @@ def build_cache(
             if progress:
                 progress.advance(task, len(chunk))
         name = f"shard-{len(shards):05d}.safetensors"
-        save_file({"states": states, "prompt_index": rows // samples_per_prompt}, out_dir / name)
+        save_tensors({"states": states, "prompt_index": rows // samples_per_prompt}, out_dir / name)
         shards.append({"file": name, "samples": len(rows), "sha256": sha256_file(out_dir / name)})
     for stale in set(out_dir.glob("shard-*.safetensors")) - {out_dir / s["file"] for s in shards}:
         stale.unlink()
@@ -221,6 +234,9 @@ class TrajectoryCache:
         path = folder / "manifest.json"
         try:
             manifest = json.loads(path.read_text())
+            check_fields(manifest, MANIFEST_FIELDS, "manifest.json")
+            for shard in manifest["shards"]:
+                check_fields(shard, SHARD_FIELDS, "a shard of manifest.json")
             found = (manifest["format"], manifest["version"])
             grid = trajectory_grid(base.schedule, manifest["num_milestones"], manifest["skip"])
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -297,9 +313,10 @@ class TrajectoryCache:
 
         Segment s uniform in 0..M-1, t_m uniform over its grid points above t_s, t_n the next grid point,
         one of the prompt's trajectories uniform. Returns x_tm, x_tn (B, C, h, w) float32 and t_m, t_n,
-        t_s (B,) on ``device`` (default: prompt_index's). The draws and prompt indices reach the host in
-        one copy (the step's one sync here: rows are read from the memory-mapped shards), the states
-        and the timesteps go back in two.
+        t_s (B,) on ``device`` (default: prompt_index's). Rows are read on the host from the
+        memory-mapped shards: with a host ``generator`` (the step's ``host_generator``) and host prompt
+        indices that costs no device sync; prompt indices on the device cost one (their copy to the
+        host). The states and timesteps go to ``device`` in two non-blocking copies.
         """
         device = prompt_index.device if device is None else device
         b, on = len(prompt_index), generator.device
@@ -313,8 +330,10 @@ class TrajectoryCache:
         rows = self.row_order[self.prompt_first[prompts] + (v * self.prompt_count[prompts]).long()]
         shard = torch.searchsorted(self.shard_start, rows, right=True) - 1
         reads = zip(shard.tolist(), (rows - self.shard_start[shard]).tolist(), pos.tolist(), strict=True)
-        pairs = torch.stack([self._slices[s][r, p : p + 2] for s, r, p in reads]).to(device, torch.float32)
-        t_m, t_n, t_s = torch.stack([self.grid[pos], self.grid[pos + 1], self.edges[seg]]).to(device)
+        pairs = torch.stack([self._slices[s][r, p : p + 2] for s, r, p in reads])
+        pairs = pairs.to(device, torch.float32, non_blocking=True)
+        times = torch.stack([self.grid[pos], self.grid[pos + 1], self.edges[seg]])
+        t_m, t_n, t_s = times.to(device, non_blocking=True)
         return {"x_tm": pairs[:, 0], "x_tn": pairs[:, 1], "t_m": t_m, "t_n": t_n, "t_s": t_s}
 
 

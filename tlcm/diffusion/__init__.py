@@ -1,41 +1,30 @@
-"""Diffusion core: VP/flow schedules, DDIM/CFG/multistep solvers, milestones and the TLCM schedulers."""
+"""Diffusion core: VP/flow schedules, DDIM/CFG/multistep solvers, milestones and the TLCM schedulers.
 
-from tlcm.diffusion.milestones import (
-    inference_milestone_indices,
-    inference_timesteps,
-    milestones,
-    sample_segment_timesteps,
-    segment_index,
-)
-from tlcm.diffusion.schedule import FlowSchedule, Schedule, VPSchedule, expand_like, schedule_from_config
-from tlcm.diffusion.scheduler import TLCMFlowScheduler, TLCMScheduler, TLCMSchedulerOutput
-from tlcm.diffusion.solvers import (
-    Denoiser,
-    ddim_step,
-    guided_output,
-    mds_trajectory,
-    teacher_solve,
-    tlcm_step,
-)
+The names below are imported from their submodule on first use, so that importing one submodule
+(e.g. ``tlcm.diffusion.milestones`` for the recipe tree) does not import diffusers. (The function
+``milestones`` shares its module's name: import it from ``tlcm.diffusion.milestones``.)
+"""
 
-__all__ = [
-    "Denoiser",
-    "FlowSchedule",
-    "Schedule",
-    "TLCMFlowScheduler",
-    "TLCMScheduler",
-    "TLCMSchedulerOutput",
-    "VPSchedule",
-    "ddim_step",
-    "expand_like",
-    "guided_output",
-    "inference_milestone_indices",
-    "inference_timesteps",
-    "mds_trajectory",
-    "milestones",
-    "sample_segment_timesteps",
-    "schedule_from_config",
-    "segment_index",
-    "teacher_solve",
-    "tlcm_step",
-]
+_SUBMODULES = {
+    "milestones": (
+        "inference_milestone_indices",
+        "inference_timesteps",
+        "sample_segment_timesteps",
+        "segment_index",
+    ),
+    "schedule": ("FlowSchedule", "Schedule", "VPSchedule", "expand_like", "schedule_from_config"),
+    "scheduler": ("TLCMFlowScheduler", "TLCMScheduler", "TLCMSchedulerOutput"),
+    "solvers": ("Denoiser", "ddim_step", "guided_output", "mds_trajectory", "teacher_solve", "tlcm_step"),
+}
+_WHERE = {name: module for module, names in _SUBMODULES.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    """A name of ``__all__``, from its submodule."""
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"tlcm.diffusion.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'tlcm.diffusion' has no attribute {name!r}")

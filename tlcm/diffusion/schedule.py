@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from diffusers import DDPMScheduler
 
 VP_PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 FLOW_PREDICTION_TYPE = "flow_prediction"
@@ -128,6 +127,8 @@ class VPSchedule(Schedule):
         The betas come from ``DDPMScheduler`` (beta_start/end, beta_schedule, trained_betas,
         rescale_betas_zero_snr); keys that DDPMScheduler does not take are ignored.
         """
+        from diffusers import DDPMScheduler  # here: the recipe tree imports this module, --help too
+
         keys = inspect.signature(DDPMScheduler.__init__).parameters
         ddpm = DDPMScheduler.from_config({k: v for k, v in config.items() if k in keys})
         return cls(ddpm.alphas_cumprod, config.get("prediction_type", "epsilon"))

@@ -108,14 +108,16 @@ def mds_trajectory(
     tau_j = T + (t_m - T) j / L, snapped to the schedule's grid. All samples advance together for
     max(L) rounds; round r calls the denoiser only on the samples with r < L_i, so a sample whose
     grid is done stays bit-identical and no call is wasted: the cost is sum(L_i) guided calls.
-    One host sync per call (L to the host: the rounds' batch sizes depend on it); each round's
-    indices are then found on the device with that known size (``nonzero_static``). Masking instead
+    The rounds' batch sizes depend on L, which the host reads: ``num_steps`` on the host (MLCD
+    draws its segments there) costs no sync, on the device one per call; each round's indices
+    are then found on the device with that known size (``nonzero_static``). Masking instead
     (every sample in every round, ``torch.where``) would need no sync but cost B max(L) calls, about
     2M / (M + 1) times as many for L uniform in 1..M. ``uncond`` holds 1 or B samples.
     ``rounds`` (>= max L) makes that masked form instead: exactly ``rounds`` calls of batch B
     whatever L is, as FSDP2 needs (every process must make the same network calls); the results
     equal the default's up to batch-size-dependent rounding. Returns x_{t_m} (B, ...).
     """
+    given, num_steps = num_steps, num_steps.to(t_m.device, non_blocking=True)
     start = torch.full_like(t_m, schedule.max_timestep, dtype=torch.float64)
     steps = num_steps.to(torch.float64)
     if rounds is not None:
@@ -127,7 +129,7 @@ def mds_trajectory(
             moving = (num_steps > r).view(-1, *[1] * (x.dim() - 1))
             x = torch.where(moving, ddim_step(schedule, x, x0_hat, tau, tau_next), x)
         return x
-    lengths = num_steps.tolist()  # the one host sync
+    lengths = given.tolist()  # no sync for host num_steps (one otherwise)
     x = noise
     for r in range(max(lengths, default=0)):
         count = sum(n > r for n in lengths)

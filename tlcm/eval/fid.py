@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from tlcm.errors import TLCMError
 from tlcm.eval.weights import need_file, need_packages
+from tlcm.files import save_tensors
 from tlcm.toy.metrics import frechet_distance
 
 INCEPTION_SIZE = 299
@@ -56,7 +57,7 @@ class FeatureStats:
     def save(self, path: Path, metadata: dict[str, str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"sum": self.sum, "outer": self.outer, "n": torch.tensor(self.n)}
-        save_file(tensors, path, {k: str(v) for k, v in metadata.items()})
+        save_tensors(tensors, path, {k: str(v) for k, v in metadata.items()})
 
     @classmethod
     def load(cls, path: Path) -> FeatureStats:

@@ -22,9 +22,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from tlcm.errors import TLCMError
-from tlcm.eval.pipeline import TEACHER_SCHEDULERS, load_pipeline, student_label
 from tlcm.eval.prompts import load_prompt_set
-from tlcm.models.base import check_model_folder
 from tlcm.validation import check_device, check_gamma, check_out_dir, check_seed
 
 
@@ -67,6 +65,9 @@ class GenerateArgs:
 
 def check_args(args: GenerateArgs) -> None:
     """The checks that need no model: one-line TLCMErrors."""
+    from tlcm.eval.pipeline import TEACHER_SCHEDULERS  # diffusers: not for --help
+    from tlcm.models.base import check_model_folder
+
     if args.steps is not None and args.steps < 1:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
     if args.batch_size < 1:
@@ -91,6 +92,8 @@ def check_args(args: GenerateArgs) -> None:
 
 def settings(args: GenerateArgs, steps: int) -> dict:
     """What decides the images (meta.json); a resume must match it."""
+    from tlcm.eval.pipeline import student_label
+
     student = args.student is not None
     teacher = f"{Path(args.model).name} ({args.scheduler}, w={args.guidance_scale:g})"
     label = args.label or (student_label(args.student) if student else teacher)
@@ -123,6 +126,8 @@ def noise_generator(seed: int, index: int) -> torch.Generator:
 
 def generate(args: GenerateArgs) -> int:
     """Generate the missing images of this process's share; returns how many it wrote."""
+    from tlcm.eval.pipeline import load_pipeline
+
     check_args(args)
     steps = args.steps or (4 if args.student is not None else 25)
     records = load_prompt_set(args.prompts, args.num_prompts, args.seed)
@@ -162,12 +167,13 @@ def generate(args: GenerateArgs) -> int:
             batch = todo[start : start + args.batch_size]
             generators = [noise_generator(args.seed, i) for i in batch]
             latents = torch.stack([torch.randn(shape, generator=g, device="cpu") for g in generators])
-            images = pipe(
-                prompt=[records[i].prompt for i in batch], height=size, width=size,
-                num_inference_steps=steps, guidance_scale=w, generator=generators,
-                latents=base.family.pipeline_latents(latents.to(base.device, base.net.dtype)),
-                output_type="pil",
-            ).images  # fmt: skip
+            with base.autocast():  # bf16 base: LoRA in bf16, bf16 latents into an fp32 VAE
+                images = pipe(
+                    prompt=[records[i].prompt for i in batch], height=size, width=size,
+                    num_inference_steps=steps, guidance_scale=w, generator=generators,
+                    latents=base.family.pipeline_latents(latents.to(base.device, base.net.dtype)),
+                    output_type="pil",
+                ).images  # fmt: skip
             for i, image in zip(batch, images, strict=True):
                 tmp = out / "images" / f".{i:05d}.{os.getpid()}.png"
                 image.save(tmp)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import diffusers
 import torch
+from diffusers.utils import logging as diffusers_logging
+from safetensors import SafetensorError, safe_open
 
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError
 from tlcm.export import DIFFUSERS_FILE, tlcm_scheduler
-from tlcm.models.base import BaseModel
+from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
 
 TEACHER_SCHEDULERS = {
@@ -95,11 +97,34 @@ def apply_student(base: BaseModel, path: Path, num_milestones: int = 8):
             _load_net(base, path / base.family.net)
             return scheduler
         path = path / DIFFUSERS_FILE
-    try:
-        base.pipe.load_lora_weights(path.parent, weight_name=path.name)
-    except (OSError, ValueError, KeyError) as err:
-        raise TLCMError(f"--student {path} does not load as a LoRA of {base.path}: {str(err)[:200]}") from err
+    load_lora(base, path)
     return scheduler
+
+
+def load_lora(base: BaseModel, path: Path) -> None:
+    """Load the LoRA file ``path`` (diffusers or kohya format) into ``base.pipe`` as adapter
+    "student"; refuse it unless it adapts at least one layer and every layer it names (a LoRA of
+    another architecture loads nothing, or part of itself, with a mere warning: the base model, or a
+    part-student, would be scored as the student)."""
+    try:
+        with safe_open(path, "pt") as f:
+            wanted = sum(k.endswith((".lora_A.weight", ".lora_down.weight")) for k in f.keys())
+        level = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # its "no LoRA keys for ..." warnings: judged below
+        try:
+            base.pipe.load_lora_weights(path.parent, weight_name=path.name, adapter_name="student")
+        finally:
+            diffusers_logging.set_verbosity(level)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        raise TLCMError(f"--student {path} does not load as a LoRA of {base.path}: {str(err)[:200]}") from err
+    modules = [m for m in base.pipe.components.values() if isinstance(m, torch.nn.Module)]
+    loaded = sum(n.endswith(".lora_A.student.weight") for m in modules for n, _ in m.named_parameters())
+    if loaded == 0 or loaded < wanted:
+        raise TLCMError(
+            f"--student {path}: {f'only {loaded}' if loaded else 'none'} of its {wanted} LoRA layers match "
+            f"a layer of {base.path} (--model): it is a LoRA of another model; pass the base model it was "
+            "trained on to --model"
+        )
 
 
 def teacher_scheduler(base: BaseModel, name: str):
@@ -117,7 +142,7 @@ def load_pipeline(
     num_milestones: int,
 ) -> BaseModel:  # fmt: skip
     """The base model (bf16 on GPU, fp32 on CPU) with the student and sampler in ``base.pipe``."""
-    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    dtype = frozen_dtype("auto", device, autocast=True)
     base = BaseModel.load(model, device=device, dtype=dtype, flag="--model")
     if student is None:
         base.pipe.scheduler = teacher_scheduler(base, scheduler)

@@ -20,7 +20,6 @@ from rich.progress import Progress
 
 from tlcm.errors import TLCMError
 from tlcm.eval.fid import fid_from_stats, image_stats, load_inception
-from tlcm.eval.metrics import SCORERS
 from tlcm.eval.table import COLUMNS, image_grid, results_markdown, write_results
 from tlcm.eval.weights import MetricWeights
 from tlcm.validation import check_device, check_out_dir
@@ -125,6 +124,8 @@ def _mean_score(scorer, run: Generated, batch_size: int, advance) -> float:
 
 def score(args: ScoreArgs) -> list[dict]:
     """Score every folder with every metric; writes results.md / .json and grid.png; returns the rows."""
+    from tlcm.eval.metrics import SCORERS  # torchvision, CLIP: imported to score, not for --help
+
     check_args(args)
     runs = [load_generated(f) for f in args.images]
     rows = [

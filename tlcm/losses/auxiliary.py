@@ -13,8 +13,6 @@ from typing import Any, TypeVar
 
 import torch
 
-from tlcm.distributed import average_gradients, reshard_optimizer_state, world_size
-
 Context = TypeVar("Context")
 
 
@@ -34,6 +32,8 @@ class AuxOptimizer:
     def step(self, loss_fn: Callable[[Context], torch.Tensor], contexts: Sequence[Context]) -> torch.Tensor:
         """One update of the owned model on the mean over ``contexts`` (this process's micro-batches)
         of ``loss_fn(ctx)`` (a scalar with a graph to ``params``); returns that mean, detached."""
+        from tlcm.distributed import average_gradients, world_size  # late: the recipe tree imports this
+
         self.opt.zero_grad(set_to_none=True)
         total = 0.0
         for ctx in contexts:
@@ -51,5 +51,7 @@ class AuxOptimizer:
         return self.opt.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        from tlcm.distributed import reshard_optimizer_state
+
         self.opt.load_state_dict(state)
         reshard_optimizer_state(self.opt)  # full tensors of a checkpoint -> FSDP2 shards

@@ -43,7 +43,8 @@ class StepContext:
     guidance_scale: the teacher's CFG scale w.
     generator: the micro-batch's random generator, on the batch's device (the engine seeds it from
         (seed, global step, micro-batch index): exact resume, process count does not matter).
-        Every draw must name its device (``ctx.randn`` / ``ctx.rand`` do).
+        Every draw must name its device (``ctx.randn`` / ``ctx.rand`` do). Draws the host reads
+        come from ``host_generator`` (no device sync).
     batch: extra data of the step (e.g. cached teacher trajectories), by name.
     cache: results shared between losses within this step; use ``shared``.
     prompts: the batch's prompt texts (B,), for rewards that read text.
@@ -78,6 +79,17 @@ class StepContext:
     @property
     def device(self) -> torch.device:
         return self.cond.prompt_embeds.device
+
+    @property
+    def host_generator(self) -> torch.Generator:
+        """The generator of draws the host must read (how many teacher calls, which prompts or
+        cache rows): on a CPU step the step's generator itself (the same draws as ever), on an
+        accelerator a CPU generator seeded like it (made once per step), so reading them waits
+        for no device. Draw with ``device=ctx.host_generator.device``."""
+        if self.generator.device.type == "cpu":
+            return self.generator
+        seed = self.generator.initial_seed()  # the engine's (seed, step, micro-batch): exact resume
+        return self.shared("host_generator", lambda: torch.Generator().manual_seed(seed))
 
     def randn(self, *shape: int) -> torch.Tensor:
         """Standard normal noise of ``shape`` from the step's generator, on the batch's device."""
@@ -130,6 +142,12 @@ class LossConfig:
         trainable UNet, for EMA copies; ``student.auxiliary(name)`` gives a fake score or a
         reference on the same base weights; ``student.base`` is the frozen pipeline)."""
         raise NotImplementedError
+
+    def adapters(self) -> dict[str, int]:
+        """The LoRA adapters ``{name: rank}`` (rank 0: the student's) that ``build`` trains on the
+        shared base through ``student.auxiliary(name, rank)``; the engine adds them before it
+        shards the network (FSDP2 manages only parameters that exist then). Default: none."""
+        return {}
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         """Raise ``ValueError`` (what, which value, valid range) for out-of-range fields;

@@ -29,6 +29,9 @@ from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.shared import student_prediction
 
+FAKE_ADAPTER = "dmd_fake"
+"""Name of the fake score's LoRA adapter on the shared base."""
+
 
 class FakeScore(Protocol):
     """What DMD trains as its fake score (tlcm.models.student.Auxiliary is one)."""
@@ -76,8 +79,11 @@ class DMDConfig(LossConfig):
     t_max: int = 980
     """Highest re-noising timestep t' (DMD2: 0.98 T)."""
 
+    def adapters(self) -> dict[str, int]:
+        return {FAKE_ADAPTER: self.fake_rank} if self.fake_score == "lora" else {}
+
     def build(self, student) -> DMD:
-        fake = student.auxiliary("dmd_fake", rank=self.fake_rank, full_copy=self.fake_score == "full")
+        fake = student.auxiliary(FAKE_ADAPTER, rank=self.fake_rank, full_copy=self.fake_score == "full")
         return DMD(self, fake)
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:

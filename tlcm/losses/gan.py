@@ -29,9 +29,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -41,8 +40,10 @@ from tlcm.losses import register_loss
 from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.shared import decoded, prediction_key, samples_key, student_prediction, student_samples
-from tlcm.models.discriminator import Discriminator, TeacherFeatureDiscriminator, TimmDiscriminator
 from tlcm.sampling import sample_latents, teacher_timesteps
+
+if TYPE_CHECKING:  # timm and peft (tlcm.models.discriminator) are imported when a GAN is built
+    from tlcm.models.discriminator import Discriminator
 
 CHOICES = {
     "loss_type": ("nonsaturating", "hinge"),
@@ -114,7 +115,7 @@ class GANConfig(LossConfig):
 
     def build(self, student) -> GAN:
         base = student.base
-        teacher = (base.family, base.net) if self.backbone == "teacher" else None
+        teacher = (base.family, base.net, student.adapters) if self.backbone == "teacher" else None
         return GAN(self, base.latent_shape[0], base.device, teacher=teacher)
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
@@ -124,6 +125,8 @@ class GANConfig(LossConfig):
         if self.backbone == "teacher" and self.input != "latent":
             raise ValueError('backbone "teacher" needs input "latent" (it reads latents)')
         if self.backbone == "timm":
+            import timm
+
             if not timm.is_model(self.timm_model):
                 close = timm.list_models(f"*{self.timm_model[:6]}*")[:5]
                 raise ValueError(f"timm_model {self.timm_model!r} is not a timm model (similar: {close})")
@@ -158,8 +161,8 @@ class GAN(Loss):
     """The GAN component: ``forward`` returns {"gan": L_G}; ``aux_step`` trains D's heads on L_D.
 
     Built without a Student: ``GAN(config, latent_channels, device)`` makes a timm discriminator
-    (``teacher`` = (family, network) given: the teacher-feature one); ``discriminator`` replaces it
-    (any ``Discriminator``).
+    (``teacher`` = (family, network[, its AdapterSwitch]) given: the teacher-feature one);
+    ``discriminator`` replaces it (any ``Discriminator``).
     """
 
     def __init__(
@@ -173,10 +176,13 @@ class GAN(Loss):
         super().__init__()
         self.config = cfg = config
         if discriminator is None:
+            from tlcm.models.discriminator import TeacherFeatureDiscriminator, TimmDiscriminator
+
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
                 if teacher is not None:
-                    discriminator = TeacherFeatureDiscriminator(*teacher, cfg.head_channels)
+                    family, net, adapters = (*teacher, None)[:3]
+                    discriminator = TeacherFeatureDiscriminator(family, net, cfg.head_channels, adapters)
                 else:
                     discriminator = TimmDiscriminator(
                         cfg.timm_model,

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from tlcm.errors import TLCMError
+from tlcm.files import save_tensors
 from tlcm.losses.distances import LEARNED_DISTANCES, Distance
 from tlcm.toy.assets import ASSET_DIR
 
@@ -105,7 +106,7 @@ def save_latent_lpips(net: LatentLPIPS, path: str | Path, info: Mapping | None =
         "info": json.dumps(dict(info or {})),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata=metadata)
+    save_tensors(state, path, metadata=metadata)
 
 
 def _infer_config(state: Mapping[str, torch.Tensor], path: Path) -> tuple[int, tuple[int, ...]]:

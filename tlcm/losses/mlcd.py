@@ -26,7 +26,6 @@ from tlcm.errors import TLCMError
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
-from tlcm.models.functional import functional_denoiser
 
 
 def segment_map(
@@ -116,6 +115,8 @@ class MLCD(Loss):
     def _target(self, ctx: StepContext) -> Denoiser:
         if self.config.target == "stopgrad":
             return ctx.student
+        from tlcm.models.functional import functional_denoiser  # late: the recipe tree imports this
+
         params = {n: getattr(self, f"ema_{i}") for i, n in enumerate(self.ema_names)}
         return functional_denoiser(self.student_module[0], params, self.family)
 
@@ -130,13 +131,14 @@ class MLCD(Loss):
                 )
             if "x_tm" not in b:  # a tlcm.data.trajectories.TrajectoryCache: zero teacher calls
                 cache.require(ctx.grid.num_milestones, cfg.skip)
-                b = cache.sample(b["prompt_index"], ctx.generator, ctx.device)
+                b = cache.sample(b["prompt_index"], ctx.host_generator, ctx.device)
             return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
-        num_milestones = ctx.grid.num_milestones
+        num_milestones, host, b = ctx.grid.num_milestones, ctx.host_generator, ctx.batch_size
+        # segments s on the host: MDS plans its teacher calls (M - s per sample) there, no sync
+        seg = torch.randint(num_milestones, (b,), generator=host, device=host.device)
+        on_device = seg.to(ctx.device, non_blocking=True)
         grid = milestones(num_milestones, schedule, ctx.device)
-        seg, t_m, t_n = sample_segment_timesteps(
-            schedule, grid, ctx.batch_size, cfg.skip, generator=ctx.generator
-        )
+        _, t_m, t_n = sample_segment_timesteps(schedule, grid, b, cfg.skip, on_device, ctx.generator)
         steps = num_milestones - seg if cfg.states == "mds" else torch.ones_like(seg)
         with torch.no_grad():
             x_tm = mds_trajectory(
@@ -150,7 +152,7 @@ class MLCD(Loss):
                 ctx.guidance_scale,
                 num_milestones if ctx.uniform_calls else None,
             )
-        return x_tm, t_m, t_n, grid[seg].to(t_m.dtype), None
+        return x_tm, t_m, t_n, grid[on_device].to(t_m.dtype), None
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         x_tm, t_m, t_n, t_s, x_tn = self._states(ctx, ctx.schedule)

@@ -30,7 +30,6 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses import register_loss
 from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
 from tlcm.losses.shared import decoded, decoded_prediction, samples_key, student_samples
-from tlcm.models.functional import functional_denoiser
 from tlcm.rewards import REWARDS, Reward, RewardSpec, build_reward
 
 
@@ -115,6 +114,8 @@ class Preference(Loss):
     ) -> Preference:
         """DPO against ``module`` called with ``weights`` in place of its own (one copy of the
         trainable weights, not of the module); ``family`` says how to call it (default a UNet)."""
+        from tlcm.models.functional import functional_denoiser  # late: the recipe tree imports this
+
         return cls(config, reward, functional_denoiser(module, weights, family), weights)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -123,9 +124,9 @@ class Preference(Loss):
 
     def _hinge(self, ctx: StepContext) -> torch.Tensor:
         cfg = self.config
-        images = decoded_prediction(ctx)
-        r_pos = self.reward(images, ctx.prompts)
-        r_neg = self.reward(images, self.reward.unrelated(ctx.prompts, ctx.generator))
+        features = self.reward.embed(decoded_prediction(ctx))  # the image tower, once
+        r_pos = self.reward.score(features, ctx.prompts)
+        r_neg = self.reward.score(features, self.reward.unrelated(ctx.prompts, ctx.host_generator))
         ctx.cache["preference/metrics"] = {
             "preference/reward": r_pos.detach().mean(),
             "preference/reward_neg": r_neg.detach().mean(),

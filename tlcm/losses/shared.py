@@ -87,7 +87,8 @@ def student_prediction(ctx: StepContext) -> StudentPrediction:
 
 def decoded(ctx: StepContext, key: str, latents: torch.Tensor) -> torch.Tensor:
     """``ctx.decode(latents)`` (B, 3, H, W) in [-1, 1], once per step per ``key``; a clear error
-    when the loss runs without a decoder."""
+    when the loss runs without a decoder. The engine's decoder is ``BaseModel.decode``: large
+    batches in slices, each checkpointed when gradients flow (one slice's activations alive)."""
     if ctx.decode is None:
         raise ValueError(
             "this loss needs decoded images but the StepContext has no decode function: "

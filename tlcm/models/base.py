@@ -10,13 +10,16 @@ the denoising network and decodes latents.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from safetensors import SafetensorError
+from torch.utils.checkpoint import checkpoint
 from transformers.utils import logging as transformers_logging
 
 from tlcm.checkpoint import nonfinite_paths
@@ -78,6 +81,12 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
     return name
 
 
+DECODE_PIXELS = 1024 * 1024
+"""Output pixels per VAE call of ``BaseModel.decode``: one 1024 px image (SDXL, SD3, FLUX), four at
+512 px, a whole miniature batch (32 px) at once. SDXL's VAE decoder keeps ~12.6 GiB of activations
+per 1024 px image for the backward under bf16 autocast (25 GiB in fp32): measured on the CPU at
+256 px with a random-weight SDXL-config VAE (saved-tensor hooks), scaled by the pixel count."""
+
 FROZEN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -89,14 +98,32 @@ def frozen_dtype(name: str, device: str | torch.device, autocast: bool) -> torch
     return FROZEN_DTYPES[name]
 
 
+def allow_tf32(device: str | torch.device) -> None:
+    """On CUDA, let fp32 matmuls and cuDNN convolutions use TF32 tensor cores (PyTorch's default is
+    full fp32 matmuls): what stays fp32 beside bf16 frozen weights (fp32 frozen weights, a VAE that
+    asks for fp32, anything outside autocast) runs at the TF32 rate (H100 / H200: ~7x their fp32
+    rate) with ~1e-3 relative rounding of the inputs. Every entry point (train, sample, evaluate,
+    the trajectory cache, export) loads its model through ``BaseModel.load``, which calls this;
+    CPU runs are untouched (their fp32 results stay bit-identical)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def read_config(file: Path) -> dict:
+    """A JSON config file of a model folder as a dict, read without loading anything ({} when it is
+    missing, unreadable or not a JSON object: loading the folder reports those)."""
+    try:
+        config = json.loads(Path(file).read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def _vae_upcast(path: Path) -> bool:
     """Whether the VAE of the folder ``path`` asks to stay fp32 (``force_upcast``, diffusers'
     default True: SDXL's VAE overflows in fp16)."""
-    try:
-        config = json.loads((path / "vae" / "config.json").read_text())
-    except (OSError, ValueError):
-        return True
-    return bool(config.get("force_upcast", True)) if isinstance(config, dict) else True
+    return bool(read_config(path / "vae" / "config.json").get("force_upcast", True))
 
 
 def absent_components(path: Path) -> list[str]:
@@ -108,13 +135,38 @@ def absent_components(path: Path) -> list[str]:
 
 def scheduler_timesteps(path: Path) -> int:
     """T (training timesteps) of a checked diffusers folder's scheduler, read from its
-    scheduler_config.json without loading anything (diffusers' default 1000)."""
-    try:
-        config = json.loads((Path(path) / "scheduler" / "scheduler_config.json").read_text())
-    except (OSError, ValueError):
-        return 1000  # the load reports the broken scheduler folder
-    betas = config.get("trained_betas") if isinstance(config, dict) else None
-    return len(betas) if betas else int(config.get("num_train_timesteps", 1000))
+    scheduler_config.json without loading anything (diffusers' default 1000; a missing or broken
+    file: 1000, the load reports it). A T that is not an integer >= 2 raises a one-line TLCMError."""
+    file = Path(path) / "scheduler" / "scheduler_config.json"
+    config = read_config(file)
+    betas = config.get("trained_betas")
+    value = len(betas) if isinstance(betas, list) and betas else config.get("num_train_timesteps", 1000)
+    if type(value) is not int or value < 2:
+        raise TLCMError(
+            f"{file}: num_train_timesteps must be an integer >= 2, found {json.dumps(value)}: "
+            "re-save the pipeline with pipe.save_pretrained(DIR)"
+        )
+    return value
+
+
+def check_components(pipe: DiffusionPipeline, family: Family, path: Path) -> None:
+    """Raise a one-line TLCMError when the loaded components of the folder ``path`` do not fit each
+    other (each would fail only where first used, e.g. the phase-end sample grid after training):
+    the VAE's latent channels vs the network's input, the prompt embeddings' width vs the width the
+    network's text input takes."""
+    net = family.net
+    channels, takes = pipe.vae.config.latent_channels, family.latent_shape(pipe)[0]
+    if channels != takes:
+        raise TLCMError(
+            f"{path}/vae makes {channels}-channel latents but {path}/{net} takes {takes}-channel ones: "
+            f"put the VAE this {net} was trained with in {path}/vae"
+        )
+    width, attends = family.text_widths(pipe)
+    if width != attends:
+        raise TLCMError(
+            f"{path}: the text encoder(s) make {width}-wide prompt embeddings but {path}/{net} attends "
+            f"to {attends}-wide ones: put the text encoder(s) this {net} was trained with in {path}"
+        )
 
 
 def _weights_file(folder: Path, tensor: str) -> Path:
@@ -181,18 +233,22 @@ class BaseModel:
         flag: str = "--recipes.model.path",
         resolution: int | None = None,
         max_sequence_length: int | None = None,
+        net_on_cpu: bool = False,
     ) -> BaseModel:
-        """Load ``path`` (a local folder; no hub access), freeze every component, move to device.
+        """Load ``path`` (a local folder; no hub access), freeze every component, move to device
+        (``net_on_cpu``: all but the denoising network, for FSDP2 to shard it from the CPU).
 
         ``dtype``: the frozen weights' dtype (denoiser, text encoders, VAE); a VAE whose config says
         ``force_upcast`` stays fp32. Adapters added later are fp32 (Student). ``resolution``:
         pixels of the training images (None: the pipeline's default).
 
-        A missing or malformed folder, a failed load or NaN/inf weights raise a one-line TLCMError;
+        A missing or malformed folder, a failed load, components that do not fit each other
+        (``check_components``) or NaN/inf weights raise a one-line TLCMError;
         ``flag`` is the option that gave ``path`` ("--model" in the sample / evaluate CLIs).
         """
         path = Path(path)
         family = FAMILIES[check_model_folder(path, flag)]
+        allow_tf32(device)
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
         try:
@@ -205,7 +261,10 @@ class BaseModel:
                 f"could not load the diffusers folder {path} ({flag}): {detail} (re-download or re-save it)"
             ) from err
         pipe.set_progress_bar_config(disable=True)
-        pipe.to(device)
+        check_components(pipe, family, path)
+        for name, module in pipe.components.items():
+            if isinstance(module, torch.nn.Module) and not (net_on_cpu and name == family.net):
+                module.to(device)
         check_finite_weights(pipe, path)
         for module in pipe.components.values():
             if isinstance(module, torch.nn.Module):
@@ -243,6 +302,28 @@ class BaseModel:
 
         return call
 
+    def autocast(self) -> AbstractContextManager:
+        """Autocast to the frozen weights' dtype on their device when it is bf16 / fp16 (the fp32
+        LoRA branch, which peft would run in fp32, and a fp32 VAE then compute in it, as in the
+        training step); with fp32 weights (CPU) nothing changes: no context, results bit-identical.
+        Sampling, sample grids, evaluation and ``decode`` run under it."""
+        dtype = next(self.net.parameters()).dtype  # the frozen weights' (the first layer)
+        if dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (B, C, h, w) (as the network sees them) -> images (B, 3, H, W) in [-1, 1]."""
-        return self.family.decode(self.pipe, latents)
+        """Latents (B, C, h, w) (as the network sees them) -> images (B, 3, H, W) in [-1, 1], under
+        ``autocast``, in slices of at most ``DECODE_PIXELS`` output pixels per VAE call. With
+        gradients each slice's decode is checkpointed: its activations are freed after its forward
+        and recomputed in the backward, so those of one slice are alive at a time. A batch that fits
+        one slice is one plain call (the miniature's batches: bit-identical to an unsliced decode)."""
+        call = partial(self.family.decode, self.pipe)  # one VAE call
+        f = self.pipe.vae_scale_factor
+        size = max(1, DECODE_PIXELS // (latents.shape[-2] * latents.shape[-1] * f * f))
+        with self.autocast():
+            if len(latents) <= size:
+                return call(latents)
+            if torch.is_grad_enabled() and latents.requires_grad:
+                call = partial(checkpoint, call, use_reentrant=False)
+            return torch.cat([call(z) for z in latents.split(size)])

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import warnings
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from peft import LoraConfig
-from peft.tuners.tuners_utils import BaseTunerLayer, cast_adapter_dtype
+from peft.tuners.tuners_utils import cast_adapter_dtype
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from tlcm.checkpoint import Checkpoint, load_latest
 from tlcm.config import StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.distributed import full_tensors, shard_like
+from tlcm.distributed import full_tensors, is_sharded, shard_like
 from tlcm.errors import TLCMError
+from tlcm.models.adapters import TEACHER, AdapterSwitch
 from tlcm.models.base import BaseModel
 from tlcm.validation import check_lora_targets, present_targets
 
@@ -53,6 +54,23 @@ def load_weights(net: torch.nn.Module, state: dict[str, torch.Tensor], adapter: 
         set_peft_model_state_dict(net, state, adapter_name=adapter)
 
 
+def fresh_lora_state(net: torch.nn.Module, adapter: str) -> dict[str, torch.Tensor]:
+    """A fresh initialisation of LoRA ``adapter`` as full CPU tensors in key order, from the global
+    RNG: A (r, in) ~ U(-1/sqrt(in), 1/sqrt(in)) (peft's default: kaiming-uniform with a = sqrt(5)),
+    B = 0, so the adapter starts as the base network. The same on every process and whether or not
+    the network is sharded (the draws do not depend on the layout)."""
+    state = get_peft_model_state_dict(net, adapter_name=adapter)
+    fresh = {}
+    for key in sorted(state):
+        shape, dtype = state[key].shape, state[key].dtype
+        if "lora_A" in key:
+            bound = (1.0 / math.prod(shape[1:])) ** 0.5
+            fresh[key] = torch.empty(shape, dtype=torch.float32).uniform_(-bound, bound).to(dtype)
+        else:
+            fresh[key] = torch.zeros(shape, dtype=dtype)
+    return fresh
+
+
 class Student:
     """Holds the trainable network and gives student / teacher denoisers over it.
 
@@ -78,7 +96,7 @@ class Student:
             base.net.add_adapter(self.lora_config, adapter_name=STUDENT_ADAPTER)
             cast_adapter_dtype(base.net, STUDENT_ADAPTER)  # fp32 on bf16 / fp16 frozen weights
             self.net = base.net
-            self._lora_layers = [m for m in self.net.modules() if isinstance(m, BaseTunerLayer)]
+        self.adapters = AdapterSwitch(self.net, None if config.full_finetune else STUDENT_ADAPTER)
 
     @classmethod
     def from_run(cls, base: BaseModel, run_dir: Path) -> Student:
@@ -151,13 +169,43 @@ class Student:
         own = (lambda n: True) if self.config.full_finetune else (lambda n: f".{STUDENT_ADAPTER}." in n)
         return {n: p for n, p in self.net.named_parameters() if p.requires_grad and own(n)}
 
+    def add_adapters(self, ranks: dict[str, int]) -> None:
+        """Add the auxiliary LoRA adapters ``{name: rank}`` (rank 0: the student's) that the run's
+        losses will train (``LossConfig.adapters``), before the network is sharded: FSDP2 manages
+        only parameters that exist when ``fully_shard`` runs. Their parameters are trainable from
+        the start (FSDP2 reads requires_grad once); only their owners' optimizers step them, and
+        ``auxiliary`` gives each a fresh initialisation when its loss is built."""
+        if self.config.full_finetune or not ranks:
+            return
+        device = self.base.device
+        cuda = [device] if device.type == "cuda" else []
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=cuda):  # peft's random init
+            warnings.simplefilter("ignore", UserWarning)  # (replaced by auxiliary) draws nothing here
+            for name, rank in ranks.items():
+                self._add_adapter(name, rank or self.config.lora_rank)
+        self.net.set_adapter(STUDENT_ADAPTER)  # add_adapter activated the last one and froze the rest
+        for name in ranks:
+            for p in self._adapter_parameters(name):
+                p.requires_grad_(True)
+
+    def _add_adapter(self, name: str, rank: int) -> None:
+        config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(self.config.target_modules))
+        self.net.add_adapter(config, adapter_name=name)
+        cast_adapter_dtype(self.net, name)
+        self.adapters.refresh()
+
+    def _adapter_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        tag = f".{name}."
+        return [p for n, p in self.net.named_parameters() if tag in n]
+
     def auxiliary(self, name: str, rank: int = 0, full_copy: bool = False) -> Auxiliary:
         """A second trainable network initialised as the TEACHER (DMD's fake score, say).
 
-        Default: a LoRA adapter ``name`` (rank ``rank``, default the student's; zero-initialised B,
-        so it starts exactly at the base) on the SAME base weights as the student, no second copy
-        in memory. ``full_copy`` (forced for a full fine-tune student): a trainable deep copy of
-        the base network."""
+        Default: the LoRA adapter ``name`` (rank ``rank``, default the student's) on the SAME base
+        weights as the student, no second copy in memory; freshly initialised (``fresh_lora_state``:
+        zero B, so it starts exactly at the base) from the global RNG, the same on every process.
+        It is added here unless ``add_adapters`` made it (a sharded network refuses to grow).
+        ``full_copy`` (forced for a full fine-tune student): a trainable deep copy of the base network."""
         if full_copy or self.config.full_finetune:
             net = fp32_copy(self.base)
             if getattr(net, "peft_config", None):  # the base's copy, without the student's adapters
@@ -166,50 +214,40 @@ class Student:
                     net.delete_adapters(list(net.peft_config))
             return Auxiliary(self, name, net)
         rank = rank or self.config.lora_rank
-        if name in getattr(self.net, "peft_config", {}):  # rebuilt (a second phase): start afresh
-            self.net.delete_adapters(name)
-        config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(self.config.target_modules))
-        with warnings.catch_warnings():  # peft warns that a second adapter is being added: intended
-            warnings.simplefilter("ignore", UserWarning)
-            self.net.add_adapter(config, adapter_name=name)
-        cast_adapter_dtype(self.net, name)
-        self.net.set_adapter(STUDENT_ADAPTER)  # add_adapter activated `name` and froze the student
-        self._lora_layers = [m for m in self.net.modules() if isinstance(m, BaseTunerLayer)]
+        existing = getattr(self.net, "peft_config", {}).get(name)
+        if existing is None or existing.r != rank:
+            if is_sharded(self.net):
+                have = "has none" if existing is None else f"has rank {existing.r}"
+                raise TLCMError(
+                    f"the LoRA adapter {name!r} (rank {rank}) is needed after the network was sharded "
+                    f"(FSDP2), which {have}: declare it in the loss config's adapters() so that the "
+                    "engine adds it before sharding"
+                )
+            if existing is not None:
+                self.net.delete_adapters(name)
+            self.add_adapters({name: rank})
+        load_weights(self.net, fresh_lora_state(self.net, name), name)
         return Auxiliary(self, name, None)
 
-    @contextmanager
-    def active_adapter(self, name: str):
-        """Run the shared network with adapter ``name`` instead of the student's (peft's per-layer
-        switch, without diffusers' module walk and requires_grad changes)."""
-        for layer in self._lora_layers:
-            layer._active_adapter = name
-        try:
-            yield
-        finally:
-            for layer in self._lora_layers:
-                layer._active_adapter = STUDENT_ADAPTER
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute the network's block activations in backward (``enabled``), each block under
+        the adapter selection of its forward (``AdapterSwitch``); the only way to switch it."""
+        self.adapters.set_gradient_checkpointing(enabled)
 
     def denoiser(self):
         """Student denoiser ``(x, t, cond) -> model output`` (gradients flow to the adapters)."""
         return self.base.denoiser(self.net)
 
     def teacher(self):
-        """Frozen base denoiser (adapters disabled for the call), for use under no_grad."""
+        """Frozen base denoiser (every adapter off for the call and for its recomputation in
+        backward), for use under no_grad or with gradients to its input only."""
         call = self.base.denoiser()
         if self.config.full_finetune:
             return call
-        layers = self._lora_layers
 
         def teacher_call(x, t, cond):
-            # peft's per-layer switch (what unet.disable_adapters() sets after walking every module
-            # and touching requires_grad): ~30x cheaper, 9-17% of an MLCD step (benchmarks/).
-            for layer in layers:
-                layer._disable_adapters = True
-            try:
+            with self.adapters.use(TEACHER):
                 return call(x, t, cond)
-            finally:
-                for layer in layers:
-                    layer._disable_adapters = False
 
         return teacher_call
 
@@ -218,9 +256,8 @@ class Student:
         """Merge the student LoRA into the base weights (peft's per-layer merge, what diffusers'
         ``fuse_lora`` does): sampling then skips the adapter's extra matmuls. For inference only;
         the teacher (adapters disabled) is the fused student afterwards."""
-        if not self.config.full_finetune:
-            for layer in self._lora_layers:
-                layer.merge(adapter_names=[STUDENT_ADAPTER])
+        for layer in self.adapters.layers:
+            layer.merge(adapter_names=[STUDENT_ADAPTER])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Trainable weights only (LoRA: peft state dict of the student adapter), full tensors (under
@@ -257,8 +294,7 @@ class Auxiliary:
     def parameters(self) -> list[torch.nn.Parameter]:
         if self.module is not None:
             return list(self.module.parameters())
-        tag = f".{self.name}."
-        return [p for n, p in self.student.net.named_parameters() if tag in n]
+        return self.student._adapter_parameters(self.name)
 
     def denoiser(self):
         """``(x, t, cond) -> model output`` of this network (gradients reach its parameters)."""
@@ -267,7 +303,7 @@ class Auxiliary:
         call = self.student.base.denoiser(self.student.net)
 
         def adapter_call(x, t, cond):
-            with self.student.active_adapter(self.name):
+            with self.student.adapters.use(self.name):
                 return call(x, t, cond)
 
         return adapter_call

@@ -1,25 +1,43 @@
 """Pluggable reward models for preference learning (tlcm.losses.preference).
 
-A reward is anything with ``__call__(images (B, 3, H, W) in [-1, 1], prompts: list[str]) -> (B,)``
-(higher = better, differentiable in ``images`` for reward feedback) and
-``unrelated(prompts, generator) -> list[str]`` (the negative prompts c_neg of the paper's hinge).
-``REWARDS`` maps a name to a factory ``(RewardSpec, device) -> Reward``; register your own with
-``register_reward``.
+A reward is a ``Reward``: ``embed(images)`` (B, 3, H, W) in [-1, 1] -> prompt-independent features
+(the image tower), ``score(features, prompts) -> (B,)`` (higher = better; both differentiable in
+the images for reward feedback), so one image batch is embedded once for several prompt lists
+(the hinge's prompts and unrelated prompts); ``reward(images, prompts)`` is both;
+``unrelated(prompts, generator) -> list[str]`` gives the negative prompts c_neg of the paper's
+hinge (the loss passes the step's ``host_generator``: the host reads the draws). ``REWARDS`` maps
+a name to a factory ``(RewardSpec, device) -> Reward``; register your own with ``register_reward``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import torch
 
 
-class Reward(Protocol):
-    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor: ...
+class Reward:
+    """Base of rewards: subclasses define ``score`` and, when they have an image tower worth
+    sharing between prompt lists, ``embed`` (and may change ``unrelated``)."""
 
-    def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]: ...
+    def embed(self, images: torch.Tensor) -> Any:
+        """Images (B, 3, H, W) in [-1, 1] -> features of each image, whatever ``score`` reads
+        (default: the images themselves)."""
+        return images
+
+    def score(self, features: Any, prompts: list[str]) -> torch.Tensor:
+        """Features of B images and their prompts (B,) -> rewards (B,)."""
+        raise NotImplementedError
+
+    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """Rewards (B,) of images (B, 3, H, W) for ``prompts`` (B,)."""
+        return self.score(self.embed(images), prompts)
+
+    def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]:
+        """Unrelated prompts (B,) for the hinge's negative term: another prompt of the batch."""
+        return shifted_prompts(prompts, generator)
 
 
 @dataclass
@@ -37,7 +55,7 @@ def shifted_prompts(prompts: list[str], generator: torch.Generator) -> list[str]
     n = len(prompts)
     if n < 2:
         return list(prompts)
-    # drawn on the generator's device (the step's generator is on the accelerator), read once
+    # drawn on the generator's device (the step's host_generator: read without a device sync)
     shift = int(torch.randint(1, n, (1,), generator=generator, device=generator.device))
     out = []
     for i, p in enumerate(prompts):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from tlcm.rewards import RewardSpec, register_reward, shifted_prompts
+from tlcm.rewards import Reward, RewardSpec, register_reward
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -70,7 +70,7 @@ class ClipEmbedder(nn.Module):
         return torch.stack([self._text[p] for p in prompts])
 
 
-class ClipScoreReward:
+class ClipScoreReward(Reward):
     """CLIP score (Hessel et al. 2021): 100 * cos(image, text), in [-100, 100]."""
 
     scale = 100.0
@@ -78,14 +78,15 @@ class ClipScoreReward:
     def __init__(self, folder: str | Path, device: torch.device | str = "cpu") -> None:
         self.clip = ClipEmbedder(folder, device)
 
-    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        return self.scale_for() * (self.clip.image(images) * self.clip.text(prompts)).sum(-1)
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit CLIP image embeddings (B, D)."""
+        return self.clip.image(images)
+
+    def score(self, features: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        return self.scale_for() * (features * self.clip.text(prompts)).sum(-1)
 
     def scale_for(self) -> float:
         return self.scale
-
-    def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]:
-        return shifted_prompts(prompts, generator)
 
 
 class PickScoreReward(ClipScoreReward):
@@ -138,18 +139,20 @@ def load_head(path: str | Path, dim: int) -> AestheticHead:
     return head.eval().requires_grad_(False)
 
 
-class AestheticReward:
-    """LAION-aesthetic-style score: an MLP head on a CLIP model's unit image embeddings."""
+class AestheticReward(Reward):
+    """LAION-aesthetic-style score: an MLP head on a CLIP model's unit image embeddings (the
+    prompts play no part)."""
 
     def __init__(self, folder: str | Path, head_file: str | Path, device: torch.device | str = "cpu") -> None:
         self.clip = ClipEmbedder(folder, device)
         self.head = load_head(head_file, self.clip.model.config.projection_dim).to(device)
 
-    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        return self.head(self.clip.image(images))
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit CLIP image embeddings (B, D)."""
+        return self.clip.image(images)
 
-    def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]:
-        return shifted_prompts(prompts, generator)
+    def score(self, features: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        return self.head(features)
 
 
 def _need(spec: RewardSpec, field: str, reward: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tlcm.rewards import RewardSpec, register_reward
+from tlcm.rewards import Reward, RewardSpec, register_reward
 from tlcm.toy.data import DIGIT_WORDS, prompt_for
 
 
@@ -18,23 +18,26 @@ def prompt_digit(prompt: str) -> int:
     raise ValueError(f"prompt {prompt!r} names no digit: the digit reward needs miniature prompts")
 
 
-class DigitReward:
-    """r(x, c) = log p(digit(c) | x) under the miniature's classifier, in (-inf, 0]."""
+class DigitReward(Reward):
+    """r(x, c) = log p(digit(c) | x) under the miniature's classifier, in (-inf, 0]. Its features
+    are the images themselves: the classifier (tiny) runs in ``score``, once per prompt list, which
+    keeps the gradients of the miniature's reward runs bit for bit as recorded (sharing its
+    log-probabilities would sum them in another order)."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         from tlcm.toy.metrics import ToyMetrics
 
         self.classifier = ToyMetrics().classifier.to(device)
 
-    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """images (B, 3, 32, 32) in [-1, 1] -> (B,) log-probabilities (differentiable). The digits are
-        host ints picked on the device (no host-to-device copy, which would sync the stream)."""
-        logp = self.classifier(images.clamp(-1, 1)).log_softmax(1)
+    def score(self, features: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """Features = images (B, 3, 32, 32) in [-1, 1] -> (B,) log-probabilities (differentiable). The
+        digits are host ints picked on the device (no host-to-device copy, which would sync the stream)."""
+        logp = self.classifier(features.clamp(-1, 1)).log_softmax(1)
         return torch.stack([logp[i, prompt_digit(p)] for i, p in enumerate(prompts)])
 
     def unrelated(self, prompts: list[str], generator: torch.Generator) -> list[str]:
         """A prompt for a different digit (uniform over the other nine), same template family."""
-        n = len(prompts)  # drawn on the generator's device, brought to the host once (one sync)
+        n = len(prompts)  # drawn on the generator's device (the step's host_generator: no sync)
         shift = torch.randint(1, 10, (n,), generator=generator, device=generator.device).tolist()
         return [prompt_for((prompt_digit(p) + s) % 10) for p, s in zip(prompts, shift, strict=True)]
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from tlcm.files import honour_umask, save_tensors
 from tlcm.toy.assets import ASSET_DIR
 from tlcm.toy.classifier import DigitClassifier
 from tlcm.toy.data import INKS, PLACE_SIZE, PLACEMENTS, all_prompts, augment, load_digit_images
@@ -244,10 +244,10 @@ def main() -> None:
     classifier, acc = train_classifier(x, y, args.classifier_steps, g, jitter)
     with torch.no_grad():
         mu, sigma = feature_statistics(classifier.features(x))
-    save_file(
+    save_tensors(
         {k: v.contiguous() for k, v in classifier.state_dict().items()}, out / "digit_classifier.safetensors"
     )
-    save_file({"mu": mu, "sigma": sigma}, out / "reference_stats.safetensors")
+    save_tensors({"mu": mu, "sigma": sigma}, out / "reference_stats.safetensors")
     console.print(f"classifier held-out accuracy {acc:.4f}")
 
     vae = train_vae(x, args.vae_steps, g, jitter)
@@ -293,6 +293,7 @@ def main() -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out / "miniature-sd", safe_serialization=True)
+    honour_umask(out / "miniature-sd")  # its weights: 0600 as diffusers writes them
     info = {
         "seed": args.seed,
         "placements": args.placements,

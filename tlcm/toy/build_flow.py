@@ -58,6 +58,7 @@ from diffusers import (
 )
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
+from tlcm.files import honour_umask
 from tlcm.toy.assets import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.build import (
     _progress,
@@ -257,6 +258,7 @@ def main() -> None:
     train_seconds = time.time() - start
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
+    honour_umask(out)  # its weights: 0600 as diffusers writes them
 
     # The saved folder, loaded by plain diffusers, encodes prompts as training did, and samples.
     check = ["a handwritten digit seven", "the number 3, handwritten", ""]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from tlcm.conditioning import Conditioning
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.models.base import BaseModel
 from tlcm.sampling import sample_latents
 from tlcm.toy.data import eval_prompts
 from tlcm.toy.metrics import ToyMetrics, ToyScores
+
+if TYPE_CHECKING:  # diffusers: not needed to import this module (tlcm.evaluate --help)
+    from tlcm.models.base import BaseModel
 
 LatentSampler = Callable[[Conditioning, Conditioning, torch.Tensor, torch.Generator], torch.Tensor]
 """(cond, uncond, noise (B, C, h, w), generator) -> clean latents (B, C, h, w)."""
@@ -28,7 +31,8 @@ def evaluate_toy(
     batch_size: int = 250,
     metrics: ToyMetrics | None = None,
 ) -> ToyScores:
-    """Generate ``10 * samples_per_digit`` images with fixed noise and score them."""
+    """Generate ``10 * samples_per_digit`` images with fixed noise and score them (sampling and
+    decoding under ``base.autocast()``: bf16 frozen weights sample in bf16, a LoRA student too)."""
     prompts, labels = eval_prompts(samples_per_digit)
     metrics = metrics or ToyMetrics()
     noise_gen = torch.Generator().manual_seed(EVAL_SEED)  # host noise: the same images on any device
@@ -37,8 +41,9 @@ def evaluate_toy(
     images = []
     for start in range(0, len(prompts), batch_size):
         cond, uncond = base.encode(prompts[start : start + batch_size])
-        latents = sampler(cond, uncond, noise[start : start + batch_size].to(base.device), step_gen)
-        images.append(base.decode(latents).cpu())
+        with base.autocast():
+            latents = sampler(cond, uncond, noise[start : start + batch_size].to(base.device), step_gen)
+            images.append(base.decode(latents).cpu())
     return metrics(torch.cat(images), labels)
 
 
@@ -51,7 +56,8 @@ def student_scores(
     student_grid: StudentGrid | None = None,
 ) -> list[dict]:
     """Toy scores of a TLCM student (no CFG, the milestone timesteps and gamma of its
-    ``student_grid``, default M = 8, gamma = 1) per step count."""
+    ``student_grid``, default M = 8, gamma = 1) per step count: rows of steps, prompts (the
+    evaluation set's size: FD depends on it), alignment, fd."""
     metrics, student_grid = metrics or ToyMetrics(), student_grid or StudentGrid()
     rows = []
     for n in steps:
@@ -70,5 +76,7 @@ def student_scores(
             )
 
         scores = evaluate_toy(base, sampler, samples_per_digit, metrics=metrics)
-        rows.append({"steps": n, "alignment": scores.alignment, "fd": scores.fd})
+        rows.append(
+            {"steps": n, "prompts": 10 * samples_per_digit, "alignment": scores.alignment, "fd": scores.fd}
+        )
     return rows

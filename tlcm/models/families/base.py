@@ -92,6 +92,18 @@ class Family:
         size = net.config.sample_size if resolution is None else resolution // pipe.vae_scale_factor
         return (net.config.in_channels, size, size)
 
+    def latent_multiple(self, net_config: dict) -> int:
+        """What a latent's side must be a multiple of for the network of config ``net_config`` (its
+        config.json as a dict): a UNet halves it once per down block but the last."""
+        return 2 ** max(len(net_config.get("block_out_channels", ())) - 1, 0)
+
+    def text_widths(self, pipe: DiffusionPipeline) -> tuple[int, int]:
+        """(width of ``encode``'s prompt embeddings, width the network's text input takes), from the
+        loaded components' configs: the text encoders' hidden sizes, concatenated (SDXL: two), and
+        the UNet's cross-attention width."""
+        encoders = [m for n, m in pipe.components.items() if n.startswith("text_encoder") and m is not None]
+        return sum(e.config.hidden_size for e in encoders), getattr(pipe, self.net).config.cross_attention_dim
+
     def decode(self, pipe: DiffusionPipeline, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, C, h, w) as the network sees them -> images (B, 3, H, W) in [-1, 1]:
         ``latents / scaling_factor + shift_factor`` (shift 0 where the VAE has none) through the VAE."""

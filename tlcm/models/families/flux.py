@@ -3,6 +3,7 @@ resolution-dependent shift; FLUX.1-dev takes the guidance scale as an input (gui
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,6 +30,16 @@ def pack(x: torch.Tensor) -> torch.Tensor:
 def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Inverse of ``pack``: (B, h/2 * w/2, 4C) -> (B, C, h, w)."""
     return rearrange(tokens, "b (h w) (c ph pw) -> b c (h ph) (w pw)", h=h // 2, w=w // 2, ph=2, pw=2)
+
+
+@functools.lru_cache(maxsize=16)
+def image_ids(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Position ids (h * w, 3) of an h x w token grid, rows (0, i, j), made on ``device`` once per
+    (h, w, device, dtype) and reused by every transformer call (FluxPipeline's
+    ``_prepare_latent_image_ids`` builds them on the CPU and copies them each call). Read-only."""
+    i = torch.arange(h, device=device, dtype=dtype).view(h, 1).expand(h, w)
+    j = torch.arange(w, device=device, dtype=dtype).view(1, w).expand(h, w)
+    return torch.stack([torch.zeros_like(i), i, j], dim=-1).reshape(h * w, 3)
 
 
 class Flux(TransformerFamily):
@@ -67,8 +78,7 @@ class Flux(TransformerFamily):
         return one(prompts), one([""]).expand_to(len(prompts))  # the empty prompt, encoded once
 
     def forward(self, net, x, t, cond):
-        b, _, h, w = x.shape
-        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
+        h, w = x.shape[-2:]
         txt_ids = torch.zeros(cond.prompt_embeds.shape[1], 3, device=x.device, dtype=x.dtype)
         out = net(
             hidden_states=pack(x),
@@ -77,10 +87,18 @@ class Flux(TransformerFamily):
             pooled_projections=cond.pooled_embeds,
             encoder_hidden_states=cond.prompt_embeds,
             txt_ids=txt_ids,
-            img_ids=img_ids,
+            img_ids=image_ids(h // 2, w // 2, x.device, x.dtype),
             return_dict=False,
         )[0]
         return unpack(out, h, w)
+
+    def latent_multiple(self, net_config):
+        """2: latents are packed into 2 x 2 patches (``pack``)."""
+        return 2
+
+    def text_widths(self, pipe):
+        """T5's width (CLIP gives only the pooled embedding)."""
+        return pipe.text_encoder_2.config.hidden_size, pipe.transformer.config.joint_attention_dim
 
     def token_grid(self, net, x):
         return x.shape[-2] // 2, x.shape[-1] // 2

@@ -48,6 +48,12 @@ class StableDiffusion3(TransformerFamily):
             return_dict=False,
         )[0]
 
+    def text_widths(self, pipe):
+        """T5's width (CLIP's is padded to it; without T5: zeros as wide as the transformer takes)."""
+        takes = pipe.transformer.config.joint_attention_dim
+        t5 = pipe.text_encoder_3
+        return (takes if t5 is None else t5.config.hidden_size), takes
+
     def token_grid(self, net, x):
         p = net.config.patch_size
         return x.shape[-2] // p, x.shape[-1] // p

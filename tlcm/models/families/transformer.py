@@ -37,6 +37,10 @@ class TransformerFamily(Family):
     def shard_modules(self, net):
         return [*net.transformer_blocks, *getattr(net, "single_transformer_blocks", [])]
 
+    def latent_multiple(self, net_config):
+        """The patch size: each token covers p x p latent pixels."""
+        return int(net_config.get("patch_size", 1))
+
     def token_grid(self, net: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
         """(h', w') of ``net``'s image tokens for latents x (B, C, h, w), row-major."""
         raise NotImplementedError

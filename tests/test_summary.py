@@ -1,0 +1,117 @@
+"""What a newcomer sees while training and after: the progress display in a narrow terminal, the
+end-of-run summary (where every file went, the student's scores beside the teacher's on the same
+prompts, what the metrics mean), ``tlcm.evaluate compare`` refusing scores on different prompt
+counts, and ``tlcm.evaluate student`` saying that it replaced the run's eval.json."""
+
+import io
+import json
+import re
+import time
+
+import pytest
+import torch
+from rich.console import Console
+
+from tlcm.checkpoint import TrainState, save_checkpoint
+from tlcm.config import ModelConfig, StudentConfig
+from tlcm.errors import TLCMError
+from tlcm.evaluate import cli, compare
+from tlcm.models.base import BaseModel
+from tlcm.models.student import Student
+from tlcm.report import Reporter
+from tlcm.summary import RESULTS, run_summary
+from tlcm.toy import MINIATURE_SD
+
+SCORES = [
+    {"steps": n, "prompts": 200, "alignment": a, "fd": fd}
+    for n, a, fd in ((1, 0.78, 40.0), (2, 0.93, 9.5), (4, 0.95, 6.5), (8, 0.94, 5.9))
+]
+
+
+def _run(root):
+    """A finished run's folder as the engine and tlcm.train leave it."""
+    run = root / "tlcm-full"
+    for folder in ("student/scheduler", "samples", "checkpoints"):
+        (run / folder).mkdir(parents=True)
+    for file in ("student/pytorch_lora_weights.safetensors", "student/README.md", "samples/0-mlcd.png"):
+        (run / file).write_bytes(b"")
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "eval.json").write_text(json.dumps(SCORES))
+    return run
+
+
+def test_summary_says_where_everything_went_and_scores_beside_the_teacher_at_the_same_prompts(tmp_path):
+    run = _run(tmp_path)
+    text = run_summary(run, ModelConfig(), 241.0, SCORES)
+    words = " ".join(text.split())  # the prose is wrapped at 100 columns
+    assert f"Everything is in {run}/:" in text
+    for name in ("student/", "samples/", "metrics.jsonl", "eval.json", "checkpoints/"):
+        assert f"\n  {name} " in text
+    assert "README.md, pytorch_lora_weights.safetensors, scheduler/" in text  # what the export holds
+    assert "the same 200 prompts" in words and "benchmarks/results/teacher_table_200.json" in words
+    assert "| 2 | 0.930 | 0.905 | 9.50 | 9.49 | 2 |" in text  # the teacher's best 2-step w at 200 prompts
+    assert "digit classifier's accuracy" in words and "Frechet distance" in words
+    assert "docs/results.md quotes 500 prompts" in words  # why the docs' numbers are lower
+    assert f"\n  python -m tlcm.evaluate student --run {run}\n" in text
+    assert f"python -m tlcm.sample --student {run} --steps 4" in text
+
+    at500 = [{**r, "prompts": 500} for r in SCORES]
+    text = run_summary(run, ModelConfig(), 241.0, at500)
+    words = " ".join(text.split())
+    assert "the same 500 prompts" in words and "teacher_table.json" in words and "quotes" not in words
+    assert "| 2 | 0.930 | 0.926 | 9.50 | 7.80 | 2 |" in text
+
+
+def test_summary_of_another_base_model_has_no_teacher_and_says_how_to_get_one(tmp_path):
+    run = _run(tmp_path)
+    text = run_summary(run, ModelConfig(path=tmp_path / "my-sd"), 3.0, SCORES)
+    assert "no committed teacher table" in " ".join(text.split()) and f"--model {tmp_path / 'my-sd'}" in text
+    assert "| 2 | 0.930 | 9.50 |" in text and f"--student {run} --model {tmp_path / 'my-sd'}" in text
+    assert run_summary(run, ModelConfig(), 3.0, None).count("\n") < 10  # no scores: the files only
+
+
+def test_compare_refuses_scores_on_different_prompt_counts(tmp_path):
+    run = _run(tmp_path)
+    with pytest.raises(TLCMError, match="scores 200 prompts, --teacher .* 500: FD depends on the prompt"):
+        compare(run, RESULTS / "teacher_table.json")
+    text = compare(run, RESULTS / "teacher_table_200.json")
+    assert "| student (TLCM sampler) | 2 | - | 200 | 0.930 | 9.500 |" in text
+    assert "| teacher DDIM+CFG | 2 | 2.000 | 200 | 0.905 | 9.489 |" in text
+    old = [{k: r[k] for k in ("steps", "alignment", "fd")} for r in SCORES]  # written before "prompts"
+    (run / "eval.json").write_text(json.dumps(old))
+    text = compare(run, RESULTS / "teacher_table.json")  # labelled, not refused
+    assert "| student (TLCM sampler) | 2 | - | not recorded | 0.930 | 9.500 |" in text
+
+
+def test_evaluate_student_says_it_replaced_the_runs_scores(tmp_path, capsys):
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    student = Student(BaseModel.load(MINIATURE_SD), StudentConfig(lora_rank=4))
+    save_checkpoint(run, TrainState(1, 0, 1), student.state_dict(), {}, {}, metadata=student.metadata())
+    args = ["student", "--run", str(run), "--steps", "1", "--samples-per-digit", "1"]
+    cli(args)
+    assert f"wrote {run / 'eval.json'}\n" in capsys.readouterr().out
+    cli(args)
+    out = capsys.readouterr().out
+    assert f"wrote {run / 'eval.json'} (replacing its earlier scores" in out and "| 1 | 10 |" in out
+    assert json.loads((run / "eval.json").read_text())[0]["prompts"] == 10
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_the_progress_display_wraps_in_a_narrow_terminal_instead_of_cutting(width, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(width))  # rich's width of a terminal (80 in a log)
+    reporter = Reporter(tmp_path)
+    reporter.start_phase("dmd-gan", 150, 10)
+    show = {"dmd": 0.01234, "fake_score": 0.5678, "gan": 1.234, "disc": 0.6931}
+    for step in (11, 12):
+        time.sleep(0.05)  # a realistic it/s (tens, not millions)
+        reporter.report({"global_step": step}, show)
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    console.print(reporter.progress.make_tasks_table(reporter.progress.tasks))
+    lines = console.file.getvalue().splitlines()
+    assert reporter.console.width == width and "\u2026" not in "".join(lines)  # nothing cut off ("...")
+    assert all(s in lines[0] for s in ("dmd-gan", "12/150", "it/s"))  # the progress itself, and its ETA:
+    assert re.search(r" \d:\d\d:\d\d ", lines[0])
+    terms = [f"{k}={v:.4g}" for k, v in show.items()]
+    assert all(t in "".join(line.strip() for line in lines) for t in terms)  # the terms, wrapped
+    assert width < 80 or all(any(t in line for line in lines) for t in terms)  # at 80: each on one line

@@ -1,0 +1,177 @@
+"""What a resume must keep: the whole recipe, the base model and the process count.
+
+Every checkpoint's state.json stores a run record (``run_record``): the resolved recipe
+(``tlcm.config.recipe_dict``), a fingerprint of the base model folder (``model_fingerprint``) and the
+number of processes. A resume compares the checkpoint's record with the current one and refuses,
+in one line naming each changed field ("phases.mlcd.lr 0.001 -> 0.002; runtime.seed 0 -> 1"), any
+change that alters training: resuming would mix two trainings in one student, and the model card
+would describe only the second. ``--recipes.runtime.resume-changed`` continues anyway, on purpose
+(the new values apply from the resumed step on; later checkpoints store them).
+
+Fields that do not alter what is trained may change freely (``UNCHECKED``): where the run writes
+and logs (out_dir, log_every, trackers, checkpoint_every, sample_grid, eval_samples_per_digit,
+export_formats, inference_steps), how failures are handled (on_nonfinite, max_consecutive_skips,
+max_skipped_fraction, max_weight_abs: e.g. the advised "on-nonfinite skip" rerun after a NaN stop),
+where it runs (device), memory-only switches (gradient_checkpointing: same values, recomputed), the
+embedding cache's folder, the flags themselves (resume, resume_changed), fields read only when a run
+starts at step 0 (student.init_from, init_from_unfinished) and the model's path (the fingerprint is
+compared instead: a moved folder resumes, another model of the same architecture does not).
+
+Checkpoints written before run records existed are resumed as before, with one line saying that
+only their phases, steps and student settings could be checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tlcm.config import Recipe, recipe_dict
+from tlcm.errors import TLCMError
+
+UNCHECKED = (
+    "model.path",
+    "student.init_from",
+    "student.init_from_unfinished",
+    "data.embedding_cache",
+    "runtime.out_dir",
+    "runtime.device",
+    "runtime.gradient_checkpointing",
+    "runtime.resume",
+    "runtime.resume_changed",
+    "runtime.log_every",
+    "runtime.trackers",
+    "runtime.checkpoint_every",
+    "runtime.on_nonfinite",
+    "runtime.max_consecutive_skips",
+    "runtime.max_skipped_fraction",
+    "runtime.max_weight_abs",
+    "runtime.sample_grid",
+    "runtime.eval_samples_per_digit",
+    "runtime.export_formats",
+    "inference_steps",
+)
+"""Recipe fields (dotted Python names) that may change between a run and its resume."""
+
+SAMPLE_BYTES, SAMPLES = 1 << 16, 16
+"""Files up to SAMPLES x SAMPLE_BYTES (1 MiB) are hashed whole, larger ones by SAMPLES evenly spaced
+slices of SAMPLE_BYTES (first and last included) plus their size."""
+
+
+def _file_digest(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        if size <= SAMPLES * SAMPLE_BYTES:
+            digest.update(handle.read())
+        else:
+            for i in range(SAMPLES):
+                handle.seek((size - SAMPLE_BYTES) * i // (SAMPLES - 1))
+                digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def model_fingerprint(folder: Path) -> str:
+    """A cheap fingerprint of a diffusers model folder: sha256 over every file's relative path, size
+    and content (whole up to 1 MiB: configs, tokenizers; 16 slices of 64 KiB of larger ones: the
+    weights), skipping hidden paths (.cache, .git) and *.md. Reads about 1 MiB per weights file
+    (milliseconds for SDXL's 7 GB), yet tells apart two fine-tunes of one architecture, whose
+    weights differ everywhere; a change confined to bytes between the slices would go unseen."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or path.suffix == ".md":
+            continue
+        size = path.stat().st_size
+        digest.update(f"{relative.as_posix()}\0{size}\0{_file_digest(path, size)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def run_record(recipe: Recipe, processes: int) -> dict:
+    """What a checkpoint stores to check a resume: the recipe, the model's fingerprint, processes."""
+    return {
+        "recipe": recipe_dict(recipe),
+        "model": {"path": str(recipe.model.path), "fingerprint": model_fingerprint(recipe.model.path)},
+        "processes": processes,
+    }
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def _show(value: Any) -> str:
+    if value is _ABSENT:
+        return "(unset)"
+    if isinstance(value, float):
+        return format(value, "g")
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+_ABSENT = object()
+
+
+def _unchecked(path: str) -> bool:
+    return any(path == u or path.startswith(f"{u}.") for u in UNCHECKED)
+
+
+def recipe_changes(saved: dict, current: dict) -> list[str]:
+    """The fields of two ``recipe_dict``s that differ and alter training, as "field old -> new"
+    (flag spelling: hyphens, e.g. "phases.mlcd.lr-schedule constant -> cosine")."""
+    old, new = _flatten(saved), _flatten(current)
+    changes = []
+    for path in [*old, *(p for p in new if p not in old)]:
+        before, after = old.get(path, _ABSENT), new.get(path, _ABSENT)
+        if before != after and not _unchecked(path):
+            changes.append(f"{path.replace('_', '-')} {_show(before)} -> {_show(after)}")
+    return changes
+
+
+def run_changes(saved: dict, current: dict) -> list[str]:
+    """What differs between a checkpoint's run record and this run's: recipe fields, the base
+    model (by fingerprint), the process count."""
+    changes = recipe_changes(saved.get("recipe", {}), current["recipe"])
+    before, after = saved.get("model", {}), current["model"]
+    if before.get("fingerprint") != after["fingerprint"]:
+        same = before.get("path") == after["path"]
+        where = f"{after['path']} changed" if same else f"{before.get('path')} -> {after['path']}"
+        changes.append(
+            f"base model {where} (fingerprint {before.get('fingerprint')} -> {after['fingerprint']})"
+        )
+    if saved.get("processes") != current["processes"]:
+        changes.append(f"processes {saved.get('processes')} -> {current['processes']}")
+    return changes
+
+
+def check_resume(saved: dict | None, current: dict, folder: Path, allow: bool, say) -> None:
+    """Refuse (TLCMError) to resume from the checkpoint ``folder`` whose run record ``saved`` differs
+    from ``current`` in anything that alters training, unless ``allow`` (--recipes.runtime.
+    resume-changed: one line says what changed). ``saved`` None: a checkpoint from before run
+    records, resumed with a one-line notice."""
+    if saved is None:
+        say(
+            f"{folder} predates stored recipes: resuming with only its phases, steps and student "
+            "settings checked"
+        )
+        return
+    changes = run_changes(saved, current)
+    if not changes:
+        return
+    shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+    if allow:
+        say(f"--recipes.runtime.resume-changed: resuming {folder} with {shown} (checkpoint -> now)")
+        return
+    raise TLCMError(
+        f"{folder.parent.parent} was trained with another recipe or model: {shown} (checkpoint -> "
+        "this run); resuming would mix two trainings: use a new --recipes.runtime.out-dir, "
+        "--recipes.runtime.no-resume to start over there, or --recipes.runtime.resume-changed to "
+        "continue with the new values on purpose"
+    )
