@@ -1001,6 +1001,15 @@ CASES: list[Case] = [
         one_line=False,  # the progress bar of the step comes first
     ),
     train(
+        "disk full at the model card after the export (simulated)",
+        "--recipes.model.path",
+        "{tiny}",
+        *TINY_RUN,
+        expect="cannot write the model card to {tmp}/run/student/README.md: No space left on device",
+        setup=lambda ws: full_disk("README.md"),
+        one_line=False,  # the progress bar of the step comes first
+    ),
+    train(
         "disk full on the rerun: metrics.jsonl rewritten (simulated)",
         "--recipes.model.path",
         "{tiny}",

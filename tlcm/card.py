@@ -24,6 +24,7 @@ from tlcm.config import Recipe, recipe_dict
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.export import DIFFUSERS_FILE, kohya_file, tlcm_scheduler
+from tlcm.files import write_failed
 from tlcm.models.base import absent_components
 from tlcm.models.student import Student
 from tlcm.summary import repo_path, scores_text
@@ -276,7 +277,12 @@ def write_model_card(
     train_seconds: float | None = None,
     scores: list[dict] | None = None,
 ) -> Path:
-    """Write ``out_dir/README.md`` (after ``export_student`` wrote ``out_dir``); returns its path."""
+    """Write ``out_dir/README.md`` (after ``export_student`` wrote ``out_dir``); returns its path.
+    A failed write (a full disk) is one TLCMError line."""
     path = Path(out_dir) / CARD_FILE
-    path.write_text(render_model_card(student, Path(out_dir), name, recipe, train_seconds, scores))
+    text = render_model_card(student, Path(out_dir), name, recipe, train_seconds, scores)
+    try:
+        path.write_text(text)
+    except OSError as err:
+        raise write_failed(f"the model card to {path}", err) from err
     return path

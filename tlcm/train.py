@@ -56,6 +56,7 @@ def _score(run: Run, recipe: Recipe) -> list[dict]:
     """The student's toy scores, written to RUN/eval.json and into the export's model card."""
     from tlcm.card import write_model_card
     from tlcm.export import run_name
+    from tlcm.files import write_failed
     from tlcm.toy.evaluation import student_scores
 
     scores = student_scores(
@@ -65,7 +66,10 @@ def _score(run: Run, recipe: Recipe) -> list[dict]:
         recipe.runtime.eval_samples_per_digit,
         student_grid=recipe.student.grid,
     )
-    (run.out_dir / "eval.json").write_text(json.dumps(scores, indent=1) + "\n")
+    try:
+        (run.out_dir / "eval.json").write_text(json.dumps(scores, indent=1) + "\n")
+    except OSError as err:
+        raise write_failed(f"the scores to {run.out_dir / 'eval.json'}", err) from err
     folder, name = run.out_dir / "student", run_name(run.out_dir)  # the export's card, now with scores
     write_model_card(run.student, folder, name, recipe, run.train_seconds, scores)
     return scores
