@@ -176,8 +176,6 @@ def _phase(grad_accum: int = 1, **losses) -> Phase:
 
 ENGINE_CHECK = ("tlcm/engine.py", "__bool__")
 """The engine's one sync per optimizer step: is every term and the gradient norm finite?"""
-CACHE_ROWS = ("tlcm/data/trajectories.py", "cpu")
-"""MLCD from the trajectory cache: the prompt indices reach the loss on the device."""
 TABLE_COPY = ("tlcm/diffusion/milestones.py", "tensor(data, device=)")
 """A milestone table's first copy to the device (cached: once per process)."""
 
@@ -185,10 +183,9 @@ TABLE_COPY = ("tlcm/diffusion/milestones.py", "tensor(data, device=)")
 def test_a_training_step_of_every_loss_waits_for_the_device_once(cache_dir, tmp_path, monkeypatch):
     """MLCD (MDS states, and cached trajectories), LCD, reward feedback, DPO, DMD + a pixel GAN,
     2 micro-batches per step where it matters: one device sync per optimizer step (the engine's
-    finite check), plus one per micro-batch of MLCD from the cache (its rows are read on the host,
-    the prompt indices arrive on the device), plus one milestone table's first copy. MLCD's segment
-    draws and the rewards' unrelated prompts come from the host generator (before: one sync per
-    micro-batch each)."""
+    finite check), plus one milestone table's first copy. MLCD's segment draws, the cache's rows
+    and the rewards' unrelated prompts come from the host generator, and the prompt indices stay on
+    the host (before: one sync per micro-batch each, three for the cache)."""
     phases = {
         "mlcd": _phase(2, mlcd=MLCDConfig()),
         "cache": _phase(2, mlcd=MLCDConfig(skip=250, states="cache")),
@@ -207,11 +204,7 @@ def test_a_training_step_of_every_loss_waits_for_the_device_once(cache_dir, tmp_
         Trainer(replace(recipe, student=student, data=data, phases=phases)).run()
     steps = _waits_per_step(mode)
     assert sum(waits.pop(TABLE_COPY, 0) for waits in steps.values()) == 1
-    cache_steps = ("2", "3")  # phase "cache", 2 micro-batches each
-    assert steps == {
-        str(s): Counter({ENGINE_CHECK: 1, CACHE_ROWS: 2} if str(s) in cache_steps else {ENGINE_CHECK: 1})
-        for s in range(12)
-    }
+    assert steps == {str(s): Counter({ENGINE_CHECK: 1}) for s in range(12)}
 
 
 def test_cache_rows_for_host_indices_and_host_draws_wait_for_nothing(cache_dir):

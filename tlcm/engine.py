@@ -9,8 +9,7 @@ micro-batches. Draws the host must read (MLCD's segments, the cache rows, reward
 prompts) come from the step's ``host_generator``. Waits for the accelerator inside a step
 (tests/test_device_discipline.py counts them with every loss): one per optimizer step (is every
 term and the gradient norm finite, every weight within max_weight_abs, no process signalled to
-stop? tlcm/guards.py, tlcm/preemption.py), one more per micro-batch of MLCD with states="cache" (the
-prompt indices reach the cache on the device), and each small lookup table's first copy to the
+stop? tlcm/guards.py, tlcm/preemption.py), and each small lookup table's first copy to the
 device (once per run); outside the steps, the float conversions of logged steps and the
 checkpoint / export copies. Non-blocking host-to-device copies are not counted.
 """
@@ -138,19 +137,19 @@ class Trainer:
         self._peak: float | None = None  # the diverged weight's magnitude, once the guard trips
 
     def _context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
-        """The context of one micro-batch: ``order`` (b,) prompt indices on the host."""
-        idx = order.to(self.dist.device, non_blocking=True)
+        """The context of one micro-batch: ``order`` (b,) prompt indices on the host (they stay
+        there in ``batch["prompt_index"]``: the trajectory cache reads its rows on the host)."""
         return StepContext(
             student=self.student.denoiser(),
             teacher=self.student.teacher(),
             schedule=self.base.schedule,
             cond=self.embeddings.get(order),
-            uncond=self.uncond.expand_to(len(idx)),
+            uncond=self.uncond.expand_to(len(order)),
             guidance_scale=self.recipe.model.guidance_scale,
             generator=generator,
             latent_shape=self.base.latent_shape,
             step=step,
-            batch={"prompt_index": idx, "trajectory_cache": self.trajectories},
+            batch={"prompt_index": order, "trajectory_cache": self.trajectories},
             prompts=[self.prompts[i] for i in order.tolist()],
             decode=self.base.decode,
             grid=self.recipe.student.grid,
