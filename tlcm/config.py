@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from tlcm.checkpoint import WEIGHT_LIMIT
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses import LossConfig
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
@@ -185,7 +186,7 @@ class RuntimeConfig:
     max_skipped_fraction: float = 0.25
     """With on_nonfinite "skip": a phase that ends with more than this fraction of its steps skipped
     fails (exit 3, its end not saved, nothing exported): skip could not train it."""
-    max_weight_abs: float = 1e4
+    max_weight_abs: float = WEIGHT_LIMIT
     """Divergence guard, whatever on_nonfinite says: a trainable student weight larger than this in
     magnitude (finite: a blow-up) stops the run (exit 3; checked on the weights entering each step,
     at the step's one host sync, and at every save, which refuses such a checkpoint like a NaN one;
