@@ -84,7 +84,7 @@ def _rescore(args: Args) -> None:
     the variant's recipe (the run's checkpoint: its LoRA and grid M)."""
     from tlcm.models.base import BaseModel
     from tlcm.models.student import Student
-    from tlcm.toy.evaluation import student_scores
+    from tlcm.toy.scores import student_scores
 
     for seed in args.seeds:
         for name in args.variants or tuple(VARIANTS):

@@ -1,4 +1,5 @@
-"""The paper's ablation ladder (tlcm-method.md, "Ablation") as variants of the shipped recipes.
+"""The paper's ablation ladder (arXiv 2406.05768 Table 2; docs/method.md, "Ablation") as variants
+of the shipped recipes.
 
 A variant never copies a recipe: it picks phases of ``ladder_base()`` (``recipes:tlcm-full``'s
 MLCD and LCD, ``recipes:tlcm-paper``'s preference and DMD + GAN, ``recipes.tlcm.dmd()``) and

@@ -36,11 +36,10 @@ def miniature_ready() -> bool:
 
 
 def tiny_sd_folder() -> Path:
-    """tests/tiny_pipelines.py's random SD pipeline saved once to a temp folder (the fallback)."""
+    """tlcm/toy/tiny.py's random SD pipeline saved once to a temp folder (the fallback)."""
     path = Path(tempfile.gettempdir()) / "tlcm-bench-tiny-sd"
     if not (path / "model_index.json").is_file():
-        sys.path.insert(0, str(ROOT / "tests"))
-        from tiny_pipelines import tiny_sd_pipeline
+        from tlcm.toy.tiny import tiny_sd_pipeline
 
         tiny_sd_pipeline().save_pretrained(path)
     return path
@@ -54,7 +53,7 @@ def resolve_model(arg: str) -> tuple[Path, str]:
             return MINIATURE_SD, "miniature"
         console.print(
             f"[yellow]miniature pipeline not built ({MINIATURE_UNET} or {BUILD_INFO} missing): "
-            "using the tiny random pipeline of tests/tiny_pipelines.py"
+            "using the tiny random pipeline of tlcm/toy/tiny.py"
         )
         return tiny_sd_folder(), "tiny-random"
     if arg == "miniature":

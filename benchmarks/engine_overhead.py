@@ -1,18 +1,18 @@
 """Engine step time vs a hand-written loop making exactly the same model calls (MLCD, stage 1).
 
-The real ``Trainer.run()`` drives the engine; its ``_step`` is wrapped so that every engine step is
+The real ``Trainer.run()`` drives the engine; its ``train_step`` is wrapped so that every engine step is
 paired with one hand-written step on the same model (the same LoRA parameters, its own AdamW with
 the same hyper-parameters): same prompts, same random draws (the engine's per-step seeds), so the
 same segments, MDS rounds and UNet batch shapes; same maths (``sample_segment_timesteps``,
 ``mds_trajectory``, ``mlcd_loss``), same zero_grad / backward / clip / step. Pair order alternates
 (engine first on even steps, hand-written first on odd ones) to cancel order effects.
 
-Engine step time = time inside ``Trainer._step`` + the rest of run()'s loop body for that step
+Engine step time = time inside ``Trainer.train_step`` + the rest of run()'s loop body for that step
 (float() of the terms, metrics.jsonl line, progress bar, checkpoint check), the latter measured as
-the gap between the wrapper returning and the next ``_step`` starting. UNet calls are counted by a
+the gap between the wrapper returning and the next ``train_step`` starting. UNet calls are counted by a
 forward pre-hook for both loops, and must match.
 
-    .venv/bin/python benchmarks/engine_overhead.py [--steps 30] [--warmup 3] [--batch-size 16]
+    .venv/bin/python -m benchmarks.engine_overhead [--steps 30] [--warmup 3] [--batch-size 16]
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import (
+
+from benchmarks.common import (
     CallLog,
     add_common_args,
     console,
@@ -42,11 +43,12 @@ from common import (
     shrink,
     write_results,
 )
-
 from recipes.tlcm import mlcd
+from tlcm.data.states import TrajectoryStates
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import milestones, sample_segment_timesteps
 from tlcm.diffusion.solvers import mds_trajectory
-from tlcm.engine import Trainer, _seed
+from tlcm.engine import PhaseState, Trainer, step_seed
 from tlcm.losses import Loss
 from tlcm.losses.distances import get_distance
 from tlcm.losses.mlcd import MLCDConfig, mlcd_loss
@@ -83,31 +85,19 @@ class HandWrittenMLCD:
     def step(self, global_step: int) -> float:
         """One optimizer step drawing what the engine draws at ``global_step`` (hence the same calls)."""
         tr, cfg, b, seed = self.trainer, self.cfg, self.phase.batch_size, self.trainer.recipe.runtime.seed
-        prompt_gen = torch.Generator().manual_seed(_seed(seed, global_step, -1))
+        prompt_gen = torch.Generator().manual_seed(step_seed(seed, global_step, -1))
         order = torch.randint(len(tr.prompts), (b,), generator=prompt_gen, device="cpu")
-        gen = torch.Generator(self.device).manual_seed(_seed(seed, global_step, 0))
-        cond, uncond, w = tr.embeddings.get(order), tr.uncond.expand_to(b), tr.recipe.model.guidance_scale
+        gen = torch.Generator(self.device).manual_seed(step_seed(seed, global_step, 0))
+        cond = tr.embeddings.get(order)
+        teacher = Guided(self.teacher, tr.recipe.model.guidance_scale, tr.embeddings.uncond)
         with self.autocast:
             seg, t_m, t_n = sample_segment_timesteps(self.schedule, self.grid, b, cfg.skip, generator=gen)
             noise = torch.randn((b, *tr.base.latent_shape), generator=gen, device=self.device)
             with torch.no_grad():
-                x_tm = mds_trajectory(
-                    self.teacher, self.schedule, noise, t_m, self.num_milestones - seg, cond, uncond, w
-                )
-            t_s = self.grid[seg].to(t_m.dtype)
+                x_tm = mds_trajectory(teacher, self.schedule, noise, t_m, self.num_milestones - seg, cond)
+            states = TrajectoryStates(x_tm, t_m, t_n, self.grid[seg].to(t_m.dtype))
             loss = mlcd_loss(
-                self.student,
-                self.student,
-                self.teacher,
-                self.schedule,
-                x_tm,
-                t_m,
-                t_n,
-                t_s,
-                cond,
-                uncond,
-                w,
-                self.distance,
+                self.student, self.student, teacher, self.schedule, states, cond, self.distance
             ).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -127,7 +117,7 @@ def run_interleaved(trainer: Trainer, warmup: int, profile: bool):
     device = trainer.dist.device
     log = CallLog()
     handles = count_unet_calls([trainer.student.net], log)
-    real_step = trainer._step
+    real_step = trainer.train_step
     rec = {"engine_step": [], "engine_tail": [], "manual": [], "calls": {"engine": [], "manual": []}}
     state = {"returned": None}
     profilers = {"engine": cProfile.Profile(), "manual": cProfile.Profile()} if profile else None
@@ -144,10 +134,10 @@ def run_interleaved(trainer: Trainer, warmup: int, profile: bool):
         _sync(device)
         rec["manual"].append(time.perf_counter() - start)
 
-    def paired_step(phase, losses, opt, params, global_step):
+    def paired_step(built: PhaseState, global_step: int):
         _sync(device)
         now = time.perf_counter()
-        if state["returned"] is not None:  # run()'s loop body since the last _step returned
+        if state["returned"] is not None:  # run()'s loop body since the last train_step returned
             rec["engine_tail"].append(now - state["returned"])
         engine_first = global_step % 2 == 0
         if not engine_first:
@@ -157,7 +147,7 @@ def run_interleaved(trainer: Trainer, warmup: int, profile: bool):
         start = time.perf_counter()
         if profilers:
             profilers["engine"].enable()
-        out = real_step(phase, losses, opt, params, global_step)
+        out = real_step(built, global_step)
         if profilers:
             profilers["engine"].disable()
         _sync(device)
@@ -167,11 +157,11 @@ def run_interleaved(trainer: Trainer, warmup: int, profile: bool):
         state["returned"] = time.perf_counter()
         return out
 
-    trainer._step = paired_step
+    trainer.train_step = paired_step
     try:
         trainer.run()
     finally:
-        del trainer._step  # back to the class's method
+        del trainer.train_step  # back to the class's method
         for h in handles:
             h.remove()
     for role in ("engine", "manual"):
@@ -181,7 +171,7 @@ def run_interleaved(trainer: Trainer, warmup: int, profile: bool):
             "sample_evals": sum(c[1] for c in calls),
             "teacher_calls": sum(1 for c in calls if c[3] is False),
         }
-    # the last engine step's tail (after the final _step) is not observable: drop that pair
+    # the last engine step's tail (after the final train_step) is not observable: drop that pair
     n = len(rec["engine_tail"])
     pairs = [
         (rec["engine_step"][i] + rec["engine_tail"][i], rec["manual"][i], rec["engine_tail"][i])
@@ -202,17 +192,20 @@ class NullLoss(Loss):
 
 
 def isolated_overhead(trainer: Trainer, reps: int) -> tuple[list[float], list[float]]:
-    """Per-step times of Trainer._step with a null loss and a one-scalar AdamW vs the same work by
-    hand (zero_grad, p^2, backward, clip, step, float), interleaved: the difference is the engine's
-    own per-step work inside _step (generators, prompt order, context, terms, isfinite, hooks)."""
+    """Per-step times of Trainer.train_step with a null loss and a one-scalar AdamW (constant lr) vs
+    the same work by hand (zero_grad, p^2, backward, clip, step, float), interleaved: the difference
+    is the engine's own per-step work inside train_step (generators, prompt order, context, terms,
+    isfinite, hooks, the lr schedule's step)."""
     phase = next(iter(trainer.recipe.phases.values()))
     p = torch.nn.Parameter(torch.ones((), device=trainer.dist.device))
     null = {"mlcd": NullLoss(p)}
     opt_e, opt_m = torch.optim.AdamW([p], lr=1e-6), torch.optim.AdamW([p], lr=1e-6)
+    constant = torch.optim.lr_scheduler.LambdaLR(opt_e, lambda _: 1.0)
+    built = PhaseState("null", phase, null, [p], opt_e, constant)
     engine, manual = [], []
     for i in range(reps):
         start = time.perf_counter()
-        trainer._step(phase, null, opt_e, [p], i)
+        trainer.train_step(built, i)
         mid = time.perf_counter()
         opt_m.zero_grad(set_to_none=True)
         loss = p.square()
@@ -337,9 +330,9 @@ def main() -> None:
             "median per-pair difference engine - hand-written [IQR], ms",
             f"{1000 * statistics.median(diffs):.2f} [{1000 * qd[0]:.2f}, {1000 * qd[2]:.2f}]",
         ],
-        ["engine loop body outside _step, median ms", f"{1000 * statistics.median(tail):.2f}"],
+        ["engine loop body outside train_step, median ms", f"{1000 * statistics.median(tail):.2f}"],
         [
-            "null-loss _step: engine / by hand, median ms",
+            "null-loss train_step: engine / by hand, median ms",
             f"{1000 * statistics.median(null_engine):.2f} / {1000 * statistics.median(null_manual):.2f}",
         ],
         [

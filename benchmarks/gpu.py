@@ -1,5 +1,5 @@
 """The GPU benchmark: full-size random-weight SDXL and SD1.5 built in code, each phase of
-``recipes:tlcm-full-sdxl`` timed through the real ``Trainer._step`` (s/step, samples/s, peak GiB,
+``recipes:tlcm-full-sdxl`` timed through the real ``Trainer.train_step`` (s/step, samples/s, peak GiB,
 achieved TFLOP/s, projected hours for the paper's iterations), the miniature ``recipes:tlcm-full``
 in bf16 and fp32 with its toy scores, and the exported student in a plain diffusers pipeline
 (4 steps, LoRA fused / unfused) against the teacher's 25 CFG steps.
@@ -7,28 +7,26 @@ in bf16 and fp32 with its toy scores, and the exported student in a plain diffus
 Sections (``--sections``, run in this order): build, sdxl, inference, sd15, miniature. Results go to
 OUT/gpu.json and OUT/gpu.md after every phase (a timeout keeps what was done); no new section or
 phase starts once ``--time-limit`` seconds have passed. ``--tiny`` (implied by ``--device cpu``)
-uses the tiny pipelines of tests/tiny_pipelines.py, 1 timed step per phase and batch 2: the CPU
-mode tests/test_gpu_benchmark.py runs.
+uses the tiny pipelines of tlcm/toy/tiny.py, 1 timed step per phase and batch 2: the CPU
+mode tests/test_gpu_benchmark.py runs. From the repository root:
 
     python -m benchmarks.gpu --out "$OUT" --time-limit 420      # on a GPU (benchmarks/gpu_check.sh)
-    .venv/bin/python benchmarks/gpu.py --device cpu              # tiny CPU mode
+    .venv/bin/python -m benchmarks.gpu --device cpu              # tiny CPU mode
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, console, show_table  # noqa: E402
-from gpu_models import EXPECTED_UNET_PARAMS, build_folder, pickscore_folder  # noqa: E402
-from gpu_report import Report, tables  # noqa: E402
-from gpu_runs import free, miniature_run, phase_recipe, time_inference, time_phases  # noqa: E402
+from benchmarks.common import RESULTS, console, show_table
+from benchmarks.gpu_models import EXPECTED_UNET_PARAMS, build_folder, pickscore_folder
+from benchmarks.gpu_report import Report, tables
+from benchmarks.gpu_runs import free, miniature_run, phase_recipe, time_inference, time_phases
 
 SECTIONS = ("build", "sdxl", "inference", "sd15", "miniature")
 """In the order they run: the most wanted first, since a time limit drops the last."""

@@ -2,21 +2,18 @@
 
 Full size: the SDXL base (UNet 2567.5 M parameters, CLIP-L + OpenCLIP bigG text encoders, the SDXL
 VAE) and SD1.5 (UNet 859.5 M, CLIP-L), with the published component configs, built on the device
-and saved fp16. Tokenizers: the byte-level CLIP tokenizer of tests/tiny_pipelines.py (every
+and saved fp16. Tokenizers: the byte-level CLIP tokenizer of tlcm/toy/tiny.py (every
 character a token; no vocabulary can be downloaded). Tiny: the test pipelines of
-tests/tiny_pipelines.py. Plus a tiny random CLIP folder standing in for PickScore.
+tlcm/toy/tiny.py. Plus a tiny random CLIP folder standing in for PickScore.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from tiny_pipelines import (  # noqa: E402
+from tlcm.toy.tiny import (
     SD_SCHEDULER,
     save_tiny_clip,
     tiny_clip_tokenizer,
@@ -141,7 +138,7 @@ def build_folder(kind: str, folder: Path, device: str, tiny: bool) -> dict:
 
 
 def pickscore_folder(folder: Path) -> Path:
-    """A tiny random CLIPModel + tokenizer (tests/tiny_pipelines.py ``save_tiny_clip``) standing in
+    """A tiny random CLIPModel + tokenizer (tlcm/toy/tiny.py ``save_tiny_clip``) standing in
     for PickScore in the preference phase."""
     if not (folder / "config.json").is_file():
         save_tiny_clip(folder)

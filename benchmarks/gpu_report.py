@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import torch
-from common import provenance, write_results
+
+from benchmarks.common import provenance, write_results
 
 
 class Report:
@@ -135,12 +136,12 @@ def tables(data: dict) -> list[tuple[str, list[str], list[list]]]:
 def notes() -> list[str]:
     return [
         "Random weights: timings and memory are those of the real architectures, not of trained models.",
-        "s / step: mean of the timed Trainer._step calls after one warm-up step; the warm-up step ran under "
-        "torch.utils.flop_counter.FlopCounterMode, which gave TFLOP / step (matmul, conv, attention; with "
-        "gradient checkpointing the recomputed forward is counted too).",
+        "s / step: mean of the timed Trainer.train_step calls after one warm-up step; the warm-up step ran "
+        "under torch.utils.flop_counter.FlopCounterMode, which gave TFLOP / step (matmul, conv, attention; "
+        "with gradient checkpointing the recomputed forward is counted too).",
         "projected h = s / step x the paper's iterations (12k / 2k / 500 / 1k).",
         "Preference phase: a tiny random CLIP folder stands in for PickScore; DMD + GAN: the preset's timm "
         "resnet18 discriminator on decoded pixels. SD1.5 runs the same four phases (its own micro-batches).",
-        "Tiny mode (CPU): tests/tiny_pipelines.py models, batch 2, DMD with 1 fake-score update (not 5); "
+        "Tiny mode (CPU): tlcm/toy/tiny.py models, batch 2, DMD with 1 fake-score update (not 5); "
         "its numbers only show that every field is produced.",
     ]

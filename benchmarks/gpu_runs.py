@@ -1,4 +1,4 @@
-"""What benchmarks/gpu.py times: training phases through the real ``Trainer._step``, the miniature
+"""What benchmarks/gpu.py times: training phases through the real ``Trainer.train_step``, the miniature
 recipe end to end with its toy scores, and the exported student in a plain diffusers pipeline."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from recipes.tlcm import tlcm_full, tlcm_full_sdxl
 from tlcm.config import Recipe
-from tlcm.engine import Trainer, _seed
+from tlcm.engine import Trainer
 
 GIB = 2**30
 PAPER_ITERATIONS = {"mlcd": 12_000, "lcd": 2_000, "preference": 500, "dmd_gan": 1_000}
@@ -49,8 +49,9 @@ def peak_gib(device: str) -> float | None:
 def phase_recipe(model: Path, clip: Path, out: Path, device: str, size: str, timed_steps: int) -> Recipe:
     """``recipes:tlcm-full-sdxl`` on ``model`` with 1 + ``timed_steps`` steps per phase, the preset's batch
     sizes (tiny: 2) split into ``MICRO_BATCH[size]`` micro-batches, gradient checkpointing (not
-    tiny), ``clip`` as the PickScore folder; nothing written but the student export. Tiny: batch 2,
-    DMD with one fake-score update per step (the preset: 5)."""
+    tiny), ``clip`` as the PickScore folder; no memory plan (the micro-batches are fixed here);
+    nothing written but the student export. Tiny: batch 2, DMD with one fake-score update per step
+    (the preset: 5)."""
     base = tlcm_full_sdxl()
     phases = {}
     for name, phase in base.phases.items():
@@ -69,6 +70,7 @@ def phase_recipe(model: Path, clip: Path, out: Path, device: str, size: str, tim
         out_dir=out,
         device=device,
         gradient_checkpointing=size != "tiny",
+        memory_plan=False,
         sample_grid=False,
         checkpoint_every=0,
         resume=False,
@@ -80,9 +82,10 @@ def phase_recipe(model: Path, clip: Path, out: Path, device: str, size: str, tim
 def time_phases(
     recipe: Recipe, device: str, timed_steps: int, allow: Callable[[], bool], report: Callable[[dict], None]
 ) -> Trainer:
-    """Per phase: one warm-up step under FlopCounterMode (its FLOPs, not timed), then ``timed_steps``
-    timed ``Trainer._step`` calls; ``report(row)`` after each phase (a phase ``allow()`` refuses is
-    reported skipped; one that raises is reported with its error). Returns the Trainer."""
+    """Per phase: ``Trainer.build_phase`` (what training does at a phase start), one warm-up step
+    under FlopCounterMode (its FLOPs, not timed), then ``timed_steps`` timed ``Trainer.train_step``
+    calls; ``report(row)`` after each phase (a phase ``allow()`` refuses is reported skipped; one
+    that raises is reported with its error). Returns the Trainer."""
     t0 = time.perf_counter()
     trainer = Trainer(recipe)
     sync(device)
@@ -98,23 +101,20 @@ def time_phases(
             report({**row, "status": "skipped (time limit)"})
             continue
         try:
-            torch.manual_seed(_seed(recipe.runtime.seed, global_step, -2))
-            losses = {n: c.build(trainer.student).to(trainer.dist.device) for n, c in phase.losses.items()}
-            params = list(trainer.student.trainable_parameters().values())
-            opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
+            built = trainer.build_phase(name, phase, global_step)
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             counter = FlopCounterMode(display=False)
             start = time.perf_counter()
             with counter:
-                trainer._step(phase, losses, opt, params, global_step)
+                trainer.train_step(built, global_step)
             sync(device)
             row["warmup_flop_count_s"] = time.perf_counter() - start
             global_step += 1
             times, finite = [], 0
             for _ in range(timed_steps):
                 start = time.perf_counter()
-                _, ok = trainer._step(phase, losses, opt, params, global_step)
+                _, ok = trainer.train_step(built, global_step)
                 sync(device)
                 times.append(time.perf_counter() - start)
                 finite, global_step = finite + bool(ok), global_step + 1
@@ -133,7 +133,7 @@ def time_phases(
             row |= {"status": f"failed: {type(err).__name__}: {str(err)[:300]}"}
             row["traceback"] = traceback.format_exc()[-3000:]
         finally:
-            losses = opt = params = counter = None
+            built = counter = None
             free(device)
         report(row)
     return trainer
@@ -143,7 +143,7 @@ def miniature_run(device: str, precision: str, out: Path, fraction: float, sampl
     """``recipes:tlcm-full`` on the miniature pipeline in ``precision`` ("bf16" / "no"), its steps
     scaled by ``fraction`` (tiny: 2 per phase, batch 2), then its toy scores."""
     from tlcm.engine import train
-    from tlcm.toy.evaluation import student_scores
+    from tlcm.toy.scores import student_scores
 
     base = tlcm_full()
     phases = {

@@ -10,7 +10,7 @@ data_ptrs of their base (non-LoRA) weights divided by the tensors of one UNet = 
 of all module parameters / buffers, gradients and optimizer state alive at the last step are
 added up by unique storage.
 
-    .venv/bin/python benchmarks/memory.py [--steps 2] [--batch-size 16]
+    .venv/bin/python -m benchmarks.memory [--steps 2] [--batch-size 16]
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import psutil
 import torch
-from common import (
+
+from benchmarks.common import (
     add_common_args,
     console,
     provenance,
@@ -149,9 +150,9 @@ def worker(args) -> None:
             torch.cuda.synchronize()
             cuda_loaded = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-        real_step, found = trainer._step, {}
+        real_step, found = trainer.train_step, {}
 
-        def step(phase, losses, opt, params, global_step):
+        def step(built, global_step):
             saved: dict[int, int] = {}
 
             def pack(t: torch.Tensor) -> torch.Tensor:
@@ -159,7 +160,7 @@ def worker(args) -> None:
                 return t
 
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = real_step(phase, losses, opt, params, global_step)
+                out = real_step(built, global_step)
             if global_step == args.steps - 1:  # the optimizer, its state and the grads are alive here
                 found.update(inventory())
                 weight_ptrs = found.pop("weight_ptrs")
@@ -167,7 +168,7 @@ def worker(args) -> None:
                 found["saved_activations_mib"] = sum(activations.values()) / MIB
             return out
 
-        trainer._step = step
+        trainer.train_step = step
         trainer.run()
         result = {
             "config": args.worker,
@@ -206,7 +207,8 @@ def main() -> None:
         console.print(f"[bold]{name}[/]: fresh subprocess, {args.steps} steps x batch {args.batch_size}")
         cmd = [
             sys.executable,
-            __file__,
+            "-m",
+            "benchmarks.memory",
             "--worker",
             name,
             "--model",

@@ -14,20 +14,23 @@ Analytic expectations (M milestones, B batch, per training sample):
 MDS runs max_i L_i batched rounds per step (E[max] = sum_k 1 - ((k-1)/M)^B), so its UNet calls per
 step are given both analytically and from the segments actually drawn (exact check).
 
-    .venv/bin/python benchmarks/unet_calls.py [--steps 8] [--batch-size 16]
+    .venv/bin/python -m benchmarks.unet_calls [--steps 8] [--batch-size 16]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import (
+
+import tlcm.losses.mlcd as mlcd_module
+from benchmarks.common import (
     CallLog,
     add_common_args,
     console,
@@ -40,8 +43,6 @@ from common import (
     tagged,
     write_results,
 )
-
-import tlcm.losses.mlcd as mlcd_module
 from recipes.tlcm import lcd, mlcd
 from tlcm.config import Recipe
 from tlcm.diffusion.milestones import StudentGrid
@@ -115,9 +116,12 @@ def measure(name: str, kind: str, recipe: Recipe, cfg) -> dict:
     log, draws, step_times = CallLog(), [], []
     trainer.student.denoiser = tagged(trainer.student.denoiser, "student", log)
     trainer.student.teacher = tagged(trainer.student.teacher, "teacher", log)
+    fixed = trainer.phase_context  # built from the untagged factories: rebuild it from the tagged ones
+    teacher = dataclasses.replace(fixed.teacher, denoiser=trainer.student.teacher())
+    trainer.phase_context = dataclasses.replace(fixed, student=trainer.student.denoiser(), teacher=teacher)
     unets = list({id(u): u for u in (trainer.base.net, trainer.student.net)}.values())
     handles = count_unet_calls(unets, log)
-    real_step = trainer._step
+    real_step = trainer.train_step
 
     def timed_step(*args):
         start = time.perf_counter()
@@ -125,7 +129,7 @@ def measure(name: str, kind: str, recipe: Recipe, cfg) -> dict:
         step_times.append(time.perf_counter() - start)
         return out
 
-    trainer._step = timed_step
+    trainer.train_step = timed_step
     try:
         with record_mds_draws(draws):
             trainer.run()
@@ -322,7 +326,7 @@ def main() -> None:
     )
     notes.append(
         f"B = {b}, {args.steps} steps per loss = {b * args.steps} training samples each; ms/step: median "
-        f"wall time of Trainer._step on {meta['device']} with {meta['threads']} thread(s) "
+        f"wall time of Trainer.train_step on {meta['device']} with {meta['threads']} thread(s) "
         "(indicative only: the losses ran one after another, not interleaved)"
     )
     title = f"UNet evaluations per training sample ({label} pipeline, B = {b})"

@@ -125,15 +125,17 @@ def tlcm_paper() -> Recipe:
 
 
 def tlcm_full_sdxl() -> Recipe:
-    """The paper's SDXL values: LoRA rank 64, w = 8, M = 8, p = 3, q = 4; iterations 12k / 2k / 500
+    """The paper's SDXL values (arXiv 2406.05768 Sec. 5.1; LoRA rank 64 from the authors'
+    inference.py): LoRA rank 64, w = 8, M = 8, p = 3, q = 4; iterations 12k / 2k / 500
     / 1k at lr 1e-4 / 1e-5 / 1e-5 / 1e-5; reward feedback with s0 = 16 (the paper's MPS scale; here
     a local PickScore folder); DMD + GAN at batch 4 with discriminator lr 1e-4. Distance l2: the
     shipped latent LPIPS fits the miniature's VAE only; for SDXL train one
-    (python -m tlcm.losses.latent_lpips_train --model /models/sdxl) and pass
+    (python -m tlcm.latent_lpips.train --model /models/sdxl) and pass
     --recipes.phases.mlcd.losses.mlcd.distance latent_lpips and .distance-weights FILE (and for
     lcd).
 
-    Memory: the paper's batches (32 / 32 / 8 / 4) fit one 80 GB GPU (derived from H200
+    Memory: the batches 32 / 32 / 8 / 4 (the paper's for preference and DMD + GAN; it gives none for
+    MLCD and LCD) fit one 80 GB GPU (derived from H200
     measurements) through the memory plan, on by default here (``--recipes.runtime.memory-plan``):
     per phase it measures whole micro-batch steps and picks the micro-batch, accumulation and
     gradient checkpointing for the device (or for ``--recipes.runtime.memory-budget-gib``). Its

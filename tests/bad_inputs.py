@@ -78,10 +78,9 @@ ENTRY_POINTS: dict[str, Callable[[list[str]], None]] = {
 
 
 def build_tiny_pipeline(folder: Path) -> Path:
-    """The tiny random SD pipeline of tests/tiny_pipelines.py saved in ``folder`` (once)."""
+    """The tiny random SD pipeline (tlcm/toy/tiny.py) saved in ``folder`` (once)."""
     if not (folder / "model_index.json").is_file():
-        sys.path.insert(0, str(Path(__file__).parent))  # tiny_pipelines, also outside pytest
-        from tiny_pipelines import tiny_sd_pipeline
+        from tlcm.toy.tiny import tiny_sd_pipeline
 
         tiny_sd_pipeline().save_pretrained(folder)
     return folder

@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from engine_helpers import interrupt_after  # tests/ is this script's folder: first on sys.path
+from loss_cases import CASES, FSDP_CASES, case_recipe, in_bf16
 from torch.distributed.tensor import DTensor
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from dataclasses import replace  # noqa: E402
-
-from engine_helpers import interrupt_after  # noqa: E402
-from loss_cases import CASES, FSDP_CASES, case_recipe, in_bf16  # noqa: E402
-
-from tlcm.distributed import close_distributed  # noqa: E402
-from tlcm.engine import Trainer, train  # noqa: E402
+from tlcm.distributed import close_distributed
+from tlcm.engine import Trainer, train
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
@@ -42,7 +38,7 @@ if __name__ == "__main__":
             student = train(recipe).student
             for phase in recipe.phases.values():  # every loss's adapter was there when FSDP2 sharded
                 for adapter in (a for config in phase.losses.values() for a in config.adapters()):
-                    params = student._adapter_parameters(adapter)
+                    params = student.adapter_parameters(adapter)
                     assert params and all(isinstance(p, DTensor) for p in params), (name, adapter)
             resumed = replace(recipe, runtime=replace(recipe.runtime, out_dir=out / f"{name}-resumed"))
             trainer = Trainer(resumed)

@@ -96,7 +96,7 @@ def _signal_launcher_and_wait(timeout: float = 30.0) -> None:
 
     os.kill(os.getppid(), signal.SIGTERM)
     end = time.monotonic() + timeout
-    while preemption._process is not None and preemption._process.received is None:
+    while (signals := preemption.process_signals()) is not None and signals.received is None:
         if time.monotonic() > end:
             raise TimeoutError("the launcher did not forward SIGTERM")
         time.sleep(0.01)

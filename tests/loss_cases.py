@@ -3,19 +3,25 @@ contract tests (tests/test_loss_contract.py) and their torchrun worker (tests/dp
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from engine_helpers import shrink
 
 from recipes import PRESETS
 from recipes.tlcm import MINIATURE_GAN
 from tlcm.config import Phase, Recipe
+from tlcm.data.images import METADATA, save_image_folder
 from tlcm.losses.dmd import DMDConfig
 from tlcm.losses.gan import GANConfig
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.losses.preference import PreferenceConfig
+from tlcm.toy.data import all_prompts
 
 CASES: dict[str, dict[str, dict]] = {
     "mlcd": {"p": {"mlcd": MLCDConfig()}},
@@ -27,11 +33,27 @@ CASES: dict[str, dict[str, dict]] = {
     "preference-dpo": {"p": {"preference": PreferenceConfig(mode="dpo", beta=50.0)}},
     "preference-reward": {"p": {"preference": PreferenceConfig(mode="reward", s0=-0.01, s_neg=-4.6)}},
     "mlcd-then-dmd": {"a": {"mlcd": MLCDConfig()}, "b": {"dmd": DMDConfig(fake_updates=1)}},
+    "mlcd-data": {  # the method zoo's consistency options: LCM / TCD on real images
+        "p": {
+            "mlcd": MLCDConfig(
+                states="data", timesteps="lattice", target_time="random", guidance_range=(2.0, 6.0)
+            )
+        }
+    },
 }
 """Case name -> phases (name -> losses). Every registered loss appears in at least one case."""
 
 
-FSDP_CASES = ("mlcd", "lcd", "dmd", "gan-unet", "gan-timm-r1", "preference-reward", "mlcd-then-dmd")
+FSDP_CASES = (
+    "mlcd",
+    "lcd",
+    "dmd",
+    "gan-unet",
+    "gan-timm-r1",
+    "preference-reward",
+    "mlcd-then-dmd",
+    "mlcd-data",
+)
 """The cases FSDP2 runs (an EMA target and a DPO reference call the network with swapped-in weights:
 refused under FSDP2). "mlcd-then-dmd" switches phases to one whose loss trains an adapter the
 first phase did not (DMD's fake score): the engine adds it before sharding (``LossConfig.adapters``)
@@ -55,7 +77,8 @@ def case_recipe(
     base = shrink(PRESETS["mlcd"], model, out_dir, steps=steps, batch_size=batch_size)
 
     def form(loss):
-        return replace(loss, states="single_jump") if fsdp and isinstance(loss, MLCDConfig) else loss
+        mds = isinstance(loss, MLCDConfig) and loss.states == "mds"
+        return replace(loss, states="single_jump") if fsdp and mds else loss
 
     phases = {
         phase: Phase(
@@ -67,7 +90,31 @@ def case_recipe(
         )
         for phase, losses in CASES[name].items()
     }
+    needs = {
+        field for losses in CASES[name].values() for loss in losses.values() for field in loss.data_needs()
+    }
+    if "images" in needs:
+        base = replace(base, data=replace(base.data, images=real_images(out_dir.parent), prompts=None))
     return replace(base, phases=phases)
+
+
+def real_images(root: Path) -> Path:
+    """``root/real-images``: 40 smooth random 32 px images captioned with the miniature's prompts,
+    written once (atomically: torchrun's processes may ask at the same time)."""
+    folder = root / "real-images"
+    if (folder / METADATA).is_file():
+        return folder
+    gen = torch.Generator().manual_seed(0)
+    images = F.interpolate(torch.rand(40, 3, 4, 4, generator=gen), size=32, mode="bilinear") * 2 - 1
+    prompts = all_prompts()
+    scratch = save_image_folder(
+        root / f".real-images-{os.getpid()}", images, [prompts[i % len(prompts)] for i in range(40)]
+    )
+    try:
+        scratch.rename(folder)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(scratch)
+    return folder
 
 
 def in_bf16(recipe: Recipe) -> Recipe:

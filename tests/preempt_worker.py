@@ -18,14 +18,11 @@ import sys
 from pathlib import Path
 
 import torch
+from engine_helpers import small_recipe  # tests/ is this script's folder: first on sys.path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from engine_helpers import small_recipe  # noqa: E402
-
-from tlcm.errors import run_cli  # noqa: E402
-from tlcm.preemption import install_for_process  # noqa: E402
-from tlcm.train import TrainArgs, main  # noqa: E402
+from tlcm.errors import run_cli
+from tlcm.preemption import install_for_process
+from tlcm.train import TrainArgs, main
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

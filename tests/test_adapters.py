@@ -85,7 +85,7 @@ def test_the_trainer_adds_every_phase_adapter_before_its_phase(tiny_sd_dir, tmp_
     trainer = Trainer(case_recipe("mlcd-then-dmd", tiny_sd_dir, tmp_path))
     student = trainer.student
     assert FAKE_ADAPTER in student.net.peft_config
-    fake = student._adapter_parameters(FAKE_ADAPTER)
+    fake = student.adapter_parameters(FAKE_ADAPTER)
     assert fake and all(p.requires_grad for p in fake)
     assert not {id(p) for p in fake} & {id(p) for p in student.trainable_parameters().values()}
     assert student.adapters.live == STUDENT_ADAPTER

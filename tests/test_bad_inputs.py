@@ -5,9 +5,9 @@ import pytest
 from bad_inputs import CASES, Workspace, problems, run_case
 from peft import LoraConfig
 
+from tlcm.checks import check_lora_targets
 from tlcm.errors import TLCMError
 from tlcm.models.families import LCM_LORA_TARGETS
-from tlcm.validation import check_lora_targets
 
 
 @pytest.fixture(scope="module")

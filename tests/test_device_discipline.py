@@ -216,4 +216,4 @@ def test_cache_rows_for_host_indices_and_host_draws_wait_for_nothing(cache_dir):
         host = torch.Generator().manual_seed(0)
         mode.host_generators.add(host)
         states = cache.sample(torch.arange(2), host, torch.device("cpu"))
-    assert states["x_tm"].shape[0] == 2 and not mode.device_syncs
+    assert states.x_tm.shape[0] == 2 and not mode.device_syncs

@@ -7,9 +7,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, LCMScheduler
 
 from tlcm import TLCMScheduler
+from tlcm.diffusion.sampling import sample_latents
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.diffusion.scheduler import TLCMFlowScheduler
-from tlcm.sampling import sample_latents
 
 SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 

@@ -7,8 +7,9 @@ import torch
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
 from tlcm.conditioning import Conditioning
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.schedule import FlowSchedule, VPSchedule
-from tlcm.diffusion.solvers import ddim_step, guided_output, mds_trajectory, teacher_solve, tlcm_step
+from tlcm.diffusion.solvers import ddim_step, mds_trajectory, teacher_solve, tlcm_step
 
 SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 
@@ -68,25 +69,27 @@ def test_ddim_step_to_same_timestep_is_identity():
     torch.testing.assert_close(ddim_step(schedule, x, x0, t, torch.full_like(t, -1)), x0)
 
 
-def test_guided_output_one_batched_call():
+def test_guided_teacher_one_batched_call():
     """out_u + w (out_c - out_u) with out = 0.5 x + t/1000 + c: c_u = 0 -> 0.5 x + t/1000 + w c_cond."""
     denoiser = ToyDenoiser()
     cond, uncond = sample_ids(3), Conditioning(prompt_embeds=torch.zeros(1, 3, 2))
     x, t = torch.randn(3, 4, 5, 5), torch.tensor([999, 500, 10])
-    out = guided_output(denoiser, x, t, cond, uncond, 7.5)
+    out = Guided(denoiser, 7.5, uncond)(x, t, cond)
     expected = 0.5 * x + (t / 1000 + 7.5 * torch.tensor([1.0, 2.0, 3.0])).view(3, 1, 1, 1)
     torch.testing.assert_close(out, expected)
     assert denoiser.calls == [(6, [1.0, 2.0, 3.0, 0.0, 0.0, 0.0])]
 
 
-def test_guided_output_w1_skips_unconditional():
+def test_guided_teacher_w1_skips_unconditional():
     denoiser = ToyDenoiser()
     x, t = torch.randn(3, 4, 5, 5), torch.tensor([999, 500, 10])
-    out = guided_output(denoiser, x, t, sample_ids(3), None, 1.0)
+    out = Guided(denoiser, 1.0)(x, t, sample_ids(3))
     torch.testing.assert_close(out, 0.5 * x + (t / 1000 + torch.tensor([1.0, 2.0, 3.0])).view(3, 1, 1, 1))
     assert denoiser.calls == [(3, [1.0, 2.0, 3.0])]
     with pytest.raises(ValueError, match="unconditional"):
-        guided_output(denoiser, x, t, sample_ids(3), None, 2.0)
+        Guided(denoiser, 2.0)(x, t, sample_ids(3))
+    with pytest.raises(ValueError, match="one unconditional sample"):
+        Guided(denoiser, 2.0, Conditioning(prompt_embeds=torch.zeros(3, 3, 2)))
 
 
 def test_teacher_solve_equals_manual_substeps():
@@ -96,13 +99,12 @@ def test_teacher_solve_equals_manual_substeps():
     cond, uncond = sample_ids(2), Conditioning(prompt_embeds=torch.zeros(1, 3, 2))
     x = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(0))
     denoiser = ToyDenoiser()
-    got = teacher_solve(
-        denoiser, schedule, x, torch.tensor([999, 500]), torch.tensor([874, 250]), cond, uncond, 3.0, 3
-    )
+    teacher = Guided(denoiser, 3.0, uncond)
+    got = teacher_solve(teacher, schedule, x, torch.tensor([999, 500]), torch.tensor([874, 250]), cond, 3)
     grid = [torch.tensor(g) for g in ([999, 500], [957, 417], [916, 333], [874, 250])]
     expected = x
     for tau, tau_next in pairwise(grid):
-        out = guided_output(ToyDenoiser(), expected, tau, cond, uncond, 3.0)
+        out = Guided(ToyDenoiser(), 3.0, uncond)(expected, tau, cond)
         expected = ddim_step(schedule, expected, schedule.to_x0(out, expected, tau), tau, tau_next)
     torch.testing.assert_close(got, expected)
     assert [batch for batch, _ in denoiser.calls] == [4, 4, 4]
@@ -116,7 +118,7 @@ def test_mds_trajectory_per_sample_steps():
     noise = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
     denoiser = ToyDenoiser()
     got = mds_trajectory(
-        denoiser, schedule, noise, torch.tensor([875, 250, 500]), torch.tensor([1, 3, 2]), cond, None, 1.0
+        denoiser, schedule, noise, torch.tensor([875, 250, 500]), torch.tensor([1, 3, 2]), cond
     )
     assert denoiser.calls == [(3, [1.0, 2.0, 3.0]), (2, [2.0, 3.0]), (1, [2.0])]
     for i, grid in enumerate([[999, 875], [999, 749, 500, 250], [999, 750, 500]]):
@@ -134,43 +136,44 @@ def test_mds_trajectory_with_fixed_rounds_is_the_same_trajectory(schedule):
     cond = sample_ids(3)
     noise = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
     t_m, lengths = schedule.discretize(torch.tensor([875.0, 250.0, 500.0])), torch.tensor([1, 3, 2])
-    reference = mds_trajectory(ToyDenoiser(), schedule, noise, t_m, lengths, cond, None, 1.0)
+    reference = mds_trajectory(ToyDenoiser(), schedule, noise, t_m, lengths, cond)
     denoiser = ToyDenoiser()
-    padded = mds_trajectory(denoiser, schedule, noise, t_m, lengths, cond, None, 1.0, rounds=8)
+    padded = mds_trajectory(denoiser, schedule, noise, t_m, lengths, cond, rounds=8)
     assert [batch for batch, _ in denoiser.calls] == [3] * 8
     torch.testing.assert_close(padded, reference, atol=1e-6, rtol=1e-6)
 
 
-def test_mds_trajectory_with_guidance_and_per_sample_uncond():
+def test_mds_trajectory_with_the_guided_teacher():
+    """Round 2 guides only sample 1: the teacher's one unconditional sample broadcasts to the subset."""
     schedule = FlowSchedule()
-    cond, uncond = sample_ids(2), Conditioning(prompt_embeds=torch.zeros(2, 3, 2))
+    cond, uncond = sample_ids(2), Conditioning(prompt_embeds=torch.zeros(1, 3, 2))
     denoiser = ToyDenoiser()
     noise = torch.randn(2, 4, 5, 5)
     got = mds_trajectory(
-        denoiser, schedule, noise, torch.tensor([900.0, 400.0]), torch.tensor([1, 2]), cond, uncond, 2.0
+        Guided(denoiser, 2.0, uncond),
+        schedule,
+        noise,
+        torch.tensor([900.0, 400.0]),
+        torch.tensor([1, 2]),
+        cond,
     )
     assert [batch for batch, _ in denoiser.calls] == [4, 2]
     one = teacher_solve(
-        ToyDenoiser(),
+        Guided(ToyDenoiser(), 2.0, uncond),
         schedule,
         noise[:1],
         torch.tensor([1000.0]),
         torch.tensor([900.0]),
         cond[:1],
-        uncond[:1],
-        2.0,
-        1,
     )
     torch.testing.assert_close(got[:1], one)
     two = teacher_solve(
-        ToyDenoiser(),
+        Guided(ToyDenoiser(), 2.0, uncond),
         schedule,
         noise[1:],
         torch.tensor([1000.0]),
         torch.tensor([400.0]),
         cond[1:],
-        uncond[1:],
-        2.0,
         2,
     )
     torch.testing.assert_close(got[1:], two)

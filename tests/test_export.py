@@ -14,11 +14,12 @@ from engine_helpers import shrink
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 
-import tlcm.toy.evaluation
+import tlcm.toy.scores
 import tlcm.train
 from recipes import PRESETS
 from tlcm import TLCMScheduler
 from tlcm.checkpoint import TrainState, save_checkpoint
+from tlcm.checks import validate_recipe
 from tlcm.config import StudentConfig, recipe_dict
 from tlcm.engine import train
 from tlcm.errors import TLCMError
@@ -27,7 +28,6 @@ from tlcm.export import main as export_main
 from tlcm.models.base import BaseModel
 from tlcm.models.families.sd import unet_kwargs
 from tlcm.models.student import Student
-from tlcm.validation import validate_recipe
 
 RANK, ALPHA = 4, 8.0  # scale 2: a loader that takes alpha = rank is off by a factor of 2
 
@@ -111,7 +111,7 @@ def two_runs(tiny_sd_dir, tmp_path_factory):
         {"steps": 2, "prompts": 10, "alignment": 0.5, "fd": 2.0},
     ]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tlcm.toy.evaluation, "student_scores", lambda *a, **k: scores)
+        patch.setattr(tlcm.toy.scores, "student_scores", lambda *a, **k: scores)
         b = replace(recipes[1], runtime=replace(recipes[1].runtime, eval_samples_per_digit=1))
         tlcm.train.train_and_score(b)
     return root / "a" / "run", root / "b" / "run", recipes[0], scores
@@ -225,9 +225,10 @@ def test_comfyui_steps_say_when_the_student_ships_another_sampler_than_lcm():
 def test_comfyui_steps_only_for_a_unet_comfyui_recognises():
     from types import SimpleNamespace
 
-    from tlcm.card import comfy_detects
+    from tlcm.models.families import FAMILIES
 
     unet = lambda channels: SimpleNamespace(config=SimpleNamespace(block_out_channels=channels))  # noqa: E731
-    assert comfy_detects(unet([320, 640, 1280, 1280]))  # SD1.5
-    assert comfy_detects(unet([320, 640, 1280]))  # SDXL
-    assert not comfy_detects(unet([32, 64]))  # the bundled miniature
+    sd, sdxl = FAMILIES["StableDiffusionPipeline"], FAMILIES["StableDiffusionXLPipeline"]
+    assert sd.comfy_detects(unet([320, 640, 1280, 1280]))  # SD1.5
+    assert sdxl.comfy_detects(unet([320, 640, 1280]))  # SDXL
+    assert not sd.comfy_detects(unet([32, 64]))  # the bundled miniature

@@ -15,8 +15,8 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 
 from tlcm.conditioning import Conditioning
 from tlcm.config import StudentConfig
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.diffusion.solvers import guided_output
 from tlcm.errors import TLCMError
 from tlcm.export import DIFFUSERS_FILE, export_student, tlcm_scheduler
 from tlcm.models.base import BaseModel
@@ -103,7 +103,7 @@ def test_flux_call_is_the_pipelines(request):
 
 
 def test_embedded_guidance_is_one_call_with_w_as_input():
-    """guided_output on a guidance-distilled conditioning: ONE call of batch B whose guidance input
+    """The guided teacher on a guidance-distilled conditioning: ONE call of batch B whose guidance input
     is w (not a cond + uncond batch of 2B); CFG conditionings still make the 2B call."""
     calls = []
 
@@ -113,10 +113,10 @@ def test_embedded_guidance_is_one_call_with_w_as_input():
 
     x, t = torch.ones(3, 1, 2, 2), torch.zeros(3)
     distilled = Conditioning(torch.zeros(3, 4, 8), guidance=torch.full((3,), STUDENT_GUIDANCE))
-    out = guided_output(denoiser, x, t, distilled, distilled, 6.0)
+    out = Guided(denoiser, 6.0, distilled[:1])(x, t, distilled)
     assert calls == [(3, [6.0] * 3)] and torch.equal(out, 6 * x)
     calls.clear()
-    guided_output(denoiser, x, t, Conditioning(torch.zeros(3, 4, 8)), Conditioning(torch.zeros(1, 4, 8)), 6.0)
+    Guided(denoiser, 6.0, Conditioning(torch.zeros(1, 4, 8)))(x, t, Conditioning(torch.zeros(3, 4, 8)))
     assert calls == [(6, None)]
 
 
@@ -178,3 +178,120 @@ def test_lora_export_loads_and_samples_in_plain_diffusers(kind, request, tmp_pat
     kwargs = {"max_sequence_length": TEXT, "height": size, "width": size, "output_type": "np"}
     images = pipe("a digit", num_inference_steps=2, **kwargs, **base.family.sample_kwargs()).images
     assert images.shape == (1, size, size, 3) and np.isfinite(images).all()
+
+
+# The family owns the model boundary: what a family must provide, its registry, sizes from the
+# resolution, and the fingerprint of every component that determines the outputs.
+
+MUST_PROVIDE = {
+    "attributes": {"name", "tag", "pipeline", "components", "lora_targets"},
+    "methods": {"encode", "forward", "features", "feature_channels"},
+}
+"""What a family must define itself: ``Family``'s attributes without a default and its abstract
+methods (the rest of the interface has defaults a family may override)."""
+
+
+def test_every_registered_family_provides_what_a_family_must():
+    """The interface's open slots are exactly MUST_PROVIDE (a new one must be listed here), every
+    registry entry fills all of them under its pipeline's name, and every concrete Family subclass
+    in tlcm/models/families is registered (adding a family = one file + one registry entry)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from diffusers import DiffusionPipeline
+
+    import tlcm.diffusion.scheduler
+    import tlcm.models.families as package
+    from tlcm.models.families import DEFAULT_FAMILY
+    from tlcm.models.families import FAMILIES as REGISTRY
+    from tlcm.models.families.base import Family
+
+    open_attributes = {n for n in Family.__annotations__ if not hasattr(Family, n)}
+    assert open_attributes == MUST_PROVIDE["attributes"]
+    assert set(Family.__abstractmethods__) == MUST_PROVIDE["methods"]
+    defined = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        defined |= {
+            c
+            for c in vars(module).values()
+            if inspect.isclass(c) and issubclass(c, Family) and not inspect.isabstract(c)
+        }
+    assert defined == {type(f) for f in REGISTRY.values()}, "a concrete Family subclass is not in FAMILIES"
+    assert DEFAULT_FAMILY in REGISTRY.values()
+    names, tags = set(), set()
+    for key, family in REGISTRY.items():
+        cls = type(family)
+        assert not inspect.isabstract(cls), f"{key}: abstract methods left {sorted(cls.__abstractmethods__)}"
+        for method in MUST_PROVIDE["methods"]:
+            assert getattr(cls, method) is not getattr(Family, method), f"{key} lacks {method}"
+        for attribute in MUST_PROVIDE["attributes"]:
+            assert hasattr(cls, attribute), f"{key} lacks {attribute}"
+        assert issubclass(family.pipeline, DiffusionPipeline) and family.pipeline.__name__ == key
+        assert isinstance(family.name, str) and isinstance(family.tag, str) and family.name not in names
+        names.add(family.name)
+        tags.add(family.tag)
+        assert family.lora_targets and all(isinstance(t, str) for t in family.lora_targets)
+        folders = (*family.components, *family.optional_components)
+        assert {family.net, "vae", "scheduler", "text_encoder", "tokenizer"} <= set(folders)
+        assert len(set(folders)) == len(folders)
+        assert isinstance(getattr(tlcm.diffusion.scheduler, family.scheduler), type)
+        assert family.kohya is None or isinstance(family.kohya, str)
+    assert len(tags) == len(REGISTRY)
+
+
+def test_sdxl_time_ids_follow_the_configured_resolution(tiny_sdxl_dir):
+    """SDXL's micro-conditioning at --recipes.model.resolution R is original = target size (R, R),
+    crop (0, 0): what StableDiffusionXLPipeline itself passes at height = width = R (not the
+    default size's ids); caches of encodings tell the sizes apart."""
+    from tlcm.data.embeddings import encoder_fingerprint
+
+    default, base = BaseModel.load(tiny_sdxl_dir), BaseModel.load(tiny_sdxl_dir, resolution=64)
+    assert default.latent_shape[-1] * default.pipe.vae_scale_factor == 32 and base.latent_shape[-1] == 32
+    cond, uncond = base.encode(["a digit", "another digit"])
+    pipe = base.pipe
+    theirs = pipe._get_add_time_ids(
+        (64, 64), (0, 0), (64, 64), cond.prompt_embeds.dtype, pipe.text_encoder_2.config.projection_dim
+    )
+    assert cond.time_ids.tolist() == uncond.time_ids.tolist() == [[64, 64, 0, 0, 64, 64]] * 2
+    torch.testing.assert_close(cond.time_ids, theirs.expand(2, 6))
+    assert default.encode(["a digit"])[0].time_ids.tolist() == [[32, 32, 0, 0, 32, 32]]
+    assert encoder_fingerprint(base) != encoder_fingerprint(default)
+    explicit = BaseModel.load(tiny_sdxl_dir, resolution=32)  # the default size, asked for
+    assert encoder_fingerprint(explicit) == encoder_fingerprint(default)
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILIES))
+def test_trajectory_fingerprint_sees_every_component(kind, request, tmp_path):
+    """The teacher trajectory cache's fingerprint changes when a file of any component that
+    determines the outputs changes (denoiser, VAE, every text encoder and tokenizer, the scheduler
+    config; the last byte: inside what it samples), and only then (a copy of the folder elsewhere
+    keeps it)."""
+    import shutil
+
+    from tlcm.data.trajectories import teacher_fingerprint
+    from tlcm.models.base import check_model_folder
+    from tlcm.models.families import FAMILIES as REGISTRY
+
+    folder = tmp_path / "model"
+    shutil.copytree(request.getfixturevalue(FAMILIES[kind][0]), folder)
+    family = REGISTRY[check_model_folder(folder)]
+    before = teacher_fingerprint(folder)
+    assert before.startswith(f"{family.name}:")
+    shutil.copytree(folder, tmp_path / "moved")
+    assert teacher_fingerprint(tmp_path / "moved") == before
+    present = [c for c in (*family.components, *family.optional_components) if (folder / c).is_dir()]
+    expected = {family.net, "vae", "scheduler", "text_encoder", "tokenizer"}
+    expected |= {"text_encoder_2", "tokenizer_2"} if kind != "sd15" else set()
+    expected |= {"text_encoder_3", "tokenizer_3"} if kind == "sd3-t5" else set()
+    assert set(present) == expected
+    for component in present:
+        file = max(
+            (f for f in (folder / component).rglob("*") if f.is_file()), key=lambda f: f.stat().st_size
+        )
+        data = file.read_bytes()
+        file.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        assert teacher_fingerprint(folder) != before, f"a changed {file.relative_to(folder)} went unseen"
+        file.write_bytes(data)
+        assert teacher_fingerprint(folder) == before

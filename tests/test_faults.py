@@ -17,13 +17,13 @@ from safetensors import SafetensorError
 
 import tlcm.files
 from recipes import PRESETS
+from tlcm.checks import check_resolution
 from tlcm.errors import TLCMError
 from tlcm.eval.pipeline import load_lora
 from tlcm.files import save_tensors
 from tlcm.models.base import BaseModel
 from tlcm.models.families import FAMILIES
 from tlcm.train import train_and_score
-from tlcm.validation import check_resolution
 
 
 @pytest.fixture

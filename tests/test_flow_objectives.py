@@ -27,6 +27,8 @@ from test_objectives import ExactFake, _e, _prompts
 from test_objectives import _ctx as _context
 from torch import nn
 
+from tlcm.data.states import TrajectoryStates
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid, milestones
 from tlcm.diffusion.schedule import FlowSchedule
 from tlcm.diffusion.solvers import ddim_step, teacher_solve
@@ -189,7 +191,7 @@ def test_flow_teacher_solve_is_p_euler_steps_on_float_substeps():
     x = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3))
     t, s = torch.full((2,), 10.8), torch.full((2,), 4.8)
     out = teacher_solve(
-        _curved_teacher(calls), schedule, x, t, s, _prompts([0.4, 0.4]), _prompts([-0.1]), 3.0, 3
+        Guided(_curved_teacher(calls), 3.0, _prompts([-0.1])), schedule, x, t, s, _prompts([0.4, 0.4]), 3
     )
     taus = [10.8, 8.8, 6.8, 4.8]
     assert len(calls) == 3
@@ -298,20 +300,9 @@ def test_mlcd_flow_goal_at_the_clean_edge_is_the_clean_state():
     student = Affine(torch.zeros(LATENT), b=0.5, k=0.02)
     x_tm = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(9))
     t_m, zero = torch.full((2,), 1.5), torch.zeros(2)
-    value = mlcd_loss(
-        student,
-        student,
-        _curved_teacher(),
-        schedule,
-        x_tm,
-        t_m,
-        zero,
-        zero,
-        _prompts([MLCD_E_C] * 2),
-        _prompts([MLCD_E_U]),
-        MLCD_W,
-        l2,
-    )
+    teacher = Guided(_curved_teacher(), MLCD_W, _prompts([MLCD_E_U]))
+    states = TrajectoryStates(x_tm, t_m, zero, zero)
+    value = mlcd_loss(student, student, teacher, schedule, states, _prompts([MLCD_E_C] * 2), l2)
     x_tn = _euler(x_tm, _teacher_v(x_tm, 1.5, MLCD_E), 1.5, 0.0)
     pred = _euler(x_tm, student.hand(x_tm, 1.5), 1.5, 0.0)
     _close(value, (pred - x_tn).square().flatten(1).mean(1))

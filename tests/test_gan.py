@@ -20,8 +20,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from recipes import PRESETS
+from tlcm.checks import validate_recipe
 from tlcm.conditioning import Conditioning
 from tlcm.config import Phase, StudentConfig
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.engine import train
@@ -32,7 +34,6 @@ from tlcm.losses.mlcd import MLCDConfig
 from tlcm.models.base import BaseModel
 from tlcm.models.discriminator import Discriminator
 from tlcm.models.student import Student
-from tlcm.validation import validate_recipe
 
 LN2, LN3 = torch.log(torch.tensor(2.0)), torch.log(torch.tensor(3.0))
 
@@ -64,13 +65,11 @@ def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1,
     alphas = (
         torch.linspace(0.999, 0.36, num_train_timesteps) if num_train_timesteps > 1 else torch.tensor([0.36])
     )
-    ctx = StepContext(
+    ctx = StepContext.standalone(
         student=lambda x, t, cond: param * x,
-        teacher=lambda x, t, cond: torch.zeros_like(x),
+        teacher=Guided(lambda x, t, cond: torch.zeros_like(x), 2.0, Conditioning(torch.ones(1, 2, 3))),
         schedule=VPSchedule(alphas, prediction_type="sample"),
         cond=Conditioning(torch.zeros(batch, 2, 3)),
-        uncond=Conditioning(torch.ones(batch, 2, 3)),
-        guidance_scale=2.0,
         generator=torch.Generator().manual_seed(seed),
         latent_shape=shape,
         grid=grid or (StudentGrid(1, 1) if num_train_timesteps == 1 else StudentGrid()),
@@ -117,8 +116,8 @@ def test_gan_component_by_hand_with_a_linear_discriminator(loss_type):
 
     def expected(ctx):
         """(L_G, dL_G/dscale, L_D, mean D(fake), dL_D/dw without R1) of one micro-batch."""
-        eps = ctx.cache["student_prediction/1/1"].x_t
-        real = ctx.cache["student_samples/1/1/0"]
+        eps = ctx.computed("student_prediction/1/1").x_t
+        real = ctx.computed("student_samples/1/1/0")
         d_fake, d_real = (0.5 * eps * w).flatten(1).sum(1), (real * w).flatten(1).sum(1)
         w_eps = (eps * w).flatten(1).sum(1)
         if loss_type == "nonsaturating":
@@ -197,7 +196,7 @@ def test_teacher_real_source_and_pixel_input_need_a_decoder():
     gan = GAN(GANConfig(input="latent", real="teacher", teacher_steps=2), latent_channels=4)
     _, ctx = _context(shape=(4, 8, 8), num_train_timesteps=1000)
     gan(ctx)
-    assert torch.equal(ctx.cache["teacher_samples/2"], torch.zeros(2, 4, 8, 8))
+    assert torch.equal(ctx.computed("teacher_samples/2"), torch.zeros(2, 4, 8, 8))
     with pytest.raises(ValueError, match="no decode function"):
         GAN(GANConfig(input="pixel"), latent_channels=4)(
             _context(shape=(4, 8, 8), num_train_timesteps=1000)[1]

@@ -4,14 +4,10 @@ it goes, and a time limit stops it cleanly with the partial results on disk."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-gpu = pytest.importorskip("gpu")
+from benchmarks import gpu  # the repository root is on sys.path: pyproject.toml, pytest pythonpath
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from tlcm.conditioning import Conditioning
+from tlcm.data.states import TrajectoryStates
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.errors import TLCMError
+from tlcm.latent_lpips.train import PixelProxy, TrainArgs, train_latent_lpips, write
 from tlcm.losses import latent_lpips as ll
 from tlcm.losses.distances import get_distance
 from tlcm.losses.latent_lpips import LatentLPIPS, load_latent_lpips, save_latent_lpips
-from tlcm.losses.latent_lpips_train import PixelProxy, TrainArgs, train_latent_lpips, write
 from tlcm.losses.lcd import LCD, LCDConfig, lcd_loss
 from tlcm.losses.mlcd import MLCD, MLCDConfig, mlcd_loss
 from tlcm.toy.classifier import DigitClassifier
@@ -155,9 +157,9 @@ def test_wrong_shape_is_refused(tmp_path):
 
 
 def test_missing_file_tells_how_to_train_one(tmp_path):
-    with pytest.raises(TLCMError, match="not found.*python -m tlcm.losses.latent_lpips_train"):
+    with pytest.raises(TLCMError, match="not found.*python -m tlcm.latent_lpips.train"):
         load_latent_lpips(tmp_path / "none.safetensors")
-    with pytest.raises(ValueError, match="not found.*none.safetensors.*latent_lpips_train"):
+    with pytest.raises(ValueError, match="not found.*none.safetensors.*latent_lpips.train"):
         MLCDConfig(distance="latent_lpips", distance_weights=str(tmp_path / "none.safetensors")).validate(
             1000, StudentGrid()
         )
@@ -187,35 +189,13 @@ def test_selectable_in_mlcd_and_lcd(tmp_path):
         return torch.zeros_like(x)
 
     x, two, one = torch.randn(2, 4, 4, 4), torch.tensor([2, 2]), torch.tensor([1, 1])
+    guided = Guided(teacher, 2.0, COND[:1])
+    states = TrajectoryStates(x, two, one, torch.tensor([0, 0]))
     mlcd = mlcd_loss(
-        student,
-        student,
-        teacher,
-        SCHEDULE,
-        x,
-        two,
-        one,
-        torch.tensor([0, 0]),
-        COND,
-        COND,
-        2.0,
-        MLCD(mlcd_cfg, torch.nn.Linear(1, 1)).distance,
+        student, student, guided, SCHEDULE, states, COND, MLCD(mlcd_cfg, torch.nn.Linear(1, 1)).distance
     )
-    lcd = lcd_loss(
-        student,
-        student,
-        teacher,
-        SCHEDULE,
-        x,
-        torch.randn(2, 4, 4, 4),
-        two,
-        one,
-        COND,
-        COND,
-        2.0,
-        1,
-        LCD(lcd_cfg).distance,
-    )
+    noise = torch.randn(2, 4, 4, 4)
+    lcd = lcd_loss(student, student, guided, SCHEDULE, x, noise, two, one, COND, 1, LCD(lcd_cfg).distance)
     assert mlcd.shape == lcd.shape == (2,) and (mlcd > 0).all() and (lcd > 0).all()
     (mlcd.sum() + lcd.sum()).backward()
     assert scale.grad is not None and scale.grad != 0

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from tlcm.conditioning import Conditioning
+from tlcm.data.states import TrajectoryStates
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.schedule import VPSchedule
-from tlcm.losses.distances import l2, pseudo_huber
+from tlcm.losses.distances import elementwise_huber, get_distance, l2, pseudo_huber
 from tlcm.losses.lcd import lcd_loss
 from tlcm.losses.mlcd import mlcd_loss, segment_map
 
@@ -40,9 +42,8 @@ def t(v):
 def _mlcd_at_2_1_0(student, calls, x_tn=None):
     """mlcd_loss with x_tm = 1, t_m = 2, t_n = 1, t_s = 0, w = 3, l2, the x0 = 0 teacher."""
     x_tm = torch.ones(1, 1, 2, 2)
-    return mlcd_loss(
-        student, student, _teacher(calls), SCHEDULE, x_tm, t(2), t(1), t(0), COND, NULL, 3.0, l2, x_tn
-    )
+    states = TrajectoryStates(x_tm, t(2), t(1), t(0), x_tn)
+    return mlcd_loss(student, student, Guided(_teacher(calls), 3.0, NULL), SCHEDULE, states, COND, l2)
 
 
 def test_segment_map_by_hand():
@@ -84,9 +85,8 @@ def test_lcd_loss_by_hand():
     _, student = _student()
     calls: list[int] = []
     x0, noise = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
-    loss = lcd_loss(
-        student, student, _teacher(calls), SCHEDULE, x0, noise, t(2), t(1), COND, NULL, 3.0, 1, l2
-    )
+    teacher = Guided(_teacher(calls), 3.0, NULL)
+    loss = lcd_loss(student, student, teacher, SCHEDULE, x0, noise, t(2), t(1), COND, 1, l2)
     torch.testing.assert_close(loss, torch.tensor([0.005625]))
     assert calls == [2]
 
@@ -98,6 +98,17 @@ def test_distances_by_hand():
     torch.testing.assert_close(pseudo_huber(a, b, c=0.4), torch.full((2,), 0.1))
 
 
+def test_elementwise_huber_by_hand():
+    """LCM's huber: per element sqrt(d^2 + c^2) - c, then the sample's mean. d = (0.3, -0.4, 0, 1.2)
+    with c = 0.4: (0.1, sqrt(0.32) - 0.4, 0, sqrt(1.6) - 0.4) -> mean 0.2827; NOT the per-sample
+    form sqrt(mean d^2 + c^2) - c = 0.3632 (a mean inside the root gives another number)."""
+    d = torch.tensor([0.3, -0.4, 0.0, 1.2]).view(1, 1, 2, 2)
+    want = (0.1 + (0.32**0.5 - 0.4) + 0.0 + (1.6**0.5 - 0.4)) / 4
+    torch.testing.assert_close(elementwise_huber(d, torch.zeros_like(d), c=0.4), torch.tensor([want]))
+    assert abs(float(pseudo_huber(d, torch.zeros_like(d), c=0.4)) - want) > 0.05
+    assert get_distance("elementwise_huber") is elementwise_huber
+
+
 @pytest.mark.parametrize("distance", [l2, pseudo_huber])
 def test_losses_are_zero_when_student_equals_teacher_trajectory(distance):
     """A student that predicts x0 = 0 like the teacher is self-consistent: both losses vanish."""
@@ -105,18 +116,8 @@ def test_losses_are_zero_when_student_equals_teacher_trajectory(distance):
     teacher = _teacher(calls)
     x = torch.randn(3, 4, 2, 2)
     ts = torch.tensor([2, 2, 1])
+    states = TrajectoryStates(x, ts, ts - 1, torch.zeros(3, dtype=torch.long))
     loss = mlcd_loss(
-        teacher,
-        teacher,
-        teacher,
-        SCHEDULE,
-        x,
-        ts,
-        ts - 1,
-        torch.zeros(3, dtype=torch.long),
-        COND.expand_to(3),
-        NULL,
-        2.0,
-        distance,
+        teacher, teacher, Guided(teacher, 2.0, NULL), SCHEDULE, states, COND.expand_to(3), distance
     )
     torch.testing.assert_close(loss, torch.zeros(3), atol=1e-6, rtol=0)

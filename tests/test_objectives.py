@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from tlcm.conditioning import Conditioning
+from tlcm.data.states import TrajectoryStates
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
-from tlcm.diffusion.solvers import guided_output
 from tlcm.losses.base import StepContext
 from tlcm.losses.distances import l2
 from tlcm.losses.dmd import DMD, DMDConfig, dmd_gradient
@@ -72,13 +73,11 @@ def _ctx(
     """A StepContext of len(cond) samples, prompt scalars ``cond`` / ``uncond``, the student's grid
     ``grid`` = (M, q). M = q = 1 (default): the student's one-step prediction is made from pure
     noise at T - 1 (shared.student_prediction) and its 1-step sample is that x0."""
-    return StepContext(
+    return StepContext.standalone(
         student=student,
-        teacher=teacher,
+        teacher=Guided(teacher, w, _prompts(uncond)),
         schedule=schedule,
         cond=_prompts(cond),
-        uncond=_prompts(uncond),
-        guidance_scale=w,
         generator=torch.Generator().manual_seed(seed),
         latent_shape=latent_shape,
         grid=StudentGrid(num_milestones=grid[0], steps=grid[1]),
@@ -647,7 +646,7 @@ def test_gan_component_moves_d_and_then_the_fake_towards_the_real(loss_type):
 # 5. Classifier-free guidance.
 
 
-def test_guided_output_extrapolates_beyond_cond_away_from_uncond():
+def test_guided_teacher_extrapolates_beyond_cond_away_from_uncond():
     """out(x, t, e) = 0.5 x + 0.01 t + e records each call. cond e = (1, 2, 3), uncond e = 0.5
     (one sample, expanded), w = 3: ONE call of batch 6, cond first; guided = out_u + w (out_c -
     out_u) = 0.5 x + 0.01 t + 0.5 + 3 (e_c - 0.5), i.e. past cond by (w - 1)(e_c - e_u) > 0, away
@@ -660,7 +659,7 @@ def test_guided_output_extrapolates_beyond_cond_away_from_uncond():
 
     x = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([2, 0, 1])
-    guided = guided_output(denoiser, x, t, _prompts([1.0, 2.0, 3.0]), _prompts([0.5]), 3.0)
+    guided = Guided(denoiser, 3.0, _prompts([0.5]))(x, t, _prompts([1.0, 2.0, 3.0]))
     ((xs, ts, es),) = calls
     torch.testing.assert_close(xs, torch.cat([x, x]))
     assert torch.equal(ts, torch.cat([t, t]))
@@ -702,21 +701,8 @@ def test_lcd_target_is_the_target_networks_x0_after_p_teacher_substeps(substeps,
     student = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02)
     target = Affine(torch.full((1, 2, 2), 0.1), b=0.3, k=-0.03)
     t_m, t_n = torch.tensor([9, 9]), torch.tensor([0, 0])
-    value = lcd_loss(
-        student,
-        target,
-        _curved_teacher(),
-        LONG,
-        x0,
-        eps,
-        t_m,
-        t_n,
-        _prompts([LCD_E_C] * 2),
-        _prompts([LCD_E_U]),
-        LCD_W,
-        substeps,
-        l2,
-    )
+    teacher = Guided(_curved_teacher(), LCD_W, _prompts([LCD_E_U]))
+    value = lcd_loss(student, target, teacher, LONG, x0, eps, t_m, t_n, _prompts([LCD_E_C] * 2), substeps, l2)
     x_tm = HAND_LONG.a(9) * x0 + HAND_LONG.s(9) * eps
     x_tn = _hand_solve(x_tm, [torch.tensor([g, g]) for g in grid])
     other = _hand_solve(x_tm, [torch.tensor([g, g]) for g in ([9, 6, 3, 0] if substeps == 1 else [9, 0])])
@@ -794,8 +780,8 @@ def test_mlcd_goal_is_one_teacher_step_then_the_target_to_the_segment_edge():
     student = Affine(torch.zeros(3, 1, 2, 2), b=0.5, k=0.02)  # an offset per sample
     target = Affine(torch.full((1, 2, 2), 0.2), b=0.3, k=-0.05)
     teacher_calls = []
-    args = (_curved_teacher(teacher_calls), TOY, x_tm, t_m, t_n, t_s)
-    cond = (_prompts([MLCD_E_C] * 3), _prompts([MLCD_E_U]), MLCD_W, l2)
+    args = (Guided(_curved_teacher(teacher_calls), MLCD_W, _prompts([MLCD_E_U])), TOY)
+    cond = (TrajectoryStates(x_tm, t_m, t_n, t_s), _prompts([MLCD_E_C] * 3), l2)
 
     value = mlcd_loss(student, target, *args, *cond)
     g, goal, x_tn = _mlcd_by_hand(student, target, x_tm, t_m, t_n, t_s)
@@ -817,14 +803,15 @@ def test_mlcd_goal_is_one_teacher_step_then_the_target_to_the_segment_edge():
     _close(moved, goal)
 
 
-def test_mlcd_component_timesteps_and_value_by_hand():
+@pytest.mark.parametrize("segments, width", [(0, 3), (2, 6)])
+def test_mlcd_component_timesteps_and_value_by_hand(segments, width):
     """MLCD, single_jump states, M = 4 segments [0, 3, 6, 9, 12] on the 12-step schedule, skip
     k = 2. The teacher's first call is at T - 1 = 11 (noise -> x_tm in one CFG-DDIM step), its
     second at t_m on x_tm (one step to x_tn). t_s = the segment's lower edge, t_m in (t_s, t_s + 3],
     t_n = max(t_m - 2, t_s); the stop-grad student predicts at (x_tn, t_n) without gradients, the
     student at (x_tm, t_m) with; the loss is the batch mean of the by-hand l2 to the edge t_s."""
     student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
-    cfg = MLCDConfig(skip=2, states="single_jump")
+    cfg = MLCDConfig(skip=2, states="single_jump", segments=segments)
     batch = 8
     ctx = _ctx(
         student,
@@ -839,7 +826,7 @@ def test_mlcd_component_timesteps_and_value_by_hand():
     value = MLCD(cfg, student)(ctx)["mlcd"]
     (x_tn, t_n, grad_tn), (x_tm, t_m, grad_tm) = student.calls
     assert not grad_tn and grad_tm
-    t_s = (torch.div(t_m - 1, 3, rounding_mode="floor") * 3).clamp(min=0)
+    t_s = (torch.div(t_m - 1, width, rounding_mode="floor") * width).clamp(min=0)
     assert len(set(t_s.tolist())) > 1  # several segments in the batch
     assert torch.equal(t_n, torch.maximum(t_m - 2, t_s))
     (noise, t_first, _), (x_tm_teacher, t_second, _) = teacher_calls
@@ -850,4 +837,52 @@ def test_mlcd_component_timesteps_and_value_by_hand():
     torch.testing.assert_close(x_tm_teacher[:batch], x_tm)
     g, goal, hand_tn = _mlcd_by_hand(student, student, x_tm, t_m, t_n, t_s, hand=HAND_LONG)
     _close(x_tn, hand_tn)
+    _close(value, (g - goal).square().mean())
+
+
+# ============================================================================================
+# 7. Consistency options of the method zoo (LCM / PCM / TCD): real-image states, a random target
+#    time s, per-sample guidance.
+
+
+def test_mlcd_real_states_random_target_time_and_per_sample_w_by_hand(monkeypatch):
+    """MLCD(states="data", target_time="random", guidance_range=(2, 4)) on the 12-step schedule,
+    one segment [0, 12] (k = 2). x_tm is the micro-batch's real latent x0 = 3 noised to t_m (not a
+    teacher state: (x_tm - a x0) / s is standard normal); x_tn one CFG-DDIM step of the teacher with
+    each sample's own w_i (e_eff = e_u + w_i (e_c - e_u)); both branches map to s uniform in
+    [t_s, t_n] = [0, t_n] (TCD), not the edge 0; L = mean (g_student(x_tm, t_m -> s) - goal)^2."""
+    import tlcm.losses.mlcd as mlcd_module
+
+    seen = []
+    original = mlcd_module.mlcd_loss
+    monkeypatch.setattr(mlcd_module, "mlcd_loss", lambda *a: seen.append(a[4]) or original(*a))
+    batch, x0 = 64, torch.full((64, 1, 2, 2), 3.0)
+    student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
+    cfg = MLCDConfig(skip=2, states="data", target_time="random", guidance_range=(2.0, 4.0))
+    ctx = _ctx(
+        student,
+        _curved_teacher(teacher_calls),
+        schedule=LONG,
+        cond=[MLCD_E_C] * batch,
+        uncond=[MLCD_E_U],
+        w=MLCD_W,
+        seed=5,
+        grid=(1, 1),
+        real_images=lambda index, generator: x0[index],
+        prompt_index=torch.arange(batch),
+    )
+    value = MLCD(cfg, student)(ctx)["mlcd"]
+    (x_tn, t_n, _), (x_tm, t_m, grad_tm) = student.calls
+    assert grad_tm and len(teacher_calls) == 1
+    eps = (x_tm - HAND_LONG.a(t_m) * x0) / HAND_LONG.s(t_m)
+    assert abs(float(eps.mean())) < 0.2 and abs(float(eps.std()) - 1) < 0.2  # real x0 re-noised
+    w = ctx.computed("mlcd/teacher").scale
+    assert w.shape == (batch,) and 2 <= w.min() and w.max() <= 4 and w.std() > 0.3
+    e_eff = (MLCD_E_U + w * (MLCD_E_C - MLCD_E_U)).view(-1, 1, 1, 1)
+    _close(x_tn, HAND_LONG.ddim(x_tm, _hand_teacher_x0(x_tm, t_m, e_eff), t_m, t_n))
+    (states,) = seen
+    s = states.t_s
+    assert ((0 <= s) & (s <= t_n)).all() and (s > 0).float().mean() > 0.5 and len(set(s.tolist())) > 3
+    goal = HAND_LONG.ddim(x_tn, student.hand(x_tn, t_n), t_n, s)
+    g = HAND_LONG.ddim(x_tm, student.hand(x_tm, t_m), t_m, s)
     _close(value, (g - goal).square().mean())

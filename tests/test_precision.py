@@ -4,8 +4,6 @@ CUDA) and sample under autocast to it, so a LoRA student's fp32 branch computes 
 grids and evaluation as well); ``BaseModel.decode`` decodes in slices, checkpointed with gradients,
 equal to the one-call decode."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -18,9 +16,9 @@ from tlcm.evaluate import cli as evaluate_cli
 from tlcm.export import export_student
 from tlcm.models.base import BaseModel, allow_tf32
 from tlcm.models.student import Student
-from tlcm.samples import write_phase_grid
-from tlcm.toy.evaluation import student_scores
+from tlcm.sample_grids import write_phase_grid
 from tlcm.toy.metrics import ToyMetrics
+from tlcm.toy.scores import student_scores
 
 
 @pytest.fixture
@@ -69,9 +67,8 @@ def test_evaluation_runs_a_lora_student_on_bf16_weights_in_bf16(bf16_student):
 
 def test_phase_grid_runs_a_lora_student_on_bf16_weights_in_bf16(bf16_student, tmp_path):
     seen = _lora_dtypes(bf16_student.net)
-    recipe = SimpleNamespace(inference_steps=(1,), student=SimpleNamespace(grid=StudentGrid(2, 1)))
-    trainer = SimpleNamespace(base=bf16_student.base, student=bf16_student, prompts=["a", "b"], recipe=recipe)
-    assert write_phase_grid(trainer, tmp_path / "grid.png").is_file()
+    grid = write_phase_grid(bf16_student, ["a", "b"], (1,), StudentGrid(2, 1), tmp_path / "grid.png")
+    assert grid.is_file()
     assert seen and set(seen) == {torch.bfloat16}
 
 

@@ -143,7 +143,7 @@ def test_dpo_component_with_toy_denoisers_only():
         loss(c)
     gaps = []
     for c in contexts:
-        x_a, x_b = c.cache[samples_key(c, 0)], c.cache[samples_key(c, 1)]
+        x_a, x_b = c.computed(samples_key(c, 0)), c.computed(samples_key(c, 1))
         gaps.append((LatentReward()(x_a, c.prompts) - LatentReward()(x_b, c.prompts)).abs().mean())
     metrics = loss.aux_step(contexts)
     assert set(metrics) == {"preference/reward_gap"} and metrics["preference/reward_gap"].dim() == 0
@@ -206,7 +206,7 @@ def test_reward_feedback_component_pushes_reward_up():
     c = ctx()
     first = loss(c)["preference"]
     first.backward()
-    reward = LatentReward()(c.cache["student_prediction/1/1"].x0.detach(), c.prompts).mean()
+    reward = LatentReward()(c.computed("student_prediction/1/1").x0.detach(), c.prompts).mean()
     metrics = loss.aux_step([c])
     assert set(metrics) == {"preference/reward", "preference/reward_neg"}
     torch.testing.assert_close(metrics["preference/reward"], reward)

@@ -94,8 +94,8 @@ def test_student_samples_use_the_grids_training_gamma():
     """The q-step samples inside training follow ``grid.training_gamma``: 0 gives exactly the
     deterministic DDIM sample from the context's first noise draw; the paper's 1 (default) adds
     fresh noise between the steps, so it differs."""
+    from tlcm.diffusion.sampling import sample_latents
     from tlcm.losses.shared import student_samples
-    from tlcm.sampling import sample_latents
 
     student = lambda x, t, c: 0.5 * x  # noqa: E731 - an x0 prediction
     ddim = toy_context(student, None, grid=StudentGrid(2, 2, training_gamma=0.0))

@@ -16,6 +16,7 @@ from tiny_pipelines import SD_SCHEDULER
 
 from recipes import PRESETS
 from tlcm.data.trajectories import CacheArgs, TrajectoryCache, build_cache, main, trajectory_grid
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.engine import Trainer
@@ -80,16 +81,15 @@ def test_cached_states_equal_a_direct_teacher_recomputation(base, cache_dir):
 def _context(base, cache, teacher, idx, num_milestones=M):
     """MLCD's M is the student grid's (q = 1: MLCD does not read it)."""
     cond, uncond = base.encode([PROMPTS[i] for i in idx.tolist()])
-    return StepContext(
+    return StepContext.standalone(
         student=base.denoiser(),
-        teacher=teacher,
+        teacher=Guided(teacher, W, uncond[:1]),
         schedule=base.schedule,
         cond=cond,
-        uncond=uncond[:1],
-        guidance_scale=W,
         generator=torch.Generator().manual_seed(0),
         latent_shape=base.latent_shape,
-        batch={"prompt_index": idx, "trajectory_cache": cache},
+        prompt_index=idx,
+        trajectories=cache,
         grid=StudentGrid(num_milestones=num_milestones, steps=1),
     )
 
@@ -158,16 +158,16 @@ def test_sampling_is_deterministic_and_consistent_with_the_grid(base, cache_dir)
     idx = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
     first = cache.sample(idx, torch.Generator().manual_seed(3))
     again = cache.sample(idx, torch.Generator().manual_seed(3))
-    for key in first:
-        torch.testing.assert_close(first[key], again[key], rtol=0, atol=0)
+    for key in ("x_tm", "t_m", "t_n", "t_s", "x_tn"):
+        torch.testing.assert_close(getattr(first, key), getattr(again, key), rtol=0, atol=0)
     grid = cache.manifest["grid"]
-    times = zip(first["t_m"].tolist(), first["t_n"].tolist(), first["t_s"].tolist(), strict=True)
+    times = zip(first.t_m.tolist(), first.t_n.tolist(), first.t_s.tolist(), strict=True)
     for t_m, t_n, t_s in times:
         assert t_m in (999, 749, 500, 250) and t_n == grid[grid.index(t_m) + 1]
-        assert t_s == (500 if t_m > 500 else 0) and t_s < t_m and first["t_m"].dtype == torch.long
-    assert first["x_tm"].shape == (8, *base.latent_shape) and first["x_tm"].dtype == torch.float32
+        assert t_s == (500 if t_m > 500 else 0) and t_s < t_m and first.t_m.dtype == torch.long
+    assert first.x_tm.shape == (8, *base.latent_shape) and first.x_tm.dtype == torch.float32
     other = cache.sample(idx, torch.Generator().manual_seed(4))
-    assert not torch.equal(first["x_tm"], other["x_tm"])
+    assert not torch.equal(first.x_tm, other.x_tm)
 
 
 def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys):
@@ -214,3 +214,17 @@ def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys)
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert calls == [] and torch.isfinite(torch.tensor(record["mlcd"])) and run.state.global_step == 1
     assert record["global_step"] == 1 and "nonfinite" not in record
+
+
+def test_a_cache_with_an_older_fingerprint_is_refused_saying_how_to_rebuild(base, cache_dir, tmp_path):
+    """The family fingerprints every component that determines the outputs ("<family>:<sha256>");
+    a cache fingerprinted before that (a bare sha256 over unet/, text_encoder*/, the scheduler) is
+    refused in one line that says why and how to rebuild, not reused."""
+    folder = tmp_path / "old"
+    shutil.copytree(cache_dir, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["teacher_fingerprint"].startswith("sd15:")
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "teacher_fingerprint": "ab" * 32}))
+    message = _refusal(folder, base)  # one line with "rebuild with python -m tlcm.data.trajectories"
+    assert "teacher_fingerprint differs" in message and "made by an older tlcm" in message
+    assert f"--model {base.path} --prompts <prompt file> --out {folder}" in message

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from tlcm.conditioning import Conditioning
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.losses.base import StepContext
 
@@ -15,13 +16,11 @@ SCHEDULE = VPSchedule(torch.tensor([0.9216, 0.64, 0.36]), prediction_type="sampl
 
 def toy_context(student, teacher, batch: int = 2, seed: int = 0, **extra) -> StepContext:
     """Latents (batch, 2, 2, 2); conditioning of zeros; the generator seeded with ``seed``."""
-    return StepContext(
+    return StepContext.standalone(
         student=student,
-        teacher=teacher,
+        teacher=Guided(teacher, 1.0, Conditioning(torch.ones(1, 2, 3))),
         schedule=SCHEDULE,
         cond=Conditioning(torch.zeros(batch, 2, 3)),
-        uncond=Conditioning(torch.ones(batch, 2, 3)),
-        guidance_scale=1.0,
         generator=torch.Generator().manual_seed(seed),
         latent_shape=(2, 2, 2),
         **extra,

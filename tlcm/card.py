@@ -20,18 +20,25 @@ from pathlib import Path
 
 import torch
 
+import tlcm.diffusion.scheduler
 from tlcm.config import Recipe, recipe_dict
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.scheduler import TLCMScheduler
-from tlcm.export import DIFFUSERS_FILE, kohya_file, tlcm_scheduler
 from tlcm.files import write_failed
-from tlcm.models.base import absent_components
+from tlcm.models.families.base import absent_components
 from tlcm.models.student import Student
 from tlcm.summary import repo_path, scores_text
 
 CARD_FILE = "README.md"
+DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+"""diffusers' default LoRA file name (``load_lora_weights(folder)`` finds it)."""
 CARD_STEPS = (1, 2, 4, 8)
 """Step counts of the card's timestep table (those <= M)."""
+
+
+def kohya_file(name: str) -> str:
+    """The kohya-format file name of run ``name`` (what ComfyUI lists in its LoRA menu)."""
+    return f"{name}_kohya.safetensors"
 
 
 def comfy_sigmas(scheduler: TLCMScheduler, timesteps: list[int]) -> list[float]:
@@ -89,12 +96,9 @@ def timestep_rows(scheduler: TLCMScheduler, num_milestones: int) -> list[dict]:
     return rows
 
 
-FAMILY_TAGS = {"sd15": "stable-diffusion", "sdxl": "stable-diffusion-xl", "sd3": "sd3", "flux": "flux"}
-
-
-def _front_matter(base_path: str, lora: bool, family: str) -> str:
+def _front_matter(base_path: str, lora: bool, tag: str) -> str:
     tags = ["text-to-image", "diffusers", "lora" if lora else "full-finetune", "tlcm", "latent-consistency"]
-    tags.append(FAMILY_TAGS.get(family, family))
+    tags.append(tag)
     lines = [
         f"base_model: {json.dumps(base_path)}",
         f"base_model_relation: {'adapter' if lora else 'finetune'}",
@@ -109,7 +113,7 @@ def _front_matter(base_path: str, lora: bool, family: str) -> str:
 
 def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> str:
     base, lora = student.base, not student.config.full_finetune
-    pipeline, net, scheduler = type(base.pipe).__name__, base.family.net, base.family.scheduler
+    pipeline, net, scheduler = base.family.pipeline.__name__, base.family.net, base.family.scheduler
     if lora:
         imports, load = pipeline, f'pipe.load_lora_weights("{out}")\npipe.fuse_lora()'
     else:
@@ -130,23 +134,6 @@ pipe = {pipeline}.from_pretrained("{base_path}"{absent})
 pipe.scheduler = {scheduler}.from_pretrained("{out}/scheduler")
 image = pipe("your prompt", {call}).images[0]
 ```"""
-
-
-def comfy_detects(net) -> bool:
-    """Whether stock ComfyUI can recognise the base UNet ``net``: its SD1.x / SD2.x / SDXL model
-    configs all have 320 base channels (a tiny UNet such as the bundled miniature's matches none)."""
-    return net.config.block_out_channels[0] == 320
-
-
-def _no_comfy(net) -> str:
-    """What to say instead of ComfyUI steps when stock ComfyUI cannot load the base ``net``."""
-    channels, width = tuple(net.config.block_out_channels), net.config.cross_attention_dim
-    return f"""Stock ComfyUI cannot load this base model: it recognises a checkpoint by matching its UNet
-against the architectures it knows (SD1.x, SD2.x, SDXL, ...: 320 base channels), and this UNet
-(block channels {channels}, cross-attention width {width}) matches none of them, so there is no
-base for the kohya LoRA to patch. What works: diffusers (above), or
-`python -m tlcm.sample --student RUN` (RUN: the run folder above this one). A student of a real
-SD1.5 / SDXL base gets ComfyUI steps here (a LoraLoader on its kohya file, sampler lcm)."""
 
 
 def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool, grid: StudentGrid) -> str:
@@ -182,9 +169,9 @@ def render_model_card(
 ) -> str:
     """The card's Markdown for ``student`` exported to ``out_dir`` (kohya file named after ``name``)."""
     base, config, lora = student.base, student.config, not student.config.full_finetune
-    pipeline, base_path, family = type(base.pipe).__name__, repo_path(base.path), base.family
+    pipeline, base_path, family = base.family.pipeline.__name__, repo_path(base.path), base.family
     in_repo = ", a folder of the tlcm repository," if base_path != str(base.path) else ""
-    scheduler = type(tlcm_scheduler(base, config.grid)).from_pretrained(out_dir / "scheduler")
+    scheduler = getattr(tlcm.diffusion.scheduler, family.scheduler).from_pretrained(out_dir / "scheduler")
     m, q = config.grid.num_milestones, config.grid.steps
     if lora:
         scale = config.lora_alpha / config.lora_rank
@@ -195,17 +182,14 @@ def render_model_card(
         files += f", `{kohya_file(name)}` (kohya: ComfyUI, A1111)" if kohya else ""
     else:
         what, files = f"full fine-tune of the {type(student.net).__name__}", f"`{family.net}/`"
-    if family.kohya:
-        comfy = (
-            _comfy_use(kohya_file(name), pipeline, base_path, lora, config.grid)
-            if comfy_detects(base.net)
-            else _no_comfy(base.net)
-        )
+    refusal = family.comfy_refusal(base.net)  # None: stock ComfyUI loads the base with the kohya LoRA
+    comfy = (
+        _comfy_use(kohya_file(name), pipeline, base_path, lora, config.grid) if refusal is None else refusal
+    )
+    if isinstance(scheduler, TLCMScheduler):
         rows = timestep_rows(scheduler, m)
     else:
-        comfy = f"Not covered for {family.name}: use diffusers."
-        mu = math.log(base.schedule.shift) if scheduler.config.get("use_dynamic_shifting") else None
-        rows = flow_timestep_rows(scheduler, m, mu)
+        rows = flow_timestep_rows(scheduler, m, family.scheduler_mu(base.pipe, base.schedule))
     guidance = family.sample_kwargs()["guidance_scale"]
     first = scheduler.config.get("first_gamma")
     first_move = "" if first is None else f" ({first:g} for the first move, from pure noise)"
@@ -223,7 +207,7 @@ def render_model_card(
         if recipe is not None
         else "Not recorded (exported from a checkpoint by `python -m tlcm.export`)."
     )
-    return f"""{_front_matter(base_path, lora, family.name)}
+    return f"""{_front_matter(base_path, lora, family.tag)}
 # TLCM student of {Path(base_path).name}
 
 A few-step student distilled with [tlcm](https://arxiv.org/abs/2406.05768) (Training-efficient

@@ -23,7 +23,7 @@ class Conditioning:
         ``pooled_projections``), or None.
     time_ids: (B, 6) SDXL micro-conditioning (original size, crop, target size), or None.
     guidance: (B,) the guidance scale a guidance-distilled network takes as an input (FLUX.1-dev's
-        guidance embedding), or None (classifier-free guidance families). ``guided_output`` then
+        guidance embedding), or None (classifier-free guidance families). the guided teacher (``Guided``) then
         makes one call with ``with_guidance(w)`` instead of a cond + uncond batch.
     """
 
@@ -74,9 +74,10 @@ class Conditioning:
             values[f.name] = None if a is None else torch.cat([a, b])
         return Conditioning(**values)
 
-    def with_guidance(self, scale: float) -> Conditioning:
-        """This conditioning with the network's guidance input set to ``scale`` for every sample
-        (embedded-guidance families only)."""
+    def with_guidance(self, scale: float | torch.Tensor) -> Conditioning:
+        """This conditioning with the network's guidance input set to ``scale``: one value for every
+        sample, or a (B,) tensor of per-sample values (embedded-guidance families only)."""
         if self.guidance is None:
             raise ValueError("with_guidance: this conditioning has no guidance input (a CFG model)")
-        return replace(self, guidance=torch.full_like(self.guidance, scale))
+        value = torch.as_tensor(scale, dtype=self.guidance.dtype, device=self.guidance.device)
+        return replace(self, guidance=value.expand_as(self.guidance).clone())

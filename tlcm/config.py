@@ -13,7 +13,7 @@ from typing import Literal
 
 from tlcm.checkpoint import WEIGHT_LIMIT
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.losses import LossConfig
+from tlcm.losses.base import LossConfig
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
 EXPORT_FORMATS = ("diffusers", "kohya")
@@ -71,7 +71,8 @@ class StudentConfig:
 
 @dataclass
 class DataConfig:
-    """Data-free training data: prompts only (plus an optional teacher trajectory cache)."""
+    """Training data: prompts (data-free, the paper), plus an optional teacher trajectory cache, or
+    real image-text pairs for losses that train on real images (LCM, PCM, TCD)."""
 
     prompts: Path | None = None
     """Prompt file: .txt (one per line) or .jsonl (a "prompt" field). None: the miniature prompts."""
@@ -82,6 +83,14 @@ class DataConfig:
     """Folder of cached text embeddings (tlcm/data/embeddings.py; created and filled on demand, reused
     across runs and prompt files of the same text encoder). None: encode on demand, keep on the device
     only a few chunks of 64 prompts (fine for small prompt sets; pass a folder for large ones)."""
+    images: Path | None = None
+    """Real image-text pairs: a folder with metadata.jsonl (file_name, text: diffusers' and the
+    datasets library's image folder) or webdataset .tar shards (a folder of them, one .tar, a glob
+    or a {a..b} range). Their captions are the prompts (leave data.prompts unset) and their images
+    the real samples of losses that use them (MLCD states "data"), read at the model's resolution.
+    The miniature's digits: python -m tlcm.data.images --write-miniature DIR."""
+    caption_column: str = "text"
+    """The metadata.jsonl field holding the caption (diffusers' --caption_column)."""
     embedding_dtype: Literal["encoder", "float16", "bfloat16"] = "encoder"
     """Storage dtype of the embedding cache: the text encoder's output dtype (exact), or half the
     bytes (every embedding, cached or fresh, then rounded to it)."""

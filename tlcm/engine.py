@@ -20,18 +20,22 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from diffusers.optimization import get_scheduler
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from tlcm.card import write_model_card
 from tlcm.checkpoint import Checkpoint, TrainState, load_latest, save_checkpoint, unsound
+from tlcm.checks import validate_recipe
 from tlcm.config import Phase, Recipe
 from tlcm.data.embeddings import EmbeddingStore
+from tlcm.data.images import ImageTextSource, model_resolution, real_latents
 from tlcm.data.prompts import load_prompts
 from tlcm.data.trajectories import TrajectoryCache
+from tlcm.diffusion.denoiser import Guided
 from tlcm.distributed import (
     DistInfo,
     average_gradients,
@@ -45,15 +49,14 @@ from tlcm.distributed import (
 from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
 from tlcm.guards import LOWER_LR, NonFiniteLoss, check_skipped, diverged, nonfinite, weight_peak
-from tlcm.losses import Loss, StepContext
+from tlcm.losses import Loss, PhaseContext, StepContext
 from tlcm.memory_plan import plan_phase
 from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
 from tlcm.preemption import StopSignals, stop_signals
 from tlcm.report import Reporter
 from tlcm.resume import check_resume, run_record
-from tlcm.samples import write_phase_grid
-from tlcm.validation import validate_recipe
+from tlcm.sample_grids import write_phase_grid
 
 PREEMPTED_EXIT_CODE = 75
 """Exit code of ``python -m tlcm.train`` after a stop signal (SIGTERM, SIGINT, SIGHUP: every rank
@@ -79,8 +82,26 @@ class Run:
     run: since the resume)."""
 
 
-def _seed(seed: int, step: int, chunk: int) -> int:
+def step_seed(seed: int, step: int, chunk: int) -> int:
+    """The seed of ``chunk`` of global step ``step`` of a run seeded ``seed``: chunk j >= 0 is
+    micro-batch j's generator, -1 the step's prompt order, -2 (at a phase's first step) the losses'
+    random initialisations (``Trainer.build_phase``)."""
     return (seed * 1_000_003 + step * 1_009 + chunk) % (2**63 - 1)
+
+
+@dataclass
+class PhaseState:
+    """One phase ready to train (``Trainer.build_phase``): its recipe entry (``phase``: with the
+    memory plan's grad_accum), built losses, the student's trainable parameters, their AdamW and
+    lr schedule, positioned at step ``start`` of the phase."""
+
+    name: str
+    phase: Phase
+    losses: dict[str, Loss]
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr_schedule: LRScheduler
+    start: int = 0
 
 
 class Trainer:
@@ -90,7 +111,7 @@ class Trainer:
         validate_recipe(recipe)
         self.recipe, rt = recipe, recipe.runtime
         self.dist = dist or init_distributed(rt.device)
-        self.prompts = load_prompts(recipe.data.prompts)
+        self.prompts = load_prompts(recipe.data.prompts)  # with data.images: their captions (below)
         torch.manual_seed(rt.seed)
         use_bf16 = rt.mixed_precision == "bf16" or (
             rt.mixed_precision == "auto" and self.dist.device.type == "cuda"
@@ -118,7 +139,13 @@ class Trainer:
             param_dtype = torch.bfloat16 if use_bf16 else None
             for net in dict.fromkeys([self.student.net, self.base.net]):
                 shard(net, self.base.family.shard_modules(net), self.dist.device, param_dtype)
-        data = recipe.data  # text embeddings: encoded per micro-batch in canonical chunks, maybe cached
+        data = recipe.data
+        self.images = data.images and ImageTextSource(  # real image-text pairs: captions are the prompts
+            data.images, model_resolution(self.base), data.caption_column, "--recipes.data.images"
+        )
+        if self.images:
+            self.prompts = [self.images.text(i) for i in range(len(self.images))]
+        # text embeddings: encoded per micro-batch in canonical chunks, maybe cached
         self.embeddings = EmbeddingStore(
             self.base, self.prompts, data.embedding_cache, data.embedding_dtype, writable=self.dist.is_main
         )
@@ -126,7 +153,17 @@ class Trainer:
         self.trajectories = cache_dir and TrajectoryCache.open(
             cache_dir, self.base, self.prompts, guidance_scale=recipe.model.guidance_scale
         )
-        self.uncond = self.embeddings.uncond
+        self.phase_context = PhaseContext(  # what every micro-batch shares
+            student=self.student.denoiser(),
+            teacher=Guided(self.student.teacher(), recipe.model.guidance_scale, self.embeddings.uncond),
+            schedule=self.base.schedule,
+            latent_shape=self.base.latent_shape,
+            grid=recipe.student.grid,
+            decode=self.base.decode,
+            trajectories=self.trajectories,
+            real_images=self.images and partial(real_latents, self.base, self.images),
+            uniform_calls=self.sharded,
+        )
         self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
         self.reporter = Reporter(rt.out_dir, self.dist.is_main, rt.trackers, recipe)
         self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
@@ -136,24 +173,16 @@ class Trainer:
         self._stop = False  # every process agreed to stop after this step
         self._peak: float | None = None  # the diverged weight's magnitude, once the guard trips
 
-    def _context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
+    def context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
         """The context of one micro-batch: ``order`` (b,) prompt indices on the host (they stay
-        there in ``batch["prompt_index"]``: the trajectory cache reads its rows on the host)."""
+        there: the trajectory cache reads its rows on the host)."""
         return StepContext(
-            student=self.student.denoiser(),
-            teacher=self.student.teacher(),
-            schedule=self.base.schedule,
+            self.phase_context,
             cond=self.embeddings.get(order),
-            uncond=self.uncond.expand_to(len(order)),
-            guidance_scale=self.recipe.model.guidance_scale,
             generator=generator,
-            latent_shape=self.base.latent_shape,
             step=step,
-            batch={"prompt_index": order, "trajectory_cache": self.trajectories},
             prompts=[self.prompts[i] for i in order.tolist()],
-            decode=self.base.decode,
-            grid=self.recipe.student.grid,
-            uniform_calls=self.sharded,
+            prompt_index=order,
         )
 
     def objective(
@@ -169,6 +198,43 @@ class Trainer:
                     total = total + phase.losses[comp].weight * value.float()
         return total, named
 
+    def build_phase(
+        self,
+        name: str,
+        phase: Phase,
+        global_step: int = 0,
+        start: int = 0,
+        restored: Checkpoint | None = None,
+    ) -> PhaseState:
+        """Phase ``name`` ready to train from its step ``start`` (global step ``global_step``): its
+        losses built (their random initialisations seeded by the phase's first global step, so a
+        resumed phase builds them alike), the student's trainable parameters, AdamW, the lr schedule
+        at ``start``, and with ``start > 0`` the optimizer's and losses' state from ``restored``
+        (the checkpoint of that step); then the memory plan (tlcm/memory_plan.py: the phase's
+        grad_accum, checkpointing switched as planned). What ``run`` does at every phase start."""
+        if start > 0 and restored is None:
+            raise ValueError(f"phase {name!r} from step {start}: pass the checkpoint to restore")
+        torch.manual_seed(step_seed(self.recipe.runtime.seed, global_step - start, -2))
+        losses = {n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()}
+        params = list(self.student.trainable_parameters().values())
+        opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
+        if start > 0:
+            opt.load_state_dict(restored.optimizer)
+            reshard_optimizer_state(opt)
+            for n, loss in losses.items():
+                loss.load_checkpoint_state(restored.losses[n])
+        lr_schedule = phase_lr_schedule(phase, opt, start)
+        phase = plan_phase(self, name, phase, losses, params)  # memory plan: grad_accum
+        return PhaseState(name, phase, losses, params, opt, lr_schedule, start)
+
+    def train_step(self, state: PhaseState, global_step: int) -> tuple[dict[str, torch.Tensor], bool]:
+        """One optimizer step of ``state``'s phase at ``global_step``, then its lr schedule's step:
+        (terms as 0-dim tensors: every loss term, grad_norm and the losses' metrics; finite). Not
+        finite: nothing was updated (see ``_step``); ``run`` decides whether to stop or skip."""
+        terms, finite = self._step(state.phase, state.losses, state.optimizer, state.params, global_step)
+        state.lr_schedule.step()
+        return terms, finite
+
     def _step(self, phase: Phase, losses: dict[str, Loss], opt, params, global_step: int):
         """One optimizer step over this process's micro-batches: (terms as 0-dim tensors, finite).
 
@@ -178,15 +244,15 @@ class Trainer:
         all of that and whether any process got a stop signal (``_stop``: averaged with the loss
         terms, so every process stops after the same step)."""
         seed, world, accum = self.recipe.runtime.seed, self.dist.world_size, phase.grad_accum
-        prompt_gen = torch.Generator().manual_seed(_seed(seed, global_step, -1))
+        prompt_gen = torch.Generator().manual_seed(step_seed(seed, global_step, -1))
         order = torch.randint(len(self.prompts), (phase.batch_size,), generator=prompt_gen, device="cpu")
         micro_batches = order.tensor_split(world * accum)
         opt.zero_grad(set_to_none=True)
         terms: dict[str, torch.Tensor] = {}
         contexts = []
         for j in range(self.dist.rank * accum, (self.dist.rank + 1) * accum):
-            gen = torch.Generator(self.dist.device).manual_seed(_seed(seed, global_step, j))
-            ctx = self._context(micro_batches[j], gen, global_step)
+            gen = torch.Generator(self.dist.device).manual_seed(step_seed(seed, global_step, j))
+            ctx = self.context(micro_batches[j], gen, global_step)
             contexts.append(ctx)
             total, named = self.objective(phase, losses, ctx)
             for name, value in named.items():
@@ -306,24 +372,13 @@ class Trainer:
                     state = TrainState(
                         index, start, restored.state.global_step if restored else state.global_step
                     )
-                    # losses' random initialisations (e.g. a fake-score adapter) depend on the phase only
-                    torch.manual_seed(_seed(rt.seed, state.global_step - start, -2))
-                    losses = {n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()}
-                    params = list(self.student.trainable_parameters().values())
-                    opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
-                    if start > 0:
-                        opt.load_state_dict(restored.optimizer)
-                        reshard_optimizer_state(opt)
-                        for n, loss in losses.items():
-                            loss.load_checkpoint_state(restored.losses[n])
-                    lr_schedule = phase_lr_schedule(phase, opt, start)
-                    restored = None
-                    phase = plan_phase(self, name, phase, losses, params)  # memory plan: grad_accum
+                    # losses, AdamW, lr schedule and memory plan (restored: their mid-phase state)
+                    built = self.build_phase(name, phase, state.global_step, start, restored)
+                    phase, losses, opt, restored = built.phase, built.losses, built.optimizer, None
                     self.reporter.start_phase(name, phase.steps, start)
                     for step in range(start, phase.steps):
                         lr = opt.param_groups[0]["lr"]
-                        terms, finite = self._step(phase, losses, opt, params, state.global_step)
-                        lr_schedule.step()
+                        terms, finite = self.train_step(built, state.global_step)
                         state = TrainState(index, step + 1, state.global_step + 1)
                         streak = 0 if finite else streak + 1
                         if self._peak is not None:
@@ -349,7 +404,13 @@ class Trainer:
                     check_skipped(rt, name, phase.steps, state.global_step, self.skipped)
                     self._save(TrainState(index + 1, 0, state.global_step), opt, losses)
                     if rt.sample_grid and self.dist.is_main and not self.sharded:
-                        write_phase_grid(self, rt.out_dir / "samples" / f"{index}-{name}.png")
+                        write_phase_grid(
+                            self.student,
+                            self.prompts,
+                            self.recipe.inference_steps,
+                            self.recipe.student.grid,
+                            rt.out_dir / "samples" / f"{index}-{name}.png",
+                        )
         seconds = time.perf_counter() - started
         gather = self.dist.is_main or self.sharded  # FSDP2: every process gathers the shards
         weights = self.student.state_dict() if gather else None

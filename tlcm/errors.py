@@ -68,7 +68,8 @@ def _stopped_within(seconds: float) -> bool:
 
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if preemption._process is not None and preemption._process.received:
+        signals = preemption.process_signals()
+        if signals is not None and signals.received:
             return True
         time.sleep(0.05)
     return False

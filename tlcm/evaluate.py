@@ -23,18 +23,19 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from tlcm.checks import check_device, check_gamma, check_out_file
 from tlcm.config import FrozenDtype
+from tlcm.diffusion.denoiser import Guided
+from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.errors import TLCMError, run_cli
 from tlcm.eval.generate import GenerateArgs
 from tlcm.eval.generate import generate as generate_images
 from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
-from tlcm.sampling import sample_latents, teacher_timesteps
 from tlcm.summary import best_teacher
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
-from tlcm.toy.evaluation import evaluate_toy, student_scores
 from tlcm.toy.metrics import ToyMetrics
-from tlcm.validation import check_device, check_gamma, check_out_file
+from tlcm.toy.scores import evaluate_toy, student_scores
 
 if TYPE_CHECKING:  # diffusers and peft are imported by the commands that load a model, not by --help
     from tlcm.models.base import BaseModel
@@ -131,9 +132,8 @@ def teacher_table(
 
                 def sampler(cond, uncond, noise, gen, w=w, n=n):
                     grid = teacher_timesteps(n, base.schedule)
-                    return sample_latents(
-                        base.denoiser(), base.schedule, cond, noise, grid, 0.0, uncond, w, gen
-                    )
+                    teacher = Guided(base.denoiser(), w, uncond[:1])
+                    return sample_latents(teacher, base.schedule, cond, noise, grid, 0.0, gen)
 
                 scores = evaluate_toy(base, sampler, samples_per_digit, metrics=metrics)
                 rows.append(

@@ -40,21 +40,14 @@ import tyro
 from rich.console import Console
 
 import tlcm.diffusion.scheduler
+from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
+from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError, run_cli
 from tlcm.files import save_tensors, write_failed
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
 from tlcm.toy import MINIATURE_SD
-from tlcm.validation import check_device, check_export_formats, check_out_dir
-
-DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
-"""diffusers' default LoRA file name (``load_lora_weights(folder)`` finds it)."""
-
-
-def kohya_file(name: str) -> str:
-    """The kohya-format file name of run ``name`` (what ComfyUI lists in its LoRA menu)."""
-    return f"{name}_kohya.safetensors"
 
 
 def run_name(run_dir: Path) -> str:
@@ -208,8 +201,6 @@ def _card_base_model(card: Path) -> Path | None:
 
 def main(args: ExportArgs) -> list[Path]:
     """Convert; returns the written weight files."""
-    from tlcm.card import CARD_FILE, write_model_card  # the card names this module's files
-
     check_export_formats(args.format, "--format")
     if not args.run.is_dir():
         raise TLCMError(f"{args.run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")

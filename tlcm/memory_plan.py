@@ -243,7 +243,7 @@ def measure_step(trainer, phase, losses, memory=None) -> Callable[[int, bool], P
     def whole_step(b: int) -> Peak:
         with torch.random.fork_rng(devices=rng_devices):
             gen = torch.Generator(device).manual_seed(0)
-            ctx = trainer._context(torch.zeros(b, dtype=torch.long, device="cpu"), gen, 0)
+            ctx = trainer.context(torch.zeros(b, dtype=torch.long, device="cpu"), gen, 0)
             total, _ = trainer.objective(phase, losses, ctx)
             total.backward()
             del total

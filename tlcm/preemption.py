@@ -72,6 +72,11 @@ def install_for_process() -> StopSignals:
     return _process
 
 
+def process_signals() -> StopSignals | None:
+    """The process-wide ``StopSignals`` (``install_for_process``), or None if not installed."""
+    return _process
+
+
 @contextmanager
 def stop_signals() -> Iterator[StopSignals]:
     """The process's ``StopSignals`` if installed; else one installed for the block (handlers

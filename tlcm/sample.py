@@ -15,15 +15,16 @@ import tyro
 from rich.console import Console
 from rich.progress import Progress
 
+from tlcm.checks import check_device, check_gamma, check_guidance_scale, check_out_file, check_seed
 from tlcm.config import FrozenDtype
 from tlcm.data.prompts import clean_prompt
+from tlcm.diffusion.denoiser import Guided
+from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.errors import TLCMError, run_cli
 from tlcm.images import save_grid
 from tlcm.models.base import BaseModel, check_model_folder, frozen_dtype, scheduler_timesteps
 from tlcm.models.student import Student
-from tlcm.sampling import sample_latents, teacher_timesteps
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
-from tlcm.validation import check_device, check_gamma, check_guidance_scale, check_out_file, check_seed
 
 
 @dataclass
@@ -102,7 +103,7 @@ def main(args: SampleArgs) -> Path:
     generator = torch.Generator(device=base.device).manual_seed(args.seed)
     noise = torch.randn((len(prompts), *base.latent_shape), generator=generator, device=base.device)
     if args.student is None:
-        denoiser, gamma, first_gamma, w = base.denoiser(), 0.0, None, args.guidance_scale
+        denoiser, gamma, first_gamma = Guided(base.denoiser(), args.guidance_scale, uncond[:1]), 0.0, None
         timesteps = teacher_timesteps(args.steps, base.schedule)
     else:
         trained = Student.from_run(base, args.student)
@@ -113,7 +114,7 @@ def main(args: SampleArgs) -> Path:
                 f"--steps must be in 1..{grid.num_milestones} for this student "
                 f"(M = {grid.num_milestones} milestones), got {args.steps}"
             )
-        denoiser, w = trained.denoiser(), 1.0
+        denoiser = trained.denoiser()
         gamma, first_gamma = grid.gamma, grid.first_gamma
         timesteps = grid.timesteps(args.steps, base.schedule).tolist()
     with Progress(console=Console(stderr=True), transient=True) as progress, base.autocast():
@@ -125,8 +126,6 @@ def main(args: SampleArgs) -> Path:
             noise,
             timesteps,
             gamma=gamma,
-            uncond=uncond,
-            guidance_scale=w,
             generator=generator,
             on_step=lambda i: progress.advance(task),
             first_gamma=first_gamma,

@@ -57,7 +57,7 @@ def _score(run: Run, recipe: Recipe) -> list[dict]:
     from tlcm.card import write_model_card
     from tlcm.export import run_name
     from tlcm.files import write_failed
-    from tlcm.toy.evaluation import student_scores
+    from tlcm.toy.scores import student_scores
 
     scores = student_scores(
         run.base,

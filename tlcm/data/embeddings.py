@@ -66,9 +66,11 @@ def encoder_dtype(base: BaseModel) -> torch.dtype:
 
 def encoder_fingerprint(base: BaseModel) -> dict[str, str]:
     """What the embeddings depend on: {"<folder>/<file>": "<size> bytes, sha256 <hex>"} for every file
-    of the model's text_encoder*/ and tokenizer*/ folders, plus the pipeline class and the loaded
-    dtype of each text encoder."""
+    of the model's text_encoder*/ and tokenizer*/ folders, plus the pipeline class, the loaded
+    dtype of each text encoder and what of the image size the conditioning holds (SDXL's time ids
+    at the training resolution: ``Family.encoded_sizes``)."""
     path, out = Path(base.path), {"pipeline": type(base.pipe).__name__}
+    out.update({k: str(v) for k, v in base.family.encoded_sizes(base.pipe, base.latent_shape).items()})
     for folder in sorted(p for p in path.iterdir() if p.name.startswith(("text_encoder", "tokenizer"))):
         for file in sorted(f for f in folder.rglob("*") if f.is_file()):
             out[str(file.relative_to(path))] = f"{file.stat().st_size} bytes, sha256 {sha256_file(file)}"

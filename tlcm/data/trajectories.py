@@ -4,7 +4,8 @@
 fixed grid and stores every state. The grid holds every milestone edge t_M' = min(t_M, max_timestep),
 ..., t_1, t_0 and, inside each segment (t_s, t_{s+1}], the points t_{s+1}, t_{s+1} - k, ... > t_s,
 so consecutive points (t_m, t_n) are exactly MLCD's pair t_n = max(t_m - k, t_s), and the stored
-x_{t_n} is the teacher's one CFG-DDIM step from the stored x_{t_m} (tlcm-method.md, stage 1).
+x_{t_n} is the teacher's one CFG-DDIM step from the stored x_{t_m} (docs/method.md, "Stage 1";
+arXiv 2406.05768 Eq. (8), Alg. 1).
 
 On disk: ``shard-00000.safetensors``, ... (``states`` (N, G, C, h, w), float16 by default: half
 the bytes for ~1e-3 relative rounding; ``prompt_index`` (N,) int64) and ``manifest.json`` (grid,
@@ -15,7 +16,6 @@ CLI: ``python -m tlcm.data.trajectories --model DIR --prompts FILE --out DIR --s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -29,16 +29,19 @@ from rich.console import Console
 from rich.progress import Progress
 from safetensors import safe_open
 
+from tlcm.checks import check_device, check_out_dir, check_seed
 from tlcm.data import check_fields, sha256_file
 from tlcm.data.prompts import load_prompts
+from tlcm.data.states import TrajectoryStates
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import milestones
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.errors import TLCMError, run_cli
 from tlcm.files import save_tensors
 from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
+from tlcm.models.families import FAMILIES
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
-from tlcm.validation import check_device, check_out_dir, check_seed
 
 FORMAT, VERSION = "tlcm-trajectories", 1
 MANIFEST_FIELDS = {
@@ -85,20 +88,16 @@ def trajectory_grid(schedule: Schedule, num_milestones: int, skip: int) -> list[
 
 
 def teacher_fingerprint(path: Path) -> str:
-    """sha256 over scheduler/scheduler_config.json and, for every file of unet/ and text_encoder*/,
-    its name, size, first and last MiB: configs whole, weights sampled (cheap, yet any retrained
-    or swapped teacher or text encoder changes it)."""
-    digest, mib = hashlib.sha256(), 1 << 20
-    files = [path / "scheduler" / "scheduler_config.json"]
-    for folder in sorted(p for p in path.iterdir() if p.name == "unet" or p.name.startswith("text_encoder")):
-        files += sorted(f for f in folder.rglob("*") if f.is_file())
-    for file in files:
-        size = file.stat().st_size
-        with file.open("rb") as handle:
-            head = handle.read(mib)
-            handle.seek(max(size - mib, 0))
-            digest.update(f"{file.relative_to(path)}:{size}:".encode() + head + handle.read())
-    return digest.hexdigest()
+    """The model family's fingerprint of the teacher folder ``path`` ("<family>:<sha256>" over every
+    component that determines the outputs: denoiser, VAE, text encoders and tokenizers, scheduler
+    config; ``Family.fingerprint``): any retrained or swapped component changes it."""
+    return FAMILIES[check_model_folder(path, "--model")].fingerprint(path)
+
+
+OLD_FINGERPRINT = (
+    "made by an older tlcm, whose fingerprint covered only unet/, text_encoder*/ and the scheduler"
+)
+"""What the refusal adds for a cache whose fingerprint has no family prefix (before the family owned it)."""
 
 
 @torch.no_grad()
@@ -133,11 +132,13 @@ def build_cache(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # a half-rebuilt cache never validates
     cond, uncond = base.encode(prompts)
-    teacher, calls = base.denoiser(), [0]
+    net, calls = base.denoiser(), [0]
 
     def counted(x, t, c):
         calls[0] += 1
-        return teacher(x, t, c)
+        return net(x, t, c)
+
+    teacher = Guided(counted, guidance_scale, uncond[:1])
 
     times = torch.tensor(grid, dtype=torch.float64, device=device)
     total, shards = len(prompts) * samples_per_prompt, []
@@ -153,7 +154,7 @@ def build_cache(
             states[local, 0] = x.cpu().to(states.dtype)
             for g in range(len(grid) - 1):
                 t, s = (schedule.discretize(times[i].expand(len(chunk))) for i in (g, g + 1))
-                x = teacher_solve(counted, schedule, x, t, s, cond[idx], uncond[:1], guidance_scale, 1)
+                x = teacher_solve(teacher, schedule, x, t, s, cond[idx])
                 states[local, g + 1] = x.cpu().to(states.dtype)
             if progress:
                 progress.advance(task, len(chunk))
@@ -266,7 +267,8 @@ class TrajectoryCache:
                 got = f"{len(found or [])} prompts, #{i} = {(found or [])[i : i + 1]}"
                 want, found = f"{len(want)} prompts, #{i} = {want[i : i + 1]}", got
             elif key == "teacher_fingerprint":
-                want, found = f"{want} of {base.path}", f"{found} of {manifest.get('model')}"
+                older = "" if ":" in str(found) else f" ({OLD_FINGERPRINT})"
+                want, found = f"{want} of {base.path}", f"{found} of {manifest.get('model')}{older}"
             raise refuse(path, f"{key} differs (expected {want}, found {found})")
         handles = []
         for shard in manifest["shards"]:
@@ -308,7 +310,7 @@ class TrajectoryCache:
 
     def sample(
         self, prompt_index: torch.Tensor, generator: torch.Generator, device: torch.device | None = None
-    ) -> dict[str, torch.Tensor]:
+    ) -> TrajectoryStates:
         """MLCD states for the prompts ``prompt_index`` (B,), drawn with ``generator`` only (exact resume).
 
         Segment s uniform in 0..M-1, t_m uniform over its grid points above t_s, t_n the next grid point,
@@ -334,7 +336,7 @@ class TrajectoryCache:
         pairs = pairs.to(device, torch.float32, non_blocking=True)
         times = torch.stack([self.grid[pos], self.grid[pos + 1], self.edges[seg]])
         t_m, t_n, t_s = times.to(device, non_blocking=True)
-        return {"x_tm": pairs[:, 0], "x_tn": pairs[:, 1], "t_m": t_m, "t_n": t_n, "t_s": t_s}
+        return TrajectoryStates(pairs[:, 0], t_m, t_n, t_s, pairs[:, 1])
 
 
 @dataclass

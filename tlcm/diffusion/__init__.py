@@ -1,4 +1,5 @@
-"""Diffusion core: VP/flow schedules, DDIM/CFG/multistep solvers, milestones and the TLCM schedulers.
+"""Diffusion core: VP/flow schedules, denoisers (the guided teacher), DDIM/multistep solvers,
+milestones and the TLCM schedulers.
 
 The names below are imported from their submodule on first use, so that importing one submodule
 (e.g. ``tlcm.diffusion.milestones`` for the recipe tree) does not import diffusers. (The function
@@ -14,7 +15,8 @@ _SUBMODULES = {
     ),
     "schedule": ("FlowSchedule", "Schedule", "VPSchedule", "expand_like", "schedule_from_config"),
     "scheduler": ("TLCMFlowScheduler", "TLCMScheduler", "TLCMSchedulerOutput"),
-    "solvers": ("Denoiser", "ddim_step", "guided_output", "mds_trajectory", "teacher_solve", "tlcm_step"),
+    "denoiser": ("Denoiser", "Guided"),
+    "solvers": ("ddim_step", "mds_trajectory", "teacher_solve", "tlcm_step"),
 }
 _WHERE = {name: module for module, names in _SUBMODULES.items() for name in names}
 

@@ -1,9 +1,10 @@
-"""Segment milestones of TLCM (tlcm-method.md, stage 1) and the few-step inference timesteps.
+"""Segment milestones of TLCM (docs/method.md, "Stage 1"; arXiv 2406.05768 Sec. 4.1, Eq. (6)) and
+the few-step inference timesteps (docs/method.md, "Inference").
 
 [0, T] is split into M segments by milestones t_0 = 0 < t_1 < ... < t_M = T. Segment s is the
 half-open interval (t_s, t_{s+1}]. At inference the student runs at a subset of the M candidate
 timesteps t_k - 1 (k = M..1): [999, 874, 749, 624, 499, 374, 249, 124] for M = 8, T = 1000,
-exactly the authors' ``int(linspace(999, 0, 9))[:-1]``.
+exactly the authors' ``int(linspace(999, 0, 9))[:-1]`` (their inference.py).
 
 Flow schedules (SD3, FLUX) place milestone k at T shift(k / M) (``Schedule.timestep_at``, shift 1:
 k T / M, float) and sample at the milestones themselves (the top one is pure noise), as
@@ -26,7 +27,9 @@ AUTHORS_MILESTONE_INDICES: dict[int, tuple[int, ...]] = {
     4: (8, 6, 4, 1),
     8: (8, 7, 6, 5, 4, 3, 2, 1),
 }
-"""The authors' step tables for M = 8, as milestone indices k (timestep t_k - 1)."""
+"""The authors' step tables for M = 8 (their inference.py), as milestone indices k (timestep
+t_k - 1). Their script also fixes 1 step (8,), 5 (8, 6, 4, 2, 1), 6 (8, 6, 4, 3, 2, 1) and
+7 (8, 6, 5, 4, 3, 2, 1); those are not in this table, so 5-7 steps take the "trailing" policy."""
 
 
 def milestones(
@@ -60,13 +63,18 @@ def sample_segment_timesteps(
     skip: float = 20,
     segments: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    lattice: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MLCD timesteps (stage 1): segment s, t_m uniform in (t_s, hi], t_n = max(t_m - k, t_s).
+    """MLCD timesteps (stage 1): segment s, t_m uniform in (t_s, hi], t_n = max(t_m - k, t_s)
+    (arXiv 2406.05768 Eq. (6), t_m ~ U[t_s, t_{s+1}], with Sec. 4.1's skip k = 20; the clamp at t_s
+    is ours: docs/method.md, "Stage 1").
 
     hi = min(t_{s+1}, schedule.max_timestep): VP timesteps stop at T - 1 = 999, so the top segment
     is (875, 999] (124 integers) and every other one (t_s, t_{s+1}] (125 integers); flow timesteps
     are real numbers in (t_s, t_{s+1}]. ``segments`` (B,) long fixes s; by default s is uniform in
-    0..M-1. Tensors live on ``milestones.device`` (the generator's device).
+    0..M-1. ``lattice``: t_m uniform over the segment's points of the T/k-point DDIM lattice
+    {k - 1, 2k - 1, ..., T - 1} instead (LCM's DDIMSolver, Luo et al. 2023; VP only: every segment
+    at least k wide holds one). Tensors live on ``milestones.device`` (the generator's device).
     Returns (segments, t_m, t_n), each (B,); the timesteps are long (VP) or float (flow).
     """
     device = milestones.device
@@ -75,8 +83,15 @@ def sample_segment_timesteps(
         segments = torch.randint(0, num_segments, (batch_size,), generator=generator, device=device)
     lo = milestones[segments].double()
     hi = milestones[segments + 1].double().clamp(max=schedule.max_timestep)
-    offset = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64) * (hi - lo)
-    t_m = hi - (offset.floor() if schedule.discrete else offset)
+    u = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64)
+    if lattice:
+        if not schedule.discrete:
+            raise ValueError("lattice timesteps need a discrete (VP) schedule")
+        first, last = ((lo + 1) / skip).floor() + 1, ((hi + 1) / skip).floor()  # points i k - 1
+        t_m = (first + (u * (last - first + 1)).floor().clamp(max=last - first)) * skip - 1
+    else:
+        offset = u * (hi - lo)
+        t_m = hi - (offset.floor() if schedule.discrete else offset)
     t_n = torch.maximum(t_m - skip, lo)
     return segments, schedule.discretize(t_m), schedule.discretize(t_n)
 

@@ -6,7 +6,8 @@ Losses, solvers and samplers speak only in terms of ``Schedule``; the two implem
   sigma = sqrt(1 - alphas_cumprod[t]); alphas_cumprod come from diffusers' own beta schedules.
   The extra timestep t = -1 is the clean-data boundary (alpha = 1, sigma = 0), diffusers'
   ``set_alpha_to_one``: a step "to -1" lands exactly on x0_hat.
-- ``FlowSchedule`` (SD3, FLUX): rectified flow, x_t = (1 - sigma) x0 + sigma eps, float timesteps
+- ``FlowSchedule`` (SD3, FLUX): rectified flow (SD3, arXiv 2403.03206 Sec. 3),
+  x_t = (1 - sigma) x0 + sigma eps, float timesteps
   t in [0, T] with sigma = t / T (t = 0 is clean data); the model predicts v = eps - x0.
 
 Every function takes per-sample timesteps t of shape (B,) (or a 0-dim tensor for the whole batch)
@@ -102,7 +103,8 @@ class VPSchedule(Schedule):
     """Variance-preserving DDPM schedule: alpha(t)^2 + sigma(t)^2 = 1, timesteps -1..T-1 (long).
 
     alphas_cumprod: (T,) from diffusers; t = -1 is the clean boundary (alpha = 1, sigma = 0).
-    Conversions (DDIM paper eq. 9; Salimans & Ho 2022 for v = alpha eps - sigma x0):
+    Conversions (DDIM, arXiv 2010.02502 eq. 9; progressive distillation, Salimans & Ho 2022,
+    arXiv 2202.00512, for v = alpha eps - sigma x0):
     epsilon: x0 = (x_t - sigma eps) / alpha; v_prediction: x0 = alpha x_t - sigma v;
     sample: x0 = model output.
     """
@@ -225,7 +227,8 @@ class FlowSchedule(Schedule):
         return (self.shift_sigmas(fraction) * self.num_train_timesteps).float()
 
     def shift_sigmas(self, sigmas: torch.Tensor) -> torch.Tensor:
-        """Static timestep shift (SD3, Esser et al. 2024): sigma' = shift sigma / (1 + (shift - 1) sigma)."""
+        """Static timestep shift (SD3, Esser et al. 2024, arXiv 2403.03206 Sec. 5.3.2, eq. 23 with
+        alpha = shift): sigma' = shift sigma / (1 + (shift - 1) sigma)."""
         return self.shift * sigmas / (1 + (self.shift - 1) * sigmas)
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:

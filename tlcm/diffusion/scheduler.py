@@ -1,4 +1,4 @@
-"""TLCM few-step schedulers for plain diffusers pipelines (tlcm-method.md, "Inference").
+"""TLCM few-step schedulers for plain diffusers pipelines (docs/method.md, "Inference").
 
 ``TLCMScheduler`` (SD1.5/SDXL, VP) and ``TLCMFlowScheduler`` (SD3/FLUX, flow matching) run the
 distilled student with no CFG, one model call per step, at a milestone subset of timesteps:
@@ -7,7 +7,9 @@ distilled student with no CFG, one model call per step, at a milestone subset of
     pipe(prompt, num_inference_steps=4, guidance_scale=0)   # timesteps [999, 749, 499, 124]
 
 Each step predicts x0 (``Schedule.to_x0``) and moves to the next timestep with ``tlcm_step``
-(gamma = 1: fresh noise as LCMScheduler, 0: DDIM, between: TCD); the last step returns x0.
+(gamma = 1: fresh noise as LCMScheduler and the authors' inference.py, the multistep sampling of
+Consistency Models, arXiv 2303.01469 Alg. 1; 0: DDIM, arXiv 2010.02502 eq. 12 with sigma_t = 0;
+between: TCD's strategic stochastic sampling, arXiv 2402.19159); the last step returns x0.
 """
 
 from __future__ import annotations
@@ -201,9 +203,11 @@ class TLCMScheduler(_TLCMSchedulerBase):
 class TLCMFlowScheduler(_TLCMSchedulerBase):
     """TLCM sampler for flow-matching (SD3/FLUX) students, a diffusers scheduler.
 
-    x0_hat = x_t - sigma v, x_next = sigma_next eps + (1 - sigma_next) x0_hat (gamma = 1). The n
+    x0_hat = x_t - sigma v, x_next = sigma_next eps + (1 - sigma_next) x0_hat (gamma = 1; the
+    authors' FLUX scheduler, scheduling_flow_match_tlcm.py, does this step). The n
     sigmas are the milestone fractions k / M (k from ``inference_milestone_indices``), warped like
-    FlowMatchEulerDiscreteScheduler: static ``shift`` or, with ``use_dynamic_shifting``, the
+    FlowMatchEulerDiscreteScheduler: static ``shift`` (SD3, arXiv 2403.03206 Sec. 5.3.2, eq. 23
+    with alpha = shift) or, with ``use_dynamic_shifting``, the
     pipeline's resolution-dependent ``mu``. ``timesteps`` = sigmas * T, ``sigmas`` ends with 0.
     ``use_flow_sigmas`` = True tells FluxPipeline to leave the sigmas to the scheduler.
     """

@@ -21,9 +21,9 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
+from tlcm.checks import check_device, check_gamma, check_out_dir, check_seed
 from tlcm.errors import TLCMError
 from tlcm.eval.prompts import load_prompt_set
-from tlcm.validation import check_device, check_gamma, check_out_dir, check_seed
 
 
 @dataclass

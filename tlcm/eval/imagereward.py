@@ -1,4 +1,4 @@
-"""ImageReward (Xu et al. 2023) on transformers' BLIP modules, loaded from local files only.
+"""ImageReward (Xu et al. 2023, arXiv 2304.05977) on transformers' BLIP modules, local files only.
 
 The ``image-reward`` package cannot serve here: it pins timm==0.6.13 (this project needs timm >= 1)
 and fairscale, imports helpers that transformers 5 removed, and fetches ``med_config.json`` and the
@@ -20,9 +20,8 @@ from PIL import Image
 from torch import nn
 
 from tlcm.errors import TLCMError
-from tlcm.eval.metrics import clip_transform
 from tlcm.eval.weights import need_file
-from tlcm.rewards.clip import AestheticHead
+from tlcm.scoring.clip import AestheticHead, clip_transform
 
 REWARD_MEAN, REWARD_STD = 0.16717362830052426, 1.0333394966054072
 MAX_TOKENS = 35

@@ -5,12 +5,17 @@ metric is the mean over its images. Each model sees its own preprocessing (the r
 implementation's): CLIP-family models resize the short side to their input size with bicubic
 interpolation, center-crop and normalise with the CLIP mean / std.
 
-- clip: CLIP score = 100 * max(cos(image, text), 0) (Hessel et al. 2021, as torchmetrics), with
-  open_clip ViT-g/14 weights (the paper's) or any transformers CLIP folder.
+- clip: CLIP score = 100 * max(cos(image, text), 0) (Hessel et al. 2021's CLIP-S with weight 100
+  instead of 2.5, as torchmetrics), with open_clip ViT-g/14 weights (the paper's, arXiv 2406.05768
+  Sec. 5.2) or any transformers CLIP folder.
 - pickscore: exp(logit_scale) * cos (Kirstain et al. 2023), a transformers CLIP folder.
 - hps: HPSv2.1 = cos(image, text) of the HPS-tuned open_clip ViT-H/14 (Wu et al. 2023).
 - aesthetic: LAION improved aesthetic predictor, an MLP on unit CLIP ViT-L/14 image embeddings.
 - imagereward: tlcm.eval.imagereward.
+
+Each is registered in the scoring registry (tlcm.scoring) with ``@register_score(name, "metric")``;
+``SCORERS`` is its metric view. CLIP score (transformers folder), PickScore and aesthetic load
+their models as the training rewards of the same names do (tlcm.scoring.clip.ClipScore).
 """
 
 from __future__ import annotations
@@ -20,23 +25,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 
 from tlcm.errors import TLCMError
 from tlcm.eval.weights import MetricWeights, need_clip_folder, need_file, need_packages
-from tlcm.rewards.clip import OPENAI_MEAN, OPENAI_STD, ClipEmbedder, _features, load_head
+from tlcm.scoring import METRICS, register_score
+from tlcm.scoring.clip import OPENAI_MEAN, OPENAI_STD, ClipScore, ClipScoreName, HeadError, clip_transform
 
 Scorer = Callable[[list[Image.Image], list[str]], torch.Tensor]
 BICUBIC = T.InterpolationMode.BICUBIC
-
-
-def clip_transform(size: int, mean=OPENAI_MEAN, std=OPENAI_STD) -> T.Compose:
-    """CLIP's preprocessing of one PIL image -> (3, size, size)."""
-    return T.Compose(
-        [T.Resize(size, BICUBIC), T.CenterCrop(size), T.ToTensor(), T.Normalize(list(mean), list(std))]
-    )
+SCORERS = METRICS
+"""Per-image metric name -> factory (MetricWeights, device) -> Scorer: the scoring registry's metrics."""
 
 
 def _stack(transform, images: list[Image.Image], device) -> torch.Tensor:
@@ -44,24 +44,21 @@ def _stack(transform, images: list[Image.Image], device) -> torch.Tensor:
 
 
 class TransformersClip:
-    """Cosine similarity of a transformers CLIP folder, times 100 (CLIP score, clamped at 0) or
-    exp(logit_scale) (PickScore)."""
+    """A CLIP-family score (``ClipScore``) of a transformers CLIP folder on PIL images: CLIP score
+    (100 max(cos, 0)), PickScore (exp(logit_scale) cos) or aesthetic (the MLP head)."""
 
-    def __init__(self, folder: Path, field: str, device, pickscore: bool = False) -> None:
-        self.clip = ClipEmbedder(need_clip_folder(folder, field), device)
-        self.scale = float(self.clip.model.logit_scale.exp()) if pickscore else 100.0
-        self.clamp = not pickscore
+    def __init__(self, name: ClipScoreName, folder: Path, device, head_file: Path | None = None) -> None:
+        self.model = ClipScore(name, folder, device, head_file)
+        self.clip, self.clamp = self.model.clip, name == "clip"
         mean, std = self.clip.mean.flatten().tolist(), self.clip.std.flatten().tolist()
         self.transform = clip_transform(self.clip.size, mean, std)
 
     def embed(self, images: list[Image.Image]) -> torch.Tensor:
         """Unit image embeddings (B, D)."""
-        pixels = _stack(self.transform, images, self.clip.mean.device)
-        return F.normalize(_features(self.clip.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
+        return self.clip.pixels(_stack(self.transform, images, self.clip.mean.device))
 
     def __call__(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        cos = (self.embed(images) * self.clip.text(prompts)).sum(-1)
-        return (self.scale * (cos.clamp(min=0) if self.clamp else cos)).cpu()
+        return self.model.score(self.embed(images), prompts, clamp=self.clamp).float().cpu()
 
 
 def load_open_clip(arch: str, file: Path, field: str, device):
@@ -104,39 +101,37 @@ class OpenClip:
         return (cos if self.hps else 100.0 * cos.clamp(min=0)).cpu()
 
 
-class Aesthetic:
-    """LAION aesthetic score: MLP head on the unit CLIP ViT-L/14 image embedding (B, 768) -> (B,)."""
-
-    def __init__(self, weights: MetricWeights, device) -> None:
-        self.clip = TransformersClip(weights.aesthetic_clip, "aesthetic_clip", device)
-        head = need_file(weights.aesthetic_head, "aesthetic_head")
-        try:
-            self.head = load_head(head, self.clip.clip.model.config.projection_dim).to(device)
-        except (ValueError, RuntimeError, OSError) as err:
-            raise TLCMError(f"{head} is not the LAION aesthetic head: {err}") from err
-
-    def __call__(self, images: list[Image.Image], prompts: list[str]) -> torch.Tensor:
-        return self.head(self.clip.embed(images)).float().cpu()
-
-
+@register_score("clip", "metric")
 def _clip(weights: MetricWeights, device) -> Scorer:
     path = Path(weights.clip)
     if path.is_dir():
-        return TransformersClip(path, "clip", device)
+        return TransformersClip("clip", need_clip_folder(path, "clip"), device)
     return OpenClip(weights.clip_arch, path, "clip", device)
 
 
+@register_score("pickscore", "metric")
+def _pickscore(weights: MetricWeights, device) -> Scorer:
+    return TransformersClip("pickscore", need_clip_folder(weights.pickscore, "pickscore"), device)
+
+
+@register_score("hps", "metric")
+def _hps(weights: MetricWeights, device) -> Scorer:
+    return OpenClip(weights.hps_arch, weights.hps, "hps", device, hps=True)
+
+
+@register_score("imagereward", "metric")
 def _image_reward(weights: MetricWeights, device) -> Scorer:
-    from tlcm.eval.imagereward import ImageRewardScorer
+    from tlcm.eval.imagereward import ImageRewardScorer  # transformers' BLIP: loaded to score
 
     return ImageRewardScorer(weights.image_reward, device)
 
 
-SCORERS: dict[str, Callable[[MetricWeights, torch.device], Scorer]] = {
-    "clip": _clip,
-    "pickscore": lambda w, device: TransformersClip(w.pickscore, "pickscore", device, pickscore=True),
-    "hps": lambda w, device: OpenClip(w.hps_arch, w.hps, "hps", device, hps=True),
-    "imagereward": _image_reward,
-    "aesthetic": Aesthetic,
-}
-"""Per-image metric name -> factory (MetricWeights, device) -> Scorer."""
+@register_score("aesthetic", "metric")
+def _aesthetic(weights: MetricWeights, device) -> Scorer:
+    """LAION aesthetic score: MLP head on the unit CLIP ViT-L/14 image embedding (B, 768) -> (B,)."""
+    folder = need_clip_folder(weights.aesthetic_clip, "aesthetic_clip")
+    head = need_file(weights.aesthetic_head, "aesthetic_head")
+    try:
+        return TransformersClip("aesthetic", folder, device, head)
+    except HeadError as err:
+        raise TLCMError(f"{head} is not the LAION aesthetic head: {err}") from err

@@ -23,6 +23,7 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError
 from tlcm.export import DIFFUSERS_FILE, tlcm_scheduler
 from tlcm.models.base import BaseModel, frozen_dtype
+from tlcm.models.families import FAMILIES
 from tlcm.models.student import Student
 
 TEACHER_SCHEDULERS = {
@@ -36,8 +37,8 @@ TEACHER_SCHEDULERS = {
 """--scheduler name -> diffusers class of the teacher's sampler (default: the folder's own)."""
 
 
-NETS = ("unet", "transformer")
-"""Folder names of a full fine-tune's network in an export folder."""
+NETS = tuple(dict.fromkeys(family.net for family in FAMILIES.values()))
+"""Folder names of a full fine-tune's network in an export folder (the families' ``net``)."""
 
 
 def student_kind(path: Path) -> str:
@@ -53,8 +54,9 @@ def student_kind(path: Path) -> str:
         if (path / "checkpoints").is_dir() or (path / "student").is_dir():
             return "run"
     raise TLCMError(
-        f"--student {path} is none of: a tlcm run folder, an export folder ({DIFFUSERS_FILE} or unet/), "
-        "a LoRA .safetensors file, a UNet / transformer folder (config.json)"
+        f"--student {path} is none of: a tlcm run folder, an export folder ({DIFFUSERS_FILE} or "
+        f"{' / '.join(f'{n}/' for n in NETS)}), a LoRA .safetensors file, a {' / '.join(NETS)} folder "
+        "(config.json)"
     )
 
 

@@ -18,11 +18,11 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
+from tlcm.checks import check_device, check_out_dir
 from tlcm.errors import TLCMError
 from tlcm.eval.fid import fid_from_stats, image_stats, load_inception
 from tlcm.eval.table import COLUMNS, image_grid, results_markdown, write_results
 from tlcm.eval.weights import MetricWeights
-from tlcm.validation import check_device, check_out_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PAPER_METRICS = ("fid", "clip", "aesthetic", "imagereward")

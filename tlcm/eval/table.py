@@ -1,6 +1,6 @@
-"""The results table in the paper's layout (one row per model and step count; FID, CLIP score,
-aesthetic, ImageReward, plus FID-T, PickScore and HPSv2.1 when scored) as markdown and json, and
-an image grid of the same prompts across models (a row per model)."""
+"""The results table in the paper's layout (arXiv 2406.05768 Table 1; one row per model and step
+count; FID, CLIP score, aesthetic, ImageReward, plus FID-T, PickScore and HPSv2.1 when scored) as
+markdown and json, and an image grid of the same prompts across models (a row per model)."""
 
 from __future__ import annotations
 

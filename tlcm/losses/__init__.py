@@ -3,38 +3,35 @@
 A component registers its Config class under a name with ``@register_loss("name")``; recipes put
 configs in ``Phase.losses`` (a dict, so tyro exposes every field as a flag) and the engine only
 sums the weighted terms. Registering a new loss in another project needs no change here.
+
+Importing this package loads only the base classes and the registry (tlcm.losses.registry), so the
+recipe tree (tlcm.config) does not load the losses. The built-in losses register when their module
+is imported (a recipe imports the configs it uses), and all of them when ``LOSSES`` or
+``loss_config`` is first read from this package.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-from tlcm.errors import TLCMError
-from tlcm.losses.base import Loss, LossConfig, StepContext
-
-LOSSES: dict[str, type[LossConfig]] = {}
-"""Registered loss configs by name."""
+from tlcm.losses.base import Loss, LossConfig, PhaseContext, StepContext
+from tlcm.losses.registry import register_loss
 
 
-def register_loss(name: str) -> Callable[[type[LossConfig]], type[LossConfig]]:
-    """Class decorator: make a LossConfig subclass available under ``name``."""
-
-    def decorate(cls: type[LossConfig]) -> type[LossConfig]:
-        if name in LOSSES and LOSSES[name] is not cls:
-            raise ValueError(f"a loss named {name!r} is already registered ({LOSSES[name].__name__})")
-        LOSSES[name] = cls
-        return cls
-
-    return decorate
+def import_builtin_losses() -> None:
+    """Import (and so register) every built-in loss."""
+    from tlcm.losses import dmd, gan, lcd, mlcd, preference  # noqa: F401
 
 
-def loss_config(name: str, **overrides) -> LossConfig:
-    """A config of the registered loss ``name`` with ``overrides``; unknown names fail clearly."""
-    if name not in LOSSES:
-        raise TLCMError(f"unknown loss {name!r}; registered losses: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name](**overrides)
+def __getattr__(name: str) -> Any:
+    """``LOSSES`` and ``loss_config`` with the built-in losses registered (imported on first use)."""
+    if name in ("LOSSES", "loss_config"):
+        import_builtin_losses()
+        from tlcm.losses import registry
+
+        value = globals()[name] = getattr(registry, name)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-from tlcm.losses import dmd, gan, latent_lpips, lcd, mlcd, preference  # noqa: E402,F401  (register the built-in losses)
-
-__all__ = ["LOSSES", "Loss", "LossConfig", "StepContext", "loss_config", "register_loss"]
+__all__ = ["LOSSES", "Loss", "LossConfig", "PhaseContext", "StepContext", "loss_config", "register_loss"]

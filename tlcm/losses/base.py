@@ -16,61 +16,105 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tlcm.conditioning import Conditioning
+from tlcm.diffusion.denoiser import Denoiser, Guided
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.errors import TLCMError
 
 if TYPE_CHECKING:
+    from tlcm.data.states import TrajectoryStates
+    from tlcm.data.trajectories import TrajectoryCache
     from tlcm.diffusion.schedule import Schedule
     from tlcm.models.student import Student
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
-"""``(x (B, C, h, w), t (B,), cond) -> raw model output (B, C, h, w)`` (eps, v or x0)."""
+_MISSING = object()
 
 
-@dataclass
-class StepContext:
-    """Everything a loss may use in one training step (batch of B prompts).
+@dataclass(frozen=True)
+class PhaseContext:
+    """What every micro-batch of a phase shares: the networks, the maths, the student's grid.
 
     student: the trainable denoiser (gradients reach its parameters).
-    teacher: the frozen base denoiser (call it under ``torch.no_grad()``).
+    teacher: the frozen base with its classifier-free guidance inside (``Guided``: call it under
+        ``torch.no_grad()``; ``teacher.with_scale(w)`` guides with another w, ``teacher.denoiser``
+        is the unguided base).
     schedule: the noise schedule all maths is written in.
-    cond, uncond: text conditioning of the batch, (B, ...) each.
-    guidance_scale: the teacher's CFG scale w.
-    generator: the micro-batch's random generator, on the batch's device (the engine seeds it from
-        (seed, global step, micro-batch index): exact resume, process count does not matter).
-        Every draw must name its device (``ctx.randn`` / ``ctx.rand`` do). Draws the host reads
-        come from ``host_generator`` (no device sync).
-    batch: extra data of the step (e.g. cached teacher trajectories), by name.
-    cache: results shared between losses within this step; use ``shared``.
-    prompts: the batch's prompt texts (B,), for rewards that read text.
+    latent_shape: (C, h, w) of one latent.
+    grid: the student's sampling grid (M milestones, q steps), the recipe's one owner of it.
     decode: latents (B, C, h, w) -> images (B, 3, H, W) in [-1, 1], differentiable (the VAE
         decoder); None when the loss runs without a pipeline.
-    grid: the student's sampling grid (M milestones, q steps), the recipe's one owner of it.
-    uniform_calls: every process must make the same network calls in this step (FSDP2 gathers the
+    trajectories: the teacher trajectory cache (tlcm/data/trajectories.py), or None.
+    real_images: ``(prompt indices (B,) on the host, generator) -> latents (B, C, h, w)`` of the
+        real images whose captions are the prompts (data.images), or None.
+    uniform_calls: every process must make the same network calls in each step (FSDP2 gathers the
         sharded weights in each call): a loss whose call count depends on its random draws pads it
         to a fixed count (MLCD's MDS states: M masked rounds).
     """
 
     student: Denoiser
-    teacher: Denoiser
+    teacher: Guided
     schedule: Schedule
-    cond: Conditioning
-    uncond: Conditioning
-    guidance_scale: float
-    generator: torch.Generator
     latent_shape: tuple[int, int, int]
-    step: int = 0
-    batch: dict[str, Any] = field(default_factory=dict)
-    cache: dict[str, Any] = field(default_factory=dict)
-    prompts: list[str] = field(default_factory=list)
-    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
     grid: StudentGrid = field(default_factory=StudentGrid)
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
+    trajectories: TrajectoryCache | None = None
+    real_images: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     uniform_calls: bool = False
+
+
+@dataclass
+class StepContext:
+    """One micro-batch of B prompts: what a loss may use in one training step.
+
+    phase: what the phase fixes (``ctx.student``, ``ctx.teacher``, ``ctx.schedule``, ``ctx.grid``,
+        ``ctx.latent_shape``, ``ctx.decode`` read it).
+    cond: text conditioning of the batch, B samples.
+    generator: the micro-batch's random generator, on the batch's device (the engine seeds it from
+        (seed, global step, micro-batch index): exact resume, process count does not matter).
+        Every draw must name its device (``ctx.randn`` / ``ctx.rand`` do). Draws the host reads
+        come from ``host_generator`` (no device sync).
+    step: the global optimizer step.
+    prompts: the batch's prompt texts (B,), for rewards that read text.
+    prompt_index: (B,) the prompts' indices in the prompt source, on the host (the trajectory cache
+        reads its rows there), or None.
+    states: precomputed MLCD states (x_tm, t_m, t_n, t_s, x_tn) for this batch, or None (MLCD with
+        states="cache" then draws them from ``phase.trajectories``).
+
+    Work shared between losses within the step (the student's samples, its one-step prediction,
+    decoded images, a loss's statistics for its ``aux_step``) goes through ``shared`` only.
+    """
+
+    phase: PhaseContext
+    cond: Conditioning
+    generator: torch.Generator
+    step: int = 0
+    prompts: list[str] = field(default_factory=list)
+    prompt_index: torch.Tensor | None = None
+    states: TrajectoryStates | None = None
+    _work: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    student = property(lambda self: self.phase.student, doc="``phase.student``")
+    teacher = property(lambda self: self.phase.teacher, doc="``phase.teacher`` (guided)")
+    schedule = property(lambda self: self.phase.schedule, doc="``phase.schedule``")
+    grid = property(lambda self: self.phase.grid, doc="``phase.grid``")
+    latent_shape = property(lambda self: self.phase.latent_shape, doc="``phase.latent_shape``")
+    decode = property(lambda self: self.phase.decode, doc="``phase.decode``")
+
+    @classmethod
+    def standalone(cls, **fields: Any) -> StepContext:
+        """A context built outside the engine (another project's training loop, a test): every
+        field of ``PhaseContext`` and of ``StepContext`` by name, e.g. ``StepContext.standalone(
+        student=f, teacher=Guided(g, 8.0, uncond), schedule=s, latent_shape=(4, 64, 64), cond=c,
+        generator=gen)``."""
+        phase_fields = {f.name for f in dataclass_fields(PhaseContext)}
+        phase = PhaseContext(**{k: v for k, v in fields.items() if k in phase_fields})
+        return cls(phase, **{k: v for k, v in fields.items() if k not in phase_fields})
 
     @property
     def batch_size(self) -> int:
@@ -91,6 +135,16 @@ class StepContext:
         seed = self.generator.initial_seed()  # the engine's (seed, step, micro-batch): exact resume
         return self.shared("host_generator", lambda: torch.Generator().manual_seed(seed))
 
+    def real_latents(self) -> torch.Tensor:
+        """Latents (B, C, h, w) of the micro-batch's real images (the captions are its prompts:
+        ``phase.real_images`` reads rows ``prompt_index``), encoded once per step."""
+        if self.phase.real_images is None or self.prompt_index is None:
+            raise TLCMError(
+                "this loss trains on real images: pass --recipes.data.images DIR (an image folder with "
+                "metadata.jsonl or webdataset shards; python -m tlcm.data.images --write-miniature DIR)"
+            )
+        return self.shared("real_latents", lambda: self.phase.real_images(self.prompt_index, self.generator))
+
     def randn(self, *shape: int) -> torch.Tensor:
         """Standard normal noise of ``shape`` from the step's generator, on the batch's device."""
         return torch.randn(shape, generator=self.generator, device=self.device)
@@ -100,10 +154,19 @@ class StepContext:
         return torch.rand(shape, generator=self.generator, device=self.device)
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
-        """Compute ``key`` once per step, whichever loss asks first (e.g. the student's q-step samples)."""
-        if key not in self.cache:
-            self.cache[key] = compute()
-        return self.cache[key]
+        """Compute ``key`` once per step, whichever loss asks first (e.g. the student's q-step
+        samples); a loss leaves its own results for its ``aux_step`` the same way."""
+        if key not in self._work:
+            self._work[key] = compute()
+        return self._work[key]
+
+    def computed(self, key: str, default: Any = _MISSING) -> Any:
+        """What ``shared(key, ...)`` computed in this step; ``default`` (else KeyError) if nothing."""
+        if key in self._work:
+            return self._work[key]
+        if default is _MISSING:
+            raise KeyError(f"nothing computed under {key!r} in this step (computed: {sorted(self._work)})")
+        return default
 
 
 class Loss(nn.Module):
@@ -147,6 +210,11 @@ class LossConfig:
         """The LoRA adapters ``{name: rank}`` (rank 0: the student's) that ``build`` trains on the
         shared base through ``student.auxiliary(name, rank)``; the engine adds them before it
         shards the network (FSDP2 manages only parameters that exist then). Default: none."""
+        return {}
+
+    def data_needs(self) -> dict[str, tuple[str, str]]:
+        """The recipe's data this loss reads, checked before anything loads: ``{DataConfig field:
+        (the setting that needs it, e.g. 'states "cache"', what to do instead)}``. Default: none."""
         return {}
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:

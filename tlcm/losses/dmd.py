@@ -1,18 +1,20 @@
 """Distribution matching distillation, data-free (DMD, Yin et al. 2023, arXiv 2311.18828; DMD2,
-arXiv 2405.14867), as the paper's bag of techniques 3.
+arXiv 2405.14867), as the paper's bag of techniques 3 (arXiv 2406.05768 Sec. 4.3, Eq. (12);
+docs/method.md "The bag of techniques" 3).
 
 The student's one-step prediction x0_hat (shared with GAN / reward feedback) is re-noised,
-x_t' = a_t' x0_hat + s_t' eps with t' ~ U[t_min, t_max], and scored by
+x_t' = a_t' x0_hat + s_t' eps with t' ~ U[t_min, t_max] (DMD Sec. 3.2: 0.02 T..0.98 T), and scored by
 - the real score: the frozen teacher with CFG (w = real_guidance_scale, default the recipe's),
 - the fake score: a network initialised as the teacher and trained online with the denoising
-  loss on the student's (detached) samples; by default a second LoRA adapter on the SAME frozen
+  loss on the student's (detached) samples (DMD eq. 6); by default a second LoRA adapter on the SAME frozen
   base (no second UNet in memory), a full copy as an option.
 
-    grad = (x0_fake(x_t') - x0_real(x_t')) / mean_{c,h,w} |x0_hat - x0_real(x_t')|   (DMD eq. 8)
+    grad = (x0_fake(x_t') - x0_real(x_t')) / mean_{c,h,w} |x0_hat - x0_real(x_t')|
+           (DMD eqs. 7-8, without eq. 7's factor a_t')
     L_DMD = 1/2 || x0_hat - stopgrad(x0_hat - grad) ||^2     (so d L / d x0_hat = grad / D)
 
 ``aux_step`` then makes ``fake_updates`` denoising updates of the fake score (DMD2's two
-time-scale rule: 5 per student update).
+time-scale rule, Sec. 4.2: 5 per student update).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from tlcm.diffusion.denoiser import Denoiser
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.diffusion.solvers import guided_output
-from tlcm.losses import register_loss
 from tlcm.losses.auxiliary import AuxOptimizer
-from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.base import Loss, LossConfig, StepContext
+from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import student_prediction
 
 FAKE_ADAPTER = "dmd_fake"
@@ -73,11 +75,11 @@ class DMDConfig(LossConfig):
     fake_lr: float = 1e-4
     """AdamW learning rate of the fake score."""
     fake_updates: int = 5
-    """Fake-score updates per student update (DMD2: 5)."""
+    """Fake-score updates per student update (DMD2 Sec. 4.2: 5)."""
     t_min: int = 20
-    """Lowest re-noising timestep t' (DMD2: 0.02 T)."""
+    """Lowest re-noising timestep t' (DMD Sec. 3.2: T_min = 0.02 T)."""
     t_max: int = 980
-    """Highest re-noising timestep t' (DMD2: 0.98 T)."""
+    """Highest re-noising timestep t' (DMD Sec. 3.2: T_max = 0.98 T)."""
 
     def adapters(self) -> dict[str, int]:
         return {FAKE_ADAPTER: self.fake_rank} if self.fake_score == "lora" else {}
@@ -115,9 +117,9 @@ class DMD(Loss):
         x0 = student_prediction(ctx).x0
         t = self._timesteps(ctx)
         x_t = schedule.add_noise(x0.detach(), ctx.randn(*x0.shape), t)
-        w = cfg.real_guidance_scale or ctx.guidance_scale
+        teacher = ctx.teacher.with_scale(cfg.real_guidance_scale) if cfg.real_guidance_scale else ctx.teacher
         with torch.no_grad():
-            real = schedule.to_x0(guided_output(ctx.teacher, x_t, t, ctx.cond, ctx.uncond, w), x_t, t)
+            real = schedule.to_x0(teacher(x_t, t, ctx.cond), x_t, t)
             fake = schedule.to_x0(self.fake.denoiser()(x_t, t, ctx.cond), x_t, t)
             grad = dmd_gradient(x0.detach(), real, fake)
         loss = 0.5 * (x0 - (x0 - grad).detach()).square().flatten(1).mean(1)

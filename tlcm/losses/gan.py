@@ -1,4 +1,4 @@
-"""Adversarial learning, tlcm-method.md "The bag of techniques" item 4.
+"""Adversarial learning, docs/method.md "The bag of techniques" 4; arXiv 2406.05768 Sec. 4.3, Eq. (13).
 
 A discriminator D tells the student's one-step prediction ("fake") from "real" latents:
 
@@ -8,13 +8,14 @@ A discriminator D tells the student's one-step prediction ("fake") from "real" l
               (no re-noising when noise_level = 0); then the VAE decoder for pixel input
     nonsaturating:  L_G = softplus(-D(z_fake)),  L_D = softplus(-D(z_real)) + softplus(D(z_fake))
     hinge:          L_G = -D(z_fake),            L_D = relu(1 - D(z_real)) + relu(1 + D(z_fake))
-    R1 (option):    L_D += gamma / 2 * ||grad_z D(z_real)||^2.
+    R1 (option):    L_D += gamma / 2 * ||grad_z D(z_real)||^2   (Mescheder et al. 2018).
 
 The student minimises L_G through the whole of D (whose parameters receive no gradient from it);
 ``aux_step`` then updates D's heads on L_D with the detached fake of the same step (AdamW, lr 1e-4).
 
 The paper: D initialised from the SDXL UNet on re-noised latents, real = the student's own
-4-step samples, fake = its one-step prediction, non-saturating loss, AdamW lr 1e-4. Ours by
+4-step samples, fake = its one-step prediction, a log loss (Eq. (13) names no variant; ours
+defaults to the non-saturating one, as DMD2 Sec. 4.3), AdamW lr 1e-4 (Sec. 5.1). Ours by
 default: a frozen timm backbone (random init unless a local weight file is given) with trainable
 heads on decoded images; ``backbone="teacher"`` is the paper's feature extractor (the frozen
 base network's features: a UNet's encoder, a transformer's blocks; adapters off, with the prompt's
@@ -36,11 +37,11 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.losses import register_loss
+from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Loss, LossConfig, StepContext
+from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import decoded, prediction_key, samples_key, student_prediction, student_samples
-from tlcm.sampling import sample_latents, teacher_timesteps
 
 if TYPE_CHECKING:  # timm and peft (tlcm.models.discriminator) are imported when a GAN is built
     from tlcm.models.discriminator import Discriminator
@@ -206,8 +207,9 @@ class GAN(Loss):
         def teacher_samples() -> torch.Tensor:
             grid = teacher_timesteps(cfg.teacher_steps, ctx.schedule)
             noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
-            args = (ctx.teacher, ctx.schedule, ctx.cond, noise, grid, 0.0)
-            return sample_latents(*args, ctx.uncond, ctx.guidance_scale, generator=ctx.generator)
+            return sample_latents(
+                ctx.teacher, ctx.schedule, ctx.cond, noise, grid, 0.0, generator=ctx.generator
+            )
 
         key = f"teacher_samples/{cfg.teacher_steps}"
         return ctx.shared(key, teacher_samples), key, fake, fake_key

@@ -1,18 +1,20 @@
-"""Latent LPIPS: a perceptual distance computed directly on VAE latents (tlcm-method.md, "The bag of
-techniques" 1; the paper's best configuration uses it as the distance d of stages 1 and 2).
+"""Latent LPIPS: a perceptual distance computed directly on VAE latents (docs/method.md, "The bag of
+techniques" 1; arXiv 2406.05768 Sec. 4.3 "Latent LPIPS": the paper's best configuration uses it as
+the distance d of stages 1 and 2, Eqs. (7) and (10)).
 
-Architecture (LPIPS, Zhang et al. 2018, on a VGG16-style trunk whose input takes the latent
-channels and whose first three max-pools are removed, so an h x w latent keeps its resolution for
-blocks 1-4 and is pooled once, to h/2 x w/2, before block 5):
+Architecture (LPIPS, Zhang et al. 2018, arXiv 1801.03924 eq. 1, on a VGG16-style trunk whose input
+takes the latent channels and whose first three max-pools are removed, so an h x w latent keeps its
+resolution for blocks 1-4 and is pooled once, to h/2 x w/2, before block 5):
 
     f_l(x)   = relu{l}_{last}(x),  l = 1..5  (taps: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3)
     f^_l     = f_l / ||f_l||_2 over channels                          (unit-normalised per pixel)
-    d(x, y)  = sum_l mean_{h,w} sum_c w_{l,c} (f^_l(x) - f^_l(y))_c^2,  w_{l,c} >= 0  (1x1 heads).
+    d(x, y)  = sum_l mean_{h,w} sum_c w_{l,c} (f^_l(x) - f^_l(y))_c^2,  w_{l,c} >= 0  (1x1 heads;
+               LPIPS eq. 1's ||w_l * (...)||^2 with w_{l,c} = w_l[c]^2).
 
 The registered distance ``"latent_lpips"`` (``MLCDConfig(distance="latent_lpips")``) loads its
 weights lazily from the loss config's ``distance_weights`` file, by default the miniature's
 shipped ``tlcm/toy/assets/latent_lpips.safetensors``; train a file for another VAE with
-``python -m tlcm.losses.latent_lpips_train`` (docs/latent_lpips.md).
+``python -m tlcm.latent_lpips.train`` (docs/latent_lpips.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +34,10 @@ from torch import nn
 
 from tlcm.errors import TLCMError
 from tlcm.files import save_tensors
-from tlcm.losses.distances import LEARNED_DISTANCES, Distance
 from tlcm.toy.assets import ASSET_DIR
+
+if TYPE_CHECKING:
+    from tlcm.losses.distances import Distance
 
 DEFAULT_WEIGHTS = ASSET_DIR / "latent_lpips.safetensors"
 """Weights trained for the miniature pipeline's VAE (the default of ``distance_weights``)."""
@@ -40,7 +45,7 @@ PAPER_CHANNELS = (64, 128, 256, 512, 512)
 """VGG16's block widths (the paper's network)."""
 CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
 FORMAT = "tlcm-latent-lpips"
-TRAIN_HINT = "train one with python -m tlcm.losses.latent_lpips_train --model <diffusers folder> --out {path}"
+TRAIN_HINT = "train one with python -m tlcm.latent_lpips.train --model <diffusers folder> --out {path}"
 
 
 class LatentLPIPS(nn.Module):
@@ -187,6 +192,3 @@ def latent_lpips_distance(path: Path | None = None) -> Distance:
         return _cached(path.resolve(), path.stat().st_mtime_ns, pred.device, pred.dtype)(pred, target)
 
     return distance
-
-
-LEARNED_DISTANCES["latent_lpips"] = latent_lpips_distance

@@ -1,12 +1,13 @@
-"""Stage 2: inter-segment latent consistency distillation (LCD), tlcm-method.md "Stage 2".
+"""Stage 2: inter-segment latent consistency distillation (LCD), docs/method.md "Stage 2"; arXiv
+2406.05768 Sec. 4.2, Eqs. (9)-(10), Alg. 2.
 
 Consistency to the trajectory end (x0) across segments, at the sparse milestones:
 
     x0_q      = stopgrad( q-step sample of the CURRENT student from noise )
-    x_{t_m}   = a_{t_m} x0_q + s_{t_m} eps,            t_m in {t_1..t_M},  t_n = t_m - T/M
+    x_{t_m}   = a_{t_m} x0_q + s_{t_m} eps,            t_m in {t_1..t_M},  t_n = t_m - T/M   Eq. (9)
                 (one segment down: on a shifted flow grid, t_m - (t_k - t_{k-1}), the previous milestone)
-    x_{t_n}   = p CFG-DDIM sub-steps of the teacher from x_{t_m}
-    L_LCD     = d( f_theta(x_{t_m}, t_m), stopgrad f_theta(x_{t_n}, t_n) ).
+    x_{t_n}   = p CFG-DDIM sub-steps of the teacher from x_{t_m}   (Sec. 4.2, Alg. 2; p = 3, Sec. 5.1)
+    L_LCD     = d( f_theta(x_{t_m}, t_m), stopgrad f_theta(x_{t_n}, t_n) ).               Eq. (10)
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+from tlcm.conditioning import Conditioning
+from tlcm.diffusion.denoiser import Denoiser
 from tlcm.diffusion.milestones import StudentGrid, milestones, segment_index
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
-from tlcm.losses import register_loss
-from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
+from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import student_samples
 
 
@@ -33,18 +36,16 @@ def lcd_loss(
     noise: torch.Tensor,
     t_m: torch.Tensor,
     t_n: torch.Tensor,
-    cond,
-    uncond,
-    guidance_scale: float,
+    cond: Conditioning,
     substeps: int,
     distance: Distance,
 ) -> torch.Tensor:
-    """Per-sample LCD loss (B,): x0 (B, C, h, w) detached clean latents re-noised with ``noise`` to
-    t_m (B,); the teacher solves t_m -> t_n in ``substeps`` CFG-DDIM steps; the stop-grad target
-    is the x0 prediction at t_n."""
+    """Per-sample LCD loss (B,) of Eq. (10): x0 (B, C, h, w) detached clean latents re-noised with
+    ``noise`` to t_m (B,); the guided ``teacher`` solves t_m -> t_n in ``substeps`` DDIM steps; the
+    stop-grad target is the x0 prediction at t_n."""
     x_tm = schedule.add_noise(x0, noise, t_m)
     with torch.no_grad():
-        x_tn = teacher_solve(teacher, schedule, x_tm, t_m, t_n, cond, uncond, guidance_scale, substeps)
+        x_tn = teacher_solve(teacher, schedule, x_tm, t_m, t_n, cond, substeps)
         goal = schedule.to_x0(target(x_tn, t_n, cond), x_tn, t_n)
     pred = schedule.to_x0(student(x_tm, t_m, cond), x_tm, t_m)
     return distance(pred, goal)
@@ -63,7 +64,7 @@ class LCDConfig(LossConfig):
     """Distance d: "l2", "huber" or "latent_lpips"."""
     distance_weights: str = ""
     """Weights file of a learned distance (latent_lpips; empty: the miniature VAE's shipped file;
-    for another VAE train one with python -m tlcm.losses.latent_lpips_train)."""
+    for another VAE train one with python -m tlcm.latent_lpips.train)."""
 
     def build(self, student) -> LCD:
         return LCD(self)
@@ -108,8 +109,6 @@ class LCD(Loss):
             t_m,
             t_n,
             ctx.cond,
-            ctx.uncond,
-            ctx.guidance_scale,
             cfg.teacher_substeps,
             self.distance,
         )

@@ -1,37 +1,44 @@
-"""Stage 1: multistep latent consistency distillation (MLCD), tlcm-method.md "Stage 1".
+"""Stage 1: multistep latent consistency distillation (MLCD), docs/method.md "Stage 1"; arXiv
+2406.05768 Sec. 4.1, Eqs. (7)-(8), Alg. 1.
 
-[0, T] is cut into M segments (M = ``ctx.grid.num_milestones``, the recipe's student grid); inside
+[0, T] is cut into M segments (M = ``ctx.grid.num_milestones``, the recipe's student grid, unless
+the config's ``segments`` says otherwise); inside
 segment s = (t_s, t_{s+1}] the student is made consistent with the teacher's trajectory towards the
 segment's lower edge:
 
-    g(x, t)   = DDIM(x, f_theta(x, c, t), t -> t_s)
-    L_MLCD    = d( g(x_{t_m}, t_m), stopgrad g(x_{t_n}, t_n) ),  t_n = max(t_m - k, t_s),
+    g(x, t)   = DDIM(x, f_theta(x, c, t), t -> t_s)                          Eq. (8)
+    L_MLCD    = d( g(x_{t_m}, t_m), stopgrad g(x_{t_n}, t_n) ),                Eq. (7)
+    t_n       = max(t_m - k, t_s)       (Eq. (6), skip k = 20 by Sec. 4.1; the clamp at t_s is ours)
 
 with x_{t_n} one CFG-DDIM step of the teacher from x_{t_m}, and the target network the
-stop-grad student (the paper) or an EMA of it (option).
+stop-grad student (the paper removes the EMA, Sec. 4.1) or an EMA of it (option: Consistency
+Models, Song et al. 2023, eq. 8).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import nn
 
+from tlcm.conditioning import Conditioning
+from tlcm.data.states import TrajectoryStates
+from tlcm.diffusion.denoiser import Denoiser, Guided
 from tlcm.diffusion.milestones import StudentGrid, milestones, sample_segment_timesteps
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import ddim_step, mds_trajectory, teacher_solve
 from tlcm.errors import TLCMError
-from tlcm.losses import register_loss
-from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
+from tlcm.losses.registry import register_loss
 
 
 def segment_map(
     denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, t: torch.Tensor, t_s: torch.Tensor, cond
 ) -> torch.Tensor:
-    """g(x, t) = DDIM(x, x0_hat, t -> t_s) with x0_hat = f(x, c, t): x (B, C, h, w), t, t_s (B,)."""
+    """g of Eq. (8): DDIM(x, x0_hat, t -> t_s) with x0_hat = f(x, c, t): x (B, C, h, w), t, t_s (B,)."""
     x0 = schedule.to_x0(denoiser(x, t, cond), x, t)
     return ddim_step(schedule, x, x0, t, t_s)
 
@@ -41,24 +48,20 @@ def mlcd_loss(
     target: Denoiser,
     teacher: Denoiser,
     schedule: Schedule,
-    x_tm: torch.Tensor,
-    t_m: torch.Tensor,
-    t_n: torch.Tensor,
-    t_s: torch.Tensor,
-    cond,
-    uncond,
-    guidance_scale: float,
+    states: TrajectoryStates,
+    cond: Conditioning,
     distance: Distance,
-    x_tn: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample MLCD loss (B,) for states x_tm (B, C, h, w) at t_m, skip target t_n, edge t_s.
+    """Per-sample MLCD loss (B,) of Eq. (7) for ``states``: x_tm (B, C, h, w) at t_m, skip target
+    t_n, edge t_s.
 
-    ``x_tn`` (e.g. from a trajectory cache) skips the teacher call; otherwise it is one CFG-DDIM
-    step of ``teacher`` from t_m to t_n. The target branch runs without gradients.
+    ``states.x_tn`` (e.g. from a trajectory cache) skips the teacher call; otherwise it is one
+    DDIM step of the guided ``teacher`` from t_m to t_n. The target branch runs without gradients.
     """
+    x_tm, t_m, t_n, t_s, x_tn = states.x_tm, states.t_m, states.t_n, states.t_s, states.x_tn
     with torch.no_grad():
         if x_tn is None:
-            x_tn = teacher_solve(teacher, schedule, x_tm, t_m, t_n, cond, uncond, guidance_scale, 1)
+            x_tn = teacher_solve(teacher, schedule, x_tm, t_m, t_n, cond)
         goal = segment_map(target, schedule, x_tn, t_n, t_s, cond)
     return distance(segment_map(student, schedule, x_tm, t_m, t_s, cond), goal)
 
@@ -70,16 +73,30 @@ class MLCDConfig(LossConfig):
 
     skip: int = 20
     """k: t_n = max(t_m - k, t_s)."""
-    states: Literal["mds", "single_jump", "cache"] = "mds"
+    segments: int = 0
+    """M of this loss: [0, T] in this many segments (0: the student grid's M). A recipe whose phases
+    train progressively fewer segments (Hyper-SD's TSCD: 8 -> 4 -> 2 -> 1) sets it per phase while
+    the student's sampling grid (``--recipes.student.grid``) stays what is exported."""
+    states: Literal["mds", "single_jump", "cache", "data"] = "mds"
     """Where x_{t_m} comes from: "mds" (teacher from noise in M - s CFG-DDIM steps, the paper),
     "single_jump" (one teacher step T -> t_m, the paper's ablation), "cache" (precomputed
     teacher trajectories, python -m tlcm.data.trajectories with the same M, k and w: zero teacher
-    calls per step; needs data.trajectory_cache)."""
+    calls per step; needs data.trajectory_cache), "data" (real latents noised to t_m with fresh
+    noise, their captions the prompts: LCM, PCM, TCD; needs data.images)."""
+    timesteps: Literal["uniform", "lattice"] = "uniform"
+    """t_m in its segment: "uniform" over every timestep (the paper), or "lattice": the T/k-point
+    DDIM lattice {k - 1, 2k - 1, ..., T - 1} of LCM's DDIMSolver (k = skip; VP schedules only)."""
+    target_time: Literal["edge", "random"] = "edge"
+    """Where both branches are mapped: the segment's lower edge t_s (the paper, PCM), or "random":
+    s uniform in [t_s, t_n] per sample (TCD's trajectory consistency function, Hyper-SD's TSCD)."""
+    guidance_range: tuple[float, float] = (0.0, 0.0)
+    """Per-sample teacher CFG scale w ~ U[lo, hi] (our w = LCM's w + 1: LCM-LoRA's 5..15 is
+    (6, 16)); (0, 0): the recipe's fixed model.guidance_scale. Not with states "mds"."""
     distance: str = "l2"
     """Distance d: "l2", "huber" or "latent_lpips"."""
     distance_weights: str = ""
     """Weights file of a learned distance (latent_lpips; empty: the miniature VAE's shipped file;
-    for another VAE train one with python -m tlcm.losses.latent_lpips_train)."""
+    for another VAE train one with python -m tlcm.latent_lpips.train)."""
     target: Literal["stopgrad", "ema"] = "stopgrad"
     """Target network: the stop-grad online student (paper) or an EMA of its trainable weights."""
     ema_decay: float = 0.95
@@ -88,13 +105,29 @@ class MLCDConfig(LossConfig):
     def build(self, student) -> MLCD:
         return MLCD(self, student.net, student.base.family)
 
+    def data_needs(self) -> dict[str, tuple[str, str]]:
+        field = {"cache": "trajectory_cache", "data": "images"}.get(self.states)
+        return {field: (f'states "{self.states}"', "use states mds")} if field else {}
+
+    def num_segments(self, grid: StudentGrid) -> int:
+        """M of this loss: ``segments``, or the student grid's."""
+        return self.segments or grid.num_milestones
+
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
-        if not 1 <= self.skip <= num_train_timesteps // grid.num_milestones:
+        if not 0 <= self.segments <= num_train_timesteps:
             raise ValueError(
-                f"skip must be in 1..{num_train_timesteps // grid.num_milestones} (T/M), got {self.skip}"
+                f"segments must be in 0..{num_train_timesteps} (0: the student's M), got {self.segments}"
             )
+        longest = num_train_timesteps // self.num_segments(grid)
+        if not 1 <= self.skip <= longest:
+            raise ValueError(f"skip must be in 1..{longest} (T/M), got {self.skip}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        lo, hi = self.guidance_range
+        if self.guidance_range != (0.0, 0.0) and not 0 < lo <= hi:
+            raise ValueError(f"guidance_range must be (0, 0) or 0 < lo <= hi, got {self.guidance_range}")
+        if self.guidance_range != (0.0, 0.0) and self.states == "mds":
+            raise ValueError('guidance_range needs states "data", "single_jump" or "cache", not "mds"')
         get_distance(self.distance, self.distance_weights)
 
 
@@ -120,57 +153,60 @@ class MLCD(Loss):
         params = {n: getattr(self, f"ema_{i}") for i, n in enumerate(self.ema_names)}
         return functional_denoiser(self.student_module[0], params, self.family)
 
-    def _states(self, ctx: StepContext, schedule: Schedule):
+    def _states(self, ctx: StepContext, schedule: Schedule) -> TrajectoryStates:
         cfg = self.config
         if cfg.states == "cache":
-            b, cache = ctx.batch, ctx.batch.get("trajectory_cache")
-            if "x_tm" not in b and cache is None:
+            cache = ctx.phase.trajectories
+            if ctx.states is not None:
+                return ctx.states
+            if cache is None or ctx.prompt_index is None:
                 raise TLCMError(
                     'MLCD states="cache" needs --recipes.data.trajectory-cache DIR '
                     "(build it with python -m tlcm.data.trajectories)"
                 )
-            if "x_tm" not in b:  # a tlcm.data.trajectories.TrajectoryCache: zero teacher calls
-                cache.require(ctx.grid.num_milestones, cfg.skip)
-                b = cache.sample(b["prompt_index"], ctx.host_generator, ctx.device)
-            return b["x_tm"], b["t_m"], b["t_n"], b["t_s"], b["x_tn"]
-        num_milestones, host, b = ctx.grid.num_milestones, ctx.host_generator, ctx.batch_size
+            cache.require(cfg.num_segments(ctx.grid), cfg.skip)  # zero teacher calls
+            return cache.sample(ctx.prompt_index, ctx.host_generator, ctx.device)
+        num_milestones, host, b = cfg.num_segments(ctx.grid), ctx.host_generator, ctx.batch_size
         # segments s on the host: MDS plans its teacher calls (M - s per sample) there, no sync
         seg = torch.randint(num_milestones, (b,), generator=host, device=host.device)
         on_device = seg.to(ctx.device, non_blocking=True)
         grid = milestones(num_milestones, schedule, ctx.device)
-        _, t_m, t_n = sample_segment_timesteps(schedule, grid, b, cfg.skip, on_device, ctx.generator)
+        lattice = cfg.timesteps == "lattice"
+        _, t_m, t_n = sample_segment_timesteps(schedule, grid, b, cfg.skip, on_device, ctx.generator, lattice)
+        t_s = grid[on_device].to(t_m.dtype)
+        if cfg.states == "data":  # LCM / PCM / TCD: the real latent noised to t_m
+            x0 = ctx.real_latents()
+            return TrajectoryStates(schedule.add_noise(x0, ctx.randn(*x0.shape), t_m), t_m, t_n, t_s)
         steps = num_milestones - seg if cfg.states == "mds" else torch.ones_like(seg)
         with torch.no_grad():
-            x_tm = mds_trajectory(
-                ctx.teacher,
-                schedule,
-                ctx.randn(ctx.batch_size, *ctx.latent_shape),
-                t_m,
-                steps,
-                ctx.cond,
-                ctx.uncond,
-                ctx.guidance_scale,
-                num_milestones if ctx.uniform_calls else None,
-            )
-        return x_tm, t_m, t_n, grid[on_device].to(t_m.dtype), None
+            noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+            rounds = num_milestones if ctx.phase.uniform_calls else None
+            x_tm = mds_trajectory(self._teacher(ctx), schedule, noise, t_m, steps, ctx.cond, rounds)
+        return TrajectoryStates(x_tm, t_m, t_n, t_s)
+
+    def _teacher(self, ctx: StepContext) -> Guided:
+        """The guided teacher, with a per-sample w ~ U[guidance_range] (once per step) if set."""
+        lo, hi = self.config.guidance_range
+        if (lo, hi) == (0.0, 0.0):
+            return ctx.teacher
+        return ctx.shared(
+            "mlcd/teacher", lambda: ctx.teacher.with_scale(lo + (hi - lo) * ctx.rand(ctx.batch_size))
+        )
+
+    def _target_time(self, ctx: StepContext, states: TrajectoryStates) -> TrajectoryStates:
+        """TCD: both branches mapped to s uniform in [t_s, t_n] (integers on a VP schedule)."""
+        t_s, t_n, u = states.t_s.double(), states.t_n.double(), ctx.rand(ctx.batch_size).double()
+        s = t_s + (
+            (u * (t_n - t_s + 1)).floor().clamp(max=t_n - t_s) if ctx.schedule.discrete else u * (t_n - t_s)
+        )
+        return replace(states, t_s=ctx.schedule.discretize(s).to(states.t_s.dtype))
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        x_tm, t_m, t_n, t_s, x_tn = self._states(ctx, ctx.schedule)
-        loss = mlcd_loss(
-            ctx.student,
-            self._target(ctx),
-            ctx.teacher,
-            ctx.schedule,
-            x_tm,
-            t_m,
-            t_n,
-            t_s,
-            ctx.cond,
-            ctx.uncond,
-            ctx.guidance_scale,
-            self.distance,
-            x_tn,
-        )
+        states = self._states(ctx, ctx.schedule)
+        if self.config.target_time == "random":
+            states = self._target_time(ctx, states)
+        target, teacher = self._target(ctx), self._teacher(ctx)
+        loss = mlcd_loss(ctx.student, target, teacher, ctx.schedule, states, ctx.cond, self.distance)
         return {"mlcd": loss.mean()}
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Preference learning after stage 2 (tlcm-method.md, bag of techniques 2), two modes:
+"""Preference learning after stage 2 (docs/method.md "The bag of techniques" 2; arXiv 2406.05768
+Sec. 4.3 "MPS optimization", Eq. (11)), two modes:
 
 "dpo" - Diffusion-DPO (Wallace et al. 2023, arXiv 2311.12908, eq. 14) adapted to a data-free
 student: per prompt two candidates x^a, x^b = q-step samples of the CURRENT student (different
@@ -7,6 +8,8 @@ noise), ranked by the reward into winner x^w and loser x^l; with one t ~ U[0, T)
     e_*(x) = || target(x, eps, t) - out_*(a_t x + s_t eps, t, c) ||^2   (per-sample mean)
     L_DPO  = -log sigmoid( -beta / 2 * [ (e_theta(x^w) - e_theta(x^l)) - (e_ref(x^w) - e_ref(x^l)) ] )
 
+(eq. 14 with T omega(lambda_t) folded into beta; eq. 14 has no 1/2, the -0.5 is ours)
+
 where target is the model's own training target (eps, v or flow velocity) and ref is the frozen
 student at the start of the phase (a copy of its trainable weights only).
 
@@ -14,6 +17,7 @@ student at the start of the phase (a copy of its trainable weights only).
 student's one-step prediction x0_hat, shared with DMD/GAN):
 
     L_R = max(s0 - r(x0_hat, c), 0) + lambda_neg * max(r(x0_hat, c_neg) - s_neg, 0)
+    (Eq. (11) exactly when s_neg = 0 and lambda_neg = 1)
 
 with c_neg an unrelated prompt (the reward's ``unrelated``; the paper: s0 = 16 on MPS, s_neg = 0).
 """
@@ -26,11 +30,15 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from tlcm.diffusion.denoiser import Denoiser
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.losses import register_loss
-from tlcm.losses.base import Denoiser, Loss, LossConfig, StepContext
+from tlcm.losses.base import Loss, LossConfig, StepContext
+from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import decoded, decoded_prediction, samples_key, student_samples
 from tlcm.rewards import REWARDS, Reward, RewardSpec, build_reward
+
+METRICS = "preference/metrics"
+"""The ``StepContext.shared`` key of a micro-batch's reward statistics (read by ``aux_step``)."""
 
 
 def dpo_loss(err_w, err_l, ref_err_w, ref_err_l, beta: float) -> torch.Tensor:
@@ -58,9 +66,9 @@ class PreferenceConfig(LossConfig):
     head_file: str = ""
     """Aesthetic MLP head weights (safetensors, or a pickle loaded with weights_only=True)."""
     beta: float = 2000.0
-    """DPO beta (Diffusion-DPO used 5000 on SD1.5, 2500 on SDXL)."""
+    """DPO beta (Diffusion-DPO Sec. 5.1: beta in [2000, 5000]; 2000 for SD1.5, 5000 for SDXL)."""
     s0: float = 16.0
-    """Hinge threshold on the prompt's reward (paper: 16 on the MPS scale)."""
+    """Hinge threshold on the prompt's reward (paper Sec. 5.1: 16 on the MPS scale)."""
     s_neg: float = 0.0
     """Hinge threshold on the unrelated prompt's reward (paper: 0)."""
     negative_weight: float = 1.0
@@ -127,10 +135,8 @@ class Preference(Loss):
         features = self.reward.embed(decoded_prediction(ctx))  # the image tower, once
         r_pos = self.reward.score(features, ctx.prompts)
         r_neg = self.reward.score(features, self.reward.unrelated(ctx.prompts, ctx.host_generator))
-        ctx.cache["preference/metrics"] = {
-            "preference/reward": r_pos.detach().mean(),
-            "preference/reward_neg": r_neg.detach().mean(),
-        }
+        metrics = {"preference/reward": r_pos.detach().mean(), "preference/reward_neg": r_neg.detach().mean()}
+        ctx.shared(METRICS, lambda: metrics)
         return reward_hinge(r_pos, r_neg, cfg.s0, cfg.s_neg, cfg.negative_weight)
 
     def _dpo(self, ctx: StepContext) -> torch.Tensor:
@@ -149,12 +155,12 @@ class Preference(Loss):
         err = (ctx.student(x_t, t, cond) - target).square().flatten(1).mean(1)
         with torch.no_grad():
             ref = (self.reference(x_t, t, cond) - target).square().flatten(1).mean(1)
-        ctx.cache["preference/metrics"] = {"preference/reward_gap": (r_a - r_b).abs().mean()}
+        ctx.shared(METRICS, lambda: {"preference/reward_gap": (r_a - r_b).abs().mean()})
         return dpo_loss(err[:b], err[b:], ref[:b], ref[b:], cfg.beta)
 
     def aux_step(self, contexts: list[StepContext]) -> dict[str, torch.Tensor]:
         """Nothing to train; reports the step's reward statistics (mean over micro-batches)."""
-        stats = [ctx.cache["preference/metrics"] for ctx in contexts if "preference/metrics" in ctx.cache]
+        stats = [s for s in (ctx.computed(METRICS, None) for ctx in contexts) if s is not None]
         return {k: torch.stack([s[k] for s in stats]).mean() for k in stats[0]} if stats else {}
 
     def checkpoint_state(self) -> dict[str, Any]:

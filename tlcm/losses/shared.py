@@ -6,7 +6,7 @@ The student's grid (M milestones, q steps) is the recipe's one ``ctx.grid``.
   (LCD's states, the GAN's "real" side, preference candidates' source).
 - ``student_prediction(ctx)``: the student's one-step x0 prediction WITH gradients from a
   state on its own q-step inference grid (pure noise at T, or a q-step sample re-noised to one of
-  the grid's lower timesteps, DMD2's "backward simulation"), so that every step of few-step
+  the grid's lower timesteps, DMD2's "backward simulation", Sec. 4.5), so that every step of few-step
   sampling is trained. DMD, GAN and reward feedback all push on this one tensor.
 - ``decoded(ctx, key, latents)``: VAE-decoded images of a shared latent tensor.
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tlcm.diffusion.sampling import sample_latents
 from tlcm.losses.base import StepContext
-from tlcm.sampling import sample_latents
 
 
 def samples_key(ctx: StepContext, draw: int = 0) -> str:

@@ -27,6 +27,7 @@ from tlcm.conditioning import Conditioning
 from tlcm.diffusion.schedule import Schedule
 from tlcm.errors import TLCMError
 from tlcm.models.families import FAMILIES, Family
+from tlcm.models.families.base import absent_components, read_config  # noqa: F401  (re-exported)
 
 VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model")
 """A tokenizer folder holds one of these (transformers would silently build an empty one)."""
@@ -108,29 +109,6 @@ def allow_tf32(device: str | torch.device) -> None:
     if torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-def read_config(file: Path) -> dict:
-    """A JSON config file of a model folder as a dict, read without loading anything ({} when it is
-    missing, unreadable or not a JSON object: loading the folder reports those)."""
-    try:
-        config = json.loads(Path(file).read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
-def _vae_upcast(path: Path) -> bool:
-    """Whether the VAE of the folder ``path`` asks to stay fp32 (``force_upcast``, diffusers'
-    default True: SDXL's VAE overflows in fp16)."""
-    return bool(read_config(path / "vae" / "config.json").get("force_upcast", True))
-
-
-def absent_components(path: Path) -> list[str]:
-    """Optional components a checked folder's model_index.json lists as [null, null] (an SD3 saved
-    without T5): diffusers' from_pretrained wants them passed as None explicitly."""
-    spec = json.loads((path / "model_index.json").read_text())
-    return [k for k, v in spec.items() if isinstance(v, list) and len(v) == 2 and v == [None, None]]
 
 
 def scheduler_timesteps(path: Path) -> int:
@@ -252,9 +230,7 @@ class BaseModel:
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
         try:
-            dtypes = {"default": dtype, **({"vae": torch.float32} if _vae_upcast(path) else {})}
-            absent = dict.fromkeys(absent_components(path))  # e.g. SD3 saved without T5
-            pipe = family.pipeline.from_pretrained(path, dtype=dtypes, local_files_only=True, **absent)
+            pipe = family.load(path, dtype)  # precision per component: the family's
         except (OSError, ValueError, KeyError, SafetensorError) as err:
             detail = " ".join(str(err).split())
             raise TLCMError(
@@ -287,7 +263,9 @@ class BaseModel:
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[Conditioning, Conditioning]:
         """Prompts (B,) -> (conditional, unconditional) Conditioning of batch B each."""
-        return self.family.encode(self.pipe, prompts, self.device, self.max_sequence_length)
+        return self.family.encode(
+            self.pipe, prompts, self.device, self.max_sequence_length, self.latent_shape
+        )
 
     def denoiser(self, net: torch.nn.Module | None = None):
         """The callable ``(x (B,C,h,w), t (B,), cond) -> model output (B,C,h,w), fp32`` of ``net``

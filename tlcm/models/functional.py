@@ -7,7 +7,7 @@ from torch.func import functional_call
 
 from tlcm.distributed import is_sharded
 from tlcm.errors import TLCMError
-from tlcm.models.families import FAMILIES, Family
+from tlcm.models.families import DEFAULT_FAMILY, Family
 
 
 class _FamilyCall(torch.nn.Module):
@@ -27,14 +27,14 @@ def functional_denoiser(
 ):
     """``(x, t, cond) -> output`` of ``module`` with ``params`` (name -> tensor) in place of its own
     (EMA targets, frozen references): one copy of the trainable weights, not of the network.
-    ``family``: how to call it (default: a diffusers UNet, SD1.5 / SDXL)."""
+    ``family``: how to call it (default: the registry's ``DEFAULT_FAMILY``)."""
     if is_sharded(module):  # functional_call ignores the swapped weights of an FSDP2 module, silently
         raise TLCMError(
             "EMA targets and DPO references call the network with swapped-in weights, which FSDP2 "
             "does not support: use MLCD target stopgrad / preference mode reward, or drop "
             "--recipes.runtime.fsdp"
         )
-    wrapper = _FamilyCall(family or FAMILIES["StableDiffusionPipeline"], module)
+    wrapper = _FamilyCall(family or DEFAULT_FAMILY, module)
     named = {f"net.{name}": value for name, value in params.items()}
 
     def call(x, t, cond):

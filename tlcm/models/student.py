@@ -16,13 +16,13 @@ from peft.tuners.tuners_utils import cast_adapter_dtype
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from tlcm.checkpoint import Checkpoint, load_latest
+from tlcm.checks import check_lora_targets, present_targets
 from tlcm.config import StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.distributed import full_tensors, is_sharded, shard_like
 from tlcm.errors import TLCMError
 from tlcm.models.adapters import TEACHER, AdapterSwitch
 from tlcm.models.base import BaseModel
-from tlcm.validation import check_lora_targets, present_targets
 
 STUDENT_ADAPTER = "student"
 
@@ -185,7 +185,7 @@ class Student:
                 self._add_adapter(name, rank or self.config.lora_rank)
         self.net.set_adapter(STUDENT_ADAPTER)  # add_adapter activated the last one and froze the rest
         for name in ranks:
-            for p in self._adapter_parameters(name):
+            for p in self.adapter_parameters(name):
                 p.requires_grad_(True)
 
     def _add_adapter(self, name: str, rank: int) -> None:
@@ -194,7 +194,8 @@ class Student:
         cast_adapter_dtype(self.net, name)
         self.adapters.refresh()
 
-    def _adapter_parameters(self, name: str) -> list[torch.nn.Parameter]:
+    def adapter_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        """The parameters of LoRA adapter ``name`` on the network (its FSDP2 shards when sharded)."""
         tag = f".{name}."
         return [p for n, p in self.net.named_parameters() if tag in n]
 
@@ -294,7 +295,7 @@ class Auxiliary:
     def parameters(self) -> list[torch.nn.Parameter]:
         if self.module is not None:
             return list(self.module.parameters())
-        return self.student._adapter_parameters(self.name)
+        return self.student.adapter_parameters(self.name)
 
     def denoiser(self):
         """``(x, t, cond) -> model output`` of this network (gradients reach its parameters)."""

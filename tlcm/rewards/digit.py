@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from tlcm.rewards import Reward, RewardSpec, register_reward
+from tlcm.rewards.base import Reward, RewardSpec
+from tlcm.scoring import register_score
 from tlcm.toy.data import DIGIT_WORDS, prompt_for
 
 
@@ -42,6 +43,6 @@ class DigitReward(Reward):
         return [prompt_for((prompt_digit(p) + s) % 10) for p, s in zip(prompts, shift, strict=True)]
 
 
-@register_reward("digit")
+@register_score("digit", "reward")
 def _digit(spec: RewardSpec, device: torch.device) -> DigitReward:
     return DigitReward(device)

@@ -41,7 +41,8 @@ N_DIGITS = 1797
 """UCI digits; the real images are their placements (tlcm.toy.data.load_digit_images)."""
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
+    """The toy builds' progress bar (this module's and build_flow.py's)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -62,7 +63,7 @@ def train_classifier(
     te = (base[1500:, None] + copies).flatten()
     model = DigitClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("classifier", total=steps, info="")
         for _ in range(steps):
             idx = tr[torch.randint(len(tr), (BATCH,), generator=g)]
@@ -92,7 +93,7 @@ def train_vae(x, steps: int, g: torch.Generator, jitter: float = 1.0) -> Autoenc
     )
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("vae", total=steps, info="")
         for _ in range(steps):
             idx = torch.randint(len(x), (32,), generator=g)
@@ -174,7 +175,7 @@ def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps,
         lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159)).item()),
     )
     n_templates = (len(text_ids) - 1) // 10
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("unet", total=steps, info="")
         for step in range(steps):
             emb = text_encoder(text_ids)[0]

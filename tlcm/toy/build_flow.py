@@ -61,10 +61,10 @@ from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 from tlcm.files import honour_umask
 from tlcm.toy.assets import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.build import (
-    _progress,
     console,
     encode_all,
     parameter_counts,
+    progress_bar,
     teacher_step,
     text_encoder_config,
 )
@@ -148,7 +148,7 @@ def train_transformer(pipe, latents_mean, latents_std, labels, steps, g, max_seq
     losses: list[float] = []
     log_every = max(1, steps // 40)
     start = time.time()
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("transformer", total=steps, info="")
         for step in range(steps):
             emb, pooled = encode(pipe, prompts, max_sequence_length)

@@ -126,3 +126,19 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
+
+
+def real_pairs(n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, list[str], list[dict]]:
+    """The miniature's real training digits as image-text pairs: images (N, 3, 32, 32) in [-1, 1]
+    (``load_digit_images()``: both inks), each captioned with its digit's prompt in template
+    ``i % len(TEMPLATES)`` (i its index among all 3594, so an image keeps its caption whatever
+    ``n``), and rows {"digit", "ink"} (ink "white" on black or "black" on white). ``n``: a subset,
+    the first n of a ``seed`` permutation, in index order (None: all). Needs scikit-learn."""
+    x, y = load_digit_images()
+    keep = torch.arange(len(x))
+    if n is not None and n < len(x):
+        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    half = len(x) // INKS
+    texts = [prompt_for(int(y[i]), i % len(TEMPLATES)) for i in keep.tolist()]
+    rows = [{"digit": int(y[i]), "ink": "white" if i < half else "black"} for i in keep.tolist()]
+    return x[keep], texts, rows

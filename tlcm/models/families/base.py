@@ -6,10 +6,18 @@ pipeline. Latents are always (B, C, h, w), as the VAE makes them (a family that 
 FLUX, packs inside ``forward``), so losses, solvers and discriminators see one shape convention.
 Adding a family = one file here that subclasses ``Family`` + an entry in ``FAMILIES``
 (families/__init__.py) + its tests (a tiny random pipeline, the preset smoke train, the export).
+The family is the model boundary: loading (precision per component), the fingerprint of every
+component that determines the outputs, sizes from the resolution, decode, sharding and the names
+the model card and the export use live here; nothing outside tlcm/models/families branches on the
+family (tests/test_families.py lists what a family must provide).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -18,52 +26,123 @@ from diffusers import DiffusionPipeline
 from tlcm.conditioning import Conditioning
 from tlcm.diffusion.schedule import Schedule, schedule_from_config
 
+FINGERPRINT_SAMPLE = 1 << 20
+"""Bytes of each file's start and end that ``Family.fingerprint`` hashes (configs, tokenizers: whole)."""
 
-class Family:
-    """One model family (SD1.5, SDXL, SD3, FLUX.1): how to encode, denoise, decode and export.
 
-    Class attributes: ``name`` (recipes, model cards), ``pipeline`` (the diffusers pipeline class),
-    ``net`` (the denoiser's component: "unet" or "transformer", also the LoRA key prefix of
-    diffusers' ``load_lora_weights``), ``components`` (folders a model folder must hold),
-    ``lora_targets`` (default LoRA target modules), ``scheduler`` (the exported TLCM scheduler's
-    class name), ``kohya`` (the kohya LoRA export's base-model tag, or None: not offered).
+def read_config(file: Path) -> dict:
+    """A JSON config file of a model folder as a dict, read without loading anything ({} when it is
+    missing, unreadable or not a JSON object: loading the folder reports those)."""
+    try:
+        config = json.loads(Path(file).read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def absent_components(path: Path) -> list[str]:
+    """Optional components a checked folder's model_index.json lists as [null, null] (an SD3 saved
+    without T5): diffusers' from_pretrained wants them passed as None explicitly."""
+    spec = json.loads((Path(path) / "model_index.json").read_text())
+    return [k for k, v in spec.items() if isinstance(v, list) and len(v) == 2 and v == [None, None]]
+
+
+class Family(ABC):
+    """One model family (SD1.5, SDXL, SD3, FLUX.1): how to load, encode, denoise, decode and export.
+
+    Class attributes: ``name`` (recipes, model cards), ``tag`` (the model card's Hugging Face tag),
+    ``pipeline`` (the diffusers pipeline class; its name keys ``FAMILIES``), ``net`` (the denoiser's
+    component: "unet" or "transformer", also the LoRA key prefix of diffusers' ``load_lora_weights``
+    and the folder of a full fine-tune's export), ``components`` (folders a model folder must hold),
+    ``optional_components`` (folders it may hold, e.g. SD3's T5; with ``components``: every folder
+    that determines the outputs), ``lora_targets`` (default LoRA target modules), ``scheduler`` (the
+    exported TLCM scheduler's class name), ``kohya`` (the kohya LoRA export's base-model tag, or
+    None: not offered).
     """
 
     name: ClassVar[str]
+    tag: ClassVar[str]
     pipeline: ClassVar[type[DiffusionPipeline]]
     net: ClassVar[str] = "unet"
-    components: ClassVar[tuple[str, ...]] = ("vae", "scheduler", "text_encoder", "tokenizer")
+    components: ClassVar[tuple[str, ...]]
+    optional_components: ClassVar[tuple[str, ...]] = ()
     lora_targets: ClassVar[tuple[str, ...]]
     scheduler: ClassVar[str] = "TLCMScheduler"
     kohya: ClassVar[str | None] = None
 
+    def component_dtypes(self, path: Path, dtype: torch.dtype) -> dict[str, torch.dtype]:
+        """Precision per component of the folder ``path`` for frozen weights of ``dtype`` (diffusers'
+        ``from_pretrained(dtype=...)`` form): all in ``dtype`` but a VAE whose config asks to stay
+        fp32 (``force_upcast``, diffusers' default True: SDXL's VAE overflows in fp16)."""
+        upcast = bool(read_config(Path(path) / "vae" / "config.json").get("force_upcast", True))
+        return {"default": dtype, **({"vae": torch.float32} if upcast else {})}
+
+    def load(self, path: Path, dtype: torch.dtype) -> DiffusionPipeline:
+        """The pipeline of the checked local folder ``path`` (no hub access), frozen weights in
+        ``dtype`` per ``component_dtypes``; components model_index.json lists as [null, null] (an SD3
+        without T5) are passed as None. Raises what diffusers raises (OSError, ValueError, ...)."""
+        absent = dict.fromkeys(absent_components(path))
+        return self.pipeline.from_pretrained(
+            path, dtype=self.component_dtypes(path, dtype), local_files_only=True, **absent
+        )
+
+    def fingerprint(self, path: Path) -> str:
+        """The fingerprint "<name>:<sha256>" of the model folder ``path``: sha256 over every component
+        folder that determines the outputs (``components`` + ``optional_components``: the denoiser,
+        the VAE, the text encoders and tokenizers, the scheduler config), each file's path, size,
+        first and last MiB (configs whole, weights sampled: cheap, yet any retrained or swapped
+        component changes it); an optional component the folder lacks counts as absent."""
+        path, digest = Path(path), hashlib.sha256()
+        for component in (*self.components, *self.optional_components):
+            folder = path / component
+            if not folder.is_dir():
+                digest.update(f"{component}:absent\0".encode())
+                continue
+            for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+                size = file.stat().st_size
+                with file.open("rb") as handle:
+                    head = handle.read(FINGERPRINT_SAMPLE)
+                    handle.seek(max(size - FINGERPRINT_SAMPLE, len(head)))
+                    digest.update(
+                        f"{file.relative_to(path).as_posix()}:{size}:".encode() + head + handle.read()
+                    )
+        return f"{self.name}:{digest.hexdigest()}"
+
+    @abstractmethod
     def encode(
         self,
         pipe: DiffusionPipeline,
         prompts: list[str],
         device: torch.device,
         max_sequence_length: int | None,
+        latent_shape: tuple[int, int, int],
     ) -> tuple[Conditioning, Conditioning]:
         """Prompts (B,) -> (conditional, unconditional) Conditioning, batch B each, with the
         pipeline's own ``encode_prompt`` (the unconditional input is what the pipeline uses for CFG:
         the empty prompt, or SDXL's zeroed negatives). ``max_sequence_length``: T5 tokens (None:
-        the pipeline's default; families without T5 ignore it)."""
-        raise NotImplementedError
+        the pipeline's default; families without T5 ignore it). ``latent_shape``: (C, h, w) of the
+        latents the conditioning goes with (SDXL's size conditioning, ``encoded_sizes``)."""
 
+    def encoded_sizes(self, pipe: DiffusionPipeline, latent_shape: tuple[int, int, int]) -> dict[str, object]:
+        """What of the image size ``encode`` puts into the conditioning for latents of
+        ``latent_shape`` (SDXL: its time ids), so that caches of encodings can tell sizes apart;
+        {} where the conditioning holds no size."""
+        return {}
+
+    @abstractmethod
     def forward(
         self, net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Conditioning
     ) -> torch.Tensor:
         """The network's raw output (B, C, h, w) at latents x (B, C, h, w) and timesteps t (B,) (the
         schedule's: long 0..T-1 for VP, float 0..T for flow), in the family's parameterisation
         (eps / v for UNets, the flow velocity for SD3 / FLUX). Inputs are in the net's dtype."""
-        raise NotImplementedError
 
+    @abstractmethod
     def features(
         self, net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Conditioning
     ) -> list[torch.Tensor]:
         """Intermediate features [(B, C_i, h_i, w_i), ...] of ``net`` at (x, t, cond), for the
         teacher-feature discriminator (its encoder half: UNet down + mid blocks, transformer blocks)."""
-        raise NotImplementedError
 
     def tapped_features(self, net, x, t, cond, blocks, pick) -> list[torch.Tensor]:
         """Features by forward hooks: ``pick(block output)`` of each of ``blocks`` during one full
@@ -77,9 +156,9 @@ class Family:
                 hook.remove()
         return feats
 
+    @abstractmethod
     def feature_channels(self, net: torch.nn.Module) -> list[int]:
         """C_i of each tensor ``features`` returns."""
-        raise NotImplementedError
 
     def shard_modules(self, net: torch.nn.Module) -> list[torch.nn.Module]:
         """The network's repeated blocks, each one FSDP2 unit (``--recipes.runtime.fsdp``)."""
@@ -128,3 +207,13 @@ class Family:
     def sample_kwargs(self) -> dict[str, object]:
         """Extra keyword arguments of the pipeline's ``__call__`` for a TLCM student (model cards)."""
         return {"guidance_scale": 0.0}
+
+    def scheduler_mu(self, pipe: DiffusionPipeline, schedule: Schedule) -> float | None:
+        """The ``mu`` the exported scheduler's ``set_timesteps`` takes to sample at the training
+        grid of ``schedule`` (a resolution-dependent shift), or None where it takes none."""
+        return None
+
+    def comfy_refusal(self, net: torch.nn.Module) -> str | None:
+        """None when stock ComfyUI loads the base network ``net`` with the kohya LoRA (the model
+        card then gives ComfyUI steps), else the card's text saying why not and what works."""
+        return f"Not covered for {self.name}: use diffusers."

@@ -48,6 +48,7 @@ class Flux(TransformerFamily):
     without it (schnell-like) by classifier-free guidance with the empty prompt."""
 
     name = "flux"
+    tag = "flux"
     pipeline = FluxPipeline
     components = (
         "transformer",
@@ -59,7 +60,7 @@ class Flux(TransformerFamily):
         "tokenizer_2",
     )
 
-    def encode(self, pipe, prompts, device, max_sequence_length):
+    def encode(self, pipe, prompts, device, max_sequence_length, latent_shape):
         length = max_sequence_length or FLUX_MAX_SEQUENCE_LENGTH
 
         def one(texts: list[str]) -> Conditioning:
@@ -133,3 +134,8 @@ class Flux(TransformerFamily):
 
     def sample_kwargs(self):
         return {"guidance_scale": STUDENT_GUIDANCE}
+
+    def scheduler_mu(self, pipe, schedule):
+        """With ``use_dynamic_shifting``: log of the training schedule's shift (``schedule`` fixed
+        exp(mu) for the training resolution), the mu FluxPipeline computes for that image size."""
+        return math.log(schedule.shift) if pipe.scheduler.config.get("use_dynamic_shifting") else None

@@ -40,12 +40,30 @@ class StableDiffusion(Family):
     """SD1.5-style: one CLIP text encoder, prompt embeddings only."""
 
     name = "sd15"
+    tag = "stable-diffusion"
     pipeline = StableDiffusionPipeline
     components = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
     lora_targets = LCM_LORA_TARGETS
     kohya = "sd_v1"
 
-    def encode(self, pipe, prompts, device, max_sequence_length):
+    @staticmethod
+    def comfy_detects(net) -> bool:
+        """Whether stock ComfyUI can recognise the base UNet ``net``: its SD1.x / SD2.x / SDXL model
+        configs all have 320 base channels (a tiny UNet such as the bundled miniature's matches none)."""
+        return net.config.block_out_channels[0] == 320
+
+    def comfy_refusal(self, net):
+        if self.comfy_detects(net):
+            return None
+        channels, width = tuple(net.config.block_out_channels), net.config.cross_attention_dim
+        return f"""Stock ComfyUI cannot load this base model: it recognises a checkpoint by matching its UNet
+against the architectures it knows (SD1.x, SD2.x, SDXL, ...: 320 base channels), and this UNet
+(block channels {channels}, cross-attention width {width}) matches none of them, so there is no
+base for the kohya LoRA to patch. What works: diffusers (above), or
+`python -m tlcm.sample --student RUN` (RUN: the run folder above this one). A student of a real
+SD1.5 / SDXL base gets ComfyUI steps here (a LoraLoader on its kohya file, sampler lcm)."""
+
+    def encode(self, pipe, prompts, device, max_sequence_length, latent_shape):
         emb, neg = pipe.encode_prompt(
             prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True
         )
@@ -96,14 +114,25 @@ class StableDiffusionXL(StableDiffusion):
     """SDXL: two CLIP encoders, pooled embeddings and six micro-conditioning time ids."""
 
     name = "sdxl"
+    tag = "stable-diffusion-xl"
     pipeline = StableDiffusionXLPipeline
+    components = (*StableDiffusion.components, "text_encoder_2", "tokenizer_2")
     kohya = "sdxl_base_v1-0"
 
-    def encode(self, pipe, prompts, device, max_sequence_length):
+    def time_ids(self, pipe, latent_shape) -> list[int]:
+        """SDXL's six micro-conditioning ids for latents (C, h, w): original size = target size =
+        the image (h, w) x the VAE factor (the configured resolution, not the default 1024 px), crop
+        (0, 0); what StableDiffusionXLPipeline passes when it samples at that height and width."""
+        height, width = (side * pipe.vae_scale_factor for side in latent_shape[1:])
+        return [height, width, 0, 0, height, width]
+
+    def encoded_sizes(self, pipe, latent_shape):
+        return {"time_ids": self.time_ids(pipe, latent_shape)}
+
+    def encode(self, pipe, prompts, device, max_sequence_length, latent_shape):
         emb, neg, pooled, neg_pooled = pipe.encode_prompt(
             prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True
         )
-        size = self.latent_shape(pipe)[1] * pipe.vae_scale_factor  # SDXL's default 1024 px
-        ids = torch.tensor([[size, size, 0, 0, size, size]], device=device, dtype=emb.dtype)
+        ids = torch.tensor([self.time_ids(pipe, latent_shape)], device=device, dtype=emb.dtype)
         ids = ids.expand(len(prompts), 6)
         return Conditioning(emb, pooled, ids), Conditioning(neg, neg_pooled, ids)

@@ -16,6 +16,7 @@ class StableDiffusion3(TransformerFamily):
     transformer predicts the flow velocity v = eps - x0 at timestep sigma * T."""
 
     name = "sd3"
+    tag = "sd3"
     pipeline = StableDiffusion3Pipeline
     components = (
         "transformer",
@@ -26,8 +27,9 @@ class StableDiffusion3(TransformerFamily):
         "text_encoder_2",
         "tokenizer_2",
     )
+    optional_components = ("text_encoder_3", "tokenizer_3")
 
-    def encode(self, pipe, prompts, device, max_sequence_length):
+    def encode(self, pipe, prompts, device, max_sequence_length, latent_shape):
         emb, neg, pooled, neg_pooled = pipe.encode_prompt(
             prompt=prompts,
             prompt_2=None,

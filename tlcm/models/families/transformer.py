@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from tlcm.models.families.base import Family
@@ -41,9 +43,9 @@ class TransformerFamily(Family):
         """The patch size: each token covers p x p latent pixels."""
         return int(net_config.get("patch_size", 1))
 
+    @abstractmethod
     def token_grid(self, net: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
         """(h', w') of ``net``'s image tokens for latents x (B, C, h, w), row-major."""
-        raise NotImplementedError
 
     def _taps(self, net: torch.nn.Module) -> list[torch.nn.Module]:
         blocks = list(net.transformer_blocks)

@@ -1,5 +1,5 @@
 """Train a latent LPIPS (tlcm.losses.latent_lpips) for one VAE's latent space:
-``python -m tlcm.losses.latent_lpips_train --model DIFFUSERS_FOLDER --out FILE.safetensors``.
+``python -m tlcm.latent_lpips.train --model DIFFUSERS_FOLDER --out FILE.safetensors``.
 
 The paper trains on BAPPS (human 2AFC judgments); neither BAPPS nor a pretrained VGG can be fetched
 here, so the target is a pixel-space perceptual *proxy*, computed on the decoded images of the two
@@ -42,9 +42,9 @@ from safetensors.torch import load_file
 from torchvision.transforms.v2 import functional as TF
 
 from tlcm.errors import TLCMError, run_cli
+from tlcm.latent_lpips.data import PixelProxy, Proxy, distort, make_triplets  # noqa: F401  (API)
 from tlcm.losses.distances import Distance
 from tlcm.losses.latent_lpips import LatentLPIPS, save_latent_lpips
-from tlcm.losses.latent_lpips_data import PixelProxy, Proxy, distort, make_triplets  # noqa: F401  (API)
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.classifier import DigitClassifier
 

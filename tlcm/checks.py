@@ -242,6 +242,14 @@ def _check_batch(flag: str, batch: int, accum: int, world: int) -> None:
         )
 
 
+DATA_HOW = {
+    "trajectory_cache": "build it with python -m tlcm.data.trajectories",
+    "images": "an image folder with metadata.jsonl or webdataset shards; the miniature's digits: "
+    "python -m tlcm.data.images --write-miniature DIR",
+}
+"""How to make each ``DataConfig`` folder a loss may need (``LossConfig.data_needs``)."""
+
+
 def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
     """Raise TLCMError naming the recipe field (as a CLI flag) for the first invalid value.
 
@@ -292,11 +300,13 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
                 raise TLCMError(
                     f"{flag}.losses.{loss_name}.weight must be a finite number, got {loss.weight}"
                 )
-            if getattr(loss, "states", None) == "cache" and recipe.data.trajectory_cache is None:
-                raise TLCMError(
-                    f'{flag}.losses.{loss_name}.states "cache" needs --recipes.data.trajectory-cache DIR '
-                    "(build it with python -m tlcm.data.trajectories), or use states mds"
-                )
+            for field, (why, otherwise) in loss.data_needs().items():
+                if getattr(recipe.data, field) is None:
+                    option = field.replace("_", "-")
+                    raise TLCMError(
+                        f"{flag}.losses.{loss_name}.{why} needs --recipes.data.{option} DIR "
+                        f"({DATA_HOW[field]}), or {otherwise}"
+                    )
             try:
                 loss.validate(num_train_timesteps, recipe.student.grid)
             except ValueError as err:
@@ -341,6 +351,17 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
         raise TLCMError(
             f"--recipes.data.trajectory-cache {cache} is not a folder: build it with python -m "
             f"tlcm.data.trajectories --model {recipe.model.path} --prompts <prompt file> --out {cache}"
+        )
+    images = recipe.data.images
+    if images is not None and recipe.data.prompts is not None:
+        raise TLCMError(
+            f"--recipes.data.images {images} and --recipes.data.prompts {recipe.data.prompts} are both "
+            "set: with real images the prompts are their captions; drop --recipes.data.prompts"
+        )
+    if images is not None and "*" not in str(images) and "{" not in str(images) and not Path(images).exists():
+        raise TLCMError(
+            f"--recipes.data.images {images} does not exist: pass an image folder with metadata.jsonl or "
+            f"webdataset shards ({DATA_HOW['images']})"
         )
     embeddings = recipe.data.embedding_cache
     if embeddings is not None and Path(embeddings).exists() and not Path(embeddings).is_dir():

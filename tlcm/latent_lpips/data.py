@@ -1,4 +1,4 @@
-"""Training data of the latent LPIPS trainer (tlcm.losses.latent_lpips_train): the pixel-space
+"""Training data of the latent LPIPS trainer (tlcm.latent_lpips.train): the pixel-space
 perceptual proxy P (the target), the random distortions, and triplets of latents with their
 proxy distances."""
 

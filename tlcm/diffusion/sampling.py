@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from tlcm.conditioning import Conditioning
+from tlcm.diffusion.denoiser import Denoiser
 from tlcm.diffusion.schedule import Schedule
-from tlcm.diffusion.solvers import guided_output, tlcm_step
-
-Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
+from tlcm.diffusion.solvers import tlcm_step
 
 
 def teacher_timesteps(num_steps: int, schedule: Schedule) -> list[float]:
@@ -50,8 +49,6 @@ def sample_latents(
     noise: torch.Tensor,
     timesteps: Sequence[float],
     gamma: float,
-    uncond: Conditioning | None = None,
-    guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     on_step: Callable[[int], None] | None = None,
     first_gamma: float | None = None,
@@ -60,19 +57,16 @@ def sample_latents(
 
     Each step: x0_hat = to_x0(model output at t), then x_s = tlcm_step(x_t, x0_hat, t -> s, gamma)
     (the first move, from timesteps[0], with ``first_gamma`` when given); the last step returns
-    x0_hat (as diffusers' LCMScheduler). With ``uncond`` and
-    guidance_scale w != 1 the model output is classifier-free guided, in one batched call.
+    x0_hat (as diffusers' LCMScheduler and the TLCM authors' inference.py). The teacher comes
+    guided (``tlcm.diffusion.denoiser.Guided``: one batched CFG call per step); the student is a
+    plain denoiser.
     ``on_step(i)`` is called after step i (progress bars).
     """
     x = noise
     batch = noise.shape[0]
     for i, t_value in enumerate(timesteps):
         t = torch.full((batch,), t_value, device=x.device, dtype=schedule.timestep_dtype)
-        if uncond is not None and guidance_scale != 1.0:
-            out = guided_output(denoiser, x, t, cond, uncond, guidance_scale)
-        else:
-            out = denoiser(x, t, cond)
-        x0 = schedule.to_x0(out, x, t)
+        x0 = schedule.to_x0(denoiser(x, t, cond), x, t)
         if on_step is not None:
             on_step(i)
         if i == len(timesteps) - 1:

@@ -9,7 +9,7 @@ import torch
 
 from tlcm.conditioning import Conditioning
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.sampling import sample_latents
+from tlcm.diffusion.sampling import sample_latents
 from tlcm.toy.data import eval_prompts
 from tlcm.toy.metrics import ToyMetrics, ToyScores
 
