@@ -11,6 +11,7 @@ from recipes.tlcm import (
     tlcm_full_sdxl,
     tlcm_paper,
 )
+from recipes.zoo import hyper_sd_tscd, lcm_lora, pcm, tcd
 
 PRESETS = {
     "tlcm-full": tlcm_full(),
@@ -21,5 +22,9 @@ PRESETS = {
     "tlcm-full-sd3": tlcm_full_sd3(),
     "tlcm-full-flux": tlcm_full_flux(),
     "tlcm-full-flow": tlcm_full_flow(),
+    "lcm-lora": lcm_lora(),
+    "pcm": pcm(),
+    "tcd": tcd(),
+    "hyper-sd-tscd": hyper_sd_tscd(),
 }
 """Preset name -> Recipe (the subcommands of tlcm.train)."""

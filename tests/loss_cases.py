@@ -3,8 +3,6 @@ contract tests (tests/test_loss_contract.py) and their torchrun worker (tests/dp
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from engine_helpers import shrink
 from recipes import PRESETS
 from recipes.tlcm import MINIATURE_GAN
 from tlcm.config import Phase, Recipe
-from tlcm.data.images import METADATA, save_image_folder
+from tlcm.data.images import save_image_folder, write_once
 from tlcm.losses.dmd import DMDConfig
 from tlcm.losses.gan import GANConfig
 from tlcm.losses.lcd import LCDConfig
@@ -100,21 +98,12 @@ def case_recipe(
 
 def real_images(root: Path) -> Path:
     """``root/real-images``: 40 smooth random 32 px images captioned with the miniature's prompts,
-    written once (atomically: torchrun's processes may ask at the same time)."""
-    folder = root / "real-images"
-    if (folder / METADATA).is_file():
-        return folder
+    written once (torchrun's processes may ask at the same time)."""
     gen = torch.Generator().manual_seed(0)
     images = F.interpolate(torch.rand(40, 3, 4, 4, generator=gen), size=32, mode="bilinear") * 2 - 1
     prompts = all_prompts()
-    scratch = save_image_folder(
-        root / f".real-images-{os.getpid()}", images, [prompts[i % len(prompts)] for i in range(40)]
-    )
-    try:
-        scratch.rename(folder)
-    except OSError:  # another process wrote it first
-        shutil.rmtree(scratch)
-    return folder
+    captions = [prompts[i % len(prompts)] for i in range(40)]
+    return write_once(root / "real-images", lambda scratch: save_image_folder(scratch, images, captions))
 
 
 def in_bf16(recipe: Recipe) -> Recipe:

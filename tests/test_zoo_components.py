@@ -32,10 +32,16 @@ def test_lattice_timesteps_are_lcms_ddim_solver_points():
     assert torch.equal(t_n, torch.maximum(t_m - 20, grid[seg]))
 
 
-def test_lattice_timesteps_refuse_a_flow_schedule():
+def test_flow_lattice_is_the_shifted_grid():
+    """On a flow schedule the lattice is timestep_at(i / N) (N = T / k = 50): t_m takes those values,
+    inside its segment."""
     flow = FlowSchedule(shift=3.0)
-    with pytest.raises(ValueError, match="discrete"):
-        sample_segment_timesteps(flow, milestones(2, flow), 4, 20, lattice=True)
+    gen = torch.Generator().manual_seed(0)
+    grid = milestones(2, flow)
+    seg, t_m, _ = sample_segment_timesteps(flow, grid, 2000, 20, generator=gen, lattice=True)
+    points = flow.timestep_at(torch.arange(1, 51, dtype=torch.float64) / 50).float()
+    assert torch.isin(t_m.float(), points).all() and len(set(t_m.tolist())) == 50
+    assert ((grid[seg] < t_m) & (t_m <= grid[seg + 1])).all()
 
 
 def test_per_sample_guidance_equals_each_sample_guided_alone():

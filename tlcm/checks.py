@@ -20,6 +20,7 @@ import torch
 
 from tlcm.config import EXPORT_FORMATS, Recipe
 from tlcm.errors import TLCMError
+from tlcm.toy import MINIATURE_DIGITS
 
 if TYPE_CHECKING:  # tlcm.models imports diffusers: the functions that read a model folder import it
     from tlcm.models.families import Family
@@ -358,7 +359,8 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
             f"--recipes.data.images {images} and --recipes.data.prompts {recipe.data.prompts} are both "
             "set: with real images the prompts are their captions; drop --recipes.data.prompts"
         )
-    if images is not None and "*" not in str(images) and "{" not in str(images) and not Path(images).exists():
+    pattern = "*" in str(images) or "{" in str(images)
+    if images is not None and not pattern and Path(images) != MINIATURE_DIGITS and not Path(images).exists():
         raise TLCMError(
             f"--recipes.data.images {images} does not exist: pass an image folder with metadata.jsonl or "
             f"webdataset shards ({DATA_HOW['images']})"

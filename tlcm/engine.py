@@ -32,7 +32,7 @@ from tlcm.checkpoint import Checkpoint, TrainState, load_latest, save_checkpoint
 from tlcm.checks import validate_recipe
 from tlcm.config import Phase, Recipe
 from tlcm.data.embeddings import EmbeddingStore
-from tlcm.data.images import ImageTextSource, model_resolution, real_latents
+from tlcm.data.images import model_resolution, open_images, real_latents
 from tlcm.data.prompts import load_prompts
 from tlcm.data.trajectories import TrajectoryCache
 from tlcm.diffusion.denoiser import Guided
@@ -140,7 +140,7 @@ class Trainer:
             for net in dict.fromkeys([self.student.net, self.base.net]):
                 shard(net, self.base.family.shard_modules(net), self.dist.device, param_dtype)
         data = recipe.data
-        self.images = data.images and ImageTextSource(  # real image-text pairs: captions are the prompts
+        self.images = data.images and open_images(  # real image-text pairs: captions are the prompts
             data.images, model_resolution(self.base), data.caption_column, "--recipes.data.images"
         )
         if self.images:

@@ -28,9 +28,11 @@ import glob
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +45,7 @@ from torchvision.transforms.v2 import functional as TF
 from tlcm.data.prompts import clean_prompt
 from tlcm.errors import TLCMError, run_cli
 from tlcm.files import write_failed
+from tlcm.toy import MINIATURE_DIGITS
 
 if TYPE_CHECKING:
     from tlcm.models.base import BaseModel
@@ -499,6 +502,33 @@ def write_miniature_shards(out_dir, n: int | None = None, per_shard: int = 1000,
 
     images, texts, rows = real_pairs(n, seed)
     return save_shards(out_dir, images, texts, per_shard, rows)
+
+
+def write_once(folder: Path, write: Callable[[Path], Path]) -> Path:
+    """``folder``, made by ``write(scratch)`` in a scratch sibling renamed into place unless it
+    already holds a complete source (its metadata.jsonl): processes that ask at the same time (under
+    torchrun) never see a half-written folder, and only the first one's copy stays."""
+    if not (folder / METADATA).is_file():
+        scratch = write(folder.parent / f".{folder.name}-{os.getpid()}")
+        try:
+            scratch.rename(folder)
+        except OSError:  # another process renamed its copy first
+            shutil.rmtree(scratch)
+    return folder
+
+
+def open_images(
+    path: str | Path | Sequence[str | Path],
+    resolution: int,
+    caption_column: str = "text",
+    flag: str = DEFAULT_FLAG,
+) -> ImageTextSource:
+    """``ImageTextSource(path, ...)``; ``MINIATURE_DIGITS`` (the recipes' real images on the
+    miniature) is written there first when missing."""
+    if isinstance(path, (str, Path)) and Path(path) == MINIATURE_DIGITS:
+        MINIATURE_DIGITS.parent.mkdir(parents=True, exist_ok=True)
+        write_once(MINIATURE_DIGITS, write_miniature_folder)
+    return ImageTextSource(path, resolution, caption_column, flag)
 
 
 # --------------------------------------------------------------------- CLI

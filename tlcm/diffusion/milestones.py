@@ -72,9 +72,9 @@ def sample_segment_timesteps(
     hi = min(t_{s+1}, schedule.max_timestep): VP timesteps stop at T - 1 = 999, so the top segment
     is (875, 999] (124 integers) and every other one (t_s, t_{s+1}] (125 integers); flow timesteps
     are real numbers in (t_s, t_{s+1}]. ``segments`` (B,) long fixes s; by default s is uniform in
-    0..M-1. ``lattice``: t_m uniform over the segment's points of the T/k-point DDIM lattice
-    {k - 1, 2k - 1, ..., T - 1} instead (LCM's DDIMSolver, Luo et al. 2023; VP only: every segment
-    at least k wide holds one). Tensors live on ``milestones.device`` (the generator's device).
+    0..M-1. ``lattice``: t_m uniform over the segment's points of ``ddim_lattice`` instead (LCM's
+    DDIMSolver, Luo et al. 2023; a segment at least k wide holds one). Tensors live on
+    ``milestones.device`` (the generator's device).
     Returns (segments, t_m, t_n), each (B,); the timesteps are long (VP) or float (flow).
     """
     device = milestones.device
@@ -85,15 +85,24 @@ def sample_segment_timesteps(
     hi = milestones[segments + 1].double().clamp(max=schedule.max_timestep)
     u = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64)
     if lattice:
-        if not schedule.discrete:
-            raise ValueError("lattice timesteps need a discrete (VP) schedule")
-        first, last = ((lo + 1) / skip).floor() + 1, ((hi + 1) / skip).floor()  # points i k - 1
-        t_m = (first + (u * (last - first + 1)).floor().clamp(max=last - first)) * skip - 1
+        points = ddim_lattice(schedule, skip, device)
+        first = torch.searchsorted(points, lo, right=True)  # the segment's points: first..last
+        last = torch.searchsorted(points, hi, right=True) - 1
+        t_m = points[first + (u * (last - first + 1)).floor().long().clamp(max=last - first)]
     else:
         offset = u * (hi - lo)
         t_m = hi - (offset.floor() if schedule.discrete else offset)
     t_n = torch.maximum(t_m - skip, lo)
     return segments, schedule.discretize(t_m), schedule.discretize(t_n)
+
+
+def ddim_lattice(schedule: Schedule, skip: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The N = round(T / k) points of LCM's DDIM lattice (diffusers' DDIMSolver), ascending, float64:
+    VP, i k - 1 for i = 1..N ({19, 39, ..., 999} for k = 20); flow (no reference: ours),
+    ``schedule.timestep_at(i / N)``, the shifted grid."""
+    n = max(1, round(schedule.num_train_timesteps / skip))
+    i = torch.arange(1, n + 1, dtype=torch.float64, device=device)
+    return i * skip - 1 if schedule.discrete else schedule.timestep_at(i / n).double()
 
 
 def inference_milestone_indices(
