@@ -8,6 +8,7 @@ import sys
 import pytest
 import tyro
 
+from recipes import PRESETS
 from tlcm.errors import run_cli
 from tlcm.sample import SampleArgs
 from tlcm.sample import main as sample_main
@@ -110,8 +111,9 @@ def test_unknown_preset_with_help_in_a_real_process():
         timeout=300,
     )
     assert proc.returncode == 2 and proc.stdout == ""
-    presets = "recipes:tlcm-full-sdxl, recipes:tlcm-full-sd3, recipes:tlcm-full-flux, recipes:tlcm-full-flow"
-    assert proc.stderr.strip().splitlines() == [f"error: {PRESET_LINE}{presets}"]
+    presets = ", ".join(f"recipes:{name}" for name in PRESETS)
+    assert proc.stderr.strip().splitlines() == [f"error: unknown recipe recipes:UNKNOWN; presets: {presets}"]
+    assert presets.startswith(PRESET_LINE.split("presets: ")[1])  # the documented order first
 
 
 HELP_CHECK = """

@@ -803,16 +803,10 @@ def test_mlcd_goal_is_one_teacher_step_then_the_target_to_the_segment_edge():
     _close(moved, goal)
 
 
-@pytest.mark.parametrize("segments, width", [(0, 3), (2, 6)])
-def test_mlcd_component_timesteps_and_value_by_hand(segments, width):
-    """MLCD, single_jump states, M = 4 segments [0, 3, 6, 9, 12] on the 12-step schedule, skip
-    k = 2. The teacher's first call is at T - 1 = 11 (noise -> x_tm in one CFG-DDIM step), its
-    second at t_m on x_tm (one step to x_tn). t_s = the segment's lower edge, t_m in (t_s, t_s + 3],
-    t_n = max(t_m - 2, t_s); the stop-grad student predicts at (x_tn, t_n) without gradients, the
-    student at (x_tm, t_m) with; the loss is the batch mean of the by-hand l2 to the edge t_s."""
+def _mlcd_run(batch: int, seed: int, grid: tuple[int, int], **extra):
+    """(the Affine student, the curved teacher's call log, a context on the 12-step schedule with
+    prompt scalars e_c = 0.4, e_u = -0.1 at w = 3) for MLCD component tests."""
     student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
-    cfg = MLCDConfig(skip=2, states="single_jump", segments=segments)
-    batch = 8
     ctx = _ctx(
         student,
         _curved_teacher(teacher_calls),
@@ -820,9 +814,23 @@ def test_mlcd_component_timesteps_and_value_by_hand(segments, width):
         cond=[MLCD_E_C] * batch,
         uncond=[MLCD_E_U],
         w=MLCD_W,
-        seed=2,
-        grid=(4, 1),
+        seed=seed,
+        grid=grid,
+        **extra,
     )
+    return student, teacher_calls, ctx
+
+
+@pytest.mark.parametrize("segments, width", [(0, 3), (2, 6)])
+def test_mlcd_component_timesteps_and_value_by_hand(segments, width):
+    """MLCD, single_jump states, M = 4 segments [0, 3, 6, 9, 12] on the 12-step schedule, skip
+    k = 2. The teacher's first call is at T - 1 = 11 (noise -> x_tm in one CFG-DDIM step), its
+    second at t_m on x_tm (one step to x_tn). t_s = the segment's lower edge, t_m in (t_s, t_s + 3],
+    t_n = max(t_m - 2, t_s); the stop-grad student predicts at (x_tn, t_n) without gradients, the
+    student at (x_tm, t_m) with; the loss is the batch mean of the by-hand l2 to the edge t_s."""
+    cfg = MLCDConfig(skip=2, states="single_jump", segments=segments)
+    batch = 8
+    student, teacher_calls, ctx = _mlcd_run(batch, seed=2, grid=(4, 1))
     value = MLCD(cfg, student)(ctx)["mlcd"]
     (x_tn, t_n, grad_tn), (x_tm, t_m, grad_tm) = student.calls
     assert not grad_tn and grad_tm
@@ -857,20 +865,9 @@ def test_mlcd_real_states_random_target_time_and_per_sample_w_by_hand(monkeypatc
     original = mlcd_module.mlcd_loss
     monkeypatch.setattr(mlcd_module, "mlcd_loss", lambda *a: seen.append(a[4]) or original(*a))
     batch, x0 = 64, torch.full((64, 1, 2, 2), 3.0)
-    student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
     cfg = MLCDConfig(skip=2, states="data", target_time="random", guidance_range=(2.0, 4.0))
-    ctx = _ctx(
-        student,
-        _curved_teacher(teacher_calls),
-        schedule=LONG,
-        cond=[MLCD_E_C] * batch,
-        uncond=[MLCD_E_U],
-        w=MLCD_W,
-        seed=5,
-        grid=(1, 1),
-        real_images=lambda index, generator: x0[index],
-        prompt_index=torch.arange(batch),
-    )
+    real = {"real_images": lambda index, generator: x0[index], "prompt_index": torch.arange(batch)}
+    student, teacher_calls, ctx = _mlcd_run(batch, seed=5, grid=(1, 1), **real)
     value = MLCD(cfg, student)(ctx)["mlcd"]
     (x_tn, t_n, _), (x_tm, t_m, grad_tm) = student.calls
     assert grad_tm and len(teacher_calls) == 1

@@ -42,11 +42,11 @@ def pairs():
 def layouts(tmp_path_factory, pairs):
     """The same N digits written as an image folder and as 3 shards (16 + 16 + 8), by the
     miniature's writers."""
-    from tlcm.data.images import write_miniature_folder, write_miniature_shards
+    from tlcm.data.images import write_miniature
 
     root = tmp_path_factory.mktemp("real")
-    folder = write_miniature_folder(root / "folder", N, seed=1)
-    shards = write_miniature_shards(root / "shards", N, per_shard=16, seed=1)
+    folder = write_miniature(root / "folder", "folder", N, seed=1)
+    shards = write_miniature(root / "shards", "shards", N, per_shard=16, seed=1)
     return folder, shards
 
 

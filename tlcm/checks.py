@@ -271,50 +271,7 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
     except ValueError as err:
         raise TLCMError(f"--recipes.student.grid: {err}") from err
     for name, phase in recipe.phases.items():
-        flag = f"--recipes.phases.{name}"
-        if phase.steps < 1:
-            raise TLCMError(f"{flag}.steps must be >= 1, got {phase.steps}")
-        if not (math.isfinite(phase.lr) and phase.lr > 0):
-            raise TLCMError(f"{flag}.lr must be a finite number > 0 (e.g. 1e-4), got {phase.lr}")
-        if not (math.isfinite(phase.weight_decay) and phase.weight_decay >= 0):
-            raise TLCMError(f"{flag}.weight-decay must be a finite number >= 0, got {phase.weight_decay}")
-        if not (math.isfinite(phase.max_grad_norm) and phase.max_grad_norm >= 0):
-            raise TLCMError(
-                f"{flag}.max-grad-norm must be >= 0 (0 disables clipping), got {phase.max_grad_norm}"
-            )
-        if not 0 <= phase.lr_warmup_steps < phase.steps:
-            raise TLCMError(
-                f"{flag}.lr-warmup-steps must be in 0..{phase.steps - 1} (fewer than the phase's "
-                f"{phase.steps} steps), got {phase.lr_warmup_steps}"
-            )
-        if phase.grad_accum < 1:
-            raise TLCMError(
-                f"{flag}.grad-accum must be >= 1 (micro-steps per optimizer step), got {phase.grad_accum}"
-            )
-        if not 1 <= phase.batch_size <= MAX_BATCH_SIZE:
-            raise TLCMError(f"{flag}.batch-size must be in 1..{MAX_BATCH_SIZE}, got {phase.batch_size}")
-        _check_batch(flag, phase.batch_size, phase.grad_accum, world)
-        if not phase.losses:
-            raise TLCMError(f"phase {name!r} has no loss terms: add one under {flag}.losses")
-        for loss_name, loss in phase.losses.items():
-            if not math.isfinite(loss.weight):
-                raise TLCMError(
-                    f"{flag}.losses.{loss_name}.weight must be a finite number, got {loss.weight}"
-                )
-            for field, (why, otherwise) in loss.data_needs().items():
-                if getattr(recipe.data, field) is None:
-                    option = field.replace("_", "-")
-                    raise TLCMError(
-                        f"{flag}.losses.{loss_name}.{why} needs --recipes.data.{option} DIR "
-                        f"({DATA_HOW[field]}), or {otherwise}"
-                    )
-            try:
-                loss.validate(num_train_timesteps, recipe.student.grid)
-            except ValueError as err:
-                raise TLCMError(
-                    f"{flag}.losses.{loss_name}: {err} (T = {num_train_timesteps}, from "
-                    f"{Path(recipe.model.path) / 'scheduler'})"
-                ) from err
+        _check_phase(name, phase, recipe, world, num_train_timesteps)
     grid = recipe.student.grid
     for n in recipe.inference_steps:
         if not 1 <= n <= grid.num_milestones:
@@ -327,7 +284,60 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
             "--recipes.inference-steps is empty but sample grids / evaluation use it: give at least one "
             "step count (e.g. --recipes.inference-steps 1 2 4)"
         )
-    student = recipe.student
+    _check_student(recipe.student)
+    check_guidance_scale(recipe.model.guidance_scale, "--recipes.model.guidance-scale")
+    family = FAMILIES[check_model_folder(recipe.model.path, "--recipes.model.path")]
+    check_resolution(Path(recipe.model.path), recipe.model.resolution, family, "--recipes.model.resolution")
+    _check_data(recipe)
+    _check_runtime(recipe.runtime, recipe.student.full_finetune, family)
+
+
+def _check_phase(name: str, phase, recipe: Recipe, world: int, num_train_timesteps: int) -> None:
+    """The phase's optimizer, batch and loss fields, and the data its losses need."""
+    flag = f"--recipes.phases.{name}"
+    if phase.steps < 1:
+        raise TLCMError(f"{flag}.steps must be >= 1, got {phase.steps}")
+    if not (math.isfinite(phase.lr) and phase.lr > 0):
+        raise TLCMError(f"{flag}.lr must be a finite number > 0 (e.g. 1e-4), got {phase.lr}")
+    if not (math.isfinite(phase.weight_decay) and phase.weight_decay >= 0):
+        raise TLCMError(f"{flag}.weight-decay must be a finite number >= 0, got {phase.weight_decay}")
+    if not (math.isfinite(phase.max_grad_norm) and phase.max_grad_norm >= 0):
+        raise TLCMError(f"{flag}.max-grad-norm must be >= 0 (0 disables clipping), got {phase.max_grad_norm}")
+    if not 0 <= phase.lr_warmup_steps < phase.steps:
+        raise TLCMError(
+            f"{flag}.lr-warmup-steps must be in 0..{phase.steps - 1} (fewer than the phase's "
+            f"{phase.steps} steps), got {phase.lr_warmup_steps}"
+        )
+    if phase.grad_accum < 1:
+        raise TLCMError(
+            f"{flag}.grad-accum must be >= 1 (micro-steps per optimizer step), got {phase.grad_accum}"
+        )
+    if not 1 <= phase.batch_size <= MAX_BATCH_SIZE:
+        raise TLCMError(f"{flag}.batch-size must be in 1..{MAX_BATCH_SIZE}, got {phase.batch_size}")
+    _check_batch(flag, phase.batch_size, phase.grad_accum, world)
+    if not phase.losses:
+        raise TLCMError(f"phase {name!r} has no loss terms: add one under {flag}.losses")
+    for loss_name, loss in phase.losses.items():
+        if not math.isfinite(loss.weight):
+            raise TLCMError(f"{flag}.losses.{loss_name}.weight must be a finite number, got {loss.weight}")
+        for field, (why, otherwise) in loss.data_needs().items():
+            if getattr(recipe.data, field) is None:
+                option = field.replace("_", "-")
+                raise TLCMError(
+                    f"{flag}.losses.{loss_name}.{why} needs --recipes.data.{option} DIR "
+                    f"({DATA_HOW[field]}), or {otherwise}"
+                )
+        try:
+            loss.validate(num_train_timesteps, recipe.student.grid)
+        except ValueError as err:
+            raise TLCMError(
+                f"{flag}.losses.{loss_name}: {err} (T = {num_train_timesteps}, from "
+                f"{Path(recipe.model.path) / 'scheduler'})"
+            ) from err
+
+
+def _check_student(student) -> None:
+    """LoRA rank / alpha and ``init_from``."""
     if not student.full_finetune:
         if student.lora_rank < 1:
             raise TLCMError(
@@ -344,9 +354,11 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
             f"--recipes.student.init-from {student.init_from} is not a folder: pass a tlcm run folder "
             "(e.g. runs/mlcd)"
         )
-    check_guidance_scale(recipe.model.guidance_scale, "--recipes.model.guidance-scale")
-    family = FAMILIES[check_model_folder(recipe.model.path, "--recipes.model.path")]
-    check_resolution(Path(recipe.model.path), recipe.model.resolution, family, "--recipes.model.resolution")
+
+
+def _check_data(recipe: Recipe) -> None:
+    """The data folders: trajectory cache, real images (whose captions replace the prompts),
+    embedding cache."""
     cache = recipe.data.trajectory_cache
     if cache is not None and not Path(cache).is_dir():
         raise TLCMError(
@@ -371,14 +383,16 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
             f"--recipes.data.embedding-cache {embeddings} is a file, not a folder: pass a folder "
             "(created and filled on the first run)"
         )
-    rt, flag = recipe.runtime, "--recipes.runtime"
+
+
+def _check_runtime(rt, full_finetune: bool, family) -> None:
+    """Device, memory budget, seed, export formats, trackers, intervals, guards, out_dir."""
+    flag = "--recipes.runtime"
     check_device(rt.device, f"{flag}.device")
     if rt.memory_budget_gib is not None and not rt.memory_budget_gib > 0:
         raise TLCMError(f"{flag}.memory-budget-gib must be > 0 (GiB), got {rt.memory_budget_gib}")
     check_seed(rt.seed, f"{flag}.seed")
-    check_export_formats(
-        rt.export_formats, f"{flag}.export-formats", lora=not recipe.student.full_finetune, family=family
-    )
+    check_export_formats(rt.export_formats, f"{flag}.export-formats", lora=not full_finetune, family=family)
     check_trackers(rt.trackers, f"{flag}.trackers")
     if rt.checkpoint_every < 0:
         raise TLCMError(

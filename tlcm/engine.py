@@ -80,6 +80,8 @@ class Run:
     train_seconds: float = 0.0
     """Wall seconds of this ``Trainer.run`` call: the phases, without loading the model (a resumed
     run: since the resume)."""
+    denoiser_evals: int = 0
+    """Denoiser evaluations of the training steps, in samples (``Trainer.denoiser_evals``)."""
 
 
 def step_seed(seed: int, step: int, chunk: int) -> int:
@@ -172,6 +174,11 @@ class Trainer:
         self._signals = StopSignals()  # the installed one while run() runs
         self._stop = False  # every process agreed to stop after this step
         self._peak: float | None = None  # the diverged weight's magnitude, once the guard trips
+        self.denoiser_evals = 0
+        """Denoiser evaluations (samples, ``BaseModel.evaluations``) of this process's training
+        steps so far, auxiliary updates included; not the memory plan's probes, the sample grids
+        or the evaluation. Cumulative over the run (a resumed run continues from its metrics
+        log); in every metrics.jsonl line."""
 
     def context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
         """The context of one micro-batch: ``order`` (b,) prompt indices on the host (they stay
@@ -231,7 +238,9 @@ class Trainer:
         """One optimizer step of ``state``'s phase at ``global_step``, then its lr schedule's step:
         (terms as 0-dim tensors: every loss term, grad_norm and the losses' metrics; finite). Not
         finite: nothing was updated (see ``_step``); ``run`` decides whether to stop or skip."""
+        before = self.base.evaluations
         terms, finite = self._step(state.phase, state.losses, state.optimizer, state.params, global_step)
+        self.denoiser_evals += self.base.evaluations - before
         state.lr_schedule.step()
         return terms, finite
 
@@ -360,6 +369,7 @@ class Trainer:
         """Run every phase from the start or from the latest checkpoint; export the student."""
         rt, started = self.recipe.runtime, time.perf_counter()
         restored = self._restore()
+        self.denoiser_evals = self.reporter.last("denoiser_evals") if restored else 0
         state = TrainState(0, 0, 0)
         streak = 0
         with stop_signals() as signals:  # SIGTERM / SIGINT / SIGHUP: save after this step, exit 75
@@ -393,6 +403,7 @@ class Trainer:
                                 "step": step + 1,
                                 "global_step": state.global_step,
                                 "lr": lr,
+                                "denoiser_evals": self.denoiser_evals,
                             }
                             self.reporter.report({**record, **values, "skipped": not finite}, values)
                         else:
@@ -419,7 +430,15 @@ class Trainer:
             export_student(self.student, out, rt.export_formats, name, weights)
             write_model_card(self.student, out, name, self.recipe, seconds)
         return Run(
-            rt.out_dir, self.base, self.student, state, False, self.skipped, self.dist.is_main, seconds
+            rt.out_dir,
+            self.base,
+            self.student,
+            state,
+            False,
+            self.skipped,
+            self.dist.is_main,
+            seconds,
+            self.denoiser_evals,
         )
 
     def _preempted(self, state: TrainState, opt, losses: dict[str, Loss]) -> Run:

@@ -136,6 +136,20 @@ class Reporter:
                 tmp.unlink(missing_ok=True)
                 raise write_failed(f"the metrics to {self.path}", err) from err
 
+    def last(self, key: str) -> int:
+        """``key`` of the last metrics.jsonl line that has it (0: none; a resumed run's running
+        totals continue from it)."""
+        if not self.enabled or not self.path.is_file():
+            return 0
+        for line in reversed(self.path.read_text().splitlines()):
+            try:
+                value = json.loads(line).get(key)
+            except json.JSONDecodeError:
+                continue
+            if value is not None:
+                return value
+        return 0
+
     def print(self, message: str) -> None:
         """A line above the progress display (long paths wrap whole, not cut at the console width)."""
         if self.enabled:

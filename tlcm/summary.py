@@ -153,10 +153,14 @@ def run_files(run: Path) -> list[tuple[Path, str]]:
     return [(path, text) for path, text in what.items() if path.exists()]
 
 
-def run_summary(run: Path, model: ModelConfig, seconds: float, scores: list[dict] | None) -> str:
+def run_summary(
+    run: Path, model: ModelConfig, seconds: float, scores: list[dict] | None, evals: int | None = None
+) -> str:
     """The end-of-run text of a finished run in folder ``run`` on the base ``model``: its files,
-    the scores (``scores_text``) and how to sample the student."""
-    lines = [f"Finished: {seconds:.0f} s of training. Everything is in {run}/:"]
+    the training cost (``evals``: denoiser evaluations in samples, when given), the scores
+    (``scores_text``) and how to sample the student."""
+    cost = f", {evals:,} denoiser evaluations (samples)" if evals is not None else ""
+    lines = [f"Finished: {seconds:.0f} s of training{cost}. Everything is in {run}/:"]
     lines += [f"  {path.name + '/' * path.is_dir():<15} {text}" for path, text in run_files(run)]
     if scores:
         lines += ["", scores_text(scores, model.path, run)]

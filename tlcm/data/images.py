@@ -486,21 +486,18 @@ def save_shards(
     return shards
 
 
-def write_miniature_folder(out_dir, n: int | None = None, seed: int = 0) -> Path:
-    """Write the miniature's real digits (``tlcm.toy.data.real_pairs(n, seed)``) as an image folder
-    (PNGs + metadata.jsonl with file_name, text, digit, ink) into the new or empty ``out_dir``."""
+def write_miniature(
+    out_dir, layout: str = "folder", n: int | None = None, per_shard: int = 1000, seed: int = 0
+) -> Path | list[Path]:
+    """Write the miniature's real digits (``tlcm.toy.data.real_pairs(n, seed)``) into the new or
+    empty ``out_dir``: as an image folder (``layout`` "folder": PNGs + metadata.jsonl with
+    file_name, text, digit, ink; returns the folder) or as webdataset shards ("shards": KEY.png,
+    KEY.txt, KEY.json, ``per_shard`` samples each; returns the shard paths)."""
     from tlcm.toy.data import real_pairs  # scikit-learn's digits: only for this command
 
     images, texts, rows = real_pairs(n, seed)
-    return save_image_folder(out_dir, images, texts, rows)
-
-
-def write_miniature_shards(out_dir, n: int | None = None, per_shard: int = 1000, seed: int = 0) -> list[Path]:
-    """Write the miniature's real digits as webdataset shards (KEY.png, KEY.txt, KEY.json with digit
-    and ink) into the new or empty ``out_dir``; returns the shard paths."""
-    from tlcm.toy.data import real_pairs
-
-    images, texts, rows = real_pairs(n, seed)
+    if layout == "folder":
+        return save_image_folder(out_dir, images, texts, rows)
     return save_shards(out_dir, images, texts, per_shard, rows)
 
 
@@ -527,7 +524,7 @@ def open_images(
     miniature) is written there first when missing."""
     if isinstance(path, (str, Path)) and Path(path) == MINIATURE_DIGITS:
         MINIATURE_DIGITS.parent.mkdir(parents=True, exist_ok=True)
-        write_once(MINIATURE_DIGITS, write_miniature_folder)
+        write_once(MINIATURE_DIGITS, write_miniature)
     return ImageTextSource(path, resolution, caption_column, flag)
 
 
@@ -551,12 +548,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="--check: read only the first N samples")
     args = parser.parse_args(argv)
     if args.write_miniature is not None:
+        out = write_miniature(args.write_miniature, args.layout, args.n, args.per_shard, args.seed)
         if args.layout == "folder":
-            out = write_miniature_folder(args.write_miniature, args.n, args.seed)
             print(f"wrote {out / METADATA} and its images")
         else:
-            shards = write_miniature_shards(args.write_miniature, args.n, args.per_shard, args.seed)
-            print(f"wrote {len(shards)} shard(s) to {args.write_miniature}")
+            print(f"wrote {len(out)} shard(s) to {args.write_miniature}")
         return
     paths = args.check[0] if len(args.check) == 1 else args.check
     source = ImageTextSource(paths, args.resolution, flag="--check")

@@ -16,17 +16,38 @@ import torch
 Context = TypeVar("Context")
 
 
+def check_settings(
+    prefix: str, betas: tuple[float, float], weight_decay: float, max_grad_norm: float
+) -> None:
+    """Raise ``ValueError`` naming ``{prefix}_betas`` / ``_weight_decay`` / ``_max_grad_norm`` (a
+    config's fields for its AuxOptimizer) when out of range: betas in [0, 1), both >= 0."""
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"{prefix}_betas must be two values in [0, 1), got {tuple(betas)}")
+    if weight_decay < 0 or max_grad_norm < 0:
+        raise ValueError(
+            f"need {prefix}_weight_decay >= 0, {prefix}_max_grad_norm >= 0 (0: no clipping); "
+            f"got {weight_decay}, {max_grad_norm}"
+        )
+
+
 class AuxOptimizer:
     """AdamW over ``params`` with one ``step(loss_fn, contexts)``: zero grads, accumulate the
-    backward of every micro-batch, all-reduce, clip, step."""
+    backward of every micro-batch, all-reduce, clip (``max_grad_norm``; 0: none), step. The
+    defaults (betas (0, 0.99), no weight decay, clip 1) are the owning losses' config defaults."""
 
     def __init__(
-        self, params: list[torch.nn.Parameter], lr: float, betas=(0.0, 0.99), max_grad_norm: float = 1.0
+        self,
+        params: list[torch.nn.Parameter],
+        lr: float,
+        betas: tuple[float, float] = (0.0, 0.99),
+        max_grad_norm: float = 1.0,
+        weight_decay: float = 0.0,
     ):
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("AuxOptimizer got no trainable parameters")
-        self.opt = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=0.0)
+        betas = (float(betas[0]), float(betas[1]))
+        self.opt = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=weight_decay)
         self.max_grad_norm = max_grad_norm
 
     def step(self, loss_fn: Callable[[Context], torch.Tensor], contexts: Sequence[Context]) -> torch.Tensor:

@@ -74,6 +74,12 @@ class DMDConfig(LossConfig):
     """LoRA rank of the fake score (0: the student's rank)."""
     fake_lr: float = 1e-4
     """AdamW learning rate of the fake score."""
+    fake_betas: tuple[float, float] = (0.0, 0.99)
+    """AdamW betas of the fake score (DMD2's scripts: (0.9, 0.999))."""
+    fake_weight_decay: float = 0.0
+    """AdamW weight decay of the fake score (DMD2's scripts: 0.01)."""
+    fake_max_grad_norm: float = 1.0
+    """Gradient-norm clip of each fake-score update (0: none; DMD2's scripts: 10)."""
     fake_updates: int = 5
     """Fake-score updates per student update (DMD2 Sec. 4.2: 5)."""
     t_min: int = 20
@@ -105,7 +111,13 @@ class DMD(Loss):
     def __init__(self, config: DMDConfig, fake: FakeScore) -> None:
         super().__init__()
         self.config, self.fake = config, fake
-        self.opt = AuxOptimizer(fake.parameters(), lr=config.fake_lr)
+        self.opt = AuxOptimizer(
+            fake.parameters(),
+            lr=config.fake_lr,
+            betas=config.fake_betas,
+            max_grad_norm=config.fake_max_grad_norm,
+            weight_decay=config.fake_weight_decay,
+        )
 
     def _timesteps(self, ctx: StepContext) -> torch.Tensor:
         cfg = self.config

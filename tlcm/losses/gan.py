@@ -3,15 +3,19 @@
 A discriminator D tells the student's one-step prediction ("fake") from "real" latents:
 
     x_fake  = f_theta(x_t, t)                        student_prediction(ctx).x0, with gradients
-    x_real  = stopgrad(q-step student sample)        (or the teacher's CFG-DDIM sample from noise)
-    z       = add_noise(x, eps, tau), tau ~ U[clean, noise_level], the same eps, tau for both sides
+    x_real  = stopgrad(q-step student sample)        (or the teacher's CFG-DDIM sample from noise,
+                                                      or real image latents: real = "data")
+    z       = add_noise(x, eps, tau), tau = clean + f (noise_level - clean), f ~ tau_distribution
+              (uniform by default), the same eps, tau for both sides unless independent_noise
               (no re-noising when noise_level = 0); then the VAE decoder for pixel input
     nonsaturating:  L_G = softplus(-D(z_fake)),  L_D = softplus(-D(z_real)) + softplus(D(z_fake))
     hinge:          L_G = -D(z_fake),            L_D = relu(1 - D(z_real)) + relu(1 + D(z_fake))
+    generator_loss "relu" (PCM):  L_G = relu(1 - D(z_fake))
     R1 (option):    L_D += gamma / 2 * ||grad_z D(z_real)||^2   (Mescheder et al. 2018).
 
 The student minimises L_G through the whole of D (whose parameters receive no gradient from it);
-``aux_step`` then updates D's heads on L_D with the detached fake of the same step (AdamW, lr 1e-4).
+``aux_step`` then updates D's heads on L_D with the detached fake of the same step (AdamW, lr 1e-4),
+and logs D's accuracy on those micro-batches before the update (held out from it).
 
 The paper: D initialised from the SDXL UNet on re-noised latents, real = the student's own
 4-step samples, fake = its one-step prediction, a log loss (Eq. (13) names no variant; ours
@@ -38,7 +42,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
-from tlcm.losses.auxiliary import AuxOptimizer
+from tlcm.losses.auxiliary import AuxOptimizer, check_settings
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import decoded, prediction_key, samples_key, student_prediction, student_samples
@@ -48,15 +52,22 @@ if TYPE_CHECKING:  # timm and peft (tlcm.models.discriminator) are imported when
 
 CHOICES = {
     "loss_type": ("nonsaturating", "hinge"),
+    "generator_loss": ("auto", "nonsaturating", "hinge", "relu"),
     "input": ("pixel", "latent"),
-    "real": ("student", "teacher"),
+    "real": ("student", "teacher", "data"),
+    "tau_distribution": ("uniform", "logit_normal", "shifted"),
     "backbone": ("timm", "teacher"),
 }
 
 
 def generator_loss(fake_logits: torch.Tensor, loss_type: str) -> torch.Tensor:
-    """Per-sample L_G (B,) from D's logits on the fake (B,)."""
-    return F.softplus(-fake_logits) if loss_type == "nonsaturating" else -fake_logits
+    """Per-sample L_G (B,) from D's logits on the fake (B,): "nonsaturating" softplus(-D),
+    "hinge" -D, "relu" relu(1 - D) (PCM's clamped hinge: no push past the margin)."""
+    if loss_type == "nonsaturating":
+        return F.softplus(-fake_logits)
+    if loss_type == "relu":
+        return F.relu(1 - fake_logits)
+    return -fake_logits
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss_type: str) -> torch.Tensor:
@@ -73,6 +84,21 @@ def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Te
     return grad.square().flatten(1).sum(1)
 
 
+def accuracies(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """D's accuracy (2,): the fraction of real logits > 0 and of fake logits < 0 (a logit of
+    exactly 0 counts as wrong on both sides); 0-dim device values, no host sync."""
+    return torch.stack([(real_logits > 0).float().mean(), (fake_logits < 0).float().mean()])
+
+
+def noise_fraction(ctx: StepContext, b: int, distribution: str, shift: float) -> torch.Tensor:
+    """f (B,) in [0, 1] of the re-noising time tau = clean + f (noise_level - clean): "uniform"
+    U[0, 1); "logit_normal" sigmoid(N(0, 1)) (mass in the middle); "shifted" shift u / (1 + (shift
+    - 1) u), u uniform (mass towards noise for shift > 1; FastGen's "shifted", default shift 5)."""
+    if distribution == "logit_normal":
+        return torch.sigmoid(ctx.randn(b))
+    u = ctx.rand(b)
+    return u if distribution == "uniform" else shift * u / (1 + (shift - 1) * u)
+
 @register_loss("gan")
 @dataclass
 class GANConfig(LossConfig):
@@ -80,15 +106,28 @@ class GANConfig(LossConfig):
 
     loss_type: Literal["nonsaturating", "hinge"] = "nonsaturating"
     """"nonsaturating" (the paper: softplus / log loss) or "hinge"."""
+    generator_loss: Literal["auto", "nonsaturating", "hinge", "relu"] = "auto"
+    """L_G: "auto" (loss_type's: softplus(-D(fake)) or -D(fake)), one of those by name, or "relu":
+    relu(1 - D(fake)) (PCM's generator loss with its hinge D)."""
     input: Literal["pixel", "latent"] = "pixel"
     """What D sees: "pixel" (VAE-decoded images) or "latent" (the latents themselves)."""
-    real: Literal["student", "teacher"] = "student"
-    """"Real" side: the student's own q-step samples (the paper, data-free, no extra calls) or the
-    teacher's CFG-DDIM samples from noise in teacher_steps steps (2 x teacher_steps UNet passes)."""
+    real: Literal["student", "teacher", "data"] = "student"
+    """"Real" side: the student's own q-step samples (the paper, data-free, no extra calls), the
+    teacher's CFG-DDIM samples from noise in teacher_steps steps (2 x teacher_steps UNet passes), or
+    "data": the latents of real images whose captions are the prompts (DMD2, LADD; needs
+    data.images; one VAE encode per step, and a decode for pixel input)."""
     teacher_steps: int = 25
     """CFG-DDIM steps of the teacher when real = "teacher"."""
     noise_level: int = 0
-    """Re-noise real and fake (shared noise) to tau uniform in [clean, noise_level] before D (0: clean)."""
+    """Re-noise real and fake to tau in [clean, noise_level] before D (0: clean)."""
+    independent_noise: bool = False
+    """Draw tau and the noise separately for the real and the fake side (DMD2, AMD's LADD, FastGen's
+    default); off: one tau and noise shared by both (needs noise_level > 0)."""
+    tau_distribution: Literal["uniform", "logit_normal", "shifted"] = "uniform"
+    """Density of tau over [clean, noise_level]: "uniform", "logit_normal" (sigmoid of N(0, 1)) or
+    "shifted" (uniform u mapped to tau_shift u / (1 + (tau_shift - 1) u): towards noise)."""
+    tau_shift: float = 5.0
+    """Shift of tau_distribution "shifted" (>= 1; FastGen's default 5)."""
     backbone: Literal["timm", "teacher"] = "timm"
     """"timm" (timm_model, frozen) or "teacher" (the base network's features as its model family taps
     them: a UNet's encoder, a transformer's blocks; adapters off; latent input)."""
@@ -106,6 +145,12 @@ class GANConfig(LossConfig):
     """Hidden channels of each head (1x1 conv -> LeakyReLU -> 1x1 conv)."""
     disc_lr: float = 1e-4
     """AdamW learning rate of the heads (the paper: 1e-4)."""
+    disc_betas: tuple[float, float] = (0.0, 0.99)
+    """AdamW betas of the heads (PCM: (0, 0.999); DMD2: (0.9, 0.999))."""
+    disc_weight_decay: float = 0.0
+    """AdamW weight decay of the heads (PCM: 1e-3; DMD2: 0.01)."""
+    disc_max_grad_norm: float = 1.0
+    """Gradient-norm clip of each head update (0: none; DMD2: 10)."""
     disc_steps: int = 1
     """Head updates per student step (on the same real/fake batch)."""
     r1_weight: float = 0.0
@@ -118,6 +163,9 @@ class GANConfig(LossConfig):
         base = student.base
         teacher = (base.family, base.net, student.adapters) if self.backbone == "teacher" else None
         return GAN(self, base.latent_shape[0], base.device, teacher=teacher)
+
+    def data_needs(self) -> dict[str, tuple[str, str]]:
+        return {"images": ('real "data"', 'use real "student"')} if self.real == "data" else {}
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         for name, choices in CHOICES.items():
@@ -142,6 +190,15 @@ class GANConfig(LossConfig):
             raise ValueError(f"backbone_weights {self.backbone_weights} is not a file")
         if not 0 <= self.noise_level < num_train_timesteps:
             raise ValueError(f"noise_level must be in 0..{num_train_timesteps - 1}, got {self.noise_level}")
+        if self.noise_level == 0 and (self.independent_noise or self.tau_distribution != "uniform"):
+            raise ValueError(
+                "independent_noise and tau_distribution re-noise D's inputs: set noise_level > 0 "
+                f"(got noise_level 0 with independent_noise {self.independent_noise}, "
+                f"tau_distribution {self.tau_distribution!r})"
+            )
+        if self.tau_shift < 1:
+            raise ValueError(f"tau_shift must be >= 1, got {self.tau_shift}")
+        check_settings("disc", self.disc_betas, self.disc_weight_decay, self.disc_max_grad_norm)
         if self.real == "teacher" and not 1 <= self.teacher_steps < num_train_timesteps:
             raise ValueError(
                 f"teacher_steps must be in 1..{num_train_timesteps - 1}, got {self.teacher_steps}"
@@ -195,7 +252,13 @@ class GAN(Loss):
                         cfg.backbone_weights,
                     )
         self.discriminator = discriminator.to(device)
-        self.optimizer = AuxOptimizer(list(discriminator.heads.parameters()), lr=cfg.disc_lr)
+        self.optimizer = AuxOptimizer(
+            list(discriminator.heads.parameters()),
+            lr=cfg.disc_lr,
+            betas=cfg.disc_betas,
+            max_grad_norm=cfg.disc_max_grad_norm,
+            weight_decay=cfg.disc_weight_decay,
+        )
 
     def _latents(self, ctx: StepContext) -> tuple[torch.Tensor, str, torch.Tensor, str]:
         """(real (B, C, h, w) detached, its shared key, fake x0 with gradients, its shared key)."""
@@ -203,6 +266,8 @@ class GAN(Loss):
         fake, fake_key = student_prediction(ctx).x0, prediction_key(ctx)
         if cfg.real == "student":
             return student_samples(ctx), samples_key(ctx), fake, fake_key
+        if cfg.real == "data":
+            return ctx.real_latents(), "real_latents", fake, fake_key
 
         def teacher_samples() -> torch.Tensor:
             grid = teacher_timesteps(cfg.teacher_steps, ctx.schedule)
@@ -214,57 +279,82 @@ class GAN(Loss):
         key = f"teacher_samples/{cfg.teacher_steps}"
         return ctx.shared(key, teacher_samples), key, fake, fake_key
 
-    def inputs(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def inputs(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """D's inputs of this step, once per step: real (B, ...) detached, fake (B, ...) with
-        gradients to the student, and tau (B,) (images (B, 3, H, W) for pixel input)."""
+        gradients to the student (images (B, 3, H, W) for pixel input), and their times tau_real,
+        tau_fake (B,) (the same tensor unless independent_noise)."""
         cfg = self.config
 
         def compute():
             real, real_key, fake, fake_key = self._latents(ctx)
             schedule, b, clean = ctx.schedule, ctx.batch_size, ctx.schedule.clean_timestep
-            tau = schedule.discretize(torch.full((b,), float(clean), device=ctx.device))
+
+            def draw() -> tuple[torch.Tensor, torch.Tensor]:  # (tau (B,), noise like real)
+                f = noise_fraction(ctx, b, cfg.tau_distribution, cfg.tau_shift)
+                return schedule.discretize(clean + f * (cfg.noise_level - clean)), ctx.randn(*real.shape)
+
+            tau_real = tau_fake = schedule.discretize(torch.full((b,), float(clean), device=ctx.device))
             if cfg.noise_level > 0:
-                tau = schedule.discretize(clean + ctx.rand(b) * (cfg.noise_level - clean))
-                noise = ctx.randn(*real.shape)
-                real, fake = schedule.add_noise(real, noise, tau), schedule.add_noise(fake, noise, tau)
-                real_key = f"gan/real/{real_key}/{cfg.noise_level}"
-                fake_key = f"gan/fake/{fake_key}/{cfg.noise_level}"
+                tau_fake, noise_fake = draw()  # the shared draw: the fake side's when independent
+                tau_real, noise_real = draw() if cfg.independent_noise else (tau_fake, noise_fake)
+                real = schedule.add_noise(real, noise_real, tau_real)
+                fake = schedule.add_noise(fake, noise_fake, tau_fake)
+                tag = f"{cfg.noise_level}" + self._noise_tag()
+                real_key, fake_key = f"gan/real/{real_key}/{tag}", f"gan/fake/{fake_key}/{tag}"
             if cfg.input == "pixel":
                 fake = decoded(ctx, fake_key, fake)
                 with torch.no_grad():
                     real = decoded(ctx, real_key, real)
-            return real.detach(), fake, tau
+            return real.detach(), fake, tau_real, tau_fake
 
-        key = f"gan/{cfg.input}/{cfg.real}/{prediction_key(ctx)}/{cfg.noise_level}"
+        key = f"gan/{cfg.input}/{cfg.real}/{prediction_key(ctx)}/{cfg.noise_level}{self._noise_tag()}"
         return ctx.shared(key, compute)
 
+    def _noise_tag(self) -> str:
+        """The re-noising options beyond noise_level in shared-work keys ("" for the defaults)."""
+        cfg = self.config
+        tag = "/independent" if cfg.independent_noise else ""
+        if cfg.tau_distribution != "uniform":
+            tag += f"/{cfg.tau_distribution}" + (f"{cfg.tau_shift:g}" if cfg.tau_distribution == "shifted" else "")
+        return tag
+
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        _, fake, tau = self.inputs(ctx)
-        logits = self.discriminator(fake, tau, ctx.cond, frozen_heads=True)
-        return {"gan": generator_loss(logits, self.config.loss_type).mean()}
+        cfg = self.config
+        _, fake, _, tau_fake = self.inputs(ctx)
+        logits = self.discriminator(fake, tau_fake, ctx.cond, frozen_heads=True)
+        kind = cfg.loss_type if cfg.generator_loss == "auto" else cfg.generator_loss
+        return {"gan": generator_loss(logits, kind).mean()}
 
     def _disc_loss(self, ctx: StepContext, stats: list[torch.Tensor]) -> torch.Tensor:
-        """L_D (+ R1) of one micro-batch on its detached real / fake; appends the logged values."""
+        """L_D (+ R1) of one micro-batch on its detached real / fake; appends the logged values
+        (L_D, mean logits real / fake, R1, accuracy real / fake)."""
         cfg = self.config
-        real, fake, tau = self.inputs(ctx)
+        real, fake, tau_real, tau_fake = self.inputs(ctx)
         z_real = real.detach().float().requires_grad_(cfg.r1_weight > 0)
         with sdpa_kernel(SDPBackend.MATH) if cfg.r1_weight > 0 else nullcontext():
-            real_logits = self.discriminator(z_real, tau, ctx.cond)  # MATH: double backward for R1
-        fake_logits = self.discriminator(fake.detach().float(), tau, ctx.cond)
+            real_logits = self.discriminator(z_real, tau_real, ctx.cond)  # MATH: double backward for R1
+        fake_logits = self.discriminator(fake.detach().float(), tau_fake, ctx.cond)
         loss = discriminator_loss(real_logits, fake_logits, cfg.loss_type).mean()
         r1 = r1_penalty(real_logits, z_real).mean() if cfg.r1_weight > 0 else torch.zeros_like(loss)
-        stats.append(torch.stack([loss, real_logits.mean(), fake_logits.mean(), r1]).detach().float())
+        values = [loss, real_logits.mean(), fake_logits.mean(), r1, *accuracies(real_logits, fake_logits)]
+        stats.append(torch.stack(values).detach().float())
         return loss + cfg.r1_weight / 2 * r1
 
     def aux_step(self, contexts: list[StepContext]) -> dict[str, torch.Tensor]:
-        """``disc_steps`` updates of D's heads, each on every micro-batch's real / fake."""
+        """``disc_steps`` updates of D's heads, each on every micro-batch's real / fake. Logged,
+        averaged over micro-batches: L_D, mean logits and R1 of the last update; D's accuracy
+        (gan/d_acc_real, gan/d_acc_fake) from the first, i.e. before D has trained on them."""
         stats: list[torch.Tensor] = []
+        held_out = None
         for _ in range(self.config.disc_steps):
             stats.clear()
             self.optimizer.step(lambda ctx: self._disc_loss(ctx, stats), contexts)
+            if held_out is None:  # logits of the heads before this step's first update
+                held_out = torch.stack(stats).mean(0)[4:]
         values = torch.stack(stats).mean(0)  # the last update's, averaged over micro-batches
         names = ("gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1")[: 4 if self.config.r1_weight > 0 else 3]
-        return dict(zip(names, values, strict=False))
+        metrics = dict(zip(names, values, strict=False))
+        return {**metrics, "gan/d_acc_real": held_out[0], "gan/d_acc_fake": held_out[1]}
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The heads and their optimizer (the frozen backbone is rebuilt from the config)."""

@@ -103,7 +103,7 @@ class MLCDConfig(LossConfig):
     """EMA decay when target = "ema"."""
 
     def build(self, student) -> MLCD:
-        return MLCD(self, student.net, student.base.family)
+        return MLCD(self, student.net, student.base.family, counter=student.base)
 
     def data_needs(self) -> dict[str, tuple[str, str]]:
         field = {"cache": "trajectory_cache", "data": "images"}.get(self.states)
@@ -134,9 +134,10 @@ class MLCDConfig(LossConfig):
 class MLCD(Loss):
     """The MLCD component: samples segments and timesteps, gets states, returns {"mlcd": loss}."""
 
-    def __init__(self, config: MLCDConfig, student_module: nn.Module, family=None) -> None:
+    def __init__(self, config: MLCDConfig, student_module: nn.Module, family=None, counter=None) -> None:
         super().__init__()
         self.config, self.family = config, family
+        self.counter = counter  # the BaseModel whose ``evaluations`` the EMA target's calls add to
         self.distance = get_distance(config.distance, config.distance_weights)
         self.student_module = [student_module]  # a list: not a submodule, not in this state_dict
         if config.target == "ema":
@@ -151,7 +152,7 @@ class MLCD(Loss):
         from tlcm.models.functional import functional_denoiser  # late: the recipe tree imports this
 
         params = {n: getattr(self, f"ema_{i}") for i, n in enumerate(self.ema_names)}
-        return functional_denoiser(self.student_module[0], params, self.family)
+        return functional_denoiser(self.student_module[0], params, self.family, self.counter)
 
     def _states(self, ctx: StepContext, schedule: Schedule) -> TrajectoryStates:
         cfg = self.config

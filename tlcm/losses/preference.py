@@ -80,7 +80,9 @@ class PreferenceConfig(LossConfig):
         if self.mode != "dpo":
             return Preference(self, reward)
         frozen = {n: p.detach().clone() for n, p in student.trainable_parameters().items()}
-        return Preference.with_reference_weights(self, reward, student.net, frozen, student.base.family)
+        return Preference.with_reference_weights(
+            self, reward, student.net, frozen, student.base.family, counter=student.base
+        )
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         if self.mode not in ("dpo", "reward"):
@@ -119,12 +121,14 @@ class Preference(Loss):
         module: torch.nn.Module,
         weights: dict[str, torch.Tensor],
         family=None,
+        counter=None,
     ) -> Preference:
         """DPO against ``module`` called with ``weights`` in place of its own (one copy of the
-        trainable weights, not of the module); ``family`` says how to call it (default a UNet)."""
+        trainable weights, not of the module); ``family`` says how to call it (default a UNet);
+        ``counter`` (the BaseModel) counts its calls in ``evaluations``."""
         from tlcm.models.functional import functional_denoiser  # late: the recipe tree imports this
 
-        return cls(config, reward, functional_denoiser(module, weights, family), weights)
+        return cls(config, reward, functional_denoiser(module, weights, family, counter), weights)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         loss = self._dpo(ctx) if self.config.mode == "dpo" else self._hinge(ctx)

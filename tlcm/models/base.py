@@ -201,6 +201,15 @@ class BaseModel:
     family: Family
     latent_shape: tuple[int, int, int]
     max_sequence_length: int | None = None
+    evaluations: int = 0
+    """Denoiser evaluations so far, in samples: every call of a ``denoiser()`` callable adds its
+    batch (a CFG call on 2B adds 2B), read from the shape on the host (no device sync). Teacher,
+    student, auxiliary adapters and full copies all call through ``denoiser()``; the functional
+    calls of EMA targets / DPO references add theirs (``functional_denoiser(counter=base)``). Not
+    counted: the teacher-feature discriminator's partial passes (``family.features``: the encoder
+    only), the VAE, rewards; gradient checkpointing's recompute in the backward (it re-runs blocks
+    inside the network, not this call). The engine reports its training steps' share as
+    ``denoiser_evals``."""
 
     @classmethod
     def load(
@@ -270,12 +279,14 @@ class BaseModel:
     def denoiser(self, net: torch.nn.Module | None = None):
         """The callable ``(x (B,C,h,w), t (B,), cond) -> model output (B,C,h,w), fp32`` of ``net``
         (default: the base network, i.e. the teacher). Inputs are cast to the net's weight dtype
-        (bf16 frozen weights run outside autocast too); the output is fp32, so the losses' maths is."""
+        (bf16 frozen weights run outside autocast too); the output is fp32, so the losses' maths is.
+        Each call adds its batch to ``evaluations``."""
         net = self.net if net is None else net
         dtype = next(net.parameters()).dtype  # the frozen weights' (the first layer); not a module walk
         family = self.family
 
         def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+            self.evaluations += x.shape[0]  # a host int: no sync
             return family.forward(net, x.to(dtype), t, cond.to(dtype)).float()
 
         return call

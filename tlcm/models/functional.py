@@ -23,11 +23,16 @@ class _FamilyCall(torch.nn.Module):
 
 
 def functional_denoiser(
-    module: torch.nn.Module, params: dict[str, torch.Tensor], family: Family | None = None
+    module: torch.nn.Module,
+    params: dict[str, torch.Tensor],
+    family: Family | None = None,
+    counter=None,
 ):
     """``(x, t, cond) -> output`` of ``module`` with ``params`` (name -> tensor) in place of its own
     (EMA targets, frozen references): one copy of the trainable weights, not of the network.
-    ``family``: how to call it (default: the registry's ``DEFAULT_FAMILY``)."""
+    ``family``: how to call it (default: the registry's ``DEFAULT_FAMILY``). ``counter``: an object
+    with an int ``evaluations`` (the BaseModel) that every call adds its batch to, as its
+    ``denoiser()`` calls do."""
     if is_sharded(module):  # functional_call ignores the swapped weights of an FSDP2 module, silently
         raise TLCMError(
             "EMA targets and DPO references call the network with swapped-in weights, which FSDP2 "
@@ -38,6 +43,8 @@ def functional_denoiser(
     named = {f"net.{name}": value for name, value in params.items()}
 
     def call(x, t, cond):
+        if counter is not None:
+            counter.evaluations += x.shape[0]  # a host int: no sync
         return functional_call(wrapper, named, (x, t, cond), strict=False)
 
     return call
