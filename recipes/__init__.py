@@ -11,7 +11,7 @@ from recipes.tlcm import (
     tlcm_full_sdxl,
     tlcm_paper,
 )
-from recipes.zoo import hyper_sd_tscd, lcm_lora, pcm, tcd
+from recipes.zoo import dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd
 
 PRESETS = {
     "tlcm-full": tlcm_full(),
@@ -26,5 +26,7 @@ PRESETS = {
     "pcm": pcm(),
     "tcd": tcd(),
     "hyper-sd-tscd": hyper_sd_tscd(),
+    "dmd2": dmd2(),
+    "ladd": ladd(),
 }
 """Preset name -> Recipe (the subcommands of tlcm.train)."""

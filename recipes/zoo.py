@@ -1,6 +1,7 @@
-"""The published consistency methods as recipes of tlcm's losses, on the UNet miniature (the method
-zoo, issue 23). Each one cites its reference, the values it takes from it, and every deviation;
-docs/zoo-methods.md holds the references' settings with file and line.
+"""The published few-step methods (consistency, distribution matching, adversarial) as recipes of
+tlcm's losses, on the UNet miniature (the method zoo, issue 23). Each one cites its reference, the
+values it takes from it, and every deviation; docs/zoo-methods.md holds the references' settings
+with file and line.
 
 Shared deviations, the same for every method here (so that they compare on equal terms):
 - the miniature: its teacher (CFG scale 2, where SD1.5 samples at 7.5), its real training digits
@@ -11,6 +12,8 @@ Shared deviations, the same for every method here (so that they compare on equal
 - lr 1e-3 and 300 steps per consistency phase: the miniature's tuned stage-1 values (TLCM's own
   stage 1 runs at 10x the paper's lr here too); the references' 1e-4 .. 1e-6 at this budget barely
   move a random-init LoRA. ``ablations.zoo`` sets the steps for equal compute;
+- distribution matching and adversarial phases (dmd2, ladd): 300 steps, a real-score CFG scale
+  scaled by 2 / 7.5 like the w ranges, the LoRA's alpha = rank (scale 1; DMD2's LoRA: 64 / 8);
 - no c_skip / c_out boundary parametrization (LCM's is < 1e-5 away from plain x0 for t >= 19);
   the clean boundary is t = -1 (alpha = 1), LCM's lowest target t = 0.
 """
@@ -21,6 +24,8 @@ from pathlib import Path
 
 from tlcm.config import DataConfig, Phase, Recipe, RuntimeConfig, StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.losses.dmd import DMDConfig
+from tlcm.losses.gan import GANConfig
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.toy import MINIATURE_DIGITS, TEACHER_GUIDANCE_SCALE
 
@@ -42,11 +47,13 @@ def consistency(steps: int = 300, **mlcd) -> Phase:
 
 
 def _recipe(name: str, grid: StudentGrid, phases: dict[str, Phase]) -> Recipe:
+    """The zoo's recipe frame; sample grids and evaluation at 1, 2, 4, 8 steps, those <= M."""
     return Recipe(
         student=StudentConfig(grid=grid),
         data=DataConfig(images=MINIATURE_DIGITS),
         phases=phases,
         runtime=RuntimeConfig(out_dir=Path(f"runs/{name}"), eval_samples_per_digit=20),
+        inference_steps=tuple(n for n in (1, 2, 4, 8) if n <= grid.num_milestones),
     )
 
 
@@ -103,10 +110,137 @@ def hyper_sd_tscd() -> Recipe:
     return _recipe("hyper-sd-tscd", StudentGrid(gamma=0.0), phases)
 
 
+def aux_adamw(prefix: str) -> dict:
+    """DMD2's AdamW settings (train_sd.py: betas (0.9, 0.999), weight decay 0.01, clip 10) as the
+    fields of a loss-owned optimizer (``fake_*`` of DMDConfig, ``disc_*`` of GANConfig)."""
+    return {f"{prefix}_betas": (0.9, 0.999), f"{prefix}_weight_decay": 0.01, f"{prefix}_max_grad_norm": 10.0}
+
+
+SDXL_GUIDANCE_TO_MINIATURE = TEACHER_GUIDANCE_SCALE / SD15_GUIDANCE
+"""A real-score CFG scale (our form = DMD2's Imagen form) of a reference, on the miniature."""
+
+
+def dmd2(steps: int = 300) -> Recipe:
+    """DMD2 (Yin et al. 2024, arXiv 2405.14867; tianweiy/DMD2 main/train_sd.py, sd_guidance.py,
+    sd_unified_model.py, its 4-step SDXL LoRA run; docs/zoo-methods.md section 5), 4 steps:
+
+    - regression-free distribution matching (DMD2 drops DMD's regression loss): t' uniform in
+      [20, 980], real score the teacher with CFG 8 (Imagen form) scaled to the miniature
+      (8 x 2 / 7.5 = 2.13), the normalised gradient, L = 1/2 mse;
+    - the fake score a full copy of the UNet (fp32, unguided) trained on t ~ U{0..999} with the
+      epsilon (model-output) MSE, a fresh no-grad student sample for every fake update, 5 fake
+      updates per student update (TTUR 5: the update order G, F x 5 of train_sd.py's
+      generator-every-5th-iteration loop);
+    - backward simulation as DMD2's ``sample_backward``: one step count k in 0..3 per micro-batch,
+      the student's own LCM sampler run k moves from fresh noise, the prediction made there;
+    - the 4-step grid 999 / 749 / 499 / 249 (M = 4, q = 4: DMD2's ``denoising_step_list``; the
+      miniature's M = 8 grid would give 999 / 749 / 499 / 124) sampled LCM-style (gamma 1: x0,
+      fresh noise to the next t), DMD2's inference (LCMScheduler with those timesteps);
+    - the GAN on real images: non-saturating, G weight 5e-3 (``gen_cls_loss_weight``, SDXL), real
+      = the miniature's real digits with their captions, both sides re-noised to tau in [0, 999]
+      with independent tau and noise;
+    - every AdamW (student, fake score, discriminator heads) with betas (0.9, 0.999), weight decay
+      0.01, gradient clip 10; constant lrs;
+    - lr 2e-4 for student, fake score and discriminator (DMD2's LoRA run: 5e-5 for all): of
+      x 2 / 4 / 10 (10: the module's consistency factor) on one seed, 300 steps, 200 prompts, FD
+      at 2 / 4 steps was 11.8 / 13.4, 11.5 / 11.9 and 17.5 / 18.6 (teacher 9.5 / 6.8).
+
+    Deviations (beyond the module's): the discriminator is tlcm's teacher-feature one (the frozen
+    teacher's encoder + trainable heads; DMD2 puts its head on the fake score's bottleneck, trained
+    with the fake loss at weight 1e-2, so its trunk learns) and it updates once per student update
+    on that step's samples (DMD2: with every fake update, on fresh samples), with its own clip
+    (DMD2 clips fake score and head together); no lr warmup (DMD2: ``constant_with_warmup``, 500
+    iterations of 16k-19k, 3 %: a fixed count here would refuse shorter runs); fresh fake samples
+    keep the micro-batch's prompts (DMD2 draws new ones); the backward-simulation step count is
+    drawn per micro-batch, not shared by the whole batch and all processes; the GAN's D inputs
+    at tau in [clean, 999] (DMD2: 0..999); t' and the fake's t rounded from uniform reals (DMD2:
+    randint); batch 16 where DMD2 trains on 128; LoRA scale 1 (DMD2's LoRA: rank 64, alpha 8).
+    DMD2's 1-step SDXL variant (ODE-pair regression pretraining at t = 399) is not this recipe."""
+    dmd = DMDConfig(
+        real_guidance_scale=round(8.0 * SDXL_GUIDANCE_TO_MINIATURE, 2),
+        fake_score="full",
+        fake_lr=2e-4,
+        fake_updates=5,
+        fake_t_min=0,
+        fake_t_max=999,
+        fake_samples="fresh",
+        **aux_adamw("fake"),
+    )
+    gan = GANConfig(
+        weight=5e-3,
+        real="data",
+        backbone="teacher",
+        input="latent",
+        noise_level=999,
+        independent_noise=True,
+        disc_lr=2e-4,
+        **aux_adamw("disc"),
+    )
+    phase = Phase(
+        steps=steps,
+        lr=2e-4,
+        batch_size=16,
+        losses={"dmd": dmd, "gan": gan},
+        max_grad_norm=10.0,
+        weight_decay=0.01,
+    )
+    grid = StudentGrid(num_milestones=4, steps=4, gamma=1.0, backward_simulation="chain")
+    return _recipe("dmd2", grid, {"dmd2": phase})
+
+
+def ladd(steps: int = 300) -> Recipe:
+    """LADD (Sauer et al. 2024, arXiv 2403.12015; no official code and the paper unread here: the
+    settings of two reimplementations, NVIDIA FastGen's ``LADDModel``
+    (fastgen/methods/distribution_matching/ladd.py) and AMD Nitro's SD2.1 one (train.py,
+    core/network/unet_D.py); docs/zoo-methods.md section 7), adversarial distillation only:
+
+    - one loss, the non-saturating GAN (G softplus(-D(fake)), D softplus(D(fake)) +
+      softplus(-D(real)); FastGen's, AMD's BCE is the same), weight 1, no distillation term;
+    - D: trainable heads on the frozen teacher's features of the re-noised latent, with the prompt
+      (both; tlcm's teacher-feature discriminator: conv_in, the down blocks and the mid block);
+    - real: the teacher's samples (LADD's synthetic data; AMD: SD2.1, cfg 3, 50 steps), made on
+      the fly by CFG-DDIM in 25 steps at the miniature's w = 2;
+    - D inputs re-noised to tau uniform in [0, 750), tau and noise drawn per side (AMD's
+      ``--D_ts 0-750``; FastGen's default draws them apart too);
+    - one D update per student update (AMD's strict alternation); AdamW betas (0.9, 0.999),
+      weight decay 0.01 for student and heads (AMD's optimizers.py); lr 1e-5 for both (AMD's 1e-6
+      x 10, as the module's consistency phases). Measured (one seed, 300 steps, 200 prompts): FD
+      at 1 / 2 / 4 steps 211 / 42.9 / 17.9, the samples still the teacher's blur at few steps
+      (teacher 48 / 9.5 / 6.8); at lr 1e-4 the GAN alone degraded them (359 / 180 / 50);
+    - DMD2's 4-step grid and sampler (999 / 749 / 499 / 249, gamma 1), the prediction's states by
+      backward simulation ("chain"), so that it compares with ``dmd2`` on equal terms.
+
+    Deviations (beyond the module's): the student's states are its own sampler's (FastGen noises
+    real data to a fixed t list, AMD starts from pure noise at 999 for one step); the teacher's
+    samples are drawn fresh every step (LADD: a fixed synthetic set, AMD's paired with their
+    noise); D's features are the UNet encoder's (FastGen: chosen transformer blocks; AMD: mid +
+    down 0, 1 with 4x4 conv heads), its heads 1x1 convs; gradient clips 1 (unread in both);
+    no approximate R1 (FastGen's default weight is 0), no student_update_freq 5 (FastGen's default),
+    no misaligned-pairs fakes (AMD's option); all LADD paper values (D layers, tau density, data,
+    lr, iterations) unread."""
+    gan = GANConfig(
+        weight=1.0,
+        real="teacher",
+        teacher_steps=25,
+        backbone="teacher",
+        input="latent",
+        noise_level=749,
+        independent_noise=True,
+        disc_lr=1e-5,
+        disc_betas=(0.9, 0.999),
+        disc_weight_decay=0.01,
+    )
+    phase = Phase(steps=steps, lr=1e-5, batch_size=16, losses={"gan": gan}, weight_decay=0.01)
+    grid = StudentGrid(num_milestones=4, steps=4, gamma=1.0, backward_simulation="chain")
+    return _recipe("ladd", grid, {"ladd": phase})
+
+
 ZOO = {
     "lcm-lora": lcm_lora,
     "pcm": pcm,
     "tcd": tcd,
     "hyper-sd-tscd": hyper_sd_tscd,
+    "dmd2": dmd2,
+    "ladd": ladd,
 }
 """The zoo's methods (recipe functions); tlcm-full is the preset of recipes/tlcm.py."""

@@ -14,6 +14,7 @@ from recipes import PRESETS
 from recipes.tlcm import MINIATURE_GAN
 from tlcm.config import Phase, Recipe
 from tlcm.data.images import save_image_folder, write_once
+from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.dmd import DMDConfig
 from tlcm.losses.gan import GANConfig
 from tlcm.losses.lcd import LCDConfig
@@ -28,9 +29,29 @@ CASES: dict[str, dict[str, dict]] = {
     "dmd": {"p": {"dmd": DMDConfig(fake_updates=2, fake_lr=1e-2)}},
     "gan-unet": {"p": {"gan": replace(MINIATURE_GAN, weight=1.0, disc_lr=1e-2)}},
     "gan-timm-r1": {"p": {"gan": GANConfig(input="latent", input_size=0, r1_weight=1.0, disc_lr=1e-2)}},
+    "gan-data": {  # the method zoo's GAN options: DMD2 / LADD-style real images, noise per side
+        "p": {
+            "gan": replace(
+                MINIATURE_GAN,
+                weight=1.0,
+                disc_lr=1e-2,
+                real="data",
+                independent_noise=True,
+                tau_distribution="logit_normal",
+                disc_betas=(0.9, 0.999),
+                disc_weight_decay=0.01,
+                disc_max_grad_norm=10.0,
+            )
+        }
+    },
     "preference-dpo": {"p": {"preference": PreferenceConfig(mode="dpo", beta=50.0)}},
     "preference-reward": {"p": {"preference": PreferenceConfig(mode="reward", s0=-0.01, s_neg=-4.6)}},
     "mlcd-then-dmd": {"a": {"mlcd": MLCDConfig()}, "b": {"dmd": DMDConfig(fake_updates=1)}},
+    "dmd2": {  # DMD2's switches: fresh student draws per fake update, fake t over 0..T-1; "chain" grid
+        "p": {
+            "dmd": DMDConfig(fake_updates=2, fake_lr=1e-2, fake_samples="fresh", fake_t_min=0, fake_t_max=999)
+        }
+    },
     "mlcd-data": {  # the method zoo's consistency options: LCM / TCD on real images
         "p": {
             "mlcd": MLCDConfig(
@@ -41,6 +62,10 @@ CASES: dict[str, dict[str, dict]] = {
 }
 """Case name -> phases (name -> losses). Every registered loss appears in at least one case."""
 
+CASE_GRIDS = {"dmd2": StudentGrid(num_milestones=4, steps=4, backward_simulation="chain")}
+"""Cases whose student grid is not the default: DMD2's backward simulation draws its step count
+on the host and pads it to q - 1 moves under FSDP2 (``shared.predict_student``)."""
+
 
 FSDP_CASES = (
     "mlcd",
@@ -48,9 +73,11 @@ FSDP_CASES = (
     "dmd",
     "gan-unet",
     "gan-timm-r1",
+    "gan-data",
     "preference-reward",
     "mlcd-then-dmd",
     "mlcd-data",
+    "dmd2",
 )
 """The cases FSDP2 runs (an EMA target and a DPO reference call the network with swapped-in weights:
 refused under FSDP2). "mlcd-then-dmd" switches phases to one whose loss trains an adapter the
@@ -93,6 +120,8 @@ def case_recipe(
     }
     if "images" in needs:
         base = replace(base, data=replace(base.data, images=real_images(out_dir.parent), prompts=None))
+    if name in CASE_GRIDS:
+        base = replace(base, student=replace(base.student, grid=CASE_GRIDS[name]))
     return replace(base, phases=phases)
 
 

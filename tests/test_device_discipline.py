@@ -207,6 +207,26 @@ def test_a_training_step_of_every_loss_waits_for_the_device_once(cache_dir, tmp_
     assert steps == {str(s): Counter({ENGINE_CHECK: 1}) for s in range(12)}
 
 
+def test_dmd2_switches_wait_for_the_device_once(tmp_path, monkeypatch):
+    """DMD2's backward simulation (``backward_simulation="chain"``: its step count k is a host draw
+    that the host reads) with fresh student draws for every fake update: still one device sync per
+    optimizer step, plus one milestone table's first copy."""
+    phases = {
+        "dmd2": _phase(2, dmd=DMDConfig(fake_updates=2, fake_samples="fresh", fake_t_min=0, fake_t_max=999))
+    }
+    recipe = smoke_recipe(PRESETS["tlcm-paper"], MINIATURE_SD, tmp_path, resume=False)
+    grid = StudentGrid(4, 4, backward_simulation="chain")
+    student = StudentConfig(lora_rank=4, lora_alpha=4.0, grid=grid)
+    mode = DeviceDiscipline(count_syncs=True)
+    _accelerator_step(mode, monkeypatch)
+    _on_device.cache_clear()
+    with mode:
+        Trainer(replace(recipe, student=student, phases=phases)).run()
+    steps = _waits_per_step(mode)
+    assert sum(waits.pop(TABLE_COPY, 0) for waits in steps.values()) == 1
+    assert steps == {str(s): Counter({ENGINE_CHECK: 1}) for s in range(2)}
+
+
 def test_cache_rows_for_host_indices_and_host_draws_wait_for_nothing(cache_dir):
     """The cache's remaining sync is the prompt indices' copy to the host: given host indices (the
     engine holds them there) and the host generator, sampling states waits for no device."""

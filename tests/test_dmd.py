@@ -143,11 +143,26 @@ def test_fake_score_starts_at_the_teacher(tiny_sd, tmp_path):
     assert (own - teacher).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("field,value", [("t_min", 990), ("fake_updates", -1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("t_min", 990),
+        ("fake_updates", -1),
+        ("fake_t_max", 1000),
+        ("fake_t_min", 980),
+        ("fake_samples", "new"),
+    ],
+)
 def test_dmd_config_refuses_bad_values(field, value):
     DMDConfig().validate(1000, StudentGrid())
     with pytest.raises(ValueError, match=field.split("_")[0]):
         DMDConfig(**{field: value}).validate(1000, StudentGrid())
+
+
+def test_student_grid_refuses_an_unknown_backward_simulation():
+    StudentGrid(backward_simulation="chain").check(1000)
+    with pytest.raises(ValueError, match='backward_simulation must be "sample" or "chain"'):
+        StudentGrid(backward_simulation="final").check(1000)
 
 
 def test_student_grid_refuses_more_steps_than_milestones():

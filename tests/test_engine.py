@@ -79,6 +79,9 @@ def test_resume_after_sigterm_equals_uninterrupted_run(tiny_sd_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = lambda p: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["mlcd"] for r in log(tmp_path / "a")] == [r["mlcd"] for r in log(tmp_path / "b")]
+    evals = [r["denoiser_evals"] for r in log(tmp_path / "a")]  # cumulative across the resume
+    assert evals == [r["denoiser_evals"] for r in log(tmp_path / "b")] and evals[0] > 0
+    assert resumed.denoiser_evals == straight.denoiser_evals == evals[-1]
 
 
 def test_cosine_lr_schedule_is_logged_and_resumes_where_it_stopped(tiny_sd_dir, tmp_path):

@@ -4,7 +4,8 @@ trip, weight files, config validation, and 2-step smoke trains on the tiny SD pi
 Toy setup for the hand-derived tests: a VP schedule with one timestep (alphas_cumprod = [0.36]),
 prediction_type "sample" (the model output IS x0_hat); student: x0_hat = scale * x; the student's
 1-step grid is [0], so fake = scale * noise (with gradients) and real = its detached 1-step sample.
-The stub discriminator is linear: D(z) = sum(w * z) per sample, so grad_z D = w.
+The stub discriminator is linear: D(z) = sum(w * z) per sample, so grad_z D = w; it records the
+timesteps of each call. Real images (real = "data") come from a table of known latents.
 """
 
 import io
@@ -28,9 +29,20 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.engine import train
 from tlcm.errors import TLCMError
+from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import StepContext
-from tlcm.losses.gan import GAN, GANConfig, discriminator_loss, generator_loss, r1_penalty
+from tlcm.losses.dmd import DMD, DMDConfig
+from tlcm.losses.gan import (
+    GAN,
+    GANConfig,
+    accuracies,
+    discriminator_loss,
+    generator_loss,
+    noise_fraction,
+    r1_penalty,
+)
 from tlcm.losses.mlcd import MLCDConfig
+from tlcm.losses.shared import prediction_key
 from tlcm.models.base import BaseModel
 from tlcm.models.discriminator import Discriminator
 from tlcm.models.student import Student
@@ -53,14 +65,17 @@ class LinearDiscriminator(Discriminator):
     def __init__(self, w: torch.Tensor) -> None:
         super().__init__()
         self.heads = LinearHeads(w)
+        self.times: list[torch.Tensor] = []
 
     def features(self, x, t, cond):
+        self.times.append(t)
         return [x]
 
 
-def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1, grid=None):
+def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1, grid=None, **fields):
     """A StepContext on the toy schedule, the x0 = scale * x student, a teacher predicting x0 = 0;
-    the student grid is 1 step on 1 milestone on the 1-timestep schedule, else the default (8, 4)."""
+    the student grid is 1 step on 1 milestone on the 1-timestep schedule, else the default (8, 4);
+    ``fields``: more StepContext.standalone fields (real_images, prompt_index)."""
     param = nn.Parameter(torch.tensor(scale))
     alphas = (
         torch.linspace(0.999, 0.36, num_train_timesteps) if num_train_timesteps > 1 else torch.tensor([0.36])
@@ -73,8 +88,24 @@ def _context(batch=2, shape=(1, 2, 2), scale=0.5, seed=0, num_train_timesteps=1,
         generator=torch.Generator().manual_seed(seed),
         latent_shape=shape,
         grid=grid or (StudentGrid(1, 1) if num_train_timesteps == 1 else StudentGrid()),
+        **fields,
     )
     return param, ctx
+
+
+REAL_TABLE = torch.linspace(-2.0, 3.0, 6 * 4).view(6, 1, 2, 2)
+"""Latents of 6 "real images" (1, 2, 2), for real = "data"."""
+
+
+def _real_images(calls: list | None = None, table: torch.Tensor = REAL_TABLE):
+    """``PhaseContext.real_images``: rows ``index`` of ``table`` (each call's index is recorded)."""
+
+    def read(index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if calls is not None:
+            calls.append(index.clone())
+        return table[index]
+
+    return read
 
 
 def test_loss_formulas_by_hand():
@@ -93,6 +124,21 @@ def test_loss_formulas_by_hand():
     torch.testing.assert_close(discriminator_loss(real, fake, "hinge"), torch.tensor([2.0, 0.0]))
 
 
+def test_relu_generator_loss_and_accuracies_by_hand():
+    """PCM's L_G = relu(1 - d): logits (0.5, 2, -1) -> (0.5, 0, 2), gradient (-1, 0, -1) (none past
+    the margin; "hinge" -d would give -1 everywhere). Accuracy: real logits (1, -1, 0, 2) -> 2 of 4
+    are > 0; fake logits (-1, 0, 3, -0.5) -> 2 of 4 are < 0 (a logit of 0 is wrong on both sides)."""
+    d = torch.tensor([0.5, 2.0, -1.0], requires_grad=True)
+    loss = generator_loss(d, "relu")
+    torch.testing.assert_close(loss, torch.tensor([0.5, 0.0, 2.0]))
+    loss.sum().backward()
+    torch.testing.assert_close(d.grad, torch.tensor([-1.0, 0.0, -1.0]))
+    acc = accuracies(torch.tensor([1.0, -1.0, 0.0, 2.0]), torch.tensor([-1.0, 0.0, 3.0, -0.5]))
+    torch.testing.assert_close(acc, torch.tensor([0.5, 0.5]))
+    acc = accuracies(torch.tensor([0.1, 0.2]), torch.tensor([0.3, -4.0]))
+    torch.testing.assert_close(acc, torch.tensor([1.0, 0.5]))
+
+
 def test_r1_of_a_linear_discriminator_is_the_squared_weight_norm():
     """D(z) = sum(w * z) -> grad_z D = w, ||w||^2 = 1 + 4 + 9 + 16 = 30 for every sample."""
     w = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 2)
@@ -101,53 +147,71 @@ def test_r1_of_a_linear_discriminator_is_the_squared_weight_norm():
     torch.testing.assert_close(r1_penalty(logits, z), torch.full((3,), 30.0))
 
 
-@pytest.mark.parametrize("loss_type", ["nonsaturating", "hinge"])
-def test_gan_component_by_hand_with_a_linear_discriminator(loss_type):
+@pytest.mark.parametrize(
+    "loss_type, g_loss_type", [("nonsaturating", "auto"), ("hinge", "auto"), ("hinge", "relu")]
+)
+def test_gan_component_by_hand_with_a_linear_discriminator(loss_type, g_loss_type):
     """fake = scale * eps (eps the noise the prediction started from), real = detached sample r.
     L_G = mean_b g(d_b), d_b = w . fake_b. Nonsaturating: g(d) = softplus(-d), so
-    dL_G/dscale = mean_b -sigmoid(-d_b) w . eps_b; hinge: g(d) = -d, dL_G/dscale = mean_b -w . eps_b.
+    dL_G/dscale = mean_b -sigmoid(-d_b) w . eps_b; hinge: g(d) = -d, dL_G/dscale = mean_b -w . eps_b;
+    generator_loss "relu": g(d) = relu(1 - d), dL_G/dscale = mean_b -[d_b < 1] w . eps_b.
     No gradient reaches w.
     The head update on two micro-batches (AdamW, beta1 = 0, first step) moves w by
     -lr * sign(dL_D/dw), L_D the mean of both micro-batches' losses; R1 (gamma = 2) adds
-    gamma / 2 * ||w||^2 to L_D and gamma * w to its gradient. The metrics are those means."""
+    gamma / 2 * ||w||^2 to L_D and gamma * w to its gradient. The metrics are those means; the
+    accuracies are those of the logits before the update (w)."""
     w = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
-    config = GANConfig(input="latent", loss_type=loss_type, r1_weight=2.0)
+    config = GANConfig(input="latent", loss_type=loss_type, generator_loss=g_loss_type, r1_weight=2.0)
     gan = GAN(config, discriminator=LinearDiscriminator(w), device="cpu")
 
     def expected(ctx):
-        """(L_G, dL_G/dscale, L_D, mean D(fake), dL_D/dw without R1) of one micro-batch."""
+        """(L_G, dL_G/dscale, L_D, mean D(fake), dL_D/dw without R1, accuracies) of one micro-batch."""
         eps = ctx.computed("student_prediction/1/1").x_t
         real = ctx.computed("student_samples/1/1/0")
         d_fake, d_real = (0.5 * eps * w).flatten(1).sum(1), (real * w).flatten(1).sum(1)
         w_eps = (eps * w).flatten(1).sum(1)
+        acc = torch.stack([(d_real > 0).float().mean(), (d_fake < 0).float().mean()])
         if loss_type == "nonsaturating":
-            g_loss, grad = F.softplus(-d_fake).mean(), (-torch.sigmoid(-d_fake) * w_eps).mean()
             d_loss = (F.softplus(-d_real) + F.softplus(d_fake)).mean()
             dw = (
                 -torch.sigmoid(-d_real).view(-1, 1, 1, 1) * real
                 + torch.sigmoid(d_fake).view(-1, 1, 1, 1) * 0.5 * eps
             )
         else:
-            g_loss, grad = -d_fake.mean(), -w_eps.mean()
             d_loss = (torch.relu(1 - d_real) + torch.relu(1 + d_fake)).mean()
             dw = (
                 -(d_real < 1).float().view(-1, 1, 1, 1) * real
                 + (d_fake > -1).float().view(-1, 1, 1, 1) * 0.5 * eps
             )
-        return g_loss, grad, d_loss, d_fake.mean(), dw.mean(0)
+        if g_loss_type == "relu":
+            g_loss, grad = F.relu(1 - d_fake).mean(), (-(d_fake < 1).float() * w_eps).mean()
+        elif loss_type == "nonsaturating":
+            g_loss, grad = F.softplus(-d_fake).mean(), (-torch.sigmoid(-d_fake) * w_eps).mean()
+        else:
+            g_loss, grad = -d_fake.mean(), -w_eps.mean()
+        return g_loss, grad, d_loss, d_fake.mean(), dw.mean(0), acc
 
     (scale, ctx), (_, other) = _context(seed=0), _context(seed=1)
     loss = gan(ctx)["gan"]
     loss.backward()
     gan(other)
-    g_loss, grad, d_loss, d_fake, dw = expected(ctx)
-    _, _, d_loss_other, d_fake_other, dw_other = expected(other)
+    g_loss, grad, d_loss, d_fake, dw, acc = expected(ctx)
+    _, _, d_loss_other, d_fake_other, dw_other, acc_other = expected(other)
     torch.testing.assert_close(loss, g_loss)
     torch.testing.assert_close(scale.grad, grad)
     assert gan.discriminator.heads.w.grad is None
     metrics = gan.aux_step([ctx, other])
-    assert set(metrics) == {"gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1"}
+    assert set(metrics) == {
+        "gan/d_loss",
+        "gan/d_real",
+        "gan/d_fake",
+        "gan/r1",
+        "gan/d_acc_real",
+        "gan/d_acc_fake",
+    }
     assert all(v.dim() == 0 for v in metrics.values())
+    torch.testing.assert_close(metrics["gan/d_acc_real"], (acc[0] + acc_other[0]) / 2)
+    torch.testing.assert_close(metrics["gan/d_acc_fake"], (acc[1] + acc_other[1]) / 2)
     torch.testing.assert_close(metrics["gan/d_loss"], (d_loss + d_loss_other) / 2)
     torch.testing.assert_close(metrics["gan/d_fake"], (d_fake + d_fake_other) / 2)
     torch.testing.assert_close(metrics["gan/r1"], w.square().sum())
@@ -170,7 +234,9 @@ def test_timm_latent_gan_on_plain_tensors(noise_level):
     heads = {k: v.clone() for k, v in disc.heads.state_dict().items()}
     backbone = {k: v.clone() for k, v in disc.backbone.state_dict().items()}
     metrics = gan.aux_step([ctx])
-    assert {"gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1"} == set(metrics)
+    assert {"gan/d_loss", "gan/d_real", "gan/d_fake", "gan/r1", "gan/d_acc_real", "gan/d_acc_fake"} == set(
+        metrics
+    )
     assert any(not torch.equal(heads[k], v) for k, v in disc.heads.state_dict().items())
     assert all(torch.equal(backbone[k], v) for k, v in disc.backbone.state_dict().items())
     assert not disc.backbone.training
@@ -201,6 +267,146 @@ def test_teacher_real_source_and_pixel_input_need_a_decoder():
         GAN(GANConfig(input="pixel"), latent_channels=4)(
             _context(shape=(4, 8, 8), num_train_timesteps=1000)[1]
         )
+
+
+def test_real_data_side_is_the_real_image_latents():
+    """real = "data": D's real input is ``ctx.real_latents()``, rows prompt_index (3, 0) of the image
+    table, read once per step (G's forward, L_D and the accuracy share it; with q = 1 no
+    student samples are drawn at all); with the linear D the logged L_D, mean logits and accuracies are those
+    of R = table[(3, 0)] and fake = 0.5 eps. Without real images: the data.images message."""
+    w = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
+    gan = GAN(GANConfig(input="latent", real="data"), discriminator=LinearDiscriminator(w))
+    calls = []
+    _, ctx = _context(real_images=_real_images(calls), prompt_index=torch.tensor([3, 0]))
+    gan(ctx)["gan"].backward()
+    metrics = gan.aux_step([ctx])
+    real, eps = REAL_TABLE[[3, 0]], ctx.computed("student_prediction/1/1").x_t
+    d_real, d_fake = (real * w).flatten(1).sum(1), (0.5 * eps * w).flatten(1).sum(1)
+    assert len(calls) == 1 and calls[0].tolist() == [3, 0]
+    assert torch.equal(gan.inputs(ctx)[0], real)
+    torch.testing.assert_close(metrics["gan/d_real"], d_real.mean())
+    torch.testing.assert_close(metrics["gan/d_loss"], (F.softplus(-d_real) + F.softplus(d_fake)).mean())
+    torch.testing.assert_close(metrics["gan/d_acc_real"], (d_real > 0).float().mean())
+    torch.testing.assert_close(metrics["gan/d_acc_fake"], (d_fake < 0).float().mean())
+    assert ctx.computed("student_samples/1/1/0", None) is None  # the student's samples: not drawn
+    assert GANConfig(real="data").data_needs() == {"images": ('real "data"', 'use real "student"')}
+    assert GANConfig().data_needs() == {} and GANConfig(real="teacher").data_needs() == {}
+    with pytest.raises(TLCMError, match="--recipes.data.images"):
+        gan(_context()[1])
+
+
+def test_real_data_without_images_is_refused_for_the_recipe(tmp_path):
+    recipe = _gan_recipe(tmp_path / "model", tmp_path / "run", input="latent", real="data")
+    with pytest.raises(TLCMError, match=r'losses.gan.real "data" needs --recipes.data.images DIR'):
+        validate_recipe(recipe, world_size=1)
+
+
+@pytest.mark.parametrize("independent", [False, True])
+def test_independent_noise_draws_tau_and_eps_per_side(independent):
+    """noise_level 999 on a 1000-step schedule, real = "data": z = alpha(tau) x + sigma(tau) eps on
+    each side. Shared (the default): one tau and one eps (recovered from z) for both sides; with
+    independent_noise: both differ per side. D sees each side at its own tau (G's forward and the
+    L_D pass on the fake: tau_fake; the real: tau_real)."""
+    disc = LinearDiscriminator(torch.ones(1, 2, 2))
+    config = GANConfig(input="latent", real="data", noise_level=999, independent_noise=independent)
+    config.validate(1000, StudentGrid())
+    gan = GAN(config, discriminator=disc)
+    _, ctx = _context(
+        batch=6, num_train_timesteps=1000, real_images=_real_images(), prompt_index=torch.arange(6)
+    )
+    z_real, z_fake, tau_real, tau_fake = gan.inputs(ctx)
+    schedule, x_real, x_fake = ctx.schedule, REAL_TABLE, ctx.computed(prediction_key(ctx)).x0.detach()
+    assert (tau_real >= 0).all() and (tau_fake >= 0).all() and (tau_real <= 999).all()
+
+    def noise(z, x, tau):
+        return (z - schedule.alpha(tau).view(-1, 1, 1, 1) * x) / schedule.sigma(tau).view(-1, 1, 1, 1)
+
+    eps_real, eps_fake = noise(z_real, x_real, tau_real), noise(z_fake.detach(), x_fake, tau_fake)
+    if independent:
+        assert (tau_real != tau_fake).any() and not torch.allclose(eps_real, eps_fake, atol=1e-2)
+    else:
+        assert torch.equal(tau_real, tau_fake)
+        torch.testing.assert_close(eps_real, eps_fake, atol=1e-4, rtol=1e-4)
+    gan(ctx)
+    gan.aux_step([ctx])
+    assert [t.tolist() for t in disc.times] == [tau_fake.tolist(), tau_real.tolist(), tau_fake.tolist()]
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "logit_normal", "shifted"])
+def test_tau_distribution_fractions_by_hand(distribution):
+    """f of tau = clean + f (noise_level - clean) from the step's generator: uniform u, sigmoid(n)
+    for logit_normal, 3 u / (1 + 2 u) for shifted (shift 3); shifted puts more mass towards noise."""
+    _, ctx = _context(seed=7)
+    f = noise_fraction(ctx, 2000, distribution, 3.0)
+    gen = torch.Generator().manual_seed(7)
+    if distribution == "logit_normal":
+        expected = torch.sigmoid(torch.randn(2000, generator=gen))
+    else:
+        u = torch.rand(2000, generator=gen)
+        expected = u if distribution == "uniform" else 3 * u / (1 + 2 * u)
+    torch.testing.assert_close(f, expected)
+    assert 0 <= f.min() and f.max() <= 1
+    if distribution == "shifted":
+        assert f.mean() > 0.6  # uniform: 0.5
+
+
+def test_accuracy_is_measured_before_the_update():
+    """disc_steps 2 at lr 1: D starts wrong on every real sample (w = -0.1, real latents 10: d_real
+    = -4), and its first update turns them right (w -> 0.9). gan/d_acc_real is the accuracy before
+    the update (0: held out), while gan/d_real is the last update's mean logit (> 0)."""
+    table = torch.full((2, 1, 2, 2), 10.0)
+    gan = GAN(
+        GANConfig(input="latent", real="data", disc_steps=2, disc_lr=1.0),
+        discriminator=LinearDiscriminator(torch.full((1, 2, 2), -0.1)),
+    )
+    _, ctx = _context(real_images=_real_images(table=table), prompt_index=torch.tensor([0, 1]))
+    fake = ctx.shared("x", lambda: gan.inputs(ctx)[1]).detach()
+    d_fake = (fake * -0.1).flatten(1).sum(1)
+    metrics = gan.aux_step([ctx])
+    assert metrics["gan/d_acc_real"].item() == 0.0 and metrics["gan/d_real"].item() > 0
+    torch.testing.assert_close(metrics["gan/d_acc_fake"], (d_fake < 0).float().mean())
+
+
+def test_optimizer_settings_reach_adamw():
+    """disc_* / fake_* fields become the AdamW param group (betas, weight decay) and the clip; the
+    defaults are the former fixed (0, 0.99), 0, 1. Weight decay moves a zero-gradient parameter by
+    -lr wd p; the clip caps the gradient AdamW sees (4 -> 1; 10 or 0: left at 4)."""
+    w = torch.ones(1, 2, 2)
+    gan = GAN(
+        GANConfig(disc_betas=(0.9, 0.999), disc_weight_decay=0.01, disc_max_grad_norm=10.0),
+        discriminator=LinearDiscriminator(w),
+    )
+    assert isinstance(gan.optimizer.opt, torch.optim.AdamW)
+    group = gan.optimizer.opt.param_groups[0]
+    assert (group["betas"], group["weight_decay"], gan.optimizer.max_grad_norm) == ((0.9, 0.999), 0.01, 10.0)
+    group = GAN(GANConfig(), discriminator=LinearDiscriminator(w)).optimizer.opt.param_groups[0]
+    assert (group["betas"], group["weight_decay"]) == ((0.0, 0.99), 0.0)
+
+    class Fake(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = nn.Parameter(torch.tensor(0.0))
+
+    dmd = DMD(DMDConfig(fake_betas=(0.5, 0.9), fake_weight_decay=0.1, fake_max_grad_norm=0.0), Fake())
+    group = dmd.opt.opt.param_groups[0]
+    assert (group["betas"], group["weight_decay"], dmd.opt.max_grad_norm) == ((0.5, 0.9), 0.1, 0.0)
+    group = DMD(DMDConfig(), Fake()).opt.opt.param_groups[0]
+    assert (group["betas"], group["weight_decay"], DMD(DMDConfig(), Fake()).opt.max_grad_norm) == (
+        (0.0, 0.99),
+        0.0,
+        1.0,
+    )
+
+    p = nn.Parameter(torch.tensor([2.0]))
+    AuxOptimizer([p], lr=0.1, weight_decay=0.5).step(lambda c: 0 * p.sum(), [None])
+    torch.testing.assert_close(p.detach(), torch.tensor([2.0 * (1 - 0.1 * 0.5)]))
+    for clip, seen in [(1.0, 1.0), (10.0, 4.0), (0.0, 4.0)]:
+        q = nn.Parameter(torch.tensor([0.0]))
+        opt = AuxOptimizer([q], lr=0.1, max_grad_norm=clip)
+        grads = []
+        opt.opt.register_step_pre_hook(lambda o, args, kwargs, q=q, grads=grads: grads.append(q.grad.item()))
+        opt.step(lambda c, q=q: 4 * q.sum(), [None])
+        assert grads == [pytest.approx(seen)], clip
 
 
 def test_checkpoint_round_trip_restores_heads_and_optimizer():
@@ -250,7 +456,15 @@ def test_backbone_weight_file_loads_and_mismatch_is_named(tmp_path):
     "field, value, message",
     [
         ("loss_type", "wasserstein", "loss_type must be one of nonsaturating, hinge"),
-        ("real", "dataset", "real must be one of student, teacher"),
+        ("real", "dataset", "real must be one of student, teacher, data"),
+        ("generator_loss", "wasserstein", "generator_loss must be one of auto, nonsaturating, hinge, relu"),
+        ("tau_distribution", "beta", "tau_distribution must be one of uniform, logit_normal, shifted"),
+        ("independent_noise", True, "set noise_level > 0"),
+        ("tau_distribution", "shifted", "set noise_level > 0"),
+        ("tau_shift", 0.5, "tau_shift must be >= 1"),
+        ("disc_betas", (1.0, 0.99), r"disc_betas must be two values in \[0, 1\)"),
+        ("disc_weight_decay", -0.1, "need disc_weight_decay >= 0"),
+        ("disc_max_grad_norm", -1.0, "disc_max_grad_norm >= 0"),
         ("input", "rgb", "input must be one of pixel, latent"),
         ("timm_model", "resnet_nonexistent", "not a timm model"),
         ("out_indices", (2, 3, 7), "no features_only levels"),
@@ -301,8 +515,9 @@ def test_gan_phase_smoke_trains_two_steps(gan, tiny_sd_dir, tmp_path):
     assert [r["global_step"] for r in records] == [1, 2] and [r["step"] for r in records] == [1, 2]
     for record in records:
         assert "nonfinite" not in record
-        for key in ("mlcd", "gan", "gan/d_loss", "gan/d_real", "gan/d_fake", "grad_norm"):
+        for key in ("mlcd", "gan", "gan/d_loss", "gan/d_real", "gan/d_fake", "grad_norm", "gan/d_acc_real"):
             assert torch.isfinite(torch.tensor(record[key])), key
+        assert 0 <= record["gan/d_acc_real"] <= 1 and 0 <= record["gan/d_acc_fake"] <= 1
 
 
 def test_gan_resume_is_exact(tiny_sd_dir, tmp_path):

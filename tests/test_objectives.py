@@ -33,6 +33,7 @@ from tlcm.losses.gan import GAN, GANConfig, discriminator_loss, generator_loss
 from tlcm.losses.lcd import LCD, LCDConfig, lcd_loss
 from tlcm.losses.mlcd import MLCD, MLCDConfig, mlcd_loss, segment_map
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
+from tlcm.losses.shared import student_prediction
 from tlcm.models.discriminator import Discriminator
 from tlcm.models.families import FAMILIES
 from tlcm.rewards import REWARDS, Reward
@@ -67,12 +68,13 @@ def _ctx(
     w: float = 1.0,
     seed: int = 0,
     latent_shape=(1, 2, 2),
-    grid: tuple[int, int] = (1, 1),
+    grid: tuple[int, int] | StudentGrid = (1, 1),
     **extra,
 ) -> StepContext:
     """A StepContext of len(cond) samples, prompt scalars ``cond`` / ``uncond``, the student's grid
-    ``grid`` = (M, q). M = q = 1 (default): the student's one-step prediction is made from pure
-    noise at T - 1 (shared.student_prediction) and its 1-step sample is that x0."""
+    ``grid`` = (M, q) (or a whole StudentGrid). M = q = 1 (default): the student's one-step
+    prediction is made from pure noise at T - 1 (shared.student_prediction) and its 1-step sample
+    is that x0."""
     return StepContext.standalone(
         student=student,
         teacher=Guided(teacher, w, _prompts(uncond)),
@@ -80,7 +82,7 @@ def _ctx(
         cond=_prompts(cond),
         generator=torch.Generator().manual_seed(seed),
         latent_shape=latent_shape,
-        grid=StudentGrid(num_milestones=grid[0], steps=grid[1]),
+        grid=grid if isinstance(grid, StudentGrid) else StudentGrid(num_milestones=grid[0], steps=grid[1]),
         **extra,
     )
 
@@ -437,7 +439,7 @@ def test_dpo_component_prefers_the_winner_against_a_frozen_reference(monkeypatch
     unet = DPOUNet(torch.zeros(1, 2, 2))
     student = SimpleNamespace(
         net=unet,
-        base=SimpleNamespace(device="cpu", family=FAMILIES["StableDiffusionPipeline"]),
+        base=SimpleNamespace(device="cpu", family=FAMILIES["StableDiffusionPipeline"], evaluations=0),
         trainable_parameters=lambda: dict(unet.named_parameters()),
     )
     cfg = PreferenceConfig(mode="dpo", reward="test-objectives-linear", beta=beta)
@@ -883,3 +885,184 @@ def test_mlcd_real_states_random_target_time_and_per_sample_w_by_hand(monkeypatc
     goal = HAND_LONG.ddim(x_tn, student.hand(x_tn, t_n), t_n, s)
     g = HAND_LONG.ddim(x_tm, student.hand(x_tm, t_m), t_m, s)
     _close(value, (g - goal).square().mean())
+
+
+# ============================================================================================
+# 8. DMD2's switches (tianweiy/DMD2; docs/zoo-methods.md section 5): the fake score's own timestep
+#    range, a fresh student sample per fake update, backward simulation along the sampler's chain.
+
+
+class RecordingFake(nn.Module):
+    """Fake score x0 = b x (b trainable); records (x_t, t, b at the call) of each call."""
+
+    def __init__(self, b: float = 0.5) -> None:
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor(b))
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def denoiser(self):
+        def fake(x, t, cond):
+            self.calls.append((x.detach().clone(), t.clone(), self.b.detach().clone()))
+            return self.b * x
+
+        return fake
+
+    def parameters(self, recurse: bool = True):
+        return list(super().parameters(recurse))
+
+
+class GradRecordingGaussian(GaussianStudent):
+    """GaussianStudent that also records whether gradients were on in each call."""
+
+    def __init__(self, mu: float, sd: float) -> None:
+        super().__init__(mu, sd)
+        self.grad: list[bool] = []
+
+    def forward(self, x, t, cond):
+        self.grad.append(torch.is_grad_enabled())
+        return super().forward(x, t, cond)
+
+
+def _dmd2(student, fake, seed, batch, grid=(1, 1), **config):
+    """DMD on the 3-step toy schedule with t' in 0..2 by default, the Gaussian teacher, latents
+    (1, 4, 4); ``config`` overrides any DMDConfig field."""
+    cfg = DMDConfig(**{"t_min": 0, "t_max": 2, "real_guidance_scale": W_REAL, **config})
+    teacher = _gaussian_teacher()
+    ctx = _ctx(
+        student, teacher, cond=[MU_C] * batch, uncond=[MU_U], seed=seed, latent_shape=(1, 4, 4), grid=grid
+    )
+    return DMD(cfg, fake), ctx
+
+
+def _standard_normal(eps: torch.Tensor) -> bool:
+    return abs(float(eps.mean())) < 0.1 and abs(float(eps.std()) - 1) < 0.1
+
+
+def test_dmd_fake_score_timesteps_range_apart_from_t_prime():
+    """DMD2 trains its fake score on t ~ U{0..T-1} while the student's t' stays in [t_min, t_max]
+    (sd_guidance.py: compute_loss_fake vs compute_distribution_matching_loss). DMDConfig(t_min=1,
+    t_max=2, fake_t_min=0, fake_t_max=2): the student's loss evaluates the fake at t' in {1, 2}
+    only; aux_step's denoising loss at t in {0, 1, 2}, on x_t = a_t x0 + s_t eps re-noised from the
+    step's prediction x0 (eps standard normal), with L_fake = mean (b x_t - x0)^2 (prediction type
+    "sample": the target is x0). By default (None) the fake's t follow t' ({1, 2}, never 0)."""
+    student, fake = GaussianStudent(-0.5, 1.5), RecordingFake()
+    loss, ctx = _dmd2(student, fake, seed=11, batch=256, t_min=1, fake_t_min=0, fake_updates=1)
+    loss(ctx)
+    metrics = loss.aux_step([ctx])
+    (_, t_prime, _), (x_t, t, b) = fake.calls
+    assert set(t_prime.tolist()) == {1, 2}
+    assert set(t.tolist()) == {0, 1, 2} and min((t == v).sum() for v in (0, 1, 2)) > 30
+    x0 = ctx.computed("student_prediction/1/1").x0.detach()
+    assert _standard_normal((x_t - HAND_TOY.a(t) * x0) / HAND_TOY.s(t))
+    assert metrics["dmd/fake_loss"].item() == pytest.approx(float((b * x_t - x0).square().mean()), rel=1e-6)
+
+    default = RecordingFake()
+    loss, ctx = _dmd2(GaussianStudent(-0.5, 1.5), default, seed=11, batch=256, t_min=1, fake_updates=1)
+    loss(ctx)
+    loss.aux_step([ctx])
+    assert set(default.calls[1][1].tolist()) == {1, 2}
+
+
+@pytest.mark.parametrize("mode", ["fresh", "shared"])
+def test_dmd_fresh_fake_samples_are_new_student_draws(mode):
+    """fake_samples="fresh" (DMD2's train_sd.py draws a new generator sample for every fake step):
+    3 fake updates call the student once for its loss and once more per update, each on new noise
+    z_i (M = q = 1: predictions from pure noise), without gradients, as the student is at aux_step
+    (mu moved by +1 after its loss, as its optimizer would): update i denoises x0_i = mu' + sd z_i,
+    so eps_i = (x_t - a x0_i) / s is standard normal (against the loss's x0 its variance would be
+    1 + 2 (a sd / s)^2 > 10 at t <= 1) and L_i = mean (b_i x_t - x0_i)^2 by hand. "shared" (the
+    default) calls the student once and denoises the loss's own x0 in every update."""
+    student, fake = GradRecordingGaussian(-0.5, 2.0), RecordingFake()
+    loss, ctx = _dmd2(student, fake, seed=4, batch=256, fake_t_max=1, fake_updates=3, fake_samples=mode)
+    loss(ctx)["dmd"].backward()
+    shared_x0 = ctx.computed("student_prediction/1/1").x0.detach()
+    with torch.no_grad():
+        student.mu += 1.0
+    metrics = loss.aux_step([ctx])
+    updates = fake.calls[1:]
+    assert len(updates) == 3
+    if mode == "shared":
+        assert len(student.inputs) == 1
+        x0s = [shared_x0] * 3
+    else:
+        assert len(student.inputs) == 4 and student.grad == [True, False, False, False]
+        zs = student.inputs[1:]
+        assert all(
+            not torch.equal(a, b) for i, a in enumerate(student.inputs) for b in student.inputs[i + 1 :]
+        )
+        x0s = [student.mu.detach() + student.sd.detach() * z for z in zs]
+    hand = []
+    for (x_t, t, b), x0 in zip(updates, x0s, strict=True):
+        assert set(t.tolist()) <= {0, 1}
+        assert _standard_normal((x_t - HAND_TOY.a(t) * x0) / HAND_TOY.s(t))
+        hand.append((b * x_t - x0).square().mean())
+    assert metrics["dmd/fake_loss"].item() == pytest.approx(float(torch.stack(hand).mean()), rel=1e-6)
+
+
+def test_dmd_fresh_fake_samples_redraw_the_backward_simulation_state():
+    """On a q = 2 grid ("sample" backward simulation) a fresh draw is a whole new prediction: a new
+    2-step sample (2 calls) re-noised, then the prediction (1 call): the loss's step costs 3 student
+    calls, each of 2 fresh updates 3 more; the fake's inputs never reuse the step's sample."""
+    calls = []
+
+    def student(x, t, cond):
+        calls.append(x.detach().clone())
+        return 0.5 * x
+
+    loss, ctx = _dmd2(
+        student, RecordingFake(), seed=2, batch=8, grid=(2, 2), fake_updates=2, fake_samples="fresh"
+    )
+    loss(ctx)
+    assert len(calls) == 3
+    loss.aux_step([ctx])
+    assert len(calls) == 9
+    assert all(not torch.equal(a, b) for i, a in enumerate(calls) for b in calls[i + 1 :])
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.0])
+def test_backward_simulation_chain_by_hand(gamma):
+    """StudentGrid(M = 4, q = 4, backward_simulation="chain") on the 12-step schedule: grid
+    t = 11, 8, 5, 2. DMD2's backward simulation (sd_unified_model.py sample_backward): one
+    k ~ U{0..3} per micro-batch (the generator's first draw on CPU), then noise z and the fresh
+    noises n_1..n_3 (all drawn up front); the student's own sampler runs k moves from z,
+    x_{i+1} = a x0_i + s n_{i+1} (training_gamma 1, LCM) or DDIM (0); the prediction is made at
+    (x_k, grid[k]) with gradients: k + 1 student calls, the first k without gradients, and the
+    chain carries no gradient (d sum x0 / d c = B). Under uniform_calls (FSDP2) the sampler runs
+    all 3 moves: the same draws (the next one too), the same x_t and x0. Twelve seeds reach every k."""
+    ts, seen = [11, 8, 5, 2], set()
+    for seed in range(12):
+        results = []
+        for uniform in (False, True):
+            student = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02)
+            grid = StudentGrid(4, 4, training_gamma=gamma, backward_simulation="chain")
+            ctx = _ctx(
+                student,
+                _curved_teacher(),
+                schedule=LONG,
+                cond=[0.0] * 3,
+                seed=seed,
+                grid=grid,
+                uniform_calls=uniform,
+            )
+            pred = student_prediction(ctx)
+            gen = torch.Generator().manual_seed(seed)
+            k = int(torch.randint(4, (1,), generator=gen))
+            x = torch.randn((3, 1, 2, 2), generator=gen)
+            fresh = [torch.randn((3, 1, 2, 2), generator=gen) for _ in range(3)]
+            for i in range(k):
+                x0 = student.hand(x, ts[i])
+                if gamma == 1.0:
+                    x = HAND_LONG.a(ts[i + 1]) * x0 + HAND_LONG.s(ts[i + 1]) * fresh[i]
+                else:
+                    x = HAND_LONG.ddim(x, x0, ts[i], ts[i + 1])
+            _close(pred.x_t, x)
+            assert pred.t.tolist() == [ts[k]] * 3
+            _close(pred.x0, student.hand(x, ts[k]))
+            moves = 3 if uniform else k
+            assert [grad for _, _, grad in student.calls] == [False] * moves + [True]
+            pred.x0.sum().backward()
+            _close(student.c.grad, torch.full((1, 2, 2), 3.0))
+            results.append((pred.x_t, pred.x0.detach(), ctx.randn(1)))  # + the next draw
+        assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+        seen.add(k)
+    assert seen == {0, 1, 2, 3}

@@ -14,7 +14,13 @@ x_t' = a_t' x0_hat + s_t' eps with t' ~ U[t_min, t_max] (DMD Sec. 3.2: 0.02 T..0
     L_DMD = 1/2 || x0_hat - stopgrad(x0_hat - grad) ||^2     (so d L / d x0_hat = grad / D)
 
 ``aux_step`` then makes ``fake_updates`` denoising updates of the fake score (DMD2's two
-time-scale rule, Sec. 4.2: 5 per student update).
+time-scale rule, Sec. 4.2: 5 per student update), on timesteps in [fake_t_min, fake_t_max].
+
+DMD2's own settings (tianweiy/DMD2 main/sd_guidance.py, train_sd.py; docs/zoo-methods.md section
+5) as switches, each off by default: the fake score trained on t ~ U{0..T-1} (``fake_t_min`` 0,
+``fake_t_max`` T - 1; the student's t' stays in [t_min, t_max]); every fake update on a fresh
+student sample (``fake_samples="fresh"``: DMD2 draws a new generator sample per fake step); its
+backward simulation (``StudentGrid.backward_simulation="chain"``, the states of all predictions).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.registry import register_loss
-from tlcm.losses.shared import student_prediction
+from tlcm.losses.shared import predict_student, student_prediction
 
 FAKE_ADAPTER = "dmd_fake"
 """Name of the fake score's LoRA adapter on the shared base."""
@@ -86,6 +92,23 @@ class DMDConfig(LossConfig):
     """Lowest re-noising timestep t' (DMD Sec. 3.2: T_min = 0.02 T)."""
     t_max: int = 980
     """Highest re-noising timestep t' (DMD Sec. 3.2: T_max = 0.98 T)."""
+    fake_t_min: int | None = None
+    """Lowest timestep of the fake score's denoising loss (None: ``t_min``; DMD2: 0, its fake
+    score trains on t ~ U{0..T-1}, sd_guidance.py ``compute_loss_fake``)."""
+    fake_t_max: int | None = None
+    """Highest timestep of the fake score's denoising loss (None: ``t_max``; DMD2: T - 1)."""
+    fake_samples: Literal["shared", "fresh"] = "shared"
+    """What each fake update denoises: "shared", this step's student prediction (detached, the one
+    the student's loss used; new eps and t per update); "fresh", a new draw of it per update and
+    micro-batch (``shared.predict_student``: new noise, grid timestep and backward-simulation state,
+    no gradients; DMD2's train_sd.py draws a new generator sample per fake step) from the student
+    after its update: 1 more student call per update (+ q with backward_simulation "sample", + k
+    with "chain"). The prompts stay the micro-batch's (DMD2 draws new ones)."""
+
+    def fake_t_range(self) -> tuple[int, int]:
+        """The fake score's timestep range [lo, hi] (``fake_t_min`` / ``fake_t_max``, None: t')."""
+        lo = self.t_min if self.fake_t_min is None else self.fake_t_min
+        return lo, self.t_max if self.fake_t_max is None else self.fake_t_max
 
     def adapters(self) -> dict[str, int]:
         return {FAKE_ADAPTER: self.fake_rank} if self.fake_score == "lora" else {}
@@ -99,6 +122,14 @@ class DMDConfig(LossConfig):
             raise ValueError(
                 f"need 0 <= t_min < t_max < {num_train_timesteps}, got {self.t_min}, {self.t_max}"
             )
+        lo, hi = self.fake_t_range()
+        if not 0 <= lo < hi < num_train_timesteps:
+            raise ValueError(
+                f"need 0 <= fake_t_min < fake_t_max < {num_train_timesteps} (None: t_min / t_max), "
+                f"got {self.fake_t_min}, {self.fake_t_max} (-> {lo}, {hi})"
+            )
+        if self.fake_samples not in ("shared", "fresh"):
+            raise ValueError(f'fake_samples must be "shared" or "fresh", got {self.fake_samples!r}')
         if self.fake_updates < 0:
             raise ValueError(f"fake_updates must be >= 0, got {self.fake_updates}")
         if self.fake_score not in ("lora", "full"):
@@ -119,15 +150,14 @@ class DMD(Loss):
             weight_decay=config.fake_weight_decay,
         )
 
-    def _timesteps(self, ctx: StepContext) -> torch.Tensor:
-        cfg = self.config
-        t = cfg.t_min + ctx.rand(ctx.batch_size) * (cfg.t_max - cfg.t_min)
-        return ctx.schedule.discretize(t)
+    @staticmethod
+    def _timesteps(ctx: StepContext, lo: int, hi: int) -> torch.Tensor:
+        return ctx.schedule.discretize(lo + ctx.rand(ctx.batch_size) * (hi - lo))
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, schedule = self.config, ctx.schedule
         x0 = student_prediction(ctx).x0
-        t = self._timesteps(ctx)
+        t = self._timesteps(ctx, cfg.t_min, cfg.t_max)
         x_t = schedule.add_noise(x0.detach(), ctx.randn(*x0.shape), t)
         teacher = ctx.teacher.with_scale(cfg.real_guidance_scale) if cfg.real_guidance_scale else ctx.teacher
         with torch.no_grad():
@@ -138,9 +168,14 @@ class DMD(Loss):
         return {"dmd": loss.mean()}
 
     def _fake_loss(self, ctx: StepContext) -> torch.Tensor:
-        """The fake score's denoising loss on this micro-batch's (detached) student predictions."""
-        x0 = student_prediction(ctx).x0.detach()
-        eps, t = ctx.randn(*x0.shape), self._timesteps(ctx)
+        """The fake score's denoising loss on this micro-batch's (detached) student predictions:
+        the step's, or a fresh draw (``fake_samples``)."""
+        if self.config.fake_samples == "fresh":
+            with torch.no_grad():
+                x0 = predict_student(ctx, fresh_samples=True).x0
+        else:
+            x0 = student_prediction(ctx).x0.detach()
+        eps, t = ctx.randn(*x0.shape), self._timesteps(ctx, *self.config.fake_t_range())
         return denoising_loss(self.fake.denoiser(), ctx.schedule, x0, eps, t, ctx.cond)
 
     def aux_step(self, contexts: list[StepContext]) -> dict[str, torch.Tensor]:

@@ -91,13 +91,15 @@ def accuracies(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Te
 
 
 def noise_fraction(ctx: StepContext, b: int, distribution: str, shift: float) -> torch.Tensor:
-    """f (B,) in [0, 1] of the re-noising time tau = clean + f (noise_level - clean): "uniform"
-    U[0, 1); "logit_normal" sigmoid(N(0, 1)) (mass in the middle); "shifted" shift u / (1 + (shift
-    - 1) u), u uniform (mass towards noise for shift > 1; FastGen's "shifted", default shift 5)."""
+    """f (B,) in [0, 1] of the re-noising time tau = clean + f (noise_level - clean), from the
+    step's generator: "uniform" u ~ U[0, 1); "logit_normal" sigmoid(N(0, 1)) (mass in the middle);
+    "shifted" s u / (1 + (s - 1) u) with s = ``shift`` (mass towards noise for s > 1; FastGen's
+    "shifted", whose default s is 5)."""
     if distribution == "logit_normal":
         return torch.sigmoid(ctx.randn(b))
     u = ctx.rand(b)
     return u if distribution == "uniform" else shift * u / (1 + (shift - 1) * u)
+
 
 @register_loss("gan")
 @dataclass
@@ -314,9 +316,9 @@ class GAN(Loss):
         """The re-noising options beyond noise_level in shared-work keys ("" for the defaults)."""
         cfg = self.config
         tag = "/independent" if cfg.independent_noise else ""
-        if cfg.tau_distribution != "uniform":
-            tag += f"/{cfg.tau_distribution}" + (f"{cfg.tau_shift:g}" if cfg.tau_distribution == "shifted" else "")
-        return tag
+        if cfg.tau_distribution == "shifted":
+            return f"{tag}/shifted{cfg.tau_shift:g}"
+        return tag if cfg.tau_distribution == "uniform" else f"{tag}/{cfg.tau_distribution}"
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg = self.config

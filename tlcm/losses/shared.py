@@ -5,9 +5,10 @@ The student's grid (M milestones, q steps) is the recipe's one ``ctx.grid``.
 - ``student_samples(ctx)``: the current student's q-step samples (B, C, h, w), detached
   (LCD's states, the GAN's "real" side, preference candidates' source).
 - ``student_prediction(ctx)``: the student's one-step x0 prediction WITH gradients from a
-  state on its own q-step inference grid (pure noise at T, or a q-step sample re-noised to one of
-  the grid's lower timesteps, DMD2's "backward simulation", Sec. 4.5), so that every step of few-step
+  state on its own q-step inference grid (pure noise at T, or below it a state of DMD2's "backward
+  simulation", Sec. 4.5: ``StudentGrid.backward_simulation``), so that every step of few-step
   sampling is trained. DMD, GAN and reward feedback all push on this one tensor.
+  ``predict_student(ctx)`` draws another one, uncached (DMD's fresh fake-score samples).
 - ``decoded(ctx, key, latents)``: VAE-decoded images of a shared latent tensor.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from tlcm.diffusion.sampling import sample_latents
+from tlcm.diffusion.solvers import tlcm_step
 from tlcm.losses.base import StepContext
 
 
@@ -36,21 +38,22 @@ def student_samples(ctx: StepContext, draw: int = 0) -> torch.Tensor:
     (``ctx.grid``; tlcm_step with its ``training_gamma``, the paper's 1 by default), detached;
     once per step and ``draw`` (draws are independent samples: DPO's two candidates per prompt are
     draws 0 and 1)."""
+    return ctx.shared(samples_key(ctx, draw), lambda: sample_student(ctx))
 
-    def compute() -> torch.Tensor:
-        grid = ctx.grid.timesteps(None, ctx.schedule)
-        noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
-        return sample_latents(
-            ctx.student,
-            ctx.schedule,
-            ctx.cond,
-            noise,
-            grid.tolist(),
-            ctx.grid.training_gamma,
-            generator=ctx.generator,
-        )
 
-    return ctx.shared(samples_key(ctx, draw), compute)
+def sample_student(ctx: StepContext) -> torch.Tensor:
+    """One new draw of ``student_samples(ctx)`` (uncached: q student calls each time)."""
+    grid = ctx.grid.timesteps(None, ctx.schedule)
+    noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+    return sample_latents(
+        ctx.student,
+        ctx.schedule,
+        ctx.cond,
+        noise,
+        grid.tolist(),
+        ctx.grid.training_gamma,
+        generator=ctx.generator,
+    )
 
 
 @dataclass
@@ -65,24 +68,60 @@ class StudentPrediction:
 
 def student_prediction(ctx: StepContext) -> StudentPrediction:
     """One-step x0 prediction of the student, with gradients, from timesteps of its q-step grid
-    (``ctx.grid``): t = grid[k], k uniform per sample; x_t = noise at k = 0, else the detached
-    q-step sample re-noised to t. Computed once per step."""
+    (``ctx.grid``), computed once per step (``predict_student``)."""
+    return ctx.shared(prediction_key(ctx), lambda: predict_student(ctx))
 
-    def compute() -> StudentPrediction:
-        schedule, num_steps = ctx.schedule, ctx.grid.steps
-        grid = ctx.grid.timesteps(None, schedule, ctx.device)
-        k = torch.randint(len(grid), (ctx.batch_size,), generator=ctx.generator, device=ctx.device)
+
+def predict_student(ctx: StepContext, fresh_samples: bool = False) -> StudentPrediction:
+    """One new draw of the student's one-step x0 prediction (uncached; with gradients unless
+    called under no_grad) from t = grid[k] of its q-step grid, by ``ctx.grid.backward_simulation``:
+
+    - "sample": k uniform per sample; x_t = noise at k = 0, else the detached q-step sample
+      re-noised to t: the step's shared ``student_samples(ctx)``, or with ``fresh_samples`` a new
+      one (``sample_student``). 1 student call (+ q for a new sample).
+    - "chain" (DMD2's backward simulation, ``sd_unified_model.py`` ``sample_backward``): one k
+      uniform in 0..q-1 for the micro-batch (a host draw; DMD2 shares it over the whole batch),
+      x_t = the state the student's own sampler (``training_gamma``) reaches at grid[k] after k
+      moves from fresh noise, no gradients. 1 + k student calls (1 + (q - 1) under
+      ``phase.uniform_calls``: FSDP2 needs the same calls on every process; the same draws).
+    """
+    schedule, num_steps, batch = ctx.schedule, ctx.grid.steps, ctx.batch_size
+    grid = ctx.grid.timesteps(None, schedule, ctx.device)
+    if ctx.grid.backward_simulation == "chain" and num_steps > 1:
+        k, x_t = _chain_state(ctx, grid)
+        t = grid[k : k + 1].expand(batch)
+    else:
+        k = torch.randint(len(grid), (batch,), generator=ctx.generator, device=ctx.device)
         t = grid[k]
-        noise = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+        noise = ctx.randn(batch, *ctx.latent_shape)
         if num_steps > 1:
-            x_t = schedule.add_noise(student_samples(ctx), noise, t)
+            samples = sample_student(ctx) if fresh_samples else student_samples(ctx)
+            x_t = schedule.add_noise(samples, noise, t)
             x_t = torch.where((k == 0).view(-1, 1, 1, 1), noise, x_t)
         else:
             x_t = noise
-        x0 = schedule.to_x0(ctx.student(x_t, t, ctx.cond), x_t, t)
-        return StudentPrediction(x0, t, x_t)
+    x0 = schedule.to_x0(ctx.student(x_t, t, ctx.cond), x_t, t)
+    return StudentPrediction(x0, t, x_t)
 
-    return ctx.shared(prediction_key(ctx), compute)
+
+@torch.no_grad()
+def _chain_state(ctx: StepContext, grid: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """(k, x) of ``predict_student``'s "chain": the student's q-step sampler from fresh noise,
+    stopped at grid[k]. Every draw is made up front (noise, then one per move up to q - 1), so the
+    draws do not depend on k or on padding."""
+    host = ctx.host_generator
+    k = int(torch.randint(len(grid), (1,), generator=host, device=host.device))
+    x = ctx.randn(ctx.batch_size, *ctx.latent_shape)
+    fresh = [ctx.randn(*x.shape) for _ in range(len(grid) - 1)]
+    moves = len(grid) - 1 if ctx.phase.uniform_calls else k
+    state = x
+    for i in range(moves):
+        t, s = grid[i : i + 1].expand(len(x)), grid[i + 1 : i + 2].expand(len(x))
+        x0 = ctx.schedule.to_x0(ctx.student(x, t, ctx.cond), x, t)
+        x = tlcm_step(ctx.schedule, x, x0, t, s, ctx.grid.training_gamma, fresh[i])
+        if i + 1 == k:
+            state = x
+    return k, state
 
 
 def decoded(ctx: StepContext, key: str, latents: torch.Tensor) -> torch.Tensor:

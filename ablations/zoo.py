@@ -1,0 +1,516 @@
+"""The method zoo at equal compute: ``python -m ablations.zoo [--methods A B] [--miniatures unet flow]
+[--seeds 0 1 2] [--budget N] [--jobs 2] [--dry-run]``.
+
+Every method of ``recipes.zoo.ZOO`` plus ``tlcm-full`` (recipes PRESETS) is trained on the UNet
+miniature ("unet", MINIATURE_SD) and the flow miniature ("flow", MINIATURE_SD3, as the
+tlcm-full-flow preset swaps it in) with the same budget of denoiser evaluations
+(``BaseModel.evaluations``: every network call of the training steps, in samples; a CFG call on 2B
+counts 2B). The default budget is what tlcm-full's recipe costs on the UNet miniature.
+
+Equal compute, how: each phase's evaluations per optimizer step are measured by a probe (the
+engine's own ``build_phase`` / ``train_step`` for ``--probe-steps`` steps of every phase, seed 0,
+cached in ``RUNS/<miniature>/probe.json``); a method's phase steps are then scaled by one factor so
+that sum(steps x evaluations per step) meets the budget (``scale_steps``: within one step of the
+dearest phase). Data-state consistency phases cost the same every step; MLCD's MDS states depend
+on the drawn segments, so the probe's mean is an estimate: the table shows each run's counted
+total (metrics.jsonl's ``denoiser_evals``).
+
+Each (miniature, seed, method) trains in its own process (one torch thread, ``--jobs`` at a time)
+into ``RUNS/<miniature>/s<seed>/<method>``, is scored at 1, 2, 4 and 8 steps (those <= its M;
+above: "n/a") with the toy metrics on ``10 x --samples-per-digit`` prompts, with the method's own
+sampler (its StudentGrid) and with the shipped TLCM sampler (``recipes.tlcm.MINIATURE_SAMPLER``'s
+gammas on the method's grid). A finished run (zoo.json present) is reused unless ``--fresh``; the
+tables (docs/zoo.md) and the plot (docs/zoo-fd.png, needs matplotlib) are regenerated from every
+run on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import tyro
+from rich.console import Console
+
+from tlcm.errors import TLCMError, run_cli
+
+console = Console()
+
+STEPS = (1, 2, 4, 8)
+"""Step counts every method is scored at (those <= its M)."""
+SAMPLERS = {"own": "eval.json", "tlcm": "eval-tlcm-sampler.json"}
+"""Sampler -> the score file of a run: the method's own StudentGrid, the shipped TLCM sampler."""
+BASE_METHOD = "tlcm-full"
+"""The method whose recipe sets the default budget (on the UNet miniature)."""
+
+
+@dataclass
+class Args:
+    """Train and score the method zoo at equal compute on the miniatures."""
+
+    methods: tuple[str, ...] = ()
+    """Methods (default: every method of recipes.zoo.ZOO and tlcm-full)."""
+    miniatures: tuple[str, ...] = ("unet", "flow")
+    """Miniatures: unet (MINIATURE_SD), flow (MINIATURE_SD3)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds (``--recipes.runtime.seed``)."""
+    budget: int = 0
+    """Denoiser evaluations (samples) per run; 0: tlcm-full's recipe cost on the UNet miniature
+    (its probe's evaluations per step x its phase steps)."""
+    runs: Path = Path("runs/zoo")
+    """Folder of the runs (``<miniature>/s<seed>/<method>``) and probes."""
+    table: Path = Path("docs/zoo.md")
+    """The markdown tables, regenerated from the runs on disk."""
+    plot: Path = Path("docs/zoo-fd.png")
+    """FD vs steps per method (skipped without matplotlib)."""
+    jobs: int = 2
+    """Runs trained at once (one torch thread each)."""
+    samples_per_digit: int = 50
+    """Evaluation prompts per digit (x 10)."""
+    probe_steps: int = 10
+    """Optimizer steps per phase of the cost probe."""
+    fresh: bool = False
+    """Retrain the selected runs even when finished (their folders are removed first)."""
+    dry_run: bool = False
+    """Print the budget, each method's phase steps and the planned runs; train nothing (the probes
+    run if not cached)."""
+    only: str = ""
+    """Internal: train and score ``miniature/method`` in this process (the first of ``seeds``)."""
+    phase_steps: str = ""
+    """Internal: the JSON phase -> steps of ``--only``."""
+
+
+def methods() -> dict:
+    """Method name -> recipe function: tlcm-full first, then recipes.zoo.ZOO."""
+    from recipes.tlcm import tlcm_full
+    from recipes.zoo import ZOO
+
+    return {BASE_METHOD: tlcm_full, **ZOO}
+
+
+def on_miniature(recipe, miniature: str):
+    """``recipe`` on the ``miniature``: "unet" unchanged, "flow" with tlcm-full-flow's model swap
+    (MINIATURE_SD3, 8 T5 slots)."""
+    from tlcm.toy import MINIATURE_SD3
+
+    if miniature == "unet":
+        return recipe
+    if miniature == "flow":
+        return replace(recipe, model=replace(recipe.model, path=MINIATURE_SD3, max_sequence_length=8))
+    raise TLCMError(f"unknown miniature {miniature!r}; known: unet, flow")
+
+
+def method_recipe(method: str, miniature: str, steps: dict[str, int] | None = None):
+    """The Recipe of ``method`` on ``miniature`` with its phases' ``steps`` (default: the recipe's)."""
+    table = methods()
+    if method not in table:
+        raise TLCMError(f"unknown method {method!r}; known: {', '.join(table)}")
+    recipe = on_miniature(table[method](), miniature)
+    m = recipe.student.grid.num_milestones  # scored (and sample grids) at the steps its M allows
+    recipe = replace(recipe, inference_steps=tuple(n for n in STEPS if n <= m))
+    if steps:
+        phases = {n: replace(p, steps=steps[n]) for n, p in recipe.phases.items()}
+        recipe = replace(recipe, phases=phases)
+    return recipe
+
+
+def scale_steps(steps: dict[str, int], rates: dict[str, float], budget: float) -> dict[str, int]:
+    """Phase steps scaled by one factor so that sum(steps x rates) meets ``budget``: each phase's
+    scaled steps rounded down (at least 1), then steps added (largest remainder first) while a step
+    brings the total closer to the budget. The total is within one step of the dearest phase (half
+    of one, unless the 1-step floor overshoots)."""
+    cost = sum(steps[n] * rates[n] for n in steps)
+    if cost <= 0:
+        raise ValueError(f"phases {steps} cost no denoiser evaluations")
+    exact = {n: steps[n] * budget / cost for n in steps}
+    out = {n: max(1, math.floor(v)) for n, v in exact.items()}
+    left = budget - sum(out[n] * rates[n] for n in out)
+    for n in sorted(exact, key=lambda n: exact[n] - math.floor(exact[n]), reverse=True):
+        if left >= rates[n] / 2:
+            out[n] += 1
+            left -= rates[n]
+    return out
+
+
+def planned_cost(steps: dict[str, int], rates: dict[str, float]) -> float:
+    """sum(steps x evaluations per step) of a plan."""
+    return sum(steps[n] * rates[n] for n in steps)
+
+
+def probe_rates(recipe, probe_steps: int) -> dict[str, float]:
+    """Phase -> denoiser evaluations per optimizer step of ``recipe`` (seed 0), measured with the
+    engine's ``build_phase`` / ``train_step`` over ``probe_steps`` steps of each phase in a
+    throw-away folder (its phases in order, each from the previous one's student)."""
+    from tlcm.engine import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = replace(
+            recipe.runtime,
+            out_dir=Path(tmp),
+            sample_grid=False,
+            eval_samples_per_digit=0,
+            resume=False,
+            seed=0,
+        )
+        trainer = Trainer(replace(recipe, runtime=runtime))
+        rates, global_step = {}, 0
+        for name, phase in recipe.phases.items():
+            state = trainer.build_phase(name, phase, global_step)
+            before = trainer.denoiser_evals
+            for _ in range(probe_steps):
+                trainer.train_step(state, global_step)
+                global_step += 1
+            rates[name] = (trainer.denoiser_evals - before) / probe_steps
+    return rates
+
+
+def probes(args: Args, miniature: str, names: list[str]) -> dict[str, dict[str, float]]:
+    """Method -> phase -> evaluations per step on ``miniature``, cached in RUNS/<miniature>/probe.json
+    (a method's entry is reused when it was probed with the same steps and phases)."""
+    path = args.runs / miniature / "probe.json"
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    for name in names:
+        recipe = method_recipe(name, miniature)
+        entry = cache.get(name, {})
+        if entry.get("probe_steps") == args.probe_steps and set(entry.get("rates", {})) == set(recipe.phases):
+            continue
+        console.print(f"[cyan]probing[/] {name} on {miniature} ({args.probe_steps} steps per phase)")
+        cache[name] = {"probe_steps": args.probe_steps, "rates": probe_rates(recipe, args.probe_steps)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=1) + "\n")
+    return {name: cache[name]["rates"] for name in names}
+
+
+def plan(args: Args) -> tuple[float, dict[str, dict[str, dict[str, int]]], dict]:
+    """(budget, miniature -> method -> phase steps, miniature -> method -> rates)."""
+    names = list(args.methods or methods())
+    for name in names:
+        method_recipe(name, "unet")  # unknown names fail before any probe
+    rates = {m: probes(args, m, names) for m in args.miniatures}
+    budget = float(args.budget)
+    if budget <= 0:
+        base = probes(args, "unet", [BASE_METHOD])[BASE_METHOD]
+        recipe = method_recipe(BASE_METHOD, "unet")
+        budget = planned_cost({n: p.steps for n, p in recipe.phases.items()}, base)
+    steps = {
+        m: {
+            name: scale_steps(
+                {n: p.steps for n, p in method_recipe(name, m).phases.items()}, rates[m][name], budget
+            )
+            for name in names
+        }
+        for m in args.miniatures
+    }
+    return budget, steps, rates
+
+
+def run_dir(runs: Path, miniature: str, seed: int, method: str) -> Path:
+    """The folder of one run."""
+    return runs / miniature / f"s{seed}" / method
+
+
+def _train_one(args: Args) -> None:
+    """Train ``--only`` (miniature/method) at ``--phase-steps`` for the first seed; score it with
+    its own sampler (RUN/eval.json) and the TLCM sampler; write RUN/zoo.json (the run's cost)."""
+    from recipes.tlcm import MINIATURE_SAMPLER
+    from tlcm.toy.scores import student_scores
+    from tlcm.train import train_and_score
+
+    miniature, method = args.only.split("/")
+    seed, steps = args.seeds[0], json.loads(args.phase_steps)
+    out = run_dir(args.runs, miniature, seed, method)
+    recipe = method_recipe(method, miniature, steps)
+    grid = recipe.student.grid
+    scored = tuple(n for n in STEPS if n <= grid.num_milestones)
+    runtime = replace(recipe.runtime, out_dir=out, seed=seed, eval_samples_per_digit=args.samples_per_digit)
+    cpu, wall = time.process_time(), time.time()
+    run = train_and_score(replace(recipe, runtime=runtime, inference_steps=scored))
+    if run.preempted:
+        raise TLCMError(f"{out} was pre-empted: rerun to resume")
+    tlcm_grid = grid.with_sampler(MINIATURE_SAMPLER.gamma, MINIATURE_SAMPLER.first_gamma)
+    if tlcm_grid == grid:  # the method samples with the TLCM sampler already
+        shutil.copyfile(out / SAMPLERS["own"], out / SAMPLERS["tlcm"])
+    else:
+        rows = student_scores(
+            run.base, run.student.denoiser(), scored, args.samples_per_digit, student_grid=tlcm_grid
+        )
+        (out / SAMPLERS["tlcm"]).write_text(json.dumps(rows, indent=1) + "\n")
+    info = {
+        "method": method,
+        "miniature": miniature,
+        "seed": seed,
+        "phase_steps": steps,
+        "denoiser_evals": run.denoiser_evals,
+        "train_seconds": run.train_seconds,
+        "train_eval_wall_seconds": time.time() - wall,
+        "train_eval_cpu_seconds": time.process_time() - cpu,
+        "num_milestones": grid.num_milestones,
+        "own_sampler": grid.describe_sampler(),
+        "tlcm_sampler": tlcm_grid.describe_sampler(),
+    }
+    (out / "zoo.json").write_text(json.dumps(info, indent=1) + "\n")
+
+
+def _schedule(args: Args) -> None:
+    budget, steps, rates = plan(args)
+    names = list(args.methods or methods())
+    console.print(
+        f"budget: {budget:,.0f} denoiser evaluations per run"
+        + (" (given)" if args.budget > 0 else f" ({BASE_METHOD}'s recipe on the UNet miniature, probed)")
+    )
+    todo = []
+    for m in args.miniatures:
+        for name in names:
+            cost = planned_cost(steps[m][name], rates[m][name])
+            per = ", ".join(f"{n} {s} x {rates[m][name][n]:g}" for n, s in steps[m][name].items())
+            console.print(f"  {m:5} {name:15} steps x evals/step: {per} = {cost:,.0f}", highlight=False)
+    for seed in args.seeds:
+        for m in args.miniatures:
+            for name in names:
+                out = run_dir(args.runs, m, seed, name)
+                done = (out / "zoo.json").is_file()
+                if done and not args.fresh:
+                    console.print(f"  reuse {out}")
+                    continue
+                todo.append((m, seed, name))
+                console.print(f"  train {out}")
+    if args.dry_run:
+        return
+    running: dict[tuple, tuple[subprocess.Popen, float]] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            m, seed, name = todo.pop(0)
+            out = run_dir(args.runs, m, seed, name)
+            if args.fresh and out.exists():
+                shutil.rmtree(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            log = open(out.parent / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+            cmd = [sys.executable, "-m", "ablations.zoo", "--only", f"{m}/{name}", "--runs", str(args.runs),
+                   "--seeds", str(seed), "--samples-per-digit", str(args.samples_per_digit),
+                   "--phase-steps", json.dumps(steps[m][name])]  # fmt: skip
+            running[m, seed, name] = (
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                time.time(),
+            )
+            console.print(f"[cyan]started[/] {m} {name}, seed {seed} (log {out.parent / f'{name}.log'})")
+        time.sleep(2)
+        for key, (proc, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[key]
+            m, seed, name = key
+            if proc.returncode != 0:
+                log = run_dir(args.runs, m, seed, name).parent / f"{name}.log"
+                raise TLCMError(f"{m} {name}, seed {seed} failed (exit {proc.returncode}); see {log}")
+            console.print(f"[green]done[/] {m} {name}, seed {seed} in {time.time() - start:.0f} s")
+            write_docs(args, budget)  # the tables so far
+    console.print(write_docs(args, budget), highlight=False)
+
+
+def spread(values: list[float], digits: int) -> str:
+    """``mean`` for one value, ``mean (min-max)`` for several."""
+    mean = f"{sum(values) / len(values):.{digits}f}"
+    return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def collect(runs: Path, miniature: str, method: str) -> tuple[list[dict], dict[str, dict[int, list[dict]]]]:
+    """(the zoo.json of every finished seed, sampler -> steps -> score rows over those seeds)."""
+    infos, scores = [], {s: {} for s in SAMPLERS}
+    for info_path in sorted((runs / miniature).glob(f"s*/{method}/zoo.json")):
+        infos.append(json.loads(info_path.read_text()))
+        for sampler, name in SAMPLERS.items():
+            path = info_path.parent / name
+            for row in json.loads(path.read_text()) if path.is_file() else []:
+                scores[sampler].setdefault(row["steps"], []).append(row)
+    return infos, scores
+
+
+def teacher_best(miniature: str, prompts: int) -> tuple[str, dict[int, dict]] | None:
+    """(file, steps -> the teacher's lowest-FD row) of the committed teacher table of ``miniature``
+    at ``prompts`` prompts (tlcm.summary.committed_teacher), or None."""
+    from tlcm.summary import committed_teacher, repo_path
+
+    model = method_recipe(BASE_METHOD, miniature).model.path
+    found = committed_teacher(model, prompts)
+    return (repo_path(found[0]), found[1]) if found else None
+
+
+def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
+    """Markdown: one row per method and sampler, alignment / FD per step count as mean (min-max)
+    over the seeds on disk, "n/a" above the method's M; the teacher's best w per step count; the
+    training cost (counted denoiser evaluations, CPU minutes of training and scoring)."""
+    columns = ["method", "sampler", "seeds", *(f"{n} step{'s' * (n > 1)}" for n in STEPS)]
+    columns += ["denoiser evals", "train min", "CPU min"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for name in names:
+        infos, scores = collect(runs, miniature, name)
+        if not infos:
+            continue
+        m = infos[0]["num_milestones"]
+        evals = spread([i["denoiser_evals"] for i in infos], 0)
+        train_min = spread([i["train_seconds"] / 60 for i in infos], 1)
+        cpu_min = spread([i["train_eval_cpu_seconds"] / 60 for i in infos], 1)
+        for sampler in SAMPLERS:
+            cells = []
+            for n in STEPS:
+                rows = scores[sampler].get(n)
+                if n > m:
+                    cells.append("n/a")
+                elif not rows:
+                    cells.append("-")
+                else:
+                    align, fd = [r["alignment"] for r in rows], [r["fd"] for r in rows]
+                    cells.append(f"{spread(align, 3)} / {spread(fd, 2)}")
+            what = (
+                f"own ({infos[0]['own_sampler']})"
+                if sampler == "own"
+                else f"TLCM ({infos[0]['tlcm_sampler']})"
+            )
+            steps = ", ".join(f"{p} {s}" for p, s in infos[0]["phase_steps"].items())
+            label = f"{name} ({steps})" if sampler == "own" else ""
+            cost = (evals, train_min, cpu_min) if sampler == "own" else ("", "", "")
+            lines.append(f"| {label} | {what} | {len(infos)} | {' | '.join(cells)} | {' | '.join(cost)} |")
+    found = teacher_best(miniature, prompts)
+    if found:
+        path, best = found
+        cells = [
+            f"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})" if n in best else "-"
+            for n in STEPS
+        ]
+        lines.append(f"| teacher ({path}) | DDIM + CFG, best w | - | {' | '.join(cells)} | - | - | - |")
+    else:
+        lines.append(
+            f"| teacher | no committed teacher table at {prompts} prompts | - | - | - | - | - | - | - | - |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+MINIATURE_NAMES = {"unet": "UNet miniature (MINIATURE_SD)", "flow": "flow miniature (MINIATURE_SD3)"}
+
+
+def write_docs(args: Args, budget: float | None = None) -> str:
+    """Regenerate ``args.table`` from every run on disk (and the plot, with matplotlib); returns the text."""
+    names = list(methods())
+    prompts = 10 * args.samples_per_digit
+    parts, seeds = [], []
+    for m in ("unet", "flow"):
+        found = [i for n in names for i in collect(args.runs, m, n)[0]]
+        if not found:
+            continue
+        seeds.append(len({i["seed"] for i in found}))
+        evals = sorted({i["denoiser_evals"] for i in found})
+        parts += [f"## {MINIATURE_NAMES[m]}", "", table(args.runs, m, names, prompts)]
+        parts.append(
+            f"Counted training cost per run: {evals[0]:,} to {evals[-1]:,} denoiser evaluations (samples)."
+            + (f" Budget: {budget:,.0f}." if budget else "")
+        )
+        parts.append("")
+    preliminary = seeds and min(seeds) < 3
+    text = "\n".join(
+        [
+            "# The method zoo at equal compute",
+            "",
+            *(
+                [
+                    f"**Preliminary: {min(seeds)} seed(s)** (the spread over 3 seeds is not yet known; "
+                    "differences smaller than docs/ablations.md's seed spreads mean nothing).",
+                    "",
+                ]
+                if preliminary
+                else []
+            ),
+            "Generated by `python -m ablations.zoo` from the runs in "
+            f"`{args.runs}` (do not edit by hand). Every method of `recipes.zoo.ZOO` and `tlcm-full` "
+            "trained with the same budget of denoiser evaluations (`BaseModel.evaluations`: every "
+            "network call of the training steps, teacher, student, target and auxiliary networks, in "
+            "samples; a CFG call on 2B counts 2B). Each phase's evaluations per step were measured by "
+            "a probe of the engine's training step (ablations/zoo.py) and the method's phase steps "
+            "scaled by one factor to meet the budget (the phases' steps are in the method column); "
+            "'denoiser evals' is the count of the actual runs.",
+            "",
+            f"Cells: alignment / FD on {prompts} prompts (fixed noise), mean (min-max) over the seeds; "
+            "'n/a': more steps than the student's M. Samplers: the method's own (its StudentGrid) and "
+            "the shipped TLCM sampler (recipes.tlcm.MINIATURE_SAMPLER's gammas on the method's grid). "
+            "Teacher: DDIM (flow: Euler) + CFG at its lowest-FD w per step count, same prompts. "
+            "train min: wall minutes of the training phases; CPU min: process CPU minutes of training "
+            "and both scorings (one torch thread; the machine was shared, so wall times are noisy).",
+            "",
+            *parts,
+        ]
+    )
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    args.table.write_text(text + "\n")
+    plot(args, names)
+    return text
+
+
+def plot(args: Args, names: list[str]) -> None:
+    """FD vs steps per method (own sampler solid, TLCM sampler dashed), one panel per miniature
+    with runs; the teacher's best w dotted black. Skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib: skipped the plot (pip install -e '.[plot]')")
+        return
+    panels = [m for m in ("unet", "flow") if any(collect(args.runs, m, n)[0] for n in names)]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, m in zip(axes[0], panels, strict=True):
+        for i, name in enumerate(names):
+            infos, scores = collect(args.runs, m, name)
+            if not infos:
+                continue
+            for sampler, style in (("own", "-"), ("tlcm", "--")):
+                steps = sorted(scores[sampler])
+                if not steps:
+                    continue
+                fd = [sum(r["fd"] for r in scores[sampler][n]) / len(scores[sampler][n]) for n in steps]
+                label = f"{name} ({'own' if sampler == 'own' else 'TLCM'} sampler, {len(infos)} seeds)"
+                ax.plot(steps, fd, style, marker="o", color=f"C{i}", label=label)
+        found = teacher_best(m, 10 * args.samples_per_digit)
+        if found:
+            best = found[1]
+            steps = [n for n in STEPS if n in best]
+            ax.plot(
+                steps, [best[n]["fd"] for n in steps], ":", marker="s", color="black", label="teacher, best w"
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(STEPS), [str(n) for n in STEPS])
+        ax.set_yscale("log")
+        ax.set_xlabel("sampling steps")
+        ax.set_ylabel("FD (lower is better)")
+        ax.set_title(MINIATURE_NAMES[m], fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle("Method zoo at equal denoiser evaluations", fontsize=10)
+    fig.tight_layout()
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=110)
+    plt.close(fig)
+
+
+def main(args: Args) -> None:
+    if args.only:
+        _train_one(args)
+    else:
+        unknown = [m for m in args.miniatures if m not in MINIATURE_NAMES]
+        if unknown:
+            raise TLCMError(f"unknown miniature(s) {', '.join(unknown)}; known: {', '.join(MINIATURE_NAMES)}")
+        _schedule(args)
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(tyro.cli(Args)))

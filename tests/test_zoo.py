@@ -1,0 +1,154 @@
+"""The method zoo at equal compute: the engine's denoiser-evaluation count (a hand count of MLCD
+single_jump; gradient checkpointing does not count twice), the step scaling to one budget, the
+runner's reuse of finished runs, and the table from run folders on disk."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from ablations import zoo
+from recipes.tlcm import mlcd
+from tests.engine_helpers import shrink
+from tlcm.engine import train
+from tlcm.losses.mlcd import MLCDConfig
+
+B, STEPS = 2, 2
+
+
+def single_jump(tiny_sd_dir, out, checkpointing=False):
+    """recipes:mlcd with single-jump states, STEPS steps of batch B on the tiny SD pipeline."""
+    recipe = shrink(mlcd(), tiny_sd_dir, out, steps=STEPS, batch_size=B)
+    phase = recipe.phases["mlcd"]
+    phase = replace(phase, losses={"mlcd": MLCDConfig(states="single_jump")})
+    runtime = replace(recipe.runtime, gradient_checkpointing=checkpointing, resume=False)
+    return replace(recipe, phases={"mlcd": phase}, runtime=runtime)
+
+
+def test_single_jump_count_is_the_hand_count(tiny_sd_dir, tmp_path):
+    # per step (guidance w = 2 != 1: each teacher call is one CFG call of 2B):
+    #   the single jump T -> t_m (mds_trajectory, 1 round)   2B
+    #   the teacher's DDIM step t_m -> t_n (teacher_solve)    2B
+    #   the stop-grad target g(x_tn, t_n)                     B
+    #   the student g(x_tm, t_m)                              B
+    per_step = 2 * B + 2 * B + B + B
+    recipe = single_jump(tiny_sd_dir, tmp_path / "run")
+    assert recipe.model.guidance_scale != 1
+    run = train(recipe)
+    assert run.denoiser_evals == STEPS * per_step
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["denoiser_evals"] for x in lines] == [per_step * (i + 1) for i in range(STEPS)]
+
+
+def test_gradient_checkpointing_does_not_count_the_recompute(tiny_sd_dir, tmp_path):
+    plain = train(single_jump(tiny_sd_dir, tmp_path / "plain"))
+    ckpt = train(single_jump(tiny_sd_dir, tmp_path / "ckpt", checkpointing=True))
+    assert ckpt.student.net.is_gradient_checkpointing
+    assert ckpt.denoiser_evals == plain.denoiser_evals == STEPS * 6 * B
+
+
+def test_an_ema_target_counts_like_the_online_one(tiny_sd_dir, tmp_path):
+    recipe = single_jump(tiny_sd_dir, tmp_path / "ema")  # its target: functional_denoiser
+    losses = {"mlcd": MLCDConfig(states="single_jump", target="ema")}
+    recipe = replace(recipe, phases={"mlcd": replace(recipe.phases["mlcd"], losses=losses)})
+    assert train(recipe).denoiser_evals == STEPS * 6 * B
+
+
+def test_the_probe_measures_the_engine_count(tiny_sd_dir, tmp_path):
+    assert zoo.probe_rates(single_jump(tiny_sd_dir, tmp_path / "probe"), 2) == {"mlcd": 6 * B}
+
+
+@pytest.mark.parametrize(
+    ("steps", "rates", "budget"),
+    [
+        ({"mlcd": 300, "lcd": 100, "dmd": 150}, {"mlcd": 201.6, "lcd": 192.0, "dmd": 80.0}, 91_680),
+        ({"lcm": 300}, {"lcm": 64.0}, 91_680),
+        ({"a": 75, "b": 75, "c": 75, "d": 75}, {"a": 64.0, "b": 64.0, "c": 64.0, "d": 64.0}, 91_680),
+        ({"a": 10, "b": 300}, {"a": 500.0, "b": 7.0}, 12_345),
+        ({"a": 1, "b": 1}, {"a": 3.0, "b": 5.0}, 1_000_003),
+    ],
+)
+def test_scaled_steps_meet_the_budget_within_one_step(steps, rates, budget):
+    out = zoo.scale_steps(steps, rates, budget)
+    assert set(out) == set(steps) and min(out.values()) >= 1
+    assert abs(zoo.planned_cost(out, rates) - budget) <= max(rates.values())
+    ratios = [out[n] / steps[n] for n in steps]  # one factor for every phase (up to rounding)
+    assert max(ratios) - min(ratios) <= 2 / min(steps.values())
+
+
+def test_the_budget_recipe_keeps_its_steps():
+    steps, rates = {"mlcd": 300, "lcd": 100, "dmd": 150}, {"mlcd": 201.6, "lcd": 192.0, "dmd": 80.0}
+    assert zoo.scale_steps(steps, rates, zoo.planned_cost(steps, rates)) == steps
+
+
+def _finished(runs, miniature, seed, method, m=8, scores=None):
+    out = zoo.run_dir(runs, miniature, seed, method)
+    out.mkdir(parents=True)
+    info = {"seed": seed, "num_milestones": m, "phase_steps": {"p": 10}, "denoiser_evals": 1000 + seed,
+            "train_seconds": 60.0 * (seed + 1), "train_eval_cpu_seconds": 120.0,
+            "own_sampler": "gamma 0", "tlcm_sampler": "gamma 0, first move 1"}  # fmt: skip
+    (out / "zoo.json").write_text(json.dumps(info))
+    for name in zoo.SAMPLERS.values():
+        rows = scores or [{"steps": n, "alignment": 0.9, "fd": 5.0} for n in zoo.STEPS if n <= m]
+        (out / name).write_text(json.dumps(rows))
+    return out
+
+
+def test_the_runner_reuses_finished_runs(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    _finished(runs, "unet", 0, "pcm", m=4)
+    steps = {"unet": {"pcm": {"pcm": 7}, "tcd": {"tcd": 7}}}
+    monkeypatch.setattr(
+        zoo, "plan", lambda args: (448.0, steps, {"unet": {"pcm": {"pcm": 64.0}, "tcd": {"tcd": 64.0}}})
+    )
+    monkeypatch.setattr(zoo, "write_docs", lambda args, budget=None: "")
+    started = []
+
+    class FakeProcess:
+        returncode = 0
+
+        def __init__(self, cmd, **kwargs):
+            started.append(cmd)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(zoo.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(zoo.time, "sleep", lambda s: None)
+    args = zoo.Args(methods=("pcm", "tcd"), miniatures=("unet",), seeds=(0,), runs=runs)
+    zoo.main(args)
+    assert len(started) == 1
+    only = started[0][started[0].index("--only") + 1]
+    assert only == "unet/tcd"
+    assert json.loads(started[0][started[0].index("--phase-steps") + 1]) == {"tcd": 7}
+    started.clear()
+    zoo.main(replace(args, dry_run=True, fresh=True))  # a dry run starts nothing
+    assert started == []
+
+
+def test_the_table_shows_mean_min_max_and_na_above_m(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (align, fd) in enumerate([(0.85, 4.0), (0.95, 6.0)]):
+        rows = [{"steps": n, "alignment": align, "fd": fd} for n in (1, 2, 4)]
+        _finished(runs, "unet", seed, "pcm", m=4, scores=rows)
+    text = zoo.table(runs, "unet", ["pcm", "tcd"], 500)
+    pcm = [line for line in text.splitlines() if line.startswith("| pcm")][0]
+    cells = pcm.split(" | ")
+    assert cells[2] == "2"  # seeds
+    assert cells[3] == "0.900 (0.850-0.950) / 5.00 (4.00-6.00)"  # 1 step
+    assert cells[6] == "n/a"  # 8 steps > M = 4
+    assert "1000 (1000-1001)" in pcm  # counted evaluations over the seeds
+    assert "tcd" not in text  # no runs: no row
+    assert "| teacher (benchmarks/results/teacher_table.json)" in text  # its best w at 500 prompts
+
+
+def test_write_docs_labels_one_seed_preliminary(tmp_path):
+    runs = tmp_path / "runs"
+    _finished(runs, "unet", 0, "tcd")
+    args = zoo.Args(runs=runs, table=tmp_path / "zoo.md", plot=tmp_path / "zoo-fd.png")
+    text = zoo.write_docs(args, 91_680)
+    assert (
+        "Preliminary: 1 seed(s)" in text
+        and "## UNet miniature" in text
+        and "flow" not in text.split("##")[-1]
+    )
