@@ -6,10 +6,10 @@ import json
 from dataclasses import replace
 
 import pytest
+from engine_helpers import shrink
 
 from ablations import zoo
 from recipes.tlcm import mlcd
-from tests.engine_helpers import shrink
 from tlcm.engine import train
 from tlcm.losses.mlcd import MLCDConfig
 
