@@ -151,6 +151,9 @@ def test_fake_score_starts_at_the_teacher(tiny_sd, tmp_path):
         ("fake_t_max", 1000),
         ("fake_t_min", 980),
         ("fake_samples", "new"),
+        ("fake_betas", (0.9, 1.0)),
+        ("fake_weight_decay", -0.01),
+        ("fake_max_grad_norm", -1.0),
     ],
 )
 def test_dmd_config_refuses_bad_values(field, value):

@@ -32,7 +32,7 @@ import torch
 
 from tlcm.diffusion.denoiser import Denoiser
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.losses.auxiliary import AuxOptimizer
+from tlcm.losses.auxiliary import AuxOptimizer, check_settings
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import predict_student, student_prediction
@@ -132,6 +132,7 @@ class DMDConfig(LossConfig):
             raise ValueError(f'fake_samples must be "shared" or "fresh", got {self.fake_samples!r}')
         if self.fake_updates < 0:
             raise ValueError(f"fake_updates must be >= 0, got {self.fake_updates}")
+        check_settings("fake", self.fake_betas, self.fake_weight_decay, self.fake_max_grad_norm)
         if self.fake_score not in ("lora", "full"):
             raise ValueError(f'fake_score must be "lora" or "full", got {self.fake_score!r}')
 
