@@ -394,6 +394,60 @@ def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _means(runs: Path, miniature: str, name: str) -> dict[tuple[str, int], tuple[float, float, list[float]]]:
+    """(sampler, steps) -> (mean alignment, mean FD, FD per seed) of a method's runs on disk."""
+    out = {}
+    for sampler, rows_by_steps in collect(runs, miniature, name)[1].items():
+        for n, rows in rows_by_steps.items():
+            fd = [r["fd"] for r in rows]
+            out[sampler, n] = (sum(r["alignment"] for r in rows) / len(rows), sum(fd) / len(fd), fd)
+    return out
+
+
+def verdict(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
+    """Markdown: per step count, the method with the lowest mean FD (over its seeds, either
+    sampler) with its alignment; where ``BASE_METHOD`` ranks and whether the best's seeds all lie
+    below all of BASE_METHOD's (the FD ranges do not overlap); the teacher's best; the methods
+    whose mean FD is below the teacher's best (issue 23's science targets, read from the table)."""
+    found = teacher_best(miniature, prompts)
+    teacher = found[1] if found else {}
+    means = {name: _means(runs, miniature, name) for name in names}
+    lines = [
+        f"| steps | lowest mean FD (alignment) | {BASE_METHOD}: FD (alignment), rank | seeds apart | "
+        "teacher best: FD (alignment) | below the teacher's FD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in STEPS:
+        best = {}  # method -> (fd, alignment, sampler, fd per seed): its better sampler at n steps
+        for name, table_ in means.items():
+            cells = [(v[1], v[0], s, v[2]) for (s, k), v in table_.items() if k == n]
+            if cells:
+                best[name] = min(cells)
+        if not best:
+            continue
+        order = sorted(best, key=lambda name: best[name][0])
+        top = order[0]
+        fd, align, sampler, seeds = best[top]
+        ours = best.get(BASE_METHOD)
+        if ours is None:
+            base, apart = "-", "-"
+        else:
+            base = f"{ours[0]:.2f} ({ours[1]:.3f}), {order.index(BASE_METHOD) + 1} of {len(order)}"
+            apart = "-" if top == BASE_METHOD else ("yes" if max(seeds) < min(ours[3]) else "no")
+        t = teacher.get(n)
+        below = [name for name in order if t and best[name][0] < t["fd"]]
+        cells = [
+            str(n),
+            f"{top} ({'own' if sampler == 'own' else 'TLCM'} sampler) {fd:.2f} ({align:.3f})",
+            base,
+            apart,
+            f"{t['fd']:.2f} ({t['alignment']:.3f}, w {t['w']:g})" if t else "-",
+            (", ".join(below) or "none") if t else "no teacher table",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 MINIATURE_NAMES = {"unet": "UNet miniature (MINIATURE_SD)", "flow": "flow miniature (MINIATURE_SD3)"}
 
 
@@ -409,6 +463,8 @@ def write_docs(args: Args, budget: float | None = None) -> str:
         seeds.append(len({i["seed"] for i in found}))
         evals = sorted({i["denoiser_evals"] for i in found})
         parts += [f"## {MINIATURE_NAMES[m]}", "", table(args.runs, m, names, prompts)]
+        parts += ["Who is lowest (FD: the lower the better; each method at its better sampler):", ""]
+        parts += [verdict(args.runs, m, names, prompts)]
         parts.append(
             f"Counted training cost per run: {evals[0]:,} to {evals[-1]:,} denoiser evaluations (samples)."
             + (f" Budget: {budget:,.0f}." if budget else "")

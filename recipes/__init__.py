@@ -11,7 +11,7 @@ from recipes.tlcm import (
     tlcm_full_sdxl,
     tlcm_paper,
 )
-from recipes.zoo import dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd
+from recipes.zoo import add, dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd
 
 PRESETS = {
     "tlcm-full": tlcm_full(),
@@ -27,6 +27,7 @@ PRESETS = {
     "tcd": tcd(),
     "hyper-sd-tscd": hyper_sd_tscd(),
     "dmd2": dmd2(),
+    "add": add(),
     "ladd": ladd(),
 }
 """Preset name -> Recipe (the subcommands of tlcm.train)."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tlcm.config import DataConfig, Phase, Recipe, RuntimeConfig, StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.losses.add import ADDDistillConfig
 from tlcm.losses.dmd import DMDConfig
 from tlcm.losses.gan import GANConfig
 from tlcm.losses.mlcd import MLCDConfig
@@ -40,10 +41,16 @@ def miniature_w(lcm_lo: float, lcm_hi: float) -> tuple[float, float]:
     return (round((lcm_lo + 1) * scale, 2), round((lcm_hi + 1) * scale, 2))
 
 
-def consistency(steps: int = 300, **mlcd) -> Phase:
+L2_LR = 1e-4
+"""lr of the consistency phases with the l2 distance (TCD, TSCD): the references train l2 at a
+lower lr than LCM-LoRA's Huber (TCD's community run: 4.5e-6 vs LCM-LoRA's 1e-4), and at the zoo's
+1e-3 l2 drifted on both miniatures (measured: the tcd and hyper_sd_tscd docstrings)."""
+
+
+def consistency(steps: int = 300, lr: float = 1e-3, **mlcd) -> Phase:
     """A consistency phase on real digits: states "data", LCM's 50-point DDIM lattice, skip 20."""
     config = MLCDConfig(states="data", timesteps="lattice", skip=20, **mlcd)
-    return Phase(steps=steps, lr=1e-3, batch_size=16, losses={"mlcd": config})
+    return Phase(steps=steps, lr=lr, batch_size=16, losses={"mlcd": config})
 
 
 def _recipe(name: str, grid: StudentGrid, phases: dict[str, Phase]) -> Recipe:
@@ -89,8 +96,14 @@ def tcd() -> Recipe:
     earlier time s in [0, t_n] (the trajectory consistency function), l2 (its README runs),
     per-sample w from [5, 15]; sampled with TCD's strategic stochastic sampling, gamma = 0.3.
     Deviations: s uniform on integers in [0, t_n] (the community script: on the lattice points
-    <= t_n); gamma's intermediate time snapped as tlcm_step documents."""
-    phase = consistency(segments=1, target_time="random", guidance_range=miniature_w(5.0, 15.0))
+    <= t_n); gamma's intermediate time snapped as tlcm_step documents; lr 1e-4 (``L2_LR``).
+
+    Measured (UNet miniature, 1 seed, 1433 steps, 500 prompts, alignment / FD at 1 / 2 / 4 / 8
+    steps): at the zoo's lr 1e-3 l2 drifted (0.696 / 53.95, 0.852 / 34.04, 0.910 / 31.58,
+    0.950 / 27.20; flow: FD 90 / 72 / 83 / 82); at 1e-4 0.808 / 35.68, 0.900 / 8.29, 0.938 / 9.56,
+    0.988 / 11.20 (flow 20.24 / 11.43 / 12.04 / 15.26); with LCM's elementwise Huber at 1e-3
+    (not TCD's setting) 0.874 / 25.17, 0.926 / 6.17, 0.960 / 6.63, 0.992 / 6.58."""
+    phase = consistency(lr=L2_LR, segments=1, target_time="random", guidance_range=miniature_w(5.0, 15.0))
     return _recipe("tcd", StudentGrid(gamma=0.3), {"tcd": phase})
 
 
@@ -101,10 +114,12 @@ def hyper_sd_tscd() -> Recipe:
     the segment (TCD-style), l2, per-sample w from [5, 15]; sampled with DDIM (gamma = 0), as the
     Hyper-SD LoRAs' model card samples.
     Deviations: 75 steps per stage (the same 300 as one phase elsewhere); only the TSCD part: no
-    MSE / adversarial weight ramp, no human-feedback or score-distillation stage (paper unread)."""
+    MSE / adversarial weight ramp, no human-feedback or score-distillation stage (paper unread);
+    lr 1e-4 (``L2_LR``: at 1e-3 the flow miniature's FD rose 59 / 118 / 171 / 206 at 1 / 2 / 4 / 8
+    steps, at 1e-4 25.4 / 17.2 / 18.9 / 21.5; 1 seed)."""
     w = miniature_w(5.0, 15.0)
     phases = {
-        f"tscd{m}": consistency(steps=75, segments=m, target_time="random", guidance_range=w)
+        f"tscd{m}": consistency(steps=75, lr=L2_LR, segments=m, target_time="random", guidance_range=w)
         for m in (8, 4, 2, 1)
     }
     return _recipe("hyper-sd-tscd", StudentGrid(gamma=0.0), phases)
@@ -188,6 +203,51 @@ def dmd2(steps: int = 300) -> Recipe:
     return _recipe("dmd2", grid, {"dmd2": phase})
 
 
+def add(steps: int = 300) -> Recipe:
+    """ADD (Sauer et al. 2023, arXiv 2311.17042, SD-Turbo / SDXL-Turbo; no official training code and
+    the paper text not reachable here: the values below are recalled from the paper, not read;
+    docs/zoo-methods.md section 6), 4 steps:
+
+    - L = L_adv + lambda L_distill with lambda = 2.5 (``add_distill``'s weight; the GAN's 1);
+    - L_distill (tlcm/losses/add.py): the student's prediction x_hat re-noised with fresh noise to
+      t uniform over the teacher's whole range, the guided teacher's x0 of sg(x_hat) as the target
+      (the recipe's w), c(t) = alpha_bar_t ("exponential", the best of ADD's ablation against the
+      SDS and NFSD weightings), d = squared l2 on decoded images ("pixel");
+    - L_adv: the hinge loss (G -D(fake), D relu(1 - D(real)) + relu(1 + D(fake))) on clean inputs
+      (ADD's discriminator sees images, not re-noised ones), real = real images with their
+      captions (the miniature's digits);
+    - the student's states: real data noised to its timesteps 999 / 749 / 499 / 249, one uniform
+      per sample (``StudentGrid(backward_simulation="data")``: ADD's "samples from noisy data,
+      produced from real images through a forward diffusion process"), the top one too;
+    - sampled like LCM (gamma 1: x0, then fresh noise to the next timestep), as ADD samples;
+    - lr 1e-4 for student and discriminator heads: ADD's 1e-5 (recalled) x 10, the module's factor
+      for a LoRA student at this budget.
+
+    Deviations (beyond the module's, whose adversarial-phase ones apply: 300 steps, batch 16, LoRA
+    scale 1): the discriminator. ADD's is a frozen DINOv2 ViT-S on pixels with trainable heads
+    conditioned on the text and on a real image's embedding, with an R1 penalty (weight recalled as
+    1e-5); the miniature has no pretrained DINOv2 for its 32 px digits (a random-init frozen timm
+    backbone would be a strawman), so this uses tlcm's teacher-feature discriminator as ``ladd``
+    does (the frozen teacher's encoder on latents at t = 0 + trainable 1x1 heads, conditioned on
+    the prompt only), without R1 (its weight is calibrated for DINOv2's pixel features, and it would
+    cost a double backward through the encoder), with tlcm's head optimizer (AdamW betas (0, 0.99),
+    clip 1: ADD's unread); the distillation's t range and teacher CFG scale unread (the whole range,
+    the miniature's w = 2); batch 16 where ADD trains on 128 (recalled)."""
+    distill = ADDDistillConfig(weight=2.5, weighting="exponential", distance="l2", space="pixel")
+    gan = GANConfig(
+        weight=1.0,
+        loss_type="hinge",
+        real="data",
+        backbone="teacher",
+        input="latent",
+        noise_level=0,
+        disc_lr=1e-4,
+    )
+    phase = Phase(steps=steps, lr=1e-4, batch_size=16, losses={"gan": gan, "add_distill": distill})
+    grid = StudentGrid(num_milestones=4, steps=4, gamma=1.0, backward_simulation="data")
+    return _recipe("add", grid, {"add": phase})
+
+
 def ladd(steps: int = 300) -> Recipe:
     """LADD (Sauer et al. 2024, arXiv 2403.12015; no official code and the paper unread here: the
     settings of two reimplementations, NVIDIA FastGen's ``LADDModel``
@@ -241,6 +301,7 @@ ZOO = {
     "tcd": tcd,
     "hyper-sd-tscd": hyper_sd_tscd,
     "dmd2": dmd2,
+    "add": add,
     "ladd": ladd,
 }
 """The zoo's methods (recipe functions); tlcm-full is the preset of recipes/tlcm.py."""

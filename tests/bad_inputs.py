@@ -735,6 +735,13 @@ CASES: list[Case] = [
         "cache",
         expect=f'{MLCD}.losses.mlcd.states "cache" needs --recipes.data.trajectory-cache DIR',
     ),
+    train(
+        "student states from real data without images",
+        "--recipes.student.grid.backward-simulation",
+        "data",
+        expect='--recipes.student.grid.backward-simulation "data" (the student\'s states: real images '
+        "noised to its grid) needs --recipes.data.images DIR",
+    ),
     # -- student
     train(
         "LoRA rank 0",

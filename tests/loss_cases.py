@@ -15,6 +15,7 @@ from recipes.tlcm import MINIATURE_GAN
 from tlcm.config import Phase, Recipe
 from tlcm.data.images import save_image_folder, write_once
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.losses.add import ADDDistillConfig
 from tlcm.losses.dmd import DMDConfig
 from tlcm.losses.gan import GANConfig
 from tlcm.losses.lcd import LCDConfig
@@ -59,12 +60,22 @@ CASES: dict[str, dict[str, dict]] = {
             )
         }
     },
+    "add": {  # ADD: the distillation loss on decoded images + the hinge GAN on real data
+        "p": {
+            "add_distill": ADDDistillConfig(weight=2.5, space="pixel"),
+            "gan": replace(MINIATURE_GAN, weight=1.0, disc_lr=1e-2, loss_type="hinge", real="data"),
+        }
+    },
 }
 """Case name -> phases (name -> losses). Every registered loss appears in at least one case."""
 
-CASE_GRIDS = {"dmd2": StudentGrid(num_milestones=4, steps=4, backward_simulation="chain")}
+CASE_GRIDS = {
+    "dmd2": StudentGrid(num_milestones=4, steps=4, backward_simulation="chain"),
+    "add": StudentGrid(num_milestones=4, steps=4, backward_simulation="data"),
+}
 """Cases whose student grid is not the default: DMD2's backward simulation draws its step count
-on the host and pads it to q - 1 moves under FSDP2 (``shared.predict_student``)."""
+on the host and pads it to q - 1 moves under FSDP2 (``shared.predict_student``); ADD's student
+states are real latents noised to the grid (they need data.images)."""
 
 
 FSDP_CASES = (
@@ -78,6 +89,7 @@ FSDP_CASES = (
     "mlcd-then-dmd",
     "mlcd-data",
     "dmd2",
+    "add",
 )
 """The cases FSDP2 runs (an EMA target and a DPO reference call the network with swapped-in weights:
 refused under FSDP2). "mlcd-then-dmd" switches phases to one whose loss trains an adapter the
@@ -118,6 +130,8 @@ def case_recipe(
     needs = {
         field for losses in CASES[name].values() for loss in losses.values() for field in loss.data_needs()
     }
+    if name in CASE_GRIDS and CASE_GRIDS[name].backward_simulation == "data":
+        needs.add("images")
     if "images" in needs:
         base = replace(base, data=replace(base.data, images=real_images(out_dir.parent), prompts=None))
     if name in CASE_GRIDS:

@@ -227,6 +227,26 @@ def test_dmd2_switches_wait_for_the_device_once(tmp_path, monkeypatch):
     assert steps == {str(s): Counter({ENGINE_CHECK: 1}) for s in range(2)}
 
 
+def test_add_waits_for_the_device_once(tmp_path, monkeypatch):
+    """recipes:add's losses (ADD's distillation on decoded images, the hinge GAN on real data) with
+    the student's states real latents noised to its grid (``backward_simulation="data"``): one
+    device sync per optimizer step, plus one milestone table's first copy."""
+    from loss_cases import real_images
+
+    (add,) = PRESETS["add"].phases.values()
+    recipe = smoke_recipe(PRESETS["tlcm-paper"], MINIATURE_SD, tmp_path, resume=False)
+    student = StudentConfig(lora_rank=4, lora_alpha=4.0, grid=PRESETS["add"].student.grid)
+    data = replace(recipe.data, images=real_images(tmp_path), prompts=None)
+    mode = DeviceDiscipline(count_syncs=True)
+    _accelerator_step(mode, monkeypatch)
+    _on_device.cache_clear()
+    with mode:
+        Trainer(replace(recipe, student=student, data=data, phases={"add": _phase(2, **add.losses)})).run()
+    steps = _waits_per_step(mode)
+    assert sum(waits.pop(TABLE_COPY, 0) for waits in steps.values()) == 1
+    assert steps == {str(s): Counter({ENGINE_CHECK: 1}) for s in range(2)}
+
+
 def test_cache_rows_for_host_indices_and_host_draws_wait_for_nothing(cache_dir):
     """The cache's remaining sync is the prompt indices' copy to the host: given host indices (the
     engine holds them there) and the host generator, sampling states waits for no device."""

@@ -164,7 +164,8 @@ def test_dmd_config_refuses_bad_values(field, value):
 
 def test_student_grid_refuses_an_unknown_backward_simulation():
     StudentGrid(backward_simulation="chain").check(1000)
-    with pytest.raises(ValueError, match='backward_simulation must be "sample" or "chain"'):
+    StudentGrid(backward_simulation="data").check(1000)
+    with pytest.raises(ValueError, match='backward_simulation must be "sample", "chain" or "data"'):
         StudentGrid(backward_simulation="final").check(1000)
 
 

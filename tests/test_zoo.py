@@ -7,9 +7,12 @@ from dataclasses import replace
 
 import pytest
 from engine_helpers import shrink
+from loss_cases import real_images
 
 from ablations import zoo
+from recipes import PRESETS
 from recipes.tlcm import mlcd
+from tlcm.config import Phase
 from tlcm.engine import train
 from tlcm.losses.mlcd import MLCDConfig
 
@@ -52,6 +55,24 @@ def test_an_ema_target_counts_like_the_online_one(tiny_sd_dir, tmp_path):
     losses = {"mlcd": MLCDConfig(states="single_jump", target="ema")}
     recipe = replace(recipe, phases={"mlcd": replace(recipe.phases["mlcd"], losses=losses)})
     assert train(recipe).denoiser_evals == STEPS * 6 * B
+
+
+def test_add_counts_one_student_and_one_cfg_teacher_call_per_sample(tiny_sd_dir, tmp_path):
+    """recipes:add's losses (ADD's distillation on pixels + the teacher-feature hinge GAN on real
+    data), B = 2, 2 steps: per step the student's prediction from real data noised to its grid (B;
+    no q-step sample) and one CFG teacher call for the distillation target (2B, w = 2); the
+    discriminator's encoder passes and the VAE are not denoiser evaluations. 3B per step."""
+    add = PRESETS["add"]
+    base = shrink(mlcd(), tiny_sd_dir, tmp_path / "run", steps=STEPS, batch_size=B)
+    assert base.model.guidance_scale != 1
+    (phase,) = add.phases.values()
+    recipe = replace(
+        base,
+        phases={"add": Phase(steps=STEPS, lr=1e-3, batch_size=B, losses=phase.losses)},
+        student=replace(base.student, grid=add.student.grid),
+        data=replace(base.data, images=real_images(tmp_path), prompts=None),
+    )
+    assert train(recipe).denoiser_evals == STEPS * 3 * B
 
 
 def test_the_probe_measures_the_engine_count(tiny_sd_dir, tmp_path):
@@ -152,3 +173,29 @@ def test_write_docs_labels_one_seed_preliminary(tmp_path):
         and "## UNet miniature" in text
         and "flow" not in text.split("##")[-1]
     )
+
+
+def test_the_verdict_names_the_lowest_fd_and_our_rank(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, fd in enumerate((4.0, 4.4)):  # pcm: lower FD than tlcm-full at 2 and 4 steps, seeds apart
+        _finished(
+            runs,
+            "unet",
+            seed,
+            "pcm",
+            m=4,
+            scores=[{"steps": n, "alignment": 0.8, "fd": fd} for n in (1, 2, 4)],
+        )
+    for seed, fd in enumerate((4.2, 6.0)):  # overlaps pcm's range at 1 step only via its min
+        rows = [{"steps": n, "alignment": 0.9, "fd": fd + (n == 1) * -1.0} for n in (1, 2, 4, 8)]
+        _finished(runs, "unet", seed, zoo.BASE_METHOD, scores=rows)
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ")
+        for line in zoo.verdict(runs, "unet", [zoo.BASE_METHOD, "pcm"], 500).splitlines()[2:]
+    }
+    assert rows["2"][1] == "pcm (own sampler) 4.20 (0.800)"
+    assert rows["2"][2] == "5.10 (0.900), 2 of 2" and rows["2"][3] == "no"  # 4.4 > 4.2: the seeds overlap
+    assert rows["1"][1].startswith("tlcm-full") and rows["1"][3] == "-"  # 3.2 / 5.0 beat pcm's 4.0 / 4.4
+    assert rows["8"][2] == "5.10 (0.900), 1 of 1"  # pcm has M = 4
+    # the committed UNet teacher: best FD 7.80 at 2 steps, 5.43 at 4, 4.23 at 8
+    assert rows["2"][5] == "pcm, tlcm-full |" and rows["8"][5] == "none |"

@@ -270,6 +270,12 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
         recipe.student.grid.check(num_train_timesteps)
     except ValueError as err:
         raise TLCMError(f"--recipes.student.grid: {err}") from err
+    if recipe.student.grid.backward_simulation == "data" and recipe.data.images is None:
+        raise TLCMError(
+            '--recipes.student.grid.backward-simulation "data" (the student\'s states: real images '
+            f"noised to its grid) needs --recipes.data.images DIR ({DATA_HOW['images']}), or use "
+            'backward-simulation "sample"'
+        )
     for name, phase in recipe.phases.items():
         _check_phase(name, phase, recipe, world, num_train_timesteps)
     grid = recipe.student.grid

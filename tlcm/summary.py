@@ -25,7 +25,7 @@ RESULTS = REPO / "benchmarks" / "results"
 
 TEACHER_TABLES = {
     MINIATURE_SD.resolve(): ("teacher_table.json", "teacher_table_200.json"),
-    MINIATURE_SD3.resolve(): ("teacher_table_flow.json",),
+    MINIATURE_SD3.resolve(): ("teacher_table_flow.json", "teacher_table_flow_500.json"),
 }
 """Committed teacher tables (files of RESULTS) of each bundled base model, one per prompt count."""
 

@@ -182,12 +182,14 @@ class StudentGrid:
     """gamma of the student's q-step samples inside training (LCD states, the re-noised states of
     the DMD / GAN / reward predictions, DPO candidates): 1 = the paper's LCM sampler; lower trains
     the student on the states of the sampler it is shipped with (``gamma``)."""
-    backward_simulation: Literal["sample", "chain"] = "sample"
-    """States of the DMD / GAN / reward one-step predictions below the top timestep (training
+    backward_simulation: Literal["sample", "chain", "data"] = "sample"
+    """States of the DMD / GAN / reward / ADD one-step predictions below the top timestep (training
     only; DMD2's "backward simulation", arXiv 2405.14867 Sec. 4.5): "sample", the finished q-step
     sample re-noised to grid[k] (k per sample); "chain", DMD2's own (its sd_unified_model.py
     ``sample_backward``): the state the student's sampler reaches at grid[k] after k moves from
-    fresh noise (k one per micro-batch), 1 + k student calls instead of q + 1."""
+    fresh noise (k one per micro-batch), 1 + k student calls instead of q + 1; "data", no
+    simulation: the micro-batch's real image latents noised to grid[k] (k per sample, the top
+    timestep too: ADD's student inputs, arXiv 2311.17042; needs data.images), 1 student call."""
 
     def check(self, num_train_timesteps: int = 1000) -> None:
         """ValueError unless 1 <= q <= M <= T (q steps are a subset of the M milestones)."""
@@ -200,9 +202,10 @@ class StudentGrid:
         for name in ("gamma", "training_gamma", "first_gamma"):
             if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (1: LCM, 0: DDIM), got {getattr(self, name)}")
-        if self.backward_simulation not in ("sample", "chain"):
+        if self.backward_simulation not in ("sample", "chain", "data"):
             raise ValueError(
-                f'backward_simulation must be "sample" or "chain", got {self.backward_simulation!r}'
+                'backward_simulation must be "sample", "chain" or "data" (real images noised to the '
+                f"grid), got {self.backward_simulation!r}"
             )
 
     def with_sampler(self, gamma: float | None = None, first_gamma: float | None = None) -> StudentGrid:

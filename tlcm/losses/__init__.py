@@ -20,7 +20,7 @@ from tlcm.losses.registry import register_loss
 
 def import_builtin_losses() -> None:
     """Import (and so register) every built-in loss."""
-    from tlcm.losses import dmd, gan, lcd, mlcd, preference  # noqa: F401
+    from tlcm.losses import add, dmd, gan, lcd, mlcd, preference  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -6,8 +6,9 @@ The student's grid (M milestones, q steps) is the recipe's one ``ctx.grid``.
   (LCD's states, the GAN's "real" side, preference candidates' source).
 - ``student_prediction(ctx)``: the student's one-step x0 prediction WITH gradients from a
   state on its own q-step inference grid (pure noise at T, or below it a state of DMD2's "backward
-  simulation", Sec. 4.5: ``StudentGrid.backward_simulation``), so that every step of few-step
-  sampling is trained. DMD, GAN and reward feedback all push on this one tensor.
+  simulation", Sec. 4.5, or real latents noised to the grid: ``StudentGrid.backward_simulation``),
+  so that every step of few-step sampling is trained. DMD, GAN, ADD's distillation and reward
+  feedback all push on this one tensor.
   ``predict_student(ctx)`` draws another one, uncached (DMD's fresh fake-score samples).
 - ``decoded(ctx, key, latents)``: VAE-decoded images of a shared latent tensor.
 """
@@ -84,6 +85,12 @@ def predict_student(ctx: StepContext, fresh_samples: bool = False) -> StudentPre
       x_t = the state the student's own sampler (``training_gamma``) reaches at grid[k] after k
       moves from fresh noise, no gradients. 1 + k student calls (1 + (q - 1) under
       ``phase.uniform_calls``: FSDP2 needs the same calls on every process; the same draws).
+    - "data" (ADD's student inputs, arXiv 2311.17042: "samples from noisy data, produced from real
+      images through a forward diffusion process"): k uniform per sample, x_t = the micro-batch's
+      real latents (``ctx.real_latents()``, one encode per step) noised with fresh noise to grid[k],
+      at k = 0 too (the top timestep: real data noised to T, not pure noise; on a flow schedule
+      sigma = 1 there, so it is noise). 1 student call; a fresh draw has new k and noise, the same
+      real latents.
     """
     schedule, num_steps, batch = ctx.schedule, ctx.grid.steps, ctx.batch_size
     grid = ctx.grid.timesteps(None, schedule, ctx.device)
@@ -94,7 +101,9 @@ def predict_student(ctx: StepContext, fresh_samples: bool = False) -> StudentPre
         k = torch.randint(len(grid), (batch,), generator=ctx.generator, device=ctx.device)
         t = grid[k]
         noise = ctx.randn(batch, *ctx.latent_shape)
-        if num_steps > 1:
+        if ctx.grid.backward_simulation == "data":
+            x_t = schedule.add_noise(ctx.real_latents(), noise, t)
+        elif num_steps > 1:
             samples = sample_student(ctx) if fresh_samples else student_samples(ctx)
             x_t = schedule.add_noise(samples, noise, t)
             x_t = torch.where((k == 0).view(-1, 1, 1, 1), noise, x_t)
