@@ -21,6 +21,15 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture
+def float64():
+    """torch's default dtype float64 for the test (by-hand maths: test_objectives, test_add, ...)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
 def tiny_sd():
     """A fresh seeded tiny StableDiffusionPipeline (PNDM scheduler, 32 px images, 16 x 16 latents)."""
     return tiny_sd_pipeline()

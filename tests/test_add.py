@@ -33,12 +33,7 @@ E_C, E_U, W = 0.7, -0.2, 1.5
 """The prompt scalar of every sample, the unconditional one, the recipe's teacher scale."""
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # by-hand maths in float64 (conftest.py)
 
 
 def a(t):

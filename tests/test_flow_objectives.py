@@ -44,12 +44,7 @@ M = 4
 LATENT = (1, 2, 2)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # by-hand maths in float64 (conftest.py)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,12 +46,7 @@ TOY = VPSchedule(torch.tensor(TOY_AC), prediction_type="sample")
 LONG = VPSchedule(torch.tensor(LONG_AC), prediction_type="sample")
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # by-hand maths in float64 (conftest.py)
 
 
 # --------------------------------------------------------------------------------------------
