@@ -11,7 +11,8 @@ Shared deviations, the same for every method here (so that they compare on equal
   SD1.5's), written in our CFG form (their LCM form's w + 1);
 - lr 1e-3 and 300 steps per consistency phase: the miniature's tuned stage-1 values (TLCM's own
   stage 1 runs at 10x the paper's lr here too); the references' 1e-4 .. 1e-6 at this budget barely
-  move a random-init LoRA. ``ablations.zoo`` sets the steps for equal compute;
+  move a random-init LoRA; with the l2 distance (TCD, TSCD) 1e-4 (``L2_LR``, measured).
+  ``ablations.zoo`` sets the steps for equal compute;
 - distribution matching and adversarial phases (dmd2, ladd): 300 steps, a real-score CFG scale
   scaled by 2 / 7.5 like the w ranges, the LoRA's alpha = rank (scale 1; DMD2's LoRA: 64 / 8);
 - no c_skip / c_out boundary parametrization (LCM's is < 1e-5 away from plain x0 for t >= 19);
