@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_objectives import ExactFake, _e, _prompts
-from test_objectives import _ctx as _context
+from objective_helpers import ExactFake, prompt_cond, prompt_scalar
+from objective_helpers import context as _context
 from torch import nn
 
 from tlcm.data.states import TrajectoryStates
@@ -110,7 +110,7 @@ def _curved_teacher(calls: list | None = None):
     def teacher(x, t, cond):
         if calls is not None:
             calls.append((x.detach().clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
-        return _teacher_v(x, t, _e(cond, x))
+        return _teacher_v(x, t, prompt_scalar(cond, x))
 
     return teacher
 
@@ -186,7 +186,13 @@ def test_flow_teacher_solve_is_p_euler_steps_on_float_substeps():
     x = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3))
     t, s = torch.full((2,), 10.8), torch.full((2,), 4.8)
     out = teacher_solve(
-        Guided(_curved_teacher(calls), 3.0, _prompts([-0.1])), schedule, x, t, s, _prompts([0.4, 0.4]), 3
+        Guided(_curved_teacher(calls), 3.0, prompt_cond([-0.1])),
+        schedule,
+        x,
+        t,
+        s,
+        prompt_cond([0.4, 0.4]),
+        3,
     )
     taus = [10.8, 8.8, 6.8, 4.8]
     assert len(calls) == 3
@@ -295,9 +301,9 @@ def test_mlcd_flow_goal_at_the_clean_edge_is_the_clean_state():
     student = Affine(torch.zeros(LATENT), b=0.5, k=0.02)
     x_tm = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(9))
     t_m, zero = torch.full((2,), 1.5), torch.zeros(2)
-    teacher = Guided(_curved_teacher(), MLCD_W, _prompts([MLCD_E_U]))
+    teacher = Guided(_curved_teacher(), MLCD_W, prompt_cond([MLCD_E_U]))
     states = TrajectoryStates(x_tm, t_m, zero, zero)
-    value = mlcd_loss(student, student, teacher, schedule, states, _prompts([MLCD_E_C] * 2), l2)
+    value = mlcd_loss(student, student, teacher, schedule, states, prompt_cond([MLCD_E_C] * 2), l2)
     x_tn = _euler(x_tm, _teacher_v(x_tm, 1.5, MLCD_E), 1.5, 0.0)
     pred = _euler(x_tm, student.hand(x_tm, 1.5), 1.5, 0.0)
     _close(value, (pred - x_tn).square().flatten(1).mean(1))
@@ -478,7 +484,7 @@ def test_dmd_flow_student_gradient_by_hand(shift):
 
     def teacher(x, t, cond):
         calls.append((x.clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
-        return _pm_velocity(x, t, _e(cond, x), SD_R**2)
+        return _pm_velocity(x, t, prompt_scalar(cond, x), SD_R**2)
 
     ctx = _ctx(
         student,

@@ -8,7 +8,7 @@ alphas_cumprod lists (``Hand``), not read from ``Schedule``. float64 throughout 
 A denoiser reads its prompt from ``cond.prompt_embeds[:, 0, 0]`` (one scalar e per sample), so
 classifier-free guidance acts as e_u + w (e_c - e_u) wherever the output is affine in e.
 
-The student's sampling grid (M = num_milestones, q = steps) is set in ONE place, ``_ctx``
+The student's sampling grid (M = num_milestones, q = steps) is set in ONE place, ``context``
 (``StepContext.grid``, a tlcm.diffusion.milestones.StudentGrid).
 """
 
@@ -19,14 +19,23 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from objective_helpers import (
+    LONG,
+    LONG_AC,
+    TOY,
+    TOY_AC,
+    ExactFake,
+    GaussianStudent,
+    context,
+    posterior_mean,
+    prompt_cond,
+    prompt_scalar,
+)
 from torch import nn
 
-from tlcm.conditioning import Conditioning
 from tlcm.data.states import TrajectoryStates
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.diffusion.schedule import VPSchedule
-from tlcm.losses.base import StepContext
 from tlcm.losses.distances import l2
 from tlcm.losses.dmd import DMD, DMDConfig, dmd_gradient
 from tlcm.losses.gan import GAN, GANConfig, discriminator_loss, generator_loss
@@ -38,14 +47,6 @@ from tlcm.models.discriminator import Discriminator
 from tlcm.models.families import FAMILIES
 from tlcm.rewards import REWARDS, Reward
 
-TOY_AC = [0.9216, 0.64, 0.36]
-"""3 timesteps: (a, s) = (0.96, 0.28), (0.8, 0.6), (0.6, 0.8) at t = 0, 1, 2 (tests/toy_context.py)."""
-LONG_AC = [0.99 - 0.08 * i for i in range(12)]
-"""12 timesteps, alphas_cumprod 0.99, 0.91, ..., 0.11 (room for p = 3 sub-steps and M = 4 segments)."""
-TOY = VPSchedule(torch.tensor(TOY_AC), prediction_type="sample")
-LONG = VPSchedule(torch.tensor(LONG_AC), prediction_type="sample")
-
-
 pytestmark = pytest.mark.usefixtures("float64")  # by-hand maths in float64 (conftest.py)
 
 
@@ -53,47 +54,8 @@ pytestmark = pytest.mark.usefixtures("float64")  # by-hand maths in float64 (con
 # The one place that sets the student's grid (M, q).
 
 
-def _ctx(
-    student,
-    teacher,
-    *,
-    schedule=TOY,
-    cond=(0.0, 0.0),
-    uncond=(0.0,),
-    w: float = 1.0,
-    seed: int = 0,
-    latent_shape=(1, 2, 2),
-    grid: tuple[int, int] | StudentGrid = (1, 1),
-    **extra,
-) -> StepContext:
-    """A StepContext of len(cond) samples, prompt scalars ``cond`` / ``uncond``, the student's grid
-    ``grid`` = (M, q) (or a whole StudentGrid). M = q = 1 (default): the student's one-step
-    prediction is made from pure noise at T - 1 (shared.student_prediction) and its 1-step sample
-    is that x0."""
-    return StepContext.standalone(
-        student=student,
-        teacher=Guided(teacher, w, _prompts(uncond)),
-        schedule=schedule,
-        cond=_prompts(cond),
-        generator=torch.Generator().manual_seed(seed),
-        latent_shape=latent_shape,
-        grid=grid if isinstance(grid, StudentGrid) else StudentGrid(num_milestones=grid[0], steps=grid[1]),
-        **extra,
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # By-hand schedule maths and toy denoisers.
-
-
-def _prompts(values) -> Conditioning:
-    """One scalar per sample, broadcast to (B, 2, 3) token embeddings."""
-    return Conditioning(torch.tensor(values, dtype=torch.float64).view(-1, 1, 1).expand(-1, 2, 3).clone())
-
-
-def _e(cond: Conditioning, x: torch.Tensor) -> torch.Tensor:
-    """The prompt scalar of each sample, shaped like x for broadcasting."""
-    return cond.prompt_embeds[:, 0, 0].view(-1, *[1] * (x.dim() - 1)).to(x.dtype)
 
 
 class Hand:
@@ -130,7 +92,7 @@ def _curved_teacher(calls: list | None = None):
     def teacher(x, t, cond):
         if calls is not None:
             calls.append((x.detach().clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
-        return 0.8 * torch.tanh(2 * x) + 0.05 * (t.view(-1, 1, 1, 1) + 1) + _e(cond, x)
+        return 0.8 * torch.tanh(2 * x) + 0.05 * (t.view(-1, 1, 1, 1) + 1) + prompt_scalar(cond, x)
 
     return teacher
 
@@ -163,58 +125,6 @@ class Affine(nn.Module):
 # 1. DMD on Gaussians with closed-form scores.
 
 
-def _posterior_mean(x, t, mean, var, schedule=TOY):
-    """E[x0 | x_t] for x0 ~ N(mean, var) per coordinate, x_t = a x0 + s eps:
-    mean + a var (x_t - a mean) / (a^2 var + s^2)."""
-    a = schedule.alpha(t).view(-1, 1, 1, 1).to(x.dtype)
-    s = schedule.sigma(t).view(-1, 1, 1, 1).to(x.dtype)
-    return mean + a * var * (x - a * mean) / (a**2 * var + s**2)
-
-
-class GaussianStudent(nn.Module):
-    """Generator x0 = mu + sd * x; on the M = q = 1 grid x is pure noise z, so the student's
-    distribution is N(mu, sd^2) per coordinate."""
-
-    def __init__(self, mu: float, sd: float) -> None:
-        super().__init__()
-        self.mu, self.sd = nn.Parameter(torch.tensor(mu)), nn.Parameter(torch.tensor(sd))
-        self.inputs: list[torch.Tensor] = []
-
-    def forward(self, x, t, cond):
-        self.inputs.append(x.detach().clone())
-        return self.mu + self.sd * x
-
-
-class ExactFake:
-    """The fake score of an ideal DMD: the exact posterior mean of the CURRENT student's
-    distribution N(mu_f, sd_f^2). Records its inputs (x_t', t')."""
-
-    def __init__(self, student: GaussianStudent) -> None:
-        self.student, self.calls = student, []
-        self.unused = nn.Parameter(torch.zeros(()))  # AuxOptimizer wants one parameter
-
-    def output(self, x, t, mean, var):
-        """The ideal model output at (x_t, t) for data N(mean, var): the posterior mean (x0)."""
-        return _posterior_mean(x, t, mean, var)
-
-    def denoiser(self):
-        def fake(x, t, cond):
-            self.calls.append((x.clone(), t.clone()))
-            mu, sd = self.student.mu.detach(), self.student.sd.detach()
-            return self.output(x, t, mu, sd**2)
-
-        return fake
-
-    def parameters(self):
-        return [self.unused]
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
-
 class LearnedFake(nn.Module):
     """A fake score of the Gaussian family: posterior mean of N(m, exp(log_sd)^2), trainable."""
 
@@ -223,7 +133,7 @@ class LearnedFake(nn.Module):
         self.m, self.log_sd = nn.Parameter(torch.tensor(m)), nn.Parameter(torch.tensor(math.log(sd)))
 
     def denoiser(self):
-        return lambda x, t, cond: _posterior_mean(x, t, self.m, self.log_sd.exp() ** 2)
+        return lambda x, t, cond: posterior_mean(x, t, self.m, self.log_sd.exp() ** 2)
 
     def parameters(self, recurse: bool = True):
         return list(super().parameters(recurse))
@@ -241,7 +151,7 @@ def _gaussian_teacher(calls: list | None = None):
     def teacher(x, t, cond):
         if calls is not None:
             calls.append((x.clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
-        return _posterior_mean(x, t, _e(cond, x), SD_R**2)
+        return posterior_mean(x, t, prompt_scalar(cond, x), SD_R**2)
 
     return teacher
 
@@ -251,7 +161,7 @@ def _dmd(student, fake, seed, batch=128, teacher_calls=None, **config):
     must be ignored), latents (1, 4, 4): 16 coordinates per normaliser."""
     cfg = DMDConfig(t_min=0, t_max=2, real_guidance_scale=W_REAL, **config)
     loss = DMD(cfg, fake)
-    ctx = _ctx(
+    ctx = context(
         student,
         _gaussian_teacher(teacher_calls),
         cond=[MU_C] * batch,
@@ -336,8 +246,8 @@ def test_dmd_student_gradient_by_hand():
     torch.testing.assert_close(fake_t, t)
     with torch.no_grad():
         x0 = -0.5 + 1.5 * z
-        real = _posterior_mean(x_t, t, MU_R, SD_R**2)
-        g = (_posterior_mean(x_t, t, -0.5, 1.5**2) - real) / (x0 - real).abs().mean((1, 2, 3), keepdim=True)
+        real = posterior_mean(x_t, t, MU_R, SD_R**2)
+        g = (posterior_mean(x_t, t, -0.5, 1.5**2) - real) / (x0 - real).abs().mean((1, 2, 3), keepdim=True)
     torch.testing.assert_close(value, 0.5 * g.square().mean())
     torch.testing.assert_close(student.mu.grad, g.mean())
     torch.testing.assert_close(student.sd.grad, (g * z).mean())
@@ -450,7 +360,7 @@ def test_dpo_component_prefers_the_winner_against_a_frozen_reference(monkeypatch
     def run_step():
         unet.calls.clear()
         unet.zero_grad()
-        ctx = _ctx(live, None, cond=[0.0] * batch, seed=11, decode=lambda z: z)
+        ctx = context(live, None, cond=[0.0] * batch, seed=11, decode=lambda z: z)
         loss(ctx)["preference"].backward()
         draws = [out for n, grad, out in unet.calls if n == batch and not grad]
         x_a, x_b = draws[:2]  # the two 1-step candidates (draws 0 and 1)
@@ -541,7 +451,7 @@ def test_reward_feedback_component_by_hand():
     cfg = PreferenceConfig(mode="reward", s0=1.0, s_neg=0.0, negative_weight=0.5)
     loss = Preference(cfg, PromptReward())
     prompts = ["p0", "p1", "p2"]
-    ctx = _ctx(student, None, cond=[0.0, 1.0, 2.0], prompts=prompts, decode=lambda z: z)
+    ctx = context(student, None, cond=[0.0, 1.0, 2.0], prompts=prompts, decode=lambda z: z)
     value = loss(ctx)["preference"]
     torch.testing.assert_close(value, torch.tensor(0.5))
     value.backward()
@@ -617,7 +527,7 @@ def test_gan_component_moves_d_and_then_the_fake_towards_the_real(loss_type):
     student = Affine(torch.full((1, 2, 2), -1.0), b=0.1)
     teacher = lambda x, t, cond: torch.ones_like(x)  # noqa: E731
 
-    ctx = _ctx(student, teacher, cond=[0.0] * 4, seed=0)
+    ctx = context(student, teacher, cond=[0.0] * 4, seed=0)
     gan.aux_step([ctx])
     fake = -1.0 + 0.1 * student.calls[0][0]
     w1 = gan.discriminator.heads.w.detach().clone()
@@ -627,7 +537,7 @@ def test_gan_component_moves_d_and_then_the_fake_towards_the_real(loss_type):
     assert (d(w1, fake) < d(w0, fake)).all()
 
     student.calls.clear()
-    ctx = _ctx(student, teacher, cond=[0.0] * 4, seed=1)
+    ctx = context(student, teacher, cond=[0.0] * 4, seed=1)
     gan(ctx)["gan"].backward()
     assert gan.discriminator.heads.w.grad is None
     z = student.calls[0][0]
@@ -652,11 +562,11 @@ def test_guided_teacher_extrapolates_beyond_cond_away_from_uncond():
 
     def denoiser(x, t, cond):
         calls.append((x.clone(), t.clone(), cond.prompt_embeds[:, 0, 0].clone()))
-        return 0.5 * x + 0.01 * t.view(-1, 1, 1, 1) + _e(cond, x)
+        return 0.5 * x + 0.01 * t.view(-1, 1, 1, 1) + prompt_scalar(cond, x)
 
     x = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([2, 0, 1])
-    guided = Guided(denoiser, 3.0, _prompts([0.5]))(x, t, _prompts([1.0, 2.0, 3.0]))
+    guided = Guided(denoiser, 3.0, prompt_cond([0.5]))(x, t, prompt_cond([1.0, 2.0, 3.0]))
     ((xs, ts, es),) = calls
     torch.testing.assert_close(xs, torch.cat([x, x]))
     assert torch.equal(ts, torch.cat([t, t]))
@@ -698,8 +608,10 @@ def test_lcd_target_is_the_target_networks_x0_after_p_teacher_substeps(substeps,
     student = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02)
     target = Affine(torch.full((1, 2, 2), 0.1), b=0.3, k=-0.03)
     t_m, t_n = torch.tensor([9, 9]), torch.tensor([0, 0])
-    teacher = Guided(_curved_teacher(), LCD_W, _prompts([LCD_E_U]))
-    value = lcd_loss(student, target, teacher, LONG, x0, eps, t_m, t_n, _prompts([LCD_E_C] * 2), substeps, l2)
+    teacher = Guided(_curved_teacher(), LCD_W, prompt_cond([LCD_E_U]))
+    value = lcd_loss(
+        student, target, teacher, LONG, x0, eps, t_m, t_n, prompt_cond([LCD_E_C] * 2), substeps, l2
+    )
     x_tm = HAND_LONG.a(9) * x0 + HAND_LONG.s(9) * eps
     x_tn = _hand_solve(x_tm, [torch.tensor([g, g]) for g in grid])
     other = _hand_solve(x_tm, [torch.tensor([g, g]) for g in ([9, 6, 3, 0] if substeps == 1 else [9, 0])])
@@ -723,7 +635,7 @@ def test_lcd_component_states_timesteps_and_value_by_hand():
     The loss is the batch mean of the by-hand l2."""
     student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
     cfg = LCDConfig(teacher_substeps=3)
-    ctx = _ctx(
+    ctx = context(
         student,
         _curved_teacher(teacher_calls),
         schedule=LONG,
@@ -777,8 +689,8 @@ def test_mlcd_goal_is_one_teacher_step_then_the_target_to_the_segment_edge():
     student = Affine(torch.zeros(3, 1, 2, 2), b=0.5, k=0.02)  # an offset per sample
     target = Affine(torch.full((1, 2, 2), 0.2), b=0.3, k=-0.05)
     teacher_calls = []
-    args = (Guided(_curved_teacher(teacher_calls), MLCD_W, _prompts([MLCD_E_U])), TOY)
-    cond = (TrajectoryStates(x_tm, t_m, t_n, t_s), _prompts([MLCD_E_C] * 3), l2)
+    args = (Guided(_curved_teacher(teacher_calls), MLCD_W, prompt_cond([MLCD_E_U])), TOY)
+    cond = (TrajectoryStates(x_tm, t_m, t_n, t_s), prompt_cond([MLCD_E_C] * 3), l2)
 
     value = mlcd_loss(student, target, *args, *cond)
     g, goal, x_tn = _mlcd_by_hand(student, target, x_tm, t_m, t_n, t_s)
@@ -804,7 +716,7 @@ def _mlcd_run(batch: int, seed: int, grid: tuple[int, int], **extra):
     """(the Affine student, the curved teacher's call log, a context on the 12-step schedule with
     prompt scalars e_c = 0.4, e_u = -0.1 at w = 3) for MLCD component tests."""
     student, teacher_calls = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02), []
-    ctx = _ctx(
+    ctx = context(
         student,
         _curved_teacher(teacher_calls),
         schedule=LONG,
@@ -923,7 +835,7 @@ def _dmd2(student, fake, seed, batch, grid=(1, 1), **config):
     (1, 4, 4); ``config`` overrides any DMDConfig field."""
     cfg = DMDConfig(**{"t_min": 0, "t_max": 2, "real_guidance_scale": W_REAL, **config})
     teacher = _gaussian_teacher()
-    ctx = _ctx(
+    ctx = context(
         student, teacher, cond=[MU_C] * batch, uncond=[MU_U], seed=seed, latent_shape=(1, 4, 4), grid=grid
     )
     return DMD(cfg, fake), ctx
@@ -1030,7 +942,7 @@ def test_backward_simulation_chain_by_hand(gamma):
         for uniform in (False, True):
             student = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02)
             grid = StudentGrid(4, 4, training_gamma=gamma, backward_simulation="chain")
-            ctx = _ctx(
+            ctx = context(
                 student,
                 _curved_teacher(),
                 schedule=LONG,
