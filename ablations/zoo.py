@@ -509,50 +509,77 @@ def write_docs(args: Args, budget: float | None = None) -> str:
     return text
 
 
+PALETTE = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9"]
+"""Method colours of the plot (matplotlib's cycle without its gray, which marks the sampler key)."""
+
+
 def plot(args: Args, names: list[str]) -> None:
-    """FD vs steps per method (own sampler solid, TLCM sampler dashed), one panel per miniature
-    with runs; the teacher's best w dotted black. Skipped without matplotlib."""
+    """FD (top row) and alignment (bottom row) vs steps, one column per miniature with runs: per
+    method the mean over its seeds with the own sampler (solid, the seeds' min-max shaded) and the
+    TLCM sampler (dashed); the teacher's lowest-FD w per step count (black, dotted). One legend
+    below the panels. Skipped without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         print("no matplotlib: skipped the plot (pip install -e '.[plot]')")
         return
     panels = [m for m in ("unet", "flow") if any(collect(args.runs, m, n)[0] for n in names)]
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, m in zip(axes[0], panels, strict=True):
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 7.4), squeeze=False, sharex=True)
+    handles, seeds = [], set()
+    for col, m in enumerate(panels):
         for i, name in enumerate(names):
             infos, scores = collect(args.runs, m, name)
             if not infos:
                 continue
+            seeds.add(len(infos))
             for sampler, style in (("own", "-"), ("tlcm", "--")):
                 steps = sorted(scores[sampler])
-                if not steps:
-                    continue
-                fd = [sum(r["fd"] for r in scores[sampler][n]) / len(scores[sampler][n]) for n in steps]
-                label = f"{name} ({'own' if sampler == 'own' else 'TLCM'} sampler, {len(infos)} seeds)"
-                ax.plot(steps, fd, style, marker="o", color=f"C{i}", label=label)
+                for row, key in enumerate(("fd", "alignment")):
+                    values = [[r[key] for r in scores[sampler][n]] for n in steps]
+                    ax = axes[row][col]
+                    ax.plot(
+                        steps,
+                        [sum(v) / len(v) for v in values],
+                        style,
+                        marker="o",
+                        ms=3,
+                        color=PALETTE[i % len(PALETTE)],
+                    )
+                    if sampler == "own" and len(infos) > 1:
+                        ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
+                                        color=PALETTE[i % len(PALETTE)], alpha=0.12, lw=0)  # fmt: skip
+            if name not in [h.get_label() for h in handles]:
+                handles.append(Line2D([], [], color=PALETTE[i % len(PALETTE)], marker="o", label=name))
         found = teacher_best(m, 10 * args.samples_per_digit)
         if found:
             best = found[1]
             steps = [n for n in STEPS if n in best]
-            ax.plot(
-                steps, [best[n]["fd"] for n in steps], ":", marker="s", color="black", label="teacher, best w"
-            )
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(STEPS), [str(n) for n in STEPS])
-        ax.set_yscale("log")
-        ax.set_xlabel("sampling steps")
-        ax.set_ylabel("FD (lower is better)")
-        ax.set_title(MINIATURE_NAMES[m], fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.suptitle("Method zoo at equal denoiser evaluations", fontsize=10)
-    fig.tight_layout()
+            for row, key in enumerate(("fd", "alignment")):
+                axes[row][col].plot(steps, [best[n][key] for n in steps], ":", marker="s", color="black")
+        axes[0][col].set_title(MINIATURE_NAMES[m], fontsize=9)
+        axes[0][col].set_yscale("log")
+        axes[0][col].set_ylabel("FD (lower is better)")
+        axes[1][col].set_ylabel("alignment (higher is better)")
+        axes[1][col].set_xlabel("sampling steps")
+        for ax in axes[:, col]:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(list(STEPS), [str(n) for n in STEPS])
+            ax.grid(alpha=0.3)
+    handles += [
+        Line2D([], [], color="black", ls=":", marker="s", label="teacher, its best w per step count"),
+        Line2D([], [], color="gray", ls="-", label="own sampler (shade: min-max over seeds)"),
+        Line2D([], [], color="gray", ls="--", label="TLCM sampler"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    seeds_text = ", ".join(str(n) for n in sorted(seeds))
+    fig.suptitle(f"Method zoo at equal denoiser evaluations ({seeds_text} seed(s) per method)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=110)
     plt.close(fig)
