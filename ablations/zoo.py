@@ -334,6 +334,25 @@ def collect(runs: Path, miniature: str, method: str) -> tuple[list[dict], dict[s
     return infos, scores
 
 
+D_ACC_TAIL = 0.2
+"""The last fraction of a run's steps over which the table averages its discriminator's accuracy."""
+
+
+def disc_accuracy(runs: Path, miniature: str, method: str) -> list[float]:
+    """Per finished seed of a method with a GAN: its discriminator's held-out accuracy, the mean of
+    ``gan/d_acc_real`` and ``gan/d_acc_fake`` (metrics.jsonl: logits before D's update on those
+    samples) over the last ``D_ACC_TAIL`` of its logged steps; 0.5 is chance. [] without a GAN."""
+    out = []
+    for info_path in sorted((runs / miniature).glob(f"s*/{method}/zoo.json")):
+        metrics = info_path.parent / "metrics.jsonl"
+        lines = metrics.read_text().splitlines() if metrics.is_file() else []
+        rows = [r for r in map(json.loads, lines) if "gan/d_acc_real" in r]
+        tail = rows[int(len(rows) * (1 - D_ACC_TAIL)) :]
+        if tail:
+            out.append(sum(r["gan/d_acc_real"] + r["gan/d_acc_fake"] for r in tail) / (2 * len(tail)))
+    return out
+
+
 def teacher_best(miniature: str, prompts: int) -> tuple[str, dict[int, dict]] | None:
     """(file, steps -> the teacher's lowest-FD row) of the committed teacher table of ``miniature``
     at ``prompts`` prompts (tlcm.summary.committed_teacher), or None."""
@@ -347,9 +366,10 @@ def teacher_best(miniature: str, prompts: int) -> tuple[str, dict[int, dict]] | 
 def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
     """Markdown: one row per method and sampler, alignment / FD per step count as mean (min-max)
     over the seeds on disk, "n/a" above the method's M; the teacher's best w per step count; the
-    training cost (counted denoiser evaluations, CPU minutes of training and scoring)."""
+    training cost (counted denoiser evaluations, CPU minutes of training and scoring); a GAN's
+    held-out discriminator accuracy (``disc_accuracy``)."""
     columns = ["method", "sampler", "seeds", *(f"{n} step{'s' * (n > 1)}" for n in STEPS)]
-    columns += ["denoiser evals", "train min", "CPU min"]
+    columns += ["denoiser evals", "train min", "CPU min", "D acc"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name in names:
         infos, scores = collect(runs, miniature, name)
@@ -359,6 +379,8 @@ def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
         evals = spread([i["denoiser_evals"] for i in infos], 0)
         train_min = spread([i["train_seconds"] / 60 for i in infos], 1)
         cpu_min = spread([i["train_eval_cpu_seconds"] / 60 for i in infos], 1)
+        accuracy = disc_accuracy(runs, miniature, name)
+        d_acc = spread(accuracy, 2) if accuracy else "-"
         for sampler in SAMPLERS:
             cells = []
             for n in STEPS:
@@ -377,7 +399,7 @@ def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
             )
             steps = ", ".join(f"{p} {s}" for p, s in infos[0]["phase_steps"].items())
             label = f"{name} ({steps})" if sampler == "own" else ""
-            cost = (evals, train_min, cpu_min) if sampler == "own" else ("", "", "")
+            cost = (evals, train_min, cpu_min, d_acc) if sampler == "own" else ("", "", "", "")
             lines.append(f"| {label} | {what} | {len(infos)} | {' | '.join(cells)} | {' | '.join(cost)} |")
     found = teacher_best(miniature, prompts)
     if found:
@@ -386,10 +408,10 @@ def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
             f"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})" if n in best else "-"
             for n in STEPS
         ]
-        lines.append(f"| teacher ({path}) | DDIM + CFG, best w | - | {' | '.join(cells)} | - | - | - |")
+        lines.append(f"| teacher ({path}) | DDIM + CFG, best w | - | {' | '.join(cells)} | - | - | - | - |")
     else:
         lines.append(
-            f"| teacher | no committed teacher table at {prompts} prompts | - | - | - | - | - | - | - | - |"
+            f"| teacher | no committed teacher table at {prompts} prompts |" + " - |" * (len(columns) - 2)
         )
     return "\n".join(lines) + "\n"
 
@@ -498,7 +520,11 @@ def write_docs(args: Args, budget: float | None = None) -> str:
             "the shipped TLCM sampler (recipes.tlcm.MINIATURE_SAMPLER's gammas on the method's grid). "
             "Teacher: DDIM (flow: Euler) + CFG at its lowest-FD w per step count, same prompts. "
             "train min: wall minutes of the training phases; CPU min: process CPU minutes of training "
-            "and both scorings (one torch thread; the machine was shared, so wall times are noisy).",
+            "and both scorings (one torch thread; the machine was shared, so wall times are noisy). "
+            "D acc (methods with a GAN): the discriminator's held-out accuracy, the mean of its "
+            "accuracy on real and on fake samples from its logits before it updates on them, over the "
+            f"last {D_ACC_TAIL:.0%} of the steps; 0.5 is chance: a GAN row near 0.5 did not separate "
+            "real from fake, and what it changed is not a discriminator's doing (docs/gan.md).",
             "",
             *parts,
         ]

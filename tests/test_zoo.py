@@ -199,3 +199,18 @@ def test_the_verdict_names_the_lowest_fd_and_our_rank(tmp_path):
     assert rows["8"][2] == "5.10 (0.900), 1 of 1"  # pcm has M = 4
     # the committed UNet teacher: best FD 7.80 at 2 steps, 5.43 at 4, 4.23 at 8
     assert rows["2"][5] == "pcm, tlcm-full |" and rows["8"][5] == "none |"
+
+
+def test_the_table_reports_the_discriminators_held_out_accuracy(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (real, fake) in enumerate([(1.0, 0.0), (0.9, 0.5)]):
+        out = _finished(runs, "unet", seed, "dmd2", m=4)
+        early = [{"step": i, "gan/d_acc_real": 0.0, "gan/d_acc_fake": 0.0} for i in range(8)]
+        late = [{"step": 8 + i, "gan/d_acc_real": real, "gan/d_acc_fake": fake} for i in range(2)]
+        (out / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in early + late) + "\n")
+    _finished(runs, "unet", 0, "pcm", m=4)  # no GAN: no accuracy
+    text = zoo.table(runs, "unet", ["dmd2", "pcm"], 500)
+    dmd2 = [line for line in text.splitlines() if line.startswith("| dmd2")][0]
+    pcm = [line for line in text.splitlines() if line.startswith("| pcm")][0]
+    assert dmd2.rstrip(" |").endswith("0.60 (0.50-0.70)")  # the last 20 %: (1 + 0) / 2, (0.9 + 0.5) / 2
+    assert pcm.rstrip(" |").endswith("-")
