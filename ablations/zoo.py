@@ -408,7 +408,10 @@ def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
             f"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})" if n in best else "-"
             for n in STEPS
         ]
-        lines.append(f"| teacher ({path}) | DDIM + CFG, best w | - | {' | '.join(cells)} | - | - | - | - |")
+        solver = "Euler" if miniature == "flow" else "DDIM"
+        lines.append(
+            f"| teacher ({path}) | {solver} + CFG, best w | - | {' | '.join(cells)} | - | - | - | - |"
+        )
     else:
         lines.append(
             f"| teacher | no committed teacher table at {prompts} prompts |" + " - |" * (len(columns) - 2)
