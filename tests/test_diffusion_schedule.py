@@ -90,3 +90,21 @@ def test_schedule_from_config_dispatch():
     assert dynamic.shift == 1.0
     with pytest.raises(ValueError, match="prediction_type must be one of"):
         VPSchedule(torch.ones(10), "flow_prediction")
+
+
+def test_uniform_timesteps_cover_both_ends_on_vp_and_are_affine_on_flow():
+    """Schedule.uniform_timesteps (TCD's target time in MLCD, ADD's re-noising t): on a VP schedule
+    every integer of [lo, hi] per sample, both ends, equally often; on flow lo + u (hi - lo)."""
+    u = (torch.arange(4000, dtype=torch.float64) + 0.5) / 4000  # an even grid over [0, 1)
+    vp = VPSchedule(torch.linspace(0.99, 0.01, 1000))
+    lo, hi = torch.tensor([3, 10]).repeat(2000), torch.tensor([6, 10]).repeat(2000)
+    t = vp.uniform_timesteps(u, lo, hi)
+    assert t.dtype == torch.long
+    first, second = t[0::2], t[1::2]
+    assert torch.equal(torch.bincount(first - 3), torch.full((4,), 500))  # 3, 4, 5, 6 alike
+    assert torch.equal(second, torch.full_like(second, 10))  # lo = hi: that timestep
+    assert set(vp.uniform_timesteps(u, 0, 999).tolist()) == set(range(1000))
+    flow = FlowSchedule(1000)
+    s = flow.uniform_timesteps(u, 200.0, 800.0)
+    assert s.dtype == torch.float32
+    torch.testing.assert_close(s, (200 + u * 600).float())

@@ -94,6 +94,17 @@ class Schedule(ABC):
         """Snap real-valued timesteps onto the schedule's grid: round to long (VP), float (flow)."""
         return t.round().long() if self.discrete else t.float()
 
+    def uniform_timesteps(self, u: torch.Tensor, lo, hi) -> torch.Tensor:
+        """Timesteps (B,) uniform on [lo, hi] from u ~ U[0, 1) (B,), in float64: on a discrete
+        schedule every integer of lo..hi equally likely, both ends included (long); on a continuous
+        one real-valued (float32). ``lo`` / ``hi``: numbers or (B,) tensors (TCD's target time s in
+        [t_s, t_n], ADD's re-noising t)."""
+        u = u.double()
+        lo, hi = (v.double() if isinstance(v, torch.Tensor) else float(v) for v in (lo, hi))
+        span = hi - lo  # numbers stay numbers: no host-to-device copy
+        offset = (u * (span + 1)).floor().clamp(max=span) if self.discrete else u * span
+        return self.discretize(lo + offset)
+
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Forward process q(x_t | x0): x_t = alpha(t) x0 + sigma(t) eps, all (B, ...)."""
         return expand_like(self.alpha(t), x0) * x0 + expand_like(self.sigma(t), x0) * eps

@@ -102,12 +102,8 @@ class ADDDistill(Loss):
         """t (B,) uniform on [t_min, t_max]: every integer equally likely (VP), or real-valued
         (flow); one ``ctx.rand`` draw (reproducible, the same under every engine mode)."""
         cfg, schedule = self.config, ctx.schedule
-        lo = cfg.t_min
         hi = schedule.max_timestep if cfg.t_max is None else cfg.t_max
-        u = ctx.rand(ctx.batch_size)
-        if schedule.discrete:
-            return (lo + (u * (hi - lo + 1)).floor().long()).clamp(max=int(hi))
-        return schedule.discretize(lo + u * (hi - lo))
+        return schedule.uniform_timesteps(ctx.rand(ctx.batch_size), cfg.t_min, hi)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """{"add_distill": mean_b c(t_b) d(x_hat_b, x_psi_b)}, a scalar: x_hat (B, C, h, w) the shared

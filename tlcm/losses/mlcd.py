@@ -196,11 +196,8 @@ class MLCD(Loss):
 
     def _target_time(self, ctx: StepContext, states: TrajectoryStates) -> TrajectoryStates:
         """TCD: both branches mapped to s uniform in [t_s, t_n] (integers on a VP schedule)."""
-        t_s, t_n, u = states.t_s.double(), states.t_n.double(), ctx.rand(ctx.batch_size).double()
-        s = t_s + (
-            (u * (t_n - t_s + 1)).floor().clamp(max=t_n - t_s) if ctx.schedule.discrete else u * (t_n - t_s)
-        )
-        return replace(states, t_s=ctx.schedule.discretize(s).to(states.t_s.dtype))
+        s = ctx.schedule.uniform_timesteps(ctx.rand(ctx.batch_size), states.t_s, states.t_n)
+        return replace(states, t_s=s.to(states.t_s.dtype))
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         states = self._states(ctx, ctx.schedule)
