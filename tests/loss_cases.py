@@ -30,6 +30,7 @@ CASES: dict[str, dict[str, dict]] = {
     "dmd": {"p": {"dmd": DMDConfig(fake_updates=2, fake_lr=1e-2)}},
     "gan-unet": {"p": {"gan": replace(MINIATURE_GAN, weight=1.0, disc_lr=1e-2)}},
     "gan-timm-r1": {"p": {"gan": GANConfig(input="latent", input_size=0, r1_weight=1.0, disc_lr=1e-2)}},
+    "gan-trunk": {"p": {"gan": replace(MINIATURE_GAN, weight=1.0, disc_lr=1e-2, disc_rank=2)}},  # LoRA trunk
     "gan-data": {  # the method zoo's GAN options: DMD2 / LADD-style real images, noise per side
         "p": {
             "gan": replace(
@@ -84,6 +85,7 @@ FSDP_CASES = (
     "dmd",
     "gan-unet",
     "gan-timm-r1",
+    "gan-trunk",
     "gan-data",
     "preference-reward",
     "mlcd-then-dmd",

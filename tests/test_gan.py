@@ -560,3 +560,92 @@ def test_teacher_unet_features_are_the_base_unets_with_adapters_off(tiny_sd_dir)
     torch.testing.assert_close(ours[-1], seen[0])
     assert (seen[1] - seen[0]).abs().max() > 1e-4
     assert len(ours) == len(base.net.config.block_out_channels) + 1
+
+
+def _trunk_gan(tiny_sd_dir):
+    """A tiny-SD student (LoRA rank 4, its adapter non-zero) and a teacher-feature GAN whose trunk
+    has its own rank-2 LoRA (``disc_rank``); the same every call (seeded)."""
+    torch.manual_seed(0)
+    base = BaseModel.load(tiny_sd_dir)
+    student = Student(base, StudentConfig(lora_rank=4, lora_alpha=4.0))
+    with torch.no_grad():
+        for p in student.trainable_parameters().values():
+            p.add_(0.1)
+    config = GANConfig(input="latent", backbone="teacher", disc_rank=2, disc_lr=1e-2, noise_level=300)
+    return base, student, config.build(student)
+
+
+def _mid_block(base, run) -> torch.Tensor:
+    seen = []
+    hook = base.net.mid_block.register_forward_hook(lambda m, i, out: seen.append(out))
+    with torch.no_grad():
+        run()
+    hook.remove()
+    return seen[0]
+
+
+def test_disc_rank_trunk_runs_under_its_own_adapter(tiny_sd_dir):
+    """The trunk starts as the teacher (the new adapter's B is zero: features = the adapters-off
+    UNet's, not the student's), and once its LoRA moves, the features are the UNet's under the
+    "disc" adapter: neither the teacher's nor the student's."""
+    base, student, gan = _trunk_gan(tiny_sd_dir)
+    x, t = torch.randn(2, 4, 16, 16), torch.tensor([999, 300])
+    cond, _ = base.encode(["a", "b"])
+    features = lambda: gan.discriminator.features(x, t, cond)[-1]  # noqa: E731
+    teacher = _mid_block(base, lambda: student.teacher()(x, t, cond))
+    torch.testing.assert_close(_mid_block(base, features), teacher)
+    with torch.no_grad():
+        for p in gan.trunk.parameters():
+            p.add_(0.05)
+    own = _mid_block(base, lambda: gan.trunk.denoiser()(x, t, cond))
+    torch.testing.assert_close(_mid_block(base, features), own)
+    assert (own - teacher).abs().max() > 1e-4
+    assert (own - _mid_block(base, lambda: student.denoiser()(x, t, cond))).abs().max() > 1e-4
+
+
+def test_disc_rank_trunk_trains_on_the_discriminator_loss_only(tiny_sd_dir):
+    """aux_step moves the trunk's LoRA (and not the student's); the student's L_G, whose backward
+    runs through the trunk, leaves D's update unchanged (its gradients are cleared first); the
+    checkpoint round trip restores the trunk."""
+    base, student, gan = _trunk_gan(tiny_sd_dir)
+    cond, _ = base.encode(["a", "b"])
+
+    def ctx():
+        return StepContext.standalone(
+            student=student.denoiser(),
+            teacher=Guided(student.teacher(), 2.0, base.encode([""])[0]),
+            schedule=base.schedule,
+            cond=cond,
+            generator=torch.Generator().manual_seed(0),
+            latent_shape=base.latent_shape,
+            grid=StudentGrid(),
+        )
+
+    start = {k: v.clone() for k, v in gan.trunk.state_dict().items()}
+    student_before = {k: v.clone() for k, v in student.state_dict().items()}
+    first = ctx()
+    gan(first)["gan"].backward()  # L_G: gradients reach the trunk's LoRA through D
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in gan.trunk.parameters())
+    gan.aux_step([first])
+    with_generator = {k: v.clone() for k, v in gan.trunk.state_dict().items()}
+    assert any(not torch.equal(with_generator[k], start[k]) for k in with_generator)
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in student_before.items())
+
+    _, student, gan = _trunk_gan(tiny_sd_dir)  # the same start, no generator pass before D's update
+    gan.aux_step([ctx()])
+    alone = gan.trunk.state_dict()
+    assert all(torch.equal(alone[k], with_generator[k]) for k in alone)
+
+    state = gan.checkpoint_state()
+    _, _, fresh = _trunk_gan(tiny_sd_dir)
+    fresh.load_checkpoint_state(state)
+    assert all(torch.equal(fresh.trunk.state_dict()[k], alone[k]) for k in alone)
+
+
+def test_disc_rank_needs_the_teacher_backbone():
+    with pytest.raises(ValueError, match='disc_rank must be >= 0 and needs backbone "teacher"'):
+        GANConfig(disc_rank=4).validate(1000, StudentGrid())
+    with pytest.raises(ValueError, match="disc_rank must be >= 0"):
+        GANConfig(input="latent", backbone="teacher", disc_rank=-1).validate(1000, StudentGrid())
+    assert GANConfig(input="latent", backbone="teacher", disc_rank=4).adapters() == {"disc": 4}
+    assert GANConfig(input="latent", backbone="teacher").adapters() == {}

@@ -150,3 +150,19 @@ def reshard_optimizer_state(opt: torch.optim.Optimizer) -> None:
 def grad_norm(total: torch.Tensor) -> torch.Tensor:
     """``clip_grad_norm_``'s total norm as a plain tensor (a DTensor over sharded gradients)."""
     return total.full_tensor() if isinstance(total, DTensor) else total
+
+
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` over parameters that may mix FSDP2 shards (DTensor) and
+    plain tensors (which it refuses to combine): the total l2 norm of every gradient (a plain
+    0-dim tensor) and each gradient scaled by min(1, max_norm / (norm + 1e-6)), with no host sync."""
+    sharded = [p for p in params if isinstance(p, DTensor)]
+    if len(sharded) in (0, len(params)):
+        return grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    plain = [p for p in params if not isinstance(p, DTensor)]
+    norms = [grad_norm(torch.nn.utils.get_total_norm([p.grad for p in group])) for group in (sharded, plain)]
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for p in params:
+        (p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad).mul_(coef)
+    return total

@@ -32,7 +32,8 @@ def check_settings(
 
 class AuxOptimizer:
     """AdamW over ``params`` with one ``step(loss_fn, contexts)``: zero grads, accumulate the
-    backward of every micro-batch, all-reduce, clip (``max_grad_norm``; 0: none), step. The
+    backward of every micro-batch, all-reduce, clip (``max_grad_norm``; 0: none), step. Parameters
+    may mix FSDP2 shards and plain tensors (a discriminator's trunk LoRA and its heads). The
     defaults (betas (0, 0.99), no weight decay, clip 1) are the owning losses' config defaults."""
 
     def __init__(
@@ -53,7 +54,7 @@ class AuxOptimizer:
     def step(self, loss_fn: Callable[[Context], torch.Tensor], contexts: Sequence[Context]) -> torch.Tensor:
         """One update of the owned model on the mean over ``contexts`` (this process's micro-batches)
         of ``loss_fn(ctx)`` (a scalar with a graph to ``params``); returns that mean, detached."""
-        from tlcm.distributed import average_gradients, world_size  # late: the recipe tree imports this
+        from tlcm.distributed import average_gradients, clip_grad_norm, world_size  # late: cycle
 
         self.opt.zero_grad(set_to_none=True)
         total = 0.0
@@ -61,9 +62,12 @@ class AuxOptimizer:
             loss = loss_fn(ctx) / len(contexts)
             loss.backward()
             total = total + loss.detach().float()
+        for p in self.params:  # a parameter the loss did not reach: a zero gradient, as the
+            if p.grad is None:  # all-reduce of several processes has it (the same AdamW state)
+                p.grad = torch.zeros_like(p)
         average_gradients(self.params, world_size())
         if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            clip_grad_norm(self.params, self.max_grad_norm)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return total

@@ -7,10 +7,11 @@ one channel (the "projected" discriminator of Sauer et al. 2021 / ADD 2023, minu
 - ``TimmDiscriminator``: any timm model (``features_only``), on images in [-1, 1] (normalised
   with the backbone's mean/std) or on latents (``in_chans`` = latent channels), resized to
   ``input_size``; random init unless a local weight file is given.
-- ``TeacherFeatureDiscriminator``: the frozen base network's features as its model family taps
-  them (UNet: conv_in, down blocks, mid block; SD3 / FLUX: image tokens after a few transformer
-  blocks) at (x_t, t, text conditioning) with every LoRA adapter switched off, as TLCM's SDXL
-  discriminator (there: the whole SDXL UNet as initialisation).
+- ``TeacherFeatureDiscriminator``: the base network's features as its model family taps them
+  (UNet: conv_in, down blocks, mid block; SD3 / FLUX: image tokens after a few transformer
+  blocks) at (x_t, t, text conditioning): with every LoRA adapter switched off (a frozen trunk),
+  or with the discriminator's own LoRA adapter (``adapter``: a trunk that trains with the heads,
+  initialised as the teacher, as TLCM's SDXL discriminator is initialised from the SDXL UNet).
 
 Heads can run on detached parameters (``frozen_heads=True``): the student's generator loss then
 sends gradients through D to its input without touching D's parameters.
@@ -158,20 +159,29 @@ class TimmDiscriminator(Discriminator):
 
 
 class TeacherFeatureDiscriminator(Discriminator):
-    """The frozen base network's features on latents x_t (B, C, h, w) at t (B,) with the prompt's
+    """The base network's features on latents x_t (B, C, h, w) at t (B,) with the prompt's
     conditioning, as the model family taps them (UNet: after every down block and the mid block;
-    MM-DiT: image tokens after a few blocks), LoRA adapters disabled. The network is not a
-    submodule (it is the shared base: not in this module's state or parameters)."""
+    MM-DiT: image tokens after a few blocks), under LoRA adapter ``adapter`` (``TEACHER``: every
+    adapter off, the frozen trunk; a name: the discriminator's own adapter, trained by its owner
+    with the heads). The network is not a submodule (it is the shared base: not in this module's
+    state or parameters)."""
 
-    def __init__(self, family, net: nn.Module, hidden: int, adapters: AdapterSwitch | None = None) -> None:
+    def __init__(
+        self,
+        family,
+        net: nn.Module,
+        hidden: int,
+        adapters: AdapterSwitch | None = None,
+        adapter: str | None = TEACHER,
+    ) -> None:
         """``adapters``: the switch of ``net``'s LoRA adapters (the Student's; default: a new one)."""
         super().__init__()
-        self.family, self.net = family, [net]
+        self.family, self.net, self.adapter = family, [net], adapter
         self.adapters = adapters or AdapterSwitch(net, None)
         self.heads = Heads(family.feature_channels(net), hidden)
 
     def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
         net = self.net[0]
         dtype = next(net.parameters()).dtype  # bf16 frozen weights
-        with self.adapters.use(TEACHER):
+        with self.adapters.use(self.adapter):
             return self.family.features(net, x.to(dtype), t.clamp(min=0), cond.to(dtype))
