@@ -132,6 +132,12 @@ def aux_adamw(prefix: str) -> dict:
     return {f"{prefix}_betas": (0.9, 0.999), f"{prefix}_weight_decay": 0.01, f"{prefix}_max_grad_norm": 10.0}
 
 
+DISC_RANK = 8
+"""Rank of the zoo's trained discriminator trunk (``GANConfig.disc_rank``). With the frozen teacher
+trunk (rank 0) DMD2's discriminator stayed near chance in training (held-out accuracy 0.59 over
+the last 20 % of steps, 3 seeds, UNet miniature); against a fixed student the rank-8 trunk
+separated where heads alone lagged (docs/disc-probe.md)."""
+
 SDXL_GUIDANCE_TO_MINIATURE = TEACHER_GUIDANCE_SCALE / SD15_GUIDANCE
 """A real-score CFG scale (our form = DMD2's Imagen form) of a reference, on the miniature."""
 
@@ -161,9 +167,10 @@ def dmd2(steps: int = 300) -> Recipe:
       x 2 / 4 / 10 (10: the module's consistency factor) on one seed, 300 steps, 200 prompts, FD
       at 2 / 4 steps was 11.8 / 13.4, 11.5 / 11.9 and 17.5 / 18.6 (teacher 9.5 / 6.8).
 
-    Deviations (beyond the module's): the discriminator is tlcm's teacher-feature one (the frozen
-    teacher's encoder + trainable heads; DMD2 puts its head on the fake score's bottleneck, trained
-    with the fake loss at weight 1e-2, so its trunk learns) and it updates once per student update
+    Deviations (beyond the module's): the discriminator is tlcm's teacher-feature one with a trunk
+    that learns (the teacher's encoder with its own rank-8 LoRA, ``DISC_RANK``, + heads; DMD2 puts
+    its head on the fake score's bottleneck, trained with the fake loss at weight 1e-2, so its
+    trunk learns too: ours is a separate adapter, not the fake score's) and it updates once per student update
     on that step's samples (DMD2: with every fake update, on fresh samples), with its own clip
     (DMD2 clips fake score and head together); no lr warmup (DMD2: ``constant_with_warmup``, 500
     iterations of 16k-19k, 3 %: a fixed count here would refuse shorter runs); fresh fake samples
@@ -187,6 +194,7 @@ def dmd2(steps: int = 300) -> Recipe:
         real="data",
         backbone="teacher",
         input="latent",
+        disc_rank=DISC_RANK,
         noise_level=999,
         independent_noise=True,
         disc_lr=2e-4,
