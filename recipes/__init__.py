@@ -11,7 +11,7 @@ from recipes.tlcm import (
     tlcm_full_sdxl,
     tlcm_paper,
 )
-from recipes.zoo import add, dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd
+from recipes.zoo import add, dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd, tcd_huber
 
 PRESETS = {
     "tlcm-full": tlcm_full(),
@@ -29,5 +29,6 @@ PRESETS = {
     "dmd2": dmd2(),
     "add": add(),
     "ladd": ladd(),
+    "tcd-huber": tcd_huber(),
 }
 """Preset name -> Recipe (the subcommands of tlcm.train)."""
