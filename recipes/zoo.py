@@ -134,9 +134,11 @@ def aux_adamw(prefix: str) -> dict:
 
 DISC_RANK = 8
 """Rank of the zoo's trained discriminator trunk (``GANConfig.disc_rank``). With the frozen teacher
-trunk (rank 0) DMD2's discriminator stayed near chance in training (held-out accuracy 0.59 over
-the last 20 % of steps, 3 seeds, UNet miniature); against a fixed student the rank-8 trunk
-separated where heads alone lagged (docs/disc-probe.md)."""
+trunk (rank 0) DMD2's discriminator stayed near chance in training (held-out accuracy over the
+last 20 % of steps 0.59 on the UNet miniature, 0.58 on flow, 3 seeds); with rank 8, 0.77 and 0.59.
+Against a fixed student the rank-8 trunk separates on both (docs/gan.md, docs/disc-probe.md).
+DMD2's FD moved within its seeds (UNet 29.2 / 8.66 / 11.8 at 1 / 2 / 4 steps vs 28.9 / 8.53 /
+11.5; flow 26.0 / 17.1 / 37.7 vs 26.6 / 17.6 / 38.1): its GAN weight is 5e-3."""
 
 SDXL_GUIDANCE_TO_MINIATURE = TEACHER_GUIDANCE_SCALE / SD15_GUIDANCE
 """A real-score CFG scale (our form = DMD2's Imagen form) of a reference, on the miniature."""
