@@ -64,6 +64,14 @@ class Args:
     """noise_level values (0: clean inputs)."""
     steps: int = 300
     """D updates per row (batch 16)."""
+    disc_betas: tuple[float, float] = (0.0, 0.99)
+    """AdamW betas of D (GANConfig's default; DMD2: 0.9 0.999)."""
+    disc_weight_decay: float = 0.0
+    """AdamW weight decay of D (DMD2: 0.01)."""
+    disc_max_grad_norm: float = 1.0
+    """Gradient clip of D's updates (DMD2: 10)."""
+    qs: tuple[int, ...] = (1, 4)
+    """Student step counts whose samples are the fake side."""
     real: int = 2560
     """Real digits (and as many student samples), shuffled; the last ``held_out`` are held out."""
     held_out: int = 512
@@ -91,7 +99,16 @@ def samples(base: BaseModel, student: Student, cond, q: int, g: torch.Generator)
 
 def probe(args: Args, base, student, real, fake, cond, rank: int, lr: float, noise: int) -> list[float]:
     """Balanced held-out accuracy after each third of ``args.steps`` updates of one D."""
-    config = GANConfig(backbone="teacher", input="latent", disc_rank=rank, disc_lr=lr, noise_level=noise)
+    config = GANConfig(
+        backbone="teacher",
+        input="latent",
+        disc_rank=rank,
+        disc_lr=lr,
+        noise_level=noise,
+        disc_betas=args.disc_betas,
+        disc_weight_decay=args.disc_weight_decay,
+        disc_max_grad_norm=args.disc_max_grad_norm,
+    )
     gan = config.build(student)
     d, schedule, n_train = gan.discriminator, base.schedule, len(real) - args.held_out
 
@@ -140,7 +157,7 @@ def main(args: Args) -> None:
     for part in parts[1:]:
         cond = cond.cat(part)
     rows = []
-    for q in (1, 4):
+    for q in args.qs:
         fake = samples(base, student, cond, q, g)
         for rank, lr, noise in product(args.ranks, args.lrs, args.noise_levels):
             start = time.time()
@@ -152,7 +169,9 @@ def main(args: Args) -> None:
                 flush=True,
             )
     header = (
-        f"\n## {args.run} ({args.miniature}), {args.steps} D updates, batch 16, held-out {args.held_out}\n\n"
+        f"\n## {args.run} ({args.miniature}), {args.steps} D updates, batch 16, held-out {args.held_out}, "
+        f"AdamW betas {args.disc_betas}, weight decay {args.disc_weight_decay:g}, "
+        f"clip {args.disc_max_grad_norm:g}\n\n"
         "| student steps q | disc_rank | disc_lr | noise_level | balanced accuracy after 1/3, 2/3, 3/3 |\n"
         "|---|---|---|---|---|\n"
     )
