@@ -11,7 +11,7 @@ from recipes.tlcm import (
     tlcm_full_sdxl,
     tlcm_paper,
 )
-from recipes.zoo import add, dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd, tcd_huber
+from recipes.zoo import add, dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd, tcd_huber, tcd_huber_phased
 
 PRESETS = {
     "tlcm-full": tlcm_full(),
@@ -30,5 +30,6 @@ PRESETS = {
     "add": add(),
     "ladd": ladd(),
     "tcd-huber": tcd_huber(),
+    "tcd-huber-phased": tcd_huber_phased(),
 }
 """Preset name -> Recipe (the subcommands of tlcm.train)."""

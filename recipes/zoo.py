@@ -319,6 +319,17 @@ def tcd_huber() -> Recipe:
     return _recipe("tcd-huber", StudentGrid(gamma=0.3), {"tcd": phase})
 
 
+def tcd_huber_phased() -> Recipe:
+    """A composition, not a published method: ``tcd_huber`` on PCM's four phases (M = 4 segments,
+    the random target time s inside the sample's segment, as Hyper-SD's TSCD maps; sampled on the
+    4-milestone grid with gamma 0.3). The hypothesis it tests: PCM's phases give the lowest 4-step
+    FD on both miniatures and tcd-huber the lowest 2-step FD; together, both?"""
+    phase = consistency(
+        segments=4, target_time="random", distance="elementwise_huber", guidance_range=miniature_w(5.0, 15.0)
+    )
+    return _recipe("tcd-huber-phased", StudentGrid(num_milestones=4, steps=4, gamma=0.3), {"tcd": phase})
+
+
 ZOO = {
     "lcm-lora": lcm_lora,
     "pcm": pcm,
@@ -328,6 +339,7 @@ ZOO = {
     "add": add,
     "ladd": ladd,
     "tcd-huber": tcd_huber,
+    "tcd-huber-phased": tcd_huber_phased,
 }
 """The zoo's methods (recipe functions); tlcm-full is the preset of recipes/tlcm.py. All but
-``tcd-huber`` (a composition of ours) are published methods."""
+``tcd-huber`` and ``tcd-huber-phased`` (compositions of ours) are published methods."""
