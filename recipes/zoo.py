@@ -243,7 +243,13 @@ def add(steps: int = 300) -> Recipe:
     the prompt only), without R1 (its weight is calibrated for DINOv2's pixel features, and it would
     cost a double backward through the encoder), with tlcm's head optimizer (AdamW betas (0, 0.99),
     clip 1: ADD's unread); the distillation's t range and teacher CFG scale unread (the whole range,
-    the miniature's w = 2); batch 16 where ADD trains on 128 (recalled)."""
+    the miniature's w = 2); batch 16 where ADD trains on 128 (recalled).
+
+    On the flow miniature it diverges (FD 59-232 over 3 seeds). Seed 0 with the GAN's weight at
+    0.1 scored 53.0 / 52.8 / 55.1 at 1 / 2 / 4 steps, with the GAN off (distillation alone) 73.7 /
+    38.6 / 38.8 at alignment 0.89 / 0.98 / 0.99: the distillation target alone is mode-seeking
+    there, and the GAN (whose D does not separate: its logits on both sides drift up together)
+    adds a drift on top."""
     distill = ADDDistillConfig(weight=2.5, weighting="exponential", distance="l2", space="pixel")
     gan = GANConfig(
         weight=1.0,
@@ -310,9 +316,12 @@ def tcd_huber() -> Recipe:
     """A composition, not a published method: TCD's trajectory consistency function (a random
     target time s in [0, t_n], stochastic sampling with gamma 0.3) trained with LCM-LoRA's
     elementwise pseudo-Huber at LCM's lr 1e-3, per-sample w from [5, 15] scaled to the miniature.
-    The zoo's candidate for a better default than tlcm-full at few steps: on one UNet seed it
-    scored 0.874 / 25.17, 0.926 / 6.17, 0.960 / 6.63, 0.992 / 6.58 (alignment / FD at 1 / 2 / 4 / 8
-    steps; ``tcd``'s docstring)."""
+    The zoo's candidate for a better default than tlcm-full at few steps. Measured (3 seeds, the
+    zoo's budget, 500 prompts; FD mean (alignment) at 1 / 2 / 4 / 8 steps): UNet 24.5 (0.859) /
+    6.61 (0.933) / 6.47 (0.962) / 6.10 (0.990), the lowest at 1 and 2 steps (tlcm-full 38.0 /
+    7.21 / 5.02 / 4.47); flow 12.3 / 8.62 (0.920) / 12.9 / 19.1, the lowest at 2 steps and the only
+    recipe below the teacher's best Euler there (9.55 at alignment 0.942), worse than tlcm-full at
+    4 and 8 (10.4, 12.0). Not the default: it loses at 4 steps (docs/results.md)."""
     phase = consistency(
         segments=1, target_time="random", distance="elementwise_huber", guidance_range=miniature_w(5.0, 15.0)
     )
@@ -323,7 +332,10 @@ def tcd_huber_phased() -> Recipe:
     """A composition, not a published method: ``tcd_huber`` on PCM's four phases (M = 4 segments,
     the random target time s inside the sample's segment, as Hyper-SD's TSCD maps; sampled on the
     4-milestone grid with gamma 0.3). The hypothesis it tests: PCM's phases give the lowest 4-step
-    FD on both miniatures and tcd-huber the lowest 2-step FD; together, both?"""
+    FD on both miniatures and tcd-huber the lowest 2-step FD; together, both? Measured (3 seeds,
+    FD mean (alignment) at 1 / 2 / 4 steps): no. UNet 44.6 / 10.4 (0.953) / 8.36 (0.979), flow
+    26.8 / 13.3 (0.956) / 18.1 (0.985): worse than both parents at high alignment, so PCM's 4-step
+    lead looks like its low guidance (w in [1.33, 1.6]), not its phases."""
     phase = consistency(
         segments=4, target_time="random", distance="elementwise_huber", guidance_range=miniature_w(5.0, 15.0)
     )
