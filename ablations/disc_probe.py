@@ -29,7 +29,7 @@ import tyro
 
 from tlcm.data.images import encode_images
 from tlcm.diffusion.sampling import sample_latents
-from tlcm.losses.gan import GANConfig, accuracies, discriminator_loss
+from tlcm.losses.gan import GANConfig, accuracies, discriminator_loss, renoise_timesteps
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
 from tlcm.toy import MINIATURE_SD, MINIATURE_SD3
@@ -114,10 +114,8 @@ def probe(args: Args, base, student, real, fake, cond, rank: int, lr: float, noi
 
     def side(z: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.full((len(z),), float(schedule.clean_timestep))
-        if noise:
-            t = schedule.discretize(
-                schedule.clean_timestep + torch.rand(len(z), generator=g) * (noise - schedule.clean_timestep)
-            )
+        if noise:  # the GAN's uniform tau_distribution
+            t = renoise_timesteps(schedule, torch.rand(len(z), generator=g), noise)
             z = schedule.add_noise(z, torch.randn(z.shape, generator=g), t)
         return z, t
 

@@ -312,6 +312,17 @@ def ladd(steps: int = 300) -> Recipe:
     return _recipe("ladd", grid, {"ladd": phase})
 
 
+def tcd_huber_phase(segments: int) -> Phase:
+    """The compositions' consistency phase: TCD's random target time with LCM-LoRA's elementwise
+    Huber at lr 1e-3, per-sample w from [5, 15] scaled to the miniature, on ``segments`` segments."""
+    return consistency(
+        segments=segments,
+        target_time="random",
+        distance="elementwise_huber",
+        guidance_range=miniature_w(5.0, 15.0),
+    )
+
+
 def tcd_huber() -> Recipe:
     """A composition, not a published method: TCD's trajectory consistency function (a random
     target time s in [0, t_n], stochastic sampling with gamma 0.3) trained with LCM-LoRA's
@@ -322,10 +333,7 @@ def tcd_huber() -> Recipe:
     7.21 / 5.02 / 4.47); flow 12.3 / 8.62 (0.920) / 12.9 / 19.1, the lowest at 2 steps and the only
     recipe below the teacher's best Euler there (9.55 at alignment 0.942), worse than tlcm-full at
     4 and 8 (10.4, 12.0). Not the default: it loses at 4 steps (docs/results.md)."""
-    phase = consistency(
-        segments=1, target_time="random", distance="elementwise_huber", guidance_range=miniature_w(5.0, 15.0)
-    )
-    return _recipe("tcd-huber", StudentGrid(gamma=0.3), {"tcd": phase})
+    return _recipe("tcd-huber", StudentGrid(gamma=0.3), {"tcd": tcd_huber_phase(segments=1)})
 
 
 def tcd_huber_phased() -> Recipe:
@@ -336,10 +344,8 @@ def tcd_huber_phased() -> Recipe:
     FD mean (alignment) at 1 / 2 / 4 steps): no. UNet 44.6 / 10.4 (0.953) / 8.36 (0.979), flow
     26.8 / 13.3 (0.956) / 18.1 (0.985): worse than both parents at high alignment, so PCM's 4-step
     lead looks like its low guidance (w in [1.33, 1.6]), not its phases."""
-    phase = consistency(
-        segments=4, target_time="random", distance="elementwise_huber", guidance_range=miniature_w(5.0, 15.0)
-    )
-    return _recipe("tcd-huber-phased", StudentGrid(num_milestones=4, steps=4, gamma=0.3), {"tcd": phase})
+    grid = StudentGrid(num_milestones=4, steps=4, gamma=0.3)
+    return _recipe("tcd-huber-phased", grid, {"tcd": tcd_huber_phase(segments=4)})
 
 
 ZOO = {

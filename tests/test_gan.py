@@ -26,7 +26,7 @@ from tlcm.conditioning import Conditioning
 from tlcm.config import Phase, StudentConfig
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.diffusion.schedule import VPSchedule
+from tlcm.diffusion.schedule import FlowSchedule, VPSchedule
 from tlcm.engine import train
 from tlcm.errors import TLCMError
 from tlcm.losses.auxiliary import AuxOptimizer
@@ -40,6 +40,7 @@ from tlcm.losses.gan import (
     generator_loss,
     noise_fraction,
     r1_penalty,
+    renoise_timesteps,
 )
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.losses.shared import prediction_key
@@ -330,6 +331,27 @@ def test_independent_noise_draws_tau_and_eps_per_side(independent):
     gan(ctx)
     gan.aux_step([ctx])
     assert [t.tolist() for t in disc.times] == [tau_fake.tolist(), tau_real.tolist(), tau_fake.tolist()]
+
+
+def test_renoise_timesteps_map_fractions_onto_clean_to_noise_level_by_hand(monkeypatch):
+    """tau = clean + f (noise_level - clean) on the schedule's grid (rounded on VP, whose clean end
+    is t = -1; real on flow, clean at 0), and the GAN re-noises each side at the tau of its drawn
+    fraction: with every f pinned to 0.25 and noise_level 999 on a 1000-step VP schedule, D sees
+    tau = -1 + 0.25 x 1000 = 249 on both sides."""
+    vp = VPSchedule(torch.linspace(0.999, 0.01, 1000))
+    f = torch.tensor([0.0, 0.25, 0.5, 0.9995])
+    assert renoise_timesteps(vp, f, 500).tolist() == [-1, 124, 250, 500]  # -1 + f 501, rounded
+    flow = FlowSchedule(1000)
+    torch.testing.assert_close(renoise_timesteps(flow, f, 500), f * 500)
+
+    monkeypatch.setattr("tlcm.losses.gan.noise_fraction", lambda ctx, b, *_: torch.full((b,), 0.25))
+    config = GANConfig(input="latent", real="data", noise_level=999, independent_noise=True)
+    gan = GAN(config, discriminator=LinearDiscriminator(torch.ones(1, 2, 2)))
+    _, ctx = _context(
+        batch=3, num_train_timesteps=1000, real_images=_real_images(), prompt_index=torch.arange(3)
+    )
+    _, _, tau_real, tau_fake = gan.inputs(ctx)
+    assert tau_real.tolist() == tau_fake.tolist() == [249, 249, 249]
 
 
 @pytest.mark.parametrize("distribution", ["uniform", "logit_normal", "shifted"])
