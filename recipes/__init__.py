@@ -11,7 +11,18 @@ from recipes.tlcm import (
     tlcm_full_sdxl,
     tlcm_paper,
 )
-from recipes.zoo import add, dmd2, hyper_sd_tscd, ladd, lcm_lora, pcm, tcd, tcd_huber, tcd_huber_phased
+from recipes.zoo import (
+    add,
+    dmd2,
+    hyper_sd_tscd,
+    ladd,
+    lcm_lora,
+    pcm,
+    tcd,
+    tcd_huber,
+    tcd_huber_low_w,
+    tcd_huber_phased,
+)
 
 PRESETS = {
     "tlcm-full": tlcm_full(),
@@ -31,5 +42,6 @@ PRESETS = {
     "ladd": ladd(),
     "tcd-huber": tcd_huber(),
     "tcd-huber-phased": tcd_huber_phased(),
+    "tcd-huber-low-w": tcd_huber_low_w(),
 }
 """Preset name -> Recipe (the subcommands of tlcm.train)."""

@@ -312,14 +312,15 @@ def ladd(steps: int = 300) -> Recipe:
     return _recipe("ladd", grid, {"ladd": phase})
 
 
-def tcd_huber_phase(segments: int) -> Phase:
+def tcd_huber_phase(segments: int, guidance_range: tuple[float, float] = miniature_w(5.0, 15.0)) -> Phase:
     """The compositions' consistency phase: TCD's random target time with LCM-LoRA's elementwise
-    Huber at lr 1e-3, per-sample w from [5, 15] scaled to the miniature, on ``segments`` segments."""
+    Huber at lr 1e-3, per-sample w from ``guidance_range`` (default LCM-LoRA's [5, 15] scaled to the
+    miniature), on ``segments`` segments."""
     return consistency(
         segments=segments,
         target_time="random",
         distance="elementwise_huber",
-        guidance_range=miniature_w(5.0, 15.0),
+        guidance_range=guidance_range,
     )
 
 
@@ -348,6 +349,19 @@ def tcd_huber_phased() -> Recipe:
     return _recipe("tcd-huber-phased", grid, {"tcd": tcd_huber_phase(segments=4)})
 
 
+LOW_W = (1.5, 2.5)
+"""``tcd_huber_low_w``'s per-sample w range: the miniature teacher's w = 2 +- 0.5 (CFG form)."""
+
+
+def tcd_huber_low_w() -> Recipe:
+    """A composition, not a published method: ``tcd_huber`` with per-sample w from [1.5, 2.5]
+    (``LOW_W``, around the teacher's w = 2) instead of LCM-LoRA's [5, 15] scaled (1.6-4.27). A
+    student without a w input learns one trajectory for the whole range; the teachers' own FD-best
+    w falls with more steps (flow: 3 at 2 steps, 2 at 4, 1.5 at 8), and tcd-huber's FD rises from 2
+    to 8 steps on flow. This row measures what the lower range buys and costs (docs/zoo.md)."""
+    return _recipe("tcd-huber-low-w", StudentGrid(gamma=0.3), {"tcd": tcd_huber_phase(1, LOW_W)})
+
+
 ZOO = {
     "lcm-lora": lcm_lora,
     "pcm": pcm,
@@ -358,6 +372,7 @@ ZOO = {
     "ladd": ladd,
     "tcd-huber": tcd_huber,
     "tcd-huber-phased": tcd_huber_phased,
+    "tcd-huber-low-w": tcd_huber_low_w,
 }
 """The zoo's methods (recipe functions); tlcm-full is the preset of recipes/tlcm.py. All but
 ``tcd-huber`` and ``tcd-huber-phased`` (compositions of ours) are published methods."""
