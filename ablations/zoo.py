@@ -338,10 +338,11 @@ D_ACC_TAIL = 0.2
 """The last fraction of a run's steps over which the table averages its discriminator's accuracy."""
 
 
-def disc_accuracy(runs: Path, miniature: str, method: str) -> list[float]:
-    """Per finished seed of a method with a GAN: its discriminator's held-out accuracy, the mean of
-    ``gan/d_acc_real`` and ``gan/d_acc_fake`` (metrics.jsonl: logits before D's update on those
-    samples) over the last ``D_ACC_TAIL`` of its logged steps; 0.5 is chance. [] without a GAN."""
+def disc_accuracy(runs: Path, miniature: str, method: str) -> list[tuple[float, float]]:
+    """Per finished seed of a method with a GAN: its discriminator's held-out accuracy on real and
+    on fake samples (``gan/d_acc_real``, ``gan/d_acc_fake`` in metrics.jsonl: logits before D's
+    update on those samples), each averaged over the last ``D_ACC_TAIL`` of its logged steps; their
+    mean is the balanced accuracy (0.5: chance). [] without a GAN."""
     out = []
     for info_path in sorted((runs / miniature).glob(f"s*/{method}/zoo.json")):
         metrics = info_path.parent / "metrics.jsonl"
@@ -349,8 +350,19 @@ def disc_accuracy(runs: Path, miniature: str, method: str) -> list[float]:
         rows = [r for r in map(json.loads, lines) if "gan/d_acc_real" in r]
         tail = rows[int(len(rows) * (1 - D_ACC_TAIL)) :]
         if tail:
-            out.append(sum(r["gan/d_acc_real"] + r["gan/d_acc_fake"] for r in tail) / (2 * len(tail)))
+            real, fake = (sum(r[f"gan/d_acc_{side}"] for r in tail) / len(tail) for side in ("real", "fake"))
+            out.append((real, fake))
     return out
+
+
+def disc_cell(accuracy: list[tuple[float, float]]) -> str:
+    """The table's D acc cell: balanced accuracy mean (min-max) over the seeds, then the mean
+    accuracy on each side ("-" without a GAN)."""
+    if not accuracy:
+        return "-"
+    real, fake = zip(*accuracy, strict=True)
+    balanced = [(r + f) / 2 for r, f in accuracy]
+    return f"{spread(balanced, 2)}; real {sum(real) / len(real):.2f}, fake {sum(fake) / len(fake):.2f}"
 
 
 def teacher_best(miniature: str, prompts: int) -> tuple[str, dict[int, dict]] | None:
@@ -379,8 +391,7 @@ def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
         evals = spread([i["denoiser_evals"] for i in infos], 0)
         train_min = spread([i["train_seconds"] / 60 for i in infos], 1)
         cpu_min = spread([i["train_eval_cpu_seconds"] / 60 for i in infos], 1)
-        accuracy = disc_accuracy(runs, miniature, name)
-        d_acc = spread(accuracy, 2) if accuracy else "-"
+        d_acc = disc_cell(disc_accuracy(runs, miniature, name))
         for sampler in SAMPLERS:
             cells = []
             for n in STEPS:
@@ -526,8 +537,10 @@ def write_docs(args: Args, budget: float | None = None) -> str:
             "and both scorings (one torch thread; the machine was shared, so wall times are noisy). "
             "D acc (methods with a GAN): the discriminator's held-out accuracy, the mean of its "
             "accuracy on real and on fake samples from its logits before it updates on them, over the "
-            f"last {D_ACC_TAIL:.0%} of the steps; 0.5 is chance: a GAN row near 0.5 did not separate "
-            "real from fake, and what it changed is not a discriminator's doing (docs/gan.md).",
+            f"last {D_ACC_TAIL:.0%} of the steps, mean (min-max) over the seeds, then each side's mean; "
+            "0.5 is chance: a GAN row near 0.5 did not separate real from fake, and what it changed is "
+            "not a discriminator's doing (docs/gan.md). A high real and a low fake accuracy: D calls "
+            "most samples real, the fakes included.",
             "",
             *parts,
         ]
