@@ -358,7 +358,12 @@ def tcd_huber_low_w() -> Recipe:
     (``LOW_W``, around the teacher's w = 2) instead of LCM-LoRA's [5, 15] scaled (1.6-4.27). A
     student without a w input learns one trajectory for the whole range; the teachers' own FD-best
     w falls with more steps (flow: 3 at 2 steps, 2 at 4, 1.5 at 8), and tcd-huber's FD rises from 2
-    to 8 steps on flow. This row measures what the lower range buys and costs (docs/zoo.md)."""
+    to 8 steps on flow. Measured (3 seeds, the zoo's budget; FD mean (alignment), the better of
+    its own sampler and the TLCM sampler): flow 13.3 / 7.63 (0.888) / 6.77 (0.943) / 9.20 at 1 / 2 /
+    4 / 8 steps: the lowest at 2 steps, below the teacher's best Euler at 2 and 4 (9.55 (0.942),
+    7.05 (0.972)) on every seed, at lower alignment (tcd-huber: 8.62 (0.920) / 11.3 / 13.9). UNet
+    23.1 / 7.33 (0.904) / 5.90 / 6.37: the lower range costs 2 steps there (tcd-huber 6.61
+    (0.933)). A trade-off per family, not a default (docs/results.md)."""
     return _recipe("tcd-huber-low-w", StudentGrid(gamma=0.3), {"tcd": tcd_huber_phase(1, LOW_W)})
 
 
