@@ -135,8 +135,9 @@ def aux_adamw(prefix: str) -> dict:
 DISC_RANK = 8
 """Rank of the zoo's trained discriminator trunk (``GANConfig.disc_rank``). With the frozen teacher
 trunk (rank 0) DMD2's discriminator stayed near chance in training (held-out accuracy over the
-last 20 % of steps 0.59 on the UNet miniature, 0.58 on flow, 3 seeds); with rank 8, 0.77 and 0.59.
-Against a fixed student the rank-8 trunk separates on both (docs/gan.md, docs/disc-probe.md).
+last 20 % of steps 0.59 on the UNet miniature, 0.58 on flow, 3 seeds); with rank 8, 0.77 and 0.59
+(1 update per student update); with rank 8 and ``disc_steps`` 5, 0.80 and 0.83. Against a fixed
+student the rank-8 trunk separates on both (docs/gan.md, docs/disc-probe.md).
 DMD2's FD moved within its seeds (UNet 29.2 / 8.66 / 11.8 at 1 / 2 / 4 steps vs 28.9 / 8.53 /
 11.5; flow 26.0 / 17.1 / 37.7 vs 26.6 / 17.6 / 38.1): its GAN weight is 5e-3."""
 
