@@ -172,19 +172,18 @@ def dmd2(steps: int = 300) -> Recipe:
 
     Deviations (beyond the module's): the discriminator is tlcm's teacher-feature one with a trunk
     that learns (the teacher's encoder with its own rank-8 LoRA, ``DISC_RANK``, + heads; DMD2 puts
-    its head on the fake score's bottleneck, trained with the fake loss at weight 1e-2, so its
-    trunk learns too: ours is a separate adapter, not the fake score's) and it updates 5 times per
-    student update (``disc_steps``, DMD2's ratio) on that step's samples (DMD2: once with each of
-    its 5 fake updates, on fresh samples). With 1 update per student update D stayed at chance in
-    training on flow (held-out 0.54 over the last 20 %, seed 0; with the student frozen it
-    separated, so the moving student outran it); with 5 it separates (0.80) and FD moved within
-    noise (22.5 / 14.4 / 22.3 vs 23.7 / 14.5 / 23.0 at 1 / 2 / 4 steps; ablations/LOG.md
-    2026-12-05). D has its own clip (DMD2 clips fake score and head together);
-    no lr warmup (DMD2: ``constant_with_warmup``, 500
+    its head on the fake score's bottleneck, trained with the fake loss at weight 1e-2, so its trunk
+    learns too: ours is a separate adapter, not the fake score's) and it updates 5 times per student
+    update (``disc_steps``, DMD2's ratio) on that step's samples (DMD2: once with each of its 5 fake
+    updates, on fresh samples). With 1 update per student update D stayed at chance in training on
+    flow (held-out 0.54 over the last 20 %, seed 0; with the student frozen it separated, so the
+    moving student outran it); with 5 it separates (0.80) and FD moved within noise (22.5 / 14.4 /
+    22.3 vs 23.7 / 14.5 / 23.0 at 1 / 2 / 4 steps; ablations/LOG.md 2026-12-05). D has its own clip
+    (DMD2 clips fake score and head together); no lr warmup (DMD2: ``constant_with_warmup``, 500
     iterations of 16k-19k, 3 %: a fixed count here would refuse shorter runs); fresh fake samples
     keep the micro-batch's prompts (DMD2 draws new ones); the backward-simulation step count is
-    drawn per micro-batch, not shared by the whole batch and all processes; the GAN's D inputs
-    at tau in [clean, 999] (DMD2: 0..999); t' and the fake's t rounded from uniform reals (DMD2:
+    drawn per micro-batch, not shared by the whole batch and all processes; the GAN's D inputs at
+    tau in [clean, 999] (DMD2: 0..999); t' and the fake's t rounded from uniform reals (DMD2:
     randint); batch 16 where DMD2 trains on 128; LoRA scale 1 (DMD2's LoRA: rank 64, alpha 8).
     DMD2's 1-step SDXL variant (ODE-pair regression pretraining at t = 399) is not this recipe."""
     dmd = DMDConfig(
@@ -337,10 +336,10 @@ def tcd_huber() -> Recipe:
     elementwise pseudo-Huber at LCM's lr 1e-3, per-sample w from [5, 15] scaled to the miniature.
     The zoo's candidate for a better default than tlcm-full at few steps. Measured (3 seeds, the
     zoo's budget, 500 prompts; FD mean (alignment) at 1 / 2 / 4 / 8 steps): UNet 24.5 (0.859) /
-    6.61 (0.933) / 6.47 (0.962) / 6.10 (0.990), the lowest at 1 and 2 steps (tlcm-full 38.0 /
-    7.21 / 5.02 / 4.47); flow 12.3 / 8.62 (0.920) / 12.9 / 19.1, the lowest at 2 steps and the only
-    recipe below the teacher's best Euler there (9.55 at alignment 0.942), worse than tlcm-full at
-    4 and 8 (10.4, 12.0). Not the default: it loses at 4 steps (docs/results.md)."""
+    6.61 (0.933) / 6.47 (0.962) / 6.10 (0.990), the lowest at 2 steps (tlcm-full 38.0 / 7.21 /
+    5.02 / 4.47); flow 12.3 / 8.62 (0.920) / 12.9 / 19.1, below the teacher's best Euler at 2 steps
+    (9.55 at alignment 0.942; ``tcd_huber_low_w`` is lower still), worse than tlcm-full at 4 and 8
+    (10.4, 12.0). Not the default: it loses at 4 steps (docs/results.md)."""
     return _recipe("tcd-huber", StudentGrid(gamma=0.3), {"tcd": tcd_huber_phase(segments=1)})
 
 
