@@ -21,6 +21,7 @@ Shared deviations, the same for every method here (so that they compare on equal
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from tlcm.config import DataConfig, Phase, Recipe, RuntimeConfig, StudentConfig
@@ -83,12 +84,46 @@ def pcm() -> Recipe:
     phase's lower edge (the student's own DDIM to the edge, target from t_n, stop-grad online
     LoRA), the 50-point lattice, per-sample w from PCM's [4, 5], elementwise pseudo-Huber c = 0.001;
     sampled deterministically (DDIM, gamma = 0) on the 4 phase edges.
-    Deviations: phase edges 0/250/500/750 (PCM's lattice gives 0/239/499/739); no adversarial term
-    (PCM's optional one: our GAN lacks its real = target side, forward re-noising from the edge and
-    alternating D steps; docs/zoo-methods.md); 8 steps need M = 8 (PCM trains one LoRA per M)."""
+    Deviations: phase edges 0/250/500/750 (PCM's lattice gives 0/239/499/739); 8 steps need M = 8
+    (PCM trains one LoRA per M). PCM's optional adversarial term is ``pcm_adv``."""
     phase = consistency(distance="elementwise_huber", guidance_range=miniature_w(4.0, 5.0))
     grid = StudentGrid(num_milestones=4, steps=4, gamma=0.0)
     return _recipe("pcm", grid, {"pcm": phase})
+
+
+def pcm_adv() -> Recipe:
+    """PCM with its adversarial consistency loss (arXiv 2405.18407 Sec. 4.3;
+    train_pcm_lora_sd15_adv.py and its run in train_pcm_lora_sd15.sh; docs/zoo-methods.md section 2):
+    ``pcm`` plus a GAN whose real side is the consistency target and whose fake is the online
+    phase-edge prediction (``GANConfig(real="consistency")``), both carried forward from the edge
+    to one tau uniform on edge .. edge + T/M - 1 with fresh noise per side (PCM's ``noise_travel``);
+    D = trainable heads on the frozen teacher UNet's features with the prompt, hinge loss, the
+    student's term relu(1 - D(fake)) at ``adv_weight`` 0.1; D's AdamW betas (0, 0.999), weight
+    decay 1e-3 (the run's adam_weight_decay), clip 1.
+
+    Deviations (beyond ``pcm``'s): M = 4 phases (PCM's SDXL adversarial run; its SD1.5 one trains
+    2), so that it compares with ``pcm`` at the same M; D lr 1e-4 (PCM's adv_lr 1e-5 x 10, as the
+    zoo's consistency lr); D's features are the UNet encoder's (conv_in, down, mid blocks) with
+    1x1 heads (PCM: all 9 levels, the up blocks too, with 4 heads of two residual
+    conv3x3-GroupNorm-LeakyReLU blocks per level); D updates after every student step on that
+    step's pair (PCM alternates: even steps update D only, odd steps the student; the same 1:1
+    ratio, without PCM's discarded consistency passes on D's steps); the first phase's window starts
+    at our clean boundary t = -1 (PCM's at 0)."""
+    gan = GANConfig(
+        weight=0.1,
+        loss_type="hinge",
+        generator_loss="relu",
+        real="consistency",
+        backbone="teacher",
+        input="latent",
+        disc_lr=1e-4,
+        disc_betas=(0.0, 0.999),
+        disc_weight_decay=1e-3,
+    )
+    phase = pcm().phases["pcm"]
+    phase = replace(phase, losses={**phase.losses, "gan": gan})
+    grid = StudentGrid(num_milestones=4, steps=4, gamma=0.0)
+    return _recipe("pcm-adv", grid, {"pcm": phase})
 
 
 def tcd() -> Recipe:
@@ -376,6 +411,7 @@ def tcd_huber_low_w() -> Recipe:
 ZOO = {
     "lcm-lora": lcm_lora,
     "pcm": pcm,
+    "pcm-adv": pcm_adv,
     "tcd": tcd,
     "hyper-sd-tscd": hyper_sd_tscd,
     "dmd2": dmd2,

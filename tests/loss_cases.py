@@ -61,6 +61,20 @@ CASES: dict[str, dict[str, dict]] = {
             )
         }
     },
+    "pcm-adv": {  # PCM's adversarial consistency: the GAN on MLCD's online output and target
+        "p": {
+            "mlcd": MLCDConfig(),
+            "gan": replace(
+                MINIATURE_GAN,
+                weight=1.0,
+                disc_lr=1e-2,
+                noise_level=0,
+                real="consistency",
+                loss_type="hinge",
+                generator_loss="relu",
+            ),
+        }
+    },
     "add": {  # ADD: the distillation loss on decoded images + the hinge GAN on real data
         "p": {
             "add_distill": ADDDistillConfig(weight=2.5, space="pixel"),
@@ -92,6 +106,7 @@ FSDP_CASES = (
     "mlcd-data",
     "dmd2",
     "add",
+    "pcm-adv",
 )
 """The cases FSDP2 runs (an EMA target and a DPO reference call the network with swapped-in weights:
 refused under FSDP2). "mlcd-then-dmd" switches phases to one whose loss trains an adapter the

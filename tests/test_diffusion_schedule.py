@@ -67,6 +67,43 @@ def test_flow_alpha_sigma_and_round_trip_on_packed_latents():
     torch.testing.assert_close(schedule.to_eps(out, x_t, t), eps, atol=1e-5, rtol=1e-5)
 
 
+def test_add_noise_from_a_noisy_state_by_hand():
+    """q(x_t | x_s) = a x_s + std eps. VP (PCM's noise_travel): a^2 = abar_t / abar_s, std^2 =
+    1 - a^2. Flow, s = 250, t = 500: a = 0.5 / 0.75 = 2/3, std^2 = 0.25 - (2/3 * 0.25)^2 = 2/9.
+    The composition keeps the marginal: the x0 coefficient is alpha(t), the noise variance
+    sigma(t)^2 ((a sigma_s)^2 + std^2); from the clean boundary it is add_noise."""
+    vp = VPSchedule.from_config(DDIMScheduler(**SD_CONFIG).config)
+    abar = DDIMScheduler(**SD_CONFIG).alphas_cumprod
+    s, t = torch.tensor([249, 0]), torch.tensor([499, 999])
+    one, zero = torch.ones(2, 1), torch.zeros(2, 1)
+    ratio = abar[t] / abar[s]
+    torch.testing.assert_close(vp.add_noise_from(one, zero, s, t), ratio.sqrt().view(2, 1))
+    torch.testing.assert_close(vp.add_noise_from(zero, one, s, t), (1 - ratio).sqrt().view(2, 1))
+    flow = FlowSchedule(1000)
+    fs, ft = torch.tensor([250.0]), torch.tensor([500.0])
+    torch.testing.assert_close(
+        flow.add_noise_from(torch.ones(1, 1), torch.zeros(1, 1), fs, ft), torch.tensor([[2 / 3]])
+    )
+    torch.testing.assert_close(
+        flow.add_noise_from(torch.zeros(1, 1), torch.ones(1, 1), fs, ft), torch.tensor([[(2 / 9) ** 0.5]])
+    )
+    for schedule, s, t in (
+        (vp, torch.tensor([-1, 100, 600]), torch.tensor([300, 600, 999])),
+        (flow, torch.tensor([0.0, 100.0, 600.0]), torch.tensor([300.0, 600.0, 1000.0])),
+    ):
+        x0, e1, e2 = torch.randn(3, 2), torch.randn(3, 2), torch.randn(3, 2)
+        x_t = schedule.add_noise_from(schedule.add_noise(x0, e1, s), e2, s, t)
+        signal = schedule.add_noise_from(schedule.add_noise(x0, 0 * e1, s), 0 * e2, s, t)
+        torch.testing.assert_close(signal, schedule.alpha(t).view(3, 1) * x0)
+        a = schedule.alpha(t) / schedule.alpha(s)
+        std = (x_t - signal - (a * schedule.sigma(s)).view(3, 1) * e1) / e2
+        torch.testing.assert_close(
+            (a * schedule.sigma(s)).square() + std[:, 0].square(), schedule.sigma(t).square()
+        )
+        clean = torch.full_like(t, schedule.clean_timestep)
+        torch.testing.assert_close(schedule.add_noise_from(x0, e2, clean, t), schedule.add_noise(x0, e2, t))
+
+
 def test_flow_shift_matches_flow_match_euler():
     """shift 3 at sigma 0.5: 3 * 0.5 / (1 + 2 * 0.5) = 0.75; diffusers' training sigmas agree."""
     schedule = FlowSchedule.from_config(FlowMatchEulerDiscreteScheduler(shift=3.0).config)

@@ -43,7 +43,7 @@ from tlcm.losses.gan import (
     renoise_timesteps,
 )
 from tlcm.losses.mlcd import MLCDConfig
-from tlcm.losses.shared import prediction_key
+from tlcm.losses.shared import CONSISTENCY_PAIR, ConsistencyPair, prediction_key
 from tlcm.models.base import BaseModel
 from tlcm.models.discriminator import Discriminator
 from tlcm.models.student import Student
@@ -354,6 +354,85 @@ def test_renoise_timesteps_map_fractions_onto_clean_to_noise_level_by_hand(monke
     assert tau_real.tolist() == tau_fake.tolist() == [249, 249, 249]
 
 
+def _pair_context(schedule, t_s, t_m, segments=4, seed=0):
+    """A context on ``schedule`` holding an MLCD ``ConsistencyPair`` (3 samples, (1, 2, 2)): online =
+    scale * X (X fixed, scale the student's parameter, 0.5), target = T (fixed), at t_s, t_m."""
+    scale, ctx = _context(batch=3, num_train_timesteps=1000, seed=seed)
+    ctx.phase = replace(ctx.phase, schedule=schedule)
+    x = torch.linspace(-1.0, 2.0, 12).view(3, 1, 2, 2)
+    target = torch.linspace(3.0, -2.0, 12).view(3, 1, 2, 2)
+    pair = ConsistencyPair(scale * x, target, t_s, t_m, segments)
+    ctx.shared(CONSISTENCY_PAIR, lambda: pair)
+    return scale, ctx, x, target
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_consistency_real_side_is_pcms_adversarial_pair_by_hand(flow):
+    """real = "consistency" (PCM's adversarial consistency loss): the real side is the MLCD target
+    T, the fake the online output scale * X (gradients to scale only through it); both carried
+    forward from t_s to ONE tau in t_s .. upper - 1 of t_m's segment (M = 4: upper 250, 500, 1000;
+    flow: t_s .. upper) with fresh noise per side: z = a x + std eps, a = alpha(tau) / alpha(t_s).
+    With the linear D and generator_loss "relu": L_G = mean relu(1 - w . z_fake), dL_G/dscale =
+    mean -[w . z_fake < 1] a w . X. D sees tau on both sides (G's pass, then real, fake)."""
+    schedule = FlowSchedule(1000) if flow else VPSchedule(torch.linspace(0.999, 0.01, 1000))
+    t_s = torch.tensor([0.0, 250.0, 500.0]) if flow else torch.tensor([-1, 250, 612])
+    t_m = torch.tensor([120.0, 400.0, 900.0]) if flow else torch.tensor([120, 400, 900])
+    w = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
+    disc = LinearDiscriminator(w)
+    config = GANConfig(input="latent", real="consistency", loss_type="hinge", generator_loss="relu")
+    config.validate(1000, StudentGrid(4, 4))
+    gan = GAN(config, discriminator=disc)
+    scale, ctx, x, target = _pair_context(schedule, t_s, t_m)
+    z_real, z_fake, tau_real, tau_fake = gan.inputs(ctx)
+    assert torch.equal(tau_real, tau_fake)
+    upper = torch.tensor([250.0, 500.0, 1000.0])
+    assert (tau_real >= t_s).all() and (tau_real <= (upper if flow else upper - 1)).all()
+    a = schedule.alpha(tau_real) / schedule.alpha(t_s)
+    std = (schedule.sigma(tau_real).square() - (a * schedule.sigma(t_s)).square()).sqrt()
+    eps_real = (z_real - a.view(-1, 1, 1, 1) * target) / std.view(-1, 1, 1, 1)
+    eps_fake = (z_fake.detach() - a.view(-1, 1, 1, 1) * 0.5 * x) / std.view(-1, 1, 1, 1)
+    assert not torch.allclose(eps_real, eps_fake, atol=1e-2)  # fresh noise per side
+    assert eps_real.abs().max() < 6 and eps_fake.abs().max() < 6  # noise, not a wrong coefficient
+    loss = gan(ctx)["gan"]
+    loss.backward()
+    d_fake = (z_fake.detach() * w).flatten(1).sum(1)
+    torch.testing.assert_close(loss, F.relu(1 - d_fake).mean())
+    grad = (-(d_fake < 1).float() * a * (x * w).flatten(1).sum(1)).mean()
+    torch.testing.assert_close(scale.grad, grad)
+    metrics = gan.aux_step([ctx])
+    d_real = (z_real * w).flatten(1).sum(1)
+    torch.testing.assert_close(metrics["gan/d_real"], d_real.mean())
+    torch.testing.assert_close(metrics["gan/d_acc_real"], (d_real > 0).float().mean())
+    assert [t.tolist() for t in disc.times] == [tau_real.tolist()] * 3
+
+
+def test_consistency_taus_cover_the_segment_window():
+    """Over many draws tau spans t_s .. upper - 1 of each sample's segment (PCM's randint(edge,
+    edge + T / M)): VP, M = 4, t_s = 250, t_m = 400 -> tau in 250..499, both ends reached."""
+    gan = GAN(
+        GANConfig(input="latent", real="consistency"), discriminator=LinearDiscriminator(torch.ones(1, 2, 2))
+    )
+    taus = []
+    for seed in range(40):
+        _, ctx, _, _ = _pair_context(
+            VPSchedule(torch.linspace(0.999, 0.01, 1000)),
+            torch.full((3,), 250),
+            torch.full((3,), 400),
+            seed=seed,
+        )
+        taus.append(gan.inputs(ctx)[2])
+    taus = torch.cat(taus)
+    assert taus.min() >= 250 and taus.max() <= 499 and taus.min() < 262 and taus.max() > 487
+
+
+def test_consistency_real_side_without_mlcd_says_what_to_do():
+    gan = GAN(
+        GANConfig(input="latent", real="consistency"), discriminator=LinearDiscriminator(torch.ones(1, 2, 2))
+    )
+    with pytest.raises(TLCMError, match='list an "mlcd" loss first in the phase'):
+        gan(_context()[1])
+
+
 @pytest.mark.parametrize("distribution", ["uniform", "logit_normal", "shifted"])
 def test_tau_distribution_fractions_by_hand(distribution):
     """f of tau = clean + f (noise_level - clean) from the step's generator: uniform u, sigmoid(n)
@@ -494,12 +573,26 @@ def test_backbone_weight_file_loads_and_mismatch_is_named(tmp_path):
         ("noise_level", 1000, "noise_level must be in 0..999"),
         ("disc_steps", 0, "disc_steps must be >= 1"),
         ("backbone", "teacher", 'needs input "latent"'),
+        ("real", "consistency_x", "real must be one of student, teacher, data, consistency"),
     ],
 )
 def test_invalid_config_values_are_refused(field, value, message):
     GANConfig().validate(1000, StudentGrid())
     with pytest.raises(ValueError, match=message):
         replace(GANConfig(), **{field: value}).validate(1000, StudentGrid())
+
+
+@pytest.mark.parametrize("field, value", [("noise_level", 300), ("independent_noise", True)])
+def test_consistency_real_side_refuses_its_own_re_noising(field, value):
+    """real "consistency" re-noises within the segment: noise_level and the other re-noising
+    options would be ignored, so they are refused by name."""
+    config = replace(
+        GANConfig(real="consistency", noise_level=300 if field != "noise_level" else 0), **{field: value}
+    )
+    with pytest.raises(
+        ValueError, match='real "consistency" re-noises both sides within the consistency segment'
+    ):
+        config.validate(1000, StudentGrid())
 
 
 def test_more_student_steps_than_milestones_are_refused_for_the_recipe(tmp_path):

@@ -109,6 +109,17 @@ class Schedule(ABC):
         """Forward process q(x_t | x0): x_t = alpha(t) x0 + sigma(t) eps, all (B, ...)."""
         return expand_like(self.alpha(t), x0) * x0 + expand_like(self.sigma(t), x0) * eps
 
+    def add_noise_from(
+        self, x_s: torch.Tensor, eps: torch.Tensor, s: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """Forward process from a noisy state, q(x_t | x_s) for t >= s (B,): x_t = a x_s + std eps
+        with a = alpha(t) / alpha(s), std = sqrt(sigma(t)^2 - a^2 sigma(s)^2), so that x_s =
+        add_noise(x0, ., s) gives x_t the marginal of add_noise(x0, ., t) (VP: a^2 = abar_t / abar_s,
+        std^2 = 1 - a^2, PCM's ``noise_travel``); s = clean is ``add_noise``. All (B, ...)."""
+        a = self.alpha(t) / self.alpha(s)
+        std = (self.sigma(t).square() - (a * self.sigma(s)).square()).clamp(min=0).sqrt()
+        return expand_like(a, x_s) * x_s + expand_like(std, x_s) * eps
+
 
 class VPSchedule(Schedule):
     """Variance-preserving DDPM schedule: alpha(t)^2 + sigma(t)^2 = 1, timesteps -1..T-1 (long).

@@ -5,6 +5,11 @@ A discriminator D tells the student's one-step prediction ("fake") from "real" l
     x_fake  = f_theta(x_t, t)                        student_prediction(ctx).x0, with gradients
     x_real  = stopgrad(q-step student sample)        (or the teacher's CFG-DDIM sample from noise,
                                                       or real image latents: real = "data")
+    PCM's adversarial consistency (real = "consistency", arXiv 2405.18407 Sec. 4.3; its
+    train_pcm_lora_sd15_adv.py): fake = the consistency loss's online output g(x_{t_m}, t_m) at its
+    target time t_s (with gradients), real = its stop-grad target g(x_{t_n}, t_n); both carried
+    forward from t_s to one tau uniform on t_s .. upper - 1 (upper: the segment's upper edge,
+    PCM's edge + T/M) with fresh noise per side: z = add_noise_from(x, eps, t_s, tau).
     z       = add_noise(x, eps, tau), tau = clean + f (noise_level - clean), f ~ tau_distribution
               (uniform by default), the same eps, tau for both sides unless independent_noise
               (no re-noising when noise_level = 0); then the VAE decoder for pixel input
@@ -44,12 +49,19 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from tlcm.diffusion.milestones import StudentGrid
+from tlcm.diffusion.milestones import StudentGrid, milestones, segment_index
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.losses.auxiliary import AuxOptimizer, check_settings
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.registry import register_loss
-from tlcm.losses.shared import decoded, prediction_key, samples_key, student_prediction, student_samples
+from tlcm.losses.shared import (
+    consistency_pair,
+    decoded,
+    prediction_key,
+    samples_key,
+    student_prediction,
+    student_samples,
+)
 
 if TYPE_CHECKING:  # timm and peft (tlcm.models.discriminator) are imported when a GAN is built
     from tlcm.models.discriminator import Discriminator
@@ -61,7 +73,7 @@ CHOICES = {
     "loss_type": ("nonsaturating", "hinge"),
     "generator_loss": ("auto", "nonsaturating", "hinge", "relu"),
     "input": ("pixel", "latent"),
-    "real": ("student", "teacher", "data"),
+    "real": ("student", "teacher", "data", "consistency"),
     "tau_distribution": ("uniform", "logit_normal", "shifted"),
     "backbone": ("timm", "teacher"),
 }
@@ -127,11 +139,14 @@ class GANConfig(LossConfig):
     relu(1 - D(fake)) (PCM's generator loss with its hinge D)."""
     input: Literal["pixel", "latent"] = "pixel"
     """What D sees: "pixel" (VAE-decoded images) or "latent" (the latents themselves)."""
-    real: Literal["student", "teacher", "data"] = "student"
+    real: Literal["student", "teacher", "data", "consistency"] = "student"
     """"Real" side: the student's own q-step samples (the paper, data-free, no extra calls), the
     teacher's CFG-DDIM samples from noise in teacher_steps steps (2 x teacher_steps UNet passes), or
     "data": the latents of real images whose captions are the prompts (DMD2, LADD; needs
-    data.images; one VAE encode per step, and a decode for pixel input)."""
+    data.images; one VAE encode per step, and a decode for pixel input), or "consistency" (PCM's
+    adversarial consistency loss): the fake is the phase's MLCD online output at its target time,
+    the real its stop-grad target, both re-noised forward within the segment (no extra network
+    calls; needs an "mlcd" loss listed before the gan, and noise_level 0)."""
     teacher_steps: int = 25
     """CFG-DDIM steps of the teacher when real = "teacher"."""
     noise_level: int = 0
@@ -225,6 +240,14 @@ class GANConfig(LossConfig):
             raise ValueError(f"backbone_weights {self.backbone_weights} is not a file")
         if not 0 <= self.noise_level < num_train_timesteps:
             raise ValueError(f"noise_level must be in 0..{num_train_timesteps - 1}, got {self.noise_level}")
+        if self.real == "consistency" and (
+            self.noise_level or self.independent_noise or self.tau_distribution != "uniform"
+        ):
+            raise ValueError(
+                'real "consistency" re-noises both sides within the consistency segment (PCM): leave '
+                f"noise_level 0, independent_noise off, tau_distribution uniform (got {self.noise_level}, "
+                f"{self.independent_noise}, {self.tau_distribution!r})"
+            )
         if self.noise_level == 0 and (self.independent_noise or self.tau_distribution != "uniform"):
             raise ValueError(
                 "independent_noise and tau_distribution re-noise D's inputs: set noise_level > 0 "
@@ -304,6 +327,9 @@ class GAN(Loss):
     def _latents(self, ctx: StepContext) -> tuple[torch.Tensor, str, torch.Tensor, str]:
         """(real (B, C, h, w) detached, its shared key, fake x0 with gradients, its shared key)."""
         cfg = self.config
+        if cfg.real == "consistency":
+            pair = consistency_pair(ctx)
+            return pair.target.detach(), "consistency/target", pair.online, "consistency/online"
         fake, fake_key = student_prediction(ctx).x0, prediction_key(ctx)
         if cfg.real == "student":
             return student_samples(ctx), samples_key(ctx), fake, fake_key
@@ -335,7 +361,11 @@ class GAN(Loss):
                 return renoise_timesteps(schedule, f, cfg.noise_level), ctx.randn(*real.shape)
 
             tau_real = tau_fake = schedule.discretize(torch.full((b,), float(clean), device=ctx.device))
-            if cfg.noise_level > 0:
+            if cfg.real == "consistency":
+                real, fake, tau_real = self._within_segment(ctx, real, fake)
+                tau_fake = tau_real
+                real_key, fake_key = f"gan/real/{real_key}", f"gan/fake/{fake_key}"
+            elif cfg.noise_level > 0:
                 tau_fake, noise_fake = draw()  # the shared draw: the fake side's when independent
                 tau_real, noise_real = draw() if cfg.independent_noise else (tau_fake, noise_fake)
                 real = schedule.add_noise(real, noise_real, tau_real)
@@ -350,6 +380,20 @@ class GAN(Loss):
 
         key = f"gan/{cfg.input}/{cfg.real}/{prediction_key(ctx)}/{cfg.noise_level}{self._noise_tag()}"
         return ctx.shared(key, compute)
+
+    @staticmethod
+    def _within_segment(ctx: StepContext, real: torch.Tensor, fake: torch.Tensor):
+        """PCM's re-noising of real = "consistency" (its ``noise_travel``): both sides (B, C, h, w),
+        at the pair's t_s, carried forward to one tau (B,) uniform on t_s .. upper - 1 (upper the
+        upper edge of t_m's segment; PCM: randint(edge, edge + T / M)) with fresh noise per side.
+        Returns (real, fake, tau)."""
+        schedule, pair = ctx.schedule, consistency_pair(ctx)
+        edges = milestones(pair.segments, schedule, ctx.device)
+        upper = edges[segment_index(pair.t_m, edges) + 1]
+        hi = upper - 1 if schedule.discrete else upper
+        tau = schedule.uniform_timesteps(ctx.rand(ctx.batch_size), pair.t_s, hi)
+        real = schedule.add_noise_from(real, ctx.randn(*real.shape), pair.t_s, tau)
+        return real, schedule.add_noise_from(fake, ctx.randn(*fake.shape), pair.t_s, tau), tau
 
     def _noise_tag(self) -> str:
         """The re-noising options beyond noise_level in shared-work keys ("" for the defaults)."""

@@ -12,7 +12,8 @@ segment's lower edge:
 
 with x_{t_n} one CFG-DDIM step of the teacher from x_{t_m}, and the target network the
 stop-grad student (the paper removes the EMA, Sec. 4.1) or an EMA of it (option: Consistency
-Models, Song et al. 2023, eq. 8).
+Models, Song et al. 2023, eq. 8). Each step leaves both sides in the step's shared work
+(``shared.consistency_pair``: PCM's adversarial term on them, ``GANConfig(real="consistency")``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tlcm.errors import TLCMError
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.distances import Distance, get_distance
 from tlcm.losses.registry import register_loss
+from tlcm.losses.shared import CONSISTENCY_PAIR, ConsistencyPair
 
 
 def segment_map(
@@ -58,12 +60,25 @@ def mlcd_loss(
     ``states.x_tn`` (e.g. from a trajectory cache) skips the teacher call; otherwise it is one
     DDIM step of the guided ``teacher`` from t_m to t_n. The target branch runs without gradients.
     """
+    return distance(*segment_maps(student, target, teacher, schedule, states, cond))
+
+
+def segment_maps(
+    student: Denoiser,
+    target: Denoiser,
+    teacher: Denoiser,
+    schedule: Schedule,
+    states: TrajectoryStates,
+    cond: Conditioning,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sides of Eq. (7), (B, C, h, w) each: the online g(x_tm, t_m) with gradients and the
+    target g(x_tn, t_n) without (x_tn: ``states.x_tn`` or one guided-teacher DDIM step t_m -> t_n)."""
     x_tm, t_m, t_n, t_s, x_tn = states.x_tm, states.t_m, states.t_n, states.t_s, states.x_tn
     with torch.no_grad():
         if x_tn is None:
             x_tn = teacher_solve(teacher, schedule, x_tm, t_m, t_n, cond)
         goal = segment_map(target, schedule, x_tn, t_n, t_s, cond)
-    return distance(segment_map(student, schedule, x_tm, t_m, t_s, cond), goal)
+    return segment_map(student, schedule, x_tm, t_m, t_s, cond), goal
 
 
 @register_loss("mlcd")
@@ -204,8 +219,10 @@ class MLCD(Loss):
         if self.config.target_time == "random":
             states = self._target_time(ctx, states)
         target, teacher = self._target(ctx), self._teacher(ctx)
-        loss = mlcd_loss(ctx.student, target, teacher, ctx.schedule, states, ctx.cond, self.distance)
-        return {"mlcd": loss.mean()}
+        online, goal = segment_maps(ctx.student, target, teacher, ctx.schedule, states, ctx.cond)
+        segments = self.config.num_segments(ctx.grid)
+        ctx.shared(CONSISTENCY_PAIR, lambda: ConsistencyPair(online, goal, states.t_s, states.t_m, segments))
+        return {"mlcd": self.distance(online, goal).mean()}
 
     @torch.no_grad()
     def after_student_step(self) -> None:

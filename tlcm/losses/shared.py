@@ -11,6 +11,8 @@ The student's grid (M milestones, q steps) is the recipe's one ``ctx.grid``.
   feedback all push on this one tensor.
   ``predict_student(ctx)`` draws another one, uncached (DMD's fresh fake-score samples).
 - ``decoded(ctx, key, latents)``: VAE-decoded images of a shared latent tensor.
+- ``consistency_pair(ctx)``: what the phase's consistency loss (MLCD) mapped this step, its online
+  output and its stop-grad target at the target time (PCM's adversarial term reads them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from tlcm.diffusion.sampling import sample_latents
 from tlcm.diffusion.solvers import tlcm_step
+from tlcm.errors import TLCMError
 from tlcm.losses.base import StepContext
 
 
@@ -131,6 +134,37 @@ def _chain_state(ctx: StepContext, grid: torch.Tensor) -> tuple[int, torch.Tenso
         if i + 1 == k:
             state = x
     return k, state
+
+
+CONSISTENCY_PAIR = "consistency_pair"
+"""The shared-cache key under which MLCD leaves its ``ConsistencyPair`` each step."""
+
+
+@dataclass
+class ConsistencyPair:
+    """One step of a consistency loss (MLCD, Eq. (7)): online = g(x_{t_m}, t_m) (B, C, h, w) with
+    gradients, target = sg g(x_{t_n}, t_n) (B, C, h, w), both at t_s (B,) (the segment's lower edge,
+    or TCD's random s); t_m (B,) the online state's time, in segment (edge, upper] of ``segments``
+    segments (the loss's M)."""
+
+    online: torch.Tensor
+    target: torch.Tensor
+    t_s: torch.Tensor
+    t_m: torch.Tensor
+    segments: int
+
+
+def consistency_pair(ctx: StepContext) -> ConsistencyPair:
+    """The ``ConsistencyPair`` the phase's MLCD loss computed in this step; a ``TLCMError`` saying
+    what to do when none did (the consistency loss must come first in the phase's losses)."""
+    pair = ctx.computed(CONSISTENCY_PAIR, None)
+    if pair is None:
+        raise TLCMError(
+            "this loss reads the consistency loss's online output and target of the step, but no "
+            'MLCD loss ran before it: list an "mlcd" loss first in the phase (e.g. --recipes.phases '
+            'with losses {"mlcd": ..., "gan": ...})'
+        )
+    return pair
 
 
 def decoded(ctx: StepContext, key: str, latents: torch.Tensor) -> torch.Tensor:
