@@ -42,7 +42,7 @@ from tlcm.losses.gan import GAN, GANConfig, discriminator_loss, generator_loss
 from tlcm.losses.lcd import LCD, LCDConfig, lcd_loss
 from tlcm.losses.mlcd import MLCD, MLCDConfig, mlcd_loss, segment_map
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
-from tlcm.losses.shared import student_prediction
+from tlcm.losses.shared import CONSISTENCY_PAIR, student_prediction
 from tlcm.models.discriminator import Discriminator
 from tlcm.models.families import FAMILIES
 from tlcm.rewards import REWARDS, Reward
@@ -755,6 +755,11 @@ def test_mlcd_component_timesteps_and_value_by_hand(segments, width):
     g, goal, hand_tn = _mlcd_by_hand(student, student, x_tm, t_m, t_n, t_s, hand=HAND_LONG)
     _close(x_tn, hand_tn)
     _close(value, (g - goal).square().mean())
+    pair = ctx.computed(CONSISTENCY_PAIR)  # left for PCM's adversarial term: online with gradients
+    assert pair.online.requires_grad and not pair.target.requires_grad
+    _close(pair.online, g)
+    _close(pair.target, goal)
+    assert torch.equal(pair.t_s, t_s) and torch.equal(pair.t_m, t_m) and pair.segments == 12 // width
 
 
 # ============================================================================================
@@ -771,8 +776,8 @@ def test_mlcd_real_states_random_target_time_and_per_sample_w_by_hand(monkeypatc
     import tlcm.losses.mlcd as mlcd_module
 
     seen = []
-    original = mlcd_module.mlcd_loss
-    monkeypatch.setattr(mlcd_module, "mlcd_loss", lambda *a: seen.append(a[4]) or original(*a))
+    original = mlcd_module.segment_maps
+    monkeypatch.setattr(mlcd_module, "segment_maps", lambda *a: seen.append(a[4]) or original(*a))
     batch, x0 = 64, torch.full((64, 1, 2, 2), 3.0)
     cfg = MLCDConfig(skip=2, states="data", target_time="random", guidance_range=(2.0, 4.0))
     real = {"real_images": lambda index, generator: x0[index], "prompt_index": torch.arange(batch)}
