@@ -551,8 +551,12 @@ def write_docs(args: Args, budget: float | None = None) -> str:
     return text
 
 
-PALETTE = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9"]
-"""Method colours of the plot (matplotlib's cycle without its gray, which marks the sampler key)."""
+PALETTE = [
+    *("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"),
+    *("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"),
+]
+"""Method colours of the plot: matplotlib's tab20 without its grays (gray marks the sampler key),
+dark shades first, so that up to 18 methods get a colour each."""
 
 
 def plot(args: Args, names: list[str]) -> None:
