@@ -93,7 +93,7 @@ def pcm() -> Recipe:
 
 
 def pcm_adv() -> Recipe:
-    """PCM with its adversarial consistency loss (arXiv 2405.18407 Sec. 4.3;
+    """PCM with its adversarial consistency loss (arXiv 2405.18407;
     train_pcm_lora_sd15_adv.py and its run in train_pcm_lora_sd15.sh; docs/zoo-methods.md section 2):
     ``pcm`` plus a GAN whose real side is the consistency target and whose fake is the online
     phase-edge prediction (``GANConfig(real="consistency")``), both carried forward from the edge

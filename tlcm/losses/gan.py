@@ -5,11 +5,6 @@ A discriminator D tells the student's one-step prediction ("fake") from "real" l
     x_fake  = f_theta(x_t, t)                        student_prediction(ctx).x0, with gradients
     x_real  = stopgrad(q-step student sample)        (or the teacher's CFG-DDIM sample from noise,
                                                       or real image latents: real = "data")
-    PCM's adversarial consistency (real = "consistency", arXiv 2405.18407 Sec. 4.3; its
-    train_pcm_lora_sd15_adv.py): fake = the consistency loss's online output g(x_{t_m}, t_m) at its
-    target time t_s (with gradients), real = its stop-grad target g(x_{t_n}, t_n); both carried
-    forward from t_s to one tau uniform on t_s .. upper - 1 (upper: the segment's upper edge,
-    PCM's edge + T/M) with fresh noise per side: z = add_noise_from(x, eps, t_s, tau).
     z       = add_noise(x, eps, tau), tau = clean + f (noise_level - clean), f ~ tau_distribution
               (uniform by default), the same eps, tau for both sides unless independent_noise
               (no re-noising when noise_level = 0); then the VAE decoder for pixel input
@@ -17,6 +12,12 @@ A discriminator D tells the student's one-step prediction ("fake") from "real" l
     hinge:          L_G = -D(z_fake),            L_D = relu(1 - D(z_real)) + relu(1 + D(z_fake))
     generator_loss "relu" (PCM):  L_G = relu(1 - D(z_fake))
     R1 (option):    L_D += gamma / 2 * ||grad_z D(z_real)||^2   (Mescheder et al. 2018).
+
+PCM's adversarial consistency loss (real = "consistency"; arXiv 2405.18407, its
+train_pcm_lora_sd15_adv.py): fake = the consistency loss's online output g(x_{t_m}, t_m) at its
+target time t_s (with gradients), real = its stop-grad target g(x_{t_n}, t_n); both carried forward
+from t_s to one tau uniform on t_s .. upper - 1 (upper: the segment's upper edge, PCM's edge + T/M)
+with fresh noise per side, z = add_noise_from(x, eps, t_s, tau), instead of the re-noising above.
 
 The student minimises L_G through the whole of D (whose parameters receive no gradient from it);
 ``aux_step`` then updates D's heads on L_D with the detached fake of the same step (AdamW, lr 1e-4),
