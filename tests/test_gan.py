@@ -579,13 +579,14 @@ def test_invalid_config_values_are_refused(field, value, message):
         replace(GANConfig(), **{field: value}).validate(1000, StudentGrid())
 
 
-@pytest.mark.parametrize("field, value", [("noise_level", 300), ("independent_noise", True)])
+@pytest.mark.parametrize(
+    "field, value", [("noise_level", 300), ("independent_noise", True), ("tau_distribution", "shifted")]
+)
 def test_consistency_real_side_refuses_its_own_re_noising(field, value):
     """real "consistency" re-noises within the segment: noise_level and the other re-noising
-    options would be ignored, so they are refused by name."""
-    config = replace(
-        GANConfig(real="consistency", noise_level=300 if field != "noise_level" else 0), **{field: value}
-    )
+    options would be ignored, so each alone is refused by name."""
+    GANConfig(real="consistency").validate(1000, StudentGrid())
+    config = replace(GANConfig(real="consistency"), **{field: value})
     with pytest.raises(
         ValueError, match='real "consistency" re-noises both sides within the consistency segment'
     ):
