@@ -302,6 +302,24 @@ def test_real_data_without_images_is_refused_for_the_recipe(tmp_path):
         validate_recipe(recipe, world_size=1)
 
 
+def test_consistency_real_side_needs_mlcd_listed_before_it_in_the_recipe(tiny_sd_dir, tmp_path):
+    """real "consistency" reads MLCD's pair of the step: refused before anything loads when no MLCD
+    loss comes before the GAN in the phase (after it, or none), accepted when it does."""
+    recipe = _gan_recipe(tiny_sd_dir, tmp_path / "run", input="latent", real="consistency")
+    validate_recipe(recipe, world_size=1)
+    phase = recipe.phases["gan"]
+    gan, mlcd = phase.losses["gan"], phase.losses["mlcd"]
+    for losses in ({"gan": gan, "mlcd": mlcd}, {"gan": gan}):
+        bad = replace(recipe, phases={"gan": replace(phase, losses=losses)})
+        with pytest.raises(TLCMError) as err:
+            validate_recipe(bad, world_size=1)
+        assert str(err.value) == (
+            "--recipes.phases.gan.losses.gan reads the step's 'consistency_pair', which no loss listed "
+            "before it leaves: list an \"mlcd\" loss (its online output and target) before 'gan' in "
+            "--recipes.phases.gan.losses"
+        )
+
+
 @pytest.mark.parametrize("independent", [False, True])
 def test_independent_noise_draws_tau_and_eps_per_side(independent):
     """noise_level 999 on a 1000-step schedule, real = "data": z = alpha(tau) x + sigma(tau) eps on

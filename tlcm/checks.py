@@ -323,7 +323,15 @@ def _check_phase(name: str, phase, recipe: Recipe, world: int, num_train_timeste
     _check_batch(flag, phase.batch_size, phase.grad_accum, world)
     if not phase.losses:
         raise TLCMError(f"phase {name!r} has no loss terms: add one under {flag}.losses")
+    left: set[str] = set()
     for loss_name, loss in phase.losses.items():
+        for key, first in loss.shared_reads().items():
+            if key not in left:
+                raise TLCMError(
+                    f"{flag}.losses.{loss_name} reads the step's {key!r}, which no loss listed before "
+                    f"it leaves: list {first} before {loss_name!r} in {flag}.losses"
+                )
+        left.update(loss.shared_leaves())
         if not math.isfinite(loss.weight):
             raise TLCMError(f"{flag}.losses.{loss_name}.weight must be a finite number, got {loss.weight}")
         for field, (why, otherwise) in loss.data_needs().items():

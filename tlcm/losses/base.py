@@ -217,6 +217,16 @@ class LossConfig:
         (the setting that needs it, e.g. 'states "cache"', what to do instead)}``. Default: none."""
         return {}
 
+    def shared_reads(self) -> dict[str, str]:
+        """The step's shared work (``tlcm.losses.shared`` keys) this loss reads and another loss of
+        the phase must leave first, checked before anything loads: ``{key: which loss to list
+        before it}``. Default: none."""
+        return {}
+
+    def shared_leaves(self) -> tuple[str, ...]:
+        """The shared-work keys this loss leaves in every step for the losses listed after it."""
+        return ()
+
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         """Raise ``ValueError`` (what, which value, valid range) for out-of-range fields;
         ``grid`` is the recipe's student grid (already checked) for fields that depend on M or q."""

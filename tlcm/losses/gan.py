@@ -56,6 +56,7 @@ from tlcm.losses.auxiliary import AuxOptimizer, check_settings
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import (
+    CONSISTENCY_PAIR,
     consistency_pair,
     decoded,
     prediction_key,
@@ -212,6 +213,11 @@ class GANConfig(LossConfig):
 
     def data_needs(self) -> dict[str, tuple[str, str]]:
         return {"images": ('real "data"', 'use real "student"')} if self.real == "data" else {}
+
+    def shared_reads(self) -> dict[str, str]:
+        if self.real != "consistency":
+            return {}
+        return {CONSISTENCY_PAIR: 'an "mlcd" loss (its online output and target)'}
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
         for name, choices in CHOICES.items():

@@ -124,6 +124,9 @@ class MLCDConfig(LossConfig):
         field = {"cache": "trajectory_cache", "data": "images"}.get(self.states)
         return {field: (f'states "{self.states}"', "use states mds")} if field else {}
 
+    def shared_leaves(self) -> tuple[str, ...]:
+        return (CONSISTENCY_PAIR,)
+
     def num_segments(self, grid: StudentGrid) -> int:
         """M of this loss: ``segments``, or the student grid's."""
         return self.segments or grid.num_milestones
