@@ -98,15 +98,15 @@ def pcm_adv() -> Recipe:
     ``pcm`` plus a GAN whose real side is the consistency target and whose fake is the online
     phase-edge prediction (``GANConfig(real="consistency")``), both carried forward from the edge
     to one tau uniform on edge .. edge + T/M - 1 with fresh noise per side (PCM's ``noise_travel``);
-    D = trainable heads on the frozen teacher UNet's features with the prompt, hinge loss, the
-    student's term relu(1 - D(fake)) at ``adv_weight`` 0.1; D's AdamW betas (0, 0.999), weight
-    decay 1e-3 (the run's adam_weight_decay), clip 1.
+    D = PCM's patch heads (``head="patch"``: 4 residual conv3x3 heads per level, its SD1.5
+    ``num_h_per_head``, the loss on every patch logit) on the frozen teacher UNet's features with
+    the prompt, hinge loss, the student's term relu(1 - D(fake)) at ``adv_weight`` 0.1; D's AdamW
+    betas (0, 0.999), weight decay 1e-3 (the run's adam_weight_decay), clip 1.
 
     Deviations (beyond ``pcm``'s): M = 4 phases (PCM's SDXL adversarial run; its SD1.5 one trains
     2), so that it compares with ``pcm`` at the same M; D lr 1e-4 (PCM's adv_lr 1e-5 x 10, as the
-    zoo's consistency lr); D's features are the UNet encoder's (conv_in, down, mid blocks) with
-    1x1 heads (PCM: all 9 levels, the up blocks too, with 4 heads of two residual
-    conv3x3-GroupNorm-LeakyReLU blocks per level); D updates after every student step on that
+    zoo's consistency lr); D's features are the UNet encoder's (conv_in, down, mid blocks; PCM: all
+    9 levels, the up blocks too); D updates after every student step on that
     step's pair (PCM alternates: even steps update D only, odd steps the student; the same 1:1
     ratio, without PCM's discarded consistency passes on D's steps); the first phase's window starts
     at our clean boundary t = -1 (PCM's at 0)."""
@@ -120,6 +120,7 @@ def pcm_adv() -> Recipe:
         disc_lr=1e-4,
         disc_betas=(0.0, 0.999),
         disc_weight_decay=1e-3,
+        head="patch",
     )
     base = pcm()
     phase = base.phases["pcm"]

@@ -61,7 +61,7 @@ CASES: dict[str, dict[str, dict]] = {
             )
         }
     },
-    "pcm-adv": {  # PCM's adversarial consistency: the GAN on MLCD's online output and target
+    "pcm-adv": {  # PCM's adversarial consistency: the GAN on MLCD's online output and target, PCM's heads
         "p": {
             "mlcd": MLCDConfig(),
             "gan": replace(
@@ -72,6 +72,8 @@ CASES: dict[str, dict[str, dict]] = {
                 real="consistency",
                 loss_type="hinge",
                 generator_loss="relu",
+                head="patch",
+                heads_per_level=2,
             ),
         }
     },

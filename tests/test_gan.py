@@ -39,13 +39,14 @@ from tlcm.losses.gan import (
     discriminator_loss,
     generator_loss,
     noise_fraction,
+    pooled,
     r1_penalty,
     renoise_timesteps,
 )
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.losses.shared import CONSISTENCY_PAIR, ConsistencyPair, prediction_key
 from tlcm.models.base import BaseModel
-from tlcm.models.discriminator import Discriminator
+from tlcm.models.discriminator import Discriminator, PatchHeads
 from tlcm.models.student import Student
 
 LN2, LN3 = torch.log(torch.tensor(2.0)), torch.log(torch.tensor(3.0))
@@ -218,6 +219,87 @@ def test_gan_component_by_hand_with_a_linear_discriminator(loss_type, g_loss_typ
     torch.testing.assert_close(metrics["gan/r1"], w.square().sum())
     step = torch.sign((dw + dw_other) / 2 + 2.0 * w)
     torch.testing.assert_close(gan.discriminator.heads.w.detach(), w - config.disc_lr * step)
+
+
+def test_patch_heads_by_hand():
+    """PCM's heads (discriminator_sd15.py DiscriminatorHead): per level, per head, h = a(f),
+    out = conv1x1(b(h) + h), a and b conv3x3 -> GroupNorm(gcd(32, C)) -> LeakyReLU(0.01); one
+    flattened logit map (B, H W) per head, level by level."""
+    torch.manual_seed(0)
+    heads = PatchHeads([4, 8], per_level=2)
+    feats = [torch.randn(2, 4, 3, 3), torch.randn(2, 8, 2, 2)]
+
+    def block(seq, x, groups):
+        conv, norm = seq[0], seq[1]
+        y = F.group_norm(F.conv2d(x, conv.weight, conv.bias, padding=1), groups, norm.weight, norm.bias)
+        return F.leaky_relu(y, 0.01)
+
+    out = heads(feats)
+    assert [o.shape for o in out] == [(2, 9), (2, 9), (2, 4), (2, 4)]
+    expected = []
+    for level, f, groups in zip(heads.levels, feats, (4, 8), strict=True):
+        for head in level:
+            h = block(head.a, f, groups)
+            expected.append(F.conv2d(block(head.b, h, groups) + h, head.out.weight, head.out.bias).flatten(1))
+    for o, e in zip(out, expected, strict=True):
+        torch.testing.assert_close(o, e)
+
+
+def test_patch_logits_losses_apply_per_patch_then_average():
+    """Patch logits: the loss on every patch, the mean over each head's patches, then over heads
+    (PCM's d_loss / g_loss); not the loss of the mean logit. Head 1 (2 patches) [2, -2], head 2
+    (4 patches) all 0.5, one sample: relu(1 - d): (0 + 3) / 2 = 1.5 and 0.5, so 1.0 (the pooled
+    logit 0.25 would give 0.75); relu(1 + d): (3 + 0) / 2, 1.5: 1.5; -d: 0 and -0.5: -0.25;
+    softplus(-d): (sp(-2) + sp(2)) / 2 and sp(-0.5)."""
+    logits = [torch.tensor([[2.0, -2.0]]), torch.full((1, 4), 0.5)]
+    sp = F.softplus
+    torch.testing.assert_close(pooled(logits), torch.tensor([0.25]))
+    torch.testing.assert_close(generator_loss(logits, "relu"), torch.tensor([1.0]))
+    torch.testing.assert_close(generator_loss(logits, "hinge"), torch.tensor([-0.25]))
+    ns = ((sp(torch.tensor(-2.0)) + sp(torch.tensor(2.0))) / 2 + sp(torch.tensor(-0.5))) / 2
+    torch.testing.assert_close(generator_loss(logits, "nonsaturating"), ns.view(1))
+    fake = [-t for t in logits]  # relu(1 + d) on fake: head 1 [-2, 2] -> 1.5, head 2 -0.5 -> 0.5
+    torch.testing.assert_close(discriminator_loss(logits, fake, "hinge"), torch.tensor([2.0]))
+    torch.testing.assert_close(discriminator_loss(logits, fake, "nonsaturating"), 2 * ns.view(1))
+
+
+class PatchLinearHeads(nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+    def forward(self, features):
+        return [(features[0] * self.w).flatten(1), (features[0] * -self.w).flatten(1)[:, :2]]
+
+
+def test_gan_with_patch_logits_by_hand():
+    """GAN on a discriminator with two patch heads, d1 = w * z (4 patches) and d2 = the first two
+    of -w * z: L_G = mean_b mean_heads mean_patches relu(1 - d) on the fake, L_D the hinge per
+    patch likewise; the logged logits and accuracies are of the pooled logit per sample."""
+    w = torch.tensor([3.0, -3.0, 0.4, 2.5]).view(1, 2, 2)
+    disc = LinearDiscriminator(w)
+    disc.heads = PatchLinearHeads(w)
+    gan = GAN(GANConfig(input="latent", loss_type="hinge", generator_loss="relu"), discriminator=disc)
+    _, ctx = _context(seed=3, batch=4)
+    loss = gan(ctx)["gan"]
+    eps = ctx.computed("student_prediction/1/1").x_t
+    real = ctx.computed("student_samples/1/1/0")
+
+    def heads(z):
+        d = (z * w).flatten(1)
+        return d, -d[:, :2]
+
+    def per_sample(f, z):
+        return torch.stack([f(d).mean(1) for d in heads(z)]).mean(0)
+
+    torch.testing.assert_close(loss, per_sample(lambda d: F.relu(1 - d), 0.5 * eps).mean())
+    metrics = gan.aux_step([ctx])
+    d_loss = per_sample(lambda d: F.relu(1 - d), real) + per_sample(lambda d: F.relu(1 + d), 0.5 * eps)
+    torch.testing.assert_close(metrics["gan/d_loss"], d_loss.mean())
+    d_real, d_fake = per_sample(lambda d: d, real), per_sample(lambda d: d, 0.5 * eps)
+    torch.testing.assert_close(metrics["gan/d_real"], d_real.mean())
+    torch.testing.assert_close(metrics["gan/d_acc_real"], (d_real > 0).float().mean())
+    torch.testing.assert_close(metrics["gan/d_acc_fake"], (d_fake < 0).float().mean())
 
 
 @pytest.mark.parametrize("noise_level", [0, 500])

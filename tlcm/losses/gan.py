@@ -41,6 +41,7 @@ cache (tlcm.data.trajectories) exposes only MLCD's state pairs, not the trajecto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,29 +79,48 @@ CHOICES = {
     "real": ("student", "teacher", "data", "consistency"),
     "tau_distribution": ("uniform", "logit_normal", "shifted"),
     "backbone": ("timm", "teacher"),
+    "head": ("pooled", "patch"),
 }
 
 
-def generator_loss(fake_logits: torch.Tensor, loss_type: str) -> torch.Tensor:
-    """Per-sample L_G (B,) from D's logits on the fake (B,): "nonsaturating" softplus(-D),
-    "hinge" -D, "relu" relu(1 - D) (PCM's clamped hinge: no push past the margin)."""
+Logits = torch.Tensor | list[torch.Tensor]
+"""D's output: one logit per sample (B,), or PCM's patch heads' logits, one (B, N_h) per head."""
+
+
+def per_sample(loss: Callable[[torch.Tensor], torch.Tensor], logits: Logits) -> torch.Tensor:
+    """``loss`` of D's logits per sample (B,): of the logit (B,), or, for patch logits, applied to
+    every patch, averaged over each head's N_h patches, then over the heads (PCM's d_loss/g_loss)."""
+    if isinstance(logits, torch.Tensor):
+        return loss(logits)
+    return torch.stack([loss(head).mean(1) for head in logits]).mean(0)
+
+
+def pooled(logits: Logits) -> torch.Tensor:
+    """D's logit per sample (B,): the mean over heads of each head's mean patch logit (the logit
+    itself for (B,) logits); what the accuracies, the logged means and R1 read."""
+    return per_sample(lambda x: x, logits)
+
+
+def generator_loss(fake_logits: Logits, loss_type: str) -> torch.Tensor:
+    """Per-sample L_G (B,) from D's logits on the fake: "nonsaturating" softplus(-D), "hinge" -D,
+    "relu" relu(1 - D) (PCM's clamped hinge: no push past the margin); per patch for patch logits."""
     if loss_type == "nonsaturating":
-        return F.softplus(-fake_logits)
+        return per_sample(lambda d: F.softplus(-d), fake_logits)
     if loss_type == "relu":
-        return F.relu(1 - fake_logits)
-    return -fake_logits
+        return per_sample(lambda d: F.relu(1 - d), fake_logits)
+    return per_sample(torch.neg, fake_logits)
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss_type: str) -> torch.Tensor:
-    """Per-sample L_D (B,) from D's logits on real and fake (B,) each."""
+def discriminator_loss(real_logits: Logits, fake_logits: Logits, loss_type: str) -> torch.Tensor:
+    """Per-sample L_D (B,) from D's logits on real and fake; per patch for patch logits."""
     if loss_type == "nonsaturating":
-        return F.softplus(-real_logits) + F.softplus(fake_logits)
-    return F.relu(1 - real_logits) + F.relu(1 + fake_logits)
+        return per_sample(lambda d: F.softplus(-d), real_logits) + per_sample(F.softplus, fake_logits)
+    return per_sample(lambda d: F.relu(1 - d), real_logits) + per_sample(lambda d: F.relu(1 + d), fake_logits)
 
 
 def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Tensor:
-    """||grad_z D(z)||^2 per sample (B,) at the real inputs z (B, ...) (which must require grad);
-    differentiable (create_graph) so that it trains D."""
+    """||grad_z D(z)||^2 per sample (B,) at the real inputs z (B, ...) (which must require grad),
+    D(z) the logit per sample (``pooled``); differentiable (create_graph) so that it trains D."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
     return grad.square().flatten(1).sum(1)
 
@@ -180,7 +200,13 @@ class GANConfig(LossConfig):
     """Resize D's inputs to this square size before the timm backbone (0: as they are); 224 suits
     ImageNet weights on real images; 64 keeps the miniature's 32 px images and 8x8 latents cheap."""
     head_channels: int = 64
-    """Hidden channels of each head (1x1 conv -> LeakyReLU -> 1x1 conv)."""
+    """Hidden channels of each pooled head (1x1 conv -> LeakyReLU -> 1x1 conv)."""
+    head: Literal["pooled", "patch"] = "pooled"
+    """D's heads: "pooled" (one 1x1 head per level, logits averaged over space and levels into one
+    per sample, the loss on that) or "patch" (PCM's: ``heads_per_level`` residual conv3x3 heads per
+    level, the loss on every patch logit, then averaged; tlcm.models.discriminator.PatchHeads)."""
+    heads_per_level: int = 4
+    """Patch heads per feature level (PCM: 4 in its SD1.5 runs, 1 for SDXL); "patch" only."""
     disc_lr: float = 1e-4
     """AdamW learning rate of the heads (the paper: 1e-4)."""
     disc_betas: tuple[float, float] = (0.0, 0.99)
@@ -268,7 +294,7 @@ class GANConfig(LossConfig):
             raise ValueError(
                 f"teacher_steps must be in 1..{num_train_timesteps - 1}, got {self.teacher_steps}"
             )
-        for name in ("teacher_steps", "disc_steps", "head_channels"):
+        for name in ("teacher_steps", "disc_steps", "head_channels", "heads_per_level"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.out_indices or min(self.out_indices) < 0:
@@ -310,7 +336,7 @@ class GAN(Loss):
                     family, net, adapters = (*teacher, None)[:3]
                     adapter = trunk.name if trunk is not None else None
                     discriminator = TeacherFeatureDiscriminator(
-                        family, net, cfg.head_channels, adapters, adapter
+                        family, net, cfg.head_channels, adapters, adapter, cfg.head, cfg.heads_per_level
                     )
                 else:
                     discriminator = TimmDiscriminator(
@@ -321,6 +347,8 @@ class GAN(Loss):
                         cfg.input_size,
                         cfg.head_channels,
                         cfg.backbone_weights,
+                        cfg.head,
+                        cfg.heads_per_level,
                     )
         self.discriminator = discriminator.to(device)
         self.optimizer = AuxOptimizer(
@@ -427,8 +455,9 @@ class GAN(Loss):
             real_logits = self.discriminator(z_real, tau_real, ctx.cond)  # MATH: double backward for R1
         fake_logits = self.discriminator(fake.detach().float(), tau_fake, ctx.cond)
         loss = discriminator_loss(real_logits, fake_logits, cfg.loss_type).mean()
-        r1 = r1_penalty(real_logits, z_real).mean() if cfg.r1_weight > 0 else torch.zeros_like(loss)
-        values = [loss, real_logits.mean(), fake_logits.mean(), r1, *accuracies(real_logits, fake_logits)]
+        real_d, fake_d = pooled(real_logits), pooled(fake_logits)
+        r1 = r1_penalty(real_d, z_real).mean() if cfg.r1_weight > 0 else torch.zeros_like(loss)
+        values = [loss, real_d.mean(), fake_d.mean(), r1, *accuracies(real_d, fake_d)]
         stats.append(torch.stack(values).detach().float())
         return loss + cfg.r1_weight / 2 * r1
 

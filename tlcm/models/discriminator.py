@@ -3,6 +3,8 @@
 D(x) = mean over levels l of mean over (i, j) of head_l(phi_l(x))[i, j], a logit per sample, where
 phi_l are feature maps of a frozen network and head_l = 1x1 conv -> LeakyReLU(0.2) -> 1x1 conv to
 one channel (the "projected" discriminator of Sauer et al. 2021 / ADD 2023, minus the projection).
+Or PCM's patch heads (``PatchHeads``): several residual conv3x3 heads per level, whose logits stay
+per patch (the loss is applied to each patch, then averaged).
 
 - ``TimmDiscriminator``: any timm model (``features_only``), on images in [-1, 1] (normalised
   with the backbone's mean/std) or on latents (``in_chans`` = latent channels), resized to
@@ -19,6 +21,7 @@ sends gradients through D to its input without touching D's parameters.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import timm
@@ -49,18 +52,61 @@ class Heads(nn.Module):
         return torch.stack(logits).mean(0)
 
 
-class Discriminator(nn.Module):
-    """Base: ``features(x, t, cond)`` from a frozen network; ``heads`` are the only trainable part."""
+def _conv_norm_act(c: int) -> nn.Sequential:
+    """conv3x3 (C -> C) -> GroupNorm(gcd(32, C) groups) -> LeakyReLU(0.01)."""
+    return nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(math.gcd(32, c), c), nn.LeakyReLU())
 
-    heads: Heads
+
+class PatchHead(nn.Module):
+    """PCM's head on one level (G-U-N/Phased-Consistency-Model discriminator_sd15.py
+    ``DiscriminatorHead``): h = a(f), out = conv1x1(b(h) + h), with a, b = conv3x3 (C -> C) ->
+    GroupNorm -> LeakyReLU (slope 0.01, PyTorch's default, as PCM's); (B, C, H, W) -> (B, 1, H, W).
+    GroupNorm has gcd(32, C) groups (PCM's 32 for SD's widths, which 32 divides)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.a, self.b = _conv_norm_act(channels), _conv_norm_act(channels)
+        self.out = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        h = self.a(feature)
+        return self.out(self.b(h) + h)
+
+
+class PatchHeads(nn.Module):
+    """PCM's heads: ``per_level`` ``PatchHead``s on every level (its SD1.5 run: 4, SDXL: 1); features
+    [(B, C_l, H_l, W_l)] -> one logit map per head, flattened: a list of (B, H_l W_l), level by
+    level. The loss is applied per patch and averaged over each head's patches, then over heads
+    (PCM's ``d_loss`` / ``g_loss``; ``tlcm.losses.gan.per_sample``)."""
+
+    def __init__(self, channels: list[int], per_level: int) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(nn.ModuleList(PatchHead(c) for _ in range(per_level)) for c in channels)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        pairs = zip(self.levels, features, strict=True)
+        return [head(f.float()).flatten(1) for heads, f in pairs for head in heads]
+
+
+def make_heads(kind: str, channels: list[int], hidden: int, per_level: int) -> nn.Module:
+    """``Heads`` ("pooled": one logit per sample) or ``PatchHeads`` ("patch": PCM's)."""
+    return PatchHeads(channels, per_level) if kind == "patch" else Heads(channels, hidden)
+
+
+class Discriminator(nn.Module):
+    """Base: ``features(x, t, cond)`` from a frozen network; ``heads`` are the only trainable part.
+    Its logits: (B,) with ``Heads``, a list of per-head patch logits (B, N_h) with ``PatchHeads``."""
+
+    heads: nn.Module
 
     def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frozen_heads: bool = False
-    ) -> torch.Tensor:
-        """Logits (B,) of inputs x (B, C, H, W) at timesteps t (B,); ``frozen_heads``: the heads'
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Logits (B,) (or per-head patch logits [(B, N_h)]) of inputs x (B, C, H, W) at timesteps
+        t (B,); ``frozen_heads``: the heads'
         parameters are detached (no gradient reaches them, gradients still reach x)."""
         feats = self.features(x, t, cond)
         if not frozen_heads:
@@ -119,7 +165,10 @@ class TimmDiscriminator(Discriminator):
         input_size: int,
         hidden: int,
         weights: str = "",
+        head: str = "pooled",
+        per_level: int = 1,
     ) -> None:
+        """``head``, ``per_level``: ``make_heads``'s (``hidden``: the pooled heads' width)."""
         super().__init__()
         try:
             backbone = timm.create_model(
@@ -137,7 +186,7 @@ class TimmDiscriminator(Discriminator):
         mean, std = (torch.tensor(cfg.get(k, (0.5,) * 3)).view(1, -1, 1, 1) for k in ("mean", "std"))
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
-        self.heads = Heads(backbone.feature_info.channels(), hidden)
+        self.heads = make_heads(head, backbone.feature_info.channels(), hidden, per_level)
 
     def train(self, mode: bool = True) -> TimmDiscriminator:
         """Heads follow ``mode``; the frozen backbone stays in eval mode (fixed BatchNorm statistics)."""
@@ -173,12 +222,15 @@ class TeacherFeatureDiscriminator(Discriminator):
         hidden: int,
         adapters: AdapterSwitch | None = None,
         adapter: str | None = TEACHER,
+        head: str = "pooled",
+        per_level: int = 1,
     ) -> None:
-        """``adapters``: the switch of ``net``'s LoRA adapters (the Student's; default: a new one)."""
+        """``adapters``: the switch of ``net``'s LoRA adapters (the Student's; default: a new one);
+        ``head``, ``per_level``: ``make_heads``'s."""
         super().__init__()
         self.family, self.net, self.adapter = family, [net], adapter
         self.adapters = adapters or AdapterSwitch(net, None)
-        self.heads = Heads(family.feature_channels(net), hidden)
+        self.heads = make_heads(head, family.feature_channels(net), hidden, per_level)
 
     def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
         net = self.net[0]
