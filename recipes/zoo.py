@@ -109,7 +109,11 @@ def pcm_adv() -> Recipe:
     9 levels, the up blocks too); D updates after every student step on that
     step's pair (PCM alternates: even steps update D only, odd steps the student; the same 1:1
     ratio, without PCM's discarded consistency passes on D's steps); the first phase's window starts
-    at our clean boundary t = -1 (PCM's at 0)."""
+    at our clean boundary t = -1 (PCM's at 0).
+
+    Measured (3 seeds, the zoo's budget, FD at 1 / 2 / 4 steps): UNet 54.5 / 9.90 / 4.93, flow
+    42.2 / 10.58 / 5.36, within pcm's seeds; D stays at chance (held-out 0.50), with these heads as
+    with 1x1 pooled ones."""
     gan = GANConfig(
         weight=0.1,
         loss_type="hinge",
