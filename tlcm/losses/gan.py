@@ -328,16 +328,15 @@ class GAN(Loss):
         self.config = cfg = config
         self.trunk = trunk
         if discriminator is None:
-            from tlcm.models.discriminator import TeacherFeatureDiscriminator, TimmDiscriminator
+            from tlcm.models.discriminator import TeacherFeatureDiscriminator, TimmDiscriminator, make_heads
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
+                heads = make_heads(cfg.head, cfg.head_channels, cfg.heads_per_level)
                 if teacher is not None:
                     family, net, adapters = (*teacher, None)[:3]
                     adapter = trunk.name if trunk is not None else None
-                    discriminator = TeacherFeatureDiscriminator(
-                        family, net, cfg.head_channels, adapters, adapter, cfg.head, cfg.heads_per_level
-                    )
+                    discriminator = TeacherFeatureDiscriminator(family, net, heads, adapters, adapter)
                 else:
                     discriminator = TimmDiscriminator(
                         cfg.timm_model,
@@ -345,10 +344,8 @@ class GAN(Loss):
                         cfg.input == "pixel",
                         tuple(cfg.out_indices),
                         cfg.input_size,
-                        cfg.head_channels,
+                        heads,
                         cfg.backbone_weights,
-                        cfg.head,
-                        cfg.heads_per_level,
                     )
         self.discriminator = discriminator.to(device)
         self.optimizer = AuxOptimizer(

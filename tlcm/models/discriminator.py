@@ -22,6 +22,8 @@ sends gradients through D to its input without touching D's parameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -88,9 +90,14 @@ class PatchHeads(nn.Module):
         return [head(f.float()).flatten(1) for heads, f in pairs for head in heads]
 
 
-def make_heads(kind: str, channels: list[int], hidden: int, per_level: int) -> nn.Module:
-    """``Heads`` ("pooled": one logit per sample) or ``PatchHeads`` ("patch": PCM's)."""
-    return PatchHeads(channels, per_level) if kind == "patch" else Heads(channels, hidden)
+HeadsFactory = Callable[[list[int]], nn.Module]
+"""Builds a discriminator's trainable heads from its feature levels' channels C_l."""
+
+
+def make_heads(kind: str, hidden: int = 64, per_level: int = 4) -> HeadsFactory:
+    """``Heads`` of width ``hidden`` ("pooled": one logit per sample) or ``per_level``
+    ``PatchHeads`` per level ("patch": PCM's), for the channels the discriminator passes."""
+    return partial(PatchHeads, per_level=per_level) if kind == "patch" else partial(Heads, hidden=hidden)
 
 
 class Discriminator(nn.Module):
@@ -106,8 +113,8 @@ class Discriminator(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frozen_heads: bool = False
     ) -> torch.Tensor | list[torch.Tensor]:
         """Logits (B,) (or per-head patch logits [(B, N_h)]) of inputs x (B, C, H, W) at timesteps
-        t (B,); ``frozen_heads``: the heads'
-        parameters are detached (no gradient reaches them, gradients still reach x)."""
+        t (B,); ``frozen_heads``: the heads' parameters are detached (no gradient reaches them,
+        gradients still reach x)."""
         feats = self.features(x, t, cond)
         if not frozen_heads:
             return self.heads(feats)
@@ -163,12 +170,10 @@ class TimmDiscriminator(Discriminator):
         pixel: bool,
         out_indices: tuple[int, ...],
         input_size: int,
-        hidden: int,
+        heads: HeadsFactory,
         weights: str = "",
-        head: str = "pooled",
-        per_level: int = 1,
     ) -> None:
-        """``head``, ``per_level``: ``make_heads``'s (``hidden``: the pooled heads' width)."""
+        """``heads``: ``make_heads``'s factory."""
         super().__init__()
         try:
             backbone = timm.create_model(
@@ -186,7 +191,7 @@ class TimmDiscriminator(Discriminator):
         mean, std = (torch.tensor(cfg.get(k, (0.5,) * 3)).view(1, -1, 1, 1) for k in ("mean", "std"))
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
-        self.heads = make_heads(head, backbone.feature_info.channels(), hidden, per_level)
+        self.heads = heads(backbone.feature_info.channels())
 
     def train(self, mode: bool = True) -> TimmDiscriminator:
         """Heads follow ``mode``; the frozen backbone stays in eval mode (fixed BatchNorm statistics)."""
@@ -219,18 +224,16 @@ class TeacherFeatureDiscriminator(Discriminator):
         self,
         family,
         net: nn.Module,
-        hidden: int,
+        heads: HeadsFactory,
         adapters: AdapterSwitch | None = None,
         adapter: str | None = TEACHER,
-        head: str = "pooled",
-        per_level: int = 1,
     ) -> None:
-        """``adapters``: the switch of ``net``'s LoRA adapters (the Student's; default: a new one);
-        ``head``, ``per_level``: ``make_heads``'s."""
+        """``heads``: ``make_heads``'s factory; ``adapters``: the switch of ``net``'s LoRA adapters
+        (the Student's; default: a new one)."""
         super().__init__()
         self.family, self.net, self.adapter = family, [net], adapter
         self.adapters = adapters or AdapterSwitch(net, None)
-        self.heads = make_heads(head, family.feature_channels(net), hidden, per_level)
+        self.heads = heads(family.feature_channels(net))
 
     def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
         net = self.net[0]
