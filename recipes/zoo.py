@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from recipes.tlcm import stage2
+from recipes.tlcm import preference, stage2
 from tlcm.config import DataConfig, Phase, Recipe, RuntimeConfig, StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.add import ADDDistillConfig
@@ -149,21 +149,40 @@ def tcd() -> Recipe:
 
 
 def hyper_sd_tscd() -> Recipe:
-    """Hyper-SD's trajectory segmented consistency distillation (Ren et al. 2024, arXiv 2404.13686;
-    weights only: the stages from the paper as its community reimplementation reads them): four
-    successive phases on 8 -> 4 -> 2 -> 1 segments, each mapping both branches to a random s inside
-    the segment (TCD-style), l2, per-sample w from [5, 15]; sampled with DDIM (gamma = 0), as the
-    Hyper-SD LoRAs' model card samples.
-    Deviations: 75 steps per stage (the same 300 as one phase elsewhere); only the TSCD part: no
-    MSE / adversarial weight ramp, no human-feedback or score-distillation stage (paper unread);
-    lr 1e-4 (``L2_LR``: at 1e-3 the flow miniature's FD rose 59 / 118 / 171 / 206 at 1 / 2 / 4 / 8
-    steps, at 1e-4 25.4 / 17.2 / 18.9 / 21.5; 1 seed)."""
+    """Hyper-SD (Ren et al. 2024, arXiv 2404.13686; weights only: the stages from the paper as its
+    community reimplementation and secondary summaries read them): trajectory segmented consistency
+    distillation (TSCD), four successive phases on 8 -> 4 -> 2 -> 1 segments, each mapping both
+    branches to a random s inside the segment (TCD-style), l2, per-sample w from [5, 15]; then its
+    human-feedback learning, ReFL-style reward feedback (``feedback_phase``); sampled with DDIM
+    (gamma = 0), as the Hyper-SD LoRAs' model card samples.
+    Deviations: 75 steps per TSCD stage (the same 300 as one phase elsewhere); no MSE / adversarial
+    weight ramp, no score-distillation stage (paper unread); lr 1e-4 (``L2_LR``: at 1e-3 the flow
+    miniature's FD rose 59 / 118 / 171 / 206 at 1 / 2 / 4 / 8 steps, at 1e-4 25.4 / 17.2 / 18.9 /
+    21.5; 1 seed); the feedback's deviations in ``feedback_phase``."""
     w = miniature_w(5.0, 15.0)
     phases = {
         f"tscd{m}": consistency(steps=75, lr=L2_LR, segments=m, target_time="random", guidance_range=w)
         for m in (8, 4, 2, 1)
     }
-    return _recipe("hyper-sd-tscd", StudentGrid(gamma=0.0), phases)
+    grid = StudentGrid(gamma=0.0, training_gamma=0.0, backward_simulation="chain")
+    return _recipe("hyper-sd-tscd", grid, {**phases, "feedback": feedback_phase()})
+
+
+def feedback_phase(steps: int = 40) -> Phase:
+    """Hyper-SD's human-feedback learning as ReFL (Xu et al. 2023, arXiv 2304.05977; THUDM/ImageReward
+    ReFL.py, which Hyper-SD's summaries name): the student denoises from noise without gradients to
+    a random step of its sampler, predicts x0 in one step with gradients, and the reward of the
+    decoded prediction is pushed over a threshold, L = relu(alpha - r(x0_hat, c)) (ReFL:
+    ``F.relu(-rewards + 2)`` on ImageReward; lr 1e-5). Here: the preference loss's reward hinge
+    with no unrelated-prompt term (``negative_weight`` 0), the miniature's digit reward (log p of
+    the prompt's digit) with alpha = ``DIGIT_S0`` (p > 0.99), the states by the recipe grid's
+    backward simulation "chain" on its 4-step DDIM sampler (``training_gamma`` 0), batch 8, lr 1e-5
+    (TLCM's reward phase on the miniature, ``recipes.tlcm.preference``).
+    Deviations: the reward (Hyper-SD: LAION aesthetic and ImageReward, plus an instance-segmentation
+    perceptual loss, not modelled); the step drawn from all 4 of the sampler's steps (ReFL: one of
+    the last 10 of 40); no grad_scale 1e-3 (AdamW is scale-free up to eps) and no pre-training loss
+    regularizer (ImageReward's option; Hyper-SD's use unknown)."""
+    return preference(steps=steps, negative_weight=0.0)
 
 
 def aux_adamw(prefix: str) -> dict:
