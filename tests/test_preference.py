@@ -2,6 +2,7 @@
 CLIP folders made here, the digit reward, and the component with toy denoisers only."""
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -250,3 +251,25 @@ def test_preference_config_refuses_bad_values():
         PreferenceConfig(mode="ppo").validate(1000, grid)
     with pytest.raises(ValueError, match="beta"):
         PreferenceConfig(beta=0).validate(1000, grid)
+
+
+def test_hyper_sd_feedback_phase_is_refl_without_a_negative_term():
+    """recipes.zoo's Hyper-SD feedback (ReFL): L = mean relu(s0 - r(x0_hat, c)), with no
+    unrelated-prompt term even where one would be active (r_neg > s_neg), on the one-step prediction
+    from the recipe grid's "chain" states (the student's own deterministic DDIM moves)."""
+    from recipes.zoo import feedback_phase, hyper_sd_tscd
+    from tlcm.losses.shared import prediction_key
+
+    grid = hyper_sd_tscd().student.grid
+    assert (grid.backward_simulation, grid.training_gamma, grid.gamma) == ("chain", 0.0, 0.0)
+    (config,) = feedback_phase().losses.values()
+    loss = Preference(config, LatentReward())
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    grid = replace(grid, num_milestones=3, steps=3)  # the toy schedule has 3 timesteps
+    ctx = toy_context(lambda x, t, c: scale * x, None, batch=8, seed=3, decode=lambda z: z, grid=grid)
+    value = loss(ctx)["preference"]
+    r = LatentReward()(ctx.computed(prediction_key(ctx)).x0.detach(), ctx.prompts)
+    assert (r > config.s_neg).all() and (r < config.s0).all()  # both hinges would be active
+    torch.testing.assert_close(value.detach(), torch.relu(config.s0 - r).mean())
+    value.backward()
+    assert scale.grad != 0
