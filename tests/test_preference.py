@@ -12,9 +12,10 @@ from safetensors.torch import save_file
 from tiny_pipelines import CLIP_PROMPTS as PROMPTS
 from toy_context import toy_context
 
+from recipes.zoo import feedback_phase, hyper_sd_tscd
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.preference import Preference, PreferenceConfig, dpo_loss, reward_hinge
-from tlcm.losses.shared import decoded_prediction, samples_key
+from tlcm.losses.shared import decoded_prediction, prediction_key, samples_key
 from tlcm.rewards import Reward, RewardSpec, build_reward, shifted_prompts
 from tlcm.rewards.clip import AestheticHead
 from tlcm.rewards.digit import DigitReward, prompt_digit
@@ -257,9 +258,6 @@ def test_hyper_sd_feedback_phase_is_refl_without_a_negative_term():
     """recipes.zoo's Hyper-SD feedback (ReFL): L = mean relu(s0 - r(x0_hat, c)), with no
     unrelated-prompt term even where one would be active (r_neg > s_neg), on the one-step prediction
     from the recipe grid's "chain" states (the student's own deterministic DDIM moves)."""
-    from recipes.zoo import feedback_phase, hyper_sd_tscd
-    from tlcm.losses.shared import prediction_key
-
     grid = hyper_sd_tscd().student.grid
     assert (grid.backward_simulation, grid.training_gamma, grid.gamma) == ("chain", 0.0, 0.0)
     (config,) = feedback_phase().losses.values()
