@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,6 +73,9 @@ class Args:
     """The markdown tables, regenerated from the runs on disk."""
     plot: Path = Path("docs/zoo-fd.png")
     """FD vs steps per method (skipped without matplotlib)."""
+    frontier: Path = Path("docs/zoo-frontier.png")
+    """Alignment vs FD at 2 and 4 steps per method, the teacher's w sweep beside (skipped without
+    matplotlib)."""
     jobs: int = 2
     """Runs trained at once (one torch thread each)."""
     samples_per_digit: int = 50
@@ -367,13 +371,19 @@ def disc_cell(accuracy: list[tuple[float, float]]) -> str:
     return f"{spread(balanced, 2)}; real {sum(real) / len(real):.2f}, fake {sum(fake) / len(fake):.2f}"
 
 
+def _committed_teacher(miniature: str, prompts: int) -> tuple[Path, dict[int, dict]] | None:
+    """tlcm.summary.committed_teacher for ``miniature``'s model at ``prompts`` prompts."""
+    from tlcm.summary import committed_teacher
+
+    return committed_teacher(method_recipe(BASE_METHOD, miniature).model.path, prompts)
+
+
 def teacher_best(miniature: str, prompts: int) -> tuple[str, dict[int, dict]] | None:
     """(file, steps -> the teacher's lowest-FD row) of the committed teacher table of ``miniature``
-    at ``prompts`` prompts (tlcm.summary.committed_teacher), or None."""
-    from tlcm.summary import committed_teacher, repo_path
+    at ``prompts`` prompts, or None."""
+    from tlcm.summary import repo_path
 
-    model = method_recipe(BASE_METHOD, miniature).model.path
-    found = committed_teacher(model, prompts)
+    found = _committed_teacher(miniature, prompts)
     return (repo_path(found[0]), found[1]) if found else None
 
 
@@ -442,6 +452,13 @@ def _means(runs: Path, miniature: str, name: str) -> dict[tuple[str, int], tuple
     return out
 
 
+def better_sampler(means: dict, steps: int) -> tuple[float, float, str, list[float]] | None:
+    """(mean FD, mean alignment, sampler, FD per seed) of the sampler with the lower mean FD at
+    ``steps`` among a method's ``_means``, or None where it has no score there."""
+    cells = [(v[1], v[0], s, v[2]) for (s, k), v in means.items() if k == steps]
+    return min(cells) if cells else None
+
+
 def verdict(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
     """Markdown: per step count, the method with the lowest mean FD (over its seeds, either
     sampler) with its alignment; where ``BASE_METHOD`` ranks and whether the best's seeds all lie
@@ -456,11 +473,7 @@ def verdict(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
         "|---|---|---|---|---|---|",
     ]
     for n in STEPS:
-        best = {}  # method -> (fd, alignment, sampler, fd per seed): its better sampler at n steps
-        for name, table_ in means.items():
-            cells = [(v[1], v[0], s, v[2]) for (s, k), v in table_.items() if k == n]
-            if cells:
-                best[name] = min(cells)
+        best = {name: b for name, table_ in means.items() if (b := better_sampler(table_, n))}
         if not best:
             continue
         order = sorted(best, key=lambda name: best[name][0])
@@ -545,12 +558,20 @@ def write_docs(args: Args, budget: float | None = None) -> str:
             "not a discriminator's doing (docs/gan.md). A high real and a low fake accuracy: D calls "
             "most samples real, the fakes included.",
             "",
+            f"Plots: `{args.plot.name}` (FD and alignment vs steps per method) and `{args.frontier.name}` "
+            "(alignment vs FD at 2 and 4 steps: where each method sits on the teacher's w trade-off).",
+            "",
+            f"![FD and alignment vs steps]({args.plot.name})",
+            "",
+            f"![alignment vs FD at 2 and 4 steps]({args.frontier.name})",
+            "",
             *parts,
         ]
     )
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(text + "\n")
     plot(args, names)
+    frontier(args, names)
     return text
 
 
@@ -632,6 +653,96 @@ def plot(args: Args, names: list[str]) -> None:
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=110)
     plt.close(fig)
+
+
+FRONTIER_STEPS = (2, 4)
+"""The step counts of the frontier plot (issue 23's science targets)."""
+FRONTIER_FD_SPAN = 3.0
+"""The frontier plot's x range: up to this many times the lowest FD in the panel; methods and
+teacher w beyond it are listed in the panel, not drawn."""
+
+
+def frontier(args: Args, names: list[str]) -> None:
+    """Alignment (y) vs FD (x, log) at each of ``FRONTIER_STEPS`` (rows), one column per miniature
+    with runs: per method its better sampler's mean over the seeds (the lower mean FD, as the
+    verdict reads it), the seeds' FD min-max as a bar, labelled; the teacher's CFG sweep at that
+    step count (black squares, labelled by w: the trade-off a student is judged against). Up and to
+    the left is better. Skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no matplotlib: skipped the frontier plot (pip install -e '.[plot]')")
+        return
+    panels = [m for m in ("unet", "flow") if any(collect(args.runs, m, n)[0] for n in names)]
+    if not panels:
+        return
+    rows = len(FRONTIER_STEPS)
+    fig, axes = plt.subplots(rows, len(panels), figsize=(6 * len(panels), 4.6 * rows), squeeze=False)
+    for col, m in enumerate(panels):
+        means = {name: _means(args.runs, m, name) for name in names}
+        sweep = _teacher_sweep(m, 10 * args.samples_per_digit)
+        for row, n in enumerate(FRONTIER_STEPS):
+            ax = axes[row][col]
+            teacher = sorted((r for r in sweep if r["steps"] == n), key=lambda r: r["w"])
+            points = {name: b for name in names if (b := better_sampler(means[name], n))}
+            if not points:
+                continue
+            # the x range: up to FRONTIER_FD_SPAN x the lowest FD shown (outliers are listed instead)
+            lowest = min([p[0] for p in points.values()] + [r["fd"] for r in teacher])
+            x_max = FRONTIER_FD_SPAN * lowest
+            off = []
+            for i, name in enumerate(names):
+                if name not in points:
+                    continue
+                fd, align, _, seeds = points[name]
+                if fd > x_max:
+                    off.append(f"{name} {fd:.1f} ({align:.3f})")
+                    continue
+                color = PALETTE[i % len(PALETTE)]
+                ax.errorbar(fd, align, xerr=[[fd - min(seeds)], [max(seeds) - fd]], fmt="o", ms=4,
+                            color=color, elinewidth=0.8, capsize=2)  # fmt: skip
+                ax.annotate(
+                    name, (fd, align), fontsize=6.5, xytext=(3, 3), textcoords="offset points", color=color
+                )
+            shown = [r for r in teacher if r["fd"] <= x_max]
+            if shown:
+                ax.plot([r["fd"] for r in shown], [r["alignment"] for r in shown], ":", marker="s",
+                        ms=3.5, color="black")  # fmt: skip
+                for r in shown:
+                    ax.annotate(f"w {r['w']:g}", (r["fd"], r["alignment"]), fontsize=6, xytext=(3, -8),
+                                textcoords="offset points")  # fmt: skip
+            off += [
+                f"teacher w {r['w']:g} {r['fd']:.1f} ({r['alignment']:.3f})"
+                for r in teacher
+                if r["fd"] > x_max
+            ]
+            label = f"FD at {n} steps (lower is better; bar: min-max over seeds)"
+            if off:
+                label += "\n" + textwrap.fill("off the plot: " + "; ".join(off), 95)
+            ax.set_xlabel(label, fontsize=8)
+            ax.set_xlim(0.9 * lowest, x_max)
+            ax.set_xscale("log")
+            ax.set_title(f"{MINIATURE_NAMES[m]}, {n} steps", fontsize=9)
+            ax.set_ylabel(f"alignment at {n} steps (higher is better)")
+            ax.grid(alpha=0.3)
+    fig.suptitle(
+        "Method zoo: each method at its better sampler (mean over seeds); black: the teacher's CFG sweep",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    args.frontier.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.frontier, dpi=110)
+    plt.close(fig)
+
+
+def _teacher_sweep(miniature: str, prompts: int) -> list[dict]:
+    """Every row (w, steps, alignment, FD) of the committed teacher table of ``miniature`` at
+    ``prompts`` prompts (the one ``teacher_best`` reads), or [] without one."""
+    found = _committed_teacher(miniature, prompts)
+    return json.loads(found[0].read_text()) if found else []
 
 
 def main(args: Args) -> None:

@@ -2,6 +2,7 @@
 single_jump; gradient checkpointing does not count twice), the step scaling to one budget, the
 runner's reuse of finished runs, and the table from run folders on disk."""
 
+import importlib.util
 import json
 from dataclasses import replace
 
@@ -164,15 +165,21 @@ def test_the_table_shows_mean_min_max_and_na_above_m(tmp_path):
 
 
 def test_write_docs_labels_one_seed_preliminary(tmp_path):
+    """One seed: the docs say "preliminary"; the two pictures go where the arguments say (with
+    matplotlib) and the docs show them by name."""
     runs = tmp_path / "runs"
     _finished(runs, "unet", 0, "tcd")
-    args = zoo.Args(runs=runs, table=tmp_path / "zoo.md", plot=tmp_path / "zoo-fd.png")
+    pictures = {"plot": tmp_path / "fd.png", "frontier": tmp_path / "frontier.png"}
+    args = zoo.Args(runs=runs, table=tmp_path / "zoo.md", **pictures)
     text = zoo.write_docs(args, 91_680)
     assert (
         "Preliminary: 1 seed(s)" in text
         and "## UNet miniature" in text
         and "flow" not in text.split("##")[-1]
     )
+    assert "![FD and alignment vs steps](fd.png)" in text and "(frontier.png)" in text
+    if importlib.util.find_spec("matplotlib"):
+        assert all(path.is_file() for path in pictures.values())
 
 
 def test_the_verdict_names_the_lowest_fd_and_our_rank(tmp_path):
