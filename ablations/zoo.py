@@ -583,23 +583,35 @@ PALETTE = [
 dark shades first, so that up to 18 methods get a colour each."""
 
 
-def plot(args: Args, names: list[str]) -> None:
-    """FD (top row) and alignment (bottom row) vs steps, one column per miniature with runs: per
-    method the mean over its seeds with the own sampler (solid, the seeds' min-max shaded) and the
-    TLCM sampler (dashed); the teacher's lowest-FD w per step count (black, dotted). One legend
-    below the panels. Skipped without matplotlib."""
+def _pyplot(what: str):
+    """matplotlib.pyplot on the Agg backend; None, saying that ``what`` was skipped, without
+    matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
     except ImportError:
-        print("no matplotlib: skipped the plot (pip install -e '.[plot]')")
+        print(f"no matplotlib: skipped {what} (pip install -e '.[plot]')")
+        return None
+    return plt
+
+
+def _panels(args: Args, names: list[str]) -> list[str]:
+    """The miniatures with runs of any of ``names`` on disk (one column of the pictures each)."""
+    return [m for m in ("unet", "flow") if any(collect(args.runs, m, n)[0] for n in names)]
+
+
+def plot(args: Args, names: list[str]) -> None:
+    """FD (top row) and alignment (bottom row) vs steps, one column per miniature with runs: per
+    method the mean over its seeds with the own sampler (solid, the seeds' min-max shaded) and the
+    TLCM sampler (dashed); the teacher's lowest-FD w per step count (black, dotted). One legend
+    below the panels. Skipped without matplotlib."""
+    plt, panels = _pyplot("the plot"), _panels(args, names)
+    if plt is None or not panels:
         return
-    panels = [m for m in ("unet", "flow") if any(collect(args.runs, m, n)[0] for n in names)]
-    if not panels:
-        return
+    from matplotlib.lines import Line2D
+
     fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 7.4), squeeze=False, sharex=True)
     handles, seeds = [], set()
     for col, m in enumerate(panels):
@@ -668,16 +680,8 @@ def frontier(args: Args, names: list[str]) -> None:
     verdict reads it), the seeds' FD min-max as a bar, labelled; the teacher's CFG sweep at that
     step count (black squares, labelled by w: the trade-off a student is judged against). Up and to
     the left is better. Skipped without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("no matplotlib: skipped the frontier plot (pip install -e '.[plot]')")
-        return
-    panels = [m for m in ("unet", "flow") if any(collect(args.runs, m, n)[0] for n in names)]
-    if not panels:
+    plt, panels = _pyplot("the frontier plot"), _panels(args, names)
+    if plt is None or not panels:
         return
     rows = len(FRONTIER_STEPS)
     fig, axes = plt.subplots(rows, len(panels), figsize=(6 * len(panels), 4.6 * rows), squeeze=False)
