@@ -5,8 +5,8 @@ split over the processes (no accumulation) and leaves each case's checkpoints in
 
 With "fsdp": the FSDP2 cases (FSDP_CASES) with --recipes.runtime.fsdp and gradient checkpointing
 (the mode users shard in), and each also interrupted after its first step and resumed, into
-OUT/<case>-resumed; and one step of "dmd" in bf16 (frozen weights, autocast, FSDP2's
-mixed-precision policy) into OUT/dmd-bf16.
+OUT/<case>-resumed; one step of "dmd" in bf16 (frozen weights, autocast, FSDP2's
+mixed-precision policy) into OUT/dmd-bf16; and "dmd" with compiled blocks into OUT/dmd-compiled.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ if __name__ == "__main__":
                 case_recipe("dmd", model, out / "dmd-bf16", steps=1, batch_size=batch, fsdp=True)
             )
             train(replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True)))
+            # compiled blocks inside FSDP2's units (their hooks stay eager around the compiled forward)
+            recipe = case_recipe("dmd", model, out / "dmd-compiled", steps=steps, batch_size=batch, fsdp=True)
+            runtime = replace(recipe.runtime, fsdp=True, gradient_checkpointing=True, compile=True)
+            train(replace(recipe, runtime=runtime))
     finally:
         close_distributed()
     # FSDP2 on gloo: about 8% of runs abort at interpreter exit AFTER the process group was

@@ -141,6 +141,11 @@ class RuntimeConfig:
     it ran with): about a third more compute for a fraction of the activation memory (SDXL at 1024
     px: <= 1 GiB per sample instead of >= 7.6 for MLCD, docs/design.md). On: kept by the memory plan;
     off: the memory plan decides (without a plan: off)."""
+    compile: bool = False
+    """``torch.compile`` the denoising network's repeated blocks (regional compilation: SDXL's
+    transformer blocks, SD3's / FLUX's blocks; ``Student.compile``). The first steps pay the
+    compilation (each adapter selection, grad mode and shape once); gradients equal the eager ones
+    to rounding (tests/test_loss_contract.py). On the CPU it only costs: for GPUs."""
     fsdp: bool = False
     """Under torchrun, shard the denoising network (frozen base and adapters; a full fine-tune's copy
     and the teacher) over the processes with FSDP2 (``fully_shard``), for bases that do not fit one

@@ -12,9 +12,10 @@ Fields that do not alter what is trained may change freely (``UNCHECKED``): wher
 and logs (out_dir, log_every, trackers, checkpoint_every, sample_grid, eval_samples_per_digit,
 export_formats, inference_steps), how failures are handled (on_nonfinite, max_consecutive_skips,
 max_skipped_fraction, max_weight_abs: e.g. the advised "on-nonfinite skip" rerun after a NaN stop),
-where it runs (device), memory-only switches (gradient_checkpointing: same values, recomputed), the
-embedding cache's folder, the flags themselves (resume, resume_changed), fields read only when a run
-starts at step 0 (student.init_from, init_from_unfinished) and the model's path (the fingerprint is
+where it runs (device), memory and speed switches (gradient_checkpointing: same values, recomputed;
+compile: the same maths to rounding), the embedding cache's folder, the flags themselves (resume,
+resume_changed), fields read only when a run starts at step 0 (student.init_from,
+init_from_unfinished) and the model's path (the fingerprint is
 compared instead: a moved folder resumes, another model of the same architecture does not).
 
 Checkpoints written before run records existed are resumed as before, with one line saying that
@@ -39,6 +40,7 @@ UNCHECKED = (
     "runtime.out_dir",
     "runtime.device",
     "runtime.gradient_checkpointing",
+    "runtime.compile",
     "runtime.resume",
     "runtime.resume_changed",
     "runtime.log_every",

@@ -25,6 +25,8 @@ from tlcm.models.adapters import TEACHER, AdapterSwitch
 from tlcm.models.base import BaseModel
 
 STUDENT_ADAPTER = "student"
+RECOMPILE_LIMIT = 64
+"""dynamo's recompile limit under ``Student.compile`` (graphs per compiled block class)."""
 
 
 def fp32_copy(base: BaseModel) -> torch.nn.Module:
@@ -234,6 +236,26 @@ class Student:
         """Recompute the network's block activations in backward (``enabled``), each block under
         the adapter selection of its forward (``AdapterSwitch``); the only way to switch it."""
         self.adapters.set_gradient_checkpointing(enabled)
+
+    def compile(self) -> None:
+        """``torch.compile`` each repeated block's ``forward`` (regional compilation: the family's
+        ``compile_modules``) of the student's network and, for a full fine-tune, the teacher's.
+
+        One compiled code per block class serves every block of it; the adapter selection, grad
+        mode and shapes are guards, so each combination compiles once (tiny UNet: 4 graphs for MLCD,
+        7 for DMD). Only ``forward`` is compiled: module hooks (FSDP2's, the teacher-feature
+        discriminator's taps) and gradient checkpointing's wrapper stay eager around it. Compile once
+        every adapter is in place: a deep copy of a compiled block would still call the original.
+        dynamo's recompile limit is raised to ``RECOMPILE_LIMIT`` (SDXL's two transformer widths x 3
+        adapter selections x grad modes exceed torch's default 8; past the limit a block runs eager).
+        """
+        import torch._dynamo
+
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+        for net in dict.fromkeys([self.net, self.base.net]):
+            for block in self.base.family.compile_modules(net):
+                block.forward = torch.compile(block.forward)
 
     def denoiser(self):
         """Student denoiser ``(x, t, cond) -> model output`` (gradients flow to the adapters)."""

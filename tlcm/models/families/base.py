@@ -164,6 +164,13 @@ class Family(ABC):
         """The network's repeated blocks, each one FSDP2 unit (``--recipes.runtime.fsdp``)."""
         return [*net.down_blocks, net.mid_block, *net.up_blocks]
 
+    def compile_modules(self, net: torch.nn.Module) -> list[torch.nn.Module]:
+        """The blocks ``--recipes.runtime.compile`` compiles one by one (regional compilation): the
+        classes diffusers' ``_repeated_blocks`` names (a UNet's ``BasicTransformerBlock``s; not its
+        ResNet blocks, whose every level has other shapes: one graph each)."""
+        names = set(getattr(net, "_repeated_blocks", ()))
+        return [m for m in net.modules() if type(m).__name__ in names]
+
     def latent_shape(self, pipe: DiffusionPipeline, resolution: int | None = None) -> tuple[int, int, int]:
         """(C, h, w) of one latent at ``resolution`` pixels (square; None: the pipeline's default,
         the network's ``sample_size`` latents)."""

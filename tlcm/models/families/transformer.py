@@ -39,6 +39,10 @@ class TransformerFamily(Family):
     def shard_modules(self, net):
         return [*net.transformer_blocks, *getattr(net, "single_transformer_blocks", [])]
 
+    def compile_modules(self, net):
+        """The transformer blocks (diffusers gives SD3 no ``_repeated_blocks``; FLUX's are these)."""
+        return self.shard_modules(net)
+
     def latent_multiple(self, net_config):
         """The patch size: each token covers p x p latent pixels."""
         return int(net_config.get("patch_size", 1))
