@@ -1,16 +1,19 @@
-"""The GPU benchmark: full-size random-weight SDXL and SD1.5 built in code, each phase of
-``recipes:tlcm-full-sdxl`` timed through the real ``Trainer.train_step`` (s/step, samples/s, peak GiB,
-achieved TFLOP/s, projected hours for the paper's iterations), the miniature ``recipes:tlcm-full``
-in bf16 and fp32 with its toy scores, and the exported student in a plain diffusers pipeline
-(4 steps, LoRA fused / unfused) against the teacher's 25 CFG steps.
+"""The GPU benchmark: full-size random-weight SDXL, SD1.5, SD3.5-Large and FLUX.1-dev built in code,
+each phase of their presets (``recipes:tlcm-full-sdxl``, ``-sd3``, ``-flux``) timed through the real
+``Trainer.train_step`` (s/step, s/sample, peak GiB, achieved TFLOP/s, projected hours for the paper's
+iterations), options on SDXL (teacher-feature GAN, Diffusion-DPO, DMD with gradient checkpointing on
+vs off, the memory plan's choices), the exported SDXL and FLUX students in plain diffusers pipelines
+(4 steps, LoRA fused / unfused) against their teachers' 25 steps, and the miniature
+``recipes:tlcm-full`` in bf16 and fp32 with its toy scores.
 
-Sections (``--sections``, run in this order): build, sdxl, inference, sd15, miniature. Results go to
-OUT/gpu.json and OUT/gpu.md after every phase (a timeout keeps what was done); no new section or
-phase starts once ``--time-limit`` seconds have passed. ``--tiny`` (implied by ``--device cpu``)
-uses the tiny pipelines of tlcm/toy/tiny.py, 1 timed step per phase and batch 2: the CPU
-mode tests/test_gpu_benchmark.py runs. From the repository root:
+Sections (``--sections``, run in the order of ``SECTIONS``, the most wanted first: a time limit
+drops the last): build, sdxl, speed, inference, flux, options, sd3, flux-inference, miniature, sd15. Results
+go to OUT/gpu.json and OUT/gpu.md after every phase (a timeout keeps what was done); no new section
+or phase starts once ``--time-limit`` seconds have passed. ``--tiny`` (implied by ``--device cpu``)
+uses the tiny pipelines of tlcm/toy/tiny.py, 1 timed step per phase and batch 2: the CPU mode
+tests/test_gpu_benchmark.py runs. From the repository root:
 
-    python -m benchmarks.gpu --out "$OUT" --time-limit 420      # on a GPU (benchmarks/gpu_check.sh)
+    python -m benchmarks.gpu --out "$OUT" --time-limit 330      # on a GPU (benchmarks/gpu_check.sh)
     .venv/bin/python -m benchmarks.gpu --device cpu              # tiny CPU mode
 """
 
@@ -19,93 +22,169 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from benchmarks.common import RESULTS, console, show_table
-from benchmarks.gpu_models import EXPECTED_UNET_PARAMS, build_folder, pickscore_folder
+from benchmarks.gpu_models import (
+    BUILT,
+    EXPECTED_NET_PARAMS,
+    SAVE_DTYPE,
+    build_folder,
+    folder_bytes,
+    pickscore_folder,
+)
+from benchmarks.gpu_options import run_options
 from benchmarks.gpu_report import Report, tables
-from benchmarks.gpu_runs import free, miniature_run, phase_recipe, time_inference, time_phases
+from benchmarks.gpu_runs import (
+    MICRO_BATCH,
+    TINY_FLOW,
+    free,
+    miniature_run,
+    phase_recipe,
+    sync,
+    time_inference,
+    time_phases,
+)
+from benchmarks.gpu_speed import run_speed
+from recipes.tlcm import tlcm_full_flux, tlcm_full_sd3, tlcm_full_sdxl
 
-SECTIONS = ("build", "sdxl", "inference", "sd15", "miniature")
+SECTIONS = ("build", "sdxl", "speed", "inference", "flux", "options", "sd3", "flux-inference", "miniature")
+SECTIONS += ("sd15",)
 """In the order they run: the most wanted first, since a time limit drops the last."""
+NEEDS = {"sdxl": "sdxl", "inference": "sdxl", "speed": "sdxl", "options": "sdxl", "flux": "flux"}
+NEEDS |= {"flux-inference": "flux"}
+NEEDS |= {"sd3": "sd3", "sd15": "sd15"}
+"""The model folder each section runs on; "build" makes those of the selected sections."""
+PRESETS = {"sdxl": tlcm_full_sdxl, "sd15": tlcm_full_sdxl, "sd3": tlcm_full_sd3, "flux": tlcm_full_flux}
+"""The recipe each training section times (SD1.5 runs the SDXL preset's phases)."""
+LARGE = ("sd3", "flux")
+LARGE_TIMED_STEPS = 1
+"""SD3 / FLUX: one timed step per phase, of one micro-batch (their steps take seconds each)."""
 
 
-def run_section(name: str, report: Report, args, device: str, work: Path) -> None:
-    sec = report.section(name)
-    tiny, size = args.tiny, "tiny" if args.tiny else None
-    folders = {k: work / f"{k}{'-tiny' if tiny else ''}" for k in ("sdxl", "sd15")}
+class Bench:
+    """One run: its arguments, report and work folder; model folders built on demand (``ensure``)."""
 
-    def ensure(kind: str) -> Path:
-        if not (folders[kind] / "model_index.json").is_file():
+    def __init__(self, args: argparse.Namespace, report: Report) -> None:
+        self.args, self.report, self.device, self.work = args, report, args.device, args.work_dir
+        self.suffix = "-tiny" if args.tiny else ""
+
+    def ensure(self, kind: str) -> Path:
+        """The ``kind`` model folder, built (and its parameter counts, size and seconds recorded in
+        the report's "models") unless the work folder holds it complete."""
+        folder = self.work / f"{kind}{self.suffix}"
+        if not (folder / BUILT).is_file():
             start = time.perf_counter()
-            counts = build_folder(kind, folders[kind], device, tiny)
-            sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
-            sync()
-            models = (
-                report.section("build").setdefault("models", {}) if "build" in report.data["sections"] else {}
+            counts = build_folder(
+                kind, folder, self.device, self.args.tiny, self.work / f"t5-xxl{self.suffix}"
             )
-            models[kind] = {**counts, "build_s": time.perf_counter() - start}
-            if not tiny:
-                models[kind]["expected_unet"] = EXPECTED_UNET_PARAMS[kind] / 1e6
-        return folders[kind]
+            sync(self.device)
+            row = {**counts, "build_s": time.perf_counter() - start, "dtype": str(SAVE_DTYPE[kind])[6:]}
+            if not self.args.tiny:
+                row["expected_net"] = EXPECTED_NET_PARAMS[kind] / 1e6
+            self.report.data.setdefault("models", {})[kind] = row
+            self.report.update()
+        return folder
 
-    if name == "build":
-        sec["models"] = {}
-        for kind in ("sdxl", "sd15"):
-            ensure(kind)
-    elif name in ("sdxl", "sd15"):
+    def run(self, name: str) -> None:
+        sec = self.report.section(name)
+        if name == "build":
+            for kind in dict.fromkeys(NEEDS[s] for s in self.args.sections if s in NEEDS):
+                self.ensure(kind)
+        elif name in PRESETS:
+            self.train(sec, name)
+        elif name in ("inference", "flux-inference"):
+            self.inference(sec, NEEDS[name])
+        elif name == "options":
+            clip = pickscore_folder(self.work / "pickscore")
+            args = (self.ensure("sdxl"), clip, self.work, self.device, self.args.tiny)
+            run_options(sec, *args, self.report.allow, self.report.update)
+        elif name == "miniature":
+            self.miniature(sec)
+        elif name == "speed":
+            clip, args = pickscore_folder(self.work / "pickscore"), self.args
+            model = self.ensure("sdxl")
+            run_speed(
+                sec,
+                model,
+                clip,
+                self.work,
+                self.device,
+                args.tiny,
+                args.steps,
+                self.report.allow,
+                self.report.update,
+            )
+
+    def train(self, sec: dict, kind: str) -> None:
+        """Every phase of the ``kind`` preset (``time_phases``); SD3 / FLUX with one micro-batch per
+        step and the text embeddings cached on disk; the SDXL / FLUX student exported."""
         sec["phases"] = []
 
         def add(row: dict) -> None:
             sec["phases"].append(row)
             done = [r for r in sec["phases"] if r.get("status") == "done"]
             sec["projected_hours_total"] = sum(r["projected_hours"] for r in done) if done else None
-            report.update()
+            self.report.update()
 
+        large, preset = kind in LARGE, PRESETS[kind]()
+        steps = LARGE_TIMED_STEPS if large else self.args.steps
+        micro = MICRO_BATCH["tiny" if self.args.tiny else kind]
+        clip, out = pickscore_folder(self.work / "pickscore"), self.work / f"run-{kind}"
         recipe = phase_recipe(
-            ensure(name),
-            pickscore_folder(work / "pickscore"),
-            work / f"run-{name}",
-            device,
-            size or name,
-            args.steps,
+            preset, self.ensure(kind), clip, out, self.device, steps, micro, self.args.tiny, large
         )
-        trainer = time_phases(recipe, device, args.steps, report.allow, add)
-        if name == "sdxl":
+        cache = self.work / f"embeddings-{kind}"
+        if large:
+            recipe = replace(recipe, data=replace(recipe.data, embedding_cache=cache))
+        trainer = time_phases(recipe, preset, self.device, steps, self.report.allow, add)
+        if large:
+            sec |= {"fsdp_requested": recipe.runtime.fsdp, "sharded": trainer.sharded}
+            files = list(cache.glob("chunk-*.safetensors"))
+            sec["embedding_cache"] = {"bytes": folder_bytes(cache), "chunk_files": len(files)}
+        if kind in ("sdxl", "flux"):
             from tlcm.export import export_student
 
-            export_student(trainer.student, work / "sdxl-student")
+            export_student(trainer.student, self.work / f"{kind}-student")
         del trainer
-        free(device)
-    elif name == "miniature":
+        free(self.device)
+
+    def inference(self, sec: dict, kind: str) -> None:
+        """``time_inference`` of the ``kind`` student (an untrained LoRA when its training section
+        did not run in this work folder)."""
+        model, student = self.ensure(kind), self.work / f"{kind}-student"
+        if not (student / "pytorch_lora_weights.safetensors").is_file():
+            _untrained_student(model, student, self.device, PRESETS[kind]())
+            sec["student"] = f"untrained LoRA (the {kind} section did not run)"
+        size = {}
+        if self.args.tiny and kind in LARGE:
+            side = TINY_FLOW["resolution"]
+            size = {"height": side, "width": side, "max_sequence_length": TINY_FLOW["max_sequence_length"]}
+        sec["rows"] = time_inference(kind, model, student, self.device, self.args.repeats, **size)
+
+    def miniature(self, sec: dict) -> None:
         sec["runs"] = []
         for precision in ("bf16", "no"):
-            if sec["runs"] and not report.allow():
+            if sec["runs"] and not self.report.allow():
                 sec["runs"].append({"precision": precision, "status": "skipped (time limit)", "scores": []})
                 break
+            work, args = self.work / f"mini-{precision}", self.args
             sec["runs"].append(
-                miniature_run(
-                    device, precision, work / f"mini-{precision}", args.mini_fraction, args.mini_samples, tiny
-                )
+                miniature_run(self.device, precision, work, args.mini_fraction, args.mini_samples, args.tiny)
             )
-            report.update()
-    elif name == "inference":
-        student = work / "sdxl-student"
-        if not (student / "pytorch_lora_weights.safetensors").is_file():
-            _untrained_student(ensure("sdxl"), student, device)
-            sec["student"] = "untrained LoRA (the sdxl section did not run)"
-        sec["rows"] = time_inference(ensure("sdxl"), student, device, args.repeats)
+            self.report.update()
 
 
-def _untrained_student(model: Path, out: Path, device: str) -> None:
-    from recipes.tlcm import tlcm_full_sdxl
+def _untrained_student(model: Path, out: Path, device: str, preset) -> None:
     from tlcm.export import export_student
     from tlcm.models.base import BaseModel
     from tlcm.models.student import Student
 
-    export_student(Student(BaseModel.load(model, device=device), tlcm_full_sdxl().student), out)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    export_student(Student(BaseModel.load(model, device=device, dtype=dtype), preset.student), out)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -124,7 +203,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tiny", action="store_true", help="tiny pipelines, batch 2, 1 timed step per phase")
     parser.add_argument(
-        "--steps", type=int, default=None, help="timed steps per phase after the warm-up (default 2; tiny 1)"
+        "--steps",
+        type=int,
+        default=None,
+        help="timed steps per SDXL / SD1.5 phase after the warm-up (default 2; tiny 1; SD3 / FLUX: 1)",
     )
     parser.add_argument(
         "--repeats", type=int, default=None, help="timed inference calls after a warm-up (default 3; tiny 1)"
@@ -162,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.work_dir = args.work_dir or Path(tmp)
         report = Report(args, args.device)
         report.update()
+        bench = Bench(args, report)
         for name in args.sections:
             sec = report.section(name)
             if not report.allow():
@@ -172,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
             sec["status"], start = "running", time.perf_counter()
             report.update()
             try:
-                run_section(name, report, args, args.device, args.work_dir)
+                bench.run(name)
                 sec["status"] = "done"
             except Exception as err:  # noqa: BLE001 - record it, go on with the next section
                 sec["status"] = f"failed: {type(err).__name__}: {str(err)[:500]}"

@@ -8,7 +8,10 @@
 # its results written under $OUT as they come (gpu.json, gpu.md, gpu.log): a stopped run keeps what
 # was done. No section or phase starts after GPU_BENCH_TIME_LIMIT seconds (default 330) and the
 # benchmark is killed at GPU_BENCH_TIMEOUT (default 470), so the whole check ends within 8 minutes.
-# Extra arguments go to the benchmark (e.g. --sections build,sdxl). CPU dry run of the same script:
+# The work dir (model folders: FLUX + its T5 ~34 GB, SD3 ~18 GB more, SDXL ~7 GB) is on /dev/shm when
+# that has over 80 GB free (RAM-backed: the machine has 128 GB; disk 64 GB), else in the default temp
+# dir; it is removed at the end. Extra arguments go to the benchmark (e.g. --sections build,sdxl; the
+# README's GPU section gives the two-call plan). CPU dry run of the same script:
 #   OUT=/tmp/gpu-check PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --device cpu
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
@@ -32,8 +35,15 @@ for name in ("torch", "diffusers", "transformers", "peft", "timm", "accelerate",
     except Exception as err:  # report, let the benchmark fail on what it needs
         print(name, "MISSING:", err)
 EOF
+if [ "$(df --output=avail -B1 /dev/shm 2>/dev/null | tail -1)" -gt 80000000000 ] 2>/dev/null; then
+  WORK=$(mktemp -d /dev/shm/tlcm-gpu-bench-XXXXXX)
+else
+  WORK=$(mktemp -d -t tlcm-gpu-bench-XXXXXX)
+fi
+trap 'rm -rf "$WORK"' EXIT
+df -h "$WORK" | tee -a "$OUT/versions.txt"
 echo "setup took $(($(date +%s) - started)) s" | tee -a "$OUT/versions.txt"
-timeout "${GPU_BENCH_TIMEOUT:-470}" "$PYTHON" -m benchmarks.gpu --out "$OUT" \
+timeout "${GPU_BENCH_TIMEOUT:-470}" "$PYTHON" -m benchmarks.gpu --out "$OUT" --work-dir "$WORK" \
   --time-limit "${GPU_BENCH_TIME_LIMIT:-330}" "$@" >"$OUT/gpu.log" 2>&1
 rc=$?
 tail -c 6000 "$OUT/gpu.log"

@@ -14,21 +14,25 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from recipes.tlcm import tlcm_full, tlcm_full_sdxl
+from recipes.tlcm import tlcm_full
 from tlcm.config import Recipe
 from tlcm.engine import Trainer
 
 GIB = 2**30
-PAPER_ITERATIONS = {"mlcd": 12_000, "lcd": 2_000, "preference": 500, "dmd_gan": 1_000}
-"""The paper's iterations per phase (the tlcm-full-sdxl preset's steps)."""
 MICRO_BATCH = {
     "sdxl": {"mlcd": 8, "lcd": 8, "preference": 2, "dmd_gan": 2},
     "sd15": {"mlcd": 16, "lcd": 16, "preference": 4, "dmd_gan": 4},
+    "sd3": {"mlcd": 2, "lcd": 2, "preference": 1, "dmd_gan": 1},
+    "flux": {"mlcd": 2, "lcd": 2, "preference": 1, "dmd_gan": 1},
     "tiny": {"mlcd": 1, "lcd": 2, "preference": 2, "dmd_gan": 2},
 }
-"""Micro-batch per phase (global batch = the preset's, the rest by gradient accumulation): SDXL's
-fitted an H200 with gradient checkpointing (../shared/GPU.md); SD1.5 at 512 px takes twice as many."""
+"""Micro-batch per phase, with gradient checkpointing. SDXL's fitted an H200 (../shared/GPU.md);
+SD1.5 at 512 px takes twice as many. SD3 / FLUX run ONE micro-batch per step (the global batch),
+chosen to fit 80 GB surely: their frozen weights alone are 27 / 34 GB in bf16, and a 1024 px
+VAE decode with gradients (preference, DMD + GAN) keeps ~12.6 GiB per image (tlcm/models/base.py)."""
 TINY_BATCH = 2
+TINY_FLOW = {"resolution": 16, "max_sequence_length": 16}
+"""Tiny mode on SD3 / FLUX: 16 px images (the presets' 1024 px would be 4096 tokens), 16 T5 tokens."""
 
 
 def sync(device: str) -> None:
@@ -46,22 +50,31 @@ def peak_gib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / GIB if device.startswith("cuda") else None
 
 
-def phase_recipe(model: Path, clip: Path, out: Path, device: str, size: str, timed_steps: int) -> Recipe:
-    """``recipes:tlcm-full-sdxl`` on ``model`` with 1 + ``timed_steps`` steps per phase, the preset's batch
-    sizes (tiny: 2) split into ``MICRO_BATCH[size]`` micro-batches, gradient checkpointing (not
-    tiny), ``clip`` as the PickScore folder; no memory plan (the micro-batches are fixed here);
-    nothing written but the student export. Tiny: batch 2, DMD with one fake-score update per step
-    (the preset: 5)."""
-    base = tlcm_full_sdxl()
+def phase_recipe(
+    base: Recipe,
+    model: Path,
+    clip: Path,
+    out: Path,
+    device: str,
+    timed_steps: int,
+    micro: dict[str, int],
+    tiny: bool,
+    whole: bool = False,
+) -> Recipe:
+    """The preset ``base`` on ``model`` with 1 + ``timed_steps`` steps per phase, each phase's global
+    batch (the preset's; tiny: 2; ``whole``: one micro-batch) split into ``micro[phase]``
+    micro-batches, gradient checkpointing (not tiny), ``clip`` as the PickScore folder, no memory
+    plan (the micro-batches are fixed here), nothing written but the student export. Tiny: DMD with
+    one fake-score update per step (the preset: 5), SD3 / FLUX at ``TINY_FLOW``."""
     phases = {}
     for name, phase in base.phases.items():
-        batch = TINY_BATCH if size == "tiny" else phase.batch_size
+        batch = micro[name] if whole else TINY_BATCH if tiny else phase.batch_size
         losses = dict(phase.losses)
-        if name == "preference":
-            losses[name] = replace(losses[name], clip_folder=str(clip))
-        if name == "dmd_gan" and size == "tiny":  # the CPU mode's cost is mostly fake-score updates
+        if "preference" in losses:
+            losses["preference"] = replace(losses["preference"], clip_folder=str(clip))
+        if "dmd" in losses and tiny:  # the CPU mode's cost is mostly fake-score updates
             losses["dmd"] = replace(losses["dmd"], fake_updates=1)
-        accum = batch // MICRO_BATCH[size][name]
+        accum = batch // micro[name]
         phases[name] = replace(
             phase, steps=1 + timed_steps, batch_size=batch, grad_accum=accum, losses=losses
         )
@@ -69,23 +82,72 @@ def phase_recipe(model: Path, clip: Path, out: Path, device: str, size: str, tim
         base.runtime,
         out_dir=out,
         device=device,
-        gradient_checkpointing=size != "tiny",
+        gradient_checkpointing=not tiny,
         memory_plan=False,
         sample_grid=False,
         checkpoint_every=0,
         resume=False,
         eval_samples_per_digit=0,
     )
-    return replace(base, model=replace(base.model, path=model), phases=phases, runtime=runtime)
+    flow = TINY_FLOW if tiny and base.model.resolution else {}
+    return replace(base, model=replace(base.model, path=model, **flow), phases=phases, runtime=runtime)
+
+
+def time_phase(trainer: Trainer, name: str, phase, paper, device: str, step: int, timed_steps: int) -> dict:
+    """``Trainer.build_phase`` (what training does at a phase start), one warm-up step at global step
+    ``step`` under FlopCounterMode (its FLOPs and logged terms; not timed), then ``timed_steps``
+    timed ``Trainer.train_step`` calls (the last one's terms kept too). ``paper``: the preset's phase
+    (its batch and steps, the paper's iterations, give ``projected_hours``)."""
+    row = {"phase": name, "batch": phase.batch_size, "micro_batch": phase.batch_size // phase.grad_accum}
+    start = time.perf_counter()
+    built = trainer.build_phase(name, phase, step)
+    sync(device)
+    row |= {"grad_accum": phase.grad_accum, "build_s": time.perf_counter() - start}
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    counter = FlopCounterMode(display=False)
+    start = time.perf_counter()
+    with counter:
+        terms, _ = trainer.train_step(built, step)
+    sync(device)
+    row["warmup_flop_count_s"] = time.perf_counter() - start
+    row["terms"] = dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
+    times, finite = [], 0
+    for i in range(timed_steps):
+        start = time.perf_counter()
+        terms, ok = trainer.train_step(built, step + 1 + i)
+        sync(device)
+        times.append(time.perf_counter() - start)
+        finite += bool(ok)
+    row["last_terms"] = dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
+    s, flops = statistics.mean(times), counter.get_total_flops()
+    row |= {"status": "done", "timed_steps": timed_steps, "finite_steps": finite, "s_per_step": s}
+    row |= {
+        "step_times_s": times,
+        "s_per_sample": s / phase.batch_size,
+        "samples_per_s": phase.batch_size / s,
+    }
+    row |= {
+        "peak_gib": peak_gib(device),
+        "tflop_per_step": flops / 1e12,
+        "achieved_tflop_per_s": flops / s / 1e12,
+    }
+    row |= {"preset_batch": paper.batch_size, "paper_iterations": paper.steps}
+    row["projected_hours"] = row["s_per_sample"] * paper.batch_size * paper.steps / 3600
+    return row
 
 
 def time_phases(
-    recipe: Recipe, device: str, timed_steps: int, allow: Callable[[], bool], report: Callable[[dict], None]
+    recipe: Recipe,
+    preset: Recipe,
+    device: str,
+    timed_steps: int,
+    allow: Callable[[], bool],
+    report: Callable[[dict], None],
 ) -> Trainer:
-    """Per phase: ``Trainer.build_phase`` (what training does at a phase start), one warm-up step
-    under FlopCounterMode (its FLOPs, not timed), then ``timed_steps`` timed ``Trainer.train_step``
-    calls; ``report(row)`` after each phase (a phase ``allow()`` refuses is reported skipped; one
-    that raises is reported with its error). Returns the Trainer."""
+    """``Trainer(recipe)`` (its load time), then ``time_phase`` for each phase (``preset``: the
+    recipe it was made from); ``report(row)`` after each (a phase ``allow()`` refuses is reported
+    skipped; one that raises is reported with its error). Returns the Trainer."""
     t0 = time.perf_counter()
     trainer = Trainer(recipe)
     sync(device)
@@ -95,45 +157,20 @@ def time_phases(
     report({"phase": "(load)", **loaded})
     global_step = 0
     for name, phase in recipe.phases.items():
-        row = {"phase": name, "batch": phase.batch_size, "micro_batch": phase.batch_size // phase.grad_accum}
-        row["grad_accum"] = phase.grad_accum
         if not allow():
-            report({**row, "status": "skipped (time limit)"})
+            report({"phase": name, "batch": phase.batch_size, "status": "skipped (time limit)"})
             continue
         try:
-            built = trainer.build_phase(name, phase, global_step)
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-            counter = FlopCounterMode(display=False)
-            start = time.perf_counter()
-            with counter:
-                trainer.train_step(built, global_step)
-            sync(device)
-            row["warmup_flop_count_s"] = time.perf_counter() - start
-            global_step += 1
-            times, finite = [], 0
-            for _ in range(timed_steps):
-                start = time.perf_counter()
-                _, ok = trainer.train_step(built, global_step)
-                sync(device)
-                times.append(time.perf_counter() - start)
-                finite, global_step = finite + bool(ok), global_step + 1
-            s = statistics.mean(times)
-            flops = counter.get_total_flops()
-            row |= {"status": "done", "timed_steps": timed_steps, "finite_steps": finite, "s_per_step": s}
-            row |= {
-                "step_times_s": times,
-                "samples_per_s": phase.batch_size / s,
-                "peak_gib": peak_gib(device),
-            }
-            row |= {"tflop_per_step": flops / 1e12, "achieved_tflop_per_s": flops / s / 1e12}
-            iters = PAPER_ITERATIONS[name]
-            row |= {"paper_iterations": iters, "projected_hours": s * iters / 3600}
+            row = time_phase(trainer, name, phase, preset.phases[name], device, global_step, timed_steps)
+            global_step += 1 + timed_steps
         except Exception as err:  # noqa: BLE001 - an OOM in one phase must not lose the others
-            row |= {"status": f"failed: {type(err).__name__}: {str(err)[:300]}"}
+            row = {
+                "phase": name,
+                "batch": phase.batch_size,
+                "status": f"failed: {type(err).__name__}: {str(err)[:300]}",
+            }
             row["traceback"] = traceback.format_exc()[-3000:]
         finally:
-            built = counter = None
             free(device)
         report(row)
     return trainer
@@ -199,45 +236,48 @@ def _time_call(pipe, device: str, repeats: int, **kwargs) -> dict:
     return {"warmup_s": warm, "s_per_image": statistics.median(times), "times_s": times}
 
 
-def time_inference(sdxl: Path, student: Path, device: str, repeats: int) -> list[dict]:
-    """Batch 1 at the pipeline's default size (1024 px full, 32 px tiny), latents out: the student's
-    LoRA in a plain StableDiffusionXLPipeline (fp16 on CUDA) with TLCMScheduler, 4 steps, guidance
-    0, unfused and fused; the teacher (no LoRA, its own scheduler) at 25 steps with CFG 8."""
-    from diffusers import StableDiffusionXLPipeline
+PIPELINES = {
+    "sdxl": ("StableDiffusionXLPipeline", torch.float16, 0.0, 8.0, True),
+    "flux": ("FluxPipeline", torch.bfloat16, 3.5, 3.5, False),
+}
+"""Per model: the diffusers pipeline, its dtype on CUDA, the student's guidance_scale (SDXL: none;
+FLUX.1-dev: its guidance input, what the student is trained with) and the teacher's (SDXL: CFG 8,
+two UNet passes per step; FLUX.1-dev: the guidance embedding, one pass), whether the teacher uses CFG."""
 
-    from tlcm.diffusion.scheduler import TLCMScheduler
 
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl, torch_dtype=dtype, local_files_only=True).to(
-        device
+def time_inference(kind: str, model: Path, student: Path, device: str, repeats: int, **size) -> list[dict]:
+    """Batch 1 at the pipeline's default size (1024 px full; tiny: ``size``), latents out: the
+    student's LoRA in a plain diffusers pipeline (``PIPELINES[kind]``; fp32 on the CPU) with its
+    exported TLCM scheduler, 4 steps, unfused and fused; the teacher (no LoRA, its own scheduler) at
+    25 steps."""
+    import diffusers
+
+    import tlcm.diffusion.scheduler
+    from tlcm.models.families import FAMILIES
+
+    name, dtype, student_scale, teacher_scale, cfg = PIPELINES[kind]
+    dtype = dtype if device.startswith("cuda") else torch.float32
+    pipe = (
+        getattr(diffusers, name).from_pretrained(model, torch_dtype=dtype, local_files_only=True).to(device)
     )
     pipe.set_progress_bar_config(disable=True)
     teacher_scheduler = pipe.scheduler
     pipe.load_lora_weights(student)
-    pipe.scheduler = TLCMScheduler.from_pretrained(student / "scheduler")
-    student_args = {"num_inference_steps": 4, "guidance_scale": 0.0}
-    rows = [
-        {
-            "model": "student, LoRA unfused",
-            "steps": 4,
-            "cfg": False,
-            **_time_call(pipe, device, repeats, **student_args),
-        }
-    ]
-    pipe.fuse_lora()
-    rows.append(
-        {
-            "model": "student, LoRA fused",
-            "steps": 4,
-            "cfg": False,
-            **_time_call(pipe, device, repeats, **student_args),
-        }
-    )
+    scheduler = getattr(tlcm.diffusion.scheduler, FAMILIES[name].scheduler)
+    pipe.scheduler = scheduler.from_pretrained(student / "scheduler")
+    rows = []
+    for fused in (False, True):
+        if fused:
+            pipe.fuse_lora()
+        timed = _time_call(pipe, device, repeats, num_inference_steps=4, guidance_scale=student_scale, **size)
+        rows.append(
+            {"model": f"student, LoRA {'fused' if fused else 'unfused'}", "steps": 4, "cfg": False, **timed}
+        )
     pipe.unfuse_lora()
     pipe.unload_lora_weights()
     pipe.scheduler = teacher_scheduler
-    teacher = _time_call(pipe, device, repeats, num_inference_steps=25, guidance_scale=8.0)
-    rows.append({"model": "teacher", "steps": 25, "cfg": True, **teacher})
+    teacher = _time_call(pipe, device, repeats, num_inference_steps=25, guidance_scale=teacher_scale, **size)
+    rows.append({"model": "teacher", "steps": 25, "cfg": cfg, **teacher})
     for row in rows:
         row["speedup_vs_teacher"] = teacher["s_per_image"] / row["s_per_image"]
     del pipe

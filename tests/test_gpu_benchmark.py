@@ -9,12 +9,25 @@ import pytest
 
 from benchmarks import gpu  # the repository root is on sys.path: pyproject.toml, pytest pythonpath
 
+PHASES = ["mlcd", "lcd", "preference", "dmd_gan"]
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-bench")
     data = gpu.main(["--device", "cpu", "--out", str(out), "--work-dir", str(out / "work")])
     return out, data
+
+
+def check_phase(r: dict) -> None:
+    """A timed phase row: its timings, FLOPs, logged terms and projection."""
+    assert r["status"] == "done" and r["finite_steps"] == r["timed_steps"] == 1
+    assert r["s_per_step"] > 0 and r["tflop_per_step"] > 0 and r["achieved_tflop_per_s"] > 0
+    assert r["s_per_sample"] == pytest.approx(r["s_per_step"] / r["batch"])
+    assert r["samples_per_s"] == pytest.approx(r["batch"] / r["s_per_step"])
+    paper = r["s_per_sample"] * r["preset_batch"] * r["paper_iterations"] / 3600
+    assert r["projected_hours"] == pytest.approx(paper)
+    assert "grad_norm" in r["terms"] and set(r["terms"]) == set(r["last_terms"])
 
 
 def test_every_section_produces_its_fields(tiny_run):
@@ -24,32 +37,73 @@ def test_every_section_produces_its_fields(tiny_run):
     assert all(s["status"] == "done" for s in sections.values()), {
         k: s["status"] for k, s in sections.items()
     }
-    for kind in ("sdxl", "sd15"):
-        assert sections["build"]["models"][kind]["unet"] > 0
+    models = data["models"]
+    assert set(models) == {"sdxl", "sd15", "sd3", "flux"}
+    for m in models.values():
+        assert m.get("unet", m.get("transformer", 0)) > 0 and m["saved_gb"] > 0 and m["build_s"] > 0
+    assert models["sd3"]["text_encoder_3"] == models["flux"]["text_encoder_2"] > 0  # one T5, linked
+    for kind in ("sdxl", "sd15", "sd3", "flux"):
         phases = [r for r in sections[kind]["phases"] if r["phase"] != "(load)"]
-        assert [r["phase"] for r in phases] == ["mlcd", "lcd", "preference", "dmd_gan"]
+        assert [r["phase"] for r in phases] == PHASES
         for r in phases:
-            assert r["status"] == "done" and r["finite_steps"] == r["timed_steps"] == 1
-            assert r["s_per_step"] > 0 and r["tflop_per_step"] > 0 and r["achieved_tflop_per_s"] > 0
-            assert r["samples_per_s"] == pytest.approx(r["batch"] / r["s_per_step"])
-            assert r["projected_hours"] == pytest.approx(r["s_per_step"] * r["paper_iterations"] / 3600)
-        assert phases[0]["grad_accum"] == 2  # the tiny MLCD phase runs two micro-batches
+            check_phase(r)
         total = sum(r["projected_hours"] for r in phases)
         assert sections[kind]["projected_hours_total"] == pytest.approx(total)
+    assert [r["grad_accum"] for r in sections["sdxl"]["phases"][1:]] == [2, 1, 1, 1]  # tiny MLCD: 1 x 2
+    for kind in ("sd3", "flux"):  # one micro-batch per step, embeddings cached on disk
+        sec = sections[kind]
+        assert all(r["grad_accum"] == 1 for r in sec["phases"][1:])
+        assert sec["fsdp_requested"] == (kind == "flux") and sec["sharded"] is False
+        assert sec["embedding_cache"]["chunk_files"] == 1 and sec["embedding_cache"]["bytes"] > 0
+    options = sections["options"]
+    variants = {r["phase"]: r["variant"] for r in options["phases"][1:]}
+    assert variants == {"dmd_gan": "teacher-feature GAN", "preference": "Diffusion-DPO"}
+    for r in options["phases"][1:]:
+        check_phase(r)
+    ckpt = options["checkpointing"]
+    for key in ("on", "off"):
+        check_phase(ckpt[key])
+        assert ckpt[key]["batch"] == 1 and ckpt[key]["load_s"] > 0
+    for step in (0, 1):
+        diff = ckpt[f"relative_difference_step{step}"]
+        assert set(diff) == set(ckpt["on"]["terms"]) and all(v >= 0 for v in diff.values())
+    plans = options["memory_plan"]
+    assert [r["phase"] for r in plans] == PHASES
+    for r in plans:  # on the CPU the plan measures nothing: the preset's batch in one micro-batch
+        assert r["status"] == "done" and r["micro_batch"] * r["grad_accum"] == r["batch"]
+        assert r["plan_s"] >= 0 and r["plan"] is None and r["checkpointing"] is False
+    speed = sections["speed"]  # same weights (lr 0) and draws: the variants differ only by rounding
+    for key, labels in (("sdxl_mlcd", ["eager", "eager, SDPA math"]), ("miniature_mlcd", ["eager"])):
+        rows = speed[key]
+        assert [r["variant"] for r in rows] == [*labels, "compiled blocks"]
+        assert all(r["status"] == "done" and r["s_per_step"] > 0 and r["first_step_s"] > 0 for r in rows)
+        assert rows[0]["speedup_vs_eager"] == 1.0 and rows[0]["max_term_rel_diff"] == 0.0
+        assert all(0 < r["max_term_rel_diff"] < 1e-2 for r in rows[1:]), [
+            r["max_term_rel_diff"] for r in rows
+        ]
+        assert all(r["host_syncs_per_step"] is None for r in rows)  # counted on CUDA only
     runs = sections["miniature"]["runs"]
     assert [r["precision"] for r in runs] == ["bf16", "fp32"]
     for r in runs:
         assert r["train_s"] > 0 and [s["steps"] for s in r["scores"]] == [1, 2]
         assert all(0 <= s["alignment"] <= 1 and s["fd"] >= 0 for s in r["scores"])
-    rows = {r["model"]: r for r in sections["inference"]["rows"]}
-    assert set(rows) == {"student, LoRA unfused", "student, LoRA fused", "teacher"}
-    assert all(r["s_per_image"] > 0 for r in rows.values())
-    assert rows["teacher"]["speedup_vs_teacher"] == 1.0
+    for name in ("inference", "flux-inference"):
+        rows = {r["model"]: r for r in sections[name]["rows"]}
+        assert set(rows) == {"student, LoRA unfused", "student, LoRA fused", "teacher"}
+        assert all(r["s_per_image"] > 0 for r in rows.values())
+        assert rows["teacher"]["speedup_vs_teacher"] == 1.0
+        assert rows["teacher"]["cfg"] == (name == "inference")
+        assert "student" not in sections[name]  # the trained student of the section before
     written = json.loads((out / "gpu.json").read_text())
-    assert written["data"]["sections"]["inference"]["status"] == "done"
+    assert written["data"]["sections"]["sd15"]["status"] == "done"
     assert written["meta"]["torch"] and written["meta"]["date"] and written["meta"]["command"]  # sys.argv
     md = (out / "gpu.md").read_text()
-    assert "SDXL: tlcm-full-sdxl phases" in md and "Miniature tlcm-full" in md and "x teacher" in md
+    for title in ("SDXL: tlcm-full-sdxl phases", "FLUX.1-dev: tlcm-full-flux", "SD3.5-Large: tlcm-full-sd3"):
+        assert title in md
+    for title in ("FLUX: FSDP and the embedding store", "SDXL options", "checkpointing on vs off"):
+        assert title in md
+    assert "SDXL memory plan" in md and "FLUX.1-dev inference" in md and "Miniature tlcm-full" in md
+    assert "Speed: SDXL MLCD" in md and "Speed: miniature MLCD" in md
 
 
 def test_time_limit_stops_after_the_running_section(tmp_path):
@@ -59,8 +113,9 @@ def test_time_limit_stops_after_the_running_section(tmp_path):
     )
     status = {k: s["status"] for k, s in data["sections"].items()}
     assert status == {"build": "done", "sd15": "skipped (time limit)", "inference": "skipped (time limit)"}
-    written = json.loads((tmp_path / "gpu.json").read_text())["data"]["sections"]
-    assert written["build"]["models"]["sd15"]["unet"] > 0 and written["sd15"]["status"] == status["sd15"]
+    written = json.loads((tmp_path / "gpu.json").read_text())["data"]
+    assert set(written["models"]) == {"sdxl", "sd15"}  # build made the folders of the selected sections
+    assert written["models"]["sd15"]["unet"] > 0 and written["sections"]["sd15"]["status"] == status["sd15"]
     assert "skipped (time limit)" in (tmp_path / "gpu.md").read_text()
 
 

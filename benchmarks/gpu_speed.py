@@ -1,0 +1,192 @@
+"""benchmarks/gpu.py's "speed" section (issue 20, item 3), before / after rows in one run on the
+same machine: the SDXL MLCD phase (12k of the paper's 15.5k iterations) at one micro-batch of 8 with
+gradient checkpointing, eager (PyTorch's own choice of attention kernel), eager with each SDPA
+backend forced, and with ``--recipes.runtime.compile`` (regional compilation of the UNet's
+transformer blocks); then the miniature's MLCD phase (``recipes:mlcd``, launch-bound) eager and
+compiled. Per row: s / step after the warm-up, samples / s, the speed-up over eager, peak GiB, the
+warm-up step's seconds (compilation included), the host syncs one step makes (CUDA:
+``torch.cuda.set_sync_debug_mode``), and the relative difference of the step's logged terms from
+eager's at the same global step (same draws: what compile or a kernel changes is rounding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+import traceback
+import warnings
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from benchmarks.gpu_runs import free, peak_gib, phase_recipe, sync
+from recipes.tlcm import mlcd as miniature_mlcd
+from recipes.tlcm import tlcm_full_sdxl
+from tlcm.config import Recipe
+from tlcm.engine import Trainer
+
+SDPA = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
+SDPA |= {"efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+"""The SDPA backends a row can force (``torch.nn.attention.sdpa_kernel``)."""
+SDXL_MICRO_BATCH = 8
+WARMUP_STEPS = 2
+"""Untimed steps before the timed ones: compilation happens in the first (student with gradients,
+teacher without), the second catches what only the optimizer's second step does."""
+
+
+def host_syncs(step) -> tuple[object, int | None]:
+    """Run ``step()``; on CUDA count the synchronizing calls it makes (sync debug mode "warn")."""
+    if not torch.cuda.is_available():
+        return step(), None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return result, sum("synchroniz" in str(w.message) for w in caught)
+
+
+def _terms(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    return dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
+
+
+def load(recipe: Recipe, device: str):
+    """A Trainer of ``recipe``'s one phase, built at lr 0: the weights never move, so every variant's
+    step s sees the same weights and draws, and their terms differ only by the variant's rounding.
+    Returns (trainer, built phase, seconds)."""
+    ((name, phase),) = recipe.phases.items()
+    start = time.perf_counter()
+    trainer = Trainer(recipe)
+    built = trainer.build_phase(name, replace(phase, lr=0.0), 0)
+    sync(device)
+    return trainer, built, time.perf_counter() - start
+
+
+def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel: str | None) -> dict:
+    """Under SDPA backend ``kernel`` (None: PyTorch's choice): ``WARMUP_STEPS`` untimed steps (the
+    first one's seconds kept: compilation), one step with host syncs counted, then ``timed_steps``
+    timed steps (the median; terms: the first timed step's), at global steps 0, 1, ..."""
+    row: dict = {"batch": built.phase.batch_size}
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with sdpa_kernel(SDPA[kernel]) if kernel else contextlib.nullcontext():
+        for step in range(WARMUP_STEPS):
+            start = time.perf_counter()
+            trainer.train_step(built, step)
+            sync(device)
+            row.setdefault("first_step_s", time.perf_counter() - start)
+        _, row["host_syncs_per_step"] = host_syncs(partial(trainer.train_step, built, WARMUP_STEPS))
+        times = []
+        for step in range(WARMUP_STEPS + 1, WARMUP_STEPS + 1 + timed_steps):
+            start = time.perf_counter()
+            terms, _ = trainer.train_step(built, step)
+            sync(device)
+            times.append(time.perf_counter() - start)
+            row.setdefault("terms", _terms(terms))
+    s = statistics.median(times)
+    row |= {"status": "done", "s_per_step": s, "step_times_s": times, "samples_per_s": row["batch"] / s}
+    row["peak_gib"] = peak_gib(device)
+    return row
+
+
+def _compare(rows: list[dict]) -> None:
+    """Speed-up over the first (eager) row and the largest relative difference of its terms."""
+    eager = rows[0]
+    if eager.get("status") != "done":
+        return
+    for row in rows:
+        if row.get("status") == "done":
+            row["speedup_vs_eager"] = eager["s_per_step"] / row["s_per_step"]
+            diffs = [
+                abs(v - eager["terms"][k]) / max(abs(eager["terms"][k]), 1e-30)
+                for k, v in row["terms"].items()
+                if k in eager["terms"]
+            ]
+            row["max_term_rel_diff"] = max(diffs, default=0.0)
+
+
+def _failure(err: Exception) -> dict:
+    return {
+        "status": f"failed: {type(err).__name__}: {str(err)[:300]}",
+        "traceback": traceback.format_exc()[-2000:],
+    }
+
+
+def _group(
+    recipe: Recipe, plan: list[tuple[str, str | None]], device: str, timed_steps: int, allow
+) -> list[dict]:
+    """One Trainer of ``recipe`` timed under each (label, SDPA kernel) of ``plan``; each row
+    ``allow()``-gated, each failure recorded (a backend that cannot run these shapes raises)."""
+    if not allow():
+        return [{"variant": label, "status": "skipped (time limit)"} for label, _ in plan]
+    try:
+        trainer, built, load_s = load(recipe, device)
+    except Exception as err:  # noqa: BLE001 - e.g. out of memory: record it, go on
+        free(device)
+        return [{"variant": label, **_failure(err)} for label, _ in plan]
+    rows = []
+    for i, (label, kernel) in enumerate(plan):
+        row: dict = {"variant": label, "load_s": load_s}
+        if i and not allow():
+            row["status"] = "skipped (time limit)"
+        else:
+            try:
+                row |= time_variant(trainer, built, device, timed_steps, kernel)
+            except Exception as err:  # noqa: BLE001 - record it, time the next variant
+                row |= _failure(err)
+        rows.append(row)
+    del trainer, built
+    free(device)
+    return rows
+
+
+def variants(recipe: Recipe, device: str, timed_steps: int, kernels: tuple[str, ...], allow) -> list[dict]:
+    """Rows: eager, eager with each of ``kernels`` forced (one Trainer), compiled (another)."""
+    eager = [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels]
+    rows = []
+    for compiled, plan in ((False, eager), (True, [("compiled blocks", None)])):
+        runtime = replace(recipe.runtime, compile=compiled)
+        rows += _group(replace(recipe, runtime=runtime), plan, device, timed_steps, allow)
+    _compare(rows)
+    return rows
+
+
+def sdxl_recipe(model: Path, clip: Path, work: Path, device: str, tiny: bool) -> Recipe:
+    """tlcm-full-sdxl's MLCD phase as one micro-batch of ``SDXL_MICRO_BATCH`` (tiny: 2), checkpointed."""
+    base = tlcm_full_sdxl()
+    base = replace(base, phases={"mlcd": base.phases["mlcd"]})
+    micro = {"mlcd": 2 if tiny else SDXL_MICRO_BATCH}
+    return phase_recipe(base, model, clip, work / "run-speed-sdxl", device, 0, micro, tiny, True)
+
+
+def miniature_recipe(work: Path, device: str) -> Recipe:
+    """``recipes:mlcd`` (the miniature pipeline, its batch 16) as it trains, nothing written."""
+    base = miniature_mlcd()
+    runtime = replace(
+        base.runtime,
+        out_dir=work / "run-speed-mini",
+        device=device,
+        sample_grid=False,
+        checkpoint_every=0,
+        resume=False,
+        eval_samples_per_digit=0,
+    )
+    return replace(base, runtime=runtime)
+
+
+def run_speed(
+    sec: dict, model: Path, clip: Path, work: Path, device: str, tiny: bool, steps: int, allow, update
+):
+    """The section: ``sec["sdxl_mlcd"]`` and ``sec["miniature_mlcd"]`` rows, ``update()`` after each
+    group. On the CPU only the "math" kernel is forced (the others are CUDA kernels)."""
+    kernels = ("flash", "cudnn", "efficient") if device.startswith("cuda") else ("math",)
+    sec["sdxl_mlcd"] = variants(sdxl_recipe(model, clip, work, device, tiny), device, steps, kernels, allow)
+    update()
+    sec["miniature_mlcd"] = variants(miniature_recipe(work, device), device, max(steps, 5), (), allow)
+    update()
