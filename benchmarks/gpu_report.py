@@ -190,14 +190,14 @@ SPEED = {
     "miniature_mlcd": "Speed: miniature MLCD (recipes:mlcd, batch 16)",
 }
 SPEED_COLUMNS = ["variant", "s / step", "samples / s", "x eager", "peak GiB", "first step s"]
-SPEED_COLUMNS += ["host syncs / step", "max term rel. diff."]
+SPEED_COLUMNS += ["net evals / step", "host syncs / step", "max term rel. diff."]
 
 
 def _speed(title: str, rows: list[dict]) -> list[Table]:
     cells = []
     for r in rows:
         if r.get("status") != "done":
-            cells.append([r["variant"], r.get("status", "")] + [""] * 6)
+            cells.append([r["variant"], r.get("status", "")] + [""] * 7)
             continue
         cells.append([r["variant"], _f(r["s_per_step"], "{:.3g}"), _f(r["samples_per_s"], "{:.3g}")])
         cells[-1] += [
@@ -205,7 +205,11 @@ def _speed(title: str, rows: list[dict]) -> list[Table]:
             _f(r["peak_gib"], "{:.1f}"),
             _f(r["first_step_s"], "{:.1f}"),
         ]
-        cells[-1] += [_f(r["host_syncs_per_step"], "{}"), _f(r.get("max_term_rel_diff"), "{:.1e}")]
+        cells[-1] += [
+            _f(r["denoiser_evals_per_step"], "{:.0f}"),
+            _f(r["host_syncs_per_step"], "{}"),
+            _f(r.get("max_term_rel_diff"), "{:.1e}"),
+        ]
     return [(title, SPEED_COLUMNS, cells)] if cells else []
 
 

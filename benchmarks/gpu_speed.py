@@ -1,10 +1,11 @@
 """benchmarks/gpu.py's "speed" section (issue 20, item 3), before / after rows in one run on the
 same machine: the SDXL MLCD phase (12k of the paper's 15.5k iterations) at one micro-batch of 8 with
 gradient checkpointing, eager (PyTorch's own choice of attention kernel), eager with each SDPA
-backend forced, and with ``--recipes.runtime.compile`` (regional compilation of the UNet's
-transformer blocks); then the miniature's MLCD phase (``recipes:mlcd``, launch-bound) eager and
-compiled. Per row: s / step after the warm-up, samples / s, the speed-up over eager, peak GiB, the
-warm-up step's seconds (compilation included), the host syncs one step makes (CUDA:
+backend forced, with ``--recipes.runtime.compile`` (regional compilation of the UNet's transformer
+blocks), and from a teacher trajectory cache (0 teacher calls per step); then the miniature's MLCD
+phase (``recipes:mlcd``, launch-bound) eager and compiled. Per row: s / step after the warm-up,
+samples / s, the speed-up over eager, peak GiB, the warm-up step's seconds (compilation included),
+the denoiser evaluations (samples) per step, the host syncs one step makes (CUDA:
 ``torch.cuda.set_sync_debug_mode``), and the relative difference of the step's logged terms from
 eager's at the same global step (same draws: what compile or a kernel changes is rounding).
 """
@@ -33,6 +34,8 @@ SDPA = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION
 SDPA |= {"efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 """The SDPA backends a row can force (``torch.nn.attention.sdpa_kernel``)."""
 SDXL_MICRO_BATCH = 8
+CACHE_PROMPTS = 8
+"""Prompts (one trajectory each) of the trajectory-cache row: one micro-batch's worth."""
 WARMUP_STEPS = 2
 """Untimed steps before the timed ones: compilation happens in the first (student with gradients,
 teacher without), the second catches what only the optimizer's second step does."""
@@ -82,13 +85,14 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
             sync(device)
             row.setdefault("first_step_s", time.perf_counter() - start)
         _, row["host_syncs_per_step"] = host_syncs(partial(trainer.train_step, built, WARMUP_STEPS))
-        times = []
+        times, evals = [], trainer.denoiser_evals
         for step in range(WARMUP_STEPS + 1, WARMUP_STEPS + 1 + timed_steps):
             start = time.perf_counter()
             terms, _ = trainer.train_step(built, step)
             sync(device)
             times.append(time.perf_counter() - start)
             row.setdefault("terms", _terms(terms))
+    row["denoiser_evals_per_step"] = (trainer.denoiser_evals - evals) / timed_steps  # samples through the net
     s = statistics.median(times)
     row |= {"status": "done", "s_per_step": s, "step_times_s": times, "samples_per_s": row["batch"] / s}
     row["peak_gib"] = peak_gib(device)
@@ -146,14 +150,64 @@ def _group(
     return rows
 
 
-def variants(recipe: Recipe, device: str, timed_steps: int, kernels: tuple[str, ...], allow) -> list[dict]:
-    """Rows: eager, eager with each of ``kernels`` forced (one Trainer), compiled (another)."""
+def cached(recipe: Recipe, work: Path, device: str, timed_steps: int, allow) -> list[dict]:
+    """MLCD with zero teacher calls (``states="cache"``): ``build_cache`` writes one teacher
+    trajectory for each of ``CACHE_PROMPTS`` prompts (the recipe's w, M and skip; its seconds and
+    teacher calls recorded), then a Trainer on those prompts and that cache is timed as the others
+    (its terms are of other states: not compared)."""
+    from tlcm.data.prompts import load_prompts
+    from tlcm.data.trajectories import build_cache
+    from tlcm.models.base import BaseModel
+
+    label = "eager, trajectory cache (0 teacher calls)"
+    if not allow():
+        return [{"variant": label, "status": "skipped (time limit)"}]
+    ((name, phase),) = recipe.phases.items()
+    mlcd = phase.losses["mlcd"]
+    prompts = load_prompts(recipe.data.prompts)[:CACHE_PROMPTS]
+    prompt_file, folder = work / "cache-prompts.txt", work / "trajectories"
+    work.mkdir(parents=True, exist_ok=True)
+    prompt_file.write_text("".join(f"{p}\n" for p in prompts))
+    try:
+        start = time.perf_counter()
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        m = recipe.model
+        base = BaseModel.load(
+            m.path, device, dtype, resolution=m.resolution, max_sequence_length=m.max_sequence_length
+        )
+        M, w = mlcd.num_segments(recipe.student.grid), recipe.model.guidance_scale
+        manifest = build_cache(base, prompts, folder, 1, M, mlcd.skip, w, batch_size=CACHE_PROMPTS)
+        sync(device)
+        built = {
+            "cache_build_s": time.perf_counter() - start,
+            "cache_teacher_calls": manifest["teacher_unet_calls"],
+        }
+        del base
+        free(device)
+    except Exception as err:  # noqa: BLE001 - record it
+        free(device)
+        return [{"variant": label, **_failure(err)}]
+    losses = {"mlcd": replace(mlcd, states="cache")}
+    data = replace(recipe.data, prompts=prompt_file, trajectory_cache=folder)
+    recipe = replace(recipe, data=data, phases={name: replace(phase, losses=losses)})
+    return [{**row, **built} for row in _group(recipe, [(label, None)], device, timed_steps, lambda: True)]
+
+
+def variants(
+    recipe: Recipe, device: str, timed_steps: int, kernels: tuple[str, ...], allow, cache: Path | None = None
+) -> list[dict]:
+    """Rows: eager, eager with each of ``kernels`` forced (one Trainer), compiled (another), and
+    with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``)."""
     eager = [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels]
     rows = []
     for compiled, plan in ((False, eager), (True, [("compiled blocks", None)])):
         runtime = replace(recipe.runtime, compile=compiled)
         rows += _group(replace(recipe, runtime=runtime), plan, device, timed_steps, allow)
     _compare(rows)
+    if cache is not None:
+        rows += cached(recipe, cache, device, timed_steps, allow)
+        if rows[0].get("status") == "done" and rows[-1].get("status") == "done":
+            rows[-1]["speedup_vs_eager"] = rows[0]["s_per_step"] / rows[-1]["s_per_step"]
     return rows
 
 
@@ -186,7 +240,8 @@ def run_speed(
     """The section: ``sec["sdxl_mlcd"]`` and ``sec["miniature_mlcd"]`` rows, ``update()`` after each
     group. On the CPU only the "math" kernel is forced (the others are CUDA kernels)."""
     kernels = ("flash", "cudnn", "efficient") if device.startswith("cuda") else ("math",)
-    sec["sdxl_mlcd"] = variants(sdxl_recipe(model, clip, work, device, tiny), device, steps, kernels, allow)
+    sdxl = sdxl_recipe(model, clip, work, device, tiny)
+    sec["sdxl_mlcd"] = variants(sdxl, device, steps, kernels, allow, cache=work / "speed-cache")
     update()
     sec["miniature_mlcd"] = variants(miniature_recipe(work, device), device, max(steps, 5), (), allow)
     update()

@@ -73,9 +73,14 @@ def test_every_section_produces_its_fields(tiny_run):
         assert r["status"] == "done" and r["micro_batch"] * r["grad_accum"] == r["batch"]
         assert r["plan_s"] >= 0 and r["plan"] is None and r["checkpointing"] is False
     speed = sections["speed"]  # same weights (lr 0) and draws: the variants differ only by rounding
+    cached = speed["sdxl_mlcd"].pop()  # MLCD from the trajectory cache: no teacher call
+    assert cached["variant"].startswith("eager, trajectory cache") and cached["status"] == "done"
+    assert cached["cache_teacher_calls"] > 0 and cached["s_per_step"] > 0
+    assert cached["denoiser_evals_per_step"] < speed["sdxl_mlcd"][0]["denoiser_evals_per_step"]
     for key, labels in (("sdxl_mlcd", ["eager", "eager, SDPA math"]), ("miniature_mlcd", ["eager"])):
         rows = speed[key]
         assert [r["variant"] for r in rows] == [*labels, "compiled blocks"]
+        assert len({r["denoiser_evals_per_step"] for r in rows}) == 1
         assert all(r["status"] == "done" and r["s_per_step"] > 0 and r["first_step_s"] > 0 for r in rows)
         assert rows[0]["speedup_vs_eager"] == 1.0 and rows[0]["max_term_rel_diff"] == 0.0
         assert all(0 < r["max_term_rel_diff"] < 1e-2 for r in rows[1:]), [
