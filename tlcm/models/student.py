@@ -252,7 +252,8 @@ class Student:
         import torch._dynamo
 
         config = torch._dynamo.config
-        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+        setattr(config, limit, max(getattr(config, limit), RECOMPILE_LIMIT))
         for net in dict.fromkeys([self.net, self.base.net]):
             for block in self.base.family.compile_modules(net):
                 block.forward = torch.compile(block.forward)

@@ -217,7 +217,7 @@ def tiny_sd3_pipeline(seed: int = 0, t5: bool = False) -> StableDiffusion3Pipeli
         use_quant_conv=False,
         use_post_quant_conv=False,
         shift_factor=0.0609,
-        scaling_factor=1.5035,
+        scaling_factor=1.5305,  # SD3 (medium, 3.5) VAE's
     )
     tokenizer = tiny_clip_tokenizer()
     text_encoder = CLIPTextModelWithProjection(_clip_config(tokenizer))
