@@ -163,6 +163,17 @@ def test_compiled_blocks_give_the_eager_gradients(case, tiny_sd_dir, tmp_path):
     _assert_close_updates(eager, compiled, case, tolerance)
 
 
+def test_compiled_blocks_of_a_deep_copy_run_the_copy(tiny_sd_dir, tmp_path):
+    """A full fine-tune's DMD fake score is a deep copy of the compiled network: its blocks must run
+    the copy's weights. Bound to the original blocks they ran the teacher's (fake-score gradients
+    2.6e-2 off at their first update, measured); bound to the copy: <= 1.5e-3 (the student's)."""
+    recipe = case_recipe("dmd", tiny_sd_dir, tmp_path, steps=1)
+    recipe = replace(recipe, student=replace(recipe.student, full_finetune=True))
+    eager, compiled, graphs = _compiled_and_eager(recipe, tmp_path)
+    assert graphs >= 2 and len(eager) == 3  # the student, then two fake-score updates
+    _assert_close_updates(eager, compiled, "dmd, full fine-tune", 5e-3)
+
+
 @pytest.mark.parametrize("family", ["sd3", "flux"])
 def test_compiled_transformer_blocks_give_the_eager_gradients(family, tiny_sd3_dir, tiny_flux_dir, tmp_path):
     """The same for the transformer families' blocks (SD3's joint blocks; FLUX's double and
