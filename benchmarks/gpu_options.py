@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.gpu_runs import MICRO_BATCH, free, phase_recipe, sync, time_phases
+from benchmarks.gpu_runs import MICRO_BATCH, free, phase_recipe, relative_differences, sync, time_phases
 from recipes.tlcm import MINIATURE_GAN, tlcm_full_sdxl
 from tlcm.config import Recipe
 from tlcm.engine import Trainer
@@ -39,11 +39,6 @@ def option_preset() -> Recipe:
         "preference": replace(pref, losses={"preference": dpo}),
     }
     return replace(base, phases=phases)
-
-
-def relative_differences(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    """|a - b| / max(|a|, |b|) per shared key (0 where both are 0)."""
-    return {k: abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), 1e-30) for k in a if k in b}
 
 
 def checkpointing_runs(model: Path, clip: Path, work: Path, device: str, tiny: bool) -> dict:

@@ -93,6 +93,16 @@ def phase_recipe(
     return replace(base, model=replace(base.model, path=model, **flow), phases=phases, runtime=runtime)
 
 
+def term_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``train_step``'s 0-dim terms as floats (one host transfer)."""
+    return dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
+
+
+def relative_differences(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """|a - b| / max(|a|, |b|) per shared key (0 where both are 0)."""
+    return {k: abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), 1e-30) for k in a if k in b}
+
+
 def time_phase(trainer: Trainer, name: str, phase, paper, device: str, step: int, timed_steps: int) -> dict:
     """``Trainer.build_phase`` (what training does at a phase start), one warm-up step at global step
     ``step`` under FlopCounterMode (its FLOPs and logged terms; not timed), then ``timed_steps``
@@ -111,7 +121,7 @@ def time_phase(trainer: Trainer, name: str, phase, paper, device: str, step: int
         terms, _ = trainer.train_step(built, step)
     sync(device)
     row["warmup_flop_count_s"] = time.perf_counter() - start
-    row["terms"] = dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
+    row["terms"] = term_values(terms)
     times, finite = [], 0
     for i in range(timed_steps):
         start = time.perf_counter()
@@ -119,7 +129,7 @@ def time_phase(trainer: Trainer, name: str, phase, paper, device: str, step: int
         sync(device)
         times.append(time.perf_counter() - start)
         finite += bool(ok)
-    row["last_terms"] = dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
+    row["last_terms"] = term_values(terms)
     s, flops = statistics.mean(times), counter.get_total_flops()
     row |= {"status": "done", "timed_steps": timed_steps, "finite_steps": finite, "s_per_step": s}
     row |= {

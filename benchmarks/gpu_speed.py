@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from benchmarks.gpu_runs import free, peak_gib, phase_recipe, sync
+from benchmarks.gpu_runs import free, peak_gib, phase_recipe, relative_differences, sync, term_values
 from recipes.tlcm import mlcd as miniature_mlcd
 from recipes.tlcm import tlcm_full_sdxl
 from tlcm.config import Recipe
@@ -53,10 +53,6 @@ def host_syncs(step) -> tuple[object, int | None]:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return result, sum("synchroniz" in str(w.message) for w in caught)
-
-
-def _terms(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-    return dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
 
 
 def load(recipe: Recipe, device: str):
@@ -91,7 +87,7 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
             terms, _ = trainer.train_step(built, step)
             sync(device)
             times.append(time.perf_counter() - start)
-            row.setdefault("terms", _terms(terms))
+            row.setdefault("terms", term_values(terms))
     row["denoiser_evals_per_step"] = (trainer.denoiser_evals - evals) / timed_steps  # samples through the net
     s = statistics.median(times)
     row |= {"status": "done", "s_per_step": s, "step_times_s": times, "samples_per_s": row["batch"] / s}
@@ -107,11 +103,7 @@ def _compare(rows: list[dict]) -> None:
     for row in rows:
         if row.get("status") == "done":
             row["speedup_vs_eager"] = eager["s_per_step"] / row["s_per_step"]
-            diffs = [
-                abs(v - eager["terms"][k]) / max(abs(eager["terms"][k]), 1e-30)
-                for k, v in row["terms"].items()
-                if k in eager["terms"]
-            ]
+            diffs = relative_differences(row["terms"], eager["terms"]).values()
             row["max_term_rel_diff"] = max(diffs, default=0.0)
 
 
