@@ -251,6 +251,12 @@ def notes() -> list[str]:
         "Inference: the exported LoRA in a plain diffusers pipeline with its TLCM scheduler, 4 steps, vs the "
         "teacher's 25 (SDXL: CFG 8; FLUX.1-dev: guidance 3.5 through its guidance embedding, no CFG); SDXL "
         "fp16, FLUX bf16; a FLUX student trained 2 steps per phase by the flux section (else untrained).",
+        "Speed: every variant trains at lr 0 (same weights and draws at each global step), 2 untimed "
+        "warm-up steps (first step s: compilation included), 1 step with host syncs counted (CUDA sync "
+        "debug mode), then the timed steps (median); max term rel. diff.: the first timed step's logged "
+        "terms against eager's. SDPA backends are forced for the whole step (torch.nn.attention."
+        "sdpa_kernel), the recomputation in backward included. The trajectory-cache row trains on its "
+        "8 prompts (other states: not compared); net evals / step counts samples through the network.",
         "Tiny mode (CPU): tlcm/toy/tiny.py models, batch 2 (SD3 / FLUX: one micro-batch, 16 px, 16 T5 "
         "tokens), DMD with 1 fake-score update (not 5), no memory plan (it measures CUDA memory); its "
         "numbers only show that every field is produced.",
