@@ -7,7 +7,7 @@ vs off, the memory plan's choices), the exported SDXL and FLUX students in plain
 ``recipes:tlcm-full`` in bf16 and fp32 with its toy scores.
 
 Sections (``--sections``, run in the order of ``SECTIONS``, the most wanted first: a time limit
-drops the last): build, sdxl, speed, inference, flux, options, sd3, flux-inference, miniature, sd15. Results
+drops the last): build, sdxl, inference, speed, flux, options, sd3, flux-inference, miniature, sd15. Results
 go to OUT/gpu.json and OUT/gpu.md after every phase (a timeout keeps what was done); no new section
 or phase starts once ``--time-limit`` seconds have passed. ``--tiny`` (implied by ``--device cpu``)
 uses the tiny pipelines of tlcm/toy/tiny.py, 1 timed step per phase and batch 2: the CPU mode
@@ -51,7 +51,7 @@ from benchmarks.gpu_runs import (
 from benchmarks.gpu_speed import run_speed
 from recipes.tlcm import tlcm_full_flux, tlcm_full_sd3, tlcm_full_sdxl
 
-SECTIONS = ("build", "sdxl", "speed", "inference", "flux", "options", "sd3", "flux-inference", "miniature")
+SECTIONS = ("build", "sdxl", "inference", "speed", "flux", "options", "sd3", "flux-inference", "miniature")
 SECTIONS += ("sd15",)
 """In the order they run: the most wanted first, since a time limit drops the last."""
 NEEDS = {"sdxl": "sdxl", "inference": "sdxl", "speed": "sdxl", "options": "sdxl", "flux": "flux"}

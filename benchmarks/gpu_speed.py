@@ -96,15 +96,17 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
 
 
 def _compare(rows: list[dict]) -> None:
-    """Speed-up over the first (eager) row and the largest relative difference of its terms."""
+    """Speed-up over the first (eager) row and the largest relative difference of its terms (not for
+    a row on other prompts and states: ``other_draws``)."""
     eager = rows[0]
     if eager.get("status") != "done":
         return
     for row in rows:
         if row.get("status") == "done":
             row["speedup_vs_eager"] = eager["s_per_step"] / row["s_per_step"]
-            diffs = relative_differences(row["terms"], eager["terms"]).values()
-            row["max_term_rel_diff"] = max(diffs, default=0.0)
+            if not row.get("other_draws"):
+                diffs = relative_differences(row["terms"], eager["terms"]).values()
+                row["max_term_rel_diff"] = max(diffs, default=0.0)
 
 
 def _failure(err: Exception) -> dict:
@@ -115,18 +117,22 @@ def _failure(err: Exception) -> dict:
 
 
 def _group(
-    recipe: Recipe, plan: list[tuple[str, str | None]], device: str, timed_steps: int, allow
-) -> list[dict]:
-    """One Trainer of ``recipe`` timed under each (label, SDPA kernel) of ``plan``; each row
-    ``allow()``-gated, each failure recorded (a backend that cannot run these shapes raises)."""
+    recipe: Recipe, plan: list[tuple[str, str | None]], device: str, timed_steps: int, allow, emit
+) -> None:
+    """One Trainer of ``recipe`` timed under each (label, SDPA kernel) of ``plan``, ``emit(row)``
+    after each; each row ``allow()``-gated, each failure recorded (a backend that cannot run these
+    shapes raises)."""
     if not allow():
-        return [{"variant": label, "status": "skipped (time limit)"} for label, _ in plan]
+        for label, _ in plan:
+            emit({"variant": label, "status": "skipped (time limit)"})
+        return
     try:
         trainer, built, load_s = load(recipe, device)
     except Exception as err:  # noqa: BLE001 - e.g. out of memory: record it, go on
         free(device)
-        return [{"variant": label, **_failure(err)} for label, _ in plan]
-    rows = []
+        for label, _ in plan:
+            emit({"variant": label, **_failure(err)})
+        return
     for i, (label, kernel) in enumerate(plan):
         row: dict = {"variant": label, "load_s": load_s}
         if i and not allow():
@@ -136,24 +142,24 @@ def _group(
                 row |= time_variant(trainer, built, device, timed_steps, kernel)
             except Exception as err:  # noqa: BLE001 - record it, time the next variant
                 row |= _failure(err)
-        rows.append(row)
+        emit(row)
     del trainer, built
     free(device)
-    return rows
 
 
-def cached(recipe: Recipe, work: Path, device: str, timed_steps: int, allow) -> list[dict]:
+def cached(recipe: Recipe, work: Path, device: str, timed_steps: int, allow, emit) -> None:
     """MLCD with zero teacher calls (``states="cache"``): ``build_cache`` writes one teacher
     trajectory for each of ``CACHE_PROMPTS`` prompts (the recipe's w, M and skip; its seconds and
     teacher calls recorded), then a Trainer on those prompts and that cache is timed as the others
-    (its terms are of other states: not compared)."""
+    (its terms are of other prompts and states: not compared)."""
     from tlcm.data.prompts import load_prompts
     from tlcm.data.trajectories import build_cache
     from tlcm.models.base import BaseModel
 
     label = "eager, trajectory cache (0 teacher calls)"
     if not allow():
-        return [{"variant": label, "status": "skipped (time limit)"}]
+        emit({"variant": label, "status": "skipped (time limit)"})
+        return
     ((name, phase),) = recipe.phases.items()
     mlcd = phase.losses["mlcd"]
     prompts = load_prompts(recipe.data.prompts)[:CACHE_PROMPTS]
@@ -171,6 +177,7 @@ def cached(recipe: Recipe, work: Path, device: str, timed_steps: int, allow) -> 
         manifest = build_cache(base, prompts, folder, 1, M, mlcd.skip, w, batch_size=CACHE_PROMPTS)
         sync(device)
         built = {
+            "other_draws": True,
             "cache_build_s": time.perf_counter() - start,
             "cache_teacher_calls": manifest["teacher_unet_calls"],
         }
@@ -178,29 +185,32 @@ def cached(recipe: Recipe, work: Path, device: str, timed_steps: int, allow) -> 
         free(device)
     except Exception as err:  # noqa: BLE001 - record it
         free(device)
-        return [{"variant": label, **_failure(err)}]
+        emit({"variant": label, **_failure(err)})
+        return
     losses = {"mlcd": replace(mlcd, states="cache")}
     data = replace(recipe.data, prompts=prompt_file, trajectory_cache=folder)
     recipe = replace(recipe, data=data, phases={name: replace(phase, losses=losses)})
-    return [{**row, **built} for row in _group(recipe, [(label, None)], device, timed_steps, lambda: True)]
+    _group(recipe, [(label, None)], device, timed_steps, lambda: True, lambda row: emit(row | built))
 
 
 def variants(
-    recipe: Recipe, device: str, timed_steps: int, kernels: tuple[str, ...], allow, cache: Path | None = None
-) -> list[dict]:
-    """Rows: eager, eager with each of ``kernels`` forced (one Trainer), compiled (another), and
-    with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``)."""
+    recipe: Recipe,
+    device: str,
+    timed_steps: int,
+    kernels: tuple[str, ...],
+    allow,
+    emit,
+    cache: Path | None = None,
+) -> None:
+    """Rows, each ``emit``-ted when done: eager, eager with each of ``kernels`` forced (one
+    Trainer), with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``), then
+    compiled (last: its compilation may run into the check's time-out; the rows before are kept)."""
     eager = [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels]
-    rows = []
-    for compiled, plan in ((False, eager), (True, [("compiled blocks", None)])):
-        runtime = replace(recipe.runtime, compile=compiled)
-        rows += _group(replace(recipe, runtime=runtime), plan, device, timed_steps, allow)
-    _compare(rows)
+    _group(recipe, eager, device, timed_steps, allow, emit)
     if cache is not None:
-        rows += cached(recipe, cache, device, timed_steps, allow)
-        if rows[0].get("status") == "done" and rows[-1].get("status") == "done":
-            rows[-1]["speedup_vs_eager"] = rows[0]["s_per_step"] / rows[-1]["s_per_step"]
-    return rows
+        cached(recipe, cache, device, timed_steps, allow, emit)
+    runtime = replace(recipe.runtime, compile=True)
+    _group(replace(recipe, runtime=runtime), [("compiled blocks", None)], device, timed_steps, allow, emit)
 
 
 def sdxl_recipe(model: Path, clip: Path, work: Path, device: str, tiny: bool) -> Recipe:
@@ -229,11 +239,20 @@ def miniature_recipe(work: Path, device: str) -> Recipe:
 def run_speed(
     sec: dict, model: Path, clip: Path, work: Path, device: str, tiny: bool, steps: int, allow, update
 ):
-    """The section: ``sec["sdxl_mlcd"]`` and ``sec["miniature_mlcd"]`` rows, ``update()`` after each
-    group. On the CPU only the "math" kernel is forced (the others are CUDA kernels)."""
+    """The section: ``sec["sdxl_mlcd"]`` and ``sec["miniature_mlcd"]`` rows, written (``update()``)
+    as each is done. On the CPU only the "math" kernel is forced (the others are CUDA kernels)."""
     kernels = ("flash", "cudnn", "efficient") if device.startswith("cuda") else ("math",)
+
+    def into(key: str):
+        rows = sec.setdefault(key, [])
+
+        def emit(row: dict) -> None:
+            rows.append(row)
+            _compare(rows)
+            update()
+
+        return emit
+
     sdxl = sdxl_recipe(model, clip, work, device, tiny)
-    sec["sdxl_mlcd"] = variants(sdxl, device, steps, kernels, allow, cache=work / "speed-cache")
-    update()
-    sec["miniature_mlcd"] = variants(miniature_recipe(work, device), device, max(steps, 5), (), allow)
-    update()
+    variants(sdxl, device, steps, kernels, allow, into("sdxl_mlcd"), cache=work / "speed-cache")
+    variants(miniature_recipe(work, device), device, max(steps, 5), (), allow, into("miniature_mlcd"))
