@@ -79,6 +79,7 @@ def tables(data: dict) -> list[Table]:
         elif name == "speed":
             for key, title in SPEED.items():
                 out += _speed(title, sec.get(key, []))
+            out += _projections(sec.get("sdxl_mlcd", []))
     return out
 
 
@@ -191,6 +192,18 @@ SPEED = {
 }
 SPEED_COLUMNS = ["variant", "s / step", "samples / s", "x eager", "peak GiB", "first step s"]
 SPEED_COLUMNS += ["net evals / step", "host syncs / step", "max term rel. diff."]
+
+
+def _projections(rows: list[dict]) -> list[Table]:
+    """The paper's SDXL MLCD phase (12k x 32 samples) in hours at each row's speed."""
+    cells = []
+    for r in rows:
+        if r.get("status") == "done" and "projected_mlcd_hours" in r:
+            with_cache = r.get("projected_mlcd_hours_with_cache", {})
+            extra = ", ".join(f"{h:.3g} at {uses} uses" for uses, h in with_cache.items())
+            cells.append([r["variant"], _f(r["projected_mlcd_hours"], "{:.3g}"), extra])
+    columns = ["variant", "training h", "with the cache's build (uses per trajectory)"]
+    return [("Projected: the paper's SDXL MLCD phase on this GPU", columns, cells)] if cells else []
 
 
 def _speed(title: str, rows: list[dict]) -> list[Table]:

@@ -35,6 +35,11 @@ SDPA |= {"efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 """The SDPA backends a row can force (``torch.nn.attention.sdpa_kernel``)."""
 SDXL_MICRO_BATCH = 8
 CACHE_PROMPTS = 8
+PAPER_MLCD_SAMPLES = 12_000 * 32
+"""Training samples of the paper's SDXL MLCD phase (12k iterations at tlcm-full-sdxl's batch 32)."""
+CACHE_USES = (15, 60)
+"""Training samples per cached trajectory of the miniature's two measured arms (8 and 2
+trajectories per prompt): FD kept, alignment 0.01-0.02 / 0.01-0.035 lower (docs/results.md)."""
 """Prompts (one trajectory each) of the trajectory-cache row: one micro-batch's worth."""
 WARMUP_STEPS = 2
 """Untimed steps before the timed ones: compilation happens in the first (student with gradients,
@@ -93,6 +98,22 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
     row |= {"status": "done", "s_per_step": s, "step_times_s": times, "samples_per_s": row["batch"] / s}
     row["peak_gib"] = peak_gib(device)
     return row
+
+
+def project(rows: list[dict]) -> None:
+    """Projected hours of the paper's MLCD phase (``PAPER_MLCD_SAMPLES``) at each done row's s /
+    sample; for the trajectory-cache row also with the cache's build, for each reuse of
+    ``CACHE_USES`` (training samples per trajectory: the miniature's measured arms, docs/results.md)."""
+    for row in rows:
+        if row.get("status") != "done":
+            continue
+        train_h = PAPER_MLCD_SAMPLES * row["s_per_step"] / row["batch"] / 3600
+        row["projected_mlcd_hours"] = train_h
+        if "cache_build_s" in row:
+            per_trajectory = row["cache_build_s"] / row["cache_trajectories"]
+            row["projected_mlcd_hours_with_cache"] = {
+                uses: train_h + PAPER_MLCD_SAMPLES / uses * per_trajectory / 3600 for uses in CACHE_USES
+            }
 
 
 def _compare(rows: list[dict]) -> None:
@@ -174,13 +195,12 @@ def cached(recipe: Recipe, work: Path, device: str, timed_steps: int, allow, emi
             m.path, device, dtype, resolution=m.resolution, max_sequence_length=m.max_sequence_length
         )
         M, w = mlcd.num_segments(recipe.student.grid), recipe.model.guidance_scale
+        sync(device)
+        loaded, start = time.perf_counter() - start, time.perf_counter()
         manifest = build_cache(base, prompts, folder, 1, M, mlcd.skip, w, batch_size=CACHE_PROMPTS)
         sync(device)
-        built = {
-            "other_draws": True,
-            "cache_build_s": time.perf_counter() - start,
-            "cache_teacher_calls": manifest["teacher_unet_calls"],
-        }
+        built = {"other_draws": True, "cache_load_s": loaded, "cache_build_s": time.perf_counter() - start}
+        built |= {"cache_trajectories": len(prompts), "cache_teacher_calls": manifest["teacher_unet_calls"]}
         del base
         free(device)
     except Exception as err:  # noqa: BLE001 - record it
@@ -249,6 +269,8 @@ def run_speed(
         def emit(row: dict) -> None:
             rows.append(row)
             _compare(rows)
+            if key == "sdxl_mlcd":
+                project(rows)
             update()
 
         return emit

@@ -77,6 +77,10 @@ def test_every_section_produces_its_fields(tiny_run):
     assert cached["variant"].startswith("eager, trajectory cache") and cached["status"] == "done"
     assert cached["cache_teacher_calls"] > 0 and cached["s_per_step"] > 0 and cached["speedup_vs_eager"] > 0
     assert "max_term_rel_diff" not in cached  # other prompts and states: not compared
+    samples, build = 12_000 * 32, cached["cache_build_s"] / cached["cache_trajectories"]
+    hours = samples * cached["s_per_step"] / cached["batch"] / 3600
+    assert cached["projected_mlcd_hours"] == pytest.approx(hours)
+    assert cached["projected_mlcd_hours_with_cache"][15] == pytest.approx(hours + samples / 15 * build / 3600)
     assert cached["denoiser_evals_per_step"] < speed["sdxl_mlcd"][0]["denoiser_evals_per_step"]
     for key, labels in (("sdxl_mlcd", ["eager", "eager, SDPA math"]), ("miniature_mlcd", ["eager"])):
         rows = speed[key]
@@ -88,6 +92,7 @@ def test_every_section_produces_its_fields(tiny_run):
             r["max_term_rel_diff"] for r in rows
         ]
         assert all(r["host_syncs_per_step"] is None for r in rows)  # counted on CUDA only
+        assert all(("projected_mlcd_hours" in r) == (key == "sdxl_mlcd") for r in rows)  # SDXL's phase
     runs = sections["miniature"]["runs"]
     assert [r["precision"] for r in runs] == ["bf16", "fp32"]
     for r in runs:
