@@ -36,12 +36,12 @@ SDPA |= {"efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 """The SDPA backends a row can force (``torch.nn.attention.sdpa_kernel``)."""
 SDXL_MICRO_BATCH = 8
 CACHE_PROMPTS = 8
+"""Prompts (one trajectory each) of the trajectory-cache row: one micro-batch's worth."""
 PAPER_MLCD_SAMPLES = 12_000 * 32
 """Training samples of the paper's SDXL MLCD phase (12k iterations at tlcm-full-sdxl's batch 32)."""
 CACHE_USES = (15, 60)
 """Training samples per cached trajectory of the miniature's two measured arms (8 and 2
 trajectories per prompt): FD kept, alignment 0.01-0.02 / 0.01-0.035 lower (docs/results.md)."""
-"""Prompts (one trajectory each) of the trajectory-cache row: one micro-batch's worth."""
 WARMUP_STEPS = 2
 """Untimed steps before the timed ones: compilation happens in the first (student with gradients,
 teacher without), the second catches what only the optimizer's second step does."""
