@@ -57,9 +57,8 @@ puts ``pytest.raises`` outside the mode (``with pytest.raises(AssertionError), D
 from __future__ import annotations
 
 import sys
-import weakref
 from collections import Counter
-from inspect import signature
+from inspect import isfunction, signature
 from pathlib import Path
 
 import pytest
@@ -130,8 +129,8 @@ COPIES = {T.to, T.cuda, torch.tensor, torch.as_tensor}
 the device's stream (PyTorch's memcpy_and_sync), so it is a host sync too."""
 POSITIONAL_GENERATOR = {
     f
-    for n in nn.init.__all__
-    if callable(f := getattr(nn.init, n)) and "generator" in signature(f).parameters
+    for n in dir(nn.init)  # not nn.init.__all__: torch 2.6 has none
+    if n[0] != "_" and isfunction(f := getattr(nn.init, n)) and "generator" in signature(f).parameters
 }
 """Draws that may take the generator positionally (nn.init.uniform_(t, a, b, g)); any other torch op
 takes it as ``generator=`` only (looking through every op's arguments would be slow)."""
@@ -303,7 +302,8 @@ class DeviceDiscipline(TorchFunctionMode):
         self.violations: list[str] = []
         self.syncs: Counter[tuple[str, str, str, bool]] = Counter()
         self.device_syncs: Counter[tuple[str, str, str, bool]] = Counter()
-        self.host_generators: weakref.WeakSet[torch.Generator] = weakref.WeakSet()
+        # a set, not a WeakSet: torch 2.11's Generator cannot be weakly referenced
+        self.host_generators: set[torch.Generator] = set()
         self.label = ""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -353,6 +353,8 @@ class DeviceDiscipline(TorchFunctionMode):
 
     def _check_factory(self, func, out: torch.Tensor) -> None:
         frame = sys._getframe(2)
+        if frame.f_code.co_filename.startswith(TORCH_DIR):
+            return  # torch's own, e.g. torch 2.11's non-reentrant checkpoint's (0,) dummy
         caller = _caller(frame)
         if caller is None or not caller.f_code.co_filename.startswith(self.roots) or not _in_step(frame):
             return

@@ -350,6 +350,30 @@ def test_latents_invert_the_miniature_decode(layouts, miniature):
     assert torch.equal(real_latents(base, source, picks[32:], g()), encode_images(base, images[32:], g()))
 
 
+def test_sampled_latents_draw_fp32_noise_whatever_the_vae_dtype(layouts, miniature):
+    """With bf16 frozen weights (the miniature's VAE is a force_upcast one: fp32 under bf16
+    autocast, its posterior bf16) the sampled latents are (mode + std * eps) * scaling in fp32, eps
+    an fp32 draw of the generator: the fp32 run's draw, so bf16 and fp32 runs train on the same
+    noise. diffusers' ``sample()`` draws eps in bf16 and adds in bf16 (the exact formula then off by
+    bf16 rounding); torch <= 2.11's CPU draws bf16 normals from another stream."""
+    from tlcm.models.base import BaseModel
+    from tlcm.toy import MINIATURE_SD
+
+    images = ImageTextSource(layouts[0], 32).images(torch.arange(32))
+    base16 = BaseModel.load(MINIATURE_SD, dtype=torch.bfloat16)
+    vae = base16.pipe.vae
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    sampled = encode_images(base16, images, g())
+    with base16.autocast():
+        posterior = vae.encode(images.to(vae.dtype)).latent_dist
+    assert posterior.mean.dtype == torch.bfloat16
+    eps = torch.randn(sampled.shape, generator=g())
+    exact = (posterior.mean.float() + posterior.std.float() * eps) * vae.config.scaling_factor
+    assert sampled.dtype == torch.float32 and torch.allclose(sampled, exact, rtol=1e-6, atol=1e-6)
+    fp32 = encode_images(miniature, images, g())
+    assert (sampled - fp32).norm() / fp32.norm() < 0.03  # the bf16 VAE's rounding (measured 0.01)
+
+
 def test_latents_honour_the_vae_shift_factor(layouts, miniature):
     """With a shift factor (SD3 / FLUX VAEs) the latents move by -shift * scaling and decode still
     inverts them."""

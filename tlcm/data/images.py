@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
@@ -376,6 +377,9 @@ def encode_images(
     inverse of ``Family.decode`` (``latents / scaling_factor + shift_factor``):
     ``(z - shift_factor) * scaling_factor`` with z the VAE posterior's sample (``generator``; as
     diffusers' training scripts and DMD2 encode real images) or, with ``sample`` False, its mode.
+    The sample is ``mean + std * eps`` in fp32 with eps drawn in fp32, whatever the VAE's dtype:
+    diffusers' ``sample()`` draws eps in the VAE's dtype, and bf16 draws take another stream than
+    fp32 ones on some torch versions (2.11's CPU), so bf16 and fp32 runs trained on other noise.
     Under ``base.autocast()``, in slices of at most 1024 x 1024 input pixels, no gradient."""
     vae = base.pipe.vae
     shift = getattr(vae.config, "shift_factor", None) or 0.0
@@ -384,8 +388,11 @@ def encode_images(
     with base.autocast():
         for chunk in images.split(size):
             posterior = vae.encode(chunk.to(base.device, vae.dtype)).latent_dist
-            z = posterior.sample(generator) if sample else posterior.mode()
-            out.append((z.float() - shift) * vae.config.scaling_factor)
+            z = posterior.mode().float()
+            if sample:
+                eps = randn_tensor(z.shape, generator=generator, device=z.device, dtype=torch.float32)
+                z = z + posterior.std.float() * eps
+            out.append((z - shift) * vae.config.scaling_factor)
     return torch.cat(out)
 
 
