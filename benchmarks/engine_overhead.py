@@ -71,8 +71,8 @@ class HandWrittenMLCD:
         self.num_milestones = trainer.recipe.student.grid.num_milestones
         self.grid = milestones(self.num_milestones, self.schedule.num_train_timesteps).to(self.device)
         self.distance = get_distance(self.cfg.distance)
-        self.autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        self.autocast = torch.autocast(  # as the engine's: no cast cache
+            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda", cache_enabled=False
         )
 
     def student(self, x, t, cond):

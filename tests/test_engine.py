@@ -334,6 +334,23 @@ def test_aux_step_sees_every_micro_batch_under_the_steps_autocast(tiny_sd_dir, t
     assert built[0].aux_calls == [(2, True), (2, True)]
 
 
+def test_the_steps_autocast_caches_no_cast(tiny_sd_dir, tmp_path):
+    """bf16 autocast's weight-cast cache is off in the step: on torch 2.6 and 2.7 a cast made under
+    no_grad (a loss's target call through the student's fp32 LoRA weights) was reused by the next
+    call with gradients, so the student's output had none (every bf16 loss-contract case raised
+    "element 0 of tensors does not require grad" there, measured with .ci/versions floors; a loss
+    with other paths to the weights would have trained silently without them). torch 2.11+ does not
+    reuse it, so on CI only the setting itself can fail."""
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=1)
+    trainer = Trainer(replace(recipe, runtime=replace(recipe.runtime, mixed_precision="bf16")))
+    assert trainer.autocast.fast_dtype == torch.bfloat16 and trainer.autocast._cache_enabled is False
+    weight, x = torch.randn(4, 4, requires_grad=True), torch.randn(2, 4)
+    with trainer.autocast:
+        with torch.no_grad():
+            torch.nn.functional.linear(x, weight)
+        assert torch.nn.functional.linear(x, weight).requires_grad
+
+
 def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp_path):
     """Trained with M = 4 (q = 2, sampler gamma 0.5, first move 1): the checkpoint,
     Student.from_run, the sample CLI and the exported TLCMScheduler all use the M = 4 grid and that

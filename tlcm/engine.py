@@ -168,7 +168,11 @@ class Trainer:
             real_images=self.images and partial(real_latents, self.base, self.images),
             uniform_calls=self.sharded,
         )
-        self.autocast = torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        # no cast cache: on torch 2.6 / 2.7 a no_grad call (the target) cached its bf16 copy of the
+        # fp32 LoRA weights and the student's call then reused it, without gradients (measured)
+        self.autocast = torch.autocast(
+            self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False
+        )
         self.reporter = Reporter(rt.out_dir, self.dist.is_main, rt.trackers, recipe)
         self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
         self.record = run_record(recipe, self.dist.world_size)  # stored in checkpoints, checked on resume
