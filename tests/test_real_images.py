@@ -345,8 +345,8 @@ def test_latents_invert_the_miniature_decode(layouts, miniature):
     assert (base.decode(sampled) - images).square().mean() < 0.006
     # the exact formula: (z - shift) * scaling_factor, the inverse of decode's z / scaling + shift
     vae = base.pipe.vae
-    direct = vae.encode(images[:4]).latent_dist.mode() * vae.config.scaling_factor
-    assert torch.allclose(z[:4], direct, atol=1e-6)
+    direct = vae.encode(images).latent_dist.mode() * vae.config.scaling_factor  # the same batch: torch
+    assert torch.allclose(z, direct, atol=1e-6)  # 2.9's CPU convolutions may round by batch size
     assert torch.equal(real_latents(base, source, picks[32:], g()), encode_images(base, images[32:], g()))
 
 
