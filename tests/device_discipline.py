@@ -152,13 +152,6 @@ def _short(filename: str) -> str:
     return filename[len(ROOT) :] if filename.startswith(ROOT) else filename
 
 
-def _caller(frame):
-    """The first frame outside torch and this file: the code that called the op."""
-    while frame is not None and (frame.f_code.co_filename.startswith(TORCH_DIR) or _is_this(frame)):
-        frame = frame.f_back
-    return frame
-
-
 def _is_this(frame) -> bool:
     return frame.f_code.co_filename == THIS_FILE
 
@@ -352,11 +345,9 @@ class DeviceDiscipline(TorchFunctionMode):
             )
 
     def _check_factory(self, func, out: torch.Tensor) -> None:
-        frame = sys._getframe(2)
-        if frame.f_code.co_filename.startswith(TORCH_DIR):
-            return  # torch's own, e.g. torch 2.11's non-reentrant checkpoint's (0,) dummy
-        caller = _caller(frame)
-        if caller is None or not caller.f_code.co_filename.startswith(self.roots) or not _in_step(frame):
+        frame = sys._getframe(2)  # the op's direct caller: torch's own factories (torch 2.11's
+        # non-reentrant checkpoint makes a (0,) dummy) and other libraries' are not policed
+        if not frame.f_code.co_filename.startswith(self.roots) or not _in_step(frame):
             return
         self._fail(
             f"{_name(func)} at {_site(frame, self.roots)} makes a {tuple(out.shape)} tensor inside a "

@@ -335,12 +335,13 @@ def test_aux_step_sees_every_micro_batch_under_the_steps_autocast(tiny_sd_dir, t
 
 
 def test_the_steps_autocast_caches_no_cast(tiny_sd_dir, tmp_path):
-    """bf16 autocast's weight-cast cache is off in the step: on torch 2.6 and 2.7 a cast made under
+    """bf16 autocast's weight-cast cache is off in the step: on torch 2.6 to 2.9 a cast made under
     no_grad (a loss's target call through the student's fp32 LoRA weights) was reused by the next
     call with gradients, so the student's output had none (every bf16 loss-contract case raised
-    "element 0 of tensors does not require grad" there, measured with .ci/versions floors; a loss
-    with other paths to the weights would have trained silently without them). torch 2.11+ does not
-    reuse it, so on CI only the setting itself can fail."""
+    "element 0 of tensors does not require grad" on 2.6 and 2.7; on 2.9.1, pyproject's floor, the
+    second linear below has no gradient with the cache on; a loss with other paths to the weights
+    would have trained silently without them). torch 2.11+ does not reuse it, so on CI only the
+    setting itself can fail; on the floor (.ci/versions floors) the behaviour can."""
     recipe = small_recipe(tiny_sd_dir, tmp_path, steps=1)
     trainer = Trainer(replace(recipe, runtime=replace(recipe.runtime, mixed_precision="bf16")))
     assert trainer.autocast.fast_dtype == torch.bfloat16 and trainer.autocast._cache_enabled is False

@@ -168,8 +168,8 @@ class Trainer:
             real_images=self.images and partial(real_latents, self.base, self.images),
             uniform_calls=self.sharded,
         )
-        # no cast cache: on torch 2.6 / 2.7 a no_grad call (the target) cached its bf16 copy of the
-        # fp32 LoRA weights and the student's call then reused it, without gradients (measured)
+        # no cast cache: on torch 2.6-2.9 (the floor) a no_grad call (the target) cached its bf16 copy
+        # of the fp32 LoRA weights and the student's call then reused it, without gradients (measured)
         self.autocast = torch.autocast(
             self.dist.device.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False
         )
