@@ -191,7 +191,7 @@ SPEED = {
     "miniature_mlcd": "Speed: miniature MLCD (recipes:mlcd, batch 16)",
 }
 SPEED_COLUMNS = ["variant", "s / step", "samples / s", "x eager", "peak GiB", "first step s"]
-SPEED_COLUMNS += ["net evals / step", "host syncs / step", "max term rel. diff."]
+SPEED_COLUMNS += ["net evals / step", "host syncs / step", "max term rel. diff.", "graph captures"]
 
 
 def _projections(rows: list[dict]) -> list[Table]:
@@ -210,7 +210,7 @@ def _speed(title: str, rows: list[dict]) -> list[Table]:
     cells = []
     for r in rows:
         if r.get("status") != "done":
-            cells.append([r["variant"], r.get("status", "")] + [""] * 7)
+            cells.append([r["variant"], r.get("status", "")] + [""] * (len(SPEED_COLUMNS) - 2))
             continue
         cells.append([r["variant"], _f(r["s_per_step"], "{:.3g}"), _f(r["samples_per_s"], "{:.3g}")])
         cells[-1] += [
@@ -222,6 +222,7 @@ def _speed(title: str, rows: list[dict]) -> list[Table]:
             _f(r["denoiser_evals_per_step"], "{:.0f}"),
             _f(r["host_syncs_per_step"], "{}"),
             _f(r.get("max_term_rel_diff"), "{:.1e}"),
+            _f(r.get("graph_captures"), "{}"),
         ]
     return [(title, SPEED_COLUMNS, cells)] if cells else []
 

@@ -3,7 +3,8 @@ same machine: the SDXL MLCD phase (12k of the paper's 15.5k iterations) at one m
 gradient checkpointing, eager (PyTorch's own choice of attention kernel), eager with each SDPA
 backend forced, with ``--recipes.runtime.compile`` (regional compilation of the UNet's transformer
 blocks), and from a teacher trajectory cache (0 teacher calls per step); then the miniature's MLCD
-phase (``recipes:mlcd``, launch-bound) eager and compiled. Per row: s / step after the warm-up,
+phase (``recipes:mlcd``, launch-bound) eager, with its no-grad calls replayed from CUDA graphs
+(``--recipes.runtime.graphs``), compiled, and compiled with graphs. Per row: s / step after the warm-up,
 samples / s, the speed-up over eager, peak GiB, the warm-up step's seconds (compilation included),
 the denoiser evaluations (samples) per step, the host syncs one step makes (CUDA:
 ``torch.cuda.set_sync_debug_mode``), and the relative difference of the step's logged terms from
@@ -42,6 +43,9 @@ PAPER_MLCD_SAMPLES = 12_000 * 32
 CACHE_USES = (15, 60)
 """Training samples per cached trajectory of the miniature's two measured arms (8 and 2
 trajectories per prompt): FD kept, alignment 0.01-0.02 / 0.01-0.035 lower (docs/results.md)."""
+MINIATURE_TIMED_STEPS = 20
+"""Timed steps of the miniature's rows (the median): with graphs, a step whose MDS rounds meet a new
+batch size captures it (recipes:mlcd at batch 16: 17 shapes in 40 steps, measured on the CPU)."""
 WARMUP_STEPS = 2
 """Untimed steps before the timed ones: compilation happens in the first (student with gradients,
 teacher without), the second catches what only the optimizer's second step does."""
@@ -100,6 +104,8 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
     s = statistics.median(times)
     row |= {"status": "done", "s_per_step": s, "step_times_s": times, "samples_per_s": row["batch"] / s}
     row["peak_gib"] = peak_gib(device)
+    if trainer.base.graphs is not None:  # --recipes.runtime.graphs: shapes captured (warm-up included)
+        row["graph_captures"] = trainer.base.graphs.captures
     return row
 
 
@@ -224,16 +230,23 @@ def variants(
     allow,
     emit,
     cache: Path | None = None,
+    graphs: bool = False,
 ) -> None:
     """Rows, each ``emit``-ted when done: eager, eager with each of ``kernels`` forced (one
-    Trainer), with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``), then
-    compiled (last: its compilation may run into the check's time-out; the rows before are kept)."""
+    Trainer), with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``), with
+    ``graphs`` the no-grad calls replayed (``--recipes.runtime.graphs``: CUDA graphs), then
+    compiled (last: its compilation may run into the check's time-out; the rows before are kept),
+    and with ``graphs`` compiled and replayed."""
     eager = [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels]
     _group(recipe, eager, device, timed_steps, allow, emit)
     if cache is not None:
         cached(recipe, cache, device, timed_steps, allow, emit)
-    runtime = replace(recipe.runtime, compile=True)
-    _group(replace(recipe, runtime=runtime), [("compiled blocks", None)], device, timed_steps, allow, emit)
+    modes = [("graphs (no-grad calls replayed)", {"graphs": True})] if graphs else []
+    modes += [("compiled blocks", {"compile": True})]
+    modes += [("compiled blocks + graphs", {"compile": True, "graphs": True})] if graphs else []
+    for label, fields in modes:
+        runtime = replace(recipe.runtime, **fields)
+        _group(replace(recipe, runtime=runtime), [(label, None)], device, timed_steps, allow, emit)
 
 
 def sdxl_recipe(model: Path, clip: Path, work: Path, device: str, tiny: bool) -> Recipe:
@@ -280,4 +293,5 @@ def run_speed(
 
     sdxl = sdxl_recipe(model, clip, work, device, tiny)
     variants(sdxl, device, steps, kernels, allow, into("sdxl_mlcd"), cache=work / "speed-cache")
-    variants(miniature_recipe(work, device), device, max(steps, 5), (), allow, into("miniature_mlcd"))
+    mini = miniature_recipe(work, device)  # steps of tens of ms; later steps still capture new shapes
+    variants(mini, device, max(steps, MINIATURE_TIMED_STEPS), (), allow, into("miniature_mlcd"), graphs=True)

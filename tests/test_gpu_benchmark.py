@@ -82,13 +82,19 @@ def test_every_section_produces_its_fields(tiny_run):
     assert cached["projected_mlcd_hours"] == pytest.approx(hours)
     assert cached["projected_mlcd_hours_with_cache"][15] == pytest.approx(hours + samples / 15 * build / 3600)
     assert cached["denoiser_evals_per_step"] < speed["sdxl_mlcd"][0]["denoiser_evals_per_step"]
-    for key, labels in (("sdxl_mlcd", ["eager", "eager, SDPA math"]), ("miniature_mlcd", ["eager"])):
+    graphed = ["graphs (no-grad calls replayed)", "compiled blocks", "compiled blocks + graphs"]
+    for key, labels in (("sdxl_mlcd", ["eager, SDPA math", "compiled blocks"]), ("miniature_mlcd", graphed)):
         rows = speed[key]
-        assert [r["variant"] for r in rows] == [*labels, "compiled blocks"]
+        assert [r["variant"] for r in rows] == ["eager", *labels]
         assert len({r["denoiser_evals_per_step"] for r in rows}) == 1
         assert all(r["status"] == "done" and r["s_per_step"] > 0 and r["first_step_s"] > 0 for r in rows)
         assert rows[0]["speedup_vs_eager"] == 1.0 and rows[0]["max_term_rel_diff"] == 0.0
-        assert all(0 < r["max_term_rel_diff"] < 1e-2 for r in rows[1:]), [
+        replayed = [r for r in rows if "graphs" in r["variant"]]  # the CPU's replays: the eager ops
+        assert all(r["graph_captures"] > 0 for r in replayed) and len(replayed) == 2 * (
+            key == "miniature_mlcd"
+        )
+        assert all(r["max_term_rel_diff"] == 0.0 for r in replayed if "compiled" not in r["variant"])
+        assert all(0 < r["max_term_rel_diff"] < 1e-2 for r in rows[1:] if r not in replayed[:1]), [
             r["max_term_rel_diff"] for r in rows
         ]
         assert all(r["host_syncs_per_step"] is None for r in rows)  # counted on CUDA only

@@ -32,6 +32,7 @@ from tlcm.losses import LOSSES
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.losses.preference import PreferenceConfig
 from tlcm.models.base import BaseModel
+from tlcm.models.graphs import CallGraphs
 from tlcm.models.student import Student
 from tlcm.toy import MINIATURE_SD
 
@@ -102,16 +103,35 @@ def test_gradient_checkpointing_gives_bit_identical_gradients(case, tiny_sd_dir,
     (tlcm.models.adapters); undone before backward, the fake score's gradients came out of the
     student's adapter (measured: relative error 8e27 after 3 steps) and the teacher-feature GAN
     raised CheckpointError."""
+    _assert_bit_identical_training(case, "gradient_checkpointing", tiny_sd_dir, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_replayed_no_grad_calls_give_bit_identical_gradients(case, tiny_sd_dir, tmp_path, monkeypatch):
+    """--recipes.runtime.graphs on vs off (tlcm/models/graphs.py; on the CPU an aten trace with a
+    CUDA graph's semantics): every gradient of every update and the final weights and loss states,
+    bit for bit, and calls were replayed. A capture keyed without the adapter selection replays the
+    student for the teacher (or the fake score for the real score); one that copied the weights
+    replays stale LoRA weights after the first update."""
+    replays = []
+    replay = CallGraphs.__call__
+    monkeypatch.setattr(CallGraphs, "__call__", lambda self, *a: replays.append(1) or replay(self, *a))
+    _assert_bit_identical_training(case, "graphs", tiny_sd_dir, tmp_path)
+    assert replays, case
+
+
+def _assert_bit_identical_training(case: str, field: str, tiny_sd_dir: Path, out: Path) -> None:
+    """Train ``case`` with the runtime's bool ``field`` off and on: every gradient of every update
+    (student, fake scores, discriminators) and the final weights and loss states are equal."""
     runs = {}
-    for checkpointing in (False, True):
-        recipe = case_recipe(case, tiny_sd_dir, tmp_path / str(checkpointing))
-        recipe = replace(recipe, runtime=replace(recipe.runtime, gradient_checkpointing=checkpointing))
-        runs[checkpointing] = _gradients_of_every_update(recipe)
+    for on in (False, True):
+        recipe = case_recipe(case, tiny_sd_dir, out / str(on))
+        runs[on] = _gradients_of_every_update(replace(recipe, runtime=replace(recipe.runtime, **{field: on})))
     off, on = runs[False], runs[True]
     assert len(off) == len(on) > 0 and [len(g) for g in off] == [len(g) for g in on], case
     for update, (a, b) in enumerate(zip(off, on, strict=True)):
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), (case, update)
-    (wa, la, _), (wb, lb, _) = _final(tmp_path / "False"), _final(tmp_path / "True")
+    (wa, la, _), (wb, lb, _) = _final(out / "False"), _final(out / "True")
     fa, fb = _flat(la), _flat(lb)
     assert all(torch.equal(wa[k], wb[k]) for k in wa) and all(torch.equal(fa[k], fb[k]) for k in fa), case
 

@@ -146,6 +146,12 @@ class RuntimeConfig:
     transformer blocks, SD3's / FLUX's blocks; ``Student.compile``). The first steps pay the
     compilation (each adapter selection, grad mode and shape once); gradients equal the eager ones
     to rounding (tests/test_loss_contract.py). On the CPU it only costs: for GPUs."""
+    graphs: bool = False
+    """Capture each no-grad call of the denoising network (teacher, targets, sampling) once per
+    input shape and replay it: CUDA graphs on CUDA, an aten-op trace on the CPU (tlcm/models/graphs.py).
+    For small networks whose steps are bound by launching kernels (the miniature); results equal
+    eager ones (CPU: bit for bit, tests/test_loss_contract.py). Each captured shape keeps its
+    activations' memory; refused with FSDP2 (its weights move at every call)."""
     fsdp: bool = False
     """Under torchrun, shard the denoising network (frozen base and adapters; a full fine-tune's copy
     and the teacher) over the processes with FSDP2 (``fully_shard``), for bases that do not fit one

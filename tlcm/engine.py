@@ -143,6 +143,8 @@ class Trainer:
             param_dtype = torch.bfloat16 if use_bf16 else None
             for net in dict.fromkeys([self.student.net, self.base.net]):
                 shard(net, self.base.family.shard_modules(net), self.dist.device, param_dtype)
+        if rt.graphs:
+            self.student.use_graphs()
         data = recipe.data
         self.images = data.images and open_images(  # real image-text pairs: captions are the prompts
             data.images, model_resolution(self.base), data.caption_column, "--recipes.data.images"

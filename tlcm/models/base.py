@@ -28,6 +28,7 @@ from tlcm.diffusion.schedule import Schedule
 from tlcm.errors import TLCMError
 from tlcm.models.families import FAMILIES, Family
 from tlcm.models.families.base import absent_components, read_config  # noqa: F401  (re-exported)
+from tlcm.models.graphs import CallGraphs
 
 VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model")
 """A tokenizer folder holds one of these (transformers would silently build an empty one)."""
@@ -210,6 +211,9 @@ class BaseModel:
     only), the VAE, rewards; gradient checkpointing's recompute in the backward (it re-runs blocks
     inside the network, not this call). The engine reports its training steps' share as
     ``denoiser_evals``."""
+    graphs: CallGraphs | None = None
+    """Set (``Student.use_graphs``): ``denoiser()`` calls without gradients are captured once per
+    input shape and replayed (tlcm/models/graphs.py; ``--recipes.runtime.graphs``)."""
 
     @classmethod
     def load(
@@ -280,14 +284,20 @@ class BaseModel:
         """The callable ``(x (B,C,h,w), t (B,), cond) -> model output (B,C,h,w), fp32`` of ``net``
         (default: the base network, i.e. the teacher). Inputs are cast to the net's weight dtype
         (bf16 frozen weights run outside autocast too); the output is fp32, so the losses' maths is.
-        Each call adds its batch to ``evaluations``."""
+        Each call adds its batch to ``evaluations``; with ``graphs`` set, a call without gradients
+        is replayed from its capture."""
         net = self.net if net is None else net
         dtype = next(net.parameters()).dtype  # the frozen weights' (the first layer); not a module walk
         family = self.family
 
+        def forward(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+            return family.forward(net, x.to(dtype), t, cond.to(dtype)).float()
+
         def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
             self.evaluations += x.shape[0]  # a host int: no sync
-            return family.forward(net, x.to(dtype), t, cond.to(dtype)).float()
+            if self.graphs is not None and not torch.is_grad_enabled():
+                return self.graphs(net, forward, x, t, cond)
+            return forward(x, t, cond)
 
         return call
 

@@ -24,6 +24,7 @@ from tlcm.distributed import full_tensors, is_sharded, shard_like
 from tlcm.errors import TLCMError
 from tlcm.models.adapters import TEACHER, AdapterSwitch
 from tlcm.models.base import BaseModel
+from tlcm.models.graphs import CallGraphs
 
 STUDENT_ADAPTER = "student"
 RECOMPILE_LIMIT = 64
@@ -264,6 +265,18 @@ class Student:
                 compiled.setdefault(cls, torch.compile(cls.forward))
                 block.forward = MethodType(compiled[cls], block)  # a deep copy binds to the copy
 
+    def use_graphs(self) -> None:
+        """Replay the network's calls without gradients from captures (``CallGraphs``: CUDA graphs
+        on CUDA) from now on. A capture reads the weights where they live: FSDP2, which gathers
+        them into new memory at every call, is refused."""
+        if is_sharded(self.net):
+            raise TLCMError(
+                "--recipes.runtime.graphs replays captured calls, which cannot follow FSDP2's "
+                "weights (gathered into new memory at every call): drop --recipes.runtime.graphs "
+                "or --recipes.runtime.fsdp"
+            )
+        self.base.graphs = CallGraphs(self.base.device)
+
     def denoiser(self):
         """Student denoiser ``(x, t, cond) -> model output`` (gradients flow to the adapters)."""
         return self.base.denoiser(self.net)
@@ -285,7 +298,10 @@ class Student:
     def fuse(self) -> None:
         """Merge the student LoRA into the base weights (peft's per-layer merge, what diffusers'
         ``fuse_lora`` does): sampling then skips the adapter's extra matmuls. For inference only;
-        the teacher (adapters disabled) is the fused student afterwards."""
+        the teacher (adapters disabled) is the fused student afterwards. Drops every capture of
+        the network's calls (merged weights may live elsewhere)."""
+        if self.base.graphs is not None:
+            self.base.graphs.clear()
         for layer in self.adapters.layers:
             layer.merge(adapter_names=[STUDENT_ADAPTER])
 
