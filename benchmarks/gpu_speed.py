@@ -226,24 +226,33 @@ def variants(
     recipe: Recipe,
     device: str,
     timed_steps: int,
-    kernels: tuple[str, ...],
     allow,
     emit,
+    compiled: bool,
+    kernels: tuple[str, ...] = (),
     cache: Path | None = None,
     graphs: bool = False,
 ) -> None:
-    """Rows, each ``emit``-ted when done: eager, eager with each of ``kernels`` forced (one
-    Trainer), with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``), with
-    ``graphs`` the no-grad calls replayed (``--recipes.runtime.graphs``: CUDA graphs), then
-    compiled (last: its compilation may run into the check's time-out; the rows before are kept),
-    and with ``graphs`` compiled and replayed."""
-    eager = [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels]
-    _group(recipe, eager, device, timed_steps, allow, emit)
-    if cache is not None:
-        cached(recipe, cache, device, timed_steps, allow, emit)
-    modes = [("graphs (no-grad calls replayed)", {"graphs": True})] if graphs else []
-    modes += [("compiled blocks", {"compile": True})]
-    modes += [("compiled blocks + graphs", {"compile": True, "graphs": True})] if graphs else []
+    """Rows, each ``emit``-ted when done. Not ``compiled``: eager, eager with each of ``kernels``
+    forced (one Trainer), with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``),
+    with ``graphs`` the no-grad calls replayed (``--recipes.runtime.graphs``: CUDA graphs).
+    ``compiled``: compiled blocks, and with ``graphs`` compiled and replayed (run after every
+    uncompiled row: compilation may run into the check's time-out; the rows before are kept)."""
+    if compiled:
+        modes = [("compiled blocks", {"compile": True})]
+        modes += [("compiled blocks + graphs", {"compile": True, "graphs": True})] if graphs else []
+    else:
+        _group(
+            recipe,
+            [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels],
+            device,
+            timed_steps,
+            allow,
+            emit,
+        )
+        if cache is not None:
+            cached(recipe, cache, device, timed_steps, allow, emit)
+        modes = [("graphs (no-grad calls replayed)", {"graphs": True})] if graphs else []
     for label, fields in modes:
         runtime = replace(recipe.runtime, **fields)
         _group(replace(recipe, runtime=runtime), [(label, None)], device, timed_steps, allow, emit)
@@ -276,7 +285,8 @@ def run_speed(
     sec: dict, model: Path, clip: Path, work: Path, device: str, tiny: bool, steps: int, allow, update
 ):
     """The section: ``sec["sdxl_mlcd"]`` and ``sec["miniature_mlcd"]`` rows, written (``update()``)
-    as each is done. On the CPU only the "math" kernel is forced (the others are CUDA kernels)."""
+    as each is done: SDXL's uncompiled rows, the miniature's, then the compiled rows of each. On the
+    CPU only the "math" kernel is forced (the others are CUDA kernels)."""
     kernels = ("flash", "cudnn", "efficient") if device.startswith("cuda") else ("math",)
 
     def into(key: str):
@@ -292,6 +302,8 @@ def run_speed(
         return emit
 
     sdxl = sdxl_recipe(model, clip, work, device, tiny)
-    variants(sdxl, device, steps, kernels, allow, into("sdxl_mlcd"), cache=work / "speed-cache")
     mini = miniature_recipe(work, device)  # steps of tens of ms; later steps still capture new shapes
-    variants(mini, device, max(steps, MINIATURE_TIMED_STEPS), (), allow, into("miniature_mlcd"), graphs=True)
+    mini_steps = max(steps, MINIATURE_TIMED_STEPS)
+    for compiled in (False, True):  # every uncompiled row first: compilation is the time-out's risk
+        variants(sdxl, device, steps, allow, into("sdxl_mlcd"), compiled, kernels, work / "speed-cache")
+        variants(mini, device, mini_steps, allow, into("miniature_mlcd"), compiled, graphs=True)
