@@ -3,7 +3,7 @@
 #
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=560)
 #
-# Installs the carried wheels (.whl/: diffusers, tyro, ... as ../shared/GPU.md says; the device
+# Installs the carried wheels (.whl/: diffusers, tyro, ... from benchmarks/gpu_wheels.sh; the device
 # reaches no package registry), records the GPU and package versions, then runs the benchmark with
 # its results written under $OUT as they come (gpu.json, gpu.md, gpu.log): a stopped run keeps what
 # was done. No section or phase starts after GPU_BENCH_TIME_LIMIT seconds (default 330) and the
