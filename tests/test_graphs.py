@@ -4,6 +4,9 @@ Python decisions, static inputs and output, live weights), so these tests check 
 buffering that a CUDA graph relies on. The engine-level check, every loss's gradients bit for bit
 with and without, is in tests/test_loss_contract.py."""
 
+import contextlib
+import inspect
+
 import pytest
 import torch
 
@@ -13,6 +16,7 @@ from tlcm.diffusion.schedule import schedule_from_config
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
 from tlcm.models.families import FAMILIES
+from tlcm.models.graphs import CallGraphs
 from tlcm.models.student import Student
 
 
@@ -159,3 +163,56 @@ def test_graphs_are_refused_on_a_sharded_network(tiny_sd, monkeypatch):
     monkeypatch.setattr(tlcm.models.student, "is_sharded", lambda module: True)
     with pytest.raises(TLCMError, match="FSDP2"):
         student.use_graphs()
+
+
+def test_the_cuda_branch_binds_to_torchs_own_signatures(tiny_sd, monkeypatch):
+    """No CUDA here: torch.cuda's stream and graph API is replaced by fakes that bind every call to
+    the real function's signature (a misspelt keyword, a missing argument fails as it would on the
+    GPU) and run the captured call eagerly: the branch warms up on the side stream, captures into
+    the shared pool, replays and returns the output. (CUDA autocast cannot be turned on here.)"""
+    calls, real = [], {name: getattr(torch.cuda, name) for name in ("Stream", "CUDAGraph", "graph")}
+
+    def fake(real, result=None):
+        def call(*args, **kwargs):
+            inspect.signature(real).bind(*args, **kwargs)
+            calls.append((real.__name__, kwargs))
+            return result() if result else None
+
+        return call
+
+    class Stream:
+        def __init__(self, *args, **kwargs):
+            inspect.signature(real["Stream"]).bind(*args, **kwargs)
+
+        def wait_stream(self, stream):
+            calls.append(("wait_stream", {}))
+
+    class CUDAGraph:
+        def __init__(self, *args, **kwargs):
+            inspect.signature(real["CUDAGraph"]).bind(*args, **kwargs)
+
+        def replay(self):
+            calls.append(("replay", {}))
+
+    @contextlib.contextmanager
+    def graph(*args, **kwargs):
+        inspect.signature(real["graph"]).bind(*args, **kwargs)
+        calls.append(("graph", kwargs))
+        yield
+
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "graph_pool_handle", fake(cuda.graph_pool_handle, lambda: (0, 1)))
+    monkeypatch.setattr(cuda, "current_stream", fake(cuda.current_stream, Stream))
+    monkeypatch.setattr(cuda, "stream", fake(cuda.stream, contextlib.nullcontext))
+    monkeypatch.setattr(cuda, "Stream", Stream)
+    monkeypatch.setattr(cuda, "CUDAGraph", CUDAGraph)
+    monkeypatch.setattr(cuda, "graph", graph)
+    student = _student(tiny_sd)
+    student.base.graphs = CallGraphs(torch.device("cuda"))  # its tensors stay on the CPU: fakes only
+    x, t, cond = _inputs(student, 0)
+    with torch.no_grad():
+        out = student.denoiser()(x, t, cond)
+    assert torch.equal(out, _eager(student, student.denoiser, x, t, cond))
+    names = [name for name, _ in calls]
+    assert names[-3:] == ["wait_stream", "graph", "replay"] and names.count("stream") == 1
+    assert calls[-2][1]["pool"] == (0, 1)

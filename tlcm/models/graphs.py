@@ -140,9 +140,9 @@ class CallGraphs:
         static = [v.detach().clone() for v in leaves]
         if not self.cuda:
             return self._trace(flat_fn, static)
-        kind = self.device.type  # casts inside the graph, none from autocast's cache (freed after it)
-        autocast = torch.autocast(kind, torch.get_autocast_dtype(kind), cache_enabled=False)
-        autocast = autocast if torch.is_autocast_enabled(kind) else nullcontext()
+        kind, autocast = self.device.type, nullcontext()
+        if torch.is_autocast_enabled(kind):  # casts inside the graph, none from the cache (freed after it)
+            autocast = torch.autocast(kind, torch.get_autocast_dtype(kind), cache_enabled=False)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with autocast, torch.cuda.stream(side):
