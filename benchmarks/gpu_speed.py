@@ -92,7 +92,10 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
             trainer.train_step(built, step)
             sync(device)
             row.setdefault("first_step_s", time.perf_counter() - start)
+        graphs, captured = trainer.base.graphs, trainer.base.graphs and trainer.base.graphs.captures
         _, row["host_syncs_per_step"] = host_syncs(partial(trainer.train_step, built, WARMUP_STEPS))
+        if graphs is not None:  # a capture synchronizes (torch.cuda.graph): its syncs are counted too
+            row["captures_in_sync_count_step"] = graphs.captures - captured
         times, evals = [], trainer.denoiser_evals
         for step in range(WARMUP_STEPS + 1, WARMUP_STEPS + 1 + timed_steps):
             start = time.perf_counter()
