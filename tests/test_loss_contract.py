@@ -141,8 +141,9 @@ COMPILE_TOLERANCE = {"pcm-adv": (1, 5e-2), "add": (2, 3e-2), "dmd": (2, 3e-2)}
 fuses and reorders float ops): (steps, tolerance) where not 2 steps at 1e-2. Measured per case,
 worst update: dmd 2.4e-3 (1.08e-2 at its sixth update, the second step's last fake-score update,
 on an AVX-512 Xeon with 1 thread, 2026-12-05: 1.5e-3 at the first step's, 2.0e-3 with 2 threads;
-inductor's CPU code follows the vector ISA), mlcd-ema 4.2e-4, mlcd 3.4e-4, lcd 2.2e-5, the GAN cases <= 9e-6 (add:
-2.1e-2 at its fourth update on torch 2.9, the floor; below 1e-2 on 2.14), but
+inductor's CPU code follows the vector ISA; a stale adapter selection: 2.06), mlcd-ema 4.2e-4,
+mlcd 3.4e-4, lcd 2.2e-5, the GAN cases <= 9e-6 (add: 2.1e-2 at its fourth update on torch 2.9, the
+floor; below 1e-2 on 2.14), but
 pcm-adv 1.5e-2 at its first updates and 0.2 at its second step. pcm-adv is ill-conditioned on the
 tiny random pipeline: eager with 1 vs 2 CPU threads (another reduction order, no compile) differs by
 the same 1.46e-2 at the first update (measured), so only its first updates are compared. A compiled
