@@ -92,7 +92,8 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
             trainer.train_step(built, step)
             sync(device)
             row.setdefault("first_step_s", time.perf_counter() - start)
-        graphs, captured = trainer.base.graphs, trainer.base.graphs and trainer.base.graphs.captures
+        graphs = trainer.base.graphs  # --recipes.runtime.graphs
+        captured = graphs and graphs.captures
         _, row["host_syncs_per_step"] = host_syncs(partial(trainer.train_step, built, WARMUP_STEPS))
         if graphs is not None:  # a capture synchronizes (torch.cuda.graph): its syncs are counted too
             row["captures_in_sync_count_step"] = graphs.captures - captured
@@ -107,8 +108,8 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
     s = statistics.median(times)
     row |= {"status": "done", "s_per_step": s, "step_times_s": times, "samples_per_s": row["batch"] / s}
     row["peak_gib"] = peak_gib(device)
-    if trainer.base.graphs is not None:  # --recipes.runtime.graphs: shapes captured (warm-up included)
-        row["graph_captures"] = trainer.base.graphs.captures
+    if graphs is not None:  # shapes captured, warm-up included
+        row["graph_captures"] = graphs.captures
     return row
 
 
@@ -225,40 +226,40 @@ def cached(recipe: Recipe, work: Path, device: str, timed_steps: int, allow, emi
     _group(recipe, [(label, None)], device, timed_steps, lambda: True, lambda row: emit(row | built))
 
 
-def variants(
+def _runtime_rows(recipe: Recipe, modes, device: str, timed_steps: int, allow, emit) -> None:
+    """One row per (label, runtime fields) of ``modes``, each on its own Trainer."""
+    for label, fields in modes:
+        runtime = replace(recipe.runtime, **fields)
+        _group(replace(recipe, runtime=runtime), [(label, None)], device, timed_steps, allow, emit)
+
+
+def uncompiled_rows(
     recipe: Recipe,
     device: str,
     timed_steps: int,
     allow,
     emit,
-    compiled: bool,
     kernels: tuple[str, ...] = (),
     cache: Path | None = None,
     graphs: bool = False,
 ) -> None:
-    """Rows, each ``emit``-ted when done. Not ``compiled``: eager, eager with each of ``kernels``
-    forced (one Trainer), with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``),
-    with ``graphs`` the no-grad calls replayed (``--recipes.runtime.graphs``: CUDA graphs).
-    ``compiled``: compiled blocks, and with ``graphs`` compiled and replayed (run after every
-    uncompiled row: compilation may run into the check's time-out; the rows before are kept)."""
-    if compiled:
-        modes = [("compiled blocks", {"compile": True})]
-        modes += [("compiled blocks + graphs", {"compile": True, "graphs": True})] if graphs else []
-    else:
-        _group(
-            recipe,
-            [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels],
-            device,
-            timed_steps,
-            allow,
-            emit,
-        )
-        if cache is not None:
-            cached(recipe, cache, device, timed_steps, allow, emit)
-        modes = [("graphs (no-grad calls replayed)", {"graphs": True})] if graphs else []
-    for label, fields in modes:
-        runtime = replace(recipe.runtime, **fields)
-        _group(replace(recipe, runtime=runtime), [(label, None)], device, timed_steps, allow, emit)
+    """Rows, each ``emit``-ted when done: eager, eager with each of ``kernels`` forced (one
+    Trainer), with ``cache`` (a work folder) MLCD from a trajectory cache (``cached``), with
+    ``graphs`` the no-grad calls replayed (``--recipes.runtime.graphs``: CUDA graphs)."""
+    eager = [("eager", None)] + [(f"eager, SDPA {k}", k) for k in kernels]
+    _group(recipe, eager, device, timed_steps, allow, emit)
+    if cache is not None:
+        cached(recipe, cache, device, timed_steps, allow, emit)
+    modes = [("graphs (no-grad calls replayed)", {"graphs": True})] if graphs else []
+    _runtime_rows(recipe, modes, device, timed_steps, allow, emit)
+
+
+def compiled_rows(recipe: Recipe, device: str, timed_steps: int, allow, emit, graphs: bool = False) -> None:
+    """Compiled blocks, and with ``graphs`` compiled and replayed (run after every uncompiled row:
+    compilation may run into the check's time-out; the rows before are kept)."""
+    modes = [("compiled blocks", {"compile": True})]
+    modes += [("compiled blocks + graphs", {"compile": True, "graphs": True})] if graphs else []
+    _runtime_rows(recipe, modes, device, timed_steps, allow, emit)
 
 
 def sdxl_recipe(model: Path, clip: Path, work: Path, device: str, tiny: bool) -> Recipe:
@@ -307,6 +308,8 @@ def run_speed(
     sdxl = sdxl_recipe(model, clip, work, device, tiny)
     mini = miniature_recipe(work, device)  # steps of tens of ms; later steps still capture new shapes
     mini_steps = max(steps, MINIATURE_TIMED_STEPS)
-    for compiled in (False, True):  # every uncompiled row first: compilation is the time-out's risk
-        variants(sdxl, device, steps, allow, into("sdxl_mlcd"), compiled, kernels, work / "speed-cache")
-        variants(mini, device, mini_steps, allow, into("miniature_mlcd"), compiled, graphs=True)
+    # every uncompiled row first: compilation is the time-out's risk
+    uncompiled_rows(sdxl, device, steps, allow, into("sdxl_mlcd"), kernels, work / "speed-cache")
+    uncompiled_rows(mini, device, mini_steps, allow, into("miniature_mlcd"), graphs=True)
+    compiled_rows(sdxl, device, steps, allow, into("sdxl_mlcd"))
+    compiled_rows(mini, device, mini_steps, allow, into("miniature_mlcd"), graphs=True)
