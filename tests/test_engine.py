@@ -9,10 +9,10 @@ import pytest
 import torch
 from device_discipline import DeviceDiscipline
 from diffusers import StableDiffusionPipeline
-from engine_helpers import OutputNormConfig, shrink, small_recipe
+from engine_helpers import OutputNorm, OutputNormConfig, shrink, small_recipe
 
 from recipes import PRESETS
-from tlcm import TLCMScheduler
+from tlcm import TLCMScheduler, engine
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.engine import NonFiniteLoss, Trainer, train
 from tlcm.errors import TLCMError
@@ -383,23 +383,109 @@ def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp
         train(replace(recipe, inference_steps=(8,)))
 
 
+def _one_step(model_dir, out_dir, w_mlcd=1.0, w_norm=1.0, trainer_hook=None, **phase_fields):
+    """One ``Trainer._step`` of MLCD + the output norm (weights ``w_*``; ``phase_fields`` replace
+    the phase's, max_grad_norm 0 unless given) with SGD at lr 0, after ``trainer_hook(trainer)``:
+    (the student's gradients after the step's clipping, flat (P,); the step's logged terms)."""
+    recipe = small_recipe(model_dir, out_dir, steps=1)
+    phase = recipe.phases["stage"]
+    losses = {"mlcd": replace(phase.losses["mlcd"], weight=w_mlcd)}
+    losses["norm"] = replace(phase.losses["norm"], weight=w_norm)
+    phase = replace(phase, losses=losses, **{"max_grad_norm": 0.0, **phase_fields})
+    trainer = Trainer(replace(recipe, phases={"stage": phase}))
+    if trainer_hook:
+        trainer_hook(trainer)
+    built = {n: c.build(trainer.student) for n, c in phase.losses.items()}
+    params = list(trainer.student.trainable_parameters().values())
+    terms, finite = trainer._step(phase, built, torch.optim.SGD(params, lr=0.0), params, 0)
+    assert finite
+    return torch.cat([p.grad.flatten() for p in params]), terms
+
+
 def test_loss_weights_scale_each_terms_gradient(tiny_sd_dir, tmp_path):
     """The student's gradient is sum_k weight_k * grad(term_k): with terms MLCD and the output norm,
     g(w = (2, 3)) = 2 g(1, 0) + 3 g(0, 1) (same draws: zero-weight terms still run)."""
-
-    def gradient(w_mlcd: float, w_norm: float) -> torch.Tensor:
-        recipe = small_recipe(tiny_sd_dir, tmp_path / f"{w_mlcd}-{w_norm}", steps=1)
-        phase = recipe.phases["stage"]
-        losses = {"mlcd": replace(phase.losses["mlcd"], weight=w_mlcd)}
-        losses["norm"] = replace(phase.losses["norm"], weight=w_norm)
-        phase = replace(phase, losses=losses, max_grad_norm=0.0)
-        trainer = Trainer(replace(recipe, phases={"stage": phase}))
-        built = {n: c.build(trainer.student) for n, c in phase.losses.items()}
-        params = list(trainer.student.trainable_parameters().values())
-        opt = torch.optim.SGD(params, lr=0.0)
-        trainer._step(phase, built, opt, params, 0)
-        return torch.cat([p.grad.flatten() for p in params])
-
-    g_mlcd, g_norm, g_both = gradient(1.0, 0.0), gradient(0.0, 1.0), gradient(2.0, 3.0)
+    g_mlcd, _ = _one_step(tiny_sd_dir, tmp_path / "a", 1.0, 0.0)
+    g_norm, _ = _one_step(tiny_sd_dir, tmp_path / "b", 0.0, 1.0)
+    g_both, _ = _one_step(tiny_sd_dir, tmp_path / "c", 2.0, 3.0)
     assert g_mlcd.abs().max() > 0 and g_norm.abs().max() > 0
     torch.testing.assert_close(g_both, 2 * g_mlcd + 3 * g_norm, rtol=1e-4, atol=1e-7)
+
+
+def test_gradients_are_clipped_to_max_grad_norm_and_the_unclipped_norm_is_logged(tiny_sd_dir, tmp_path):
+    """max_grad_norm = c below the gradient's norm |g|: the step's gradient is g c / (|g| + 1e-6)
+    (clip_grad_norm_) and grad_norm logs |g|; c = 0 (no clipping) leaves g as it is."""
+    g, terms = _one_step(tiny_sd_dir, tmp_path / "free")
+    norm = torch.linalg.vector_norm(g)
+    torch.testing.assert_close(terms["grad_norm"], norm, rtol=1e-5, atol=0.0)
+    c = float(norm) / 4
+    clipped, terms = _one_step(tiny_sd_dir, tmp_path / "clipped", max_grad_norm=c)
+    torch.testing.assert_close(terms["grad_norm"], norm, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(clipped, g * (c / (norm + 1e-6)), rtol=1e-5, atol=1e-9)
+
+
+def test_accumulated_micro_batches_are_averaged(tiny_sd_dir, tmp_path, monkeypatch):
+    """grad_accum averages: with one prompt and every micro-batch seeded alike (step_seed patched),
+    the two micro-batches of batch 4 are copies of one micro-batch of 2, so batch 4 in 2 gives the
+    gradient and logged terms of batch 2 in 1 (summing instead would double both)."""
+
+    def one_prompt(trainer):
+        trainer.prompts = trainer.prompts[:1]
+
+    monkeypatch.setattr(engine, "step_seed", lambda seed, step, chunk: 7 * seed + min(chunk, 0))
+    g1, terms1 = _one_step(tiny_sd_dir, tmp_path / "one", trainer_hook=one_prompt, batch_size=2)
+    g2, terms2 = _one_step(tiny_sd_dir, tmp_path / "two", trainer_hook=one_prompt, batch_size=4, grad_accum=2)
+    assert g1.abs().max() > 0
+    torch.testing.assert_close(g2, g1, rtol=1e-5, atol=1e-9)
+    for name in ("mlcd", "norm", "grad_norm"):
+        torch.testing.assert_close(terms2[name], terms1[name], rtol=1e-5, atol=0.0)
+
+
+def test_micro_batches_and_steps_draw_from_their_own_generators(tiny_sd_dir, tmp_path, monkeypatch):
+    """Each micro-batch of each step has a generator of its own (step_seed(seed, step, j)): batch 4
+    in 2 micro-batches over 2 steps sees 4 distinct seeds, and different first noise draws."""
+    seen = []
+    forward = OutputNorm.forward
+
+    def recording(self, ctx):
+        seen.append((ctx.step, ctx.generator.initial_seed(), ctx.randn(8).clone()))
+        return forward(self, ctx)
+
+    monkeypatch.setattr(OutputNorm, "forward", recording)
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=2)
+    train(replace(recipe, phases={"stage": replace(recipe.phases["stage"], batch_size=4, grad_accum=2)}))
+    assert [step for step, _, _ in seen] == [0, 0, 1, 1]
+    assert len({seed for _, seed, _ in seen}) == 4
+    draws = [d for _, _, d in seen]
+    assert all(not torch.equal(a, b) for i, a in enumerate(draws) for b in draws[i + 1 :])
+
+
+def test_an_ema_target_follows_every_student_update(tiny_sd_dir, tmp_path, monkeypatch):
+    """After each optimizer step the engine calls every loss's after_student_step: MLCD's EMA
+    target with decay 0 is then the student's weights exactly (ema <- lerp(ema, live, 1 - 0)),
+    and with decay 0.5 it has moved part of the way from its start towards the student."""
+    built = []
+    build = MLCDConfig.build
+    monkeypatch.setattr(MLCDConfig, "build", lambda self, s: built.append(build(self, s)) or built[-1])
+    for decay in (0.0, 0.5):
+        recipe = small_recipe(tiny_sd_dir, tmp_path / str(decay), steps=2)
+        phase = recipe.phases["stage"]
+        phase = replace(
+            phase,
+            losses={**phase.losses, "mlcd": MLCDConfig(states="single_jump", target="ema", ema_decay=decay)},
+        )
+        trainer = Trainer(replace(recipe, phases={"stage": phase}))
+        start = {n: p.detach().clone() for n, p in trainer.student.net.named_parameters() if p.requires_grad}
+        trainer.run()
+        live = dict(trainer.student.net.named_parameters())
+        loss = built[-1]
+        pairs = [
+            (getattr(loss, f"ema_{i}"), live[name].detach(), start[name])
+            for i, name in enumerate(loss.ema_names)
+        ]
+        if decay == 0.0:
+            assert all(torch.equal(ema, now) for ema, now, _ in pairs)
+        else:  # summed over the weights (a weight that moved by an ulp may round back in the lerp)
+            moved = sum(float((now - s).abs().sum()) for _, now, s in pairs)
+            followed = sum(float((ema - s).abs().sum()) for ema, _, s in pairs)
+            assert moved > 0 and 0.0 < followed / moved < 1.0

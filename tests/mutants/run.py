@@ -1,0 +1,135 @@
+"""Deliberate breakages of the maths, and whether the tests catch each one (mutation testing).
+
+Each catalogue in this folder (every ``*.py`` but this one) defines ``MUTANTS``: a list of
+``Mutant``s, a one-place edit of the source (a flipped sign, a swapped pair, a dropped stop-grad,
+the wrong adapter) and the test files or node ids that must fail under it. The runner copies the
+working tree (what git tracks or would add) to a scratch folder, applies one mutant at a time
+there and runs its tests with pytest; a mutant whose tests pass has survived: a hole in the
+tests. The working tree is never edited.
+
+    .venv/bin/python tests/mutants/run.py                    # every catalogue (~10 min on 2 cores)
+    .venv/bin/python tests/mutants/run.py diffusion -k mlcd  # one catalogue, names containing "mlcd"
+
+Exit status 1 if any mutant survived (or its edit no longer applies: the source moved on and the
+catalogue must follow it); a table of every mutant, its verdict and seconds, and where it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """Replace ``old`` (exactly one occurrence in ``file``, relative to the repository root) by
+    ``new``; ``tests``: pytest arguments (files or node ids) of which at least one must fail."""
+
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    why: str = ""
+
+
+def catalogues(names: list[str]) -> dict[str, list[Mutant]]:
+    """{catalogue name: its MUTANTS} of ``names`` (all of this folder's catalogues if empty)."""
+    paths = sorted(p for p in HERE.glob("*.py") if p.stem not in ("run", "__init__"))
+    known = {p.stem: p for p in paths}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        sys.exit(f"unknown catalogue(s) {unknown}; known: {sorted(known)}")
+    out = {}
+    for stem in names or sorted(known):
+        spec = importlib.util.spec_from_file_location(f"mutants_{stem}", known[stem])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        out[stem] = module.MUTANTS
+    return out
+
+
+def scratch_copy() -> Path:
+    """The working tree's files (tracked, and untracked but not ignored) in a new temporary
+    folder, with this checkout's .venv linked in."""
+    dest = Path(tempfile.mkdtemp(prefix="tlcm-mutants-"))
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    return dest
+
+
+def run_mutant(repo: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
+    """(verdict, seconds): "killed" (a test failed), "SURVIVED", "NOT APPLIED" (``old`` is not in
+    the file exactly once) or "TIMEOUT" (counted as killed: a hang is caught, slowly)."""
+    path = repo / mutant.file
+    source = path.read_text()
+    if source.count(mutant.old) != 1:
+        return f"NOT APPLIED ({source.count(mutant.old)} matches)", 0.0
+    path.write_text(source.replace(mutant.old, mutant.new))
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, timeout=timeout)
+        verdict = "SURVIVED" if done.returncode == 0 else "killed"
+        if done.returncode not in (0, 1):  # collection error, usage error: say so
+            verdict = f"killed (pytest exit {done.returncode})"
+    except subprocess.TimeoutExpired:
+        verdict = "TIMEOUT"
+    finally:
+        path.write_text(source)
+    return verdict, time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("catalogues", nargs="*", help="catalogues (tests/mutants/*.py); default all")
+    parser.add_argument("-k", default="", help="only mutants whose name contains this")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per mutant's tests")
+    args = parser.parse_args()
+    chosen = {c: [m for m in ms if args.k in m.name] for c, ms in catalogues(args.catalogues).items()}
+    total = sum(len(ms) for ms in chosen.values())
+    repo = scratch_copy()
+    print(f"{total} mutants on a copy of the working tree ({repo})", flush=True)
+    bad = []
+    try:
+        i = 0
+        for cat, mutants in chosen.items():
+            for m in mutants:
+                i += 1
+                verdict, seconds = run_mutant(repo, m, args.timeout)
+                print(f"[{i}/{total}] {verdict:<12} {seconds:6.1f} s  {cat}:{m.name}  ({m.file})", flush=True)
+                if verdict.startswith(("SURVIVED", "NOT APPLIED")):
+                    bad.append(f"{cat}:{m.name}: {verdict}")
+    finally:
+        shutil.rmtree(repo)
+    print(f"\n{total - len(bad)} of {total} mutants caught" + ("" if not bad else ":"))
+    for line in bad:
+        print(f"  {line}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
