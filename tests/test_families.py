@@ -102,6 +102,46 @@ def test_flux_call_is_the_pipelines(request):
     assert torch.equal(image_ids(h // 2, w // 2, torch.device("cpu"), torch.bfloat16), ids)
 
 
+@pytest.mark.parametrize("kind", ["sdxl", "sd3"])
+def test_guided_teacher_is_the_pipelines_cfg_prediction(kind, request):
+    """The guided teacher (w = 5) equals the noise / velocity prediction the diffusers pipeline
+    makes in a CFG step: its own encode_prompt (negative prompt: its default), the network on
+    [negative; prompt] (SDXL: pooled embeddings and _get_add_time_ids; SD3: pooled projections)
+    and uncond + w (cond - uncond). A conditioning field that does not reach the network, or the
+    prompt's pooled embedding in the unconditional half, fails."""
+    base = _load(request, kind)
+    pipe, w, prompts = base.pipe, 5.0, ["a handwritten digit seven", "a drawing of the digit two"]
+    cond, uncond = base.encode(prompts)
+    x, t = torch.randn(2, *base.latent_shape), torch.tensor([700.0, 250.0])
+    with torch.no_grad():
+        ours = Guided(base.denoiser(), w, uncond[:1])(x, t, cond)
+        xx, tt = torch.cat([x, x]), torch.cat([t, t])
+        if kind == "sdxl":
+            emb, neg, pooled, neg_pooled = pipe.encode_prompt(prompts, device="cpu")
+            size = base.latent_shape[-1] * pipe.vae_scale_factor
+            ids = pipe._get_add_time_ids(
+                (size, size), (0, 0), (size, size), emb.dtype, pipe.text_encoder_2.config.projection_dim
+            ).expand(4, 6)
+            added = {"text_embeds": torch.cat([neg_pooled, pooled]), "time_ids": ids}
+            out = pipe.unet(
+                xx, tt, encoder_hidden_states=torch.cat([neg, emb]), added_cond_kwargs=added
+            ).sample
+        else:
+            emb, neg, pooled, neg_pooled = pipe.encode_prompt(
+                prompts, None, None, device="cpu", max_sequence_length=TEXT
+            )
+            out = pipe.transformer(
+                hidden_states=xx,
+                timestep=tt,
+                encoder_hidden_states=torch.cat([neg, emb]),
+                pooled_projections=torch.cat([neg_pooled, pooled]),
+                return_dict=False,
+            )[0]
+    out_uncond, out_cond = out.chunk(2)
+    assert (out_cond - out_uncond).abs().max() > 1e-4  # the prompt reaches the network
+    torch.testing.assert_close(ours, out_uncond + w * (out_cond - out_uncond), rtol=1e-4, atol=1e-5)
+
+
 def test_embedded_guidance_is_one_call_with_w_as_input():
     """The guided teacher on a guidance-distilled conditioning: ONE call of batch B whose guidance input
     is w (not a cond + uncond batch of 2B); CFG conditionings still make the 2B call."""
