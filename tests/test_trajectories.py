@@ -168,6 +168,14 @@ def test_sampling_is_deterministic_and_consistent_with_the_grid(base, cache_dir)
     assert first.x_tm.shape == (8, *base.latent_shape) and first.x_tm.dtype == torch.float32
     other = cache.sample(idx, torch.Generator().manual_seed(4))
     assert not torch.equal(first.x_tm, other.x_tm)
+    # each sample's pair is a stored trajectory of ITS prompt (rows p * 3 .. p * 3 + 2) at t_m, t_n
+    rows = [cache._slices[0][r] for r in range(4)] + [cache._slices[1][r] for r in range(2)]
+    for b, p in enumerate(idx.tolist()):
+        at = grid.index(int(first.t_m[b]))
+        assert any(
+            torch.equal(rows[r][at], first.x_tm[b]) and torch.equal(rows[r][at + 1], first.x_tn[b])
+            for r in range(3 * p, 3 * p + 3)
+        ), (b, p)
 
 
 def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys):
