@@ -7,12 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 from loss_cases import case_recipe
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 import tlcm.models.student
 from tlcm.config import StudentConfig
 from tlcm.engine import Trainer
 from tlcm.errors import TLCMError
 from tlcm.losses.dmd import FAKE_ADAPTER
+from tlcm.losses.preference import PreferenceConfig
 from tlcm.models.adapters import TEACHER
 from tlcm.models.base import BaseModel
 from tlcm.models.student import STUDENT_ADAPTER, Student, fresh_lora_state
@@ -89,3 +91,45 @@ def test_the_trainer_adds_every_phase_adapter_before_its_phase(tiny_sd_dir, tmp_
     assert fake and all(p.requires_grad for p in fake)
     assert not {id(p) for p in fake} & {id(p) for p in student.trainable_parameters().values()}
     assert student.adapters.live == STUDENT_ADAPTER
+
+
+def test_lora_layer_is_base_plus_alpha_over_rank_times_ba(tiny_sd_dir):
+    """A LoRA layer of the student (rank 2, alpha 6): W x + (alpha / r) B A x = W x + 3 B A x;
+    under use(TEACHER) the base layer alone (LoRA, Hu et al. 2021, eq. 3 with peft's scaling)."""
+    student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=2, lora_alpha=6.0))
+    layer = next(
+        m
+        for m in student.net.modules()
+        if isinstance(m, BaseTunerLayer) and isinstance(m.get_base_layer(), torch.nn.Linear)
+    )
+    a, b = layer.lora_A[STUDENT_ADAPTER].weight, layer.lora_B[STUDENT_ADAPTER].weight
+    with torch.no_grad():
+        torch.nn.init.normal_(b, std=0.1)
+        x = torch.randn(3, a.shape[1], generator=torch.Generator().manual_seed(0))
+        w, bias = layer.get_base_layer().weight.double(), layer.get_base_layer().bias
+        base = x.double() @ w.T + (0 if bias is None else bias.double())
+        expected = base + 3.0 * x.double() @ a.double().T @ b.double().T
+        torch.testing.assert_close(layer(x).double(), expected, rtol=1e-5, atol=1e-5)
+        with student.adapters.use(TEACHER):
+            torch.testing.assert_close(layer(x).double(), base, rtol=1e-5, atol=1e-5)
+
+
+def test_dpo_reference_is_the_phase_start_student(student):
+    """PreferenceConfig(mode="dpo").build: the reference is the student's output at build time,
+    called with a copy of its weights: an optimizer's in-place update moves the student, not the
+    reference, and calling the reference leaves the student's (updated) weights in place."""
+    for p in student.trainable_parameters().values():
+        torch.nn.init.normal_(p, std=0.1)
+    loss = PreferenceConfig(mode="dpo").build(student)
+    assert loss.reference_weights.keys() == student.trainable_parameters().keys()
+    call, x = student.denoiser(), _inputs(student)
+    with torch.no_grad():
+        start, teacher = call(*x), student.teacher()(*x)
+        assert not torch.allclose(start, teacher)  # the student differs from the teacher
+        torch.testing.assert_close(loss.reference(*x), start)
+        for p in student.trainable_parameters().values():
+            p.add_(0.05 * torch.randn_like(p))  # an optimizer step
+        moved = call(*x)
+        assert not torch.allclose(moved, start)
+        torch.testing.assert_close(loss.reference(*x), start)  # the phase-start student still
+        torch.testing.assert_close(call(*x), moved)  # the reference's weights did not leak in

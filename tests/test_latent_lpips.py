@@ -15,7 +15,15 @@ from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.errors import TLCMError
-from tlcm.latent_lpips.train import PixelProxy, TrainArgs, train_latent_lpips, write
+from tlcm.latent_lpips.train import (
+    LOG_EPS,
+    PixelProxy,
+    TrainArgs,
+    log_loss,
+    train_latent_lpips,
+    triplet_distances,
+    write,
+)
 from tlcm.losses import latent_lpips as ll
 from tlcm.losses.distances import get_distance
 from tlcm.losses.latent_lpips import LatentLPIPS, load_latent_lpips, save_latent_lpips
@@ -225,3 +233,61 @@ def test_training_core_two_steps_on_tiny_sd(tiny_sd, tmp_path):
     assert all((lin.weight >= 0).all() for lin in loaded.lins)
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["steps"] == 2 and 0 <= saved["heldout_2afc_latent_lpips"] <= 1
+
+
+def test_negative_head_weights_count_as_zero():
+    """w_{l,c} >= 0 (the distance stays >= 0): a head weight below 0 acts as 0."""
+    net = _random_net()
+    with torch.no_grad():
+        net.lins[1].weight[0, :2] = -3.0
+        zeroed = _random_net()
+        zeroed.load_state_dict(net.state_dict())
+        zeroed.lins[1].weight[0, :2] = 0.0
+        x, y = torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6)
+        torch.testing.assert_close(net(x, y), zeroed(x, y))
+        assert (net(x, y) >= 0).all()
+
+
+def test_registered_distances_by_hand():
+    """d = 0.3 everywhere: "l2" 0.09, "huber" (per sample, c = 0.03) sqrt(0.09 + 0.0009) - 0.03,
+    "elementwise_huber" (per element, c = 0.001) sqrt(0.09 + 1e-6) - 0.001; 2 x 3 x 4 elements."""
+    a, b = torch.full((2, 3, 2, 2), 0.3), torch.zeros(2, 3, 2, 2)
+    want = {"l2": 0.09, "huber": math.sqrt(0.0909) - 0.03, "elementwise_huber": math.sqrt(0.090001) - 0.001}
+    for name, value in want.items():
+        torch.testing.assert_close(get_distance(name)(a, b), torch.full((2,), value), msg=name)
+    d = torch.tensor([0.3, -0.4, 0.0, 1.2]).view(1, 1, 2, 2)  # mean d^2 = 0.4225: the forms differ
+    torch.testing.assert_close(
+        get_distance("huber")(d, torch.zeros_like(d)), torch.tensor([math.sqrt(0.4225 + 0.0009) - 0.03])
+    )
+
+
+def test_training_pairs_and_loss_by_hand(float64):
+    """triplet_distances: columns (ref, a), (ref, b), (a, b), the proxy's order (make_triplets);
+    latents ref = 0, a = 1, b = 3 under l2: (1, 9, 4). log_loss: mean (log(d + e) - log(p + e))^2
+    with e = 1e-3: d = 1 - e vs p = 0.1 - e gives (log 10)^2, d = p gives 0: mean (log 10)^2 / 2."""
+    z = torch.stack([torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2), torch.full((2, 4, 2, 2), 3.0)], 1)
+    l2 = lambda x, y: (x - y).square().flatten(1).mean(1)  # noqa: E731
+    torch.testing.assert_close(triplet_distances(l2, z), torch.tensor([[1.0, 9.0, 4.0]] * 2))
+    assert LOG_EPS == 1e-3
+    d, p = torch.tensor([1 - 1e-3, 0.5]), torch.tensor([0.1 - 1e-3, 0.5])
+    torch.testing.assert_close(log_loss(d, p), torch.tensor(math.log(10) ** 2 / 2))
+
+
+class ZeroProxy(torch.nn.Module):
+    """A proxy that calls every pair identical: the regression pulls every distance, and so every
+    head weight, down."""
+
+    def forward(self, x, y):
+        return torch.zeros(x.shape[0])
+
+
+def test_training_keeps_the_head_weights_nonnegative(tiny_sd):
+    """lr 1 towards a zero proxy: Adam's first step moves each head weight with a gradient (0.2 at
+    init) down by about 1; each step projects them back to w_{l,c} >= 0, so they end at exactly 0
+    (the weights of channels dead at init get no gradient and stay)."""
+    torch.manual_seed(0)
+    images = torch.rand(8, 3, 32, 32) * 2 - 1
+    args = TrainArgs(steps=2, batch_size=4, triplets=4, heldout_triplets=4, channels=(2, 2, 4, 4, 4), lr=1.0)
+    net, _ = train_latent_lpips(tiny_sd.vae, ZeroProxy(), images[:4], images[4:], args)
+    assert all((lin.weight >= 0).all() for lin in net.lins)
+    assert any((lin.weight == 0).any() for lin in net.lins)  # moved below 0, clamped

@@ -97,14 +97,19 @@ def test_aesthetic_reward_loads_heads_and_refuses_bad_files(tiny_clip_dir, tmp_p
 
 
 def test_digit_reward_is_the_classifiers_log_probability():
+    """Of the images clamped to [-1, 1] (the classifier's range; these reach +-2); the unrelated
+    prompts never ask for the prompt's own digit (300 draws: a 1-in-10 repeat would show)."""
     reward = DigitReward()
-    images = torch.rand(3, 3, 32, 32) * 2 - 1
+    images = torch.rand(3, 3, 32, 32) * 4 - 2
     prompts = [prompt_for(7, 0), prompt_for(3, 1), prompt_for(0, 3)]
     assert [prompt_digit(p) for p in prompts] == [7, 3, 0]
-    expected = reward.classifier(images).log_softmax(1)[torch.arange(3), torch.tensor([7, 3, 0])]
+    logits = reward.classifier(images.clamp(-1, 1))
+    expected = logits.log_softmax(1)[torch.arange(3), torch.tensor([7, 3, 0])]
     torch.testing.assert_close(reward(images, prompts), expected)
-    negatives = reward.unrelated(prompts, torch.Generator().manual_seed(0))
-    assert all(prompt_digit(n) != prompt_digit(p) for n, p in zip(negatives, prompts, strict=True))
+    many = prompts * 100
+    negatives = reward.unrelated(many, torch.Generator().manual_seed(0))
+    assert all(prompt_digit(n) != prompt_digit(p) for n, p in zip(negatives, many, strict=True))
+    assert {prompt_digit(n) for n in negatives[::3]} == set(range(10)) - {7}  # every other digit
     with pytest.raises(ValueError, match="names no digit"):
         prompt_digit("a cat")
 
@@ -152,6 +157,57 @@ def test_dpo_component_with_toy_denoisers_only():
     assert metrics["preference/reward_gap"] > 0
     torch.testing.assert_close(metrics["preference/reward_gap"], torch.stack(gaps).mean())
     assert loss.aux_step([ctx()]) == {}  # no forward in that context: nothing to report
+
+
+def test_dpo_component_by_hand():
+    """Eq. 14 from the recorded inputs of the student's training call: the winner is the candidate
+    with the higher reward, winner and loser are noised with ONE t and ONE eps (x_t = a_t x0 + s_t
+    eps on the toy schedule), the reference is the frozen function (0.3 x, the student 0.5 x), and
+    the loss and its gradient by hand in float64:
+    -log sigmoid(-beta / 2 ((e_w - e_l) - (e_ref_w - e_ref_l))), e = mean (out(x_t) - x0)^2."""
+    scale, beta, b = torch.nn.Parameter(torch.tensor(0.5)), 50.0, 8
+    seen, ref_seen = [], []
+
+    def student(x, t, c):
+        if x.shape[0] == 2 * b:  # the training call (sampling calls have b)
+            seen.append((x.detach().clone(), t.clone()))
+        return scale * x
+
+    def reference(x, t, c):
+        ref_seen.append(x.detach().clone())
+        return 0.3 * x
+
+    loss = Preference(PreferenceConfig(mode="dpo", beta=beta), LatentReward(), reference=reference)
+    ctx = toy_context(student, None, batch=b, seed=3, decode=lambda z: z, grid=StudentGrid(2, 2))
+    value = loss(ctx)["preference"]
+    value.backward()
+    [(x_t, t)] = seen
+    assert len(ref_seen) == 1 and torch.equal(ref_seen[0], x_t)
+    x_a, x_b = ctx.computed(samples_key(ctx, 0)), ctx.computed(samples_key(ctx, 1))
+    r_a, r_b = LatentReward()(x_a, ctx.prompts), LatentReward()(x_b, ctx.prompts)
+    assert (r_a != r_b).all() and (r_a > r_b).any() and (r_a < r_b).any()  # both orders occur
+    a_wins = (r_a > r_b).view(-1, 1, 1, 1)
+    x_w, x_l = torch.where(a_wins, x_a, x_b).double(), torch.where(a_wins, x_b, x_a).double()
+    assert torch.equal(t[:b], t[b:])  # one t per pair
+    acp = torch.tensor([0.9216, 0.64, 0.36], dtype=torch.float64)[t[:b]].view(-1, 1, 1, 1)
+    a, s = acp.sqrt(), (1 - acp).sqrt()
+    x_tw, x_tl = x_t[:b].double(), x_t[b:].double()
+    eps_w, eps_l = (x_tw - a * x_w) / s, (x_tl - a * x_l) / s
+    torch.testing.assert_close(eps_w, eps_l, rtol=0, atol=1e-5)  # one eps per pair
+
+    k = scale.detach().double().requires_grad_(True)
+
+    def err(out, x0):
+        return (out - x0).square().flatten(1).mean(1)
+
+    e_w, e_l = err(k * x_tw, x_w), err(k * x_tl, x_l)
+    r_w, r_l = err(0.3 * x_tw, x_w), err(0.3 * x_tl, x_l)
+    z = -beta / 2 * ((e_w - e_l) - (r_w - r_l))
+    expected = torch.log1p(torch.exp(-z)).mean()  # -log sigmoid(z)
+    expected.backward()
+    assert 0.05 < expected.item() < 5 and abs(expected.item() - math.log(2)) > 0.01  # not saturated
+    torch.testing.assert_close(value.detach().double(), expected.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scale.grad.double(), k.grad, rtol=1e-4, atol=1e-6)
 
 
 class ScaleUNet(torch.nn.Module):

@@ -52,3 +52,22 @@ def test_sample_cli_fused_grid_matches_unfused(tiny_sd_dir, tmp_path, monkeypatc
     monkeypatch.setattr(Student, "fuse", lambda self: None)
     unfused = np.asarray(Image.open(sample_main(replace(args, out=tmp_path / "unfused.png"))), dtype=int)
     assert np.abs(fused - unfused).max() <= 1  # 8-bit rounding of fp-close images
+
+
+def test_fuse_merges_only_the_students_adapter(tiny_sd_dir):
+    """With an auxiliary adapter (DMD's fake score) beside it, fuse merges the student's LoRA alone:
+    the fused student is the unfused student, not the student plus the fake score's update."""
+    student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=2, lora_alpha=4.0))
+    fake = student.auxiliary("fake")
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for p in [*student.trainable_parameters().values(), *fake.parameters()]:
+            p.copy_(torch.randn_like(p) * 0.1)
+    cond, _ = student.base.encode(["a", "b"])
+    x, t = torch.randn(2, *student.base.latent_shape), torch.tensor([999, 300])
+    with torch.no_grad():
+        unfused, faked = student.denoiser()(x, t, cond), fake.denoiser()(x, t, cond)
+        assert (unfused - faked).abs().max() > 1e-3  # the two adapters differ
+        student.fuse()
+        fused = student.denoiser()(x, t, cond)
+    torch.testing.assert_close(fused, unfused, rtol=1e-4, atol=1e-5)

@@ -297,9 +297,11 @@ class Student:
     @torch.no_grad()
     def fuse(self) -> None:
         """Merge the student LoRA into the base weights (peft's per-layer merge, what diffusers'
-        ``fuse_lora`` does): sampling then skips the adapter's extra matmuls. For inference only;
-        the teacher (adapters disabled) is the fused student afterwards. Drops every capture of
-        the network's calls (merged weights may live elsewhere)."""
+        ``fuse_lora`` does): sampling then skips the adapter's extra matmuls. For inference only.
+        A teacher call afterwards (adapters disabled) makes peft unmerge each layer it runs: the
+        teacher stays the base network, and the student is unfused from then on (its outputs
+        unchanged, the speed-up gone). Drops every capture of the network's calls (merged
+        weights may live elsewhere)."""
         if self.base.graphs is not None:
             self.base.graphs.clear()
         for layer in self.adapters.layers:
