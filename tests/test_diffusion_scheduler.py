@@ -7,8 +7,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, LCMScheduler
 
 from tlcm import TLCMScheduler
-from tlcm.diffusion.sampling import sample_latents
-from tlcm.diffusion.schedule import VPSchedule
+from tlcm.diffusion.sampling import ddim_timesteps, sample_latents, teacher_timesteps
+from tlcm.diffusion.schedule import FlowSchedule, VPSchedule
 from tlcm.diffusion.scheduler import TLCMFlowScheduler
 
 SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
@@ -173,3 +173,38 @@ def test_flow_scheduler_dynamic_shift_and_scale_noise():
     x0, noise = torch.randn(1, 16, 8), torch.randn(1, 16, 8)
     noisy = ours.scale_noise(x0, ours.timesteps[1:], noise)
     torch.testing.assert_close(noisy, (1 - ours.sigmas[1]) * x0 + ours.sigmas[1] * noise)
+
+
+def test_tcd_gamma_step_by_hand():
+    """gamma 0.3 (TCD), 4 steps [999, 749, 499, 124], epsilon model output e at 999: x0_hat =
+    (x - s_999 e) / a_999; s' = round(-1 + 0.7 (749 + 1)) = 524; DDIM to s' gives a_524 x0_hat +
+    s_524 e; then forward-diffused to 749 with fresh noise n (the generator's first draw):
+    r x_s' + sqrt(s_749^2 - r^2 s_524^2) n, r = a_749 / a_524 (alphas from diffusers' DDPM)."""
+    scheduler = TLCMScheduler(**SD_CONFIG, gamma=0.3)
+    scheduler.set_timesteps(4)
+    ac = DDPMScheduler(**SD_CONFIG).alphas_cumprod.double()
+    a, s = ac.sqrt(), (1 - ac).sqrt()
+    x = torch.randn(1, 4, 3, 3, generator=torch.Generator().manual_seed(1))
+    e = torch.randn(1, 4, 3, 3, generator=torch.Generator().manual_seed(2))
+    out = scheduler.step(e, 999, x, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(1, 4, 3, 3, generator=torch.Generator().manual_seed(3)).double()
+    x0 = (x.double() - s[999] * e.double()) / a[999]
+    r = a[749] / a[524]
+    expected = r * (a[524] * x0 + s[524] * e.double()) + (s[749] ** 2 - (r * s[524]) ** 2).sqrt() * noise
+    torch.testing.assert_close(out.denoised, x0.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.prev_sample, expected.float(), atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_timesteps_by_hand():
+    """VP: linspace(T - 1, 0, n + 1) without its last point, rounded half to even: n = 1 -> [999],
+    2 -> [999, 500] (499.5), 4 -> [999, 749, 500, 250]. Flow: T shift(1 - i / n), i = 0..n-1,
+    starting at pure noise T: shift 3, n = 2 -> [1000, 750] (3 * 0.5 / 2 = 0.75); n = 1 -> [1000]."""
+    assert ddim_timesteps(1) == [999]
+    assert ddim_timesteps(2) == [999, 500]
+    assert ddim_timesteps(4) == [999, 749, 500, 250]
+    assert teacher_timesteps(2, VPSchedule.from_config(SD_CONFIG)) == [999, 500]
+    flow = FlowSchedule(1000, shift=3.0)
+    assert teacher_timesteps(2, flow) == pytest.approx([1000.0, 750.0])
+    assert teacher_timesteps(1, flow) == pytest.approx([1000.0])
+    with pytest.raises(ValueError, match="num_steps must be in"):
+        ddim_timesteps(1000)

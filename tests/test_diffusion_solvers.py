@@ -207,3 +207,30 @@ def test_tlcm_step_flow_tcd_hand_values():
     torch.testing.assert_close(got, torch.full((1, 1, 2, 2), 0.5 + 2 / 6 - 0.4714045))
     lcm = tlcm_step(schedule, eps_hat, x0, torch.tensor([1000.0]), torch.tensor([500.0]), 1.0, noise)
     torch.testing.assert_close(lcm, torch.full((1, 1, 2, 2), 0.5 - 0.5))
+
+
+def test_ddim_step_from_a_clean_state_keeps_it_whatever_x0_hat():
+    """From sigma_t = 0 (flow t = 0, VP t = -1) the state is its own x0 and holds no noise: the
+    step to s gives a_s x_t (+ s_s * 0), whatever x0_hat the caller passes (no 0 / 0, and not a
+    jump to x0_hat). Flow t = 0 -> 0: x_t; -> 500: 0.5 x_t. VP -1 -> -1: x_t; -> 499: a_499 x_t
+    with a_499^2 = alphas_cumprod[499] from diffusers."""
+    x, other = torch.full((2, 1, 2, 2), 3.0), torch.full((2, 1, 2, 2), -5.0)
+    flow = FlowSchedule()
+    zero = torch.zeros(2)
+    torch.testing.assert_close(ddim_step(flow, x, other, zero, zero), x)
+    torch.testing.assert_close(ddim_step(flow, x, other, zero, torch.full((2,), 500.0)), 0.5 * x)
+    vp = VPSchedule.from_config(SD_CONFIG)
+    clean = torch.full((2,), -1)
+    torch.testing.assert_close(ddim_step(vp, x, other, clean, clean), x)
+    a = DDIMScheduler(**SD_CONFIG).alphas_cumprod[499].sqrt()
+    torch.testing.assert_close(ddim_step(vp, x, other, clean, torch.full((2,), 499)), a * x)
+
+
+def test_tlcm_step_flow_tcd_gamma_quarter_by_hand():
+    """gamma 0.25 (not the symmetric 0.5): s' = (1 - 0.25) 500 = 375. Flow, x_t = eps_hat = 2 at
+    t = T, x0 = 1, noise = -1: x_s' = 0.625 + 0.375 * 2 = 1.375; ratio = 0.5 / 0.625 = 0.8;
+    std = sqrt(0.25 - (0.8 * 0.375)^2) = 0.4; x_s = 0.8 * 1.375 - 0.4 = 0.7."""
+    schedule = FlowSchedule()
+    x0, eps_hat, noise = torch.ones(1, 1, 2, 2), torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 2, 2), -1.0)
+    got = tlcm_step(schedule, eps_hat, x0, torch.tensor([1000.0]), torch.tensor([500.0]), 0.25, noise)
+    torch.testing.assert_close(got, torch.full((1, 1, 2, 2), 0.7))

@@ -424,6 +424,34 @@ def test_lcd_flow_shifted_t_n_is_the_previous_milestone():
     _close_t(student.calls[2][1], _hand_milestones(3.0)[hand["index"]])
 
 
+def test_lcd_flow_full_range_t_n_is_one_segment_of_its_own_down():
+    """LCD(full_range=True) on the shifted milestones [0, 6, 9, 10.8, 12] (widths 6, 3, 1.8, 1.2):
+    t_m is real in [t_1, T] = [6, 12]; with t_m in segment (t_{k-1}, t_k], t_n = t_m - (t_k -
+    t_{k-1}), the width of t_m's OWN segment (not of the one below, nor the first), by hand from
+    the recorded t_m."""
+    schedule = FlowSchedule(num_train_timesteps=T, shift=3.0)
+    student = Affine(torch.zeros(LATENT), b=0.5, k=0.02)
+    batch = 32
+    ctx = _ctx(
+        student,
+        _curved_teacher(),
+        schedule,
+        cond=[LCD_E_C] * batch,
+        uncond=[LCD_E_U],
+        w=LCD_W,
+        seed=2,
+        grid=(M, 2),
+    )
+    LCD(LCDConfig(teacher_substeps=1, full_range=True))(ctx)
+    (_, t_n, _), (_, t_m, _) = student.calls[2:]
+    table = _hand_milestones(3.0)
+    t_m = t_m.double()
+    assert ((t_m >= 6) & (t_m <= T)).all() and (t_m != t_m.round()).any()
+    k = torch.searchsorted(table, t_m, right=False)  # t_m in (t_{k-1}, t_k]
+    assert {2, 3, 4} <= set(k.tolist())  # each segment above the first, of widths 3, 1.8, 1.2
+    _close_t(t_n, t_m - (table[k] - table[k - 1]))
+
+
 # ============================================================================================
 # 4. DMD, flow.
 

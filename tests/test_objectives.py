@@ -762,6 +762,63 @@ def test_mlcd_component_timesteps_and_value_by_hand(segments, width):
     assert torch.equal(pair.t_s, t_s) and torch.equal(pair.t_m, t_m) and pair.segments == 12 // width
 
 
+def test_mlcd_mds_states_take_m_minus_s_teacher_steps_by_hand():
+    """MLCD, states "mds" (Alg. 1), M = 4 segments [0, 3, 6, 9, 12] on the 12-step schedule, k = 2:
+    sample i in segment s_i descends from pure noise at T - 1 = 11 to t_m in L_i = M - s_i equal
+    CFG-DDIM steps on tau_j = round(11 + (t_m - 11) j / L_i) (the top segment 1 step, the lowest 4).
+    Round r calls the teacher on the samples with L_i > r only (batch 2 #{L_i > r}: CFG doubles it),
+    then one call at t_m on all of them for x_tn. s_i is read off the recorded t_m (t_m in
+    (3 s, 3 s + 3]); the noise is the first round's input (every sample takes part in it)."""
+    batch = 12
+    student, teacher_calls, ctx = _mlcd_run(batch, seed=3, grid=(4, 1))
+    MLCD(MLCDConfig(skip=2, states="mds"), student)(ctx)
+    (_, t_m, _) = student.calls[1]
+    seg = torch.div(t_m - 1, 3, rounding_mode="floor")
+    lengths = 4 - seg
+    assert len(set(lengths.tolist())) >= 3  # several step counts in the batch
+    rounds, (last_x, last_t, _) = teacher_calls[:-1], teacher_calls[-1]
+    assert [len(x) for x, _, _ in rounds] == [2 * int((lengths > r).sum()) for r in range(4)]
+    assert torch.equal(last_t[:batch], t_m)
+    noise = rounds[0][0][:batch]
+    assert torch.equal(rounds[0][1][:batch], torch.full((batch,), 11))
+    hand = []
+    for i in range(batch):
+        x, n = noise[i : i + 1], int(lengths[i])
+        taus = [round(11 + (int(t_m[i]) - 11) * j / n) for j in range(n + 1)]
+        for tau, nxt in zip(taus[:-1], taus[1:], strict=True):
+            x = HAND_LONG.ddim(x, _hand_teacher_x0(x, tau, MLCD_E), tau, nxt)
+        hand.append(x)
+    _close(last_x[:batch], torch.cat(hand))
+    _close(student.calls[1][0], torch.cat(hand))
+
+
+def test_mlcd_ema_target_moves_one_minus_decay_and_makes_the_goal():
+    """MLCD(target="ema", ema_decay=0.9): the EMA buffers start at the student's trainable weights;
+    after_student_step moves them a fraction 1 - decay = 0.1 of the way to the live weights
+    (Consistency Models eq. 8: theta^- <- decay theta^- + (1 - decay) theta), here 0 -> 0.1 for
+    a live c = 1. The goal is then the network with the EMA weights swapped in (c = 0.1, not the
+    live 1 nor 0.9), without gradients; the online side uses the live weights."""
+    family = SimpleNamespace(forward=lambda net, x, t, cond: net(x, t, cond))
+    cfg = MLCDConfig(skip=2, states="single_jump", target="ema", ema_decay=0.9)
+    batch = 6
+    student, _, ctx = _mlcd_run(batch, seed=2, grid=(4, 1))
+    loss = MLCD(cfg, student, family)
+    _close(loss.ema_0, torch.zeros(1, 2, 2))
+    with torch.no_grad():
+        student.c.fill_(1.0)
+    loss.after_student_step()
+    _close(loss.ema_0, torch.full((1, 2, 2), 0.1))
+    _close(student.c.detach(), torch.ones(1, 2, 2))  # the live weights are left alone
+    value = loss(ctx)["mlcd"]
+    (x_tn, t_n, grad_tn), (x_tm, t_m, grad_tm) = student.calls
+    assert not grad_tn and grad_tm
+    t_s = (torch.div(t_m - 1, 3, rounding_mode="floor") * 3).clamp(min=0)
+    ema = torch.full((1, 2, 2), 0.1)
+    goal = HAND_LONG.ddim(x_tn, student.hand(x_tn, t_n, c=ema), t_n, t_s)
+    g = HAND_LONG.ddim(x_tm, student.hand(x_tm, t_m), t_m, t_s)
+    _close(value, (g - goal).square().mean())
+
+
 # ============================================================================================
 # 7. Consistency options of the method zoo (LCM / PCM / TCD): real-image states, a random target
 #    time s, per-sample guidance.
