@@ -7,11 +7,12 @@ working tree (what git tracks or would add) to a scratch folder, applies one mut
 there and runs its tests with pytest; a mutant whose tests pass has survived: a hole in the
 tests. The working tree is never edited.
 
-    .venv/bin/python tests/mutants/run.py                    # every catalogue (~10 min on 2 cores)
-    .venv/bin/python tests/mutants/run.py diffusion -k mlcd  # one catalogue, names containing "mlcd"
+    .venv/bin/python tests/mutants/run.py                      # every catalogue (~40 min, 2 cores)
+    .venv/bin/python tests/mutants/run.py consistency -k mlcd  # one catalogue, names with "mlcd"
 
-Exit status 1 if any mutant survived (or its edit no longer applies: the source moved on and the
-catalogue must follow it); a table of every mutant, its verdict and seconds, and where it is.
+It prints every mutant's verdict, seconds and file, then the ones not caught. Exit status 1 if
+any mutant survived, its edit no longer applies (the source moved on and the catalogue must
+follow it) or its tests name nothing.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def scratch_copy() -> Path:
 
 def run_mutant(repo: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
     """(verdict, seconds): "killed" (a test failed), "SURVIVED", "NOT APPLIED" (``old`` is not in
-    the file exactly once) or "TIMEOUT" (counted as killed: a hang is caught, slowly)."""
+    the file exactly once), "NO TESTS RAN" (a test id that names nothing) or "TIMEOUT" (counted
+    as killed: a hang is caught, slowly)."""
     path = repo / mutant.file
     source = path.read_text()
     if source.count(mutant.old) != 1:
@@ -94,7 +96,9 @@ def run_mutant(repo: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
     try:
         done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, timeout=timeout)
         verdict = "SURVIVED" if done.returncode == 0 else "killed"
-        if done.returncode not in (0, 1):  # collection error, usage error: say so
+        if done.returncode in (4, 5):  # usage error, no tests collected: the catalogue's fault
+            verdict = f"NO TESTS RAN (pytest exit {done.returncode})"
+        elif done.returncode != 1:  # an import or collection error the mutant caused: say so
             verdict = f"killed (pytest exit {done.returncode})"
     except subprocess.TimeoutExpired:
         verdict = "TIMEOUT"
@@ -121,7 +125,7 @@ def main() -> int:
                 i += 1
                 verdict, seconds = run_mutant(repo, m, args.timeout)
                 print(f"[{i}/{total}] {verdict:<12} {seconds:6.1f} s  {cat}:{m.name}  ({m.file})", flush=True)
-                if verdict.startswith(("SURVIVED", "NOT APPLIED")):
+                if verdict.startswith(("SURVIVED", "NOT APPLIED", "NO TESTS")):
                     bad.append(f"{cat}:{m.name}: {verdict}")
     finally:
         shutil.rmtree(repo)
