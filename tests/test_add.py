@@ -99,11 +99,11 @@ class Teacher:
         )
 
 
-def _ctx(student, teacher, batch=6, seed=0, grid=None, w=W, **extra) -> StepContext:
+def _ctx(student, teacher, batch=6, seed=0, grid=None, w=W, schedule=SCHEDULE, **extra) -> StepContext:
     return StepContext.standalone(
         student=student,
         teacher=Guided(teacher, w, _prompts(E_U, 1)),
-        schedule=SCHEDULE,
+        schedule=schedule,
         cond=_prompts(E_C, batch),
         generator=torch.Generator().manual_seed(seed),
         latent_shape=(1, 2, 2),
@@ -157,6 +157,25 @@ def test_add_distill_value_target_and_gradient_by_hand(weighting, guidance):
     grad = 2 * c.view(-1, 1, 1, 1) * (hand_x_hat - x_psi) / (batch * 4)
     _close(x_hat.grad, grad)
     _close(student.c.grad, grad.sum(0))
+
+
+def test_add_distill_converts_eps_outputs_to_x0_by_hand():
+    """On an epsilon-prediction schedule (the same alphas_cumprod) both networks output noise: the
+    student's x_hat = (z - s_11 out) / a_11 at pure noise z, the teacher's target x_psi =
+    (x_t - s_t eps_psi) / a_t with its guided output eps_psi; L = mean_b alpha_bar_t mean_d
+    (x_hat - x_psi)^2, not a regression onto the teacher's raw output."""
+    batch, seed = 32, 2
+    student, teacher = Student(), Teacher()
+    schedule = VPSchedule(torch.tensor(AC), prediction_type="epsilon")
+    ctx = _ctx(student, teacher, batch=batch, seed=seed, schedule=schedule)
+    value = ADDDistill(ADDDistillConfig())(ctx)["add_distill"]
+    z, t, eps = _replay(seed, batch, 0, 11)
+    x_hat = (z - s(11) * student.hand(z, 11)) / a(11)
+    _close(ctx.computed(prediction_key(ctx)).x0.detach(), x_hat)
+    x_t = a(t) * x_hat + s(t) * eps
+    x_psi = (x_t - s(t) * Teacher.hand(x_t, t, W)) / a(t)
+    c = torch.tensor([AC[i] for i in t.tolist()])
+    _close(value.detach(), (c * (x_hat - x_psi).square().flatten(1).mean(1)).mean())
 
 
 def test_the_teacher_sees_the_stopped_prediction():

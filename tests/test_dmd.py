@@ -176,3 +176,131 @@ def test_student_grid_refuses_more_steps_than_milestones():
         StudentGrid(8, 9).check(1000)
     with pytest.raises(ValueError, match=r"num_milestones \(M\) must be in 1\.\.1000, got 0"):
         StudentGrid(0, 1).check(1000)
+
+
+# --------------------------------------------------------------------------------------------
+# By hand on an epsilon-prediction schedule (float64): every output is converted to x0 by the loss.
+
+EPS_AC = [0.9216, 0.64, 0.36]
+"""(a, s) = (0.96, 0.28), (0.8, 0.6), (0.6, 0.8) at t = 0, 1, 2; outputs are eps predictions."""
+E_C, E_U = 0.3, -0.4
+"""The prompt scalar of every sample (cond) and of the unconditional prompt."""
+
+
+def _eps_context(student, teacher, batch, seed, w=1.0):
+    from tlcm.conditioning import Conditioning
+    from tlcm.diffusion.denoiser import Guided
+    from tlcm.diffusion.schedule import VPSchedule
+    from tlcm.losses.base import StepContext
+
+    return StepContext.standalone(
+        student=student,
+        teacher=Guided(teacher, w, Conditioning(torch.full((1, 2, 3), E_U))),
+        schedule=VPSchedule(torch.tensor(EPS_AC), prediction_type="epsilon"),
+        cond=Conditioning(torch.full((batch, 2, 3), E_C)),
+        generator=torch.Generator().manual_seed(seed),
+        latent_shape=(2, 2, 2),
+        grid=StudentGrid(1, 1),
+    )
+
+
+def _as(t):
+    a = torch.tensor([EPS_AC[int(i)] for i in t]).sqrt().view(-1, 1, 1, 1)
+    return a, (1 - a.square()).sqrt()
+
+
+class EpsFake(torch.nn.Module):
+    """Fake score eps_hat = b x + 0.1; counts its calls."""
+
+    def __init__(self, b=0.7):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.tensor(b))
+        self.calls = 0
+
+    def denoiser(self):
+        def run(x, t, cond):
+            self.calls += 1
+            return self.b * x + 0.1
+
+        return run
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("real_scale", [0.0, 3.0])
+def test_dmd_loss_and_gradient_by_hand_on_eps_outputs(real_scale):
+    """Student eps = scale x (x0 = (z - s_2 scale z) / a_2 from pure noise z at t = 2), teacher eps =
+    0.2 x + e (CFG: e_u + w (e_c - e_u), w the recipe's 2 or real_guidance_scale 3), fake eps =
+    b x + 0.1 (its own network, not the student's). The step's draws replayed: k, z, u of t' =
+    round(2 u), eps. x_t' = a' sg(x0) + s' eps; real / fake x0 = (x_t' - s' eps_hat) / a';
+    g = (fake - real) / mean_{c,h,w} |x0 - real|; L = mean_b 1/2 mean_i g^2 and d L / d x0 = g / (B D)
+    exactly (the stop-gradient); the fake's parameter gets no gradient."""
+    batch, seed, w = 16, 1, 2.0
+    scale = torch.nn.Parameter(torch.tensor(0.3))
+    fake = EpsFake()
+    loss = DMD(DMDConfig(t_min=0, t_max=2, real_guidance_scale=real_scale), fake)
+    teacher = lambda x, t, c: 0.2 * x + c.prompt_embeds[:, 0, 0].view(-1, 1, 1, 1)  # noqa: E731
+    ctx = _eps_context(lambda x, t, c: scale * x, teacher, batch, seed, w=w)
+    value = loss(ctx)["dmd"]
+    x0 = ctx.computed("student_prediction/1/1").x0
+    x0.retain_grad()
+    value.backward()
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.randint(1, (batch,), generator=gen)
+    z = torch.randn((batch, 2, 2, 2), generator=gen)
+    t = (2 * torch.rand(batch, generator=gen)).round().long()
+    eps = torch.randn((batch, 2, 2, 2), generator=gen)
+    assert set(t.tolist()) == {0, 1, 2}
+    (a2,), (s2,) = (v.view(1) for v in _as([2]))
+    hand_x0 = (z - s2 * 0.3 * z) / a2
+    a, s = _as(t)
+    x_t = a * hand_x0 + s * eps
+    e = E_U + (real_scale or w) * (E_C - E_U)
+    real = (x_t - s * (0.2 * x_t + e)) / a
+    fake_x0 = (x_t - s * (0.7 * x_t + 0.1)) / a
+    g = (fake_x0 - real) / (hand_x0 - real).abs().mean((1, 2, 3), keepdim=True)
+    tol = {"atol": 1e-6, "rtol": 1e-6}  # the schedule's a_t, s_t are float32
+    torch.testing.assert_close(x0.detach(), hand_x0, **tol)
+    torch.testing.assert_close(value.detach(), 0.5 * g.square().mean(), **tol)
+    torch.testing.assert_close(x0.grad, g / (batch * 8), **tol)
+    torch.testing.assert_close(scale.grad, (g * -s2 * z / a2).mean(), **tol)
+    assert fake.b.grad is None and fake.calls == 1
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("updates", [0, 1, 3])
+def test_aux_step_makes_exactly_fake_updates_denoising_updates(updates):
+    """fake_updates n: n calls of the fake score (one per update, one micro-batch) and n moves of
+    its parameter; none: no call, no metric. The student gets no gradient from the fake's loss."""
+    scale = torch.nn.Parameter(torch.tensor(0.3))
+    fake = EpsFake()
+    loss = DMD(DMDConfig(t_min=0, t_max=2, fake_updates=updates, fake_lr=0.1), fake)
+    ctx = _eps_context(lambda x, t, c: scale * x, lambda x, t, c: 0.2 * x, 4, 0)
+    loss(ctx)["dmd"].backward()
+    grad, calls, seen = scale.grad.clone(), fake.calls, []
+    loss.opt.opt.register_step_post_hook(lambda *args: seen.append(fake.b.item()))
+    metrics = loss.aux_step([ctx])
+    assert fake.calls - calls == updates and len(seen) == updates
+    assert len(set([0.7, *seen])) == updates + 1  # every update moved b
+    assert set(metrics) == ({"dmd/fake_loss"} if updates else set())
+    assert torch.equal(scale.grad, grad)
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize(
+    "prediction_type, target",
+    [("epsilon", 0.5), ("v_prediction", 0.6 * 0.5 - 0.8 * 1.0), ("sample", 1.0)],
+)
+def test_denoising_loss_targets_the_prediction_type(prediction_type, target):
+    """The fake score learns the network's own output: x0 = 1, eps = 0.5 at t = 0 of a one-step
+    schedule (a, s) = (0.6, 0.8): x_t = 1; a denoiser returning 0.3 x_t = 0.3 is scored against eps
+    (0.5), v = a eps - s x0 (-0.5) or x0 (1); on a flow schedule against v = eps - x0."""
+    from tlcm.diffusion.schedule import FlowSchedule, VPSchedule
+
+    x0, eps, t = torch.ones(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.5), torch.tensor([0])
+    schedule = VPSchedule(torch.tensor([0.36]), prediction_type=prediction_type)
+    value = denoising_loss(lambda x, t, c: 0.3 * x, schedule, x0, eps, t, None)
+    assert value.item() == pytest.approx((0.3 - target) ** 2)
+    flow, tf = FlowSchedule(1000), torch.tensor([250.0])  # sigma 0.25: x_t = 0.75 + 0.125
+    value = denoising_loss(lambda x, t, c: 0.3 * x, flow, x0, eps, tf, None)
+    assert value.item() == pytest.approx((0.3 * 0.875 - (0.5 - 1.0)) ** 2, rel=1e-6)

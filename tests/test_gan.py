@@ -862,3 +862,37 @@ def test_disc_rank_needs_the_teacher_backbone():
         GANConfig(input="latent", backbone="teacher", disc_rank=-1).validate(1000, StudentGrid())
     assert GANConfig(input="latent", backbone="teacher", disc_rank=4).adapters() == {"disc": 4}
     assert GANConfig(input="latent", backbone="teacher").adapters() == {}
+
+
+def test_pooled_heads_by_hand():
+    """The projected discriminator's heads: per level, conv1x1 -> LeakyReLU(0.2) -> conv1x1 to one
+    channel, the logit map averaged over space, then the levels averaged: D = mean_l mean_ij
+    head_l(f_l)[i, j] (a level's map and the number of levels do not scale the logit)."""
+    from tlcm.models.discriminator import Heads
+
+    torch.manual_seed(0)
+    heads = Heads([3, 5], hidden=4)
+    feats = [torch.randn(2, 3, 4, 4), torch.randn(2, 5, 2, 2)]
+    per_level = []
+    for head, f in zip(heads.levels, feats, strict=True):
+        h = F.leaky_relu(F.conv2d(f, head[0].weight, head[0].bias), 0.2)
+        out = F.conv2d(h, head[2].weight, head[2].bias)
+        per_level.append(out.sum((1, 2, 3)) / out[0].numel())
+    torch.testing.assert_close(heads(feats), (per_level[0] + per_level[1]) / 2)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 3.0])
+def test_r1_adds_gamma_w_to_the_heads_gradient(gamma):
+    """R1 of the linear D is ||grad_z D||^2 = ||w||^2, and L_D gets gamma / 2 of it: the gradient
+    the optimizer sees (no clipping) is L_D's plus gamma / 2 * 2 w = gamma w, whatever L_D's."""
+    w = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
+    grads = []
+    for weight in (0.0, gamma):
+        gan = GAN(
+            GANConfig(input="latent", r1_weight=weight, disc_max_grad_norm=0.0),
+            discriminator=LinearDiscriminator(w),
+        )
+        heads = gan.discriminator.heads
+        gan.optimizer.opt.register_step_pre_hook(lambda o, a, k, h=heads: grads.append(h.w.grad.clone()))
+        gan.aux_step([_context(seed=4)[1]])
+    torch.testing.assert_close(grads[1] - grads[0], gamma * w)

@@ -106,3 +106,48 @@ def test_student_samples_use_the_grids_training_gamma():
     expected = sample_latents(student, ddim.schedule, ddim.cond, noise, grid, 0.0)
     torch.testing.assert_close(student_samples(ddim), expected)
     assert (student_samples(lcm) - expected).abs().max() > 1e-3
+
+
+def test_backward_simulation_sample_by_hand():
+    """StudentGrid(M = q = 2, backward_simulation "sample") on the toy schedule, grid t = 2, 1: k
+    uniform per sample (the step's first draw), then noise z; at k = 0 the state is z itself (pure
+    noise at the top), at k = 1 the step's (detached) 2-step sample x_q re-noised to t = 1:
+    x_t = 0.8 x_q + 0.6 z; the prediction (with gradients) is the student's at (x_t, grid[k])."""
+    from tlcm.losses.shared import samples_key, student_prediction
+
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    seen = []
+
+    def student(x, t, cond):
+        seen.append(t.clone())
+        return scale * x
+
+    batch, seed = 16, 3
+    ctx = toy_context(student, None, batch=batch, seed=seed, grid=StudentGrid(2, 2))
+    pred = student_prediction(ctx)
+    gen = torch.Generator().manual_seed(seed)
+    k = torch.randint(2, (batch,), generator=gen)
+    z = torch.randn((batch, 2, 2, 2), generator=gen)
+    assert set(k.tolist()) == {0, 1}
+    sample = ctx.computed(samples_key(ctx))
+    assert not sample.requires_grad and (sample - z).abs().max() > 0.1
+    top = (k == 0).view(-1, 1, 1, 1)
+    x_t = torch.where(top, z, 0.8 * sample + 0.6 * z)
+    assert torch.equal(pred.t, torch.tensor([2, 1])[k]) and torch.equal(seen[-1], pred.t)
+    torch.testing.assert_close(pred.x_t, x_t)
+    torch.testing.assert_close(pred.x0, 0.5 * x_t)
+    pred.x0.sum().backward()
+    torch.testing.assert_close(scale.grad, x_t.sum())  # no gradient through the detached sample
+
+
+def test_student_sample_draws_are_independent_and_cached_per_draw():
+    """student_samples(ctx, draw): draws 0 and 1 are two samples from different noise (DPO's two
+    candidates), each computed once per step (asking again returns the same tensor, no call)."""
+    from tlcm.losses.shared import student_samples
+
+    c = Counter()
+    ctx = toy_context(c.student, None, batch=3, grid=StudentGrid(2, 2))
+    first, second = student_samples(ctx, 0), student_samples(ctx, 1)
+    assert c.student_calls == 4 and (first - second).abs().max() > 1e-3
+    assert student_samples(ctx, 0) is first and student_samples(ctx, 1) is second
+    assert c.student_calls == 4
