@@ -95,10 +95,10 @@ def run_mutant(repo: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, timeout=timeout)
-        verdict = "SURVIVED" if done.returncode == 0 else "killed"
+        verdict = {0: "SURVIVED", 1: "killed"}.get(done.returncode)
         if done.returncode in (4, 5):  # usage error, no tests collected: the catalogue's fault
             verdict = f"NO TESTS RAN (pytest exit {done.returncode})"
-        elif done.returncode != 1:  # an import or collection error the mutant caused: say so
+        elif verdict is None:  # an import or collection error the mutant caused: say so
             verdict = f"killed (pytest exit {done.returncode})"
     except subprocess.TimeoutExpired:
         verdict = "TIMEOUT"
