@@ -445,3 +445,45 @@ def test_the_model_fingerprint_sees_other_weights_of_the_same_size_not_a_move(tm
     assert model_fingerprint(tmp_path / "b") == before
     weights.write_bytes(torch.randn(5 << 18).numpy().tobytes())
     assert model_fingerprint(a) != before
+
+
+def test_skipped_steps_survive_a_resume(tiny_sd_dir, tmp_path):
+    """Step 1 skipped (NaN, on_nonfinite "skip"), a stop after step 2, a resume to step 4: the run
+    still counts step 1 as skipped (max_skipped_fraction is over the whole phase) and the final
+    checkpoint's state.json records it."""
+
+    def recipe():
+        r = small_recipe(tiny_sd_dir, tmp_path, steps=4, poison_step=0)  # global step 0: the 1st
+        return replace(r, runtime=replace(r.runtime, on_nonfinite="skip"))
+
+    first = Trainer(recipe())
+    interrupt_after(first, 2)
+    stopped = first.run()
+    assert stopped.preempted and stopped.skipped_steps == [1]
+    resumed = train(recipe())
+    assert resumed.state.global_step == 4 and resumed.skipped_steps == [1]
+    stored = json.loads((tmp_path / "checkpoints" / "step-0000004" / "state.json").read_text())
+    assert stored["skipped"] == [1]
+
+
+def test_resume_inside_a_later_phase_equals_the_uninterrupted_run(tiny_sd_dir, tmp_path):
+    """Two phases of 2 steps, stopped after global step 3 (phase b's step 1, where the phase's
+    step and the global step differ): the resumed run draws the prompts and noise of global step 4
+    and ends with the uninterrupted run's weights and log."""
+
+    def recipe(out):
+        r = small_recipe(tiny_sd_dir, out, steps=2)
+        return replace(r, phases={"a": r.phases["stage"], "b": r.phases["stage"]})
+
+    straight = train(recipe(tmp_path / "a"))
+    first = Trainer(recipe(tmp_path / "b"))
+    interrupt_after(first, 3)
+    assert first.run().state == TrainState(1, 1, 3)
+    resumed = train(recipe(tmp_path / "b"))
+    assert resumed.state.global_step == straight.state.global_step == 4
+    a, b = straight.student.state_dict(), resumed.student.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = lambda p: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [(r["global_step"], r["mlcd"]) for r in log(tmp_path / "a")] == [
+        (r["global_step"], r["mlcd"]) for r in log(tmp_path / "b")
+    ]

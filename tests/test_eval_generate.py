@@ -79,6 +79,27 @@ def test_noise_is_fixed_per_prompt_across_batch_sizes_and_torchrun_shares(tiny_s
     assert (pixels(tmp_path / "one") - pixels(tmp_path / "two")).abs().max() <= 1  # batch round-off only
 
 
+def test_each_seed_and_image_starts_from_its_own_noise(tiny_sd_dir, tmp_path):
+    """The starting noise differs between --seed values (torch's CPU generator keeps only a seed's
+    low 32 bits: seeding (seed << 32) + i gave every seed image i's noise) and between images; a
+    folder made with the earlier seeding (no "noise" in its meta.json) is refused, not mixed."""
+    from tlcm.eval.generate import noise_generator
+
+    def first(seed, index):
+        return torch.randn(16, generator=noise_generator(seed, index))
+
+    draws = [first(seed, i) for seed in (0, 1, 7, 2**31 - 1) for i in (0, 1, 4999)]
+    assert all(not torch.equal(a, b) for j, a in enumerate(draws) for b in draws[j + 1 :])
+    assert torch.equal(first(7, 3), first(7, 3))
+    out = tmp_path / "old"
+    generate(tiny_sd_dir, out)
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["noise"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(TLCMError, match="other settings.*noise"):
+        generate(tiny_sd_dir, out)
+
+
 def test_students_from_an_export_a_lora_file_a_checkpoint_and_a_unet(tiny_sd_dir, run_dir, tmp_path):
     assert generate(tiny_sd_dir, tmp_path / "run", "--student", str(run_dir)) == 4
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
@@ -138,3 +159,106 @@ def test_score_writes_table_json_grid_and_fid_cache(
         cli([*args, "--out", str(out), "--device", "cpu"])
     with pytest.raises(TLCMError, match="needs --reference"):
         cli(["score", "--images", str(teacher), "--metrics", "fid", "--out", str(out)])
+
+
+class PipelineSpy:
+    """A loaded pipeline whose calls are recorded (prompt and starting latents per image) and answered
+    with blank images; everything else is the real pipeline's."""
+
+    def __init__(self, pipe, calls):
+        self._pipe, self._calls = pipe, calls
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def __call__(self, prompt, latents, **kwargs):
+        self._calls += list(zip(prompt, latents.clone(), strict=True))
+        return type("Out", (), {"images": [Image.new("RGB", (32, 32)) for _ in prompt]})
+
+
+def test_teacher_and_student_get_the_same_prompts_and_noise(tiny_sd_dir, run_dir, tmp_path, monkeypatch):
+    """A seeded subset of 4 of 10 prompts, teacher (batches of 3) and student (batches of 4): the same
+    prompts in the same order, and image i of both starts from the same noise (other images from
+    other noise), so FID-T and the grid compare like with like."""
+    import tlcm.eval.pipeline as pipeline_module
+
+    load, calls = pipeline_module.load_pipeline, {}
+
+    def spied(*args):
+        base = load(*args)
+        base.pipe = PipelineSpy(base.pipe, calls.setdefault("student" if args[2] else "teacher", []))
+        return base
+
+    monkeypatch.setattr(pipeline_module, "load_pipeline", spied)
+    prompts = tmp_path / "ten.txt"
+    prompts.write_text("\n".join(f"prompt number {i}" for i in range(10)) + "\n")
+    common = ["generate", "--model", str(tiny_sd_dir), "--prompts", str(prompts), "--num-prompts", "4"]
+    common += ["--seed", "7", "--resolution", "32", "--device", "cpu", "--steps", "2"]
+    cli([*common, "--out", str(tmp_path / "teacher"), "--batch-size", "3"])
+    cli([*common, "--out", str(tmp_path / "student"), "--batch-size", "4", "--student", str(run_dir)])
+    teacher, student = calls["teacher"], calls["student"]
+    assert len(teacher) == len(student) == 4
+    assert [p for p, _ in teacher] == [p for p, _ in student]
+    listed = [
+        json.loads(line)["prompt"]
+        for line in (tmp_path / "student" / "prompts.jsonl").read_text().splitlines()
+    ]
+    assert listed == [p for p, _ in teacher]
+    for i, ((_, a), (_, b)) in enumerate(zip(teacher, student, strict=True)):
+        assert torch.equal(a, b), i
+    assert not torch.equal(teacher[0][1], teacher[1][1])
+
+
+def generated_folder(folder, label, images: list[Image.Image], prompts: list[str]):
+    """A complete ``generate`` output folder written by hand (meta.json, prompts.jsonl, images/)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"label": label, "steps": 4}))
+    lines = [json.dumps({"index": i, "prompt": p, "image": None}) for i, p in enumerate(prompts)]
+    (folder / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    for i, image in enumerate(images):
+        image.save(folder / "images" / f"{i:05d}.png")
+    return folder
+
+
+def test_mean_score_averages_every_image_with_its_own_prompt(tmp_path):
+    """5 images in batches of 2, 2, 1; the fake scorer gives image k (red level 10 k) the score k
+    when it comes with its own prompt "prompt k", -100 otherwise: the mean is (0+1+2+3+4) / 5 = 2."""
+    from tlcm.eval.score import _mean_score, load_generated
+
+    images = [Image.new("RGB", (8, 8), (10 * k, 0, 0)) for k in range(5)]
+    run = load_generated(generated_folder(tmp_path / "run", "m", images, [f"prompt {k}" for k in range(5)]))
+
+    def scorer(batch, prompts):
+        scores = []
+        for image, prompt in zip(batch, prompts, strict=True):
+            k = image.getpixel((0, 0))[0] // 10
+            scores.append(float(k) if prompt == f"prompt {k}" else -100.0)
+        return torch.tensor(scores)
+
+    seen = []
+    assert _mean_score(scorer, run, 2, seen.append) == pytest.approx(2.0)
+    assert seen == [2, 2, 1]
+
+
+def test_fid_t_compares_with_the_teacher_folder(tmp_path, monkeypatch):
+    """FID-T is the distance to the teacher's images: a copy of the teacher's folder scores FID-T 0
+    (identical features) while its FID to other (reference) images is positive."""
+    monkeypatch.setattr("tlcm.eval.score.load_inception", lambda path, device: TinyFeatures())
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(6)]
+    teacher = generated_folder(tmp_path / "teacher", "teacher", images, [f"p{k}" for k in range(6)])
+    copy = shutil.copytree(teacher, tmp_path / "copy")
+    write_pngs(tmp_path / "coco", 6, size=48)
+    args = [
+        "score",
+        "--images",
+        str(copy),
+        "--metrics",
+        "fid",
+        "fid-t",
+        "--reference",
+        str(tmp_path / "coco"),
+    ]
+    args += ["--teacher", str(teacher), "--out", str(tmp_path / "results"), "--device", "cpu"]
+    (row,) = cli([*args, "--grid-prompts", "0"])
+    assert row["fid"] > 1e-3 and abs(row["fid-t"]) < 1e-6

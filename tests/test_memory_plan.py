@@ -121,6 +121,53 @@ def test_the_reserved_line_counts_fragmentation():
     assert plan.peak == pytest.approx(52 * GiB)
 
 
+def test_a_measured_peak_over_the_budget_is_never_planned():
+    """Out of memory at the second candidate: only the first one's measured peak is known, and a
+    peak over the usable budget is refused in each mode, not planned because it ran once."""
+
+    def measure(b, checkpointing):
+        return math.inf if b > 1 else (30 if checkpointing else 50) * GiB
+
+    with pytest.raises(TLCMError, match="micro-batch 1 with gradient checkpointing needs 30.0 GiB"):
+        plan_micro_batch(8, 30 * GiB, measure)  # usable 27: neither 50 nor 30 fits
+    plan = plan_micro_batch(8, 40 * GiB, measure)  # usable 36: only the checkpointed 30 fits
+    assert (plan.micro_batch, plan.checkpointing, plan.peak) == (1, True, 30 * GiB)
+
+
+def test_plan_phase_plans_the_per_process_batch_and_keeps_a_users_grad_accum(monkeypatch):
+    """2 processes, a global batch of 16: each plans its own 8. Peak 1 + 0.8 b GiB plus the AdamW
+    moments of 1 GiB of trainable weights (2 GiB) under 10 GiB (usable 9): b = 4 needs 6.2 GiB,
+    b = 8 needs 9.4, so micro-batch 4, grad_accum 8 / 4 = 2. A recipe's grad_accum 4 fixes the
+    micro-batch at 8 / 4 = 2 (the only one measured) and is kept."""
+    from tlcm.config import Phase, RuntimeConfig
+
+    measured = []
+
+    def measure_step(trainer, phase, losses):
+        def measure(b, checkpointing):
+            measured.append((b, checkpointing))
+            return (1 + 0.8 * b) * GiB
+
+        return measure
+
+    monkeypatch.setattr(memory_plan, "measure_step", measure_step)
+    lines = []
+    trainer = SimpleNamespace(
+        recipe=SimpleNamespace(runtime=RuntimeConfig(memory_budget_gib=10.0)),
+        dist=SimpleNamespace(device=torch.device("cpu"), world_size=2),
+        student=SimpleNamespace(set_gradient_checkpointing=lambda on: None),
+        reporter=SimpleNamespace(print=lines.append),
+    )
+    weights = [torch.empty(GiB // 4, device="meta")]  # 1 GiB of fp32 trainable weights
+    phase = Phase(steps=1, lr=1e-3, batch_size=16, losses={})
+    planned = memory_plan.plan_phase(trainer, "p", phase, {}, weights)
+    assert planned.grad_accum == 2 and {b for b, _ in measured} == {1, 2}
+    assert "micro-batch 4 x accum 2" in lines[-1]
+    measured.clear()
+    planned = memory_plan.plan_phase(trainer, "p", replace(phase, grad_accum=4), {}, weights)
+    assert planned.grad_accum == 4 and {b for b, _ in measured} == {2}
+
+
 # --- measure_step: the whole step, and nothing of it left behind -------------------------------
 
 

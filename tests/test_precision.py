@@ -156,3 +156,38 @@ def test_decode_in_slices_equals_one_call_with_gradients(tiny_sd_dir, monkeypatc
     assert calls == [2, 2, 1]
     calls.clear()
     assert torch.equal(base.decode(z[:2]), base.family.decode(base.pipe, z[:2])) and calls == [2, 2]
+
+
+def test_teacher_table_samples_each_row_with_its_own_step_count(tiny_sd_dir, tmp_path, monkeypatch):
+    """Each (w, steps) row of the teacher table is sampled on a grid of that many steps."""
+    import tlcm.evaluate
+
+    grids, sample = [], tlcm.evaluate.sample_latents
+    monkeypatch.setattr(
+        tlcm.evaluate, "sample_latents", lambda *a, **k: grids.append(list(a[4])) or sample(*a, **k)
+    )
+    args = ["teacher-table", "--model", str(tiny_sd_dir), "--guidance-scales", "1", "--steps", "1", "3"]
+    rows = evaluate_cli([*args, "--samples-per-digit", "1", "--out", str(tmp_path / "t.json")])
+    assert [r["steps"] for r in rows] == [1, 3] and [len(g) for g in grids] == [1, 3]
+    assert grids[0][0] == grids[1][0] and len(set(grids[1])) == 3  # from the top, distinct steps
+
+
+def test_evaluate_student_samples_with_the_gamma_asked_for(tiny_sd_dir, tmp_path, monkeypatch):
+    """--gamma 0.5 alone: every move of the sampler (the first too) has gamma 0.5; the rows and the
+    file name say so."""
+    import tlcm.toy.scores
+    from tlcm.checkpoint import TrainState, save_checkpoint
+
+    student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=4))
+    save_checkpoint(tmp_path, TrainState(1, 0, 1), student.state_dict(), {}, {}, metadata=student.metadata())
+    seen, sample = [], tlcm.toy.scores.sample_latents
+    monkeypatch.setattr(
+        tlcm.toy.scores,
+        "sample_latents",
+        lambda *a, **k: seen.append((a[5], k["first_gamma"])) or sample(*a, **k),
+    )
+    args = ["student", "--run", str(tmp_path), "--model", str(tiny_sd_dir), "--steps", "2"]
+    rows = evaluate_cli([*args, "--samples-per-digit", "1", "--gamma", "0.5"])
+    assert seen == [(0.5, None)]
+    assert [(r["gamma"], r["first_gamma"]) for r in rows] == [(0.5, None)]
+    assert (tmp_path / "eval-gamma0.5.json").is_file()

@@ -406,3 +406,27 @@ def test_cli_writes_and_checks_the_miniature(tmp_path, capsys):
     assert out.count("read 12 sample(s)") == 2 and "wrote 3 shard(s)" in out
     with pytest.raises(TLCMError, match="not an empty folder"):
         main(["--write-miniature", str(tmp_path / "f")])
+
+
+def test_the_engine_pairs_each_prompt_with_its_own_image(layouts, tiny_sd_dir, tmp_path):
+    """With real images the training prompts are the captions in row order (metadata.jsonl's lines,
+    read here directly), and the latents of a micro-batch's prompt indices (repeats and any order)
+    are those of the images of the same rows, image by image."""
+    from dataclasses import replace
+
+    from engine_helpers import small_recipe
+
+    from tlcm.engine import Trainer
+
+    folder = layouts[0]
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=1)
+    trainer = Trainer(replace(recipe, data=replace(recipe.data, images=folder, prompts=None)))
+    lines = [json.loads(line) for line in (folder / METADATA).read_text().splitlines()]
+    assert trainer.prompts == [line["text"] for line in lines]
+    source = ImageTextSource(folder, model_resolution(trainer.base))
+    picks = torch.tensor([7, 2, 7, N - 1, 0])
+    one_by_one = torch.stack([source.image(i) for i in picks.tolist()])
+    assert torch.equal(source.images(picks), one_by_one)
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    latents = trainer.phase_context.real_images(picks, g())
+    assert torch.equal(latents, encode_images(trainer.base, one_by_one, g()))

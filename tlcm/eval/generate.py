@@ -4,9 +4,9 @@ Output folder: ``meta.json`` (the model and sampler settings; a rerun with other
 refused), ``prompts.jsonl`` (index, prompt, COCO image), ``images/00000.png`` ... Images are
 written as they come and skipped when present, so a killed run resumes by running it again.
 Under torchrun each rank takes every world-th prompt (no process group needed). Image i starts
-from noise drawn by a CPU generator seeded with (seed << 32) + i, which also feeds the sampler's
-fresh noise: two models (teacher, students) see the same starting noise for the same prompt, in
-any batch size and on any number of processes.
+from noise drawn by a CPU generator seeded with (seed * 1_000_003 + i) mod 2^32 (``noise_generator``),
+which also feeds the sampler's fresh noise: two models (teacher, students) see the same starting
+noise for the same prompt, in any batch size and on any number of processes.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def settings(args: GenerateArgs, steps: int) -> dict:
         "gamma": args.gamma if student else None,
         "num_milestones": args.num_milestones if student else None,
         "seed": args.seed,
+        "noise": NOISE_SEEDS,
         "resolution": args.resolution,
         "prompts": str(Path(args.prompts).resolve()),
         "num_prompts": args.num_prompts,
@@ -119,9 +120,16 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+NOISE_SEEDS = "(seed * 1_000_003 + index) mod 2^32"
+"""How ``noise_generator`` seeds (in meta.json: folders made otherwise are refused). torch's CPU
+generator keeps the seed's low 32 bits only, so the earlier (seed << 32) + index gave every
+--seed the same noise."""
+
+
 def noise_generator(seed: int, index: int) -> torch.Generator:
-    """The CPU generator of image ``index``: its first draw is the starting noise."""
-    return torch.Generator("cpu").manual_seed((seed << 32) + index)
+    """The CPU generator of image ``index`` (``NOISE_SEEDS``: distinct for every index below
+    1_000_003 and seeds less than 4294 apart): its first draw is the starting noise."""
+    return torch.Generator("cpu").manual_seed((seed * 1_000_003 + index) % 2**32)
 
 
 def generate(args: GenerateArgs) -> int:
