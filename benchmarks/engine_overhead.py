@@ -234,8 +234,10 @@ def _profile_table(profiler: cProfile.Profile, limit: int = 12) -> str:
 
 def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, float | bool]:
     """Seconds per teacher-call adapter toggle: diffusers' disable_adapters() + enable_adapters() (what
-    Student.teacher did before this benchmark) vs flipping the peft layers' flag directly (what it and
-    the hand-written loop do now), and whether both give the same teacher output."""
+    Student.teacher did before this benchmark), the peft layers' flag set through nn.Module's
+    __setattr__ (AdapterSwitch until 2026-12-05) and ``AdapterSwitch.use`` (the flags written into
+    the layers' __dict__: what Student.teacher and the hand-written loop do now), and whether the
+    teacher's output is the same."""
     unet, adapters = trainer.student.net, trainer.student.adapters
 
     start = time.perf_counter()
@@ -243,6 +245,12 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
         unet.disable_adapters()
         unet.enable_adapters()
     api = (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for off in (True, False):
+            for layer in adapters.layers:
+                layer._disable_adapters = off
+    setattr_flags = (time.perf_counter() - start) / repeats
     start = time.perf_counter()
     for _ in range(repeats):
         with adapters.use(TEACHER):
@@ -260,6 +268,7 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
         student = unet(x, t, **unet_kwargs(cond)).sample
     return {
         "api_s": api,
+        "setattr_s": setattr_flags,
         "flags_s": flags,
         "lora_layers": len(adapters.layers),
         "same_output": torch.equal(via_api, via_flags),
@@ -345,7 +354,14 @@ def main() -> None:
             f"{1000 * toggle['api_s']:.2f}",
         ],
         ["  share of the engine step", f"{100 * teacher_calls * toggle['api_s'] / med_e:.1f} %"],
-        ["adapter toggle by flipping the peft layers' flag, ms", f"{1000 * toggle['flags_s']:.3f}"],
+        [
+            "adapter toggle, the peft layers' flag by nn.Module.__setattr__, ms",
+            f"{1000 * toggle['setattr_s']:.3f}",
+        ],
+        [
+            "adapter toggle, AdapterSwitch.use (the flag in each layer's __dict__), ms",
+            f"{1000 * toggle['flags_s']:.3f}",
+        ],
         [
             "UNet calls (engine / hand-written), all steps",
             f"{rec['calls']['engine']['unet_calls']} / {rec['calls']['manual']['unet_calls']}",

@@ -34,7 +34,8 @@ def _inputs(student: Student):
 
 def test_use_selects_nests_and_restores(student):
     """Outside any ``use`` the student's adapter is live; ``use(TEACHER)`` switches every adapter
-    off (the teacher's output), ``use(name)`` selects one, and each restores what was live."""
+    off (the teacher's output), ``use(name)`` selects one (the student's too, inside a teacher
+    block), and each restores what was live."""
     for p in student.trainable_parameters().values():  # a student that differs from the teacher
         torch.nn.init.normal_(p, std=0.1)
     fake = student.auxiliary("fake")
@@ -48,6 +49,11 @@ def test_use_selects_nests_and_restores(student):
             with switch.use("fake"):
                 assert switch.live == "fake"
                 assert torch.equal(call(x, t, cond), fake.denoiser()(x, t, cond))
+            assert switch.live is TEACHER
+            with switch.use(STUDENT_ADAPTER):  # back to the student inside a teacher block
+                assert switch.live == STUDENT_ADAPTER and torch.equal(call(x, t, cond), own)
+            with switch.use(TEACHER):  # the selection already live: kept, inside and after
+                assert torch.equal(call(x, t, cond), teacher)
             assert switch.live is TEACHER
         assert switch.live == STUDENT_ADAPTER
         assert torch.equal(call(x, t, cond), own) and not torch.equal(own, teacher)

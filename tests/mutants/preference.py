@@ -300,10 +300,18 @@ MUTANTS = [
     Mutant(
         "switch-teacher-keeps-adapter-on",
         SWITCH,
-        "layer._disable_adapters = name is TEACHER",
-        "layer._disable_adapters = False",
+        'fields["_disable_adapters"] = off',
+        'fields["_disable_adapters"] = False',
         (T_ADAPTERS,),
         "use(TEACHER) leaves the adapter on",
+    ),
+    Mutant(
+        "switch-skips-a-change-back-to-the-default",
+        SWITCH,
+        "        if before == name:",
+        "        if name == self.default:",
+        (T_ADAPTERS,),
+        "use(student) inside use(TEACHER) (a student call nested in a teacher block) keeps the adapters off",
     ),
     Mutant(
         "switch-recompute-without-selection",
