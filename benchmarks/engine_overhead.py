@@ -382,8 +382,10 @@ def main() -> None:
             if calls_match
             else "MISMATCH in UNet calls: the comparison is invalid"
         ),
-        "both loops switch adapters off for every teacher call by flipping the peft layers' flag (as "
-        "Student.teacher does; diffusers' disable/enable_adapters, timed above, costs ~20x more); "
+        "both loops switch adapters off for every teacher call with AdapterSwitch.use (as "
+        "Student.teacher does: the peft layers' flag written into each layer's __dict__; "
+        f"diffusers' disable/enable_adapters costs {toggle['api_s'] / toggle['flags_s']:.0f}x more, "
+        f"nn.Module.__setattr__ on each layer {toggle['setattr_s'] / toggle['flags_s']:.0f}x); "
         "flipping gives "
         + ("the identical" if toggle["same_output"] else "A DIFFERENT")
         + " teacher output"

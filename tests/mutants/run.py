@@ -7,7 +7,7 @@ working tree (what git tracks or would add) to a scratch folder, applies one mut
 there and runs its tests with pytest; a mutant whose tests pass has survived: a hole in the
 tests. The working tree is never edited.
 
-    .venv/bin/python tests/mutants/run.py                      # every catalogue (~40 min, 2 cores)
+    .venv/bin/python tests/mutants/run.py                      # every catalogue (~45 min, 2 cores)
     .venv/bin/python tests/mutants/run.py consistency -k mlcd  # one catalogue, names with "mlcd"
 
 It prints every mutant's verdict, seconds and file, then the ones not caught. Exit status 1 if
