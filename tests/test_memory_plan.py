@@ -82,17 +82,23 @@ def test_impossible_budget_is_one_clear_line():
     assert "memory-budget-gib" in message
 
 
-def test_engine_runs_the_planned_micro_batch(tiny_sd_dir, tmp_path, monkeypatch, capfd):
-    measured = []
+def _linear_measure_step(measured: list, per_sample_gib: float):
+    """A stand-in for ``memory_plan.measure_step``: a step of micro-batch b peaks at
+    (1 + per_sample_gib * b) GiB; each (b, checkpointing) it is asked for goes to ``measured``."""
 
     def measure_step(trainer, phase, losses):
         def measure(b, checkpointing):
             measured.append((b, checkpointing))
-            return (1 + 2 * b) * GiB
+            return (1 + per_sample_gib * b) * GiB
 
         return measure
 
-    monkeypatch.setattr(memory_plan, "measure_step", measure_step)
+    return measure_step
+
+
+def test_engine_runs_the_planned_micro_batch(tiny_sd_dir, tmp_path, monkeypatch, capfd):
+    measured = []
+    monkeypatch.setattr(memory_plan, "measure_step", _linear_measure_step(measured, 2))
     recipe = small_recipe(tiny_sd_dir, tmp_path, steps=1)
     recipe = replace(
         recipe,
@@ -142,15 +148,7 @@ def test_plan_phase_plans_the_per_process_batch_and_keeps_a_users_grad_accum(mon
     from tlcm.config import Phase, RuntimeConfig
 
     measured = []
-
-    def measure_step(trainer, phase, losses):
-        def measure(b, checkpointing):
-            measured.append((b, checkpointing))
-            return (1 + 0.8 * b) * GiB
-
-        return measure
-
-    monkeypatch.setattr(memory_plan, "measure_step", measure_step)
+    monkeypatch.setattr(memory_plan, "measure_step", _linear_measure_step(measured, 0.8))
     lines = []
     trainer = SimpleNamespace(
         recipe=SimpleNamespace(runtime=RuntimeConfig(memory_budget_gib=10.0)),
