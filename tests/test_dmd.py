@@ -304,3 +304,23 @@ def test_denoising_loss_targets_the_prediction_type(prediction_type, target):
     flow, tf = FlowSchedule(1000), torch.tensor([250.0])  # sigma 0.25: x_t = 0.75 + 0.125
     value = denoising_loss(lambda x, t, c: 0.3 * x, flow, x0, eps, tf, None)
     assert value.item() == pytest.approx((0.3 * 0.875 - (0.5 - 1.0)) ** 2, rel=1e-6)
+
+
+@pytest.mark.usefixtures("float64")
+def test_the_fake_scores_update_sends_nothing_to_the_student():
+    """The fake score trains on the student's prediction DETACHED: its updates, even run before
+    the student's backward, leave the student without a gradient and its graph intact, and the
+    student's gradient is then the one it gets without them (DMD eq. 6 is the fake's loss only)."""
+
+    def run(aux_first: bool) -> torch.Tensor:
+        scale = torch.nn.Parameter(torch.tensor(0.3))
+        loss = DMD(DMDConfig(t_min=0, t_max=2, fake_updates=1, fake_lr=0.1), EpsFake())
+        ctx = _eps_context(lambda x, t, c: scale * x, lambda x, t, c: 0.2 * x, 4, 0)
+        value = loss(ctx)["dmd"]
+        if aux_first:  # one update: a leak would reach the student without a second-backward error
+            loss.aux_step([ctx])
+            assert scale.grad is None
+        value.backward()
+        return scale.grad
+
+    torch.testing.assert_close(run(aux_first=True), run(aux_first=False), rtol=0, atol=0)

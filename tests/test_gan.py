@@ -896,3 +896,16 @@ def test_r1_adds_gamma_w_to_the_heads_gradient(gamma):
         gan.optimizer.opt.register_step_pre_hook(lambda o, a, k, h=heads: grads.append(h.w.grad.clone()))
         gan.aux_step([_context(seed=4)[1]])
     torch.testing.assert_close(grads[1] - grads[0], gamma * w)
+
+
+def test_the_discriminators_update_sends_nothing_to_the_student():
+    """The discriminator's step sees the student's prediction DETACHED: run while the student's
+    graph is still alive (before its backward, which the engine runs first: the generator loss
+    holds the heads' weights the update changes), it leaves the student without a gradient."""
+    w = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
+    gan = GAN(GANConfig(input="latent", r1_weight=0.0), discriminator=LinearDiscriminator(w))
+    scale, ctx = _context(seed=5)
+    assert gan(ctx)["gan"].requires_grad  # the student's graph, alive
+    gan.aux_step([ctx])
+    assert not torch.equal(gan.discriminator.heads.w.detach(), w)  # the discriminator stepped
+    assert scale.grad is None

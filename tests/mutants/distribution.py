@@ -119,7 +119,7 @@ MUTANTS = [
         DMD,
         "x0 = student_prediction(ctx).x0.detach()",
         "x0 = student_prediction(ctx).x0",
-        T_DMD,
+        ("tests/test_dmd.py::test_the_fake_scores_update_sends_nothing_to_the_student",),
         "the fake score's loss differentiates into the student",
     ),
     Mutant(
@@ -217,7 +217,7 @@ MUTANTS = [
         GAN,
         "fake_logits = self.discriminator(fake.detach().float(), tau_fake, ctx.cond)",
         "fake_logits = self.discriminator(fake.float(), tau_fake, ctx.cond)",
-        T_GAN,
+        ("tests/test_gan.py::test_the_discriminators_update_sends_nothing_to_the_student",),
         "the discriminator's step differentiates into the student's prediction",
     ),
     Mutant(
