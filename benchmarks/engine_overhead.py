@@ -245,11 +245,14 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
         unet.disable_adapters()
         unet.enable_adapters()
     api = (time.perf_counter() - start) / repeats
+    live = adapters.live
     start = time.perf_counter()
-    for _ in range(repeats):
-        for off in (True, False):
-            for layer in adapters.layers:
-                layer._disable_adapters = off
+    for _ in range(repeats):  # the earlier AdapterSwitch.use(TEACHER): off, then back to ``live``
+        for layer in adapters.layers:
+            layer._disable_adapters = True
+        for layer in adapters.layers:
+            layer._disable_adapters = False
+            layer._active_adapter = live
     setattr_flags = (time.perf_counter() - start) / repeats
     start = time.perf_counter()
     for _ in range(repeats):

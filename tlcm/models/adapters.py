@@ -54,7 +54,7 @@ class AdapterSwitch:
         # peft's per-layer fields, without diffusers' module walk and requires_grad changes
         # (~30x cheaper than set_adapter / disable_adapters: 9-17 % of an MLCD step), written into
         # each layer's __dict__: where nn.Module.__setattr__ puts a plain attribute, without its
-        # ~3 us of checks per write (79 layers: 0.29 -> 0.02 ms per toggle; benchmarks/engine_overhead)
+        # ~3 us of checks per write (79 layers: 18x less per toggle; benchmarks/results/engine_overhead.md)
         off = name is TEACHER
         for layer in self.layers:
             fields = vars(layer)
