@@ -23,6 +23,7 @@ import tyro
 from rich.console import Console
 
 from ablations.variants import ROWS, VARIANTS, variant_recipe
+from tlcm.checks import check_counts
 from tlcm.errors import TLCMError, run_cli
 
 console = Console()
@@ -225,6 +226,7 @@ def write_results(path: Path, text: str) -> None:
 
 
 def main(args: Args) -> None:
+    check_counts({"--jobs": args.jobs, "--samples-per-digit": args.samples_per_digit})
     if args.only:
         _train_one(args)
     elif args.rescore:

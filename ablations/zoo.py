@@ -42,6 +42,7 @@ from pathlib import Path
 import tyro
 from rich.console import Console
 
+from tlcm.checks import check_counts
 from tlcm.errors import TLCMError, run_cli
 
 console = Console()
@@ -750,6 +751,8 @@ def _teacher_sweep(miniature: str, prompts: int) -> list[dict]:
 
 
 def main(args: Args) -> None:
+    check_counts({"--jobs": args.jobs, "--samples-per-digit": args.samples_per_digit})
+    check_counts({"--budget": args.budget}, minimum=0)
     if args.only:
         _train_one(args)
     else:

@@ -217,7 +217,7 @@ def miniature_run(device: str, precision: str, out: Path, fraction: float, sampl
     steps = sum(p.steps for p in phases.values())
     start = time.perf_counter()
     scores = student_scores(
-        run.base, run.student.denoiser(), recipe.inference_steps, samples, student_grid=recipe.student.grid
+        run.base, run.student.denoiser(), recipe.shown_steps, samples, student_grid=recipe.student.grid
     )
     row = {
         "precision": "bf16" if precision == "bf16" else "fp32",

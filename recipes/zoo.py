@@ -63,7 +63,6 @@ def _recipe(name: str, grid: StudentGrid, phases: dict[str, Phase]) -> Recipe:
         data=DataConfig(images=MINIATURE_DIGITS),
         phases=phases,
         runtime=RuntimeConfig(out_dir=Path(f"runs/{name}"), eval_samples_per_digit=20),
-        inference_steps=tuple(n for n in (1, 2, 4, 8) if n <= grid.num_milestones),
     )
 
 

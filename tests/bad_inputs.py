@@ -68,11 +68,52 @@ def _trajectories(argv: list[str]) -> None:
     cli(argv)
 
 
+def _export(argv: list[str]) -> None:
+    from tlcm.export import cli
+
+    cli(argv)
+
+
+def _images(argv: list[str]) -> None:
+    from tlcm.data.images import main
+
+    main(argv)
+
+
+def _latent_lpips(argv: list[str]) -> None:
+    import tyro
+
+    from tlcm.latent_lpips.train import TrainArgs, main
+
+    main(tyro.cli(TrainArgs, args=argv))
+
+
+def _ablations(argv: list[str]) -> None:
+    import tyro
+
+    from ablations.run import Args, main
+
+    main(tyro.cli(Args, args=argv))
+
+
+def _zoo(argv: list[str]) -> None:
+    import tyro
+
+    from ablations.zoo import Args, main
+
+    main(tyro.cli(Args, args=argv))
+
+
 ENTRY_POINTS: dict[str, Callable[[list[str]], None]] = {
     "tlcm.train": _train,
     "tlcm.sample": _sample,
     "tlcm.evaluate": _evaluate,
     "tlcm.data.trajectories": _trajectories,
+    "tlcm.export": _export,
+    "tlcm.data.images": _images,
+    "tlcm.latent_lpips.train": _latent_lpips,
+    "ablations.run": _ablations,
+    "ablations.zoo": _zoo,
 }
 """python -m NAME -> the same entry point, in-process (argv without the program name)."""
 
@@ -612,7 +653,7 @@ CASES: list[Case] = [
         "--recipes.model.path",
         "{tmp}/model",
         *TINY_RUN,
-        expect="mlcd.losses.mlcd: skip must be in 1..1 (T/M), got 20 (T = 10, from {tmp}/model/scheduler)",
+        expect="mlcd.losses.mlcd.skip must be in 1..1 (T/M), got 20 (T = 10, from {tmp}/model/scheduler)",
         setup=tiny_config("scheduler", "scheduler_config.json", num_train_timesteps=10),
     ),
     train(  # trained on 1 x 1 latents
@@ -727,7 +768,7 @@ CASES: list[Case] = [
         "milestones out of range",
         f"{MLCD}.losses.mlcd.skip",
         "0",
-        expect=f"{MLCD}.losses.mlcd: skip must be in 1..",
+        expect=f"{MLCD}.losses.mlcd.skip must be in 1..",
     ),
     train(
         "cached teacher states without a cache",
@@ -1127,6 +1168,22 @@ CASES: list[Case] = [
     sample(
         "--student folder missing", "--student", "{tmp}/run", expect="--student {tmp}/run is not a folder"
     ),
+    sample(
+        "--student one checkpoint of a run",
+        "--student",
+        "{tmp}/run/checkpoints/step-0000001",
+        expect="is one checkpoint of the run {tmp}/run: pass the run folder",
+        setup=mkdir("run/checkpoints/step-0000001"),
+    ),
+    sample("--gamma without --student", "--gamma", "0.5", expect="--gamma sets the student's sampler"),
+    sample(
+        "--guidance-scale with --student",
+        "--student",
+        "{tmp}",
+        "--guidance-scale",
+        "3",
+        expect="--guidance-scale is the teacher's: a student samples without CFG",
+    ),
     # -- tlcm.evaluate
     teacher_table(
         "teacher-table --steps 0", "--steps", "0", "4", expect="--steps must be one or more step counts >= 1"
@@ -1193,6 +1250,50 @@ CASES: list[Case] = [
         "--out an existing file", "--out", "{tmp}/f", expect="is an existing file", setup=write("f", "")
     ),
     trajectories("--model missing", "--model", "{tmp}/absent", expect="(--model DIR)"),
+    # -- tlcm.export
+    Case(
+        "export: one checkpoint of a run",
+        "tlcm.export",
+        ("{tmp}/run/checkpoints/step-0000001",),
+        "RUN {tmp}/run/checkpoints/step-0000001 is one checkpoint of the run {tmp}/run",
+        setup=mkdir("run/checkpoints/step-0000001"),
+    ),
+    # -- tlcm.data.images
+    Case(
+        "images: --n below 1",
+        "tlcm.data.images",
+        ("--write-miniature", "{tmp}/digits", "--n", "-3"),
+        "--n must be >= 1, got -3",
+    ),
+    Case(
+        "images: --per-shard 0",
+        "tlcm.data.images",
+        ("--write-miniature", "{tmp}/digits", "--layout", "shards", "--per-shard", "0"),
+        "--per-shard must be >= 1, got 0",
+    ),
+    # -- tlcm.latent_lpips.train
+    Case(
+        "latent LPIPS: --lr below 0",
+        "tlcm.latent_lpips.train",
+        ("--lr", "-1"),
+        "--lr must be a positive number",
+    ),
+    Case(
+        "latent LPIPS: --images a file",
+        "tlcm.latent_lpips.train",
+        ("--images", "{tmp}/f.png"),
+        "--images {tmp}/f.png is not a folder",
+        setup=write("f.png", ""),
+    ),
+    Case(
+        "latent LPIPS: --out not .safetensors",
+        "tlcm.latent_lpips.train",
+        ("--out", "{tmp}/ll"),
+        "--out {tmp}/ll must end in .safetensors",
+    ),
+    # -- ablations
+    Case("ablations: --jobs 0 (ran forever)", "ablations.run", ("--jobs", "0"), "--jobs must be >= 1, got 0"),
+    Case("method zoo: --jobs 0", "ablations.zoo", ("--jobs", "0"), "--jobs must be >= 1, got 0"),
 ]
 """Every bad input, in table order (docs/reliability.md)."""
 
@@ -1320,6 +1421,7 @@ def write_doc(path: Path = DOC) -> list[str]:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    sys.path.insert(0, str(DOC.parents[1]))  # ablations/ imports from the repository root, as under pytest
     failed = write_doc()
     print(f"wrote {DOC} ({len(CASES)} cases)", file=sys.stderr)
     for line in failed:

@@ -487,3 +487,49 @@ def test_resume_inside_a_later_phase_equals_the_uninterrupted_run(tiny_sd_dir, t
     assert [(r["global_step"], r["mlcd"]) for r in log(tmp_path / "a")] == [
         (r["global_step"], r["mlcd"]) for r in log(tmp_path / "b")
     ]
+
+
+def test_a_runs_student_loads_on_the_base_model_it_was_trained_on(tiny_sd_dir, tmp_path, capsys):
+    """tlcm.sample / evaluate student / export default --model to the base model the run records
+    (they used the miniature: a run of another model failed, naming a training flag, or a fine-tune
+    of the same architecture sampled on the wrong weights); RUN/student and RUN/checkpoints name the
+    run, one step folder is refused; another --model gets a note; a moved-away model an error; and
+    init_from refuses a run of another base model."""
+    from safetensors.torch import load_file, save_file
+
+    from tlcm.resume import check_init_base, run_folder, student_model
+    from tlcm.sample import cli as sample
+
+    run = tmp_path / "run"
+    recipe = small_recipe(tiny_sd_dir, run, steps=1)
+    train(recipe)
+    notes: list[str] = []
+    assert student_model(run, None, None, notes.append) == (tiny_sd_dir, None) and notes == []
+    assert run_folder(run / "student", "--student") == run_folder(run / "checkpoints", "--student") == run
+    with pytest.raises(TLCMError, match=r"--student \S+step-0000001 is one checkpoint of the run"):
+        run_folder(run / "checkpoints" / "step-0000001", "--student")
+    grid = sample(["--student", str(run / "student"), "--steps", "1", "--num-per-prompt", "1", "--out",
+                   str(tmp_path / "g.png"), "--device", "cpu"])  # fmt: skip
+    assert grid.is_file()
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_sd_dir, moved)
+    assert student_model(run, moved, None, notes.append) == (moved, None) and notes == []  # same model
+    (weights,) = (moved / "unet").glob("*.safetensors")
+    tensors = {k: v * 1.001 if k.endswith("conv_in.weight") else v for k, v in load_file(weights).items()}
+    save_file(tensors, weights, metadata={"format": "pt"})  # a fine-tune of the same architecture
+    assert student_model(run, moved, 8, notes.append) == (moved, 8)
+    assert notes == [f"note: {run} was trained on {tiny_sd_dir}; using its student on --model {moved}"]
+    with pytest.raises(TLCMError, match="was trained on another base model"):
+        model, student = replace(recipe.model, path=moved), replace(recipe.student, init_from=run)
+        train(
+            replace(
+                recipe, model=model, student=student, runtime=replace(recipe.runtime, out_dir=tmp_path / "n")
+            )
+        )
+    check_init_base(None, {"model": {"path": "x", "fingerprint": "y"}}, "--flag")  # older records: no check
+    state = run / "checkpoints" / "step-0000001" / "state.json"
+    record = json.loads(state.read_text())
+    record["run"]["recipe"]["model"]["path"] = str(tmp_path / "gone")
+    state.write_text(json.dumps(record))
+    with pytest.raises(TLCMError, match=r"was trained on \S+gone, which is not a folder here: pass --model"):
+        student_model(run, None, None, notes.append)

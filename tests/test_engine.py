@@ -367,8 +367,10 @@ def test_the_student_grid_has_one_owner_from_training_to_export(tiny_sd_dir, tmp
         recipe,
         phases={k: recipe.phases[k] for k in ("mlcd", "lcd")},
         student=replace(recipe.student, grid=StudentGrid(4, 2, gamma=0.5, first_gamma=1.0)),
-        inference_steps=(1, 4),
+        inference_steps=(),  # the default: those of 1, 2, 4, 8 <= M
     )
+    assert recipe.shown_steps == (1, 2, 4)
+    recipe = replace(recipe, inference_steps=(1, 4))
     train(recipe)
     scheduler = TLCMScheduler.from_pretrained(tmp_path / "student" / "scheduler")
     scheduler.set_timesteps(4)

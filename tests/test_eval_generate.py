@@ -117,6 +117,8 @@ def test_students_from_an_export_a_lora_file_a_checkpoint_and_a_unet(tiny_sd_dir
     assert not torch.equal(pixels(tmp_path / "run"), pixels(tmp_path / "teacher"))
     with pytest.raises(TLCMError, match="samples 1..8 steps"):
         generate(tiny_sd_dir, tmp_path / "nine", "--student", str(run_dir), "--steps", "9")
+    assert not (tmp_path / "nine" / "meta.json").exists()  # refused before writing: the folder is usable
+    assert generate(tiny_sd_dir, tmp_path / "nine", "--student", str(run_dir)) == 4
 
 
 class TinyFeatures(torch.nn.Module):

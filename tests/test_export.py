@@ -163,10 +163,10 @@ def test_model_card(two_runs, tiny_sd_dir):
 
 def test_model_card_names_only_the_files_written_and_the_miniature_by_its_repository_path(two_runs, tmp_path):
     """The default export (diffusers only) has no kohya file, so the card lists none; a student of
-    the bundled miniature names it relative to the repository (no user's home folder), and
-    tlcm.export finds it again from there."""
+    the bundled miniature names it relative to the repository (no user's home folder), which
+    resolves there from any working directory."""
     from tlcm.card import write_model_card
-    from tlcm.export import _card_base_model
+    from tlcm.summary import from_repo_path
     from tlcm.toy import MINIATURE_SD
 
     student = Student(BaseModel.load(MINIATURE_SD), StudentConfig(lora_rank=RANK))
@@ -174,7 +174,7 @@ def test_model_card_names_only_the_files_written_and_the_miniature_by_its_reposi
     front, body = _card(write_model_card(student, tmp_path, "run").parent)
     assert kohya_file("run") not in body.split("## Use in ComfyUI")[0]
     assert front["base_model"] == "tlcm/toy/assets/miniature-sd" and str(MINIATURE_SD) not in body
-    assert _card_base_model(tmp_path / "README.md").resolve() == MINIATURE_SD.resolve()
+    assert from_repo_path(front["base_model"]).resolve() == MINIATURE_SD.resolve()
 
 
 def test_converter_writes_the_engines_bytes_and_refuses_bad_input(two_runs, tiny_sd_dir, tmp_path):

@@ -66,7 +66,9 @@ def test_summary_of_another_base_model_has_no_teacher_and_says_how_to_get_one(tm
     run = _run(tmp_path)
     text = run_summary(run, ModelConfig(path=tmp_path / "my-sd"), 3.0, SCORES)
     assert "no committed teacher table" in " ".join(text.split()) and f"--model {tmp_path / 'my-sd'}" in text
-    assert "| 2 | 0.930 | 9.50 |" in text and f"--student {run} --model {tmp_path / 'my-sd'}" in text
+    sample = next(line for line in text.splitlines() if line.startswith("Sample it:"))
+    assert "| 2 | 0.930 | 9.50 |" in text and f"--student {run} --steps 4" in sample  # on the run's model
+    assert "--model" not in sample
     assert run_summary(run, ModelConfig(), 3.0, None).count("\n") < 10  # no scores: the files only
 
 

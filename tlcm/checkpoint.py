@@ -223,6 +223,15 @@ def _pointer(root: Path) -> tuple[Path | None, str | None]:
     return root / name, None
 
 
+def checkpoint_folders(out_dir: Path) -> list[Path]:
+    """The checkpoint folders of a run in the order a load tries them: the one ``latest`` names,
+    then the others from the newest down (empty: the run has none)."""
+    root = out_dir / "checkpoints"
+    named = _pointer(root)[0]
+    folders = sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
+    return ([named] if named is not None else []) + [p for p in folders if p != named]
+
+
 def load_latest(
     out_dir: Path,
     device: torch.device | str,
@@ -237,11 +246,10 @@ def load_latest(
     damaged folders passed over to ``damaged-step-...``. None when the run has no checkpoint;
     TLCMError when it has some but none loads."""
     root = out_dir / "checkpoints"
-    folders = sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
-    named, pointer_problem = _pointer(root)
-    if named is None and not folders:
+    candidates = checkpoint_folders(out_dir)
+    if not candidates:
         return None
-    candidates = ([named] if named is not None else []) + [p for p in folders if p != named]
+    pointer_problem = _pointer(root)[1]
     problems = [f"{root.name}/latest {pointer_problem}"] if pointer_problem else []
     passed: list[Path] = []
     for folder in candidates:

@@ -7,9 +7,11 @@ trajectory CLIs too; ``check_lora_targets`` checks LoRA target names against a U
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -46,6 +48,14 @@ def env_world_size() -> int:
             "with torchrun --nproc_per_node N"
         )
     return int(raw)
+
+
+def check_counts(values: dict[str, int | float | None], minimum: float = 1) -> None:
+    """Refuse the first flag of ``values`` (flag -> value; None: not given) whose value is below
+    ``minimum`` or not finite: a one-line TLCMError naming that flag."""
+    for flag, value in values.items():
+        if value is not None and not (math.isfinite(value) and value >= minimum):
+            raise TLCMError(f"{flag} must be >= {minimum:g}, got {value}")
 
 
 def check_device(device: str, flag: str) -> None:
@@ -173,12 +183,12 @@ def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True, f
     if "kohya" in formats and not lora:
         raise TLCMError(
             f"{flag} kohya holds a LoRA, but this student is a full fine-tune (exported as a diffusers "
-            "folder): drop kohya, or train a LoRA"
+            f"folder): use {flag} diffusers, or train a LoRA"
         )
     if "kohya" in formats and family is not None and family.kohya is None:
         raise TLCMError(
             f"{flag} kohya: the kohya LoRA format is for SD1.5 / SDXL UNets, this base model is "
-            f"{family.name}: drop kohya (its diffusers LoRA loads with pipe.load_lora_weights)"
+            f"{family.name}: use {flag} diffusers (its diffusers LoRA loads with pipe.load_lora_weights)"
         )
 
 
@@ -285,11 +295,6 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
                 f"--recipes.inference-steps: each must be in 1..{grid.num_milestones} "
                 f"(M = --recipes.student.grid.num-milestones), got {n}"
             )
-    if not recipe.inference_steps and (recipe.runtime.sample_grid or recipe.runtime.eval_samples_per_digit):
-        raise TLCMError(
-            "--recipes.inference-steps is empty but sample grids / evaluation use it: give at least one "
-            "step count (e.g. --recipes.inference-steps 1 2 4)"
-        )
     _check_student(recipe.student)
     check_guidance_scale(recipe.model.guidance_scale, "--recipes.model.guidance-scale")
     family = FAMILIES[check_model_folder(recipe.model.path, "--recipes.model.path")]
@@ -344,10 +349,20 @@ def _check_phase(name: str, phase, recipe: Recipe, world: int, num_train_timeste
         try:
             loss.validate(num_train_timesteps, recipe.student.grid)
         except ValueError as err:
-            raise TLCMError(
-                f"{flag}.losses.{loss_name}: {err} (T = {num_train_timesteps}, from "
-                f"{Path(recipe.model.path) / 'scheduler'})"
-            ) from err
+            where = f"T = {num_train_timesteps}, from {Path(recipe.model.path) / 'scheduler'}"
+            raise TLCMError(_loss_problem(f"{flag}.losses.{loss_name}", loss, str(err), where)) from err
+
+
+def _loss_problem(flag: str, loss, problem: str, where: str) -> str:
+    """A loss config's ValueError as a line in flag spelling: a leading field name becomes its flag
+    (``ema_decay must be ...`` -> ``FLAG.ema-decay must be ...``), other field names hyphens; the
+    schedule's ``where`` is added when the problem names T or timesteps."""
+    names = sorted((f.name for f in dataclasses.fields(loss)), key=len, reverse=True)
+    lead = next((n for n in names if re.match(rf"{n}\b", problem)), None)
+    line = f"{flag}.{lead.replace('_', '-')}{problem[len(lead) :]}" if lead else f"{flag}: {problem}"
+    for name in names:
+        line = re.sub(rf"(?<![.\w]){name}\b", name.replace("_", "-"), line)
+    return f"{line} ({where})" if re.search(r"\bT\b|timestep", problem) else line
 
 
 def _check_student(student) -> None:

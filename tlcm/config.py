@@ -232,8 +232,14 @@ class Recipe:
     phases: dict[str, Phase] = field(default_factory=dict)
     """Training phases by name, run in insertion order."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    inference_steps: tuple[int, ...] = (1, 2, 4, 8)
-    """Step counts shown in sample grids and evaluated at the end."""
+    inference_steps: tuple[int, ...] = ()
+    """Step counts shown in sample grids and evaluated at the end (each in 1..M; empty: those of 1,
+    2, 4, 8 that the student's grid has, <= M)."""
+
+    @property
+    def shown_steps(self) -> tuple[int, ...]:
+        """``inference_steps``, or when empty those of 1, 2, 4, 8 that are <= M (the grid's milestones)."""
+        return self.inference_steps or tuple(n for n in (1, 2, 4, 8) if n <= self.student.grid.num_milestones)
 
 
 def smoke_recipe(

@@ -55,7 +55,7 @@ from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
 from tlcm.preemption import StopSignals, stop_signals
 from tlcm.report import Reporter
-from tlcm.resume import check_resume, run_record
+from tlcm.resume import check_init_base, check_resume, run_folder, run_record
 from tlcm.sample_grids import write_phase_grid
 
 PREEMPTED_EXIT_CODE = 75
@@ -353,7 +353,9 @@ class Trainer:
                 self.student.load_checkpoint(checkpoint, f"the checkpoint {checkpoint.folder}")
                 self.skipped = list(checkpoint.skipped)
                 self.reporter.truncate(checkpoint.state.global_step)
-                self.reporter.print(f"resuming from {checkpoint.folder}")
+                done = checkpoint.state.phase_index >= len(self.phases)
+                again = ": every phase is done, exporting its student again" if done else ""
+                self.reporter.print(f"resuming from {checkpoint.folder}{again}")
                 return checkpoint
         elif (rt.out_dir / "checkpoints").is_dir() and self.dist.is_main:
             self.reporter.print(f"--recipes.runtime.no-resume: removing {rt.out_dir / 'checkpoints'}")
@@ -361,7 +363,8 @@ class Trainer:
         self.reporter.truncate(0)  # starting at step 0: a log without a checkpoint behind it goes
         if student.init_from is not None:
             flag = f"--recipes.student.init-from {student.init_from}"
-            init = load_latest(student.init_from, self.dist.device, self.reporter.print)
+            source = run_folder(student.init_from, "--recipes.student.init-from")
+            init = load_latest(source, self.dist.device, self.reporter.print)
             if init is None:
                 raise TLCMError(f"{flag} has no checkpoint: pass a tlcm run folder (e.g. runs/mlcd)")
             if not init.finished_phase and not student.init_from_unfinished:
@@ -370,6 +373,7 @@ class Trainer:
                     f"{init.state.phase_index}, step {init.state.step}): finish that run first (rerun it), "
                     "or pass --recipes.student.init-from-unfinished to start from it anyway"
                 )
+            check_init_base(init.run, self.record, flag)
             self.student.load_checkpoint(init, flag, same_grid=False)
         return None
 
@@ -426,7 +430,7 @@ class Trainer:
                         write_phase_grid(
                             self.student,
                             self.prompts,
-                            self.recipe.inference_steps,
+                            self.recipe.shown_steps,
                             self.recipe.student.grid,
                             rt.out_dir / "samples" / f"{index}-{name}.png",
                         )

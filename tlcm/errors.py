@@ -50,6 +50,11 @@ def run_cli(main: Callable[[], T]) -> T:
         sys.exit(INTERRUPTED_EXIT_CODE)
 
 
+def note(line: str) -> None:
+    """A notice for the user: one plain line on stderr (no markup read from it)."""
+    Console(stderr=True).print(escape(line), highlight=False, soft_wrap=True)
+
+
 def _say(line: str) -> None:
     """One line on stderr: from rank 0 at once, from another rank (RANK, set by torchrun) only if
     torchrun has not stopped it within RANK_GRACE_SECONDS."""

@@ -27,12 +27,13 @@ from tlcm.checks import check_device, check_gamma, check_out_file
 from tlcm.config import FrozenDtype
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
-from tlcm.errors import TLCMError, run_cli
+from tlcm.errors import TLCMError, note, run_cli
 from tlcm.eval.generate import GenerateArgs
 from tlcm.eval.generate import generate as generate_images
 from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
-from tlcm.summary import best_teacher
+from tlcm.resume import run_folder, student_model
+from tlcm.summary import RESULTS, best_teacher
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.metrics import ToyMetrics
 from tlcm.toy.scores import evaluate_toy, student_scores
@@ -161,7 +162,7 @@ def student(
     run: Path,
     steps: tuple[int, ...] = (1, 2, 4, 8),
     samples_per_digit: int = 50,
-    model: Path = MINIATURE_SD,
+    model: Path | None = None,
     assets: Path = ASSET_DIR,
     device: str = "cpu",
     gamma: float | None = None,
@@ -177,11 +178,11 @@ def student(
         run: The tlcm run folder (e.g. runs/tlcm-full).
         steps: Step counts to score (1..the student's M).
         samples_per_digit: Evaluation prompts per digit (x 10; tlcm.train's: 20; docs/results.md: 50).
-        model: The run's base model (diffusers folder).
+        model: The base model's diffusers folder (default: the one the run was trained on).
         assets: The metric assets of --model's build (as in teacher-table).
         device: Torch device.
         gamma: The sampler's gamma for every move instead of the run's (1: LCM, 0: DDIM).
-        max_sequence_length: T5 tokens of SD3 / FLUX prompts (the flow miniature: 8).
+        max_sequence_length: T5 tokens of SD3 / FLUX prompts (default: the run's).
         first_gamma: The gamma of the first move (from pure noise) instead of the run's.
         dtype: The frozen weights' dtype (as in teacher-table).
     """
@@ -189,14 +190,17 @@ def student(
 
     check_gamma(gamma, "--gamma")
     check_gamma(first_gamma, "--first-gamma")
-    _check_args(steps, samples_per_digit, model, assets, device)
     if not run.is_dir():
         raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    run = run_folder(run, "--run")
+    model, max_sequence_length = student_model(run, model, max_sequence_length, note)
+    _check_args(steps, samples_per_digit, model, assets, device)
     base = _load(model, device, dtype, max_sequence_length)
     trained = Student.from_run(base, run)
     grid = trained.config.grid.with_sampler(gamma, first_gamma)
     if not all(1 <= n <= grid.num_milestones for n in steps):
-        raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {steps}")
+        shown = " ".join(map(str, steps))
+        raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {shown}")
     rows = student_scores(base, trained.denoiser(), steps, samples_per_digit, ToyMetrics(assets), grid)
     rows = [{**r, "gamma": grid.gamma, "first_gamma": grid.first_gamma} for r in rows]
     name = "eval.json"
@@ -234,7 +238,7 @@ def _prompt_count(rows: list[dict]) -> int | None:
 
 def compare(
     run: Path = Path("runs/tlcm-full"),
-    teacher: Path = Path("benchmarks/results/teacher_table.json"),
+    teacher: Path = RESULTS / "teacher_table.json",
     out: Path | None = None,
 ) -> str:
     """Print (and with --out write) a markdown table of the student's scores (RUN/eval.json) and

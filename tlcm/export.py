@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,11 +43,11 @@ import tlcm.diffusion.scheduler
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
 from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.errors import TLCMError, run_cli
+from tlcm.errors import TLCMError, note, run_cli
 from tlcm.files import save_tensors, write_failed
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
-from tlcm.toy import MINIATURE_SD
+from tlcm.resume import run_folder, student_model
 
 
 def run_name(run_dir: Path) -> str:
@@ -181,22 +181,9 @@ class ExportArgs:
     """Output folder (default: RUN/student); gets the scheduler config and, when it has none, a
     model card."""
     model: Path | None = None
-    """The run's base model folder (default: base_model of the run's model card, else the miniature
-    pipeline)."""
+    """The base model folder (default: the one the run was trained on)."""
     device: str = "cpu"
     """Torch device to load the model on."""
-
-
-def _card_base_model(card: Path) -> Path | None:
-    """The ``base_model`` of a tlcm model card's front matter, or None."""
-    if not card.is_file():
-        return None
-    from tlcm.summary import from_repo_path  # the card names a bundled miniature relative to the repo
-
-    for line in card.read_text().split("\n---", 1)[0].splitlines():
-        if line.startswith("base_model:"):
-            return from_repo_path(json.loads(line.removeprefix("base_model:").strip()))
-    return None
 
 
 def main(args: ExportArgs) -> list[Path]:
@@ -204,11 +191,12 @@ def main(args: ExportArgs) -> list[Path]:
     check_export_formats(args.format, "--format")
     if not args.run.is_dir():
         raise TLCMError(f"{args.run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    args = replace(args, run=run_folder(args.run, "RUN"))
     check_device(args.device, "--device")
     card = args.run / "student" / CARD_FILE
     out = args.out or args.run / "student"
     check_out_dir(out, "--out")
-    model = args.model or _card_base_model(card) or MINIATURE_SD
+    model = student_model(args.run, args.model, None, note)[0]
     student = Student.from_run(BaseModel.load(model, device=args.device, flag="--model"), args.run)
     name = run_name(args.run)
     written = export_student(student, out, args.format, name)

@@ -29,8 +29,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tlcm.checkpoint import STEP_FOLDER, checkpoint_folders
 from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError
+from tlcm.summary import from_repo_path
+from tlcm.toy import MINIATURE_SD
 
 UNCHECKED = (
     "model.path",
@@ -177,3 +180,74 @@ def check_resume(saved: dict | None, current: dict, folder: Path, allow: bool, s
         "--recipes.runtime.no-resume to start over there, or --recipes.runtime.resume-changed to "
         "continue with the new values on purpose"
     )
+
+
+def trained_model(run_dir: Path) -> dict | None:
+    """The base model section of the recipe that the newest checkpoint of ``run_dir`` records
+    (``ModelConfig`` as a dict: path, max_sequence_length, ...; the path as the recipe named it, a
+    bundled miniature named relative to the repository resolved there), or None: no checkpoint, or
+    only ones from before run records. Reads state.json files only."""
+    for folder in checkpoint_folders(Path(run_dir)):
+        try:
+            run = json.loads((folder / "state.json").read_text()).get("run") or {}
+        except (OSError, ValueError):  # a damaged checkpoint: the next one's record
+            continue
+        model = dict((run.get("recipe") or {}).get("model") or {})
+        path = model.get("path") or (run.get("model") or {}).get("path")
+        return {**model, "path": from_repo_path(path)} if path else None
+    return None
+
+
+def student_model(
+    run_dir: Path, model: Path | None, max_sequence_length: int | None, say, flag: str = "--model"
+) -> tuple[Path, int | None]:
+    """The base model folder and T5 prompt length to load the student of ``run_dir`` with: the given
+    ones, else those its run was trained with, else the miniature's. ``say`` gets one line when
+    ``model`` is not the model the run was trained on (a LoRA may be used on another base of the
+    same architecture, on purpose)."""
+    trained = trained_model(run_dir) or {}
+    length = max_sequence_length if max_sequence_length is not None else trained.get("max_sequence_length")
+    base = trained.get("path")
+    if model is not None:
+        if base is not None and base.is_dir() and Path(model).is_dir():
+            if model_fingerprint(model) != model_fingerprint(base):
+                say(f"note: {run_dir} was trained on {base}; using its student on {flag} {model}")
+        return Path(model), length
+    if base is None:
+        return MINIATURE_SD, length
+    if not base.is_dir():
+        raise TLCMError(
+            f"{run_dir} was trained on {base}, which is not a folder here: pass {flag} with that "
+            "base model's diffusers folder"
+        )
+    return base, length
+
+
+def check_init_base(saved: dict | None, current: dict, flag: str) -> None:
+    """Refuse (TLCMError) to start a run from a checkpoint (``init_from``) whose run record ``saved``
+    names another base model (by fingerprint) than this run's record ``current``: its LoRA belongs
+    to that model. ``saved`` None (a checkpoint from before run records): not checked."""
+    before = (saved or {}).get("model") or {}
+    if saved is None or before.get("fingerprint") == current["model"]["fingerprint"]:
+        return
+    raise TLCMError(
+        f"{flag} was trained on another base model ({before.get('path')}, fingerprint "
+        f"{before.get('fingerprint')}) than --recipes.model.path {current['model']['path']} "
+        f"(fingerprint {current['model']['fingerprint']}): start from a run of this model, or pass "
+        f"--recipes.model.path {before.get('path')}"
+    )
+
+
+def run_folder(path: Path, flag: str) -> Path:
+    """The run folder that a student argument (``--student``, ``--run``, ``init_from``) names: a run
+    itself, or its export (RUN/student) or checkpoints folder, which hold the same student. One
+    checkpoint (RUN/checkpoints/step-N) is refused: a run's student is its latest checkpoint."""
+    path = Path(path)
+    if path.name in ("student", "checkpoints") and (path.parent / "checkpoints").is_dir():
+        return path.parent
+    if STEP_FOLDER.fullmatch(path.name) and path.parent.name == "checkpoints":
+        raise TLCMError(
+            f"{flag} {path} is one checkpoint of the run {path.parent.parent}: pass the run folder "
+            "(its latest checkpoint is the student)"
+        )
+    return path

@@ -7,7 +7,7 @@ sampler. Writes one PNG grid: a row per prompt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,10 +20,11 @@ from tlcm.config import FrozenDtype
 from tlcm.data.prompts import clean_prompt
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
-from tlcm.errors import TLCMError, run_cli
+from tlcm.errors import TLCMError, note, run_cli
 from tlcm.images import save_grid
 from tlcm.models.base import BaseModel, check_model_folder, frozen_dtype, scheduler_timesteps
 from tlcm.models.student import Student
+from tlcm.resume import run_folder, student_model
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
 
@@ -35,8 +36,9 @@ class SampleArgs:
     """Prompts; the grid has one row per prompt."""
     steps: int = 4
     """Number of sampling steps (UNet calls per image; CFG makes each a batched pair)."""
-    model: Path = MINIATURE_SD
-    """Local diffusers folder of the base model."""
+    model: Path | None = None
+    """Local diffusers folder of the base model (default: with --student the one its run was trained
+    on, else the miniature pipeline)."""
     guidance_scale: float = TEACHER_GUIDANCE_SCALE
     """Classifier-free guidance scale w of the teacher."""
     num_per_prompt: int = 8
@@ -51,7 +53,8 @@ class SampleArgs:
     """Frozen weights' dtype; bf16 / fp16 weights sample under autocast to it (the student's fp32
     LoRA too). "auto": bf16 on CUDA, fp32 on CPU."""
     max_sequence_length: int | None = None
-    """T5 tokens of SD3 / FLUX prompts (None: the pipeline's default; the flow miniature: 8)."""
+    """T5 tokens of SD3 / FLUX prompts (None: with --student the run's, else the pipeline's default;
+    the flow miniature: 8)."""
     student: Path | None = None
     """A tlcm run folder (e.g. runs/tlcm-full): sample its student with the TLCM sampler (no CFG,
     the milestone timesteps and gamma of the grid it was trained on; --steps in 1..M)."""
@@ -75,6 +78,12 @@ def check_sample_args(args: SampleArgs) -> None:
         raise TLCMError(
             f"--student {args.student} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)"
         )
+    if args.student is None:
+        for flag, value in (("--gamma", args.gamma), ("--first-gamma", args.first_gamma)):
+            if value is not None:
+                raise TLCMError(f"{flag} sets the student's sampler: pass --student RUN, or drop {flag}")
+    elif args.guidance_scale != TEACHER_GUIDANCE_SCALE:
+        raise TLCMError("--guidance-scale is the teacher's: a student samples without CFG; drop it")
     check_model_folder(args.model, "--model")
     steps = scheduler_timesteps(args.model)
     if args.student is None and args.steps >= steps:
@@ -90,6 +99,11 @@ def main(args: SampleArgs) -> Path:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
     if not args.prompt or not all(clean_prompt(p) for p in args.prompt):
         raise TLCMError("--prompt needs at least one non-empty prompt")
+    if args.student is not None:
+        run = run_folder(args.student, "--student")
+        model, length = student_model(run, args.model, args.max_sequence_length, note)
+        args = replace(args, student=run, model=model, max_sequence_length=length)
+    args = replace(args, model=args.model or MINIATURE_SD)
     check_sample_args(args)
     base = BaseModel.load(
         args.model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,13 @@ def repo_path(path: Path) -> str:
     tlcm/toy/assets/...; no user's home folder in what is shown or shared), else as given."""
     resolved = Path(path).resolve()
     return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
+def shell_path(path: Path) -> str:
+    """``path`` as a command printed to this shell takes it: relative to the working directory when
+    inside it, else absolute (a command quoted with a repository path fails elsewhere)."""
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
 
 
 def from_repo_path(name: str) -> Path:
@@ -91,10 +99,11 @@ def scores_table(scores: list[dict], teacher: dict[int, dict] | None) -> str:
     return "\n".join(lines)
 
 
-def scores_text(scores: list[dict], model: Path, run: Path) -> str:
+def scores_text(scores: list[dict], model: Path, run: Path, show: Callable[[Path], str] = repo_path) -> str:
     """The scores table with what it is: the prompt count, where the teacher's scores come from
     (or how to get them), what the metrics mean, and why docs/results.md's numbers differ; prose
-    wrapped at 100 columns, commands on lines of their own."""
+    wrapped at 100 columns, commands on lines of their own; ``show`` writes the paths (the model card:
+    ``repo_path``; the console: ``shell_path``)."""
     prompts = scores[0].get("prompts")
     found = committed_teacher(model, prompts)
     on = f"{prompts} prompts" if prompts else "the evaluation prompts (their count not recorded)"
@@ -103,7 +112,7 @@ def scores_text(scores: list[dict], model: Path, run: Path) -> str:
         head = [
             f"Toy metrics (docs/toy.md) on the same {on} and noise: the student (TLCM sampler, no "
             "CFG) and the teacher (deterministic DDIM, or Euler on a flow model, + CFG at its best w "
-            f"per step count; {repo_path(path)}):"
+            f"per step count; {show(path)}):"
         ]
     else:
         teacher, spd = None, (prompts or DOCS_PROMPTS) // 10
@@ -111,9 +120,9 @@ def scores_text(scores: list[dict], model: Path, run: Path) -> str:
             f"Toy metrics (docs/toy.md) of the student (TLCM sampler, no CFG) on {on}. There is no "
             "committed teacher table of this base model at this prompt count; to score the teacher "
             "and compare:",
-            f"  python -m tlcm.evaluate teacher-table --model {repo_path(model)} --steps 1 2 4 8 "
+            f"  python -m tlcm.evaluate teacher-table --model {show(model)} --steps 1 2 4 8 "
             f"--samples-per-digit {spd} --out T.json",
-            f"  python -m tlcm.evaluate compare --run {run} --teacher T.json",
+            f"  python -m tlcm.evaluate compare --run {show(run)} --teacher T.json",
         ]
     lines = [
         textwrap.fill(head[0], 100),
@@ -130,7 +139,7 @@ def scores_text(scores: list[dict], model: Path, run: Path) -> str:
                 f"images is higher); to score the student on those (this replaces {run}/eval.json):",
                 100,
             ),
-            f"  python -m tlcm.evaluate student --run {run}",
+            f"  python -m tlcm.evaluate student --run {show(run)}",
         ]
     return "\n".join(lines)
 
@@ -163,11 +172,10 @@ def run_summary(
     lines = [f"Finished: {seconds:.0f} s of training{cost}. Everything is in {run}/:"]
     lines += [f"  {path.name + '/' * path.is_dir():<15} {text}" for path, text in run_files(run)]
     if scores:
-        lines += ["", scores_text(scores, model.path, run)]
-    path = Path(model.path).resolve()
-    flags = "" if path == MINIATURE_SD.resolve() else f" --model {repo_path(model.path)}"
-    if model.max_sequence_length is not None:
-        flags += f" --max-sequence-length {model.max_sequence_length}"
-    prompt = "the number 3, handwritten" if path in TEACHER_TABLES else "your prompt"
-    lines += ["", f'Sample it: python -m tlcm.sample --student {run}{flags} --steps 4 --prompt "{prompt}"']
+        lines += ["", scores_text(scores, model.path, run, shell_path)]
+    prompt = "the number 3, handwritten" if Path(model.path).resolve() in TEACHER_TABLES else "your prompt"
+    command = (
+        f"python -m tlcm.sample --student {shell_path(run)} --steps 4"  # the run's base model and T5 length
+    )
+    lines += ["", f'Sample it: {command} --prompt "{prompt}"']
     return "\n".join(lines)

@@ -62,7 +62,7 @@ def _score(run: Run, recipe: Recipe) -> list[dict]:
     scores = student_scores(
         run.base,
         run.student.denoiser(),
-        recipe.inference_steps,
+        recipe.shown_steps,
         recipe.runtime.eval_samples_per_digit,
         student_grid=recipe.student.grid,
     )

@@ -43,6 +43,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
+from tlcm.checks import check_counts
 from tlcm.data.prompts import clean_prompt
 from tlcm.errors import TLCMError, run_cli
 from tlcm.files import write_failed
@@ -554,10 +555,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resolution", type=int, default=32, help="--check: resize to this side")
     parser.add_argument("--limit", type=int, default=None, help="--check: read only the first N samples")
     args = parser.parse_args(argv)
+    counts = {
+        "--n": args.n,
+        "--per-shard": args.per_shard,
+        "--resolution": args.resolution,
+        "--limit": args.limit,
+    }
+    check_counts(counts)
     if args.write_miniature is not None:
         out = write_miniature(args.write_miniature, args.layout, args.n, args.per_shard, args.seed)
         if args.layout == "folder":
-            print(f"wrote {out / METADATA} and its images")
+            count = len((out / METADATA).read_text().splitlines())
+            print(f"wrote {count} digits to {out} ({METADATA} and their images)")
         else:
             print(f"wrote {len(out)} shard(s) to {args.write_miniature}")
         return

@@ -140,7 +140,7 @@ def generate(args: GenerateArgs) -> int:
     steps = args.steps or (4 if args.student is not None else 25)
     records = load_prompt_set(args.prompts, args.num_prompts, args.seed)
     meta, out = settings(args, steps), Path(args.out)
-    if (out / "meta.json").is_file():
+    if (out / "meta.json").is_file() and any((out / "images").glob("*.png")):
         try:
             old = json.loads((out / "meta.json").read_text())
         except ValueError as err:
@@ -150,9 +150,6 @@ def generate(args: GenerateArgs) -> int:
             raise TLCMError(
                 f"{out} holds images made with other settings ({', '.join(changed)}): pass a new --out"
             )
-    _write_atomic(out / "meta.json", json.dumps(meta, indent=1) + "\n")
-    lines = [json.dumps({"index": i, "prompt": r.prompt, "image": r.image}) for i, r in enumerate(records)]
-    _write_atomic(out / "prompts.jsonl", "\n".join(lines) + "\n")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     todo = [i for i in range(rank, len(records), world) if not (out / "images" / f"{i:05d}.png").is_file()]
     console = Console(stderr=True)
@@ -162,9 +159,12 @@ def generate(args: GenerateArgs) -> int:
     device = args.device
     if world > 1 and torch.device(device).type == "cuda":
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    base = load_pipeline(
+    base = load_pipeline(  # its checks (steps, the student's files) come before anything is written
         args.model, device, args.student, steps, args.scheduler, args.gamma, args.num_milestones
     )
+    _write_atomic(out / "meta.json", json.dumps(meta, indent=1) + "\n")
+    lines = [json.dumps({"index": i, "prompt": r.prompt, "image": r.image}) for i, r in enumerate(records)]
+    _write_atomic(out / "prompts.jsonl", "\n".join(lines) + "\n")
     pipe = base.pipe
     shape = base.family.latent_shape(pipe, args.resolution)
     size = shape[-1] * pipe.vae_scale_factor
@@ -187,4 +187,9 @@ def generate(args: GenerateArgs) -> int:
                 image.save(tmp)
                 os.replace(tmp, out / "images" / f"{i:05d}.png")
             progress.advance(task, len(batch))
+    if rank == 0:
+        console.print(
+            f"wrote {len(todo)} images ({size} px, {steps} steps) to {out / 'images'}; "
+            f"score them with python -m tlcm.evaluate score (docs/evaluation.md)"
+        )
     return len(todo)

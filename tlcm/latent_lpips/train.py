@@ -29,6 +29,7 @@ The defaults train the shipped miniature weights in about 5 minutes on one CPU t
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file
 from torchvision.transforms.v2 import functional as TF
 
+from tlcm.checks import check_counts, check_out_file
 from tlcm.errors import TLCMError, run_cli
 from tlcm.latent_lpips.data import PixelProxy, Proxy, distort, make_triplets  # noqa: F401  (API)
 from tlcm.losses.distances import Distance
@@ -212,8 +214,19 @@ def write(net: LatentLPIPS, record: dict, out: Path) -> None:
 
 def main(args: TrainArgs) -> dict:
     """Train, write the file and its JSON, print the held-out numbers; returns the record."""
-    if args.steps < 0 or args.batch_size < 1 or min(args.triplets, args.heldout_triplets) < 1:
-        raise TLCMError("--steps must be >= 0 and --batch-size, --triplets, --heldout-triplets >= 1")
+    check_counts({"--steps": args.steps}, minimum=0)
+    check_counts(
+        {
+            "--batch-size": args.batch_size,
+            "--triplets": args.triplets,
+            "--heldout-triplets": args.heldout_triplets,
+        }
+    )
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise TLCMError(f"--lr must be a positive number, got {args.lr}")
+    if args.images is not None and not args.images.is_dir():
+        raise TLCMError(f"--images {args.images} is not a folder: pass a folder of png / jpg images")
+    check_out_file(args.out, "--out", (".safetensors",))
     if not (args.model / "vae").is_dir():
         raise TLCMError(f"--model {args.model}: no vae/ folder (expected a diffusers pipeline folder)")
     if not args.classifier.is_file():
