@@ -236,4 +236,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(lambda: main(tyro.cli(Args)))
+    run_cli(lambda: main(tyro.cli(Args, prog="python -m ablations.run")))

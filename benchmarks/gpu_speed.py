@@ -307,7 +307,7 @@ def run_speed(
 
     sdxl = sdxl_recipe(model, clip, work, device, tiny)
     mini = miniature_recipe(work, device)  # steps of tens of ms; later steps still capture new shapes
-    mini_steps = max(steps, MINIATURE_TIMED_STEPS)
+    mini_steps = steps if tiny else max(steps, MINIATURE_TIMED_STEPS)  # tiny (CPU): the code paths only
     # every uncompiled row first: compilation is the time-out's risk
     uncompiled_rows(sdxl, device, steps, allow, into("sdxl_mlcd"), kernels, work / "speed-cache")
     uncompiled_rows(mini, device, mini_steps, allow, into("miniature_mlcd"), graphs=True)

@@ -20,6 +20,13 @@ from tiny_pipelines import (
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow run first (stable order otherwise): with one process per core
+    (pytest-xdist, pyproject's addopts) the long ones start at once on different workers instead of
+    leaving one worker busy after the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def float64():
     """torch's default dtype float64 for the test (by-hand maths: test_objectives, test_add, ...)."""

@@ -29,6 +29,7 @@ def _student(out_dir):
     return load_file(folder / "student.safetensors")
 
 
+@pytest.mark.slow
 def test_two_process_step_equals_one_process_with_same_global_batch(tmp_path):
     model = tmp_path / "model"
     tiny_sd_pipeline().save_pretrained(model)

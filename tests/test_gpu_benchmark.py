@@ -30,6 +30,7 @@ def check_phase(r: dict) -> None:
     assert "grad_norm" in r["terms"] and set(r["terms"]) == set(r["last_terms"])
 
 
+@pytest.mark.slow
 def test_every_section_produces_its_fields(tiny_run):
     out, data = tiny_run
     sections = data["sections"]

@@ -282,6 +282,7 @@ def test_resume_with_an_embedding_cache_equals_the_run_without(tiny_sd_dir, tmp_
     assert [r["mlcd"] for r in log_a] == [r["mlcd"] for r in log_b]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_two_micro_batches(tiny_sd_dir, tmp_path):
     """Every case twice: torchrun 2 x 1 micro-batch (tests/dp_worker.py) and 1 x 2 in-process."""
     steps, batch = 2, 4
@@ -330,6 +331,7 @@ def _assert_same_run(
                 assert value == pytest.approx(r2[key], rel=log_rel, abs=1e-6), (case, key)
 
 
+@pytest.mark.slow
 def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tiny_sd_dir, tmp_path):
     """FSDP2 (--recipes.runtime.fsdp with gradient checkpointing; torchrun 2 x 1 micro-batch on CPU /
     gloo, the UNet sharded per block, checkpoints gathered to rank 0): every FSDP case equals 1

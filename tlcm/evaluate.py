@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -33,7 +34,7 @@ from tlcm.eval.generate import generate as generate_images
 from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
 from tlcm.resume import run_folder, student_model
-from tlcm.summary import RESULTS, best_teacher
+from tlcm.summary import METRICS, RESULTS, best_teacher
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.metrics import ToyMetrics
 from tlcm.toy.scores import evaluate_toy, student_scores
@@ -160,7 +161,7 @@ def teacher_table(
 
 def student(
     run: Path,
-    steps: tuple[int, ...] = (1, 2, 4, 8),
+    steps: tuple[int, ...] = (),
     samples_per_digit: int = 50,
     model: Path | None = None,
     assets: Path = ASSET_DIR,
@@ -176,7 +177,7 @@ def student(
 
     Args:
         run: The tlcm run folder (e.g. runs/tlcm-full).
-        steps: Step counts to score (1..the student's M).
+        steps: Step counts to score (1..the student's M; default: those of 1, 2, 4, 8 <= M).
         samples_per_digit: Evaluation prompts per digit (x 10; tlcm.train's: 20; docs/results.md: 50).
         model: The base model's diffusers folder (default: the one the run was trained on).
         assets: The metric assets of --model's build (as in teacher-table).
@@ -194,10 +195,11 @@ def student(
         raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
     run = run_folder(run, "--run")
     model, max_sequence_length = student_model(run, model, max_sequence_length, note)
-    _check_args(steps, samples_per_digit, model, assets, device)
+    _check_args(steps or (1,), samples_per_digit, model, assets, device)
     base = _load(model, device, dtype, max_sequence_length)
     trained = Student.from_run(base, run)
     grid = trained.config.grid.with_sampler(gamma, first_gamma)
+    steps = steps or tuple(n for n in (1, 2, 4, 8) if n <= grid.num_milestones)
     if not all(1 <= n <= grid.num_milestones for n in steps):
         shown = " ".join(map(str, steps))
         raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {shown}")
@@ -210,6 +212,7 @@ def student(
     path, replaced = run / name, (run / name).is_file()
     path.write_text(json.dumps(rows, indent=1) + "\n")
     Console().print(markdown_table(rows, ["steps", "prompts", "alignment", "fd"]))
+    Console().print(textwrap.fill(METRICS, 100), highlight=False)
     kept = " (replacing its earlier scores; the model card RUN/student/README.md keeps the end-of-run ones)"
     Console().print(f"wrote {path}{kept if replaced else ''}", highlight=False, soft_wrap=True)
     return rows
@@ -308,7 +311,7 @@ COMMANDS = {
 def cli(args: list[str] | None = None):
     """The command line: parse ``args`` (default: sys.argv) and run the subcommand without autograd."""
     with torch.no_grad():
-        return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args)
+        return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="python -m tlcm.evaluate")
 
 
 if __name__ == "__main__":

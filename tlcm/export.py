@@ -217,7 +217,7 @@ def main(args: ExportArgs) -> list[Path]:
 
 def cli(args: list[str] | None = None) -> list[Path]:
     """The command line: parse ``args`` (default: sys.argv) and export."""
-    return main(tyro.cli(ExportArgs, args=args))
+    return main(tyro.cli(ExportArgs, args=args, prog="python -m tlcm.export"))
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def main(args: SampleArgs) -> Path:
 
 def cli(args: list[str] | None = None) -> Path:
     """The command line: parse ``args`` (default: sys.argv) and sample."""
-    return main(tyro.cli(SampleArgs, args=args))
+    return main(tyro.cli(SampleArgs, args=args, prog="python -m tlcm.sample"))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ def cli(argv: list[str] | None = None) -> None:
     """The command line: ``argv`` (default: sys.argv[1:]) -> ``main``."""
     argv = sys.argv[1:] if argv is None else argv
     check_preset_names(argv)
-    main(tyro.cli(TrainArgs, args=argv, config=(tyro.conf.CascadeSubcommandArgs,)))
+    main(
+        tyro.cli(TrainArgs, args=argv, prog="python -m tlcm.train", config=(tyro.conf.CascadeSubcommandArgs,))
+    )
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def run_mutant(repo: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
         return f"NOT APPLIED ({source.count(mutant.old)} matches)", 0.0
     path.write_text(source.replace(mutant.old, mutant.new))
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *mutant.tests]
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, timeout=timeout)

@@ -431,7 +431,7 @@ def main(args: CacheArgs) -> dict:
 
 def cli(args: list[str] | None = None) -> dict:
     """The command line: parse ``args`` (default: sys.argv) and build the cache."""
-    return main(tyro.cli(CacheArgs, args=args))
+    return main(tyro.cli(CacheArgs, args=args, prog="python -m tlcm.data.trajectories"))
 
 
 if __name__ == "__main__":

@@ -256,4 +256,4 @@ def main(args: TrainArgs) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(lambda: main(tyro.cli(TrainArgs)))
+    run_cli(lambda: main(tyro.cli(TrainArgs, prog="python -m tlcm.latent_lpips.train")))
