@@ -212,7 +212,7 @@ def student(
     path, replaced = run / name, (run / name).is_file()
     path.write_text(json.dumps(rows, indent=1) + "\n")
     Console().print(markdown_table(rows, ["steps", "prompts", "alignment", "fd"]))
-    Console().print(textwrap.fill(METRICS, 100), highlight=False)
+    Console().print(textwrap.fill(METRICS, 100), highlight=False, soft_wrap=True)
     kept = " (replacing its earlier scores; the model card RUN/student/README.md keeps the end-of-run ones)"
     Console().print(f"wrote {path}{kept if replaced else ''}", highlight=False, soft_wrap=True)
     return rows
