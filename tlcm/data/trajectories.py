@@ -398,8 +398,8 @@ def check_cache_args(args: CacheArgs) -> None:
 
 def main(args: CacheArgs) -> dict:
     """Build the cache, print what was written and the teacher UNet calls; returns the manifest."""
+    prompts = load_prompts(args.prompts, flag="--prompts")  # before check_cache_args makes --out
     check_cache_args(args)
-    prompts = load_prompts(args.prompts, flag="--prompts")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     base = BaseModel.load(args.model, device=device, flag="--model")
     start = time.perf_counter()
