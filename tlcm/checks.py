@@ -390,9 +390,10 @@ def _check_data(recipe: Recipe) -> None:
     embedding cache."""
     cache = recipe.data.trajectory_cache
     if cache is not None and not Path(cache).is_dir():
+        prompts = "" if recipe.data.prompts is None else f" --prompts {recipe.data.prompts}"
         raise TLCMError(
             f"--recipes.data.trajectory-cache {cache} is not a folder: build it with python -m "
-            f"tlcm.data.trajectories --model {recipe.model.path} --prompts <prompt file> --out {cache}"
+            f"tlcm.data.trajectories --model {recipe.model.path}{prompts} --out {cache}"
         )
     images = recipe.data.images
     if images is not None and recipe.data.prompts is not None:
