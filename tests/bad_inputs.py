@@ -770,6 +770,12 @@ CASES: list[Case] = [
         "0",
         expect=f"{MLCD}.losses.mlcd.skip must be in 1..",
     ),
+    train(  # a loss config's field names its flag, and the scheduler note only comes when T matters
+        "EMA decay out of range",
+        f"{MLCD}.losses.mlcd.ema-decay",
+        "2",
+        expect=f"error: {MLCD}.losses.mlcd.ema-decay must be in [0, 1), got 2.0",
+    ),
     train(
         "cached teacher states without a cache",
         f"{MLCD}.losses.mlcd.states",
