@@ -56,10 +56,6 @@ class Args:
     """Internal: train and score this one variant in this process (the first of ``seeds``)."""
 
 
-STEPS = (1, 2, 4, 8)
-"""Step counts every variant is scored at (those <= its M)."""
-
-
 def seed_runs(runs: Path, seed: int) -> Path:
     """The folder of one seed's variant runs."""
     return runs / f"s{seed}"
@@ -73,7 +69,7 @@ def _train_one(args: Args) -> None:
     recipe = variant_recipe(variant, runs)
     runtime = replace(recipe.runtime, eval_samples_per_digit=args.samples_per_digit, resume=False, seed=seed)
     start = time.time()
-    steps = tuple(n for n in STEPS if n <= recipe.student.grid.num_milestones)
+    steps = recipe.student.grid.shown_steps
     train_and_score(replace(recipe, runtime=runtime, inference_steps=steps))
     (runs / variant.name / "ablation.json").write_text(
         json.dumps({"train_eval_seconds": time.time() - start})
@@ -99,7 +95,7 @@ def _rescore(args: Args) -> None:
             grid = trained.config.grid.with_sampler(
                 recipe.student.grid.gamma, recipe.student.grid.first_gamma
             )
-            steps = tuple(n for n in STEPS if n <= grid.num_milestones)
+            steps = grid.shown_steps
             rows = student_scores(base, trained.denoiser(), steps, args.samples_per_digit, student_grid=grid)
             (run / "eval.json").write_text(json.dumps(rows, indent=1) + "\n")
             console.print(f"[green]rescored[/] {name}, seed {seed} ({grid.describe_sampler()})")

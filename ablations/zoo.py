@@ -43,12 +43,13 @@ import tyro
 from rich.console import Console
 
 from tlcm.checks import check_counts
+from tlcm.diffusion.milestones import SHOWN_STEPS
 from tlcm.errors import TLCMError, run_cli
 
 console = Console()
 
-STEPS = (1, 2, 4, 8)
-"""Step counts every method is scored at (those <= its M)."""
+STEPS = SHOWN_STEPS
+"""Step counts every method is scored at (those <= its M) and the tables' columns."""
 SAMPLERS = {"own": "eval.json", "tlcm": "eval-tlcm-sampler.json"}
 """Sampler -> the score file of a run: the method's own StudentGrid, the shipped TLCM sampler."""
 BASE_METHOD = "tlcm-full"
@@ -121,8 +122,7 @@ def method_recipe(method: str, miniature: str, steps: dict[str, int] | None = No
     if method not in table:
         raise TLCMError(f"unknown method {method!r}; known: {', '.join(table)}")
     recipe = on_miniature(table[method](), miniature)
-    m = recipe.student.grid.num_milestones  # scored (and sample grids) at the steps its M allows
-    recipe = replace(recipe, inference_steps=tuple(n for n in STEPS if n <= m))
+    recipe = replace(recipe, inference_steps=recipe.student.grid.shown_steps)  # those its M allows
     if steps:
         phases = {n: replace(p, steps=steps[n]) for n, p in recipe.phases.items()}
         recipe = replace(recipe, phases=phases)
@@ -236,7 +236,7 @@ def _train_one(args: Args) -> None:
     out = run_dir(args.runs, miniature, seed, method)
     recipe = method_recipe(method, miniature, steps)
     grid = recipe.student.grid
-    scored = tuple(n for n in STEPS if n <= grid.num_milestones)
+    scored = grid.shown_steps
     runtime = replace(recipe.runtime, out_dir=out, seed=seed, eval_samples_per_digit=args.samples_per_digit)
     cpu, wall = time.process_time(), time.time()
     run = train_and_score(replace(recipe, runtime=runtime, inference_steps=scored))

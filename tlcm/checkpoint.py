@@ -223,13 +223,18 @@ def _pointer(root: Path) -> tuple[Path | None, str | None]:
     return root / name, None
 
 
+def _in_load_order(root: Path, named: Path | None) -> list[Path]:
+    """The step folders of ``root``: ``named`` (what ``latest`` names) first, then the others from
+    the newest down."""
+    folders = sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
+    return ([named] if named is not None else []) + [p for p in folders if p != named]
+
+
 def checkpoint_folders(out_dir: Path) -> list[Path]:
     """The checkpoint folders of a run in the order a load tries them: the one ``latest`` names,
     then the others from the newest down (empty: the run has none)."""
     root = out_dir / "checkpoints"
-    named = _pointer(root)[0]
-    folders = sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
-    return ([named] if named is not None else []) + [p for p in folders if p != named]
+    return _in_load_order(root, _pointer(root)[0])
 
 
 def load_latest(
@@ -246,10 +251,10 @@ def load_latest(
     damaged folders passed over to ``damaged-step-...``. None when the run has no checkpoint;
     TLCMError when it has some but none loads."""
     root = out_dir / "checkpoints"
-    candidates = checkpoint_folders(out_dir)
+    named, pointer_problem = _pointer(root)
+    candidates = _in_load_order(root, named)
     if not candidates:
         return None
-    pointer_problem = _pointer(root)[1]
     problems = [f"{root.name}/latest {pointer_problem}"] if pointer_problem else []
     passed: list[Path] = []
     for folder in candidates:

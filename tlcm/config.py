@@ -238,8 +238,8 @@ class Recipe:
 
     @property
     def shown_steps(self) -> tuple[int, ...]:
-        """``inference_steps``, or when empty those of 1, 2, 4, 8 that are <= M (the grid's milestones)."""
-        return self.inference_steps or tuple(n for n in (1, 2, 4, 8) if n <= self.student.grid.num_milestones)
+        """``inference_steps``, or when empty the student grid's default (1, 2, 4, 8 <= M)."""
+        return self.inference_steps or self.student.grid.shown_steps
 
 
 def smoke_recipe(

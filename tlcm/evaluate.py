@@ -199,7 +199,7 @@ def student(
     base = _load(model, device, dtype, max_sequence_length)
     trained = Student.from_run(base, run)
     grid = trained.config.grid.with_sampler(gamma, first_gamma)
-    steps = steps or tuple(n for n in (1, 2, 4, 8) if n <= grid.num_milestones)
+    steps = steps or grid.shown_steps
     if not all(1 <= n <= grid.num_milestones for n in steps):
         shown = " ".join(map(str, steps))
         raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {shown}")

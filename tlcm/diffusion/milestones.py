@@ -156,6 +156,10 @@ def _on_device(values: tuple, dtype: torch.dtype, device: torch.device) -> torch
     return torch.tensor(values, dtype=dtype, device=device)
 
 
+SHOWN_STEPS = (1, 2, 4, 8)
+"""Step counts that sample grids and evaluations show by default (those <= M: ``StudentGrid.shown_steps``)."""
+
+
 @dataclass(frozen=True)
 class StudentGrid:
     """The student's sampling grid, held once per recipe (``--recipes.student.grid.*``).
@@ -190,6 +194,11 @@ class StudentGrid:
     fresh noise (k one per micro-batch), 1 + k student calls instead of q + 1; "data", no
     simulation: the micro-batch's real image latents noised to grid[k] (k per sample, the top
     timestep too: ADD's student inputs, arXiv 2311.17042; needs data.images), 1 student call."""
+
+    @property
+    def shown_steps(self) -> tuple[int, ...]:
+        """The default step counts of sample grids and evaluations: those of ``SHOWN_STEPS`` <= M."""
+        return tuple(n for n in SHOWN_STEPS if n <= self.num_milestones)
 
     def check(self, num_train_timesteps: int = 1000) -> None:
         """ValueError unless 1 <= q <= M <= T (q steps are a subset of the M milestones)."""
