@@ -148,6 +148,13 @@ def check_out_dir(path: Path, flag: str) -> None:
         raise TLCMError(f"{flag} {path}: {problem}: pass a folder you can write to")
 
 
+def check_run_folder(path: Path | None, flag: str, example: str = "runs/tlcm-full") -> None:
+    """A run folder argument (``--student``, ``--run``, ``init_from``): None (not given) or an
+    existing folder; ``example`` is a run folder the message shows."""
+    if path is not None and not Path(path).is_dir():
+        raise TLCMError(f"{flag} {path} is not a folder: pass a tlcm run folder (e.g. {example})")
+
+
 def check_out_file(path: Path, flag: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
     """An output file path: ending in one of ``suffixes`` (default: image extensions), not a folder,
     in a folder that can be created (it is) and written."""
@@ -378,11 +385,7 @@ def _check_student(student) -> None:
                 "--recipes.student.lora-alpha must be > 0 (the LoRA scale is alpha / rank), "
                 f"got {student.lora_alpha}"
             )
-    if student.init_from is not None and not Path(student.init_from).is_dir():
-        raise TLCMError(
-            f"--recipes.student.init-from {student.init_from} is not a folder: pass a tlcm run folder "
-            "(e.g. runs/mlcd)"
-        )
+    check_run_folder(student.init_from, "--recipes.student.init-from", "runs/mlcd")
 
 
 def _check_data(recipe: Recipe) -> None:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from tlcm.checks import check_device, check_gamma, check_out_file
+from tlcm.checks import check_device, check_gamma, check_out_file, check_run_folder
 from tlcm.config import FrozenDtype
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
@@ -191,8 +191,7 @@ def student(
 
     check_gamma(gamma, "--gamma")
     check_gamma(first_gamma, "--first-gamma")
-    if not run.is_dir():
-        raise TLCMError(f"--run {run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    check_run_folder(run, "--run")
     run = run_folder(run, "--run")
     model, max_sequence_length = student_model(run, model, max_sequence_length, note)
     _check_args(steps or (1,), samples_per_digit, model, assets, device)

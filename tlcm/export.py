@@ -41,9 +41,9 @@ from rich.console import Console
 
 import tlcm.diffusion.scheduler
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
-from tlcm.checks import check_device, check_export_formats, check_out_dir
+from tlcm.checks import check_device, check_export_formats, check_out_dir, check_run_folder
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.errors import TLCMError, note, run_cli
+from tlcm.errors import note, run_cli
 from tlcm.files import save_tensors, write_failed
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
@@ -189,8 +189,7 @@ class ExportArgs:
 def main(args: ExportArgs) -> list[Path]:
     """Convert; returns the written weight files."""
     check_export_formats(args.format, "--format")
-    if not args.run.is_dir():
-        raise TLCMError(f"{args.run} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    check_run_folder(args.run, "RUN")
     args = replace(args, run=run_folder(args.run, "RUN"))
     check_device(args.device, "--device")
     card = args.run / "student" / CARD_FILE

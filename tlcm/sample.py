@@ -15,7 +15,14 @@ import tyro
 from rich.console import Console
 from rich.progress import Progress
 
-from tlcm.checks import check_device, check_gamma, check_guidance_scale, check_out_file, check_seed
+from tlcm.checks import (
+    check_device,
+    check_gamma,
+    check_guidance_scale,
+    check_out_file,
+    check_run_folder,
+    check_seed,
+)
 from tlcm.config import FrozenDtype
 from tlcm.data.prompts import clean_prompt
 from tlcm.diffusion.denoiser import Guided
@@ -74,10 +81,7 @@ def check_sample_args(args: SampleArgs) -> None:
     check_device(args.device, "--device")
     check_seed(args.seed, "--seed")
     check_out_file(args.out, "--out")
-    if args.student is not None and not args.student.is_dir():
-        raise TLCMError(
-            f"--student {args.student} is not a folder: pass a tlcm run folder (e.g. runs/tlcm-full)"
-        )
+    check_run_folder(args.student, "--student")
     if args.student is None:
         for flag, value in (("--gamma", args.gamma), ("--first-gamma", args.first_gamma)):
             if value is not None:
