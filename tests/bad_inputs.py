@@ -486,9 +486,15 @@ CASES: list[Case] = [
         "misspelled recipe field",
         "tlcm.train",
         ("recipes:mlcd", f"{MLCD}.stpes", "3"),
-        f"{MLCD}.stpes",
-        one_line=False,
+        f"unknown flag(s) {MLCD}.stpes (did you mean {MLCD}.steps?)",
     ),
+    Case(
+        "misspelled loss field of the preset",
+        "tlcm.train",
+        ("recipes:tlcm-full", f"{MLCD}.losses.mlcd.ema-decy", "0.5"),
+        f"did you mean {MLCD}.losses.mlcd.ema-decay?",
+    ),
+    Case("stray value", "tlcm.train", ("recipes:mlcd", "3"), "unexpected argument(s) 3"),
     # -- prompt files
     train("prompt file missing", PROMPTS, "{tmp}/nope.txt", expect="nope.txt does not exist"),
     train(

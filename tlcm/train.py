@@ -6,6 +6,7 @@ Presets live in the top-level ``recipes`` package; every field of the recipe tre
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import tyro
 
 from recipes import PRESETS
-from tlcm.config import Recipe
+from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError, run_cli
 from tlcm.preemption import install_for_process
 from tlcm.summary import run_summary
@@ -95,13 +96,58 @@ def check_preset_names(argv: list[str]) -> None:
             raise TLCMError(f"unknown recipe {arg}; presets: {presets}")
 
 
+def preset_flags(name: str) -> list[str]:
+    """Every field flag of the preset ``name`` (``--recipes.phases.mlcd.lr``; a bool also as
+    ``--recipes.runtime.no-resume``), from its recipe tree: the words an unknown flag is matched to."""
+
+    def walk(value, path: str):
+        if not isinstance(value, dict):
+            last = path.rsplit(".", 1)
+            yield path
+            if isinstance(value, bool):
+                yield f"{last[0]}.no-{last[1]}"
+            return
+        for key, item in value.items():
+            if key != "class":  # a loss config's tag in recipe_dict, not a field
+                yield from walk(item, f"{path}.{key.replace('_', '-')}")
+
+    return list(walk(recipe_dict(PRESETS[name]), "--recipes"))
+
+
+def unknown_arguments(unknown: list[str], argv: list[str]) -> str:
+    """One line for the arguments tyro did not recognise: each unknown flag with the closest flags
+    of the chosen preset, and where its full list is."""
+    name = next((a.removeprefix("recipes:") for a in argv if a.startswith("recipes:")), None)
+    flags = [a for a in unknown if a.startswith("-")]
+    if not flags:
+        return f"unexpected argument(s) {' '.join(unknown)}: every value follows its --recipes.FIELD flag"
+    known = preset_flags(name) if name in PRESETS else []
+    guesses = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1, cutoff=0.75)
+        guesses.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    where = f"recipes:{name}" if name in PRESETS else "recipes:NAME"
+    return (
+        f"unknown flag(s) {', '.join(guesses)}: python -m tlcm.train {where} --help lists every flag "
+        "of the preset"
+    )
+
+
 def cli(argv: list[str] | None = None) -> None:
-    """The command line: ``argv`` (default: sys.argv[1:]) -> ``main``."""
+    """The command line: ``argv`` (default: sys.argv[1:]) -> ``main``. An unknown flag is one line
+    naming the preset's closest flags (tyro's own message lists those of every preset)."""
     argv = sys.argv[1:] if argv is None else argv
     check_preset_names(argv)
-    main(
-        tyro.cli(TrainArgs, args=argv, prog="python -m tlcm.train", config=(tyro.conf.CascadeSubcommandArgs,))
+    args, unknown = tyro.cli(
+        TrainArgs,
+        args=argv,
+        prog="python -m tlcm.train",
+        config=(tyro.conf.CascadeSubcommandArgs,),
+        return_unknown_args=True,
     )
+    if unknown:
+        raise TLCMError(unknown_arguments(unknown, argv))
+    main(args)
 
 
 if __name__ == "__main__":
