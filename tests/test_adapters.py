@@ -81,6 +81,25 @@ def test_auxiliary_gives_a_fresh_seeded_initialisation(student):
     assert all(torch.equal(v, first[k]) for k, v in fresh_lora_state(student.net, "fake").items())
 
 
+def test_an_auxiliary_adapter_runs_at_lora_scale_one(student):
+    """An auxiliary adapter (DMD's fake score, the discriminator's trunk) has alpha = rank: LoRA
+    scale alpha / r = 1, as the student's here (rank 2, alpha 2). Given the student's A and B it
+    computes the student's output; at scale 1 / r it would move half as far from the teacher."""
+    for p in student.trainable_parameters().values():
+        torch.nn.init.normal_(p, std=0.1)
+    fake = student.auxiliary("fake", rank=2)
+    layers = [m for m in student.net.modules() if isinstance(m, BaseTunerLayer) and "fake" in m.lora_A]
+    assert layers and all(m.scaling["fake"] == 1.0 for m in layers)
+    with torch.no_grad():
+        for m in layers:
+            m.lora_A["fake"].weight.copy_(m.lora_A[STUDENT_ADAPTER].weight)
+            m.lora_B["fake"].weight.copy_(m.lora_B[STUDENT_ADAPTER].weight)
+        x, t, cond = _inputs(student)
+        own, teacher = student.denoiser()(x, t, cond), student.teacher()(x, t, cond)
+        torch.testing.assert_close(fake.denoiser()(x, t, cond), own)
+        assert not torch.allclose(own, teacher)
+
+
 def test_a_sharded_network_refuses_an_undeclared_adapter(student, monkeypatch):
     monkeypatch.setattr(tlcm.models.student, "is_sharded", lambda net: True)
     with pytest.raises(TLCMError, match="declare it in the loss config's adapters"):

@@ -27,3 +27,15 @@ def test_mismatched_conditionings_are_refused():
         )
     with pytest.raises(ValueError, match="expand"):
         Conditioning(torch.ones(2, 3, 4)).expand_to(3)
+
+
+def test_repeat_tiles_the_whole_batch_in_order():
+    """``repeat(2)`` of prompts (a, b) is (a, b, a, b), every field alike: DPO scores
+    cat([x_w, x_l]) with ``cond.repeat(2)``, so row i and row B + i must be the same prompt
+    (interleaved, (a, a, b, b), the losers would be paired with other prompts)."""
+    rows = torch.arange(2.0)
+    cond = Conditioning(rows.view(2, 1, 1).expand(2, 3, 4).clone(), pooled_embeds=rows.view(2, 1) * 10)
+    tiled = cond.repeat(2)
+    assert tiled.prompt_embeds[:, 0, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert tiled.pooled_embeds[:, 0].tolist() == [0.0, 10.0, 0.0, 10.0]
+    assert tiled.prompt_embeds.shape == (4, 3, 4)

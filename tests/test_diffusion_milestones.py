@@ -22,6 +22,22 @@ def test_milestones_uniform():
     assert milestones().dtype == torch.long
 
 
+@pytest.mark.parametrize(
+    "num_segments, expected",
+    [
+        (3, [0, 333, 667, 1000]),  # 1000/3 = 333.3, 2000/3 = 666.7
+        (6, [0, 167, 333, 500, 667, 833, 1000]),  # 166.7, 333.3, 500, 666.7, 833.3
+        (7, [0, 143, 286, 429, 571, 714, 857, 1000]),  # 142.86, 285.71, 428.57, 571.43, 714.29, 857.14
+    ],
+)
+def test_milestones_of_a_vp_schedule_round_k_t_over_m(num_segments, expected):
+    """t_k = round(k T / M) (T = 1000) where k T / M is not an integer, from a VP schedule (its
+    ``timestep_at``) and from T alike: truncated, M = 3 would put t_2 at 666 instead of 667."""
+    schedule = VPSchedule(torch.linspace(0.99, 0.01, 1000))
+    assert milestones(num_segments, schedule).tolist() == expected
+    assert milestones(num_segments, 1000).tolist() == expected
+
+
 def test_segment_index_half_open_segments():
     """Segment s is (t_s, t_{s+1}]: 125 is in segment 0, 126 in 1, 999 in 7; t = 0 -> 0."""
     t = torch.tensor([0, 1, 125, 126, 500, 501, 999])

@@ -1,6 +1,7 @@
 """TLCMScheduler / TLCMFlowScheduler against diffusers' LCM, DDIM and FlowMatchEuler schedulers."""
 
 import logging
+import math
 
 import pytest
 import torch
@@ -162,12 +163,20 @@ def test_flow_scheduler_matches_flow_match_euler(gamma):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_flow_scheduler_dynamic_shift_and_scale_noise():
-    reference = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+@pytest.mark.parametrize(
+    "shift_type, hand",
+    [("exponential", [1.0, math.exp(0.8) / (math.exp(0.8) + 1)]), ("linear", [1.0, 0.8 / (0.8 + 1)])],
+)
+def test_flow_scheduler_dynamic_shift_and_scale_noise(shift_type, hand):
+    """Dynamic shift at mu = 0.8 of the 2 milestone sigmas (1, 0.5): exponential e^mu / (e^mu +
+    1/sigma - 1), linear mu / (mu + 1/sigma - 1) (FLUX; sigma 1 stays 1), as diffusers'
+    FlowMatchEulerDiscreteScheduler with that time_shift_type."""
+    reference = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type=shift_type)
     reference.set_timesteps(sigmas=[1.0, 0.5], mu=0.8)
-    ours = TLCMFlowScheduler(use_dynamic_shifting=True)
+    ours = TLCMFlowScheduler(use_dynamic_shifting=True, time_shift_type=shift_type)
     ours.set_timesteps(2, mu=0.8)
     torch.testing.assert_close(ours.sigmas, reference.sigmas)
+    torch.testing.assert_close(ours.sigmas, torch.tensor([*hand, 0.0]))
     with pytest.raises(ValueError, match="mu"):
         ours.set_timesteps(2)
     x0, noise = torch.randn(1, 16, 8), torch.randn(1, 16, 8)

@@ -792,6 +792,25 @@ def test_mlcd_mds_states_take_m_minus_s_teacher_steps_by_hand():
     _close(student.calls[1][0], torch.cat(hand))
 
 
+def test_mlcd_mds_states_under_uniform_calls_are_the_same_states():
+    """FSDP2's uniform calls (``PhaseContext.uniform_calls``): MDS makes M = 4 rounds of teacher
+    calls on the whole batch whatever the segments (finished samples are masked), so every process
+    calls the network alike; the states are those of the per-sample M - s_i steps (the test above):
+    the same x_tm reaches the student, to float rounding (one round fewer would stop the lowest
+    segment's 4-step trajectory at step 3). The teacher is called M + 1 times (the rounds, then
+    x_tn), each on the whole batch (2B: CFG)."""
+    batch, states = 12, {}
+    for uniform in (False, True):
+        student, teacher_calls, ctx = _mlcd_run(batch, seed=3, grid=(4, 1), uniform_calls=uniform)
+        MLCD(MLCDConfig(skip=2, states="mds"), student)(ctx)
+        states[uniform] = student.calls[1][0]
+        seg = torch.div(student.calls[1][1] - 1, 3, rounding_mode="floor")
+        assert 0 in seg.tolist()  # the lowest segment (4 steps) is in the batch
+        if uniform:
+            assert [len(x) for x, _, _ in teacher_calls] == [2 * batch] * 5
+    _close(states[True], states[False])
+
+
 def test_mlcd_ema_target_moves_one_minus_decay_and_makes_the_goal():
     """MLCD(target="ema", ema_decay=0.9): the EMA buffers start at the student's trainable weights;
     after_student_step moves them a fraction 1 - decay = 0.1 of the way to the live weights
