@@ -3,6 +3,7 @@ metric's plumbing on tiny random weights (tests/eval_helpers.py), the results ta
 is downloaded. Generation and the score command: tests/test_eval_generate.py."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -227,3 +228,119 @@ def test_results_table_in_the_papers_layout():
         "| TLCM | 2 | 27.50 | 33.18 | 5.90 | - |\n| TLCM | 4 | 30.33 | 33.52 | 6.06 | 1.012 |\n"
         "| SDXL teacher | 25 | 23.29 | 33.97 | 5.87 | 0.820 |\n"
     )
+
+
+def three_stripes(wide: bool, side: int = 20) -> Image.Image:
+    """A 3:1 image (wide: 3 side x side; else side x 3 side) of three uniform squares: red (first),
+    green (middle), blue (last)."""
+    image = Image.new("RGB", (3 * side, side) if wide else (side, 3 * side))
+    for i, colour in enumerate(["red", "green", "blue"]):
+        box = (i * side, 0, (i + 1) * side, side) if wide else (0, i * side, side, (i + 1) * side)
+        image.paste(colour, box)
+    return image
+
+
+def test_fid_preprocessing_centre_crops_non_square_images() -> None:
+    """FID's square crop of a non-square image is its centre (clean-fid / the module docstring): of a
+    3:1 strip of red | green | blue squares, the centre square is the uniform green one, and a bicubic
+    resize of a uniform square to 299 px is that colour everywhere ((0, 128, 0): PIL's "green"). A
+    top-left crop would give red. Both orientations (wide and tall)."""
+    batch = inception_batch([three_stripes(wide=True), three_stripes(wide=False)])
+    green = torch.tensor([0, 128, 0], dtype=torch.uint8).view(1, 3, 1, 1)
+    assert batch.shape == (2, 3, 299, 299)
+    assert torch.equal(batch, green.expand(2, 3, 299, 299))
+
+
+def test_clip_transform_resizes_the_short_side_then_centre_crops() -> None:
+    """CLIP's reference preprocessing (and torchvision's Resize(int) + CenterCrop) of a 48 x 24 image
+    to 16 px, restated with PIL and numpy: bicubic resize of the short side 24 -> 16 (so 48 -> 32),
+    crop columns 8..24 (the centre 16 of 32), /255, then (x - mean) / std with OpenAI CLIP's
+    mean / std. Squashing 48 x 24 straight to 16 x 16 gives other pixels. A tall 24 x 48 image too."""
+    import numpy as np
+
+    from tlcm.scoring.clip import OPENAI_MEAN, OPENAI_STD, clip_transform
+
+    rng = np.random.default_rng(0)
+    mean, std = np.array(OPENAI_MEAN).reshape(3, 1, 1), np.array(OPENAI_STD).reshape(3, 1, 1)
+    for wide in (True, False):
+        shape = (24, 48, 3) if wide else (48, 24, 3)  # (H, W, 3)
+        image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+        resized = image.resize((32, 16) if wide else (16, 32), Image.Resampling.BICUBIC)
+        crop = resized.crop((8, 0, 24, 16) if wide else (0, 8, 16, 24))
+        pixels = np.asarray(crop, dtype=np.float64).transpose(2, 0, 1) / 255
+        expected = torch.from_numpy((pixels - mean) / std).float()
+        torch.testing.assert_close(clip_transform(16)(image), expected, atol=1e-5, rtol=0)
+
+
+class FixedOpenClip(torch.nn.Module):
+    """An open_clip model stand-in: every image embeds to e1 = (1, 0); prompt k (its token id) to the
+    unit vector ``TEXTS[k]``, so cos(image, prompt k) = TEXTS[k][0]."""
+
+    TEXTS = torch.tensor([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0], [-0.6, 0.8]])
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        return torch.tensor([1.0, 0.0]).expand(pixels.shape[0], 2)
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        return self.TEXTS[tokens]
+
+
+def test_open_clip_score_is_100_times_the_cosine_clamped_at_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The open_clip CLIP score (Hessel et al. 2021, weight 100 as torchmetrics) is 100 max(cos, 0):
+    with cosines 1, 0.6, -1, -0.6 (``FixedOpenClip``, loaded in place of open_clip, which need not be
+    installed) the scores are 100, 60, 0, 0: a negative cosine counts as 0, not as a negative score."""
+    import tlcm.eval.metrics as metrics
+
+    prompts = ["p0", "p1", "p2", "p3"]
+
+    def tokenizer(texts: list[str]) -> torch.Tensor:
+        return torch.tensor([prompts.index(t) for t in texts])
+
+    monkeypatch.setattr(metrics, "load_open_clip", lambda *a: (FixedOpenClip(), tokenizer, 16))
+    weights = MetricWeights(clip=tmp_path / "open_clip.pt", clip_arch="ViT-g-14")
+    images = [Image.new("RGB", (24, 16), "gray")] * 4
+    scores = SCORERS["clip"](weights, "cpu")(images, prompts)
+    torch.testing.assert_close(scores, torch.tensor([100.0, 60.0, 0.0, 0.0]))
+
+
+class FixedTextHidden(torch.nn.Module):
+    """BLIP's text encoder stand-in: last_hidden_state (B, 3, 2) = tokens [CLS] (2, 1), (0, 0), (1, -1)
+    for every input (it must still be given the image tokens to cross-attend to)."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor,
+    ) -> object:
+        assert encoder_hidden_states.shape[:2] == encoder_attention_mask.shape
+        hidden = torch.tensor([[2.0, 1.0], [0.0, 0.0], [1.0, -1.0]]).expand(input_ids.shape[0], 3, 2)
+        return type("Out", (), {"last_hidden_state": hidden})
+
+
+class SumHead(torch.nn.Module):
+    """The MLP head stand-in: r = the sum of the token's features, (B, 2) -> (B,)."""
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return emb.sum(-1)
+
+
+def test_image_reward_is_the_head_of_the_cls_token_standardised() -> None:
+    """ImageReward's published score (ImageReward.py: ``txt_features = text_output.last_hidden_state[:,
+    0, :]``, ``rewards = self.mlp(txt_features)``, ``(rewards - self.mean) / self.std`` with mean
+    0.16717362830052426, std 1.0333394966054072): with the [CLS] token (2, 1) and a head that sums,
+    r = 3 and the score is (3 - 0.16717...) / 1.03334... = 2.7414...; the mean token (1, 0) would give
+    r = 1, and multiplying by the std 2.9272...."""
+    from tlcm.eval.imagereward import BlipSizes, ImageRewardModel
+
+    torch.manual_seed(0)
+    model = ImageRewardModel(BlipSizes(32, 1, 4, 32, 16, 32, 1, 4, 100)).eval()
+    model.text, model.head = FixedTextHidden(), SumHead()
+    pixels, ids = torch.randn(2, 3, 32, 32), torch.tensor([[2, 5, 3], [2, 7, 3]])
+    with torch.no_grad():
+        rewards = model(pixels, ids, torch.ones_like(ids))
+    expected = (3.0 - 0.16717362830052426) / 1.0333394966054072
+    torch.testing.assert_close(rewards, torch.full((2,), expected))

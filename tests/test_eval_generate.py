@@ -4,6 +4,7 @@ an export folder and from a bare LoRA file, and the score command's table, FID p
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,6 +210,47 @@ def test_teacher_and_student_get_the_same_prompts_and_noise(tiny_sd_dir, run_dir
     for i, ((_, a), (_, b)) in enumerate(zip(teacher, student, strict=True)):
         assert torch.equal(a, b), i
     assert not torch.equal(teacher[0][1], teacher[1][1])
+
+
+class GuidanceSpy:
+    """A loaded pipeline whose calls are recorded (their guidance_scale) and then run as usual."""
+
+    def __init__(self, pipe: object, scales: list[float]) -> None:
+        self._pipe, self._scales = pipe, scales
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._pipe, name)
+
+    def __call__(self, **kwargs: object) -> object:
+        self._scales.append(kwargs["guidance_scale"])
+        return self._pipe(**kwargs)
+
+
+def test_a_student_samples_without_cfg_and_the_teacher_with_its_scale(
+    tiny_sd_dir: Path, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A distilled student samples without classifier-free guidance (its one UNet call per step sees
+    the B latents), the teacher with --guidance-scale w > 1 (diffusers' CFG: the UNet sees 2B, the
+    unconditional and conditional copies): recorded in the real pipelines of 4 prompts in batches of
+    2 (batch sizes the UNet saw, and the guidance_scale each pipeline call was given)."""
+    import tlcm.eval.pipeline as pipeline_module
+
+    load, seen = pipeline_module.load_pipeline, {}
+
+    def spied(*args: object) -> BaseModel:
+        base = load(*args)
+        record = seen.setdefault("student" if args[2] else "teacher", {"unet": [], "w": []})
+        base.pipe.unet.register_forward_pre_hook(lambda module, a: record["unet"].append(a[0].shape[0]))
+        base.pipe = GuidanceSpy(base.pipe, record["w"])
+        return base
+
+    monkeypatch.setattr(pipeline_module, "load_pipeline", spied)
+    common = ["--batch-size", "2", "--guidance-scale", "5"]
+    generate(tiny_sd_dir, tmp_path / "teacher", *common)
+    generate(tiny_sd_dir, tmp_path / "student", *common, "--student", str(run_dir))
+    teacher, student = seen["teacher"], seen["student"]
+    assert teacher["w"] == [5.0, 5.0] and teacher["unet"] == [4] * 4  # 2 batches x 2 steps
+    assert len(student["w"]) == 2 and all(w <= 1 for w in student["w"]) and student["unet"] == [2] * 4
 
 
 def generated_folder(folder, label, images: list[Image.Image], prompts: list[str]):

@@ -11,6 +11,8 @@ timesteps of each call. Real images (real = "data") come from a table of known l
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,6 +28,7 @@ from tlcm.conditioning import Conditioning
 from tlcm.config import Phase, StudentConfig
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.diffusion.schedule import FlowSchedule, VPSchedule
 from tlcm.engine import train
 from tlcm.errors import TLCMError
@@ -44,7 +47,7 @@ from tlcm.losses.gan import (
     renoise_timesteps,
 )
 from tlcm.losses.mlcd import MLCDConfig
-from tlcm.losses.shared import CONSISTENCY_PAIR, ConsistencyPair, prediction_key
+from tlcm.losses.shared import CONSISTENCY_PAIR, ConsistencyPair, prediction_key, samples_key
 from tlcm.models.base import BaseModel
 from tlcm.models.discriminator import Discriminator, PatchHeads
 from tlcm.models.student import Student
@@ -909,3 +912,89 @@ def test_the_discriminators_update_sends_nothing_to_the_student():
     gan.aux_step([ctx])
     assert not torch.equal(gan.discriminator.heads.w.detach(), w)  # the discriminator stepped
     assert scale.grad is None
+
+
+def _linear_teacher_context(seed: int = 0, k: float = 0.5) -> tuple[StepContext, Guided]:
+    """A StepContext on the toy 1000-step VP schedule (prediction "sample") whose teacher predicts
+    x0 = k x (CFG of a linear denoiser: k x again): its samples depend on the sampler's gamma (DDIM
+    keeps them a multiple of the start noise; LCM's fresh noise does not). The student and grid are
+    ``_context``'s."""
+    _, ctx = _context(shape=(1, 2, 2), num_train_timesteps=1000, seed=seed)
+    teacher = Guided(lambda x, t, cond: k * x, 2.0, Conditioning(torch.ones(1, 2, 3)))
+    ctx.phase = replace(ctx.phase, teacher=teacher)
+    return ctx, teacher
+
+
+def test_teacher_real_side_is_the_teachers_ddim_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """real = "teacher": D's real input is the teacher's deterministic DDIM sample (gamma 0) from
+    the step's noise on its teacher_steps grid: with an x-dependent teacher it equals
+    ``sample_latents(teacher, ..., noise, grid, gamma=0)`` recomputed here from the same noise, and
+    differs from the LCM-style sample (gamma 1) of that noise."""
+    noises: list[torch.Tensor] = []
+
+    def recording(
+        denoiser: Guided,
+        schedule: VPSchedule,
+        cond: Conditioning,
+        noise: torch.Tensor,
+        *args: Any,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        noises.append(noise.clone())
+        return sample_latents(denoiser, schedule, cond, noise, *args, **kwargs)
+
+    monkeypatch.setattr("tlcm.losses.gan.sample_latents", recording)
+    gan = GAN(GANConfig(input="latent", real="teacher", teacher_steps=4), latent_channels=1)
+    ctx, teacher = _linear_teacher_context()
+    real = gan.inputs(ctx)[0]
+    assert len(noises) == 1
+    grid = teacher_timesteps(4, ctx.schedule)
+    ddim = sample_latents(teacher, ctx.schedule, ctx.cond, noises[0], grid, gamma=0.0)
+    torch.testing.assert_close(real, ddim)
+    torch.testing.assert_close(ctx.computed("teacher_samples/4"), ddim)
+    fresh = torch.Generator().manual_seed(3)
+    lcm = sample_latents(teacher, ctx.schedule, ctx.cond, noises[0], grid, gamma=1.0, generator=fresh)
+    assert (lcm - ddim).abs().max() > 1e-2  # the teacher's sample depends on gamma
+
+
+@pytest.mark.parametrize("order", [("student", "teacher"), ("teacher", "student")])
+def test_gans_with_different_real_sources_share_no_inputs(order: tuple[str, str]) -> None:
+    """Two GANs of one step (latent input, clean) with real "student" and real "teacher" keep their
+    own real sides: each GAN's real input is its own source (the student's q-step samples, the
+    teacher's DDIM samples), whichever runs first; one shared (real, fake) pair for both would hand
+    the second GAN the first one's real side. The fake (the student's one-step prediction) is the
+    same tensor for both."""
+    ctx, _ = _linear_teacher_context(seed=2)
+    gans = {
+        real: GAN(GANConfig(input="latent", real=real, teacher_steps=2), discriminator=LinearDiscriminator(w))
+        for real, w in (("student", torch.ones(1, 2, 2)), ("teacher", -torch.ones(1, 2, 2)))
+    }
+    inputs = {real: gans[real].inputs(ctx) for real in order}
+    keys = {"student": samples_key(ctx), "teacher": "teacher_samples/2"}
+    sources = {real: ctx.computed(key, None) for real, key in keys.items()}
+    assert sources["student"] is not None and sources["teacher"] is not None  # each drew its own
+    assert (sources["student"] - sources["teacher"]).abs().max() > 1e-2
+    for real in order:
+        assert torch.equal(inputs[real][0], sources[real])
+    assert torch.equal(inputs["student"][1], inputs["teacher"][1])
+
+
+def test_teacher_feature_discriminator_sees_clean_latents_at_t_0(tiny_sd_dir: Path) -> None:
+    """The VP schedule's clean timestep is -1 (the GAN's tau at noise_level 0), outside the UNet's
+    0..T-1: the teacher-feature D runs the network at t = 0 there, so its features and logits at
+    t = -1 are exactly those at t = 0, not the UNet's own features at t = -1 (which differ from
+    its t = 0 ones in the deeper levels)."""
+    base = BaseModel.load(tiny_sd_dir)
+    assert base.schedule.clean_timestep == -1
+    config = GANConfig(input="latent", backbone="teacher")
+    disc = GAN(config, latent_channels=4, teacher=(base.family, base.net)).discriminator
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond, _ = base.encode(["a", "b"])
+    with torch.no_grad():
+        at = {t: disc.features(x, torch.full((2,), t), cond) for t in (-1, 0)}
+        logits = {t: disc(x, torch.full((2,), t), cond) for t in (-1, 0)}
+        unclamped = base.family.features(base.net, x, torch.full((2,), -1), cond)
+    for clean, zero in zip(at[-1], at[0], strict=True):
+        torch.testing.assert_close(clean, zero, rtol=0, atol=0)
+    torch.testing.assert_close(logits[-1], logits[0], rtol=0, atol=0)
+    assert (unclamped[-1] - at[-1][-1]).abs().max() > 1e-2  # the UNet at t = -1 is not at t = 0
