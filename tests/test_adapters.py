@@ -100,6 +100,16 @@ def test_an_auxiliary_adapter_runs_at_lora_scale_one(student):
         assert not torch.allclose(own, teacher)
 
 
+def test_an_auxiliary_adapter_asked_again_with_another_rank_is_rebuilt(student):
+    """A later phase may ask for an existing auxiliary adapter at another rank (its fake_rank or
+    disc_rank): the adapter is rebuilt at that rank (kept, the new rank would be ignored)."""
+    student.auxiliary("fake", rank=2)
+    student.auxiliary("fake", rank=4)
+    layers = [m for m in student.net.modules() if isinstance(m, BaseTunerLayer) and "fake" in m.lora_A]
+    assert layers and all(m.r["fake"] == 4 for m in layers)
+    assert all(m.lora_A["fake"].weight.shape[0] == 4 for m in layers)
+
+
 def test_a_sharded_network_refuses_an_undeclared_adapter(student, monkeypatch):
     monkeypatch.setattr(tlcm.models.student, "is_sharded", lambda net: True)
     with pytest.raises(TLCMError, match="declare it in the loss config's adapters"):

@@ -121,3 +121,18 @@ def test_losses_are_zero_when_student_equals_teacher_trajectory(distance):
         teacher, teacher, Guided(teacher, 2.0, NULL), SCHEDULE, states, COND.expand_to(3), distance
     )
     torch.testing.assert_close(loss, torch.zeros(3), atol=1e-6, rtol=0)
+
+
+def test_mlcd_skip_is_bounded_by_the_losss_own_segments():
+    """k <= T / M with M the loss's ``segments`` when set (the student grid's M otherwise): on
+    T = 1000 with a grid of M = 8, segments 4 allows k up to 250 (the grid's M would stop at
+    125) and refuses 251; without segments, 126 is refused (T / 8 = 125)."""
+    from tlcm.diffusion.milestones import StudentGrid
+    from tlcm.losses.mlcd import MLCDConfig
+
+    grid = StudentGrid(num_milestones=8)
+    MLCDConfig(segments=4, skip=250).validate(1000, grid)
+    with pytest.raises(ValueError, match=r"skip must be in 1\.\.250 \(T/M\), got 251"):
+        MLCDConfig(segments=4, skip=251).validate(1000, grid)
+    with pytest.raises(ValueError, match=r"skip must be in 1\.\.125 \(T/M\), got 126"):
+        MLCDConfig(skip=126).validate(1000, grid)

@@ -1007,6 +1007,28 @@ def test_dmd_fresh_fake_samples_redraw_the_backward_simulation_state():
     assert all(not torch.equal(a, b) for i, a in enumerate(calls) for b in calls[i + 1 :])
 
 
+def test_backward_simulation_chain_with_two_steps_by_hand():
+    """q = 2 (M = 4: grid t = 11, 5 on the 12-step schedule) is a chain too, not "sample": one
+    k ~ U{0, 1} for the micro-batch (every sample predicted at the same grid[k]), x_t = z at k = 0
+    and the one LCM move a x0(z, 11) + s n_1 at k = 1; 1 + k student calls, the first k without
+    gradients ("sample" would call it q = 2 times for the samples, then once, at a t per sample)."""
+    seen = set()
+    for seed in range(8):
+        student = Affine(torch.zeros(1, 2, 2), b=0.5, k=0.02)
+        grid = StudentGrid(4, 2, backward_simulation="chain")
+        ctx = context(student, _curved_teacher(), schedule=LONG, cond=[0.0] * 5, seed=seed, grid=grid)
+        pred = student_prediction(ctx)
+        gen = torch.Generator().manual_seed(seed)
+        k = int(torch.randint(2, (1,), generator=gen))
+        z, n_1 = torch.randn((5, 1, 2, 2), generator=gen), torch.randn((5, 1, 2, 2), generator=gen)
+        x = z if k == 0 else HAND_LONG.a(5) * student.hand(z, 11) + HAND_LONG.s(5) * n_1
+        assert pred.t.tolist() == [[11, 5][k]] * 5
+        _close(pred.x_t, x)
+        assert [grad for _, _, grad in student.calls] == [False] * k + [True]
+        seen.add(k)
+    assert seen == {0, 1}
+
+
 @pytest.mark.parametrize("gamma", [1.0, 0.0])
 def test_backward_simulation_chain_by_hand(gamma):
     """StudentGrid(M = 4, q = 4, backward_simulation="chain") on the 12-step schedule: grid

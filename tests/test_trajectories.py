@@ -118,6 +118,9 @@ def test_mlcd_from_the_cache_makes_zero_teacher_calls(base, cache_dir):
         MLCDConfig(skip=20, states="cache").build(holder)(_context(base, cache, teacher, idx))
     with pytest.raises(TLCMError, match="trajectory-cache"):
         MLCDConfig(states="cache").build(holder)(_context(base, None, teacher, idx))
+    # a loss with its own segments (M = 2, the cache's) reads the cache whatever the student grid's M
+    own_segments = MLCDConfig(skip=K, states="cache", segments=M).build(holder)
+    assert torch.isfinite(own_segments(_context(base, cache, teacher, idx, num_milestones=4))["mlcd"])
 
 
 def _refusal(folder, base, prompts=PROMPTS, m=M, k=K, w=W) -> str:
