@@ -491,3 +491,100 @@ def test_an_ema_target_follows_every_student_update(tiny_sd_dir, tmp_path, monke
             moved = sum(float((now - s).abs().sum()) for _, now, s in pairs)
             followed = sum(float((ema - s).abs().sum()) for ema, _, s in pairs)
             assert moved > 0 and 0.0 < followed / moved < 1.0
+
+
+def _zero_gradient_step(model_dir, out_dir, **phase_fields):
+    """One engine step (``Trainer.train_step``) of the output norm at weight 0 (every gradient
+    zero, not None), lr 1e-2, constant schedule: (the phase's optimizer, the student's trainable
+    weights before and after the step)."""
+    recipe = small_recipe(model_dir, out_dir, steps=1)
+    phase = replace(
+        recipe.phases["stage"],
+        lr=1e-2,
+        lr_schedule="constant",
+        losses={"norm": OutputNormConfig(weight=0.0)},
+        **phase_fields,
+    )
+    trainer = Trainer(replace(recipe, phases={"stage": phase}))
+    state = trainer.build_phase("stage", phase)
+    before = {n: p.detach().clone() for n, p in trainer.student.trainable_parameters().items()}
+    _, finite = trainer.train_step(state, 0)
+    assert finite
+    after = {n: p.detach().clone() for n, p in trainer.student.trainable_parameters().items()}
+    return state.optimizer, before, after
+
+
+def test_the_student_optimizer_uses_the_phases_weight_decay(tiny_sd_dir, tmp_path):
+    """The student's AdamW decays by the phase's weight_decay, not AdamW's own default (0.01): with
+    a zero gradient Adam's update is 0, so a step moves each weight only by decay, p <- p (1 - lr wd).
+    weight_decay 0 (the default): no weight moves; 0.5: every weight shrinks by exactly 1 - 0.005.
+    (AdamW's 0.01 would silently regularise every run, even those asking for none.)"""
+    opt, before, after = _zero_gradient_step(tiny_sd_dir, tmp_path / "default")
+    assert any(p.abs().max() > 0 for p in before.values())  # LoRA's A: a decay would show
+    assert all(torch.equal(after[n], before[n]) for n in before)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0]
+    opt, before, after = _zero_gradient_step(tiny_sd_dir, tmp_path / "decay", weight_decay=0.5)
+    for name, p in before.items():
+        torch.testing.assert_close(after[name], p * (1 - 1e-2 * 0.5), rtol=1e-6, atol=0.0)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.5]
+
+
+def test_each_step_draws_its_own_prompts_and_a_rerun_draws_the_same(tiny_sd_dir, tmp_path, monkeypatch):
+    """The prompts of global step s come from a generator seeded step_seed(seed, s, -1): the steps
+    of a run see different prompts (a seed without s would train on one batch of prompts forever),
+    and a second run (as a resumed one) sees the same prompts at the same step (exact resume)."""
+    seen = []
+    forward = OutputNorm.forward
+
+    def recording(self, ctx):
+        seen.append((ctx.step, list(ctx.prompts), ctx.prompt_index.tolist()))
+        return forward(self, ctx)
+
+    monkeypatch.setattr(OutputNorm, "forward", recording)
+    runs = {}
+    for run in ("a", "b"):
+        seen.clear()
+        Trainer(small_recipe(tiny_sd_dir, tmp_path / run, steps=4)).run()
+        runs[run] = list(seen)
+    assert [step for step, _, _ in runs["a"]] == [0, 1, 2, 3]
+    assert runs["a"] == runs["b"]
+    indices = [tuple(index) for _, _, index in runs["a"]]
+    assert len(set(indices)) > 1, indices
+    prompts = [tuple(p) for _, p, _ in runs["a"]]
+    assert len(set(prompts)) > 1, prompts
+
+
+def test_aux_step_sees_the_student_after_its_update(tiny_sd_dir, tmp_path, monkeypatch):
+    """The engine steps the student's optimizer, then runs every loss's aux_step (DMD2's order:
+    the fake score / discriminator learns from the updated student; DMD's fake_samples="fresh"
+    draws come from the student after its update). With lr > 0 the student's weights change at
+    every step; what aux_step sees is the step's updated weights (those after_student_step sees),
+    not those its forward used."""
+    records = []
+    forward, after = OutputNorm.forward, OutputNorm.after_student_step
+
+    def weights(loss):
+        params = loss.student[0].trainable_parameters().values()
+        return torch.cat([p.detach().flatten().clone() for p in params])
+
+    def recording_forward(self, ctx):
+        records.append({"step": ctx.step, "forward": weights(self)})
+        return forward(self, ctx)
+
+    def recording_aux(self, contexts):
+        records[-1]["aux"] = weights(self)
+        return {}
+
+    def recording_after(self):
+        records[-1]["after"] = weights(self)
+        return after(self)
+
+    monkeypatch.setattr(OutputNorm, "forward", recording_forward)
+    monkeypatch.setattr(OutputNorm, "aux_step", recording_aux)
+    monkeypatch.setattr(OutputNorm, "after_student_step", recording_after)
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=2)
+    Trainer(recipe).run()
+    assert [r["step"] for r in records] == [0, 1]
+    for r in records:
+        assert not torch.equal(r["after"], r["forward"])  # the step moved the student
+        assert torch.equal(r["aux"], r["after"])
