@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from tlcm.checks import check_device, check_gamma, check_out_file, check_run_folder
+from tlcm.checks import check_device, check_gamma, check_out_file
 from tlcm.config import FrozenDtype
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
@@ -55,14 +55,16 @@ ASSET_FILES = ("digit_classifier.safetensors", "reference_stats.safetensors")
 """The metric assets ToyMetrics reads from ``--assets``."""
 
 
-def _check_args(
-    steps: tuple[int, ...], samples_per_digit: int, model: Path, assets: Path, device: str
-) -> None:
+def _check_steps(steps: tuple[int, ...]) -> None:
+    """--steps given: one or more step counts >= 1 (a student's upper bound, its M, needs the run)."""
+    if not steps or min(steps) < 1:
+        raise TLCMError(f"--steps must be one or more step counts >= 1, got {' '.join(map(str, steps))}")
+
+
+def _check_args(samples_per_digit: int, model: Path, assets: Path, device: str) -> None:
     """The checks shared by teacher-table and student that need no model: one-line TLCMErrors."""
     from tlcm.models.base import check_model_folder
 
-    if not steps or min(steps) < 1:
-        raise TLCMError(f"--steps must be one or more step counts >= 1, got {' '.join(map(str, steps))}")
     if samples_per_digit < 1:
         raise TLCMError(f"--samples-per-digit must be >= 1, got {samples_per_digit}")
     check_device(device, "--device")
@@ -111,7 +113,8 @@ def teacher_table(
     """
     from tlcm.models.base import scheduler_timesteps
 
-    _check_args(steps, samples_per_digit, model, assets, device)
+    _check_steps(steps)
+    _check_args(samples_per_digit, model, assets, device)
     if not guidance_scales or not all(math.isfinite(w) for w in guidance_scales):
         raise TLCMError(
             f"--guidance-scales must be one or more finite numbers, got {' '.join(map(str, guidance_scales))}"
@@ -191,10 +194,11 @@ def student(
 
     check_gamma(gamma, "--gamma")
     check_gamma(first_gamma, "--first-gamma")
-    check_run_folder(run, "--run")
     run = run_folder(run, "--run")
     model, max_sequence_length = student_model(run, model, max_sequence_length, note)
-    _check_args(steps or (1,), samples_per_digit, model, assets, device)
+    if steps:  # default: the student grid's (after loading the run)
+        _check_steps(steps)
+    _check_args(samples_per_digit, model, assets, device)
     base = _load(model, device, dtype, max_sequence_length)
     trained = Student.from_run(base, run)
     grid = trained.config.grid.with_sampler(gamma, first_gamma)

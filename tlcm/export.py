@@ -41,7 +41,7 @@ from rich.console import Console
 
 import tlcm.diffusion.scheduler
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
-from tlcm.checks import check_device, check_export_formats, check_out_dir, check_run_folder
+from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import note, run_cli
 from tlcm.files import save_tensors, write_failed
@@ -189,7 +189,6 @@ class ExportArgs:
 def main(args: ExportArgs) -> list[Path]:
     """Convert; returns the written weight files."""
     check_export_formats(args.format, "--format")
-    check_run_folder(args.run, "RUN")
     args = replace(args, run=run_folder(args.run, "RUN"))
     check_device(args.device, "--device")
     card = args.run / "student" / CARD_FILE

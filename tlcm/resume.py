@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tlcm.checkpoint import STEP_FOLDER, checkpoint_folders
+from tlcm.checks import check_run_folder
 from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError
 from tlcm.summary import from_repo_path
@@ -241,7 +242,9 @@ def check_init_base(saved: dict | None, current: dict, flag: str) -> None:
 def run_folder(path: Path, flag: str) -> Path:
     """The run folder that a student argument (``--student``, ``--run``, ``init_from``) names: a run
     itself, or its export (RUN/student) or checkpoints folder, which hold the same student. One
-    checkpoint (RUN/checkpoints/step-N) is refused: a run's student is its latest checkpoint."""
+    checkpoint (RUN/checkpoints/step-N) is refused: a run's student is its latest checkpoint, and
+    a path that is not a folder (``checks.check_run_folder``)."""
+    check_run_folder(path, flag)
     path = Path(path)
     if path.name in ("student", "checkpoints") and (path.parent / "checkpoints").is_dir():
         return path.parent
