@@ -384,6 +384,7 @@ def test_stop_signals_save_and_exit_75(tiny_sd_dir, tmp_path, capsys, name):
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000001"
     err = capsys.readouterr().err
     assert f"{name}: saved a checkpoint at step 1; exit 75" in err and "Traceback" not in err
+    assert err.index("1/3") < err.index("saved a checkpoint")  # the last line, below the final progress
 
 
 def test_a_second_ctrl_c_aborts_in_one_line(tiny_sd_dir, tmp_path, capsys):

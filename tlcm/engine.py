@@ -460,6 +460,7 @@ class Trainer:
         self._save(state, opt, losses)
         if self.dist.world_size > 1:
             torch.distributed.barrier()
+        self.reporter.end_display()  # the message is the last line, below the final progress
         why = self._signals.received or (
             "a stop signal to another process" if self.dist.world_size > 1 else "stop"
         )

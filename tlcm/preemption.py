@@ -46,8 +46,10 @@ class StopSignals:
         if self.received is None and os.environ.get("RANK", "0") in ("", "0"):
             again = " (Ctrl-C again: abort without saving)" if single and signum == signal.SIGINT else ""
             name = signal.Signals(signum).name
+            # a terminal: replace the progress line (and the echoed ^C), which rich redraws below
+            start = "\r\x1b[2K" if os.isatty(2) else "\n"
             with contextlib.suppress(OSError):  # no stderr: stop all the same
-                os.write(2, f"\n{name}: stopping after this step to save a checkpoint{again}\n".encode())
+                os.write(2, f"{start}{name}: stopping after this step to save a checkpoint{again}\n".encode())
         self.received = self.received or signal.Signals(signum).name
 
     def install(self) -> dict[int, object]:

@@ -150,6 +150,11 @@ class Reporter:
                 return value
         return 0
 
+    def end_display(self) -> None:
+        """Show the progress bars' final state now (leaving the context then draws nothing more):
+        a closing message printed after this comes below them, not above."""
+        self.progress.stop()
+
     def print(self, message: str) -> None:
         """A line above the progress display (long paths wrap whole, not cut at the console width)."""
         if self.enabled:
