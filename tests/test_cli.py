@@ -69,6 +69,17 @@ def test_steps_and_milestones_out_of_range(capsys, tmp_path):
     assert "each must be in 1..8" in err
 
 
+def test_a_run_refused_after_the_model_loaded_leaves_no_empty_folder(capsys, tiny_sd_dir, tmp_path):
+    """A flag found wrong once the model is there (LoRA target names) used to leave the run's folder
+    behind, created and empty; a folder that was there before stays, with what it holds."""
+    argv = ["recipes:mlcd", "--recipes.model.path", str(tiny_sd_dir), "--recipes.student.target-modules"]
+    err = _train([*argv, "to_qq", "--recipes.runtime.out-dir", str(tmp_path / "run")], capsys)
+    assert "to_qq matches no Linear/Conv layer" in err and not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()
+    _train([*argv, "to_qq", "--recipes.runtime.out-dir", str(tmp_path / "kept")], capsys)
+    assert (tmp_path / "kept").is_dir()
+
+
 def test_sample_rejects_bad_steps(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: sample_main(SampleArgs(steps=0)))

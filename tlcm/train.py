@@ -6,6 +6,7 @@ Presets live in the top-level ``recipes`` package; every field of the recipe tre
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -83,7 +84,15 @@ def main(args: TrainArgs) -> None:
     aborted without saving."""
     from tlcm.engine import PREEMPTED_EXIT_CODE
 
-    if train_and_score(args.recipes).preempted:
+    out, fresh = args.recipes.runtime.out_dir, not args.recipes.runtime.out_dir.exists()
+    try:
+        run = train_and_score(args.recipes)
+    except BaseException:
+        if fresh:  # refused before anything was written (a bad flag found once the model loaded)
+            with contextlib.suppress(OSError):  # not empty, or another rank removed it: keep it
+                out.rmdir()
+        raise
+    if run.preempted:
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
