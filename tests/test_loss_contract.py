@@ -9,8 +9,10 @@ Each case trains at lr 1e-2 so that a contract break moves the weights far beyon
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -57,15 +59,15 @@ def _flat(tree, prefix=""):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_resume_mid_phase_equals_the_uninterrupted_run(case, tiny_sd_dir, tmp_path):
-    straight = train(case_recipe(case, tiny_sd_dir, tmp_path / "a"))
+def test_resume_mid_phase_equals_the_uninterrupted_run(case, tiny_sd_dir, tmp_path, tmp_path_factory):
+    _, straight = reference_run(case, tiny_sd_dir, tmp_path_factory)
     stop_at = 2 if len(CASES[case]) == 1 else 3  # one-phase cases: mid-phase; two phases: inside the second
     first = Trainer(case_recipe(case, tiny_sd_dir, tmp_path / "b"))
     interrupt_after(first, stop_at)
     assert first.run().preempted
     resumed = train(case_recipe(case, tiny_sd_dir, tmp_path / "b"))
-    assert resumed.state.global_step == straight.state.global_step
-    (wa, la, log_a), (wb, lb, log_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
+    (wa, la, log_a), (wb, lb, log_b) = _final(straight), _final(tmp_path / "b")
+    assert resumed.state.global_step == log_a[-1]["global_step"]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     fa, fb = _flat(la), _flat(lb)
     assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa), case
@@ -94,8 +96,26 @@ def _gradients_of_every_update(recipe) -> list[list[torch.Tensor]]:
     return grads
 
 
+def reference_run(case: str, tiny_sd_dir: Path, tmp_path_factory) -> tuple[list[list[torch.Tensor]], Path]:
+    """(gradients of every update, run folder) of ``case_recipe(case)`` as it is (no checkpointing,
+    no replays): the uninterrupted run of the resume test and the "off" run of the checkpointing and
+    replay tests, trained once per session and shared by the pytest-xdist workers (the session's
+    folder above theirs; a file lock per case: the first to ask trains, the others wait and read)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "reference-runs"
+    root.mkdir(exist_ok=True)
+    folder = root / case
+    with (root / f"{case}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / "gradients.pt").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # left by a worker that died half-way
+            gradients = _gradients_of_every_update(case_recipe(case, tiny_sd_dir, folder))
+            torch.save(gradients, folder / "gradients.pt")
+    return torch.load(folder / "gradients.pt", weights_only=True), folder
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_gradient_checkpointing_gives_bit_identical_gradients(case, tiny_sd_dir, tmp_path):
+def test_gradient_checkpointing_gives_bit_identical_gradients(case, tiny_sd_dir, tmp_path, tmp_path_factory):
     """Gradient checkpointing on vs off: every gradient of every trainable set (student, fake score,
     discriminator heads) at every update, and the final weights and loss states (DPO reference, EMA
     target, owned models, their optimizers), bit for bit (CPU recomputes the same ops in the same
@@ -103,11 +123,13 @@ def test_gradient_checkpointing_gives_bit_identical_gradients(case, tiny_sd_dir,
     (tlcm.models.adapters); undone before backward, the fake score's gradients came out of the
     student's adapter (measured: relative error 8e27 after 3 steps) and the teacher-feature GAN
     raised CheckpointError."""
-    _assert_bit_identical_training(case, "gradient_checkpointing", tiny_sd_dir, tmp_path)
+    _assert_bit_identical_training(case, "gradient_checkpointing", tiny_sd_dir, tmp_path, tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_replayed_no_grad_calls_give_bit_identical_gradients(case, tiny_sd_dir, tmp_path, monkeypatch):
+def test_replayed_no_grad_calls_give_bit_identical_gradients(
+    case, tiny_sd_dir, tmp_path, tmp_path_factory, monkeypatch
+):
     """--recipes.runtime.graphs on vs off (tlcm/models/graphs.py; on the CPU an aten trace with a
     CUDA graph's semantics): every gradient of every update and the final weights and loss states,
     bit for bit, and calls were replayed. A capture keyed without the adapter selection replays the
@@ -116,22 +138,22 @@ def test_replayed_no_grad_calls_give_bit_identical_gradients(case, tiny_sd_dir, 
     replays = []
     replay = CallGraphs.__call__
     monkeypatch.setattr(CallGraphs, "__call__", lambda self, *a: replays.append(1) or replay(self, *a))
-    _assert_bit_identical_training(case, "graphs", tiny_sd_dir, tmp_path)
+    _assert_bit_identical_training(case, "graphs", tiny_sd_dir, tmp_path, tmp_path_factory)
     assert replays, case
 
 
-def _assert_bit_identical_training(case: str, field: str, tiny_sd_dir: Path, out: Path) -> None:
-    """Train ``case`` with the runtime's bool ``field`` off and on: every gradient of every update
-    (student, fake scores, discriminators) and the final weights and loss states are equal."""
-    runs = {}
-    for on in (False, True):
-        recipe = case_recipe(case, tiny_sd_dir, out / str(on))
-        runs[on] = _gradients_of_every_update(replace(recipe, runtime=replace(recipe.runtime, **{field: on})))
-    off, on = runs[False], runs[True]
+def _assert_bit_identical_training(case: str, field: str, tiny_sd_dir: Path, out: Path, factory) -> None:
+    """Train ``case`` with the runtime's bool ``field`` on: every gradient of every update (student,
+    fake scores, discriminators) and the final weights and loss states equal the run with it off
+    (``reference_run``)."""
+    off, reference = reference_run(case, tiny_sd_dir, factory)
+    recipe = case_recipe(case, tiny_sd_dir, out)
+    assert not getattr(recipe.runtime, field), (case, field)  # the reference ran with it off
+    on = _gradients_of_every_update(replace(recipe, runtime=replace(recipe.runtime, **{field: True})))
     assert len(off) == len(on) > 0 and [len(g) for g in off] == [len(g) for g in on], case
     for update, (a, b) in enumerate(zip(off, on, strict=True)):
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), (case, update)
-    (wa, la, _), (wb, lb, _) = _final(out / "False"), _final(out / "True")
+    (wa, la, _), (wb, lb, _) = _final(reference), _final(out)
     fa, fb = _flat(la), _flat(lb)
     assert all(torch.equal(wa[k], wb[k]) for k in wa) and all(torch.equal(fa[k], fb[k]) for k in fa), case
 
