@@ -84,7 +84,8 @@ def main(args: TrainArgs) -> None:
     aborted without saving."""
     from tlcm.engine import PREEMPTED_EXIT_CODE
 
-    out, fresh = args.recipes.runtime.out_dir, not args.recipes.runtime.out_dir.exists()
+    out = args.recipes.runtime.out_dir
+    fresh = not out.exists()
     try:
         run = train_and_score(args.recipes)
     except BaseException:
