@@ -239,3 +239,16 @@ def test_a_cache_with_an_older_fingerprint_is_refused_saying_how_to_rebuild(base
     message = _refusal(folder, base)  # one line with "rebuild with python -m tlcm.data.trajectories"
     assert "teacher_fingerprint differs" in message and "made by an older tlcm" in message
     assert f"--model {base.path} --prompts <prompt file> --out {folder}" in message
+
+
+def test_a_failure_to_encode_the_prompts_leaves_no_cache_folder(base, tmp_path, monkeypatch):
+    """The prompts are encoded before --out is made: a failure there (out of memory, a tokenizer
+    error) leaves no empty folder behind."""
+
+    def fail(prompts):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(base, "encode", fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        build_cache(base, PROMPTS, tmp_path / "new", 1, M, K, W, dtype="float32")
+    assert not (tmp_path / "new").exists()

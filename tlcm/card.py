@@ -17,17 +17,18 @@ import inspect
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-import tlcm.diffusion.scheduler
 from tlcm.config import Recipe, recipe_dict
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.diffusion.scheduler import TLCMScheduler
 from tlcm.files import write_failed
-from tlcm.models.families.base import absent_components
-from tlcm.models.student import Student
 from tlcm.summary import repo_path, scores_text
+
+if TYPE_CHECKING:  # diffusers loads with the first card: `python -m tlcm.export --help` is quick
+    from tlcm.diffusion.scheduler import TLCMScheduler
+    from tlcm.models.student import Student
 
 CARD_FILE = "README.md"
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
@@ -124,6 +125,8 @@ def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> st
     if base.max_sequence_length is not None:
         kwargs["max_sequence_length"] = base.max_sequence_length
     call = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    from tlcm.models.families.base import absent_components
+
     absent = "".join(f", {name}=None" for name in absent_components(Path(base.path)))  # SD3 without T5
     return f"""```python
 from diffusers import {imports}
@@ -168,6 +171,9 @@ def render_model_card(
     scores: list[dict] | None = None,
 ) -> str:
     """The card's Markdown for ``student`` exported to ``out_dir`` (kohya file named after ``name``)."""
+    import tlcm.diffusion.scheduler
+    from tlcm.diffusion.scheduler import TLCMScheduler
+
     base, config, lora = student.base, student.config, not student.config.full_finetune
     pipeline, base_path, family = base.family.pipeline.__name__, repo_path(base.path), base.family
     in_repo = ", a folder of the tlcm repository," if base_path != str(base.path) else ""

@@ -33,21 +33,22 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import tyro
 from rich.console import Console
 
-import tlcm.diffusion.scheduler
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
 from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import note, run_cli
 from tlcm.files import save_tensors, write_failed
-from tlcm.models.base import BaseModel
-from tlcm.models.student import Student
 from tlcm.resume import run_folder, student_model
+
+if TYPE_CHECKING:  # the model libraries load when exporting starts: --help and flag errors are quick
+    from tlcm.models.base import BaseModel
+    from tlcm.models.student import Student
 
 
 def run_name(run_dir: Path) -> str:
@@ -126,6 +127,8 @@ def kohya_lora(
 def tlcm_scheduler(base: BaseModel, grid: StudentGrid):
     """The family's TLCM scheduler (TLCMScheduler / TLCMFlowScheduler) from the base pipeline's
     scheduler config, on the student's ``grid`` (M milestones, gamma)."""
+    import tlcm.diffusion.scheduler
+
     cls = getattr(tlcm.diffusion.scheduler, base.family.scheduler)
     return cls.from_config(
         base.pipe.scheduler.config,
@@ -188,6 +191,9 @@ class ExportArgs:
 
 def main(args: ExportArgs) -> list[Path]:
     """Convert; returns the written weight files."""
+    from tlcm.models.base import BaseModel
+    from tlcm.models.student import Student
+
     check_export_formats(args.format, "--format")
     args = replace(args, run=run_folder(args.run, "RUN"))
     check_device(args.device, "--device")

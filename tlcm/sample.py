@@ -28,9 +28,6 @@ from tlcm.data.prompts import clean_prompt
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.errors import TLCMError, note, run_cli
-from tlcm.images import save_grid
-from tlcm.models.base import BaseModel, check_model_folder, frozen_dtype, scheduler_timesteps
-from tlcm.models.student import Student
 from tlcm.resume import run_folder, student_model
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
@@ -73,6 +70,8 @@ class SampleArgs:
 
 def check_sample_args(args: SampleArgs) -> None:
     """The checks that need no model (flags, output path, folders): one-line TLCMErrors."""
+    from tlcm.models.base import check_model_folder, scheduler_timesteps
+
     if args.num_per_prompt < 1:
         raise TLCMError(f"--num-per-prompt must be >= 1 (images per prompt), got {args.num_per_prompt}")
     check_guidance_scale(args.guidance_scale, "--guidance-scale")
@@ -99,6 +98,11 @@ def check_sample_args(args: SampleArgs) -> None:
 
 def main(args: SampleArgs) -> Path:
     """Sample and write the grid; returns its path."""
+    # the model libraries (diffusers, peft, torchvision) load here: --help and flag errors are quick
+    from tlcm.images import save_grid
+    from tlcm.models.base import BaseModel, frozen_dtype
+    from tlcm.models.student import Student
+
     if args.steps < 1:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
     if not args.prompt or not all(clean_prompt(p) for p in args.prompt):

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import tyro
@@ -39,9 +39,10 @@ from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
 from tlcm.errors import TLCMError, run_cli
 from tlcm.files import save_tensors
-from tlcm.models.base import BaseModel, check_model_folder, scheduler_timesteps
-from tlcm.models.families import FAMILIES
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+
+if TYPE_CHECKING:  # the model libraries load with the teacher: --help and flag errors are quick
+    from tlcm.models.base import BaseModel
 
 FORMAT, VERSION = "tlcm-trajectories", 1
 MANIFEST_FIELDS = {
@@ -91,6 +92,9 @@ def teacher_fingerprint(path: Path) -> str:
     """The model family's fingerprint of the teacher folder ``path`` ("<family>:<sha256>" over every
     component that determines the outputs: denoiser, VAE, text encoders and tokenizers, scheduler
     config; ``Family.fingerprint``): any retrained or swapped component changes it."""
+    from tlcm.models.base import check_model_folder
+    from tlcm.models.families import FAMILIES
+
     return FAMILIES[check_model_folder(path, "--model")].fingerprint(path)
 
 
@@ -128,10 +132,10 @@ def build_cache(
         grid = trajectory_grid(schedule, num_milestones, skip)
     except ValueError as err:
         raise TLCMError(f"--num-milestones {num_milestones} --skip {skip}: {err}") from err
+    cond, uncond = base.encode(prompts)  # before --out exists: a refused prompt leaves no folder
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # a half-rebuilt cache never validates
-    cond, uncond = base.encode(prompts)
     net, calls = base.denoiser(), [0]
 
     def counted(x, t, c):
@@ -371,6 +375,8 @@ class CacheArgs:
 
 def check_cache_args(args: CacheArgs) -> None:
     """The checks that need no model (counts, M and k, device, folders): one-line TLCMErrors."""
+    from tlcm.models.base import check_model_folder, scheduler_timesteps
+
     for flag, value in (
         ("--samples-per-prompt", args.samples_per_prompt),
         ("--shard-size", args.shard_size),
@@ -401,6 +407,8 @@ def main(args: CacheArgs) -> dict:
     prompts = load_prompts(args.prompts, flag="--prompts")  # before check_cache_args makes --out
     check_cache_args(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    from tlcm.models.base import BaseModel
+
     base = BaseModel.load(args.model, device=device, flag="--model")
     start = time.perf_counter()
     with Progress(console=Console(stderr=True), transient=True) as progress:
