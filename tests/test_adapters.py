@@ -168,3 +168,32 @@ def test_dpo_reference_is_the_phase_start_student(student):
         assert not torch.allclose(moved, start)
         torch.testing.assert_close(loss.reference(*x), start)  # the phase-start student still
         torch.testing.assert_close(call(*x), moved)  # the reference's weights did not leak in
+
+
+def test_checkpointed_blocks_recompute_under_the_adapter_of_their_forward(student):
+    """With gradient checkpointing, an auxiliary adapter's forward (inside ``use``) and its backward
+    (after the block restored the student's adapter) give the gradients of the uncheckpointed
+    forward: each block recomputes under the selection of its forward, and the LoRA weights get
+    gradients though the blocks' inputs need none."""
+    for p in student.trainable_parameters().values():
+        torch.nn.init.normal_(p, std=0.1)
+    fake = student.auxiliary("fake")
+    params = fake.parameters()
+    for p in params:
+        torch.nn.init.normal_(p, std=0.1)
+    x, t, cond = _inputs(student)
+
+    def grads(checkpointing: bool) -> list[torch.Tensor]:
+        student.set_gradient_checkpointing(checkpointing)
+        for p in params:
+            p.grad = None
+        out = fake.denoiser()(x, t, cond)
+        assert student.adapters.live == STUDENT_ADAPTER  # the backward runs after the switch back
+        out.square().mean().backward()
+        return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
+
+    plain, checkpointed = grads(False), grads(True)
+    student.set_gradient_checkpointing(False)
+    assert any(g.abs().sum() > 0 for g in plain)
+    for a, b in zip(plain, checkpointed, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)

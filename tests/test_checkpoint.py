@@ -534,3 +534,61 @@ def test_a_runs_student_loads_on_the_base_model_it_was_trained_on(tiny_sd_dir, t
     state.write_text(json.dumps(record))
     with pytest.raises(TLCMError, match=r"was trained on \S+gone, which is not a folder here: pass --model"):
         student_model(run, None, None, notes.append)
+
+
+def test_absurd_negative_weights_are_unsound_too(tmp_path):
+    """The weight limit bounds |w|: a blow-up to -1e30 is passed over like one to +1e30, and a
+    checkpoint whose largest magnitude is a negative weight within the limit is sound."""
+    _save(tmp_path, 1, 1.0)
+    save_checkpoint(
+        tmp_path, TrainState(0, 2, 2), {"w": torch.tensor([1.0, -1e30])}, {}, {}, phases=[("p", 9)]
+    )
+    lines: list[str] = []
+    assert load_latest(tmp_path, "cpu", say=lines.append).state.global_step == 1
+    assert "student/w holds |w| = 1e+30 > 10000" in lines[0]
+    assert ckpt.unsound({"student": {"w": torch.tensor([-9999.0, 2.0])}}, 1e4) is None
+
+
+def test_pruning_keeps_the_newest_checkpoints(tmp_path):
+    """``keep`` = 2: after saves at steps 1..5 the new checkpoint and the ``keep`` newest before it
+    remain (steps 3, 4, 5: what a damaged latest falls back to); the oldest go."""
+    for step in (1, 2, 3, 4, 5):
+        save_checkpoint(tmp_path, TrainState(0, step, step), {"w": torch.ones(2)}, {}, {}, keep=2)
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-0000003", "step-0000004", "step-0000005"]
+    assert (root / "latest").read_text() == "step-0000005"
+
+
+def test_the_model_fingerprint_samples_the_whole_of_a_large_file(tmp_path):
+    """Of a weights file over 1 MiB, 16 slices of 64 KiB spread from its first to its last byte
+    are hashed: a changed last slice or a changed slice at the middle changes the fingerprint, a
+    change between the slices does not (the documented blind spot)."""
+    from tlcm.resume import SAMPLE_BYTES, SAMPLES, model_fingerprint
+
+    (tmp_path / "unet").mkdir()
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(torch.randn(5 << 18).numpy().tobytes())  # 5 MiB
+    weights.write_bytes(bytes(data))
+    before = model_fingerprint(tmp_path)
+    size = len(data)
+    step = (size - SAMPLE_BYTES) // (SAMPLES - 1)  # slice i starts at (size - 64 KiB) * i / 15
+    for where, seen in ((size - 1, True), (8 * step + 5, True), (step - 7, False)):
+        changed = bytearray(data)
+        changed[where] ^= 0xFF
+        weights.write_bytes(bytes(changed))
+        assert (model_fingerprint(tmp_path) != before) == seen, where
+    weights.write_bytes(bytes(data))
+    assert model_fingerprint(tmp_path) == before
+
+
+def test_a_given_prompt_length_overrides_the_runs_recorded_one(tmp_path):
+    """tlcm.sample / export load a run's student with --max-sequence-length when given, else the
+    T5 length its run recorded; the base model is the recorded one either way."""
+    from tlcm.resume import student_model
+
+    model = tmp_path / "model"
+    model.mkdir()
+    run = {"recipe": {"model": {"path": str(model), "max_sequence_length": 16}}}
+    save_checkpoint(tmp_path / "run", TrainState(0, 1, 1), {"w": torch.ones(2)}, {}, {}, run=run)
+    assert student_model(tmp_path / "run", None, None, print) == (model, 16)
+    assert student_model(tmp_path / "run", None, 8, print) == (model, 8)

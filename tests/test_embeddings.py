@@ -183,3 +183,28 @@ def test_the_engine_trains_the_same_bits_with_the_cache(model, tiny_sd_dir, tiny
     assert all(
         w.keys() == weights[0].keys() and all(torch.equal(w[k], weights[0][k]) for k in w) for w in weights
     )
+
+
+def test_a_changed_last_prompt_of_a_chunk_misses_the_cache(sd, tmp_path):
+    """The cache is addressed by every prompt of a chunk: editing the last prompt of chunk 0 misses
+    (re-encodes) and gives the new prompt's embedding, the bits of encoding the edited chunk."""
+    folder = tmp_path / "emb"
+    EmbeddingStore(sd, PROMPTS, folder, chunk_size=C).get(torch.arange(C))
+    edited = [*PROMPTS[: C - 1], "a completely different prompt", *PROMPTS[C:]]
+    store = EmbeddingStore(sd, edited, folder, chunk_size=C)
+    assert store.encode_calls == 1  # chunk 0 is a new chunk
+    fresh, _ = sd.encode(edited[:C])
+    assert _equal(store.get(torch.tensor([C - 1])), fresh[C - 1 : C])
+    assert not torch.equal(fresh.prompt_embeds[C - 1], _up_front(sd, PROMPTS[:C], C)[0].prompt_embeds[C - 1])
+
+
+def test_a_chunk_over_the_resident_budget_stays_until_the_next_one(sd):
+    """Without a disk cache at least the newest chunk stays resident whatever ``resident_bytes``:
+    asking again for the prompts of the chunk just encoded encodes nothing."""
+    store = EmbeddingStore(sd, PROMPTS, chunk_size=C, resident_bytes=1)
+    assert store.encode_calls == 1  # chunk 0: the unconditional embedding
+    store.get(torch.tensor([0, 3]))
+    assert store.encode_calls == 1
+    store.get(torch.tensor([5]))
+    store.get(torch.tensor([6, 4]))
+    assert store.encode_calls == 2

@@ -232,3 +232,16 @@ def test_comfyui_steps_only_for_a_unet_comfyui_recognises():
     assert sd.comfy_detects(unet([320, 640, 1280, 1280]))  # SD1.5
     assert sdxl.comfy_detects(unet([320, 640, 1280]))  # SDXL
     assert not sd.comfy_detects(unet([32, 64]))  # the bundled miniature
+
+
+def test_the_exported_scheduler_keeps_the_grids_first_move_gamma(tiny_sd_dir, tmp_path):
+    """A student trained with gamma 0 and first_gamma 1 exports a TLCMScheduler whose config says
+    both, so a diffusers pipeline samples the first move (from pure noise) with fresh noise and the
+    rest deterministically, as the student was trained."""
+    from tlcm.diffusion.milestones import StudentGrid
+
+    grid = StudentGrid(num_milestones=4, steps=4, gamma=0.0, first_gamma=1.0)
+    student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=2, lora_alpha=2.0, grid=grid))
+    export_student(student, tmp_path)
+    config = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())
+    assert (config["num_milestones"], config["gamma"], config["first_gamma"]) == (4, 0.0, 1.0)

@@ -335,3 +335,135 @@ def test_trajectory_fingerprint_sees_every_component(kind, request, tmp_path):
         assert teacher_fingerprint(folder) != before, f"a changed {file.relative_to(folder)} went unseen"
         file.write_bytes(data)
         assert teacher_fingerprint(folder) == before
+
+
+# Red-team round 3 (tests/mutants/redteam3.py): the family boundary's less-travelled values.
+
+
+def test_flux_encodes_the_empty_prompt_as_uncond_and_the_pipelines_default_guidance(request):
+    """FLUX's unconditional input is FluxPipeline's encoding of the empty prompt (not a prompt of
+    the batch); a guidance-distilled student is encoded, exported and sampled with
+    FluxPipeline.__call__'s default guidance_scale (3.5), and the exported scheduler's mu is the
+    one FluxPipeline computes for the training resolution (calculate_shift of its image tokens)."""
+    import inspect
+
+    base = _load(request, "flux")
+    pipe = base.pipe
+    default = inspect.signature(FluxPipeline.__call__).parameters["guidance_scale"].default
+    assert default == 3.5
+    cond, uncond = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    emb, pooled, _ = pipe.encode_prompt(prompt=[""], prompt_2=None, device="cpu", max_sequence_length=TEXT)
+    torch.testing.assert_close(uncond.prompt_embeds, emb.expand(2, *emb.shape[1:]))
+    torch.testing.assert_close(uncond.pooled_embeds, pooled.expand(2, *pooled.shape[1:]))
+    assert (cond.prompt_embeds - uncond.prompt_embeds).abs().max() > 1e-4
+    assert cond.guidance.tolist() == uncond.guidance.tolist() == [default, default]
+    assert base.family.sample_kwargs() == {"guidance_scale": default}
+    config = pipe.scheduler.config
+    tokens = (32 // pipe.vae_scale_factor // 2) ** 2  # 32 px images, 2 x 2 patches
+    mu = calculate_shift(tokens, config.base_image_seq_len, config.max_image_seq_len, 0.5, 1.15)
+    assert base.family.scheduler_mu(pipe, base.schedule) == pytest.approx(mu)
+
+
+def test_flux_latents_are_the_pipelines_size_at_the_resolution(request):
+    """FLUX latents at resolution R are R / vae_scale_factor wide (what FluxPipeline.prepare_latents
+    makes for height = width = R: (R / 16)^2 tokens of 4C channels on 2 x 2 patches)."""
+    base = _load(request, "flux")
+    pipe, f = base.pipe, base.pipe.vae_scale_factor
+    channels = pipe.transformer.config.in_channels // 4
+    assert base.latent_shape == (channels, 32 // f, 32 // f)
+    packed, _ = pipe.prepare_latents(
+        1, channels, 32, 32, torch.float32, "cpu", torch.Generator().manual_seed(0)
+    )
+    assert packed.shape == (1, (32 // f // 2) ** 2, 4 * channels)
+    assert base.family.latent_shape(pipe, 64) == (channels, 64 // f, 64 // f)
+
+
+def test_sdxl_features_are_the_unets_own_block_outputs(request):
+    """SDXL's block-by-block discriminator features equal the down / mid block outputs of the
+    UNet's own full forward (hooks): the time embedding plus the added text / time-id embedding,
+    not one of them alone."""
+    base = _load(request, "sdxl")
+    net = base.net
+    cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    x, t = torch.randn(2, *base.latent_shape), torch.tensor([700, 250])
+    with torch.no_grad():
+        ours = base.family.features(net, x, t, cond)
+        theirs = base.family.tapped_features(
+            net,
+            x,
+            t,
+            cond,
+            [*net.down_blocks, net.mid_block],
+            lambda out, x: out[0] if isinstance(out, tuple) else out,
+        )
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_transformer_features_lay_the_image_tokens_row_major_on_the_grid(request):
+    """A transformer family's feature map at (i, j) is image token i * w + j of the tapped block
+    (its output's second element: image tokens (B, N, D)), channels = D."""
+    base = _load(request, "sd3")
+    net = base.net
+    cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    x, t = torch.randn(2, *base.latent_shape), torch.tensor([700.0, 250.0])
+    tokens = []
+    hook = net.transformer_blocks[0].register_forward_hook(lambda m, a, out: tokens.append(out[1]))
+    try:
+        with torch.no_grad():
+            feats = base.family.features(net, x, t, cond)
+    finally:
+        hook.remove()
+    first, tok = feats[0], tokens[0]
+    h, w = first.shape[-2:]
+    assert tok.shape == (2, h * w, first.shape[1]) and h * w > 1 and h == w
+    for i, j in ((0, 1), (1, 0), (h - 1, w - 2)):
+        torch.testing.assert_close(first[:, :, i, j], tok[:, i * w + j])
+
+
+def test_latent_multiple_is_one_halving_per_down_block_but_the_last():
+    """A UNet with L levels halves its latents L - 1 times (SD1.5 / SDXL: 4 / 3 levels -> multiples
+    of 8 / 4); a transformer's is its patch size, FLUX's 2."""
+    from tlcm.models.families import FAMILIES as REGISTRY
+
+    sd, sd3, flux = (
+        REGISTRY[k] for k in ("StableDiffusionPipeline", "StableDiffusion3Pipeline", "FluxPipeline")
+    )
+    assert sd.latent_multiple({"block_out_channels": [320, 640, 1280, 1280]}) == 8
+    assert sd.latent_multiple({"block_out_channels": [320, 640, 1280]}) == 4
+    assert sd.latent_multiple({"block_out_channels": [32]}) == 1
+    assert sd3.latent_multiple({"patch_size": 2}) == 2 and flux.latent_multiple({}) == 2
+
+
+def test_a_vae_config_without_force_upcast_stays_fp32(tmp_path):
+    """diffusers' AutoencoderKL defaults force_upcast to True: a VAE config that does not say
+    stays fp32 beside bf16 frozen weights; only an explicit false lets it go bf16."""
+    from diffusers import AutoencoderKL
+
+    from tlcm.models.families import DEFAULT_FAMILY
+
+    assert AutoencoderKL().config.force_upcast is True
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text("{}")
+    assert DEFAULT_FAMILY.component_dtypes(tmp_path, torch.bfloat16) == {
+        "default": torch.bfloat16,
+        "vae": torch.float32,
+    }
+    (tmp_path / "vae" / "config.json").write_text('{"force_upcast": false}')
+    assert DEFAULT_FAMILY.component_dtypes(tmp_path, torch.bfloat16) == {"default": torch.bfloat16}
+
+
+def test_sd3_text_width_is_t5s_when_it_has_one():
+    """SD3's prompt embeddings are as wide as T5's hidden size (CLIP's are padded to it), so a T5
+    of another width than the transformer's joint attention is reported; without T5 the
+    pipeline makes zeros as wide as the transformer takes."""
+    from types import SimpleNamespace
+
+    from tlcm.models.families import FAMILIES as REGISTRY
+
+    family = REGISTRY["StableDiffusion3Pipeline"]
+    transformer = SimpleNamespace(config=SimpleNamespace(joint_attention_dim=32))
+    t5 = SimpleNamespace(config=SimpleNamespace(hidden_size=48))
+    assert family.text_widths(SimpleNamespace(transformer=transformer, text_encoder_3=t5)) == (48, 32)
+    assert family.text_widths(SimpleNamespace(transformer=transformer, text_encoder_3=None)) == (32, 32)

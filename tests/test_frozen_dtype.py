@@ -99,3 +99,19 @@ def test_bf16_frozen_two_step_train(which, sd_dir, sdxl_dir, tmp_path):
     assert moments and {v.dtype for v in moments} == {torch.float32}
     lora = load_file(tmp_path / "student" / "pytorch_lora_weights.safetensors")
     assert {v.dtype for v in lora.values()} == {torch.float32}
+
+
+def test_a_full_finetune_on_bf16_frozen_weights_starts_from_the_saved_fp32_weights(sd_dir):
+    """A full fine-tune's trainable copy of bf16 frozen weights holds the folder's fp32 weights bit
+    for bit (reloaded in fp32), not the bf16-rounded ones upcast."""
+    saved = load_file(sd_dir / "unet" / "diffusion_pytorch_model.safetensors")
+    base = BaseModel.load(sd_dir, dtype=torch.bfloat16)
+    full = Student(base, StudentConfig(full_finetune=True))
+    copy = full.net.state_dict()
+    assert set(saved) <= set(copy)
+    rounded = 0
+    for name, value in saved.items():
+        assert copy[name].dtype == torch.float32 and torch.equal(copy[name], value.float()), name
+        rounded += not torch.equal(value.float(), value.bfloat16().float())
+    assert rounded > 0  # bf16 would have changed them
+    assert {p.dtype for p in base.net.parameters()} == {torch.bfloat16}  # the teacher stays bf16

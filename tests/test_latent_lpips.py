@@ -291,3 +291,48 @@ def test_training_keeps_the_head_weights_nonnegative(tiny_sd):
     net, _ = train_latent_lpips(tiny_sd.vae, ZeroProxy(), images[:4], images[4:], args)
     assert all((lin.weight >= 0).all() for lin in net.lins)
     assert any((lin.weight == 0).any() for lin in net.lins)  # moved below 0, clamped
+
+
+def test_proxy_ssim_is_one_on_equal_images_and_the_papers_formula():
+    """SSIM (Wang et al. 2004, eq. 13, uniform window, dynamic range L = 2) is 1 for equal images
+    and, on one 7 x 7 window, (2 mx my + C1)(2 cov + C2) / ((mx^2 + my^2 + C1)(vx + vy + C2)) with
+    population statistics, C1 = (0.01 L)^2, C2 = (0.03 L)^2."""
+    from tlcm.latent_lpips.data import PixelProxy as DataProxy
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 7, 7, generator=g) * 2 - 1
+    y = (0.5 * x + 0.3 * torch.rand(2, 3, 7, 7, generator=g)).clamp(-1, 1)
+    torch.testing.assert_close(DataProxy.ssim(x, x), torch.ones(2))
+    xs, ys = x.double().flatten(2), y.double().flatten(2)  # (N, 3, 49): one window per channel
+    mx, my = xs.mean(-1), ys.mean(-1)
+    vx, vy = xs.var(-1, unbiased=False), ys.var(-1, unbiased=False)
+    cov = ((xs - mx[..., None]) * (ys - my[..., None])).mean(-1)
+    c1, c2 = 0.02**2, 0.06**2
+    expected = ((2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean(1)
+    torch.testing.assert_close(DataProxy.ssim(x, y).double(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_triplets_are_the_proxy_distances_of_their_decoded_pairs(tiny_sd):
+    """make_triplets: p holds P(ref, a), P(ref, b), P(a, b) of the three decoded latents of each
+    triplet (decode: z / scaling_factor through the VAE), and uint8 images (0..255) give the
+    triplets of the same images as floats in [-1, 1]."""
+    from tlcm.latent_lpips.data import make_triplets
+
+    vae = tiny_sd.vae.eval().requires_grad_(False)
+
+    def proxy(x, y):
+        return (x - y).square().mean(dim=(1, 2, 3))
+
+    images = torch.randint(
+        0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    ours = make_triplets(vae, proxy, images, 4, 0.5, torch.Generator().manual_seed(1))
+    floats = make_triplets(vae, proxy, images.float() / 127.5 - 1, 4, 0.5, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ours["z"], floats["z"])
+    torch.testing.assert_close(ours["p"], floats["p"])
+    z = ours["z"]
+    assert z.shape[:2] == (4, 3)
+    with torch.no_grad():
+        ref, a, b = (vae.decode(z[:, i] / vae.config.scaling_factor).sample.clamp(-1, 1) for i in range(3))
+    expected = torch.stack([proxy(ref, a), proxy(ref, b), proxy(a, b)], 1)
+    torch.testing.assert_close(ours["p"], expected, rtol=1e-4, atol=1e-6)

@@ -113,3 +113,54 @@ def test_student_first_gamma_flag_overrides_the_runs(
     assert seen == {"gamma": 1.0, "first_gamma": 0.0}
     _, swapped = _sample(monkeypatch, replace(args, out=tmp_path / "swapped.png"), swap=True)
     torch.testing.assert_close(swapped, latents, rtol=0, atol=0)
+
+
+def test_the_grid_has_one_row_per_prompt(
+    tiny_sd_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--prompt a b --num-per-prompt 3: the sampled batch is a, a, a, b, b, b (the grid's rows of
+    num_per_prompt images are one prompt each), each row the prompt's own encoding."""
+    from tlcm.models.base import BaseModel
+
+    seen: list[Any] = []
+    real = tlcm.sample.sample_latents
+
+    def recording(denoiser, schedule, cond, noise, *a: Any, **kw: Any) -> torch.Tensor:
+        seen.append(cond)
+        return real(denoiser, schedule, cond, noise, *a, **kw)
+
+    monkeypatch.setattr(tlcm.sample, "sample_latents", recording)
+    args = SampleArgs(
+        prompt=("a seven", "a two"), steps=1, num_per_prompt=3, device="cpu", model=tiny_sd_dir,
+        out=tmp_path / "s.png",
+    )  # fmt: skip
+    sample_main(args)
+    (cond,) = seen
+    each, _ = BaseModel.load(tiny_sd_dir).encode(["a seven", "a two"])
+    expected = each.prompt_embeds[torch.tensor([0, 0, 0, 1, 1, 1])]
+    torch.testing.assert_close(cond.prompt_embeds, expected)
+
+
+def test_a_student_samples_with_every_milestone_and_no_more(
+    student_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--steps M (the student's M milestones: its full grid) samples M steps from pure noise; M + 1
+    is refused in one line."""
+    from tlcm.errors import TLCMError
+
+    m = PRESETS["mlcd"].student.grid.num_milestones
+    timesteps: list[list[int]] = []
+    real = tlcm.sample.sample_latents
+
+    def recording(denoiser, schedule, cond, noise, steps, *a: Any, **kw: Any) -> torch.Tensor:
+        timesteps.append(list(steps))
+        return real(denoiser, schedule, cond, noise, steps, *a, **kw)
+
+    monkeypatch.setattr(tlcm.sample, "sample_latents", recording)
+    args = SampleArgs(
+        prompt=("a",), steps=m, num_per_prompt=1, device="cpu", student=student_run, out=tmp_path / "s.png"
+    )
+    sample_main(args)
+    assert len(timesteps) == 1 and len(timesteps[0]) == m
+    with pytest.raises(TLCMError, match=rf"--steps must be in 1\.\.{m} "):
+        sample_main(replace(args, steps=m + 1))

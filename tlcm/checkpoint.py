@@ -132,10 +132,11 @@ def save_checkpoint(
     run: dict | None = None,
     skipped: list[int] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically and durably and point ``latest`` at it; keep the newest
-    ``keep`` ones. ``metadata`` goes into student.safetensors' header (e.g. the LoRA config);
-    ``phases`` is the recipe's [(name, steps), ...] and ``run`` its run record, both checked on
-    resume; ``skipped``: the global steps skipped so far."""
+    """Write a checkpoint atomically and durably and point ``latest`` at it; keep it and the
+    newest ``keep`` earlier ones (fallbacks when the latest is damaged). ``metadata`` goes into
+    student.safetensors' header (e.g. the LoRA config); ``phases`` is the recipe's
+    [(name, steps), ...] and ``run`` its run record, both checked on resume; ``skipped``: the
+    global steps skipped so far."""
     root = out_dir / "checkpoints"
     final = root / f"step-{state.global_step:07d}"
     record = {**asdict(state), "phases": [list(p) for p in phases or []], "skipped": list(skipped or [])}
