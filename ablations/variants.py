@@ -123,6 +123,12 @@ LEVERS: tuple[Variant, ...] = (
             phase_fields={"dmd": {"lr": 1e-4}}),
     Variant("tlcm-full-dmd-w2", "tlcm-full's DMD with its real score at w = 2 (the MLCD targets')", ("dmd",),
             parent="mlcd+lcd-l2", losses={"dmd": {"dmd": {"real_guidance_scale": 2.0}}}),
+    Variant("mds-states-huber", "stage 1 with LCM's elementwise pseudo-Huber (c = 0.001) instead of l2",
+            ("mlcd",), mlcd={"states": "mds", "distance": "elementwise_huber"}),
+    Variant("mlcd+lcd-huber", "+ stage 2 (sparse) with the same Huber", ("lcd",), parent="mds-states-huber",
+            losses={"lcd": {"lcd": {"distance": "elementwise_huber"}}}),
+    Variant("tlcm-full-huber", "tlcm-full with the Huber in both stages (+ its DMD)", ("dmd",),
+            parent="mlcd+lcd-huber"),
 )  # fmt: skip
 """One-seed levers around tlcm-full (issue 11): lr schedules, stage 2's range and distance, DMD."""
 ROWS = L2_CHAIN + STAGE_LENGTHS + LEVERS + LADDER
