@@ -245,3 +245,83 @@ def test_the_exported_scheduler_keeps_the_grids_first_move_gamma(tiny_sd_dir, tm
     export_student(student, tmp_path)
     config = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())
     assert (config["num_milestones"], config["gamma"], config["first_gamma"]) == (4, 0.0, 1.0)
+
+
+def test_card_states_the_lora_relation_scale_and_the_four_step_call(two_runs):
+    """The a run: LoRA rank 4 (shrink), alpha 8: scale 8 / 4 = 2; the Hub's base_model_relation of a
+    LoRA is "adapter"; the snippet samples 4 steps (min(4, M = 8)), what the card advertises."""
+    a, _, _, _ = two_runs
+    front, body = _card(a / "student")
+    assert front["base_model_relation"] == "adapter"
+    assert "LoRA rank 4, alpha 8 (scale alpha / rank = 2)" in body
+    assert 'image = pipe("your prompt", num_inference_steps=4, guidance_scale=0' in body
+
+
+def test_card_comfyui_sigmas_and_sgm_uniform_timesteps_by_hand():
+    """ComfyUI (k-diffusion) sigmas are sqrt((1 - abar_t) / abar_t), then 0: diffusers'
+    EulerDiscreteScheduler puts the same sigmas at the same timesteps (SD's sigma_max at 999 is
+    the well-known 14.6146). ComfyUI's sgm_uniform steps at linspace(999, 0, n + 1) without the
+    last point: 999 - 999 k / n, n = 4 -> 999, 749.25, 499.5, 249.75; n = 2 -> 999, 499.5."""
+    from diffusers import EulerDiscreteScheduler
+
+    from tlcm.card import comfy_sigmas, sgm_uniform_timesteps, timestep_rows
+
+    sd = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+    euler = EulerDiscreteScheduler(**sd)
+    euler.set_timesteps(timesteps=[999, 749, 499, 124])
+    sigmas = comfy_sigmas(TLCMScheduler(**sd), [999, 749, 499, 124])
+    assert len(sigmas) == 5 and sigmas[-1] == 0.0
+    assert sigmas == pytest.approx(euler.sigmas.tolist(), rel=1e-6)
+    assert sigmas[0] == pytest.approx(14.6146, abs=1e-4)
+    assert sgm_uniform_timesteps(1, 1000) == [999.0]
+    assert sgm_uniform_timesteps(2, 1000) == [999.0, 499.5]
+    assert sgm_uniform_timesteps(4, 1000) == [999.0, 749.25, 499.5, 249.75]
+    row = {r["steps"]: r for r in timestep_rows(TLCMScheduler(**sd), 8)}[4]
+    assert row["sgm_uniform"] == "999, 749.25, 499.5, 249.75"
+    assert row["ComfyUI sigmas"] == "14.6146, 4.08173, 1.61289, 0.397746, 0"
+
+
+def test_flow_card_table_has_every_step_count_up_to_M():
+    """SD3-style static shift 3, M = 8: rows for 1, 2, 4 and 8 steps; the 4-step sigmas are the
+    milestones 1, 0.75, 0.5, 0.125 shifted by 3 s / (1 + 2 s): 1, 0.9, 0.75, 0.3, then 0."""
+    from tlcm.card import flow_timestep_rows
+    from tlcm.diffusion.scheduler import TLCMFlowScheduler
+
+    rows = flow_timestep_rows(TLCMFlowScheduler(shift=3.0), 8, None)
+    assert [r["steps"] for r in rows] == [1, 2, 4, 8]
+    assert rows[2]["sigmas"] == "1, 0.9, 0.75, 0.3, 0"
+    assert rows[2]["timesteps"] == "1000, 900, 750, 300"
+
+
+def test_full_finetune_snippet_loads_the_students_unet():
+    """A full fine-tune's diffusers snippet swaps in the exported UNet folder (OUT/unet), not the
+    base's."""
+    from tlcm.card import _diffusers_use
+    from tlcm.toy import MINIATURE_SD
+
+    student = Student(BaseModel.load(MINIATURE_SD), StudentConfig(full_finetune=True))
+    text = _diffusers_use(student, "base/model", "runs/x/student", 4)
+    assert 'pipe.unet = UNet2DConditionModel.from_pretrained("runs/x/student/unet")' in text
+    assert "load_lora_weights" not in text
+
+
+def test_the_cards_diffusers_snippet_runs_as_written(two_runs):
+    """The card's "Use in diffusers" block is code users paste: run as written (a plain diffusers
+    pipeline, the LoRA loaded and fused, the exported TLCMScheduler), it makes an image of the
+    base model's size in the card's 4 steps, from the exported student, not the base model."""
+    a, _, _, _ = two_runs
+    _, body = _card(a / "student")
+    code = re.search(r"## Use in diffusers\n\n```python\n(.*?)\n```", body, re.S).group(1)
+    assert 'pipe.load_lora_weights("' + str(a / "student") + '")' in code
+    torch.manual_seed(0)
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102
+    pipe, image = scope["pipe"], scope["image"]
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    assert isinstance(pipe.scheduler, TLCMScheduler) and image.size == (size, size)
+    assert pipe.scheduler.timesteps.numel() == 4
+    base = type(pipe).from_pretrained(pipe.name_or_path).unet
+    x = torch.randn(1, base.config.in_channels, 8, 8)
+    cond = torch.randn(1, 4, base.config.cross_attention_dim)
+    with torch.no_grad():  # the fused LoRA changes the UNet's output: the student, not the base
+        assert not torch.equal(pipe.unet(x, 999, cond).sample, base(x, 999, cond).sample)

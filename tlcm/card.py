@@ -113,6 +113,8 @@ def _front_matter(base_path: str, lora: bool, tag: str) -> str:
 
 
 def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> str:
+    from tlcm.models.families.base import absent_components
+
     base, lora = student.base, not student.config.full_finetune
     pipeline, net, scheduler = base.family.pipeline.__name__, base.family.net, base.family.scheduler
     if lora:
@@ -125,8 +127,6 @@ def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> st
     if base.max_sequence_length is not None:
         kwargs["max_sequence_length"] = base.max_sequence_length
     call = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    from tlcm.models.families.base import absent_components
-
     absent = "".join(f", {name}=None" for name in absent_components(Path(base.path)))  # SD3 without T5
     return f"""```python
 from diffusers import {imports}

@@ -1,5 +1,5 @@
 """Breakages of what leaves a run: the exported LoRA (tlcm/export.py) and the toy scores that
-rank students (tlcm/toy/metrics.py); see run.py."""
+rank students (tlcm/toy/metrics.py), and the model card's code (tlcm/card.py); see run.py."""
 
 from run import Mutant
 
@@ -41,5 +41,21 @@ MUTANTS = [
         "alignment = (self.classifier.head(feats).argmax(1) == labels.roll(1)).float().mean().item()",
         ("tests/test_toy.py",),
         "each image scored against another prompt's digit",
+    ),
+    Mutant(
+        "card-snippet-scheduler-folder",
+        "tlcm/card.py",
+        'pipe.scheduler = {scheduler}.from_pretrained("{out}/scheduler")',
+        'pipe.scheduler = {scheduler}.from_pretrained("{out}")',
+        ("tests/test_export.py::test_the_cards_diffusers_snippet_runs_as_written",),
+        "the model card's code loads the scheduler from the wrong folder: it fails for every user",
+    ),
+    Mutant(
+        "card-snippet-loads-no-lora",
+        "tlcm/card.py",
+        """imports, load = pipeline, f'pipe.load_lora_weights("{out}")\\npipe.fuse_lora()'""",
+        """imports, load = pipeline, f'pipe.fuse_lora()'""",
+        ("tests/test_export.py::test_the_cards_diffusers_snippet_runs_as_written",),
+        "the model card's code samples the base model with the student's scheduler",
     ),
 ]
