@@ -134,8 +134,13 @@ from tlcm.evaluate import cli as evaluate
 from tlcm.sample import cli as sample
 from tlcm.export import cli as export
 from tlcm.data.trajectories import cli as trajectories
+from tlcm.data.images import main as images
+import tyro
+from tlcm.latent_lpips.train import TrainArgs
+latent_lpips = lambda argv: tyro.cli(TrainArgs, args=argv)  # noqa: E731
 helps = [(train, ["-h"]), (train, ["recipes:tlcm-full", "-h"]), (evaluate, ["student", "-h"])]
 helps += [(sample, ["-h"]), (export, ["-h"]), (trajectories, ["-h"]), (sample, ["--stpes", "4"])]
+helps += [(images, ["-h"]), (latent_lpips, ["-h"])]
 for cli, argv in helps:
     with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
@@ -146,7 +151,8 @@ print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
 
 def test_help_imports_the_recipe_tree_only():
     """--help (and a misspelled flag) of tlcm.train (its presets, a preset's fields), tlcm.evaluate,
-    tlcm.sample, tlcm.export and tlcm.data.trajectories imports torch (the loss configs need it) but
+    tlcm.sample, tlcm.export, tlcm.data.trajectories, tlcm.data.images and tlcm.latent_lpips.train
+    imports torch (the loss configs need it) but
     no model library: diffusers, peft, timm, transformers and torchvision are imported by the code
     that trains or loads a model (they took --help from ~2 s to ~7 s; ~14 s once)."""
     proc = subprocess.run([sys.executable, "-c", HELP_CHECK], capture_output=True, text=True, timeout=300)

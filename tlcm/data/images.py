@@ -39,9 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms.v2 import functional as TF
 
 from tlcm.checks import check_counts
 from tlcm.data.prompts import clean_prompt
@@ -325,6 +323,8 @@ class ImageTextSource:
             raise TLCMError(
                 f"cannot read the image {self.describe(index)} ({why}): re-encode it as PNG / JPEG, or {fix}"
             ) from err
+        from torchvision.transforms.v2 import functional as TF  # here: `--help` loads no torchvision
+
         x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0
         x = TF.resize(x, [self.resolution], antialias=True)
         x = TF.center_crop(x, [self.resolution, self.resolution])
@@ -382,6 +382,8 @@ def encode_images(
     diffusers' ``sample()`` draws eps in the VAE's dtype, and bf16 draws take another stream than
     fp32 ones on some torch versions (2.11's CPU), so bf16 and fp32 runs trained on other noise.
     Under ``base.autocast()``, in slices of at most 1024 x 1024 input pixels, no gradient."""
+    from diffusers.utils.torch_utils import randn_tensor
+
     vae = base.pipe.vae
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     size = max(1, _ENCODE_PIXELS // (images.shape[-2] * images.shape[-1]))

@@ -5,15 +5,17 @@ proxy distances."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
 from rich.progress import Progress
-from torchvision.transforms.v2 import functional as TF
 
 from tlcm.toy.classifier import DigitClassifier
 from tlcm.toy.data import augment
+
+if TYPE_CHECKING:  # diffusers loads with the VAE: `python -m tlcm.latent_lpips.train --help` is quick
+    from diffusers import AutoencoderKL
 
 Proxy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Pixel-space target: images x, y (N, 3, H, W) in [-1, 1] -> (N,) distances."""
@@ -54,6 +56,8 @@ class PixelProxy(torch.nn.Module):
 
 def distort(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Random perceptual distortions of CPU images (N, 3, H, W) in [-1, 1]; each applied with p = 1/2."""
+    from torchvision.transforms.v2 import functional as TF
+
     n = x.shape[0]
 
     def pick(p: float = 0.5) -> torch.Tensor:

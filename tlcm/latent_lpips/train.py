@@ -33,14 +33,13 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import tyro
-from diffusers import AutoencoderKL
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file
-from torchvision.transforms.v2 import functional as TF
 
 from tlcm.checks import check_counts, check_out_file
 from tlcm.errors import TLCMError, run_cli
@@ -49,6 +48,9 @@ from tlcm.losses.distances import Distance
 from tlcm.losses.latent_lpips import LatentLPIPS, save_latent_lpips
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.classifier import DigitClassifier
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
 
 MINIATURE_CHANNELS = (16, 32, 64, 64, 64)
 """Narrow block widths for the miniature's 8x8x4 latents (331k parameters, 1.3 MB)."""
@@ -194,6 +196,7 @@ def load_images(folder: Path | None, size: int) -> tuple[torch.Tensor, torch.Ten
         heldout = torch.arange(len(x)) % 1797 >= 1500
         return x[~heldout], x[heldout]
     from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
     if len(files) < 10:
@@ -231,6 +234,8 @@ def main(args: TrainArgs) -> dict:
         raise TLCMError(f"--model {args.model}: no vae/ folder (expected a diffusers pipeline folder)")
     if not args.classifier.is_file():
         raise TLCMError(f"--classifier {args.classifier}: file not found")
+    from diffusers import AutoencoderKL  # the model libraries load here: --help is quick
+
     vae = AutoencoderKL.from_pretrained(args.model / "vae")
     classifier = DigitClassifier()
     classifier.load_state_dict(load_file(args.classifier))
