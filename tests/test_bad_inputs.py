@@ -1,11 +1,26 @@
 """Every bad input of the table in tests/bad_inputs.py, through its real entry point in-process:
-exit code 2, one "error: ..." line holding the expected fragment, no traceback."""
+exit code 2, one "error: ..." line holding the expected fragment, no traceback; and the checks at
+the edges of their ranges, called directly: a valid edge passes, one past it is refused."""
+
+from dataclasses import replace
 
 import pytest
+import torch
 from bad_inputs import CASES, Workspace, problems, run_case
+from engine_helpers import shrink
 from peft import LoraConfig
 
-from tlcm.checks import check_lora_targets
+from recipes import PRESETS
+from tlcm.checks import (
+    check_counts,
+    check_device,
+    check_export_formats,
+    check_guidance_scale,
+    check_lora_targets,
+    check_seed,
+    env_world_size,
+    validate_recipe,
+)
 from tlcm.errors import TLCMError
 from tlcm.models.families import LCM_LORA_TARGETS
 
@@ -46,3 +61,56 @@ def test_check_lora_targets_names_unknown_and_valid_suffixes(tiny_sd):
     check_lora_targets(tiny_sd.unet, LCM_LORA_TARGETS)  # a UNet that already carries adapters
     with pytest.raises(TLCMError, match="lora_A"):  # peft's own sub-layers are not targets
         check_lora_targets(tiny_sd.unet, ["lora_A.student"])
+
+
+def test_the_edges_of_every_range_pass_and_one_past_them_fails(monkeypatch):
+    """Valid edges are accepted: guidance 0 (no guidance) and 100, seeds down to -(2**63 - 1)
+    (torch takes negative seeds), counts equal to their minimum; one past them is refused: an
+    empty export-format list, WORLD_SIZE=0, cuda:2 on a machine with 2 GPUs (cuda:0, cuda:1)."""
+    for scale in (0.0, 100.0):
+        check_guidance_scale(scale, "--guidance-scale")
+    for bad in (-1e-3, 100.5, float("nan"), float("inf")):
+        with pytest.raises(TLCMError, match="--guidance-scale must be a finite number in 0..100"):
+            check_guidance_scale(bad, "--guidance-scale")
+    for seed in (-1, -(2**63) + 1, 2**63 - 1):
+        check_seed(seed, "--seed")
+    for seed in (-(2**63), 2**63):
+        with pytest.raises(TLCMError, match="out of range"):
+            check_seed(seed, "--seed")
+    check_counts({"--n": 1, "--limit": 1})
+    check_counts({"--steps": 0}, minimum=0)
+    with pytest.raises(TLCMError, match="--n must be >= 1, got 0"):
+        check_counts({"--n": 0})
+    with pytest.raises(TLCMError, match="--formats is empty: use one or more of diffusers, kohya"):
+        check_export_formats([], "--formats")
+    monkeypatch.setenv("WORLD_SIZE", "0")
+    with pytest.raises(TLCMError, match="WORLD_SIZE='0' in the environment is not a positive integer"):
+        env_world_size()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda:1", "--device")
+    with pytest.raises(TLCMError, match="torch sees 2 GPU\\(s\\): use cuda:0..cuda:1"):
+        check_device("cuda:2", "--device")
+
+
+def test_a_recipe_at_the_edges_of_its_ranges_validates(tmp_path):
+    """The miniature's mlcd recipe (M = 8) with batch 65536 (MAX_BATCH_SIZE), batch 4 = 2
+    processes x grad-accum 2 (one sample per micro-batch), inference steps 1..8 (8 = M) and
+    guidance 0 passes; batch 65537 and inference step 9 do not."""
+    from tlcm.toy import MINIATURE_SD
+
+    recipe = shrink(PRESETS["mlcd"], MINIATURE_SD, tmp_path / "run")
+    phase = next(iter(recipe.phases))
+
+    def with_phase(**fields):
+        return replace(recipe, phases={phase: replace(recipe.phases[phase], **fields)})
+
+    validate_recipe(with_phase(batch_size=65536), world_size=1)
+    validate_recipe(with_phase(batch_size=4, grad_accum=2), world_size=2)
+    validate_recipe(with_phase(batch_size=3, grad_accum=3), world_size=1)
+    validate_recipe(replace(recipe, inference_steps=(1, 8)), world_size=1)
+    validate_recipe(replace(recipe, model=replace(recipe.model, guidance_scale=0.0)), world_size=1)
+    with pytest.raises(TLCMError, match="batch-size must be in 1..65536, got 65537"):
+        validate_recipe(with_phase(batch_size=65537), world_size=1)
+    with pytest.raises(TLCMError, match="inference-steps: each must be in 1..8 .*, got 9"):
+        validate_recipe(replace(recipe, inference_steps=(9,)), world_size=1)

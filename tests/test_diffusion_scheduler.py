@@ -217,3 +217,50 @@ def test_teacher_timesteps_by_hand():
     assert teacher_timesteps(1, flow) == pytest.approx([1000.0])
     with pytest.raises(ValueError, match="num_steps must be in"):
         ddim_timesteps(1000)
+
+
+@pytest.mark.parametrize("cls", [TLCMScheduler, TLCMFlowScheduler])
+def test_gamma_and_first_gamma_outside_zero_one_are_refused(cls):
+    """gamma weighs the fresh noise (sqrt(gamma), sqrt(1 - gamma)): only [0, 1] is a sampler; both
+    ends are valid (0: DDIM, 1: LCM)."""
+    for bad in ({"gamma": -0.1}, {"first_gamma": -0.5}, {"gamma": 1.01}, {"first_gamma": 2.0}):
+        with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+            cls(**bad)
+    for good in ({"gamma": 0.0}, {"gamma": 1.0, "first_gamma": 0.0}, {"first_gamma": 1.0}):
+        cls(**good)
+
+
+def test_custom_timesteps_must_be_distinct_descending_and_below_T():
+    """T = 1000 training timesteps are 0..999 (alphas_cumprod has 1000 entries): 1000 is refused, as
+    are a repeated or rising timestep and an empty list; 999..0 pass. Passing both a step count and
+    timesteps is refused (diffusers' schedulers: "Can only pass one of")."""
+    scheduler = TLCMScheduler()
+    for bad in ([1000, 500], [999, 499, 499], [499, 999], [999, -1], []):
+        with pytest.raises(ValueError, match=r"strictly descending integers in 0\.\.999"):
+            scheduler.set_timesteps(timesteps=bad)
+    scheduler.set_timesteps(timesteps=[999, 0])
+    assert scheduler.timesteps.tolist() == [999, 0]
+    with pytest.raises(ValueError, match="exactly one of"):
+        scheduler.set_timesteps(4, timesteps=[999, 499])
+    with pytest.raises(ValueError, match="exactly one of"):
+        scheduler.set_timesteps()
+
+
+@pytest.mark.parametrize("kind", ["vp", "flow"])
+def test_set_timesteps_forgets_a_previous_begin_index(kind):
+    """An img2img call sets a begin index; the next set_timesteps (a new text-to-image call) starts
+    at the first timestep again, as diffusers' own schedulers reset it (LCMScheduler,
+    FlowMatchEulerDiscreteScheduler: begin_index None after set_timesteps)."""
+    ours, reference = (
+        (TLCMScheduler(), LCMScheduler(**SD_CONFIG))
+        if kind == "vp"
+        else (TLCMFlowScheduler(), FlowMatchEulerDiscreteScheduler())
+    )
+    for scheduler in (ours, reference):
+        scheduler.set_timesteps(4)
+        scheduler.set_begin_index(2)
+        scheduler.set_timesteps(4)
+        assert scheduler.begin_index is None
+    x = torch.randn(1, 4, 3, 3)
+    ours.step(torch.zeros_like(x), ours.timesteps[0], x, generator=torch.Generator().manual_seed(0))
+    assert ours.step_index == 1  # started at timesteps[0], not at the stale index 2

@@ -588,3 +588,33 @@ def test_aux_step_sees_the_student_after_its_update(tiny_sd_dir, tmp_path, monke
     for r in records:
         assert not torch.equal(r["after"], r["forward"])  # the step moved the student
         assert torch.equal(r["aux"], r["after"])
+
+
+def test_a_phase_fails_beyond_the_documented_quarter_of_its_own_steps_skipped(tmp_path):
+    """``check_skipped`` at the end of a 4-step phase ending at global step 10 (its steps are 7..10)
+    with the default max-skipped-fraction, 0.25 (docs/design.md): 1 of its steps skipped (1 <= 0.25
+    x 4) passes, 2 fail; step 6 is the previous phase's last step and 11 the next phase's first, so
+    neither counts."""
+    from tlcm.config import RuntimeConfig
+    from tlcm.guards import check_skipped
+
+    rt = RuntimeConfig(out_dir=tmp_path)
+    check_skipped(rt, "p", 4, 10, [7])
+    check_skipped(rt, "p", 4, 10, [6, 10, 11])
+    check_skipped(rt, "p", 4, 10, [3, 5, 6])
+    with pytest.raises(NonFiniteLoss, match="phase 'p' ended with 2 of its 4 steps skipped"):
+        check_skipped(rt, "p", 4, 10, [6, 7, 10])
+
+
+def test_skip_allows_the_documented_ten_steps_in_a_row(tmp_path):
+    """Default max-consecutive-skips 10 (RuntimeConfig's docstring): the 10th skipped step in a row
+    is skipped (one line said), the 11th stops the run."""
+    from tlcm.config import RuntimeConfig
+    from tlcm.guards import nonfinite
+
+    rt = RuntimeConfig(out_dir=tmp_path, on_nonfinite="skip")
+    said = []
+    nonfinite(rt, "p", 12, {"loss": torch.tensor(float("nan"))}, 10, said.append)
+    assert said == ["[yellow]skipped step 12 of p: non-finite loss"]
+    with pytest.raises(NonFiniteLoss, match="at step 13: 11 steps in a row skipped"):
+        nonfinite(rt, "p", 13, {"loss": torch.tensor(float("nan"))}, 11, said.append)

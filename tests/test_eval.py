@@ -344,3 +344,32 @@ def test_image_reward_is_the_head_of_the_cls_token_standardised() -> None:
         rewards = model(pixels, ids, torch.ones_like(ids))
     expected = (3.0 - 0.16717362830052426) / 1.0333394966054072
     torch.testing.assert_close(rewards, torch.full((2,), expected))
+
+
+def test_results_table_groups_models_and_shows_a_zero_score():
+    """Rows grouped by model in order of first appearance (A, then B), steps ascending within each;
+    an ImageReward of exactly 0 is a score (0.000), only None is missing (-)."""
+    rows = [
+        {"model": "A", "steps": 4, "imagereward": 0.0},
+        {"model": "B", "steps": 1, "imagereward": 0.5},
+        {"model": "A", "steps": 1, "imagereward": None},
+    ]
+    assert results_markdown(rows, ["imagereward"]) == (
+        "| model | steps | ImageReward |\n|---|---|---|\n"
+        "| A | 1 | - |\n| A | 4 | 0.000 |\n| B | 1 | 0.500 |\n"
+    )
+
+
+def test_clip_folder_with_either_tokenizer_file_and_flag_spelling(tmp_path):
+    """A transformers CLIP folder needs config.json and one tokenizer file (tokenizer.json or
+    vocab.json, not both); a missing file's message names the CLI flag with hyphens."""
+    from tlcm.eval.weights import need_clip_folder, need_file
+
+    for name in ("tokenizer.json", "vocab.json"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        (folder / name).write_text("{}")
+        assert need_clip_folder(folder, "aesthetic_clip") == folder
+    with pytest.raises(TLCMError, match=r"\(or pass --weights\.image-reward PATH\)"):
+        need_file(tmp_path / "ImageReward.pt", "image_reward")

@@ -430,3 +430,22 @@ def test_the_engine_pairs_each_prompt_with_its_own_image(layouts, tiny_sd_dir, t
     g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
     latents = trainer.phase_context.real_images(picks, g())
     assert torch.equal(latents, encode_images(trainer.base, one_by_one, g()))
+
+
+def test_caption_column_picks_the_captions_and_the_fingerprint(tmp_path):
+    """--recipes.data.caption-column names the metadata field read as the caption (diffusers'
+    --caption_column); another column gives other captions, hence another fingerprint (a resume
+    then sees that the data changed)."""
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "a.png")
+    record = {"file_name": "a.png", "text": "short", "long_caption": " a long red caption "}
+    (tmp_path / METADATA).write_text(json.dumps(record) + "\n")
+    default, long = ImageTextSource(tmp_path, 8), ImageTextSource(tmp_path, 8, caption_column="long_caption")
+    assert default.text(0) == "short" and long.text(0) == "a long red caption"
+    assert default.fingerprint() != long.fingerprint()
+
+
+def test_shard_member_extensions_are_case_insensitive(tmp_path):
+    """KEY.PNG + KEY.TXT (cameras and Windows tools write upper case) pair like KEY.png + KEY.txt."""
+    write_tar(tmp_path / "a.tar", [("a.PNG", png_bytes(Image.new("RGB", (8, 8), "red"))), ("a.TXT", b"red")])
+    source = ImageTextSource(tmp_path / "a.tar", 8)
+    assert len(source) == 1 and source.text(0) == "red" and source.image(0)[0].min() == 1.0

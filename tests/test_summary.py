@@ -117,3 +117,34 @@ def test_the_progress_display_wraps_in_a_narrow_terminal_instead_of_cutting(widt
     terms = [f"{k}={v:.4g}" for k, v in show.items()]
     assert all(t in "".join(line.strip() for line in lines) for t in terms)  # the terms, wrapped
     assert width < 80 or all(any(t in line for line in lines) for t in terms)  # at 80: each on one line
+
+
+def test_the_suggested_teacher_table_scores_the_students_prompt_count(tmp_path):
+    """200 prompts = 10 digits x 20 samples per digit: the command to score the teacher at the
+    same count says --samples-per-digit 20; with no count recorded, the docs' 500 -> 50."""
+    run = _run(tmp_path)
+    text = run_summary(run, ModelConfig(path=tmp_path / "my-sd"), 3.0, SCORES)
+    assert "--steps 1 2 4 8 --samples-per-digit 20 --out T.json" in text
+    unknown = [{k: r[k] for k in ("steps", "alignment", "fd")} for r in SCORES]
+    text = run_summary(run, ModelConfig(path=tmp_path / "my-sd"), 3.0, unknown)
+    assert "--samples-per-digit 50 --out T.json" in text
+
+
+def test_a_teacher_table_of_mixed_prompt_counts_is_not_set_beside_the_student(tmp_path, monkeypatch):
+    """FD depends on the prompt count: a committed table whose rows were scored on 200 and on 500
+    prompts is no comparison for a 200-prompt student (None); one of 200-prompt rows is, and gives
+    the lowest-FD row per step count (w 2 here: FD 9 < 11)."""
+    import tlcm.summary
+
+    rows = [
+        {"steps": 2, "w": 2.0, "prompts": 200, "alignment": 0.9, "fd": 9.0},
+        {"steps": 2, "w": 4.0, "prompts": 500, "alignment": 0.9, "fd": 4.0},
+    ]
+    monkeypatch.setattr(tlcm.summary, "RESULTS", tmp_path)
+    for name in tlcm.summary.TEACHER_TABLES[MINIATURE_SD.resolve()]:
+        (tmp_path / name).write_text(json.dumps(rows))
+    assert tlcm.summary.committed_teacher(MINIATURE_SD, 200) is None
+    rows[1].update(prompts=200, w=4.0, fd=11.0)
+    (tmp_path / "teacher_table.json").write_text(json.dumps(rows))
+    path, best = tlcm.summary.committed_teacher(MINIATURE_SD, 200)
+    assert path == tmp_path / "teacher_table.json" and best[2]["w"] == 2.0

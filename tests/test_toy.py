@@ -117,3 +117,18 @@ def test_two_inks_are_the_same_digits_inverted_and_jitter_keeps_the_background()
     assert corners(jittered).mean() > 0.9  # zero padding (ink -1) would give black corners
     with pytest.raises(ValueError, match="inks must be 1"):
         load_digit_images(0, inks=3)
+
+
+def test_real_pairs_label_the_ink_of_every_digit():
+    """The 1797 UCI digits come first white on black (indices 0..1796), then the same digits black on
+    white (1797..3593): the row's ink says which, and matches the image (background -1 or +1 at a
+    corner); each caption names its own digit with template i % 4."""
+    pytest.importorskip("sklearn")
+    from tlcm.toy.data import real_pairs
+
+    x, texts, rows = real_pairs()
+    assert len(rows) == 3594
+    for i, ink in ((0, "white"), (1796, "white"), (1797, "black"), (3593, "black")):
+        assert rows[i]["ink"] == ink, i
+        assert x[i, 0, 0, 0].item() == (-1.0 if ink == "white" else 1.0), i
+    assert rows[1797]["digit"] == rows[0]["digit"] and texts[1797] == prompt_for(rows[0]["digit"], 1797 % 4)

@@ -143,3 +143,29 @@ def test_wandb_offline_run_holds_metrics_and_recipe(tiny_sd_dir, tmp_path, monke
         for i in r.run.config.update
     }
     assert config["runtime"]["out_dir"] == str(tmp_path) and config["runtime"]["trackers"] == ["wandb"]
+
+
+def test_tensorboard_hparams_are_named_by_dotted_paths():
+    """The recipe as hparams: nested keys joined by dots (phases.mlcd.lr), top-level keys as they are."""
+    from tlcm.trackers import _flatten
+
+    tree = {"phases": {"mlcd": {"lr": 1e-4, "steps": 3}}, "seed": 0}
+    assert list(_flatten(tree)) == [("phases.mlcd.lr", 1e-4), ("phases.mlcd.steps", 3), ("seed", 0)]
+
+
+def test_a_resume_keeps_its_checkpoint_steps_line_and_drops_a_torn_one(tmp_path, monkeypatch):
+    """Resuming from the checkpoint of global step 2: metrics.jsonl keeps steps 1 and 2 and loses 3
+    and a torn last line (a kill mid-write); the trackers purge from step 3 on (TensorBoard's
+    purge_step: values at steps >= it go), so step 2's values stay."""
+    import tlcm.report
+
+    opened = []
+    monkeypatch.setattr(tlcm.report, "open_sinks", lambda names, out, rec, purge: opened.append(purge) or [])
+    lines = [json.dumps({"global_step": s, "loss": 0.5}) for s in (1, 2, 3)] + ['{"global_step": 4, "lo']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    reporter = Reporter(tmp_path, trackers=("tensorboard",))
+    reporter.truncate(2)
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == lines[:2]
+    with reporter:
+        pass
+    assert opened == [3]
