@@ -152,9 +152,9 @@ print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
 def test_help_imports_the_recipe_tree_only():
     """--help (and a misspelled flag) of tlcm.train (its presets, a preset's fields), tlcm.evaluate,
     tlcm.sample, tlcm.export, tlcm.data.trajectories, tlcm.data.images and tlcm.latent_lpips.train
-    imports torch (the loss configs need it) but
-    no model library: diffusers, peft, timm, transformers and torchvision are imported by the code
-    that trains or loads a model (they took --help from ~2 s to ~7 s; ~14 s once)."""
+    imports torch (the loss configs need it) but no model library: diffusers, peft, timm,
+    transformers and torchvision are imported by the code that trains or loads a model (they took
+    --help from ~2 s to ~7 s; ~14 s once)."""
     proc = subprocess.run([sys.executable, "-c", HELP_CHECK], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     loaded = set(proc.stdout.split())

@@ -40,26 +40,35 @@ def student_run(tiny_sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def _sample(
+def _sample_call(
     monkeypatch: pytest.MonkeyPatch, args: SampleArgs, swap: bool = False
-) -> tuple[dict[str, Any], torch.Tensor]:
-    """Run ``tlcm.sample.main(args)`` with ``sample_latents`` wrapped; returns (the gamma and
-    first_gamma it was called with, the latents it returned). ``swap``: the sampler's step
-    generator is replaced by one seeded differently (the initial noise stays the run's)."""
-    calls: list[tuple[dict[str, Any], torch.Tensor]] = []
+) -> tuple[tuple, dict[str, Any], torch.Tensor]:
+    """Run ``tlcm.sample.main(args)`` with ``sample_latents`` wrapped; returns its one call's
+    (positional args: denoiser, schedule, cond, noise, timesteps; keyword args; returned latents).
+    ``swap``: the sampler's step generator is replaced by one seeded differently (the initial noise
+    stays the run's)."""
+    calls: list[tuple[tuple, dict[str, Any], torch.Tensor]] = []
     real = tlcm.sample.sample_latents
 
     def recording(*a: Any, **kw: Any) -> torch.Tensor:
         if swap:
             kw["generator"] = torch.Generator(device=kw["generator"].device).manual_seed(12345)
         latents = real(*a, **kw)
-        calls.append(({"gamma": kw["gamma"], "first_gamma": kw["first_gamma"]}, latents.clone()))
+        calls.append((a, kw, latents.clone()))
         return latents
 
     monkeypatch.setattr(tlcm.sample, "sample_latents", recording)
     sample_main(args)
     assert len(calls) == 1
     return calls[0]
+
+
+def _sample(
+    monkeypatch: pytest.MonkeyPatch, args: SampleArgs, swap: bool = False
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """``_sample_call``'s (the gamma and first_gamma the sampler was called with, its latents)."""
+    _, kw, latents = _sample_call(monkeypatch, args, swap)
+    return {"gamma": kw["gamma"], "first_gamma": kw["first_gamma"]}, latents
 
 
 def test_teacher_samples_with_deterministic_ddim(
@@ -122,20 +131,11 @@ def test_the_grid_has_one_row_per_prompt(
     num_per_prompt images are one prompt each), each row the prompt's own encoding."""
     from tlcm.models.base import BaseModel
 
-    seen: list[Any] = []
-    real = tlcm.sample.sample_latents
-
-    def recording(denoiser, schedule, cond, noise, *a: Any, **kw: Any) -> torch.Tensor:
-        seen.append(cond)
-        return real(denoiser, schedule, cond, noise, *a, **kw)
-
-    monkeypatch.setattr(tlcm.sample, "sample_latents", recording)
     args = SampleArgs(
         prompt=("a seven", "a two"), steps=1, num_per_prompt=3, device="cpu", model=tiny_sd_dir,
         out=tmp_path / "s.png",
     )  # fmt: skip
-    sample_main(args)
-    (cond,) = seen
+    (_, _, cond, _, _), _, _ = _sample_call(monkeypatch, args)
     each, _ = BaseModel.load(tiny_sd_dir).encode(["a seven", "a two"])
     expected = each.prompt_embeds[torch.tensor([0, 0, 0, 1, 1, 1])]
     torch.testing.assert_close(cond.prompt_embeds, expected)
@@ -149,18 +149,10 @@ def test_a_student_samples_with_every_milestone_and_no_more(
     from tlcm.errors import TLCMError
 
     m = PRESETS["mlcd"].student.grid.num_milestones
-    timesteps: list[list[int]] = []
-    real = tlcm.sample.sample_latents
-
-    def recording(denoiser, schedule, cond, noise, steps, *a: Any, **kw: Any) -> torch.Tensor:
-        timesteps.append(list(steps))
-        return real(denoiser, schedule, cond, noise, steps, *a, **kw)
-
-    monkeypatch.setattr(tlcm.sample, "sample_latents", recording)
     args = SampleArgs(
         prompt=("a",), steps=m, num_per_prompt=1, device="cpu", student=student_run, out=tmp_path / "s.png"
     )
-    sample_main(args)
-    assert len(timesteps) == 1 and len(timesteps[0]) == m
+    (_, _, _, _, timesteps), _, _ = _sample_call(monkeypatch, args)
+    assert len(timesteps) == m
     with pytest.raises(TLCMError, match=rf"--steps must be in 1\.\.{m} "):
         sample_main(replace(args, steps=m + 1))
