@@ -117,6 +117,7 @@ class Bench:
                 args.steps,
                 self.report.allow,
                 self.report.update,
+                args.compile_backend,
             )
 
     def train(self, sec: dict, kind: str) -> None:
@@ -221,6 +222,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--work-dir", type=Path, default=None, help="model folders and runs (default: a temp folder)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; tiny: 1)")
+    parser.add_argument(
+        "--compile-backend",
+        default=None,
+        help="torch.compile backend of the speed section's compiled rows (default inductor; tiny: "
+        "aot_eager, which traces the same graphs without generating kernels: the code paths only)",
+    )
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if unknown := set(args.sections) - set(SECTIONS):
@@ -233,6 +240,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.steps, args.repeats = tiny_default(args.steps, 2, 1), tiny_default(args.repeats, 3, 1)
     args.mini_samples = tiny_default(args.mini_samples, 20, 2)
     args.threads = tiny_default(args.threads, None, 1)
+    args.compile_backend = tiny_default(args.compile_backend, "inductor", "aot_eager")
     return args
 
 

@@ -77,8 +77,11 @@ def tables(data: dict) -> list[Table]:
         elif name == "miniature":
             out += _miniature(sec.get("runs", []))
         elif name == "speed":
+            backend = sec.get("compile_backend", "inductor")
             for key, title in SPEED.items():
-                out += _speed(title, sec.get(key, []))
+                out += _speed(
+                    title + ("" if backend == "inductor" else f" (compiled: {backend})"), sec.get(key, [])
+                )
             out += _projections(sec.get("sdxl_mlcd", []))
     return out
 

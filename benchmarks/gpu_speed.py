@@ -254,11 +254,14 @@ def uncompiled_rows(
     _runtime_rows(recipe, modes, device, timed_steps, allow, emit)
 
 
-def compiled_rows(recipe: Recipe, device: str, timed_steps: int, allow, emit, graphs: bool = False) -> None:
-    """Compiled blocks, and with ``graphs`` compiled and replayed (run after every uncompiled row:
-    compilation may run into the check's time-out; the rows before are kept)."""
-    modes = [("compiled blocks", {"compile": True})]
-    modes += [("compiled blocks + graphs", {"compile": True, "graphs": True})] if graphs else []
+def compiled_rows(
+    recipe: Recipe, device: str, timed_steps: int, allow, emit, backend: str, graphs: bool = False
+) -> None:
+    """Blocks compiled with ``backend``, and with ``graphs`` compiled and replayed (run after every
+    uncompiled row: compilation may run into the check's time-out; the rows before are kept)."""
+    compiled = {"compile": True, "compile_backend": backend}
+    modes = [("compiled blocks", compiled)]
+    modes += [("compiled blocks + graphs", {**compiled, "graphs": True})] if graphs else []
     _runtime_rows(recipe, modes, device, timed_steps, allow, emit)
 
 
@@ -286,11 +289,21 @@ def miniature_recipe(work: Path, device: str) -> Recipe:
 
 
 def run_speed(
-    sec: dict, model: Path, clip: Path, work: Path, device: str, tiny: bool, steps: int, allow, update
+    sec: dict,
+    model: Path,
+    clip: Path,
+    work: Path,
+    device: str,
+    tiny: bool,
+    steps: int,
+    allow,
+    update,
+    backend: str = "inductor",
 ):
     """The section: ``sec["sdxl_mlcd"]`` and ``sec["miniature_mlcd"]`` rows, written (``update()``)
-    as each is done: SDXL's uncompiled rows, the miniature's, then the compiled rows of each. On the
-    CPU only the "math" kernel is forced (the others are CUDA kernels)."""
+    as each is done: SDXL's uncompiled rows, the miniature's, then the compiled rows of each
+    (torch.compile ``backend``, recorded as ``sec["compile_backend"]``). On the CPU only the "math"
+    kernel is forced (the others are CUDA kernels)."""
     kernels = ("flash", "cudnn", "efficient") if device.startswith("cuda") else ("math",)
 
     def into(key: str):
@@ -311,5 +324,6 @@ def run_speed(
     # every uncompiled row first: compilation is the time-out's risk
     uncompiled_rows(sdxl, device, steps, allow, into("sdxl_mlcd"), kernels, work / "speed-cache")
     uncompiled_rows(mini, device, mini_steps, allow, into("miniature_mlcd"), graphs=True)
-    compiled_rows(sdxl, device, steps, allow, into("sdxl_mlcd"))
-    compiled_rows(mini, device, mini_steps, allow, into("miniature_mlcd"), graphs=True)
+    sec["compile_backend"] = backend
+    compiled_rows(sdxl, device, steps, allow, into("sdxl_mlcd"), backend)
+    compiled_rows(mini, device, mini_steps, allow, into("miniature_mlcd"), backend, graphs=True)

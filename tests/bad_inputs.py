@@ -1121,6 +1121,12 @@ CASES: list[Case] = [
         "log-every < 1", "--recipes.runtime.log-every", "0", expect="--recipes.runtime.log-every must be >= 1"
     ),
     train(
+        "unknown compile backend",
+        "--recipes.runtime.compile-backend",
+        "inducter",
+        expect="--recipes.runtime.compile-backend 'inducter' is not a torch.compile backend: use inductor",
+    ),
+    train(
         "max-weight-abs 0",
         "--recipes.runtime.max-weight-abs",
         "0",

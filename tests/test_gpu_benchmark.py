@@ -74,6 +74,7 @@ def test_every_section_produces_its_fields(tiny_run):
         assert r["status"] == "done" and r["micro_batch"] * r["grad_accum"] == r["batch"]
         assert r["plan_s"] >= 0 and r["plan"] is None and r["checkpointing"] is False
     speed = sections["speed"]  # same weights (lr 0) and draws: the variants differ only by rounding
+    assert speed["compile_backend"] == "aot_eager"  # --tiny's default: the code paths, no kernels generated
     cached = speed["sdxl_mlcd"].pop(2)  # MLCD from the trajectory cache (before the compiled row)
     assert cached["variant"].startswith("eager, trajectory cache") and cached["status"] == "done"
     assert cached["cache_teacher_calls"] > 0 and cached["s_per_step"] > 0 and cached["speedup_vs_eager"] > 0
@@ -95,7 +96,7 @@ def test_every_section_produces_its_fields(tiny_run):
             key == "miniature_mlcd"
         )
         assert all(r["max_term_rel_diff"] == 0.0 for r in replayed if "compiled" not in r["variant"])
-        assert all(0 < r["max_term_rel_diff"] < 1e-2 for r in rows[1:] if r not in replayed[:1]), [
+        assert all(0 <= r["max_term_rel_diff"] < 1e-2 for r in rows[1:]), [  # aot_eager: 0 or rounding
             r["max_term_rel_diff"] for r in rows
         ]
         assert all(r["host_syncs_per_step"] is None for r in rows)  # counted on CUDA only

@@ -179,6 +179,21 @@ def check_trackers(trackers: Iterable[str], flag: str) -> None:
             )
 
 
+def check_compile_backend(backend: str, flag: str) -> None:
+    """``backend`` must be a name ``torch.compile`` knows (dynamo's registry, its debug backends
+    included); "inductor", the default, needs no lookup."""
+    if backend == "inductor":
+        return
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise TLCMError(
+            f"{flag} {backend!r} is not a torch.compile backend: use inductor (the default), aot_eager "
+            f"(no kernels generated: a quick check), or one of {', '.join(known)}"
+        )
+
+
 def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True, family=None) -> None:
     """Export formats: a non-empty subset of EXPORT_FORMATS; kohya only for a LoRA student of a
     family with a kohya format (SD1.5 / SDXL; ``family`` None: not checked)."""
@@ -427,6 +442,7 @@ def _check_runtime(rt, full_finetune: bool, family) -> None:
     check_seed(rt.seed, f"{flag}.seed")
     check_export_formats(rt.export_formats, f"{flag}.export-formats", lora=not full_finetune, family=family)
     check_trackers(rt.trackers, f"{flag}.trackers")
+    check_compile_backend(rt.compile_backend, f"{flag}.compile-backend")
     if rt.checkpoint_every < 0:
         raise TLCMError(
             f"{flag}.checkpoint-every must be >= 0 (0: only at phase ends and on SIGTERM), "

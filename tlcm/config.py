@@ -146,6 +146,11 @@ class RuntimeConfig:
     transformer blocks, SD3's / FLUX's blocks; ``Student.compile``). The first steps pay the
     compilation (each adapter selection, grad mode and shape once); gradients equal the eager ones
     to rounding (tests/test_loss_contract.py). On the CPU it only costs: for GPUs."""
+    compile_backend: str = "inductor"
+    """The ``torch.compile`` backend of ``compile``: "inductor" (kernels generated for the device:
+    the fast one), "aot_eager" (forward and backward traced by dynamo and AOTAutograd, then run by
+    eager kernels: checks that compilation keeps the gradients without inductor's compile time, for
+    debugging and the CPU tests), or any other name ``torch._dynamo.list_backends()`` gives."""
     graphs: bool = False
     """Capture each no-grad call of the denoising network (teacher, targets, sampling) once per
     input shape and replay it: CUDA graphs on CUDA, an aten-op trace on the CPU (tlcm/models/graphs.py).

@@ -138,7 +138,7 @@ class Trainer:
         self.student.add_adapters(adapters)
         self.student.set_gradient_checkpointing(rt.gradient_checkpointing)
         if rt.compile:
-            self.student.compile()
+            self.student.compile(rt.compile_backend)
         if self.sharded:
             param_dtype = torch.bfloat16 if use_bf16 else None
             for net in dict.fromkeys([self.student.net, self.base.net]):

@@ -239,9 +239,10 @@ class Student:
         the adapter selection of its forward (``AdapterSwitch``); the only way to switch it."""
         self.adapters.set_gradient_checkpointing(enabled)
 
-    def compile(self) -> None:
+    def compile(self, backend: str = "inductor") -> None:
         """``torch.compile`` each repeated block's ``forward`` (regional compilation: the family's
-        ``compile_modules``) of the student's network and, for a full fine-tune, the teacher's.
+        ``compile_modules``) of the student's network and, for a full fine-tune, the teacher's, with
+        the dynamo ``backend`` (``RuntimeConfig.compile_backend``).
 
         One compiled code per block class serves every block of it; the adapter selection, grad
         mode and shapes are guards, so each combination compiles once (tiny UNet: 4 graphs for MLCD,
@@ -262,7 +263,7 @@ class Student:
         for net in dict.fromkeys([self.net, self.base.net]):
             for block in self.base.family.compile_modules(net):
                 cls = type(block)
-                compiled.setdefault(cls, torch.compile(cls.forward))
+                compiled.setdefault(cls, torch.compile(cls.forward, backend=backend))
                 block.forward = MethodType(compiled[cls], block)  # a deep copy binds to the copy
 
     def use_graphs(self) -> None:
