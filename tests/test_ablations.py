@@ -1,6 +1,7 @@
 """The ablation runner's table: a run of some variants updates their rows of docs/ablations.md and
 keeps every other row."""
 
+import json
 from pathlib import Path
 
 from ablations.run import BEGIN, END, write_results
@@ -34,3 +35,30 @@ def test_a_new_table_file_gets_the_rows_in_ladder_order(tmp_path):
     write_results(doc, HEADER + full + "\n")
     write_results(doc, HEADER + stage1 + "\n")
     assert _rows(doc) == [stage1, full]
+
+
+def test_the_table_reads_every_seed_folder_and_puts_each_step_count_under_its_column(tmp_path):
+    """runs/s<seed>/<variant>/eval.json per seed: mean (min-max) of alignment / FD under the
+    header's 2, 4, 8, 1 steps; the seeds column counts seeds; seconds: their mean."""
+    from ablations.run import seed_runs, table
+    from ablations.variants import VARIANTS
+
+    name = "mlcd+lcd-l2"
+    for seed, (align, fd, seconds) in enumerate([(0.5, 10.0, 100), (0.7, 20.0, 300)]):
+        run = tmp_path / f"s{seed}" / name
+        run.mkdir(parents=True)
+        rows = [
+            {"steps": n, "prompts": 500, "alignment": align + n / 100, "fd": fd * n} for n in (1, 2, 4, 8)
+        ]
+        (run / "eval.json").write_text(json.dumps(rows))
+        (run / "ablation.json").write_text(json.dumps({"train_eval_seconds": seconds}))
+    assert seed_runs(tmp_path, 1) == tmp_path / "s1"  # where _train_one writes and table reads
+    header, _, line = table(tmp_path, [name]).splitlines()
+    assert header == HEADER.splitlines()[0]
+    cells = dict(zip(header.strip("| ").split(" | "), line.strip("| ").split(" | "), strict=True))
+    v = VARIANTS[name]
+    assert (cells["variant"], cells["what changes"], cells["parent"]) == (name, v.description, v.parent)
+    assert cells["seeds"] == "2" and cells["seconds"] == "200"
+    assert cells["1 step"] == "0.610 (0.510-0.710) / 15.00 (10.00-20.00)"
+    assert cells["2 steps"] == "0.620 (0.520-0.720) / 30.00 (20.00-40.00)"
+    assert cells["8 steps"] == "0.680 (0.580-0.780) / 120.00 (80.00-160.00)"

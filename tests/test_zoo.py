@@ -222,3 +222,33 @@ def test_the_table_reports_the_discriminators_held_out_accuracy(tmp_path):
     # the last 20 %: balanced (1 + 0) / 2, (0.9 + 0.5) / 2; real (1 + 0.9) / 2, fake (0 + 0.5) / 2
     assert dmd2.rstrip(" |").endswith("0.60 (0.50-0.70); real 0.95, fake 0.25")
     assert pcm.rstrip(" |").endswith("-")
+
+
+def test_the_leftover_budget_goes_to_the_largest_remainders_first():
+    """10 and 20 steps at 1 evaluation each scaled to 40: exactly 13.33 and 26.67; one step is left
+    after rounding down and goes to the larger remainder: 13 and 27 (the nearest), not 14 and 26."""
+    assert zoo.scale_steps({"a": 10, "b": 20}, {"a": 1.0, "b": 1.0}, 40) == {"a": 13, "b": 27}
+    assert zoo.scale_steps({"a": 20, "b": 10}, {"a": 1.0, "b": 1.0}, 40) == {"a": 27, "b": 13}
+
+
+def test_a_methods_better_sampler_is_the_one_with_the_lower_mean_fd():
+    means = {
+        ("own", 2): (0.8, 5.0, [4.0, 6.0]),
+        ("tlcm", 2): (0.7, 3.0, [2.5, 3.5]),
+        ("own", 4): (0.9, 2.0, [2.0]),
+    }
+    assert zoo.better_sampler(means, 2) == (3.0, 0.7, "tlcm", [2.5, 3.5])
+    assert zoo.better_sampler(means, 4) == (2.0, 0.9, "own", [2.0])
+    assert zoo.better_sampler(means, 8) is None
+
+
+def test_the_docs_are_preliminary_while_any_miniature_has_fewer_than_three_seeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "plot", lambda args, names: None)
+    monkeypatch.setattr(zoo, "frontier", lambda args, names: None)
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        _finished(runs, "unet", seed, "tcd")
+    args = zoo.Args(runs=runs, table=tmp_path / "zoo.md")
+    assert "Preliminary" not in zoo.write_docs(args)  # 3 seeds on the one miniature with runs
+    _finished(runs, "flow", 0, "tcd")
+    assert "**Preliminary: 1 seed(s)**" in zoo.write_docs(args)  # the flow miniature has one
