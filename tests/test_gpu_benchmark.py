@@ -99,6 +99,7 @@ def test_every_section_produces_its_fields(tiny_run):
         assert all(0 <= r["max_term_rel_diff"] < 1e-2 for r in rows[1:]), [  # aot_eager: 0 or rounding
             r["max_term_rel_diff"] for r in rows
         ]
+        assert all(r["max_term_rel_diff"] > 0 for r in rows if "SDPA" in r["variant"])  # another kernel
         assert all(r["host_syncs_per_step"] is None for r in rows)  # counted on CUDA only
         assert all(("projected_mlcd_hours" in r) == (key == "sdxl_mlcd") for r in rows)  # SDXL's phase
     runs = sections["miniature"]["runs"]

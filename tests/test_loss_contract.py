@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,12 +185,22 @@ def _compiled_and_eager(recipe, out: Path, backend: str = "inductor") -> tuple[l
             compile=compiled,
             compile_backend=backend,
         )
-        torch._dynamo.reset()
-        torch._dynamo.utils.counters.clear()
-        runs[compiled] = _gradients_of_every_update(replace(recipe, runtime=runtime))
-        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    torch._dynamo.reset()
+        with _fresh_graphs() as stats:
+            runs[compiled] = _gradients_of_every_update(replace(recipe, runtime=runtime))
+            graphs = stats["unique_graphs"]
     return runs[False], runs[True], graphs
+
+
+@contextmanager
+def _fresh_graphs():
+    """dynamo's caches emptied before (graphs of earlier tests could serve these blocks: count
+    fresh ones) and after; yields dynamo's "stats" counters (``unique_graphs``: graphs compiled)."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    try:
+        yield torch._dynamo.utils.counters["stats"]
+    finally:
+        torch._dynamo.reset()
 
 
 def _assert_same_updates(a: list, b: list, case: str) -> None:
@@ -223,12 +234,10 @@ def test_compiled_blocks_give_the_eager_gradients(case, tiny_sd_dir, tmp_path, t
     the CPU, Triton on CUDA, which the CPU cannot check) change only rounding: checked on DMD in
     fp32 (``COMPILE_TOLERANCE``) and under FSDP2. A cold inductor cache (a fresh CI machine)
     costs ~45 s of C++ compilation per case on the CPU (in bf16 94-200 s), aot_eager none."""
-    torch._dynamo.reset()  # graphs of earlier tests could serve these blocks: count fresh ones
-    torch._dynamo.utils.counters.clear()
     on = {"compile": True, "compile_backend": "aot_eager", "gradient_checkpointing": True}
-    _assert_bit_identical_training(case, on, tiny_sd_dir, tmp_path, tmp_path_factory)
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    torch._dynamo.reset()
+    with _fresh_graphs() as stats:
+        _assert_bit_identical_training(case, on, tiny_sd_dir, tmp_path, tmp_path_factory)
+        graphs = stats["unique_graphs"]
     assert graphs >= 2, (case, graphs)  # grad mode at least: student (grad) and teacher (no_grad)
 
 
@@ -309,16 +318,16 @@ def test_compiled_bf16_with_checkpointing_gives_the_eager_bf16_bits(case, tmp_pa
     fp32), so only a loose bound against fp32 could be checked, and a cold cache cost 94-200 s per
     case on the CPU for C++ kernels that CUDA users never run (theirs are Triton's: the GPU
     benchmark's compiled rows compare them with eager, benchmarks/gpu_speed.py)."""
-    torch._dynamo.reset()  # graphs of earlier tests could serve these blocks: count fresh ones
-    torch._dynamo.utils.counters.clear()
     compiled = {"compile": True, "compile_backend": "aot_eager", "gradient_checkpointing": True}
     runs = []
-    for runtime in ({"gradient_checkpointing": True}, compiled):
-        recipe = in_bf16(case_recipe(case, MINIATURE_SD, tmp_path / str(len(runs)), steps=1))
-        runs.append(_gradients_of_every_update(replace(recipe, runtime=replace(recipe.runtime, **runtime))))
+    with _fresh_graphs() as stats:
+        for runtime in ({"gradient_checkpointing": True}, compiled):
+            recipe = in_bf16(case_recipe(case, MINIATURE_SD, tmp_path / str(len(runs)), steps=1))
+            recipe = replace(recipe, runtime=replace(recipe.runtime, **runtime))
+            runs.append(_gradients_of_every_update(recipe))
+        graphs = stats["unique_graphs"]
     _assert_same_updates(*runs, case)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
-    torch._dynamo.reset()
+    assert graphs > 0, case
 
 
 def test_resume_with_an_embedding_cache_equals_the_run_without(tiny_sd_dir, tmp_path):

@@ -11,9 +11,9 @@ MUTANTS = [
     Mutant(
         "every-block-runs-the-first-blocks-weights",
         STUDENT,
-        "compiled.setdefault(cls, torch.compile(cls.forward, backend=backend))\n"
+        "compiled[cls] = torch.compile(cls.forward, backend=backend)\n"
         "                block.forward = MethodType(compiled[cls], block)",
-        "compiled.setdefault(cls, torch.compile(block.forward, backend=backend))\n"
+        "compiled[cls] = torch.compile(block.forward, backend=backend)\n"
         "                block.forward = compiled[cls]",
         (SWEEP,),
         "the compiled bound method of a class's first block serves every block of that class",

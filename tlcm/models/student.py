@@ -263,7 +263,8 @@ class Student:
         for net in dict.fromkeys([self.net, self.base.net]):
             for block in self.base.family.compile_modules(net):
                 cls = type(block)
-                compiled.setdefault(cls, torch.compile(cls.forward, backend=backend))
+                if cls not in compiled:
+                    compiled[cls] = torch.compile(cls.forward, backend=backend)
                 block.forward = MethodType(compiled[cls], block)  # a deep copy binds to the copy
 
     def use_graphs(self) -> None:
