@@ -6,7 +6,8 @@ split over the processes (no accumulation) and leaves each case's checkpoints in
 With "fsdp": the FSDP2 cases (FSDP_CASES) with --recipes.runtime.fsdp and gradient checkpointing
 (the mode users shard in), and each also interrupted after its first step and resumed, into
 OUT/<case>-resumed; one step of "dmd" in bf16 (frozen weights, autocast, FSDP2's
-mixed-precision policy) into OUT/dmd-bf16; and "dmd" with compiled blocks into OUT/dmd-compiled.
+mixed-precision policy) into OUT/dmd-bf16; and "dmd" with compiled blocks (aot_eager) into
+OUT/dmd-compiled.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from engine_helpers import interrupt_after  # tests/ is this script's folder: first on sys.path
+from counted_backend import COUNTED_AOT_EAGER, GRAPH_CALLS  # tests/ is this script's folder: on sys.path
+from engine_helpers import interrupt_after
 from loss_cases import CASES, FSDP_CASES, case_recipe, in_bf16
 from torch.distributed.tensor import DTensor
 
@@ -53,7 +55,8 @@ if __name__ == "__main__":
             # compiled blocks inside FSDP2's units (their hooks stay eager around the compiled forward)
             recipe = case_recipe("dmd", model, out / "dmd-compiled", steps=steps, batch_size=batch, fsdp=True)
             runtime = replace(recipe.runtime, fsdp=True, gradient_checkpointing=True, compile=True)
-            train(replace(recipe, runtime=runtime))
+            train(replace(recipe, runtime=replace(runtime, compile_backend=COUNTED_AOT_EAGER)))
+            assert len(GRAPH_CALLS) >= 2, GRAPH_CALLS  # compiled graphs ran: the student's, the teacher's
     finally:
         close_distributed()
     # FSDP2 on gloo: about 8% of runs abort at interpreter exit AFTER the process group was

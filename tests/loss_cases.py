@@ -131,18 +131,13 @@ def case_recipe(
     """The case's phases, ``steps`` each, lr 1e-2 (so that every step moves the weights a lot);
     ``fsdp``: the FSDP2 comparison's form (MLCD states single_jump; the flag is the caller's)."""
     base = shrink(PRESETS["mlcd"], model, out_dir, steps=steps, batch_size=batch_size)
-
-    def form(loss):
-        mds = isinstance(loss, MLCDConfig) and loss.states == "mds"
-        return replace(loss, states="single_jump") if fsdp and mds else loss
-
     phases = {
         phase: Phase(
             steps=steps,
             lr=1e-2,
             batch_size=batch_size,
             grad_accum=grad_accum,
-            losses={k: form(v) for k, v in losses.items()},
+            losses={k: fsdp_form(v) if fsdp else v for k, v in losses.items()},
         )
         for phase, losses in CASES[name].items()
     }
@@ -156,6 +151,13 @@ def case_recipe(
     if name in CASE_GRIDS:
         base = replace(base, student=replace(base.student, grid=CASE_GRIDS[name]))
     return replace(base, phases=phases)
+
+
+def fsdp_form(loss):
+    """``loss`` in the FSDP2 comparison's form: MLCD's MDS states single_jump (see ``FSDP_CASES``),
+    any other loss as it is."""
+    mds = isinstance(loss, MLCDConfig) and loss.states == "mds"
+    return replace(loss, states="single_jump") if mds else loss
 
 
 def real_images(root: Path) -> Path:
