@@ -1,7 +1,7 @@
-"""A dynamo backend for the compile tests: aot_eager, counting the calls of every graph it compiled
-(tests/test_loss_contract.py and its torchrun worker, tests/dp_worker.py). aot_eager runs the ops
-dynamo and AOTAutograd traced with eager kernels, so a correct compile gives eager's bits; the
-counts show that compiled graphs ran at all (a compile that silently ran eager gives them too)."""
+"""dynamo backends for the compile tests: aot_eager and inductor, counting the calls of every graph
+they compiled (tests/test_loss_contract.py and its torchrun worker, tests/dp_worker.py). aot_eager
+runs the ops dynamo and AOTAutograd traced with eager kernels, so a correct compile gives eager's
+bits, and the same bits come from a compile that silently ran eager: the counts tell them apart."""
 
 from __future__ import annotations
 
@@ -12,23 +12,36 @@ from collections import Counter
 import torch
 import torch._dynamo
 
-COUNTED_AOT_EAGER = "tlcm-counted-aot-eager"
-"""The backend's name (``--recipes.runtime.compile-backend``)."""
-
 GRAPH_CALLS: Counter = Counter()
-"""Calls of each graph the backend compiled in this process (key: the graph's number)."""
+"""Calls of each graph a counted backend compiled in this process (key: the graph's number)."""
 
 _GRAPH_NUMBERS = itertools.count()
 
 
-@functools.partial(torch._dynamo.register_backend, name=COUNTED_AOT_EAGER)
-def counted_aot_eager(graph: torch.fx.GraphModule, example_inputs: list):
-    """dynamo's aot_eager backend for ``graph``, counting each call of the result in ``GRAPH_CALLS``."""
-    run, number = torch._dynamo.lookup_backend("aot_eager")(graph, example_inputs), next(_GRAPH_NUMBERS)
+def _register(backend: str) -> str:
+    """Register ``backend`` counted as "tlcm-counted-<backend>" and return that name."""
 
-    @functools.wraps(run)  # keeps the calling convention flags (_boxed_call) dynamo reads
-    def counted(*args):
-        GRAPH_CALLS[number] += 1
-        return run(*args)
+    def compile_graph(graph: torch.fx.GraphModule, example_inputs: list):
+        run, number = torch._dynamo.lookup_backend(backend)(graph, example_inputs), next(_GRAPH_NUMBERS)
 
-    return counted
+        @functools.wraps(run)  # keeps the calling convention flags (_boxed_call) dynamo reads
+        def counted(*args):
+            GRAPH_CALLS[number] += 1
+            return run(*args)
+
+        return counted
+
+    name = f"tlcm-counted-{backend}"
+    torch._dynamo.register_backend(compile_graph, name=name)
+    return name
+
+
+COUNTED = {backend: _register(backend) for backend in ("aot_eager", "inductor")}
+"""Backend -> the name of its counted form (``--recipes.runtime.compile-backend``)."""
+
+
+def graphs_called(run):
+    """(``run()``'s result, how many compiled graphs of the counted backends it called)."""
+    before = GRAPH_CALLS.copy()
+    result = run()
+    return result, len(GRAPH_CALLS - before)

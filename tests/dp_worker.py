@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from counted_backend import COUNTED_AOT_EAGER, GRAPH_CALLS  # tests/ is this script's folder: on sys.path
+from counted_backend import COUNTED, graphs_called  # tests/ is this script's folder: on sys.path
 from engine_helpers import interrupt_after
 from loss_cases import CASES, FSDP_CASES, case_recipe, in_bf16
 from torch.distributed.tensor import DTensor
@@ -55,8 +55,9 @@ if __name__ == "__main__":
             # compiled blocks inside FSDP2's units (their hooks stay eager around the compiled forward)
             recipe = case_recipe("dmd", model, out / "dmd-compiled", steps=steps, batch_size=batch, fsdp=True)
             runtime = replace(recipe.runtime, fsdp=True, gradient_checkpointing=True, compile=True)
-            train(replace(recipe, runtime=replace(runtime, compile_backend=COUNTED_AOT_EAGER)))
-            assert len(GRAPH_CALLS) >= 2, GRAPH_CALLS  # compiled graphs ran: the student's, the teacher's
+            runtime = replace(runtime, compile_backend=COUNTED["aot_eager"])
+            _, graphs = graphs_called(lambda: train(replace(recipe, runtime=runtime)))
+            assert graphs >= 2, graphs  # compiled graphs ran: the student's and the teacher's
     finally:
         close_distributed()
     # FSDP2 on gloo: about 8% of runs abort at interpreter exit AFTER the process group was
