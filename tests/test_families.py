@@ -224,7 +224,7 @@ def test_lora_export_loads_and_samples_in_plain_diffusers(kind, request, tmp_pat
 # resolution, and the fingerprint of every component that determines the outputs.
 
 MUST_PROVIDE = {
-    "attributes": {"name", "tag", "pipeline", "components", "lora_targets"},
+    "attributes": {"name", "tag", "pipeline_name", "components", "lora_targets"},
     "methods": {"encode", "forward", "features", "feature_channels"},
 }
 """What a family must define itself: ``Family``'s attributes without a default and its abstract
@@ -311,8 +311,8 @@ def test_trajectory_fingerprint_sees_every_component(kind, request, tmp_path):
     import shutil
 
     from tlcm.data.trajectories import teacher_fingerprint
-    from tlcm.models.base import check_model_folder
     from tlcm.models.families import FAMILIES as REGISTRY
+    from tlcm.models.folders import check_model_folder
 
     folder = tmp_path / "model"
     shutil.copytree(request.getfixturevalue(FAMILIES[kind][0]), folder)

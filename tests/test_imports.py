@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tlcm
 
 ROOT = Path(tlcm.__file__).parent
@@ -150,3 +152,34 @@ def test_the_loss_registry_still_lists_every_built_in_loss():
     assert proc.returncode == 0, proc.stderr
     names, config = json.loads(proc.stdout)
     assert {"dmd", "gan", "lcd", "mlcd", "preference"} <= set(names) and config == "LCDConfig"
+
+
+BAD_FOLDER_CHECK = """
+import sys
+from tlcm.errors import run_cli
+from {module} import cli
+try:
+    run_cli(lambda: cli({argv!r}))
+except SystemExit as exit:
+    loaded = {{name.split(".")[0] for name in sys.modules}} & {{"diffusers", "peft", "transformers", "timm"}}
+    print(exit.code, " ".join(sorted(loaded)))
+"""
+
+
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        ("tlcm.train", ["recipes:tlcm-full", "--recipes.model.path", "{missing}"]),
+        ("tlcm.sample", ["--model", "{missing}", "--prompt", "a 3"]),
+    ],
+)
+def test_a_bad_model_folder_is_refused_before_a_model_library_loads(module, argv, tmp_path):
+    """The train and sample CLIs check the model folder (tlcm/models/folders.py: model_index.json,
+    its component folders) before importing diffusers / peft / transformers (~3 s of a 6-8 s
+    refusal): exit 2, and none of them in sys.modules."""
+    argv = [a.format(missing=tmp_path / "missing") for a in argv]
+    code = BAD_FOLDER_CHECK.format(module=module, argv=argv)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2"], proc.stdout
+    assert "does not exist" in proc.stderr

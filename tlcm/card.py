@@ -116,7 +116,7 @@ def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> st
     from tlcm.models.families.base import absent_components
 
     base, lora = student.base, not student.config.full_finetune
-    pipeline, net, scheduler = base.family.pipeline.__name__, base.family.net, base.family.scheduler
+    pipeline, net, scheduler = base.family.pipeline_name, base.family.net, base.family.scheduler
     if lora:
         imports, load = pipeline, f'pipe.load_lora_weights("{out}")\npipe.fuse_lora()'
     else:
@@ -175,7 +175,7 @@ def render_model_card(
     from tlcm.diffusion.scheduler import TLCMScheduler
 
     base, config, lora = student.base, student.config, not student.config.full_finetune
-    pipeline, base_path, family = base.family.pipeline.__name__, repo_path(base.path), base.family
+    pipeline, base_path, family = base.family.pipeline_name, repo_path(base.path), base.family
     in_repo = ", a folder of the tlcm repository," if base_path != str(base.path) else ""
     scheduler = getattr(tlcm.diffusion.scheduler, family.scheduler).from_pretrained(out_dir / "scheduler")
     m, q = config.grid.num_milestones, config.grid.steps

@@ -109,7 +109,7 @@ def check_resolution(path: Path, resolution: int | None, family: Family, flag: s
     """A training resolution (pixels, square; None: the pipeline's default) that the model folder
     ``path`` can take: a positive multiple of its VAE's scale factor times what its network needs
     (a UNet's downsamplings, a transformer's patch size), read from the config.json files."""
-    from tlcm.models.base import read_config
+    from tlcm.models.families.base import read_config
 
     if resolution is None:
         return
@@ -291,8 +291,8 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
     the model's own T (its scheduler's). Reads only small files (the model's model_index.json and
     config files); creates ``runtime.out_dir`` (a write probe) once all else passed.
     """
-    from tlcm.models.base import check_model_folder, scheduler_timesteps
     from tlcm.models.families import FAMILIES
+    from tlcm.models.folders import check_model_folder, scheduler_timesteps
 
     world = env_world_size() if world_size is None else world_size
     num_train_timesteps = scheduler_timesteps(recipe.model.path)

@@ -63,7 +63,7 @@ def _check_steps(steps: tuple[int, ...]) -> None:
 
 def _check_args(samples_per_digit: int, model: Path, assets: Path, device: str) -> None:
     """The checks shared by teacher-table and student that need no model: one-line TLCMErrors."""
-    from tlcm.models.base import check_model_folder
+    from tlcm.models.folders import check_model_folder
 
     if samples_per_digit < 1:
         raise TLCMError(f"--samples-per-digit must be >= 1, got {samples_per_digit}")
@@ -111,7 +111,7 @@ def teacher_table(
         max_sequence_length: T5 tokens of SD3 / FLUX prompts (the flow miniature: 8, its build's).
         dtype: The frozen weights' dtype (auto: bf16 on CUDA, fp32 on CPU; bf16 / fp16 autocast).
     """
-    from tlcm.models.base import scheduler_timesteps
+    from tlcm.models.folders import scheduler_timesteps
 
     _check_steps(steps)
     _check_args(samples_per_digit, model, assets, device)

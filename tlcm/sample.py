@@ -70,7 +70,7 @@ class SampleArgs:
 
 def check_sample_args(args: SampleArgs) -> None:
     """The checks that need no model (flags, output path, folders): one-line TLCMErrors."""
-    from tlcm.models.base import check_model_folder, scheduler_timesteps
+    from tlcm.models.folders import check_model_folder, scheduler_timesteps
 
     if args.num_per_prompt < 1:
         raise TLCMError(f"--num-per-prompt must be >= 1 (images per prompt), got {args.num_per_prompt}")
@@ -98,11 +98,6 @@ def check_sample_args(args: SampleArgs) -> None:
 
 def main(args: SampleArgs) -> Path:
     """Sample and write the grid; returns its path."""
-    # the model libraries (diffusers, peft, torchvision) load here: --help and flag errors are quick
-    from tlcm.images import save_grid
-    from tlcm.models.base import BaseModel, frozen_dtype
-    from tlcm.models.student import Student
-
     if args.steps < 1:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
     if not args.prompt or not all(clean_prompt(p) for p in args.prompt):
@@ -113,6 +108,11 @@ def main(args: SampleArgs) -> Path:
         args = replace(args, student=run, model=model, max_sequence_length=length)
     args = replace(args, model=args.model or MINIATURE_SD)
     check_sample_args(args)
+    # the model libraries (diffusers, peft, torchvision) load here: --help and bad input are quick
+    from tlcm.images import save_grid
+    from tlcm.models.base import BaseModel, frozen_dtype
+    from tlcm.models.student import Student
+
     base = BaseModel.load(
         args.model,
         device=args.device,

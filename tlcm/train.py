@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import tyro
 
 from recipes import PRESETS
+from tlcm.checks import validate_recipe
 from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError, run_cli
 from tlcm.preemption import install_for_process
@@ -82,11 +83,10 @@ def main(args: TrainArgs) -> None:
     (nothing saved from that step), 75 pre-empted: a stop signal (SIGTERM, SIGINT / Ctrl-C, SIGHUP;
     under torchrun on any rank) saved a checkpoint (rerun the same command), 130 a second Ctrl-C
     aborted without saving."""
-    from tlcm.engine import PREEMPTED_EXIT_CODE
-
     out = args.recipes.runtime.out_dir
     fresh = not out.exists()
     try:
+        validate_recipe(args.recipes)  # what the Trainer checks first, before the model libraries load
         run = train_and_score(args.recipes)
     except BaseException:
         if fresh:  # refused before anything was written (a bad flag found once the model loaded)
@@ -94,6 +94,8 @@ def main(args: TrainArgs) -> None:
                 out.rmdir()
         raise
     if run.preempted:
+        from tlcm.engine import PREEMPTED_EXIT_CODE
+
         sys.exit(PREEMPTED_EXIT_CODE)
 
 

@@ -92,8 +92,8 @@ def teacher_fingerprint(path: Path) -> str:
     """The model family's fingerprint of the teacher folder ``path`` ("<family>:<sha256>" over every
     component that determines the outputs: denoiser, VAE, text encoders and tokenizers, scheduler
     config; ``Family.fingerprint``): any retrained or swapped component changes it."""
-    from tlcm.models.base import check_model_folder
     from tlcm.models.families import FAMILIES
+    from tlcm.models.folders import check_model_folder
 
     return FAMILIES[check_model_folder(path, "--model")].fingerprint(path)
 
@@ -375,7 +375,7 @@ class CacheArgs:
 
 def check_cache_args(args: CacheArgs) -> None:
     """The checks that need no model (counts, M and k, device, folders): one-line TLCMErrors."""
-    from tlcm.models.base import check_model_folder, scheduler_timesteps
+    from tlcm.models.folders import check_model_folder, scheduler_timesteps
 
     for flag, value in (
         ("--samples-per-prompt", args.samples_per_prompt),

@@ -66,7 +66,7 @@ class GenerateArgs:
 def check_args(args: GenerateArgs) -> None:
     """The checks that need no model: one-line TLCMErrors."""
     from tlcm.eval.pipeline import TEACHER_SCHEDULERS  # diffusers: not for --help
-    from tlcm.models.base import check_model_folder
+    from tlcm.models.folders import check_model_folder
 
     if args.steps is not None and args.steps < 1:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")

@@ -13,10 +13,8 @@ from tlcm.models.families.sd3 import StableDiffusion3
 from tlcm.models.families.transformer import TRANSFORMER_LORA_TARGETS
 
 FAMILIES: dict[str, Family] = {
-    "StableDiffusionPipeline": StableDiffusion(),
-    "StableDiffusionXLPipeline": StableDiffusionXL(),
-    "StableDiffusion3Pipeline": StableDiffusion3(),
-    "FluxPipeline": Flux(),
+    family.pipeline_name: family
+    for family in (StableDiffusion(), StableDiffusionXL(), StableDiffusion3(), Flux())
 }
 """The registry: pipeline class name (model_index.json ``_class_name``) -> its family."""
 DEFAULT_FAMILY: Family = FAMILIES["StableDiffusionPipeline"]

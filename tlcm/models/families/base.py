@@ -18,13 +18,15 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
-from diffusers import DiffusionPipeline
 
 from tlcm.conditioning import Conditioning
 from tlcm.diffusion.schedule import Schedule, schedule_from_config
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 FINGERPRINT_SAMPLE = 1 << 20
 """Bytes of each file's start and end that ``Family.fingerprint`` hashes (configs, tokenizers: whole)."""
@@ -51,7 +53,8 @@ class Family(ABC):
     """One model family (SD1.5, SDXL, SD3, FLUX.1): how to load, encode, denoise, decode and export.
 
     Class attributes: ``name`` (recipes, model cards), ``tag`` (the model card's Hugging Face tag),
-    ``pipeline`` (the diffusers pipeline class; its name keys ``FAMILIES``), ``net`` (the denoiser's
+    ``pipeline_name`` (the diffusers pipeline class's name: keys ``FAMILIES``; the class itself,
+    ``pipeline``, is imported on first use, so checking a folder needs no diffusers), ``net`` (the denoiser's
     component: "unet" or "transformer", also the LoRA key prefix of diffusers' ``load_lora_weights``
     and the folder of a full fine-tune's export), ``components`` (folders a model folder must hold),
     ``optional_components`` (folders it may hold, e.g. SD3's T5; with ``components``: every folder
@@ -62,13 +65,20 @@ class Family(ABC):
 
     name: ClassVar[str]
     tag: ClassVar[str]
-    pipeline: ClassVar[type[DiffusionPipeline]]
+    pipeline_name: ClassVar[str]
     net: ClassVar[str] = "unet"
     components: ClassVar[tuple[str, ...]]
     optional_components: ClassVar[tuple[str, ...]] = ()
     lora_targets: ClassVar[tuple[str, ...]]
     scheduler: ClassVar[str] = "TLCMScheduler"
     kohya: ClassVar[str | None] = None
+
+    @property
+    def pipeline(self) -> type[DiffusionPipeline]:
+        """The diffusers pipeline class named ``pipeline_name``."""
+        import diffusers
+
+        return getattr(diffusers, self.pipeline_name)
 
     def component_dtypes(self, path: Path, dtype: torch.dtype) -> dict[str, torch.dtype]:
         """Precision per component of the folder ``path`` for frozen weights of ``dtype`` (diffusers'

@@ -7,8 +7,6 @@ import functools
 import math
 
 import torch
-from diffusers import FluxPipeline
-from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from einops import rearrange
 
 from tlcm.conditioning import Conditioning
@@ -49,7 +47,7 @@ class Flux(TransformerFamily):
 
     name = "flux"
     tag = "flux"
-    pipeline = FluxPipeline
+    pipeline_name = "FluxPipeline"
     components = (
         "transformer",
         "vae",
@@ -119,6 +117,8 @@ class Flux(TransformerFamily):
             return schedule_from_config(config)
         if config.get("time_shift_type", "exponential") != "exponential":
             raise ValueError("FLUX schedules with a linear time shift are not supported")
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
         tokens = (latent_shape[1] // 2) * (latent_shape[2] // 2)
         mu = calculate_shift(
             tokens,

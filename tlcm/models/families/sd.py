@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from tlcm.conditioning import Conditioning
 from tlcm.distributed import is_sharded
@@ -41,7 +40,7 @@ class StableDiffusion(Family):
 
     name = "sd15"
     tag = "stable-diffusion"
-    pipeline = StableDiffusionPipeline
+    pipeline_name = "StableDiffusionPipeline"
     components = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
     lora_targets = LCM_LORA_TARGETS
     kohya = "sd_v1"
@@ -115,7 +114,7 @@ class StableDiffusionXL(StableDiffusion):
 
     name = "sdxl"
     tag = "stable-diffusion-xl"
-    pipeline = StableDiffusionXLPipeline
+    pipeline_name = "StableDiffusionXLPipeline"
     components = (*StableDiffusion.components, "text_encoder_2", "tokenizer_2")
     kohya = "sdxl_base_v1-0"
 

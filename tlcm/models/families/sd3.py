@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from diffusers import StableDiffusion3Pipeline
-
 from tlcm.conditioning import Conditioning
 from tlcm.models.families.transformer import TransformerFamily
 
@@ -17,7 +15,7 @@ class StableDiffusion3(TransformerFamily):
 
     name = "sd3"
     tag = "sd3"
-    pipeline = StableDiffusion3Pipeline
+    pipeline_name = "StableDiffusion3Pipeline"
     components = (
         "transformer",
         "vae",
