@@ -171,12 +171,15 @@ except SystemExit as exit:
     [
         ("tlcm.train", ["recipes:tlcm-full", "--recipes.model.path", "{missing}"]),
         ("tlcm.sample", ["--model", "{missing}", "--prompt", "a 3"]),
+        ("tlcm.evaluate", ["generate", "--model", "{missing}", "--prompts", "x", "--out", "{missing}-o"]),
+        ("tlcm.data.trajectories", ["--model", "{missing}", "--out", "{missing}-out"]),
+        ("tlcm.evaluate", ["teacher-table", "--model", "{missing}"]),
     ],
 )
 def test_a_bad_model_folder_is_refused_before_a_model_library_loads(module, argv, tmp_path):
-    """The train and sample CLIs check the model folder (tlcm/models/folders.py: model_index.json,
-    its component folders) before importing diffusers / peft / transformers (~3 s of a 6-8 s
-    refusal): exit 2, and none of them in sys.modules."""
+    """The CLIs that take a model folder check it (tlcm/models/folders.py: model_index.json, its
+    component folders) before importing diffusers / peft / transformers (~5 s of a 7-8 s refusal):
+    exit 2, and none of them in sys.modules."""
     argv = [a.format(missing=tmp_path / "missing") for a in argv]
     code = BAD_FOLDER_CHECK.format(module=module, argv=argv)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -58,6 +58,23 @@ def check_counts(values: dict[str, int | float | None], minimum: float = 1) -> N
             raise TLCMError(f"{flag} must be >= {minimum:g}, got {value}")
 
 
+TEACHER_SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "default": None,
+}
+"""--scheduler name -> diffusers class name of the teacher's sampler (default: the folder's own)."""
+
+
+def check_teacher_scheduler(name: str, flag: str = "--scheduler") -> None:
+    """A --scheduler name of ``TEACHER_SCHEDULERS``, or a one-line TLCMError listing them."""
+    if name not in TEACHER_SCHEDULERS:
+        raise TLCMError(f"{flag} {name} is unknown: use one of {', '.join(TEACHER_SCHEDULERS)}")
+
+
 def check_device(device: str, flag: str) -> None:
     """Refuse a device string torch cannot parse, or one this machine does not have ("auto" passes)."""
     if device == "auto":

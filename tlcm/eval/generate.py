@@ -21,7 +21,7 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from tlcm.checks import check_device, check_gamma, check_out_dir, check_seed
+from tlcm.checks import check_device, check_gamma, check_out_dir, check_seed, check_teacher_scheduler
 from tlcm.errors import TLCMError
 from tlcm.eval.prompts import load_prompt_set
 
@@ -65,7 +65,6 @@ class GenerateArgs:
 
 def check_args(args: GenerateArgs) -> None:
     """The checks that need no model: one-line TLCMErrors."""
-    from tlcm.eval.pipeline import TEACHER_SCHEDULERS  # diffusers: not for --help
     from tlcm.models.folders import check_model_folder
 
     if args.steps is not None and args.steps < 1:
@@ -77,9 +76,7 @@ def check_args(args: GenerateArgs) -> None:
         raise TLCMError(f"--num-milestones must be >= 1, got {args.num_milestones}")
     if not math.isfinite(args.guidance_scale):
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
-    if args.scheduler not in TEACHER_SCHEDULERS:
-        known = ", ".join(TEACHER_SCHEDULERS)
-        raise TLCMError(f"--scheduler {args.scheduler} is unknown: use one of {known}")
+    check_teacher_scheduler(args.scheduler)
     if args.resolution is not None and (args.resolution < 8 or args.resolution % 8):
         raise TLCMError(f"--resolution must be a multiple of 8, got {args.resolution}")
     check_seed(args.seed, "--seed", 2**31)
@@ -134,9 +131,9 @@ def noise_generator(seed: int, index: int) -> torch.Generator:
 
 def generate(args: GenerateArgs) -> int:
     """Generate the missing images of this process's share; returns how many it wrote."""
+    check_args(args)  # before the model libraries load
     from tlcm.eval.pipeline import load_pipeline
 
-    check_args(args)
     steps = args.steps or (4 if args.student is not None else 25)
     records = load_prompt_set(args.prompts, args.num_prompts, args.seed)
     meta, out = settings(args, steps), Path(args.out)

@@ -19,23 +19,13 @@ import torch
 from diffusers.utils import logging as diffusers_logging
 from safetensors import SafetensorError, safe_open
 
+from tlcm.checks import TEACHER_SCHEDULERS, check_teacher_scheduler
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError
 from tlcm.export import DIFFUSERS_FILE, tlcm_scheduler
 from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.families import FAMILIES
 from tlcm.models.student import Student
-
-TEACHER_SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler-a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "pndm": "PNDMScheduler",
-    "default": None,
-}
-"""--scheduler name -> diffusers class of the teacher's sampler (default: the folder's own)."""
-
 
 NETS = tuple(dict.fromkeys(family.net for family in FAMILIES.values()))
 """Folder names of a full fine-tune's network in an export folder (the families' ``net``)."""
@@ -131,8 +121,7 @@ def load_lora(base: BaseModel, path: Path) -> None:
 
 def teacher_scheduler(base: BaseModel, name: str):
     """The base's scheduler config in the diffusers class of --scheduler ``name``."""
-    if name not in TEACHER_SCHEDULERS:
-        raise TLCMError(f"--scheduler {name} is unknown: use one of {', '.join(TEACHER_SCHEDULERS)}")
+    check_teacher_scheduler(name)
     cls_name = TEACHER_SCHEDULERS[name]
     if cls_name is None:
         return base.pipe.scheduler
