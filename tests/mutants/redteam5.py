@@ -202,7 +202,7 @@ MUTANTS = [
     ),
     Mutant(
         "pipeline-euler-a-is-euler",
-        PIPELINE,
+        "tlcm/checks.py",
         '"euler-a": "EulerAncestralDiscreteScheduler",',
         '"euler-a": "EulerDiscreteScheduler",',
         (T_PLUMBING, T_GEN),
