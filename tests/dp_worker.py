@@ -54,8 +54,13 @@ if __name__ == "__main__":
             train(replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True)))
             # compiled blocks inside FSDP2's units (their hooks stay eager around the compiled forward)
             recipe = case_recipe("dmd", model, out / "dmd-compiled", steps=steps, batch_size=batch, fsdp=True)
-            runtime = replace(recipe.runtime, fsdp=True, gradient_checkpointing=True, compile=True)
-            runtime = replace(runtime, compile_backend=COUNTED["aot_eager"])
+            runtime = replace(
+                recipe.runtime,
+                fsdp=True,
+                gradient_checkpointing=True,
+                compile=True,
+                compile_backend=COUNTED["aot_eager"],
+            )
             _, graphs = graphs_called(lambda: train(replace(recipe, runtime=runtime)))
             assert graphs >= 2, graphs  # compiled graphs ran: the student's and the teacher's
     finally:

@@ -58,6 +58,18 @@ def _flat(tree, prefix=""):
     return {k: v for key, value in items for k, v in _flat(value, f"{prefix}/{key}").items()}
 
 
+def _assert_identical_runs(a: Path, b: Path, case: str) -> None:
+    """Two runs' final student weights and loss states (owned models, their optimizers) are equal
+    bit for bit, and so is everything they logged at every step (loss terms, gradient norms,
+    discriminator statistics, denoiser evaluations) but the speed."""
+    (wa, la, log_a), (wb, lb, log_b) = _final(a), _final(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), case
+    fa, fb = _flat(la), _flat(lb)
+    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa), case
+    logged = [[{k: v for k, v in r.items() if k != "it_per_s"} for r in log] for log in (log_a, log_b)]
+    assert logged[0] == logged[1], case
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_resume_mid_phase_equals_the_uninterrupted_run(case, tiny_sd_dir, tmp_path, tmp_path_factory):
     _, straight = reference_run(case, tiny_sd_dir, tmp_path_factory)
@@ -103,14 +115,21 @@ def reference_run(case: str, tiny_sd_dir: Path, tmp_path_factory) -> tuple[list[
     return torch.load(folder / "gradients.pt", weights_only=True), folder
 
 
+TWO_PROCESS_STEPS, TWO_PROCESS_BATCH = 2, 4
+"""Steps and global batch of the two-process comparisons: torchrun 2 x 1 micro-batch
+(tests/dp_worker.py) against one process x 2 accumulated micro-batches (``one_process_run``)."""
+
+
 def one_process_run(case: str, tiny_sd_dir: Path, tmp_path_factory, fsdp: bool = False) -> Path:
-    """The run folder of ``case`` trained in one process with 2 accumulated micro-batches (2 steps,
-    batch 4): what the two-process tests compare with, in the FSDP2 comparison's form with
-    ``fsdp``; trained once per session (``_once_per_session``), so a case whose FSDP form is its
-    plain one (every case without MLCD's MDS states) is trained once for both tests."""
+    """The run folder of ``case`` trained in one process with 2 accumulated micro-batches
+    (``TWO_PROCESS_STEPS``, ``TWO_PROCESS_BATCH``): what the two-process tests compare with, in
+    the FSDP2 comparison's form with ``fsdp``; trained once per session (``_once_per_session``),
+    so a case whose FSDP form is its plain one (every case without MLCD's MDS states) is trained
+    once for both tests."""
 
     def make(folder: Path) -> None:
-        train(case_recipe(case, tiny_sd_dir, folder, steps=2, batch_size=4, grad_accum=2, fsdp=fsdp))
+        steps, batch = TWO_PROCESS_STEPS, TWO_PROCESS_BATCH
+        train(case_recipe(case, tiny_sd_dir, folder, steps=steps, batch_size=batch, grad_accum=2, fsdp=fsdp))
 
     plain = all(fsdp_form(loss) == loss for losses in CASES[case].values() for loss in losses.values())
     name = f"one-process-{case}{'-fsdp' if fsdp and not plain else ''}"
@@ -361,7 +380,7 @@ def test_resume_with_an_embedding_cache_equals_the_run_without(tiny_sd_dir, tmp_
 def test_two_processes_equal_one_process_with_two_micro_batches(tiny_sd_dir, tmp_path, tmp_path_factory):
     """Every case twice: torchrun 2 x 1 micro-batch (tests/dp_worker.py) and 1 x 2 in-process
     (``one_process_run``)."""
-    steps, batch = 2, 4  # one_process_run's
+    steps, batch = TWO_PROCESS_STEPS, TWO_PROCESS_BATCH
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     worker = Path(__file__).parent / "dp_worker.py"
@@ -415,7 +434,7 @@ def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tiny_sd_dir, t
     resumed from the gathered checkpoint equals its uninterrupted FSDP run bit for bit; and DMD with
     compiled blocks under FSDP2 (--recipes.runtime.compile, on aot_eager) equals its eager FSDP run
     bit for bit too (inductor's kernels: test_inductor_compiled_blocks_give_the_eager_gradients)."""
-    steps, batch = 2, 4  # one_process_run's
+    steps, batch = TWO_PROCESS_STEPS, TWO_PROCESS_BATCH
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     worker = Path(__file__).parent / "dp_worker.py"
     args = [torchrun, "--standalone", "--nproc_per_node", "2", str(worker), str(tiny_sd_dir)]
@@ -446,18 +465,6 @@ def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tiny_sd_dir, t
     # compiled blocks inside the FSDP2 units, on aot_eager (dynamo and AOTAutograd trace each block
     # between FSDP2's eager hooks; the kernels stay eager's) = the eager FSDP2 run, bit for bit
     _assert_identical_runs(tmp_path / "two" / "dmd", tmp_path / "two" / "dmd-compiled", "dmd-compiled")
-
-
-def _assert_identical_runs(a: Path, b: Path, case: str) -> None:
-    """Two runs' final student weights and loss states (owned models, their optimizers) are equal
-    bit for bit, and so is everything they logged at every step (loss terms, gradient norms,
-    discriminator statistics, denoiser evaluations) but the speed."""
-    (wa, la, log_a), (wb, lb, log_b) = _final(a), _final(b)
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), case
-    fa, fb = _flat(la), _flat(lb)
-    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa), case
-    logged = [[{k: v for k, v in r.items() if k != "it_per_s"} for r in log] for log in (log_a, log_b)]
-    assert logged[0] == logged[1], case
 
 
 FSDP_TOLERANCE = {"mlcd-then-dmd": (5e-3, 2e-3)}
