@@ -74,9 +74,10 @@ def test_auxiliary_gives_a_fresh_seeded_initialisation(student):
     for key, value in first.items():
         if "lora_B" in key:
             assert not value.any(), key
-        else:
+        else:  # U(-bound, bound): both signs, reaching near either end (A has >= 32 entries here)
             bound = value[0].numel() ** -0.5
             assert value.abs().max() <= bound and value.std() > bound / 4, key
+            assert value.min() < -bound / 4 and value.max() > bound / 4, key
     torch.manual_seed(3)
     assert all(torch.equal(v, first[k]) for k, v in fresh_lora_state(student.net, "fake").items())
 
@@ -197,3 +198,79 @@ def test_checkpointed_blocks_recompute_under_the_adapter_of_their_forward(studen
     assert any(g.abs().sum() > 0 for g in plain)
     for a, b in zip(plain, checkpointed, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+# Red-team round 6 (tests/mutants/redteam6_models.py): full copies, weight snapshots, the init.
+
+
+def test_a_full_finetune_student_and_a_full_copy_auxiliary_run_their_own_weights(tiny_sd_dir):
+    """A full fine-tune: the student's denoiser runs its trainable copy, the teacher the frozen
+    base, a full-copy auxiliary (DMD's fake score) its own copy. All three start equal (copies of
+    the base); moving the student's copy moves the student only, then moving the auxiliary's
+    moves it only: each call reads the weights its optimizer updates."""
+    student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(full_finetune=True))
+    fake = student.auxiliary("fake")
+    x, t, cond = _inputs(student)
+    calls = {"student": student.denoiser(), "teacher": student.teacher(), "fake": fake.denoiser()}
+    with torch.no_grad():
+        start = {k: call(x, t, cond) for k, call in calls.items()}
+        assert torch.equal(start["student"], start["teacher"]) and torch.equal(
+            start["fake"], start["teacher"]
+        )
+        student.net.conv_out.bias.add_(0.5)
+        moved = {k: call(x, t, cond) for k, call in calls.items()}
+        torch.testing.assert_close(moved["student"], start["student"] + 0.5)
+        assert torch.equal(moved["teacher"], start["teacher"]) and torch.equal(moved["fake"], start["fake"])
+        fake.module.conv_out.bias.sub_(0.25)
+        torch.testing.assert_close(calls["fake"](x, t, cond), start["fake"] - 0.25)
+        assert torch.equal(calls["student"](x, t, cond), moved["student"])
+        assert torch.equal(calls["teacher"](x, t, cond), start["teacher"])
+
+
+def test_state_dicts_are_snapshots_not_views_of_the_live_weights(student):
+    """``state_dict`` of the student and of an auxiliary adapter are copies ("full-tensor copies"):
+    an optimizer's in-place update after the call leaves them as they were (a view would follow
+    the live weights: a kept snapshot, such as a best-so-far or asynchronously written checkpoint,
+    would silently hold the current weights)."""
+    fake = student.auxiliary("fake")
+    snapshots = {"student": student.state_dict(), "fake": fake.state_dict()}
+    before = {k: {n: v.clone() for n, v in s.items()} for k, s in snapshots.items()}
+    with torch.no_grad():
+        for p in [*student.trainable_parameters().values(), *fake.parameters()]:
+            p.add_(1.0)  # an optimizer step
+    for k, snapshot in snapshots.items():
+        assert snapshot.keys() == before[k].keys() and snapshot
+        assert all(torch.equal(v, before[k][n]) for n, v in snapshot.items()), k
+    assert not torch.equal(next(iter(student.state_dict().values())), next(iter(before["student"].values())))
+
+
+def test_the_student_lora_starts_with_diffusers_lcm_lora_init(tiny_sd_dir):
+    """The student's LoRA is initialised as diffusers' LCM-LoRA scripts do (peft's
+    ``init_lora_weights="gaussian"``): B = 0 (the student starts as the teacher) and A ~ N(0, 1/r),
+    here r = 4: std 0.25 over all A entries (peft's default kaiming-uniform would give
+    std 1/sqrt(3 fan_in) per layer, 0.02-0.11 on this UNet, 0.04 over all)."""
+    torch.manual_seed(0)
+    student = Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=4, lora_alpha=4.0))
+    params = student.trainable_parameters()
+    a = torch.cat([p.flatten() for n, p in params.items() if "lora_A" in n])
+    assert all(not p.any() for n, p in params.items() if "lora_B" in n)
+    assert a.numel() > 5000 and abs(a.std().item() - 0.25) < 0.01 and abs(a.mean().item()) < 0.01
+
+
+def test_a_resume_keeps_the_grid_and_a_next_stage_may_change_it(student):
+    """``load_checkpoint`` refuses a checkpoint of another LoRA rank always, one of another student
+    grid (milestones, steps) only for a resume (``same_grid``): a next stage (init_from) may
+    change the grid, and then loads the weights."""
+    from types import SimpleNamespace
+
+    weights = {k: torch.full_like(v, 0.5) for k, v in student.state_dict().items()}
+    grid = {**student.metadata(), "num_milestones": "16", "student_steps": "2"}
+    other_grid = SimpleNamespace(metadata=grid, student=weights)
+    with pytest.raises(TLCMError, match="num_milestones 16 != 8; student_steps 2 != 4"):
+        student.load_checkpoint(other_grid, "the checkpoint")
+    student.load_checkpoint(other_grid, "--recipes.student.init-from", same_grid=False)
+    assert all(torch.equal(v, weights[k]) for k, v in student.state_dict().items())
+    other_rank = SimpleNamespace(metadata={**student.metadata(), "lora_rank": "8"}, student=weights)
+    for same_grid in (True, False):
+        with pytest.raises(TLCMError, match="lora_rank 8 != 2"):
+            student.load_checkpoint(other_rank, "the checkpoint", same_grid=same_grid)

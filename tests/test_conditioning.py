@@ -39,3 +39,17 @@ def test_repeat_tiles_the_whole_batch_in_order():
     assert tiled.prompt_embeds[:, 0, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
     assert tiled.pooled_embeds[:, 0].tolist() == [0.0, 10.0, 0.0, 10.0]
     assert tiled.prompt_embeds.shape == (4, 3, 4)
+
+
+@pytest.mark.parametrize("field", ["pooled_embeds", "time_ids", "guidance"])
+def test_cat_refuses_an_optional_field_that_only_one_side_has_either_way(field):
+    """Concatenating (cond; uncond) where only ONE side has an optional field (an SDXL prompt with
+    an uncond encoded without pooled embeddings, say) is refused by name, whichever side lacks it;
+    torch.cat would otherwise fail on None deep inside a loss (or a field would be dropped)."""
+    extra = {"pooled_embeds": torch.ones(1, 5), "time_ids": torch.ones(1, 6), "guidance": torch.ones(1)}
+    full = Conditioning(torch.ones(1, 3, 4), **{field: extra[field]})
+    bare = Conditioning(torch.zeros(1, 3, 4))
+    for a, b in ((full, bare), (bare, full)):
+        with pytest.raises(ValueError, match=field):
+            a.cat(b)
+    assert len(full.cat(full)) == 2 and len(bare.cat(bare)) == 2

@@ -12,6 +12,7 @@ from tlcm.diffusion.milestones import (
     segment_index,
 )
 from tlcm.diffusion.schedule import FlowSchedule, VPSchedule
+from tlcm.diffusion.scheduler import TLCMFlowScheduler
 
 SD_CONFIG = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 
@@ -112,3 +113,44 @@ def test_with_sampler_gamma_sets_every_move_first_gamma_only_the_first():
     assert run.describe_sampler() == "gamma 0, first move 1"
     with pytest.raises(ValueError, match="first_gamma must be in"):
         run.with_sampler(first_gamma=1.5)
+
+
+def test_lattice_points_on_a_milestone_belong_to_the_segment_below():
+    """Segments are (t_s, t_{s+1}], so is the lattice's share of them. Flow, shift 1, skip k = T / M
+    = 125: the N = 8 lattice points are the milestones 125 i themselves, so segment s holds exactly
+    one, its upper edge: t_m = t_{s+1} and t_n = max(t_m - 125, t_s) = t_s in every draw. VP,
+    k = 1: the lattice is every integer 0..999, so t_m covers exactly t_s + 1..min(t_{s+1}, 999)."""
+    ms = milestones(8, FlowSchedule())
+    segments = torch.arange(8).repeat(50)
+    gen = torch.Generator().manual_seed(0)
+    _, t_m, t_n = sample_segment_timesteps(
+        FlowSchedule(), ms, 400, skip=125, segments=segments, generator=gen, lattice=True
+    )
+    assert torch.equal(t_m, ms[segments + 1]) and torch.equal(t_n, ms[segments])
+    vp, ms = VPSchedule.from_config(SD_CONFIG), milestones(8, 1000)
+    segments = torch.tensor([0, 3, 7]).repeat(2000)
+    _, t_m, _ = sample_segment_timesteps(vp, ms, 6000, skip=1, segments=segments, generator=gen, lattice=True)
+    assert set(t_m[0::3].tolist()) == set(range(1, 126))
+    assert set(t_m[1::3].tolist()) == set(range(376, 501))
+    assert set(t_m[2::3].tolist()) == set(range(876, 1000))
+
+
+def test_shown_steps_are_the_default_counts_up_to_m_inclusive():
+    """Sample grids and evaluations show 1, 2, 4, 8 steps where they fit the grid: M = 8 shows all
+    four (8 steps: every milestone), M = 4 stops at its own 4, M = 3 at 2, M = 1 shows the 1 step."""
+    assert StudentGrid(num_milestones=8).shown_steps == (1, 2, 4, 8)
+    assert StudentGrid(num_milestones=4, steps=2).shown_steps == (1, 2, 4)
+    assert StudentGrid(num_milestones=3, steps=2).shown_steps == (1, 2)
+    assert StudentGrid(num_milestones=1, steps=1).shown_steps == (1,)
+
+
+def test_a_flow_students_training_grid_is_the_exported_schedulers_grid():
+    """On a shifted flow schedule the student's grid inside training (``StudentGrid.timesteps``)
+    is TLCMFlowScheduler's for every step count: real-valued timesteps T shift(k / M), e.g. shift 3,
+    k = 7 of 8: 1000 * 2.625 / 2.75 = 954.54..., not an integer."""
+    flow = FlowSchedule(shift=3.0)
+    for n in range(1, 9):
+        scheduler = TLCMFlowScheduler(shift=3.0)
+        scheduler.set_timesteps(n)
+        torch.testing.assert_close(StudentGrid(8, n).timesteps(n, flow), scheduler.timesteps)
+    assert StudentGrid(8, 8).timesteps(8, flow)[1].item() == pytest.approx(1000 * 2.625 / 2.75)

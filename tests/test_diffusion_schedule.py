@@ -129,6 +129,16 @@ def test_schedule_from_config_dispatch():
         VPSchedule(torch.ones(10), "flow_prediction")
 
 
+def test_use_flow_sigmas_alone_makes_a_flow_schedule():
+    """Each of the documented flow signs suffices on its own: a UniPC / DPM config in flow mode
+    (``use_flow_sigmas``) that leaves ``prediction_type`` out and keeps its (unused) betas is flow,
+    with its ``flow_shift``; without that flag the same config is VP."""
+    config = {"_class_name": "UniPCMultistepScheduler", **SD_CONFIG, "flow_shift": 3.0}
+    flow = schedule_from_config({**config, "use_flow_sigmas": True})
+    assert isinstance(flow, FlowSchedule) and flow.shift == 3.0
+    assert isinstance(schedule_from_config({**config, "use_flow_sigmas": False}), VPSchedule)
+
+
 def test_uniform_timesteps_cover_both_ends_on_vp_and_are_affine_on_flow():
     """Schedule.uniform_timesteps (TCD's target time in MLCD, ADD's re-noising t): on a VP schedule
     every integer of [lo, hi] per sample, both ends, equally often; on flow lo + u (hi - lo)."""
@@ -145,3 +155,37 @@ def test_uniform_timesteps_cover_both_ends_on_vp_and_are_affine_on_flow():
     s = flow.uniform_timesteps(u, 200.0, 800.0)
     assert s.dtype == torch.float32
     torch.testing.assert_close(s, (200 + u * 600).float())
+
+
+def test_bf16_latents_stay_bf16_through_the_schedule_and_a_solver_step():
+    """A bf16 training step: the schedule's float32 coefficients are cast to the latents' dtype
+    (as diffusers' add_noise does), so add_noise, add_noise_from, the conversions and a DDIM step
+    of bf16 latents return bf16, the float32 maths' values to bf16's precision, on VP
+    (v-prediction) and flow (shift 3) alike."""
+    from tlcm.diffusion.solvers import ddim_step
+
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 4, 3, 3, generator=gen), torch.randn(2, 4, 3, 3, generator=gen)
+    vp = VPSchedule(DDPMScheduler(**SD_CONFIG).alphas_cumprod, "v_prediction")
+    for schedule, t, s in [
+        (vp, torch.tensor([10, 900]), torch.tensor([-1, 400])),
+        (FlowSchedule(shift=3.0), torch.tensor([10.0, 900.0]), torch.tensor([0.0, 400.0])),
+    ]:
+        results = []
+        for dtype in (torch.bfloat16, torch.float32):
+            a, e = x0.to(dtype), eps.to(dtype)
+            x_t = schedule.add_noise(a, e, t)
+            out = schedule.model_output_from(a, e, t)
+            results.append(
+                [
+                    x_t,
+                    schedule.add_noise_from(x_t, e, t, t + 50),
+                    out,
+                    schedule.to_x0(out, x_t, t),
+                    schedule.to_eps(out, x_t, t),
+                    ddim_step(schedule, x_t, a, t, s),
+                ]
+            )
+        for half, full in zip(*results, strict=True):
+            assert half.dtype == torch.bfloat16
+            torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)

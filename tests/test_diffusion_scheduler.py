@@ -54,6 +54,20 @@ def test_gamma_zero_matches_ddim():
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_gamma_zero_matches_ddim_for_v_and_x0_students(prediction_type):
+    """A v-prediction (SD2 / zero-SNR) or x0 student, trailing 4 steps, gamma 0, is DDIM's loop
+    with the same prediction type: set_timesteps moves the schedule to its device and must keep
+    how the model output is read (x0 = a x_t - s v, or the output itself), not fall back to eps."""
+    config = {**SD_CONFIG, "prediction_type": prediction_type}
+    ddim = DDIMScheduler(**config, timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False)
+    ddim.set_timesteps(4)
+    ours = TLCMScheduler(**config, gamma=0.0, timestep_policy="trailing")
+    ours.set_timesteps(4, device="cpu")
+    for got, expected in zip(run_loop(ours), run_loop(ddim), strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_first_gamma_sets_only_the_move_from_pure_noise():
     """gamma 0 with first_gamma 1, 4 steps: the first move is LCM's (fresh noise from the
     generator), the others DDIM's: the same states as a gamma-1 scheduler for step 1 followed by a
@@ -99,6 +113,21 @@ def test_step_output_and_last_step_returns_denoised():
     scheduler.set_timesteps(2)
     half = scheduler.step(torch.zeros_like(x).half(), 999, x.half(), return_dict=False)
     assert half[0].dtype == half[1].dtype == torch.float16
+
+
+def test_an_fp16_step_is_the_float32_step_rounded_once():
+    """fp16 pipelines: ``step`` computes in float32 and rounds its results once, so prev_sample and
+    denoised of fp16 inputs are exactly the float32 step's (on the same fp16 values) cast to fp16
+    (gamma 0: no noise; 999 -> 749 where a = 0.068, so fp16 arithmetic would lose digits of
+    x0 = (x - s eps) / a)."""
+    x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(1)).half()
+    output = toy_model(x.float(), 999).half()
+    half, full = TLCMScheduler(gamma=0.0), TLCMScheduler(gamma=0.0)
+    half.set_timesteps(4)
+    full.set_timesteps(4)
+    got, expected = half.step(output, 999, x), full.step(output.float(), 999, x.float())
+    assert torch.equal(got.denoised, expected.denoised.half())
+    assert torch.equal(got.prev_sample, expected.prev_sample.half())
 
 
 def test_from_ddim_config_save_and_load(tmp_path, caplog):
@@ -161,6 +190,25 @@ def test_flow_scheduler_matches_flow_match_euler(gamma):
     torch.testing.assert_close(ours.timesteps, reference.timesteps)
     for got, expected in zip(run_loop(ours), run_loop(reference), strict=True):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_sample_latents_on_a_shifted_flow_grid_is_the_flow_schedulers_loop():
+    """Training's and evaluation's sampler (``sample_latents``) on a flow schedule with shift 3 and
+    8 steps walks the exported TLCMFlowScheduler's real-valued grid: milestone sigmas k / 8 shifted
+    to 3f / (1 + 2f), e.g. k = 7: 2.625 / 2.75 -> t = 954.5..., and ends on the same latents
+    (gamma 0: deterministic Euler moves, no noise to match)."""
+    scheduler = TLCMFlowScheduler(shift=3.0, gamma=0.0)
+    scheduler.set_timesteps(8)
+    assert scheduler.timesteps[1].item() == pytest.approx(1000 * 2.625 / 2.75)
+    expected = run_loop(scheduler)[-1]
+
+    def denoiser(x, t, cond):
+        return toy_model(x, t[0])
+
+    noise = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(123))
+    schedule = FlowSchedule.from_config(scheduler.config)
+    latents = sample_latents(denoiser, schedule, None, noise, scheduler.timesteps.tolist(), 0.0)
+    torch.testing.assert_close(latents, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

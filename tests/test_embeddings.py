@@ -208,3 +208,17 @@ def test_a_chunk_over_the_resident_budget_stays_until_the_next_one(sd):
     store.get(torch.tensor([5]))
     store.get(torch.tensor([6, 4]))
     assert store.encode_calls == 2
+
+
+def test_prompt_lists_that_concatenate_alike_are_different_chunks(sd, tmp_path):
+    """The cache key holds each prompt of a chunk, not their concatenation: ["a red digit", "3 on
+    white"] and ["a red digit3 on whit", "e"] read alike run together, yet the second list, on the
+    folder the first one wrote, misses (one encode) and gets its own prompts' embeddings."""
+    folder, first = tmp_path / "emb", ["a red digit", "3 on white"]
+    second = ["a red digit3 on whit", "e"]
+    assert "".join(first) == "".join(second)
+    EmbeddingStore(sd, first, folder, chunk_size=2).get(torch.arange(2))
+    store = EmbeddingStore(sd, second, folder, chunk_size=2)
+    assert store.encode_calls == 1
+    fresh, _ = sd.encode(second)
+    assert _equal(store.get(torch.arange(2)), fresh)

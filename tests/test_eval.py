@@ -274,15 +274,18 @@ def test_clip_transform_resizes_the_short_side_then_centre_crops() -> None:
 
 class FixedOpenClip(torch.nn.Module):
     """An open_clip model stand-in: every image embeds to e1 = (1, 0); prompt k (its token id) to the
-    unit vector ``TEXTS[k]``, so cos(image, prompt k) = TEXTS[k][0]."""
+    unit vector ``TEXTS[k]``, so cos(image, prompt k) = TEXTS[k][0]. Unit vectors only when asked
+    (``normalize=True``), as open_clip's ``encode_image`` / ``encode_text``."""
 
     TEXTS = torch.tensor([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0], [-0.6, 0.8]])
+    NORMS = torch.tensor([3.0, 0.5, 2.0, 4.0])
+    """Embedding norms without ``normalize=True`` (open_clip's raw projections are not unit)."""
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        return torch.tensor([1.0, 0.0]).expand(pixels.shape[0], 2)
+        return torch.tensor([1.0 if normalize else 5.0, 0.0]).expand(pixels.shape[0], 2)
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        return self.TEXTS[tokens]
+        return self.TEXTS[tokens] * (1.0 if normalize else self.NORMS[tokens, None])
 
 
 def test_open_clip_score_is_100_times_the_cosine_clamped_at_zero(
@@ -290,7 +293,9 @@ def test_open_clip_score_is_100_times_the_cosine_clamped_at_zero(
 ) -> None:
     """The open_clip CLIP score (Hessel et al. 2021, weight 100 as torchmetrics) is 100 max(cos, 0):
     with cosines 1, 0.6, -1, -0.6 (``FixedOpenClip``, loaded in place of open_clip, which need not be
-    installed) the scores are 100, 60, 0, 0: a negative cosine counts as 0, not as a negative score."""
+    installed) the scores are 100, 60, 0, 0: a negative cosine counts as 0, not as a negative score;
+    a cosine of unit embeddings (the stand-in's raw ones have norms 5 and 3, 0.5, 2, 4). HPSv2.1 of
+    the same model is the raw cosine: 1, 0.6, -1, -0.6."""
     import tlcm.eval.metrics as metrics
 
     prompts = ["p0", "p1", "p2", "p3"]
@@ -303,6 +308,9 @@ def test_open_clip_score_is_100_times_the_cosine_clamped_at_zero(
     images = [Image.new("RGB", (24, 16), "gray")] * 4
     scores = SCORERS["clip"](weights, "cpu")(images, prompts)
     torch.testing.assert_close(scores, torch.tensor([100.0, 60.0, 0.0, 0.0]))
+    weights.hps, weights.hps_arch = tmp_path / "hps.pt", "ViT-H-14"
+    hps = SCORERS["hps"](weights, "cpu")(images, prompts)  # HPSv2.1: the raw cosine
+    torch.testing.assert_close(hps, FixedOpenClip.TEXTS[:, 0])
 
 
 class FixedTextHidden(torch.nn.Module):
@@ -373,3 +381,112 @@ def test_clip_folder_with_either_tokenizer_file_and_flag_spelling(tmp_path):
         assert need_clip_folder(folder, "aesthetic_clip") == folder
     with pytest.raises(TLCMError, match=r"\(or pass --weights\.image-reward PATH\)"):
         need_file(tmp_path / "ImageReward.pt", "image_reward")
+
+
+def test_fid_images_reach_inception_as_channels_rows_columns() -> None:
+    """inception_batch gives (B, 3, H, W) with [c, y, x] the pixel at row y, column x: a 299 px image
+    (no resize) whose red is its column and green its row (x // 2, y // 2) comes back unchanged; a
+    transposed tensor ([c, x, y]) would swap the two ramps."""
+    import numpy as np
+
+    ramp = np.arange(299, dtype=np.uint8) // 2  # the values 0..149, 299 // 2 = 149
+    pixels = np.zeros((299, 299, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1] = ramp[None, :], ramp[:, None]  # red = column, green = row
+    (batch,) = inception_batch([Image.fromarray(pixels)])
+    torch.testing.assert_close(batch[0], torch.from_numpy(ramp).expand(299, 299))
+    torch.testing.assert_close(batch[1], torch.from_numpy(ramp)[:, None].expand(299, 299))
+    assert batch[2].eq(0).all()
+
+
+class MeanColour(torch.nn.Module):
+    """A stand-in for the FID Inception: uint8 (B, 3, H, W) -> mean colour (B, 3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # image_stats reads the device from it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().mean((2, 3))
+
+
+def test_fid_stats_cache_is_not_reused_for_rewritten_images(tmp_path: Path) -> None:
+    """Inception statistics of a folder are cached (OUT/fid_stats) and reused while its files are
+    unchanged; a folder regenerated under the same file names (other images, other file sizes) must
+    be measured anew, not served its stale statistics."""
+    from tlcm.eval.fid import image_stats
+
+    files = [tmp_path / "ref" / f"{k}.png" for k in range(3)]
+    files[0].parent.mkdir()
+    for k, file in enumerate(files):
+        Image.new("RGB", (8, 8), (40 * k, 0, 0)).save(file)
+    cache, net = tmp_path / "cache", MeanColour()
+    first = image_stats(net, files, 2, cache)
+    torch.testing.assert_close(image_stats(net, files, 2, cache).sum, first.sum)  # served from the cache
+    noise = torch.randint(0, 256, (8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    Image.fromarray(noise.numpy()).save(files[0])  # regenerated: another image, another size
+    again = image_stats(net, files, 2, cache)
+    fresh = image_stats(net, files, 2, None)
+    torch.testing.assert_close(again.sum, fresh.sum)
+    assert not torch.allclose(again.sum, first.sum)
+
+
+class TokenRecorder(torch.nn.Module):
+    """BLIP's text encoder stand-in: records what it is given, returns zeros (B, L, width)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width, self.seen = width, {}
+
+    def forward(self, input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask):
+        self.seen = {"ids": input_ids, "mask": attention_mask}
+        return type("Out", (), {"last_hidden_state": torch.zeros(*input_ids.shape, self.width)})
+
+
+def test_image_reward_encodes_the_prompt_tokens_with_their_padding_mask(tmp_path: Path) -> None:
+    """ImageReward's text encoder reads each prompt's token ids ([CLS] first, 35 positions, padded)
+    and a mask of 1 on its tokens and 0 on the padding: two prompts of equal length but other words
+    get other ids and the same mask."""
+    from tlcm.eval.imagereward import MAX_TOKENS, BlipSizes, ImageRewardModel, ImageRewardScorer
+
+    sizes = BlipSizes(32, 1, 4, 32, 16, 32, 1, 4, 100)
+    torch.manual_seed(0)
+    tiny_bert_vocab(tmp_path)
+    torch.save(original_layout(ImageRewardModel(sizes).state_dict()), tmp_path / "ImageReward.pt")
+    scorer = ImageRewardScorer(tmp_path, "cpu", sizes)
+    scorer.model.text = recorder = TokenRecorder(sizes.text_width)
+    images = [Image.open(p) for p in write_pngs(tmp_path / "img", 2)]
+    with torch.no_grad():
+        scorer(images, ["a red cube", "a cat dog"])
+    ids, mask = recorder.seen["ids"], recorder.seen["mask"]
+    assert ids.shape == mask.shape == (2, MAX_TOKENS)
+    assert (ids[:, 0] == scorer.tokenizer.cls_token_id).all() and not torch.equal(ids[0], ids[1])
+    length = int(mask[0].sum())
+    assert 3 <= length < MAX_TOKENS and torch.equal(mask[0], mask[1])
+    assert mask[:, :length].eq(1).all() and mask[:, length:].eq(0).all()
+    assert (ids[:, length:] == scorer.tokenizer.pad_token_id).all()
+
+
+def test_fid_needs_two_images_per_set() -> None:
+    """The unbiased covariance divides by N - 1: a set of one image has none (0 / 0), so its
+    statistics are refused with a one-line error instead of a NaN FID in the table; two images are
+    enough (features (0, 0, 0, 0) and (2, 2, 2, 2): mean 1, every covariance entry 2)."""
+    stats = FeatureStats()
+    stats.update(torch.zeros(1, 4))
+    with pytest.raises(TLCMError, match="at least 2 images per set, got 1"):
+        stats.mean_cov()
+    stats.update(torch.full((1, 4), 2.0))
+    mu, cov = stats.mean_cov()
+    torch.testing.assert_close(mu, torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(cov, torch.full((4, 4), 2.0, dtype=torch.float64))
+
+
+def test_results_table_places_and_rounds_the_extra_metrics():
+    """FID-T, PickScore and HPSv2.1 (when scored) take their places in the paper's column order
+    (FID, FID-T, CLIP score, PickScore, HPSv2.1, aesthetic, ImageReward) whatever order they were
+    asked in; HPSv2.1, a raw cosine near 0.27-0.32 whose models differ in the third decimal, keeps 4
+    decimals, FID-T and PickScore 2."""
+    row = {"model": "TLCM", "steps": 4, "fid": 20.0, "fid-t": 3.14159, "pickscore": 21.2345, "hps": 0.287349}
+    assert results_markdown([row], ["hps", "pickscore", "fid-t", "fid"]) == (
+        "| model | steps | FID | FID-T | PickScore | HPSv2.1 |\n|---|---|---|---|---|---|\n"
+        "| TLCM | 4 | 20.00 | 3.14 | 21.23 | 0.2873 |\n"
+    )

@@ -102,13 +102,14 @@ def test_flux_call_is_the_pipelines(request):
     assert torch.equal(image_ids(h // 2, w // 2, torch.device("cpu"), torch.bfloat16), ids)
 
 
-@pytest.mark.parametrize("kind", ["sdxl", "sd3"])
+@pytest.mark.parametrize("kind", ["sd15", "sdxl", "sd3"])
 def test_guided_teacher_is_the_pipelines_cfg_prediction(kind, request):
     """The guided teacher (w = 5) equals the noise / velocity prediction the diffusers pipeline
     makes in a CFG step: its own encode_prompt (negative prompt: its default), the network on
     [negative; prompt] (SDXL: pooled embeddings and _get_add_time_ids; SD3: pooled projections)
-    and uncond + w (cond - uncond). A conditioning field that does not reach the network, or the
-    prompt's pooled embedding in the unconditional half, fails."""
+    and uncond + w (cond - uncond). A conditioning field that does not reach the network, the
+    prompt's pooled embedding in the unconditional half, or SD1.5's prompt and empty prompt
+    swapped (guidance away from the prompt), fails."""
     base = _load(request, kind)
     pipe, w, prompts = base.pipe, 5.0, ["a handwritten digit seven", "a drawing of the digit two"]
     cond, uncond = base.encode(prompts)
@@ -116,7 +117,10 @@ def test_guided_teacher_is_the_pipelines_cfg_prediction(kind, request):
     with torch.no_grad():
         ours = Guided(base.denoiser(), w, uncond[:1])(x, t, cond)
         xx, tt = torch.cat([x, x]), torch.cat([t, t])
-        if kind == "sdxl":
+        if kind == "sd15":
+            emb, neg = pipe.encode_prompt(prompts, "cpu", 1, True)
+            out = pipe.unet(xx, tt, encoder_hidden_states=torch.cat([neg, emb])).sample
+        elif kind == "sdxl":
             emb, neg, pooled, neg_pooled = pipe.encode_prompt(prompts, device="cpu")
             size = base.latent_shape[-1] * pipe.vae_scale_factor
             ids = pipe._get_add_time_ids(
@@ -467,3 +471,105 @@ def test_sd3_text_width_is_t5s_when_it_has_one():
     t5 = SimpleNamespace(config=SimpleNamespace(hidden_size=48))
     assert family.text_widths(SimpleNamespace(transformer=transformer, text_encoder_3=t5)) == (48, 32)
     assert family.text_widths(SimpleNamespace(transformer=transformer, text_encoder_3=None)) == (32, 32)
+
+
+# Red-team round 6 (tests/mutants/redteam6_models.py): the features' gradient and grid, the taps.
+
+
+def test_unet_features_pass_the_gradient_to_the_latents(request):
+    """The teacher-feature discriminator's generator loss reaches the student only through the
+    features' gradient with respect to the latents: the block-by-block features give the input
+    gradient of the UNet's own full forward (hooks) for a random weighting of every level; a
+    feature path cut from x (a detach) gives none."""
+    base = _load(request, "sd15")
+    net = base.net
+    cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    gen = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, *base.latent_shape, generator=gen), torch.tensor([700, 250])
+
+    def input_gradient(features) -> torch.Tensor:
+        xg = x.clone().requires_grad_(True)
+        feats = features(xg)
+        weights = [
+            torch.randn(f.shape, generator=torch.Generator().manual_seed(i)) for i, f in enumerate(feats)
+        ]
+        (grad,) = torch.autograd.grad(sum((f * w).sum() for f, w in zip(feats, weights, strict=True)), xg)
+        return grad
+
+    ours = input_gradient(lambda xg: base.family.features(net, xg, t, cond))
+    theirs = input_gradient(
+        lambda xg: base.family.tapped_features(
+            net,
+            xg,
+            t,
+            cond,
+            [*net.down_blocks, net.mid_block],
+            lambda out, x: out[0] if isinstance(out, tuple) else out,
+        )
+    )
+    assert ours.abs().max() > 1e-4
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_transformer_features_keep_a_non_square_grid(request):
+    """On non-square latents (h = 8, w = 16; patch 1) the MM-DiT features are (B, D, h, w) with the
+    image token i * w + j at (i, j): the token grid is (rows, columns) = (h / p, w / p), not the
+    transpose (a square grid cannot tell them apart)."""
+    base = _load(request, "sd3")
+    net = base.net
+    c = base.latent_shape[0]
+    cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    x, t = torch.randn(2, c, 8, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([700.0, 250.0])
+    tokens = []
+    hook = net.transformer_blocks[0].register_forward_hook(lambda m, a, out: tokens.append(out[1]))
+    try:
+        with torch.no_grad():
+            first = base.family.features(net, x, t, cond)[0]
+    finally:
+        hook.remove()
+    assert first.shape == (2, base.family.feature_channels(net)[0], 8, 16)
+    for i, j in ((0, 1), (1, 0), (2, 9), (7, 15)):
+        torch.testing.assert_close(first[:, :, i, j], tokens[0][:, i * 16 + j])
+
+
+@pytest.mark.parametrize(
+    "blocks, taps",
+    [(1, [0]), (2, [0, 1]), (4, [0, 1, 2, 3]), (7, [0, 2, 4, 6]), (10, [0, 3, 6, 9]), (19, [0, 6, 12, 18])],
+)
+def test_transformer_taps_are_evenly_spaced_from_the_first_block_to_the_last(blocks, taps):
+    """FEATURE_TAPS (4) blocks, evenly spaced over the N transformer blocks, the first and the
+    last among them: block round(i (N - 1) / 3), i = 0..3 (all of them when N <= 4). By hand: N = 10
+    -> 0, 3, 6, 9; N = 7 -> 0, 2, 4, 6; N = 19 -> 0, 6, 12, 18. Without the last block the
+    discriminator never sees the deepest features (FLUX.1: 19 double blocks)."""
+    from types import SimpleNamespace
+
+    from tlcm.models.families import FAMILIES as REGISTRY
+
+    family = REGISTRY["StableDiffusion3Pipeline"]
+    net = SimpleNamespace(transformer_blocks=list(range(blocks)))
+    assert family._taps(net) == taps
+
+
+def test_swapped_weight_calls_speak_the_networks_family(request):
+    """EMA targets and DPO references call the network with swapped-in weights
+    (``functional_denoiser``) through ITS family's forward: on SD3 (a transformer, not the default
+    family's UNet) the call with the network's own weights but proj_out's bias + 0.5 is the
+    teacher's output + 0.5 everywhere (proj_out is the last layer; patch 1), and the network
+    keeps its weights."""
+    from tlcm.models.functional import functional_denoiser
+
+    base = _load(request, "sd3")
+    net = base.net
+    cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    x, t = (
+        torch.randn(2, *base.latent_shape, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([700.0, 250.0]),
+    )
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    params["proj_out.bias"] = params["proj_out.bias"] + 0.5
+    with torch.no_grad():
+        teacher = base.denoiser()(x, t, cond)
+        swapped = functional_denoiser(net, params, base.family, counter=base)(x, t, cond)
+        again = base.denoiser()(x, t, cond)
+    torch.testing.assert_close(swapped, teacher + 0.5)
+    assert torch.equal(again, teacher)

@@ -336,3 +336,139 @@ def test_triplets_are_the_proxy_distances_of_their_decoded_pairs(tiny_sd):
         ref, a, b = (vae.decode(z[:, i] / vae.config.scaling_factor).sample.clamp(-1, 1) for i in range(3))
     expected = torch.stack([proxy(ref, a), proxy(ref, b), proxy(a, b)], 1)
     torch.testing.assert_close(ours["p"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_weights_file_retrained_in_place_is_reread(tmp_path):
+    """The registered distance caches its network per file; a file rewritten at the same path (the
+    trainer's --out run again) must be read anew: after the rewrite the distance is the new net's."""
+    import os
+
+    from tlcm.losses.latent_lpips import latent_lpips_distance
+
+    path, a, b = tmp_path / "w.safetensors", torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
+    old, new = _random_net(0), _random_net(1)
+    save_latent_lpips(old, path)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    distance = latent_lpips_distance(path)
+    torch.testing.assert_close(distance(a, b), old(a, b))
+    save_latent_lpips(new, path)
+    os.utime(path, ns=(2_000_000_000, 2_000_000_000))  # a later modification time, whatever the clock
+    torch.testing.assert_close(distance(a, b), new(a, b))
+    assert not torch.allclose(old(a, b), new(a, b))
+
+
+def test_a_loaded_network_is_frozen_and_gathers_no_gradients(tmp_path):
+    """Latent LPIPS is a fixed distance in MLCD / LCD: the loaded network's parameters require no
+    gradient, so backpropagating a distance reaches ``pred`` only and allocates no weight gradients."""
+    path = tmp_path / "w.safetensors"
+    save_latent_lpips(_random_net(), path)
+    net = load_latent_lpips(path)
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    pred = torch.randn(2, 4, 4, 4, requires_grad=True)
+    net(pred, torch.randn(2, 4, 4, 4)).sum().backward()
+    assert pred.grad is not None and all(p.grad is None for p in net.parameters())
+
+
+def test_two_afc_and_spearman_by_hand():
+    """two_afc: the fraction of triplets where d and p agree on which of a, b is closer to ref
+    (columns 0 = (ref, a), 1 = (ref, b)); d = (1, 2), (3, 1) vs p = (1, 2), (1, 3): agree, disagree:
+    0.5 (column 2, (a, b), plays no part). spearman: the correlation of ranks; d = (0.1, 0.4, 0.2,
+    0.3) has ranks (0, 3, 1, 2), p = (0.2, 0.1, 0.4, 0.3) ranks (1, 0, 3, 2): rank differences
+    (-1, 3, -2, 0), 1 - 6 * 14 / (4 * 15) = -0.4 (the sort orders (0, 2, 3, 1), (1, 0, 3, 2) would
+    correlate +0.4)."""
+    from tlcm.latent_lpips.train import spearman, two_afc
+
+    d = torch.tensor([[1.0, 2.0, 9.0], [3.0, 1.0, 9.0]])
+    p = torch.tensor([[1.0, 2.0, 0.0], [1.0, 3.0, 5.0]])
+    assert two_afc(d, p) == pytest.approx(0.5)
+    d, p = torch.tensor([0.1, 0.4, 0.2, 0.3]), torch.tensor([0.2, 0.1, 0.4, 0.3])
+    assert spearman(d, p) == pytest.approx(-0.4)
+
+
+def test_held_out_record_scores_latent_l2_as_the_baseline():
+    """measure: with the proxy equal to the latents' own L2 distances, latent L2 agrees with it on
+    every triplet (2AFC 1, Spearman 1, the same mean) while a random latent LPIPS does not: the
+    baseline columns are L2's, not the network's."""
+    from tlcm.latent_lpips.train import measure
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 3, 4, 4, 4, generator=g) * torch.rand(64, 3, 1, 1, 1, generator=g)
+    p = triplet_distances(lambda a, b: (a - b).square().flatten(1).mean(1), z)
+    record = measure(_random_net().eval(), z, p)
+    assert record["heldout_2afc_latent_l2"] == 1.0 and record["heldout_spearman_latent_l2"] == 1.0
+    assert record["heldout_mean_latent_l2"] == pytest.approx(p.mean().item(), abs=1e-5)
+    assert record["heldout_2afc_latent_lpips"] < 1.0
+
+
+def _sign_classifier() -> DigitClassifier:
+    """A DigitClassifier whose three convs pass the grey level on in channel 0 only (centre tap 1,
+    all else 0): every SiLU tap of a uniform image is +-e0 after unit normalisation, the sign of the
+    image's grey level (SiLU keeps the sign)."""
+    classifier = DigitClassifier(width=2, feature_dim=4)
+    with torch.no_grad():
+        for conv in (m for m in classifier.body if isinstance(m, torch.nn.Conv2d)):
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+    return classifier
+
+
+def test_proxy_feature_distance_sums_over_channels():
+    """P's feature term (LPIPS-style): mean over the 3 SiLU taps of mean_{h,w} sum_c (f^(x) -
+    f^(y))_c^2. With ``_sign_classifier`` a white image's taps are the unit vector e0 at every pixel,
+    a black image's -e0, so every tap contributes ||e0 + e0||^2 = 4 and P's feature term is 4 (a mean
+    over the 2, 4, 4 channels would give (2 + 1 + 1) / 3)."""
+    classifier = _sign_classifier()
+    white, black = torch.ones(2, 3, 32, 32), -torch.ones(2, 3, 32, 32)
+    torch.testing.assert_close(PixelProxy(classifier).feature_distance(white, black), torch.full((2,), 4.0))
+    torch.testing.assert_close(PixelProxy(classifier).feature_distance(white, white), torch.zeros(2))
+
+
+class PixelMSE(torch.nn.Module):
+    """A proxy: the mean squared pixel difference of the decoded images, (N,)."""
+
+    def forward(self, x, y):
+        return (x - y).square().mean(dim=(1, 2, 3))
+
+
+def test_training_regresses_each_triplets_own_pairs(tiny_sd):
+    """The trainer's loss is log_loss of the network's distances of each triplet's own pairs (ref,
+    a), (ref, b), (a, b) against that triplet's proxy distances: replaying its seeded draws (the
+    triplets, the held-out ones, the initial network under torch.manual_seed(seed), the batch) gives
+    the loss it records after one step (taken before the update; the record rounds to 5 decimals)."""
+    from tlcm.latent_lpips.data import make_triplets
+
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 32, 32) * 2 - 1
+    args = TrainArgs(steps=1, batch_size=4, triplets=3, heldout_triplets=2, channels=(2, 2, 4, 4, 4))
+    _, record = train_latent_lpips(tiny_sd.vae, PixelMSE(), images[:4], images[4:], args)
+    vae, g = tiny_sd.vae.eval(), torch.Generator().manual_seed(args.seed)
+    train = make_triplets(vae, PixelMSE(), images[:4], 3, args.latent_noise, g)
+    make_triplets(vae, PixelMSE(), images[4:], 2, args.latent_noise, g)
+    torch.manual_seed(args.seed)
+    net = LatentLPIPS(vae.config.latent_channels, args.channels)
+    idx = torch.randint(3, (4,), generator=g)
+    with torch.no_grad():
+        expected = log_loss(triplet_distances(net, train["z"][idx]), train["p"][idx]).item()
+    assert record["final_train_log_mse"] == pytest.approx(expected, abs=2e-5)
+
+
+def test_proxy_of_a_white_and_a_black_image_by_hand():
+    """P(x, y) = feature term + (1 - SSIM) / 2. White vs black with ``_sign_classifier``: feature
+    term 4 (test_proxy_feature_distance_sums_over_channels). SSIM of constant images 1 and
+    -1 (means 1, -1, no variance or covariance): (2 (1)(-1) + C1) C2 / ((1 + 1 + C1) C2) =
+    (C1 - 2) / (C1 + 2), C1 = 0.02^2, so (1 - SSIM) / 2 = 2 / (2 + C1) and P = 4 + 2 / 2.0004."""
+    classifier = _sign_classifier()
+    white, black = torch.ones(2, 3, 32, 32), -torch.ones(2, 3, 32, 32)
+    torch.testing.assert_close(PixelProxy(classifier)(white, black), torch.full((2,), 4 + 2 / 2.0004))
+
+
+def test_distortions_stay_in_the_image_range():
+    """distort's contrast, brightness, noise and patches are clamped back to [-1, 1] (what the VAE
+    encodes and a decoder can produce): all-white and all-black images, distorted 64 times each, stay
+    within [-1, 1] and are changed."""
+    from tlcm.latent_lpips.data import distort
+
+    x = torch.cat([torch.ones(32, 3, 32, 32), -torch.ones(32, 3, 32, 32)])
+    out = distort(x, torch.Generator().manual_seed(0))
+    assert out.min() >= -1 and out.max() <= 1 and not torch.equal(out, x)

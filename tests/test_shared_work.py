@@ -151,3 +151,21 @@ def test_student_sample_draws_are_independent_and_cached_per_draw():
     assert c.student_calls == 4 and (first - second).abs().max() > 1e-3
     assert student_samples(ctx, 0) is first and student_samples(ctx, 1) is second
     assert c.student_calls == 4
+
+
+def test_a_one_step_grid_predicts_from_pure_noise_in_one_call():
+    """q = 1 (M = 2, toy T = 3): the grid is [2], so k = 0 for every sample and the state is the
+    step's noise z itself at t = 2 (its second draw, after k): one student call and no q-step
+    sample drawn (a sample would only be thrown away)."""
+    from tlcm.losses.shared import samples_key, student_prediction
+
+    c = Counter()
+    ctx = toy_context(c.student, None, batch=3, seed=5, grid=StudentGrid(2, 1))
+    pred = student_prediction(ctx)
+    gen = torch.Generator().manual_seed(5)
+    assert torch.randint(1, (3,), generator=gen).tolist() == [0, 0, 0]
+    z = torch.randn((3, 2, 2, 2), generator=gen)
+    assert c.student_calls == 1 and ctx.computed(samples_key(ctx), None) is None
+    assert pred.t.tolist() == [2, 2, 2]
+    torch.testing.assert_close(pred.x_t, z)
+    torch.testing.assert_close(pred.x0, 0.5 * z)

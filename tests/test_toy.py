@@ -132,3 +132,84 @@ def test_real_pairs_label_the_ink_of_every_digit():
         assert rows[i]["ink"] == ink, i
         assert x[i, 0, 0, 0].item() == (-1.0 if ink == "white" else 1.0), i
     assert rows[1797]["digit"] == rows[0]["digit"] and texts[1797] == prompt_for(rows[0]["digit"], 1797 % 4)
+
+
+def test_feature_statistics_are_the_unbiased_ones_fid_uses():
+    """Features (0, 1), (2, 3): mean (1, 2); deviations (-1, -1), (1, 1) sum to 2 in every entry of
+    the outer product, over N - 1 = 1: covariance [[2, 2], [2, 2]] (the biased N would give 1s) —
+    the same estimator as the FID's streamed FeatureStats, so the toy FD and FID agree."""
+    from tlcm.eval.fid import FeatureStats
+    from tlcm.toy.metrics import feature_statistics
+
+    mu, sigma = feature_statistics(torch.tensor([[0.0, 1.0], [2.0, 3.0]]))
+    torch.testing.assert_close(mu, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(sigma, torch.full((2, 2), 2.0, dtype=torch.float64))
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    stats = FeatureStats()
+    stats.update(x)
+    for ours, fids in zip(feature_statistics(x), stats.mean_cov(), strict=True):
+        torch.testing.assert_close(ours, fids)
+
+
+def test_toy_metrics_score_images_clamped_to_the_saved_range():
+    """The toy scores rate what a saved image can hold: a decoded image beyond [-1, 1] scores as its
+    clamp (alignment and FD alike)."""
+    g = torch.Generator().manual_seed(0)
+    images, labels = 3 * torch.randn(40, 3, 32, 32, generator=g), torch.arange(40) % 10
+    metrics = ToyMetrics()
+    assert metrics(images, labels) == metrics(images.clamp(-1, 1), labels)
+
+
+def test_evaluation_generates_every_batch_for_its_own_prompts():
+    """evaluate_toy in batches of 7 over 30 prompts (digits 0-9 cycling): a stand-in model whose
+    "image" is the digit its prompt names must give the metrics each prompt's own label, in every
+    batch (batches after the first hold other digits than the first)."""
+    import contextlib
+
+    from tlcm.rewards.digit import prompt_digit
+    from tlcm.toy.scores import evaluate_toy
+
+    class Base:
+        device, latent_shape = "cpu", (1, 1, 1)
+
+        def encode(self, prompts):
+            return torch.tensor([prompt_digit(p) for p in prompts], dtype=torch.float32), None
+
+        def autocast(self):
+            return contextlib.nullcontext()
+
+        def decode(self, latents):
+            return latents
+
+    def sampler(cond, uncond, noise, gen):
+        return cond.view(-1, 1, 1, 1) + 0 * noise
+
+    seen = []
+    evaluate_toy(
+        Base(), sampler, 3, batch_size=7, metrics=lambda images, labels: seen.append((images, labels))
+    )
+    ((images, labels),) = seen
+    assert images.shape == (30, 1, 1, 1) and torch.equal(images.flatten().long(), labels)
+
+
+def test_student_score_rows_put_each_score_in_its_column(monkeypatch):
+    """student_scores: one evaluation of ``samples_per_digit`` per digit per step count, and one row
+    each with its alignment (higher is better) under "alignment", its FD (lower is better) under "fd"
+    and the prompt count 10 x samples_per_digit (the FD depends on it)."""
+    import tlcm.toy.scores as scores
+    from tlcm.toy.metrics import ToyScores
+
+    results, asked = iter([ToyScores(alignment=0.25, fd=7.0), ToyScores(alignment=0.75, fd=3.0)]), []
+
+    def evaluate_toy(base, sampler, samples_per_digit=50, batch_size=250, metrics=None):
+        asked.append(samples_per_digit)
+        return next(results)
+
+    monkeypatch.setattr(scores, "evaluate_toy", evaluate_toy)
+    base = type("Base", (), {"schedule": 1000})()
+    rows = scores.student_scores(base, None, (1, 4), samples_per_digit=2, metrics=object())
+    assert asked == [2, 2]
+    assert rows == [
+        {"steps": 1, "prompts": 20, "alignment": 0.25, "fd": 7.0},
+        {"steps": 4, "prompts": 20, "alignment": 0.75, "fd": 3.0},
+    ]
