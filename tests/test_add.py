@@ -159,6 +159,27 @@ def test_add_distill_value_target_and_gradient_by_hand(weighting, guidance):
     _close(student.c.grad, grad.sum(0))
 
 
+@pytest.mark.parametrize("distance", ["huber", "elementwise_huber"])
+def test_add_distill_takes_the_configured_distance(distance):
+    """distance "huber": per sample sqrt(mean_d (x_hat - x_psi)^2 + 0.03^2) - 0.03 (iCT's
+    pseudo-Huber on the per-element mean); "elementwise_huber": mean_d sqrt((x_hat - x_psi)^2 +
+    0.001^2) - 0.001 (LCM's): L = mean_b alpha_bar_t d_b, not the l2 of the default."""
+    batch, seed = 32, 3
+    student = Student()
+    ctx = _ctx(student, Teacher(), batch=batch, seed=seed)
+    value = ADDDistill(ADDDistillConfig(distance=distance))(ctx)["add_distill"]
+    z, t, eps = _replay(seed, batch, 0, 11)
+    x_hat = student.hand(z, 11)
+    diff = x_hat - Teacher.hand(a(t) * x_hat + s(t) * eps, t, W)
+    if distance == "huber":
+        d = (diff.square().flatten(1).mean(1) + 0.03**2).sqrt() - 0.03
+    else:
+        d = ((diff.square() + 0.001**2).sqrt() - 0.001).flatten(1).mean(1)
+    c = torch.tensor([AC[i] for i in t.tolist()])
+    _close(value.detach(), (c * d).mean())
+    assert abs(float((c * diff.square().flatten(1).mean(1)).mean() - value.detach())) > 1e-3  # not l2
+
+
 def test_add_distill_converts_eps_outputs_to_x0_by_hand():
     """On an epsilon-prediction schedule (the same alphas_cumprod) both networks output noise: the
     student's x_hat = (z - s_11 out) / a_11 at pure noise z, the teacher's target x_psi =
@@ -221,7 +242,9 @@ def test_pixel_space_decodes_the_shared_prediction_and_the_target():
     """space "pixel": d on decoded images, the prediction's decode (with gradients) the shared one
     (``decoded_prediction``), the target's without gradients: L = mean c(t) mean (D(x_hat) -
     D(x_psi))^2 for the stand-in decoder D(z) = tanh(z) repeated to 3 channels; no decoder: a
-    clear error."""
+    clear error. The gradient reaches the student through the prediction's decode: d L / d c is
+    autograd's of the by-hand loss as a function of c (x_psi held fixed, the teacher's input is
+    sg(x_hat)), not zero as with a detached prediction decoded under grad mode."""
     batch, seed = 16, 1
     decodes = []
 
@@ -229,18 +252,46 @@ def test_pixel_space_decodes_the_shared_prediction_and_the_target():
         decodes.append(torch.is_grad_enabled())
         return torch.tanh(z).repeat(1, 3, 1, 1)
 
-    ctx = _ctx(Student(), Teacher(), batch=batch, seed=seed, decode=decode)
+    student = Student()
+    ctx = _ctx(student, Teacher(), batch=batch, seed=seed, decode=decode)
     value = ADDDistill(ADDDistillConfig(space="pixel"))(ctx)["add_distill"]
     assert decodes == [True, False]
     assert f"decoded/{prediction_key(ctx)}" in ctx._work
     z, t, eps = _replay(seed, batch, 0, 11)
-    x_hat = Student().hand(z, 11)
-    x_psi = Teacher.hand(a(t) * x_hat + s(t) * eps, t, W)
+    c_hand = student.c.detach().clone().requires_grad_()
+    x_hat = c_hand + 0.5 * z + 0.02 * 12
+    x_psi = Teacher.hand(a(t) * x_hat.detach() + s(t) * eps, t, W)
     c = torch.tensor([AC[i] for i in t.tolist()])
     hand = (c * (torch.tanh(x_hat) - torch.tanh(x_psi)).square().flatten(1).mean(1)).mean()
-    _close(value.detach(), hand)
+    _close(value.detach(), hand.detach())
+    value.backward()
+    hand.backward()
+    assert c_hand.grad.abs().min() > 1e-4
+    _close(student.c.grad, c_hand.grad)
     with pytest.raises(ValueError, match="no decode function"):
         ADDDistill(ADDDistillConfig(space="pixel"))(_ctx(Student(), Teacher()))
+
+
+def test_pixel_distance_of_bf16_decodes_is_taken_in_float32():
+    """A bf16 VAE decodes both images in bf16; the distance and the loss are taken in float32 (at
+    least): the loss is float32 and equals mean_b c(t_b) mean (P - Q)^2 computed in float64 from
+    the very bf16 images P, Q (1e-6 relative). In bf16 (8 bits of mantissa) the squares and the
+    means round at ~4e-3 relative, so the small differences that drive the gradient are lost."""
+    batch, seed = 16, 1
+    images = []
+
+    def decode(z):
+        images.append(torch.tanh(z).repeat(1, 3, 4, 4).to(torch.bfloat16))  # (B, 3, 8, 8) in bf16
+        return images[-1]
+
+    ctx = _ctx(Student(), Teacher(), batch=batch, seed=seed, decode=decode)
+    value = ADDDistill(ADDDistillConfig(space="pixel"))(ctx)["add_distill"]
+    assert value.dtype == torch.float32
+    pred, target = (image.double() for image in images)
+    _, t, _ = _replay(seed, batch, 0, 11)
+    c = torch.tensor([AC[i] for i in t.tolist()])
+    hand = (c * (pred - target).square().flatten(1).mean(1)).mean()
+    torch.testing.assert_close(value.double(), hand, atol=0, rtol=1e-6)
 
 
 def test_backward_simulation_data_noises_real_latents_to_the_grid():

@@ -592,3 +592,23 @@ def test_a_given_prompt_length_overrides_the_runs_recorded_one(tmp_path):
     save_checkpoint(tmp_path / "run", TrainState(0, 1, 1), {"w": torch.ones(2)}, {}, {}, run=run)
     assert student_model(tmp_path / "run", None, None, print) == (model, 16)
     assert student_model(tmp_path / "run", None, 8, print) == (model, 8)
+
+
+def test_a_field_only_one_recipe_has_is_a_change_either_way():
+    """recipe_changes compares the two recipes both ways: a field that only the checkpoint's recipe
+    has, or only this run's (a loss added, a field new in this version), is a change shown as
+    "(unset)" on the side that lacks it; a field the two share with equal values is none, and an
+    unchecked one (runtime.log_every) never is."""
+    from tlcm.resume import recipe_changes
+
+    saved = {"phases": {"a": {"lr": 0.001}}, "runtime": {"log_every": 1}}
+    current = {"phases": {"a": {"lr": 0.001, "ema_decay": 0.9}}, "runtime": {"log_every": 5, "seed": 1}}
+    assert recipe_changes(saved, current) == [
+        "phases.a.ema-decay (unset) -> 0.9",
+        "runtime.seed (unset) -> 1",
+    ]
+    assert recipe_changes(current, saved) == [
+        "phases.a.ema-decay 0.9 -> (unset)",
+        "runtime.seed 1 -> (unset)",
+    ]
+    assert recipe_changes(saved, saved) == []

@@ -109,3 +109,50 @@ def test_clip_grad_norm_mixes_fsdp2_shards_and_plain_tensors():
         torch.testing.assert_close(plain.grad, torch.full((2,), 3.0 / (norm + 1e-6)))
     finally:
         dist.destroy_process_group()
+
+
+def test_average_gradients_averages_each_parameter_over_processes(monkeypatch):
+    """average_gradients flattens every gradient into one buffer, all-reduces (sums) it over the
+    processes and divides by their count. With a fake all-reduce that adds another process's
+    gradients h (2 processes), each parameter's gradient becomes (g + h) / 2 in its own shape, a
+    missing gradient counting as zero (h / 2). Three sizes (6, 4, 5), so a slice read at a wrong
+    offset shows (or fails to reshape)."""
+    from tlcm import distributed
+
+    shapes = [(2, 3), (4,), (1, 5)]
+    params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+    mine = [torch.arange(6.0).view(2, 3), torch.full((4,), 10.0), None]
+    other = [torch.full((2, 3), 2.0), -torch.arange(4.0), torch.arange(5.0).view(1, 5) + 1]
+    for p, g in zip(params, mine, strict=True):
+        p.grad = g
+    flat_other = torch.cat([h.reshape(-1) for h in other])
+    monkeypatch.setattr(distributed.dist, "all_reduce", lambda flat: flat.add_(flat_other))
+    distributed.average_gradients(params, 2)
+    for p, g, h in zip(params, mine, other, strict=True):
+        expected = ((0.0 if g is None else g) + h) / 2
+        torch.testing.assert_close(p.grad, expected, rtol=0, atol=0)
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """torchrun numbers the processes globally (RANK) and on their node (LOCAL_RANK), and a node's
+    GPUs are cuda:0 .. cuda:n-1: process RANK 9 with LOCAL_RANK 1 (the second of node 2, 8 GPUs a
+    node) uses cuda:1 and joins the nccl group as rank 9 of 16. Without torchrun: rank 0 of 1 on
+    the given device, no group. (CUDA's set_device and the process group are faked: they record.)"""
+    from tlcm import distributed
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("device", device)))
+    monkeypatch.setattr(
+        distributed.dist, "init_process_group", lambda backend: calls.append(("group", backend))
+    )
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    for name, value in (("WORLD_SIZE", "16"), ("RANK", "9"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    cuda1 = torch.device("cuda", 1)
+    assert distributed.init_distributed("cuda") == distributed.DistInfo(9, 16, cuda1)
+    assert calls == [("device", cuda1), ("group", "nccl")]
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name)
+    calls.clear()
+    assert distributed.init_distributed("cpu") == distributed.DistInfo(0, 1, torch.device("cpu"))
+    assert calls == []

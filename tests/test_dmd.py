@@ -162,6 +162,15 @@ def test_dmd_config_refuses_bad_values(field, value):
         DMDConfig(**{field: value}).validate(1000, StudentGrid())
 
 
+def test_dmd_t_prime_range_must_stay_below_t():
+    """t' in [t_min, t_max] indexes the schedule's T timesteps 0..T-1: t_max = T is refused by its
+    own check even where the fake score's range is valid (fake_t_max = T - 1), so the run stops
+    with a config error instead of indexing alphas_cumprod[T]; t_max = T - 1 is accepted."""
+    DMDConfig(t_max=999, fake_t_max=999).validate(1000, StudentGrid())
+    with pytest.raises(ValueError, match=r"need 0 <= t_min < t_max < 1000, got 20, 1000"):
+        DMDConfig(t_max=1000, fake_t_max=999).validate(1000, StudentGrid())
+
+
 def test_student_grid_refuses_an_unknown_backward_simulation():
     StudentGrid(backward_simulation="chain").check(1000)
     StudentGrid(backward_simulation="data").check(1000)
@@ -324,3 +333,29 @@ def test_the_fake_scores_update_sends_nothing_to_the_student():
         return scale.grad
 
     torch.testing.assert_close(run(aux_first=True), run(aux_first=False), rtol=0, atol=0)
+
+
+@pytest.mark.usefixtures("float64")
+def test_resume_restores_the_fake_scores_optimizer():
+    """A DMD loss restored from another's checkpoint (fake score AND its AdamW state) makes the same
+    next fake update as the original: after two updates AdamW's second moments are not those of a
+    fresh optimizer (whose first step moves b by lr sign(g)), so dropping them shows."""
+
+    def build():
+        return DMD(DMDConfig(t_min=0, t_max=2, fake_updates=1, fake_lr=0.1), EpsFake())
+
+    def ctx(seed):
+        return _eps_context(lambda x, t, c: 0.3 * x, lambda x, t, c: 0.2 * x, 4, seed)
+
+    a, b = build(), build()
+    for seed in (0, 1):
+        c = ctx(seed)
+        a(c)
+        a.aux_step([c])
+    b.load_checkpoint_state(copy.deepcopy(a.checkpoint_state()))
+    assert b.fake.b.item() == a.fake.b.item()
+    for loss in (a, b):
+        c = ctx(2)
+        loss(c)
+        loss.aux_step([c])
+    assert b.fake.b.item() == a.fake.b.item()

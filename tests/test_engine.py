@@ -618,3 +618,124 @@ def test_skip_allows_the_documented_ten_steps_in_a_row(tmp_path):
     assert said == ["[yellow]skipped step 12 of p: non-finite loss"]
     with pytest.raises(NonFiniteLoss, match="at step 13: 11 steps in a row skipped"):
         nonfinite(rt, "p", 13, {"loss": torch.tensor(float("nan"))}, 11, said.append)
+
+
+def _free_step_trainer(model_dir, out_dir, dist=None, **phase_fields):
+    """A Trainer of ``small_recipe`` (5 steps; ``phase_fields`` replace the phase's) whose
+    micro-batches cost nothing: ``context`` records (step, prompt indices, generator seed) of each
+    micro-batch in ``trainer.seen``, and the objective is 0 * the student's weights (zero gradients,
+    not None). ``dist``: the process it plays (no process group: averages are the caller's to fake)."""
+    recipe = small_recipe(model_dir, out_dir, steps=5)
+    phase = replace(recipe.phases["stage"], losses={"norm": OutputNormConfig()}, **phase_fields)
+    trainer = Trainer(replace(recipe, phases={"stage": phase}), dist)
+    params = list(trainer.student.trainable_parameters().values())
+    trainer.seen = []
+
+    def context(order, generator, step):
+        trainer.seen.append((step, order.tolist(), generator.initial_seed()))
+
+    trainer.context = context
+    trainer.objective = lambda phase, losses, ctx: (sum(p.sum() for p in params) * 0.0, {})
+    return trainer, phase
+
+
+def test_the_prompt_draw_reaches_every_prompt(tiny_sd_dir, tmp_path):
+    """A step's prompts are uniform over ALL the prompts (with real images: all image-text pairs):
+    over 40 steps of batch 2 from 5 prompts (80 draws; each prompt missed with probability
+    (4/5)^80 ~ 2e-8, and the draws are seeded) every index 0..4 appears, none outside."""
+    trainer, phase = _free_step_trainer(tiny_sd_dir, tmp_path)
+    trainer.prompts = [f"prompt {i}" for i in range(5)]
+    params = list(trainer.student.trainable_parameters().values())
+    opt = torch.optim.SGD(params, lr=0.0)
+    for step in range(40):
+        trainer._step(phase, {}, opt, params, step)
+    drawn = {i for _, order, _ in trainer.seen for i in order}
+    assert drawn == {0, 1, 2, 3, 4}
+
+
+def test_two_processes_split_the_global_batch_as_one_process_accumulates_it(
+    tiny_sd_dir, tmp_path, monkeypatch
+):
+    """Data parallelism shards the step's prompts: with batch 4, process r of 2 (one micro-batch
+    each) trains on micro-batch r of the global draw with generator seed step_seed(seed, s, r),
+    exactly what one process accumulating 2 micro-batches sees as its micro-batches 0 and 1 (the
+    gradients' and terms' averages over processes are faked as identities: no process group)."""
+    monkeypatch.setattr(engine, "average_gradients", lambda params, world: None)
+    monkeypatch.setattr(engine, "average_terms", lambda terms, world: terms)
+    seen = {}
+    for name, dist, accum in (("one", None, 2), ("rank0", (0, 2), 1), ("rank1", (1, 2), 1)):
+        info = dist and engine.DistInfo(*dist, torch.device("cpu"))
+        trainer, phase = _free_step_trainer(
+            tiny_sd_dir, tmp_path / name, info, batch_size=4, grad_accum=accum
+        )
+        params = list(trainer.student.trainable_parameters().values())
+        for step in (0, 1):
+            trainer._step(phase, {}, torch.optim.SGD(params, lr=0.0), params, step)
+        seen[name] = trainer.seen
+    by_step = lambda s, name: [m for m in seen[name] if m[0] == s]  # noqa: E731
+    for step in (0, 1):
+        assert by_step(step, "rank0") + by_step(step, "rank1") == by_step(step, "one")
+        assert sum(len(order) for _, order, _ in by_step(step, "one")) == 4
+    assert seen["rank0"] != seen["rank1"]
+
+
+def test_the_lr_schedule_steps_once_per_optimizer_step_whatever_the_accumulation(tiny_sd_dir, tmp_path):
+    """The lr schedule counts optimizer steps, not micro-batches: with 2 accumulated micro-batches,
+    a cosine schedule of 5 steps with 2 warm-up steps gives the steps diffusers' curve
+    0, peak / 2, peak, peak (1 + cos(pi / 3)) / 2, peak (1 + cos(2 pi / 3)) / 2 (peak 1e-3), as
+    without accumulation (test_cosine_lr_schedule_is_logged_and_resumes_where_it_stopped)."""
+    trainer, phase = _free_step_trainer(
+        tiny_sd_dir, tmp_path, batch_size=4, grad_accum=2, lr_schedule="cosine", lr_warmup_steps=2
+    )
+    state = trainer.build_phase("stage", phase)
+    state.losses = {}
+    lrs = []
+    for step in range(5):
+        lrs.append(state.optimizer.param_groups[0]["lr"])
+        trainer.train_step(state, step)
+    peak = 1e-3
+    expected = [
+        0.0,
+        peak / 2,
+        peak,
+        peak * (1 + math.cos(math.pi / 3)) / 2,
+        peak * (1 + math.cos(2 * math.pi / 3)) / 2,
+    ]
+    assert lrs == pytest.approx(expected, abs=1e-12)
+    assert len(trainer.seen) == 10  # 2 micro-batches a step
+
+
+def test_the_weight_guard_reads_the_largest_weight_magnitude():
+    """max_weight_abs bounds each weight's magnitude, so weight_peak is max |w| over every trainable
+    tensor: for (3, -4) and ((1, -2)) it is 4 (the l2 norm of all weights would be sqrt(30) = 5.48,
+    the largest tensor's norm 5); an empty tensor is passed over; no weights at all: 0."""
+    from tlcm.guards import weight_peak
+
+    params = [torch.nn.Parameter(torch.tensor([3.0, -4.0])), torch.nn.Parameter(torch.tensor([[1.0, -2.0]]))]
+    cpu = torch.device("cpu")
+    assert weight_peak([*params, torch.nn.Parameter(torch.empty(0))], cpu).item() == 4.0
+    assert weight_peak([params[1]], cpu).item() == 2.0
+    assert weight_peak([], cpu).item() == 0.0
+
+
+@pytest.mark.parametrize(("bad", "stops"), [({0, 2, 4}, False), ({1, 2}, True)], ids=["apart", "in-a-row"])
+def test_max_consecutive_skips_counts_only_skips_in_a_row(tiny_sd_dir, tmp_path, bad, stops, recwarn):
+    """on_nonfinite "skip" with max_consecutive_skips 1 (and any fraction allowed): 5 steps whose
+    global steps ``bad`` are non-finite (the step is faked: it only reports). Steps 0, 2, 4 are 3
+    skips, never 2 in a row: the run ends; steps 1, 2 are 2 in a row: it stops at step 3 (1-based).
+    A skipped step still advances the lr schedule, without torch's warning that no optimizer step
+    came before it (the run's own line already says the step was skipped)."""
+    recipe = small_recipe(tiny_sd_dir, tmp_path, steps=5)
+    runtime = replace(recipe.runtime, on_nonfinite="skip", max_consecutive_skips=1, max_skipped_fraction=1.0)
+    trainer = Trainer(replace(recipe, runtime=runtime))
+    nan = float("nan")
+    trainer._step = lambda phase, losses, opt, params, at: (
+        {"norm": torch.tensor(nan if at in bad else 1.0)},
+        at not in bad,
+    )
+    if stops:
+        with pytest.raises(NonFiniteLoss, match="at step 3: 2 steps in a row skipped"):
+            trainer.run()
+    else:
+        assert trainer.run().skipped_steps == [1, 3, 5]
+    assert not [w for w in recwarn if "lr_scheduler" in str(w.message)]

@@ -595,3 +595,33 @@ def test_student_prediction_flow_grid_and_states_by_hand(shift, seed):
     _close(pred.x0, _x0(x_t, student.hand(x_t, t), t))
     pred.x0.sum().backward()
     _close(student.c.grad, (-_sig(t)).sum().expand(LATENT))
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_backward_simulation_chain_flow_by_hand(shift):
+    """DMD2's backward simulation ("chain") on FlowSchedule(12, shift), M = 4, q = 3: grid as
+    above (shift 1: [12, 9, 3], shift 3: [12, 10.8, 6]). Draws (replayed): k ~ randint(3) once for
+    the micro-batch, noise z, the fresh noises n_1, n_2 up front. The student's own sampler (gamma
+    = 1) runs k moves from z, each converting ITS velocity at the time it was evaluated:
+    x0_i = x_i - sigma(t_i) v(x_i, t_i), x_{i+1} = (1 - sigma(t_{i+1})) x0_i + sigma(t_{i+1}) n_{i+1};
+    the prediction is x0 = x_k - sigma(t_k) v(x_k, t_k) at t = grid[k]. (The VP chain tests use
+    x0-predicting networks, where a conversion at the wrong time cannot show.)"""
+    schedule = FlowSchedule(num_train_timesteps=T, shift=shift)
+    grid, batch, seen = _hand_milestones(shift)[PRED_K], 4, set()
+    for seed in range(8):
+        student = Affine(torch.full(LATENT, 0.1), b=0.5, k=0.02)
+        chain = StudentGrid(M, 3, backward_simulation="chain")
+        ctx = _ctx(student, None, schedule, cond=[0.0] * batch, uncond=[0.0], w=1.0, seed=seed, grid=chain)
+        pred = student_prediction(ctx)
+        g = torch.Generator().manual_seed(seed)
+        k = int(torch.randint(3, (1,), generator=g))
+        x = torch.randn(batch, *LATENT, generator=g)
+        fresh = [torch.randn(batch, *LATENT, generator=g) for _ in range(2)]
+        for i in range(k):
+            x0 = _x0(x, student.hand(x, grid[i]), grid[i])
+            x = (1 - _sig(grid[i + 1])) * x0 + _sig(grid[i + 1]) * fresh[i]
+        _close_t(pred.t, grid[k].expand(batch))
+        _close(pred.x_t, x)
+        _close(pred.x0, _x0(x, student.hand(x, grid[k]), grid[k]))
+        seen.add(k)
+    assert seen == {0, 1, 2}

@@ -998,3 +998,122 @@ def test_teacher_feature_discriminator_sees_clean_latents_at_t_0(tiny_sd_dir: Pa
         torch.testing.assert_close(clean, zero, rtol=0, atol=0)
     torch.testing.assert_close(logits[-1], logits[0], rtol=0, atol=0)
     assert (unclamped[-1] - at[-1][-1]).abs().max() > 1e-2  # the UNet at t = -1 is not at t = 0
+
+
+def test_pixel_gan_decodes_each_side_from_its_own_latents():
+    """input "pixel": D's real input is the decoded real side (here the student's detached q-step
+    sample) and its fake input the decoded one-step prediction, each decoded from its own latents
+    (decode = tanh, a stand-in VAE decoder); the real image carries no gradient, the fake one does.
+    Both are decoded once per step under their own shared key, so one side must never be handed
+    the other's image: with real == fake D would have nothing to learn."""
+    gan = GAN(GANConfig(input="pixel"), discriminator=LinearDiscriminator(torch.ones(1, 2, 2)))
+    _, ctx = _context(batch=3, seed=6, decode=torch.tanh)
+    real, fake, _, _ = gan.inputs(ctx)
+    real_latents = ctx.computed(samples_key(ctx))
+    fake_latents = ctx.computed(prediction_key(ctx)).x0
+    assert (real_latents - fake_latents.detach()).abs().max() > 1e-2  # the two sides differ
+    torch.testing.assert_close(real, torch.tanh(real_latents), rtol=0, atol=0)
+    torch.testing.assert_close(fake.detach(), torch.tanh(fake_latents.detach()), rtol=0, atol=0)
+    assert not real.requires_grad and fake.requires_grad
+
+
+@pytest.mark.parametrize("disc_steps", [1, 3])
+def test_disc_steps_updates_per_step_and_the_last_ones_logged(disc_steps):
+    """disc_steps n: aux_step makes exactly n head updates (optimizer steps) on the step's batch;
+    gan/d_loss, gan/d_real and gan/d_fake are those of the LAST update, i.e. computed with the
+    heads as the (n - 1)-th update left them (docs/gan.md): with the linear D, d = w . z, and
+    L_D = mean softplus(-d_real) + softplus(d_fake) at that w (recorded before each step)."""
+    w0 = torch.tensor([0.3, -0.2, 0.1, 0.4]).view(1, 2, 2)
+    gan = GAN(
+        GANConfig(input="latent", disc_steps=disc_steps, disc_lr=0.3), discriminator=LinearDiscriminator(w0)
+    )
+    heads = gan.discriminator.heads
+    seen: list[torch.Tensor] = []
+    gan.optimizer.opt.register_step_pre_hook(lambda *args: seen.append(heads.w.detach().clone()))
+    _, ctx = _context(batch=4, seed=8)
+    real, fake, _, _ = gan.inputs(ctx)
+    metrics = gan.aux_step([ctx])
+    assert len(seen) == disc_steps
+    assert len({tuple(w.flatten().tolist()) for w in [*seen, heads.w.detach()]}) == disc_steps + 1
+    last = seen[-1]
+    d_real, d_fake = (real * last).flatten(1).sum(1), (fake.detach() * last).flatten(1).sum(1)
+    torch.testing.assert_close(metrics["gan/d_loss"], (F.softplus(-d_real) + F.softplus(d_fake)).mean())
+    torch.testing.assert_close(metrics["gan/d_real"], d_real.mean())
+    torch.testing.assert_close(metrics["gan/d_fake"], d_fake.mean())
+
+
+def test_timm_backbone_stays_frozen_in_train_mode():
+    """The engine puts losses in train mode; the timm backbone must stay in eval mode (frozen
+    BatchNorm statistics): a sample's logit does not depend on the rest of its batch, and D's
+    update leaves the backbone's running statistics as they were (resume rebuilds the backbone
+    from the seed, so a drifting backbone could not be restored)."""
+    gan = GAN(GANConfig(input="latent", timm_model="resnet18"), latent_channels=4)
+    gan.train()
+    disc = gan.discriminator
+    assert not disc.backbone.training and disc.heads.training
+    x = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.zeros(4)
+    with torch.no_grad():
+        torch.testing.assert_close(disc(x[:1], t[:1], None), disc(x, t, None)[:1])
+    buffers = {k: v.clone() for k, v in disc.backbone.state_dict().items()}
+    gan.aux_step([_context(shape=(4, 8, 8), num_train_timesteps=1000)[1]])
+    assert all(torch.equal(buffers[k], v) for k, v in disc.backbone.state_dict().items())
+
+
+def test_pixel_discriminator_normalises_with_the_backbones_imagenet_statistics():
+    """Pixel input: images in [-1, 1] -> [0, 1] -> (x - mean) / std with the backbone's own
+    statistics, ImageNet's for resnet18 (timm's IMAGENET_DEFAULT_MEAN / _STD, the reference): a
+    white image (1) becomes (1 - mean) / std per channel, a black one (-1) -mean / std."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    disc = GAN(GANConfig(input="pixel"), latent_channels=4).discriminator
+    disc.backbone = nn.Identity()  # the normalisation only (64 px: no resize)
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
+    images = torch.cat([torch.ones(1, 3, 64, 64), -torch.ones(1, 3, 64, 64)])
+    expected = torch.cat([((1 - mean) / std).expand(1, 3, 64, 64), (-mean / std).expand(1, 3, 64, 64)])
+    torch.testing.assert_close(disc.features(images, None, None), expected)
+
+
+def test_the_heads_and_a_random_backbone_come_from_the_configs_seed():
+    """GANConfig.seed alone decides the heads' and a random timm backbone's initialisation: the same
+    seed gives the same weights whatever the global RNG's state (resume rebuilds the backbone from
+    it; the checkpoint holds only the heads), another seed other weights."""
+
+    def weights(seed: int, global_seed: int) -> dict[str, torch.Tensor]:
+        with torch.random.fork_rng(devices=[]):  # leaves the suite's global RNG as it was
+            torch.manual_seed(global_seed)
+            disc = GAN(GANConfig(input="latent", seed=seed), latent_channels=4).discriminator
+        return {k: v.clone() for k, v in disc.state_dict().items()}
+
+    a, b, other = weights(0, global_seed=1), weights(0, global_seed=2), weights(1, global_seed=1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    heads = [k for k in a if k.startswith("heads.")]
+    backbone = [k for k in a if k.startswith("backbone.") and k.endswith("conv1.weight")]
+    assert heads and backbone
+    assert all(not torch.equal(a[k], other[k]) for k in heads + backbone)
+
+
+def test_re_noised_inputs_depend_only_on_the_steps_generator():
+    """D's re-noising (noise_level > 0: tau and eps of each side) draws from the step's generator
+    only: two contexts seeded alike give the same inputs bit for bit whatever torch's global RNG
+    did in between, so a resumed run or another rank replays the step exactly; another step seed
+    gives other inputs."""
+    config = GANConfig(input="latent", real="data", noise_level=999, independent_noise=True)
+    gan = GAN(config, discriminator=LinearDiscriminator(torch.ones(1, 2, 2)))
+
+    def inputs(seed: int, global_seed: int) -> list[torch.Tensor]:
+        _, ctx = _context(
+            batch=4,
+            seed=seed,
+            num_train_timesteps=1000,
+            real_images=_real_images(),
+            prompt_index=torch.arange(4),
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(global_seed)
+            return [v.detach() for v in gan.inputs(ctx)]
+
+    first, again, other = inputs(0, global_seed=1), inputs(0, global_seed=2), inputs(1, global_seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], other[0]) and not torch.equal(first[1], other[1])

@@ -140,6 +140,21 @@ def test_a_measured_peak_over_the_budget_is_never_planned():
     assert (plan.micro_batch, plan.checkpointing, plan.peak) == (1, True, 30 * GiB)
 
 
+def test_a_peak_that_falls_with_the_batch_is_held_flat():
+    """Two measurements where the larger micro-batch peaked lower (allocator noise, a cache freed
+    in between) give no negative per-sample bytes: the line through b = 1 and 2 is held flat at the
+    first peak. 30 GiB then 20 GiB under 40 (usable 36): every divisor of 8 is predicted at 30 GiB
+    and 8 is planned at 30 (a falling line would predict 30 - 10 (8 - 1) = -40 GiB). 50 then 30
+    GiB: b = 1 ran over the usable 36, so nothing is planned (a falling line would call b = 4, at
+    50 - 20 x 3 = -10 GiB, a fit)."""
+    falls = {1: 30 * GiB, 2: 20 * GiB}
+    plan = plan_micro_batch(8, 40 * GiB, lambda b, ckpt: falls.get(b, math.inf), checkpointing=False)
+    assert (plan.micro_batch, plan.checkpointing, plan.peak) == (8, False, 30 * GiB)
+    over = {1: 50 * GiB, 2: 30 * GiB}
+    with pytest.raises(TLCMError, match="micro-batch 1 needs 50.0 GiB"):
+        plan_micro_batch(8, 40 * GiB, lambda b, ckpt: over.get(b, math.inf), checkpointing=False)
+
+
 def test_plan_phase_plans_the_per_process_batch_and_keeps_a_users_grad_accum(monkeypatch):
     """2 processes, a global batch of 16: each plans its own 8. Peak 1 + 0.8 b GiB plus the AdamW
     moments of 1 GiB of trainable weights (2 GiB) under 10 GiB (usable 9): b = 4 needs 6.2 GiB,

@@ -762,6 +762,48 @@ def test_mlcd_component_timesteps_and_value_by_hand(segments, width):
     assert torch.equal(pair.t_s, t_s) and torch.equal(pair.t_m, t_m) and pair.segments == 12 // width
 
 
+def test_mlcd_lattice_timesteps_are_the_ddim_lattice_points_of_each_segment():
+    """timesteps="lattice" with skip k = 2 on the 12-step schedule: LCM's DDIM lattice {k - 1, 2k -
+    1, ..., T - 1} = {1, 3, 5, 7, 9, 11}; with M = 4 segments (0, 3], (3, 6], (6, 9], (9, 11] every
+    t_m is one of the points of its own segment ({1, 3}, {5}, {7, 9}, {11}), all six drawn in a
+    batch of 64, and t_n = max(t_m - 2, t_s). The default "uniform" draws every integer of the
+    segment, even ones too (off the lattice), so the option must reach the sampler."""
+    drawn = {}
+    for timesteps in ("lattice", "uniform"):
+        student, _, ctx = _mlcd_run(64, seed=4, grid=(4, 1))
+        MLCD(MLCDConfig(skip=2, states="single_jump", timesteps=timesteps), student)(ctx)
+        (_, t_n, _), (_, t_m, _) = student.calls
+        t_s = (torch.div(t_m - 1, 3, rounding_mode="floor") * 3).clamp(min=0)
+        assert ((t_s < t_m) & (t_m <= t_s + 3)).all()
+        assert torch.equal(t_n, torch.maximum(t_m - 2, t_s))
+        drawn[timesteps] = set(t_m.tolist())
+    assert drawn["lattice"] == {1, 3, 5, 7, 9, 11}
+    assert drawn["uniform"] & {2, 4, 6, 8, 10}
+
+
+def test_mlcd_single_jump_states_and_target_share_each_samples_w():
+    """states "single_jump" with guidance_range (2, 4): ONE per-sample w_i ~ U[2, 4] for the step
+    (``ctx.shared("mlcd/teacher")``) guides both teacher calls: the jump from noise at T - 1 = 11
+    to x_tm, x_tm = DDIM(z, x0^CFG(z, 11; w_i), 11 -> t_m), and the step t_m -> t_n that makes x_tn,
+    each with e_eff = e_u + w_i (e_c - e_u). A state made at the recipe's fixed w = 3 would pair it
+    with a target made at w_i (the states of Alg. 1 come from the guided teacher, Eq. (8))."""
+    batch = 32
+    cfg = MLCDConfig(skip=2, states="single_jump", guidance_range=(2.0, 4.0))
+    student, teacher_calls, ctx = _mlcd_run(batch, seed=6, grid=(4, 1))
+    MLCD(cfg, student)(ctx)
+    w = ctx.computed("mlcd/teacher").scale
+    assert w.shape == (batch,) and 2 <= w.min() and w.max() <= 4 and w.std() > 0.3
+    e_eff = (MLCD_E_U + w * (MLCD_E_C - MLCD_E_U)).view(-1, 1, 1, 1)
+    (x_tn, t_n, _), (x_tm, t_m, _) = student.calls
+    (noise, t_first, _), _ = teacher_calls
+    noise, eleven = noise[:batch], torch.full((batch,), 11)
+    assert torch.equal(t_first[:batch], eleven)
+    _close(x_tm, HAND_LONG.ddim(noise, _hand_teacher_x0(noise, 11, e_eff), eleven, t_m))
+    _close(x_tn, HAND_LONG.ddim(x_tm, _hand_teacher_x0(x_tm, t_m, e_eff), t_m, t_n))
+    fixed = HAND_LONG.ddim(noise, _hand_teacher_x0(noise, 11, MLCD_E), eleven, t_m)
+    assert (fixed - x_tm).abs().max() > 0.05  # the fixed w would show
+
+
 def test_mlcd_mds_states_take_m_minus_s_teacher_steps_by_hand():
     """MLCD, states "mds" (Alg. 1), M = 4 segments [0, 3, 6, 9, 12] on the 12-step schedule, k = 2:
     sample i in segment s_i descends from pure noise at T - 1 = 11 to t_m in L_i = M - s_i equal
@@ -836,6 +878,22 @@ def test_mlcd_ema_target_moves_one_minus_decay_and_makes_the_goal():
     goal = HAND_LONG.ddim(x_tn, student.hand(x_tn, t_n, c=ema), t_n, t_s)
     g = HAND_LONG.ddim(x_tm, student.hand(x_tm, t_m), t_m, t_s)
     _close(value, (g - goal).square().mean())
+
+
+def test_mlcd_ema_target_calls_count_as_evaluations():
+    """The EMA target is the student's network with the EMA weights swapped in, called outside the
+    engine's student denoiser, so MLCD adds its calls to the model's evaluation count itself
+    (``counter``: the BaseModel whose ``evaluations`` the reported network calls and FLOPs read):
+    one target call of the whole batch per step, B = 6 samples; the stop-grad target is the
+    engine's own student denoiser and adds nothing here."""
+    family = SimpleNamespace(forward=lambda net, x, t, cond: net(x, t, cond))
+    batch = 6
+    for target, expected in (("ema", batch), ("stopgrad", 0)):
+        counter = SimpleNamespace(evaluations=0)
+        cfg = MLCDConfig(skip=2, states="single_jump", target=target, ema_decay=0.9)
+        student, _, ctx = _mlcd_run(batch, seed=2, grid=(4, 1))
+        MLCD(cfg, student, family, counter=counter)(ctx)
+        assert counter.evaluations == expected
 
 
 # ============================================================================================

@@ -327,3 +327,40 @@ def test_hyper_sd_feedback_phase_is_refl_without_a_negative_term():
     torch.testing.assert_close(value.detach(), torch.relu(config.s0 - r).mean())
     value.backward()
     assert scale.grad != 0
+
+
+class TwoPromptReward(Reward):
+    """A toy reward on latents: r = -mean (x - 1)^2 for the prompt "one", -mean (x + 1)^2 for any
+    other; the unrelated prompt of every sample is "other"."""
+
+    def score(self, features, prompts):
+        target = torch.tensor([1.0 if p == "one" else -1.0 for p in prompts]).view(-1, 1, 1, 1)
+        return -(features - target).square().flatten(1).mean(1)
+
+    def unrelated(self, prompts, generator):
+        return ["other"] * len(prompts)
+
+
+def test_reward_feedback_logs_the_prompts_and_the_unrelated_rewards_apart():
+    """preference/reward is the mean reward of the prediction x0_hat for its own prompts,
+    preference/reward_neg for the unrelated ones: with r(x, "one") = -mean (x - 1)^2 and
+    r(x, "other") = -mean (x + 1)^2 they differ by r_pos - r_neg = 4 mean(x0_hat) (x0_hat = 0.5 z, whose
+    batch mean is not 0), each by hand from x0_hat."""
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    loss = Preference(PreferenceConfig(mode="reward", s0=1.0), TwoPromptReward())
+    ctx = toy_context(
+        lambda x, t, c: scale * x,
+        None,
+        batch=4,
+        seed=5,
+        decode=lambda z: z,
+        grid=StudentGrid(1, 1),
+        prompts=["one"] * 4,
+    )
+    loss(ctx)
+    x0 = ctx.computed("student_prediction/1/1").x0.detach()
+    pos, neg = -(x0 - 1).square().flatten(1).mean(1), -(x0 + 1).square().flatten(1).mean(1)
+    assert (pos.mean() - neg.mean()).abs() > 1e-3
+    metrics = loss.aux_step([ctx])
+    torch.testing.assert_close(metrics["preference/reward"], pos.mean())
+    torch.testing.assert_close(metrics["preference/reward_neg"], neg.mean())

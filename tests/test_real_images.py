@@ -156,6 +156,23 @@ def test_images_are_resized_on_the_shorter_side_and_centre_cropped(tmp_path):
     assert torch.equal(source.image(2)[0], torch.ones(16, 16)) and source.image(2)[1:].max() == -1
 
 
+def test_a_photos_exif_orientation_is_applied(tmp_path):
+    """Cameras store a portrait photo as landscape pixels plus an EXIF orientation tag; a reader
+    must show it upright. An 8 x 4 PNG (left half black, right half white) tagged orientation 6
+    ("rotate 90 degrees clockwise to display") is upright 4 x 8 with the black half on top: at 4 px
+    (no resize) its centre crop (rows 2..5) has black rows 0-1 and white rows 2-3. Read as stored,
+    it would have black columns instead."""
+    photo = Image.new("RGB", (8, 4), "white")
+    photo.paste(Image.new("RGB", (4, 4), "black"), (0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    photo.save(tmp_path / "photo.png", exif=exif)
+    (tmp_path / METADATA).write_text(json.dumps({"file_name": "photo.png", "text": "a photo"}) + "\n")
+    x = ImageTextSource(tmp_path, 4).image(0)
+    assert x.shape == (3, 4, 4)
+    assert torch.equal(x[:, :2], -torch.ones(3, 2, 4)) and torch.equal(x[:, 2:], torch.ones(3, 2, 4))
+
+
 def test_shard_patterns_globs_and_lists(layouts):
     shards = layouts[1]
     folder = shards[0].parent

@@ -252,3 +252,22 @@ def test_a_failure_to_encode_the_prompts_leaves_no_cache_folder(base, tmp_path, 
     with pytest.raises(RuntimeError, match="out of memory"):
         build_cache(base, PROMPTS, tmp_path / "new", 1, M, K, W, dtype="float32")
     assert not (tmp_path / "new").exists()
+
+
+def test_sampling_reaches_every_segment_grid_pair_and_trajectory(base, cache_dir):
+    """The draw is uniform over segments, grid points and the prompt's trajectories, so over 200
+    draws of prompt 1 (grid [999, 749, 500, 250, 0], M = 2: segment 1 holds t_m 999 and 749 above
+    t_s = 500, segment 0 holds 500 and 250 above t_s = 0; 3 trajectories, rows 3..5) every
+    (t_m, t_n, t_s) of the grid and every trajectory of the prompt appears (each missed with
+    probability at most (3/4)^200), and nothing else: the highest-noise segment is trained too."""
+    cache = TrajectoryCache.open(cache_dir, base, PROMPTS, M, K, W)
+    drawn = cache.sample(torch.ones(200, dtype=torch.long), torch.Generator().manual_seed(0))
+    times = set(zip(drawn.t_m.tolist(), drawn.t_n.tolist(), drawn.t_s.tolist(), strict=True))
+    assert times == {(999, 749, 500), (749, 500, 500), (500, 250, 0), (250, 0, 0)}
+    rows = [cache._slices[0][3]] + [cache._slices[1][r] for r in (0, 1)]  # shards of 4 rows: 3 | 4, 5
+    grid = cache.manifest["grid"]
+    used = {
+        next(r for r, row in enumerate(rows) if torch.equal(row[grid.index(int(t))], x))
+        for x, t in zip(drawn.x_tm, drawn.t_m, strict=True)
+    }
+    assert used == {0, 1, 2}

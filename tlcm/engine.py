@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -249,7 +250,10 @@ class Trainer:
         before = self.base.evaluations
         terms, finite = self._step(state.phase, state.losses, state.optimizer, state.params, global_step)
         self.denoiser_evals += self.base.evaluations - before
-        state.lr_schedule.step()
+        with warnings.catch_warnings():  # a skipped step advances the schedule too (lr by step
+            # count, as resume expects): torch's warning that no optimizer.step() came first is noise
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
+            state.lr_schedule.step()
         return terms, finite
 
     def _step(self, phase: Phase, losses: dict[str, Loss], opt, params, global_step: int):

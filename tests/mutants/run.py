@@ -18,6 +18,7 @@ follow it) or its tests name nothing.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import os
 import queue
@@ -86,13 +87,19 @@ def scratch_copy() -> Path:
 
 def run_mutant(repo: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
     """(verdict, seconds): "killed" (a test failed), "SURVIVED", "NOT APPLIED" (``old`` is not in
-    the file exactly once), "NO TESTS RAN" (a test id that names nothing) or "TIMEOUT" (counted
-    as killed: a hang is caught, slowly)."""
+    the file exactly once, or the edit is not valid Python), "NO TESTS RAN" (a test id that names
+    nothing) or "TIMEOUT" (counted as killed: a hang is caught, slowly)."""
     path = repo / mutant.file
     source = path.read_text()
     if source.count(mutant.old) != 1:
         return f"NOT APPLIED ({source.count(mutant.old)} matches)", 0.0
-    path.write_text(source.replace(mutant.old, mutant.new))
+    mutated = source.replace(mutant.old, mutant.new)
+    if path.suffix == ".py":
+        try:  # a mutant that breaks the syntax would be "caught" by any test: not a test of the tests
+            ast.parse(mutated)
+        except SyntaxError as err:
+            return f"NOT APPLIED (syntax error at line {err.lineno})", 0.0
+    path.write_text(mutated)
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *mutant.tests]
     start = time.perf_counter()
