@@ -15,6 +15,7 @@ from tlcm.checks import (
     check_counts,
     check_device,
     check_export_formats,
+    check_gamma,
     check_guidance_scale,
     check_lora_targets,
     check_seed,
@@ -64,9 +65,15 @@ def test_check_lora_targets_names_unknown_and_valid_suffixes(tiny_sd):
 
 
 def test_the_edges_of_every_range_pass_and_one_past_them_fails(monkeypatch):
-    """Valid edges are accepted: guidance 0 (no guidance) and 100, seeds down to -(2**63 - 1)
-    (torch takes negative seeds), counts equal to their minimum; one past them is refused: an
-    empty export-format list, WORLD_SIZE=0, cuda:2 on a machine with 2 GPUs (cuda:0, cuda:1)."""
+    """Valid edges are accepted: guidance 0 (no guidance) and 100, gamma 0 (DDIM) and 1 (LCM),
+    seeds down to -(2**63 - 1) (torch takes negative seeds), counts equal to their minimum; one past
+    them is refused: gamma just outside [0, 1], an empty export-format list, WORLD_SIZE=0, cuda:2 on
+    a machine with 2 GPUs (cuda:0, cuda:1)."""
+    for gamma in (0.0, 1.0, None):
+        check_gamma(gamma, "--gamma")
+    for bad in (-1e-6, 1 + 1e-6):
+        with pytest.raises(TLCMError, match="--gamma must be in \\[0, 1\\]"):
+            check_gamma(bad, "--gamma")
     for scale in (0.0, 100.0):
         check_guidance_scale(scale, "--guidance-scale")
     for bad in (-1e-3, 100.5, float("nan"), float("inf")):
@@ -96,7 +103,8 @@ def test_the_edges_of_every_range_pass_and_one_past_them_fails(monkeypatch):
 def test_a_recipe_at_the_edges_of_its_ranges_validates(tmp_path):
     """The miniature's mlcd recipe (M = 8) with batch 65536 (MAX_BATCH_SIZE), batch 4 = 2
     processes x grad-accum 2 (one sample per micro-batch), inference steps 1..8 (8 = M) and
-    guidance 0 passes; batch 65537 and inference step 9 do not."""
+    guidance 0 passes, and so do max-skipped-fraction 0 (no skipped step tolerated) and 1; batch
+    65537 and inference step 9 do not."""
     from tlcm.toy import MINIATURE_SD
 
     recipe = shrink(PRESETS["mlcd"], MINIATURE_SD, tmp_path / "run")
@@ -110,6 +118,9 @@ def test_a_recipe_at_the_edges_of_its_ranges_validates(tmp_path):
     validate_recipe(with_phase(batch_size=3, grad_accum=3), world_size=1)
     validate_recipe(replace(recipe, inference_steps=(1, 8)), world_size=1)
     validate_recipe(replace(recipe, model=replace(recipe.model, guidance_scale=0.0)), world_size=1)
+    for fraction in (0.0, 1.0):
+        runtime = replace(recipe.runtime, max_skipped_fraction=fraction)
+        validate_recipe(replace(recipe, runtime=runtime), world_size=1)
     with pytest.raises(TLCMError, match="batch-size must be in 1..65536, got 65537"):
         validate_recipe(with_phase(batch_size=65537), world_size=1)
     with pytest.raises(TLCMError, match="inference-steps: each must be in 1..8 .*, got 9"):

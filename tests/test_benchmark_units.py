@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import resource
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -218,3 +219,228 @@ def test_the_peak_rss_is_read_in_bytes():
         pytest.skip("no /proc")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert 0.5 * peak <= memory._vm_hwm() <= 2 * peak
+
+
+# ---- how each phase is built and timed (red-team round 8) ---------------------------------------
+
+
+def test_a_full_phase_recipe_keeps_the_presets_batch_in_micro_batches_of_micro_batch():
+    """GPU mode (not tiny): each phase of tlcm-full-sdxl keeps its preset batch (32 / 32 / 8 / 4),
+    split into micro-batches of MICRO_BATCH["sdxl"] (grad_accum = batch / micro), runs the warm-up
+    plus the timed steps, DMD keeps its 5 fake-score updates, checkpointing is on, no memory plan;
+    the flow presets keep their 1024 px (16 px is the tiny mode's)."""
+    from recipes.tlcm import tlcm_full_flux, tlcm_full_sdxl
+
+    base, micro = tlcm_full_sdxl(), gpu_runs.MICRO_BATCH["sdxl"]
+    recipe = gpu_runs.phase_recipe(base, Path("m"), Path("c"), Path("o"), "cuda", 2, micro, tiny=False)
+    assert list(recipe.phases) == list(base.phases)
+    for name, phase in recipe.phases.items():
+        assert phase.batch_size == base.phases[name].batch_size
+        assert (phase.batch_size // phase.grad_accum, phase.grad_accum * micro[name]) == (
+            micro[name],
+            phase.batch_size,
+        )
+        assert phase.steps == 3  # 1 warm-up + 2 timed
+    assert recipe.phases["dmd_gan"].losses["dmd"].fake_updates == 5
+    assert recipe.runtime.gradient_checkpointing and not recipe.runtime.memory_plan
+    flux = tlcm_full_flux()
+    full = gpu_runs.phase_recipe(
+        flux, Path("m"), Path("c"), Path("o"), "cuda", 1, gpu_runs.MICRO_BATCH["flux"], False
+    )
+    assert (full.model.resolution, full.model.max_sequence_length) == (
+        flux.model.resolution,
+        flux.model.max_sequence_length,
+    )
+    assert full.model.resolution == 1024
+
+
+def test_a_tiny_or_whole_phase_recipe_runs_its_own_batch():
+    """Tiny mode: batch 2 in micro-batches of MICRO_BATCH["tiny"], one DMD fake-score update, no
+    checkpointing, flow models at 16 px; ``whole``: one micro-batch of micro[phase] (grad_accum 1)."""
+    from recipes.tlcm import tlcm_full_flux, tlcm_full_sdxl
+
+    micro = gpu_runs.MICRO_BATCH["tiny"]
+    tiny = gpu_runs.phase_recipe(tlcm_full_sdxl(), Path("m"), Path("c"), Path("o"), "cpu", 1, micro, True)
+    for name, phase in tiny.phases.items():
+        assert (phase.batch_size, phase.grad_accum, phase.steps) == (2, 2 // micro[name], 2)
+    assert tiny.phases["dmd_gan"].losses["dmd"].fake_updates == 1
+    assert not tiny.runtime.gradient_checkpointing
+    flow = gpu_runs.phase_recipe(tlcm_full_flux(), Path("m"), Path("c"), Path("o"), "cpu", 1, micro, True)
+    assert flow.model.resolution == gpu_runs.TINY_FLOW["resolution"]
+    whole = {"mlcd": 8}
+    base = tlcm_full_sdxl()
+    base = replace(base, phases={"mlcd": base.phases["mlcd"]})
+    one = gpu_runs.phase_recipe(base, Path("m"), Path("c"), Path("o"), "cuda", 0, whole, False, True)
+    assert (one.phases["mlcd"].batch_size, one.phases["mlcd"].grad_accum) == (8, 1)
+
+
+class Clock:
+    """A fake ``time.perf_counter``: ``advance`` moves it. ``sync``: the device finishing its queued
+    work (``device_s`` per call, from a list or constant), which is where a GPU step's time goes."""
+
+    def __init__(self, device_s=1.0) -> None:
+        self.now, self.device_s, self.syncs = 0.0, device_s, 0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sync(self, device) -> None:
+        s = self.device_s[self.syncs] if isinstance(self.device_s, list) else self.device_s
+        self.syncs += 1
+        self.advance(s)
+
+
+class ClockedTrainer(FakeTrainer):
+    """FakeTrainer whose steps take 0.25 s of host time (the launch) on ``clock``; ``ok(step)``: the
+    step's finite flag."""
+
+    def __init__(self, clock: Clock, ok=lambda step: True) -> None:
+        super().__init__()
+        self.clock, self.ok = clock, ok
+
+    def train_step(self, built, step):
+        terms, _ = super().train_step(built, step)
+        self.clock.advance(0.25)
+        return terms, self.ok(step)
+
+
+def test_a_timed_step_waits_for_the_device_and_is_timed_alone(monkeypatch):
+    """Each timed step's seconds are its host launch (0.25 s) plus the device's work, waited for
+    before the clock is read (1 s): 1.25 s each, none including an earlier step, the warm-up out of
+    them. Of the 3 timed steps (global steps 1, 2, 3) only step 2 is finite: finite_steps = 1."""
+    clock = Clock(device_s=1.0)
+    monkeypatch.setattr(gpu_runs, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(gpu_runs, "sync", clock.sync)
+    trainer = ClockedTrainer(clock, ok=lambda step: step == 2)
+    phase = SimpleNamespace(batch_size=4, grad_accum=1)
+    paper = SimpleNamespace(batch_size=4, steps=3600)
+    row = gpu_runs.time_phase(trainer, "mlcd", phase, paper, "cpu", 0, 3)
+    assert row["step_times_s"] == pytest.approx([1.25, 1.25, 1.25])
+    assert row["s_per_step"] == pytest.approx(1.25) and row["samples_per_s"] == pytest.approx(4 / 1.25)
+    assert row["projected_hours"] == pytest.approx(1.25 / 4 * 4 * 3600 / 3600)
+    assert row["finite_steps"] == 1
+
+
+def test_the_speed_rows_take_the_median_of_device_synchronised_steps(monkeypatch):
+    """time_variant: 2 warm-up steps and the sync-counted one (global steps 0-2), then 3 timed steps
+    whose device work is 1, 10 (a graph capture) and 1 s, each after a 0.25 s launch: the step
+    times are 1.25, 10.25, 1.25 and s / step is their median 1.25 (the mean would be 4.25)."""
+    clock = Clock(device_s=[1.0, 1.0, 1.0, 10.0, 1.0])  # the syncs: 2 warm-ups, then 3 timed steps
+    monkeypatch.setattr(gpu_speed, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(gpu_speed, "sync", clock.sync)
+    trainer = ClockedTrainer(clock)
+    built = SimpleNamespace(phase=SimpleNamespace(batch_size=4))
+    row = gpu_speed.time_variant(trainer, built, "cpu", 3, None)
+    assert row["step_times_s"] == pytest.approx([1.25, 10.25, 1.25])
+    assert row["s_per_step"] == pytest.approx(1.25)
+
+
+def test_inference_times_leave_the_warm_up_call_out(monkeypatch):
+    """_time_call: one warm-up call (5 s: cold caches, autotuning), then ``repeats`` timed calls of
+    1 s each: warmup_s 5, s / image 1, 1 + repeats calls of the pipeline."""
+    clock, calls = Clock(device_s=0.0), []
+    monkeypatch.setattr(gpu_runs, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(gpu_runs, "sync", clock.sync)
+
+    def pipe(prompt, **kwargs):
+        calls.append(kwargs["num_inference_steps"])
+        clock.advance(5.0 if len(calls) == 1 else 1.0)
+
+    row = gpu_runs._time_call(pipe, "cpu", 2, num_inference_steps=4)
+    assert calls == [4, 4, 4]
+    assert row["warmup_s"] == pytest.approx(5.0) and row["s_per_image"] == pytest.approx(1.0)
+
+
+def test_the_checkpointing_rows_are_labelled_by_the_run_that_had_it_on(monkeypatch, tmp_path):
+    """checkpointing_runs: out["on"] is the run whose recipe had gradient checkpointing on, out["off"]
+    the other; the relative differences compare their step-0 and step-1 terms."""
+    from benchmarks import gpu_options
+
+    def fake_time_phases(recipe, preset, device, timed_steps, allow, report):
+        on = recipe.runtime.gradient_checkpointing
+        report({"phase": "(load)", "load_s": 1.0})
+        terms = {"loss": 2.0 if on else 1.0}
+        report(
+            {"phase": "dmd_gan", "status": "done", "checkpointing": on, "terms": terms, "last_terms": terms}
+        )
+
+    monkeypatch.setattr(gpu_options, "time_phases", fake_time_phases)
+    monkeypatch.setattr(gpu_options, "free", lambda device: None)
+    out = gpu_options.checkpointing_runs(Path("m"), Path("c"), tmp_path, "cpu", True)
+    assert (out["on"]["checkpointing"], out["off"]["checkpointing"]) == (True, False)
+    assert out["relative_difference_step0"] == {"loss": pytest.approx(0.5)}
+
+
+def test_a_benchmark_recipe_starts_fresh(tmp_path):
+    """common.shrink (every benchmark's recipe) never resumes: a checkpoint an earlier run left in
+    its folder must not make it time a finished phase; smoke_recipe passes resume through."""
+    from recipes.tlcm import mlcd
+
+    recipe = common.shrink(mlcd(), tmp_path, tmp_path / "run", 2, 2, "cpu")
+    assert recipe.runtime.resume is False
+    assert (recipe.phases["mlcd"].steps, recipe.phases["mlcd"].batch_size) == (2, 2)
+
+
+class FakePipeline:
+    """A diffusers pipeline as time_inference drives it: each call costs 0.1 s per network pass on
+    ``CLOCK`` (2 passes per step with CFG, i.e. guidance_scale > 1), 0.075 s with the LoRA fused; a
+    call with a LoRA loaded must run the TLCM scheduler, one without it the teacher's own."""
+
+    clock: Clock
+
+    def __init__(self) -> None:
+        self.scheduler, self.lora, self.fused, self.calls = "teacher scheduler", False, False, []
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        return cls()
+
+    def to(self, device):
+        return self
+
+    def set_progress_bar_config(self, **kwargs) -> None:
+        pass
+
+    def load_lora_weights(self, path) -> None:
+        self.lora = True
+
+    def unload_lora_weights(self) -> None:
+        self.lora = False
+
+    def fuse_lora(self) -> None:
+        self.fused = True
+
+    def unfuse_lora(self) -> None:
+        self.fused = False
+
+    def __call__(self, prompt, num_inference_steps, guidance_scale, **kwargs) -> None:
+        assert self.scheduler == ("tlcm scheduler" if self.lora else "teacher scheduler")
+        self.calls.append((self.lora, self.fused, num_inference_steps))
+        passes = num_inference_steps * (2 if guidance_scale > 1 else 1)
+        self.clock.advance(passes * (0.075 if self.fused else 0.1))
+
+
+def test_inference_speedups_are_the_teachers_seconds_over_each_rows(monkeypatch, tmp_path):
+    """SDXL: the student's 4 steps without CFG take 0.4 s unfused and 0.3 s fused, the teacher's 25
+    steps with CFG 8 (2 passes each) 5 s, with its own scheduler and no LoRA: "x teacher" = 5 / 0.4
+    = 12.5 and 5 / 0.3, the teacher's 1; each row labelled by what ran."""
+    import diffusers
+
+    import tlcm.diffusion.scheduler
+
+    clock = Clock(device_s=0.0)
+    monkeypatch.setattr(FakePipeline, "clock", clock, raising=False)
+    monkeypatch.setattr(gpu_runs, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(gpu_runs, "sync", clock.sync)
+    monkeypatch.setattr(gpu_runs, "free", lambda device: None)
+    monkeypatch.setattr(diffusers, "StableDiffusionXLPipeline", FakePipeline)
+    scheduler = SimpleNamespace(from_pretrained=lambda path: "tlcm scheduler")
+    monkeypatch.setattr(tlcm.diffusion.scheduler, "TLCMScheduler", scheduler)
+    rows = gpu_runs.time_inference("sdxl", tmp_path / "sdxl", tmp_path / "student", "cpu", 2)
+    assert [r["model"] for r in rows] == ["student, LoRA unfused", "student, LoRA fused", "teacher"]
+    assert [r["s_per_image"] for r in rows] == pytest.approx([0.4, 0.3, 5.0])
+    assert [r["speedup_vs_teacher"] for r in rows] == pytest.approx([12.5, 5.0 / 0.3, 1.0])
+    assert [(r["steps"], r["cfg"]) for r in rows] == [(4, False), (4, False), (25, True)]

@@ -306,3 +306,72 @@ def test_fid_t_compares_with_the_teacher_folder(tmp_path, monkeypatch):
     args += ["--teacher", str(teacher), "--out", str(tmp_path / "results"), "--device", "cpu"]
     (row,) = cli([*args, "--grid-prompts", "0"])
     assert row["fid"] > 1e-3 and abs(row["fid-t"]) < 1e-6
+
+
+class _Loaded(Exception):
+    """Raised by a stubbed load_pipeline: generation stops before any model loads."""
+
+
+def test_default_steps_are_four_for_a_student_and_25_for_a_teacher(tiny_sd_dir, tmp_path, monkeypatch):
+    """Without --steps (GenerateArgs.steps' documented default) the pipeline is built for 4 steps
+    with --student (a few-step student) and 25 for the teacher. load_pipeline is stubbed: it
+    records the step count and stops the run, so no model loads."""
+    import tlcm.eval.pipeline as pipeline_module
+
+    steps = {}
+
+    def stub(model, device, student, n, *rest):
+        steps["student" if student else "teacher"] = n
+        raise _Loaded
+
+    monkeypatch.setattr(pipeline_module, "load_pipeline", stub)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    (tmp_path / "a-student").mkdir()
+    common = ["generate", "--model", str(tiny_sd_dir), "--prompts", str(prompts), "--device", "cpu"]
+    for extra in ([], ["--student", str(tmp_path / "a-student")]):
+        with pytest.raises(_Loaded):
+            cli([*common, "--out", str(tmp_path / f"out{len(extra)}"), *extra])
+    assert steps == {"teacher": 25, "student": 4}
+
+
+def _student_of_another_grid(tiny_sd_dir) -> Student:
+    """A rank-2 LoRA student on the tiny SD whose grid differs from the defaults a bare LoRA gets
+    (M 8, gamma 1, no first-move gamma): M 4, gamma 0, first-move gamma 1."""
+    from tlcm.diffusion.milestones import StudentGrid
+
+    grid = StudentGrid(num_milestones=4, gamma=0.0, first_gamma=1.0)
+    return Student(BaseModel.load(tiny_sd_dir), StudentConfig(lora_rank=2, lora_alpha=2.0, grid=grid))
+
+
+def _sampler_settings(scheduler) -> tuple:
+    """A TLCMScheduler's (gamma, first_gamma, num_milestones)."""
+    return scheduler.config.gamma, scheduler.config.first_gamma, scheduler.config.num_milestones
+
+
+def test_a_run_without_an_export_samples_on_the_grid_it_was_trained_on(tiny_sd_dir, tmp_path):
+    """--student RUN with a checkpoint but no export: the TLCM sampler is built from the run's grid
+    (M 4, gamma 0, first-move gamma 1), not from --num-milestones' default grid of a bare LoRA (M 8,
+    gamma 1), so --steps 4 is its full grid and 5 is refused."""
+    from tlcm.eval.pipeline import load_pipeline
+
+    student = _student_of_another_grid(tiny_sd_dir)
+    run = tmp_path / "run"
+    save_checkpoint(run, TrainState(1, 0, 1), student.state_dict(), {}, {}, metadata=student.metadata())
+    sampler = load_pipeline(tiny_sd_dir, "cpu", run, 4, "ddim", None, 8).pipe.scheduler
+    assert _sampler_settings(sampler) == (0, 1, 4)
+    with pytest.raises(TLCMError, match="samples 1..4 steps"):
+        load_pipeline(tiny_sd_dir, "cpu", run, 5, "ddim", None, 8)
+
+
+def test_gamma_sets_every_move_of_an_exports_sampler_the_first_included(tiny_sd_dir, tmp_path):
+    """An export whose grid has gamma 0 and first-move gamma 1 samples with both by default; with
+    --gamma 0.5 (GenerateArgs: "TLCMScheduler gamma") every move is at 0.5, the first one too
+    (first_gamma None): the export's first-move gamma is not kept beside the flag's."""
+    from tlcm.eval.pipeline import load_pipeline
+
+    export_student(_student_of_another_grid(tiny_sd_dir), tmp_path / "export")
+    as_trained = load_pipeline(tiny_sd_dir, "cpu", tmp_path / "export", 2, "ddim", None, 8).pipe.scheduler
+    assert _sampler_settings(as_trained) == (0, 1, 4)
+    flagged = load_pipeline(tiny_sd_dir, "cpu", tmp_path / "export", 2, "ddim", 0.5, 8).pipe.scheduler
+    assert _sampler_settings(flagged) == (0.5, None, 4)

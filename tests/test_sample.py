@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 import tlcm.sample
 from recipes import PRESETS
@@ -139,6 +140,43 @@ def test_the_grid_has_one_row_per_prompt(
     each, _ = BaseModel.load(tiny_sd_dir).encode(["a seven", "a two"])
     expected = each.prompt_embeds[torch.tensor([0, 0, 0, 1, 1, 1])]
     torch.testing.assert_close(cond.prompt_embeds, expected)
+    # the PNG: make_grid puts 2 px of padding around every cell of side s, so c columns and r rows
+    # are c (s + 2) + 2 by r (s + 2) + 2 pixels; 3 columns (num_per_prompt) and 2 rows (prompts)
+    with Image.open(tmp_path / "s.png") as grid:
+        width, height = grid.size
+    assert (width - 2) % 3 == 0 and (height - 2) % 2 == 0
+    assert (width - 2) // 3 == (height - 2) // 2  # square cells: 3 across, 2 down
+
+
+def test_the_teacher_samples_the_steps_asked_for_on_the_trailing_ddim_grid(
+    tiny_sd_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--steps 2 without --student: the sampler gets exactly 2 timesteps, DDIM's "trailing" grid
+    linspace(T - 1, 0, 3) without its last point, rounded: [T - 1, round((T - 1) / 2)] ([999, 500] on
+    a 1000-step schedule, as ddim_timesteps' docstring says), not a grid of another length."""
+    from tlcm.models.folders import scheduler_timesteps
+
+    args = SampleArgs(
+        prompt=("a",), steps=2, model=tiny_sd_dir, num_per_prompt=1, device="cpu", out=tmp_path / "t.png"
+    )
+    (_, _, _, _, timesteps), _, _ = _sample_call(monkeypatch, args)
+    t = scheduler_timesteps(tiny_sd_dir)
+    assert [int(x) for x in timesteps] == [t - 1, round((t - 1) / 2)]
+
+
+def test_the_seed_picks_the_starting_noise(
+    tiny_sd_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--seed decides the initial noise: the same seed twice draws the same noise (reproducible
+    grids), another seed other noise (a new set of images)."""
+    args = SampleArgs(
+        prompt=("a",), steps=1, model=tiny_sd_dir, num_per_prompt=2, device="cpu", out=tmp_path / "t.png"
+    )
+    noise = {}
+    for key, seed in (("a", 3), ("again", 3), ("b", 4)):
+        (_, _, _, noise[key], _), _, _ = _sample_call(monkeypatch, replace(args, seed=seed))
+    torch.testing.assert_close(noise["again"], noise["a"], rtol=0, atol=0)
+    assert (noise["b"] - noise["a"]).abs().max() > 0.1
 
 
 def test_a_student_samples_with_every_milestone_and_no_more(

@@ -148,3 +148,52 @@ def test_a_teacher_table_of_mixed_prompt_counts_is_not_set_beside_the_student(tm
     (tmp_path / "teacher_table.json").write_text(json.dumps(rows))
     path, best = tlcm.summary.committed_teacher(MINIATURE_SD, 200)
     assert path == tmp_path / "teacher_table.json" and best[2]["w"] == 2.0
+
+
+def test_compare_sets_the_teachers_best_w_per_step_count_beside_the_student(tmp_path):
+    """compare lists, per step count, the one teacher row of lowest FD (its best w), not every w it
+    scored: a table of w 1 and w 3 at 1 and 2 steps gives w 1 at 1 step (FD 50 < 60) and w 3 at 2
+    steps (FD 9 < 20), two teacher rows beside the student's four."""
+    run = _run(tmp_path)
+    table = [
+        {"steps": 1, "w": 1.0, "prompts": 200, "alignment": 0.5, "fd": 50.0},
+        {"steps": 1, "w": 3.0, "prompts": 200, "alignment": 0.6, "fd": 60.0},
+        {"steps": 2, "w": 1.0, "prompts": 200, "alignment": 0.7, "fd": 20.0},
+        {"steps": 2, "w": 3.0, "prompts": 200, "alignment": 0.8, "fd": 9.0},
+    ]
+    (tmp_path / "T.json").write_text(json.dumps(table))
+    text = compare(run, tmp_path / "T.json")
+    teacher = [line for line in text.splitlines() if line.startswith("| teacher")]
+    assert teacher == [
+        "| teacher DDIM+CFG | 1 | 1.000 | 200 | 0.500 | 50.000 |",
+        "| teacher DDIM+CFG | 2 | 3.000 | 200 | 0.800 | 9.000 |",
+    ]
+    assert sum(line.startswith("| student") for line in text.splitlines()) == len(SCORES)
+
+
+def test_the_teacher_table_scores_deterministic_ddim_with_cfg(tiny_sd_dir, tmp_path, monkeypatch):
+    """teacher-table samples the teacher (+ CFG) with deterministic DDIM (gamma 0 on every move): its
+    2-step latents come from the starting noise alone, the same with two different step generators
+    (LCM's gamma 1 would mix the generator's fresh noise into the second step), and each row is
+    scored on 10 x samples_per_digit prompts. The toy metrics are stubbed out: only the sampler runs."""
+    from types import SimpleNamespace
+
+    import tlcm.evaluate
+
+    seen = []
+
+    def scored(base, sampler, samples_per_digit, metrics=None):
+        cond, uncond = base.encode(["a", "b"])
+        noise = torch.randn((2, *base.latent_shape), generator=torch.Generator().manual_seed(0))
+        seen.append([sampler(cond, uncond, noise, torch.Generator().manual_seed(s)) for s in (1, 2)])
+        return SimpleNamespace(alignment=0.5, fd=1.0)
+
+    monkeypatch.setattr(tlcm.evaluate, "evaluate_toy", scored)
+    monkeypatch.setattr(tlcm.evaluate, "ToyMetrics", lambda assets: None)
+    with torch.no_grad():
+        rows = tlcm.evaluate.teacher_table(
+            (2.0,), (2,), samples_per_digit=3, model=tiny_sd_dir, out=tmp_path / "t.json", device="cpu"
+        )
+    assert [(r["w"], r["steps"], r["prompts"]) for r in rows] == [(2.0, 2, 30)]
+    ((one, other),) = seen
+    torch.testing.assert_close(other, one, rtol=0, atol=0)

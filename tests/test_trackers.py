@@ -169,3 +169,25 @@ def test_a_resume_keeps_its_checkpoint_steps_line_and_drops_a_torn_one(tmp_path,
     with reporter:
         pass
     assert opened == [3]
+
+
+def test_a_wandb_run_is_marked_failed_only_when_the_run_failed(monkeypatch, tmp_path):
+    """WandbSink.close: exit code 0 for a run that ended normally, 1 for one that ended with an
+    exception (wandb shows the run as crashed); the run is offline, named by its folder (a fake
+    wandb module: the real one is an optional extra)."""
+    import sys
+    from types import SimpleNamespace
+
+    from tlcm.trackers import WandbSink
+
+    finished, inits = [], []
+
+    def init(**kwargs):
+        inits.append(kwargs)
+        return SimpleNamespace(finish=lambda exit_code: finished.append(exit_code), log=None)
+
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(init=init, Settings=dict))
+    for failed in (False, True):
+        WandbSink(tmp_path / "run", {"seed": 0}).close(failed=failed)
+    assert finished == [0, 1]
+    assert inits[0]["mode"] == "offline" and inits[0]["name"] == "run" and inits[0]["config"] == {"seed": 0}
