@@ -84,6 +84,18 @@ def test_resume_after_sigterm_equals_uninterrupted_run(tiny_sd_dir, tmp_path):
     assert resumed.denoiser_evals == straight.denoiser_evals == evals[-1]
 
 
+PEAK_LR = 1e-3
+COSINE_LRS = [
+    0.0,
+    PEAK_LR / 2,
+    PEAK_LR,
+    PEAK_LR * (1 + math.cos(math.pi / 3)) / 2,
+    PEAK_LR * (1 + math.cos(2 * math.pi / 3)) / 2,
+]
+"""diffusers' cosine schedule with 2 warm-up steps over 5 steps (small_recipe's lr 1e-3): the lr of
+each step, by hand (warm-up 0, 1/2 of the peak, then (1 + cos(pi (s - 2) / 3)) / 2 of it)."""
+
+
 def test_cosine_lr_schedule_is_logged_and_resumes_where_it_stopped(tiny_sd_dir, tmp_path):
     """A cosine schedule with 2 warm-up steps over 5 steps: metrics.jsonl's lr is diffusers'
     warm-up-then-cosine curve, and a run interrupted after step 3 resumes on the same curve with
@@ -97,17 +109,9 @@ def test_cosine_lr_schedule_is_logged_and_resumes_where_it_stopped(tiny_sd_dir, 
     straight = train(recipe(tmp_path / "a"))
     assert train(recipe(tmp_path / "b", sigterm_step=2)).preempted
     resumed = train(recipe(tmp_path / "b", sigterm_step=2))
-    peak = 1e-3
-    expected = [
-        0.0,
-        peak / 2,
-        peak,
-        peak * (1 + math.cos(math.pi / 3)) / 2,
-        peak * (1 + math.cos(2 * math.pi / 3)) / 2,
-    ]
     for run in ("a", "b"):
         lrs = [json.loads(x)["lr"] for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-        assert lrs == pytest.approx(expected, abs=1e-12)
+        assert lrs == pytest.approx(COSINE_LRS, abs=1e-12)
     a, b = straight.student.state_dict(), resumed.student.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -682,7 +686,7 @@ def test_two_processes_split_the_global_batch_as_one_process_accumulates_it(
 def test_the_lr_schedule_steps_once_per_optimizer_step_whatever_the_accumulation(tiny_sd_dir, tmp_path):
     """The lr schedule counts optimizer steps, not micro-batches: with 2 accumulated micro-batches,
     a cosine schedule of 5 steps with 2 warm-up steps gives the steps diffusers' curve
-    0, peak / 2, peak, peak (1 + cos(pi / 3)) / 2, peak (1 + cos(2 pi / 3)) / 2 (peak 1e-3), as
+    0, peak / 2, peak, peak (1 + cos(pi / 3)) / 2, peak (1 + cos(2 pi / 3)) / 2 (COSINE_LRS), as
     without accumulation (test_cosine_lr_schedule_is_logged_and_resumes_where_it_stopped)."""
     trainer, phase = _free_step_trainer(
         tiny_sd_dir, tmp_path, batch_size=4, grad_accum=2, lr_schedule="cosine", lr_warmup_steps=2
@@ -693,15 +697,7 @@ def test_the_lr_schedule_steps_once_per_optimizer_step_whatever_the_accumulation
     for step in range(5):
         lrs.append(state.optimizer.param_groups[0]["lr"])
         trainer.train_step(state, step)
-    peak = 1e-3
-    expected = [
-        0.0,
-        peak / 2,
-        peak,
-        peak * (1 + math.cos(math.pi / 3)) / 2,
-        peak * (1 + math.cos(2 * math.pi / 3)) / 2,
-    ]
-    assert lrs == pytest.approx(expected, abs=1e-12)
+    assert lrs == pytest.approx(COSINE_LRS, abs=1e-12)
     assert len(trainer.seen) == 10  # 2 micro-batches a step
 
 
