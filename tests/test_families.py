@@ -573,3 +573,40 @@ def test_swapped_weight_calls_speak_the_networks_family(request):
         again = base.denoiser()(x, t, cond)
     torch.testing.assert_close(swapped, teacher + 0.5)
     assert torch.equal(again, teacher)
+
+
+def test_flux_on_non_square_latents_is_the_pipelines_call_and_its_token_grid(request):
+    """On non-square latents (h = 8, w = 16: a 4 x 8 grid of 2 x 2 patches) our FLUX denoiser equals
+    FluxPipeline's transformer call with its image ids of the 4 x 8 grid (rows (0, i, j) for the
+    token i * 8 + j), unpacked by its own _unpack_latents; and the features are laid out on that
+    grid, (B, D, 4, 8), token i * 8 + j at (i, j). A square latent cannot tell a grid from its
+    transpose (test_flux_call_is_the_pipelines)."""
+    base = _load(request, "flux")
+    pipe, net, c = base.pipe, base.net, base.latent_shape[0]
+    cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
+    gen = torch.Generator().manual_seed(0)
+    x, t, (h, w) = torch.randn(2, c, 8, 16, generator=gen), torch.tensor([700.0, 250.0]), (8, 16)
+    with torch.no_grad():
+        ours = base.denoiser()(x, t, cond)
+        theirs = net(
+            hidden_states=FluxPipeline._pack_latents(x, 2, c, h, w),
+            timestep=t / 1000,
+            guidance=cond.guidance,
+            pooled_projections=cond.pooled_embeds,
+            encoder_hidden_states=cond.prompt_embeds,
+            txt_ids=torch.zeros(cond.prompt_embeds.shape[1], 3),
+            img_ids=FluxPipeline._prepare_latent_image_ids(2, h // 2, w // 2, "cpu", torch.float32),
+            return_dict=False,
+        )[0]
+    factor = pipe.vae_scale_factor
+    torch.testing.assert_close(ours, FluxPipeline._unpack_latents(theirs, h * factor, w * factor, factor))
+    tokens = []
+    hook = net.transformer_blocks[0].register_forward_hook(lambda m, a, out: tokens.append(out[1]))
+    try:
+        with torch.no_grad():
+            first = base.family.features(net, x, t, cond)[0]
+    finally:
+        hook.remove()
+    assert first.shape == (2, base.family.feature_channels(net)[0], 4, 8)
+    for i, j in ((0, 1), (1, 0), (2, 5), (3, 7)):
+        torch.testing.assert_close(first[:, :, i, j], tokens[0][:, i * 8 + j])

@@ -216,3 +216,20 @@ def test_the_cuda_branch_binds_to_torchs_own_signatures(tiny_sd, monkeypatch):
     names = [name for name, _ in calls]
     assert names[-3:] == ["wait_stream", "graph", "replay"] and names.count("stream") == 1
     assert calls[-2][1]["pool"] == (0, 1)
+
+
+def test_a_replay_leaves_the_callers_earlier_inputs_alone(tiny_sd):
+    """A capture copies its inputs into buffers of its own: replaying it on new inputs writes into
+    those buffers, never into the tensors of the call that made the capture (a caller still holds
+    them: a sampler's latents, the step's noisy input)."""
+    student = _student(tiny_sd)
+    x0, t0, cond0 = _inputs(student, 0)
+    kept = (x0.clone(), t0.clone(), cond0.prompt_embeds.clone())
+    x1, t1, cond1 = _inputs(student, 1)
+    with torch.no_grad():
+        student.denoiser()(x0, t0, cond0)
+        student.denoiser()(x1, t1, cond1)
+    assert student.base.graphs.replays == 2 and student.base.graphs.captures == 1
+    assert not torch.equal(x0, x1) and not torch.equal(t0, t1)
+    for now, before in zip((x0, t0, cond0.prompt_embeds), kept, strict=True):
+        assert torch.equal(now, before)

@@ -472,3 +472,25 @@ def test_distortions_stay_in_the_image_range():
     x = torch.cat([torch.ones(32, 3, 32, 32), -torch.ones(32, 3, 32, 32)])
     out = distort(x, torch.Generator().manual_seed(0))
     assert out.min() >= -1 and out.max() <= 1 and not torch.equal(out, x)
+
+
+def test_only_the_distorted_latents_of_a_triplet_get_latent_noise(tiny_sd):
+    """make_triplets: the reference of each triplet is the VAE's mode latent E(x) of its drawn image
+    itself (noise only goes to the distorted a and b, so P(ref, .) measures a distortion of a clean
+    image); which images are drawn is the generator's first draw, randint(N, (n,)). With
+    latent_noise 0.5 about half the distorted latents get noise: a and b differ from E(x) always."""
+    from tlcm.latent_lpips.data import make_triplets
+
+    vae = tiny_sd.vae.eval().requires_grad_(False)
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    n = 8
+
+    def proxy(x, y):
+        return (x - y).abs().mean((1, 2, 3))
+
+    z = make_triplets(vae, proxy, images, n, 0.5, torch.Generator().manual_seed(1))["z"]
+    picked = torch.randint(len(images), (n,), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        clean = vae.encode(images[picked]).latent_dist.mode() * vae.config.scaling_factor
+    torch.testing.assert_close(z[:, 0], clean, rtol=1e-4, atol=1e-5)
+    assert ((z[:, 1:] - clean[:, None]).flatten(2).abs().amax(2) > 1e-3).all()

@@ -115,3 +115,36 @@ def test_a_rank_with_an_unsignalled_handler_prints_its_own_error(one_process, mo
         run_cli(bad)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "[rank 1] error: only this rank's shard is missing\n"
+
+
+@pytest.mark.parametrize(
+    "world, rank, signum, expected",
+    [
+        (None, None, signal.SIGTERM, "SIGTERM: stopping after this step to save a checkpoint\n"),
+        (
+            None,
+            None,
+            signal.SIGINT,
+            "SIGINT: stopping after this step to save a checkpoint (Ctrl-C again: abort without saving)\n",
+        ),
+        ("2", "0", signal.SIGINT, "SIGINT: stopping after this step to save a checkpoint\n"),
+        ("2", "1", signal.SIGINT, ""),
+    ],
+)
+def test_the_stopping_line_is_printed_once_by_rank_0(world, rank, signum, expected, monkeypatch, capfd):
+    """The first signal prints one line on stderr, from rank 0 only (under torchrun every rank gets
+    the signal: one line, not one per rank); the Ctrl-C-again hint only where a second Ctrl-C does
+    abort (one process); a repeated signal prints nothing more."""
+    for name, value in (("WORLD_SIZE", world), ("RANK", rank)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    stop = StopSignals()
+    handle(stop, signum)
+    if world is not None:
+        handle(stop, signum)  # torchrun: a second signal only repeats the request
+    else:
+        handle(stop, signal.SIGTERM)
+    assert stop.received == signal.Signals(signum).name
+    assert capfd.readouterr().err.lstrip("\n") == expected  # not a terminal: a newline first
