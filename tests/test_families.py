@@ -511,6 +511,19 @@ def test_unet_features_pass_the_gradient_to_the_latents(request):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
+def _first_features_and_image_tokens(base, x, t, cond) -> tuple[torch.Tensor, torch.Tensor]:
+    """The family's first feature map (B, D, h, w) and the image tokens (B, N, D) that the first
+    transformer block outputs (a forward hook), from one no-grad features call."""
+    net, tokens = base.net, []
+    hook = net.transformer_blocks[0].register_forward_hook(lambda m, a, out: tokens.append(out[1]))
+    try:
+        with torch.no_grad():
+            first = base.family.features(net, x, t, cond)[0]
+    finally:
+        hook.remove()
+    return first, tokens[0]
+
+
 def test_transformer_features_keep_a_non_square_grid(request):
     """On non-square latents (h = 8, w = 16; patch 1) the MM-DiT features are (B, D, h, w) with the
     image token i * w + j at (i, j): the token grid is (rows, columns) = (h / p, w / p), not the
@@ -520,16 +533,10 @@ def test_transformer_features_keep_a_non_square_grid(request):
     c = base.latent_shape[0]
     cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
     x, t = torch.randn(2, c, 8, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([700.0, 250.0])
-    tokens = []
-    hook = net.transformer_blocks[0].register_forward_hook(lambda m, a, out: tokens.append(out[1]))
-    try:
-        with torch.no_grad():
-            first = base.family.features(net, x, t, cond)[0]
-    finally:
-        hook.remove()
+    first, tokens = _first_features_and_image_tokens(base, x, t, cond)
     assert first.shape == (2, base.family.feature_channels(net)[0], 8, 16)
     for i, j in ((0, 1), (1, 0), (2, 9), (7, 15)):
-        torch.testing.assert_close(first[:, :, i, j], tokens[0][:, i * 16 + j])
+        torch.testing.assert_close(first[:, :, i, j], tokens[:, i * 16 + j])
 
 
 @pytest.mark.parametrize(
@@ -600,13 +607,7 @@ def test_flux_on_non_square_latents_is_the_pipelines_call_and_its_token_grid(req
         )[0]
     factor = pipe.vae_scale_factor
     torch.testing.assert_close(ours, FluxPipeline._unpack_latents(theirs, h * factor, w * factor, factor))
-    tokens = []
-    hook = net.transformer_blocks[0].register_forward_hook(lambda m, a, out: tokens.append(out[1]))
-    try:
-        with torch.no_grad():
-            first = base.family.features(net, x, t, cond)[0]
-    finally:
-        hook.remove()
+    first, tokens = _first_features_and_image_tokens(base, x, t, cond)
     assert first.shape == (2, base.family.feature_channels(net)[0], 4, 8)
     for i, j in ((0, 1), (1, 0), (2, 5), (3, 7)):
-        torch.testing.assert_close(first[:, :, i, j], tokens[0][:, i * 8 + j])
+        torch.testing.assert_close(first[:, :, i, j], tokens[:, i * 8 + j])
