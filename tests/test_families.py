@@ -67,6 +67,24 @@ def test_family_loads_encodes_denoises_taps_and_decodes(kind, request):
     assert images.shape[:2] == (2, 3) and images.abs().max() <= 1
 
 
+def _flux_pipelines_call(pipe, x, t, cond, guidance) -> torch.Tensor:
+    """FluxPipeline's own transformer call on latents x (B, C, h, w): its packing into 2 x 2 patches,
+    its image ids of the (h / 2, w / 2) grid, text ids of zeros, t / 1000, then its unpacking."""
+    b, c, h, w = x.shape
+    out = pipe.transformer(
+        hidden_states=FluxPipeline._pack_latents(x, b, c, h, w),
+        timestep=t / 1000,
+        guidance=guidance,
+        pooled_projections=cond.pooled_embeds,
+        encoder_hidden_states=cond.prompt_embeds,
+        txt_ids=torch.zeros(cond.prompt_embeds.shape[1], 3),
+        img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32),
+        return_dict=False,
+    )[0]
+    factor = pipe.vae_scale_factor
+    return FluxPipeline._unpack_latents(out, h * factor, w * factor, factor)
+
+
 def test_flux_call_is_the_pipelines(request):
     """Our FLUX denoiser on (B, C, h, w) equals the transformer call FluxPipeline makes on its
     packed latents (its _pack_latents, image ids, timestep / 1000, guidance), unpacked by its own
@@ -82,18 +100,8 @@ def test_flux_call_is_the_pipelines(request):
     guidance = torch.full((2,), 5.0)
     with torch.no_grad():
         ours = base.denoiser()(x, t, cond.with_guidance(5.0))
-        theirs = pipe.transformer(
-            hidden_states=FluxPipeline._pack_latents(x, 2, c, h, w),
-            timestep=t / 1000,
-            guidance=guidance,
-            pooled_projections=cond.pooled_embeds,
-            encoder_hidden_states=cond.prompt_embeds,
-            txt_ids=torch.zeros(cond.prompt_embeds.shape[1], 3),
-            img_ids=FluxPipeline._prepare_latent_image_ids(2, h // 2, w // 2, "cpu", torch.float32),
-            return_dict=False,
-        )[0]
-    size = h * pipe.vae_scale_factor
-    torch.testing.assert_close(ours, FluxPipeline._unpack_latents(theirs, size, size, pipe.vae_scale_factor))
+        theirs = _flux_pipelines_call(pipe, x, t, cond, guidance)
+    torch.testing.assert_close(ours, theirs)
     with torch.no_grad():
         other = base.denoiser()(x, t, cond.with_guidance(1.0))
     assert (other - ours).abs().max() > 1e-4  # the guidance input reaches the network
@@ -592,21 +600,11 @@ def test_flux_on_non_square_latents_is_the_pipelines_call_and_its_token_grid(req
     pipe, net, c = base.pipe, base.net, base.latent_shape[0]
     cond, _ = base.encode(["a handwritten digit seven", "a drawing of the digit two"])
     gen = torch.Generator().manual_seed(0)
-    x, t, (h, w) = torch.randn(2, c, 8, 16, generator=gen), torch.tensor([700.0, 250.0]), (8, 16)
+    x, t = torch.randn(2, c, 8, 16, generator=gen), torch.tensor([700.0, 250.0])
     with torch.no_grad():
         ours = base.denoiser()(x, t, cond)
-        theirs = net(
-            hidden_states=FluxPipeline._pack_latents(x, 2, c, h, w),
-            timestep=t / 1000,
-            guidance=cond.guidance,
-            pooled_projections=cond.pooled_embeds,
-            encoder_hidden_states=cond.prompt_embeds,
-            txt_ids=torch.zeros(cond.prompt_embeds.shape[1], 3),
-            img_ids=FluxPipeline._prepare_latent_image_ids(2, h // 2, w // 2, "cpu", torch.float32),
-            return_dict=False,
-        )[0]
-    factor = pipe.vae_scale_factor
-    torch.testing.assert_close(ours, FluxPipeline._unpack_latents(theirs, h * factor, w * factor, factor))
+        theirs = _flux_pipelines_call(pipe, x, t, cond, cond.guidance)
+    torch.testing.assert_close(ours, theirs)
     first, tokens = _first_features_and_image_tokens(base, x, t, cond)
     assert first.shape == (2, base.family.feature_channels(net)[0], 4, 8)
     for i, j in ((0, 1), (1, 0), (2, 5), (3, 7)):
