@@ -27,7 +27,6 @@ from tlcm.conditioning import Conditioning
 from tlcm.diffusion.schedule import Schedule
 from tlcm.errors import TLCMError
 from tlcm.models.families import FAMILIES, Family
-from tlcm.models.families.base import absent_components, read_config  # noqa: F401  (re-exported)
 from tlcm.models.folders import check_model_folder
 from tlcm.models.graphs import CallGraphs
 
