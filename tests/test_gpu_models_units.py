@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from benchmarks import gpu, gpu_models, memory
+from tlcm.toy.tiny import tiny_sd_pipeline
 
 PUBLISHED = {
     "sdxl": {
@@ -145,19 +146,8 @@ def test_saved_parameter_counts_are_millions_read_from_the_safetensors_headers(t
 
 
 def _tiny_unet():
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=8,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=8,
-        attention_head_dim=2,
-        norm_num_groups=4,
-    )
+    """The tiny SD pipeline's UNet (tlcm/toy/tiny.py; seeded): (32, 64) channels, cross-attention 32."""
+    return tiny_sd_pipeline().unet
 
 
 def _inventory(monkeypatch, objects: list) -> dict:
@@ -175,7 +165,7 @@ def test_the_inventory_counts_weight_copies_and_adamws_two_moments(monkeypatch):
     base = _tiny_unet().requires_grad_(False)
     student = copy.deepcopy(base).requires_grad_(True)
     optimizer = torch.optim.AdamW(student.parameters())
-    out = student(torch.randn(1, 4, 8, 8), 1, encoder_hidden_states=torch.randn(1, 3, 8)).sample
+    out = student(torch.randn(1, 4, 16, 16), 1, encoder_hidden_states=torch.randn(1, 3, 32)).sample
     out.square().mean().backward()
     optimizer.step()
     one = sum(p.numel() * p.element_size() for p in base.parameters()) / memory.MIB
