@@ -156,6 +156,18 @@ def test_images_are_resized_on_the_shorter_side_and_centre_cropped(tmp_path):
     assert torch.equal(source.image(2)[0], torch.ones(16, 16)) and source.image(2)[1:].max() == -1
 
 
+def test_a_caption_holding_a_unicode_line_separator_is_one_record(tmp_path):
+    """metadata.jsonl is JSON Lines (lines end at \\n); a caption may hold U+2028 / U+2029 / U+0085
+    raw, as json.dumps(..., ensure_ascii=False) writes them. Each record stays one record with its
+    caption whole (str.splitlines would cut it in two: "not JSON")."""
+    Image.new("RGB", (4, 4), "white").save(tmp_path / "a.png")
+    captions = ["a line\u2028separator", "a paragraph\u2029separator", "a next\x85line"]
+    rows = [{"file_name": "a.png", "text": c} for c in captions]
+    (tmp_path / METADATA).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    source = ImageTextSource(tmp_path, 4)
+    assert [source.text(i) for i in range(len(source))] == captions
+
+
 def test_a_photos_exif_orientation_is_applied(tmp_path):
     """Cameras store a portrait photo as landscape pixels plus an EXIF orientation tag; a reader
     must show it upright. An 8 x 4 PNG (left half black, right half white) tagged orientation 6

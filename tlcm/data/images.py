@@ -42,7 +42,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tlcm.checks import check_counts
-from tlcm.data.prompts import clean_prompt
+from tlcm.data.prompts import clean_prompt, json_lines
 from tlcm.errors import TLCMError, run_cli
 from tlcm.files import write_failed
 from tlcm.toy import MINIATURE_DIGITS
@@ -141,7 +141,7 @@ class ImageTextSource:
             raise TLCMError(f"{file} is not UTF-8 text (offset {err.start}): re-save it as UTF-8") from err
         files, texts = [], []
         row = f'write one {{"file_name": "IMAGE", "{col}": "CAPTION"}} per line'
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(json_lines(text), 1):
             if not line.strip():
                 continue
             try:

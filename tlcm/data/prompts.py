@@ -13,6 +13,16 @@ ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 """Invisible characters that ``str.strip`` keeps (zero-width space, non-joiner and joiner, word
 joiner, byte-order mark): stripped from a prompt's ends like whitespace."""
 _ENDS = re.compile(f"^[\\s{ZERO_WIDTH}]+|[\\s{ZERO_WIDTH}]+$")
+JSON_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+"""Characters that ``str.splitlines`` breaks lines at but JSON allows raw inside a string (next
+line, line and paragraph separators; ``json.dumps(..., ensure_ascii=False)`` writes them raw)."""
+
+
+def json_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines file's ``text``, as ``str.splitlines`` gives them except that
+    U+0085, U+2028 and U+2029 are text, not line breaks (JSON Lines breaks lines at \\n only): they
+    become their JSON escapes, which decode to the same characters."""
+    return text.translate(JSON_LINE_BREAKS).splitlines()
 
 
 def clean_prompt(text: str) -> str:
@@ -59,7 +69,8 @@ def load_prompts(path: Path | None, flag: str = "--recipes.data.prompts") -> lis
             f"{err.start}): re-save it as UTF-8 "
             f"(e.g. iconv -f latin1 -t utf-8 {path.name} > utf8{path.suffix})"
         ) from err
-    lines = [(i + 1, p) for i, line in enumerate(text.splitlines()) if (p := clean_prompt(line))]
+    split = json_lines if path.suffix == ".jsonl" else str.splitlines
+    lines = [(i + 1, p) for i, line in enumerate(split(text)) if (p := clean_prompt(line))]
     if path.suffix == ".jsonl":
         prompts = []
         for number, line in lines:

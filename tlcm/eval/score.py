@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from tlcm.checks import check_device, check_out_dir
+from tlcm.data.prompts import json_lines
 from tlcm.errors import TLCMError
 from tlcm.eval.fid import fid_from_stats, image_stats, load_inception
 from tlcm.eval.table import COLUMNS, image_grid, results_markdown, write_results
@@ -69,7 +70,7 @@ def load_generated(folder: Path, flag: str = "--images") -> Generated:
         raise TLCMError(f"{flag} {folder} is not a generate output (no meta.json / prompts.jsonl)")
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        records = [json.loads(line) for line in (folder / "prompts.jsonl").read_text().splitlines() if line]
+        records = [json.loads(line) for line in json_lines((folder / "prompts.jsonl").read_text()) if line]
     except ValueError as err:
         raise TLCMError(f"{folder}: meta.json or prompts.jsonl is not JSON ({err}): rerun generate") from err
     files = [folder / "images" / f"{r['index']:05d}.png" for r in records]
