@@ -9,9 +9,11 @@ Guarantees:
 - A folder is written under a temporary name, every file fsynced, then renamed; ``checkpoints/
   latest`` (a file naming the folder) is replaced atomically last (written to a temporary file,
   fsynced, renamed, the folder fsynced): after a crash or a power loss it names a complete folder.
-  No folder that ``latest`` names is ever removed: a save at a global step that already has a
-  folder (the phase-end save right after a periodic one, a stop-signal save right after either)
-  only replaces that folder's state.json, atomically (the weights of one global step are the same).
+  No folder that ``latest`` names is ever removed: a save at the global step of the folder
+  ``latest`` names (the phase-end save right after a periodic one, a stop-signal save right after
+  either) only replaces that folder's state.json, atomically (the weights of one global step are the
+  same). Any other folder of that step (a crash's leftover that ``latest`` never named: an earlier
+  attempt's weights, or a changed recipe's under ``resume-changed``) is written anew.
 - ``load_latest`` falls back to the newest sound checkpoint, saying which one and why in one line,
   when the one ``latest`` names is missing or damaged (truncated file, bad JSON), holds NaN/inf or
   absurd weights (``unsound``), or ``latest`` itself is damaged (empty, not UTF-8, naming no
@@ -144,8 +146,8 @@ def save_checkpoint(
         record["run"] = run
     tmp = root / f".tmp-{final.name}"
     try:
-        if (final / "state.json").is_file():  # same global step, same weights: update the position only
-            _write_json(final / "state.json", record)
+        if (final / "state.json").is_file() and _pointer(root)[0] == final:  # same global step
+            _write_json(final / "state.json", record)  # (this run's own save): update the position only
         else:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
