@@ -91,7 +91,14 @@ def samples(base: BaseModel, student: Student, cond, q: int, g: torch.Generator)
             noise = torch.randn(len(c), *base.latent_shape, generator=g)
             out.append(
                 sample_latents(
-                    student.denoiser(), base.schedule, c, noise, timesteps, grid.gamma, generator=g
+                    student.denoiser(),
+                    base.schedule,
+                    c,
+                    noise,
+                    timesteps,
+                    grid.gamma,
+                    generator=g,
+                    first_gamma=grid.first_gamma,
                 )
             )
     return torch.cat(out)
