@@ -833,7 +833,7 @@ CASES: list[Case] = [
         "unknown recipe preset (with --help)",
         "tlcm.train",
         ("recipes:tlcm-ful", "--help"),
-        "unknown recipe recipes:tlcm-ful; presets: recipes:tlcm-full",
+        "unknown recipe recipes:tlcm-ful (did you mean recipes:tlcm-full?); presets: recipes:tlcm-full",
     ),
     train(
         "tracker whose package is missing",

@@ -104,8 +104,10 @@ def check_preset_names(argv: list[str]) -> None:
     for ``recipes:UNKNOWN --help``)."""
     for arg in argv:
         if arg.startswith("recipes:") and arg.removeprefix("recipes:") not in PRESETS:
-            presets = ", ".join(f"recipes:{name}" for name in PRESETS)
-            raise TLCMError(f"unknown recipe {arg}; presets: {presets}")
+            presets = [f"recipes:{name}" for name in PRESETS]
+            close = difflib.get_close_matches(arg, presets, n=1, cutoff=0.75)
+            guess = f" (did you mean {close[0]}?)" if close else ""
+            raise TLCMError(f"unknown recipe {arg}{guess}; presets: {', '.join(presets)}")
 
 
 def preset_flags(name: str) -> list[str]:
