@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from bad_inputs import CASES, Workspace, problems, run_case
+from bad_inputs import CASES, DOC, Workspace, _cell, problems, run_case
 from engine_helpers import shrink
 from peft import LoraConfig
 
@@ -46,6 +46,14 @@ def test_bad_input(case, tmp_path, tiny_root, capsys):
     assert not problems(case, outcome, ws)
     leaked = capsys.readouterr()
     assert "Traceback" not in leaked.err + leaked.out
+
+
+def test_the_reliability_doc_lists_every_case_in_table_order():
+    """docs/reliability.md is generated from CASES (``python tests/bad_inputs.py``): a case added or
+    renamed without regenerating it leaves the documented table short of what the suite checks."""
+    rows = [line for line in DOC.read_text().splitlines() if line.startswith("| ") and " | " in line]
+    names = [row[2:].split(" | ", 1)[0] for row in rows[1:]]  # rows[0]: the header
+    assert names == [_cell(case.name) for case in CASES], "rerun: python tests/bad_inputs.py"
 
 
 def test_check_lora_targets_names_unknown_and_valid_suffixes(tiny_sd):
