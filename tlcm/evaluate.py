@@ -236,9 +236,15 @@ def _score_rows(path: Path, keys: tuple[str, ...], command: str, flag: str) -> l
     return rows
 
 
-def _prompt_count(rows: list[dict]) -> int | None:
-    """The prompt count of score rows (None: not recorded, as in files written before it was)."""
+def _prompt_count(rows: list[dict], path: Path) -> int | None:
+    """The prompt count of score rows (None: not recorded, as in files written before it was);
+    rows of ``path`` scored on several counts are refused (FD depends on the count)."""
     counts = {r.get("prompts") for r in rows}
+    if len(recorded := sorted(counts - {None})) > 1:
+        raise TLCMError(
+            f"{path} holds rows scored on {' and '.join(map(str, recorded))} prompts: FD depends on the "
+            "prompt count, so they do not compare; score them again on one count"
+        )
     return counts.pop() if len(counts) == 1 else None
 
 
@@ -263,7 +269,7 @@ def compare(
     table = _score_rows(
         teacher, ("steps", "w", "alignment", "fd"), f"teacher-table --out {teacher}", "--teacher"
     )
-    ours, theirs = _prompt_count(student_rows), _prompt_count(table)
+    ours, theirs = _prompt_count(student_rows, run / "eval.json"), _prompt_count(table, teacher)
     if ours and theirs and ours != theirs:
         raise TLCMError(
             f"{run / 'eval.json'} scores {ours} prompts, --teacher {teacher} {theirs}: FD depends on the "

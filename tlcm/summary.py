@@ -125,7 +125,7 @@ def scores_text(scores: list[dict], model: Path, run: Path, show: Callable[[Path
             f"  python -m tlcm.evaluate compare --run {show(run)} --teacher T.json",
         ]
     lines = [
-        textwrap.fill(head[0], 100),
+        textwrap.fill(head[0], 100, break_long_words=False, break_on_hyphens=False),  # paths whole
         *head[1:],
         "",
         scores_table(scores, teacher),
@@ -138,6 +138,8 @@ def scores_text(scores: list[dict], model: Path, run: Path, show: Callable[[Path
                 f"docs/results.md quotes {DOCS_PROMPTS} prompts, hence its lower FDs (an FD from fewer "
                 f"images is higher); to score the student on those (this replaces {run}/eval.json):",
                 100,
+                break_long_words=False,
+                break_on_hyphens=False,
             ),
             f"  python -m tlcm.evaluate student --run {show(run)}",
         ]
