@@ -99,6 +99,13 @@ def scores_table(scores: list[dict], teacher: dict[int, dict] | None) -> str:
     return "\n".join(lines)
 
 
+def _fill_keeping_paths(text: str) -> str:
+    """Prose wrapped at 100 columns at spaces only: a path in it (runs/tlcm-full/eval.json, or one
+    over 100 characters) stays whole on one line, to be copied (textwrap breaks at hyphens and cuts
+    long words by default)."""
+    return textwrap.fill(text, 100, break_long_words=False, break_on_hyphens=False)
+
+
 def scores_text(scores: list[dict], model: Path, run: Path, show: Callable[[Path], str] = repo_path) -> str:
     """The scores table with what it is: the prompt count, where the teacher's scores come from
     (or how to get them), what the metrics mean, and why docs/results.md's numbers differ; prose
@@ -125,7 +132,7 @@ def scores_text(scores: list[dict], model: Path, run: Path, show: Callable[[Path
             f"  python -m tlcm.evaluate compare --run {show(run)} --teacher T.json",
         ]
     lines = [
-        textwrap.fill(head[0], 100, break_long_words=False, break_on_hyphens=False),  # paths whole
+        _fill_keeping_paths(head[0]),
         *head[1:],
         "",
         scores_table(scores, teacher),
@@ -134,12 +141,9 @@ def scores_text(scores: list[dict], model: Path, run: Path, show: Callable[[Path
     ]
     if Path(model).resolve() == MINIATURE_SD.resolve() and prompts != DOCS_PROMPTS:
         lines += [
-            textwrap.fill(
+            _fill_keeping_paths(
                 f"docs/results.md quotes {DOCS_PROMPTS} prompts, hence its lower FDs (an FD from fewer "
-                f"images is higher); to score the student on those (this replaces {run}/eval.json):",
-                100,
-                break_long_words=False,
-                break_on_hyphens=False,
+                f"images is higher); to score the student on those (this replaces {run}/eval.json):"
             ),
             f"  python -m tlcm.evaluate student --run {show(run)}",
         ]

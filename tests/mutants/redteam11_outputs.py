@@ -117,8 +117,8 @@ MUTANTS = [
     Mutant(
         "summary-note-wraps-paths-at-hyphens",
         SUMMARY,
-        "                100,\n                break_long_words=False,\n                break_on_hyphens=False,\n",
-        "                100,\n",
+        "return textwrap.fill(text, 100, break_long_words=False, break_on_hyphens=False)",
+        "return textwrap.fill(text, 100)",
         (T_NEW,),
         "the second fix of this round (a real bug): the wrapped note breaks RUN/eval.json at a hyphen "
         "(runs/tlcm-full) or cuts a path over 100 characters across two lines",
