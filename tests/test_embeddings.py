@@ -6,6 +6,7 @@ write in one line; the engine trains with it."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -24,6 +25,7 @@ from tlcm.data.embeddings import EmbeddingStore
 from tlcm.engine import Trainer
 from tlcm.errors import TLCMError
 from tlcm.models.base import BaseModel
+from tlcm.toy.tiny import tiny_clip_tokenizer
 
 PROMPTS = [
     f"a {c} digit {i}" for i, c in enumerate("red green blue black white gold pink gray teal sand".split())
@@ -222,3 +224,63 @@ def test_prompt_lists_that_concatenate_alike_are_different_chunks(sd, tmp_path):
     assert store.encode_calls == 1
     fresh, _ = sd.encode(second)
     assert _equal(store.get(torch.arange(2)), fresh)
+
+
+# ---- the disk cache's checks and the resident chunks (red-team round 11) ----------------------
+
+
+def test_a_chunk_file_holding_other_rows_than_its_manifest_entry_is_reencoded(sd, tmp_path):
+    """manifest.json lists chunk 0 (4 prompts) with 3 rows: the file does not match its entry, so
+    it is re-encoded with one warning line (the right embeddings), not read as it is."""
+    folder = tmp_path / "emb"
+    before = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C).get(torch.arange(C))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["chunks"].values():
+        entry["rows"] = 3
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="holds 4 rows, manifest.json says 3"):
+        store = EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    assert store.encode_calls == 1
+    assert torch.equal(store.get(torch.arange(C)).prompt_embeds, before.prompt_embeds)
+
+
+def test_a_cache_made_with_another_tokenizer_is_refused(sd, tiny_sd_dir, tmp_path):
+    """The same text encoder with a tokenizer of another maximum length (16 tokens, not 77) gives
+    other embeddings ((n, 16, D)): the cache the 77-token tokenizer made is refused, naming it."""
+    folder = tmp_path / "emb"
+    EmbeddingStore(sd, PROMPTS, folder, chunk_size=C)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_sd_dir, other)
+    shutil.rmtree(other / "tokenizer")
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer.model_max_length = 16
+    tokenizer.save_pretrained(other / "tokenizer")
+    base = BaseModel.load(other)
+    assert base.encode(PROMPTS[:1])[0].prompt_embeds.shape[1] == 16  # really other embeddings
+    with pytest.raises(TLCMError, match=r"made with another text encoder or tokenizer \(tokenizer/"):
+        EmbeddingStore(base, PROMPTS, folder, chunk_size=C)
+
+
+def test_a_cache_made_by_fp32_encoders_is_refused_to_bf16_encoders(sd, tiny_sd_dir, tmp_path):
+    """Both store float16, but bf16 text encoders give other embeddings than fp32 ones: the
+    fingerprint holds each encoder's dtype, and the cache is refused."""
+    folder = tmp_path / "emb"
+    EmbeddingStore(sd, PROMPTS, folder, "float16", chunk_size=C)
+    bf16 = BaseModel.load(tiny_sd_dir, dtype=torch.bfloat16)
+    with pytest.raises(TLCMError, match="text_encoder dtype: float32 in the cache, bfloat16 in this model"):
+        EmbeddingStore(bf16, PROMPTS, folder, "float16", chunk_size=C)
+
+
+def test_resident_chunks_are_evicted_least_recently_used(sd):
+    """A budget of two 4-prompt chunks: chunk 0 (asked again after chunk 1) stays when chunk 2
+    comes in, chunk 1 (the least recently used) goes."""
+    store = EmbeddingStore(sd, PROMPTS, chunk_size=C)  # chunk 0
+    store.resident_bytes = 2 * store._resident_size()
+    store.get(torch.tensor([4]))  # chunk 1
+    store.get(torch.tensor([0]))  # chunk 0 used again
+    store.get(torch.tensor([8]))  # chunk 2: over the budget, one chunk goes
+    assert store.encode_calls == 3
+    store.get(torch.tensor([1, 2]))
+    assert store.encode_calls == 3  # chunk 0 stayed
+    store.get(torch.tensor([5]))
+    assert store.encode_calls == 4  # chunk 1 went

@@ -1,13 +1,10 @@
 """The interfaces every loss and recipe goes through, in one process and without training: what a
 ``StepContext`` hands a loss (tlcm/losses/base.py), the recipe tree's derived values
-(tlcm/config.py), ``run_cli``'s one line (tlcm/errors.py) and the file helpers' modes and errors
-(tlcm/files.py)."""
+(tlcm/config.py) and ``run_cli``'s one line (tlcm/errors.py); the file helpers' (tlcm/files.py)
+are in tests/test_plumbing.py, beside its umask helper."""
 
 from __future__ import annotations
 
-import errno
-import os
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +17,6 @@ from tlcm.config import Phase, Recipe, StudentConfig, smoke_recipe
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.diffusion.schedule import VPSchedule
 from tlcm.errors import TLCMError, note, run_cli
-from tlcm.files import honour_umask, umask_mode, write_failed
 from tlcm.losses.base import StepContext
 from tlcm.losses.shared import predict_student
 from tlcm.preemption import StopSignals
@@ -191,51 +187,6 @@ def test_an_empty_rank_is_rank_0(monkeypatch, capsys):
     monkeypatch.setattr(errors, "RANK_GRACE_SECONDS", 0.2)
     monkeypatch.setattr(preemption, "_process", StopSignals())  # installed, nothing received
     assert exit_line(TLCMError("bad flag"), capsys) == (2, "error: bad flag\n")
-
-
-# ---- file modes and write failures ---------------------------------------------------------------
-
-
-@contextmanager
-def umask(mask: int):
-    previous = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
-def test_reading_the_umask_leaves_it_as_it_was(tmp_path):
-    """umask_mode reads the umask by setting it: it must put it back, or every later file is 0600."""
-    with umask(0o022):
-        assert umask_mode() == 0o644
-        assert os.umask(0o022) == 0o022
-        (tmp_path / "later.txt").write_text("x")
-    assert oct((tmp_path / "later.txt").stat().st_mode & 0o777) == "0o644"
-
-
-def test_honour_umask_leaves_folders_enterable(tmp_path):
-    """Only files get the umask's (non-executable) mode: the folders keep theirs."""
-    sub = tmp_path / "unet"
-    sub.mkdir()
-    sub.chmod(0o755)
-    (sub / "w.safetensors").write_text("x")
-    with umask(0o022):
-        honour_umask(tmp_path)
-    assert oct(sub.stat().st_mode & 0o777) == "0o755"
-    assert oct((sub / "w.safetensors").stat().st_mode & 0o777) == "0o644"
-
-
-def test_a_failed_write_is_one_line_with_the_reason_and_the_file():
-    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/runs/x/student/w.safetensors")
-    assert str(write_failed("the student to /runs/x/student", full)) == (
-        "cannot write the student to /runs/x/student: No space left on device "
-        "(/runs/x/student/w.safetensors): free space there (or make it writable), then run the same "
-        "command again"
-    )
-    assert str(write_failed("the metrics", OSError("disk gone"))).startswith(
-        "cannot write the metrics: disk gone: "
-    )
 
 
 # ---- the recipe tree ---------------------------------------------------------------------------

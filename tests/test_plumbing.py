@@ -7,6 +7,7 @@ evaluation's fixed noise."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from tlcm.errors import TLCMError
+from tlcm.files import honour_umask, umask_mode, write_failed
 
 
 @contextlib.contextmanager
@@ -31,8 +33,6 @@ def umask(mask: int):
 
 
 def test_umask_mode_is_0666_less_the_umask():
-    from tlcm.files import umask_mode
-
     for mask, mode in ((0o022, 0o644), (0o027, 0o640), (0o077, 0o600), (0o002, 0o664)):
         with umask(mask):
             assert umask_mode() == mode, oct(mask)
@@ -40,8 +40,6 @@ def test_umask_mode_is_0666_less_the_umask():
 
 def test_honour_umask_reaches_the_files_of_nested_folders(tmp_path):
     """save_pretrained writes unet/ and scheduler/ below the folder: every file gets the mode."""
-    from tlcm.files import honour_umask
-
     files = [tmp_path / "a.json", tmp_path / "unet" / "w.safetensors", tmp_path / "x" / "y" / "z.bin"]
     for f in files:
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +49,39 @@ def test_honour_umask_reaches_the_files_of_nested_folders(tmp_path):
         honour_umask(tmp_path)
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == dict.fromkeys(
         ["a.json", "w.safetensors", "z.bin"], "0o644"
+    )
+
+
+def test_reading_the_umask_leaves_it_as_it_was(tmp_path):
+    """umask_mode reads the umask by setting it: it must put it back, or every later file is 0600."""
+    with umask(0o022):
+        assert umask_mode() == 0o644
+        assert os.umask(0o022) == 0o022
+        (tmp_path / "later.txt").write_text("x")
+    assert oct((tmp_path / "later.txt").stat().st_mode & 0o777) == "0o644"
+
+
+def test_honour_umask_leaves_folders_enterable(tmp_path):
+    """Only files get the umask's (non-executable) mode: the folders keep theirs."""
+    sub = tmp_path / "unet"
+    sub.mkdir()
+    sub.chmod(0o755)
+    (sub / "w.safetensors").write_text("x")
+    with umask(0o022):
+        honour_umask(tmp_path)
+    assert oct(sub.stat().st_mode & 0o777) == "0o755"
+    assert oct((sub / "w.safetensors").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_failed_write_is_one_line_with_the_reason_and_the_file():
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/runs/x/student/w.safetensors")
+    assert str(write_failed("the student to /runs/x/student", full)) == (
+        "cannot write the student to /runs/x/student: No space left on device "
+        "(/runs/x/student/w.safetensors): free space there (or make it writable), then run the same "
+        "command again"
+    )
+    assert str(write_failed("the metrics", OSError("disk gone"))).startswith(
+        "cannot write the metrics: disk gone: "
     )
 
 

@@ -7,7 +7,8 @@ the MLCD loss's skip not required), the frozen base (components left trainable, 
 counted in latent pixels, autocast in bf16 whatever the weights), the score registry's views (names
 and length of the other use), the unrelated prompts' shift drawn from 0 and the wandb tracker (its
 own step, a name opened twice, a failed open closed as a success). Each survivor is caught by a
-unit test of tests/test_data_units.py. Dropped as equivalent: ``BaseModel.load`` without
+unit test of tests/test_data_units.py (the embedding store's in
+tests/test_embeddings.py). Dropped as equivalent: ``BaseModel.load`` without
 ``.eval()`` (diffusers' and transformers' ``from_pretrained`` already return every component in
 eval mode, checked on the tiny SD folder), ``TrajectoryCache``'s ``row_order`` as ``arange``
 (build_cache writes rows prompt by prompt, already sorted), the evicted open file of the LRU
@@ -40,10 +41,10 @@ T_DIGIT = "tests/test_preference.py::test_digit_reward_is_the_classifiers_log_pr
 T_CLIP_BY_HAND = "tests/test_preference.py::test_clip_and_pickscore_rewards_by_hand"
 
 U = "tests/test_data_units.py::"
-T_ROWS = U + "test_a_chunk_file_holding_other_rows_than_its_manifest_entry_is_reencoded"
-T_TOKENIZER = U + "test_a_cache_made_with_another_tokenizer_is_refused"
-T_ENCODER_DTYPE = U + "test_a_cache_made_by_fp32_encoders_is_refused_to_bf16_encoders"
-T_LRU = U + "test_resident_chunks_are_evicted_least_recently_used"
+T_ROWS = E + "test_a_chunk_file_holding_other_rows_than_its_manifest_entry_is_reencoded"
+T_TOKENIZER = E + "test_a_cache_made_with_another_tokenizer_is_refused"
+T_ENCODER_DTYPE = E + "test_a_cache_made_by_fp32_encoders_is_refused_to_bf16_encoders"
+T_LRU = E + "test_resident_chunks_are_evicted_least_recently_used"
 T_SKIP_BOUND = U + "test_a_skip_of_t_over_m_is_accepted_and_one_more_refused"
 T_NO_TRAJECTORY = U + "test_a_cache_where_a_prompt_has_no_trajectory_is_refused"
 T_STALE = U + "test_a_rebuild_into_fewer_shards_removes_the_old_ones"

@@ -8,8 +8,8 @@ PhaseContext's ``uniform_calls`` default (a standalone context pads no calls); r
 RANK is rank 0, the rank prefix; the file helpers (tlcm/files.py): reading the umask puts it back,
 honour_umask leaves folders alone, write_failed's one line; the recipe tree (tlcm/config.py):
 ``shown_steps`` and ``smoke_recipe``. All but the default grid, ``computed``, Ctrl-C's 130, the
-recipe_dict tuples and the rank prefix were caught only by tests/test_interface_units.py's unit
-tests, written for them. Dropped as equivalent in the tests' world: ``randn`` / ``rand`` on the
+recipe_dict tuples and the rank prefix were caught only by the unit tests written for them in
+tests/test_interface_units.py (the file helpers' in tests/test_plumbing.py). Dropped as equivalent in the tests' world: ``randn`` / ``rand`` on the
 generator's device instead of the conditioning's (the same on the CPU), ``str(k)`` of recipe_dict's
 keys (always strings), ``bool | int`` (bool is an int). No bug was found in the source."""
 
@@ -21,6 +21,7 @@ ERRORS = "tlcm/errors.py"
 FILES = "tlcm/files.py"
 
 T_NEW = "tests/test_interface_units.py"
+T_PLUMBING = "tests/test_plumbing.py"
 T_CTX = f"{T_NEW}::test_a_standalone_context_reads_the_phases_grid_and_the_conditionings_batch"
 T_CHAIN = f"{T_NEW}::test_a_standalone_chain_prediction_makes_one_plus_k_student_calls"
 T_HOST_CPU = f"{T_NEW}::test_host_draws_on_the_cpu_continue_the_steps_own_stream"
@@ -31,9 +32,9 @@ T_BRACKETS = f"{T_NEW}::test_an_error_naming_brackets_is_one_literal_line"
 T_CTRL_C = f"{T_NEW}::test_ctrl_c_exits_130_with_one_line"
 T_NOTE = f"{T_NEW}::test_a_note_prints_its_brackets_literally_on_one_line"
 T_EMPTY_RANK = f"{T_NEW}::test_an_empty_rank_is_rank_0"
-T_UMASK_KEPT = f"{T_NEW}::test_reading_the_umask_leaves_it_as_it_was"
-T_FOLDERS = f"{T_NEW}::test_honour_umask_leaves_folders_enterable"
-T_WRITE_FAILED = f"{T_NEW}::test_a_failed_write_is_one_line_with_the_reason_and_the_file"
+T_UMASK_KEPT = f"{T_PLUMBING}::test_reading_the_umask_leaves_it_as_it_was"
+T_FOLDERS = f"{T_PLUMBING}::test_honour_umask_leaves_folders_enterable"
+T_WRITE_FAILED = f"{T_PLUMBING}::test_a_failed_write_is_one_line_with_the_reason_and_the_file"
 T_SHOWN = f"{T_NEW}::test_shown_steps_are_the_recipes_inference_steps_else_the_grids"
 T_SMOKE = f"{T_NEW}::test_a_smoke_recipe_keeps_the_phases_at_its_steps_and_batch_without_init_from"
 T_LOSSES = "tests/test_losses.py"
