@@ -233,6 +233,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown := set(args.sections) - set(SECTIONS):
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     args.sections = [s for s in SECTIONS if s in args.sections]
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--repeats", args.repeats),
+        ("--mini-samples", args.mini_samples),
+    ):
+        if value is not None and value < 1:  # else every phase fails after its build and warm-up
+            parser.error(f"{flag} {value}: at least 1 timed step / call / sample is needed")
+    if not 0 < args.mini_fraction <= 1:
+        parser.error(f"--mini-fraction {args.mini_fraction}: a fraction of tlcm-full's steps in (0, 1]")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.tiny = args.tiny or args.device == "cpu"

@@ -59,30 +59,42 @@ INFERENCE = {"inference": "SDXL", "flux-inference": "FLUX.1-dev"}
 
 
 def tables(data: dict) -> list[Table]:
-    """Markdown tables of what is done so far."""
+    """Markdown tables of what is done so far. A section whose tables cannot be made (a half-written
+    row of a failed run) gets one row naming the error instead: the report is rewritten after every
+    phase, and an exception here would end the benchmark and lose every later section."""
     sections = data["sections"]
     status = [[name, s["status"], _f(s.get("seconds"), "{:.1f}")] for name, s in sections.items()]
     out = [("Sections", ["section", "status", "seconds"], status)]
     out += _models(data.get("models", {}))
     for name, sec in sections.items():
-        if name in TRAINING:
-            out += _phases(TRAINING[name], sec)
-            out += _large_facts(name, sec)
-        elif name in INFERENCE:
-            out += _inference(f"{INFERENCE[name]} inference, batch 1, latents out", sec.get("rows", []))
-        elif name == "options":
-            out += _phases("SDXL options: one timed step each", sec)
-            out += _checkpointing(sec.get("checkpointing"))
-            out += _memory_plan(sec.get("memory_plan"))
-        elif name == "miniature":
-            out += _miniature(sec.get("runs", []))
-        elif name == "speed":
-            backend = sec.get("compile_backend", "inductor")
-            for key, title in SPEED.items():
-                out += _speed(
-                    title + ("" if backend == "inductor" else f" (compiled: {backend})"), sec.get(key, [])
-                )
-            out += _projections(sec.get("sdxl_mlcd", []))
+        try:
+            out += _section_tables(name, sec)
+        except Exception as err:  # noqa: BLE001 - keep the report writable, name what failed
+            error = f"{type(err).__name__}: {err}; its raw values are in gpu.json"
+            out.append((f"{name}: tables not made", ["error"], [[error]]))
+    return out
+
+
+def _section_tables(name: str, sec: dict) -> list[Table]:
+    out: list[Table] = []
+    if name in TRAINING:
+        out += _phases(TRAINING[name], sec)
+        out += _large_facts(name, sec)
+    elif name in INFERENCE:
+        out += _inference(f"{INFERENCE[name]} inference, batch 1, latents out", sec.get("rows", []))
+    elif name == "options":
+        out += _phases("SDXL options: one timed step each", sec)
+        out += _checkpointing(sec.get("checkpointing"))
+        out += _memory_plan(sec.get("memory_plan"))
+    elif name == "miniature":
+        out += _miniature(sec.get("runs", []))
+    elif name == "speed":
+        backend = sec.get("compile_backend", "inductor")
+        for key, title in SPEED.items():
+            out += _speed(
+                title + ("" if backend == "inductor" else f" (compiled: {backend})"), sec.get(key, [])
+            )
+        out += _projections(sec.get("sdxl_mlcd", []))
     return out
 
 
@@ -163,7 +175,7 @@ def _checkpointing(runs) -> list[Table]:
     for key, label in (("s_per_step", "s / step"), ("peak_gib", "peak GiB")):
         rows.append([label, _f(on.get(key), "{:.3g}"), _f(off.get(key), "{:.3g}"), "", ""])
     for key, value in on.get("terms", {}).items():
-        rows.append([key, _f(value, "{:.6g}"), _f(off["terms"].get(key), "{:.6g}")])
+        rows.append([key, _f(value, "{:.6g}"), _f(off.get("terms", {}).get(key), "{:.6g}")])
         rows[-1] += [_f(first.get(key), "{:.2e}"), _f(second.get(key), "{:.2e}")]
     columns = ["quantity", "checkpointing on (step 0)", "off (step 0)", "rel. diff. step 0", "step 1"]
     return [(title, columns, rows)]
