@@ -13,10 +13,10 @@ and logs (out_dir, log_every, trackers, checkpoint_every, sample_grid, eval_samp
 export_formats, inference_steps), how failures are handled (on_nonfinite, max_consecutive_skips,
 max_skipped_fraction, max_weight_abs: e.g. the advised "on-nonfinite skip" rerun after a NaN stop),
 where it runs (device), memory and speed switches (gradient_checkpointing: same values, recomputed;
-compile: the same maths to rounding), the embedding cache's folder, the flags themselves (resume,
-resume_changed), fields read only when a run starts at step 0 (student.init_from,
-init_from_unfinished) and the model's path (the fingerprint is
-compared instead: a moved folder resumes, another model of the same architecture does not).
+compile, its backend and graphs: the same maths to rounding), the embedding cache's folder, the
+flags themselves (resume, resume_changed), fields read only when a run starts at step 0
+(student.init_from, init_from_unfinished) and the model's path (the fingerprint is compared
+instead: a moved folder resumes, another model of the same architecture does not).
 
 Checkpoints written before run records existed are resumed as before, with one line saying that
 only their phases, steps and student settings could be checked.
@@ -45,6 +45,8 @@ UNCHECKED = (
     "runtime.device",
     "runtime.gradient_checkpointing",
     "runtime.compile",
+    "runtime.compile_backend",
+    "runtime.graphs",
     "runtime.resume",
     "runtime.resume_changed",
     "runtime.log_every",
