@@ -408,8 +408,8 @@ MUTANTS = [
     Mutant(
         "prompts-line-numbers-from-zero",
         PROMPTS,
-        "lines = [(i + 1, p) for i, line in enumerate(text.splitlines()) if (p := clean_prompt(line))]",
-        "lines = [(i, p) for i, line in enumerate(text.splitlines()) if (p := clean_prompt(line))]",
+        "lines = [(i + 1, p) for i, line in enumerate(split(text)) if (p := clean_prompt(line))]",
+        "lines = [(i, p) for i, line in enumerate(split(text)) if (p := clean_prompt(line))]",
         (T_BAD,),
         "a .jsonl prompt file's errors name the line before the bad one",
     ),
