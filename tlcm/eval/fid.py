@@ -102,6 +102,7 @@ def load_inception(path: Path, device: torch.device | str) -> torch.nn.Module:
         raise TLCMError(
             f"{path} is not torch-fidelity's Inception weights ({detail}): re-download it"
         ) from err
+    net.weights_file = Path(path)  # image_stats' cache key: statistics of other weights are others
     return net.to(device)
 
 
@@ -131,6 +132,8 @@ def image_stats(
     key = stats_key(files, Path(getattr(net, "weights_file", "inception")))
     stats = cached_stats(cache, key)
     if stats is not None:
+        if on_batch is not None:  # the progress bar counts these files as done
+            on_batch(len(files))
         return stats
     stats = FeatureStats()
     device = next(net.parameters()).device
