@@ -192,7 +192,8 @@ class RuntimeConfig:
     checkpoint if that one is damaged). A recipe, base model or process count that differs from the
     checkpoint's in anything that alters training is refused, naming the fields (tlcm/resume.py
     lists those that may change: logging, checkpoint cadence, exports, failure handling, device).
-    False: start over, removing out_dir/checkpoints."""
+    False: start over, removing out_dir/checkpoints and the earlier run's student/, sample grids and
+    eval*.json there."""
     resume_changed: bool = False
     """Resume even though the recipe, base model or process count changed (on purpose: e.g. a lower
     lr after a blow-up); the new values apply from the resumed step on."""

@@ -67,6 +67,16 @@ STOP, PEAK = "_stop", "_weight_peak"
 and the largest trainable weight's magnitude, so that every process decides alike."""
 
 
+def previous_outputs(out_dir: Path) -> list[Path]:
+    """What an earlier run left in ``out_dir`` that a run starting over there (``--recipes.runtime.
+    no-resume``) removes: its checkpoints, exported student, phase sample grids and scores, which
+    would otherwise be listed (and loaded) as the new run's (metrics.jsonl is cut by the Reporter)."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / "checkpoints", out_dir / "student", out_dir / "eval.json"]
+    paths += sorted(out_dir.glob("eval-gamma*.json")) + sorted(out_dir.glob("samples/[0-9]*-*.png"))
+    return [p for p in paths if p.exists()]
+
+
 @dataclass
 class Run:
     """What a finished (or pre-empted) run leaves: its folder, student and last state."""
@@ -361,9 +371,13 @@ class Trainer:
                 again = ": every phase is done, exporting its student again" if done else ""
                 self.reporter.print(f"resuming from {checkpoint.folder}{again}")
                 return checkpoint
-        elif (rt.out_dir / "checkpoints").is_dir() and self.dist.is_main:
-            self.reporter.print(f"--recipes.runtime.no-resume: removing {rt.out_dir / 'checkpoints'}")
-            shutil.rmtree(rt.out_dir / "checkpoints")
+        elif self.dist.is_main:
+            stale = previous_outputs(rt.out_dir)
+            if stale:
+                names = ", ".join(str(p.relative_to(rt.out_dir)) + "/" * p.is_dir() for p in stale)
+                self.reporter.print(f"--recipes.runtime.no-resume: removing {names} in {rt.out_dir}")
+            for path in stale:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         self.reporter.truncate(0)  # starting at step 0: a log without a checkpoint behind it goes
         if student.init_from is not None:
             flag = f"--recipes.student.init-from {student.init_from}"

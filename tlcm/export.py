@@ -40,9 +40,10 @@ import tyro
 from rich.console import Console
 
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
+from tlcm.checkpoint import checkpoint_folders
 from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.errors import note, run_cli
+from tlcm.errors import TLCMError, note, run_cli
 from tlcm.files import save_tensors, write_failed
 from tlcm.resume import run_folder, student_model
 
@@ -192,6 +193,8 @@ class ExportArgs:
 def main(args: ExportArgs) -> list[Path]:
     """Convert; returns the written weight files."""
     from tlcm.models.base import BaseModel
+    from tlcm.models.families import FAMILIES
+    from tlcm.models.folders import check_model_folder
     from tlcm.models.student import Student
 
     check_export_formats(args.format, "--format")
@@ -199,8 +202,12 @@ def main(args: ExportArgs) -> list[Path]:
     check_device(args.device, "--device")
     card = args.run / "student" / CARD_FILE
     out = args.out or args.run / "student"
-    check_out_dir(out, "--out")
+    if not checkpoint_folders(args.run):  # refused before check_out_dir creates RUN/student there
+        raise TLCMError(f"{args.run} has no checkpoint: pass a tlcm run folder (e.g. runs/tlcm-full)")
     model = student_model(args.run, args.model, None, note)[0]
+    family = FAMILIES[check_model_folder(model, "--model")]
+    check_export_formats(args.format, "--format", family=family)  # kohya: SD / SDXL only
+    check_out_dir(out, "--out")
     student = Student.from_run(BaseModel.load(model, device=args.device, flag="--model"), args.run)
     name = run_name(args.run)
     written = export_student(student, out, args.format, name)

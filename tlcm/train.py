@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import json
 import os
 import sys
@@ -133,9 +134,16 @@ def unknown_arguments(unknown: list[str], argv: list[str]) -> str:
     of the chosen preset, and where its full list is."""
     name = next((a.removeprefix("recipes:") for a in argv if a.startswith("recipes:")), None)
     flags = [a for a in unknown if a.startswith("-")]
-    if not flags:
-        return f"unexpected argument(s) {' '.join(unknown)}: every value follows its --recipes.FIELD flag"
     known = preset_flags(name) if name in PRESETS else []
+    if not flags:
+        for before, value in itertools.pairwise(argv):  # --recipes.runtime.sample-grid False: a switch
+            on = before.replace(".no-", ".", 1) if ".no-" in before else before
+            off = ".no-".join(on.rsplit(".", 1))
+            if value in unknown and on in known and off in known:
+                return (
+                    f"{before} takes no value (got {value}): write {on} to turn it on, {off} to turn it off"
+                )
+        return f"unexpected argument(s) {' '.join(unknown)}: every value follows its --recipes.FIELD flag"
     guesses = []
     for flag in flags:
         close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1, cutoff=0.75)

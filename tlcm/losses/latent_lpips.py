@@ -137,10 +137,10 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], tuple[int, tuple[int, ..
         return load_file(str(path)), config
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0]
+    except pickle.UnpicklingError:  # torch's own text advises weights_only=False: not here
         raise TLCMError(
-            f"latent LPIPS weights {path}: not a tensor-only pickle (weights_only): {first}"
+            f"latent LPIPS weights {path}: not a tensor-only pickle (weights_only) nor a .safetensors "
+            "file: pass the .safetensors file that python -m tlcm.latent_lpips.train --out wrote"
         ) from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TLCMError(
