@@ -145,18 +145,21 @@ def test_nan_in_the_optimizer_state_is_unsound(tmp_path):
 # ---- resume -----------------------------------------------------------------------------------
 
 
-def test_a_changed_compile_backend_is_a_change_compile_itself_is_not():
-    """runtime.compile is unchecked (the same maths to rounding), but runtime.compile_backend, whose
-    name it prefixes, is not in UNCHECKED: changing it on a resume is refused like any other field."""
+def test_unchecked_fields_match_whole_names_not_prefixes():
+    """runtime.compile is unchecked (the same maths to rounding), and so is compile_backend; a field
+    whose name merely starts with an unchecked one (here a made-up runtime.compile_mode) is not:
+    changing it on a resume is refused like any other field."""
     from tlcm.config import Recipe, recipe_dict
     from tlcm.resume import recipe_changes
 
     saved = recipe_dict(Recipe())
+    saved["runtime"]["compile_mode"] = "default"
     current = json.loads(json.dumps(saved))
     current["runtime"]["compile"] = True
-    assert recipe_changes(saved, current) == []
     current["runtime"]["compile_backend"] = "aot_eager"
-    assert recipe_changes(saved, current) == ["runtime.compile-backend inductor -> aot_eager"]
+    assert recipe_changes(saved, current) == []
+    current["runtime"]["compile_mode"] = "max-autotune"
+    assert recipe_changes(saved, current) == ["runtime.compile-mode default -> max-autotune"]
 
 
 def _record(fields: dict) -> dict:

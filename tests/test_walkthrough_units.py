@@ -112,3 +112,58 @@ def test_export_kohya_of_a_flow_student_names_the_flag_and_creates_no_folder(tmp
     with pytest.raises(TLCMError, match="^--format kohya: .* use --format diffusers"):
         export_main(ExportArgs(run=tmp_path / "run", format=("kohya",), out=tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_captions_under_another_key_suggest_the_caption_column_flag(tmp_path):
+    """A metadata.jsonl whose captions are under "caption" (diffusers' --caption_column habit) named
+    the keys found but not the flag that reads them; a later line missing the column does not get
+    the hint (the earlier lines had it)."""
+    import json
+
+    import pytest
+    from PIL import Image
+
+    from tlcm.data.images import ImageTextSource
+    from tlcm.errors import TLCMError
+
+    for name in ("0.png", "1.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    meta = tmp_path / "metadata.jsonl"
+    meta.write_text(json.dumps({"file_name": "0.png", "caption": "a 3", "n": 3}) + "\n")
+    flag = "if 'caption' holds the caption, pass --recipes.data.caption-column caption$"
+    with pytest.raises(TLCMError, match=r"found no 'text' field \(keys: file_name, caption, n\): " + flag):
+        ImageTextSource(tmp_path, 8)
+    meta.write_text(
+        json.dumps({"file_name": "0.png", "text": "a"})
+        + "\n"
+        + json.dumps({"file_name": "1.png", "caption": "b"})
+    )
+    with pytest.raises(TLCMError, match=r"metadata.jsonl:2: .*: write one \{"):
+        ImageTextSource(tmp_path, 8)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_not_told_of_checkpoints(tmp_path):
+    """A blow-up at step 1 of a fresh run (lr 1e6) said "the checkpoints in RUN/checkpoints are
+    untouched ... the rerun resumes from the last checkpoint with --resume-changed": there were none,
+    and a plain rerun starts over. With a checkpoint, the advice is as before."""
+    from tlcm.config import RuntimeConfig
+    from tlcm.guards import LOWER_LR, diverged, nonfinite
+
+    rt = RuntimeConfig(out_dir=tmp_path)
+    fresh = str(diverged(rt, "mlcd", 1, 1e30))
+    assert "no checkpoint was saved yet (lower --recipes.phases.mlcd.lr: the rerun starts over)" in fresh
+    assert "untouched" not in fresh and "resume-changed" not in fresh
+    (tmp_path / "checkpoints" / "step-0000002").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest").write_text("step-0000002")
+    later = str(diverged(rt, "mlcd", 3, 1e30))
+    assert (
+        f"the checkpoints in {tmp_path / 'checkpoints'} are untouched ({LOWER_LR.format(phase='mlcd')})"
+        in later
+    )
+    import pytest
+    import torch
+
+    with pytest.raises(
+        Exception, match=r"untouched \(lower .*; or set --recipes.runtime.on-nonfinite skip\)$"
+    ):
+        nonfinite(rt, "mlcd", 3, {"mlcd": torch.tensor(float("nan"))}, 1, print)

@@ -49,7 +49,7 @@ from tlcm.distributed import (
 )
 from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
-from tlcm.guards import LOWER_LR, NonFiniteLoss, check_skipped, diverged, nonfinite, weight_peak
+from tlcm.guards import NonFiniteLoss, check_skipped, diverged, kept, nonfinite, weight_peak
 from tlcm.losses import Loss, PhaseContext, StepContext
 from tlcm.memory_plan import plan_phase
 from tlcm.models.base import BaseModel, frozen_dtype
@@ -329,8 +329,7 @@ class Trainer:
             ended = state.step == 0 and state.phase_index > 0  # a phase-end save: the previous phase
             phase = self.phases[state.phase_index - ended][0]
             raise NonFiniteLoss(
-                f"refusing to save a checkpoint at step {state.global_step}: {bad}; the checkpoints "
-                f"in {rt.out_dir / 'checkpoints'} are untouched ({LOWER_LR.format(phase=phase)})"
+                f"refusing to save a checkpoint at step {state.global_step}: {bad}; {kept(rt, phase)}"
             )
         save_checkpoint(
             self.recipe.runtime.out_dir,

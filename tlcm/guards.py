@@ -26,6 +26,17 @@ LOWER_LR = (
 """The advice after a NaN/inf or a blow-up (a resume with another lr is refused without the flag)."""
 
 
+def kept(rt: RuntimeConfig, phase: str, also: str = "") -> str:
+    """What a run stopped in ``phase`` keeps, with the advice (and ``also``, more of it): its
+    checkpoints (LOWER_LR), or, before its first one, that a rerun with a lower lr starts over."""
+    from tlcm.checkpoint import checkpoint_folders
+
+    if checkpoint_folders(rt.out_dir):
+        advice = LOWER_LR.format(phase=phase)
+        return f"the checkpoints in {rt.out_dir / 'checkpoints'} are untouched ({advice}{also})"
+    return f"no checkpoint was saved yet (lower --recipes.phases.{phase}.lr: the rerun starts over{also})"
+
+
 class NonFiniteLoss(TLCMError):
     """A loss term or the gradient became NaN/inf and the recipe says stop (or too many steps were
     skipped: in a row, or in a phase), or the student's weights diverged (beyond max_weight_abs);
@@ -51,8 +62,7 @@ def diverged(rt: RuntimeConfig, phase: str, step: int, peak: float) -> NonFinite
     return NonFiniteLoss(
         f"the student diverged in phase {phase!r}: after step {step} a weight has magnitude "
         f"{peak:.3g} (> --recipes.runtime.max-weight-abs {rt.max_weight_abs:g}); nothing from that "
-        f"step on is saved; the checkpoints in {rt.out_dir / 'checkpoints'} are untouched "
-        f"({LOWER_LR.format(phase=phase)})"
+        f"step on is saved; {kept(rt, phase)}"
     )
 
 
@@ -65,8 +75,7 @@ def check_skipped(rt: RuntimeConfig, phase: str, steps: int, global_step: int, s
         raise NonFiniteLoss(
             f"phase {phase!r} ended with {count} of its {steps} steps skipped (non-finite; more than "
             f"--recipes.runtime.max-skipped-fraction {rt.max_skipped_fraction:g}): it did not train, so "
-            f"its end is not saved and nothing is exported; the checkpoints in "
-            f"{rt.out_dir / 'checkpoints'} are untouched ({LOWER_LR.format(phase=phase)})"
+            f"its end is not saved and nothing is exported; {kept(rt, phase)}"
         )
 
 
@@ -78,16 +87,15 @@ def nonfinite(
     from 1, as metrics.jsonl does."""
     bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v))
     where = f"in phase {phase!r} at step {step}"
-    kept = f"nothing was updated or saved; the checkpoints in {rt.out_dir / 'checkpoints'} are untouched"
     if rt.on_nonfinite == "stop":
+        also = "; or set --recipes.runtime.on-nonfinite skip"
         raise NonFiniteLoss(
-            f"non-finite {bad} {where}; {kept} ({LOWER_LR.format(phase=phase)}; or set "
-            "--recipes.runtime.on-nonfinite skip)"
+            f"non-finite {bad} {where}; nothing was updated or saved; {kept(rt, phase, also)}"
         )
     if streak > rt.max_consecutive_skips:
         raise NonFiniteLoss(
             f"non-finite {bad} {where}: {streak} steps in a row skipped "
-            f"(--recipes.runtime.max-consecutive-skips {rt.max_consecutive_skips}); {kept} "
-            f"({LOWER_LR.format(phase=phase)})"
+            f"(--recipes.runtime.max-consecutive-skips {rt.max_consecutive_skips}); nothing was updated "
+            f"or saved; {kept(rt, phase)}"
         )
     say(f"[yellow]skipped step {step} of {phase}: non-finite {bad}")

@@ -3,7 +3,7 @@ survived at first, each now caught): checkpoints (a leftover step folder without
 for a saved one, a save failing on a full disk: its temporary folder left behind and torch.save's
 RuntimeError kept raw, the weight limit recorded in a checkpoint beating the one given, the fallback
 notice naming the last checkpoint passed over, NaN in the optimizer state counted sound), resume
-(runtime.compile_backend hidden behind the unchecked runtime.compile, a refusal of 8 changes naming
+(a field hidden behind an unchecked one whose name prefixes it, a refusal of 8 changes naming
 7, a damaged latest state.json forgetting the base model a run's student loads on), the model folder
 checks (components model_index.json lists, tokenizer_2's vocabulary, a non-UTF-8 model_index.json
 as a traceback, the training flag named to tlcm.sample / evaluate, trained_betas ignored),
@@ -152,9 +152,9 @@ MUTANTS = [
         RESUME,
         'return any(path == u or path.startswith(f"{u}.") for u in UNCHECKED)',
         "return any(path.startswith(u) for u in UNCHECKED)",
-        (T_ONE_SIDED, f"{T_UNITS}::test_a_changed_compile_backend_is_a_change_compile_itself_is_not"),
-        "runtime.compile_backend (prefixed by the unchecked runtime.compile) may change on a resume "
-        "unnoticed",
+        (T_ONE_SIDED, f"{T_UNITS}::test_unchecked_fields_match_whole_names_not_prefixes"),
+        "a field whose name starts with an unchecked one (runtime.compile_mode: runtime.compile) may "
+        "change on a resume unnoticed",
     ),
     Mutant(
         "resume-refusal-names-seven-of-eight-changes",

@@ -157,6 +157,10 @@ class ImageTextSource:
                         if key not in record
                         else f"{key!r}: {json.dumps(record[key])[:60]}"
                     )
+                    captions = [k for k, v in record.items() if k != "file_name" and isinstance(v, str)]
+                    if key == col and key not in record and captions and not files:  # the first line
+                        flag = f"--recipes.data.caption-column {captions[0]}"
+                        row = f"if {captions[0]!r} holds the caption, pass {flag}"
                     raise TLCMError(
                         f"{file}:{number}: {key!r} must be a non-empty string, found {found}: {row}"
                     )
