@@ -150,7 +150,8 @@ def _schedule(args: Args) -> None:
             console.print(f"[green]done[/] {name}, seed {seed} in {time.time() - start:.0f} s")
     text = table(args.runs, _needed(args.variants))
     write_results(args.table, text)
-    console.print(text)
+    console.print(text, highlight=False, soft_wrap=True)  # soft_wrap: table rows stay whole in a log
+    console.print(f"merged these rows into {args.table}")
 
 
 def scores(runs: Path, name: str) -> dict[int, list[dict]]:

@@ -320,7 +320,8 @@ def _schedule(args: Args) -> None:
                 raise TLCMError(f"{m} {name}, seed {seed} failed (exit {proc.returncode}); see {log}")
             console.print(f"[green]done[/] {m} {name}, seed {seed} in {time.time() - start:.0f} s")
             write_docs(args, budget)  # the tables so far
-    console.print(write_docs(args, budget), highlight=False)
+    console.print(write_docs(args, budget), highlight=False, soft_wrap=True)  # rows whole in a log
+    console.print(f"wrote {args.table} (every run in {args.runs}) and its plots {args.plot}, {args.frontier}")
 
 
 def spread(values: list[float], digits: int) -> str:

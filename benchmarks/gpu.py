@@ -190,7 +190,9 @@ def _untrained_student(model: Path, out: Path, device: str, preset) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.gpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="folder of gpu.json / gpu.md (default benchmarks/results)"

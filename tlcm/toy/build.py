@@ -218,7 +218,9 @@ def parameter_counts(**modules: torch.nn.Module) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tlcm.toy.build",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=ASSET_DIR, help="asset folder to (over)write")
     parser.add_argument("--seed", type=int, default=0)

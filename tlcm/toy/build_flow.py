@@ -188,7 +188,9 @@ def train_transformer(pipe, latents_mean, latents_std, labels, steps, g, max_seq
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tlcm.toy.build_flow",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="pipeline folder to (over)write")
     parser.add_argument("--seed", type=int, default=0)
