@@ -167,3 +167,23 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_told_of_checkpoints(tm
         Exception, match=r"untouched \(lower .*; or set --recipes.runtime.on-nonfinite skip\)$"
     ):
         nonfinite(rt, "mlcd", 3, {"mlcd": torch.tensor(float("nan"))}, 1, print)
+
+
+def test_sampling_an_export_folder_names_it_and_the_tools_that_sample_it(tmp_path):
+    """``tlcm.sample --student EXPORT`` (``tlcm.export --out EXPORT``: LoRA + scheduler, away from its
+    run) said only "has no checkpoint", after loading the base model; now, before loading anything,
+    it names the export and tlcm.evaluate generate, which samples exports. A folder that is neither:
+    as before."""
+    import pytest
+
+    from tlcm.errors import TLCMError
+    from tlcm.sample import SampleArgs
+    from tlcm.sample import main as sample_main
+
+    export = tmp_path / "export"
+    (export / "scheduler").mkdir(parents=True)
+    (export / "pytorch_lora_weights.safetensors").write_bytes(b"lora")
+    with pytest.raises(TLCMError, match=rf"{export} is an exported student .*generate --student {export}$"):
+        sample_main(SampleArgs(prompt=["a 3"], student=export))
+    with pytest.raises(TLCMError, match=r"has no checkpoint: pass a tlcm run folder"):
+        sample_main(SampleArgs(prompt=["a 3"], student=tmp_path))
