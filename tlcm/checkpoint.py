@@ -73,6 +73,9 @@ class Checkpoint:
     """The run record of tlcm/resume.py (recipe, model fingerprint, processes); None: older."""
     skipped: list[int] = field(default_factory=list)
     """Global steps skipped (on_nonfinite "skip") up to this checkpoint."""
+    denoiser_evals: int | None = None
+    """The run's denoiser evaluations up to this checkpoint (``Trainer.denoiser_evals``); None:
+    a checkpoint from before this field."""
 
     @property
     def finished_phase(self) -> bool:
@@ -133,17 +136,20 @@ def save_checkpoint(
     phases: list[tuple[str, int]] | None = None,
     run: dict | None = None,
     skipped: list[int] | None = None,
+    denoiser_evals: int | None = None,
 ) -> Path:
     """Write a checkpoint atomically and durably and point ``latest`` at it; keep it and the
     newest ``keep`` earlier ones (fallbacks when the latest is damaged). ``metadata`` goes into
     student.safetensors' header (e.g. the LoRA config); ``phases`` is the recipe's
     [(name, steps), ...] and ``run`` its run record, both checked on resume; ``skipped``: the
-    global steps skipped so far."""
+    global steps skipped so far; ``denoiser_evals`` the run's evaluation count so far."""
     root = out_dir / "checkpoints"
     final = root / f"step-{state.global_step:07d}"
     record = {**asdict(state), "phases": [list(p) for p in phases or []], "skipped": list(skipped or [])}
     if run is not None:
         record["run"] = run
+    if denoiser_evals is not None:
+        record["denoiser_evals"] = int(denoiser_evals)
     tmp = root / f".tmp-{final.name}"
     try:
         if (final / "state.json").is_file() and _pointer(root)[0] == final:  # same global step
@@ -178,13 +184,14 @@ def load_checkpoint(folder: Path, device: torch.device | str) -> Checkpoint:
     record = json.loads((folder / "state.json").read_text())
     phases = [(str(n), int(s)) for n, s in record.pop("phases", [])]
     run, skipped = record.pop("run", None), [int(s) for s in record.pop("skipped", [])]
+    evals = record.pop("denoiser_evals", None)
     state = TrainState(**record)
     student = load_file(folder / "student.safetensors", device=str(device))
     with safe_open(folder / "student.safetensors", "pt") as f:
         metadata = f.metadata() or {}
     optimizer = torch.load(folder / "optimizer.pt", map_location=device, weights_only=True)
     losses = torch.load(folder / "losses.pt", map_location=device, weights_only=True)
-    return Checkpoint(folder, state, student, optimizer, losses, metadata, phases, run, skipped)
+    return Checkpoint(folder, state, student, optimizer, losses, metadata, phases, run, skipped, evals)
 
 
 DAMAGE = (

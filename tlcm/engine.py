@@ -196,8 +196,8 @@ class Trainer:
         self.denoiser_evals = 0
         """Denoiser evaluations (samples, ``BaseModel.evaluations``) of this process's training
         steps so far, auxiliary updates included; not the memory plan's probes, the sample grids
-        or the evaluation. Cumulative over the run (a resumed run continues from its metrics
-        log); in every metrics.jsonl line."""
+        or the evaluation. Cumulative over the run (a resumed run continues from its checkpoint's
+        count); in every metrics.jsonl line."""
 
     def context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
         """The context of one micro-batch: ``order`` (b,) prompt indices on the host (they stay
@@ -341,6 +341,7 @@ class Trainer:
             phases=self.phases,
             run=self.record,
             skipped=self.skipped,
+            denoiser_evals=self.denoiser_evals,
         )
 
     def _restore(self) -> Checkpoint | None:
@@ -398,9 +399,14 @@ class Trainer:
         """Run every phase from the start or from the latest checkpoint; export the student."""
         rt, started = self.recipe.runtime, time.perf_counter()
         restored = self._restore()
-        self.denoiser_evals = self.reporter.last("denoiser_evals") if restored else 0
+        self.denoiser_evals = 0
+        if restored:  # the checkpoint's count (older ones: the last metrics line, which may lag it)
+            saved = restored.denoiser_evals
+            self.denoiser_evals = saved if saved is not None else self.reporter.last("denoiser_evals")
         state = TrainState(0, 0, 0)
-        streak = 0
+        streak = 0  # non-finite steps in a row; a resume continues the checkpoint's run of skips
+        while restored and restored.state.global_step - streak in self.skipped:
+            streak += 1
         with stop_signals() as signals:  # SIGTERM / SIGINT / SIGHUP: save after this step, exit 75
             self._signals = signals
             with self.reporter:
