@@ -40,12 +40,11 @@ import tyro
 from rich.console import Console
 
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
-from tlcm.checkpoint import checkpoint_folders
 from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.errors import TLCMError, note, run_cli
+from tlcm.errors import note, run_cli
 from tlcm.files import save_tensors, write_failed
-from tlcm.resume import run_folder, student_model
+from tlcm.resume import check_has_checkpoint, run_folder, student_model
 
 if TYPE_CHECKING:  # the model libraries load when exporting starts: --help and flag errors are quick
     from tlcm.models.base import BaseModel
@@ -202,8 +201,7 @@ def main(args: ExportArgs) -> list[Path]:
     check_device(args.device, "--device")
     card = args.run / "student" / CARD_FILE
     out = args.out or args.run / "student"
-    if not checkpoint_folders(args.run):  # refused before check_out_dir creates RUN/student there
-        raise TLCMError(f"{args.run} has no checkpoint: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    check_has_checkpoint(args.run, "RUN")  # before check_out_dir creates RUN/student there
     model = student_model(args.run, args.model, None, note)[0]
     family = FAMILIES[check_model_folder(model, "--model")]
     check_export_formats(args.format, "--format", family=family)  # kohya: SD / SDXL only

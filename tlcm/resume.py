@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tlcm.card import CARD_FILE, DIFFUSERS_FILE
 from tlcm.checkpoint import STEP_FOLDER, checkpoint_folders
 from tlcm.checks import check_run_folder
 from tlcm.config import Recipe, recipe_dict
@@ -238,6 +239,20 @@ def check_init_base(saved: dict | None, current: dict, flag: str) -> None:
         f"{before.get('fingerprint')}) than --recipes.model.path {current['model']['path']} "
         f"(fingerprint {current['model']['fingerprint']}): start from a run of this model, or pass "
         f"--recipes.model.path {before.get('path')}"
+    )
+
+
+def check_has_checkpoint(run: Path, flag: str) -> None:
+    """Refuse a run folder argument (``flag``) without checkpoints before anything loads; an exported
+    student (LoRA + scheduler, away from its run) is named as one, with the tools that sample it."""
+    if checkpoint_folders(run):
+        return
+    if not (run / DIFFUSERS_FILE).is_file() and not (run / "scheduler").is_dir():
+        raise TLCMError(f"{flag} {run} has no checkpoint: pass a tlcm run folder (e.g. runs/tlcm-full)")
+    raise TLCMError(
+        f"{flag} {run} is an exported student (LoRA + scheduler), not a run folder: pass its run, or "
+        f"sample it in diffusers as its {CARD_FILE} shows, or with python -m tlcm.evaluate generate "
+        f"--student {run}"
     )
 
 

@@ -15,8 +15,6 @@ import tyro
 from rich.console import Console
 from rich.progress import Progress
 
-from tlcm.card import CARD_FILE, DIFFUSERS_FILE
-from tlcm.checkpoint import checkpoint_folders
 from tlcm.checks import (
     check_device,
     check_gamma,
@@ -30,7 +28,7 @@ from tlcm.data.prompts import clean_prompt
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.errors import TLCMError, note, run_cli
-from tlcm.resume import run_folder, student_model
+from tlcm.resume import check_has_checkpoint, run_folder, student_model
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
 
@@ -98,20 +96,6 @@ def check_sample_args(args: SampleArgs) -> None:
         )
 
 
-def check_has_checkpoint(run: Path) -> None:
-    """Refuse a ``--student`` folder without checkpoints before loading anything; an exported student
-    (LoRA + scheduler, away from its run) is named as one, with the tools that sample it."""
-    if checkpoint_folders(run):
-        return
-    if not (run / DIFFUSERS_FILE).is_file() and not (run / "scheduler").is_dir():
-        raise TLCMError(f"--student {run} has no checkpoint: pass a tlcm run folder (e.g. runs/tlcm-full)")
-    raise TLCMError(
-        f"--student {run} is an exported student (LoRA + scheduler), not a run folder: pass its run, or "
-        f"sample it in diffusers as its {CARD_FILE} shows, or with python -m tlcm.evaluate generate "
-        f"--student {run}"
-    )
-
-
 def main(args: SampleArgs) -> Path:
     """Sample and write the grid; returns its path."""
     if args.steps < 1:
@@ -120,7 +104,7 @@ def main(args: SampleArgs) -> Path:
         raise TLCMError("--prompt needs at least one non-empty prompt")
     if args.student is not None:
         run = run_folder(args.student, "--student")
-        check_has_checkpoint(run)
+        check_has_checkpoint(run, "--student")
         model, length = student_model(run, args.model, args.max_sequence_length, note)
         args = replace(args, student=run, model=model, max_sequence_length=length)
     args = replace(args, model=args.model or MINIATURE_SD)
