@@ -138,11 +138,12 @@ def probe(args: Args, base, student, real, fake, cond, rank: int, lr: float, noi
         return discriminator_loss(d(zr, tr, c), d(zf, tf, c), "nonsaturating").mean()
 
     g, scores = torch.Generator().manual_seed(2), []
+    thirds = {max(1, args.steps * k // 3) for k in (1, 2, 3)}  # updates after 1/3, 2/3 and all
     for step in range(args.steps):
         idx = torch.randint(0, n_train, (16,), generator=g)
         (zr, tr), (zf, tf) = side(real[idx], g), side(fake[idx], g)
         gan.optimizer.step(d_loss, [(zr, tr, zf, tf, cond[idx])])
-        if (step + 1) % max(1, args.steps // 3) == 0:
+        if step + 1 in thirds:
             scores.append(held_out())
     return scores
 
