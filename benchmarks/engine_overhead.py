@@ -281,7 +281,9 @@ def adapter_toggle_costs(trainer: Trainer, repeats: int = 100) -> dict[str, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.engine_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument("--steps", type=int, default=30, help="measured step pairs (default 30)")

@@ -84,7 +84,7 @@ def measure(model: Path, device: str, batch: int, warmup: int, steps: int) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.graphs", description=__doc__.split("\n\n")[0])
     add_common_args(parser)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps per Trainer (captures)")

@@ -187,7 +187,9 @@ def worker(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument("--steps", type=int, default=2, help="training steps per configuration (default 2)")

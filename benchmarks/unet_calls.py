@@ -228,7 +228,9 @@ def table_rows(results: list[dict]) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.unet_calls",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument("--steps", type=int, default=8, help="engine steps per loss (default 8)")

@@ -238,7 +238,7 @@ def test_a_cache_with_an_older_fingerprint_is_refused_saying_how_to_rebuild(base
     (folder / "manifest.json").write_text(json.dumps({**manifest, "teacher_fingerprint": "ab" * 32}))
     message = _refusal(folder, base)  # one line with "rebuild with python -m tlcm.data.trajectories"
     assert "teacher_fingerprint differs" in message and "made by an older tlcm" in message
-    assert f"--model {base.path} --prompts <prompt file> --out {folder}" in message
+    assert f"--model {base.path} --out {folder}" in message  # the run's prompt file: none (miniature)
 
 
 def test_a_failure_to_encode_the_prompts_leaves_no_cache_folder(base, tmp_path, monkeypatch):
@@ -271,3 +271,20 @@ def test_sampling_reaches_every_segment_grid_pair_and_trajectory(base, cache_dir
         for x, t in zip(drawn.x_tm, drawn.t_m, strict=True)
     }
     assert used == {0, 1, 2}
+
+
+def test_the_rebuild_command_names_the_runs_prompt_file(base, cache_dir, tmp_path):
+    """The refusal's rebuild command is pasted into a shell: it names the run's prompt file (it
+    printed a literal "--prompts <prompt file>", which bash reads as a redirection), and the MLCD
+    loss's refusal of another M / k (``require``) names it too."""
+    prompts = tmp_path / "my-prompts.txt"
+    with pytest.raises(
+        TLCMError, match=f"--model {base.path} --prompts {prompts} --out {cache_dir} --num-milestones 4"
+    ):
+        TrajectoryCache.open(cache_dir, base, PROMPTS, 4, K, W, prompt_file=prompts)
+    cache = TrajectoryCache.open(cache_dir, base, PROMPTS, M, K, W, prompt_file=prompts)
+    with pytest.raises(
+        TLCMError, match=f"--prompts {prompts} --out {cache_dir} --num-milestones {M} --skip 20"
+    ):
+        cache.require(M, 20)
+    assert "<" not in _refusal(cache_dir, base, m=4)

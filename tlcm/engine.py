@@ -168,7 +168,11 @@ class Trainer:
         )
         cache_dir = recipe.data.trajectory_cache  # teacher trajectories for losses with states="cache"
         self.trajectories = cache_dir and TrajectoryCache.open(
-            cache_dir, self.base, self.prompts, guidance_scale=recipe.model.guidance_scale
+            cache_dir,
+            self.base,
+            self.prompts,
+            guidance_scale=recipe.model.guidance_scale,
+            prompt_file=data.prompts,
         )
         self.phase_context = PhaseContext(  # what every micro-batch shares
             student=self.student.denoiser(),

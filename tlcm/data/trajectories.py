@@ -64,7 +64,8 @@ DTYPES = {
     "float32": (torch.float32, "F32"),
 }
 """Storage dtypes: torch dtype and safetensors' name."""
-REBUILD = "rebuild with python -m tlcm.data.trajectories --model {model} --prompts <prompt file> --out {out}"
+REBUILD = "rebuild with python -m tlcm.data.trajectories --model {model}{prompts} --out {out}"
+"""The rebuild command of a refusal; ``prompts``: " --prompts FILE" when the run has a prompt file."""
 
 
 def segment_edges(schedule: Schedule, num_milestones: int) -> list[int]:
@@ -198,6 +199,7 @@ class TrajectoryCache:
 
     def __init__(self, folder: Path, manifest: dict, handles: list, schedule: Schedule) -> None:
         self.folder, self.manifest, self._handles = folder, manifest, handles
+        self.rebuild_prompts = ""  # " --prompts FILE" of the rebuild command (``open``)
         self.num_milestones, self.skip = manifest["num_milestones"], manifest["skip"]
         self._slices = [h.get_slice("states") for h in handles]
         grid, edges = manifest["grid"], manifest["edges"]
@@ -219,11 +221,14 @@ class TrajectoryCache:
         num_milestones: int | None = None,
         skip: int | None = None,
         guidance_scale: float | None = None,
+        prompt_file: Path | None = None,
     ) -> TrajectoryCache:
         """Validate ``folder`` against the run (teacher, latent shape, prompts; M, k, w unless None)
-        and every shard (sha256, keys, shapes, dtype); any mismatch raises a one-line TLCMError."""
+        and every shard (sha256, keys, shapes, dtype); any mismatch raises a one-line TLCMError whose
+        rebuild command names ``prompt_file``, the run's prompts (None: the miniature prompts)."""
         folder = Path(folder)
-        hint = REBUILD.format(model=base.path, out=folder) + "".join(
+        prompts_flag = f" --prompts {prompt_file}" if prompt_file else ""
+        hint = REBUILD.format(model=base.path, prompts=prompts_flag, out=folder) + "".join(
             f" --{flag} {v}"
             for flag, v in (
                 ("num-milestones", num_milestones),
@@ -292,10 +297,14 @@ class TrajectoryCache:
                 raise refuse(file, f"{what} differ (expected {want}, found {layout})")
             handles.append(handle)
         cache = cls(folder, manifest, handles, base.schedule)
+        cache.rebuild_prompts = prompts_flag
         if len(cache.prompt_count) != len(prompts) or int(cache.prompt_count.min()) < 1:
             counts = cache.prompt_count.tolist()
             raise refuse(folder, f"samples per prompt differ (expected >= 1 each, found {counts})")
         return cache
+
+    def _rebuild(self) -> str:
+        return REBUILD.format(model=self.manifest["model"], prompts=self.rebuild_prompts, out=self.folder)
 
     def require(self, num_milestones: int, skip: int) -> None:
         """Raise TLCMError unless the cache was built for these M and k (the MLCD loss calls it)."""
@@ -307,7 +316,7 @@ class TrajectoryCache:
             if want != found:
                 raise TLCMError(
                     f"trajectory cache {self.folder}: {name} differs (expected {want} by {owner}, "
-                    f"found {found}); {REBUILD.format(model=self.manifest['model'], out=self.folder)} "
+                    f"found {found}); {self._rebuild()} "
                     f"--num-milestones {num_milestones} --skip {skip} "
                     f"--guidance-scale {self.manifest['guidance_scale']}"
                 )
