@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch.distributed.tensor import DTensor
 
+from tlcm.checkpoint import checkpoint_folders
 from tlcm.config import RuntimeConfig
 from tlcm.errors import TLCMError
 
@@ -29,8 +30,6 @@ LOWER_LR = (
 def kept(rt: RuntimeConfig, phase: str, also: str = "") -> str:
     """What a run stopped in ``phase`` keeps, with the advice (and ``also``, more of it): its
     checkpoints (LOWER_LR), or, before its first one, that a rerun with a lower lr starts over."""
-    from tlcm.checkpoint import checkpoint_folders
-
     if checkpoint_folders(rt.out_dir):
         advice = LOWER_LR.format(phase=phase)
         return f"the checkpoints in {rt.out_dir / 'checkpoints'} are untouched ({advice}{also})"

@@ -136,6 +136,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unreadable, corrupted, or a pickle that is more than tensors
         raise TLCMError(f"cannot read backbone weights {path}: {type(err).__name__}: {err}") from err
+    if not isinstance(state, dict):  # a pickled tensor or list: no names to load by
+        raise TLCMError(f"backbone weights {path} hold a {type(state).__name__}, not a dict of named tensors")
     for key in ("state_dict", "model"):
         if isinstance(state.get(key), dict):
             state = state[key]
