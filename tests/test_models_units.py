@@ -285,3 +285,31 @@ def test_a_timm_discriminator_of_input_size_0_keeps_the_inputs_size():
         disc.input_size = 32
         big = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
         torch.testing.assert_close(disc.features(x, None, None)[0], disc.backbone(big)[0])
+
+
+def test_sdxl_latents_use_the_vaes_per_channel_mean_and_std_as_diffusers_does(tiny_sdxl_dir, tiny_sd_dir):
+    """A VAE config with latents_mean / latents_std (SDXL-architecture models such as Playground
+    v2.5): StableDiffusionXLPipeline decodes ``latents * latents_std / scaling_factor +
+    latents_mean`` and its img2img encodes ``(z - latents_mean) * scaling_factor / latents_std``;
+    decode ignored them, and real-image latents were scaled by scaling_factor only.
+    StableDiffusionPipeline never reads them: SD1.5 unchanged."""
+    from tlcm.data.images import encode_images
+
+    mean, std = [0.5, -0.25, 0.125, 1.0], [2.0, 0.5, 1.5, 4.0]
+    m, s = torch.tensor(mean).view(1, 4, 1, 1), torch.tensor(std).view(1, 4, 1, 1)
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for folder, applies in ((tiny_sdxl_dir, True), (tiny_sd_dir, False)):
+        base = BaseModel.load(folder)
+        vae, seen = base.pipe.vae, []
+        sf = vae.config.scaling_factor
+        mode = vae.encode(images).latent_dist.mode()
+        vae.register_to_config(latents_mean=mean, latents_std=std)
+        decode = vae.decode
+        vae.decode = lambda z, *a, **k: (seen.append(z), decode(z, *a, **k))[1]  # noqa: B023
+        base.decode(latents)
+        torch.testing.assert_close(seen[0], latents * s / sf + m if applies else latents / sf)
+        encoded = encode_images(base, images, sample=False)
+        torch.testing.assert_close(
+            encoded, (mode - m) * sf / s if applies else mode * sf, rtol=1e-4, atol=1e-5
+        )

@@ -319,4 +319,24 @@ MUTANTS = [
         (T_COND,),
         "expanding 2 samples to 4: torch's RuntimeError instead of the ValueError naming the sizes",
     ),
+    Mutant(
+        "sdxl-latents-ignore-the-vaes-mean-and-std",
+        "tlcm/models/families/sd.py",
+        "        if mean is None or std is None:\n",
+        "        if True:\n",
+        (
+            "tests/test_models_units.py::test_sdxl_latents_use_the_vaes_per_channel_mean_and_std_as_diffusers_does",
+        ),
+        "an SDXL VAE with latents_mean / latents_std decodes and encodes unlike StableDiffusionXLPipeline",
+    ),
+    Mutant(
+        "sdxl-latents-mean-and-std-swapped",
+        "tlcm/models/families/sd.py",
+        "        return config.scaling_factor / view(std), view(mean)\n",
+        "        return config.scaling_factor / view(mean), view(std)\n",
+        (
+            "tests/test_models_units.py::test_sdxl_latents_use_the_vaes_per_channel_mean_and_std_as_diffusers_does",
+        ),
+        "the per-channel mean scales and the std shifts",
+    ),
 ]

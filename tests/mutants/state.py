@@ -146,7 +146,7 @@ MUTANTS = [
     Mutant(
         "latents-not-scaled",
         IMAGES,
-        "out.append((z - shift) * vae.config.scaling_factor)",
+        "out.append((z - shift) * scale)",
         "out.append(z - shift)",
         (RI + "test_latents_invert_the_miniature_decode",),
         "real latents in the VAE's raw units, not the network's (std != 1)",
@@ -154,8 +154,8 @@ MUTANTS = [
     Mutant(
         "latents-shifted-the-wrong-way",
         IMAGES,
-        "out.append((z - shift) * vae.config.scaling_factor)",
-        "out.append((z + shift) * vae.config.scaling_factor)",
+        "out.append((z - shift) * scale)",
+        "out.append((z + shift) * scale)",
         (RI + "test_latents_honour_the_vae_shift_factor",),
         "SD3 / FLUX latents moved by +shift instead of -shift",
     ),
@@ -198,8 +198,8 @@ MUTANTS = [
     Mutant(
         "decode-without-inverse-scaling",
         FAMILY,
-        "z = latents / vae.config.scaling_factor + shift",
-        "z = latents + shift",
+        "        z = latents / scale + shift\n",
+        "        z = latents + shift\n",
         (RI + "test_latents_invert_the_miniature_decode",),
         "decode feeds the network's latents to the VAE unscaled",
     ),

@@ -379,8 +379,8 @@ def encode_images(
     sample: bool = True,
 ) -> torch.Tensor:
     """Images (B, 3, H, W) in [-1, 1] -> latents (B, C, h, w) fp32 as the network sees them, the
-    inverse of ``Family.decode`` (``latents / scaling_factor + shift_factor``):
-    ``(z - shift_factor) * scaling_factor`` with z the VAE posterior's sample (``generator``; as
+    inverse of ``Family.decode`` (``latents / scale + shift``, ``Family.latent_affine``):
+    ``(z - shift) * scale`` with z the VAE posterior's sample (``generator``; as
     diffusers' training scripts and DMD2 encode real images) or, with ``sample`` False, its mode.
     The sample is ``mean + std * eps`` in fp32 with eps drawn in fp32, whatever the VAE's dtype:
     diffusers' ``sample()`` draws eps in the VAE's dtype, and bf16 draws take another stream than
@@ -389,7 +389,6 @@ def encode_images(
     from diffusers.utils.torch_utils import randn_tensor
 
     vae = base.pipe.vae
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
     size = max(1, _ENCODE_PIXELS // (images.shape[-2] * images.shape[-1]))
     out = []
     with base.autocast():
@@ -399,7 +398,8 @@ def encode_images(
             if sample:
                 eps = randn_tensor(z.shape, generator=generator, device=z.device, dtype=torch.float32)
                 z = z + posterior.std.float() * eps
-            out.append((z - shift) * vae.config.scaling_factor)
+            scale, shift = base.family.latent_affine(base.pipe, z)
+            out.append((z - shift) * scale)
     return torch.cat(out)
 
 
