@@ -298,7 +298,7 @@ MUTANTS = [
     Mutant(
         "unrelated-prompt-search-stops-early",
         "tlcm/rewards/base.py",
-        "j = next((k for k in range(n - 1) if prompts[(i + shift + k) % n] != p), 0)",
+        "j = next((k for k in range(n) if prompts[(i + shift + k) % n] != p), 0)",
         "j = next((k for k in range(n - 2) if prompts[(i + shift + k) % n] != p), 0)",
         ("tests/test_preference.py::test_shifted_prompts_avoid_the_same_text",),
         "A prompt repeated n - 1 times in a batch of n can get itself as its unrelated prompt: the "

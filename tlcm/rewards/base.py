@@ -50,6 +50,6 @@ def shifted_prompts(prompts: list[str], generator: torch.Generator) -> list[str]
     shift = int(torch.randint(1, n, (1,), generator=generator, device=generator.device))
     out = []
     for i, p in enumerate(prompts):
-        j = next((k for k in range(n - 1) if prompts[(i + shift + k) % n] != p), 0)
+        j = next((k for k in range(n) if prompts[(i + shift + k) % n] != p), 0)  # every offset mod n
         out.append(prompts[(i + shift + j) % n])
     return out
