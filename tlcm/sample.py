@@ -104,11 +104,12 @@ def main(args: SampleArgs) -> Path:
         raise TLCMError("--prompt needs at least one non-empty prompt")
     if args.student is not None:
         run = run_folder(args.student, "--student")
-        check_has_checkpoint(run, "--student")
         model, length = student_model(run, args.model, args.max_sequence_length, note)
         args = replace(args, student=run, model=model, max_sequence_length=length)
     args = replace(args, model=args.model or MINIATURE_SD)
     check_sample_args(args)
+    if args.student is not None:  # before the base model loads
+        check_has_checkpoint(args.student, "--student")
     # the model libraries (diffusers, peft, torchvision) load here: --help and bad input are quick
     from tlcm.images import save_grid
     from tlcm.models.base import BaseModel, frozen_dtype
