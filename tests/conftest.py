@@ -109,3 +109,19 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-clip")
     save_tiny_clip(path)
     return path
+
+
+@pytest.fixture
+def cpu_mesh():
+    """A one-process gloo process group for the test (skipped when one is already up in this
+    process), and its (1,)-device CPU mesh; the group is destroyed afterwards."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already up in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()

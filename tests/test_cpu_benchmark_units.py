@@ -222,11 +222,11 @@ def test_interleaved_pairs_alternate_and_time_the_engines_step_with_its_loop_bod
     assert "train_step" not in vars(trainer)  # the class's method is back
 
 
-def test_the_headline_ratio_is_the_engines_median_over_the_hand_written_one(monkeypatch, tmp_path):
-    """Engine steps 2, 3, 4 s (median 3) vs hand-written 1, 1, 2 s (median 1): the engine is 3x
-    slower, ratio 3.000, above the 1.05 target; 8 teacher calls over 4 engine steps: 2 per step."""
-    pairs = [(2.0, 1.0, 0.1), (3.0, 1.0, 0.1), (4.0, 2.0, 0.1)]
-    calls = {"unet_calls": 12, "sample_evals": 30, "teacher_calls": 8}
+def _engine_overhead(monkeypatch, tmp_path, pairs, teacher_calls: int) -> tuple[dict, list]:
+    """engine_overhead.main on faked measurements: the interleaved (engine, hand-written, loop body)
+    ``pairs``, 4 engine steps with ``teacher_calls`` teacher calls, a null-loss 3 ms vs 1 ms, the
+    adapter toggle; returns the data and tables it would write."""
+    calls = {"unet_calls": 12, "sample_evals": 30, "teacher_calls": teacher_calls}
     rec = {"engine_step": [1.0] * 4, "calls": {"engine": calls, "manual": dict(calls)}}
     toggle = {"api_s": 0.01, "setattr_s": 0.001, "flags_s": 0.0001, "lora_layers": 3}
     toggle |= {"same_output": True, "student_differs": True}
@@ -240,15 +240,35 @@ def test_the_headline_ratio_is_the_engines_median_over_the_hand_written_one(monk
         engine_overhead, "isolated_overhead", lambda trainer, reps: ([0.003] * 5, [0.001] * 5)
     )
     monkeypatch.setattr(engine_overhead, "write_results", lambda *args, **kw: written.update(args=args))
-    monkeypatch.setattr(
-        sys, "argv", ["engine_overhead", "--model", str(tmp_path), "--steps", "3", "--warmup", "0"]
-    )
+    argv = ["engine_overhead", "--model", str(tmp_path), "--steps", str(len(pairs)), "--warmup", "0"]
+    monkeypatch.setattr(sys, "argv", argv)
     engine_overhead.main()
     name, title, meta, tables, data, notes = written["args"]
+    return data, tables
+
+
+def test_the_headline_ratio_is_the_engines_median_over_the_hand_written_one(monkeypatch, tmp_path):
+    """Engine steps 2, 3, 4 s (median 3) vs hand-written 1, 1, 2 s (median 1): the engine is 3x
+    slower, ratio 3.000, above the 1.05 target; 8 teacher calls over 4 engine steps: 2 per step."""
+    pairs = [(2.0, 1.0, 0.1), (3.0, 1.0, 0.1), (4.0, 2.0, 0.1)]
+    data, tables = _engine_overhead(monkeypatch, tmp_path, pairs, teacher_calls=8)
     assert data["ratio_of_medians"] == pytest.approx(3.0)
     rows = dict(tables[0][2])
     assert rows["ratio of medians (target <= 1.05)"] == "3.000 (ABOVE TARGET)"
     assert rows["teacher UNet calls per step (each toggles the LoRA adapters)"] == "2.00"
+
+
+def test_the_overhead_rows_add_the_loop_body_and_read_the_iqr(monkeypatch, tmp_path):
+    """Pairs (engine, hand-written, loop body): ratios 2, 3, 2, 6, 9 (quartiles 2 and 7.5 by
+    statistics.quantiles' default); null-loss 3 ms vs 1 ms and a 100 ms loop body: 102 ms of
+    overhead, 2.55 % of the engine's median 4 s step (red-team round 13)."""
+    pairs = [(2.0, 1.0, 0.1), (3.0, 1.0, 0.1), (4.0, 2.0, 0.1), (6.0, 1.0, 0.1), (9.0, 1.0, 0.1)]
+    _, tables = _engine_overhead(monkeypatch, tmp_path, pairs, teacher_calls=5)
+    rows = dict(tables[0][2])
+    assert rows["median of per-pair ratios [IQR]"] == "3.000 [2.000, 7.500]"
+    assert rows["engine per-step Python overhead (null-loss difference + loop body)"] == (
+        "102.00 ms = 2.55 % of the step"
+    )
 
 
 # ---- benchmarks/graphs.py -----------------------------------------------------------------------

@@ -181,36 +181,28 @@ def test_backbone_weights_nested_under_model_load(tmp_path):
     torch.testing.assert_close(target.state_dict()["layer1.0.conv1.weight"], weights["layer1.0.conv1.weight"])
 
 
-def test_checkpointed_dtensors_gather_in_tuples_and_optimizer_steps_stay_whole():
+def test_checkpointed_dtensors_gather_in_tuples_and_optimizer_steps_stay_whole(cpu_mesh):
     """On a one-process gloo group: ``full_tensors`` gathers DTensors inside tuples too (a full
     tensor in the checkpoint), and after loading AdamW's full state ``reshard_optimizer_state``
     shards exp_avg / exp_avg_sq like the parameter but leaves the scalar step count a plain tensor."""
-    import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 
     from tlcm.distributed import full_tensors, reshard_optimizer_state
 
-    if dist.is_initialized():
-        pytest.skip("a process group is already up in this process")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        mesh = init_device_mesh("cpu", (1,))
-        p = torch.nn.Parameter(distribute_tensor(torch.ones(4, 3), mesh, [Shard(0)]))
-        full = full_tensors({"pair": (p.detach(), 7)})
-        assert type(full["pair"][0]) is torch.Tensor and full["pair"][1] == 7
-        opt = torch.optim.AdamW([p], lr=0.1)
-        p.grad = distribute_tensor(torch.full((4, 3), 2.0), mesh, [Shard(0)])
-        opt.step()
-        saved = full_tensors(opt.state_dict())
-        fresh = torch.optim.AdamW([p], lr=0.1)
-        fresh.load_state_dict(saved)
-        reshard_optimizer_state(fresh)
-        state = fresh.state[p]
-        assert isinstance(state["exp_avg"], DTensor) and isinstance(state["exp_avg_sq"], DTensor)
-        assert not isinstance(state["step"], DTensor) and float(state["step"]) == 1.0
-    finally:
-        dist.destroy_process_group()
+    mesh = cpu_mesh
+    p = torch.nn.Parameter(distribute_tensor(torch.ones(4, 3), mesh, [Shard(0)]))
+    full = full_tensors({"pair": (p.detach(), 7)})
+    assert type(full["pair"][0]) is torch.Tensor and full["pair"][1] == 7
+    opt = torch.optim.AdamW([p], lr=0.1)
+    p.grad = distribute_tensor(torch.full((4, 3), 2.0), mesh, [Shard(0)])
+    opt.step()
+    saved = full_tensors(opt.state_dict())
+    fresh = torch.optim.AdamW([p], lr=0.1)
+    fresh.load_state_dict(saved)
+    reshard_optimizer_state(fresh)
+    state = fresh.state[p]
+    assert isinstance(state["exp_avg"], DTensor) and isinstance(state["exp_avg_sq"], DTensor)
+    assert not isinstance(state["step"], DTensor) and float(state["step"]) == 1.0
 
 
 @pytest.mark.parametrize("content", [torch.ones(3), [torch.ones(3)]])

@@ -475,32 +475,6 @@ def test_the_null_loss_timing_leaves_its_first_tenth_out(monkeypatch):
     assert engine == pytest.approx([0.001] * 18)
 
 
-def test_the_overhead_rows_add_the_loop_body_and_read_the_iqr(monkeypatch, tmp_path):
-    """Pairs (engine, hand-written, loop body): ratios 2, 3, 2, 6, 9 (quartiles 2 and 7.5 by
-    statistics.quantiles' default); null-loss 3 ms vs 1 ms and a 100 ms loop body: 102 ms of
-    overhead, 2.55 % of the engine's median 4 s step."""
-    pairs = [(2.0, 1.0, 0.1), (3.0, 1.0, 0.1), (4.0, 2.0, 0.1), (6.0, 1.0, 0.1), (9.0, 1.0, 0.1)]
-    calls = {"unet_calls": 12, "sample_evals": 30, "teacher_calls": 5}
-    rec = {"engine_step": [1.0] * 5, "calls": {"engine": calls, "manual": dict(calls)}}
-    toggle = {"api_s": 0.01, "setattr_s": 0.001, "flags_s": 0.0001, "lora_layers": 3}
-    toggle |= {"same_output": True, "student_differs": True}
-    monkeypatch.setattr(engine_overhead, "Trainer", lambda recipe: "trainer")
-    monkeypatch.setattr(
-        engine_overhead, "run_interleaved", lambda trainer, warmup, profile: (pairs, rec, None)
-    )
-    monkeypatch.setattr(engine_overhead, "adapter_toggle_costs", lambda trainer: toggle)
-    monkeypatch.setattr(
-        engine_overhead, "isolated_overhead", lambda trainer, reps: ([0.003] * 5, [0.001] * 5)
-    )
-    argv = ["--model", str(tmp_path), "--steps", "5", "--warmup", "0"]
-    _, _, _, tables, _, _ = _run_main(monkeypatch, engine_overhead, argv)
-    rows = dict(tables[0][2])
-    assert rows["median of per-pair ratios [IQR]"] == "3.000 [2.000, 7.500]"
-    assert rows["engine per-step Python overhead (null-loss difference + loop body)"] == (
-        "102.00 ms = 2.55 % of the step"
-    )
-
-
 # ---- benchmarks/memory.py -------------------------------------------------------------------------
 
 

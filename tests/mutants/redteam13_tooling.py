@@ -56,7 +56,9 @@ T_X_EAGER = T + "test_x_eager_is_the_speed_up_of_the_graphed_step"
 T_CAPTURES = T + "test_a_capture_in_the_first_timed_step_counts_as_timed"
 T_BOOTSTRAP = T + "test_the_bootstrap_interval_is_95_percent_not_the_range"
 T_NULL_WARMUP = T + "test_the_null_loss_timing_leaves_its_first_tenth_out"
-T_OVERHEAD_ROWS = T + "test_the_overhead_rows_add_the_loop_body_and_read_the_iqr"
+T_OVERHEAD_ROWS = (
+    "tests/test_cpu_benchmark_units.py::test_the_overhead_rows_add_the_loop_body_and_read_the_iqr"
+)
 T_MAXRSS = T + "test_the_workers_peak_rss_is_in_bytes_not_kib"
 T_MEMORY_ROWS = T + "test_the_memory_tables_step_peak_is_over_the_rss_after_the_trainer"
 T_MINIATURE_READY = T + "test_a_miniature_without_its_build_info_is_not_ready"
