@@ -64,8 +64,22 @@ DTYPES = {
     "float32": (torch.float32, "F32"),
 }
 """Storage dtypes: torch dtype and safetensors' name."""
-REBUILD = "rebuild with python -m tlcm.data.trajectories --model {model}{prompts} --out {out}"
-"""The rebuild command of a refusal; ``prompts``: " --prompts FILE" when the run has a prompt file."""
+
+
+def rebuild_command(
+    model: Path | str,
+    out: Path,
+    prompt_file: Path | None,
+    num_milestones: int | None = None,
+    skip: int | None = None,
+    guidance_scale: float | None = None,
+) -> str:
+    """The command a refusal names to rebuild the cache: the run's prompt file (None: the miniature
+    prompts, the CLI's default) and each of M, k, w that is not None."""
+    prompts = f" --prompts {prompt_file}" if prompt_file else ""
+    flags = (("num-milestones", num_milestones), ("skip", skip), ("guidance-scale", guidance_scale))
+    extra = "".join(f" --{flag} {v}" for flag, v in flags if v is not None)
+    return f"rebuild with python -m tlcm.data.trajectories --model {model}{prompts} --out {out}{extra}"
 
 
 def segment_edges(schedule: Schedule, num_milestones: int) -> list[int]:
@@ -199,7 +213,7 @@ class TrajectoryCache:
 
     def __init__(self, folder: Path, manifest: dict, handles: list, schedule: Schedule) -> None:
         self.folder, self.manifest, self._handles = folder, manifest, handles
-        self.rebuild_prompts = ""  # " --prompts FILE" of the rebuild command (``open``)
+        self.prompt_file: Path | None = None  # the run's prompts, for the rebuild command (``open``)
         self.num_milestones, self.skip = manifest["num_milestones"], manifest["skip"]
         self._slices = [h.get_slice("states") for h in handles]
         grid, edges = manifest["grid"], manifest["edges"]
@@ -227,16 +241,7 @@ class TrajectoryCache:
         and every shard (sha256, keys, shapes, dtype); any mismatch raises a one-line TLCMError whose
         rebuild command names ``prompt_file``, the run's prompts (None: the miniature prompts)."""
         folder = Path(folder)
-        prompts_flag = f" --prompts {prompt_file}" if prompt_file else ""
-        hint = REBUILD.format(model=base.path, prompts=prompts_flag, out=folder) + "".join(
-            f" --{flag} {v}"
-            for flag, v in (
-                ("num-milestones", num_milestones),
-                ("skip", skip),
-                ("guidance-scale", guidance_scale),
-            )
-            if v is not None
-        )
+        hint = rebuild_command(base.path, folder, prompt_file, num_milestones, skip, guidance_scale)
 
         def refuse(where: Path, what: str) -> TLCMError:
             return TLCMError(f"trajectory cache {where}: {what}; {hint}")
@@ -297,14 +302,11 @@ class TrajectoryCache:
                 raise refuse(file, f"{what} differ (expected {want}, found {layout})")
             handles.append(handle)
         cache = cls(folder, manifest, handles, base.schedule)
-        cache.rebuild_prompts = prompts_flag
+        cache.prompt_file = prompt_file
         if len(cache.prompt_count) != len(prompts) or int(cache.prompt_count.min()) < 1:
             counts = cache.prompt_count.tolist()
             raise refuse(folder, f"samples per prompt differ (expected >= 1 each, found {counts})")
         return cache
-
-    def _rebuild(self) -> str:
-        return REBUILD.format(model=self.manifest["model"], prompts=self.rebuild_prompts, out=self.folder)
 
     def require(self, num_milestones: int, skip: int) -> None:
         """Raise TLCMError unless the cache was built for these M and k (the MLCD loss calls it)."""
@@ -314,11 +316,13 @@ class TrajectoryCache:
         )
         for name, want, found, owner in checks:
             if want != found:
+                w = self.manifest["guidance_scale"]
+                rebuild = rebuild_command(
+                    self.manifest["model"], self.folder, self.prompt_file, num_milestones, skip, w
+                )
                 raise TLCMError(
                     f"trajectory cache {self.folder}: {name} differs (expected {want} by {owner}, "
-                    f"found {found}); {self._rebuild()} "
-                    f"--num-milestones {num_milestones} --skip {skip} "
-                    f"--guidance-scale {self.manifest['guidance_scale']}"
+                    f"found {found}); {rebuild}"
                 )
 
     def sample(
