@@ -3,6 +3,8 @@ the training script's core on the tiny SD pipeline, and the shipped miniature we
 
 import json
 import math
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -494,3 +496,70 @@ def test_only_the_distorted_latents_of_a_triplet_get_latent_noise(tiny_sd):
         clean = vae.encode(images[picked]).latent_dist.mode() * vae.config.scaling_factor
     torch.testing.assert_close(z[:, 0], clean, rtol=1e-4, atol=1e-5)
     assert ((z[:, 1:] - clean[:, None]).flatten(2).abs().amax(2) > 1e-3).all()
+
+
+class _IdentityVAE(torch.nn.Module):
+    """Encode and decode are the identity; ``config``: the VAE config under test."""
+
+    def __init__(self, **config) -> None:
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+        self.config = SimpleNamespace(shift_factor=None, **config)
+
+    def encode(self, x):
+        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: x.clone()))
+
+    def decode(self, z):
+        return SimpleNamespace(sample=z.clone())
+
+
+def test_triplet_latents_are_scaled_as_the_familys_pipeline_does():
+    """An SDXL VAE with latents_mean / latents_std (Playground v2.5): StableDiffusionXLPipeline
+    decodes ``latents * std / scaling_factor + mean``, so the triplets' latents are
+    ``(z - mean) * scaling_factor / std``; an SD1.5 VAE ignores both fields."""
+    from tlcm.latent_lpips.data import _to_image, _to_latent, make_triplets
+    from tlcm.models.families import FAMILIES
+
+    mean, std = [0.2, -0.4, 0.0], [2.0, 0.5, 1.0]
+    vae = _IdentityVAE(scaling_factor=0.5, latents_mean=mean, latents_std=std)
+    mean, std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    sdxl, sd = FAMILIES["StableDiffusionXLPipeline"], FAMILIES["StableDiffusionPipeline"]
+    x = torch.tensor([0.6, 0.1, -0.3]).view(1, 3, 1, 1)
+    latents = _to_latent(vae, x, sdxl)
+    torch.testing.assert_close(latents, torch.tensor([0.1, 0.5, -0.15]).view(1, 3, 1, 1))
+    torch.testing.assert_close(_to_image(vae, latents, sdxl), latents * std / 0.5 + mean)
+    torch.testing.assert_close(_to_latent(vae, x, sd), x * 0.5)
+    proxy = lambda a, b: (a - b).square().flatten(1).mean(1)  # noqa: E731
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    z_sdxl = make_triplets(vae, proxy, images, 3, 0.5, torch.Generator().manual_seed(0), family=sdxl)["z"]
+    z_sd = make_triplets(vae, proxy, images, 3, 0.5, torch.Generator().manual_seed(0))["z"]
+    # the same draws: only the clean latents' scaling differs (the latent noise is added after it)
+    torch.testing.assert_close(z_sdxl[:, 0], (z_sd[:, 0] / 0.5 - mean) * 0.5 / std)
+
+
+def test_the_trainer_scales_latents_as_its_model_folders_family(tiny_sdxl_dir, tmp_path, monkeypatch):
+    """``python -m tlcm.latent_lpips.train --model SDXL_FOLDER``: the family of the folder's
+    model_index.json scales the training and held-out triplets (recorded as "family"), not SD1.5's."""
+    import shutil
+
+    import tlcm.latent_lpips.train as trainer
+
+    families, make = [], trainer.make_triplets
+
+    def spy(*args, **kwargs):
+        families.append(kwargs.get("family"))
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "make_triplets", spy)
+
+    model = tmp_path / "sdxl"
+    shutil.copytree(tiny_sdxl_dir, model)
+    config = json.loads((model / "vae" / "config.json").read_text())
+    channels = config["latent_channels"]
+    config |= {"latents_mean": [0.1] * channels, "latents_std": [2.0] * channels}
+    (model / "vae" / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "ll.safetensors"
+    args = TrainArgs(model=model, out=out, steps=1, batch_size=2, triplets=4, heldout_triplets=2)
+    record = trainer.main(replace(args, channels=(2, 2, 4, 4, 4)))
+    assert record["family"] == "StableDiffusionXLPipeline"
+    assert [f.pipeline_name for f in families] == ["StableDiffusionXLPipeline"] * 2

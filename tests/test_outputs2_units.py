@@ -168,10 +168,12 @@ def test_latents_are_shifted_then_scaled_and_decoded_back_as_diffusers_does():
     """diffusers' SD3 / FLUX pipelines: the transformer sees (z - shift) * scale and decodes
     latents / scale + shift."""
     from tlcm.latent_lpips.data import _to_image, _to_latent
+    from tlcm.models.families import FAMILIES
 
     vae, x = AffineVAE(), torch.tensor([[[[0.0, 0.5, 1.0]]]])
-    torch.testing.assert_close(_to_latent(vae, x), torch.tensor([[[[-1.0, 0.0, 1.0]]]]))
-    torch.testing.assert_close(_to_image(vae, torch.tensor([[[[-1.0, 0.0, 1.0]]]])), x)
+    for family in (FAMILIES["StableDiffusion3Pipeline"], FAMILIES["FluxPipeline"]):
+        torch.testing.assert_close(_to_latent(vae, x, family), torch.tensor([[[[-1.0, 0.0, 1.0]]]]))
+        torch.testing.assert_close(_to_image(vae, torch.tensor([[[[-1.0, 0.0, 1.0]]]]), family), x)
 
 
 def test_a_triplet_count_off_the_chunk_makes_exactly_that_many():

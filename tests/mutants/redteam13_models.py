@@ -332,8 +332,8 @@ MUTANTS = [
     Mutant(
         "sdxl-latents-mean-and-std-swapped",
         "tlcm/models/families/sd.py",
-        "        return config.scaling_factor / view(std), view(mean)\n",
-        "        return config.scaling_factor / view(mean), view(std)\n",
+        "        return vae_config.scaling_factor / view(std), view(mean)\n",
+        "        return vae_config.scaling_factor / view(mean), view(std)\n",
         (
             "tests/test_models_units.py::test_sdxl_latents_use_the_vaes_per_channel_mean_and_std_as_diffusers_does",
         ),

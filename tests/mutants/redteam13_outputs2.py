@@ -76,6 +76,8 @@ T_U_FULL = f"{U}::test_a_full_fine_tune_exports_a_unet_folder_diffusers_loads"
 T_U_FOLDER = f"{U}::test_a_folders_last_tenth_by_name_is_held_out_and_upper_case_suffixes_count"
 T_U_CROP = f"{U}::test_a_wide_image_is_resized_by_its_short_side_and_centre_cropped"
 T_U_ARGS = f"{U}::test_zero_steps_and_a_file_for_images_are_told_apart_before_anything_loads"
+T_LL_FAMILY = "tests/test_latent_lpips.py::test_triplet_latents_are_scaled_as_the_familys_pipeline_does"
+T_LL_MAIN = "tests/test_latent_lpips.py::test_the_trainer_scales_latents_as_its_model_folders_family"
 T_U_SHIFT = f"{U}::test_latents_are_shifted_then_scaled_and_decoded_back_as_diffusers_does"
 T_U_CHUNK = f"{U}::test_a_triplet_count_off_the_chunk_makes_exactly_that_many"
 T_U_HEAD = f"{U}::test_the_aesthetic_score_with_an_empty_head_path_says_it_needs_one"
@@ -232,16 +234,16 @@ MUTANTS = [
     Mutant(
         "lpips-latent-shift-after-scale",
         LDATA,
-        "vae.encode(images).latent_dist.mode() - (vae.config.shift_factor or 0)\n    ) * vae.config.scaling_factor",
-        "vae.encode(images).latent_dist.mode() * vae.config.scaling_factor\n    ) - (vae.config.shift_factor or 0)",
+        "    return (z - shift) * scale\n",
+        "    return z * scale - shift\n",
         (T_U_SHIFT,),
         "an SD3 / FLUX VAE's latents are scaled then shifted: not the latents the transformer sees",
     ),
     Mutant(
         "lpips-decode-shift-subtracted",
         LDATA,
-        "vae.decode(z / vae.config.scaling_factor + (vae.config.shift_factor or 0))",
-        "vae.decode(z / vae.config.scaling_factor - (vae.config.shift_factor or 0))",
+        "vae.decode(z / scale + shift)",
+        "vae.decode(z / scale - shift)",
         (T_U_SHIFT,),
         "an SD3 / FLUX VAE decodes latents shifted the wrong way: the proxy sees other images",
     ),
@@ -384,5 +386,31 @@ MUTANTS = [
         "if word.isdigit():",
         (T_U_DIGIT,),
         "a prompt with a year or a count before the digit ('2 of 10 ... seven') asks for the number",
+    ),
+    # added 2026-12-07 (round 14): the latent LPIPS trainer scales latents by the model folder's
+    # family (Family.latent_affine: SDXL's latents_mean / latents_std), as decode and encode_images do
+    Mutant(
+        "lpips-triplets-ignore-family",
+        LDATA,
+        "torch.cat([x, distort(x, g), distort(x, g)]).to(device), family)",
+        "torch.cat([x, distort(x, g), distort(x, g)]).to(device), DEFAULT_FAMILY)",
+        (T_LL_FAMILY,),
+        "the triplets of a Playground-style SDXL VAE in SD1.5's latent scaling: not what its UNet sees",
+    ),
+    Mutant(
+        "lpips-trainer-family-dropped",
+        LTRAIN,
+        "train, heldout, args, progress, family)",
+        "train, heldout, args, progress)",
+        (T_LL_MAIN,),
+        "the command line trains every model folder's latent LPIPS in SD1.5's latent scaling",
+    ),
+    Mutant(
+        "lpips-trainer-heldout-family-dropped",
+        LTRAIN,
+        "args.heldout_triplets, args.latent_noise, g, **kw)",
+        "args.heldout_triplets, args.latent_noise, g, progress=progress)",
+        (T_LL_MAIN,),
+        "held-out triplets in another latent scaling than the training ones: the 2AFC numbers mislead",
     ),
 ]

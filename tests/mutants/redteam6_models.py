@@ -112,8 +112,8 @@ MUTANTS = [
     Mutant(
         "decode-ignores-vae-shift",
         FAMILY,
-        'return config.scaling_factor, getattr(config, "shift_factor", None) or 0.0',
-        "return config.scaling_factor, 0.0",
+        'return vae_config.scaling_factor, getattr(vae_config, "shift_factor", None) or 0.0',
+        "return vae_config.scaling_factor, 0.0",
         (T_SHIFT,),
         "SD3 / FLUX latents are decoded without the VAE's shift factor: every decoded image is "
         "off by a constant colour cast (and rewards / pixel GANs train on it)",

@@ -398,7 +398,7 @@ def encode_images(
             if sample:
                 eps = randn_tensor(z.shape, generator=generator, device=z.device, dtype=torch.float32)
                 z = z + posterior.std.float() * eps
-            scale, shift = base.family.latent_affine(base.pipe, z)
+            scale, shift = base.family.latent_affine(base.pipe.vae.config, z)
             out.append((z - shift) * scale)
     return torch.cat(out)
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
+from tlcm.models.families import DEFAULT_FAMILY, Family
 from tlcm.toy.classifier import DigitClassifier
 from tlcm.toy.data import augment
 
@@ -81,14 +82,18 @@ def distort(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def _to_latent(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
-    return (
-        vae.encode(images).latent_dist.mode() - (vae.config.shift_factor or 0)
-    ) * vae.config.scaling_factor
+def _to_latent(vae: AutoencoderKL, images: torch.Tensor, family: Family) -> torch.Tensor:
+    """Images (N, 3, H, W) -> latents (N, C, h, w) as the family's network sees them:
+    ``(z - shift) * scale`` of the posterior's mode z (``Family.latent_affine``)."""
+    z = vae.encode(images).latent_dist.mode()
+    scale, shift = family.latent_affine(vae.config, z)
+    return (z - shift) * scale
 
 
-def _to_image(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
-    return vae.decode(z / vae.config.scaling_factor + (vae.config.shift_factor or 0)).sample.clamp(-1, 1)
+def _to_image(vae: AutoencoderKL, z: torch.Tensor, family: Family) -> torch.Tensor:
+    """Latents (N, C, h, w) as the network sees them -> images (N, 3, H, W) in [-1, 1]."""
+    scale, shift = family.latent_affine(vae.config, z)
+    return vae.decode(z / scale + shift).sample.clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -101,23 +106,27 @@ def make_triplets(
     g: torch.Generator,
     progress: Progress | None = None,
     chunk: int = 128,
+    family: Family = DEFAULT_FAMILY,
 ) -> dict[str, torch.Tensor]:
     """``n`` triplets from CPU ``images`` (N, 3, H, W), float in [-1, 1] or uint8: latents "z"
-    (n, 3, C, h, w) as (ref, a, b) and proxy distances "p" (n, 3) of the pairs (ref, a), (ref, b), (a, b)."""
+    (n, 3, C, h, w) as (ref, a, b), scaled as ``family``'s network sees them, and proxy distances
+    "p" (n, 3) of the pairs (ref, a), (ref, b), (a, b)."""
     task = progress.add_task("triplets", total=n, info="") if progress else None
     zs, ps, device = [], [], next(vae.parameters()).device
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         x = images[torch.randint(len(images), (m,), generator=g)]
         x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
-        z = _to_latent(vae, torch.cat([x, distort(x, g), distort(x, g)]).to(device)).unflatten(0, (3, m))
+        z = _to_latent(vae, torch.cat([x, distort(x, g), distort(x, g)]).to(device), family).unflatten(
+            0, (3, m)
+        )
         sigma = (
             latent_noise
             * torch.rand(2, m, 1, 1, 1, generator=g)
             * (torch.rand(2, m, 1, 1, 1, generator=g) < 0.5)
         )
         z[1:] += sigma.to(device) * torch.randn(z[1:].shape, generator=g).to(device)
-        ref, a, b = _to_image(vae, z.flatten(0, 1)).chunk(3)
+        ref, a, b = _to_image(vae, z.flatten(0, 1), family).chunk(3)
         ps.append(torch.stack([proxy(ref, a), proxy(ref, b), proxy(a, b)], 1).cpu())
         zs.append(z.transpose(0, 1).cpu())
         if progress:

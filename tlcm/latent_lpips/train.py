@@ -46,6 +46,8 @@ from tlcm.errors import TLCMError, run_cli
 from tlcm.latent_lpips.data import PixelProxy, Proxy, distort, make_triplets  # noqa: F401  (API)
 from tlcm.losses.distances import Distance
 from tlcm.losses.latent_lpips import LatentLPIPS, save_latent_lpips
+from tlcm.models.families import DEFAULT_FAMILY, FAMILIES, Family
+from tlcm.models.folders import check_model_folder
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.classifier import DigitClassifier
 
@@ -65,7 +67,8 @@ class TrainArgs:
     """Train a latent LPIPS for the VAE of a diffusers folder against a pixel-space perceptual proxy."""
 
     model: Path = MINIATURE_SD
-    """Local diffusers folder whose vae/ defines the latent space (latents scaled as the UNet sees them)."""
+    """Local diffusers pipeline folder whose vae/ defines the latent space (latents scaled as its
+    family's network sees them: scaling and shift factors, SDXL's latents_mean / latents_std)."""
     out: Path = Path("latent_lpips.safetensors")
     """Output safetensors file; a JSON with the training record is written next to it."""
     images: Path | None = None
@@ -139,15 +142,18 @@ def train_latent_lpips(
     heldout_images: torch.Tensor,
     args: TrainArgs,
     progress: Progress | None = None,
+    family: Family = DEFAULT_FAMILY,
 ) -> tuple[LatentLPIPS, dict]:
     """Make triplets, train a LatentLPIPS on them, measure it on held-out triplets.
 
-    train_images, heldout_images: (N, 3, H, W) in [-1, 1]. Returns (network, record dict)."""
+    train_images, heldout_images: (N, 3, H, W) in [-1, 1]; ``family``: the model family whose
+    latent scaling the triplets use (``Family.latent_affine``). Returns (network, record dict)."""
     start, device = time.perf_counter(), torch.device(args.device)
     g = torch.Generator().manual_seed(args.seed)
     vae, proxy = vae.to(device).eval(), proxy.to(device)
-    train = make_triplets(vae, proxy, train_images, args.triplets, args.latent_noise, g, progress)
-    test = make_triplets(vae, proxy, heldout_images, args.heldout_triplets, args.latent_noise, g, progress)
+    kw = {"progress": progress, "family": family}
+    train = make_triplets(vae, proxy, train_images, args.triplets, args.latent_noise, g, **kw)
+    test = make_triplets(vae, proxy, heldout_images, args.heldout_triplets, args.latent_noise, g, **kw)
     data_seconds = time.perf_counter() - start
     torch.manual_seed(args.seed)
     net = LatentLPIPS(vae.config.latent_channels, args.channels).to(device)
@@ -174,6 +180,7 @@ def train_latent_lpips(
         **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
         "latent_channels": vae.config.latent_channels,
         "scaling_factor": vae.config.scaling_factor,
+        "family": family.pipeline_name,
         "proxy": "digit-classifier LPIPS-style feature distance + (1 - SSIM) / 2, of decoded images",
         "loss": "log-distance regression over the 3 pairs of each triplet",
         "final_train_log_mse": round(loss.item(), 5) if args.steps else None,
@@ -230,6 +237,7 @@ def main(args: TrainArgs) -> dict:
     if args.images is not None and not args.images.is_dir():
         raise TLCMError(f"--images {args.images} is not a folder: pass a folder of png / jpg images")
     check_out_file(args.out, "--out", (".safetensors",))
+    family = FAMILIES[check_model_folder(args.model, "--model")]
     if not (args.model / "vae").is_dir():
         raise TLCMError(f"--model {args.model}: no vae/ folder (expected a diffusers pipeline folder)")
     if not args.classifier.is_file():
@@ -247,7 +255,7 @@ def main(args: TrainArgs) -> dict:
         TextColumn("{task.fields[info]}"),
     )
     with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:
-        net, record = train_latent_lpips(vae, PixelProxy(classifier), train, heldout, args, progress)
+        net, record = train_latent_lpips(vae, PixelProxy(classifier), train, heldout, args, progress, family)
     record["model"] = str(args.model)
     write(net, record, args.out)
     mib = args.out.stat().st_size / 2**20

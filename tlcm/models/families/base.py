@@ -200,19 +200,19 @@ class Family(ABC):
         encoders = [m for n, m in pipe.components.items() if n.startswith("text_encoder") and m is not None]
         return sum(e.config.hidden_size for e in encoders), getattr(pipe, self.net).config.cross_attention_dim
 
-    def latent_affine(self, pipe: DiffusionPipeline, like: torch.Tensor) -> tuple:
+    def latent_affine(self, vae_config, like: torch.Tensor) -> tuple:
         """(scale, shift) between the VAE's latents z and the latents the network sees, as this
         family's diffusers pipeline applies them: ``latents = (z - shift) * scale``, decoded from
         ``z = latents / scale + shift``; here scaling_factor and shift_factor (0 where the VAE has
-        none). Floats, or tensors that broadcast over ``like`` (B, C, h, w)."""
-        config = pipe.vae.config
-        return config.scaling_factor, getattr(config, "shift_factor", None) or 0.0
+        none) of ``vae_config`` (``pipe.vae.config``). Floats, or tensors that broadcast over
+        ``like`` (B, C, h, w)."""
+        return vae_config.scaling_factor, getattr(vae_config, "shift_factor", None) or 0.0
 
     def decode(self, pipe: DiffusionPipeline, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, C, h, w) as the network sees them -> images (B, 3, H, W) in [-1, 1]:
         ``latents / scale + shift`` (``latent_affine``) through the VAE."""
         vae = pipe.vae
-        scale, shift = self.latent_affine(pipe, latents)
+        scale, shift = self.latent_affine(vae.config, latents)
         z = latents / scale + shift
         return vae.decode(z.to(vae.dtype)).sample.float().clamp(-1, 1)
 

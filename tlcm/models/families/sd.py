@@ -128,17 +128,16 @@ class StableDiffusionXL(StableDiffusion):
     def encoded_sizes(self, pipe, latent_shape):
         return {"time_ids": self.time_ids(pipe, latent_shape)}
 
-    def latent_affine(self, pipe, like):
+    def latent_affine(self, vae_config, like):
         """A VAE config with per-channel ``latents_mean`` and ``latents_std`` (SDXL-architecture
         models such as Playground v2.5): scale = scaling_factor / latents_std, shift = latents_mean,
         each (1, C, 1, 1), as StableDiffusionXLPipeline decodes (``latents * latents_std /
         scaling_factor + latents_mean``) and its img2img encodes; else the shared factors."""
-        config = pipe.vae.config
-        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+        mean, std = getattr(vae_config, "latents_mean", None), getattr(vae_config, "latents_std", None)
         if mean is None or std is None:
-            return super().latent_affine(pipe, like)
+            return super().latent_affine(vae_config, like)
         view = lambda v: torch.tensor(v, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)  # noqa: E731
-        return config.scaling_factor / view(std), view(mean)
+        return vae_config.scaling_factor / view(std), view(mean)
 
     def encode(self, pipe, prompts, device, max_sequence_length, latent_shape):
         emb, neg, pooled, neg_pooled = pipe.encode_prompt(
