@@ -41,6 +41,7 @@ def denoiser(unet):
     return lambda x, t, cond: unet(x, t, encoder_hidden_states=cond.prompt_embeds).sample
 
 
+@torch.no_grad()  # the text encoder is frozen: no graph that a second backward (DMD's aux_step) reuses
 def encode(pipe: StableDiffusionPipeline, prompts: list[str]) -> Conditioning:
     """(B, L, D) CLIP token embeddings of ``prompts`` as tlcm's Conditioning."""
     embeds, _ = pipe.encode_prompt(prompts, "cpu", 1, do_classifier_free_guidance=False)

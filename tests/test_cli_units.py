@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -515,3 +516,83 @@ def test_a_mostly_skipped_phase_says_how_many_of_its_steps(tmp_path):
         NonFiniteLoss, match=r"^phase 'lcd' ended with 3 of its 10 steps skipped \(non-finite"
     ):
         check_skipped(rt, "lcd", 10, 20, [10, 11, 12, 19])
+
+
+# ---- --import: a researcher's recipes and losses outside the repository (2026-12-07) --------------
+
+MY_RECIPES = """
+from dataclasses import dataclass, replace
+
+from recipes.tlcm import mlcd
+from tlcm.losses import LossConfig, register_loss
+
+
+@register_loss("{loss}")
+@dataclass
+class MyLossConfig(LossConfig):
+    pass
+
+
+def mine():
+    recipe = mlcd()
+    return replace(recipe, phases={{"mlcd": replace(recipe.phases["mlcd"], steps=3)}})
+
+
+PRESETS = {{"{preset}": mine()}}
+"""
+
+
+@pytest.fixture
+def own_module(tmp_path, monkeypatch):
+    """A module ``cli_units_recipes`` on sys.path with a preset and a loss; tlcm.train's presets
+    restored afterwards."""
+    import tlcm.train
+    from tlcm.losses.registry import LOSSES
+
+    (tmp_path / "cli_units_recipes.py").write_text(
+        MY_RECIPES.format(loss="cli-units-probe", preset="cli-units-mine")
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(tlcm.train, "PRESETS", dict(tlcm.train.PRESETS))
+    monkeypatch.setattr(tlcm.train, "Presets", tlcm.train.Presets)
+    monkeypatch.delitem(sys.modules, "cli_units_recipes", raising=False)
+    yield tlcm.train
+    LOSSES.pop("cli-units-probe", None)
+
+
+def test_import_adds_the_modules_presets_and_registers_its_losses(own_module, monkeypatch):
+    from tlcm.losses.registry import LOSSES
+
+    seen = []
+    monkeypatch.setattr(own_module, "main", seen.append)
+    own_module.cli(
+        ["recipes:cli-units-mine", "--import", "cli_units_recipes", "--recipes.phases.mlcd.lr", "0.002"]
+    )
+    (args,) = seen
+    assert args.recipes.phases["mlcd"].steps == 3 and args.recipes.phases["mlcd"].lr == 0.002
+    assert "cli-units-probe" in LOSSES and "cli-units-mine" in own_module.PRESETS
+    assert own_module.import_recipe_modules(["--import=cli_units_recipes", "recipes:mlcd"]) == [
+        "recipes:mlcd"
+    ]
+
+
+def test_import_refusals_say_what_and_how(own_module, tmp_path):
+    with pytest.raises(
+        TLCMError, match=r"--import nowhere_recipes: no module named 'nowhere_recipes' \(from .*\): run from"
+    ):
+        own_module.import_recipe_modules(["--import", "nowhere_recipes"])
+    with pytest.raises(TLCMError, match=r"--import needs a module name"):
+        own_module.import_recipe_modules(["recipes:mlcd", "--import"])
+    (tmp_path / "clashing_recipes.py").write_text(
+        "from recipes import mlcd\nPRESETS = {'tlcm-full': mlcd()}\n"
+    )
+    with pytest.raises(
+        TLCMError, match=r"--import clashing_recipes: its preset 'tlcm-full' is already a preset"
+    ):
+        own_module.import_recipe_modules(["--import", "clashing_recipes"])
+    (tmp_path / "broken_recipes.py").write_text("import not_installed_anywhere\n")
+    with pytest.raises(ModuleNotFoundError, match="not_installed_anywhere"):  # its own import: the traceback
+        own_module.import_recipe_modules(["--import", "broken_recipes"])
+    (tmp_path / "odd_recipes.py").write_text("PRESETS = {'odd': 3}\n")
+    with pytest.raises(TLCMError, match=r"PRESETS\['odd'\] is not a tlcm.config.Recipe \(got int\)"):
+        own_module.import_recipe_modules(["--import", "odd_recipes"])

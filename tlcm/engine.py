@@ -51,6 +51,7 @@ from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
 from tlcm.guards import NonFiniteLoss, check_skipped, diverged, kept, nonfinite, weight_peak
 from tlcm.losses import Loss, PhaseContext, StepContext
+from tlcm.losses.base import build_loss, check_reaches_student, checked_terms
 from tlcm.memory_plan import plan_phase
 from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
@@ -223,9 +224,10 @@ class Trainer:
         total, named = 0.0, {}
         with self.autocast:
             for comp, loss in losses.items():
-                for key, value in loss(ctx).items():
+                for key, value in checked_terms(comp, loss, loss(ctx)).items():
                     named[comp if key == comp else f"{comp}/{key}"] = value
                     total = total + phase.losses[comp].weight * value.float()
+        check_reaches_student(total, list(losses))
         return total, named
 
     def build_phase(
@@ -245,7 +247,7 @@ class Trainer:
         if start > 0 and restored is None:
             raise ValueError(f"phase {name!r} from step {start}: pass the checkpoint to restore")
         torch.manual_seed(step_seed(self.recipe.runtime.seed, global_step - start, -2))
-        losses = {n: c.build(self.student).to(self.dist.device) for n, c in phase.losses.items()}
+        losses = {n: build_loss(n, c, self.student).to(self.dist.device) for n, c in phase.losses.items()}
         params = list(self.student.trainable_parameters().values())
         opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
         if start > 0:

@@ -1,13 +1,15 @@
-"""Train a recipe: ``python -m tlcm.train recipes:NAME [--recipes.FIELD VALUE ...]``.
+"""Train a recipe: ``python -m tlcm.train [--import MODULE] recipes:NAME [--recipes.FIELD VALUE ...]``.
 
-Presets live in the top-level ``recipes`` package; every field of the recipe tree is a flag (see
-``--help`` of a preset). Runs under torchrun unchanged.
+Presets live in the top-level ``recipes`` package, or in a module of your own given with
+``--import`` (its ``PRESETS`` dict joins them; importing it registers its losses); every field of
+the recipe tree is a flag (see ``--help`` of a preset). Runs under torchrun unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib
 import itertools
 import json
 import os
@@ -100,6 +102,50 @@ def main(args: TrainArgs) -> None:
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
+def import_recipe_modules(argv: list[str]) -> list[str]:
+    """Import each ``--import MODULE`` of ``argv`` (repeatable, anywhere in it) before the command
+    line is built: the import registers the module's losses (``@register_loss``) and its
+    ``PRESETS`` dict (name -> Recipe) joins ``recipes.PRESETS``. Returns ``argv`` without them."""
+    rest, modules, args = [], [], iter(argv)
+    for arg in args:
+        if arg == "--import":
+            modules.append(next(args, ""))
+        elif arg.startswith("--import="):
+            modules.append(arg.removeprefix("--import="))
+        else:
+            rest.append(arg)
+    for name in modules:
+        if not name or name.startswith("-"):
+            raise TLCMError(
+                "--import needs a module name: --import my_recipes (my_recipes.py in this folder)"
+            )
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or not name.startswith(err.name):
+                raise  # the module itself imports something missing: its traceback says what
+            raise TLCMError(
+                f"--import {name}: no module named {err.name!r} (from {os.getcwd()}): run from the folder "
+                f"that holds {name.replace('.', '/')}.py, or add its folder to PYTHONPATH"
+            ) from None
+        presets = getattr(module, "PRESETS", {})
+        if presets is PRESETS:  # the module added its presets to recipes.PRESETS itself
+            continue
+        for preset, recipe in presets.items():
+            if not isinstance(recipe, Recipe):
+                raise TLCMError(
+                    f"--import {name}: PRESETS[{preset!r}] is not a tlcm.config.Recipe "
+                    f"(got {type(recipe).__name__})"
+                )
+            if PRESETS.get(preset, recipe) is not recipe:
+                raise TLCMError(f"--import {name}: its preset {preset!r} is already a preset: rename it")
+            PRESETS[preset] = recipe
+    if modules:
+        global Presets
+        Presets = tyro.extras.subcommand_type_from_defaults(PRESETS)  # TrainArgs' annotation names it
+    return rest
+
+
 def check_preset_names(argv: list[str]) -> None:
     """Refuse an unknown ``recipes:NAME`` in ``argv`` (tyro would print the top-level help and exit 0
     for ``recipes:UNKNOWN --help``)."""
@@ -158,7 +204,7 @@ def unknown_arguments(unknown: list[str], argv: list[str]) -> str:
 def cli(argv: list[str] | None = None) -> None:
     """The command line: ``argv`` (default: sys.argv[1:]) -> ``main``. An unknown flag is one line
     naming the preset's closest flags (tyro's own message lists those of every preset)."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = import_recipe_modules(sys.argv[1:] if argv is None else argv)
     check_preset_names(argv)
     args, unknown = tyro.cli(
         TrainArgs,

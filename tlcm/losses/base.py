@@ -193,6 +193,47 @@ class Loss(nn.Module):
         self.load_state_dict(state)
 
 
+def build_loss(name: str, config: LossConfig, student: Student) -> Loss:
+    """``config.build(student)`` for the phase's loss ``name``, refused in one line naming the
+    config's class when it is not a ``Loss`` (a ``build`` without ``return`` gives None)."""
+    loss = config.build(student)
+    if not isinstance(loss, Loss):
+        cls = type(config)
+        raise TLCMError(
+            f"loss {name!r}: {cls.__module__}.{cls.__qualname__}.build(student) returned a "
+            f"{type(loss).__name__}, not a tlcm.losses.Loss: return the loss module it makes"
+        )
+    return loss
+
+
+def checked_terms(name: str, loss: Loss, terms: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``terms`` = ``loss(ctx)`` of the phase's loss ``name``, each a one-element tensor, or one
+    line naming the loss, its class and the term (before backward fails far from the loss)."""
+    for key, value in terms.items():
+        if not (isinstance(value, torch.Tensor) and value.numel() == 1):
+            what = (
+                f"a tensor of shape {tuple(value.shape)}"
+                if isinstance(value, torch.Tensor)
+                else f"a {type(value).__name__}"
+            )
+            cls = type(loss)
+            raise TLCMError(
+                f"loss {name!r} ({cls.__module__}.{cls.__qualname__}) returned {what} for its term {key!r}: "
+                "forward(ctx) must return {term: 0-dim tensor}, e.g. the batch's .mean()"
+            )
+    return terms
+
+
+def check_reaches_student(total: torch.Tensor | float, names: list[str]) -> None:
+    """Refuse a micro-batch objective ``total`` (the weighted sum of the losses ``names``) that
+    carries no gradient while gradients are on (a loss computed under no_grad or detached)."""
+    if isinstance(total, torch.Tensor) and torch.is_grad_enabled() and not total.requires_grad:
+        raise TLCMError(
+            f"losses {', '.join(names)}: no term carries a gradient to the student: forward(ctx) "
+            "must compute its terms from ctx.student(...) outside torch.no_grad() and without .detach()"
+        )
+
+
 @dataclass
 class LossConfig:
     """Base of loss configs: every loss has a weight; subclasses add their hyper-parameters."""

@@ -22,7 +22,11 @@ def register_loss(name: str) -> Callable[[type[LossConfig]], type[LossConfig]]:
 
     def decorate(cls: type[LossConfig]) -> type[LossConfig]:
         if name in LOSSES and LOSSES[name] is not cls:
-            raise ValueError(f"a loss named {name!r} is already registered ({LOSSES[name].__name__})")
+            taken, new = (f"{c.__module__}.{c.__qualname__}" for c in (LOSSES[name], cls))
+            raise ValueError(
+                f"a loss named {name!r} is already registered ({taken}); register {new} under another "
+                "name (a module imported twice, e.g. as __main__ and by name, registers its loss twice)"
+            )
         LOSSES[name] = cls
         return cls
 
