@@ -52,6 +52,10 @@ class Args:
     rescore: bool = False
     """Score the named variants' (all without --variants) finished runs again with the current
     recipe's sampler, without training (after a change of tlcm-full's grid or sampler)."""
+    steps: int = 0
+    """A quick trial: train every phase of the variants run here (and of their missing parents)
+    for this many steps (0: the recipe's). Its rows stand for that trial, not for the ablation:
+    it needs --table (and --runs) other than the published docs/ablations.md (runs/ablations)."""
     only: str = ""
     """Internal: train and score this one variant in this process (the first of ``seeds``)."""
 
@@ -67,6 +71,8 @@ def _train_one(args: Args) -> None:
     variant, seed = VARIANTS[args.only], args.seeds[0]
     runs = seed_runs(args.runs, seed)
     recipe = variant_recipe(variant, runs)
+    if args.steps:
+        recipe = replace(recipe, phases={n: replace(p, steps=args.steps) for n, p in recipe.phases.items()})
     runtime = replace(recipe.runtime, eval_samples_per_digit=args.samples_per_digit, resume=False, seed=seed)
     start = time.time()
     steps = recipe.student.grid.shown_steps
@@ -115,6 +121,10 @@ def _needed(names: tuple[str, ...]) -> list[str]:
 
 def _schedule(args: Args) -> None:
     named = set(args.variants or VARIANTS)
+    for name in _needed(
+        args.variants
+    ):  # a variant's misspelt phase, loss or field: here, not in a child's log
+        variant_recipe(VARIANTS[name], args.runs)
     todo = [
         (seed, n)
         for seed in args.seeds
@@ -132,7 +142,8 @@ def _schedule(args: Args) -> None:
             runs.mkdir(parents=True, exist_ok=True)
             log = open(runs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
             cmd = [sys.executable, "-m", "ablations.run", "--only", name, "--runs", str(args.runs),
-                   "--seeds", str(seed), "--samples-per-digit", str(args.samples_per_digit)]  # fmt: skip
+                   "--seeds", str(seed), "--samples-per-digit", str(args.samples_per_digit),
+                   "--steps", str(args.steps)]  # fmt: skip
             running[seed, name] = (
                 subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                 time.time(),
@@ -224,6 +235,14 @@ def write_results(path: Path, text: str) -> None:
 
 def main(args: Args) -> None:
     check_counts({"--jobs": args.jobs, "--samples-per-digit": args.samples_per_digit})
+    check_counts({"--steps": args.steps}, minimum=0)
+    published = Args()
+    if args.steps and not args.only and (args.table == published.table or args.runs == published.runs):
+        raise TLCMError(
+            f"--steps {args.steps} trains a quick trial: pass --table and --runs other than "
+            f"{published.table} and {published.runs} (e.g. --runs /tmp/abl --table /tmp/abl.md), "
+            "so the published rows and their runs stay"
+        )
     if args.only:
         _train_one(args)
     elif args.rescore:

@@ -13,12 +13,14 @@ from-scratch run of the same recipe, since step seeds restart at 0.)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from recipes.tlcm import MINIATURE_SAMPLER, dmd, tlcm_full, tlcm_paper
 from tlcm.config import Phase, Recipe
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.errors import TLCMError
 
 
 @dataclass(frozen=True)
@@ -143,15 +145,28 @@ def ladder_base() -> Recipe:
     return replace(full, phases={**tlcm_paper().phases, **full.phases, "dmd": dmd()})
 
 
-def _phase(base: Phase, overrides: dict, drop: set[str], fields: dict) -> Phase:
+def _unknown(what: str, names, known) -> None:
+    """Refuse ``names`` outside ``known`` in one line naming ``what`` and the known ones."""
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise TLCMError(f"{what}: unknown {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+
+
+def _phase(base: Phase, overrides: dict, drop: set[str], fields: dict, where: str) -> Phase:
+    """``base`` with its losses' fields overridden (``overrides``: loss -> {field: value}), the
+    losses in ``drop`` removed and its own ``fields`` replaced; ``where`` names it in refusals."""
+    _unknown(f"{where}: losses", [*overrides, *drop], base.losses)
+    _unknown(f"{where}: phase fields", fields, {f.name for f in dataclasses.fields(base)})
     losses = {}
     for name, cfg in base.losses.items():
         if name in drop:
             continue
+        _unknown(
+            f"{where}, loss {name}: fields",
+            overrides.get(name, {}),
+            {f.name for f in dataclasses.fields(cfg)},
+        )
         losses[name] = replace(cfg, **overrides.get(name, {}))
-    unknown = set(overrides) - set(base.losses)
-    if unknown:
-        raise ValueError(f"overrides for losses {sorted(unknown)} that the phase does not have")
     return replace(base, losses=losses, **fields)
 
 
@@ -161,12 +176,17 @@ def variant_recipe(variant: Variant, runs: Path, base: Recipe | None = None) -> 
     overrides = dict(variant.losses or {})
     if variant.mlcd:
         overrides["mlcd"] = {"mlcd": variant.mlcd}
+    where = f"variant {variant.name!r}"
+    overridden = [*overrides, *(variant.phase_fields or {})]
+    _unknown(f"{where}: phases", [*variant.phases, *overridden], base.phases)
+    _unknown(f"{where}: overrides for phases it does not train", overridden, variant.phases)
     phases = {
         name: _phase(
             base.phases[name],
             overrides.get(name, {}),
             {loss for p, loss in variant.drop if p == name},
             (variant.phase_fields or {}).get(name, {}),
+            f"{where}, phase {name}",
         )
         for name in variant.phases
     }

@@ -17,6 +17,7 @@ from ablations import run as ladder
 from ablations import zoo
 from ablations.variants import STAGE_LENGTHS, VARIANTS, Variant, variant_recipe
 from recipes.tlcm import MINIATURE_SAMPLER, tlcm_full, tlcm_paper
+from tlcm.errors import TLCMError
 
 HEADER = "| variant | what changes | parent | seeds | 2 steps | 4 steps | 8 steps | 1 step | seconds |\n"
 HEADER += "|---|---|---|---|---|---|---|---|---|\n"
@@ -96,7 +97,7 @@ def test_the_teacher_real_gan_rows_run_tlcm_fulls_dmd(tmp_path):
 
 def test_an_override_of_a_loss_the_phase_lacks_is_an_error(tmp_path):
     typo = Variant("typo", "x", ("lcd",), losses={"lcd": {"lcm": {"full_range": True}}})
-    with pytest.raises(ValueError, match="lcm"):
+    with pytest.raises(TLCMError, match=r"variant 'typo', phase lcd: losses: unknown 'lcm'; known: lcd"):
         variant_recipe(typo, tmp_path)
 
 
@@ -466,3 +467,88 @@ def test_the_disc_probes_fakes_come_from_the_students_own_sampler():
 
     assert not torch.allclose(own(1.0), own(None))  # the first move matters here
     torch.testing.assert_close(got, own(1.0), rtol=0, atol=0)
+
+
+# ---- a researcher's own variant (walkthrough of 2026-12-07) ----------------------------------------
+
+
+def test_a_variants_misspelt_phase_loss_or_field_is_one_line_naming_it(tmp_path):
+    cases = [
+        (Variant("v1", "-", ("mlcdd",)), r"variant 'v1': phases: unknown 'mlcdd'; known: .*mlcd"),
+        (
+            Variant("v2", "-", ("mlcd",), mlcd={"skipp": 3}),
+            r"variant 'v2', phase mlcd, loss mlcd: fields: unknown 'skipp'; known: .*skip",
+        ),
+        (
+            Variant("v3", "-", ("mlcd",), phase_fields={"mlcd": {"stepz": 3}}),
+            r"variant 'v3', phase mlcd: phase fields: unknown 'stepz'; known: .*steps",
+        ),
+        (
+            Variant("v4", "-", ("mlcd",), losses={"lcd": {"lcd": {}}}),
+            r"variant 'v4': overrides for phases it does not train: unknown 'lcd'; known: mlcd",
+        ),
+        (
+            Variant("v5", "-", ("mlcd",), losses={"mlcd": {"mlcdx": {}}}),
+            r"variant 'v5', phase mlcd: losses: unknown 'mlcdx'; known: mlcd",
+        ),
+        (
+            Variant("v6", "-", ("mlcd",), drop=(("mlcd", "mlcdx"),)),
+            r"variant 'v6', phase mlcd: losses: unknown 'mlcdx'",
+        ),
+    ]
+    for variant, message in cases:
+        with pytest.raises(TLCMError, match=message):
+            variant_recipe(variant, tmp_path)
+
+
+def test_the_ladder_refuses_a_broken_variant_before_starting_any_run(tmp_path, monkeypatch):
+
+    broken = Variant("broken", "-", ("lcd",), parent="mds-states-l2", losses={"lcd": {"lcd": {"skipp": 1}}})
+    monkeypatch.setitem(ladder.VARIANTS, "broken", broken)
+    monkeypatch.setattr(ladder, "ROWS", (*ladder.ROWS, broken))
+    started = []
+    monkeypatch.setattr(ladder.subprocess, "Popen", lambda cmd, **kw: started.append(cmd))
+    args = ladder.Args(variants=("broken",), runs=tmp_path / "runs", table=tmp_path / "t.md")
+    with pytest.raises(TLCMError, match=r"variant 'broken', phase lcd, loss lcd: fields: unknown 'skipp'"):
+        ladder.main(args)
+    assert started == []  # not even its parent
+
+
+def test_a_quick_trial_trains_every_phase_for_its_steps_and_stays_out_of_the_published_table(
+    tmp_path, monkeypatch
+):
+
+    import tlcm.train
+
+    with pytest.raises(TLCMError, match=r"--steps 5 trains a quick trial: pass --table and --runs"):
+        ladder.main(ladder.Args(steps=5, variants=("mds-states-l2",)))
+    with pytest.raises(TLCMError, match=r"--steps 5 trains a quick trial"):
+        ladder.main(ladder.Args(steps=5, runs=tmp_path, variants=("mds-states-l2",)))  # the published table
+    with pytest.raises(TLCMError, match=r"--steps must be >= 0, got -1"):
+        ladder.main(ladder.Args(steps=-1, runs=tmp_path, table=tmp_path / "t.md"))
+    seen = []
+
+    def fake_train(recipe):
+        seen.append(recipe)
+        recipe.runtime.out_dir.mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(tlcm.train, "train_and_score", fake_train)
+    ladder.main(ladder.Args(only="tlcm-full-huber", steps=3, runs=tmp_path))
+    ladder.main(ladder.Args(only="tlcm-full-huber", runs=tmp_path))
+    trial, full = seen
+    assert {name: p.steps for name, p in trial.phases.items()} == dict.fromkeys(full.phases, 3)
+    assert all(p.steps > 3 for p in full.phases.values())
+    cmds = []
+
+    class Done:
+        def __init__(self, cmd, **kwargs):
+            cmds.append(cmd)
+            self.returncode = 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(ladder.subprocess, "Popen", Done)
+    monkeypatch.setattr(ladder.time, "sleep", lambda s: None)
+    ladder.main(ladder.Args(variants=("mlcd+lcd-l2",), steps=4, runs=tmp_path / "r", table=tmp_path / "t.md"))
+    assert [cmd[cmd.index("--steps") + 1] for cmd in cmds] == ["4", "4"]  # the row and its parent
