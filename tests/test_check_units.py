@@ -218,3 +218,51 @@ def test_checkpointing_is_tried_when_only_the_smallest_micro_batch_fits_without_
 
     plan = plan_micro_batch(32, 17.5 * GiB, measure)
     assert (plan.micro_batch, plan.checkpointing, plan.peak) == (4, True, pytest.approx(14 * GiB))
+
+
+# ---- a recipe written in Python with wrong types (walkthrough of 2026-12-07) -----------------------
+
+
+def test_a_python_recipes_wrongly_typed_field_is_one_line_naming_its_flag():
+    from recipes import PRESETS
+    from tlcm.checks import check_field_types
+    from tlcm.losses.mlcd import MLCDConfig
+
+    for recipe in PRESETS.values():  # every shipped preset passes
+        check_field_types(recipe, "--recipes")
+    full = PRESETS["tlcm-full"]
+    mlcd = full.phases["mlcd"]
+
+    def refused(phase, message):
+        with pytest.raises(TLCMError, match=message):
+            check_field_types(replace(full, phases={"mlcd": phase}), "--recipes")
+
+    refused(replace(mlcd, steps="2"), r"^--recipes\.phases\.mlcd\.steps must be int, got '2' \(str\)$")
+    refused(
+        replace(mlcd, batch_size=2.0), r"--recipes\.phases\.mlcd\.batch-size must be int, got 2\.0 \(float\)"
+    )
+    refused(replace(mlcd, steps=True), r"--recipes\.phases\.mlcd\.steps must be int, got True \(bool\)")
+    refused(replace(mlcd, lr="1e-4"), r"--recipes\.phases\.mlcd\.lr must be float, got '1e-4' \(str\)")
+    refused(
+        replace(mlcd, losses={"mlcd": replace(MLCDConfig(), weight="1")}),
+        r"--recipes\.phases\.mlcd\.losses\.mlcd\.weight must be float, got '1' \(str\)",
+    )
+    refused(
+        replace(mlcd, losses={"mlcd": MLCDConfig}),
+        r"--recipes\.phases\.mlcd\.losses\.mlcd is the class MLCDConfig: write 'mlcd': MLCDConfig\(\)",
+    )
+    refused(replace(mlcd, losses={"mlcd": {"skip": 3}}), r"losses\.mlcd is a dict, not a LossConfig instance")
+    check_field_types(replace(full, phases={"mlcd": replace(mlcd, lr=1)}), "--recipes")  # an int is a float
+    runtime = replace(full.runtime, seed="0")
+    with pytest.raises(TLCMError, match=r"--recipes\.runtime\.seed must be int, got '0' \(str\)"):
+        check_field_types(replace(full, runtime=runtime), "--recipes")
+
+
+def test_validate_recipe_checks_the_field_types_first():
+    from recipes import PRESETS
+    from tlcm.checks import validate_recipe
+
+    full = PRESETS["tlcm-full"]
+    phase = replace(full.phases["mlcd"], steps="2")
+    with pytest.raises(TLCMError, match=r"--recipes\.phases\.mlcd\.steps must be int, got '2' \(str\)"):
+        validate_recipe(replace(full, phases={"mlcd": phase}), world_size=1)

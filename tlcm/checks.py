@@ -300,6 +300,44 @@ DATA_HOW = {
 """How to make each ``DataConfig`` folder a loss may need (``LossConfig.data_needs``)."""
 
 
+_SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+"""Annotations checked by ``check_field_types`` -> the types a value may have (an int is a float)."""
+
+
+def check_field_types(value, flag: str) -> None:
+    """Refuse a field of the recipe tree ``value`` (a dataclass, or a dict of them: phases, losses)
+    whose value does not have its annotated type (int, float, bool, str, ``X | None``), and a
+    phase's loss that is not a ``LossConfig`` instance: a recipe written in Python, e.g.
+    ``Phase(steps="2")`` or ``losses={"mine": MyLossConfig}``, gets one line naming the field as a
+    flag instead of a traceback from whichever check or step reads it first (the CLI's values
+    are typed by tyro already)."""
+    from tlcm.losses.base import LossConfig
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if flag.endswith(".losses") and not isinstance(item, LossConfig):
+                if isinstance(item, type):
+                    raise TLCMError(
+                        f"{flag}.{key} is the class {item.__name__}: write {key!r}: {item.__name__}()"
+                    )
+                raise TLCMError(f"{flag}.{key} is a {type(item).__name__}, not a LossConfig instance")
+            check_field_types(item, f"{flag}.{key}")
+        return
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return
+    for field in dataclasses.fields(value):
+        item, hint = getattr(value, field.name), str(field.type).replace(" ", "")
+        name = f"{flag}.{field.name.replace('_', '-')}"
+        optional = hint.endswith("|None")
+        allowed = _SCALARS.get(hint.removesuffix("|None"))
+        if allowed and not (optional and item is None):
+            if not isinstance(item, allowed) or (bool not in allowed and isinstance(item, bool)):
+                kind = hint.removesuffix("|None") + (" or None" if optional else "")
+                raise TLCMError(f"{name} must be {kind}, got {item!r} ({type(item).__name__})")
+        else:
+            check_field_types(item, name)
+
+
 def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
     """Raise TLCMError naming the recipe field (as a CLI flag) for the first invalid value.
 
@@ -312,6 +350,7 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
     from tlcm.models.folders import check_model_folder, scheduler_timesteps
 
     world = env_world_size() if world_size is None else world_size
+    check_field_types(recipe, "--recipes")
     num_train_timesteps = scheduler_timesteps(recipe.model.path)
     if not recipe.phases:
         raise TLCMError("the recipe has no phases: add at least one under recipe.phases")
