@@ -142,6 +142,11 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], tuple[int, tuple[int, ..
             f"latent LPIPS weights {path}: not a tensor-only pickle (weights_only) nor a .safetensors "
             "file: pass the .safetensors file that python -m tlcm.latent_lpips.train --out wrote"
         ) from None
+    except (EOFError, OSError, RuntimeError, KeyError) as err:  # empty, truncated, not a torch file
+        raise TLCMError(
+            f"latent LPIPS weights {path}: damaged or not a torch file ({type(err).__name__}: {err}): "
+            "pass the .safetensors file that python -m tlcm.latent_lpips.train --out wrote"
+        ) from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TLCMError(
             f"latent LPIPS weights {path}: expected a state dict of tensors, got {type(state).__name__}"
