@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 import tyro
 
+from tlcm.checks import check_counts
 from tlcm.data.images import encode_images
 from tlcm.diffusion.sampling import sample_latents
+from tlcm.errors import TLCMError, run_cli
 from tlcm.losses.gan import GANConfig, accuracies, discriminator_loss, renoise_timesteps
 from tlcm.models.base import BaseModel
 from tlcm.models.student import Student
@@ -148,7 +150,24 @@ def probe(args: Args, base, student, real, fake, cond, rank: int, lr: float, noi
     return scores
 
 
+def check_args(args: Args) -> None:
+    """Refuse, before anything loads, counts the probe cannot use: fewer than 3 D updates (the
+    table's three columns), no held-out pair or none to train on, an unknown miniature."""
+    check_counts({"--steps": args.steps, "--real": args.real, "--held-out": args.held_out})
+    check_counts({"--qs": min(args.qs, default=1)})
+    check_counts({"--ranks": min(args.ranks, default=0)}, minimum=0)
+    if args.steps < 3:
+        raise TLCMError(f"--steps must be >= 3 (accuracy after 1/3, 2/3 and 3/3 of them), got {args.steps}")
+    if args.held_out >= args.real:
+        raise TLCMError(
+            f"--held-out ({args.held_out}) must be below --real ({args.real}): D needs pairs to train on"
+        )
+    if args.miniature not in MINIATURES:
+        raise TLCMError(f"--miniature must be one of {', '.join(MINIATURES)}, got {args.miniature!r}")
+
+
 def main(args: Args) -> None:
+    check_args(args)
     torch.manual_seed(0)
     base = BaseModel.load(MINIATURES[args.miniature])
     student = Student.from_run(base, args.run)
@@ -198,4 +217,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args, prog="python -m ablations.disc_probe"))
+    run_cli(lambda: main(tyro.cli(Args, prog="python -m ablations.disc_probe")))

@@ -104,6 +104,14 @@ def _zoo(argv: list[str]) -> None:
     main(tyro.cli(Args, args=argv))
 
 
+def _disc_probe(argv: list[str]) -> None:
+    import tyro
+
+    from ablations.disc_probe import Args, main
+
+    main(tyro.cli(Args, args=argv))
+
+
 ENTRY_POINTS: dict[str, Callable[[list[str]], None]] = {
     "tlcm.train": _train,
     "tlcm.sample": _sample,
@@ -114,6 +122,7 @@ ENTRY_POINTS: dict[str, Callable[[list[str]], None]] = {
     "tlcm.latent_lpips.train": _latent_lpips,
     "ablations.run": _ablations,
     "ablations.zoo": _zoo,
+    "ablations.disc_probe": _disc_probe,
 }
 """python -m NAME -> the same entry point, in-process (argv without the program name)."""
 
@@ -495,6 +504,12 @@ CASES: list[Case] = [
         f"did you mean {MLCD}.losses.mlcd.ema-decay?",
     ),
     Case("stray value", "tlcm.train", ("recipes:mlcd", "3"), "unexpected argument(s) 3"),
+    Case(
+        "--import of a module that is not there",
+        "tlcm.train",
+        ("--import", "nowhere_recipes", "recipes:mlcd"),
+        "--import nowhere_recipes: no module named 'nowhere_recipes'",
+    ),
     # -- prompt files
     train("prompt file missing", PROMPTS, "{tmp}/nope.txt", expect="nope.txt does not exist"),
     train(
@@ -1312,6 +1327,24 @@ CASES: list[Case] = [
     # -- ablations
     Case("ablations: --jobs 0 (ran forever)", "ablations.run", ("--jobs", "0"), "--jobs must be >= 1, got 0"),
     Case("method zoo: --jobs 0", "ablations.zoo", ("--jobs", "0"), "--jobs must be >= 1, got 0"),
+    Case(
+        "ablations: a --steps trial into the published table",
+        "ablations.run",
+        ("--steps", "5", "--variants", "mds-states-l2"),
+        "--steps 5 trains a quick trial: pass --table and --runs other than docs/ablations.md",
+    ),
+    Case(
+        "disc probe: --steps 2 (the table has three columns)",
+        "ablations.disc_probe",
+        ("--run", "{tmp}/run", "--steps", "2"),
+        "--steps must be >= 3",
+    ),
+    Case(
+        "disc probe: --held-out as large as --real",
+        "ablations.disc_probe",
+        ("--run", "{tmp}/run", "--held-out", "64", "--real", "64"),
+        "--held-out (64) must be below --real (64)",
+    ),
 ]
 """Every bad input, in table order (docs/reliability.md)."""
 

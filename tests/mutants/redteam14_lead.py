@@ -1,8 +1,8 @@
-"""Round 14, the lead's own changes (2026-12-07; 19 mutants, each caught): what a researcher
+"""Round 14, the lead's own changes (2026-12-07; 21 mutants, each caught): what a researcher
 extending tlcm meets (found by a user-walkthrough helper): a loss breaking the contract refused in
 one line (tlcm/losses/base.py: ``build_loss``, ``checked_terms``, ``check_reaches_student``), a
 Python recipe's wrongly typed field (tlcm/checks.py ``check_field_types``), ``tlcm.train --import``
-for recipes outside the repository, a variant's misspelt phase, loss or field refused before any
+for recipes outside the repository, the discriminator probe's counts, a variant's misspelt phase, loss or field refused before any
 ablation run starts and the ladder's ``--steps`` quick trial kept out of the published table
 (ablations/). The latent LPIPS trainer's family scaling is in redteam13_outputs2 beside the
 mutants of the lines it replaced."""
@@ -15,6 +15,7 @@ VARIANTS = "ablations/variants.py"
 LADDER = "ablations/run.py"
 TRAIN = "tlcm/train.py"
 CHECKS = "tlcm/checks.py"
+PROBE = "ablations/disc_probe.py"
 
 W2 = "tests/test_walkthrough2_units.py"
 ABL = "tests/test_ablation_units.py"
@@ -182,5 +183,21 @@ MUTANTS = [
         "",
         (T_TYPES_FIRST,),
         "Phase(steps='2'): TypeError '<' not supported between str and int",
+    ),
+    Mutant(
+        "probe-steps-below-three",
+        PROBE,
+        "    if args.steps < 3:\n",
+        "    if args.steps < 1:\n",
+        ("tests/test_bad_inputs.py", "-k", "disc"),
+        "--steps 2: two scores under the table's three columns (after 1/3, 2/3, 3/3)",
+    ),
+    Mutant(
+        "probe-held-out-all-of-real",
+        PROBE,
+        "    if args.held_out >= args.real:\n",
+        "    if args.held_out > args.real:\n",
+        ("tests/test_bad_inputs.py", "-k", "disc"),
+        "--held-out equal to --real: D trains on nothing, after the models loaded",
     ),
 ]
