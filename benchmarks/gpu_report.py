@@ -254,11 +254,15 @@ def _miniature(runs: list[dict]) -> list[Table]:
         return []
     steps = [s["steps"] for s in runs[0]["scores"]]
     columns = ["precision", "train s", "steps / s"] + [f"align / FD @{n}" for n in steps]
-    rows = [
-        [r["precision"], _f(r.get("train_s"), "{:.1f}"), _f(r.get("steps_per_s"))]
-        + [f"{s['alignment']:.3f} / {s['fd']:.1f}" for s in r["scores"]]
-        for r in runs
-    ]
+    rows = []
+    for r in runs:
+        if "train_s" not in r:  # the fp32 run the time limit refused: say so, not blank cells
+            rows.append([r["precision"], r.get("status", "")] + [""] * (len(columns) - 2))
+            continue
+        rows.append(
+            [r["precision"], _f(r.get("train_s"), "{:.1f}"), _f(r.get("steps_per_s"))]
+            + [f"{s['alignment']:.3f} / {s['fd']:.1f}" for s in r["scores"]]
+        )
     return [("Miniature tlcm-full", columns, rows)]
 
 

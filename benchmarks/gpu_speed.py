@@ -95,6 +95,7 @@ def time_variant(trainer: Trainer, built, device: str, timed_steps: int, kernel:
         graphs = trainer.base.graphs  # --recipes.runtime.graphs
         captured = graphs and graphs.captures
         _, row["host_syncs_per_step"] = host_syncs(partial(trainer.train_step, built, WARMUP_STEPS))
+        sync(device)  # its queued work (the optimizer step) is not the first timed step's
         if graphs is not None:  # a capture synchronizes (torch.cuda.graph): its syncs are counted too
             row["captures_in_sync_count_step"] = graphs.captures - captured
         times, evals = [], trainer.denoiser_evals

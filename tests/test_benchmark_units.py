@@ -328,7 +328,7 @@ def test_the_speed_rows_take_the_median_of_device_synchronised_steps(monkeypatch
     """time_variant: 2 warm-up steps and the sync-counted one (global steps 0-2), then 3 timed steps
     whose device work is 1, 10 (a graph capture) and 1 s, each after a 0.25 s launch: the step
     times are 1.25, 10.25, 1.25 and s / step is their median 1.25 (the mean would be 4.25)."""
-    clock = Clock(device_s=[1.0, 1.0, 1.0, 10.0, 1.0])  # the syncs: 2 warm-ups, then 3 timed steps
+    clock = Clock(device_s=[1.0, 1.0, 1.0, 1.0, 10.0, 1.0])  # 2 warm-ups, the sync-counted step, 3 timed
     monkeypatch.setattr(gpu_speed, "time", SimpleNamespace(perf_counter=clock.perf_counter))
     monkeypatch.setattr(gpu_speed, "sync", clock.sync)
     trainer = ClockedTrainer(clock)
