@@ -21,6 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_cpu_benchmark_units import Clock, Net
+from test_tooling_units import _run_main
 
 from benchmarks import common, engine_overhead, graphs, memory, unet_calls
 from recipes.tlcm import mlcd
@@ -28,43 +30,10 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.mlcd import MLCDConfig
 
 
-class Clock:
-    """A fake ``time.perf_counter`` that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Net(torch.nn.Module):
-    """A UNet as the call log sees it: ``forward(sample, ...)``, one LoRA-able layer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.proj = torch.nn.Linear(4, 4)
-
-    def forward(self, sample, timestep=None, encoder_hidden_states=None):
-        return self.proj(sample)
-
-
 def _lora_net() -> torch.nn.Module:
     from peft import LoraConfig, inject_adapter_in_model
 
     return inject_adapter_in_model(LoraConfig(r=2, target_modules=["proj"]), Net())
-
-
-def _run_main(monkeypatch, module, argv: list[str]) -> tuple:
-    """``module.main()`` with ``argv``; returns write_results' (name, title, meta, tables, data, notes)."""
-    written = {}
-    monkeypatch.setattr(module, "write_results", lambda *args, **kw: written.update(args=args))
-    monkeypatch.setattr(sys, "argv", [module.__name__, *argv])
-    module.main()
-    return written["args"][:6]
 
 
 @pytest.fixture

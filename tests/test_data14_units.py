@@ -11,13 +11,13 @@ import io
 import json
 import math
 import shutil
-import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
+from test_evaldata_units import _tar
 
 from tlcm.data import images as images_module
 from tlcm.data.images import METADATA, ImageTextSource, encode_images, main, save_image_folder, save_shards
@@ -42,15 +42,6 @@ def _png(colour, size=(8, 8), fmt="PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def _folder(root: Path, rows: list[dict], text: str | None = None) -> Path:

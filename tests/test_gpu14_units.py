@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_gpu_bench_units import _table
 from torch.nn.attention import SDPBackend
 
 from benchmarks import gpu, gpu_models, gpu_options, gpu_report, gpu_runs, gpu_speed
@@ -313,14 +314,6 @@ def test_the_options_parts_the_time_limit_refuses_are_skipped(monkeypatch, tmp_p
 
 
 # ---- benchmarks/gpu_report.py (gpu.md) ----------------------------------------------------------
-
-
-def _table(data: dict, title: str):
-    found = [(c, r) for t, c, r in gpu_report.tables(data) if t.startswith(title)]
-    assert found, [t for t, _, _ in gpu_report.tables(data)]
-    columns, rows = found[0]
-    assert all(len(r) == len(columns) for r in rows)
-    return columns, rows
 
 
 def test_a_miniature_run_the_time_limit_refused_says_so_in_its_row():
