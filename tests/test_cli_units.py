@@ -593,6 +593,9 @@ def test_import_refusals_say_what_and_how(own_module, tmp_path):
     (tmp_path / "broken_recipes.py").write_text("import not_installed_anywhere\n")
     with pytest.raises(ModuleNotFoundError, match="not_installed_anywhere"):  # its own import: the traceback
         own_module.import_recipe_modules(["--import", "broken_recipes"])
+    (tmp_path / "broken2_recipes.py").write_text("import broken2\n")  # a missing package its name starts with
+    with pytest.raises(ModuleNotFoundError, match="'broken2'"):
+        own_module.import_recipe_modules(["--import", "broken2_recipes"])
     (tmp_path / "odd_recipes.py").write_text("PRESETS = {'odd': 3}\n")
     with pytest.raises(TLCMError, match=r"PRESETS\['odd'\] is not a tlcm.config.Recipe \(got int\)"):
         own_module.import_recipe_modules(["--import", "odd_recipes"])

@@ -122,7 +122,7 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name is None or not name.startswith(err.name):
+            if err.name is None or not (name == err.name or name.startswith(f"{err.name}.")):
                 raise  # the module itself imports something missing: its traceback says what
             raise TLCMError(
                 f"--import {name}: no module named {err.name!r} (from {os.getcwd()}): run from the folder "

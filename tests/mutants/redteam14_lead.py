@@ -147,8 +147,8 @@ MUTANTS = [
     Mutant(
         "import-hides-the-modules-own-missing-import",
         TRAIN,
+        '            if err.name is None or not (name == err.name or name.startswith(f"{err.name}.")):',
         "            if err.name is None or not name.startswith(err.name):",
-        "            if err.name is None:",
         (T_IMPORT_NO,),
         "a module that imports a missing package is reported as not found itself: the user looks for the wrong file",
     ),
