@@ -209,9 +209,9 @@ def test_training_samples_every_training_triplet_and_holds_out_the_heldout_image
     seen = []
     real = train_mod.make_triplets
 
-    def spy(vae, proxy, images, n, *rest):
+    def spy(vae, proxy, images, n, *rest, **kw):
         seen.append((images.clone(), n))
-        return real(vae, proxy, images, n, *rest)
+        return real(vae, proxy, images, n, *rest, **kw)
 
     monkeypatch.setattr(train_mod, "make_triplets", spy)
     images, _ = _train(tiny_sd, triplets=2, heldout_triplets=6)
