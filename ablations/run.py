@@ -120,15 +120,13 @@ def _needed(names: tuple[str, ...]) -> list[str]:
 
 
 def _schedule(args: Args) -> None:
-    named = set(args.variants or VARIANTS)
-    for name in _needed(
-        args.variants
-    ):  # a variant's misspelt phase, loss or field: here, not in a child's log
+    named, needed = set(args.variants or VARIANTS), _needed(args.variants)
+    for name in needed:  # a variant's misspelt phase, loss or field: here, not in a child's log
         variant_recipe(VARIANTS[name], args.runs)
     todo = [
         (seed, n)
         for seed in args.seeds
-        for n in _needed(args.variants)
+        for n in needed
         if (args.fresh and n in named) or not (seed_runs(args.runs, seed) / n / "eval.json").is_file()
     ]
     running: dict[tuple[int, str], tuple[subprocess.Popen, float]] = {}
@@ -159,7 +157,7 @@ def _schedule(args: Args) -> None:
                 log = seed_runs(args.runs, seed) / f"{name}.log"
                 raise TLCMError(f"variant {name}, seed {seed} failed (exit {proc.returncode}); see {log}")
             console.print(f"[green]done[/] {name}, seed {seed} in {time.time() - start:.0f} s")
-    text = table(args.runs, _needed(args.variants))
+    text = table(args.runs, needed)
     write_results(args.table, text)
     console.print(text, highlight=False, soft_wrap=True)  # soft_wrap: table rows stay whole in a log
     console.print(f"merged these rows into {args.table}")

@@ -392,8 +392,8 @@ MUTANTS = [
     Mutant(
         "lpips-triplets-ignore-family",
         LDATA,
-        "torch.cat([x, distort(x, g), distort(x, g)]).to(device), family)",
-        "torch.cat([x, distort(x, g), distort(x, g)]).to(device), DEFAULT_FAMILY)",
+        "z = _to_latent(vae, triplet, family)",
+        "z = _to_latent(vae, triplet, DEFAULT_FAMILY)",
         (T_LL_FAMILY,),
         "the triplets of a Playground-style SDXL VAE in SD1.5's latent scaling: not what its UNet sees",
     ),

@@ -271,7 +271,7 @@ MUTANTS = [
     Mutant(
         "ladder-table-without-the-parents",
         LADDER,
-        "text = table(args.runs, _needed(args.variants))",
+        "text = table(args.runs, needed)",
         "text = table(args.runs, list(args.variants or VARIANTS))",
         (T + "test_the_ladder_table_holds_the_parents_trained_for_a_row",),
         "a row's parents, trained for it, keep their old rows in docs/ablations.md (the docstring: they are replaced)",

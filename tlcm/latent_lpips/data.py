@@ -117,9 +117,8 @@ def make_triplets(
         m = min(chunk, n - start)
         x = images[torch.randint(len(images), (m,), generator=g)]
         x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
-        z = _to_latent(vae, torch.cat([x, distort(x, g), distort(x, g)]).to(device), family).unflatten(
-            0, (3, m)
-        )
+        triplet = torch.cat([x, distort(x, g), distort(x, g)]).to(device)  # (3m, 3, H, W): ref, a, b
+        z = _to_latent(vae, triplet, family).unflatten(0, (3, m))
         sigma = (
             latent_noise
             * torch.rand(2, m, 1, 1, 1, generator=g)
