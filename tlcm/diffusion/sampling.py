@@ -60,6 +60,8 @@ def sample_latents(
     x0_hat (as diffusers' LCMScheduler and the TLCM authors' inference.py). The teacher comes
     guided (``tlcm.diffusion.denoiser.Guided``: one batched CFG call per step); the student is a
     plain denoiser.
+    ``generator`` draws each move's fresh noise in TLCMScheduler's order: the same noise and seed
+    give the exported scheduler's sample, whatever gamma and first_gamma.
     ``on_step(i)`` is called after step i (progress bars).
     """
     x = noise
@@ -72,7 +74,12 @@ def sample_latents(
         if i == len(timesteps) - 1:
             return x0
         s = torch.full_like(t, timesteps[i + 1])
-        fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         move_gamma = first_gamma if i == 0 and first_gamma is not None else gamma
+        # A DDIM first move before stochastic ones draws nothing, as TLCMScheduler's step: else the
+        # later moves would take other draws than the exported scheduler's for the same seed. (Other
+        # unused draws are kept: they change no sample, and evaluation's step generator runs on.)
+        fresh = None
+        if move_gamma > 0 or gamma == 0:
+            fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x = tlcm_step(schedule, x, x0, t, s, move_gamma, fresh)
     raise ValueError("timesteps must not be empty")

@@ -188,7 +188,7 @@ class Student:
             for name, rank in ranks.items():
                 self._add_adapter(name, rank or self.config.lora_rank)
         self.net.set_adapter(STUDENT_ADAPTER)  # add_adapter activated the last one and froze the rest
-        for name in ranks:
+        for name in self.net.peft_config:  # the adapters added before these too: kept trainable
             for p in self.adapter_parameters(name):
                 p.requires_grad_(True)
 
