@@ -1185,7 +1185,7 @@ CASES: list[Case] = [
     sample("--steps < 1", "--steps", "0", expect="--steps must be >= 1, got 0"),
     sample("teacher steps >= schedule timesteps", "--steps", "1000", expect="use --steps 1..999"),
     sample("--num-per-prompt 0", "--num-per-prompt", "0", expect="--num-per-prompt must be >= 1"),
-    sample("empty prompt", "--prompt", " ", expect="--prompt needs at least one non-empty prompt"),
+    sample("empty prompt", "--prompt", " ", expect="--prompt #1 of 1 is empty: give it text or drop it"),
     sample(
         "--out without an image extension",
         "--out",

@@ -416,7 +416,7 @@ def test_one_blank_prompt_among_others_is_refused(tmp_path):
     from tlcm.sample import SampleArgs, main
 
     args = SampleArgs(prompt=("a seven", "  "), device="cpu", out=tmp_path / "g.png")
-    with pytest.raises(TLCMError, match="--prompt needs at least one non-empty prompt"):
+    with pytest.raises(TLCMError, match="--prompt #2 of 2 is empty: give it text or drop it"):
         main(args)
 
 

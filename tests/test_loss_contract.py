@@ -422,6 +422,8 @@ def _assert_same_run(
         for key, value in r1.items():
             if isinstance(value, float) and key != "it_per_s":
                 assert value == pytest.approx(r2[key], rel=log_rel, abs=1e-6), (case, key)
+        # the run's denoiser evaluations: every process's summed (not one process's share)
+        assert r1["denoiser_evals"] == r2["denoiser_evals"] > 0, case
 
 
 @pytest.mark.slow

@@ -200,7 +200,11 @@ def render_model_card(
     first = scheduler.config.get("first_gamma")
     first_move = "" if first is None else f" ({first:g} for the first move, from pure noise)"
     prediction = scheduler.config.get("prediction_type", "flow (velocity)")
-    seconds = "not recorded" if train_seconds is None else f"{train_seconds:.1f} s wall clock (the phases)"
+    seconds = (
+        "not recorded"
+        if train_seconds is None
+        else f"{train_seconds:.1f} s wall clock (the phases, every session of a resumed run)"
+    )
     scored = (
         scores_text(scores, base.path, out_dir.parent)
         if scores

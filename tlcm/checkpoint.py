@@ -74,8 +74,11 @@ class Checkpoint:
     skipped: list[int] = field(default_factory=list)
     """Global steps skipped (on_nonfinite "skip") up to this checkpoint."""
     denoiser_evals: int | None = None
-    """The run's denoiser evaluations up to this checkpoint (``Trainer.denoiser_evals``); None:
+    """The run's denoiser evaluations up to this checkpoint (``Trainer.run_evals``); None:
     a checkpoint from before this field."""
+    train_seconds: float | None = None
+    """The run's training wall seconds up to this checkpoint, over all its sessions (a resumed run
+    continues from it); None: a checkpoint from before this field."""
 
     @property
     def finished_phase(self) -> bool:
@@ -137,12 +140,14 @@ def save_checkpoint(
     run: dict | None = None,
     skipped: list[int] | None = None,
     denoiser_evals: int | None = None,
+    train_seconds: float | None = None,
 ) -> Path:
     """Write a checkpoint atomically and durably and point ``latest`` at it; keep it and the
     newest ``keep`` earlier ones (fallbacks when the latest is damaged). ``metadata`` goes into
     student.safetensors' header (e.g. the LoRA config); ``phases`` is the recipe's
     [(name, steps), ...] and ``run`` its run record, both checked on resume; ``skipped``: the
-    global steps skipped so far; ``denoiser_evals`` the run's evaluation count so far."""
+    global steps skipped so far; ``denoiser_evals`` the run's evaluation count and
+    ``train_seconds`` its training wall seconds so far."""
     root = out_dir / "checkpoints"
     final = root / f"step-{state.global_step:07d}"
     record = {**asdict(state), "phases": [list(p) for p in phases or []], "skipped": list(skipped or [])}
@@ -150,6 +155,8 @@ def save_checkpoint(
         record["run"] = run
     if denoiser_evals is not None:
         record["denoiser_evals"] = int(denoiser_evals)
+    if train_seconds is not None:
+        record["train_seconds"] = float(train_seconds)
     tmp = root / f".tmp-{final.name}"
     try:
         if (final / "state.json").is_file() and _pointer(root)[0] == final:  # same global step
@@ -184,14 +191,16 @@ def load_checkpoint(folder: Path, device: torch.device | str) -> Checkpoint:
     record = json.loads((folder / "state.json").read_text())
     phases = [(str(n), int(s)) for n, s in record.pop("phases", [])]
     run, skipped = record.pop("run", None), [int(s) for s in record.pop("skipped", [])]
-    evals = record.pop("denoiser_evals", None)
+    evals, seconds = record.pop("denoiser_evals", None), record.pop("train_seconds", None)
     state = TrainState(**record)
     student = load_file(folder / "student.safetensors", device=str(device))
     with safe_open(folder / "student.safetensors", "pt") as f:
         metadata = f.metadata() or {}
     optimizer = torch.load(folder / "optimizer.pt", map_location=device, weights_only=True)
     losses = torch.load(folder / "losses.pt", map_location=device, weights_only=True)
-    return Checkpoint(folder, state, student, optimizer, losses, metadata, phases, run, skipped, evals)
+    return Checkpoint(
+        folder, state, student, optimizer, losses, metadata, phases, run, skipped, evals, seconds
+    )
 
 
 DAMAGE = (

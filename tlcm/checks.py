@@ -157,12 +157,13 @@ def _folder_problem(folder: Path) -> str | None:
     return None
 
 
-def check_out_dir(path: Path, flag: str) -> None:
+def check_out_dir(path: Path, flag: str, fix: str = "pass a folder you can write to") -> None:
     """Create the output folder ``path`` and probe it with a temporary file; an existing file there,
-    or a folder that cannot be created or written (read-only file system, permissions), raises."""
+    or a folder that cannot be created or written (read-only file system, permissions), raises
+    (the message ends with ``fix``)."""
     problem = _folder_problem(Path(path))
     if problem:
-        raise TLCMError(f"{flag} {path}: {problem}: pass a folder you can write to")
+        raise TLCMError(f"{flag} {path}: {problem}: {fix}")
 
 
 def check_run_folder(path: Path | None, flag: str, example: str = "runs/tlcm-full") -> None:

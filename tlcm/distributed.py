@@ -82,6 +82,16 @@ def average_terms(terms: dict[str, torch.Tensor], world_size: int) -> dict[str, 
     return dict(zip(terms, stacked / world_size, strict=True))
 
 
+def summed_count(count: int, world_size: int, device: torch.device) -> int:
+    """``count`` summed over processes (one all-reduce and host sync; itself for one process).
+    Every process must call it at the same point."""
+    if world_size == 1:
+        return count
+    total = torch.tensor(count, dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return int(total.item())
+
+
 def world_size() -> int:
     """Processes in the current process group (1 without torchrun)."""
     return dist.get_world_size() if dist.is_initialized() else 1

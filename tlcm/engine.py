@@ -46,10 +46,11 @@ from tlcm.distributed import (
     init_distributed,
     reshard_optimizer_state,
     shard,
+    summed_count,
 )
 from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
-from tlcm.guards import NonFiniteLoss, check_skipped, diverged, kept, nonfinite, weight_peak
+from tlcm.guards import NonFiniteLoss, check_skipped, diverged, kept, nonfinite, peak_share, weight_peak
 from tlcm.losses import Loss, PhaseContext, StepContext
 from tlcm.losses.base import build_loss, check_reaches_student, checked_terms
 from tlcm.memory_plan import plan_phase
@@ -90,10 +91,11 @@ class Run:
     skipped_steps: list[int] = field(default_factory=list)
     is_main: bool = True
     train_seconds: float = 0.0
-    """Wall seconds of this ``Trainer.run`` call: the phases, without loading the model (a resumed
-    run: since the resume)."""
+    """Wall seconds of the run's phases, without loading the model; a resumed run's include its
+    earlier sessions' up to the checkpoint it resumed from (``Trainer.train_seconds``)."""
     denoiser_evals: int = 0
-    """Denoiser evaluations of the training steps, in samples (``Trainer.denoiser_evals``)."""
+    """Denoiser evaluations of the training steps, in samples, every process's summed
+    (``Trainer.run_evals``)."""
 
 
 def step_seed(seed: int, step: int, chunk: int) -> int:
@@ -174,6 +176,8 @@ class Trainer:
             self.prompts,
             guidance_scale=recipe.model.guidance_scale,
             prompt_file=data.prompts,
+            images=data.images,
+            caption_column=data.caption_column,
         )
         self.phase_context = PhaseContext(  # what every micro-batch shares
             student=self.student.denoiser(),
@@ -198,11 +202,25 @@ class Trainer:
         self._signals = StopSignals()  # the installed one while run() runs
         self._stop = False  # every process agreed to stop after this step
         self._peak: float | None = None  # the diverged weight's magnitude, once the guard trips
+        self._started, self._seconds_before = time.perf_counter(), 0.0  # set again by run()
         self.denoiser_evals = 0
         """Denoiser evaluations (samples, ``BaseModel.evaluations``) of this process's training
         steps so far, auxiliary updates included; not the memory plan's probes, the sample grids
-        or the evaluation. Cumulative over the run (a resumed run continues from its checkpoint's
-        count); in every metrics.jsonl line."""
+        or the evaluation. A resumed run's rank 0 starts from its checkpoint's count. The run's
+        count, every process's summed (``run_evals``), is in every metrics.jsonl line, checkpoint
+        and the end summary."""
+
+    def run_evals(self) -> int:
+        """The run's denoiser evaluations so far: ``denoiser_evals`` summed over processes (under
+        torchrun one all-reduce: called at the same point by every process, where a line is
+        logged, a checkpoint saved and the run ends; not in the step)."""
+        return summed_count(self.denoiser_evals, self.dist.world_size, self.dist.device)
+
+    def train_seconds(self) -> float:
+        """The run's training wall seconds so far: this session's since ``run`` started, plus the
+        earlier sessions' up to the checkpoint it resumed from (the time between a session's last
+        checkpoint and its stop is not counted: those steps are trained again)."""
+        return self._seconds_before + time.perf_counter() - self._started
 
     def context(self, order: torch.Tensor, generator: torch.Generator, step: int) -> StepContext:
         """The context of one micro-batch: ``order`` (b,) prompt indices on the host (they stay
@@ -297,7 +315,9 @@ class Trainer:
             (total / accum).backward()
         average_gradients(params, world)
         signalled = torch.full((), float(self._signals.received is not None), device=self.dist.device)
-        terms = average_terms({**terms, STOP: signalled, PEAK: weight_peak(params, self.dist.device)}, world)
+        limit = self.recipe.runtime.max_weight_abs
+        peak = peak_share(weight_peak(params, self.dist.device), limit, world, self.sharded)
+        terms = average_terms({**terms, STOP: signalled, PEAK: peak}, world)
         stop, peak = terms.pop(STOP), terms.pop(PEAK)
         max_norm = phase.max_grad_norm if phase.max_grad_norm > 0 else math.inf
         terms["grad_norm"] = grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm)).float()
@@ -322,6 +342,7 @@ class Trainer:
     def _save(self, state: TrainState, opt, losses: dict[str, Loss]) -> None:
         """Checkpoint on rank 0 (every process gathers FSDP2 shards first); refuses (NonFiniteLoss)
         to write anything non-finite or a diverged student (``unsound``)."""
+        evals = self.run_evals()  # every process: an all-reduce under torchrun
         if not (self.dist.is_main or self.sharded):  # only FSDP2 needs every process to gather
             return
         student = self.student.state_dict()
@@ -347,7 +368,8 @@ class Trainer:
             phases=self.phases,
             run=self.record,
             skipped=self.skipped,
-            denoiser_evals=self.denoiser_evals,
+            denoiser_evals=evals,
+            train_seconds=self.train_seconds(),
         )
 
     def _restore(self) -> Checkpoint | None:
@@ -403,12 +425,14 @@ class Trainer:
 
     def run(self) -> Run:
         """Run every phase from the start or from the latest checkpoint; export the student."""
-        rt, started = self.recipe.runtime, time.perf_counter()
+        rt, self._started = self.recipe.runtime, time.perf_counter()
         restored = self._restore()
+        self._seconds_before = (restored.train_seconds or 0.0) if restored else 0.0
         self.denoiser_evals = 0
         if restored:  # the checkpoint's count (older ones: the last metrics line, which may lag it)
             saved = restored.denoiser_evals
-            self.denoiser_evals = saved if saved is not None else self.reporter.last("denoiser_evals")
+            saved = saved if saved is not None else self.reporter.last("denoiser_evals")
+            self.denoiser_evals = saved if self.dist.is_main else 0  # the run's count: summed
         state = TrainState(0, 0, 0)
         streak = 0  # non-finite steps in a row; a resume continues the checkpoint's run of skips
         while restored and restored.state.global_step - streak in self.skipped:
@@ -444,7 +468,7 @@ class Trainer:
                                 "step": step + 1,
                                 "global_step": state.global_step,
                                 "lr": lr,
-                                "denoiser_evals": self.denoiser_evals,
+                                "denoiser_evals": self.run_evals(),
                             }
                             self.reporter.report({**record, **values, "skipped": not finite}, values)
                         else:
@@ -463,7 +487,7 @@ class Trainer:
                             self.recipe.student.grid,
                             rt.out_dir / "samples" / f"{index}-{name}.png",
                         )
-        seconds = time.perf_counter() - started
+        seconds = self.train_seconds()
         gather = self.dist.is_main or self.sharded  # FSDP2: every process gathers the shards
         weights = self.student.state_dict() if gather else None
         if self.dist.is_main:
@@ -479,7 +503,7 @@ class Trainer:
             self.skipped,
             self.dist.is_main,
             seconds,
-            self.denoiser_evals,
+            self.run_evals(),
         )
 
     def _preempted(self, state: TrainState, opt, losses: dict[str, Loss]) -> Run:

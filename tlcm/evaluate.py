@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from tlcm.checks import check_device, check_gamma, check_out_file
+from tlcm.checks import check_device, check_gamma, check_out_dir, check_out_file
 from tlcm.config import FrozenDtype
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
@@ -33,7 +33,8 @@ from tlcm.eval.generate import GenerateArgs
 from tlcm.eval.generate import generate as generate_images
 from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
-from tlcm.resume import run_folder, student_model
+from tlcm.files import write_failed
+from tlcm.resume import run_folder, student_model, trained_model
 from tlcm.summary import METRICS, RESULTS, best_teacher
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.metrics import ToyMetrics
@@ -173,10 +174,11 @@ def student(
     max_sequence_length: int | None = None,
     first_gamma: float | None = None,
     dtype: FrozenDtype = "auto",
+    out: Path | None = None,
 ) -> list[dict]:
     """Score a trained student (its latest checkpoint) with the TLCM sampler (no CFG, the
     milestone timesteps of its grid) and the toy metrics; writes RUN/eval.json (replacing the
-    end-of-run scores), or with --gamma / --first-gamma RUN/eval-gamma<g>[-first<f>].json.
+    end-of-run scores), or with --gamma / --first-gamma RUN/eval-gamma<g>[-first<f>].json, or --out.
 
     Args:
         run: The tlcm run folder (e.g. runs/tlcm-full).
@@ -189,12 +191,17 @@ def student(
         max_sequence_length: T5 tokens of SD3 / FLUX prompts (default: the run's).
         first_gamma: The gamma of the first move (from pure noise) instead of the run's.
         dtype: The frozen weights' dtype (as in teacher-table).
+        out: Write the scores here (.json) instead of into the run folder (one you cannot write to).
     """
     from tlcm.models.student import Student
 
     check_gamma(gamma, "--gamma")
     check_gamma(first_gamma, "--first-gamma")
     run = run_folder(run, "--run")
+    if out is not None:
+        check_out_file(out, "--out", (".json",))
+    else:  # before any sampling: its scores would be lost at the end
+        check_out_dir(run, "--run", "pass --out FILE.json to write the scores elsewhere")
     model, max_sequence_length = student_model(run, model, max_sequence_length, note)
     if steps:  # default: the student grid's (after loading the run)
         _check_steps(steps)
@@ -212,8 +219,12 @@ def student(
     if gamma is not None or first_gamma is not None:
         first = "" if grid.first_gamma is None else f"-first{grid.first_gamma:g}"
         name = f"eval-gamma{grid.gamma:g}{first}.json"
-    path, replaced = run / name, (run / name).is_file()
-    path.write_text(json.dumps(rows, indent=1) + "\n")
+    path = Path(out) if out is not None else run / name
+    replaced = out is None and path.is_file()
+    try:
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+    except OSError as err:
+        raise write_failed(f"the scores to {path}", err) from err
     Console().print(markdown_table(rows, ["steps", "prompts", "alignment", "fd"]))
     Console().print(textwrap.fill(METRICS, 100), highlight=False, soft_wrap=True)
     kept = " (replacing its earlier scores; the model card RUN/student/README.md keeps the end-of-run ones)"
@@ -271,12 +282,16 @@ def compare(
     )
     ours, theirs = _prompt_count(student_rows, run / "eval.json"), _prompt_count(table, teacher)
     if ours and theirs and ours != theirs:
+        base = (trained_model(run) or {}).get("path")  # the run's own base, not the miniature
+        model = (
+            f" --model {base}" if base is not None and Path(base).resolve() != MINIATURE_SD.resolve() else ""
+        )
         raise TLCMError(
             f"{run / 'eval.json'} scores {ours} prompts, --teacher {teacher} {theirs}: FD depends on the "
             f"prompt count, so they do not compare; score the student on {theirs} (python -m tlcm.evaluate "
             f"student --run {run} --samples-per-digit {theirs // 10}) or pass a teacher table of {ours} "
-            f"(python -m tlcm.evaluate teacher-table --samples-per-digit {ours // 10} --out T.json; the "
-            "miniature's at 200: benchmarks/results/teacher_table_200.json)"
+            f"(python -m tlcm.evaluate teacher-table{model} --samples-per-digit {ours // 10} --out "
+            "T.json; the miniature's at 200: benchmarks/results/teacher_table_200.json)"
         )
     if out is not None:
         check_out_file(out, "--out", (".md",))

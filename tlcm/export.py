@@ -205,7 +205,9 @@ def main(args: ExportArgs) -> list[Path]:
     model = student_model(args.run, args.model, None, note)[0]
     family = FAMILIES[check_model_folder(model, "--model")]
     check_export_formats(args.format, "--format", family=family)  # kohya: SD / SDXL only
-    check_out_dir(out, "--out")
+    check_out_dir(
+        out, "--out" if args.out else "the default --out", "pass --out DIR (a folder you can write to)"
+    )
     student = Student.from_run(BaseModel.load(model, device=args.device, flag="--model"), args.run)
     name = run_name(args.run)
     written = export_student(student, out, args.format, name)

@@ -46,13 +46,25 @@ class NonFiniteLoss(TLCMError):
 
 def weight_peak(params: list[torch.nn.Parameter], device: torch.device) -> torch.Tensor:
     """The largest magnitude of any trainable weight, a 0-dim tensor on ``device`` (no host sync;
-    fused per device). FSDP2: of this process's shards (averaged over processes with the terms, so
-    the guard sees at least 1 / processes of the true peak)."""
+    fused per device). FSDP2: of this process's shards (``peak_share`` makes the run's peak of them)."""
     local = [p.to_local() if isinstance(p, DTensor) else p for p in params]
     local = [p.detach() for p in local if p.numel()]
     if not local:
         return torch.zeros((), device=device)
     return torch.nn.utils.get_total_norm(local, math.inf)
+
+
+def peak_share(peak: torch.Tensor, limit: float, world_size: int, sharded: bool) -> torch.Tensor:
+    """What one process adds to the step's averaged terms (the step's one all-reduce is a mean) so
+    that the mean is the weight peak the guard compares with ``limit`` (max_weight_abs). Replicated
+    weights (one process, DDP): the peak itself. FSDP2 shards: limit + processes x this shard's
+    excess over limit, whose mean is limit + the sum of the shards' excesses: <= limit exactly when
+    every shard is within it, a blow-up on one shard read exactly, NaN kept. (The mean of the
+    shards' own peaks read 1 / processes of a blow-up on one shard: with 8 processes a weight of
+    5e4 passed a limit of 1e4.)"""
+    if not sharded or world_size == 1:
+        return peak
+    return limit + world_size * (peak - limit).clamp(min=0)
 
 
 def diverged(rt: RuntimeConfig, phase: str, step: int, peak: float) -> NonFiniteLoss:

@@ -19,6 +19,10 @@ from tlcm.config import Recipe
 from tlcm.files import write_failed
 from tlcm.trackers import Sink, open_sinks
 
+LOG_LINE_SECONDS = 30.0
+"""Where the output is not a terminal (``> log``, nohup, SLURM), where rich draws no live bar: at
+most one plain progress line per this many seconds, and each phase's last step."""
+
 
 def _global_step(line: str) -> float:
     """A metrics line's global step (0 for lines without one; inf for a torn last line)."""
@@ -62,6 +66,7 @@ class Reporter:
         self.progress = Progress(*progress_columns(), console=self.console, disable=not enabled)
         self._task = None
         self._last = time.perf_counter()
+        self._logged = -math.inf  # when the last plain progress line was printed (not a terminal)
         if enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -106,6 +111,21 @@ class Reporter:
         if self._task is not None:
             terms = " ".join(f"{k}={v:.4g}" for k, v in show.items())  # one word each: wraps between terms
             self.progress.update(self._task, advance=1, terms=terms, speed=f"{speed:.2f} it/s")
+            self._log_line(terms, speed)
+
+    def _log_line(self, terms: str, speed: float) -> None:
+        """Where the console is not a terminal: the progress as one plain line (phase, step / steps,
+        it/s, the terms), at most every LOG_LINE_SECONDS and at each phase's last step."""
+        task = self.progress.tasks[self._task]
+        now = time.perf_counter()
+        if self.console.is_terminal or (now - self._logged < LOG_LINE_SECONDS and not task.finished):
+            return
+        self._logged = now
+        self.console.print(
+            f"{task.description} {task.completed:g}/{task.total:g} {speed:.2f} it/s {terms}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def advance(self) -> None:
         """One step of progress without a metrics line (steps between ``log_every``)."""

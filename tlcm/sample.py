@@ -100,8 +100,11 @@ def main(args: SampleArgs) -> Path:
     """Sample and write the grid; returns its path."""
     if args.steps < 1:
         raise TLCMError(f"--steps must be >= 1, got {args.steps}")
-    if not args.prompt or not all(clean_prompt(p) for p in args.prompt):
-        raise TLCMError("--prompt needs at least one non-empty prompt")
+    if not args.prompt:
+        raise TLCMError("--prompt needs at least one prompt")
+    empty = [i for i, p in enumerate(args.prompt, start=1) if not clean_prompt(p)]
+    if empty:
+        raise TLCMError(f"--prompt #{empty[0]} of {len(args.prompt)} is empty: give it text or drop it")
     if args.student is not None:
         run = run_folder(args.student, "--student")
         model, length = student_model(run, args.model, args.max_sequence_length, note)

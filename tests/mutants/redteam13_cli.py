@@ -318,8 +318,8 @@ MUTANTS = [
     Mutant(
         "sample-one-blank-prompt-among-others-accepted",
         SAMPLE,
-        "not all(clean_prompt(p) for p in args.prompt)",
-        "not any(clean_prompt(p) for p in args.prompt)",
+        "if not clean_prompt(p)]",
+        "if not clean_prompt(p) and len(args.prompt) == 1]",
         (T_U_BLANK, T_BAD_EMPTY_PROMPT),
         "--prompt 'a seven' ' ' samples a row of an empty prompt",
     ),

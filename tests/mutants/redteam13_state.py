@@ -320,8 +320,8 @@ MUTANTS = [
     Mutant(
         "engine-evals-restored-from-the-lagging-metrics-line",
         "tlcm/engine.py",
-        'self.denoiser_evals = saved if saved is not None else self.reporter.last("denoiser_evals")',
-        'self.denoiser_evals = self.reporter.last("denoiser_evals")',
+        'saved = saved if saved is not None else self.reporter.last("denoiser_evals")',
+        'saved = self.reporter.last("denoiser_evals")',
         ("tests/test_state_units.py::test_a_resume_between_log_lines_counts_every_denoiser_evaluation",),
         "a resume between log lines loses the evaluations since the last metrics line (the zoo's cost)",
     ),

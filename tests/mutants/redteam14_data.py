@@ -216,8 +216,8 @@ MUTANTS = [
     Mutant(
         "trajectories-require-rebuild-names-the-caches-values",
         TRAJ,
-        'self.manifest["model"], self.folder, self.prompt_file, num_milestones, skip, w',
-        'self.manifest["model"], self.folder, self.prompt_file, self.num_milestones, self.skip, w',
+        "self.prompt_file,\n                    num_milestones,\n                    skip,",
+        "self.prompt_file,\n                    self.num_milestones,\n                    self.skip,",
         (T_TJ, T_DU),
         "the loss's refusal tells the user to rebuild the cache it already has",
     ),

@@ -292,5 +292,8 @@ class EmbeddingStore:
             (folder / "manifest.json.tmp").write_text(json.dumps(manifest, indent=1) + "\n")
             (folder / "manifest.json.tmp").replace(folder / "manifest.json")
             self._manifest_mtime = (folder / "manifest.json").stat().st_mtime_ns
-        except OSError as err:
-            raise self._refuse(f"cannot write ({type(err).__name__}: {err})") from err
+        except OSError as err:  # nothing to delete where the folder could not be made
+            raise TLCMError(
+                f"embedding cache {self.folder}: cannot write ({type(err).__name__}: {err}); make it "
+                f"writable or pass another folder to {FLAG}"
+            ) from err

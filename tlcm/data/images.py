@@ -82,6 +82,10 @@ def expand_braces(pattern: str) -> list[str]:
     ]
 
 
+VERIFY_SHOWN = 10
+"""Broken samples ``ImageTextSource.verify`` names in its one error (the rest are counted)."""
+
+
 class ImageTextSource:
     """Real image-text pairs from an image folder (``metadata.jsonl``) or webdataset tar shards.
 
@@ -346,10 +350,24 @@ class ImageTextSource:
 
     def verify(self, limit: int | None = None) -> int:
         """Read (decode and caption) the first ``limit`` samples (None: all) so that a broken one is
-        reported now rather than mid-run; return how many were read."""
+        reported now rather than mid-run; return how many were read. Every broken sample is read
+        to the end and reported in one TLCMError (the first VERIFY_SHOWN of them named), not one
+        per rerun."""
         count = len(self) if limit is None else min(limit, len(self))
+        problems: list[TLCMError] = []
         for i in range(count):
-            self[i]
+            try:
+                self[i]
+            except TLCMError as err:
+                problems.append(err)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            more = len(problems) - VERIFY_SHOWN
+            listed = "; ".join(str(p) for p in problems[:VERIFY_SHOWN]) + (
+                f"; and {more} more" if more > 0 else ""
+            )
+            raise TLCMError(f"{len(problems)} of {count} samples cannot be read: {listed}")
         return count
 
     def fingerprint(self) -> str:

@@ -31,6 +31,7 @@ from safetensors import safe_open
 
 from tlcm.checks import check_device, check_out_dir, check_seed
 from tlcm.data import check_fields, sha256_file
+from tlcm.data.images import model_resolution, open_images
 from tlcm.data.prompts import load_prompts
 from tlcm.data.states import TrajectoryStates
 from tlcm.diffusion.denoiser import Guided
@@ -73,10 +74,16 @@ def rebuild_command(
     num_milestones: int | None = None,
     skip: int | None = None,
     guidance_scale: float | None = None,
+    images: Path | None = None,
+    caption_column: str = "text",
 ) -> str:
-    """The command a refusal names to rebuild the cache: the run's prompt file (None: the miniature
-    prompts, the CLI's default) and each of M, k, w that is not None."""
+    """The command a refusal names to rebuild the cache: the run's prompts (its prompt file, or
+    its image folder's captions; neither: the miniature prompts, the CLI's default) and each of M,
+    k, w that is not None."""
     prompts = f" --prompts {prompt_file}" if prompt_file else ""
+    if images:
+        column = f" --caption-column {caption_column}" if caption_column != "text" else ""
+        prompts = f" --images {images}{column}"
     flags = (("num-milestones", num_milestones), ("skip", skip), ("guidance-scale", guidance_scale))
     extra = "".join(f" --{flag} {v}" for flag, v in flags if v is not None)
     return f"rebuild with python -m tlcm.data.trajectories --model {model}{prompts} --out {out}{extra}"
@@ -214,6 +221,7 @@ class TrajectoryCache:
     def __init__(self, folder: Path, manifest: dict, handles: list, schedule: Schedule) -> None:
         self.folder, self.manifest, self._handles = folder, manifest, handles
         self.prompt_file: Path | None = None  # the run's prompts, for the rebuild command (``open``)
+        self.captions: tuple[Path | None, str] = (None, "text")  # or its images and caption column
         self.num_milestones, self.skip = manifest["num_milestones"], manifest["skip"]
         self._slices = [h.get_slice("states") for h in handles]
         grid, edges = manifest["grid"], manifest["edges"]
@@ -236,12 +244,18 @@ class TrajectoryCache:
         skip: int | None = None,
         guidance_scale: float | None = None,
         prompt_file: Path | None = None,
+        images: Path | None = None,
+        caption_column: str = "text",
     ) -> TrajectoryCache:
         """Validate ``folder`` against the run (teacher, latent shape, prompts; M, k, w unless None)
         and every shard (sha256, keys, shapes, dtype); any mismatch raises a one-line TLCMError whose
-        rebuild command names ``prompt_file``, the run's prompts (None: the miniature prompts)."""
+        rebuild command names the run's prompts: ``prompt_file``, or the captions of ``images``
+        (read by ``caption_column``); neither: the miniature prompts."""
         folder = Path(folder)
-        hint = rebuild_command(base.path, folder, prompt_file, num_milestones, skip, guidance_scale)
+        captions = (images, caption_column)
+        hint = rebuild_command(
+            base.path, folder, prompt_file, num_milestones, skip, guidance_scale, *captions
+        )
 
         def refuse(where: Path, what: str) -> TLCMError:
             return TLCMError(f"trajectory cache {where}: {what}; {hint}")
@@ -302,7 +316,7 @@ class TrajectoryCache:
                 raise refuse(file, f"{what} differ (expected {want}, found {layout})")
             handles.append(handle)
         cache = cls(folder, manifest, handles, base.schedule)
-        cache.prompt_file = prompt_file
+        cache.prompt_file, cache.captions = prompt_file, captions
         if len(cache.prompt_count) != len(prompts) or int(cache.prompt_count.min()) < 1:
             counts = cache.prompt_count.tolist()
             raise refuse(folder, f"samples per prompt differ (expected >= 1 each, found {counts})")
@@ -318,7 +332,13 @@ class TrajectoryCache:
             if want != found:
                 w = self.manifest["guidance_scale"]
                 rebuild = rebuild_command(
-                    self.manifest["model"], self.folder, self.prompt_file, num_milestones, skip, w
+                    self.manifest["model"],
+                    self.folder,
+                    self.prompt_file,
+                    num_milestones,
+                    skip,
+                    w,
+                    *self.captions,
                 )
                 raise TLCMError(
                     f"trajectory cache {self.folder}: {name} differs (expected {want} by {owner}, "
@@ -364,6 +384,11 @@ class CacheArgs:
     """Local diffusers folder of the teacher (default: the miniature pipeline)."""
     prompts: Path | None = None
     """Prompt file (.txt / .jsonl): the run's --recipes.data.prompts (None: the miniature prompts)."""
+    images: Path | None = None
+    """Or the run's --recipes.data.images (image folder or shards): their captions are the prompts,
+    in the run's order."""
+    caption_column: str = "text"
+    """The metadata.jsonl field holding --images' captions (the run's --recipes.data.caption-column)."""
     out: Path = Path("cache/trajectories")
     """Output folder (shards + manifest.json); a cache already there is replaced."""
     samples_per_prompt: int = 8
@@ -417,12 +442,18 @@ def check_cache_args(args: CacheArgs) -> None:
 
 def main(args: CacheArgs) -> dict:
     """Build the cache, print what was written and the teacher UNet calls; returns the manifest."""
-    prompts = load_prompts(args.prompts, flag="--prompts")  # before check_cache_args makes --out
+    if args.images and args.prompts:
+        raise TLCMError("--images and --prompts: pass one (an image folder's captions are its prompts)")
+    if not args.images:
+        prompts = load_prompts(args.prompts, flag="--prompts")  # before check_cache_args makes --out
     check_cache_args(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     from tlcm.models.base import BaseModel
 
     base = BaseModel.load(args.model, device=device, flag="--model")
+    if args.images:  # the captions as the training run reads them (tlcm.engine)
+        source = open_images(args.images, model_resolution(base), args.caption_column, "--images")
+        prompts = [source.text(i) for i in range(len(source))]
     start = time.perf_counter()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         manifest = build_cache(

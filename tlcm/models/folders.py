@@ -23,8 +23,15 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
     if not path.exists():
         raise TLCMError(f"model folder {path} does not exist: pass a local diffusers folder ({flag} DIR)")
     if not path.is_dir():
+        convert = (
+            f" (a single-file checkpoint: convert it once with diffusers, e.g. StableDiffusionPipeline"
+            f'.from_single_file("{path}").save_pretrained(DIR))'
+            if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth")
+            else ""
+        )
         raise TLCMError(
             f"model folder {path} is a file, not a folder: pass a local diffusers folder ({flag} DIR)"
+            + convert
         )
     index = path / "model_index.json"
     if not index.is_file():

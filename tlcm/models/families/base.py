@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -24,12 +25,40 @@ import torch
 
 from tlcm.conditioning import Conditioning
 from tlcm.diffusion.schedule import Schedule, schedule_from_config
+from tlcm.errors import TLCMError
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
 FINGERPRINT_SAMPLE = 1 << 20
 """Bytes of each file's start and end that ``Family.fingerprint`` hashes (configs, tokenizers: whole)."""
+
+
+WEIGHTS = re.compile(
+    r"(?:diffusion_pytorch_model|model)(?:\.(\w+))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)"
+)
+"""A component's weights file (diffusers / transformers names, sharded or not); group 1: its
+variant ("fp16" in ``diffusion_pytorch_model.fp16.safetensors``), None for the plain file."""
+
+
+def weights_variant(path: Path) -> str | None:
+    """The variant to load the diffusers folder ``path`` with: None where every component folder
+    holding weights has plain ones (``save_pretrained`` without ``variant``), else the one variant
+    its weights files name ("fp16" for a hub repo's fp16 files, ``variant="fp16"``), which
+    diffusers loads only when asked. Several variants and no plain weights: a one-line TLCMError."""
+    plain, variants = True, set()
+    for folder in (f for f in Path(path).iterdir() if f.is_dir()):
+        names = [m[1] for f in folder.iterdir() if (m := WEIGHTS.fullmatch(f.name))]
+        if names and None not in names:
+            plain, variants = False, variants | set(names)
+    if plain:
+        return None
+    if len(variants) > 1:
+        raise TLCMError(
+            f"{path} holds weights of the variants {', '.join(sorted(variants))} and no plain ones: keep "
+            "one, or re-save the pipeline with pipe.save_pretrained(DIR) (no variant)"
+        )
+    return variants.pop()
 
 
 def read_config(file: Path) -> dict:
@@ -90,10 +119,12 @@ class Family(ABC):
     def load(self, path: Path, dtype: torch.dtype) -> DiffusionPipeline:
         """The pipeline of the checked local folder ``path`` (no hub access), frozen weights in
         ``dtype`` per ``component_dtypes``; components model_index.json lists as [null, null] (an SD3
-        without T5) are passed as None. Raises what diffusers raises (OSError, ValueError, ...)."""
+        without T5) are passed as None; a folder of only variant weights (``*.fp16.safetensors``)
+        loads that variant. Raises what diffusers raises (OSError, ValueError, ...)."""
         absent = dict.fromkeys(absent_components(path))
+        variant = weights_variant(path)
         return self.pipeline.from_pretrained(
-            path, dtype=self.component_dtypes(path, dtype), local_files_only=True, **absent
+            path, dtype=self.component_dtypes(path, dtype), local_files_only=True, variant=variant, **absent
         )
 
     def fingerprint(self, path: Path) -> str:
