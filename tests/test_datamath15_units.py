@@ -14,6 +14,7 @@ import torch
 from eval_helpers import write_pngs
 from test_data14_units import _refusal, base, cache16  # noqa: F401  (module fixtures: tiny SD, a cache)
 from test_eval import MeanColour
+from test_eval14_units import _ToyBase
 from test_eval_units import MeanPixel, generated
 
 from tlcm.errors import TLCMError
@@ -130,28 +131,11 @@ def test_the_toy_fd_uses_the_reference_covariance():
     assert metrics(images, torch.zeros(40, dtype=torch.long)).fd == pytest.approx(expected, rel=1e-5)
 
 
-class _NoiseBase:
-    """A stand-in for the miniature: encode gives nothing, decode is the identity (B, 1, 2, 2)."""
-
-    device, latent_shape = "cpu", (1, 2, 2)
-
-    def encode(self, prompts):
-        return torch.zeros(len(prompts)), None
-
-    def autocast(self):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    def decode(self, latents):
-        return latents
-
-
 def _toy_images(sampler, samples_per_digit: int = 2) -> torch.Tensor:
     from tlcm.toy.scores import evaluate_toy
 
     seen = []
-    evaluate_toy(_NoiseBase(), sampler, samples_per_digit, batch_size=7, metrics=lambda x, y: seen.append(x))
+    evaluate_toy(_ToyBase(), sampler, samples_per_digit, batch_size=7, metrics=lambda x, y: seen.append(x))
     return seen[0]
 
 

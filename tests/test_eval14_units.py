@@ -331,6 +331,9 @@ def test_each_metric_sits_under_its_own_header():
 
 
 class _ToyBase:
+    """A stand-in for the miniature in the toy evaluation: encode passes the prompts through,
+    decode is the identity on (B, 1, 2, 2) latents."""
+
     device, latent_shape, schedule = "cpu", (1, 2, 2), 1000
 
     def encode(self, prompts):

@@ -277,23 +277,13 @@ def test_a_score_use_is_registered_once_and_deleting_one_use_keeps_the_other():
 def test_each_evaluation_batch_starts_from_its_own_slice_of_the_fixed_noise():
     """10 x samples_per_digit images from one seeded draw (EVAL_SEED = 1234 on the host), in
     batches: image i starts from noise i whatever the batch size."""
+    from test_eval14_units import _ToyBase
+
     from tlcm.toy.scores import evaluate_toy
-
-    class Base:
-        device, latent_shape = "cpu", (1, 2, 2)
-
-        def encode(self, prompts):
-            return prompts, None
-
-        def autocast(self):
-            return contextlib.nullcontext()
-
-        def decode(self, latents):
-            return latents
 
     seen = []
     scores = evaluate_toy(
-        Base(),
+        _ToyBase(),
         lambda cond, uncond, noise, gen: noise,
         3,
         batch_size=7,
