@@ -96,7 +96,7 @@ def test_the_edges_of_every_range_pass_and_one_past_them_fails(monkeypatch):
     check_counts({"--steps": 0}, minimum=0)
     with pytest.raises(TLCMError, match="--n must be >= 1, got 0"):
         check_counts({"--n": 0})
-    with pytest.raises(TLCMError, match="--formats is empty: use one or more of diffusers, kohya"):
+    with pytest.raises(TLCMError, match="--formats is empty: use one or more of diffusers, kohya, pipeline"):
         check_export_formats([], "--formats")
     monkeypatch.setenv("WORLD_SIZE", "0")
     with pytest.raises(TLCMError, match="WORLD_SIZE='0' in the environment is not a positive integer"):

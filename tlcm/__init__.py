@@ -10,4 +10,8 @@ def __getattr__(name: str):
         from tlcm.diffusion import scheduler
 
         return getattr(scheduler, name)
+    if name == "SchedulerMixin":  # diffusers' loader reads a model_index.json entry ["tlcm", class]
+        from diffusers import SchedulerMixin  # as a scheduler by this name (an exported pipeline)
+
+        return SchedulerMixin
     raise AttributeError(f"module 'tlcm' has no attribute {name!r}")

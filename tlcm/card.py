@@ -188,6 +188,11 @@ def render_model_card(
         files += f", `{kohya_file(name)}` (kohya: ComfyUI, A1111)" if kohya else ""
     else:
         what, files = f"full fine-tune of the {type(student.net).__name__}", f"`{family.net}/`"
+    if (out_dir / "pipeline" / "model_index.json").is_file():  # --recipes.runtime.export-formats pipeline
+        files += (
+            ", `pipeline/` (the whole pipeline, the student merged, the TLCM scheduler: "
+            '`DiffusionPipeline.from_pretrained("pipeline")`, no LoRA to load)'
+        )
     refusal = family.comfy_refusal(base.net)  # None: stock ComfyUI loads the base with the kohya LoRA
     comfy = (
         _comfy_use(kohya_file(name), pipeline, base_path, lora, config.grid) if refusal is None else refusal

@@ -498,6 +498,12 @@ def _check_runtime(rt, full_finetune: bool, family) -> None:
         raise TLCMError(f"{flag}.memory-budget-gib must be > 0 (GiB), got {rt.memory_budget_gib}")
     check_seed(rt.seed, f"{flag}.seed")
     check_export_formats(rt.export_formats, f"{flag}.export-formats", lora=not full_finetune, family=family)
+    if "pipeline" in rt.export_formats and rt.fsdp:
+        raise TLCMError(
+            f"{flag}.export-formats pipeline merges the student into the whole network, which FSDP2 "
+            f"holds in shards: leave pipeline out of {flag}.export-formats and export it after "
+            "training, in one process: python -m tlcm.export RUN --format pipeline"
+        )
     check_trackers(rt.trackers, f"{flag}.trackers")
     check_compile_backend(rt.compile_backend, f"{flag}.compile-backend")
     if rt.checkpoint_every < 0:

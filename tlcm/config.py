@@ -16,8 +16,9 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.base import LossConfig
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 
-EXPORT_FORMATS = ("diffusers", "kohya")
-"""Student export formats (tlcm/export.py): diffusers / peft LoRA, kohya (ComfyUI / A1111) LoRA."""
+EXPORT_FORMATS = ("diffusers", "kohya", "pipeline")
+"""Student export formats (tlcm/export.py): diffusers / peft LoRA, kohya (ComfyUI / A1111) LoRA, the
+whole pipeline with the student merged."""
 
 FrozenDtype = Literal["auto", "fp32", "bf16", "fp16"]
 """A frozen-weights dtype flag: "auto" (see ``tlcm.models.base.frozen_dtype``) or a key of
@@ -85,12 +86,15 @@ class DataConfig:
     only a few chunks of 64 prompts (fine for small prompt sets; pass a folder for large ones)."""
     images: Path | None = None
     """Real image-text pairs: a folder with metadata.jsonl (file_name, text: diffusers' and the
-    datasets library's image folder) or webdataset .tar shards (a folder of them, one .tar, a glob
+    datasets library's image folder), a folder of images each with its caption file beside it
+    (NAME.png + NAME.txt, .text or .caption: kohya's and OneTrainer's layout; subfolders read, in
+    sorted path order, no repeat counts) or webdataset .tar shards (a folder of them, one .tar, a glob
     or a {a..b} range). Their captions are the prompts (leave data.prompts unset) and their images
     the real samples of losses that use them (MLCD states "data"), read at the model's resolution.
     The miniature's digits: python -m tlcm.data.images --write-miniature DIR."""
     caption_column: str = "text"
-    """The metadata.jsonl field holding the caption (diffusers' --caption_column)."""
+    """The metadata.jsonl field holding the caption (diffusers' --caption_column; the other layouts
+    have no columns)."""
     embedding_dtype: Literal["encoder", "float16", "bfloat16"] = "encoder"
     """Storage dtype of the embedding cache: the text encoder's output dtype (exact), or half the
     bytes (every embedding, cached or fresh, then rounded to it)."""
@@ -224,8 +228,11 @@ class RuntimeConfig:
     eval_samples_per_digit: int = 0
     """At the end, score the student with the toy metrics (miniature pipeline only; 0: off)."""
     export_formats: tuple[str, ...] = ("diffusers",)
-    """Formats of the exported student in RUN/student: diffusers (pytorch_lora_weights.safetensors)
-    and/or kohya (RUN_NAME_kohya.safetensors for ComfyUI / A1111; LoRA students only)."""
+    """Formats of the exported student in RUN/student: diffusers (pytorch_lora_weights.safetensors),
+    kohya (RUN_NAME_kohya.safetensors for ComfyUI / A1111; LoRA students only) and / or pipeline
+    (pipeline/: the base pipeline with the student merged and the TLCM scheduler, a copy of the
+    base's other components; not with fsdp: export it afterwards, python -m tlcm.export RUN
+    --format pipeline)."""
 
 
 @dataclass

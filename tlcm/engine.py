@@ -197,7 +197,7 @@ class Trainer:
         )
         self.reporter = Reporter(rt.out_dir, self.dist.is_main, rt.trackers, recipe)
         self.phases = [(name, phase.steps) for name, phase in recipe.phases.items()]
-        self.record = run_record(recipe, self.dist.world_size)  # stored in checkpoints, checked on resume
+        self.record = run_record(recipe, self.dist.world_size, self.prompts, self.images)  # checked on resume
         self.skipped: list[int] = []  # global steps skipped (on_nonfinite "skip"), across resumes
         self._signals = StopSignals()  # the installed one while run() runs
         self._stop = False  # every process agreed to stop after this step

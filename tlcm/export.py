@@ -18,6 +18,13 @@ Files of an export folder (RUN/student/ by default; the engine writes the format
 
   These are the diffusers module names kohya's sd-scripts use for SD1.5; ComfyUI maps them for
   SDXL too, and diffusers' ``load_lora_weights`` reads them for both. SD1.5 / SDXL only.
+- ``pipeline/`` (format "pipeline"): the whole diffusers pipeline with the student merged into
+  its network (``Student.fused_state_dict``: W + (alpha / r) B A, in the base weights' dtype) and
+  the TLCM scheduler as its scheduler (model_index.json names ``["tlcm", "TLCMScheduler"]``, which
+  diffusers' loader imports): ``DiffusionPipeline.from_pretrained(RUN/student/pipeline)`` samples
+  in 1-8 steps with no LoRA to load and no adapter matmuls. The base's other components (text
+  encoders, tokenizers, VAE, licence files) are copied, not linked: for SDXL about 7 GB more on
+  disk. Each export replaces it whole.
 - ``scheduler/``: the TLCMScheduler (VP) or TLCMFlowScheduler (SD3 / FLUX) config on the
   student's grid; ``README.md``: the model card (tlcm/card.py). A full fine-tune exports the
   network's folder (``unet/`` or ``transformer/``, diffusers) instead of a LoRA.
@@ -42,7 +49,7 @@ from rich.console import Console
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
 from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
-from tlcm.errors import note, run_cli
+from tlcm.errors import TLCMError, note, run_cli
 from tlcm.files import save_tensors, write_failed
 from tlcm.resume import check_has_checkpoint, run_folder, student_model
 
@@ -138,6 +145,48 @@ def tlcm_scheduler(base: BaseModel, grid: StudentGrid):
     )
 
 
+PIPELINE_FOLDER = "pipeline"
+"""The "pipeline" format's folder in the export folder."""
+
+
+def export_pipeline(student: Student, folder: Path) -> Path:
+    """Write the base pipeline with ``student`` merged to ``folder`` (see the module docstring):
+    every top-level entry of the base folder but its network, scheduler, model_index.json, hidden
+    files and Markdown (the base's own card) is copied; the network's config and fused weights
+    (named with the base's weights variant, if any, so that ``from_pretrained(variant=...)`` reads
+    every component alike), the TLCM scheduler and model_index.json are written. A ``folder`` left
+    by an earlier export is replaced; any other existing one is refused."""
+    from tlcm.models.families.base import weights_variant
+
+    base, family = student.base, student.base.family
+    source = Path(base.path)
+    if folder.exists():
+        if not (folder / "model_index.json").is_file():
+            raise TLCMError(
+                f"{folder} exists and is not an exported pipeline: move it away, or pass --out DIR"
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for item in sorted(source.iterdir()):
+        skip = item.name in (family.net, "scheduler", "model_index.json") or item.suffix == ".md"
+        if skip or item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, folder / item.name)
+        else:
+            shutil.copy2(item, folder / item.name)
+    index = json.loads((source / "model_index.json").read_text())
+    index["scheduler"] = ["tlcm", family.scheduler]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    tlcm_scheduler(base, student.config.grid).save_pretrained(folder / "scheduler")
+    net = folder / family.net
+    student.net.save_config(net)
+    variant = weights_variant(source)
+    weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
+    save_safetensors(student.fused_state_dict(), {"format": "pt"}, net / weights)
+    return folder
+
+
 def export_student(
     student: Student,
     out_dir: Path,
@@ -158,15 +207,20 @@ def export_student(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         tlcm_scheduler(student.base, student.config.grid).save_pretrained(out_dir / "scheduler")
+        written = []
         if student.config.full_finetune:  # the diffusers model folder: config + one safetensors file
             folder = out_dir / family.net
             student.net.save_config(folder)
             save_safetensors(weights, {"format": "pt"}, folder / "diffusion_pytorch_model.safetensors")
-            return [folder]
-        return [
-            save_safetensors(*build(student, weights), out_dir / file)
-            for file, build in (files[f] for f in dict.fromkeys(formats))
-        ]
+            written.append(folder)
+        else:
+            written += [
+                save_safetensors(*build(student, weights), out_dir / file)
+                for file, build in (files[f] for f in dict.fromkeys(formats) if f in files)
+            ]
+        if PIPELINE_FOLDER in formats:
+            written.append(export_pipeline(student, out_dir / PIPELINE_FOLDER))
+        return written
     except OSError as err:
         raise write_failed(f"the student to {out_dir}", err) from err
 
@@ -178,8 +232,9 @@ class ExportArgs:
     run: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
     """The tlcm run folder (e.g. runs/tlcm-full)."""
     format: tuple[str, ...] = ("kohya",)
-    """Formats to write: kohya (ComfyUI / A1111: RUN_NAME_kohya.safetensors) and / or diffusers
-    (pytorch_lora_weights.safetensors)."""
+    """Formats to write: kohya (ComfyUI / A1111: RUN_NAME_kohya.safetensors), diffusers
+    (pytorch_lora_weights.safetensors) and / or pipeline (pipeline/: the base pipeline with the
+    student merged and the TLCM scheduler: DiffusionPipeline.from_pretrained loads it as it is)."""
     out: Path | None = None
     """Output folder (default: RUN/student); gets the scheduler config and, when it has none, a
     model card."""

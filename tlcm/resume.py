@@ -1,8 +1,9 @@
-"""What a resume must keep: the whole recipe, the base model and the process count.
+"""What a resume must keep: the whole recipe, the base model, the training data and the process count.
 
 Every checkpoint's state.json stores a run record (``run_record``): the resolved recipe
-(``tlcm.config.recipe_dict``), a fingerprint of the base model folder (``model_fingerprint``) and the
-number of processes. A resume compares the checkpoint's record with the current one and refuses,
+(``tlcm.config.recipe_dict``), a fingerprint of the base model folder (``model_fingerprint``), one
+of the training data (``data_fingerprint``: the prompts in order, and the real images' source) and
+the number of processes. A resume compares the checkpoint's record with the current one and refuses,
 in one line naming each changed field ("phases.mlcd.lr 0.001 -> 0.002; runtime.seed 0 -> 1"), any
 change that alters training: resuming would mix two trainings in one student, and the model card
 would describe only the second. ``--recipes.runtime.resume-changed`` continues anyway, on purpose
@@ -18,16 +19,20 @@ flags themselves (resume, resume_changed), fields read only when a run starts at
 (student.init_from, init_from_unfinished) and the model's path (the fingerprint is compared
 instead: a moved folder resumes, another model of the same architecture does not).
 
-Checkpoints written before run records existed are resumed as before, with one line saying that
-only their phases, steps and student settings could be checked.
+The data is compared by content as well as by the recipe's paths: a prompt file edited in place,
+or an image folder whose metadata.jsonl gained lines, is a change (the engine's draw would pick
+other prompts from the resumed step on; the images themselves are not read). Checkpoints written before run
+records existed are resumed as before, with one line saying that only their phases, steps and
+student settings could be checked; those written before data fingerprints, without comparing data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlcm.card import CARD_FILE, DIFFUSERS_FILE
 from tlcm.checkpoint import STEP_FOLDER, checkpoint_folders
@@ -36,6 +41,9 @@ from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError
 from tlcm.summary import from_repo_path
 from tlcm.toy import MINIATURE_SD
+
+if TYPE_CHECKING:
+    from tlcm.data.images import ImageTextSource
 
 UNCHECKED = (
     "model.path",
@@ -99,11 +107,29 @@ def model_fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def run_record(recipe: Recipe, processes: int) -> dict:
-    """What a checkpoint stores to check a resume: the recipe, the model's fingerprint, processes."""
+def data_fingerprint(prompts: Sequence[str], images: ImageTextSource | None = None) -> dict:
+    """The training data as a run record keeps it: {"prompts": count, "fingerprint": 16 hex digits of
+    sha256 over every prompt in order (each followed by a NUL) and, with real images, their source's
+    own ``fingerprint()`` (layout, caption column, metadata.jsonl bytes or shard names and sizes; no
+    image is read)}. Milliseconds for 100k prompts."""
+    digest = hashlib.sha256()
+    for prompt in prompts:
+        digest.update(prompt.encode() + b"\0")
+    if images is not None:
+        digest.update(f"images/{images.fingerprint()}".encode())
+    return {"prompts": len(prompts), "fingerprint": digest.hexdigest()[:16]}
+
+
+def run_record(
+    recipe: Recipe, processes: int, prompts: Sequence[str], images: ImageTextSource | None = None
+) -> dict:
+    """What a checkpoint stores to check a resume: the recipe, the model's and the data's
+    fingerprints (``prompts``: the run's, in the engine's order; ``images``: its real image source),
+    the process count."""
     return {
         "recipe": recipe_dict(recipe),
         "model": {"path": str(recipe.model.path), "fingerprint": model_fingerprint(recipe.model.path)},
+        "data": data_fingerprint(prompts, images),
         "processes": processes,
     }
 
@@ -146,7 +172,8 @@ def recipe_changes(saved: dict, current: dict) -> list[str]:
 
 def run_changes(saved: dict, current: dict) -> list[str]:
     """What differs between a checkpoint's run record and this run's: recipe fields, the base
-    model (by fingerprint), the process count."""
+    model (by fingerprint), the training data (by fingerprint; not compared with a record that
+    predates it), the process count."""
     changes = recipe_changes(saved.get("recipe", {}), current["recipe"])
     before, after = saved.get("model", {}), current["model"]
     if before.get("fingerprint") != after["fingerprint"]:
@@ -154,6 +181,12 @@ def run_changes(saved: dict, current: dict) -> list[str]:
         where = f"{after['path']} changed" if same else f"{before.get('path')} -> {after['path']}"
         changes.append(
             f"base model {where} (fingerprint {before.get('fingerprint')} -> {after['fingerprint']})"
+        )
+    data, now = saved.get("data"), current.get("data")
+    if data is not None and now is not None and data.get("fingerprint") != now["fingerprint"]:
+        changes.append(
+            f"training data changed ({data.get('prompts')} -> {now['prompts']} prompts, fingerprint "
+            f"{data.get('fingerprint')} -> {now['fingerprint']})"
         )
     if saved.get("processes") != current["processes"]:
         changes.append(f"processes {saved.get('processes')} -> {current['processes']}")

@@ -144,8 +144,8 @@ MUTANTS = [
     Mutant(
         "export-formats-not-deduplicated",
         EXPORT,
-        "for file, build in (files[f] for f in dict.fromkeys(formats))",
-        "for file, build in (files[f] for f in formats)",
+        "for file, build in (files[f] for f in dict.fromkeys(formats) if f in files)",
+        "for file, build in (files[f] for f in formats if f in files)",
         (T_U_DEDUP,),
         "--format kohya kohya writes the file twice and reports it twice",
     ),

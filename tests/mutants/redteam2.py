@@ -194,8 +194,8 @@ MUTANTS = [
     Mutant(
         "sampler-fresh-noise-global-rng",
         SAMPLING,
-        "fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)",
-        "fresh = torch.randn(x.shape, device=x.device, dtype=x.dtype)",
+        "fresh = torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype)",
+        "fresh = torch.randn(x.shape, device=where, dtype=x.dtype)",
         (T_SAMPLE, T_SOLVE, T_PIPE, T_RESUME + "[lcd]"),
         "the sampler's fresh noise ignores the generator: seeded sampling is not reproducible",
     ),

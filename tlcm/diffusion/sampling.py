@@ -61,7 +61,9 @@ def sample_latents(
     guided (``tlcm.diffusion.denoiser.Guided``: one batched CFG call per step); the student is a
     plain denoiser.
     ``generator`` draws each move's fresh noise in TLCMScheduler's order: the same noise and seed
-    give the exported scheduler's sample, whatever gamma and first_gamma.
+    give the exported scheduler's sample, whatever gamma and first_gamma. It may live on the CPU
+    while the latents are on an accelerator (drawn there, then moved, as diffusers' randn_tensor):
+    the same images on any device.
     ``on_step(i)`` is called after step i (progress bars).
     """
     x = noise
@@ -80,6 +82,7 @@ def sample_latents(
         # unused draws are kept: they change no sample, and evaluation's step generator runs on.)
         fresh = None
         if move_gamma > 0 or gamma == 0:
-            fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            where = x.device if generator is None else generator.device  # a CPU generator: any device
+            fresh = torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
         x = tlcm_step(schedule, x, x0, t, s, move_gamma, fresh)
     raise ValueError("timesteps must not be empty")

@@ -13,7 +13,7 @@ from types import MethodType
 
 import torch
 from peft import LoraConfig
-from peft.tuners.tuners_utils import cast_adapter_dtype
+from peft.tuners.tuners_utils import BaseTunerLayer, cast_adapter_dtype
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from tlcm.checkpoint import Checkpoint, load_latest
@@ -308,6 +308,33 @@ class Student:
             self.base.graphs.clear()
         for layer in self.adapters.layers:
             layer.merge(adapter_names=[STUDENT_ADAPTER])
+
+    def fused_state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's own weights with the student merged in, as a plain diffusers model's state
+        dict (keys of ``UNet2DConditionModel`` / the transformer: no ``base_layer``, no adapter):
+        W + (alpha / r) B A per LoRA'd layer (peft's ``get_delta_weight``, summed in fp32, stored in
+        W's dtype); a layer already merged (``fuse``) is taken as it is. A full fine-tune: its
+        weights. Every auxiliary adapter is left out. Not under FSDP2 (shards)."""
+        if self.config.full_finetune:
+            return self.state_dict()
+        deltas = {
+            f"{name}.weight": layer.get_delta_weight(STUDENT_ADAPTER)
+            for name, layer in self.net.named_modules()
+            if isinstance(layer, BaseTunerLayer)
+            and STUDENT_ADAPTER in layer.lora_A
+            and STUDENT_ADAPTER not in layer.merged_adapters
+        }
+        fused = {}
+        for key, value in self.net.state_dict().items():
+            if ".lora_" in key:
+                continue
+            key = key.replace(".base_layer.", ".")
+            if key in deltas:
+                value = (value.float() + deltas.pop(key).float()).to(value.dtype)
+            fused[key] = value
+        if deltas:  # cannot happen (a LoRA layer always wraps its weight); never write half a merge
+            raise RuntimeError(f"LoRA layers without their base weight: {', '.join(sorted(deltas)[:3])}")
+        return fused
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Trainable weights only (LoRA: peft state dict of the student adapter), full tensors (under

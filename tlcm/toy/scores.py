@@ -36,7 +36,7 @@ def evaluate_toy(
     prompts, labels = eval_prompts(samples_per_digit)
     metrics = metrics or ToyMetrics()
     noise_gen = torch.Generator().manual_seed(EVAL_SEED)  # host noise: the same images on any device
-    step_gen = torch.Generator(device=base.device).manual_seed(EVAL_SEED + 1)
+    step_gen = torch.Generator().manual_seed(EVAL_SEED + 1)  # host too: stochastic samplers alike
     noise = torch.randn((len(prompts), *base.latent_shape), generator=noise_gen, device="cpu")
     images = []
     for start in range(0, len(prompts), batch_size):

@@ -1,0 +1,205 @@
+"""Round 16, the lead's own changes (2026-12-07; each caught): a resume compares the training data by
+content (``data_fingerprint`` in the run record); the toy evaluation's step noise and the sampler's
+fresh draws come from a host generator (the same scores on any device); the "pipeline" export
+format (the base pipeline with the student merged and the TLCM scheduler)."""
+
+from run import Mutant
+
+RESUME = "tlcm/resume.py"
+ENGINE = "tlcm/engine.py"
+SAMPLING = "tlcm/diffusion/sampling.py"
+SCORES = "tlcm/toy/scores.py"
+STUDENT = "tlcm/models/student.py"
+EXPORT = "tlcm/export.py"
+CHECKS = "tlcm/checks.py"
+CARD = "tlcm/card.py"
+INIT = "tlcm/__init__.py"
+
+D = "tests/test_resume_data_units.py"
+T_FP = f"{D}::test_the_data_fingerprint_reads_every_prompt_in_order_and_the_image_source"
+T_CHANGE = f"{D}::test_changed_data_is_a_change_and_an_older_record_is_not_compared"
+T_EDIT = f"{D}::test_a_prompt_file_edited_in_place_is_refused_and_the_same_prompts_elsewhere_resume"
+T_RECORD = f"{D}::test_the_record_of_a_run_holds_its_data"
+H = "tests/test_host_generator_units.py"
+T_EVAL_GEN = f"{H}::test_the_evaluation_step_generator_is_on_the_host_whatever_the_models_device"
+T_DRAW = f"{H}::test_a_host_generator_draws_the_step_noise_on_the_host_then_moves_it"
+P = "tests/test_export_pipeline.py"
+T_FUSED = f"{P}::test_fused_weights_are_the_base_plus_the_scaled_lora_product_per_layer"
+T_LOADS = f"{P}::test_the_pipeline_loads_in_plain_diffusers_and_samples_the_students_images"
+T_FLOW = f"{P}::test_a_flow_students_pipeline_gets_the_flow_scheduler"
+T_AGAIN = f"{P}::test_a_re_export_replaces_the_pipeline_and_a_foreign_folder_is_refused"
+T_RUN = f"{P}::test_a_run_exports_its_pipeline_and_fsdp_is_refused_up_front"
+
+MUTANTS = [
+    # ---- the data in the run record --------------------------------------------------------------
+    Mutant(
+        "data-fingerprint-no-separator",
+        RESUME,
+        '        digest.update(prompt.encode() + b"\\0")',
+        "        digest.update(prompt.encode())",
+        (T_FP,),
+        'prompts "ab", "c" read as "a", "bc": a re-split prompt file resumes unnoticed',
+    ),
+    Mutant(
+        "data-fingerprint-without-images",
+        RESUME,
+        '        digest.update(f"images/{images.fingerprint()}".encode())',
+        "        pass",
+        (T_FP,),
+        "an image folder whose captions are unchanged but whose source changed resumes unnoticed",
+    ),
+    Mutant(
+        "data-fingerprint-sorted",
+        RESUME,
+        "    for prompt in prompts:\n        digest.update(",
+        "    for prompt in sorted(prompts):\n        digest.update(",
+        (T_FP,),
+        "reordered prompts (another draw per index) read as the same data",
+    ),
+    Mutant(
+        "data-change-not-compared",
+        RESUME,
+        '    if data is not None and now is not None and data.get("fingerprint") != now["fingerprint"]:',
+        "    if False:",
+        (T_CHANGE, T_EDIT),
+        "a prompt file edited between sessions resumes silently: one student, two prompt sets",
+    ),
+    Mutant(
+        "data-old-record-compared",
+        RESUME,
+        '    if data is not None and now is not None and data.get("fingerprint") != now["fingerprint"]:',
+        '    if now is not None and (data or {}).get("fingerprint") != now["fingerprint"]:',
+        (T_CHANGE,),
+        "every checkpoint from before data fingerprints is refused on resume",
+    ),
+    Mutant(
+        "data-record-of-no-prompts",
+        ENGINE,
+        "run_record(recipe, self.dist.world_size, self.prompts, self.images)",
+        "run_record(recipe, self.dist.world_size, [], self.images)",
+        (T_RECORD, T_EDIT),
+        "the engine records no prompts: every data change resumes",
+    ),
+    # ---- host generators -------------------------------------------------------------------------
+    Mutant(
+        "eval-step-generator-on-the-model-device",
+        SCORES,
+        "    step_gen = torch.Generator().manual_seed(EVAL_SEED + 1)",
+        "    step_gen = torch.Generator(device=base.device).manual_seed(EVAL_SEED + 1)",
+        (T_EVAL_GEN,),
+        "an LCM / TCD sampler's toy scores differ between the CPU and a GPU",
+    ),
+    Mutant(
+        "fresh-noise-drawn-on-the-latents-device",
+        SAMPLING,
+        "            where = x.device if generator is None else generator.device",
+        "            where = x.device",
+        (T_DRAW,),
+        "a host generator with GPU latents raises (or draws another stream) in every stochastic move",
+    ),
+    Mutant(
+        "fresh-noise-left-on-the-host",
+        SAMPLING,
+        "dtype=x.dtype).to(x.device)",
+        "dtype=x.dtype)",
+        (T_DRAW,),
+        "host-drawn step noise is added to GPU latents: a device error at the first stochastic move",
+    ),
+    # ---- the pipeline export ---------------------------------------------------------------------
+    Mutant(
+        "fused-delta-subtracted",
+        STUDENT,
+        "value = (value.float() + deltas.pop(key).float()).to(value.dtype)",
+        "value = (value.float() - deltas.pop(key).float()).to(value.dtype)",
+        (T_FUSED, T_LOADS),
+        "the exported pipeline runs W - BA: neither base nor student",
+    ),
+    Mutant(
+        "fused-merged-layer-added-twice",
+        STUDENT,
+        "            and STUDENT_ADAPTER not in layer.merged_adapters\n",
+        "",
+        (T_FUSED,),
+        "after fuse() (sample.py) the delta is added to weights that hold it already",
+    ),
+    Mutant(
+        "fused-keeps-the-wrapper-names",
+        STUDENT,
+        '            key = key.replace(".base_layer.", ".")\n',
+        "",
+        (T_FUSED, T_LOADS),
+        "the fused weights keep peft's base_layer names: the plain UNet loads none of them",
+    ),
+    Mutant(
+        "pipeline-keeps-the-base-scheduler",
+        EXPORT,
+        '    index["scheduler"] = ["tlcm", family.scheduler]\n',
+        "",
+        (T_LOADS, T_FLOW),
+        "from_pretrained loads the base's DDIM scheduler: a 2-step DDIM of the student, wrong images",
+    ),
+    Mutant(
+        "pipeline-vp-scheduler-for-flow",
+        EXPORT,
+        '    index["scheduler"] = ["tlcm", family.scheduler]\n',
+        '    index["scheduler"] = ["tlcm", "TLCMScheduler"]\n',
+        (T_FLOW,),
+        "an SD3 / FLUX pipeline gets the VP scheduler",
+    ),
+    Mutant(
+        "pipeline-base-network-weights",
+        EXPORT,
+        "save_safetensors(student.fused_state_dict(), ",
+        "save_safetensors(student.base.net.state_dict(), ",
+        (T_LOADS, T_FLOW),
+        "the exported pipeline holds peft-wrapped base weights, not the merged student",
+    ),
+    Mutant(
+        "pipeline-stale-files-kept",
+        EXPORT,
+        "        shutil.rmtree(folder)\n    folder.mkdir(parents=True)",
+        "        pass\n    folder.mkdir(parents=True, exist_ok=True)",
+        (T_AGAIN,),
+        "a re-export leaves an earlier export's files beside the new ones",
+    ),
+    Mutant(
+        "pipeline-foreign-folder-removed",
+        EXPORT,
+        '        if not (folder / "model_index.json").is_file():\n            raise',
+        "        if False:\n            raise",
+        (T_AGAIN,),
+        "an --out folder of the user's is deleted by the export",
+    ),
+    Mutant(
+        "pipeline-format-ignored",
+        EXPORT,
+        "        if PIPELINE_FOLDER in formats:\n",
+        "        if False:\n",
+        (T_LOADS, T_RUN),
+        "--format pipeline writes nothing",
+    ),
+    Mutant(
+        "pipeline-under-fsdp-accepted",
+        CHECKS,
+        '    if "pipeline" in rt.export_formats and rt.fsdp:',
+        "    if False:",
+        (T_RUN,),
+        "an FSDP2 run trains for hours and then cannot merge its sharded network",
+    ),
+    Mutant(
+        "pipeline-not-on-the-card",
+        CARD,
+        '    if (out_dir / "pipeline" / "model_index.json").is_file():',
+        "    if False:",
+        (T_RUN,),
+        "the card does not list the pipeline folder it sits beside",
+    ),
+    Mutant(
+        "tlcm-not-a-scheduler-library",
+        INIT,
+        '    if name == "SchedulerMixin":',
+        '    if name == "SchedulerMixin_":',
+        (T_LOADS,),
+        "DiffusionPipeline.from_pretrained refuses the exported pipeline's ['tlcm', ...] scheduler",
+    ),
+]
