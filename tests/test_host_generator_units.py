@@ -52,3 +52,24 @@ def test_a_host_generator_draws_the_step_noise_on_the_host_then_moves_it(monkeyp
         lambda x, t, c: torch.zeros_like(x), schedule, None, noise, [999, 499, 0], 1.0, generator=gen
     )
     assert out.device.type == "meta" and [(str(d), g) for d, g in drawn] == [("cpu", gen)] * 2
+
+
+def test_the_phase_grids_noise_comes_from_a_host_generator(monkeypatch, tmp_path):
+    """The sample grid at a phase's end starts from host noise moved to the model's device, and
+    its stochastic moves draw from that host generator: the same grid on any device."""
+    import tlcm.sample_grids as grids
+    from tlcm.diffusion.milestones import StudentGrid
+
+    seen = []
+
+    def sample(denoiser, schedule, cond, noise, timesteps, gamma, generator=None, first_gamma=None):
+        seen.append((noise.device.type, generator.device.type))
+        return torch.zeros(len(cond), 3, 4, 4)
+
+    monkeypatch.setattr(grids, "sample_latents", sample)
+    base = _MetaBase()
+    base.schedule = VPSchedule.from_config(SD_CONFIG)
+    base.decode = lambda latents: latents
+    student = SimpleNamespace(base=base, denoiser=lambda: None)
+    grids.write_phase_grid(student, [str(i) for i in range(10)], (1, 2), StudentGrid(), tmp_path / "g.png")
+    assert seen == [("meta", "cpu")] * 2 and (tmp_path / "g.png").is_file()

@@ -48,7 +48,8 @@ class SampleArgs:
     num_per_prompt: int = 8
     """Images per prompt (the grid's columns)."""
     seed: int = 0
-    """Seed of the initial noise."""
+    """Seed of the initial noise and of the sampler's fresh noise between steps (a CPU generator:
+    the same images on any device)."""
     out: Path = Path("outputs/samples.png")
     """Where to write the image grid (.png, .jpg, .jpeg or .webp)."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
@@ -127,8 +128,8 @@ def main(args: SampleArgs) -> Path:
     )
     prompts = [p for p in args.prompt for _ in range(args.num_per_prompt)]
     cond, uncond = base.encode(prompts)
-    generator = torch.Generator(device=base.device).manual_seed(args.seed)
-    noise = torch.randn((len(prompts), *base.latent_shape), generator=generator, device=base.device)
+    generator = torch.Generator().manual_seed(args.seed)  # host: the same images on any device
+    noise = torch.randn((len(prompts), *base.latent_shape), generator=generator).to(base.device)
     if args.student is None:
         denoiser, gamma, first_gamma = Guided(base.denoiser(), args.guidance_scale, uncond[:1]), 0.0, None
         timesteps = teacher_timesteps(args.steps, base.schedule)

@@ -33,8 +33,8 @@ def write_phase_grid(
     base = student.base
     prompts = list(prompts[:: max(1, len(prompts) // 10)][:10])
     cond, _ = base.encode(prompts)
-    gen = torch.Generator(base.device).manual_seed(seed)
-    noise = torch.randn((len(prompts), *base.latent_shape), generator=gen, device=base.device)
+    gen = torch.Generator().manual_seed(seed)  # host: the same grid on any device
+    noise = torch.randn((len(prompts), *base.latent_shape), generator=gen).to(base.device)
     rows = []
     for n in inference_steps:
         timesteps = grid.timesteps(n, base.schedule).tolist()

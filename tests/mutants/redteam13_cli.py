@@ -335,8 +335,8 @@ MUTANTS = [
     Mutant(
         "grid-seed-ignored",
         GRIDS,
-        "gen = torch.Generator(base.device).manual_seed(seed)",
-        "gen = torch.Generator(base.device).manual_seed(0)",
+        "gen = torch.Generator().manual_seed(seed)",
+        "gen = torch.Generator().manual_seed(0)",
         (T_U_GRID, T_PHASE_GRID),
         "write_phase_grid's seed picks nothing: every seed draws the same noise",
     ),

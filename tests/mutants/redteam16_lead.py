@@ -105,6 +105,14 @@ MUTANTS = [
         (T_DRAW,),
         "host-drawn step noise is added to GPU latents: a device error at the first stochastic move",
     ),
+    Mutant(
+        "phase-grid-generator-on-the-model-device",
+        "tlcm/sample_grids.py",
+        "    gen = torch.Generator().manual_seed(seed)",
+        "    gen = torch.Generator(base.device).manual_seed(seed)",
+        (f"{H}::test_the_phase_grids_noise_comes_from_a_host_generator",),
+        "a run's sample grids differ between the CPU and a GPU for the same seed",
+    ),
     # ---- the pipeline export ---------------------------------------------------------------------
     Mutant(
         "fused-delta-subtracted",

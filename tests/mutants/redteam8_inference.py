@@ -75,8 +75,8 @@ MUTANTS = [
     Mutant(
         "sample-seed-ignored",
         SAMPLE,
-        "generator = torch.Generator(device=base.device).manual_seed(args.seed)",
-        "generator = torch.Generator(device=base.device).manual_seed(0)",
+        "generator = torch.Generator().manual_seed(args.seed)",
+        "generator = torch.Generator().manual_seed(0)",
         (T_SAMPLE_SEED,),
         "--seed has no effect: every seed draws the same images",
     ),
