@@ -142,3 +142,35 @@ def test_a_run_exports_its_pipeline_and_fsdp_is_refused_up_front(tiny_sd_dir, tm
         load_file(tmp_path / "later" / unet_file),
     )
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_an_fp16_variant_base_gets_an_fp16_variant_network_that_loads_with_the_rest(tiny_sd_dir, tmp_path):
+    """A base saved as fp16 variant files (a hub repo's fp16 branch): the fused network is written
+    as diffusion_pytorch_model.fp16.safetensors in fp16 (the base's storage, though training loaded
+    it in fp32), and from_pretrained(variant="fp16") loads every component of the export."""
+    source = DiffusionPipeline.from_pretrained(tiny_sd_dir, torch_dtype=torch.float16)
+    source.save_pretrained(tmp_path / "base", variant="fp16")
+    student = _student(tmp_path / "base")
+    assert next(student.base.net.parameters()).dtype == torch.float32
+    folder = export_pipeline(student, tmp_path / "pipeline")
+    weights = load_file(folder / "unet" / "diffusion_pytorch_model.fp16.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.float16}
+    fused = student.fused_state_dict()
+    assert all(torch.equal(weights[k], v.half()) for k, v in fused.items())
+    pipe = DiffusionPipeline.from_pretrained(folder, variant="fp16", torch_dtype=torch.float16)
+    assert isinstance(pipe.scheduler, TLCMScheduler) and pipe.unet.dtype == torch.float16
+
+
+def test_older_transformers_weights_names_count_as_a_variant(tmp_path):
+    """pytorch_model.fp16.bin (transformers' older name) is a variant file like model.fp16.safetensors:
+    a text encoder with only that file makes the folder an fp16-variant one (loaded with
+    variant="fp16", else transformers finds no plain weights); its plain file beside it does not."""
+    from tlcm.models.families.base import weights_variant
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    (tmp_path / "text_encoder").mkdir()
+    (tmp_path / "text_encoder" / "pytorch_model.fp16.bin").write_bytes(b"")
+    assert weights_variant(tmp_path) == "fp16"
+    (tmp_path / "text_encoder" / "pytorch_model.bin").write_bytes(b"")
+    assert weights_variant(tmp_path) is None

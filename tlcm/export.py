@@ -153,8 +153,9 @@ def export_pipeline(student: Student, folder: Path) -> Path:
     """Write the base pipeline with ``student`` merged to ``folder`` (see the module docstring):
     every top-level entry of the base folder but its network, scheduler, model_index.json, hidden
     files and Markdown (the base's own card) is copied; the network's config and fused weights
-    (named with the base's weights variant, if any, so that ``from_pretrained(variant=...)`` reads
-    every component alike), the TLCM scheduler and model_index.json are written. A ``folder`` left
+    (in the dtype the base stores its network in, whatever dtype training loaded it in; named
+    with the base's weights variant, if any, so that ``from_pretrained(variant=...)`` reads every
+    component alike), the TLCM scheduler and model_index.json are written. A ``folder`` left
     by an earlier export is replaced; any other existing one is refused."""
     from tlcm.models.families.base import weights_variant
 
@@ -183,8 +184,30 @@ def export_pipeline(student: Student, folder: Path) -> Path:
     student.net.save_config(net)
     variant = weights_variant(source)
     weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
-    save_safetensors(student.fused_state_dict(), {"format": "pt"}, net / weights)
+    fused = student.fused_state_dict()
+    dtype = stored_dtype(source / family.net, variant)
+    if dtype is not None:
+        fused = {k: v.to(dtype) if v.is_floating_point() else v for k, v in fused.items()}
+    save_safetensors(fused, {"format": "pt"}, net / weights)
     return folder
+
+
+def stored_dtype(folder: Path, variant: str | None) -> torch.dtype | None:
+    """The floating dtype of the first tensor of ``folder``'s (variant) .safetensors weights (one
+    tensor read), or None where they are not safetensors."""
+    from safetensors import safe_open
+
+    from tlcm.models.families.base import WEIGHTS
+
+    for file in sorted(folder.glob("*.safetensors")):
+        match = WEIGHTS.fullmatch(file.name)
+        if match is not None and match[1] == variant:
+            with safe_open(file, "pt") as f:
+                for key in f.keys():
+                    tensor = f.get_tensor(key)
+                    if tensor.is_floating_point():
+                        return tensor.dtype
+    return None
 
 
 def export_student(

@@ -113,6 +113,30 @@ MUTANTS = [
         (f"{H}::test_the_phase_grids_noise_comes_from_a_host_generator",),
         "a run's sample grids differ between the CPU and a GPU for the same seed",
     ),
+    Mutant(
+        "pipeline-network-in-the-training-dtype",
+        EXPORT,
+        "    if dtype is not None:\n        fused = {",
+        "    if False:\n        fused = {",
+        (f"{P}::test_an_fp16_variant_base_gets_an_fp16_variant_network_that_loads_with_the_rest",),
+        "an fp16 base's export holds fp32 weights under an fp16 name: twice the size, dtype mismatch",
+    ),
+    Mutant(
+        "pipeline-network-without-variant-name",
+        EXPORT,
+        '+ (f".{variant}" if variant else "") + ".safetensors"',
+        '+ ".safetensors"',
+        (f"{P}::test_an_fp16_variant_base_gets_an_fp16_variant_network_that_loads_with_the_rest",),
+        "an fp16-variant export's network is not found by from_pretrained(variant='fp16')",
+    ),
+    Mutant(
+        "legacy-transformers-variant-unseen",
+        "tlcm/models/families/base.py",
+        "(?:diffusion_pytorch_model|pytorch_model|model)",
+        "(?:diffusion_pytorch_model|model)",
+        (f"{P}::test_older_transformers_weights_names_count_as_a_variant",),
+        "a text encoder with only pytorch_model.fp16.bin is loaded without its variant: refused as damaged",
+    ),
     # ---- the pipeline export ---------------------------------------------------------------------
     Mutant(
         "fused-delta-subtracted",
@@ -157,8 +181,8 @@ MUTANTS = [
     Mutant(
         "pipeline-base-network-weights",
         EXPORT,
-        "save_safetensors(student.fused_state_dict(), ",
-        "save_safetensors(student.base.net.state_dict(), ",
+        "    fused = student.fused_state_dict()\n",
+        "    fused = student.base.net.state_dict()\n",
         (T_LOADS, T_FLOW),
         "the exported pipeline holds peft-wrapped base weights, not the merged student",
     ),

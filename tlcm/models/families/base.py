@@ -35,9 +35,10 @@ FINGERPRINT_SAMPLE = 1 << 20
 
 
 WEIGHTS = re.compile(
-    r"(?:diffusion_pytorch_model|model)(?:\.(\w+))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)"
+    r"(?:diffusion_pytorch_model|pytorch_model|model)(?:\.(\w+))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)"
 )
-"""A component's weights file (diffusers / transformers names, sharded or not); group 1: its
+"""A component's weights file (diffusers / transformers names, older transformers' pytorch_model
+too, sharded or not); group 1: its
 variant ("fp16" in ``diffusion_pytorch_model.fp16.safetensors``), None for the plain file."""
 
 
