@@ -295,8 +295,8 @@ def _check_batch(flag: str, batch: int, accum: int, world: int) -> None:
 
 DATA_HOW = {
     "trajectory_cache": "build it with python -m tlcm.data.trajectories",
-    "images": "an image folder with metadata.jsonl or webdataset shards; the miniature's digits: "
-    "python -m tlcm.data.images --write-miniature DIR",
+    "images": "an image folder (metadata.jsonl or NAME.txt captions) or webdataset shards; the "
+    "miniature's digits: python -m tlcm.data.images --write-miniature DIR",
 }
 """How to make each ``DataConfig`` folder a loss may need (``LossConfig.data_needs``)."""
 

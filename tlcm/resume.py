@@ -110,8 +110,9 @@ def model_fingerprint(folder: Path) -> str:
 def data_fingerprint(prompts: Sequence[str], images: ImageTextSource | None = None) -> dict:
     """The training data as a run record keeps it: {"prompts": count, "fingerprint": 16 hex digits of
     sha256 over every prompt in order (each followed by a NUL) and, with real images, their source's
-    own ``fingerprint()`` (layout, caption column, metadata.jsonl bytes or shard names and sizes; no
-    image is read)}. Milliseconds for 100k prompts."""
+    own ``fingerprint()`` (layout, caption column, metadata.jsonl bytes, the sidecar images' names
+    and sizes with their caption files, or shard names and sizes; no image is read)}. Milliseconds
+    for 100k prompts."""
     digest = hashlib.sha256()
     for prompt in prompts:
         digest.update(prompt.encode() + b"\0")

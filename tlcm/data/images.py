@@ -1,10 +1,15 @@
 """Real image-text pairs, in the layouts the diffusers ecosystem trains from, for the losses that need
 real samples (MLCD's states "data": LCM, PCM, TCD; later a GAN's "real" side, DMD2's real images).
 
-Two layouts, read without extra packages (no ``datasets``, no ``webdataset``):
+Three layouts, read without extra packages (no ``datasets``, no ``webdataset``):
 - an image folder with ``metadata.jsonl``: one JSON object per line with ``file_name`` (relative to
   the folder) and ``text`` (the caption): the layout of diffusers' text-to-image training scripts
   and of the datasets library's ``imagefolder``;
+- an image folder with sidecar captions (kohya sd-scripts, OneTrainer, most LoRA trainers): each
+  image ``NAME.jpg|png|jpeg|webp`` with its caption ``NAME.txt`` (or ``.text`` / ``.caption``, in
+  that order of preference) beside it, in the folder or any subfolder (kohya's ``10_mychar/``;
+  the repeat count of such a name is not applied: every image is one sample), in the sorted order
+  of their relative paths;
 - webdataset tar shards: members grouped by key (the member name up to the first dot of its base
   name), ``KEY.jpg`` / ``.png`` / ``.jpeg`` / ``.webp`` + ``KEY.txt`` (or ``.text`` / ``.caption``),
   as diffusers' LCM distillation scripts read them. Each uncompressed shard is indexed once
@@ -18,7 +23,7 @@ run sees the same images as an uninterrupted 1-process one (the loss contract's 
 ``Family.decode``); ``real_latents`` does both for the samples of one micro-batch.
 
 ``python -m tlcm.data.images --write-miniature DIR`` writes the miniature's real training digits in
-either layout; ``--check PATH`` opens a source and decodes every sample.
+any layout; ``--check PATH`` opens a source and decodes every sample.
 """
 
 from __future__ import annotations
@@ -54,9 +59,13 @@ METADATA = "metadata.jsonl"
 """The image folder's caption file (datasets' imagefolder, diffusers' training scripts)."""
 IMAGE_EXTENSIONS = ("jpg", "png", "jpeg", "webp")
 """A shard sample's image member extensions, in order of preference (diffusers' LCM scripts:
-``wds.rename(image="jpg;png;jpeg;webp")``)."""
+``wds.rename(image="jpg;png;jpeg;webp")``); the sidecar layout's images (any case: ``.PNG`` too)."""
 TEXT_EXTENSIONS = ("txt", "text", "caption")
-"""A shard sample's caption member extensions, in order of preference."""
+"""A shard sample's caption member extensions, and a sidecar caption file's, in order of preference."""
+MISSING_SHOWN = 3
+"""Images without a caption file that the sidecar layout's refusal names (the rest are counted)."""
+LAYOUTS = ("folder", "captions", "shards")
+"""``ImageTextSource.layout``: metadata.jsonl, sidecar caption files, webdataset shards."""
 DEFAULT_FLAG = "--recipes.data.real-images"
 """The option named in errors (the proposed DataConfig field)."""
 _MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
@@ -87,21 +96,31 @@ VERIFY_SHOWN = 10
 
 
 class ImageTextSource:
-    """Real image-text pairs from an image folder (``metadata.jsonl``) or webdataset tar shards.
+    """Real image-text pairs from an image folder (``metadata.jsonl``), a folder of images with
+    sidecar captions, or webdataset tar shards (``layout``: "folder", "captions" or "shards").
 
     path: a folder holding ``metadata.jsonl`` (the image folder layout); else a folder of ``*.tar``
         shards, one ``.tar`` file, a glob (``shards/*.tar``), a brace range
-        (``shards/part-{0000..0099}.tar``), or a list of those.
+        (``shards/part-{0000..0099}.tar``), or a list of those; else a folder (without
+        ``metadata.jsonl`` and ``*.tar``) of images with sidecar captions: ``NAME.png`` +
+        ``NAME.txt`` (``TEXT_EXTENSIONS`` in order of preference, any case; ``NAME`` the file name
+        up to its last dot, as kohya's ``--caption_extension``), in the folder and all its
+        subfolders (kohya's ``10_mychar/``: its repeat count is not applied, each image is one
+        sample; symbolic links followed), hidden files and folders skipped, caption files without an
+        image ignored (two images of one NAME share its caption), in the sorted order of the images'
+        relative POSIX paths (plain code point order: zero-pad numbers).
     resolution: side of the square images returned: the shorter side is resized to it (bilinear,
         antialiased; untouched when it already fits), then the centre is cropped.
     caption_column: the metadata.jsonl field holding the caption (diffusers' ``--caption_column``).
     flag: the option that gave ``path``, named in errors.
 
     Every bad input raises a one-line TLCMError (what, where, how to fix): a missing path, a folder
-    with neither metadata.jsonl nor shards, a metadata line that is no JSON object or lacks its
-    ``file_name`` / caption, a file_name that does not exist, a compressed or broken shard, a shard
-    image without its caption (or a caption without its image); an unreadable image is reported
-    when it is read (``verify`` reads them all up front).
+    with none of the layouts, a metadata line that is no JSON object or lacks its ``file_name`` /
+    caption, a file_name that does not exist, a compressed or broken shard, a shard image without
+    its caption (or a caption without its image), a sidecar folder's images without a caption file
+    (counted, the first MISSING_SHOWN named), an unreadable or non-UTF-8 caption file, a subfolder
+    that cannot be listed; an unreadable image is reported when it is read (``verify`` reads them
+    all up front). Captions are stripped (``clean_prompt``) and may be empty in every layout.
     """
 
     def __init__(
@@ -115,22 +134,28 @@ class ImageTextSource:
             raise TLCMError(f"the real images' resolution must be a positive integer, got {resolution!r}")
         self.resolution, self.flag, self.caption_column = resolution, flag, caption_column
         self._hint = (
-            f'pass {flag} a folder with {METADATA} (one {{"file_name", "{caption_column}"}} per image) '
+            f'pass {flag} a folder with {METADATA} (one {{"file_name", "{caption_column}"}} per image), '
+            "a folder of images with a caption file beside each (NAME.png + NAME.txt) "
             "or webdataset .tar shards (KEY.jpg|png|jpeg|webp + KEY.txt)"
         )
         self.root: Path | None = None
         self.shards: list[Path] = []
+        self._captions: list[str] = []
         single = isinstance(path, (str, Path))
         folder = Path(path) if single else None
         if folder is not None and folder.is_dir() and (folder / METADATA).is_file():
             self.layout = "folder"
             self.root = folder
             self._files, self._texts = self._read_metadata(folder / METADATA)
+        elif folder is not None and (scan := self._sidecar_scan(folder)) is not None:
+            self.layout = "captions"
+            self.root = folder
+            self._files, self._captions, self._texts = self._read_sidecars(folder, *scan)
         else:
             self.layout = "shards"
             self.shards = self._find_shards([path] if single else list(path))
             self._index_shards()
-        if len(self) == 0:
+        if len(self) == 0:  # (a sidecar folder has an image with its caption: never empty)
             where = self.root / METADATA if self.root else ", ".join(map(str, self.shards[:3]))
             raise TLCMError(f"{where} holds no image-text pairs: {self._hint}")
 
@@ -178,6 +203,83 @@ class ImageTextSource:
             texts.append(clean_prompt(record[col]))
         return files, texts
 
+    @staticmethod
+    def _scan_sidecars(folder: Path) -> tuple[list[str], dict[str, str]]:
+        """(images, captions) under ``folder`` and its subfolders (symbolic links followed, each
+        real folder once; hidden files and folders skipped): the images' relative POSIX paths,
+        sorted, and {relative path up to the last dot: its preferred caption file's relative
+        path}."""
+        images: list[str] = []
+        captions: dict[str, tuple[int, str]] = {}
+        seen: set[str] = set()
+
+        def unlisted(err: OSError) -> None:  # os.walk would skip the folder: its images lost unsaid
+            raise TLCMError(f"cannot list {err.filename} ({err.strerror or err}): check its permissions")
+
+        for top, folders, names in os.walk(folder, onerror=unlisted, followlinks=True):
+            real = os.path.realpath(top)
+            if real in seen:  # a link back up: walked already
+                folders[:] = []
+                continue
+            seen.add(real)
+            folders[:] = sorted(f for f in folders if not f.startswith("."))
+            under = Path(top).relative_to(folder)
+            for name in sorted(names):
+                stem, dot, ext = name.rpartition(".")
+                if name.startswith(".") or not dot:
+                    continue
+                relative = (under / name).as_posix()
+                if ext.lower() in IMAGE_EXTENSIONS:
+                    images.append(relative)
+                elif ext.lower() in TEXT_EXTENSIONS:
+                    rank = TEXT_EXTENSIONS.index(ext.lower())
+                    key = (under / stem).as_posix()
+                    if key not in captions or rank < captions[key][0]:
+                        captions[key] = (rank, relative)
+        return sorted(images), {key: file for key, (_, file) in captions.items()}
+
+    def _sidecar_scan(self, folder: Path) -> tuple[list[str], dict[str, str]] | None:
+        """``_scan_sidecars(folder)`` if ``folder`` is a folder without metadata.jsonl and ``*.tar``
+        in which an image has its caption file (the sidecar layout), else None."""
+        if not folder.is_dir() or (folder / METADATA).is_file() or any(folder.glob("*.tar")):
+            return None
+        images, captions = self._scan_sidecars(folder)
+        paired = any(image.rpartition(".")[0] in captions for image in images)
+        return (images, captions) if paired else None
+
+    def _read_sidecars(
+        self, folder: Path, images: list[str], captions: dict[str, str]
+    ) -> tuple[list[str], list[str], list[str]]:
+        """(images, their caption files, the captions) of the sidecar folder ``folder`` (scanned:
+        ``images``, ``captions``); every image must have its caption file, a UTF-8 one."""
+        missing = [image for image in images if image.rpartition(".")[0] not in captions]
+        if missing:
+            first = missing[0].rpartition(".")[0]
+            add = f"add {first}.txt (its caption, UTF-8) beside it or move the image out of the folder"
+            if len(missing) == 1:
+                raise TLCMError(f"{folder}: the image {missing[0]} has no caption file ({first}.txt): {add}")
+            shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
+            raise TLCMError(
+                f"{folder}: {len(missing)} of {len(images)} images have no caption file ({shown}): "
+                "add NAME.txt (its caption, UTF-8) beside each NAME.png|jpg|jpeg|webp or move those "
+                "images out of the folder"
+            )
+        files = [captions[image.rpartition(".")[0]] for image in images]
+        texts = []
+        for file in files:
+            path = folder / file
+            try:
+                texts.append(clean_prompt(path.read_bytes().decode("utf-8-sig")))
+            except OSError as err:
+                raise TLCMError(
+                    f"cannot read the caption file {path} ({err.strerror or err}): check its permissions"
+                ) from err
+            except UnicodeDecodeError as err:
+                raise TLCMError(
+                    f"the caption file {path} is not UTF-8 text (offset {err.start}): re-save it as UTF-8"
+                ) from err
+        return images, files, texts
+
     def _find_shards(self, paths: list[str | Path]) -> list[Path]:
         shards: list[Path] = []
         for item in paths:
@@ -188,6 +290,11 @@ class ImageTextSource:
                 if p.is_dir() and (p / METADATA).is_file():
                     raise TLCMError(
                         f"{p} is an image folder ({METADATA}): pass it alone, not among .tar shards"
+                    )
+                if p.is_dir() and self._sidecar_scan(p) is not None:
+                    raise TLCMError(
+                        f"{p} is an image folder (captions beside its images): pass it alone, not among "
+                        ".tar shards"
                     )
                 if p.is_dir():
                     found = sorted(p.glob("*.tar"))
@@ -223,7 +330,9 @@ class ImageTextSource:
             if (folder / "metadata.csv").is_file()
             else ""
         )
-        return f"{folder} holds neither {METADATA} nor .tar shards{also}{csv}: {self._hint}"
+        images = [] if nested else self._scan_sidecars(folder)[0]
+        bare = f" ({len(images)} image(s), none with a caption file NAME.txt beside it)" if images else ""
+        return f"{folder} holds neither {METADATA} nor .tar shards{also}{csv}{bare}: {self._hint}"
 
     def _index_shards(self) -> None:
         """Index every shard once: (shard, image header / data offset / size, caption offset / size)
@@ -274,7 +383,7 @@ class ImageTextSource:
 
     # ----------------------------------------------------------------- reading
     def __len__(self) -> int:
-        return len(self._files) if self.layout == "folder" else len(self._shard)
+        return len(self._files) if self.root is not None else len(self._shard)
 
     def __repr__(self) -> str:
         where = self.root if self.root else f"{len(self.shards)} shard(s) from {self.shards[0]}"
@@ -282,7 +391,7 @@ class ImageTextSource:
 
     def describe(self, index: int) -> str:
         """Where sample ``index`` lives, for messages: its file, or its shard and member."""
-        if self.layout == "folder":
+        if self.root is not None:
             return str(self.root / self._files[index])
         shard = self.shards[self._shard[index]]
         try:
@@ -303,7 +412,7 @@ class ImageTextSource:
 
     def text(self, index: int) -> str:
         """The caption of sample ``index`` (stripped of whitespace; may be empty)."""
-        if self.layout == "folder":
+        if self.root is not None:
             return self._texts[index]
         shard = self.shards[self._shard[index]]
         try:
@@ -318,7 +427,7 @@ class ImageTextSource:
     def image(self, index: int) -> torch.Tensor:
         """Image ``index`` as (3, R, R) float32 in [-1, 1] (EXIF orientation applied, RGB)."""
         try:
-            if self.layout == "folder":
+            if self.root is not None:
                 data = (self.root / self._files[index]).read_bytes()
             else:
                 shard = self.shards[self._shard[index]]
@@ -326,7 +435,11 @@ class ImageTextSource:
             with Image.open(io.BytesIO(data)) as opened:
                 pixels = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
         except (OSError, EOFError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            fix = f"fix its line in {METADATA}" if self.layout == "folder" else "leave it out of the shard"
+            fix = {
+                "folder": f"fix its line in {METADATA}",
+                "captions": "move it and its caption file out of the folder",
+                "shards": "leave it out of the shard",
+            }[self.layout]
             why = "not an image format PIL reads" if isinstance(err, UnidentifiedImageError) else err
             raise TLCMError(
                 f"cannot read the image {self.describe(index)} ({why}): re-encode it as PNG / JPEG, or {fix}"
@@ -372,10 +485,21 @@ class ImageTextSource:
 
     def fingerprint(self) -> str:
         """sha256 of what identifies the data (cheap: no image is read): the layout and caption
-        column, the bytes of metadata.jsonl, or each shard's name and size, and the sample count;
-        for a run record that a resume compares."""
+        column, the bytes of metadata.jsonl, or each sidecar image's relative path and size with its
+        caption file's path and bytes, or each shard's name and size, and the sample count; for a
+        run record that a resume compares."""
         digest = hashlib.sha256(f"{self.layout}/{self.caption_column}/{len(self)}".encode())
-        if self.root is not None:
+        if self.layout == "captions":
+            for image, caption in zip(self._files, self._captions, strict=True):
+                try:
+                    size, data = (self.root / image).stat().st_size, (self.root / caption).read_bytes()
+                except OSError as err:
+                    raise TLCMError(
+                        f"cannot read {err.filename} ({err.strerror or err}): it changed since "
+                        f"{self.root} was opened; check the folder and rerun"
+                    ) from err
+                digest.update(f"{image}\0{size}\0{caption}\0{len(data)}\0".encode() + data)
+        elif self.root is not None:
             digest.update((self.root / METADATA).read_bytes())
         else:
             for shard in self.shards:
@@ -481,6 +605,34 @@ def save_image_folder(
     return out_dir
 
 
+def save_caption_folder(
+    out_dir: str | Path,
+    images: torch.Tensor,
+    texts: Sequence[str],
+    extra: Sequence[dict] | None = None,
+) -> Path:
+    """Write images (N, 3, H, W) in [-1, 1] as ``DIR/00000.png`` ... each with its caption beside
+    it, ``DIR/00000.txt`` (UTF-8; the sidecar layout of kohya's sd-scripts) and, with ``extra``,
+    ``DIR/00000.json`` (which no reader of captions reads). Each sample's caption is written before
+    its image, the image as ``.png.partial`` renamed when complete, so an interrupted write leaves
+    whole samples only (as ``save_shards`` leaves whole shards). ``out_dir`` must be new or empty."""
+    if len(images) != len(texts):
+        raise ValueError(f"{len(images)} images but {len(texts)} texts")
+    out_dir, width = _new_folder(out_dir), max(5, len(str(len(images) - 1)))
+    try:
+        for i, (image, text) in enumerate(zip(images, texts, strict=True)):
+            key = f"{i:0{width}d}"
+            if extra:
+                (out_dir / f"{key}.json").write_text(json.dumps(extra[i]), encoding="utf-8")
+            (out_dir / f"{key}.txt").write_text(text, encoding="utf-8")
+            partial_file = out_dir / f"{key}.png.partial"
+            partial_file.write_bytes(_png(image))
+            partial_file.replace(out_dir / f"{key}.png")
+    except OSError as err:
+        raise write_failed(f"the real images to {out_dir}", err) from err
+    return out_dir
+
+
 def save_shards(
     out_dir: str | Path,
     images: torch.Tensor,
@@ -523,13 +675,18 @@ def write_miniature(
 ) -> Path | list[Path]:
     """Write the miniature's real digits (``tlcm.toy.data.real_pairs(n, seed)``) into the new or
     empty ``out_dir``: as an image folder (``layout`` "folder": PNGs + metadata.jsonl with
-    file_name, text, digit, ink; returns the folder) or as webdataset shards ("shards": KEY.png,
+    file_name, text, digit, ink; returns the folder), as images with sidecar captions ("captions":
+    KEY.png, KEY.txt, KEY.json; returns the folder) or as webdataset shards ("shards": KEY.png,
     KEY.txt, KEY.json, ``per_shard`` samples each; returns the shard paths)."""
     from tlcm.toy.data import real_pairs  # scikit-learn's digits: only for this command
 
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     images, texts, rows = real_pairs(n, seed)
     if layout == "folder":
         return save_image_folder(out_dir, images, texts, rows)
+    if layout == "captions":
+        return save_caption_folder(out_dir, images, texts, rows)
     return save_shards(out_dir, images, texts, per_shard, rows)
 
 
@@ -564,14 +721,18 @@ def open_images(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tlcm.data.images",
-        description="Write the miniature's real training digits as an image folder (metadata.jsonl) or "
-        "webdataset shards, or check a real image-text source by reading every sample.",
+        description="Write the miniature's real training digits as an image folder (metadata.jsonl), "
+        "images with caption files beside them or webdataset shards, or check a real image-text "
+        "source by reading every sample.",
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write-miniature", type=Path, metavar="DIR", help="a new folder to write")
     action.add_argument("--check", nargs="+", metavar="PATH", help="a folder, .tar shard(s), glob or {a..b}")
     parser.add_argument(
-        "--layout", choices=("folder", "shards"), default="folder", help="--write-miniature's layout"
+        "--layout",
+        choices=LAYOUTS,
+        default="folder",
+        help="--write-miniature's layout: metadata.jsonl, NAME.png + NAME.txt, or .tar shards",
     )
     parser.add_argument("--n", type=int, default=None, help="digits to write (default: all 3594, both inks)")
     parser.add_argument("--per-shard", type=int, default=1000, help="samples per shard (--layout shards)")
@@ -591,6 +752,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.layout == "folder":
             count = len((out / METADATA).read_text().splitlines())
             print(f"wrote {count} digits to {out} ({METADATA} and their images)")
+        elif args.layout == "captions":
+            count = len(list(out.glob("*.png")))
+            print(f"wrote {count} digits to {out} (each image with its caption beside it, NAME.txt)")
         else:
             print(f"wrote {len(out)} shard(s) to {args.write_miniature}")
         return

@@ -140,8 +140,9 @@ class StepContext:
         ``phase.real_images`` reads rows ``prompt_index``), encoded once per step."""
         if self.phase.real_images is None or self.prompt_index is None:
             raise TLCMError(
-                "this loss trains on real images: pass --recipes.data.images DIR (an image folder with "
-                "metadata.jsonl or webdataset shards; python -m tlcm.data.images --write-miniature DIR)"
+                "this loss trains on real images: pass --recipes.data.images DIR (an image folder "
+                "(metadata.jsonl or NAME.txt captions) or webdataset shards; python -m tlcm.data.images "
+                "--write-miniature DIR)"
             )
         return self.shared("real_latents", lambda: self.phase.real_images(self.prompt_index, self.generator))
 
