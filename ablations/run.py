@@ -41,7 +41,7 @@ class Args:
     """Folder of the variants' runs."""
     table: Path = Path("docs/ablations.md")
     """Markdown table updated at the end (the rows of the variants run replace theirs between the
-    table markers of this file; the other rows stay)."""
+    table markers of this file; the other rows stay); their runs' scores go beside it (.json)."""
     jobs: int = 2
     """Variants trained at once (one torch thread each)."""
     samples_per_digit: int = 50
@@ -159,8 +159,11 @@ def _schedule(args: Args) -> None:
             console.print(f"[green]done[/] {name}, seed {seed} in {time.time() - start:.0f} s")
     text = table(args.runs, needed)
     write_results(args.table, text)
+    write_sources(args.table.with_suffix(".json"), sources(args.runs, needed))
     console.print(text, highlight=False, soft_wrap=True)  # soft_wrap: table rows stay whole in a log
-    console.print(f"merged these rows into {args.table}")
+    console.print(
+        f"merged these rows into {args.table}, their runs' scores into {args.table.with_suffix('.json')}"
+    )
 
 
 def scores(runs: Path, name: str) -> dict[int, list[dict]]:
@@ -218,6 +221,27 @@ def merge_tables(old: str, new: str) -> str:
     rows = {**_table_rows(old), **_table_rows(new)}
     order = [v.name for v in ROWS if v.name in rows] + [n for n in rows if n not in VARIANTS]
     return "\n".join([*new.splitlines()[:2], *(rows[n] for n in order)]) + "\n"
+
+
+def sources(runs: Path, names: list[str]) -> dict:
+    """The finished runs of ``names`` on disk, as the committed source of their table rows:
+    {variant: {"s<seed>": {"eval": its eval.json rows, "train_eval_seconds": ...}}}."""
+    out: dict = {}
+    for name in names:
+        for path in sorted(runs.glob(f"s*/{name}/eval.json")):
+            info = path.parent / "ablation.json"
+            run = {"eval": json.loads(path.read_text())}
+            if info.is_file():
+                run.update(json.loads(info.read_text()))
+            out.setdefault(name, {})[path.parent.parent.name] = run
+    return out
+
+
+def write_sources(path: Path, new: dict) -> None:
+    """Merge ``new`` (``sources``) into the JSON file ``path``: each variant in ``new`` replaced
+    whole, the others kept (as ``merge_tables`` keeps the rows of variants not run)."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**old, **new}, indent=1, sort_keys=True) + "\n")
 
 
 def write_results(path: Path, text: str) -> None:

@@ -1,7 +1,7 @@
 """The GPU benchmark: full-size random-weight SDXL, SD1.5, SD3.5-Large and FLUX.1-dev built in code,
 each phase of their presets (``recipes:tlcm-full-sdxl``, ``-sd3``, ``-flux``) timed through the real
 ``Trainer.train_step`` (s/step, s/sample, peak GiB, achieved TFLOP/s, projected hours for the paper's
-iterations), options on SDXL (teacher-feature GAN, Diffusion-DPO, DMD with gradient checkpointing on
+iterations), options on SDXL (timm pixel GAN, Diffusion-DPO, DMD with gradient checkpointing on
 vs off, the memory plan's choices), the exported SDXL and FLUX students in plain diffusers pipelines
 (4 steps, LoRA fused / unfused) against their teachers' 25 steps, and the miniature
 ``recipes:tlcm-full`` in bf16 and fp32 with its toy scores.

@@ -1,5 +1,6 @@
 """benchmarks/gpu.py's "options" section, on the SDXL folder: (a) the DMD + GAN phase with the
-teacher-feature discriminator and (b) the preference phase in Diffusion-DPO mode, one timed step
+product's default discriminator (timm resnet18 on decoded pixels; the preset's is the teacher-feature
+one) and (b) the preference phase in Diffusion-DPO mode, one timed step
 each; (c) DMD + GAN with gradient checkpointing on and off, two fresh Trainers at the same global
 step (same seeds): their logged terms, the terms' relative differences, peak memory, s / step;
 (d) the memory plan's choice for each phase of ``recipes:tlcm-full-sdxl`` as shipped, and how long
@@ -15,24 +16,25 @@ from pathlib import Path
 import torch
 
 from benchmarks.gpu_runs import MICRO_BATCH, free, phase_recipe, relative_differences, sync, time_phases
-from recipes.tlcm import MINIATURE_GAN, tlcm_full_sdxl
+from recipes.tlcm import tlcm_full_sdxl
 from tlcm.config import Recipe
 from tlcm.engine import Trainer
+from tlcm.losses.gan import GANConfig
 
 PLAN_BUDGET_GIB = 79.0
 """The memory plan's budget on CUDA: an 80 GB H100 / A100 as torch sees it (79.1-79.2 GiB)."""
-VARIANTS = {"dmd_gan": "teacher-feature GAN", "preference": "Diffusion-DPO"}
+VARIANTS = {"dmd_gan": "timm pixel GAN", "preference": "Diffusion-DPO"}
 
 
 def option_preset() -> Recipe:
-    """tlcm-full-sdxl's DMD + GAN phase with the teacher-feature discriminator (the frozen UNet's
-    encoder on latents re-noised up to t = 500, trainable heads: the miniature's settings) and its
-    preference phase in "dpo" mode (same reward model, batch and iterations)."""
+    """tlcm-full-sdxl's DMD + GAN phase with the product's default discriminator (``GANConfig()``
+    at the preset's discriminator lr and weight: a frozen random-init timm resnet18 with trainable
+    heads on decoded images resized to 64 px, clean inputs; the VAE decode with gradients is its
+    cost) and its preference phase in "dpo" mode (same reward model, batch and iterations)."""
     base = tlcm_full_sdxl()
     dmd, pref = base.phases["dmd_gan"], base.phases["preference"]
-    gan = replace(
-        dmd.losses["gan"], backbone="teacher", input="latent", noise_level=MINIATURE_GAN.noise_level
-    )
+    preset = dmd.losses["gan"]
+    gan = GANConfig(weight=preset.weight, disc_lr=preset.disc_lr)
     dpo = replace(pref.losses["preference"], mode="dpo")
     phases = {
         "dmd_gan": replace(dmd, losses={**dmd.losses, "gan": gan}),

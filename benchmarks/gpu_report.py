@@ -281,11 +281,12 @@ def notes() -> list[str]:
         "SD3 / FLUX: text embeddings cached on disk (data.embedding_cache; the 40 miniature prompts: one "
         "chunk); (load) s includes hashing the text encoders for the cache's fingerprint. The FLUX preset "
         "asks for FSDP; with one process the Trainer ignores it (sharded: False).",
-        "Preference phase: a tiny random CLIP folder stands in for PickScore; DMD + GAN: the preset's timm "
-        "resnet18 discriminator on decoded pixels. SD1.5 runs the same four phases (its own micro-batches).",
-        "Options (SDXL): the teacher-feature GAN (the frozen UNet encoder on latents re-noised up to "
-        "t = 500, trainable heads) and Diffusion-DPO at the preset's batches; checkpointing on vs off: "
-        "two fresh Trainers, the preset's DMD + GAN at batch 1, terms of global steps 0 and 1 (same "
+        "Preference phase: a tiny random CLIP folder stands in for PickScore; DMD + GAN: the preset's "
+        "teacher-feature discriminator (the frozen network's features on latents re-noised up to t = 500, "
+        "trainable heads). SD1.5 runs the same four phases (its own micro-batches).",
+        "Options (SDXL): the product's default GAN (a frozen random timm resnet18 on decoded pixels "
+        "resized to 64 px, trainable heads) and Diffusion-DPO at the preset's batches; checkpointing on "
+        "vs off: two fresh Trainers, the preset's DMD + GAN at batch 1, terms of global steps 0 and 1 (same "
         "seeds), s / step of step 1; memory plan: build_phase of the preset as shipped (plan on, budget "
         "79 GiB on CUDA: an 80 GB card), plan s includes building the phase's losses.",
         "Inference: the exported LoRA in a plain diffusers pipeline with its TLCM scheduler, 4 steps, vs the "

@@ -196,8 +196,10 @@ trunk (rank 0) DMD2's discriminator stayed near chance in training (held-out acc
 last 20 % of steps 0.59 on the UNet miniature, 0.58 on flow, 3 seeds); with rank 8, 0.77 and 0.59
 (1 update per student update); with rank 8 and ``disc_steps`` 5, 0.80 and 0.83. Against a fixed
 student the rank-8 trunk separates on both (docs/gan.md, docs/disc-probe.md).
-DMD2's FD moved within its seeds (UNet 29.2 / 8.66 / 11.8 at 1 / 2 / 4 steps vs 28.9 / 8.53 /
-11.5; flow 26.0 / 17.1 / 37.7 vs 26.6 / 17.6 / 38.1): its GAN weight is 5e-3."""
+DMD2's FD moved within its seeds (its own LCM sampler, gamma 1 at every move: UNet 29.2 / 8.66 /
+11.8 at 1 / 2 / 4 steps vs 28.9 / 8.53 / 11.5; flow 26.0 / 17.1 / 37.7 vs 26.6 / 17.6 / 38.1;
+with the TLCM sampler 1- and 2-step FD are the same and 4-step FD 6.94 vs 6.79 and 25.7 vs 26.4;
+docs/results.md quotes the TLCM sampler's 6.94 and 25.7): its GAN weight is 5e-3."""
 
 SDXL_GUIDANCE_TO_MINIATURE = TEACHER_GUIDANCE_SCALE / SD15_GUIDANCE
 """A real-score CFG scale (our form = DMD2's Imagen form) of a reference, on the miniature."""

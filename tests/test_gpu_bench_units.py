@@ -390,15 +390,18 @@ def test_the_checkpointing_comparison_reads_step_1_from_the_timed_steps_terms(mo
     assert out["relative_difference_step1"] == {"loss": pytest.approx(0.75)}
 
 
-def test_the_option_preset_is_dpo_and_the_teacher_feature_gan_at_the_presets_batches():
-    """The docs: Diffusion-DPO (mode "dpo") and the frozen UNet encoder's features on latents
-    re-noised up to t = 500, at tlcm-full-sdxl's batches and iterations."""
+def test_the_option_preset_is_dpo_and_the_timm_pixel_gan_at_the_presets_batches():
+    """The docs: Diffusion-DPO (mode "dpo") and the product's default discriminator (timm resnet18
+    on decoded pixels, clean), at tlcm-full-sdxl's batches, iterations, GAN weight and disc lr;
+    the preset's own is the teacher-feature one."""
     from recipes.tlcm import tlcm_full_sdxl
 
     preset, options = tlcm_full_sdxl().phases, gpu_options.option_preset().phases
     assert list(options) == ["dmd_gan", "preference"]
-    gan = options["dmd_gan"].losses["gan"]
-    assert (gan.backbone, gan.input, gan.noise_level) == ("teacher", "latent", 500)
+    gan, own = options["dmd_gan"].losses["gan"], preset["dmd_gan"].losses["gan"]
+    assert (gan.backbone, gan.input, gan.noise_level, gan.timm_model) == ("timm", "pixel", 0, "resnet18")
+    assert (own.backbone, own.input) == ("teacher", "latent")
+    assert (gan.weight, gan.disc_lr) == (own.weight, own.disc_lr)
     assert options["dmd_gan"].losses["dmd"] == preset["dmd_gan"].losses["dmd"]
     assert options["preference"].losses["preference"].mode == "dpo"
     assert preset["preference"].losses["preference"].mode != "dpo"

@@ -58,7 +58,7 @@ def test_every_section_produces_its_fields(tiny_run):
         assert sec["embedding_cache"]["chunk_files"] == 1 and sec["embedding_cache"]["bytes"] > 0
     options = sections["options"]
     variants = {r["phase"]: r["variant"] for r in options["phases"][1:]}
-    assert variants == {"dmd_gan": "teacher-feature GAN", "preference": "Diffusion-DPO"}
+    assert variants == {"dmd_gan": "timm pixel GAN", "preference": "Diffusion-DPO"}
     for r in options["phases"][1:]:
         check_phase(r)
     ckpt = options["checkpointing"]

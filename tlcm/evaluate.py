@@ -1,4 +1,8 @@
-"""Evaluation: ``python -m tlcm.evaluate teacher-table | student | compare | generate | score``.
+"""Evaluation: ``python -m tlcm.evaluate teacher-table | student | compare | generate | score |
+reward-thresholds``.
+
+``reward-thresholds`` shows where a reward's hinge thresholds (s0, s_neg) sit on a teacher's
+samples (tlcm/eval/reward_thresholds.py).
 
 ``generate`` and ``score`` evaluate real SD1.5 / SDXL teachers and students offline as the papers
 do (tlcm/eval/, docs/evaluation.md); the other three are the miniature pipeline's toy evaluation.
@@ -31,6 +35,7 @@ from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.errors import TLCMError, note, run_cli
 from tlcm.eval.generate import GenerateArgs
 from tlcm.eval.generate import generate as generate_images
+from tlcm.eval.reward_thresholds import reward_thresholds
 from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
 from tlcm.files import write_failed
@@ -328,6 +333,7 @@ COMMANDS = {
     "compare": compare,
     "generate": generate,
     "score": score,
+    "reward-thresholds": reward_thresholds,
 }
 """The subcommands of ``python -m tlcm.evaluate``."""
 

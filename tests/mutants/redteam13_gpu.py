@@ -53,7 +53,7 @@ T_CACHE = f"{T}::test_the_trajectory_cache_row_trains_on_its_8_prompts_with_no_t
 T_SYNCS = f"{T}::test_host_syncs_counts_every_synchronising_call_and_restores_the_mode"
 T_PLAN = f"{T}::test_the_memory_plan_rows_report_the_plans_accumulation_and_line"
 T_CKPT = f"{T}::test_the_checkpointing_comparison_reads_step_1_from_the_timed_steps_terms"
-T_PRESET = f"{T}::test_the_option_preset_is_dpo_and_the_teacher_feature_gan_at_the_presets_batches"
+T_PRESET = f"{T}::test_the_option_preset_is_dpo_and_the_timm_pixel_gan_at_the_presets_batches"
 T_DEFAULTS = f"{T}::test_defaults_are_2_timed_steps_on_a_gpu_and_1_in_tiny_mode"
 T_MAIN = f"{T}::test_every_section_after_the_time_limit_is_marked_skipped_and_a_failure_does_not_stop_the_run"
 T_MODELS = f"{T}::test_a_built_model_row_gives_the_published_size_in_the_counts_unit"
@@ -255,12 +255,12 @@ MUTANTS = [
         "the Diffusion-DPO row times the reward mode (the sdxl section's preference phase again)",
     ),
     Mutant(
-        "gpu-options-gan-on-clean-latents",
+        "gpu-options-gan-is-the-presets",
         OPTIONS,
-        'backbone="teacher", input="latent", noise_level=MINIATURE_GAN.noise_level',
-        'backbone="teacher", input="latent"',
+        "    gan = GANConfig(weight=preset.weight, disc_lr=preset.disc_lr)",
+        "    gan = preset",
         (T_PRESET,),
-        "the teacher-feature GAN sees clean latents (noise level 0), not re-noised up to t = 500",
+        "the option row times the preset's teacher-feature GAN again, not the product default",
     ),
     # ---- gpu.py --------------------------------------------------------------------------------------
     Mutant(

@@ -173,8 +173,8 @@ MUTANTS = [
     Mutant(
         "sdxl-gan-real-side-is-data",
         TLCM,
-        'dmd.losses["gan"] = GANConfig(disc_lr=1e-4)',
-        'dmd.losses["gan"] = GANConfig(disc_lr=1e-4, real="data")',
+        '    dmd.losses["dmd"] = DMDConfig(fake_updates=5)\n',
+        '    dmd.losses["dmd"] = DMDConfig(fake_updates=5)\n    dmd.losses["gan"] = replace(dmd.losses["gan"], real="data")\n',
         (f"{T_CFG}::test_the_papers_dmd_scores_with_the_teacher_and_its_gan_is_data_free",),
         "the paper's real = the student's own q-step samples (Eq. 13), data-free",
     ),

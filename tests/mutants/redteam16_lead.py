@@ -234,4 +234,101 @@ MUTANTS = [
         (T_LOADS,),
         "DiffusionPipeline.from_pretrained refuses the exported pipeline's ['tlcm', ...] scheduler",
     ),
+    # ---- the SDXL preset's discriminator ----------------------------------------------------------
+    Mutant(
+        "sdxl-gan-the-timm-pixel-default",
+        "recipes/tlcm.py",
+        '    dmd.losses["dmd"] = DMDConfig(fake_updates=5)\n',
+        '    dmd.losses["dmd"] = DMDConfig(fake_updates=5)\n    dmd.losses["gan"] = GANConfig(disc_lr=1e-4)\n',
+        (
+            "tests/test_gpu_bench_units.py::test_the_option_preset_is_dpo_and_the_timm_pixel_gan_at_the_presets_batches",
+        ),
+        "the SDXL preset's discriminator is a random resnet18 on 64 px decoded images, not the paper's kind",
+    ),
+    # ---- the tables' committed sources -----------------------------------------------------------
+    Mutant(
+        "ladder-sources-not-written",
+        "ablations/run.py",
+        '    write_sources(args.table.with_suffix(".json"), sources(args.runs, needed))\n',
+        "",
+        ("tests/test_sources_units.py::test_a_ladder_run_writes_its_sources_beside_its_table",),
+        "a ladder run leaves its per-seed rows in runs/ only: the table has no committed source",
+    ),
+    Mutant(
+        "ladder-sources-replace-the-file",
+        "ablations/run.py",
+        "    path.write_text(json.dumps({**old, **new}, indent=1, sort_keys=True)",
+        "    path.write_text(json.dumps(new, indent=1, sort_keys=True)",
+        (
+            "tests/test_sources_units.py::test_the_ladders_sources_hold_every_seeds_rows_and_merge_like_the_table",
+        ),
+        "a run of one variant drops every other row's source, while the table keeps those rows",
+    ),
+    Mutant(
+        "ladder-sources-one-seed",
+        "ablations/run.py",
+        "            out.setdefault(name, {})[path.parent.parent.name] = run",
+        "            out[name] = {path.parent.parent.name: run}",
+        (
+            "tests/test_sources_units.py::test_the_ladders_sources_hold_every_seeds_rows_and_merge_like_the_table",
+        ),
+        "only the last seed's rows are kept: the table's min-max has no source",
+    ),
+    Mutant(
+        "zoo-sources-not-written",
+        "ablations/zoo.py",
+        '    args.table.with_suffix(".json").write_text(json.dumps(sources(args.runs, names), indent=1) + "\\n")\n',
+        "",
+        (
+            "tests/test_sources_units.py::test_the_zoo_docs_come_with_every_runs_cost_and_both_samplers_scores",
+        ),
+        "docs/zoo.md is regenerated without its runs' scores",
+    ),
+    Mutant(
+        "zoo-sources-own-sampler-only",
+        "ablations/zoo.py",
+        "                for sampler, name in SAMPLERS.items():\n                    path = info_path.parent / name\n                    if path.is_file():",
+        "                for sampler, name in list(SAMPLERS.items())[:1]:\n                    path = info_path.parent / name\n                    if path.is_file():",
+        (
+            "tests/test_sources_units.py::test_the_zoo_docs_come_with_every_runs_cost_and_both_samplers_scores",
+        ),
+        "the TLCM sampler's scores (half the zoo table) have no source",
+    ),
+    # ---- reward thresholds -----------------------------------------------------------------------
+    Mutant(
+        "thresholds-hinges-swapped",
+        "tlcm/eval/reward_thresholds.py",
+        '        "positive_active": (matched < s0).float().mean().item(),\n        "negative_active": (unrelated > s_neg)',
+        '        "positive_active": (unrelated < s0).float().mean().item(),\n        "negative_active": (matched > s_neg)',
+        ("tests/test_reward_thresholds_units.py::test_a_hinge_is_active_where_it_has_a_gradient",),
+        "each hinge's share read off the other prompt's scores",
+    ),
+    Mutant(
+        "thresholds-boundary-counted",
+        "tlcm/eval/reward_thresholds.py",
+        '"positive_active": (matched < s0)',
+        '"positive_active": (matched <= s0)',
+        ("tests/test_reward_thresholds_units.py::test_a_hinge_is_active_where_it_has_a_gradient",),
+        "a sample exactly at s0 (no gradient) counted as training",
+    ),
+    Mutant(
+        "thresholds-unrelated-is-the-own-prompt",
+        "tlcm/eval/reward_thresholds.py",
+        "scorer.score(features, scorer.unrelated(batch, host))",
+        "scorer.score(features, batch)",
+        (
+            "tests/test_reward_thresholds_units.py::test_each_image_is_scored_with_its_prompt_then_an_unrelated_one",
+        ),
+        "the unrelated distribution is the matched one: s_neg set on the wrong scores",
+    ),
+    Mutant(
+        "thresholds-prompts-not-cycled",
+        "tlcm/eval/reward_thresholds.py",
+        "    texts = [texts[i % len(texts)] for i in range(samples)]\n",
+        "",
+        (
+            "tests/test_reward_thresholds_units.py::test_each_image_is_scored_with_its_prompt_then_an_unrelated_one",
+        ),
+        "--samples ignored: only the prompt file's count is sampled",
+    ),
 ]
