@@ -157,7 +157,7 @@ def _schedule(args: Args) -> None:
                 log = seed_runs(args.runs, seed) / f"{name}.log"
                 raise TLCMError(f"variant {name}, seed {seed} failed (exit {proc.returncode}); see {log}")
             console.print(f"[green]done[/] {name}, seed {seed} in {time.time() - start:.0f} s")
-    text = table(args.runs, needed)
+    text = table(args.runs, needed, 10 * args.samples_per_digit)
     write_results(args.table, text)
     write_sources(args.table.with_suffix(".json"), sources(args.runs, needed))
     console.print(text, highlight=False, soft_wrap=True)  # soft_wrap: table rows stay whole in a log
@@ -181,10 +181,29 @@ def spread(values: list[float], digits: int) -> str:
     return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def table(runs: Path, names: list[str]) -> str:
+def teacher_row(prompts: int) -> str:
+    """The table's last row: the miniature teacher's (DDIM + CFG) alignment / FD at its lowest-FD w
+    per step count, from the committed teacher table scored on ``prompts`` prompts (the variants'
+    count), or a row saying there is none."""
+    from tlcm.summary import committed_teacher, repo_path
+    from tlcm.toy import MINIATURE_SD
+
+    found = committed_teacher(MINIATURE_SD, prompts)
+    if found is None:
+        return f"| teacher | no committed teacher table at {prompts} prompts | - | - | - | - | - | - | - |"
+    path, best = found
+    cells = [
+        f"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})" if n in best else "-"
+        for n in (2, 4, 8, 1)
+    ]
+    what = f"DDIM + CFG, its lowest-FD w per step count ({repo_path(path)})"
+    return f"| teacher | {what} | - | - | {' | '.join(cells)} | - |"
+
+
+def table(runs: Path, names: list[str], prompts: int) -> str:
     """Markdown table of the variants' alignment / FD at 2, 4, 8 and 1 steps, mean (min-max) over
     the seeds on disk; "-" where the variant's grid has fewer milestones (M = 1 samples in one step
-    only)."""
+    only); last, the teacher at the same step counts and ``prompts`` (``teacher_row``)."""
     lines = [
         "| variant | what changes | parent | seeds | 2 steps | 4 steps | 8 steps | 1 step | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -204,6 +223,7 @@ def table(runs: Path, names: list[str]) -> str:
         mean_seconds = sum(seconds) / len(seconds) if seconds else float("nan")
         head = f"| {name} | {v.description} | {v.parent or '-'} | {seeds}"
         lines.append(f"{head} | {' | '.join(cells)} | {mean_seconds:.0f} |")
+    lines.append(teacher_row(prompts))
     return "\n".join(lines) + "\n"
 
 

@@ -187,7 +187,7 @@ def test_one_variant_trains_with_its_seed_into_its_seed_folder(tmp_path, monkeyp
     assert recipe.student.init_from == runs / "s3" / "mlcd+lcd-l2"
     assert recipe.inference_steps == tlcm_full().student.grid.shown_steps
     (recipe.runtime.out_dir / "eval.json").write_text(json.dumps([{"steps": 1, "alignment": 0.5, "fd": 9.0}]))
-    line = ladder.table(runs, ["tlcm-full"]).splitlines()[2]
+    line = ladder.table(runs, ["tlcm-full"], 70).splitlines()[2]
     assert re.search(r" \| 1 \| - \| - \| - \| 0\.500 / 9\.00 \| \d+ \|$", line)  # seconds read back, not nan
 
 

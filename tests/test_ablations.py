@@ -53,7 +53,7 @@ def test_the_table_reads_every_seed_folder_and_puts_each_step_count_under_its_co
         (run / "eval.json").write_text(json.dumps(rows))
         (run / "ablation.json").write_text(json.dumps({"train_eval_seconds": seconds}))
     assert seed_runs(tmp_path, 1) == tmp_path / "s1"  # where _train_one writes and table reads
-    header, _, line = table(tmp_path, [name]).splitlines()
+    header, _, line, teacher = table(tmp_path, [name], 500).splitlines()
     assert header == HEADER.splitlines()[0]
     cells = dict(zip(header.strip("| ").split(" | "), line.strip("| ").split(" | "), strict=True))
     v = VARIANTS[name]
@@ -62,3 +62,19 @@ def test_the_table_reads_every_seed_folder_and_puts_each_step_count_under_its_co
     assert cells["1 step"] == "0.610 (0.510-0.710) / 15.00 (10.00-20.00)"
     assert cells["2 steps"] == "0.620 (0.520-0.720) / 30.00 (20.00-40.00)"
     assert cells["8 steps"] == "0.680 (0.580-0.780) / 120.00 (80.00-160.00)"
+    # last, the teacher at the same prompt count, its lowest-FD w per column (teacher_table.json)
+    best = {
+        r["steps"]: r
+        for r in json.loads(
+            (Path(__file__).resolve().parents[1] / "benchmarks/results/teacher_table.json").read_text()
+        )
+    }
+    for r in json.loads(
+        (Path(__file__).resolve().parents[1] / "benchmarks/results/teacher_table.json").read_text()
+    ):
+        best[r["steps"]] = min(best[r["steps"]], r, key=lambda x: x["fd"])
+    t = dict(zip(header.strip("| ").split(" | "), teacher.strip("| ").split(" | "), strict=True))
+    assert t["variant"] == "teacher" and "teacher_table.json" in t["what changes"]
+    for column, n in (("2 steps", 2), ("1 step", 1), ("8 steps", 8)):
+        assert t[column] == f"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})"
+    assert "no committed teacher table at 70 prompts" in table(tmp_path, [name], 70)

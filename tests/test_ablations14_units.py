@@ -321,7 +321,7 @@ def test_the_ladder_table_holds_the_parents_trained_for_a_row(tmp_path, monkeypa
     ladder.main(args)
     assert procs.values("--only") == ["mds-states-l2", "mlcd+lcd-l2"]
     rows = [line.split(" | ")[0] for line in args.table.read_text().splitlines() if line.startswith("| ")]
-    assert rows[1:] == ["| mds-states-l2", "| mlcd+lcd-l2"]
+    assert rows[1:] == ["| mds-states-l2", "| mlcd+lcd-l2", "| teacher"]
 
 
 def test_a_ladder_run_starts_from_scratch_not_from_an_old_checkpoint(tmp_path, monkeypatch):

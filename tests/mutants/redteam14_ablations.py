@@ -271,8 +271,8 @@ MUTANTS = [
     Mutant(
         "ladder-table-without-the-parents",
         LADDER,
-        "text = table(args.runs, needed)",
-        "text = table(args.runs, list(args.variants or VARIANTS))",
+        "text = table(args.runs, needed, 10 * args.samples_per_digit)",
+        "text = table(args.runs, list(args.variants or VARIANTS), 10 * args.samples_per_digit)",
         (T + "test_the_ladder_table_holds_the_parents_trained_for_a_row",),
         "a row's parents, trained for it, keep their old rows in docs/ablations.md (the docstring: they are replaced)",
     ),

@@ -331,4 +331,24 @@ MUTANTS = [
         ),
         "--samples ignored: only the prompt file's count is sampled",
     ),
+    Mutant(
+        "ladder-table-without-the-teacher",
+        "ablations/run.py",
+        "    lines.append(teacher_row(prompts))\n",
+        "",
+        (
+            "tests/test_ablations.py::test_the_table_reads_every_seed_folder_and_puts_each_step_count_under_its_column",
+        ),
+        "the ladder's table compares the variants with nothing at their step counts",
+    ),
+    Mutant(
+        "ladder-teacher-at-its-worst-w",
+        "tlcm/summary.py",
+        '        if r["steps"] not in best or r["fd"] < best[r["steps"]]["fd"]:',
+        '        if r["steps"] not in best or r["fd"] > best[r["steps"]]["fd"]:',
+        (
+            "tests/test_ablations.py::test_the_table_reads_every_seed_folder_and_puts_each_step_count_under_its_column",
+        ),
+        "the teacher's row shows its worst guidance scale: every student looks better than it is",
+    ),
 ]

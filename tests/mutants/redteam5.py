@@ -385,8 +385,8 @@ MUTANTS = [
     Mutant(
         "ladder-columns-in-step-order",
         LADDER,
-        "for n in (2, 4, 8, 1)",
-        "for n in (1, 2, 4, 8)",
+        "            for n in (2, 4, 8, 1)",
+        "            for n in (1, 2, 4, 8)",
         (T_ABL,),
         "the cells come 1, 2, 4, 8 under the header's 2, 4, 8, 1: every column mislabelled",
     ),
