@@ -98,10 +98,10 @@ def tlcm_full() -> Recipe:
 
     A phase stays in the default only if it lowers FD at 2 or 4 steps on paired seeds: the range of
     its per-seed differences against its parent excludes zero (DMD was kept so, on 5 seeds;
-    docs/ablations.md, "What decided the default"). On the two-ink miniature the paper's reward feedback and GAN did not
-    (they raised FD or left it unchanged); the paper's four phases are ``tlcm_paper``, and
-    ``--recipes.phases`` edits either recipe. Distance l2 for MLCD and LCD: on the miniature the
-    shipped latent LPIPS (the paper's best configuration) raised 1- and 2-step FD
+    docs/ablations.md, "What decided the default"). On the two-ink miniature the paper's reward
+    feedback and GAN did not (they raised FD or left it unchanged); the paper's four phases are
+    ``tlcm_paper``, and ``--recipes.phases`` edits either recipe. Distance l2 for MLCD and LCD: on
+    the miniature the shipped latent LPIPS (the paper's best configuration) raised 1- and 2-step FD
     (docs/ablations.md); ``--recipes.phases.mlcd.losses.mlcd.distance latent_lpips`` (and lcd)
     selects it."""
     return Recipe(
