@@ -230,3 +230,26 @@ def test_a_chunk_written_by_another_process_meanwhile_stays_in_the_manifest(tiny
     third = EmbeddingStore(sd, prompts, folder, chunk_size=2)
     third.get(torch.arange(6))
     assert third.encode_calls == 0
+
+
+def test_the_statistics_cache_key_sees_an_image_rewritten_in_place_and_other_inception_weights(tmp_path):
+    """An image re-generated at the same path and the same size (another seed, same PNG length) is
+    another key (its modification time), so are other Inception weights under the same file name
+    (their size); the same files and weights keep their key."""
+    import os
+
+    from tlcm.eval.fid import stats_key
+
+    files = write_pngs(tmp_path / "ref", 2, size=8)
+    weights = tmp_path / "pt_inception-2015-12-05.pth"
+    weights.write_bytes(b"a" * 10)
+    key = stats_key(files, weights)
+    assert stats_key(list(files), weights) == key
+    data = files[0].read_bytes()
+    files[0].write_bytes(data)  # the same bytes rewritten: a new modification time
+    stat = files[0].stat()
+    os.utime(files[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert files[0].stat().st_size == len(data) and stats_key(files, weights) != key
+    key = stats_key(files, weights)
+    weights.write_bytes(b"a" * 11)
+    assert stats_key(files, weights) != key

@@ -47,12 +47,17 @@ def _stored_pngs(folder: Path, colours) -> list[Path]:
 def test_reference_statistics_of_one_folder_are_not_served_for_another_with_the_same_file_names(tmp_path):
     """Two reference folders whose files share names and sizes (COCO val2017/ and a copy of other
     images under the same names) are two sets: the second is measured, not read from the cache of
-    the first (a FID against the wrong reference)."""
+    the first (a FID against the wrong reference), also with the same modification times (copies
+    made with rsync -a / cp -p keep them)."""
+    import os
+
     from tlcm.eval.fid import image_stats
 
     a = _stored_pngs(tmp_path / "a", [(10, 20, 30), (200, 0, 50), (0, 90, 250)])
     b = _stored_pngs(tmp_path / "b", [(250, 250, 250), (5, 5, 5), (120, 60, 30)])
     assert [f.stat().st_size for f in a] == [f.stat().st_size for f in b]
+    for x, y in zip(a, b, strict=True):
+        os.utime(y, ns=(x.stat().st_atime_ns, x.stat().st_mtime_ns))
     net, cache = _MeanColour(), tmp_path / "cache"
     first = image_stats(net, a, 2, cache)
     second = image_stats(net, b, 2, cache)

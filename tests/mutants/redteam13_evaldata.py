@@ -121,7 +121,7 @@ MUTANTS = [
     Mutant(
         "fid-cache-key-ignores-the-inception-file",
         FID,
-        " + [[Path(inception).name]]",
+        "    entries += [[inception.name, inception.stat().st_size if inception.is_file() else None]]\n",
         "",
         (T_U_FID_CACHE_KEY_IGNORES_THE_INCEPTION_FILE,),
         "reference statistics cached with other Inception weights are served as these weights' ones",

@@ -103,8 +103,8 @@ MUTANTS = [
     Mutant(
         "fid-cache-key-of-file-names-only",
         FID,
-        "entries = [[str(f.resolve()), f.stat().st_size] for f in files]",
-        "entries = [[f.name, f.stat().st_size] for f in files]",
+        "entries = [[str(f.resolve()), (s := f.stat()).st_size, s.st_mtime_ns] for f in files]",
+        "entries = [[f.name, (s := f.stat()).st_size, s.st_mtime_ns] for f in files]",
         (T_E_CACHE, U_NAMES),
         "two reference folders of the same file names and sizes share cached statistics: FID "
         "against the wrong reference set",

@@ -351,4 +351,25 @@ MUTANTS = [
         ),
         "the teacher's row shows its worst guidance scale: every student looks better than it is",
     ),
+    # ---- the FID statistics cache's key ----------------------------------------------------------
+    Mutant(
+        "fid-key-without-modification-times",
+        "tlcm/eval/fid.py",
+        "(s := f.stat()).st_size, s.st_mtime_ns] for f in files]",
+        "(s := f.stat()).st_size] for f in files]",
+        (
+            "tests/test_datamath15_units.py::test_the_statistics_cache_key_sees_an_image_rewritten_in_place_and_other_inception_weights",
+        ),
+        "an image re-generated in place at the same size reuses the old statistics",
+    ),
+    Mutant(
+        "fid-key-inception-by-name-only",
+        "tlcm/eval/fid.py",
+        "[[inception.name, inception.stat().st_size if inception.is_file() else None]]",
+        "[[inception.name]]",
+        (
+            "tests/test_datamath15_units.py::test_the_statistics_cache_key_sees_an_image_rewritten_in_place_and_other_inception_weights",
+        ),
+        "other Inception weights under the same file name reuse the statistics of the first",
+    ),
 ]

@@ -116,7 +116,7 @@ MUTANTS = [
     Mutant(
         "fid-cache-key-ignores-file-sizes",
         FID,
-        "entries = [[str(f.resolve()), f.stat().st_size] for f in files]",
+        "entries = [[str(f.resolve()), (s := f.stat()).st_size, s.st_mtime_ns] for f in files]",
         "entries = [[str(f.resolve())] for f in files]",
         (f"{T_EVAL}::test_fid_stats_cache_is_not_reused_for_rewritten_images",),
         "A reference or teacher folder regenerated under the same file names reuses its stale cached "

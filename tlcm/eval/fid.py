@@ -107,8 +107,12 @@ def load_inception(path: Path, device: torch.device | str) -> torch.nn.Module:
 
 
 def stats_key(files: list[Path], inception: Path) -> str:
-    """A hash of the image files (names and sizes) and the Inception file: the cache key."""
-    entries = [[str(f.resolve()), f.stat().st_size] for f in files] + [[Path(inception).name]]
+    """The cache key: a hash of the image files (paths, sizes and modification times: an image
+    re-generated in place is another, even at the same size) and the Inception file (name and
+    size: another download of other weights under the same name is another)."""
+    entries = [[str(f.resolve()), (s := f.stat()).st_size, s.st_mtime_ns] for f in files]
+    inception = Path(inception)
+    entries += [[inception.name, inception.stat().st_size if inception.is_file() else None]]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
