@@ -14,7 +14,7 @@ uses the tiny pipelines of tlcm/toy/tiny.py, 1 timed step per phase and batch 2:
 tests/test_gpu_benchmark.py runs. From the repository root:
 
     python -m benchmarks.gpu --out "$OUT" --time-limit 330      # on a GPU (benchmarks/gpu_check.sh)
-    .venv/bin/python -m benchmarks.gpu --device cpu              # tiny CPU mode
+    .venv/bin/python -m benchmarks.gpu --device cpu              # tiny CPU mode: TMPDIR/tlcm-gpu-bench-tiny
 """
 
 from __future__ import annotations
@@ -188,6 +188,10 @@ def _untrained_student(model: Path, out: Path, device: str, preset) -> None:
     export_student(Student(BaseModel.load(model, device=device, dtype=dtype), preset.student), out)
 
 
+TINY_OUT = Path(tempfile.gettempdir()) / "tlcm-gpu-bench-tiny"
+"""The tiny mode's default --out: not benchmarks/results, where the GPU's results are committed."""
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.gpu",
@@ -195,7 +199,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--out", type=Path, default=RESULTS, help="folder of gpu.json / gpu.md (default benchmarks/results)"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder of gpu.json / gpu.md (default benchmarks/results; tiny: TMPDIR/tlcm-gpu-bench-tiny, so "
+        "that tiny numbers never overwrite the committed GPU results)",
     )
     parser.add_argument(
         "--time-limit", type=float, default=None, help="start no section / phase after S seconds"
@@ -247,6 +255,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.tiny = args.tiny or args.device == "cpu"
+    if args.out is None:
+        args.out = TINY_OUT if args.tiny else RESULTS
     tiny_default = lambda v, full, tiny: v if v is not None else (tiny if args.tiny else full)  # noqa: E731
     args.steps, args.repeats = tiny_default(args.steps, 2, 1), tiny_default(args.repeats, 3, 1)
     args.mini_samples = tiny_default(args.mini_samples, 20, 2)
@@ -259,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    console.print(f"results go to {args.out}/gpu.json and gpu.md")
     with tempfile.TemporaryDirectory(prefix="tlcm-gpu-bench-") as tmp:
         args.work_dir = args.work_dir or Path(tmp)
         report = Report(args, args.device)

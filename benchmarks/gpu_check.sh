@@ -12,7 +12,8 @@
 # that has over 80 GB free (RAM-backed: the machine has 128 GB; disk 64 GB), else in the default temp
 # dir; it is removed at the end. Extra arguments go to the benchmark (e.g. --sections build,flux; the
 # README's GPU section gives the plan of calls); none: the plan's first call,
-# --sections build,sdxl,inference,speed --steps 1. CPU dry run of the same script:
+# --sections build,sdxl,inference,speed --steps 1; arguments without --sections get those sections
+# (e.g. --steps 2: --sections build,sdxl,inference,speed --steps 2). CPU dry run of the same script:
 #   OUT=/tmp/gpu-check PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --device cpu
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
@@ -44,9 +45,13 @@ fi
 trap 'rm -rf "$WORK"' EXIT
 df -h "$WORK" | tee -a "$OUT/versions.txt"
 echo "setup took $(($(date +%s) - started)) s" | tee -a "$OUT/versions.txt"
-if [ $# -eq 0 ]; then  # the first call of the README's plan (all sections would build every model first)
-  set -- --sections build,sdxl,inference,speed --steps 1
+if [ $# -eq 0 ]; then  # the first call of the README's plan
+  set -- --steps 1
 fi
+case " $* " in  # no --sections: the plan's first call's (all sections would build every model, ~59 GB)
+  *" --sections "* | *" --sections="*) ;;
+  *) set -- --sections build,sdxl,inference,speed "$@" ;;
+esac
 timeout "${GPU_BENCH_TIMEOUT:-470}" "$PYTHON" -m benchmarks.gpu --out "$OUT" --work-dir "$WORK" \
   --time-limit "${GPU_BENCH_TIME_LIMIT:-330}" "$@" >"$OUT/gpu.log" 2>&1
 rc=$?

@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from recipes.tlcm import tlcm_full
 from tlcm.config import Recipe
 from tlcm.engine import Trainer
+from tlcm.toy import MINIATURE_PROMPTS
 
 GIB = 2**30
 MICRO_BATCH = {
@@ -90,7 +91,11 @@ def phase_recipe(
         eval_samples_per_digit=0,
     )
     flow = TINY_FLOW if tiny and base.model.resolution else {}
-    return replace(base, model=replace(base.model, path=model, **flow), phases=phases, runtime=runtime)
+    data = (
+        base.data if base.data.prompts or base.data.images else replace(base.data, prompts=MINIATURE_PROMPTS)
+    )
+    model_config = replace(base.model, path=model, **flow)
+    return replace(base, model=model_config, data=data, phases=phases, runtime=runtime)
 
 
 def term_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from tlcm.errors import run_cli
+from tlcm.toy import MINIATURE_PROMPTS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
@@ -258,7 +259,7 @@ def trained_run(
 
     def setup(ws: Workspace) -> None:
         run = ws.tmp / folder
-        argv = ["recipes:mlcd", "--recipes.model.path", str(ws.tiny), *TINY_RUN]
+        argv = ["recipes:mlcd", "--recipes.model.path", str(ws.tiny), *TINY_RUN, *MINIATURE_PROMPT_FILE]
         argv += ["--recipes.runtime.out-dir", str(run), "--recipes.runtime.device", "cpu", *args]
         with contextlib.redirect_stderr(io.StringIO()):
             _train(argv)
@@ -452,11 +453,15 @@ def then_full_disk(setup: Callable[[Workspace], object], fragment: str) -> Calla
 MLCD = "--recipes.phases.mlcd"
 TRAIN_DEFAULTS = ("--recipes.runtime.out-dir", "{tmp}/run", "--recipes.runtime.device", "cpu")
 """tlcm.train cases: the run folder under {tmp}, the CPU (unless the case sets them)."""
+MINIATURE_PROMPT_FILE = ("--recipes.data.prompts", str(MINIATURE_PROMPTS))
+"""And, on a model other than the miniature without images: its prompts, as a file (unset, a run of
+another model is refused: it would train on the miniature's digit prompts)."""
 
 
 def train(name: str, *args: str, expect: str, **kw) -> Case:
     """A tlcm.train case on the cheap recipes:mlcd preset."""
-    return Case(name, "tlcm.train", ("recipes:mlcd", *args), expect, defaults=TRAIN_DEFAULTS, **kw)
+    prompts = () if "--recipes.data.images" in args else MINIATURE_PROMPT_FILE
+    return Case(name, "tlcm.train", ("recipes:mlcd", *args), expect, defaults=TRAIN_DEFAULTS + prompts, **kw)
 
 
 def sample(name: str, *args: str, expect: str, **kw) -> Case:
@@ -511,7 +516,30 @@ CASES: list[Case] = [
         "--import nowhere_recipes: no module named 'nowhere_recipes'",
     ),
     # -- prompt files
+    train(
+        "another model, no prompts or images (the miniature's digit prompts would be its data)",
+        "--recipes.model.path",
+        "{tiny}",
+        PROMPTS,
+        "None",
+        expect="--recipes.model.path {tiny} would train on the miniature's 40 handwritten-digit prompts "
+        "(--recipes.data.prompts unset): pass --recipes.data.prompts FILE",
+    ),
     train("prompt file missing", PROMPTS, "{tmp}/nope.txt", expect="nope.txt does not exist"),
+    Case(
+        "reward model folder missing (checked before the phases before it train)",
+        "tlcm.train",
+        (
+            "recipes:tlcm-paper",
+            "--recipes.phases.preference.losses.preference.reward",
+            "pickscore",
+            "--recipes.phases.preference.losses.preference.clip-folder",
+            "{tmp}/pickscore",
+        ),  # fmt: skip
+        "--recipes.phases.preference.losses.preference.clip-folder {tmp}/pickscore: no config.json there "
+        "(a local transformers CLIP folder)",
+        defaults=TRAIN_DEFAULTS,
+    ),
     train(
         "prompt file is a folder",
         PROMPTS,

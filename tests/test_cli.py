@@ -12,6 +12,7 @@ from recipes import PRESETS
 from tlcm.errors import run_cli
 from tlcm.sample import SampleArgs
 from tlcm.sample import main as sample_main
+from tlcm.toy import MINIATURE_PROMPTS
 from tlcm.train import TrainArgs
 from tlcm.train import cli as train_cli
 from tlcm.train import main as train_main
@@ -72,7 +73,14 @@ def test_steps_and_milestones_out_of_range(capsys, tmp_path):
 def test_a_run_refused_after_the_model_loaded_leaves_no_empty_folder(capsys, tiny_sd_dir, tmp_path):
     """A flag found wrong once the model is there (LoRA target names) used to leave the run's folder
     behind, created and empty; a folder that was there before stays, with what it holds."""
-    argv = ["recipes:mlcd", "--recipes.model.path", str(tiny_sd_dir), "--recipes.student.target-modules"]
+    argv = [
+        "recipes:mlcd",
+        "--recipes.model.path",
+        str(tiny_sd_dir),
+        "--recipes.data.prompts",
+        str(MINIATURE_PROMPTS),
+    ]
+    argv += ["--recipes.student.target-modules"]
     err = _train([*argv, "to_qq", "--recipes.runtime.out-dir", str(tmp_path / "run")], capsys)
     assert "to_qq matches no Linear/Conv layer" in err and not (tmp_path / "run").exists()
     (tmp_path / "kept").mkdir()

@@ -10,6 +10,8 @@ import torch
 from safetensors.torch import load_file
 from tiny_pipelines import tiny_sd_pipeline
 
+from tlcm.toy import MINIATURE_PROMPTS
+
 COMMON = [
     "recipes:mlcd",
     "--recipes.phases.mlcd.steps",
@@ -35,7 +37,7 @@ def test_two_process_step_equals_one_process_with_same_global_batch(tmp_path):
     tiny_sd_pipeline().save_pretrained(model)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    args = [*COMMON, "--recipes.model.path", str(model)]
+    args = [*COMMON, "--recipes.model.path", str(model), "--recipes.data.prompts", str(MINIATURE_PROMPTS)]
     one = subprocess.run(
         [
             sys.executable,

@@ -133,8 +133,11 @@ def test_a_run_exports_its_pipeline_and_fsdp_is_refused_up_front(tiny_sd_dir, tm
     assert (tmp_path / "run" / "student" / unet_file).is_file()
     assert "`pipeline/` (the whole pipeline" in (tmp_path / "run" / "student" / "README.md").read_text()
     sharded = replace(recipe, runtime=replace(recipe.runtime, fsdp=True))
-    with pytest.raises(TLCMError, match="python -m tlcm.export RUN --format pipeline"):
-        validate_recipe(sharded)
+    with pytest.raises(
+        TLCMError, match="in shards over the 2 processes: .*python -m tlcm.export RUN --format pipeline"
+    ):
+        validate_recipe(sharded, world_size=2)
+    validate_recipe(sharded, world_size=1)  # one process ignores fsdp: nothing is sharded
     written = export_main(ExportArgs(tmp_path / "run", format=("pipeline",), out=tmp_path / "later"))
     assert written == [tmp_path / "later" / "pipeline"]
     first, again = (

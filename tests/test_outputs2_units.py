@@ -216,7 +216,7 @@ def test_a_reward_without_its_folder_names_the_flag():
     from tlcm.rewards import RewardSpec, build_reward
 
     for name in ("clip", "pickscore", "aesthetic"):
-        with pytest.raises(ValueError, match="needs --...clip-folder"):
+        with pytest.raises(ValueError, match=r"needs clip_folder \(a local path; the flag: .clip-folder\)"):
             build_reward(name, RewardSpec(clip_folder=""))
 
 

@@ -364,3 +364,56 @@ def test_reward_feedback_logs_the_prompts_and_the_unrelated_rewards_apart():
     metrics = loss.aux_step([ctx])
     torch.testing.assert_close(metrics["preference/reward"], pos.mean())
     torch.testing.assert_close(metrics["preference/reward_neg"], neg.mean())
+
+
+def test_a_micro_batch_of_one_takes_its_unrelated_prompt_from_the_runs_prompts():
+    """One prompt per micro-batch (8 processes x batch 8, or the memory plan's 1 x 8): the default
+    unrelated prompt (another prompt of the micro-batch) was the prompt itself, so r_neg = r_pos
+    and the hinge relu(s0 - r) + relu(r - s_neg) trained nothing (or lowered r). It is now drawn
+    from the run's prompts; a micro-batch with two different prompts draws as before."""
+    from tlcm.losses.preference import unrelated_prompts
+
+    reward, pool = Reward(), ["a cat", "a dog", "a bird", "a fish"]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        (other,) = unrelated_prompts(reward, ["a cat"], pool, gen)
+        assert other in pool and other != "a cat"
+    twice = unrelated_prompts(reward, ["a cat", "a cat"], pool, gen)
+    assert all(p in pool and p != "a cat" for p in twice)
+    alone = torch.Generator().set_state(gen.get_state())
+    assert unrelated_prompts(reward, ["a cat", "a dog"], pool, gen) == ["a dog", "a cat"]
+    assert reward.unrelated(["a cat", "a dog"], alone) == ["a dog", "a cat"]
+    assert torch.equal(gen.get_state(), alone.get_state())  # the micro-batch's own draw: no pool draws
+    assert unrelated_prompts(reward, ["a cat"], ["a cat"], gen) == ["a cat"]  # nothing else to draw
+
+
+class _PromptReward(Reward):
+    """r(x, c) = -mean (x - len(c))^2: the unrelated prompt's reward differs from the prompt's."""
+
+    def score(self, features, prompts):
+        target = torch.tensor([float(len(p)) for p in prompts]).view(-1, 1, 1, 1)
+        return -(features - target).square().flatten(1).mean(1)
+
+
+def test_the_hinge_at_micro_batch_one_scores_an_unrelated_prompt_and_trains():
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    loss = Preference(PreferenceConfig(mode="reward", s0=0.0, s_neg=-1e9), _PromptReward())
+    ctx = toy_context(
+        lambda x, t, c: scale * x, None, batch=1, seed=3, decode=lambda z: z, grid=StudentGrid(1, 1),
+        prompts=["ab"], all_prompts=["ab", "abcdef"],
+    )  # fmt: skip
+    value = loss(ctx)["preference"]
+    x0 = ctx.computed("student_prediction/1/1").x0.detach()
+    r_pos, r_neg = -(x0 - 2).square().mean(), -(x0 - 6).square().mean()
+    torch.testing.assert_close(value.detach(), (0.0 - r_pos) + (r_neg + 1e9))
+    value.backward()
+    assert scale.grad != 0
+
+
+def test_the_engine_gives_losses_every_prompt_of_the_run(tiny_sd_dir, tmp_path):
+    from engine_helpers import small_recipe
+
+    from tlcm.engine import Trainer
+
+    trainer = Trainer(small_recipe(tiny_sd_dir, tmp_path / "run", steps=1))
+    assert list(trainer.phase_context.all_prompts) == trainer.prompts and len(trainer.prompts) == 40

@@ -75,3 +75,12 @@ def test_an_unknown_reward_and_bad_counts_are_refused_before_loading(tmp_path):
         reward_thresholds("mps", model=tmp_path / "absent")
     with pytest.raises(TLCMError, match="--samples must be >= 1, got 0"):
         reward_thresholds(samples=0, model=tmp_path / "absent")
+
+
+def test_reward_weights_are_checked_before_the_teacher_loads(tmp_path):
+    """A PickScore run without its folder, or with a folder that is no CLIP folder: one line naming
+    the flag, before any model loads (the model path here does not exist)."""
+    with pytest.raises(TLCMError, match="--clip-folder is unset: the 'pickscore' reward needs a local path"):
+        reward_thresholds("pickscore", model=tmp_path / "absent")
+    with pytest.raises(TLCMError, match=r"--clip-folder \S+nope: no config.json there"):
+        reward_thresholds("pickscore", clip_folder=str(tmp_path / "nope"), model=tmp_path / "absent")

@@ -162,6 +162,24 @@ def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool, grid: Stud
    the timesteps of the "sgm_uniform" column (close to TLCM's where the two columns agree).{differs}"""
 
 
+PIPELINE_FILES = (
+    ", `pipeline/` (the whole pipeline, the student merged, the TLCM scheduler: "
+    '`DiffusionPipeline.from_pretrained("pipeline")`, no LoRA to load)'
+)
+"""The card's "Files:" entry of an exported pipeline/."""
+
+
+def list_pipeline(card: str) -> str:
+    """``card`` (a model card's text) with `pipeline/` in its "Files:" line, before `scheduler/`
+    (``python -m tlcm.export --format pipeline`` after training keeps the training card, with its
+    recipe); unchanged when it lists pipeline/ already or has no such line (edited by hand)."""
+    lines = card.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("Files: ") and ", `scheduler/` (" in line and "`pipeline/`" not in line:
+            lines[i] = line.replace(", `scheduler/` (", PIPELINE_FILES + ", `scheduler/` (", 1)
+    return "\n".join(lines)
+
+
 def render_model_card(
     student: Student,
     out_dir: Path,
@@ -189,10 +207,7 @@ def render_model_card(
     else:
         what, files = f"full fine-tune of the {type(student.net).__name__}", f"`{family.net}/`"
     if (out_dir / "pipeline" / "model_index.json").is_file():  # --recipes.runtime.export-formats pipeline
-        files += (
-            ", `pipeline/` (the whole pipeline, the student merged, the TLCM scheduler: "
-            '`DiffusionPipeline.from_pretrained("pipeline")`, no LoRA to load)'
-        )
+        files += PIPELINE_FILES
     refusal = family.comfy_refusal(base.net)  # None: stock ComfyUI loads the base with the kohya LoRA
     comfy = (
         _comfy_use(kohya_file(name), pipeline, base_path, lora, config.grid) if refusal is None else refusal

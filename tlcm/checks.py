@@ -22,7 +22,7 @@ import torch
 
 from tlcm.config import EXPORT_FORMATS, Recipe
 from tlcm.errors import TLCMError
-from tlcm.toy import MINIATURE_DIGITS
+from tlcm.toy import MINIATURE_DIGITS, MINIATURE_PROMPTS, is_miniature
 
 if TYPE_CHECKING:  # tlcm.models imports diffusers: the functions that read a model folder import it
     from tlcm.models.families import Family
@@ -380,6 +380,13 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
     check_resolution(Path(recipe.model.path), recipe.model.resolution, family, "--recipes.model.resolution")
     _check_data(recipe)
     _check_runtime(recipe.runtime, recipe.student.full_finetune, family)
+    if "pipeline" in recipe.runtime.export_formats and recipe.runtime.fsdp and world > 1:
+        raise TLCMError(
+            "--recipes.runtime.export-formats pipeline merges the student into the whole network, which "
+            f"FSDP2 holds in shards over the {world} processes: leave pipeline out and export it after "
+            "training, in one process: python -m tlcm.export RUN --format pipeline (one process ignores "
+            "--recipes.runtime.fsdp)"
+        )
 
 
 def _check_phase(name: str, phase, recipe: Recipe, world: int, num_train_timesteps: int) -> None:
@@ -461,8 +468,17 @@ def _check_student(student) -> None:
 
 
 def _check_data(recipe: Recipe) -> None:
-    """The data folders: trajectory cache, real images (whose captions replace the prompts),
-    embedding cache."""
+    """The training data: a model other than the bundled miniatures needs its own prompts or images
+    (unset, the prompts are the miniatures' 40 handwritten-digit ones); the data folders:
+    trajectory cache, real images (whose captions replace the prompts), embedding cache."""
+    data = recipe.data
+    if data.prompts is None and data.images is None and not is_miniature(recipe.model.path):
+        raise TLCMError(
+            f"--recipes.model.path {recipe.model.path} would train on the miniature's 40 handwritten-digit "
+            "prompts (--recipes.data.prompts unset): pass --recipes.data.prompts FILE (.txt, one prompt "
+            "per line, or .jsonl) or --recipes.data.images DIR (their captions); to train on those 40 "
+            f"on purpose: --recipes.data.prompts {MINIATURE_PROMPTS}"
+        )
     cache = recipe.data.trajectory_cache
     if cache is not None and not Path(cache).is_dir():
         prompts = "" if recipe.data.prompts is None else f" --prompts {recipe.data.prompts}"
@@ -498,12 +514,6 @@ def _check_runtime(rt, full_finetune: bool, family) -> None:
         raise TLCMError(f"{flag}.memory-budget-gib must be > 0 (GiB), got {rt.memory_budget_gib}")
     check_seed(rt.seed, f"{flag}.seed")
     check_export_formats(rt.export_formats, f"{flag}.export-formats", lora=not full_finetune, family=family)
-    if "pipeline" in rt.export_formats and rt.fsdp:
-        raise TLCMError(
-            f"{flag}.export-formats pipeline merges the student into the whole network, which FSDP2 "
-            f"holds in shards: leave pipeline out of {flag}.export-formats and export it after "
-            "training, in one process: python -m tlcm.export RUN --format pipeline"
-        )
     check_trackers(rt.trackers, f"{flag}.trackers")
     check_compile_backend(rt.compile_backend, f"{flag}.compile-backend")
     if rt.checkpoint_every < 0:

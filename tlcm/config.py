@@ -14,7 +14,7 @@ from typing import Literal
 from tlcm.checkpoint import WEIGHT_LIMIT
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.base import LossConfig
-from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+from tlcm.toy import MINIATURE_PROMPTS, MINIATURE_SD, TEACHER_GUIDANCE_SCALE, is_miniature
 
 EXPORT_FORMATS = ("diffusers", "kohya", "pipeline")
 """Student export formats (tlcm/export.py): diffusers / peft LoRA, kohya (ComfyUI / A1111) LoRA, the
@@ -265,12 +265,18 @@ def smoke_recipe(
     resume: bool = True,
     **student: object,
 ) -> Recipe:
-    """The same phases and loss hyper-parameters at ``steps`` x ``batch_size``, on ``model``, writing
-    only ``out_dir`` (no sample grid, evaluation or periodic checkpoints); ``student`` overrides
-    StudentConfig fields (init_from is cleared). For smoke tests, benchmarks and ablation dry runs."""
+    """The same phases and loss hyper-parameters at ``steps`` x ``batch_size``, on ``model``,
+    writing only ``out_dir`` (no sample grid, evaluation or periodic checkpoints); ``student``
+    overrides StudentConfig fields (init_from is cleared); without prompts or images, on a ``model``
+    other than the bundled miniatures, the miniature's prompts as a file (a stand-in trains on
+    them). For smoke tests, benchmarks and ablation dry runs."""
     phases = {name: replace(p, steps=steps, batch_size=batch_size) for name, p in recipe.phases.items()}
+    data = recipe.data
+    if data.prompts is None and data.images is None and not is_miniature(model):
+        data = replace(data, prompts=MINIATURE_PROMPTS)
     return replace(
         recipe,
+        data=data,
         model=replace(recipe.model, path=model),
         student=replace(recipe.student, init_from=None, **student),
         phases=phases,

@@ -189,6 +189,7 @@ class Trainer:
             trajectories=self.trajectories,
             real_images=self.images and partial(real_latents, self.base, self.images),
             uniform_calls=self.sharded,
+            all_prompts=self.prompts,
         )
         # no cast cache: on torch 2.6-2.9 (the floor) a no_grad call (the target) cached its bf16 copy
         # of the fp32 LoRA weights and the student's call then reused it, without gradients (measured)

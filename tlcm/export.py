@@ -46,7 +46,7 @@ import torch
 import tyro
 from rich.console import Console
 
-from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, write_model_card
+from tlcm.card import CARD_FILE, DIFFUSERS_FILE, kohya_file, list_pipeline, write_model_card
 from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError, note, run_cli
@@ -297,6 +297,9 @@ def main(args: ExportArgs) -> list[Path]:
                 scores = args.run / "eval.json"  # python -m tlcm.train's end-of-run evaluation
                 scores = json.loads(scores.read_text()) if scores.is_file() else None
                 write_model_card(student, out, name, scores=scores)
+        text = (out / CARD_FILE).read_text()
+        if PIPELINE_FOLDER in args.format and list_pipeline(text) != text:  # a kept card: list pipeline/
+            (out / CARD_FILE).write_text(list_pipeline(text))
     except OSError as err:
         raise write_failed(f"the model card to {out}", err) from err
     for path in written:

@@ -153,7 +153,11 @@ class CudaMemory:
 
     def __init__(self, device: torch.device) -> None:
         if device.type != "cuda":
-            raise TLCMError(f"the memory plan measures CUDA memory; device {device}: drop the memory plan")
+            raise TLCMError(  # off CUDA plan_phase comes here only with a budget, else it skips the plan
+                f"the memory plan measures CUDA memory; device {device}: drop "
+                "--recipes.runtime.memory-budget-gib (without a budget the plan, "
+                "--recipes.runtime.memory-plan, is skipped on a device other than CUDA)"
+            )
         self.device = device
 
     def reset(self) -> None:

@@ -182,6 +182,7 @@ def run_summary(
     prompt = "the number 3, handwritten" if Path(model.path).resolve() in TEACHER_TABLES else "your prompt"
     command = (
         f"python -m tlcm.sample --student {shell_path(run)} --steps 4"  # the run's base model and T5 length
+        f" --out {shell_path(run / 'samples.png')}"  # not outputs/ of the working directory
     )
     lines += ["", f'Sample it: {command} --prompt "{prompt}"']
     return "\n".join(lines)

@@ -152,8 +152,8 @@ MUTANTS = [
     Mutant(
         "hinge-negative-on-own-prompts",
         PREF,
-        "self.reward.score(features, self.reward.unrelated(ctx.prompts, ctx.host_generator))",
-        "self.reward.score(features, ctx.prompts)",
+        "        r_neg = self.reward.score(features, unrelated)",
+        "        r_neg = self.reward.score(features, ctx.prompts)",
         (T_PREF,),
         "the negative term scores the prompt itself, not an unrelated one",
     ),

@@ -213,7 +213,7 @@ MUTANTS = [
     Mutant(
         "pipeline-under-fsdp-accepted",
         CHECKS,
-        '    if "pipeline" in rt.export_formats and rt.fsdp:',
+        '    if "pipeline" in recipe.runtime.export_formats and recipe.runtime.fsdp and world > 1:',
         "    if False:",
         (T_RUN,),
         "an FSDP2 run trains for hours and then cannot merge its sharded network",
@@ -314,8 +314,8 @@ MUTANTS = [
     Mutant(
         "thresholds-unrelated-is-the-own-prompt",
         "tlcm/eval/reward_thresholds.py",
-        "scorer.score(features, scorer.unrelated(batch, host))",
-        "scorer.score(features, batch)",
+        "            unrelated.append(scorer.score(features, others).float().cpu())",
+        "            unrelated.append(scorer.score(features, batch).float().cpu())",
         (
             "tests/test_reward_thresholds_units.py::test_each_image_is_scored_with_its_prompt_then_an_unrelated_one",
         ),
@@ -371,5 +371,62 @@ MUTANTS = [
             "tests/test_datamath15_units.py::test_the_statistics_cache_key_sees_an_image_rewritten_in_place_and_other_inception_weights",
         ),
         "other Inception weights under the same file name reuse the statistics of the first",
+    ),
+    # ---- reward feedback at micro-batch 1 ----------------------------------------------------------
+    Mutant(
+        "unrelated-of-one-is-itself",
+        "tlcm/losses/preference.py",
+        "    if len(set(prompts)) > 1 or len(set(pool)) < 2:",
+        "    if len(set(prompts)) > 0 or len(set(pool)) < 2:",
+        (
+            "tests/test_preference.py::test_a_micro_batch_of_one_takes_its_unrelated_prompt_from_the_runs_prompts",
+            "tests/test_preference.py::test_the_hinge_at_micro_batch_one_scores_an_unrelated_prompt_and_trains",
+        ),
+        "at micro-batch 1 the unrelated prompt is the prompt: r_neg = r_pos, the hinge trains nothing",
+    ),
+    Mutant(
+        "unrelated-pool-drawn-always",
+        "tlcm/losses/preference.py",
+        "    if len(set(prompts)) > 1 or len(set(pool)) < 2:",
+        "    if len(set(pool)) < 2:",
+        (
+            "tests/test_preference.py::test_a_micro_batch_of_one_takes_its_unrelated_prompt_from_the_runs_prompts",
+        ),
+        "every micro-batch draws pool prompts: other unrelated prompts than the paper's in-batch ones",
+    ),
+    Mutant(
+        "engine-without-the-runs-prompts",
+        "tlcm/engine.py",
+        "            all_prompts=self.prompts,\n",
+        "",
+        ("tests/test_preference.py::test_the_engine_gives_losses_every_prompt_of_the_run",),
+        "the pool is empty in training: micro-batch 1 falls back to the prompt itself",
+    ),
+    Mutant(
+        "pipeline-refused-in-one-process",
+        "tlcm/checks.py",
+        '    if "pipeline" in recipe.runtime.export_formats and recipe.runtime.fsdp and world > 1:',
+        '    if "pipeline" in recipe.runtime.export_formats and recipe.runtime.fsdp:',
+        ("tests/test_export_pipeline.py::test_a_run_exports_its_pipeline_and_fsdp_is_refused_up_front",),
+        "a one-GPU FLUX run (fsdp ignored) cannot export its pipeline",
+    ),
+    Mutant(
+        "default-prompts-accepted-for-another-model",
+        "tlcm/checks.py",
+        "    if data.prompts is None and data.images is None and not is_miniature(recipe.model.path):",
+        "    if False:",
+        ("tests/test_bad_inputs.py",),
+        "an SDXL run without --recipes.data.prompts trains on the 40 digit prompts, silently",
+    ),
+    Mutant(
+        "reward-folder-unchecked",
+        "tlcm/losses/preference.py",
+        "        for field in REWARD_FILES.get(self.reward, ()):  # before training, not when the phase starts",
+        "        for field in ():  # before training, not when the phase starts",
+        (
+            "tests/test_bad_inputs.py",
+            "tests/test_reward_thresholds_units.py::test_reward_weights_are_checked_before_the_teacher_loads",
+        ),
+        "a missing PickScore folder is found after the MLCD and LCD phases",
     ),
 ]

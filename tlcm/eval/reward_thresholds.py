@@ -61,7 +61,7 @@ def reward_thresholds(
     guidance_scale: float = TEACHER_GUIDANCE_SCALE,
     batch_size: int = 8,
     seed: int = 0,
-    device: str = "cpu",
+    device: str | None = None,
     out: Path | None = None,
 ) -> dict:
     """Score the teacher's samples with a reward, matched and unrelated prompts: the quantiles of
@@ -80,19 +80,30 @@ def reward_thresholds(
         guidance_scale: Teacher CFG scale w (use your recipe's: the SDXL preset trains at 8).
         batch_size: Images per teacher batch.
         seed: Seed of the noise and of the unrelated prompts' draw.
-        device: Torch device.
+        device: Torch device (default: cuda when torch sees a GPU, else cpu).
         out: Also write the numbers to this .json file.
     """
     from tlcm.data.prompts import load_prompts
     from tlcm.diffusion.denoiser import Guided
+    from tlcm.diffusion.milestones import StudentGrid
     from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
+    from tlcm.losses.preference import PreferenceConfig, unrelated_prompts
     from tlcm.models.base import BaseModel, frozen_dtype
     from tlcm.rewards import REWARDS, RewardSpec, build_reward
 
     check_counts({"--samples": samples, "--steps": steps, "--batch-size": batch_size})
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device, "--device")
     if reward not in REWARDS:
         raise TLCMError(f"--reward {reward!r} is not a reward: use one of {', '.join(sorted(REWARDS))}")
+    try:  # its weights, before the teacher loads: the loss config's own check
+        PreferenceConfig(mode="reward", reward=reward, clip_folder=clip_folder, head_file=head_file).validate(
+            1000, StudentGrid()
+        )
+    except ValueError as err:
+        raise TLCMError(
+            "--" + str(err).replace("clip_folder", "clip-folder").replace("head_file", "head-file")
+        ) from err
     if out is not None:
         check_out_file(out, "--out", (".json",))
     texts = load_prompts(prompts, "--prompts")
@@ -115,7 +126,8 @@ def reward_thresholds(
                 images = base.decode(latents).float()
             features = scorer.embed(images)
             matched.append(scorer.score(features, batch).float().cpu())
-            unrelated.append(scorer.score(features, scorer.unrelated(batch, host)).float().cpu())
+            others = unrelated_prompts(scorer, batch, texts, host)  # as training draws them
+            unrelated.append(scorer.score(features, others).float().cpu())
             progress.advance(task, len(batch))
     r_pos, r_neg = torch.cat(matched), torch.cat(unrelated)
     result = {

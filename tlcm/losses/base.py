@@ -14,7 +14,7 @@ weights, EMA targets, owned models and their optimizers) must be in ``checkpoint
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,8 @@ class PhaseContext:
     uniform_calls: every process must make the same network calls in each step (FSDP2 gathers the
         sharded weights in each call): a loss whose call count depends on its random draws pads it
         to a fixed count (MLCD's MDS states: M masked rounds).
+    all_prompts: every training prompt of the run (the micro-batch's are ``StepContext.prompts``), for
+        draws outside the micro-batch (reward feedback's unrelated prompts at micro-batch 1).
     """
 
     student: Denoiser
@@ -66,6 +68,7 @@ class PhaseContext:
     trajectories: TrajectoryCache | None = None
     real_images: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     uniform_calls: bool = False
+    all_prompts: Sequence[str] = ()
 
 
 @dataclass

@@ -25,6 +25,7 @@ with c_neg an unrelated prompt (the reward's ``unrelated``; the paper: s0 = 16 o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -45,6 +46,30 @@ def dpo_loss(err_w, err_l, ref_err_w, ref_err_l, beta: float) -> torch.Tensor:
     """Per-sample Diffusion-DPO loss (B,) from per-sample denoising errors (B,) of the model and
     the reference on the winners and losers."""
     return -F.logsigmoid(-0.5 * beta * ((err_w - err_l) - (ref_err_w - ref_err_l)))
+
+
+REWARD_FILES = {
+    "clip": ("clip_folder",),
+    "pickscore": ("clip_folder",),
+    "aesthetic": ("clip_folder", "head_file"),
+}
+"""The built-in rewards' weight paths, checked with the recipe (a missing PickScore folder found
+when the preference phase starts costs the MLCD and LCD phases before it)."""
+UNRELATED_POOL = 8
+"""Prompts drawn from the run's to pad a micro-batch without two different prompts."""
+
+
+def unrelated_prompts(reward: Reward, prompts: list[str], pool, generator: torch.Generator) -> list[str]:
+    """The unrelated prompt c_neg of each of ``prompts`` (B,): ``reward.unrelated`` of the
+    micro-batch; when it holds no two different prompts (a micro-batch of 1: the default
+    ``shifted_prompts`` would pair each prompt with itself, and the hinge relu(s0 - r) + relu(r -
+    s_neg) would then train nothing, or lower r), of the micro-batch padded with UNRELATED_POOL
+    prompts drawn from ``pool`` (the run's prompts; ``generator``: the host's), first B kept."""
+    if len(set(prompts)) > 1 or len(set(pool)) < 2:
+        return reward.unrelated(prompts, generator)
+    picks = torch.randint(len(pool), (UNRELATED_POOL,), generator=generator, device=generator.device)
+    padded = [*prompts, *(pool[i] for i in picks.tolist())]
+    return reward.unrelated(padded, generator)[: len(prompts)]
 
 
 def reward_hinge(r_pos, r_neg, s0: float, s_neg: float = 0.0, negative_weight: float = 1.0) -> torch.Tensor:
@@ -85,6 +110,14 @@ class PreferenceConfig(LossConfig):
         )
 
     def validate(self, num_train_timesteps: int, grid: StudentGrid) -> None:
+        for field in REWARD_FILES.get(self.reward, ()):  # before training, not when the phase starts
+            value = getattr(self, field)
+            if not value:
+                raise ValueError(f"{field} is unset: the {self.reward!r} reward needs a local path")
+            folder = field == "clip_folder"
+            if not ((Path(value) / "config.json").is_file() if folder else Path(value).is_file()):
+                what = "no config.json there (a local transformers CLIP folder)" if folder else "not a file"
+                raise ValueError(f"{field} {value}: {what}")
         if self.mode not in ("dpo", "reward"):
             raise ValueError(f'mode must be "dpo" or "reward", got {self.mode!r}')
         if self.reward not in REWARDS:
@@ -138,7 +171,8 @@ class Preference(Loss):
         cfg = self.config
         features = self.reward.embed(decoded_prediction(ctx))  # the image tower, once
         r_pos = self.reward.score(features, ctx.prompts)
-        r_neg = self.reward.score(features, self.reward.unrelated(ctx.prompts, ctx.host_generator))
+        unrelated = unrelated_prompts(self.reward, ctx.prompts, ctx.phase.all_prompts, ctx.host_generator)
+        r_neg = self.reward.score(features, unrelated)
         metrics = {"preference/reward": r_pos.detach().mean(), "preference/reward_neg": r_neg.detach().mean()}
         ctx.shared(METRICS, lambda: metrics)
         return reward_hinge(r_pos, r_neg, cfg.s0, cfg.s_neg, cfg.negative_weight)

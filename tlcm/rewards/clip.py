@@ -45,7 +45,9 @@ class ClipReward(Reward):
 def _need(spec: RewardSpec, field: str, reward: str) -> str:
     value = getattr(spec, field)
     if not value:
-        raise ValueError(f"the {reward!r} reward needs --...{field.replace('_', '-')} (a local path)")
+        raise ValueError(
+            f"the {reward!r} reward needs {field} (a local path; the flag: .{field.replace('_', '-')})"
+        )
     return value
 
 

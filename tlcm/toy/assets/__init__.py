@@ -5,6 +5,15 @@ from pathlib import Path
 ASSET_DIR = Path(__file__).parent
 MINIATURE_SD = ASSET_DIR / "miniature-sd"
 """The miniature pipeline's diffusers folder (StableDiffusionPipeline layout)."""
+MINIATURE_PROMPTS = ASSET_DIR / "prompts.txt"
+"""The miniatures' 40 training prompts as a prompt file (``tlcm.toy.data.all_prompts``, one per
+line): what an unset ``data.prompts`` means on a bundled miniature, and what a run of another model
+(a test's tiny stand-in) passes to train on them on purpose."""
 MINIATURE_SD3 = ASSET_DIR / "miniature-sd3"
 """The flow-matching miniature (StableDiffusion3Pipeline layout, no T5; built by
 ``python -m tlcm.toy.build_flow``): the same digits and VAE, a rectified-flow transformer."""
+
+
+def is_miniature(path) -> bool:
+    """Whether ``path`` is one of the bundled miniatures' folders (whose prompts are the default)."""
+    return Path(path).resolve() in (MINIATURE_SD.resolve(), MINIATURE_SD3.resolve())
