@@ -94,7 +94,7 @@ def phase_recipe(
     data = (
         base.data if base.data.prompts or base.data.images else replace(base.data, prompts=MINIATURE_PROMPTS)
     )
-    model_config = replace(base.model, path=model, **flow)
+    model_config = replace(base.model, path=model, pipeline=None, **flow)  # sd15 runs the SDXL phases
     return replace(base, model=model_config, data=data, phases=phases, runtime=runtime)
 
 

@@ -157,7 +157,7 @@ def tlcm_full_sdxl() -> Recipe:
     dmd = dmd_gan(1_000, 1e-5, 4)  # its GAN: MINIATURE_GAN, discriminator lr 1e-4 (the paper's)
     dmd.losses["dmd"] = DMDConfig(fake_updates=5)
     return Recipe(
-        model=ModelConfig(path=Path("models/sdxl"), guidance_scale=8.0),
+        model=ModelConfig(path=Path("models/sdxl"), guidance_scale=8.0, pipeline="StableDiffusionXLPipeline"),
         student=StudentConfig(lora_rank=64, lora_alpha=64.0),
         phases={
             "mlcd": stage1(12_000, 1e-4, 32),
@@ -170,17 +170,19 @@ def tlcm_full_sdxl() -> Recipe:
 
 
 def large_model(
-    path: str, guidance_scale: float, max_sequence_length: int | None, name: str, **runtime
+    path: str, pipeline: str, guidance_scale: float, max_sequence_length: int | None, name: str, **runtime
 ) -> Recipe:
     """``tlcm_full_sdxl``'s phases, LoRA and runtime (the paper's SDXL values, the memory plan on) on
-    another base model at 1024 px: the paper gives no values for flow models (docs/design.md, "The
-    SD3 / FLUX presets", says where each comes from). ``runtime``: RuntimeConfig fields to change."""
+    another base model (a ``pipeline`` folder) at 1024 px: the paper gives no values for flow models
+    (docs/design.md, "The SD3 / FLUX presets", says where each comes from). ``runtime``:
+    RuntimeConfig fields to change."""
     recipe = tlcm_full_sdxl()
     model = ModelConfig(
         path=Path(path),
         guidance_scale=guidance_scale,
         resolution=1024,
         max_sequence_length=max_sequence_length,
+        pipeline=pipeline,
     )
     runtime = replace(recipe.runtime, out_dir=Path(f"runs/{name}"), **runtime)
     return Recipe(model=model, student=recipe.student, phases=recipe.phases, runtime=runtime)
@@ -190,7 +192,7 @@ def tlcm_full_sd3() -> Recipe:
     """SD3 / SD3.5 (models/sd3): w = 7 (StableDiffusion3Pipeline's default guidance_scale), 256 T5
     tokens (its default max_sequence_length); LoRA on the family's attention + MLP projections
     (diffusers' SD3 DreamBooth-LoRA targets); phases, rank 64, iterations and lrs as the paper's SDXL."""
-    return large_model("models/sd3", 7.0, 256, "tlcm-full-sd3")
+    return large_model("models/sd3", "StableDiffusion3Pipeline", 7.0, 256, "tlcm-full-sd3")
 
 
 def tlcm_full_flux() -> Recipe:
@@ -200,7 +202,9 @@ def tlcm_full_flux() -> Recipe:
     (``--recipes.runtime.fsdp``: the transformer sharded over the processes of a torchrun; one
     process: ignored, and FLUX fits one 80 GB GPU by the arithmetic of docs/design.md) and gradient
     checkpointing on (no uncheckpointed micro-batch of one fits 80 GB: the plan then only checks it)."""
-    return large_model("models/flux", 3.5, 512, "tlcm-full-flux", fsdp=True, gradient_checkpointing=True)
+    return large_model(
+        "models/flux", "FluxPipeline", 3.5, 512, "tlcm-full-flux", fsdp=True, gradient_checkpointing=True
+    )
 
 
 def tlcm_full_flow() -> Recipe:

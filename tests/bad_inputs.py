@@ -527,6 +527,14 @@ CASES: list[Case] = [
     ),
     train("prompt file missing", PROMPTS, "{tmp}/nope.txt", expect="nope.txt does not exist"),
     Case(
+        "a preset on a model of another family (tlcm-full-flux on an SD folder)",
+        "tlcm.train",
+        ("recipes:tlcm-full-flux", "--recipes.model.path", "{tiny}"),
+        "--recipes.model.path {tiny} is a StableDiffusionPipeline folder, but this recipe's values are for "
+        "a FluxPipeline (--recipes.model.pipeline): use the preset of its family",
+        defaults=TRAIN_DEFAULTS + MINIATURE_PROMPT_FILE,
+    ),
+    Case(
         "reward model folder missing (checked before the phases before it train)",
         "tlcm.train",
         (

@@ -352,6 +352,15 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
 
     world = env_world_size() if world_size is None else world_size
     check_field_types(recipe, "--recipes")
+    pipeline = check_model_folder(recipe.model.path, "--recipes.model.path")
+    expected = recipe.model.pipeline
+    if expected is not None and pipeline != expected:  # first: every other value is that family's
+        raise TLCMError(
+            f"--recipes.model.path {recipe.model.path} is a {pipeline} folder, but this recipe's values "
+            f"are for a {expected} (--recipes.model.pipeline): use the preset of its family (recipes:"
+            "tlcm-full-sdxl, -sd3, -flux), or pass --recipes.model.pipeline None to train it with "
+            "these values on purpose"
+        )
     num_train_timesteps = scheduler_timesteps(recipe.model.path)
     if not recipe.phases:
         raise TLCMError("the recipe has no phases: add at least one under recipe.phases")
@@ -376,7 +385,7 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
             )
     _check_student(recipe.student)
     check_guidance_scale(recipe.model.guidance_scale, "--recipes.model.guidance-scale")
-    family = FAMILIES[check_model_folder(recipe.model.path, "--recipes.model.path")]
+    family = FAMILIES[pipeline]
     check_resolution(Path(recipe.model.path), recipe.model.resolution, family, "--recipes.model.resolution")
     _check_data(recipe)
     _check_runtime(recipe.runtime, recipe.student.full_finetune, family)

@@ -44,6 +44,9 @@ class ModelConfig:
     max_sequence_length: int | None = None
     """T5 tokens of the prompt encoding for SD3 / FLUX (None: the pipeline's default, 256 / 512);
     sample the student with the same value."""
+    pipeline: str | None = None
+    """The diffusers pipeline class (model_index.json's _class_name) the recipe's values were written
+    for: a folder of another is refused before loading (None: any; the large presets set theirs)."""
 
 
 @dataclass

@@ -16,8 +16,9 @@ max_skipped_fraction, max_weight_abs: e.g. the advised "on-nonfinite skip" rerun
 where it runs (device), memory and speed switches (gradient_checkpointing: same values, recomputed;
 compile, its backend and graphs: the same maths to rounding), the embedding cache's folder, the
 flags themselves (resume, resume_changed), fields read only when a run starts at step 0
-(student.init_from, init_from_unfinished) and the model's path (the fingerprint is compared
-instead: a moved folder resumes, another model of the same architecture does not).
+(student.init_from, init_from_unfinished), the family check's model.pipeline and the model's
+path (the fingerprint is compared instead: a moved folder resumes, another model of the same
+architecture does not).
 
 The data is compared by content as well as by the recipe's paths: a prompt file edited in place,
 or an image folder whose metadata.jsonl gained lines, is a change (the engine's draw would pick
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 UNCHECKED = (
     "model.path",
+    "model.pipeline",
     "student.init_from",
     "student.init_from_unfinished",
     "data.embedding_cache",

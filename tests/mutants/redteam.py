@@ -619,8 +619,8 @@ MUTANTS = [
     Mutant(
         "recipe-sdxl-guidance",
         RECIPES,
-        'model=ModelConfig(path=Path("models/sdxl"), guidance_scale=8.0),',
-        'model=ModelConfig(path=Path("models/sdxl"), guidance_scale=7.5),',
+        'model=ModelConfig(path=Path("models/sdxl"), guidance_scale=8.0, pipeline=',
+        'model=ModelConfig(path=Path("models/sdxl"), guidance_scale=7.5, pipeline=',
         (T_PRESETS,),
         "the paper's SDXL preset at w = 7.5 instead of Sec. 5.1's w = 8",
     ),

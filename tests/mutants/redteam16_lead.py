@@ -429,4 +429,20 @@ MUTANTS = [
         ),
         "a missing PickScore folder is found after the MLCD and LCD phases",
     ),
+    Mutant(
+        "preset-family-unchecked",
+        "tlcm/checks.py",
+        "    if expected is not None and pipeline != expected:  # first: every other value is that family's",
+        "    if False:  # first: every other value is that family's",
+        ("tests/test_bad_inputs.py",),
+        "recipes:tlcm-full-flux on an SDXL folder trains SDXL with FLUX's guidance, tokens and FSDP",
+    ),
+    Mutant(
+        "flux-preset-without-its-family",
+        "recipes/tlcm.py",
+        '        "models/flux", "FluxPipeline", 3.5,',
+        '        "models/flux", None, 3.5,',
+        ("tests/test_bad_inputs.py",),
+        "the FLUX preset accepts any folder",
+    ),
 ]
