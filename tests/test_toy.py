@@ -213,3 +213,12 @@ def test_student_score_rows_put_each_score_in_its_column(monkeypatch):
         {"steps": 1, "prompts": 20, "alignment": 0.25, "fd": 7.0},
         {"steps": 4, "prompts": 20, "alignment": 0.75, "fd": 3.0},
     ]
+
+
+def test_the_miniature_prompt_file_is_its_training_prompts():
+    """tlcm/toy/assets/prompts.txt (what a stand-in model passes as --recipes.data.prompts) is the
+    miniature's 40 training prompts in order, read by the prompt loader as they are."""
+    from tlcm.data.prompts import load_prompts
+    from tlcm.toy import MINIATURE_PROMPTS
+
+    assert load_prompts(MINIATURE_PROMPTS) == all_prompts() == load_prompts(None)
