@@ -352,9 +352,11 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
 
     world = env_world_size() if world_size is None else world_size
     check_field_types(recipe, "--recipes")
-    pipeline = check_model_folder(recipe.model.path, "--recipes.model.path")
-    expected = recipe.model.pipeline
-    if expected is not None and pipeline != expected:  # first: every other value is that family's
+    expected = recipe.model.pipeline  # first: every other value is that family's
+    if (
+        expected is not None
+        and (pipeline := check_model_folder(recipe.model.path, "--recipes.model.path")) != expected
+    ):
         raise TLCMError(
             f"--recipes.model.path {recipe.model.path} is a {pipeline} folder, but this recipe's values "
             f"are for a {expected} (--recipes.model.pipeline): use the preset of its family (recipes:"
@@ -385,7 +387,7 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
             )
     _check_student(recipe.student)
     check_guidance_scale(recipe.model.guidance_scale, "--recipes.model.guidance-scale")
-    family = FAMILIES[pipeline]
+    family = FAMILIES[check_model_folder(recipe.model.path, "--recipes.model.path")]
     check_resolution(Path(recipe.model.path), recipe.model.resolution, family, "--recipes.model.resolution")
     _check_data(recipe)
     _check_runtime(recipe.runtime, recipe.student.full_finetune, family)

@@ -280,7 +280,7 @@ def smoke_recipe(
     return replace(
         recipe,
         data=data,
-        model=replace(recipe.model, path=model),
+        model=replace(recipe.model, path=model, pipeline=None),  # smoke tests run presets on every family
         student=replace(recipe.student, init_from=None, **student),
         phases=phases,
         runtime=replace(
