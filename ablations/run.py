@@ -166,13 +166,32 @@ def _schedule(args: Args) -> None:
     )
 
 
-def scores(runs: Path, name: str) -> dict[int, list[dict]]:
-    """Steps -> the eval.json rows of ``name`` over every seed folder of ``runs`` that has one."""
+def sources(runs: Path, names: list[str]) -> dict:
+    """The finished runs of ``names`` on disk, as the committed source of their table rows:
+    {variant: {"s<seed>": {"eval": its eval.json rows, "train_eval_seconds": ...}}}."""
+    out: dict = {}
+    for name in names:
+        for path in sorted(runs.glob(f"s*/{name}/eval.json")):
+            info = path.parent / "ablation.json"
+            run = {"eval": json.loads(path.read_text())}
+            if info.is_file():
+                run.update(json.loads(info.read_text()))
+            out.setdefault(name, {})[path.parent.parent.name] = run
+    return out
+
+
+def by_steps(seeds: dict) -> dict[int, list[dict]]:
+    """Steps -> the eval rows of one variant's runs (its ``sources`` entry), seed by seed."""
     out: dict[int, list[dict]] = {}
-    for path in sorted(runs.glob(f"s*/{name}/eval.json")):
-        for row in json.loads(path.read_text()):
+    for run in seeds.values():
+        for row in run["eval"]:
             out.setdefault(row["steps"], []).append(row)
     return out
+
+
+def scores(runs: Path, name: str) -> dict[int, list[dict]]:
+    """Steps -> the eval.json rows of ``name`` over every seed folder of ``runs`` that has one."""
+    return by_steps(sources(runs, [name]).get(name, {}))
 
 
 def spread(values: list[float], digits: int) -> str:
@@ -209,9 +228,9 @@ def table(runs: Path, names: list[str], prompts: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
-        rows = scores(runs, name)
-        infos = sorted(runs.glob(f"s*/{name}/ablation.json"))
-        seconds = [json.loads(p.read_text())["train_eval_seconds"] for p in infos]
+        seeds_of = sources(runs, [name]).get(name, {})  # each seed's eval.json and ablation.json, once
+        rows = by_steps(seeds_of)
+        seconds = [run["train_eval_seconds"] for run in seeds_of.values() if "train_eval_seconds" in run]
         v = VARIANTS[name]
         cells = [
             f"{spread([r['alignment'] for r in rows[n]], 3)} / {spread([r['fd'] for r in rows[n]], 2)}"
@@ -241,20 +260,6 @@ def merge_tables(old: str, new: str) -> str:
     rows = {**_table_rows(old), **_table_rows(new)}
     order = [v.name for v in ROWS if v.name in rows] + [n for n in rows if n not in VARIANTS]
     return "\n".join([*new.splitlines()[:2], *(rows[n] for n in order)]) + "\n"
-
-
-def sources(runs: Path, names: list[str]) -> dict:
-    """The finished runs of ``names`` on disk, as the committed source of their table rows:
-    {variant: {"s<seed>": {"eval": its eval.json rows, "train_eval_seconds": ...}}}."""
-    out: dict = {}
-    for name in names:
-        for path in sorted(runs.glob(f"s*/{name}/eval.json")):
-            info = path.parent / "ablation.json"
-            run = {"eval": json.loads(path.read_text())}
-            if info.is_file():
-                run.update(json.loads(info.read_text()))
-            out.setdefault(name, {})[path.parent.parent.name] = run
-    return out
 
 
 def write_sources(path: Path, new: dict) -> None:

@@ -330,14 +330,27 @@ def spread(values: list[float], digits: int) -> str:
     return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+def finished_runs(runs: Path, miniature: str, method: str) -> dict[str, dict]:
+    """Every finished seed of ``method`` on disk, in seed-folder order: {"s<seed>": {"run": its
+    zoo.json, "<sampler>": its score rows, for each sampler scored}}."""
+    out = {}
+    for info_path in sorted((runs / miniature).glob(f"s*/{method}/zoo.json")):
+        run = {"run": json.loads(info_path.read_text())}
+        for sampler, name in SAMPLERS.items():
+            path = info_path.parent / name
+            if path.is_file():
+                run[sampler] = json.loads(path.read_text())
+        out[info_path.parent.parent.name] = run
+    return out
+
+
 def collect(runs: Path, miniature: str, method: str) -> tuple[list[dict], dict[str, dict[int, list[dict]]]]:
     """(the zoo.json of every finished seed, sampler -> steps -> score rows over those seeds)."""
     infos, scores = [], {s: {} for s in SAMPLERS}
-    for info_path in sorted((runs / miniature).glob(f"s*/{method}/zoo.json")):
-        infos.append(json.loads(info_path.read_text()))
-        for sampler, name in SAMPLERS.items():
-            path = info_path.parent / name
-            for row in json.loads(path.read_text()) if path.is_file() else []:
+    for run in finished_runs(runs, miniature, method).values():
+        infos.append(run["run"])
+        for sampler in SAMPLERS:
+            for row in run.get(sampler, []):
                 scores[sampler].setdefault(row["steps"], []).append(row)
     return infos, scores
 
@@ -510,14 +523,9 @@ def sources(runs: Path, names: list[str]) -> dict:
     out: dict = {}
     for miniature in MINIATURE_NAMES:
         for method in names:
-            for info_path in sorted((runs / miniature).glob(f"s*/{method}/zoo.json")):
-                run = {"run": json.loads(info_path.read_text())}
-                for sampler, name in SAMPLERS.items():
-                    path = info_path.parent / name
-                    if path.is_file():
-                        run[sampler] = json.loads(path.read_text())
-                seeds = out.setdefault(miniature, {}).setdefault(method, {})
-                seeds[info_path.parent.parent.name] = run
+            found = finished_runs(runs, miniature, method)
+            if found:
+                out.setdefault(miniature, {})[method] = found
     return out
 
 

@@ -92,7 +92,7 @@ def phase_recipe(
     )
     flow = TINY_FLOW if tiny and base.model.resolution else {}
     data = (
-        base.data if base.data.prompts or base.data.images else replace(base.data, prompts=MINIATURE_PROMPTS)
+        replace(base.data, prompts=MINIATURE_PROMPTS) if base.data.on_miniature_prompts(model) else base.data
     )
     model_config = replace(base.model, path=model, pipeline=None, **flow)  # sd15 runs the SDXL phases
     return replace(base, model=model_config, data=data, phases=phases, runtime=runtime)

@@ -22,7 +22,7 @@ import torch
 
 from tlcm.config import EXPORT_FORMATS, Recipe
 from tlcm.errors import TLCMError
-from tlcm.toy import MINIATURE_DIGITS, MINIATURE_PROMPTS, is_miniature
+from tlcm.toy import MINIATURE_DIGITS, MINIATURE_PROMPTS
 
 if TYPE_CHECKING:  # tlcm.models imports diffusers: the functions that read a model folder import it
     from tlcm.models.families import Family
@@ -482,8 +482,7 @@ def _check_data(recipe: Recipe) -> None:
     """The training data: a model other than the bundled miniatures needs its own prompts or images
     (unset, the prompts are the miniatures' 40 handwritten-digit ones); the data folders:
     trajectory cache, real images (whose captions replace the prompts), embedding cache."""
-    data = recipe.data
-    if data.prompts is None and data.images is None and not is_miniature(recipe.model.path):
+    if recipe.data.on_miniature_prompts(recipe.model.path):
         raise TLCMError(
             f"--recipes.model.path {recipe.model.path} would train on the miniature's 40 handwritten-digit "
             "prompts (--recipes.data.prompts unset): pass --recipes.data.prompts FILE (.txt, one prompt "

@@ -102,6 +102,12 @@ class DataConfig:
     """Storage dtype of the embedding cache: the text encoder's output dtype (exact), or half the
     bytes (every embedding, cached or fresh, then rounded to it)."""
 
+    def on_miniature_prompts(self, model: Path) -> bool:
+        """Whether a run of ``model`` with this data would train on the miniatures' 40 prompts
+        (neither prompts nor images set) though ``model`` is not a bundled miniature: the recipe
+        check refuses it, stand-ins (``smoke_recipe``) get those prompts as a file."""
+        return self.prompts is None and self.images is None and not is_miniature(model)
+
 
 @dataclass
 class Phase:
@@ -275,7 +281,7 @@ def smoke_recipe(
     them). For smoke tests, benchmarks and ablation dry runs."""
     phases = {name: replace(p, steps=steps, batch_size=batch_size) for name, p in recipe.phases.items()}
     data = recipe.data
-    if data.prompts is None and data.images is None and not is_miniature(model):
+    if data.on_miniature_prompts(model):
         data = replace(data, prompts=MINIATURE_PROMPTS)
     return replace(
         recipe,

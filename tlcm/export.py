@@ -297,9 +297,11 @@ def main(args: ExportArgs) -> list[Path]:
                 scores = args.run / "eval.json"  # python -m tlcm.train's end-of-run evaluation
                 scores = json.loads(scores.read_text()) if scores.is_file() else None
                 write_model_card(student, out, name, scores=scores)
-        text = (out / CARD_FILE).read_text()
-        if PIPELINE_FOLDER in args.format and list_pipeline(text) != text:  # a kept card: list pipeline/
-            (out / CARD_FILE).write_text(list_pipeline(text))
+        if PIPELINE_FOLDER in args.format:  # a kept card: list pipeline/ (once)
+            text = (out / CARD_FILE).read_text()
+            listed = list_pipeline(text)
+            if listed != text:
+                (out / CARD_FILE).write_text(listed)
     except OSError as err:
         raise write_failed(f"the model card to {out}", err) from err
     for path in written:

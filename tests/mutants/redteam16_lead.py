@@ -287,8 +287,8 @@ MUTANTS = [
     Mutant(
         "zoo-sources-own-sampler-only",
         "ablations/zoo.py",
-        "                for sampler, name in SAMPLERS.items():\n                    path = info_path.parent / name\n                    if path.is_file():",
-        "                for sampler, name in list(SAMPLERS.items())[:1]:\n                    path = info_path.parent / name\n                    if path.is_file():",
+        "        for sampler, name in SAMPLERS.items():\n            path = info_path.parent / name\n            if path.is_file():",
+        "        for sampler, name in list(SAMPLERS.items())[:1]:\n            path = info_path.parent / name\n            if path.is_file():",
         (
             "tests/test_sources_units.py::test_the_zoo_docs_come_with_every_runs_cost_and_both_samplers_scores",
         ),
@@ -413,7 +413,7 @@ MUTANTS = [
     Mutant(
         "default-prompts-accepted-for-another-model",
         "tlcm/checks.py",
-        "    if data.prompts is None and data.images is None and not is_miniature(recipe.model.path):",
+        "    if recipe.data.on_miniature_prompts(recipe.model.path):",
         "    if False:",
         ("tests/test_bad_inputs.py",),
         "an SDXL run without --recipes.data.prompts trains on the 40 digit prompts, silently",

@@ -75,8 +75,8 @@ MUTANTS = [
     Mutant(
         "export-pipeline-keeps-the-card-unchanged",
         "tlcm/export.py",
-        "            (out / CARD_FILE).write_text(list_pipeline(text))",
-        "            pass",
+        "                (out / CARD_FILE).write_text(listed)",
+        "                pass",
         (T_CARD,),
         "the kept training card does not list pipeline/ after tlcm.export --format pipeline",
     ),

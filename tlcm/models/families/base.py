@@ -38,8 +38,8 @@ WEIGHTS = re.compile(
     r"(?:diffusion_pytorch_model|pytorch_model|model)(?:\.(\w+))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)"
 )
 """A component's weights file (diffusers / transformers names, older transformers' pytorch_model
-too, sharded or not); group 1: its
-variant ("fp16" in ``diffusion_pytorch_model.fp16.safetensors``), None for the plain file."""
+too, sharded or not); group 1: its variant ("fp16" in ``diffusion_pytorch_model.fp16.safetensors``),
+None for the plain file."""
 
 
 def weights_variant(path: Path) -> str | None:
