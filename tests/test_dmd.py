@@ -240,7 +240,7 @@ def test_dmd_loss_and_gradient_by_hand_on_eps_outputs(real_scale):
     """Student eps = scale x (x0 = (z - s_2 scale z) / a_2 from pure noise z at t = 2), teacher eps =
     0.2 x + e (CFG: e_u + w (e_c - e_u), w the recipe's 2 or real_guidance_scale 3), fake eps =
     b x + 0.1 (its own network, not the student's). The step's draws replayed: k, z, u of t' =
-    round(2 u), eps. x_t' = a' sg(x0) + s' eps; real / fake x0 = (x_t' - s' eps_hat) / a';
+    floor(3 u), eps. x_t' = a' sg(x0) + s' eps; real / fake x0 = (x_t' - s' eps_hat) / a';
     g = (fake - real) / mean_{c,h,w} |x0 - real|; L = mean_b 1/2 mean_i g^2 and d L / d x0 = g / (B D)
     exactly (the stop-gradient); the fake's parameter gets no gradient."""
     batch, seed, w = 16, 1, 2.0
@@ -257,7 +257,7 @@ def test_dmd_loss_and_gradient_by_hand_on_eps_outputs(real_scale):
     gen = torch.Generator().manual_seed(seed)
     torch.randint(1, (batch,), generator=gen)
     z = torch.randn((batch, 2, 2, 2), generator=gen)
-    t = (2 * torch.rand(batch, generator=gen)).round().long()
+    t = (3 * torch.rand(batch, generator=gen, dtype=torch.float64)).floor().long()  # each of 0..2: 1/3
     eps = torch.randn((batch, 2, 2, 2), generator=gen)
     assert set(t.tolist()) == {0, 1, 2}
     (a2,), (s2,) = (v.view(1) for v in _as([2]))
@@ -359,3 +359,40 @@ def test_resume_restores_the_fake_scores_optimizer():
         loss(c)
         loss.aux_step([c])
     assert b.fake.b.item() == a.fake.b.item()
+
+
+def _shares(t: torch.Tensor, n: int) -> list[float]:
+    """How often each integer 0..n-1 occurs in t."""
+    return (torch.bincount(t.flatten().long(), minlength=n).double() / t.numel()).tolist()
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("side", ["real_and_fake_scores", "fake_score_training"])
+def test_dmd_timesteps_are_uniform_over_every_integer_of_their_range(side):
+    """DMD Sec. 3.2: t' ~ U(T_min, T_max) for the real and fake scores, and the fake score's own
+    denoising loss on U(fake_t_min, fake_t_max): every integer of the range equally likely, both
+    ends included. On the 3-timestep schedule with [0, 2], 0, 1 and 2 each come a third of 6000
+    draws (rounding u (hi - lo) would give the ends a quarter each, the middle a half); the fake's
+    training range [0, 2] differs from t' = [1, 2] there, so each draw is checked apart."""
+    seen = []
+
+    class RecordingFake(EpsFake):
+        def denoiser(self):
+            return lambda x, t, cond: seen.append(t.clone()) or self.b * x + 0.1
+
+    fake = RecordingFake()
+    if side == "real_and_fake_scores":
+        loss = DMD(DMDConfig(t_min=0, t_max=2), fake)
+        ctx = _eps_context(
+            lambda x, t, c: 0.3 * x, lambda x, t, c: seen.append(t.clone()) or 0.2 * x, 6000, 0
+        )
+        loss(ctx)
+        assert len(seen) == 2 and torch.equal(seen[0], seen[1])  # one t' for both scores
+    else:
+        loss = DMD(DMDConfig(t_min=1, t_max=2, fake_t_min=0, fake_t_max=2, fake_updates=1), fake)
+        ctx = _eps_context(lambda x, t, c: 0.3 * x, lambda x, t, c: 0.2 * x, 6000, 0)
+        loss(ctx)
+        assert set(seen.pop().tolist()) == {1, 2}
+        loss.aux_step([ctx])
+    for share in _shares(seen[-1], 3):
+        assert abs(share - 1 / 3) < 0.03

@@ -457,6 +457,18 @@ def test_renoise_timesteps_map_fractions_onto_clean_to_noise_level_by_hand(monke
     assert tau_real.tolist() == tau_fake.tolist() == [249, 249, 249]
 
 
+def test_renoise_timesteps_of_uniform_fractions_are_uniform_over_every_integer():
+    """D's tau from f ~ U[0, 1) on a VP schedule: each integer of clean..noise_level equally likely,
+    both ends included (-1, 0 and 1 a third each of 6000 draws; rounding f (noise_level - clean)
+    would give the ends a quarter each). f = 1 (a logit-normal draw can round to it) stays at
+    noise_level."""
+    vp = VPSchedule(torch.linspace(0.999, 0.01, 1000))
+    tau = renoise_timesteps(vp, torch.rand(6000, generator=torch.Generator().manual_seed(0)), 1)
+    for share in (torch.bincount(tau + 1, minlength=3).double() / 6000).tolist():
+        assert abs(share - 1 / 3) < 0.03
+    assert renoise_timesteps(vp, torch.tensor([1.0]), 500).tolist() == [500]
+
+
 def _pair_context(schedule, t_s, t_m, segments=4, seed=0):
     """A context on ``schedule`` holding an MLCD ``ConsistencyPair`` (3 samples, (1, 2, 2)): online =
     scale * X (X fixed, scale the student's parameter, 0.5), target = T (fixed), at t_s, t_m."""

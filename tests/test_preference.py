@@ -210,6 +210,24 @@ def test_dpo_component_by_hand():
     torch.testing.assert_close(scale.grad.double(), k.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_dpo_timesteps_are_uniform_over_every_integer_of_the_schedule():
+    """Diffusion-DPO's t ~ U(0, T): on the 3-timestep toy schedule every t of 0, 1, 2 comes a third
+    of 6000 pairs (rounding u (T - 1) would give the ends a quarter each), one t per pair."""
+    seen = []
+
+    def student(x, t, c):
+        if x.shape[0] == 2 * 6000:  # the training call (sampling calls have b)
+            seen.append(t.clone())
+        return 0.5 * x
+
+    loss = Preference(PreferenceConfig(mode="dpo"), LatentReward(), reference=lambda x, t, c: 0.3 * x)
+    loss(toy_context(student, None, batch=6000, seed=0, decode=lambda z: z, grid=StudentGrid(2, 2)))
+    [t] = seen
+    assert torch.equal(t[:6000], t[6000:])
+    for share in (torch.bincount(t[:6000], minlength=3).double() / 6000).tolist():
+        assert abs(share - 1 / 3) < 0.03
+
+
 class ScaleUNet(torch.nn.Module):
     """A UNet-shaped toy: output.sample = scale * x (what functional_denoiser calls)."""
 

@@ -111,8 +111,8 @@ MUTANTS = [
     Mutant(
         "dpo-timestep-not-shared",
         PREF,
-        "schedule.discretize(ctx.rand(b) * schedule.max_timestep).repeat(2)",
-        "schedule.discretize(ctx.rand(2 * b) * schedule.max_timestep)",
+        "schedule.uniform_timesteps(ctx.rand(b), 0, schedule.max_timestep).repeat(2)",
+        "schedule.uniform_timesteps(ctx.rand(2 * b), 0, schedule.max_timestep)",
         (T_PREF,),
         "winner and loser at different t (eq. 14 uses one t)",
     ),

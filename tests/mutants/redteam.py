@@ -222,8 +222,8 @@ MUTANTS = [
     Mutant(
         "dmd-timesteps-from-zero",
         DMD,
-        "return ctx.schedule.discretize(lo + ctx.rand(ctx.batch_size) * (hi - lo))",
-        "return ctx.schedule.discretize(lo + ctx.rand(ctx.batch_size) * hi)",
+        "return ctx.schedule.uniform_timesteps(ctx.rand(ctx.batch_size), lo, hi)",
+        "return ctx.schedule.uniform_timesteps(ctx.rand(ctx.batch_size), lo, lo + hi)",
         T_DMD_OBJ,
         "t' uniform on [lo, lo + hi] instead of [lo, hi]: past t_max (past T - 1 for the fake)",
     ),
@@ -306,8 +306,8 @@ MUTANTS = [
     Mutant(
         "gan-renoise-ignores-clean",
         GAN,
-        "return schedule.discretize(clean + f * (noise_level - clean))",
-        "return schedule.discretize(f * noise_level)",
+        "return schedule.uniform_timesteps(f, schedule.clean_timestep, noise_level)",
+        "return schedule.uniform_timesteps(f, 0, noise_level)",
         (T_GAN,),
         "tau in [0, noise_level] instead of [clean, noise_level] on VP (clean = -1)",
     ),

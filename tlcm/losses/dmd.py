@@ -153,7 +153,9 @@ class DMD(Loss):
 
     @staticmethod
     def _timesteps(ctx: StepContext, lo: int, hi: int) -> torch.Tensor:
-        return ctx.schedule.discretize(lo + ctx.rand(ctx.batch_size) * (hi - lo))
+        """t (B,) uniform on [lo, hi] (DMD Sec. 3.2: t ~ U(T_min, T_max); on a VP schedule every
+        integer of lo..hi equally likely, both ends included)."""
+        return ctx.schedule.uniform_timesteps(ctx.rand(ctx.batch_size), lo, hi)
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg, schedule = self.config, ctx.schedule

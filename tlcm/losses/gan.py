@@ -133,9 +133,10 @@ def accuracies(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Te
 
 def renoise_timesteps(schedule, f: torch.Tensor, noise_level: float) -> torch.Tensor:
     """D's re-noising times tau (B,) = clean + f (noise_level - clean) on ``schedule``'s grid, for
-    fractions f (B,) in [0, 1) (``noise_fraction``)."""
-    clean = schedule.clean_timestep
-    return schedule.discretize(clean + f * (noise_level - clean))
+    fractions f (B,) in [0, 1] (``noise_fraction``): on a VP schedule f's bin of width
+    1 / (noise_level - clean + 1), so uniform f makes every integer tau equally likely, both ends
+    included (``Schedule.uniform_timesteps``)."""
+    return schedule.uniform_timesteps(f, schedule.clean_timestep, noise_level)
 
 
 def noise_fraction(ctx: StepContext, b: int, distribution: str, shift: float) -> torch.Tensor:

@@ -186,7 +186,7 @@ class Preference(Loss):
         a_wins = (r_a >= r_b).view(-1, 1, 1, 1)
         x_w, x_l = torch.where(a_wins, x_a, x_b), torch.where(a_wins, x_b, x_a)
         b = ctx.batch_size
-        t = schedule.discretize(ctx.rand(b) * schedule.max_timestep).repeat(2)
+        t = schedule.uniform_timesteps(ctx.rand(b), 0, schedule.max_timestep).repeat(2)  # t ~ U(0, T)
         x0, eps = torch.cat([x_w, x_l]), ctx.randn(*x_a.shape).repeat(2, 1, 1, 1)
         x_t, target = schedule.add_noise(x0, eps, t), schedule.model_output_from(x0, eps, t)
         cond = ctx.cond.repeat(2)

@@ -1,0 +1,44 @@
+"""Round 17 (2026-12-07; each caught): DMD's t' and fake-score t, Diffusion-DPO's t and the GAN's
+re-noising tau are uniform over every integer of their range on a VP schedule (rounding u (hi - lo)
+drew the two ends half as often as the rest)."""
+
+from run import Mutant
+
+T_DMD = "tests/test_dmd.py::test_dmd_timesteps_are_uniform_over_every_integer_of_their_range"
+T_DPO = "tests/test_preference.py::test_dpo_timesteps_are_uniform_over_every_integer_of_the_schedule"
+T_GAN = "tests/test_gan.py::test_renoise_timesteps_of_uniform_fractions_are_uniform_over_every_integer"
+
+MUTANTS = [
+    Mutant(
+        "dmd-timesteps-rounded",
+        "tlcm/losses/dmd.py",
+        "return ctx.schedule.uniform_timesteps(ctx.rand(ctx.batch_size), lo, hi)",
+        "return ctx.schedule.discretize(lo + ctx.rand(ctx.batch_size) * (hi - lo))",
+        (T_DMD,),
+        "t' and the fake's t drawn by rounding: lo and hi half as likely as the integers between",
+    ),
+    Mutant(
+        "dpo-timesteps-rounded",
+        "tlcm/losses/preference.py",
+        "t = schedule.uniform_timesteps(ctx.rand(b), 0, schedule.max_timestep).repeat(2)",
+        "t = schedule.discretize(ctx.rand(b) * schedule.max_timestep).repeat(2)",
+        (T_DPO,),
+        "DPO's t drawn by rounding: t = 0 and t = T - 1 half as likely",
+    ),
+    Mutant(
+        "gan-renoise-rounded",
+        "tlcm/losses/gan.py",
+        "return schedule.uniform_timesteps(f, schedule.clean_timestep, noise_level)",
+        "return schedule.discretize(schedule.clean_timestep + f * (noise_level - schedule.clean_timestep))",
+        (T_GAN,),
+        "D's tau drawn by rounding: the clean end and noise_level half as likely",
+    ),
+    Mutant(
+        "dmd-fake-range-ignored",
+        "tlcm/losses/dmd.py",
+        "eps, t = ctx.randn(*x0.shape), self._timesteps(ctx, *self.config.fake_t_range())",
+        "eps, t = ctx.randn(*x0.shape), self._timesteps(ctx, self.config.t_min, self.config.t_max)",
+        (T_DMD,),
+        "the fake score trains on t' = [t_min, t_max] instead of [fake_t_min, fake_t_max]",
+    ),
+]
