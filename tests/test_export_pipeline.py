@@ -122,6 +122,38 @@ def test_a_re_export_replaces_the_pipeline_and_a_foreign_folder_is_refused(tiny_
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
+def test_a_disk_without_room_is_refused_before_anything_is_written(tiny_sd_dir, tmp_path, monkeypatch):
+    """The export needs the copied components (the base's files but its UNet, scheduler and
+    model_index.json) plus the fused UNet's tensor bytes; a disk with one byte less free is refused
+    naming both sizes and the way out, and an earlier export there is kept whole; the space the
+    replaced export frees counts as free; exactly enough is written."""
+    import shutil
+    from collections import namedtuple
+
+    def size(folder):
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+    student = _student(tiny_sd_dir)
+    first = export_pipeline(student, tmp_path / "first")
+    written = size(first)
+    copied = size(tiny_sd_dir) - sum(size(tiny_sd_dir / d) for d in ("unet", "scheduler"))
+    copied -= (tiny_sd_dir / "model_index.json").stat().st_size
+    need = copied + sum(v.numel() * v.element_size() for v in student.fused_state_dict().values())
+    free = {"bytes": 0}
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, free["bytes"]))
+    for target, held in ((tmp_path / "new", 0), (first, written)):
+        free["bytes"] = need - held - 1
+        with pytest.raises(TLCMError, match=r"needs [\d.]+ GB and its disk has [\d.]+ GB free: .*--out DIR"):
+            export_pipeline(student, target)
+    assert not (tmp_path / "new").exists() and size(first) == written
+    free["bytes"] = need - written
+    export_pipeline(student, first)
+    free["bytes"] = need
+    export_pipeline(student, tmp_path / "new")
+    assert size(tmp_path / "new") == written
+
+
 def test_a_run_exports_its_pipeline_and_fsdp_is_refused_up_front(tiny_sd_dir, tmp_path):
     """--recipes.runtime.export-formats pipeline writes RUN/student/pipeline and the card lists it;
     with fsdp the check refuses it before training (the network is in shards), naming the way out;

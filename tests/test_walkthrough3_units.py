@@ -142,8 +142,10 @@ def test_a_log_that_is_not_a_terminal_gets_a_plain_progress_line_every_30_second
     tmp_path, monkeypatch, capsys
 ):
     """`tlcm.train ... > log` (nohup, SLURM): rich draws no live bar there, so the log stayed empty
-    until a phase ended. One plain line (phase, step / steps, it/s, terms) at most every 30 s and
-    at the phase's last step; steps in between write metrics.jsonl only."""
+    until a phase ended. One plain line (phase, step / steps, it/s, ETA, terms) at most every 30 s
+    and at the phase's last step; steps in between write metrics.jsonl only. The ETA: the steps left
+    at the phase's mean time per step (10 s after 1 step: 4 x 10 s; 45 s after 3: 2 x 15 s); a
+    resumed phase counts from where it resumed (2 of 6 done, 1 step in 8 s: 3 x 8 s)."""
     from test_benchmark_units import Clock
 
     import tlcm.report
@@ -158,11 +160,16 @@ def test_a_log_that_is_not_a_terminal_gets_a_plain_progress_line_every_30_second
             reporter.report({"step": step, "global_step": step}, {"mlcd": 0.5 / step})
     lines = [line for line in capsys.readouterr().err.splitlines() if re.match(r"mlcd \d/5 ", line)]
     assert lines == [
-        "mlcd 1/5 0.10 it/s mlcd=0.5",
-        "mlcd 3/5 0.04 it/s mlcd=0.1667",
-        "mlcd 5/5 1.00 it/s mlcd=0.1",
+        "mlcd 1/5 0.10 it/s ETA 0:00:40 mlcd=0.5",
+        "mlcd 3/5 0.04 it/s ETA 0:00:30 mlcd=0.1667",
+        "mlcd 5/5 1.00 it/s ETA 0:00:00 mlcd=0.1",
     ]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 5
+    with tlcm.report.Reporter(tmp_path / "resumed") as reporter:
+        reporter.start_phase("lcd", 6, 2)
+        clock.advance(8.0)
+        reporter.report({"step": 3, "global_step": 3}, {"lcd": 1.0})
+    assert "lcd 3/6 0.12 it/s ETA 0:00:24 lcd=1" in capsys.readouterr().err.splitlines()
 
 
 def test_small_messages_name_what_the_user_passed(tiny_sd_dir, tmp_path):

@@ -156,22 +156,26 @@ def export_pipeline(student: Student, folder: Path) -> Path:
     (in the dtype the base stores its network in, whatever dtype training loaded it in; named
     with the base's weights variant, if any, so that ``from_pretrained(variant=...)`` reads every
     component alike), the TLCM scheduler and model_index.json are written. A ``folder`` left
-    by an earlier export is replaced; any other existing one is refused."""
+    by an earlier export is replaced; any other existing one is refused, and so is a disk without
+    room for the copies and the fused weights (``check_free_space``), before anything is written."""
     from tlcm.models.families.base import weights_variant
 
     base, family = student.base, student.base.family
     source = Path(base.path)
+    if folder.exists() and not (folder / "model_index.json").is_file():
+        raise TLCMError(f"{folder} exists and is not an exported pipeline: move it away, or pass --out DIR")
+    copied = [item for item in sorted(source.iterdir()) if _copied(item, family.net)]
+    variant = weights_variant(source)
+    fused = student.fused_state_dict()
+    dtype = stored_dtype(source / family.net, variant)
+    if dtype is not None:
+        fused = {k: v.to(dtype) if v.is_floating_point() else v for k, v in fused.items()}
+    need = sum(map(tree_bytes, copied)) + sum(v.numel() * v.element_size() for v in fused.values())
+    check_free_space(folder, need)
     if folder.exists():
-        if not (folder / "model_index.json").is_file():
-            raise TLCMError(
-                f"{folder} exists and is not an exported pipeline: move it away, or pass --out DIR"
-            )
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    for item in sorted(source.iterdir()):
-        skip = item.name in (family.net, "scheduler", "model_index.json") or item.suffix == ".md"
-        if skip or item.name.startswith("."):
-            continue
+    for item in copied:
         if item.is_dir():
             shutil.copytree(item, folder / item.name)
         else:
@@ -182,14 +186,34 @@ def export_pipeline(student: Student, folder: Path) -> Path:
     tlcm_scheduler(base, student.config.grid).save_pretrained(folder / "scheduler")
     net = folder / family.net
     student.net.save_config(net)
-    variant = weights_variant(source)
     weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
-    fused = student.fused_state_dict()
-    dtype = stored_dtype(source / family.net, variant)
-    if dtype is not None:
-        fused = {k: v.to(dtype) if v.is_floating_point() else v for k, v in fused.items()}
     save_safetensors(fused, {"format": "pt"}, net / weights)
     return folder
+
+
+def _copied(item: Path, net: str) -> bool:
+    """Whether the pipeline export copies this top-level entry of the base folder as it is."""
+    skip = item.name in (net, "scheduler", "model_index.json") or item.suffix == ".md"
+    return not (skip or item.name.startswith("."))
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the file ``path``, or of every file under the folder ``path``."""
+    return path.stat().st_size if path.is_file() else sum(tree_bytes(p) for p in path.iterdir())
+
+
+def check_free_space(folder: Path, need: int) -> None:
+    """Refuse (one-line TLCMError) to write ``need`` bytes to ``folder`` (replacing what is there)
+    when its disk has less free: the export would fill it partway, for the size of a pipeline
+    (SDXL about 7 GB, FLUX about 34 GB)."""
+    existing = folder if folder.exists() else next(p for p in folder.parents if p.exists())
+    free = shutil.disk_usage(existing).free + (tree_bytes(folder) if folder.exists() else 0)
+    if free < need:
+        raise TLCMError(
+            f"the pipeline export to {folder} needs {need / 1e9:.2f} GB and its disk has {free / 1e9:.2f} GB "
+            "free: free space there, or write it to another disk (the run's checkpoint is kept): "
+            "python -m tlcm.export RUN --format pipeline --out DIR"
+        )
 
 
 def stored_dtype(folder: Path, variant: str | None) -> torch.dtype | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -90,6 +91,7 @@ class Reporter:
             self.progress.stop_task(self._task)
         self._task = self.progress.add_task(name, total=total, completed=completed, terms="", speed="")
         self._last = time.perf_counter()
+        self._phase_start = (self._last, completed)  # for the plain line's ETA
 
     def report(self, record: dict, show: dict[str, float]) -> None:
         """Append ``record`` to metrics.jsonl and show ``show`` (name -> value) on the bar; one
@@ -115,14 +117,18 @@ class Reporter:
 
     def _log_line(self, terms: str, speed: float) -> None:
         """Where the console is not a terminal: the progress as one plain line (phase, step / steps,
-        it/s, the terms), at most every LOG_LINE_SECONDS and at each phase's last step."""
+        it/s, the phase's ETA, the terms), at most every LOG_LINE_SECONDS and at each phase's last
+        step. ETA h:mm:ss: the phase's steps left at its mean time per step since it (re)started."""
         task = self.progress.tasks[self._task]
         now = time.perf_counter()
         if self.console.is_terminal or (now - self._logged < LOG_LINE_SECONDS and not task.finished):
             return
         self._logged = now
+        start, done = self._phase_start
+        left = (task.total - task.completed) * (now - start) / max(task.completed - done, 1)
         self.console.print(
-            f"{task.description} {task.completed:g}/{task.total:g} {speed:.2f} it/s {terms}",
+            f"{task.description} {task.completed:g}/{task.total:g} {speed:.2f} it/s "
+            f"ETA {timedelta(seconds=round(left))} {terms}",
             highlight=False,
             soft_wrap=True,
         )

@@ -197,8 +197,8 @@ MUTANTS = [
     Mutant(
         "pipeline-foreign-folder-removed",
         EXPORT,
-        '        if not (folder / "model_index.json").is_file():\n            raise',
-        "        if False:\n            raise",
+        'if folder.exists() and not (folder / "model_index.json").is_file():',
+        "if False:",
         (T_AGAIN,),
         "an --out folder of the user's is deleted by the export",
     ),

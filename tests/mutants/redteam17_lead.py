@@ -42,3 +42,52 @@ MUTANTS = [
         "the fake score trains on t' = [t_min, t_max] instead of [fake_t_min, fake_t_max]",
     ),
 ]
+
+T_DISK = "tests/test_export_pipeline.py::test_a_disk_without_room_is_refused_before_anything_is_written"
+T_ETA = (
+    "tests/test_walkthrough3_units.py::"
+    "test_a_log_that_is_not_a_terminal_gets_a_plain_progress_line_every_30_seconds"
+)
+
+MUTANTS += [
+    Mutant(
+        "pipeline-export-space-unchecked",
+        "tlcm/export.py",
+        "    check_free_space(folder, need)\n",
+        "",
+        (T_DISK,),
+        "the pipeline export fills the disk partway (FLUX: about 34 GB) before failing",
+    ),
+    Mutant(
+        "pipeline-export-forgets-the-fused-network",
+        "tlcm/export.py",
+        "need = sum(map(tree_bytes, copied)) + sum(v.numel() * v.element_size() for v in fused.values())",
+        "need = sum(map(tree_bytes, copied))",
+        (T_DISK,),
+        "the space check leaves out the network's weights, the largest part of the pipeline",
+    ),
+    Mutant(
+        "pipeline-export-space-ignores-the-replaced-export",
+        "tlcm/export.py",
+        "free = shutil.disk_usage(existing).free + (tree_bytes(folder) if folder.exists() else 0)",
+        "free = shutil.disk_usage(existing).free",
+        (T_DISK,),
+        "a re-export on a nearly full disk refused, though removing the old one frees the room",
+    ),
+    Mutant(
+        "eta-from-the-start-of-the-run",
+        "tlcm/report.py",
+        "max(task.completed - done, 1)",
+        "max(task.completed, 1)",
+        (T_ETA,),
+        "a resumed phase's ETA counts the steps of the earlier session as done in this one's time",
+    ),
+    Mutant(
+        "eta-counts-steps-done",
+        "tlcm/report.py",
+        "left = (task.total - task.completed) * (now - start)",
+        "left = task.completed * (now - start)",
+        (T_ETA,),
+        "the ETA grows as the phase ends",
+    ),
+]
