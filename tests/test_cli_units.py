@@ -599,3 +599,36 @@ def test_import_refusals_say_what_and_how(own_module, tmp_path):
     (tmp_path / "odd_recipes.py").write_text("PRESETS = {'odd': 3}\n")
     with pytest.raises(TLCMError, match=r"PRESETS\['odd'\] is not a tlcm.config.Recipe \(got int\)"):
         own_module.import_recipe_modules(["--import", "odd_recipes"])
+
+
+def test_import_takes_a_py_files_path_and_an_unknown_recipe_names_a_module_without_presets(
+    own_module, tmp_path, monkeypatch
+):
+    """--import path/to/file.py imports the file (its folder first on sys.path), so its presets
+    join; a missing file is refused naming it. A recipe name no preset has, after an --import of
+    a module without PRESETS, says that module added none and how a module adds them."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "path_recipes.py").write_text(MY_RECIPES.format(loss="cli-units-path", preset="cli-units-path"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "path_recipes", raising=False)
+    monkeypatch.setattr(own_module, "IMPORTED", {})
+    try:
+        assert own_module.import_recipe_modules(["--import", str(folder / "path_recipes.py")]) == []
+        assert "cli-units-path" in own_module.PRESETS and own_module.IMPORTED == {"path_recipes": 1}
+    finally:
+        from tlcm.losses.registry import LOSSES
+
+        LOSSES.pop("cli-units-path", None)
+    with pytest.raises(TLCMError, match=r"--import .*missing\.py: no such file \(from .*\): pass the path"):
+        own_module.import_recipe_modules(["--import", str(tmp_path / "missing.py")])
+    (tmp_path / "losses_only.py").write_text("X = 1\n")
+    own_module.import_recipe_modules(["--import", "losses_only"])
+    with pytest.raises(
+        TLCMError, match=r"unknown recipe recipes:my-new; --import losses_only added no presets"
+    ):
+        own_module.check_preset_names(["recipes:my-new"])
+    own_module.IMPORTED.clear()
+    with pytest.raises(TLCMError) as err:
+        own_module.check_preset_names(["recipes:my-new"])
+    assert "added no presets" not in str(err.value)

@@ -163,7 +163,9 @@ def test_compare_sets_each_step_counts_teacher_and_student_rows_together(tmp_pat
     text = compare(run, RESULTS / "teacher_table_200.json")
     rows = [line.split(" | ")[:2] for line in text.splitlines()[2:] if line.startswith("| ")]
     assert rows == [
-        [who, str(n)] for n in (1, 2, 4, 8) for who in ("| student (TLCM sampler)", "| teacher DDIM+CFG")
+        [who, str(n)]
+        for n in (1, 2, 4, 8)
+        for who in (f"| student {run.name} (sampler not recorded)", "| teacher DDIM+CFG")
     ]
 
 

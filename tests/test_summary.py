@@ -6,6 +6,7 @@ counts, and ``tlcm.evaluate student`` saying that it replaced the run's eval.jso
 import io
 import json
 import re
+import shutil
 import time
 
 import pytest
@@ -77,12 +78,12 @@ def test_compare_refuses_scores_on_different_prompt_counts(tmp_path):
     with pytest.raises(TLCMError, match="scores 200 prompts, --teacher .* 500: FD depends on the prompt"):
         compare(run, RESULTS / "teacher_table.json")
     text = compare(run, RESULTS / "teacher_table_200.json")
-    assert "| student (TLCM sampler) | 2 | - | 200 | 0.930 | 9.500 |" in text
+    assert "| student tlcm-full (sampler not recorded) | 2 | - | 200 | 0.930 | 9.500 |" in text
     assert "| teacher DDIM+CFG | 2 | 2.000 | 200 | 0.905 | 9.489 |" in text
     old = [{k: r[k] for k in ("steps", "alignment", "fd")} for r in SCORES]  # written before "prompts"
     (run / "eval.json").write_text(json.dumps(old))
     text = compare(run, RESULTS / "teacher_table.json")  # labelled, not refused
-    assert "| student (TLCM sampler) | 2 | - | not recorded | 0.930 | 9.500 |" in text
+    assert "| student tlcm-full (sampler not recorded) | 2 | - | not recorded | 0.930 | 9.500 |" in text
 
 
 def test_evaluate_student_says_it_replaced_the_runs_scores(tmp_path, capsys):
@@ -164,9 +165,9 @@ def test_compare_sets_the_teachers_best_w_per_step_count_beside_the_student(tmp_
     (tmp_path / "T.json").write_text(json.dumps(table))
     text = compare(run, tmp_path / "T.json")
     teacher = [line for line in text.splitlines() if line.startswith("| teacher")]
-    assert teacher == [
-        "| teacher DDIM+CFG | 1 | 1.000 | 200 | 0.500 | 50.000 |",
-        "| teacher DDIM+CFG | 2 | 3.000 | 200 | 0.800 | 9.000 |",
+    assert teacher == [  # a table without "sampler" (written before it was recorded) names both
+        "| teacher DDIM (flow: Euler)+CFG | 1 | 1.000 | 200 | 0.500 | 50.000 |",
+        "| teacher DDIM (flow: Euler)+CFG | 2 | 3.000 | 200 | 0.800 | 9.000 |",
     ]
     assert sum(line.startswith("| student") for line in text.splitlines()) == len(SCORES)
 
@@ -175,7 +176,8 @@ def test_the_teacher_table_scores_deterministic_ddim_with_cfg(tiny_sd_dir, tmp_p
     """teacher-table samples the teacher (+ CFG) with deterministic DDIM (gamma 0 on every move): its
     2-step latents come from the starting noise alone, the same with two different step generators
     (LCM's gamma 1 would mix the generator's fresh noise into the second step), and each row is
-    scored on 10 x samples_per_digit prompts. The toy metrics are stubbed out: only the sampler runs."""
+    scored on 10 x samples_per_digit prompts, naming the model it scored and its sampler (what compare
+    checks a student's base against). The toy metrics are stubbed out: only the sampler runs."""
     from types import SimpleNamespace
 
     import tlcm.evaluate
@@ -195,5 +197,63 @@ def test_the_teacher_table_scores_deterministic_ddim_with_cfg(tiny_sd_dir, tmp_p
             (2.0,), (2,), samples_per_digit=3, model=tiny_sd_dir, out=tmp_path / "t.json", device="cpu"
         )
     assert [(r["w"], r["steps"], r["prompts"]) for r in rows] == [(2.0, 2, 30)]
+    assert rows[0]["model"] == str(tiny_sd_dir) and rows[0]["sampler"] == "DDIM+CFG"
     ((one, other),) = seen
     torch.testing.assert_close(other, one, rtol=0, atol=0)
+
+
+def _trained_on(run, model) -> None:
+    """Give the run a checkpoint whose run record names ``model`` as its base."""
+    step = run / "checkpoints" / "step-00000010"
+    step.mkdir(parents=True)
+    (step / "state.json").write_text(json.dumps({"run": {"recipe": {"model": {"path": str(model)}}}}))
+
+
+def test_compare_refuses_another_models_teacher_and_names_each_run_and_sampler(tmp_path):
+    """A teacher table records its model and sampler (the committed ones: the UNet miniature with
+    DDIM, the flow one with Euler); a UNet student beside the flow teacher is refused, naming both
+    models and the command for its own table. Several runs go in one table, each row named by its
+    run and the gamma that scored it."""
+    from tlcm.toy import MINIATURE_SD
+
+    run = _run(tmp_path)
+    _trained_on(run, MINIATURE_SD)
+    with pytest.raises(TLCMError, match=r"scores the model tlcm/toy/assets/miniature-sd3, .* trained on "):
+        compare(run, RESULTS / "teacher_table_flow.json")
+    other = tmp_path / "pcm"
+    shutil.copytree(run, other)
+    scored = [{**r, "gamma": 0.0, "first_gamma": None} for r in SCORES]
+    (other / "eval.json").write_text(json.dumps(scored))
+    text = compare((run, other), RESULTS / "teacher_table_200.json")
+    assert "| student pcm (gamma 0) | 2 | - | 200 | 0.930 | 9.500 |" in text
+    assert "| student tlcm-full (sampler not recorded) | 2 | - | 200 | 0.930 | 9.500 |" in text
+    assert "| teacher DDIM+CFG | 2 | 2.000 | 200 | 0.905 | 9.489 |" in text
+    (other / "eval.json").write_text(json.dumps([{**r, "gamma": 0.0, "first_gamma": 1.0} for r in SCORES]))
+    assert "| student pcm (gamma 0, first move 1) | 2 |" in compare(
+        (other,), RESULTS / "teacher_table_200.json"
+    )
+
+
+def test_teacher_table_refuses_to_replace_the_committed_table_with_another(tmp_path, monkeypatch):
+    """teacher-table's default --out is the committed 500-prompt table: a trial with fewer prompts,
+    other steps, other w or another model is refused before anything loads (naming what changed),
+    and the file is untouched; the same settings to another --out go ahead."""
+    from tlcm import evaluate
+
+    committed = evaluate.COMMITTED_TABLE.read_bytes()
+    monkeypatch.setattr(evaluate, "_load", lambda *a: (_ for _ in ()).throw(RuntimeError("went ahead")))
+    for kwargs, changed in [
+        ({"samples_per_digit": 1}, "--samples-per-digit"),
+        ({"steps": (1,)}, "--steps"),
+        ({"guidance_scales": (2.0,)}, "--guidance-scales"),
+        ({"model": evaluate.MINIATURE_SD.parent / "miniature-sd3"}, "--model"),
+    ]:
+        with pytest.raises(
+            TLCMError, match=rf"--out defaults to .*teacher_table.json.* with {changed} changed"
+        ):
+            evaluate.teacher_table(out=evaluate.COMMITTED_TABLE, **kwargs)
+    assert evaluate.COMMITTED_TABLE.read_bytes() == committed
+    with pytest.raises(RuntimeError, match="went ahead"):
+        evaluate.teacher_table(samples_per_digit=1, out=tmp_path / "T.json")
+    with pytest.raises(RuntimeError, match="went ahead"):  # the full table may be remade in place
+        evaluate.teacher_table(out=evaluate.COMMITTED_TABLE)

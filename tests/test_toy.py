@@ -195,7 +195,8 @@ def test_evaluation_generates_every_batch_for_its_own_prompts():
 def test_student_score_rows_put_each_score_in_its_column(monkeypatch):
     """student_scores: one evaluation of ``samples_per_digit`` per digit per step count, and one row
     each with its alignment (higher is better) under "alignment", its FD (lower is better) under "fd"
-    and the prompt count 10 x samples_per_digit (the FD depends on it)."""
+    and the prompt count 10 x samples_per_digit (the FD depends on it), and the gamma and first
+    gamma of the student grid that sampled it (the default grid: gamma 1, first as the others)."""
     import tlcm.toy.scores as scores
     from tlcm.toy.metrics import ToyScores
 
@@ -210,8 +211,8 @@ def test_student_score_rows_put_each_score_in_its_column(monkeypatch):
     rows = scores.student_scores(base, None, (1, 4), samples_per_digit=2, metrics=object())
     assert asked == [2, 2]
     assert rows == [
-        {"steps": 1, "prompts": 20, "alignment": 0.25, "fd": 7.0},
-        {"steps": 4, "prompts": 20, "alignment": 0.75, "fd": 3.0},
+        {"steps": 1, "prompts": 20, "alignment": 0.25, "fd": 7.0, "gamma": 1.0, "first_gamma": None},
+        {"steps": 4, "prompts": 20, "alignment": 0.75, "fd": 3.0, "gamma": 1.0, "first_gamma": None},
     ]
 
 

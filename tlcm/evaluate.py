@@ -15,6 +15,7 @@ evaluation set (50 prompts per digit, fixed seeds).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import textwrap
@@ -40,7 +41,7 @@ from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
 from tlcm.files import write_failed
 from tlcm.resume import run_folder, student_model, trained_model
-from tlcm.summary import METRICS, RESULTS, best_teacher
+from tlcm.summary import METRICS, RESULTS, best_teacher, from_repo_path, repo_path
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.metrics import ToyMetrics
 from tlcm.toy.scores import evaluate_toy, student_scores
@@ -91,6 +92,14 @@ def _load(model: Path, device: str, dtype: FrozenDtype, max_sequence_length: int
     return BaseModel.load(model, device, weights, "--model", max_sequence_length=max_sequence_length)
 
 
+TEACHER_SAMPLERS = {True: "DDIM+CFG", False: "Euler+CFG"}
+"""The teacher table's sampler by schedule (discrete: VP, DDIM; else flow, Euler), as its rows name it."""
+
+COMMITTED_TABLE = RESULTS / "teacher_table.json"
+"""teacher-table's default --out: the committed 500-prompt table of the miniature that compare, the
+zoo and the ablation tables read."""
+
+
 def teacher_table(
     guidance_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 8.0),
     steps: tuple[int, ...] = (1, 2, 4, 8, 25, 50),
@@ -132,7 +141,9 @@ def teacher_table(
             f"{timesteps}-timestep schedule of {model}: use step counts in 1..{timesteps - 1}"
         )
     check_out_file(out, "--out", (".json",))  # the markdown table goes next to it, as .md
+    _check_committed_table(out, guidance_scales, steps, samples_per_digit, model)
     base = _load(model, device, dtype, max_sequence_length)
+    sampler_name = TEACHER_SAMPLERS[base.schedule.discrete]
     metrics = ToyMetrics(assets)
     rows = []
     with Progress(console=Console(stderr=True)) as progress:
@@ -152,6 +163,8 @@ def teacher_table(
                         "w": w,
                         "steps": n,
                         "prompts": 10 * samples_per_digit,
+                        "model": repo_path(model),
+                        "sampler": sampler_name,
                         "alignment": scores.alignment,
                         "fd": scores.fd,
                         "seconds": round(time.time() - start, 1),
@@ -161,11 +174,33 @@ def teacher_table(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown_table(rows, ["w", "steps", "alignment", "fd"]))
-    table = Table("w", "steps", "alignment", "FD", title="teacher: DDIM (flow: Euler) + CFG")
+    table = Table(
+        "w", "steps", "alignment", "FD", title=f"teacher: {sampler_name}, {10 * samples_per_digit} prompts"
+    )
     for r in rows:
         table.add_row(str(r["w"]), str(r["steps"]), f"{r['alignment']:.3f}", f"{r['fd']:.2f}")
     Console().print(table)
+    Console().print(f"wrote {out} and {out.with_suffix('.md')}", highlight=False, soft_wrap=True)
     return rows
+
+
+def _check_committed_table(out: Path, scales, steps, samples_per_digit: int, model: Path) -> None:
+    """Refuse to replace the committed table (``COMMITTED_TABLE``, the default --out) with one made
+    with other settings than its own (the defaults: every w and step count, 500 prompts, the
+    miniature): a quick trial left out --out and overwrote the reference every table compares with."""
+    if Path(out).resolve() != COMMITTED_TABLE.resolve():
+        return
+    defaults = {k: p.default for k, p in inspect.signature(teacher_table).parameters.items()}
+    given = {"guidance_scales": tuple(scales), "steps": tuple(steps), "samples_per_digit": samples_per_digit}
+    changed = [f"--{k.replace('_', '-')}" for k, v in given.items() if v != defaults[k]]
+    if Path(model).resolve() != MINIATURE_SD.resolve():
+        changed.append("--model")
+    if changed:
+        raise TLCMError(
+            f"--out defaults to {repo_path(COMMITTED_TABLE)}, the committed 500-prompt table of the "
+            f"miniature that compare, the zoo and the ablations read; with {', '.join(changed)} changed "
+            "this table is another one: pass --out FILE.json (e.g. --out T.json)"
+        )
 
 
 def student(
@@ -219,7 +254,6 @@ def student(
         shown = " ".join(map(str, steps))
         raise TLCMError(f"--steps must be in 1..{grid.num_milestones} (this student's M), got {shown}")
     rows = student_scores(base, trained.denoiser(), steps, samples_per_digit, ToyMetrics(assets), grid)
-    rows = [{**r, "gamma": grid.gamma, "first_gamma": grid.first_gamma} for r in rows]
     name = "eval.json"
     if gamma is not None or first_gamma is not None:
         first = "" if grid.first_gamma is None else f"-first{grid.first_gamma:g}"
@@ -265,29 +299,66 @@ def _prompt_count(rows: list[dict], path: Path) -> int | None:
 
 
 def compare(
-    run: Path = Path("runs/tlcm-full"),
+    run: tuple[Path, ...] = (Path("runs/tlcm-full"),),
     teacher: Path = RESULTS / "teacher_table.json",
     out: Path | None = None,
 ) -> str:
-    """Print (and with --out write) a markdown table of the student's scores (RUN/eval.json) and
-    the teacher's at its best w for each step count, scored on the same number of prompts (FD
-    depends on it): the miniature's teacher on 500 prompts is the default --teacher, on 200 (what
-    python -m tlcm.train scores) benchmarks/results/teacher_table_200.json.
+    """Print (and with --out write) a markdown table of the students' scores (RUN/eval.json of each
+    run) and the teacher's at its best w for each step count, scored on the same number of prompts
+    (FD depends on it) by the same base model: the miniature's teacher on 500 prompts is the default
+    --teacher, on 200 (what python -m tlcm.train scores) benchmarks/results/teacher_table_200.json.
+    Each student row names its run and the gamma of the sampler that scored it.
 
     Args:
-        run: The tlcm run folder whose eval.json to compare (python -m tlcm.evaluate student).
+        run: The tlcm run folders whose eval.json to compare (python -m tlcm.evaluate student).
         teacher: The teacher table (python -m tlcm.evaluate teacher-table).
         out: A markdown file to write the table to.
     """
-    student_rows = _score_rows(
-        run / "eval.json", ("steps", "alignment", "fd"), f"student --run {run}", "--run"
-    )
+    runs = (run,) if isinstance(run, (str, Path)) else tuple(run)  # one Path from Python callers
+    if not runs:
+        raise TLCMError("--run needs one or more run folders (e.g. --run runs/tlcm-full)")
+    students = {
+        Path(folder): _score_rows(
+            Path(folder) / "eval.json", ("steps", "alignment", "fd"), f"student --run {folder}", "--run"
+        )
+        for folder in runs
+    }
     table = _score_rows(
         teacher, ("steps", "w", "alignment", "fd"), f"teacher-table --out {teacher}", "--teacher"
     )
-    ours, theirs = _prompt_count(student_rows, run / "eval.json"), _prompt_count(table, teacher)
+    for folder, scores in students.items():
+        _check_same_teacher(folder, scores, table, teacher)
+    if out is not None:
+        check_out_file(out, "--out", (".md",))
+    rows = [
+        {"model": f"teacher {_teacher_sampler(table)}", **{k: r.get(k) for k in TABLE_KEYS}}
+        for r in best_teacher(table).values()
+    ]
+    for folder, scores in students.items():
+        rows += [
+            {"model": f"student {folder.name} ({_sampler(r)})", **{k: r.get(k) for k in TABLE_KEYS}, "w": "-"}
+            for r in scores
+        ]
+    rows = [{**r, "prompts": r.get("prompts") or "not recorded"} for r in rows]
+    rows.sort(key=lambda r: (r["steps"], r["model"]))
+    text = markdown_table(rows, ["model", "steps", "w", "prompts", "alignment", "fd"])
+    if out is not None:
+        out.write_text(text)
+    Console().print(text, markup=False, highlight=False)
+    return text
+
+
+TABLE_KEYS = ("steps", "w", "prompts", "alignment", "fd")
+"""The columns compare takes from a score row."""
+
+
+def _check_same_teacher(run: Path, rows: list[dict], table: list[dict], teacher: Path) -> None:
+    """Refuse (one-line TLCMError) RUN/eval.json's ``rows`` beside the teacher ``table`` when they
+    were scored on other prompt counts (FD depends on the count) or the table records another base
+    model than the run's (a student compares only with its own teacher)."""
+    base = (trained_model(run) or {}).get("path")  # the run's own base, not the miniature
+    ours, theirs = _prompt_count(rows, run / "eval.json"), _prompt_count(table, teacher)
     if ours and theirs and ours != theirs:
-        base = (trained_model(run) or {}).get("path")  # the run's own base, not the miniature
         model = (
             f" --model {base}" if base is not None and Path(base).resolve() != MINIATURE_SD.resolve() else ""
         )
@@ -298,20 +369,33 @@ def compare(
             f"(python -m tlcm.evaluate teacher-table{model} --samples-per-digit {ours // 10} --out "
             "T.json; the miniature's at 200: benchmarks/results/teacher_table_200.json)"
         )
-    if out is not None:
-        check_out_file(out, "--out", (".md",))
-    rows = [
-        {"model": "teacher DDIM+CFG", **{k: r.get(k) for k in ("steps", "w", "prompts", "alignment", "fd")}}
-        for r in best_teacher(table).values()
-    ]
-    rows += [{"model": "student (TLCM sampler)", "w": "-", **r} for r in student_rows]
-    rows = [{**r, "prompts": r.get("prompts") or "not recorded"} for r in rows]
-    rows.sort(key=lambda r: (r["steps"], r["model"]))
-    text = markdown_table(rows, ["model", "steps", "w", "prompts", "alignment", "fd"])
-    if out is not None:
-        out.write_text(text)
-    Console().print(text)
-    return text
+    recorded = {r["model"] for r in table if r.get("model")}
+    if (
+        base is not None
+        and recorded
+        and {Path(from_repo_path(m)).resolve() for m in recorded} != {Path(base).resolve()}
+    ):
+        raise TLCMError(
+            f"--teacher {teacher} scores the model {', '.join(sorted(recorded))}, {run} was trained on "
+            f"{repo_path(base)}: a student compares only with its own teacher; make its table with "
+            f"python -m tlcm.evaluate teacher-table --model {repo_path(base)} --out T.json and pass "
+            "--teacher T.json"
+        )
+
+
+def _teacher_sampler(table: list[dict]) -> str:
+    """The sampler a teacher table's rows name ("DDIM+CFG", "Euler+CFG"), or both words where the
+    rows predate the field."""
+    names = sorted({r["sampler"] for r in table if r.get("sampler")})
+    return " / ".join(names) if names else "DDIM (flow: Euler)+CFG"
+
+
+def _sampler(row: dict) -> str:
+    """A student score row's sampler in words: its gamma (and the first move's), where recorded."""
+    if "gamma" not in row:
+        return "sampler not recorded"
+    first = row.get("first_gamma")
+    return f"gamma {row['gamma']:g}" + ("" if first is None else f", first move {first:g}")
 
 
 def generate(args: Annotated[GenerateArgs, tyro.conf.arg(name="")]) -> int:

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tyro
@@ -102,10 +103,17 @@ def main(args: TrainArgs) -> None:
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
+IMPORTED: dict[str, int] = {}
+"""The ``--import`` modules of this process -> how many presets each added (0: losses only, or
+a module that forgot its PRESETS dict: ``check_preset_names`` says so)."""
+
+
 def import_recipe_modules(argv: list[str]) -> list[str]:
     """Import each ``--import MODULE`` of ``argv`` (repeatable, anywhere in it) before the command
     line is built: the import registers the module's losses (``@register_loss``) and its
-    ``PRESETS`` dict (name -> Recipe) joins ``recipes.PRESETS``. Returns ``argv`` without them."""
+    ``PRESETS`` dict (name -> Recipe) joins ``recipes.PRESETS``. MODULE is a module name
+    (importable from the working directory or PYTHONPATH) or a path to a .py file (its folder is
+    put first on sys.path). Returns ``argv`` without them."""
     rest, modules, args = [], [], iter(argv)
     for arg in args:
         if arg == "--import":
@@ -119,6 +127,7 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
             raise TLCMError(
                 "--import needs a module name: --import my_recipes (my_recipes.py in this folder)"
             )
+        name = _module_name(name)
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -129,6 +138,7 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
                 f"that holds {name.replace('.', '/')}.py, or add its folder to PYTHONPATH"
             ) from None
         presets = getattr(module, "PRESETS", {})
+        IMPORTED[name] = len(presets)
         if presets is PRESETS:  # the module added its presets to recipes.PRESETS itself
             continue
         for preset, recipe in presets.items():
@@ -146,6 +156,21 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
     return rest
 
 
+def _module_name(name: str) -> str:
+    """``--import``'s argument as a module name: a path to a .py file puts its folder first on
+    sys.path and names its stem; anything else is a module name already."""
+    if not name.endswith(".py"):
+        return name
+    path = Path(name)
+    if not path.is_file():
+        raise TLCMError(
+            f"--import {name}: no such file (from {os.getcwd()}): pass the path of your recipe "
+            "file, or a module name (--import my_recipes with my_recipes.py on PYTHONPATH)"
+        )
+    sys.path.insert(0, str(path.resolve().parent))
+    return path.stem
+
+
 def check_preset_names(argv: list[str]) -> None:
     """Refuse an unknown ``recipes:NAME`` in ``argv`` (tyro would print the top-level help and exit 0
     for ``recipes:UNKNOWN --help``)."""
@@ -154,7 +179,14 @@ def check_preset_names(argv: list[str]) -> None:
             presets = [f"recipes:{name}" for name in PRESETS]
             close = difflib.get_close_matches(arg, presets, n=1, cutoff=0.75)
             guess = f" (did you mean {close[0]}?)" if close else ""
-            raise TLCMError(f"unknown recipe {arg}{guess}; presets: {', '.join(presets)}")
+            empty = [f"--import {module}" for module, count in IMPORTED.items() if not count]
+            hint = (
+                f"; {', '.join(empty)} added no presets (a module adds them with a PRESETS dict: "
+                '{"my-recipe": Recipe(...)})'
+                if empty
+                else ""
+            )
+            raise TLCMError(f"unknown recipe {arg}{guess}{hint}; presets: {', '.join(presets)}")
 
 
 def preset_flags(name: str) -> list[str]:

@@ -297,8 +297,8 @@ MUTANTS = [
     Mutant(
         "toy-student-alignment-and-fd-swapped",
         TOY,
-        '"alignment": scores.alignment, "fd": scores.fd}',
-        '"alignment": scores.fd, "fd": scores.alignment}',
+        '"alignment": scores.alignment,\n                "fd": scores.fd,',
+        '"alignment": scores.fd,\n                "fd": scores.alignment,',
         (T_P, U_TOY),
         "the student's alignment and FD columns swapped",
     ),
@@ -329,9 +329,9 @@ MUTANTS = [
     ),
     Mutant(
         "evaluate-student-rows-record-the-runs-gamma",
-        EVALUATE,
-        'rows = [{**r, "gamma": grid.gamma, "first_gamma": grid.first_gamma} for r in rows]',
-        'rows = [{**r, "gamma": trained.config.grid.gamma, "first_gamma": grid.first_gamma} for r in rows]',
+        TOY,
+        '"gamma": student_grid.gamma,',
+        '"gamma": StudentGrid().gamma,',
         (T_O_STUDENT, U_GAMMA_FILE),
         "eval-gamma0.json rows say gamma 1 (the run's), not the --gamma they were scored with",
     ),

@@ -91,3 +91,99 @@ MUTANTS += [
         "the ETA grows as the phase ends",
     ),
 ]
+
+S = "tests/test_summary.py"
+T_SAME = f"{S}::test_compare_refuses_another_models_teacher_and_names_each_run_and_sampler"
+T_COMMITTED = f"{S}::test_teacher_table_refuses_to_replace_the_committed_table_with_another"
+T_ROWS = f"{S}::test_the_teacher_table_scores_deterministic_ddim_with_cfg"
+
+MUTANTS += [
+    Mutant(
+        "compare-any-teacher-model",
+        "tlcm/evaluate.py",
+        'recorded = {r["model"] for r in table if r.get("model")}',
+        "recorded = set()",
+        (T_SAME,),
+        "a UNet student set beside the flow miniature's teacher table, labelled as its teacher",
+    ),
+    Mutant(
+        "compare-student-sampler-unnamed",
+        "tlcm/evaluate.py",
+        'if "gamma" not in row:',
+        "if True:",
+        (T_SAME,),
+        "every student row reads the same, whatever sampler scored it (a zoo run's own gamma 0)",
+    ),
+    Mutant(
+        "compare-student-first-gamma-unnamed",
+        "tlcm/evaluate.py",
+        '("" if first is None else f", first move {first:g}")',
+        '""',
+        (T_SAME,),
+        "the TLCM sampler (first move 1, then 0) reads as DDIM",
+    ),
+    Mutant(
+        "teacher-table-overwrites-the-committed-table",
+        "tlcm/evaluate.py",
+        "    if Path(out).resolve() != COMMITTED_TABLE.resolve():\n        return\n",
+        "    return\n",
+        (T_COMMITTED,),
+        "a 10-prompt trial without --out replaces the 500-prompt reference every table reads",
+    ),
+    Mutant(
+        "teacher-table-guard-ignores-the-model",
+        "tlcm/evaluate.py",
+        '        changed.append("--model")',
+        "        pass",
+        (T_COMMITTED,),
+        "the flow miniature's table written over the UNet miniature's",
+    ),
+    Mutant(
+        "teacher-table-rows-name-no-model",
+        "tlcm/evaluate.py",
+        '"model": repo_path(model),',
+        '"model": repo_path(MINIATURE_SD),',
+        (T_ROWS,),
+        "every teacher table claims the miniature as its model: compare then checks nothing",
+    ),
+    Mutant(
+        "teacher-table-rows-sampler-fixed",
+        "tlcm/evaluate.py",
+        "sampler_name = TEACHER_SAMPLERS[base.schedule.discrete]",
+        "sampler_name = TEACHER_SAMPLERS[False]",
+        (T_ROWS,),
+        "a DDIM teacher table labelled Euler",
+    ),
+]
+
+T_IMPORT = (
+    "tests/test_cli_units.py::"
+    "test_import_takes_a_py_files_path_and_an_unknown_recipe_names_a_module_without_presets"
+)
+
+MUTANTS += [
+    Mutant(
+        "import-py-path-as-module-name",
+        "tlcm/train.py",
+        '    if not name.endswith(".py"):\n        return name\n',
+        "    return name\n",
+        (T_IMPORT,),
+        "--import path/to/mine.py looks for path/to/mine/py.py",
+    ),
+    Mutant(
+        "import-py-path-folder-not-on-path",
+        "tlcm/train.py",
+        "    sys.path.insert(0, str(path.resolve().parent))\n",
+        "",
+        (T_IMPORT,),
+        "a recipe file outside the working directory is not found by its own path",
+    ),
+    Mutant(
+        "unknown-recipe-says-nothing-of-empty-modules",
+        "tlcm/train.py",
+        "IMPORTED[name] = len(presets)",
+        "IMPORTED[name] = 1",
+        (T_IMPORT,),
+        "a module that forgot PRESETS gives only 'unknown recipe' and 21 names",
+    ),
+]

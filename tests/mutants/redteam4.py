@@ -391,8 +391,8 @@ MUTANTS = [
     Mutant(
         "toy-scores-prompt-count",
         TOY_SCORES,
-        '{"steps": n, "prompts": 10 * samples_per_digit,',
-        '{"steps": n, "prompts": samples_per_digit,',
+        '"prompts": 10 * samples_per_digit,\n                "alignment": scores.alignment,',
+        '"prompts": samples_per_digit,\n                "alignment": scores.alignment,',
         (T_EXPORT, T_SUMMARY, "tests/test_precision.py"),
         "eval.json records a tenth of the prompt count: the summary then finds no teacher table",
     ),

@@ -57,7 +57,8 @@ def student_scores(
 ) -> list[dict]:
     """Toy scores of a TLCM student (no CFG, the milestone timesteps and gamma of its
     ``student_grid``, default M = 8, gamma = 1) per step count: rows of steps, prompts (the
-    evaluation set's size: FD depends on it), alignment, fd."""
+    evaluation set's size: FD depends on it), alignment, fd, and the sampler's gamma and
+    first_gamma (None: gamma for the first move too), so a score file says what sampled it."""
     metrics, student_grid = metrics or ToyMetrics(), student_grid or StudentGrid()
     rows = []
     for n in steps:
@@ -77,6 +78,13 @@ def student_scores(
 
         scores = evaluate_toy(base, sampler, samples_per_digit, metrics=metrics)
         rows.append(
-            {"steps": n, "prompts": 10 * samples_per_digit, "alignment": scores.alignment, "fd": scores.fd}
+            {
+                "steps": n,
+                "prompts": 10 * samples_per_digit,
+                "alignment": scores.alignment,
+                "fd": scores.fd,
+                "gamma": student_grid.gamma,
+                "first_gamma": student_grid.first_gamma,
+            }
         )
     return rows
