@@ -56,6 +56,51 @@ def _teacher_curves(path: Path, ws: tuple[float, ...]) -> dict[str, dict[int, tu
     return curves
 
 
+def _students(args: Args) -> dict[str, dict[int, list[dict]]]:
+    """Row -> steps -> its runs' eval rows, for each of ``args.rows``; an unknown variant or a row
+    without runs refused in one line."""
+    from ablations.run import scores
+    from ablations.variants import VARIANTS, unknown_variant
+
+    out = {}
+    for name in args.rows:
+        rows = scores(args.runs, name)
+        if not rows and name not in VARIANTS:  # a retired variant's runs on disk are still drawn
+            raise unknown_variant(name, "--rows: unknown variant")
+        if not rows:
+            raise TLCMError(f"no runs of {name!r} in {args.runs}: python -m ablations.run --variants {name}")
+        out[name] = rows
+    return out
+
+
+def _prompts(args: Args) -> int | None:
+    """The prompt count shared by the teacher table and the runs drawn (--rows and, in the
+    frontier, every row on disk; None: not recorded); other counts refused as ``tlcm.evaluate
+    compare`` does, since FD depends on the count."""
+    from ablations.run import describe_counts, prompt_counts, sources
+    from ablations.variants import ROWS
+    from tlcm.evaluate import prompt_count
+
+    theirs = prompt_count(json.loads(args.teacher_table.read_text()), args.teacher_table)
+    counts = prompt_counts(sources(args.runs, list(dict.fromkeys([*args.rows, *(v.name for v in ROWS)]))))
+    if len(counts) > 1:
+        raise TLCMError(
+            f"the runs in {args.runs} were scored on {describe_counts(counts)}: FD depends on the prompt "
+            "count, so they do not compare; score them again on one (python -m ablations.run --rescore "
+            "--variants ... --samples-per-digit N) or pass --runs of one count"
+        )
+    ours = next(iter(counts), None)
+    if ours and theirs and ours != theirs:
+        raise TLCMError(
+            f"the runs in {args.runs} were scored on {ours} prompts, --teacher-table {args.teacher_table} "
+            f"on {theirs}: FD depends on the prompt count, so they do not compare; pass a teacher table of "
+            f"{ours} (python -m tlcm.evaluate teacher-table --samples-per-digit {ours // 10} --out T.json) "
+            f"or score the runs on {theirs} (python -m ablations.run --rescore --variants "
+            f"{' '.join(args.rows)} --samples-per-digit {theirs // 10})"
+        )
+    return ours or theirs
+
+
 def _frontier(plt, args: Args) -> None:
     """2-step alignment vs FD of every row in ``args.runs`` and of the teacher's 2-step DDIM; the
     horizontal lines are "teacher at 50 steps - 0.03" for w = 2 and w = 1.5."""
@@ -107,10 +152,11 @@ def main(args: Args) -> None:
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise TLCMError("ablations.plot needs matplotlib: pip install -e '.[plot]'") from err
-    from ablations.run import scores
-
+    curves = _teacher_curves(args.teacher_table, args.teacher_w)
+    students = _students(args)
+    prompts = _prompts(args)
     fig, (ax_fd, ax_align) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for i, (label, curve) in enumerate(_teacher_curves(args.teacher_table, args.teacher_w).items()):
+    for i, (label, curve) in enumerate(curves.items()):
         steps = sorted(curve)
         style = {
             "color": "black",
@@ -119,10 +165,7 @@ def main(args: Args) -> None:
         }
         ax_fd.plot(steps, [curve[n][0] for n in steps], label=label, **style)
         ax_align.plot(steps, [curve[n][1] for n in steps], label=label, **style)
-    for name in args.rows:
-        rows = scores(args.runs, name)
-        if not rows:
-            raise TLCMError(f"no runs of {name!r} in {args.runs}: python -m ablations.run --variants {name}")
+    for name, rows in students.items():
         steps = sorted(rows)
         for ax, key in ((ax_fd, "fd"), (ax_align, "alignment")):
             values = [[r[key] for r in rows[n]] for n in steps]
@@ -139,7 +182,7 @@ def main(args: Args) -> None:
         ax.grid(alpha=0.3)
     ax_fd.set_yscale("log")
     ax_align.legend(fontsize=7, loc="lower right")
-    fig.suptitle("Two-ink miniature, 500 prompts, fixed noise")
+    fig.suptitle(f"Two-ink miniature, {prompts or 'an unrecorded number of'} prompts, fixed noise")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -14,6 +14,7 @@ from-scratch run of the same recipe, since step seeds restart at 0.)
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -134,8 +135,31 @@ LEVERS: tuple[Variant, ...] = (
 )  # fmt: skip
 """One-seed levers around tlcm-full (issue 11): lr schedules, stage 2's range and distance, DMD."""
 ROWS = L2_CHAIN + STAGE_LENGTHS + LEVERS + LADDER
-"""Every row, in table order."""
+"""Every shipped row, in table order."""
 VARIANTS = {v.name: v for v in ROWS}
+"""Name -> variant, in table order: ``ROWS``, then the rows of modules imported with
+``python -m ablations.run --import`` (``add_variants``)."""
+
+
+def add_variants(variants, where: str) -> None:
+    """Add ``variants`` (an imported module's ``VARIANTS``: Variant objects) after the other rows;
+    anything else, or a name that is already a row, is refused in one line naming ``where``."""
+    for v in variants:
+        if not isinstance(v, Variant):
+            raise TLCMError(
+                f"{where}: VARIANTS holds a {type(v).__name__}, not an ablations.variants.Variant"
+            )
+        if VARIANTS.get(v.name, v) is not v:
+            raise TLCMError(f"{where}: its variant {v.name!r} is already a ladder row: rename it")
+        VARIANTS[v.name] = v
+
+
+def unknown_variant(name: str, what: str = "unknown variant") -> TLCMError:
+    """The one-line refusal of ``name``, not a variant of ``VARIANTS``: ``what`` it is, the close
+    names (did you mean) and the known ones."""
+    close = difflib.get_close_matches(name, VARIANTS, n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return TLCMError(f"{what} {name!r}{hint}; known: {', '.join(VARIANTS)}")
 
 
 def ladder_base() -> Recipe:

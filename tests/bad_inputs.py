@@ -515,6 +515,12 @@ CASES: list[Case] = [
         ("--import", "nowhere_recipes", "recipes:mlcd"),
         "--import nowhere_recipes: no module named 'nowhere_recipes'",
     ),
+    Case(
+        "--import of a recipe file that is not there",
+        "tlcm.train",
+        ("--import", "{tmp}/my_recipes.py", "recipes:mlcd"),
+        "--import {tmp}/my_recipes.py: no such file",
+    ),
     # -- prompt files
     train(
         "another model, no prompts or images (the miniature's digit prompts would be its data)",
@@ -1294,6 +1300,24 @@ CASES: list[Case] = [
         "{tmp}/t.json is not valid JSON",
         setup=write("eval.json", '[{"steps": 1, "alignment": 0.9, "fd": 5.0}]', "t.json", "{"),
     ),
+    Case(  # replaced the 500-prompt reference every table reads with a 10-prompt trial
+        "evaluate teacher-table: a trial over the committed table",
+        "tlcm.evaluate",
+        ("teacher-table", "--samples-per-digit", "1", "--out", "benchmarks/results/teacher_table.json"),
+        "with --samples-per-digit changed this table is another one: pass --out FILE.json",
+    ),
+    Case(  # a UNet student beside the flow teacher, labelled DDIM+CFG
+        "evaluate compare: the teacher table of another model",
+        "tlcm.evaluate",
+        ("compare", "--run", "{tmp}", "--teacher", "benchmarks/results/teacher_table_flow.json"),
+        "scores the model tlcm/toy/assets/miniature-sd3",
+        setup=write(
+            "eval.json",
+            '[{"steps": 1, "prompts": 200, "alignment": 0.9, "fd": 5.0}]',
+            "checkpoints/step-00000001/state.json",
+            '{"run": {"recipe": {"model": {"path": "tlcm/toy/assets/miniature-sd"}}}}',
+        ),
+    ),
     Case(  # loaded nothing and scored the base model as the student
         "evaluate generate: --student a LoRA of another architecture",
         "tlcm.evaluate",
@@ -1368,6 +1392,13 @@ CASES: list[Case] = [
         "ablations.run",
         ("--steps", "5", "--variants", "mds-states-l2"),
         "--steps 5 trains a quick trial: pass --table and --runs other than docs/ablations.md",
+    ),
+    Case("ablations: a negative seed", "ablations.run", ("--seeds", "-1"), "--seeds must be >= 0, got -1"),
+    Case(
+        "method zoo: a --budget trial into the published tables",
+        "ablations.zoo",
+        ("--budget", "2000", "--dry-run"),
+        "--budget 2000 trains a quick trial: pass --table and --runs other than docs/zoo.md",
     ),
     Case(
         "disc probe: --steps 2 (the table has three columns)",

@@ -505,7 +505,6 @@ def test_the_ladder_refuses_a_broken_variant_before_starting_any_run(tmp_path, m
 
     broken = Variant("broken", "-", ("lcd",), parent="mds-states-l2", losses={"lcd": {"lcd": {"skipp": 1}}})
     monkeypatch.setitem(ladder.VARIANTS, "broken", broken)
-    monkeypatch.setattr(ladder, "ROWS", (*ladder.ROWS, broken))
     started = []
     monkeypatch.setattr(ladder.subprocess, "Popen", lambda cmd, **kw: started.append(cmd))
     args = ladder.Args(variants=("broken",), runs=tmp_path / "runs", table=tmp_path / "t.md")

@@ -171,7 +171,9 @@ def _zoo_schedule(tmp_path, monkeypatch, names=("pcm",), returncode=0, **kwargs)
     procs = _Procs(returncode)
     monkeypatch.setattr(zoo.subprocess, "Popen", procs.Popen)
     monkeypatch.setattr(zoo.time, "sleep", lambda s: None)
-    args = zoo.Args(methods=tuple(names), miniatures=("unet",), runs=runs, **kwargs)
+    args = zoo.Args(
+        methods=tuple(names), miniatures=("unet",), runs=runs, table=tmp_path / "zoo.md", **kwargs
+    )
     return args, procs
 
 
@@ -277,7 +279,9 @@ def test_the_frontier_draws_the_teachers_sweep_at_its_own_step_count(tmp_path, m
 
 
 def test_an_unknown_variant_is_one_line_naming_the_known_ones():
-    with pytest.raises(TLCMError, match=r"unknown variant 'tlcm-ful'; known: .*tlcm-full"):
+    with pytest.raises(
+        TLCMError, match=r"unknown variant 'tlcm-ful' \(did you mean tlcm-full .*\); known: .*tlcm-full"
+    ):
         ladder._needed(("tlcm-ful",))
 
 

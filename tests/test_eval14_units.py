@@ -353,7 +353,8 @@ class _ToyBase:
 
 def test_a_student_is_scored_on_its_own_grid_and_sampler_and_each_score_in_its_column(monkeypatch):
     """student_scores samples on the student's grid (M = 4 here, not the default 8) with its gamma
-    and first-move gamma, and puts the alignment and FD each in their own field."""
+    and first-move gamma, puts the alignment and FD each in their own field, and records that
+    sampler's gamma and first gamma in each row."""
     import tlcm.toy.scores as scores
     from tlcm.diffusion.milestones import StudentGrid
 
@@ -367,7 +368,8 @@ def test_a_student_is_scored_on_its_own_grid_and_sampler_and_each_score_in_its_c
     grid = StudentGrid(num_milestones=4, gamma=0.0, first_gamma=1.0)
     metrics = lambda images, labels: SimpleNamespace(alignment=0.25, fd=7.0)  # noqa: E731
     rows = scores.student_scores(_ToyBase(), "student", (1, 3), 1, metrics, grid)
-    assert rows == [{"steps": n, "prompts": 10, "alignment": 0.25, "fd": 7.0} for n in (1, 3)]
+    expected = {"prompts": 10, "alignment": 0.25, "fd": 7.0, "gamma": 0.0, "first_gamma": 1.0}
+    assert rows == [{"steps": n, **expected} for n in (1, 3)]
     assert seen == [(grid.timesteps(n, 1000).tolist(), 0.0, 1.0) for n in (1, 3)]
     assert seen[1][0] != StudentGrid().timesteps(3, 1000).tolist()
 
@@ -378,7 +380,9 @@ def test_teacher_table_rows_hold_each_score_in_its_column(tmp_path, monkeypatch)
 
     monkeypatch.setattr(evaluate, "_check_args", lambda *args: None)
     monkeypatch.setattr(folders, "scheduler_timesteps", lambda model: 1000)
-    monkeypatch.setattr(evaluate, "_load", lambda *args: SimpleNamespace())
+    monkeypatch.setattr(
+        evaluate, "_load", lambda *args: SimpleNamespace(schedule=SimpleNamespace(discrete=True))
+    )
     monkeypatch.setattr(evaluate, "ToyMetrics", lambda assets: None)
     monkeypatch.setattr(evaluate, "evaluate_toy", lambda *a, **k: SimpleNamespace(alignment=0.25, fd=7.0))
     rows = evaluate.teacher_table((1.5,), (2,), 1, out=tmp_path / "t.json")
@@ -403,7 +407,8 @@ def test_a_students_gamma_file_records_the_gamma_it_was_scored_with(tmp_path, mo
 
     def scores(base, denoiser, steps, samples_per_digit, metrics, grid):
         grids.append(grid)
-        return [{"steps": n, "prompts": 10, "alignment": 0.5, "fd": 1.0} for n in steps]
+        sampler = {"gamma": grid.gamma, "first_gamma": grid.first_gamma}  # as student_scores records it
+        return [{"steps": n, "prompts": 10, "alignment": 0.5, "fd": 1.0, **sampler} for n in steps]
 
     monkeypatch.setattr(evaluate, "student_scores", scores)
     run = tmp_path / "run"

@@ -321,7 +321,11 @@ def test_evaluate_student_with_a_gamma_writes_its_own_file(tmp_path, monkeypatch
     monkeypatch.setattr(evaluate, "ToyMetrics", lambda assets: None)
 
     def scores(base, denoiser, steps, samples_per_digit, metrics, grid):
-        return [{"steps": n, "prompts": 10 * samples_per_digit, "alignment": 0.5, "fd": 1.0} for n in steps]
+        sampler = {"gamma": grid.gamma, "first_gamma": grid.first_gamma}  # as student_scores records it
+        return [
+            {"steps": n, "prompts": 10 * samples_per_digit, "alignment": 0.5, "fd": 1.0, **sampler}
+            for n in steps
+        ]
 
     monkeypatch.setattr(evaluate, "student_scores", scores)
     run = tmp_path / "run"

@@ -119,9 +119,9 @@ def _finished(runs, miniature, seed, method, m=8, scores=None):
 def test_the_runner_reuses_finished_runs(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     _finished(runs, "unet", 0, "pcm", m=4)
-    steps = {"unet": {"pcm": {"pcm": 7}, "tcd": {"tcd": 7}}}
+    steps = {"unet": {"pcm": {"p": 10}, "tcd": {"tcd": 7}}}  # pcm as the finished run was trained
     monkeypatch.setattr(
-        zoo, "plan", lambda args: (448.0, steps, {"unet": {"pcm": {"pcm": 64.0}, "tcd": {"tcd": 64.0}}})
+        zoo, "plan", lambda args: (448.0, steps, {"unet": {"pcm": {"p": 64.0}, "tcd": {"tcd": 64.0}}})
     )
     monkeypatch.setattr(zoo, "write_docs", lambda args, budget=None: "")
     started = []

@@ -165,8 +165,8 @@ MUTANTS = [
     Mutant(
         "ladder-merge-drops-retired-rows",
         LADDER,
-        "order = [v.name for v in ROWS if v.name in rows] + [n for n in rows if n not in VARIANTS]",
-        "order = [v.name for v in ROWS if v.name in rows]",
+        "order = [n for n in VARIANTS if n in rows] + [n for n in rows if n not in VARIANTS]",
+        "order = [n for n in VARIANTS if n in rows]",
         (T_ABL, T_RETIRED),
         "a run of any variant deletes the rows of variants no longer in the ladder (contrary to the docstring)",
     ),

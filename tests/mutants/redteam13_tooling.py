@@ -110,7 +110,7 @@ MUTANTS = [
     Mutant(
         "zoo-docs-seed-count-counts-runs",
         ZOO,
-        'seeds.append(len({i["seed"] for i in found}))',
+        "seeds += [len(v) for v in infos.values() if v]",
         "seeds.append(len(found))",
         (T_ZOO_DOCS,),
         "three methods of one seed read as 3 seeds: the 'Preliminary' warning disappears",
@@ -118,8 +118,8 @@ MUTANTS = [
     Mutant(
         "zoo-docs-prompts-are-the-per-digit-count",
         ZOO,
-        "    prompts = 10 * args.samples_per_digit\n    parts, seeds = [], []",
-        "    prompts = args.samples_per_digit\n    parts, seeds = [], []",
+        "    return next(iter(counts), 10 * args.samples_per_digit)",
+        "    return next(iter(counts), args.samples_per_digit)",
         (T_ZOO_DOCS,),
         "docs/zoo.md says 50 prompts and finds no teacher table at 50 prompts",
     ),

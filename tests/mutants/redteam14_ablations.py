@@ -231,8 +231,8 @@ MUTANTS = [
     Mutant(
         "ladder-unknown-variant-is-a-keyerror",
         LADDER,
-        "        if name not in VARIANTS:\n            raise TLCMError(",
-        "        if name is None:\n            raise TLCMError(",
+        "        if name not in VARIANTS:\n            raise unknown_variant(",
+        "        if name is None:\n            raise unknown_variant(",
         (T + "test_an_unknown_variant_is_one_line_naming_the_known_ones",),
         "--variants tlcm-ful ends in a KeyError traceback, not the one line listing the known variants",
     ),
@@ -271,8 +271,8 @@ MUTANTS = [
     Mutant(
         "ladder-table-without-the-parents",
         LADDER,
-        "text = table(args.runs, needed, 10 * args.samples_per_digit)",
-        "text = table(args.runs, list(args.variants or VARIANTS), 10 * args.samples_per_digit)",
+        "text = table(args.runs, needed, prompts, args.teacher)",
+        "text = table(args.runs, list(args.variants or VARIANTS), prompts, args.teacher)",
         (T + "test_the_ladder_table_holds_the_parents_trained_for_a_row",),
         "a row's parents, trained for it, keep their old rows in docs/ablations.md (the docstring: they are replaced)",
     ),
@@ -287,8 +287,8 @@ MUTANTS = [
     Mutant(
         "ladder-rescore-without-a-finished-run",
         LADDER,
-        '            if not (run / "eval.json").is_file():\n                continue\n',
-        "",
+        'done = [(s, n) for s, n in pairs if (seed_runs(args.runs, s) / n / "eval.json").is_file()]',
+        "done = pairs",
         (T + "test_rescore_skips_the_seeds_without_a_finished_run",),
         "--rescore --seeds 0 1 with only seed 0 run fails on seed 1's missing checkpoint",
     ),

@@ -249,16 +249,16 @@ MUTANTS = [
     Mutant(
         "ladder-sources-not-written",
         "ablations/run.py",
-        '    write_sources(args.table.with_suffix(".json"), sources(args.runs, needed))\n',
-        "",
+        '    found = write_sources(args.table.with_suffix(".json"), sources(args.runs, needed))\n',
+        "    found = sources(args.runs, needed)\n",
         ("tests/test_sources_units.py::test_a_ladder_run_writes_its_sources_beside_its_table",),
         "a ladder run leaves its per-seed rows in runs/ only: the table has no committed source",
     ),
     Mutant(
         "ladder-sources-replace-the-file",
         "ablations/run.py",
-        "    path.write_text(json.dumps({**old, **new}, indent=1, sort_keys=True)",
-        "    path.write_text(json.dumps(new, indent=1, sort_keys=True)",
+        "    merged = {**read_sources(path), **new}",
+        "    merged = new",
         (
             "tests/test_sources_units.py::test_the_ladders_sources_hold_every_seeds_rows_and_merge_like_the_table",
         ),
@@ -334,7 +334,7 @@ MUTANTS = [
     Mutant(
         "ladder-table-without-the-teacher",
         "ablations/run.py",
-        "    lines.append(teacher_row(prompts))\n",
+        "    lines.append(teacher_row(prompts, teacher))\n",
         "",
         (
             "tests/test_ablations.py::test_the_table_reads_every_seed_folder_and_puts_each_step_count_under_its_column",
