@@ -286,7 +286,7 @@ def _score_rows(path: Path, keys: tuple[str, ...], command: str, flag: str) -> l
     return rows
 
 
-def _prompt_count(rows: list[dict], path: Path) -> int | None:
+def prompt_count(rows: list[dict], path: Path) -> int | None:
     """The prompt count of score rows (None: not recorded, as in files written before it was);
     rows of ``path`` scored on several counts are refused (FD depends on the count)."""
     counts = {r.get("prompts") for r in rows}
@@ -357,7 +357,7 @@ def _check_same_teacher(run: Path, rows: list[dict], table: list[dict], teacher:
     were scored on other prompt counts (FD depends on the count) or the table records another base
     model than the run's (a student compares only with its own teacher)."""
     base = (trained_model(run) or {}).get("path")  # the run's own base, not the miniature
-    ours, theirs = _prompt_count(rows, run / "eval.json"), _prompt_count(table, teacher)
+    ours, theirs = prompt_count(rows, run / "eval.json"), prompt_count(table, teacher)
     if ours and theirs and ours != theirs:
         model = (
             f" --model {base}" if base is not None and Path(base).resolve() != MINIATURE_SD.resolve() else ""
