@@ -104,11 +104,11 @@ def import_variants(modules: tuple[str, ...]) -> None:
     add each one's ``VARIANTS`` to the ladder (``add_variants``); a module without them is refused."""
     if not modules:
         return
-    from tlcm.train import import_recipe_modules
+    from tlcm.train import import_recipe_modules, module_name
 
     import_recipe_modules(_import_flags(modules))
     for name in modules:
-        rows = getattr(sys.modules[name], "VARIANTS", None)
+        rows = getattr(sys.modules[module_name(name)], "VARIANTS", None)
         if rows is None:
             raise TLCMError(
                 f"--import {name}: the module defines no VARIANTS: add a tuple of ablations.variants."

@@ -376,3 +376,19 @@ def test_an_imported_module_without_proper_variants_is_refused(tmp_path, monkeyp
             ladder.main(ladder.Args(imports=("w6_bad",), runs=tmp_path / "r", table=tmp_path / "t.md"))
     finally:
         sys.modules.pop("w6_bad", None)
+
+
+def test_an_imported_py_files_variants_join_the_ladder(tmp_path, monkeypatch):
+    """--import path/to/rows.py (as tlcm.train takes it): the file's VARIANTS join the ladder."""
+    import sys
+
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "w6_path_rows.py").write_text(ROWS_MODULE.replace("w6-skip10", "w6-path-skip10"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        ladder.import_variants((str(folder / "w6_path_rows.py"),))
+        assert ladder.VARIANTS["w6-path-skip10"].mlcd == {"skip": 10}
+    finally:
+        ladder.VARIANTS.pop("w6-path-skip10", None)
+        sys.modules.pop("w6_path_rows", None)

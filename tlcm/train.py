@@ -127,7 +127,7 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
             raise TLCMError(
                 "--import needs a module name: --import my_recipes (my_recipes.py in this folder)"
             )
-        name = _module_name(name)
+        name = _importable(name)
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -156,19 +156,22 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
     return rest
 
 
-def _module_name(name: str) -> str:
-    """``--import``'s argument as a module name: a path to a .py file puts its folder first on
-    sys.path and names its stem; anything else is a module name already."""
-    if not name.endswith(".py"):
-        return name
-    path = Path(name)
-    if not path.is_file():
-        raise TLCMError(
-            f"--import {name}: no such file (from {os.getcwd()}): pass the path of your recipe "
-            "file, or a module name (--import my_recipes with my_recipes.py on PYTHONPATH)"
-        )
-    sys.path.insert(0, str(path.resolve().parent))
-    return path.stem
+def module_name(arg: str) -> str:
+    """The module an ``--import`` argument names: a .py file's stem, else the argument itself."""
+    return Path(arg).stem if arg.endswith(".py") else arg
+
+
+def _importable(arg: str) -> str:
+    """``module_name(arg)``, made importable: a .py file's folder goes first on sys.path (a missing
+    file is refused in one line)."""
+    if arg.endswith(".py"):
+        if not Path(arg).is_file():
+            raise TLCMError(
+                f"--import {arg}: no such file (from {os.getcwd()}): pass the path of your recipe "
+                "file, or a module name (--import my_recipes with my_recipes.py on PYTHONPATH)"
+            )
+        sys.path.insert(0, str(Path(arg).resolve().parent))
+    return module_name(arg)
 
 
 def check_preset_names(argv: list[str]) -> None:

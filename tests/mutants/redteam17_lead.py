@@ -165,15 +165,15 @@ MUTANTS += [
     Mutant(
         "import-py-path-as-module-name",
         "tlcm/train.py",
-        '    if not name.endswith(".py"):\n        return name\n',
-        "    return name\n",
+        'return Path(arg).stem if arg.endswith(".py") else arg',
+        "return arg",
         (T_IMPORT,),
         "--import path/to/mine.py looks for path/to/mine/py.py",
     ),
     Mutant(
         "import-py-path-folder-not-on-path",
         "tlcm/train.py",
-        "    sys.path.insert(0, str(path.resolve().parent))\n",
+        "        sys.path.insert(0, str(Path(arg).resolve().parent))\n",
         "",
         (T_IMPORT,),
         "a recipe file outside the working directory is not found by its own path",
@@ -185,5 +185,16 @@ MUTANTS += [
         "IMPORTED[name] = 1",
         (T_IMPORT,),
         "a module that forgot PRESETS gives only 'unknown recipe' and 21 names",
+    ),
+]
+
+MUTANTS += [
+    Mutant(
+        "ladder-import-py-path-as-module-name",
+        "ablations/run.py",
+        "rows = getattr(sys.modules[module_name(name)], ",
+        "rows = getattr(sys.modules[name], ",
+        ("tests/test_walkthrough6_ablation_units.py::test_an_imported_py_files_variants_join_the_ladder",),
+        "ablations.run --import path/to/rows.py imports the file, then looks for its rows under the path",
     ),
 ]
