@@ -28,6 +28,7 @@ from rich.console import Console
 from ablations.variants import VARIANTS, add_variants, unknown_variant, variant_recipe
 from tlcm.checks import check_counts
 from tlcm.errors import TLCMError, run_cli
+from tlcm.train import import_flags, import_recipe_modules, module_name
 
 console = Console()
 
@@ -104,9 +105,7 @@ def import_variants(modules: tuple[str, ...]) -> None:
     add each one's ``VARIANTS`` to the ladder (``add_variants``); a module without them is refused."""
     if not modules:
         return
-    from tlcm.train import import_recipe_modules, module_name
-
-    import_recipe_modules(_import_flags(modules))
+    import_recipe_modules(import_flags(modules))
     for name in modules:
         rows = getattr(sys.modules[module_name(name)], "VARIANTS", None)
         if rows is None:
@@ -116,11 +115,6 @@ def import_variants(modules: tuple[str, ...]) -> None:
                 'mlcd={"skip": 10}),)'
             )
         add_variants(rows, f"--import {name}")
-
-
-def _import_flags(modules: tuple[str, ...]) -> list[str]:
-    """``--import NAME`` for each of ``modules`` (a scheduled run imports them as well)."""
-    return [flag for name in modules for flag in ("--import", name)]
 
 
 def _listed(items: list[str], most: int = 6) -> str:
@@ -206,7 +200,7 @@ def _schedule(args: Args) -> None:
             log = open(runs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
             cmd = [sys.executable, "-m", "ablations.run", "--only", name, "--runs", str(args.runs),
                    "--seeds", str(seed), "--samples-per-digit", str(args.samples_per_digit),
-                   "--steps", str(args.steps), *_import_flags(args.imports)]  # fmt: skip
+                   "--steps", str(args.steps), *import_flags(args.imports)]  # fmt: skip
             running[seed, name] = (
                 subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                 time.time(),

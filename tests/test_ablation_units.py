@@ -12,9 +12,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_processes import FakeProcesses
 
 from ablations import run as ladder
-from ablations import zoo
+from ablations import zoo, zoo_plots
 from ablations.variants import STAGE_LENGTHS, VARIANTS, Variant, variant_recipe
 from recipes.tlcm import MINIATURE_SAMPLER, tlcm_full, tlcm_paper
 from tlcm.errors import TLCMError
@@ -109,38 +110,8 @@ def test_a_variants_ancestors_come_first_in_ladder_order():
     assert ladder._needed(("+gan", "mds-states")) == ["mds-states", "sparse-stage2", "+preference", "+gan"]
 
 
-class _Processes:
-    """A fake ``subprocess.Popen`` for the runners: records each start and finish (a process is
-    running at its first poll, done at its second)."""
-
-    def __init__(self):
-        self.events = []
-        outer = self
-
-        class Process:
-            returncode = 0
-
-            def __init__(self, cmd, **kwargs):
-                self.name, self.polls = cmd[cmd.index("--only") + 1], 0
-                outer.events.append(("start", self.name))
-
-            def poll(self):
-                self.polls += 1
-                if self.polls < 2:
-                    return None
-                outer.events.append(("done", self.name))
-                return 0
-
-        self.Popen = Process
-
-    def started(self) -> list[str]:
-        return [name for what, name in self.events if what == "start"]
-
-
-def _ladder_args(tmp_path, monkeypatch, **kwargs) -> tuple[ladder.Args, _Processes]:
-    procs = _Processes()
-    monkeypatch.setattr(ladder.subprocess, "Popen", procs.Popen)
-    monkeypatch.setattr(ladder.time, "sleep", lambda s: None)
+def _ladder_args(tmp_path, monkeypatch, **kwargs) -> tuple[ladder.Args, FakeProcesses]:
+    procs = FakeProcesses().patch(monkeypatch, ladder)
     return ladder.Args(runs=tmp_path / "runs", table=tmp_path / "ablations.md", **kwargs), procs
 
 
@@ -352,13 +323,13 @@ def test_the_frontier_plots_fd_on_x_and_lists_what_lies_beyond_its_span(tmp_path
     """Each method at (mean FD, mean alignment); the x range reaches FRONTIER_FD_SPAN = 3 x the
     lowest FD shown (pcm's 4.0): tcd's 20.0 and the teacher's w 8 (30.0) are listed, not drawn."""
     plt = _Pyplot()
-    monkeypatch.setattr(zoo, "_pyplot", lambda what: plt)
+    monkeypatch.setattr(zoo_plots, "pyplot", lambda: plt)
     sweep = [
         {"w": w, "steps": n, "alignment": a, "fd": fd}
         for n in (2, 4)
         for w, a, fd in ((1.5, 0.9, 6.0), (8, 0.95, 30.0))
     ]
-    monkeypatch.setattr(zoo, "_teacher_sweep", lambda miniature, prompts: sweep)
+    monkeypatch.setattr(zoo_plots, "teacher_sweep", lambda miniature, prompts: sweep)
     for method, align, fd in (("pcm", 0.8, 4.0), ("tcd", 0.7, 20.0), ("tlcm-full", 0.85, 5.0)):
         for seed, delta in enumerate((-0.5, 0.5)):
             _finished(
@@ -537,17 +508,6 @@ def test_a_quick_trial_trains_every_phase_for_its_steps_and_stays_out_of_the_pub
     trial, full = seen
     assert {name: p.steps for name, p in trial.phases.items()} == dict.fromkeys(full.phases, 3)
     assert all(p.steps > 3 for p in full.phases.values())
-    cmds = []
-
-    class Done:
-        def __init__(self, cmd, **kwargs):
-            cmds.append(cmd)
-            self.returncode = 0
-
-        def poll(self):
-            return 0
-
-    monkeypatch.setattr(ladder.subprocess, "Popen", Done)
-    monkeypatch.setattr(ladder.time, "sleep", lambda s: None)
+    procs = FakeProcesses(polls=1).patch(monkeypatch, ladder)
     ladder.main(ladder.Args(variants=("mlcd+lcd-l2",), steps=4, runs=tmp_path / "r", table=tmp_path / "t.md"))
-    assert [cmd[cmd.index("--steps") + 1] for cmd in cmds] == ["4", "4"]  # the row and its parent
+    assert procs.values("--steps") == ["4", "4"]  # the row and its parent

@@ -16,10 +16,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from fake_processes import FakeProcesses
 from test_tooling_units import FakePyplot, _fake_matplotlib, _finished, _ProbeGAN
 
 from ablations import run as ladder
-from ablations import zoo
+from ablations import zoo, zoo_plots
 from tlcm.errors import TLCMError
 from tlcm.toy import MINIATURE_SD, MINIATURE_SD3
 
@@ -133,44 +134,13 @@ def test_a_zoo_runs_record_names_its_samplers_and_its_cpu_seconds(tmp_path, monk
 # ---- ablations/zoo.py: the scheduler --------------------------------------------------------------
 
 
-class _Procs:
-    """A fake Popen: each process runs until its second poll; records commands, the most running at
-    once, and whether the run's folder existed at the start."""
-
-    def __init__(self, returncode=0):
-        self.cmds, self.running, self.most, self.folder_at_start = [], 0, 0, []
-        outer = self
-
-        class Process:
-            def __init__(self, cmd, **kwargs):
-                outer.cmds.append(cmd)
-                outer.running += 1
-                outer.most = max(outer.most, outer.running)
-                self.polls, self.returncode = 0, None
-
-            def poll(self):
-                self.polls += 1
-                if self.polls < 2:
-                    return None
-                outer.running -= 1
-                self.returncode = returncode
-                return returncode
-
-        self.Popen = Process
-
-    def values(self, flag):
-        return [cmd[cmd.index(flag) + 1] for cmd in self.cmds]
-
-
 def _zoo_schedule(tmp_path, monkeypatch, names=("pcm",), returncode=0, **kwargs):
     runs = tmp_path / "runs"
     steps = {"unet": {n: {n: 7} for n in names}}
     rates = {"unet": {n: {n: 64.0} for n in names}}
     monkeypatch.setattr(zoo, "plan", lambda args: (448.0, steps, rates))
     monkeypatch.setattr(zoo, "write_docs", lambda args, budget=None: "")
-    procs = _Procs(returncode)
-    monkeypatch.setattr(zoo.subprocess, "Popen", procs.Popen)
-    monkeypatch.setattr(zoo.time, "sleep", lambda s: None)
+    procs = FakeProcesses(returncode).patch(monkeypatch, zoo)
     args = zoo.Args(
         methods=tuple(names), miniatures=("unet",), runs=runs, table=tmp_path / "zoo.md", **kwargs
     )
@@ -183,15 +153,15 @@ def test_fresh_retrains_a_finished_zoo_run_in_an_emptied_folder(tmp_path, monkey
     out.mkdir(parents=True)
     (out / "zoo.json").write_text("{}")
     (out / "checkpoint-5").mkdir()  # an old run's checkpoint a resume would continue from
-    real_popen = procs.Popen
+    real_popen, folder_at_start = procs.Popen, []
 
     def popen(cmd, **kwargs):
-        procs.folder_at_start.append(out.exists())
+        folder_at_start.append(out.exists())
         return real_popen(cmd, **kwargs)
 
     monkeypatch.setattr(zoo.subprocess, "Popen", popen)
     zoo.main(args)
-    assert procs.values("--only") == ["unet/pcm"] and procs.folder_at_start == [False]
+    assert procs.values("--only") == ["unet/pcm"] and folder_at_start == [False]
 
 
 def test_the_zoo_trains_each_seed_with_its_seed_and_prompt_count(tmp_path, monkeypatch):
@@ -249,8 +219,8 @@ def test_the_docs_cost_range_runs_from_the_cheapest_to_the_dearest_run(tmp_path,
 def test_the_zoo_plot_draws_the_mean_over_the_seeds(tmp_path, monkeypatch):
     plt = FakePyplot()
     _fake_matplotlib(monkeypatch)
-    monkeypatch.setattr(zoo, "_pyplot", lambda what: plt)
-    monkeypatch.setattr(zoo, "teacher_best", lambda miniature, prompts: None)
+    monkeypatch.setattr(zoo_plots, "pyplot", lambda: plt)
+    monkeypatch.setattr(zoo_plots, "teacher_best", lambda miniature, prompts: None)
     for seed, fd in enumerate((4.0, 6.0)):
         _finished(tmp_path, seed, "pcm", [{"steps": n, "alignment": 0.8, "fd": fd} for n in (1, 2, 4)], m=4)
     zoo.plot(zoo.Args(runs=tmp_path, plot=tmp_path / "fd.png"), ["pcm"])
@@ -262,13 +232,13 @@ def test_the_zoo_plot_draws_the_mean_over_the_seeds(tmp_path, monkeypatch):
 
 def test_the_frontier_draws_the_teachers_sweep_at_its_own_step_count(tmp_path, monkeypatch):
     plt = FakePyplot()
-    monkeypatch.setattr(zoo, "_pyplot", lambda what: plt)
+    monkeypatch.setattr(zoo_plots, "pyplot", lambda: plt)
     sweep = [
         {"w": w, "steps": n, "alignment": 0.9, "fd": fd}
         for n, fds in ((2, (6.0, 7.0)), (4, (5.0, 5.5)))
         for w, fd in zip((1.5, 3.0), fds, strict=True)
     ]
-    monkeypatch.setattr(zoo, "_teacher_sweep", lambda miniature, prompts: sweep)
+    monkeypatch.setattr(zoo_plots, "teacher_sweep", lambda miniature, prompts: sweep)
     _finished(tmp_path, 0, "pcm", [{"steps": n, "alignment": 0.8, "fd": 4.0} for n in (2, 4)], m=4)
     zoo.frontier(zoo.Args(runs=tmp_path, frontier=tmp_path / "f.png"), ["pcm"])
     drawn = [[list(args[0]) for args, _ in row.called("plot")] for row in plt.made[0][:, 0]]
@@ -286,9 +256,7 @@ def test_an_unknown_variant_is_one_line_naming_the_known_ones():
 
 
 def _ladder(tmp_path, monkeypatch, returncode=0, **kwargs):
-    procs = _Procs(returncode)
-    monkeypatch.setattr(ladder.subprocess, "Popen", procs.Popen)
-    monkeypatch.setattr(ladder.time, "sleep", lambda s: None)
+    procs = FakeProcesses(returncode).patch(monkeypatch, ladder)
     args = ladder.Args(runs=tmp_path / "runs", table=tmp_path / "ablations.md", **kwargs)
     return args, procs
 

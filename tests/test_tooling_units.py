@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ablations import run as ladder
-from ablations import zoo
+from ablations import zoo, zoo_plots
 from ablations.variants import ROWS, VARIANTS, variant_recipe
 from benchmarks import common, engine_overhead, graphs, memory, unet_calls
 from tlcm.diffusion.milestones import StudentGrid
@@ -234,8 +234,8 @@ def test_the_zoo_plot_draws_fd_on_top_and_the_own_sampler_solid(tmp_path, monkey
     sampler, dashed the TLCM sampler."""
     plt = FakePyplot()
     _fake_matplotlib(monkeypatch)
-    monkeypatch.setattr(zoo, "_pyplot", lambda what: plt)
-    monkeypatch.setattr(zoo, "teacher_best", lambda miniature, prompts: None)
+    monkeypatch.setattr(zoo_plots, "pyplot", lambda: plt)
+    monkeypatch.setattr(zoo_plots, "teacher_best", lambda miniature, prompts: None)
     own = [{"steps": n, "alignment": 0.9, "fd": 5.0} for n in (1, 2, 4)]
     tlcm = [{"steps": n, "alignment": 0.7, "fd": 3.0} for n in (1, 2, 4)]
     _finished(tmp_path, 0, "pcm", {"own": own, "tlcm": tlcm}, m=4)
@@ -258,8 +258,8 @@ def test_the_zoo_plot_draws_fd_on_top_and_the_own_sampler_solid(tmp_path, monkey
 def test_the_frontiers_fd_bars_reach_each_methods_lowest_and_highest_seed(tmp_path, monkeypatch):
     """Seeds at FD 4, 5 and 9 (mean 6): the bar runs from 4 to 9, i.e. 2 below and 3 above."""
     plt = FakePyplot()
-    monkeypatch.setattr(zoo, "_pyplot", lambda what: plt)
-    monkeypatch.setattr(zoo, "_teacher_sweep", lambda miniature, prompts: [])
+    monkeypatch.setattr(zoo_plots, "pyplot", lambda: plt)
+    monkeypatch.setattr(zoo_plots, "teacher_sweep", lambda miniature, prompts: [])
     for seed, fd in enumerate((4.0, 5.0, 9.0)):
         _finished(tmp_path, seed, "pcm", [{"steps": n, "alignment": 0.8, "fd": fd} for n in (2, 4)], m=4)
     zoo.frontier(zoo.Args(runs=tmp_path, frontier=tmp_path / "f.png"), ["pcm"])

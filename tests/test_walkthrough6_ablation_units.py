@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_processes import FakeProcesses
 from test_ablation_units import _ladder_args
 from test_tooling_units import _fake_matplotlib
 
@@ -314,24 +315,12 @@ def rows_module(tmp_path, monkeypatch):
 
 
 def test_an_imported_modules_variants_are_scheduled_with_the_import(tmp_path, monkeypatch, rows_module):
-    cmds = []
-
-    class Done:
-        returncode = 0
-
-        def __init__(self, cmd, **kwargs):
-            cmds.append(cmd)
-
-        def poll(self):
-            return 0
-
-    monkeypatch.setattr(ladder.subprocess, "Popen", Done)
-    monkeypatch.setattr(ladder.time, "sleep", lambda s: None)
+    procs = FakeProcesses(polls=1).patch(monkeypatch, ladder)
     args = ladder.Args(
         imports=(rows_module,), variants=("w6-skip10",), runs=tmp_path / "r", table=tmp_path / "t.md"
     )
     ladder.main(args)
-    (cmd,) = cmds
+    (cmd,) = procs.cmds
     assert cmd[cmd.index("--only") + 1] == "w6-skip10" and cmd[cmd.index("--import") + 1] == rows_module
     assert "| w6-skip10 | MLCD skip 10 |" in args.table.read_text()
 

@@ -14,10 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_ablations14_units import _fake_training, _Procs
+import tyro
+from fake_processes import FakeProcesses
+from test_ablations14_units import _fake_training
 from test_tooling_units import _finished
 
-from ablations import zoo
+from ablations import zoo, zoo_plots
 from tlcm.errors import TLCMError
 
 ROWS = [{"steps": n, "alignment": 0.9, "fd": 5.0} for n in (1, 2, 4, 8)]
@@ -39,9 +41,7 @@ def _schedule(tmp_path, monkeypatch, names=("pcm",), budget=448.0, steps=None, *
     rates = {"unet": {n: dict.fromkeys(steps[n], 64.0) for n in names}}
     monkeypatch.setattr(zoo, "plan", lambda args: (budget, {"unet": steps}, rates))
     monkeypatch.setattr(zoo, "write_docs", lambda args, budget=None: "")
-    procs = _Procs()
-    monkeypatch.setattr(zoo.subprocess, "Popen", procs.Popen)
-    monkeypatch.setattr(zoo.time, "sleep", lambda s: None)
+    procs = FakeProcesses().patch(monkeypatch, zoo)
     kwargs = {"seeds": (0,), "runs": tmp_path / "runs", "table": tmp_path / "zoo.md", **kwargs}
     return zoo.Args(methods=tuple(names), miniatures=("unet",), **kwargs), procs
 
@@ -230,7 +230,7 @@ def test_seeds_apart_is_read_where_both_have_several_seeds(tmp_path):
 
 def test_without_matplotlib_no_plots_are_claimed_and_the_notice_comes_once(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
-    clear = getattr(zoo._matplotlib, "cache_clear", lambda: None)
+    clear = getattr(zoo_plots.pyplot, "cache_clear", lambda: None)
     clear()
     write_docs = zoo.write_docs
     args, procs = _schedule(tmp_path, monkeypatch, names=("pcm", "tcd"))
@@ -283,11 +283,11 @@ def test_an_imported_preset_joins_the_zoo_and_each_runs_process_imports_it(tmp_p
         "from recipes import PRESETS as P\n\nPRESETS = {'w6-mine': P['pcm']}\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(zoo, "IMPORT_FLAGS", [])
     args, procs = _schedule(tmp_path, monkeypatch, names=("w6-mine",))
     try:
-        zoo.cli(["--import", "w6_zoo_mine", "--methods", "w6-mine", "--miniatures", "unet", "--seeds", "0",
-                 "--runs", str(args.runs), "--table", str(args.table)])  # fmt: skip
+        argv = ["--import", "w6_zoo_mine", "--methods", "w6-mine", "--miniatures", "unet", "--seeds", "0",
+                "--runs", str(args.runs), "--table", str(args.table)]  # fmt: skip
+        zoo.main(tyro.cli(zoo.Args, args=argv))
         assert zoo.method_recipe("w6-mine", "unet").phases.keys() == PRESETS["pcm"].phases.keys()
     finally:
         PRESETS.pop("w6-mine", None)

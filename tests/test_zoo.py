@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 from engine_helpers import shrink
+from fake_processes import FakeProcesses
 from loss_cases import real_images
 
 from ablations import zoo
@@ -124,28 +125,16 @@ def test_the_runner_reuses_finished_runs(tmp_path, monkeypatch):
         zoo, "plan", lambda args: (448.0, steps, {"unet": {"pcm": {"p": 64.0}, "tcd": {"tcd": 64.0}}})
     )
     monkeypatch.setattr(zoo, "write_docs", lambda args, budget=None: "")
-    started = []
-
-    class FakeProcess:
-        returncode = 0
-
-        def __init__(self, cmd, **kwargs):
-            started.append(cmd)
-
-        def poll(self):
-            return 0
-
-    monkeypatch.setattr(zoo.subprocess, "Popen", FakeProcess)
-    monkeypatch.setattr(zoo.time, "sleep", lambda s: None)
+    procs = FakeProcesses(polls=1).patch(monkeypatch, zoo)
     args = zoo.Args(methods=("pcm", "tcd"), miniatures=("unet",), seeds=(0,), runs=runs)
     zoo.main(args)
-    assert len(started) == 1
-    only = started[0][started[0].index("--only") + 1]
+    assert len(procs.cmds) == 1
+    only = procs.values("--only")[0]
     assert only == "unet/tcd"
-    assert json.loads(started[0][started[0].index("--phase-steps") + 1]) == {"tcd": 7}
-    started.clear()
+    assert json.loads(procs.values("--phase-steps")[0]) == {"tcd": 7}
+    procs.cmds.clear()
     zoo.main(replace(args, dry_run=True, fresh=True))  # a dry run starts nothing
-    assert started == []
+    assert procs.cmds == []
 
 
 def test_the_table_shows_mean_min_max_and_na_above_m(tmp_path):

@@ -108,6 +108,12 @@ IMPORTED: dict[str, int] = {}
 a module that forgot its PRESETS dict: ``check_preset_names`` says so)."""
 
 
+def import_flags(modules: tuple[str, ...] | list[str]) -> list[str]:
+    """``--import NAME`` for each of ``modules``: the command line of a process that imports them
+    too (``import_recipe_modules`` reads it)."""
+    return [flag for name in modules for flag in ("--import", name)]
+
+
 def import_recipe_modules(argv: list[str]) -> list[str]:
     """Import each ``--import MODULE`` of ``argv`` (repeatable, anywhere in it) before the command
     line is built: the import registers the module's losses (``@register_loss``) and its

@@ -229,7 +229,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-frontier-axes-swapped",
-        ZOO,
+        "ablations/zoo_plots.py",
         'ax.errorbar(fd, align, xerr=[[fd - min(seeds)], [max(seeds) - fd]], fmt="o", ms=4,',
         'ax.errorbar(align, fd, xerr=[[fd - min(seeds)], [max(seeds) - fd]], fmt="o", ms=4,',
         (T_ZOO_DOCS, T_FRONTIER),
@@ -237,7 +237,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-frontier-span-from-the-highest-fd",
-        ZOO,
+        "ablations/zoo_plots.py",
         'lowest = min([p[0] for p in points.values()] + [r["fd"] for r in teacher])',
         'lowest = max([p[0] for p in points.values()] + [r["fd"] for r in teacher])',
         (T_ZOO_DOCS, T_FRONTIER),

@@ -117,7 +117,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-docs-prompts-are-the-per-digit-count",
-        ZOO,
+        "ablations/zoo_checks.py",
         "    return next(iter(counts), 10 * args.samples_per_digit)",
         "    return next(iter(counts), args.samples_per_digit)",
         (T_ZOO_DOCS,),
@@ -141,7 +141,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-plot-sampler-styles-swapped",
-        ZOO,
+        "ablations/zoo_plots.py",
         'for sampler, style in (("own", "-"), ("tlcm", "--")):',
         'for sampler, style in (("own", "--"), ("tlcm", "-")):',
         (T_ZOO_PLOT,),
@@ -149,7 +149,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-plot-fd-row-draws-alignment",
-        ZOO,
+        "ablations/zoo_plots.py",
         '                for row, key in enumerate(("fd", "alignment")):\n                    values =',
         '                for row, key in enumerate(("alignment", "fd")):\n                    values =',
         (T_ZOO_PLOT,),
@@ -157,7 +157,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-frontier-fd-bar-flipped",
-        ZOO,
+        "ablations/zoo_plots.py",
         "xerr=[[fd - min(seeds)], [max(seeds) - fd]]",
         "xerr=[[max(seeds) - fd], [fd - min(seeds)]]",
         (T_ZOO_XERR,),

@@ -108,7 +108,7 @@ MUTANTS = [
     Mutant(
         "zoo-flow-miniature-is-the-unet",
         ZOO,
-        "path=MINIATURE_SD3, max_sequence_length=8",
+        'path=MINIATURE_MODELS["flow"], max_sequence_length=8',
         "path=recipe.model.path, max_sequence_length=8",
         (T + "test_the_flow_miniature_trains_the_flow_model",),
         "the 'flow miniature' runs train and score the UNet miniature: the flow tables are a second UNet",
@@ -189,9 +189,9 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-flow-compared-with-the-unet-teacher",
-        ZOO,
-        "return committed_teacher(method_recipe(BASE_METHOD, miniature).model.path, prompts)",
-        'return committed_teacher(method_recipe(BASE_METHOD, "unet").model.path, prompts)',
+        "ablations/zoo_runs.py",
+        "return committed_teacher(MINIATURE_MODELS[miniature], prompts)",
+        'return committed_teacher(MINIATURE_MODELS["unet"], prompts)',
         (T + "test_the_flow_table_compares_with_the_flow_teacher",),
         "the flow miniature's teacher row, verdict and 'below the teacher' are the UNet teacher's",
     ),
@@ -213,7 +213,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-plot-draws-the-first-seed",
-        ZOO,
+        "ablations/zoo_plots.py",
         "                        [sum(v) / len(v) for v in values],\n",
         "                        [v[0] for v in values],\n",
         (T + "test_the_zoo_plot_draws_the_mean_over_the_seeds",),
@@ -221,7 +221,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-frontier-teacher-of-every-step-count",
-        ZOO,
+        "ablations/zoo_plots.py",
         'teacher = sorted((r for r in sweep if r["steps"] == n), key=lambda r: r["w"])',
         'teacher = sorted(sweep, key=lambda r: r["w"])',
         (T + "test_the_frontier_draws_the_teachers_sweep_at_its_own_step_count",),

@@ -99,8 +99,8 @@ MUTANTS = [
     Mutant(
         "trial-steps-not-passed-to-the-child",
         LADDER,
-        '"--steps", str(args.steps), *_import_flags(args.imports)]',
-        '"--steps", "0", *_import_flags(args.imports)]',
+        '"--steps", str(args.steps), *import_flags(args.imports)]',
+        '"--steps", "0", *import_flags(args.imports)]',
         (T_TRIAL,),
         "--steps 5 trains the full recipe: a 'quick trial' of an hour",
     ),

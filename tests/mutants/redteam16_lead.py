@@ -286,7 +286,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-sources-own-sampler-only",
-        "ablations/zoo.py",
+        "ablations/zoo_runs.py",
         "        for sampler, name in SAMPLERS.items():\n            path = info_path.parent / name\n            if path.is_file():",
         "        for sampler, name in list(SAMPLERS.items())[:1]:\n            path = info_path.parent / name\n            if path.is_file():",
         (

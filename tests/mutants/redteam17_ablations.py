@@ -236,7 +236,7 @@ MUTANTS = [
     Mutant(
         "ladder-import-not-passed-to-the-runs",
         LADDER,
-        '"--steps", str(args.steps), *_import_flags(args.imports)]',
+        '"--steps", str(args.steps), *import_flags(args.imports)]',
         '"--steps", str(args.steps)]',
         (T_IMPORT_SCHED,),
         "each scheduled run fails: its process does not import the module that defines its variant",

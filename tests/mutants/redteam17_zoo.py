@@ -32,7 +32,7 @@ MUTANTS = [
     # ---- --table and the published paths --------------------------------------------------------
     Mutant(
         "zoo-replaces-a-foreign-table",
-        ZOO,
+        "ablations/zoo_checks.py",
         "if lines[:1] != [TITLE] or not any(line.startswith(GENERATED) for line in lines):",
         "if not lines:",
         (T_FOREIGN,),
@@ -48,7 +48,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-replaces-a-foreign-sources-file",
-        ZOO,
+        "ablations/zoo_checks.py",
         "    elif sources_file.exists():",
         "    elif False:",
         (T_SOURCES,),
@@ -56,7 +56,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-trial-into-the-published-runs",
-        ZOO,
+        "ablations/zoo_checks.py",
         "return {p.resolve() for p in (args.table, args.runs, args.plot, args.frontier)}",
         "return {p.resolve() for p in (args.table, args.plot, args.frontier)}",
         (T_TRIAL,),
@@ -64,7 +64,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-probe-steps-not-a-trial",
-        ZOO,
+        "ablations/zoo_checks.py",
         '    "--probe-steps": "probe_steps",\n',
         "",
         (T_TRIAL,),
@@ -81,7 +81,7 @@ MUTANTS = [
     # ---- reuse only runs of this call's settings ------------------------------------------------------
     Mutant(
         "zoo-reuses-another-prompt-count",
-        ZOO,
+        "ablations/zoo_checks.py",
         "    if prompts - {want}:",
         "    if False:",
         (T_PROMPTS, T_OTHER),
@@ -89,7 +89,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-reuses-another-budget",
-        ZOO,
+        "ablations/zoo_checks.py",
         "    if recorded_budget not in (None, budget):",
         "    if False:",
         (T_BUDGET,),
@@ -97,7 +97,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-reuses-other-phase-steps",
-        ZOO,
+        "ablations/zoo_checks.py",
         "if planned is not None and steps not in (None, planned):",
         "if False:",
         (T_STEPS,),
@@ -106,14 +106,14 @@ MUTANTS = [
     Mutant(
         "zoo-checks-only-the-methods-asked-for",
         ZOO,
-        "for out, m, seed, name, run in every_run(args, table_methods(args)):",
-        "for out, m, seed, name, run in every_run(args, list(args.methods)):",
+        "check_reuse(args, table_methods(args), budget, steps, todo)",
+        "check_reuse(args, list(args.methods), budget, steps, todo)",
         (T_OTHER,),
         "an earlier call's pcm at 20 prompts sits in the 30-prompt table",
     ),
     Mutant(
         "zoo-fresh-still-refused",
-        ZOO,
+        "ablations/zoo_checks.py",
         "        if args.fresh and (m, seed, name) in todo:\n            continue  # retrained\n",
         "",
         (T_FRESH,),
@@ -122,8 +122,8 @@ MUTANTS = [
     Mutant(
         "zoo-run-not-given-the-budget",
         ZOO,
-        'cmd += ["--budget", str(round(budget)), *IMPORT_FLAGS]',
-        "cmd += [*IMPORT_FLAGS]",
+        'cmd += ["--budget", str(round(budget)), *import_flags(args.imports)]',
+        "cmd += [*import_flags(args.imports)]",
         (T_RECORD,),
         "each run records budget 0: a later call cannot tell its budget",
     ),
@@ -146,7 +146,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-table-mixes-prompt-counts",
-        ZOO,
+        "ablations/zoo_checks.py",
         "    if len(counts) > 1:",
         "    if False:",
         (T_TWO_COUNTS,),
@@ -197,16 +197,16 @@ MUTANTS = [
     Mutant(
         "zoo-final-line-claims-plots",
         ZOO,
-        'if _matplotlib() else "(no plots: no matplotlib)"',
+        'if pyplot() else "(no plots: no matplotlib)"',
         'if True else "(no plots: no matplotlib)"',
         (T_NO_MPL,),
         "'wrote ... and its plots zoo-fd.png' without matplotlib: no PNG exists",
     ),
     Mutant(
         "zoo-no-matplotlib-notice-per-plot",
-        ZOO,
-        "@cache\ndef _matplotlib():",
-        "def _matplotlib():",
+        "ablations/zoo_plots.py",
+        "@cache\ndef pyplot():",
+        "def pyplot():",
         (T_NO_MPL,),
         "the skip notice twice per finished run",
     ),
@@ -221,7 +221,7 @@ MUTANTS = [
     # ---- --seeds, --import ------------------------------------------------------------------------------
     Mutant(
         "zoo-empty-seeds-accepted",
-        ZOO,
+        "ablations/zoo_checks.py",
         "    if not seeds:\n",
         "    if False:\n",
         (T_BAD_SEEDS,),
@@ -229,7 +229,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-negative-seed-accepted",
-        ZOO,
+        "ablations/zoo_checks.py",
         'check_counts({"--seeds": seed}, minimum=0)',
         'check_counts({"--seeds": seed}, minimum=-(10**9))',
         (T_BAD_SEEDS,),
@@ -237,7 +237,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-seed-twice-accepted",
-        ZOO,
+        "ablations/zoo_checks.py",
         "if len(set(seeds)) < len(seeds):",
         "if False:",
         (T_BAD_SEEDS,),
@@ -254,8 +254,8 @@ MUTANTS = [
     Mutant(
         "zoo-run-process-without-the-import",
         ZOO,
-        "            IMPORT_FLAGS.append(arg)",
-        "            pass",
+        "*import_flags(args.imports)]",
+        "]",
         (T_IMPORT,),
         "each run's process does not import the module: its preset is unknown there",
     ),

@@ -417,7 +417,7 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-better-sampler-is-worse",
-        ZOO,
+        "ablations/zoo_runs.py",
         "return min(cells) if cells else None",
         "return max(cells) if cells else None",
         (T_ZOO_SAMPLER, T_ZOO_VERDICT),
