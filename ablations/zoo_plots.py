@@ -5,6 +5,7 @@ steps beside the teacher's CFG sweep (docs/zoo-frontier.png)."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 from functools import cache
 from typing import TYPE_CHECKING
@@ -46,6 +47,10 @@ def pyplot():
     return plt
 
 
+LEGEND_COLUMNS = 4
+"""Columns of the FD plot's legend (below the panels, which leave it a row of height per row)."""
+
+
 def _panels(args: Args, names: list[str]) -> list[str]:
     """The miniatures with runs of any of ``names`` on disk (one column of the pictures each)."""
     return [m for m in ("unet", "flow") if any(collect(args.runs, m, n)[0] for n in names)]
@@ -61,7 +66,11 @@ def plot(args: Args, names: list[str]) -> None:
         return
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 7.4), squeeze=False, sharex=True)
+    shown = [n for n in names if any(collect(args.runs, m, n)[0] for m in panels)]
+    legend_rows = math.ceil((len(shown) + 3) / LEGEND_COLUMNS)  # + the teacher's and the two samplers'
+    legend_inches = 0.2 + 0.15 * legend_rows
+    height = 6.9 + legend_inches
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), height), squeeze=False, sharex=True)
     handles, seeds = [], set()
     for col, m in enumerate(panels):
         for i, name in enumerate(names):
@@ -107,10 +116,10 @@ def plot(args: Args, names: list[str]) -> None:
         Line2D([], [], color="gray", ls="-", label="own sampler (shade: min-max over seeds)"),
         Line2D([], [], color="gray", ls="--", label="TLCM sampler"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7, frameon=False)
     seeds_text = ", ".join(str(n) for n in sorted(seeds))
     fig.suptitle(f"Method zoo at equal denoiser evaluations ({seeds_text} seed(s) per method)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.tight_layout(rect=(0, legend_inches / height, 1, 1))  # the legend below, clear of the x labels
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=110)
     plt.close(fig)
@@ -121,8 +130,72 @@ FRONTIER_STEPS = (2, 4)
 
 
 FRONTIER_FD_SPAN = 3.0
-"""The frontier plot's x range: up to this many times the lowest FD in the panel; methods and
-teacher w beyond it are listed in the panel, not drawn."""
+"""The frontier plot's x range: up to this many times the lowest FD in the panel (the axis 8 %
+beyond); methods and teacher w beyond it are listed in the panel, not drawn."""
+
+
+FD_TICKS = (1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200)
+"""The frontier's FD ticks, as plain numbers (a log axis spanning less than a decade otherwise
+labels one tick, 10^1)."""
+FRONTIER_AXES_POINTS = (0.8 * 6 * 72, 0.72 * 4.6 * 72)
+"""The approximate size (width, height) in points of one frontier panel (figsize 6 x 4.6 inches
+per panel, less its margins): what ``place_labels`` sizes the labels against."""
+
+
+def place_labels(
+    anchors: list[tuple[float, float]], sizes: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Where to put each label (its lower-left corner), all in axes fractions: beside its point
+    ``anchors[i]`` (x, y), the first of the places tried (right above, right below, left above,
+    left below, then further above and below) where its box ``sizes[i]`` (width, height) overlaps
+    no label placed before it and stays inside the axes; the first place when none is free.
+    Labels are placed in order of their points' height (top first), so that the search runs down."""
+    gap = 0.008
+    placed: list[tuple[float, float, float, float]] = []
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(anchors)
+    for i in sorted(range(len(anchors)), key=lambda i: -anchors[i][1]):
+        (x, y), (w, h) = anchors[i], sizes[i]
+        tries = [
+            (x + gap, y + gap),
+            (x + gap, y - gap - h),
+            (x - gap - w, y + gap),
+            (x - gap - w, y - gap - h),
+        ]
+        tries += [(x + gap, y + gap + k * h) for k in (1, 2)] + [
+            (x + gap, y - gap - h - k * h) for k in (1, 2, 3)
+        ]
+
+        def free(at: tuple[float, float], w: float = w, h: float = h) -> bool:
+            ax_, ay = at
+            inside = 0 <= ax_ and ax_ + w <= 1 and 0 <= ay and ay + h <= 1
+            return inside and all(
+                ax_ + w <= px or px + pw <= ax_ or ay + h <= py or py + ph <= ay for px, py, pw, ph in placed
+            )
+
+        at = next((t for t in tries if free(t)), tries[0])
+        placed.append((*at, w, h))
+        out[i] = at
+    return out
+
+
+def _annotate(
+    ax, labels: list[tuple], x_range: tuple[float, float], y_range, size: tuple[float, float]
+) -> None:
+    """Label each point (text, FD, alignment, colour, font size) of a frontier panel whose x axis
+    (log) spans ``x_range`` and y axis ``y_range``, at ``place_labels``' places (a thin line back
+    to a point whose label could not sit next to it)."""
+    lo, hi = math.log(x_range[0]), math.log(x_range[1])
+    anchors = [
+        ((math.log(fd) - lo) / (hi - lo), (a - y_range[0]) / (y_range[1] - y_range[0]))
+        for _, fd, a, _, _ in labels
+    ]
+    sizes = [(0.6 * pt * len(text) / size[0], 1.2 * pt / size[1]) for text, _, _, _, pt in labels]
+    for (text, fd, a, color, pt), (w, h), at, (x, y) in zip(
+        labels, sizes, place_labels(anchors, sizes), anchors, strict=True
+    ):
+        apart = max(at[0] - x, x - at[0] - w, at[1] - y, y - at[1] - h)  # the point to the label's box
+        line = {"arrowprops": {"arrowstyle": "-", "lw": 0.4, "color": color}} if apart > 0.02 else {}
+        ax.annotate(text, (fd, a), xytext=at, textcoords="axes fraction", fontsize=pt, color=color, **line)
 
 
 def frontier(args: Args, names: list[str]) -> None:
@@ -148,7 +221,7 @@ def frontier(args: Args, names: list[str]) -> None:
             # the x range: up to FRONTIER_FD_SPAN x the lowest FD shown (outliers are listed instead)
             lowest = min([p[0] for p in points.values()] + [r["fd"] for r in teacher])
             x_max = FRONTIER_FD_SPAN * lowest
-            off = []
+            off, labels = [], []
             for i, name in enumerate(names):
                 if name not in points:
                     continue
@@ -159,27 +232,32 @@ def frontier(args: Args, names: list[str]) -> None:
                 color = PALETTE[i % len(PALETTE)]
                 ax.errorbar(fd, align, xerr=[[fd - min(seeds)], [max(seeds) - fd]], fmt="o", ms=4,
                             color=color, elinewidth=0.8, capsize=2)  # fmt: skip
-                ax.annotate(
-                    name, (fd, align), fontsize=6.5, xytext=(3, 3), textcoords="offset points", color=color
-                )
+                labels.append((name, fd, align, color, 6.5))
             shown = [r for r in teacher if r["fd"] <= x_max]
             if shown:
                 ax.plot([r["fd"] for r in shown], [r["alignment"] for r in shown], ":", marker="s",
                         ms=3.5, color="black")  # fmt: skip
-                for r in shown:
-                    ax.annotate(f"w {r['w']:g}", (r["fd"], r["alignment"]), fontsize=6, xytext=(3, -8),
-                                textcoords="offset points")  # fmt: skip
+                labels += [(f"w {r['w']:g}", r["fd"], r["alignment"], "black", 6) for r in shown]
             off += [
                 f"teacher w {r['w']:g} {r['fd']:.1f} ({r['alignment']:.3f})"
                 for r in teacher
                 if r["fd"] > x_max
             ]
+            x_range = (0.9 * lowest, 1.08 * x_max)  # room for a point at x_max and its bar's cap
+            ys = [y for _, _, y, _, _ in labels]
+            pad = 0.06 * ((max(ys) - min(ys)) or 0.01)
+            y_range = (min(ys) - pad, max(ys) + 2 * pad)
+            _annotate(ax, labels, x_range, y_range, FRONTIER_AXES_POINTS)
+            ax.set_ylim(*y_range)
             label = f"FD at {n} steps (lower is better; bar: min-max over seeds)"
             if off:
                 label += "\n" + textwrap.fill("off the plot: " + "; ".join(off), 95)
             ax.set_xlabel(label, fontsize=8)
-            ax.set_xlim(0.9 * lowest, x_max)
+            ax.set_xlim(*x_range)
             ax.set_xscale("log")
+            ticks = [t for t in FD_TICKS if x_range[0] <= t <= x_range[1]]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
             ax.set_title(f"{MINIATURE_NAMES[m]}, {n} steps", fontsize=9)
             ax.set_ylabel(f"alignment at {n} steps (higher is better)")
             ax.grid(alpha=0.3)

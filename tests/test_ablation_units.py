@@ -347,7 +347,7 @@ def test_the_frontier_plots_fd_on_x_and_lists_what_lies_beyond_its_span(tmp_path
         assert points == [(4.0, 0.8), (5.0, 0.85)]
         ((label,), _), ((lo, hi), _) = ax.called("set_xlabel")[0], ax.called("set_xlim")[0]
         assert "tcd 20.0 (0.700)" in label and "teacher w 8 30.0 (0.950)" in label and "pcm" not in label
-        assert (lo, hi) == (pytest.approx(0.9 * 4.0), pytest.approx(12.0))
+        assert (lo, hi) == (pytest.approx(0.9 * 4.0), pytest.approx(1.08 * 12.0))
 
 
 # ---- ablations/plot.py ----------------------------------------------------------------------------
@@ -511,3 +511,19 @@ def test_a_quick_trial_trains_every_phase_for_its_steps_and_stays_out_of_the_pub
     procs = FakeProcesses(polls=1).patch(monkeypatch, ladder)
     ladder.main(ladder.Args(variants=("mlcd+lcd-l2",), steps=4, runs=tmp_path / "r", table=tmp_path / "t.md"))
     assert procs.values("--steps") == ["4", "4"]  # the row and its parent
+
+
+def test_frontier_labels_do_not_overlap_and_stay_inside_the_panel():
+    """Three points at one place: three labels, no two boxes overlapping; a point at the right
+    edge: its label to its left, inside the axes; a lone point: right above it."""
+    size = (0.2, 0.05)
+    anchors = [(0.5, 0.5), (0.5, 0.5), (0.5, 0.5), (0.99, 0.2), (0.1, 0.97)]
+    places = zoo_plots.place_labels(anchors, [size] * len(anchors))
+    boxes = [(x, y, x + size[0], y + size[1]) for x, y in places]
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and a[2] <= 1 and 0 <= a[1] and a[3] <= 1, (i, a)
+        for b in boxes[:i]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    assert places[3][0] + size[0] < 0.99  # left of its point
+    assert places[4] == pytest.approx((0.1 + 0.008, 0.97 - 0.008 - size[1]))  # no room above: below
+    assert zoo_plots.place_labels([(0.3, 0.3)], [size]) == [pytest.approx((0.308, 0.308))]
