@@ -31,6 +31,7 @@ from tlcm.diffusion.schedule import VPSchedule
 from tlcm.images import save_grid
 from tlcm.losses.base import StepContext
 from tlcm.losses.mlcd import MLCD, MLCDConfig
+from tlcm.models.families import pipeline_decoder
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 from tlcm.toy.data import all_prompts, eval_prompts
 from tlcm.toy.metrics import ToyMetrics
@@ -110,7 +111,7 @@ def two_step_images(pipe, student_net, per_digit: int) -> dict[str, torch.Tensor
     for name, (model, timesteps, gamma) in runs.items():
         gen = torch.Generator().manual_seed(2)
         latents = sample_latents(model, schedule, cond, noise, timesteps, gamma, generator=gen)
-        images[name] = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
+        images[name] = pipeline_decoder(pipe)(latents)  # / scaling_factor through the VAE, clamped
     return images
 
 

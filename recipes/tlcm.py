@@ -16,16 +16,13 @@ from tlcm.losses.gan import GANConfig
 from tlcm.losses.lcd import LCDConfig
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.losses.preference import PreferenceConfig
+from tlcm.rewards.digit import DIGIT_S0, DIGIT_S_NEG
 from tlcm.toy import MINIATURE_SD3
 
 MINIATURE_SAMPLER = StudentGrid(gamma=0.0, first_gamma=1.0)
 """The miniature default's grid (M = 8, q = 4) and sampler: LCM's fresh noise for the first move
 (from pure noise), deterministic DDIM moves after it. Against constant gammas it keeps 2-step
 alignment (the first move's) and lets FD fall with more steps (ablations/LOG.md, 2026-11-30)."""
-DIGIT_S0 = -0.01
-"""Hinge threshold on the digit reward r = log p(digit | image): push p above 0.99."""
-DIGIT_S_NEG = -4.6
-"""Hinge threshold on an unrelated digit's log-probability: keep it below 0.01."""
 
 
 def stage1(steps: int = 300, lr: float = 1e-3, batch_size: int = 16, distance: str = "l2") -> Phase:

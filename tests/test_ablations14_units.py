@@ -34,8 +34,8 @@ def test_a_plan_that_costs_nothing_is_refused_naming_its_phases():
 
 def test_a_negative_zoo_budget_is_refused_before_anything_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "_schedule", lambda args: pytest.fail("scheduled with a negative budget"))
-    with pytest.raises(TLCMError, match="--budget"):
-        zoo.main(zoo.Args(budget=-5, runs=tmp_path))
+    with pytest.raises(TLCMError, match="--budget must be >= 0, got -5"):  # not the trial refusal
+        zoo.main(zoo.Args(budget=-5, runs=tmp_path / "runs", table=tmp_path / "zoo.md"))
 
 
 def _fake_probe(monkeypatch) -> list:

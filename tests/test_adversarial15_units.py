@@ -280,14 +280,17 @@ def test_the_losses_defaults_are_the_papers_they_cite():
         1e-4,
         "student",
     )
-    pref = PreferenceConfig()
+    from tlcm.rewards import Reward
+
+    pref = PreferenceConfig()  # s0 / s_neg None: the reward's own, the paper's 16 / 0 by default
     assert (pref.mode, pref.beta, pref.s0, pref.s_neg, pref.negative_weight) == (
         "dpo",
         2000.0,
-        16.0,
-        0.0,
+        None,
+        None,
         1.0,
     )
+    assert (Reward.s0, Reward.s_neg) == (16.0, 0.0)
     add = ADDDistillConfig()
     assert (add.weighting, add.distance, add.t_min, add.t_max) == ("exponential", "l2", 0, None)
 

@@ -104,8 +104,8 @@ def test_mlcd_uses_the_states_a_caller_hands_in_without_a_cache_or_teacher_call(
     states = TrajectoryStates(
         ones, torch.tensor([2, 2]), torch.tensor([1, 1]), torch.tensor([0, 0]), 0.75 * ones
     )
-    ctx = toy_context(lambda x, t, cond: 0.5 * x, teacher, states=states)
-    value = MLCD(MLCDConfig(states="cache"), torch.nn.Linear(1, 1))(ctx)["mlcd"]
+    ctx = toy_context(lambda x, t, cond: 0.5 * x, teacher, states=states, grid=StudentGrid(1, 1))
+    value = MLCD(MLCDConfig(states="cache", skip=1), torch.nn.Linear(1, 1))(ctx)["mlcd"]  # valid on T = 3
     torch.testing.assert_close(value, torch.tensor(0.024025))
     assert calls == []
 

@@ -3,6 +3,8 @@ loop (no engine, recipe or Student), and the script runs end to end."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import StableDiffusionPipeline
 
@@ -28,3 +30,17 @@ def test_the_script_scores_student_and_teacher_and_writes_the_picture(tmp_path, 
     assert set(scores) == {"student", "teacher"} and out.stat().st_size > 0
     assert all(0 <= alignment <= 1 and fd >= 0 for alignment, fd in scores.values())
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_every_loss_runs_in_an_own_loop_and_resumes_from_its_checkpoint_state(capsys):
+    """examples/own_losses.py: MLCD with latent LPIPS and an EMA target, DMD with its fake score,
+    the teacher-feature GAN, reward feedback and Diffusion-DPO, each a step in a plain loop, its
+    aux_step training its own model, its checkpoint_state loaded into a new instance."""
+    from examples import own_losses
+
+    logged = own_losses.main(["--steps", "1", "--batch", "2"])
+    assert set(logged) == {"mlcd-latent-lpips", "dmd", "gan", "reward", "dpo"}
+    assert all(len(rows) == 1 and all(map(math.isfinite, rows[0].values())) for rows in logged.values())
+    assert "dmd/fake_loss" in logged["dmd"][0] and "gan/d_loss" in logged["gan"][0]  # aux_step ran
+    out = capsys.readouterr().out
+    assert all(f"{name}: checkpoint_state saved and loaded" in out for name in logged)

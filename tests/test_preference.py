@@ -301,8 +301,11 @@ def test_reward_feedback_runs_the_clip_image_tower_once(name, tiny_clip_dir, tmp
     reward.unrelated = lambda prompts, generator: prompts[::-1]
     tower, calls = reward.clip.model.get_image_features, []
     reward.clip.model.get_image_features = lambda **kw: calls.append(1) or tower(**kw)
-    config = PreferenceConfig(mode="reward", reward=name, s0=100.0, s_neg=-100.0, negative_weight=0.5)
-    loss = Preference(config, reward)
+    files = {"clip_folder": str(tiny_clip_dir), "head_file": str(tmp_path / "head.safetensors")}
+    config = PreferenceConfig(
+        mode="reward", reward=name, s0=100.0, s_neg=-100.0, negative_weight=0.5, **files
+    )
+    loss = Preference(config, reward)  # validated at its first call: the reward's files named
     scale = torch.nn.Parameter(torch.tensor(0.5))
     decode = lambda z: torch.tanh(z).repeat(1, 2, 16, 16)[:, :3]  # noqa: E731  (B, 3, 32, 32)
     ctx = toy_context(

@@ -304,7 +304,7 @@ MUTANTS = [
     Mutant(
         "disc-frozen-heads-not-detached",
         DISC,
-        "params = {n: p.detach() for n, p in self.heads.named_parameters()}",
+        "params = {n: p.detach().clone() for n, p in self.heads.named_parameters()}",
         "params = dict(self.heads.named_parameters())",
         T_GAN,
         "frozen_heads leaves the heads' parameters attached: L_G trains D",

@@ -160,8 +160,8 @@ MUTANTS = [
     Mutant(
         "hinge-thresholds-swapped",
         PREF,
-        "reward_hinge(r_pos, r_neg, cfg.s0, cfg.s_neg, cfg.negative_weight)",
-        "reward_hinge(r_pos, r_neg, cfg.s_neg, cfg.s0, cfg.negative_weight)",
+        "reward_hinge(r_pos, r_neg, s0, s_neg, cfg.negative_weight)",
+        "reward_hinge(r_pos, r_neg, s_neg, s0, cfg.negative_weight)",
         (T_PREF,),
         "s0 and s_neg swapped in the component",
     ),

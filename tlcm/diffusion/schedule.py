@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from tlcm.errors import TLCMError
+
 VP_PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 FLOW_PREDICTION_TYPE = "flow_prediction"
 
@@ -149,10 +151,18 @@ class VPSchedule(Schedule):
         """Build from a diffusers scheduler config (DDIM, PNDM, Euler, LCM, TLCM, ...; dict or FrozenDict).
 
         The betas come from ``DDPMScheduler`` (beta_start/end, beta_schedule, trained_betas,
-        rescale_betas_zero_snr); keys that DDPMScheduler does not take are ignored.
+        rescale_betas_zero_snr); keys that DDPMScheduler does not take are ignored. A flow config
+        (``is_flow_config``: a FlowMatch* scheduler, shift / use_dynamic_shifting, flow sigmas) is
+        refused: read as DDPM betas it would give a VP schedule the model was not trained on.
         """
         from diffusers import DDPMScheduler  # here: the recipe tree imports this module, --help too
 
+        if is_flow_config(config):
+            name = config.get("_class_name") or "a scheduler config"
+            raise TLCMError(
+                f"VPSchedule.from_config: {name} is a flow-matching scheduler (SD3 / FLUX family), "
+                "not a DDPM one; use FlowSchedule.from_config (or schedule_from_config, which picks)"
+            )
         keys = inspect.signature(DDPMScheduler.__init__).parameters
         ddpm = DDPMScheduler.from_config({k: v for k, v in config.items() if k in keys})
         return cls(ddpm.alphas_cumprod, config.get("prediction_type", "epsilon"))
@@ -281,12 +291,19 @@ def schedule_from_config(config: Mapping[str, Any]) -> Schedule:
     "flow_prediction" or ``use_flow_sigmas`` is set (UniPC/DPM in flow mode), or when the config
     has a ``shift`` but no betas; VP otherwise.
     """
+    return FlowSchedule.from_config(config) if is_flow_config(config) else VPSchedule.from_config(config)
+
+
+def is_flow_config(config: Mapping[str, Any]) -> bool:
+    """Whether a diffusers scheduler config is a flow-matching one (``schedule_from_config``'s
+    rule): a FlowMatch* / TLCMFlowScheduler class, ``prediction_type`` "flow_prediction",
+    ``use_flow_sigmas`` or ``use_dynamic_shifting`` set, or a ``shift`` without betas."""
     name = str(config.get("_class_name", ""))
-    is_flow = (
+    return (
         name.startswith("FlowMatch")
         or name == "TLCMFlowScheduler"
         or config.get("prediction_type") == FLOW_PREDICTION_TYPE
         or bool(config.get("use_flow_sigmas"))
+        or bool(config.get("use_dynamic_shifting"))
         or ("shift" in config and "beta_schedule" not in config)
     )
-    return FlowSchedule.from_config(config) if is_flow else VPSchedule.from_config(config)

@@ -43,10 +43,17 @@ class AuxOptimizer:
         betas: tuple[float, float] = (0.0, 0.99),
         max_grad_norm: float = 1.0,
         weight_decay: float = 0.0,
+        owner: str = "the loss's own model",
     ):
+        """``owner`` names the model in the one-line error when none of ``params`` is trainable
+        (e.g. "DMD's fake score": a copy of a frozen teacher keeps requires_grad=False)."""
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
-            raise ValueError("AuxOptimizer got no trainable parameters")
+            raise ValueError(
+                f"{owner} has no parameter with requires_grad=True, so its AuxOptimizer has nothing "
+                "to train: call .requires_grad_(True) on it (a copy of a frozen teacher keeps "
+                "requires_grad=False)"
+            )
         betas = (float(betas[0]), float(betas[1]))
         self.opt = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=weight_decay)
         self.max_grad_norm = max_grad_norm

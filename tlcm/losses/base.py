@@ -10,10 +10,20 @@ and aux_step run under the step's autocast. The contract, tested for every regis
 resuming mid-phase equals the uninterrupted run bit for bit, and 2 processes x 1 micro-batch equal
 1 process x 2 accumulated micro-batches. So everything a loss needs to continue (reference
 weights, EMA targets, owned models and their optimizers) must be in ``checkpoint_state``.
+
+A loss in another project's own training loop (a context from ``StepContext.standalone``) gets at
+its calls what the engine gives it before and around training: its config is validated against
+the context's schedule and grid (at the first call, and again only when they or the config
+change), and a loss whose ``aux_step`` / ``after_student_step`` the loop never calls warns once
+(``Loss.own_loop_calls``). Contexts the engine builds skip both (it validates every config
+before anything loads and calls both methods every step).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -26,6 +36,7 @@ from tlcm.conditioning import Conditioning
 from tlcm.diffusion.denoiser import Denoiser, Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError
+from tlcm.losses.auxiliary import AuxOptimizer
 
 if TYPE_CHECKING:
     from tlcm.data.states import TrajectoryStates
@@ -101,6 +112,9 @@ class StepContext:
     prompt_index: torch.Tensor | None = None
     states: TrajectoryStates | None = None
     _work: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _standalone: bool = field(default=False, init=False, repr=False)
+    """Built by ``standalone`` (another project's loop): a ``Loss`` then validates its config and
+    watches for a forgotten ``aux_step`` / ``after_student_step`` (the engine does both itself)."""
 
     student = property(lambda self: self.phase.student, doc="``phase.student``")
     teacher = property(lambda self: self.phase.teacher, doc="``phase.teacher`` (guided)")
@@ -114,10 +128,17 @@ class StepContext:
         """A context built outside the engine (another project's training loop, a test): every
         field of ``PhaseContext`` and of ``StepContext`` by name, e.g. ``StepContext.standalone(
         student=f, teacher=Guided(g, 8.0, uncond), schedule=s, latent_shape=(4, 64, 64), cond=c,
-        generator=gen)``."""
+        generator=gen)``. Refused in one line: a teacher that is not a ``Guided`` (None is let
+        through for losses that never call it), a ``generator`` that is not a torch.Generator (None
+        would draw from the global RNG), a ``latent_shape`` that is not (C, h, w), ``prompts`` that
+        are neither empty nor one per sample of ``cond``. Losses called on it validate their config
+        and warn when the loop forgets their ``aux_step`` / ``after_student_step`` (``Loss``)."""
+        check_standalone_fields(fields)
         phase_fields = {f.name for f in dataclass_fields(PhaseContext)}
         phase = PhaseContext(**{k: v for k, v in fields.items() if k in phase_fields})
-        return cls(phase, **{k: v for k, v in fields.items() if k not in phase_fields})
+        ctx = cls(phase, **{k: v for k, v in fields.items() if k not in phase_fields})
+        ctx._standalone = True
+        return ctx
 
     @property
     def batch_size(self) -> int:
@@ -173,8 +194,159 @@ class StepContext:
         return default
 
 
+def check_standalone_fields(fields: dict[str, Any]) -> None:
+    """Refuse, in one line (what, how to fix), the ``StepContext.standalone`` inputs that would
+    otherwise train the wrong thing without an error: an unguided teacher (the student would
+    distil the teacher without CFG), a missing generator (draws from the global RNG: no
+    reproducibility), a latent shape that is not (C, h, w), prompt texts that do not match the
+    conditioning's batch (a reward would score only some samples)."""
+    where = "StepContext.standalone"
+    teacher = fields.get("teacher")
+    if teacher is not None and not isinstance(teacher, Guided):
+        raise TLCMError(
+            f"{where}: teacher is a {type(teacher).__name__}, not a tlcm.diffusion.denoiser.Guided (the "
+            "losses call it as the CFG-guided teacher): pass teacher=Guided(denoiser, guidance_scale, "
+            "uncond), or Guided(denoiser) for no guidance"
+        )
+    if "generator" in fields and not hasattr(fields["generator"], "initial_seed"):
+        got = fields["generator"]
+        raise TLCMError(
+            f"{where}: generator must be a torch.Generator on the batch's device, got {got!r} (None "
+            "would draw from the global RNG: no reproducibility): pass generator=torch.Generator("
+            "device).manual_seed(seed)"
+        )
+    shape = fields.get("latent_shape")
+    if "latent_shape" in fields and not (isinstance(shape, Sequence) and len(shape) == 3):
+        raise TLCMError(
+            f"{where}: latent_shape must be (C, h, w) of one latent, got {shape!r}: e.g. (unet.config."
+            "in_channels, unet.config.sample_size, unet.config.sample_size)"
+        )
+    prompts, cond = fields.get("prompts", []), fields.get("cond")
+    if isinstance(prompts, str) or (cond is not None and len(prompts) not in (0, len(cond))):
+        got = repr(prompts) if isinstance(prompts, str) else f"{len(prompts)} prompts"
+        batch = "?" if cond is None else len(cond)
+        raise TLCMError(
+            f"{where}: prompts must be the batch's {batch} prompt texts (a list, one per sample of "
+            f"cond, in its order) or left out, got {got}: pass the prompts you encoded into cond"
+        )
+
+
+OWN_LOOP_FORWARDS = 3
+"""Forwards of a loss in an own loop (over at least 2 ``ctx.step`` values) without a method of
+``Loss.own_loop_calls`` before it warns; ``OWN_LOOP_FORWARDS_ONE_STEP`` when every context has the
+same ``step`` (a loop that does not pass it: so gradient accumulation over fewer micro-batches,
+each a forward before one ``aux_step``, never warns)."""
+OWN_LOOP_FORWARDS_ONE_STEP = 8
+
+_OWN_LOOP_CALLS = {
+    "aux_step": ("aux_step([ctx, ...])", "the model it trains (a fake score, a discriminator) never changes"),
+    "after_student_step": ("after_student_step()", "its EMA target never moves"),
+}
+"""How to call each method an own loop may forget, and what forgetting it does."""
+
+
+def _marks_own_loop_call(name: str, method: Callable) -> Callable:
+    """``method`` (a ``Loss`` subclass's ``aux_step`` / ``after_student_step``) that first records
+    the call for the forgotten-call warning (a no-op for a loss never called on a standalone
+    context)."""
+
+    @functools.wraps(method)
+    def marked(self, *args, **kwargs):
+        self._own_loop_called(name)
+        return method(self, *args, **kwargs)
+
+    marked._marks_own_loop_call = True
+    return marked
+
+
 class Loss(nn.Module):
-    """Base of loss components. ``forward`` returns unweighted named scalar terms."""
+    """Base of loss components. ``forward`` returns unweighted named scalar terms.
+
+    Called on a ``StepContext.standalone`` context (another project's loop), a loss first
+    validates its config (``self.config``, a ``LossConfig``) against the context's schedule and
+    grid, as the engine does before training, and warns once per method when the loop keeps
+    calling it without the methods of ``own_loop_calls``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Mark every override of ``aux_step`` / ``after_student_step`` as a call of it (resets
+        the forgotten-call count), so that a new loss gets the warning without writing anything."""
+        super().__init_subclass__(**kwargs)
+        for name in _OWN_LOOP_CALLS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_marks_own_loop_call", False):
+                setattr(cls, name, _marks_own_loop_call(name, method))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = args[0] if args else kwargs.get("ctx")
+        if getattr(ctx, "_standalone", False):
+            self._own_loop_checks(ctx)
+        return super().__call__(*args, **kwargs)
+
+    def _own_loop_checks(self, ctx: StepContext) -> None:
+        """What the engine would have done for a loss called on a standalone context: validate the
+        config (when it, the schedule's T or the grid changed since the last check), count this
+        forward for each method of ``own_loop_calls`` the loop has not called since."""
+        state = self.__dict__.setdefault("_own_loop", {"pending": {}, "warned": set()})
+        self._validate_standalone(ctx, state)
+        if "calls" not in state:
+            state["calls"] = tuple(self.own_loop_calls())
+        cls = type(self).__name__
+        for name in state["calls"]:
+            if name in state["warned"]:
+                continue
+            count, steps = state["pending"].setdefault(name, [0, set()])
+            count += 1
+            steps.add(ctx.step)
+            state["pending"][name][0] = count
+            if count >= OWN_LOOP_FORWARDS and (len(steps) >= 2 or count >= OWN_LOOP_FORWARDS_ONE_STEP):
+                state["warned"].add(name)
+                how, what = _OWN_LOOP_CALLS[name]
+                warnings.warn(
+                    f"{cls} ran {count} forwards in your own loop without {cls}.{name}(): {what}; "
+                    f"call loss.{how} after each optimizer step of the student (once per step, with "
+                    "all its micro-batch contexts)",
+                    UserWarning,
+                    stacklevel=3,
+                )
+
+    def _validate_standalone(self, ctx: StepContext, state: dict[str, Any]) -> None:
+        """``self.config.validate(T, grid)`` (T: the context's schedule's timestep count) as the
+        engine's recipe check runs it, refused in one line naming the loss and its config class."""
+        config = getattr(self, "config", None)
+        num_train_timesteps = getattr(ctx.schedule, "num_train_timesteps", None)
+        if not isinstance(config, LossConfig) or num_train_timesteps is None:
+            return
+        seen = state.get("validated")
+        if seen is not None and seen == (num_train_timesteps, ctx.grid, config):
+            return
+        try:
+            config.validate(num_train_timesteps, ctx.grid)
+        except ValueError as err:
+            name = type(config).__name__
+            grid = f"M = {getattr(ctx.grid, 'num_milestones', '?')}, q = {getattr(ctx.grid, 'steps', '?')}"
+            raise TLCMError(
+                f"{type(self).__name__}: its {name} is invalid: {err} (checked against the context's "
+                f"schedule, T = {num_train_timesteps}, and grid, {grid}): fix that {name} field"
+            ) from err
+        state["validated"] = (num_train_timesteps, ctx.grid, copy.copy(config))
+
+    def _own_loop_called(self, name: str) -> None:
+        """``aux_step`` / ``after_student_step`` ran: restart its forgotten-call count."""
+        state = self.__dict__.get("_own_loop")
+        if state is not None:
+            state["pending"].pop(name, None)
+
+    def own_loop_calls(self) -> tuple[str, ...]:
+        """The methods an own training loop must call after each student step for this loss to
+        train what it should (warned about when forgotten on standalone contexts): ``aux_step``
+        when the loss owns a model it trains (an ``AuxOptimizer``), ``after_student_step`` when
+        the class overrides it. A loss whose override does nothing under its config returns less."""
+        calls = ()
+        if any(isinstance(value, AuxOptimizer) for value in vars(self).values()):
+            calls += ("aux_step",)
+        if type(self).after_student_step is not Loss.after_student_step:
+            calls += ("after_student_step",)
+        return calls
 
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -183,10 +355,12 @@ class Loss(nn.Module):
         """Update models this loss owns (fake score, discriminator) after the student's step, from
         all of this process's micro-batch ``contexts`` (their ``shared`` results are still there);
         returns metrics as 0-dim tensors (no host sync). Default: none."""
+        self._own_loop_called("aux_step")
         return {}
 
     def after_student_step(self) -> None:
         """Called after each student optimizer step (e.g. to update an EMA target). Default: nothing."""
+        self._own_loop_called("after_student_step")
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything to restore this loss exactly (its models; losses with optimizers add theirs)."""

@@ -149,7 +149,12 @@ class DMD(Loss):
             betas=config.fake_betas,
             max_grad_norm=config.fake_max_grad_norm,
             weight_decay=config.fake_weight_decay,
+            owner="DMD's fake score (the FakeScore passed to DMD)",
         )
+
+    def own_loop_calls(self) -> tuple[str, ...]:
+        """``aux_step`` trains the fake score, unless ``fake_updates`` is 0 (a frozen fake score)."""
+        return ("aux_step",) if self.config.fake_updates else ()
 
     @staticmethod
     def _timesteps(ctx: StepContext, lo: int, hi: int) -> torch.Tensor:

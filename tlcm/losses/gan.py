@@ -53,6 +53,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tlcm.diffusion.milestones import StudentGrid, milestones, segment_index
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
+from tlcm.errors import TLCMError
 from tlcm.losses.auxiliary import AuxOptimizer, check_settings
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.registry import register_loss
@@ -314,6 +315,8 @@ class GAN(Loss):
     (``teacher`` = (family, network[, its AdapterSwitch]) given: the teacher-feature one, whose
     trunk runs under ``trunk``'s adapter when given: a ``tlcm.models.student.Auxiliary`` LoRA,
     trained with the heads); ``discriminator`` replaces it (any ``Discriminator``).
+    ``config.disc_rank`` > 0 needs that ``trunk`` (``GANConfig.build(student)`` makes it from a tlcm
+    Student): without one the trunk would silently stay frozen, so it is refused.
     """
 
     def __init__(
@@ -326,6 +329,12 @@ class GAN(Loss):
         trunk=None,
     ) -> None:
         super().__init__()
+        if config.disc_rank and trunk is None:  # else a frozen trunk would train in its place
+            raise TLCMError(
+                f"GANConfig(disc_rank={config.disc_rank}) needs a trained trunk adapter (trunk=...), "
+                "which GAN(...) alone does not make: build it with GANConfig.build(student) from a "
+                "tlcm Student, or set disc_rank=0 for the frozen teacher trunk with trained heads"
+            )
         self.config = cfg = config
         self.trunk = trunk
         if discriminator is None:

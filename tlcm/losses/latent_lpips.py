@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import pickle
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 
 DEFAULT_WEIGHTS = ASSET_DIR / "latent_lpips.safetensors"
 """Weights trained for the miniature pipeline's VAE (the default of ``distance_weights``)."""
+DEFAULT_LATENT_SIZE = (8, 8)
+"""(h, w) of the miniature's latents (32 px images, its VAE's factor 4), which ``DEFAULT_WEIGHTS``
+were trained on; latents of another size are another VAE's, and get a warning."""
 PAPER_CHANNELS = (64, 128, 256, 512, 512)
 """VGG16's block widths (the paper's network)."""
 CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
@@ -95,8 +99,31 @@ class LatentLPIPS(nn.Module):
             total = total + F.conv2d((a - b).square(), lin.weight.clamp(min=0)).mean(dim=(1, 2, 3))
         return total
 
+    def check(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Refuse (ValueError, one line, the caller's shapes) inputs ``forward`` cannot compare: not
+        (B, in_channels, h, w) each, shapes that differ, or h or w < 2 (block 5 pools once)."""
+        for name, x in (("pred", pred), ("target", target)):
+            if x.ndim != 4 or x.shape[1] != self.in_channels:
+                hint = " (add the batch dimension: x[None])" if x.ndim == 3 else ""
+                raise ValueError(
+                    f"latent LPIPS expects (B, {self.in_channels}, h, w) latents, got {name} of shape "
+                    f"{tuple(x.shape)}{hint}: it compares VAE latents, not images"
+                )
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"latent LPIPS compares latents of one shape, got pred {tuple(pred.shape)} and target "
+                f"{tuple(target.shape)}: pass pairs of the same batch size and latent size"
+            )
+        if min(pred.shape[-2:]) < 2:
+            raise ValueError(
+                f"latent LPIPS needs latents of at least 2 x 2 (its last block pools by 2), got "
+                f"{tuple(pred.shape[-2:])}"
+            )
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """pred, target (B, in_channels, h, w) -> per-sample distance (B,), >= 0, 0 where pred == target."""
+        """pred, target (B, in_channels, h, w), h, w >= 2 -> per-sample distance (B,), >= 0, 0 where
+        pred == target; other shapes are refused (``check``) before the two are concatenated."""
+        self.check(pred, target)
         taps = self.features(torch.cat([pred, target.to(pred.dtype)]))
         n = pred.shape[0]
         return self.compare([t[:n] for t in taps], [t[n:] for t in taps])
@@ -188,12 +215,29 @@ def _cached(path: Path, mtime_ns: int, device: torch.device, dtype: torch.dtype)
 def latent_lpips_distance(path: Path | None = None) -> Distance:
     """The registered distance with the weights of ``path`` (None: ``DEFAULT_WEIGHTS``): pred,
     target (B, C, h, w) -> (B,), the network loaded once per (file, device, dtype). The network
-    is frozen; gradients flow to ``pred``. A missing file is a ValueError saying how to train one."""
+    is frozen; gradients flow to ``pred``. A missing file is a ValueError saying how to train one.
+    The default weights are the miniature VAE's: on latents of another size than its
+    ``DEFAULT_LATENT_SIZE`` (another VAE's) this distance warns once (``UserWarning``), saying how to
+    train weights for that VAE."""
     path = Path(path or DEFAULT_WEIGHTS)
     if not path.is_file():
         raise ValueError(f"latent LPIPS weights not found: {path}; " + TRAIN_HINT.format(path=path))
+    default = path.resolve() == DEFAULT_WEIGHTS.resolve()
+    warned = False
 
     def distance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return _cached(path.resolve(), path.stat().st_mtime_ns, pred.device, pred.dtype)(pred, target)
+        nonlocal warned
+        value = _cached(path.resolve(), path.stat().st_mtime_ns, pred.device, pred.dtype)(pred, target)
+        if default and not warned and tuple(pred.shape[-2:]) != DEFAULT_LATENT_SIZE:
+            warned = True
+            warnings.warn(
+                f"latent LPIPS: the default weights ({DEFAULT_WEIGHTS.name}) were trained on the "
+                f"miniature VAE's {DEFAULT_LATENT_SIZE[0]}x{DEFAULT_LATENT_SIZE[1]} latents, not these "
+                f"{tuple(pred.shape[-2:])} ones; for your VAE "
+                + TRAIN_HINT.format(path="latent_lpips.safetensors")
+                + " and pass it as distance_weights",
+                stacklevel=2,
+            )
+        return value
 
     return distance

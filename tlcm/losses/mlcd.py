@@ -227,6 +227,10 @@ class MLCD(Loss):
         ctx.shared(CONSISTENCY_PAIR, lambda: ConsistencyPair(online, goal, states.t_s, states.t_m, segments))
         return {"mlcd": self.distance(online, goal).mean()}
 
+    def own_loop_calls(self) -> tuple[str, ...]:
+        """``after_student_step`` moves the EMA target (target "ema"); "stopgrad" needs nothing."""
+        return ("after_student_step",) if self.config.target == "ema" else ()
+
     @torch.no_grad()
     def after_student_step(self) -> None:
         if self.config.target != "ema":

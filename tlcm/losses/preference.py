@@ -20,6 +20,9 @@ student's one-step prediction x0_hat, shared with DMD/GAN):
     (Eq. (11) exactly when s_neg = 0 and lambda_neg = 1)
 
 with c_neg an unrelated prompt (the reward's ``unrelated``; the paper: s0 = 16 on MPS, s_neg = 0).
+s0 and s_neg left unset (None) are the reward's own (``Reward.s0`` / ``Reward.s_neg``: the paper's
+16 / 0 by default, log-probabilities for the miniature's digit reward), so the default config
+trains on the default reward's scale.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 
 from tlcm.diffusion.denoiser import Denoiser
 from tlcm.diffusion.milestones import StudentGrid
+from tlcm.errors import TLCMError
 from tlcm.losses.base import Loss, LossConfig, StepContext
 from tlcm.losses.registry import register_loss
 from tlcm.losses.shared import decoded, decoded_prediction, samples_key, student_samples
@@ -92,10 +96,12 @@ class PreferenceConfig(LossConfig):
     """Aesthetic MLP head weights (safetensors, or a pickle loaded with weights_only=True)."""
     beta: float = 2000.0
     """DPO beta (Diffusion-DPO Sec. 5.1: beta in [2000, 5000]; 2000 for SD1.5, 5000 for SDXL)."""
-    s0: float = 16.0
-    """Hinge threshold on the prompt's reward (paper Sec. 5.1: 16 on the MPS scale)."""
-    s_neg: float = 0.0
-    """Hinge threshold on the unrelated prompt's reward (paper: 0)."""
+    s0: float | None = None
+    """Hinge threshold on the prompt's reward; None: the reward's own (``Reward.s0``: the paper's
+    16 on MPS's scale (Sec. 5.1) for CLIP-family rewards, log 0.99 for "digit")."""
+    s_neg: float | None = None
+    """Hinge threshold on the unrelated prompt's reward; None: the reward's own (``Reward.s_neg``:
+    the paper's 0 for CLIP-family rewards, log 0.01 for "digit")."""
     negative_weight: float = 1.0
     """lambda_neg: weight of the unrelated-prompt hinge."""
 
@@ -163,19 +169,39 @@ class Preference(Loss):
 
         return cls(config, reward, functional_denoiser(module, weights, family, counter), weights)
 
+    def thresholds(self) -> tuple[float, float]:
+        """The hinge's (s0, s_neg): the config's, or the reward's own where the config leaves None."""
+        cfg = self.config
+        s0 = self.reward.s0 if cfg.s0 is None else cfg.s0
+        return s0, self.reward.s_neg if cfg.s_neg is None else cfg.s_neg
+
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        loss = self._dpo(ctx) if self.config.mode == "dpo" else self._hinge(ctx)
+        """{"preference": the mean loss}. Without one prompt per sample (``StepContext.standalone``
+        takes prompts as optional) a reward that reads no text still works; one that reads it fails
+        inside, and that failure is re-raised as a one-line TLCMError saying to pass prompts=[...]."""
+        try:
+            loss = self._dpo(ctx) if self.config.mode == "dpo" else self._hinge(ctx)
+        except Exception as err:
+            if len(ctx.prompts) == ctx.batch_size:
+                raise
+            cause = (str(err).strip().splitlines() or [""])[0]
+            raise TLCMError(
+                f"preference: the {type(self.reward).__name__} failed with {len(ctx.prompts)} prompts for "
+                f"a batch of {ctx.batch_size} ({type(err).__name__}: {cause}): rewards read the text, "
+                "pass prompts=[...] (one per row of cond) to StepContext.standalone"
+            ) from err
         return {"preference": loss.mean()}
 
     def _hinge(self, ctx: StepContext) -> torch.Tensor:
         cfg = self.config
+        s0, s_neg = self.thresholds()
         features = self.reward.embed(decoded_prediction(ctx))  # the image tower, once
         r_pos = self.reward.score(features, ctx.prompts)
         unrelated = unrelated_prompts(self.reward, ctx.prompts, ctx.phase.all_prompts, ctx.host_generator)
         r_neg = self.reward.score(features, unrelated)
         metrics = {"preference/reward": r_pos.detach().mean(), "preference/reward_neg": r_neg.detach().mean()}
         ctx.shared(METRICS, lambda: metrics)
-        return reward_hinge(r_pos, r_neg, cfg.s0, cfg.s_neg, cfg.negative_weight)
+        return reward_hinge(r_pos, r_neg, s0, s_neg, cfg.negative_weight)
 
     def _dpo(self, ctx: StepContext) -> torch.Tensor:
         cfg, schedule = self.config, ctx.schedule

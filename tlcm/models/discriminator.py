@@ -15,8 +15,9 @@ per patch (the loss is applied to each patch, then averaged).
   or with the discriminator's own LoRA adapter (``adapter``: a trunk that trains with the heads,
   initialised as the teacher, as TLCM's SDXL discriminator is initialised from the SDXL UNet).
 
-Heads can run on detached parameters (``frozen_heads=True``): the student's generator loss then
-sends gradients through D to its input without touching D's parameters.
+Heads can run on detached copies of their parameters (``frozen_heads=True``): the student's
+generator loss then sends gradients through D to its input without touching D's parameters, and
+D's in-place update may run before the student's backward.
 """
 
 from __future__ import annotations
@@ -114,11 +115,13 @@ class Discriminator(nn.Module):
     ) -> torch.Tensor | list[torch.Tensor]:
         """Logits (B,) (or per-head patch logits [(B, N_h)]) of inputs x (B, C, H, W) at timesteps
         t (B,); ``frozen_heads``: the heads' parameters are detached (no gradient reaches them,
-        gradients still reach x)."""
+        gradients still reach x). The detached heads are copies (they are small): the graph keeps
+        this call's values, so D's update (``GAN.aux_step``, AdamW in place) may come before or
+        after the student's backward."""
         feats = self.features(x, t, cond)
         if not frozen_heads:
             return self.heads(feats)
-        params = {n: p.detach() for n, p in self.heads.named_parameters()}
+        params = {n: p.detach().clone() for n, p in self.heads.named_parameters()}
         return functional_call(self.heads, params, (feats,))
 
 

@@ -11,7 +11,15 @@ import torch
 
 class Reward:
     """Base of rewards: subclasses define ``score`` and, when they have an image tower worth
-    sharing between prompt lists, ``embed`` (and may change ``unrelated``)."""
+    sharing between prompt lists, ``embed`` (and may change ``unrelated``, ``s0`` and ``s_neg``)."""
+
+    s0: float = 16.0
+    """Default hinge threshold on the prompt's reward r(x, c), on this reward's scale (what
+    ``PreferenceConfig.s0`` None means): the paper's 16 on MPS's scale (arXiv 2406.05768 Sec. 5.1).
+    A reward on another scale sets its own (check one with python -m tlcm.evaluate
+    reward-thresholds)."""
+    s_neg: float = 0.0
+    """Default hinge threshold on the unrelated prompt's reward r(x, c_neg) (the paper's 0, Eq. (11))."""
 
     def embed(self, images: torch.Tensor) -> Any:
         """Images (B, 3, H, W) in [-1, 1] -> features of each image, whatever ``score`` reads

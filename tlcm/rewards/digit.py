@@ -8,6 +8,11 @@ from tlcm.rewards.base import Reward, RewardSpec
 from tlcm.scoring import register_score
 from tlcm.toy.data import DIGIT_WORDS, prompt_for
 
+DIGIT_S0 = -0.01
+"""Hinge threshold on the digit reward r = log p(digit | image): push p above 0.99 (log 0.99 rounded)."""
+DIGIT_S_NEG = -4.6
+"""Hinge threshold on an unrelated digit's log-probability: keep it below 0.01 (log 0.01 rounded)."""
+
 
 def prompt_digit(prompt: str) -> int:
     """The digit a miniature prompt asks for ("seven" or "7"); ValueError if it names none."""
@@ -23,7 +28,12 @@ class DigitReward(Reward):
     """r(x, c) = log p(digit(c) | x) under the miniature's classifier, in (-inf, 0]. Its features
     are the images themselves: the classifier (tiny) runs in ``score``, once per prompt list, which
     keeps the gradients of the miniature's reward runs bit for bit as recorded (sharing its
-    log-probabilities would sum them in another order)."""
+    log-probabilities would sum them in another order). Its hinge thresholds are log-probabilities
+    (``DIGIT_S0``, ``DIGIT_S_NEG``): the base's 16 / 0 (MPS's scale) would keep relu(s0 - r) always
+    active and relu(r_neg - s_neg) never."""
+
+    s0 = DIGIT_S0
+    s_neg = DIGIT_S_NEG
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         from tlcm.toy.metrics import ToyMetrics
