@@ -84,3 +84,16 @@ def test_reward_weights_are_checked_before_the_teacher_loads(tmp_path):
         reward_thresholds("pickscore", model=tmp_path / "absent")
     with pytest.raises(TLCMError, match=r"--clip-folder \S+nope: no config.json there"):
         reward_thresholds("pickscore", clip_folder=str(tmp_path / "nope"), model=tmp_path / "absent")
+
+
+def test_thresholds_left_unset_are_the_rewards_own(tiny_sd_dir, tmp_path, lengths):
+    """--s0 / --s-neg unset check what PreferenceConfig's None trains with: the reward's own
+    thresholds (``Reward.s0`` / ``s_neg``), not the paper's MPS values."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a\nbb\ncccc\n")
+    lengths.s0, lengths.s_neg = 2.5, 3.0
+    result = reward_thresholds(
+        "test-lengths", model=tiny_sd_dir, prompts=prompts, samples=3, steps=2, batch_size=3
+    )
+    assert (result["s0"], result["s_neg"]) == (2.5, 3.0)
+    assert result["positive_active"] == pytest.approx(2 / 3)  # "a", "bb" under 2.5

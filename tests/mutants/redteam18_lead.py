@@ -1,7 +1,8 @@
 """Round 18, the lead's changes (2026-12-07): the zoo frontier's label placement (no two labels
 overlap, each stays inside its panel), a loaded pipeline's decoder and family for a loss in your
 own loop (``pipeline_decoder``: the family's latent scale and shift; ``family_of``: a pipeline
-without one named), and examples/own_losses.py's step (aux_step trains the loss's own model)."""
+without one named), and examples/own_losses.py's step (aux_step trains the loss's own model), and reward-thresholds checking
+the reward's own thresholds when none are given."""
 
 from run import Mutant
 
@@ -63,5 +64,13 @@ MUTANTS = [
         "aux = {}",
         (T_EXAMPLE,),
         "the example every own-loop user copies trains no fake score and no discriminator",
+    ),
+    Mutant(
+        "reward-thresholds-default-to-the-papers",
+        "tlcm/eval/reward_thresholds.py",
+        "    s0 = scorer.s0 if s0 is None else s0",
+        "    s0 = 16.0 if s0 is None else s0",
+        ("tests/test_reward_thresholds_units.py::test_thresholds_left_unset_are_the_rewards_own",),
+        "the command checks 16 on the digit reward's log-probabilities: every sample 'active', says nothing",
     ),
 ]

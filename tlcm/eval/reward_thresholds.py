@@ -52,8 +52,8 @@ def reward_thresholds(
     reward: str = "digit",
     clip_folder: str = "",
     head_file: str = "",
-    s0: float = 16.0,
-    s_neg: float = 0.0,
+    s0: float | None = None,
+    s_neg: float | None = None,
     model: Path = MINIATURE_SD,
     prompts: Path | None = None,
     samples: int = 64,
@@ -71,8 +71,11 @@ def reward_thresholds(
         reward: The reward model (tlcm.rewards: digit, clip, pickscore, aesthetic, or a registered one).
         clip_folder: Local transformers CLIP folder of the clip / pickscore / aesthetic rewards.
         head_file: The aesthetic reward's MLP head weights.
-        s0: The hinge threshold on the matched reward to check (the preset's: 16, the paper's MPS value).
-        s_neg: The hinge threshold on the unrelated reward to check (the paper's: 0).
+        s0: The hinge threshold on the matched reward to check (default: the reward's own, what
+            PreferenceConfig's None trains with: 16, the paper's MPS value, for the CLIP-family
+            rewards; log 0.99 for digit).
+        s_neg: The hinge threshold on the unrelated reward to check (default: the reward's own: the
+            paper's 0; log 0.01 for digit).
         model: The teacher's diffusers folder.
         prompts: Prompt file (.txt / .jsonl; default: the miniature's 40 prompts), cycled to --samples.
         samples: Images to sample and score.
@@ -110,6 +113,8 @@ def reward_thresholds(
     texts = [texts[i % len(texts)] for i in range(samples)]
     base = BaseModel.load(model, device, frozen_dtype("auto", device, autocast=True), "--model")
     scorer = build_reward(reward, RewardSpec(clip_folder, head_file), base.device)
+    s0 = scorer.s0 if s0 is None else s0  # as Preference.thresholds reads a config's None
+    s_neg = scorer.s_neg if s_neg is None else s_neg
     host = torch.Generator().manual_seed(seed)
     matched, unrelated = [], []
     with Progress(console=Console(stderr=True), transient=True) as progress:
