@@ -527,3 +527,11 @@ def test_frontier_labels_do_not_overlap_and_stay_inside_the_panel():
     assert places[3][0] + size[0] < 0.99  # left of its point
     assert places[4] == pytest.approx((0.1 + 0.008, 0.97 - 0.008 - size[1]))  # no room above: below
     assert zoo_plots.place_labels([(0.3, 0.3)], [size]) == [pytest.approx((0.308, 0.308))]
+
+
+def test_frontier_labels_of_two_close_points_keep_their_order():
+    """Two points a little apart vertically: the upper point's label above, the lower one's below
+    (placed top first), not crossed."""
+    size = (0.2, 0.05)
+    lower, upper = zoo_plots.place_labels([(0.5, 0.40), (0.5, 0.41)], [size, size])
+    assert upper[1] > 0.41 and lower[1] + size[1] < 0.40

@@ -9,6 +9,7 @@ from run import Mutant
 PLOTS = "ablations/zoo_plots.py"
 FAMILIES = "tlcm/models/families/__init__.py"
 T_LABELS = "tests/test_ablation_units.py::test_frontier_labels_do_not_overlap_and_stay_inside_the_panel"
+T_ORDER = "tests/test_ablation_units.py::test_frontier_labels_of_two_close_points_keep_their_order"
 W = "tests/test_walkthrough7_docs_units.py::"
 T_DECODER = W + "test_the_pipeline_decoder_undoes_the_latent_scale_and_shift"
 T_FAMILY = W + "test_a_pipeline_without_a_family_is_named"
@@ -38,8 +39,8 @@ MUTANTS = [
         PLOTS,
         "key=lambda i: -anchors[i][1]",
         "key=lambda i: anchors[i][1]",
-        (T_LABELS,),
-        "labels placed from the bottom: the top point's label pushed out of its free place",
+        (T_ORDER,),
+        "labels placed from the bottom: two close points' labels crossed, each nearer the other point",
     ),
     Mutant(
         "pipeline-decoder-skips-the-scale",
