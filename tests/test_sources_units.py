@@ -73,3 +73,27 @@ def test_a_ladder_run_writes_its_sources_beside_its_table(tmp_path, monkeypatch)
     ladder.main(args)
     written = json.loads(args.table.with_suffix(".json").read_text())
     assert written["mlcd+lcd-l2"]["s0"]["eval"][0]["fd"] == 7.0
+
+
+def test_the_committed_ladder_rows_are_computed_from_their_committed_sources(tmp_path):
+    """Every variant of docs/ablations.json: its row in docs/ablations.md is what ``table`` makes of
+    those per-seed runs (written back as a runs folder), cell for cell, so the published means and
+    ranges cannot drift from the scores they summarise."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    found = json.loads((docs / "ablations.json").read_text())
+    runs = tmp_path / "runs"
+    for name, seeds in found.items():
+        for seed, run in seeds.items():
+            out = runs / seed / name
+            out.mkdir(parents=True)
+            (out / "eval.json").write_text(json.dumps(run["eval"]))
+            (out / "ablation.json").write_text(json.dumps({k: v for k, v in run.items() if k != "eval"}))
+    published = ladder._table_rows("\n".join(
+        line for line in (docs / "ablations.md").read_text().splitlines() if line.startswith("|")
+    ))  # fmt: skip
+    computed = ladder._table_rows(ladder.table(runs, list(found), 500))
+    assert len(found) >= 10
+    for name in found:
+        assert published[name] == computed[name], name
