@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from test_dmd import ToyFake
 from toy_context import SCHEDULE, toy_context
 
 from tlcm.conditioning import Conditioning
@@ -21,17 +22,6 @@ from tlcm.losses.auxiliary import AuxOptimizer
 from tlcm.losses.base import Loss, LossConfig, PhaseContext, StepContext
 from tlcm.losses.dmd import DMD, DMDConfig
 from tlcm.losses.mlcd import MLCD, MLCDConfig
-
-
-class ToyFake(torch.nn.Module):
-    """Fake score x0_hat = b * x (tests/test_dmd.py's)."""
-
-    def __init__(self):
-        super().__init__()
-        self.b = torch.nn.Parameter(torch.tensor(0.0))
-
-    def denoiser(self):
-        return lambda x, t, cond: self.b * x
 
 
 def _student():
