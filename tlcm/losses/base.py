@@ -36,7 +36,6 @@ from tlcm.conditioning import Conditioning
 from tlcm.diffusion.denoiser import Denoiser, Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError
-from tlcm.losses.auxiliary import AuxOptimizer
 
 if TYPE_CHECKING:
     from tlcm.data.states import TrajectoryStates
@@ -341,6 +340,8 @@ class Loss(nn.Module):
         train what it should (warned about when forgotten on standalone contexts): ``aux_step``
         when the loss owns a model it trains (an ``AuxOptimizer``), ``after_student_step`` when
         the class overrides it. A loss whose override does nothing under its config returns less."""
+        from tlcm.losses.auxiliary import AuxOptimizer  # here: the recipe tree imports this module
+
         calls = ()
         if any(isinstance(value, AuxOptimizer) for value in vars(self).values()):
             calls += ("aux_step",)

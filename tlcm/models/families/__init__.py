@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-
-import torch
-from diffusers import DiffusionPipeline
+from typing import TYPE_CHECKING
 
 from tlcm.errors import TLCMError
 from tlcm.models.families.base import Family
@@ -18,6 +16,10 @@ from tlcm.models.families.flux import Flux
 from tlcm.models.families.sd import LCM_LORA_TARGETS, StableDiffusion, StableDiffusionXL
 from tlcm.models.families.sd3 import StableDiffusion3
 from tlcm.models.families.transformer import TRANSFORMER_LORA_TARGETS
+
+if TYPE_CHECKING:  # the recipe tree imports this package: no model library at import time
+    import torch
+    from diffusers import DiffusionPipeline
 
 FAMILIES: dict[str, Family] = {
     family.pipeline_name: family
