@@ -106,34 +106,52 @@ def _frontier(plt, args: Args) -> None:
     horizontal lines are "teacher at 50 steps - 0.03" for w = 2 and w = 1.5."""
     from ablations.run import scores
     from ablations.variants import ROWS
+    from ablations.zoo_plots import FD_TICKS, annotate_points
 
     table = json.loads(args.teacher_table.read_text())
     fig, ax = plt.subplots(figsize=(7, 4.6))
+    labels = []  # (text, FD, alignment, colour, font size): placed once every point is known
+    points = []  # (FD, alignment) of every point drawn, the grey ones too: the axes' ranges
     for v in ROWS:
         rows = scores(args.runs, v.name).get(2)
         if not rows:
             continue
         fd = sum(r["fd"] for r in rows) / len(rows)
         align = sum(r["alignment"] for r in rows) / len(rows)
+        points.append((fd, align))
         if len(rows) == 1:  # one-seed rows: grey, unlabelled (docs/ablations.md has their numbers)
             ax.scatter(fd, align, color="tab:gray", s=10, alpha=0.6)
             continue
-        ax.scatter(fd, align, color="tab:red" if v.name == "tlcm-full" else "tab:blue", s=30)
-        ax.annotate(
-            f"{v.name} ({len(rows)})", (fd, align), fontsize=7, xytext=(3, 3), textcoords="offset points"
-        )
+        color = "tab:red" if v.name == "tlcm-full" else "tab:blue"
+        ax.scatter(fd, align, color=color, s=30)
+        labels.append((f"{v.name} ({len(rows)})", fd, align, color, 7))
     teacher = [r for r in table if r["steps"] == 2 and r["fd"] < 20]
     ax.scatter([r["fd"] for r in teacher], [r["alignment"] for r in teacher], marker="s", color="black")
-    for r in teacher:
-        ax.annotate(f"teacher w {r['w']:g}", (r["fd"], r["alignment"]), fontsize=6, xytext=(3, -8),
-                    textcoords="offset points")  # fmt: skip
-    for w, style in ((2.0, "-"), (1.5, "--")):
+    labels += [(f"teacher w {r['w']:g}", r["fd"], r["alignment"], "black", 6) for r in teacher]
+    bars = {}
+    for w in (2.0, 1.5):
         at50 = [r["alignment"] for r in table if r["steps"] == 50 and r["w"] == w]
         if at50:
-            label = f"bar: teacher w = {w:g} at 50 steps - 0.03 = {at50[0] - 0.03:.3f}"
-            ax.axhline(at50[0] - 0.03, color="gray", linestyle=style, linewidth=1, label=label)
+            bars[w] = at50[0] - 0.03
+    points += [(r["fd"], r["alignment"]) for r in teacher]
+    if points:
+        fds, aligns = [p[0] for p in points], [p[1] for p in points] + list(bars.values())
+        x_range = (0.9 * min(fds), 1.15 * max(fds))
+        span = max(aligns) - min(aligns) or 0.01
+        y_range = (min(aligns) - 0.08 * span, max(aligns) + 0.08 * span)
+        annotate_points(ax, labels, x_range, y_range, (0.85 * 7 * 72, 0.8 * 4.6 * 72))
+        ax.set_xlim(*x_range)
+        ax.set_ylim(*y_range)
+    for w, style in ((2.0, "-"), (1.5, "--")):
+        if w in bars:
+            label = f"bar: teacher w = {w:g} at 50 steps - 0.03 = {bars[w]:.3f}"
+            ax.axhline(bars[w], color="gray", linestyle=style, linewidth=1, label=label)
     ax.legend(fontsize=7, loc="lower left")
     ax.set_xscale("log")
+    if points:
+        ticks = [t for t in FD_TICKS if x_range[0] <= t <= x_range[1]]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
     ax.set_xlabel("FD at 2 steps (lower is better)")
     ax.set_ylabel("alignment at 2 steps")
     ax.set_title("2 steps: ablation rows (seeds), one-seed rows grey; teacher 2-step DDIM", fontsize=9)

@@ -142,15 +142,23 @@ FRONTIER_AXES_POINTS = (0.8 * 6 * 72, 0.72 * 4.6 * 72)
 per panel, less its margins): what ``place_labels`` sizes the labels against."""
 
 
+MARK = 0.006
+"""Half the size of a point's marker in axes fractions (about 4 points on a frontier panel): no
+label covers it; a point's own label starts ``gap`` (0.008) beyond it."""
+
+
 def place_labels(
     anchors: list[tuple[float, float]], sizes: list[tuple[float, float]]
 ) -> list[tuple[float, float]]:
     """Where to put each label (its lower-left corner), all in axes fractions: beside its point
     ``anchors[i]`` (x, y), the first of the places tried (right above, right below, left above,
     left below, then further above and below) where its box ``sizes[i]`` (width, height) overlaps
-    no label placed before it and stays inside the axes; the first place when none is free.
-    Labels are placed in order of their points' height (top first), so that the search runs down."""
+    no label placed before it and no other point's marker (``MARK`` each side: a label beside
+    another point reads as that point's) and stays inside the axes; the first place when none is
+    free. Labels are placed in order of their points' height (top first), so that the search runs
+    down."""
     gap = 0.008
+    marks = [(x - MARK, y - MARK, 2 * MARK, 2 * MARK) for x, y in anchors]
     placed: list[tuple[float, float, float, float]] = []
     out: list[tuple[float, float]] = [(0.0, 0.0)] * len(anchors)
     for i in sorted(range(len(anchors)), key=lambda i: -anchors[i][1]):
@@ -169,7 +177,8 @@ def place_labels(
             ax_, ay = at
             inside = 0 <= ax_ and ax_ + w <= 1 and 0 <= ay and ay + h <= 1
             return inside and all(
-                ax_ + w <= px or px + pw <= ax_ or ay + h <= py or py + ph <= ay for px, py, pw, ph in placed
+                ax_ + w <= px or px + pw <= ax_ or ay + h <= py or py + ph <= ay
+                for px, py, pw, ph in placed + marks
             )
 
         at = next((t for t in tries if free(t)), tries[0])
@@ -178,12 +187,13 @@ def place_labels(
     return out
 
 
-def _annotate(
+def annotate_points(
     ax, labels: list[tuple], x_range: tuple[float, float], y_range, size: tuple[float, float]
 ) -> None:
-    """Label each point (text, FD, alignment, colour, font size) of a frontier panel whose x axis
-    (log) spans ``x_range`` and y axis ``y_range``, at ``place_labels``' places (a thin line back
-    to a point whose label could not sit next to it)."""
+    """Label each point (text, FD, alignment, colour, font size) of an alignment-vs-FD panel whose x
+    axis (log) spans ``x_range``, its y axis ``y_range``, and which is about ``size`` points wide
+    and high, at ``place_labels``' places (a thin line back to a point whose label could not sit
+    next to it). The zoo's frontier and ablations.plot's two-step frontier use it."""
     lo, hi = math.log(x_range[0]), math.log(x_range[1])
     anchors = [
         ((math.log(fd) - lo) / (hi - lo), (a - y_range[0]) / (y_range[1] - y_range[0]))
@@ -247,7 +257,7 @@ def frontier(args: Args, names: list[str]) -> None:
             ys = [y for _, _, y, _, _ in labels]
             pad = 0.06 * ((max(ys) - min(ys)) or 0.01)
             y_range = (min(ys) - pad, max(ys) + 2 * pad)
-            _annotate(ax, labels, x_range, y_range, FRONTIER_AXES_POINTS)
+            annotate_points(ax, labels, x_range, y_range, FRONTIER_AXES_POINTS)
             ax.set_ylim(*y_range)
             label = f"FD at {n} steps (lower is better; bar: min-max over seeds)"
             if off:

@@ -535,3 +535,14 @@ def test_frontier_labels_of_two_close_points_keep_their_order():
     size = (0.2, 0.05)
     lower, upper = zoo_plots.place_labels([(0.5, 0.40), (0.5, 0.41)], [size, size])
     assert upper[1] > 0.41 and lower[1] + size[1] < 0.40
+
+
+def test_a_frontier_label_does_not_cover_another_point():
+    """A's label right above A would cover B's marker (B sits in it): it goes elsewhere, and no label
+    covers a marker (MARK each side of each point)."""
+    size, mark = (0.2, 0.05), zoo_plots.MARK
+    anchors = [(0.5, 0.5), (0.70, 0.52)]  # B's own label starts right of A's
+    places = zoo_plots.place_labels(anchors, [size, size])
+    for x, y in places:
+        for px, py in anchors:
+            assert x + size[0] <= px - mark or px + mark <= x or y + size[1] <= py - mark or py + mark <= y

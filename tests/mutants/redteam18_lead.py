@@ -9,6 +9,7 @@ from run import Mutant
 PLOTS = "ablations/zoo_plots.py"
 FAMILIES = "tlcm/models/families/__init__.py"
 T_LABELS = "tests/test_ablation_units.py::test_frontier_labels_do_not_overlap_and_stay_inside_the_panel"
+T_MARKS = "tests/test_ablation_units.py::test_a_frontier_label_does_not_cover_another_point"
 T_ORDER = "tests/test_ablation_units.py::test_frontier_labels_of_two_close_points_keep_their_order"
 W = "tests/test_walkthrough7_docs_units.py::"
 T_DECODER = W + "test_the_pipeline_decoder_undoes_the_latent_scale_and_shift"
@@ -25,6 +26,14 @@ MUTANTS = [
         "            return inside or all(",
         (T_LABELS,),
         "three methods at one point: their labels drawn over each other, unreadable",
+    ),
+    Mutant(
+        "frontier-labels-cover-other-points",
+        PLOTS,
+        "for px, py, pw, ph in placed + marks",
+        "for px, py, pw, ph in placed",
+        (T_MARKS,),
+        "a label drawn over another method's point: it reads as that point's",
     ),
     Mutant(
         "frontier-labels-leave-the-panel",
