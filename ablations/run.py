@@ -25,6 +25,7 @@ from typing import Annotated
 import tyro
 from rich.console import Console
 
+from ablations.tables import spread, teacher_cell
 from ablations.variants import VARIANTS, add_variants, unknown_variant, variant_recipe
 from tlcm.checks import check_counts
 from tlcm.errors import TLCMError, run_cli
@@ -333,12 +334,6 @@ def scores(runs: Path, name: str) -> dict[int, list[dict]]:
     return by_steps(sources(runs, [name]).get(name, {}))
 
 
-def spread(values: list[float], digits: int) -> str:
-    """``mean`` for one value, ``mean (min-max)`` for several."""
-    mean = f"{sum(values) / len(values):.{digits}f}"
-    return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def teacher_table(prompts: int, teacher: Path | None = None) -> tuple[Path, dict[int, dict]] | None:
     """(file, ``best_teacher`` rows) of the teacher table at ``prompts`` prompts: ``teacher``
     (--teacher; refused when scored on another count) or the committed one (None: there is none)."""
@@ -376,10 +371,7 @@ def teacher_row(prompts: int, teacher: Path | None = None) -> str:
             "| - | - | - | - | - | - | - |"
         )
     path, best = found
-    cells = [
-        f"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})" if n in best else "-"
-        for n in (2, 4, 8, 1)
-    ]
+    cells = [teacher_cell(best, n) for n in (2, 4, 8, 1)]
     what = f"DDIM + CFG on {prompts} prompts, its lowest-FD w per step count ({repo_path(path)})"
     return f"| teacher | {what} | - | - | {' | '.join(cells)} | - |"
 

@@ -50,6 +50,7 @@ from typing import Annotated
 import tyro
 from rich.console import Console
 
+from ablations.tables import spread, teacher_cell
 from ablations.zoo_checks import (
     GENERATED,
     TITLE,
@@ -70,7 +71,6 @@ from ablations.zoo_runs import (
     finished_runs,
     method_means,
     run_dir,
-    spread,
     teacher_best,
 )
 from tlcm.checks import check_counts
@@ -448,10 +448,7 @@ def table(runs: Path, miniature: str, names: list[str], prompts: int) -> str:
     found = teacher_best(miniature, prompts)
     if found:
         path, best = found
-        cells = [
-            f"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})" if n in best else "-"
-            for n in STEPS
-        ]
+        cells = [teacher_cell(best, n) for n in STEPS]
         solver = "Euler" if miniature == "flow" else "DDIM"
         lines.append(
             f"| teacher ({path}) | {solver} + CFG, best w | - | {' | '.join(cells)} | - | - | - | - |"

@@ -37,12 +37,6 @@ def every_run(runs: Path, names: list[str]):
                 yield run_dir(runs, m, seed, name), m, seed, name, run
 
 
-def spread(values: list[float], digits: int) -> str:
-    """``mean`` for one value, ``mean (min-max)`` for several."""
-    mean = f"{sum(values) / len(values):.{digits}f}"
-    return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def finished_runs(runs: Path, miniature: str, method: str) -> dict[str, dict]:
     """Every finished seed of ``method`` on disk, in seed-folder order: {"s<seed>": {"run": its
     zoo.json, "<sampler>": its score rows, for each sampler scored}}."""

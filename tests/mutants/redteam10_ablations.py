@@ -221,9 +221,9 @@ MUTANTS = [
     ),
     Mutant(
         "zoo-teacher-row-fd-and-alignment-swapped",
-        ZOO,
-        "f\"{best[n]['alignment']:.3f} / {best[n]['fd']:.2f} (w {best[n]['w']:g})\"",
-        "f\"{best[n]['fd']:.3f} / {best[n]['alignment']:.2f} (w {best[n]['w']:g})\"",
+        "ablations/tables.py",
+        "f\"{row['alignment']:.3f} / {row['fd']:.2f} (w {row['w']:g})\"",
+        "f\"{row['fd']:.3f} / {row['alignment']:.2f} (w {row['w']:g})\"",
         (T_ZOO_TABLE, T_TEACHER_ROW),
         "the teacher row's cells read FD / alignment under the methods' alignment / FD",
     ),

@@ -376,7 +376,7 @@ MUTANTS = [
     # ---- ablation ladder ---------------------------------------------------------------------
     Mutant(
         "ladder-spread-max-min",
-        LADDER,
+        "ablations/tables.py",
         'return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"',
         'return mean if len(values) == 1 else f"{mean} ({max(values):.{digits}f}-{min(values):.{digits}f})"',
         (T_ABL,),
