@@ -5,6 +5,7 @@ than they save, and on a busy 2-core machine two threads made the tiny pipelines
 (6 s instead of 0.12 s per 4-step SD call).
 """
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (pytest-xdist, pyproject's addopts) the long ones start at once on different workers instead of
     leaving one worker busy after the other has finished."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def _forget_recipe_imports():
+    """``--import`` records each imported module in ``tlcm.train.IMPORTED`` (process-wide: the
+    unknown-preset message names modules that added no presets); a test's imports are forgotten
+    after it, so they do not reach another test's messages in the same worker."""
+    train = sys.modules.get("tlcm.train")
+    before = dict(train.IMPORTED) if train is not None else {}
+    yield
+    train = sys.modules.get("tlcm.train")
+    if train is not None:
+        train.IMPORTED.clear()
+        train.IMPORTED.update(before)
 
 
 @pytest.fixture
