@@ -539,6 +539,7 @@ def mine():
 
 
 PRESETS = {{"{preset}": mine()}}
+DESCRIPTIONS = {{"{preset}": "three mlcd steps of my own", "not-mine": "a preset the module does not have"}}
 """
 
 
@@ -554,6 +555,7 @@ def own_module(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(tlcm.train, "PRESETS", dict(tlcm.train.PRESETS))
+    monkeypatch.setattr(tlcm.train, "DESCRIPTIONS", dict(tlcm.train.DESCRIPTIONS))
     monkeypatch.setattr(tlcm.train, "Presets", tlcm.train.Presets)
     monkeypatch.delitem(sys.modules, "cli_units_recipes", raising=False)
     yield tlcm.train
@@ -574,6 +576,20 @@ def test_import_adds_the_modules_presets_and_registers_its_losses(own_module, mo
     assert own_module.import_recipe_modules(["--import=cli_units_recipes", "recipes:mlcd"]) == [
         "recipes:mlcd"
     ]
+
+
+def test_every_preset_has_a_line_in_the_help_and_an_imported_one_brings_its_own(own_module, capsys):
+    """--help lists each preset with one line (recipes.DESCRIPTIONS; a module's own DESCRIPTIONS
+    for its presets, and only for those)."""
+    from recipes import DESCRIPTIONS, PRESETS
+
+    assert set(DESCRIPTIONS) == set(PRESETS)
+    with pytest.raises(SystemExit):
+        own_module.cli(["--import", "cli_units_recipes", "--help"])
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    for name in ("tlcm-full", "pcm", "tlcm-full-sdxl", "cli-units-mine"):
+        assert f"recipes:{name} {(own_module.DESCRIPTIONS | DESCRIPTIONS)[name]}" in shown
+    assert "three mlcd steps of my own" in shown and "not-mine" not in own_module.DESCRIPTIONS
 
 
 def test_import_refusals_say_what_and_how(own_module, tmp_path):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import tyro
 
-from recipes import PRESETS
+from recipes import DESCRIPTIONS, PRESETS
 from tlcm.checks import validate_recipe
 from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError, run_cli
@@ -30,7 +30,7 @@ from tlcm.summary import run_summary
 if TYPE_CHECKING:  # the engine (diffusers, peft) is imported when training starts: --help is quick
     from tlcm.engine import Run
 
-Presets = tyro.extras.subcommand_type_from_defaults(PRESETS)
+Presets = tyro.extras.subcommand_type_from_defaults(PRESETS, DESCRIPTIONS)
 
 
 @dataclass
@@ -156,9 +156,10 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
             if PRESETS.get(preset, recipe) is not recipe:
                 raise TLCMError(f"--import {name}: its preset {preset!r} is already a preset: rename it")
             PRESETS[preset] = recipe
+        DESCRIPTIONS.update({p: d for p, d in getattr(module, "DESCRIPTIONS", {}).items() if p in presets})
     if modules:
         global Presets
-        Presets = tyro.extras.subcommand_type_from_defaults(PRESETS)  # TrainArgs' annotation names it
+        Presets = tyro.extras.subcommand_type_from_defaults(PRESETS, DESCRIPTIONS)  # TrainArgs' annotation
     return rest
 
 
