@@ -18,6 +18,7 @@ import argparse
 import copy
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from tlcm.diffusion.schedule import Schedule, VPSchedule
 from tlcm.files import honour_umask, save_tensors
 from tlcm.toy.assets import ASSET_DIR
 from tlcm.toy.classifier import DigitClassifier
@@ -166,6 +168,7 @@ def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps,
     ema = copy.deepcopy(model).requires_grad_(False)
     noise_sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     acp = noise_sched.alphas_cumprod
+    schedule = VPSchedule(acp)
     snr = acp / (1 - acp)
     weight = snr.clamp(max=min_snr_gamma) / snr if min_snr_gamma > 0 else torch.ones_like(snr)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -188,13 +191,37 @@ def train_unet(latents_mean, latents_std, labels, text_ids, text_encoder, steps,
             cond = torch.where(drop[:, None, None], null_emb.expand_as(cond), cond)
             t = torch.randint(1000, (BATCH,), generator=g)
             eps = torch.randn(x0.shape, generator=g)
-            a = acp[t].sqrt()[:, None, None, None]
-            s = (1 - acp[t]).sqrt()[:, None, None, None]
-            pred = unet(a * x0 + s * eps, t, encoder_hidden_states=cond).sample
-            loss = (weight[t] * (pred - eps).square().mean((1, 2, 3))).mean()
+            loss = denoising_loss(schedule, partial(unet_prediction, unet, cond=cond), x0, eps, t, weight[t])
             teacher_step(model, ema, opt, sched, loss, step)
             bar.update(task, advance=1, info=f"loss {loss.item():.4f}")
     return ema["unet"].eval(), ema["text"].eval()
+
+
+def unet_prediction(
+    unet: UNet2DConditionModel, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
+) -> torch.Tensor:
+    """The UNet's eps at x_t (B, C, h, w), timesteps t (B,) and prompt embeddings ``cond`` (B, L, D)."""
+    return unet(x_t, t, encoder_hidden_states=cond).sample
+
+
+def denoising_loss(
+    schedule: Schedule,
+    predict,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The miniature teachers' training loss, scalar: x_t = alpha(t) x0 + sigma(t) eps
+    (``Schedule.add_noise``), then mean_b weight_b * mean_{c,h,w} (predict(x_t, t) - target)^2 with
+    target = ``Schedule.model_output_from(x0, eps, t)``: eps on the VP (eps-prediction) schedule
+    (DDPM, Ho et al. 2020, arXiv 2006.11239 eq. 14, "L_simple"), v = eps - x0 on the flow schedule
+    (rectified flow, SD3, Esser et al. 2024, arXiv 2403.03206 eq. 1-3 with the v target).
+    x0, eps: (B, C, h, w); t: (B,) timesteps of ``schedule``; ``predict(x_t, t)`` -> (B, C, h, w);
+    weight: (B,) per-sample weights (Min-SNR) or None (1)."""
+    x_t = schedule.add_noise(x0, eps, t)
+    err = (predict(x_t, t) - schedule.model_output_from(x0, eps, t)).square().mean((1, 2, 3))
+    return (err if weight is None else weight * err).mean()
 
 
 def teacher_step(model, ema, opt, sched, loss: torch.Tensor, step: int) -> None:

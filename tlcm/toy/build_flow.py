@@ -46,10 +46,10 @@ import copy
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import (
     AutoencoderKL,
     FlowMatchEulerDiscreteScheduler,
@@ -58,10 +58,12 @@ from diffusers import (
 )
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
+from tlcm.diffusion.schedule import FlowSchedule
 from tlcm.files import honour_umask
 from tlcm.toy.assets import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.build import (
     console,
+    denoising_loss,
     encode_all,
     parameter_counts,
     progress_bar,
@@ -130,6 +132,19 @@ def sample_sigma(n: int, how: str, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=g)
 
 
+def flow_prediction(
+    transformer: SD3Transformer2DModel,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    cond: torch.Tensor,
+    pooled: torch.Tensor,
+) -> torch.Tensor:
+    """The transformer's velocity at x_t (B, C, h, w) and flow timesteps t = sigma T (B,), prompt
+    embeddings ``cond`` (B, L, D) and ``pooled`` (B, P): what diffusers' SD3 pipeline feeds it."""
+    out = transformer(hidden_states=x_t, timestep=t, encoder_hidden_states=cond, pooled_projections=pooled)
+    return out.sample
+
+
 def train_transformer(pipe, latents_mean, latents_std, labels, steps, g, max_sequence_length, sigma_sampling):
     """Rectified flow (v = eps - x0) with the two text encoders trained jointly through
     ``pipe.encode_prompt``; returns the EMA (0.999) modules and the last 100 steps' mean loss."""
@@ -145,6 +160,7 @@ def train_transformer(pipe, latents_mean, latents_std, labels, steps, g, max_seq
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps))
     )
+    schedule = FlowSchedule()  # training noise: x_t = (1 - sigma) x0 + sigma eps, sigma = t / T (no shift)
     losses: list[float] = []
     log_every = max(1, steps // 40)
     start = time.time()
@@ -163,16 +179,8 @@ def train_transformer(pipe, latents_mean, latents_std, labels, steps, g, max_seq
             cond_pooled = torch.where(drop[:, None], pooled[-1:].expand_as(cond_pooled), cond_pooled)
             sigma = sample_sigma(BATCH, sigma_sampling, g)
             eps = torch.randn(x0.shape, generator=g)
-            s = sigma[:, None, None, None]
-            x_t = (1 - s) * x0 + s * eps
-            pred = pipe.transformer(
-                hidden_states=x_t,
-                timestep=sigma * 1000,
-                encoder_hidden_states=cond,
-                pooled_projections=cond_pooled,
-                return_dict=False,
-            )[0]
-            loss = F.mse_loss(pred, eps - x0)
+            predict = partial(flow_prediction, pipe.transformer, cond=cond, pooled=cond_pooled)
+            loss = denoising_loss(schedule, predict, x0, eps, sigma * schedule.num_train_timesteps)
             teacher_step(model, ema, opt, sched, loss, step)
             losses.append(loss.item())
             bar.update(task, advance=1, info=f"loss {loss.item():.4f}")
