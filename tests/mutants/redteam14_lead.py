@@ -131,7 +131,7 @@ MUTANTS = [
     Mutant(
         "import-cli-type-not-rebuilt",
         TRAIN,
-        "        Presets = tyro.extras.subcommand_type_from_defaults(PRESETS)",
+        "        Presets = tyro.extras.subcommand_type_from_defaults(PRESETS, DESCRIPTIONS)",
         "        Presets = Presets",
         (T_IMPORT,),
         "the module's presets pass the name check but tyro's subcommands do not have them",
