@@ -22,17 +22,21 @@ def test_lcd_accepts_one_teacher_substep_and_refuses_none():
         LCDConfig(teacher_substeps=0).validate(1000, StudentGrid())
 
 
-def test_mlcd_per_sample_guidance_is_refused_with_mds_states_only():
+def test_mlcd_per_sample_guidance_is_refused_with_mds_and_cache_states():
     """guidance_range draws a w per sample; MDS states advance only some samples per round (M - s
-    steps each), which a per-sample w of the whole batch cannot guide, so "mds" with a range is
-    refused at validation (the step itself would fail: a (B,) w for a round's smaller batch). The
-    other states take it, and "mds" takes the fixed w (0, 0)."""
+    steps each), which a per-sample w of the whole batch cannot guide, and a trajectory cache's
+    x_{t_n} were made at its one w (the drawn w would go unused: walkthrough 9 found the loss
+    identical with and without a range), so both are refused at validation. The other states take
+    it, and "mds" / "cache" take the fixed w (0, 0)."""
     grid = StudentGrid()
-    with pytest.raises(ValueError, match='guidance_range needs states "data", "single_jump" or "cache"'):
-        MLCDConfig(states="mds", guidance_range=(2.0, 4.0)).validate(1000, grid)
-    for states in ("single_jump", "cache", "data"):
+    for states in ("mds", "cache"):
+        with pytest.raises(
+            ValueError, match=f'guidance_range needs states "data" or "single_jump", not "{states}"'
+        ):
+            MLCDConfig(states=states, guidance_range=(2.0, 4.0)).validate(1000, grid)
+        MLCDConfig(states=states).validate(1000, grid)
+    for states in ("single_jump", "data"):
         MLCDConfig(states=states, guidance_range=(2.0, 4.0)).validate(1000, grid)
-    MLCDConfig(states="mds").validate(1000, grid)
 
 
 def test_mlcd_and_lcd_measure_with_their_own_latent_lpips_weights(tmp_path):

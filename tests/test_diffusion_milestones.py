@@ -46,19 +46,23 @@ def test_segment_index_half_open_segments():
 
 
 def test_inference_timesteps_authors_table():
-    """Candidates t_k - 1 = int(linspace(999, 0, 9))[:-1]; the authors' 2/3/4/8-step subsets."""
+    """Candidates t_k - 1 = int(linspace(999, 0, 9))[:-1]; the authors' 1- to 8-step subsets."""
     assert inference_timesteps(8).tolist() == [999, 874, 749, 624, 499, 374, 249, 124]
     assert inference_timesteps(2).tolist() == [999, 499]
     assert inference_timesteps(3).tolist() == [999, 499, 124]
     assert inference_timesteps(4).tolist() == [999, 749, 499, 124]
     assert inference_timesteps(1).tolist() == [999]
+    # 5-7 steps: the authors' tables too (docs/method.md), not "trailing" (walkthrough 9)
+    assert inference_timesteps(5).tolist() == [999, 749, 499, 249, 124]
+    assert inference_timesteps(6).tolist() == [999, 749, 499, 374, 249, 124]
+    assert inference_timesteps(7).tolist() == [999, 749, 624, 499, 374, 249, 124]
 
 
 def test_inference_timesteps_trailing():
     """k_i = M - floor(i M / n + 1/2): n = 3 -> k = [8, 5, 3]; n = 4 -> [8, 6, 4, 2]."""
     assert inference_timesteps(3, policy="trailing").tolist() == [999, 624, 374]
     assert inference_timesteps(4, policy="trailing").tolist() == [999, 749, 499, 249]
-    assert inference_timesteps(5).tolist() == [999, 749, 624, 374, 249]
+    assert inference_timesteps(5, policy="trailing").tolist() == [999, 749, 624, 374, 249]
     assert inference_milestone_indices(2, num_segments=4) == [4, 2]
     assert inference_timesteps(2, num_segments=4).tolist() == [999, 499]
 

@@ -104,8 +104,8 @@ MUTANTS = [
     Mutant(
         "mlcd-distance-unchecked-at-validate",
         MLCD,
-        'not "mds"\')\n        get_distance(self.distance, self.distance_weights)',
-        'not "mds"\')',
+        'fixed w"\n            )\n        get_distance(self.distance, self.distance_weights)',
+        'fixed w"\n            )',
         (U_DIST,),
         "a distance typo found only when the loss is built, after the models load",
     ),

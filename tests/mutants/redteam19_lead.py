@@ -1,7 +1,9 @@
 """Round 19, the lead's changes (2026-12-07): the miniatures' build objective (tlcm/toy/build.py
 ``denoising_loss``, shared by build.py and build_flow.py), which the previous rounds never broke:
 the shipped teachers must fit it and its per-sample weights must be the Min-SNR ones; and the
-presets' lines in ``python -m tlcm.train --help`` (recipes.DESCRIPTIONS, an imported module's own)."""
+presets' lines in ``python -m tlcm.train --help`` (recipes.DESCRIPTIONS, an imported module's own);
+and a referee's walkthrough 9 findings: MLCD's per-sample w refused with a trajectory cache (made at
+one w), the authors' 5-7-step tables."""
 
 from run import Mutant
 
@@ -11,6 +13,12 @@ T_UNET = T + "test_the_shipped_unet_fits_the_build_objective"
 T_FLOW = T + "test_the_shipped_flow_transformer_fits_the_build_objective"
 T_HAND = T + "test_the_build_objective_weights_each_sample_by_hand"
 TRAIN = "tlcm/train.py"
+MLCD = "tlcm/losses/mlcd.py"
+MILESTONES = "tlcm/diffusion/milestones.py"
+T_CACHE_W = (
+    "tests/test_consistency_maths.py::test_mlcd_per_sample_guidance_is_refused_with_mds_and_cache_states"
+)
+T_AUTHORS = "tests/test_diffusion_milestones.py::test_inference_timesteps_authors_table"
 T_HELP = (
     "tests/test_cli_units.py::test_every_preset_has_a_line_in_the_help_and_an_imported_one_brings_its_own"
 )
@@ -55,5 +63,29 @@ MUTANTS = [
         '"DESCRIPTIONS", {}).items()})',
         (T_HELP,),
         "a module's line for a preset it does not define joins (or replaces) another preset's",
+    ),
+    Mutant(
+        "mlcd-per-sample-w-accepted-with-a-cache",
+        MLCD,
+        """            "cache": "the cache's x_{t_n} were made at its one w: a drawn w would go unused",\n""",
+        "",
+        (T_CACHE_W,),
+        "guidance_range with a trajectory cache accepted: the w drawn per sample is never used",
+    ),
+    Mutant(
+        "authors-5-steps-trailing",
+        MILESTONES,
+        "    5: (8, 6, 4, 2, 1),\n",
+        "",
+        (T_AUTHORS,),
+        "5 steps sample the trailing grid [999, 749, 624, 374, 249], not the authors' table",
+    ),
+    Mutant(
+        "authors-7-steps-swapped",
+        MILESTONES,
+        "    7: (8, 6, 5, 4, 3, 2, 1),",
+        "    7: (8, 7, 5, 4, 3, 2, 1),",
+        (T_AUTHORS,),
+        "7 steps at 874 instead of 749 after the first: not the authors' table",
     ),
 ]

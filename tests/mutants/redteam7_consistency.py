@@ -81,9 +81,9 @@ MUTANTS = [
     Mutant(
         "mlcd-per-sample-w-accepted-with-mds",
         MLCD,
-        '        if self.guidance_range != (0.0, 0.0) and self.states == "mds":\n',
-        "        if False:\n",
-        (T_CONS + "::test_mlcd_per_sample_guidance_is_refused_with_mds_states_only",),
+        '            "mds": "MDS advances only some samples per round",\n',
+        "",
+        (T_CONS + "::test_mlcd_per_sample_guidance_is_refused_with_mds_and_cache_states",),
         "guidance_range with the default MDS states is accepted at validation; the step then fails "
         "deep inside the MDS rounds (a per-sample w of B against a batch of active samples)",
     ),

@@ -106,7 +106,8 @@ class MLCDConfig(LossConfig):
     s uniform in [t_s, t_n] per sample (TCD's trajectory consistency function, Hyper-SD's TSCD)."""
     guidance_range: tuple[float, float] = (0.0, 0.0)
     """Per-sample teacher CFG scale w ~ U[lo, hi] (our w = LCM's w + 1: LCM-LoRA's 5..15 is
-    (6, 16)); (0, 0): the recipe's fixed model.guidance_scale. Not with states "mds"."""
+    (6, 16)); (0, 0): the recipe's fixed model.guidance_scale. Not with states "mds" or "cache"
+    (a cache's x_{t_n} were made at one w)."""
     distance: str = "l2"
     """Distance d: "l2", "huber" or "latent_lpips"."""
     distance_weights: str = ""
@@ -144,8 +145,15 @@ class MLCDConfig(LossConfig):
         lo, hi = self.guidance_range
         if self.guidance_range != (0.0, 0.0) and not 0 < lo <= hi:
             raise ValueError(f"guidance_range must be (0, 0) or 0 < lo <= hi, got {self.guidance_range}")
-        if self.guidance_range != (0.0, 0.0) and self.states == "mds":
-            raise ValueError('guidance_range needs states "data", "single_jump" or "cache", not "mds"')
+        unusable = {
+            "mds": "MDS advances only some samples per round",
+            "cache": "the cache's x_{t_n} were made at its one w: a drawn w would go unused",
+        }
+        if self.guidance_range != (0.0, 0.0) and self.states in unusable:
+            raise ValueError(
+                f'guidance_range needs states "data" or "single_jump", not "{self.states}" '
+                f"({unusable[self.states]}); or keep guidance_range (0, 0), the recipe's fixed w"
+            )
         get_distance(self.distance, self.distance_weights)
 
 
