@@ -44,29 +44,10 @@ from tlcm.losses.gan import GAN, GANConfig
 from tlcm.losses.mlcd import MLCD, MLCDConfig
 from tlcm.losses.preference import Preference, PreferenceConfig
 from tlcm.models.families import family_of, pipeline_decoder
+from tlcm.models.student import TrainableCopy
 from tlcm.rewards import RewardSpec, build_reward
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 from tlcm.toy.data import all_prompts
-
-
-class FakeScore:
-    """DMD's fake score (``tlcm.losses.dmd.FakeScore``): a trainable copy of the teacher UNet. A
-    copy of a frozen UNet keeps ``requires_grad=False``: switch it on, or DMD has nothing to train."""
-
-    def __init__(self, unet: torch.nn.Module) -> None:
-        self.unet = copy.deepcopy(unet).requires_grad_(True)
-
-    def denoiser(self):
-        return denoiser(self.unet)
-
-    def parameters(self):
-        return self.unet.parameters()
-
-    def state_dict(self):
-        return self.unet.state_dict()
-
-    def load_state_dict(self, state):
-        self.unet.load_state_dict(state)
 
 
 def losses(pipe: StableDiffusionPipeline, student_net: torch.nn.Module) -> dict[str, Callable[[], Loss]]:
@@ -79,7 +60,9 @@ def losses(pipe: StableDiffusionPipeline, student_net: torch.nn.Module) -> dict[
         # stage 1 with latent LPIPS as its distance (the shipped weights: the miniature VAE's latents)
         # and an EMA target (after_student_step moves it)
         "mlcd-latent-lpips": lambda: MLCD(MLCDConfig(distance="latent_lpips", target="ema"), student_net),
-        "dmd": lambda: DMD(DMDConfig(), FakeScore(teacher_net)),
+        # DMD's fake score: a trainable fp32 copy of the teacher UNet (tlcm's TrainableCopy; for an
+        # SD3 / FLUX pipeline the same with pipe.transformer)
+        "dmd": lambda: DMD(DMDConfig(), TrainableCopy(teacher_net, family_of(pipe))),
         # the teacher-feature discriminator: the frozen teacher UNet's encoder, trained heads, on latents
         "gan": lambda: GAN(
             GANConfig(backbone="teacher", input="latent"), teacher=(family_of(pipe), teacher_net)

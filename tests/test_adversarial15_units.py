@@ -319,7 +319,7 @@ def test_latent_lpips_default_trunk_is_vgg16_without_its_first_three_pools():
 def test_the_generators_backward_leaves_the_timm_backbone_without_gradients():
     """The timm backbone is frozen (requires_grad off): L_G's backward reaches the student through
     it but stores no gradient on its weights (which no optimizer would ever clear: they would pile
-    up, a backbone-sized buffer, step after step); nor on the heads (frozen_heads)."""
+    up, a backbone-sized buffer, step after step); nor on the heads (frozen)."""
     gan = GAN(GANConfig(input="latent", timm_model="resnet18"), latent_channels=4)
     param, ctx = _context(shape=(4, 8, 8), num_train_timesteps=1000)
     gan(ctx)["gan"].backward()

@@ -2,18 +2,23 @@
 default LoRA fake score shares the base UNet's weights)."""
 
 import copy
+import io
 
 import pytest
 import torch
 from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from toy_context import SCHEDULE, toy_context
 
+from tlcm.conditioning import Conditioning
 from tlcm.config import StudentConfig
+from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.losses.auxiliary import AuxOptimizer
+from tlcm.losses.base import StepContext
 from tlcm.losses.dmd import DMD, DMDConfig, denoising_loss, dmd_gradient
 from tlcm.models.base import BaseModel
-from tlcm.models.student import Student
+from tlcm.models.families import family_of
+from tlcm.models.student import Student, TrainableCopy
 
 
 def test_dmd_gradient_by_hand():
@@ -396,3 +401,75 @@ def test_dmd_timesteps_are_uniform_over_every_integer_of_their_range(side):
         loss.aux_step([ctx])
     for share in _shares(seen[-1], 3):
         assert abs(share - 1 / 3) < 0.03
+
+
+# ---- TrainableCopy: DMD's fake score for a plain network (an own loop) ---------------------------
+
+
+@pytest.mark.parametrize("folder", ["tiny_sd_dir", "tiny_sd3_dir"])
+def test_a_trainable_copy_trains_as_dmds_fake_score_and_leaves_the_teacher(folder, request):
+    """``TrainableCopy(net, family)`` of a UNet (SD) and of a flow transformer (SD3), the network
+    holding a student LoRA: it starts as the teacher (the student's adapter left out of the copy);
+    one DMD step with a fake update moves the copy's weights and none of the network's; its
+    checkpoint_state round trip (through torch.save) restores the copy and its optimizer, so both
+    losses take the same next update."""
+    base = BaseModel.load(request.getfixturevalue(folder))
+    student = Student(base, StudentConfig(lora_rank=2, lora_alpha=2.0))
+    for p in student.trainable_parameters().values():
+        torch.nn.init.normal_(p, std=0.1)
+    network = {n: p.detach().clone() for n, p in base.net.named_parameters()}
+    config = DMDConfig(fake_updates=1, fake_lr=1e-2)
+
+    def build() -> DMD:
+        return DMD(config, TrainableCopy(base.net, base.family))
+
+    loss = build()
+    cond, uncond = base.encode(["a", "b"])
+    x = torch.randn(2, *base.latent_shape)
+    t = base.schedule.uniform_timesteps(torch.tensor([0.1, 0.7]), 20, 980)
+    with torch.no_grad():
+        torch.testing.assert_close(loss.fake.denoiser()(x, t, cond), student.teacher()(x, t, cond))
+
+    def context(seed: int) -> StepContext:
+        return StepContext.standalone(
+            student=student.denoiser(),
+            teacher=Guided(student.teacher(), 2.0, uncond[:1]),
+            schedule=base.schedule,
+            cond=cond,
+            generator=torch.Generator().manual_seed(seed),
+            latent_shape=base.latent_shape,
+            grid=StudentGrid(num_milestones=4, steps=1),
+        )
+
+    start = loss.fake.state_dict()
+    ctx = context(0)
+    loss(ctx)["dmd"].backward()
+    loss.aux_step([ctx])
+    moved = loss.fake.state_dict()
+    assert any(not torch.equal(moved[k], v) for k, v in start.items())
+    assert all(torch.equal(p, network[n]) for n, p in base.net.named_parameters())
+
+    saved = io.BytesIO()
+    torch.save(loss.checkpoint_state(), saved)
+    saved.seek(0)
+    resumed = build()
+    resumed.load_checkpoint_state(torch.load(saved, weights_only=True))
+    assert all(torch.equal(v, moved[k]) for k, v in resumed.fake.state_dict().items())
+    for each in (loss, resumed):
+        each.aux_step([context(1)])
+    after, again = loss.fake.state_dict(), resumed.fake.state_dict()
+    assert all(torch.equal(again[k], v) for k, v in after.items())
+
+
+def test_a_trainable_copy_of_a_bf16_teacher_is_fp32_and_trainable(tiny_sd):
+    """A bf16 frozen teacher gives an fp32 trainable copy (its values the teacher's, exactly); the
+    teacher stays bf16 and frozen. The copy's denoiser returns fp32."""
+    teacher = tiny_sd.unet.to(torch.bfloat16).requires_grad_(False)
+    fake = TrainableCopy(teacher, family_of(tiny_sd))
+    pairs = list(zip(fake.module.parameters(), teacher.parameters(), strict=True))
+    assert all(p.dtype == torch.float32 and p.requires_grad and torch.equal(p, q.float()) for p, q in pairs)
+    assert all(q.dtype == torch.bfloat16 and not q.requires_grad for q in teacher.parameters())
+    assert fake.module.training and len(fake.parameters()) == len(pairs)
+    cond = Conditioning(torch.randn(1, 77, teacher.config.cross_attention_dim, dtype=torch.bfloat16))
+    out = fake.denoiser()(torch.randn(1, 4, 16, 16), torch.tensor([500]), cond)
+    assert out.dtype == torch.float32 and out.shape == (1, 4, 16, 16)

@@ -695,6 +695,47 @@ def test_invalid_config_values_are_refused(field, value, message):
 
 
 @pytest.mark.parametrize(
+    "model, out_indices, error",
+    [
+        ("resnet18", (2, 3, 7), IndexError),  # a CNN's level past its last
+        ("vit_small_patch16_224", (20,), AssertionError),  # a ViT's block past its last
+    ],
+)
+def test_timm_levels_a_model_lacks_are_refused_naming_them(model, out_indices, error):
+    """What timm raises for out_indices a model has not (checked on the meta device) becomes the
+    one ValueError naming the model and the levels, with timm's own message after it."""
+    config = GANConfig(timm_model=model, out_indices=out_indices)
+    with pytest.raises(ValueError, match=rf"timm_model {model!r} has no features_only levels") as err:
+        config.validate(1000, StudentGrid())
+    assert isinstance(err.value.__cause__, error)
+
+
+@pytest.mark.parametrize(
+    "raised, refused",
+    [
+        (RuntimeError("features_only not implemented for LeVit in non-convolutional mode."), True),
+        (ValueError("Unknown feature class"), True),
+        (ImportError("cannot import name 'xyz' from 'timm.layers'"), False),
+    ],
+)
+def test_only_timms_refusals_are_reported_as_missing_levels(monkeypatch, raised, refused):
+    """The except around timm.create_model catches what timm raises about features_only (and a
+    meta-device op: RuntimeError); anything else (a broken timm install) propagates as it is."""
+    import timm
+
+    def create_model(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(ValueError if refused else type(raised)) as err:
+        GANConfig().validate(1000, StudentGrid())
+    if refused:
+        assert "has no features_only levels" in str(err.value) and err.value.__cause__ is raised
+    else:
+        assert err.value is raised
+
+
+@pytest.mark.parametrize(
     "field, value", [("noise_level", 300), ("independent_noise", True), ("tau_distribution", "shifted")]
 )
 def test_consistency_real_side_refuses_its_own_re_noising(field, value):
@@ -833,8 +874,8 @@ def test_disc_rank_trunk_runs_under_its_own_adapter(tiny_sd_dir):
 
 def test_disc_rank_trunk_trains_on_the_discriminator_loss_only(tiny_sd_dir):
     """aux_step moves the trunk's LoRA (and not the student's); the student's L_G, whose backward
-    runs through the trunk, leaves D's update unchanged (its gradients are cleared first); the
-    checkpoint round trip restores the trunk."""
+    runs through the trunk on detached copies of its LoRA, sends it no gradient and leaves D's
+    update unchanged; the checkpoint round trip restores the trunk."""
     base, student, gan = _trunk_gan(tiny_sd_dir)
     cond, _ = base.encode(["a", "b"])
 
@@ -852,12 +893,14 @@ def test_disc_rank_trunk_trains_on_the_discriminator_loss_only(tiny_sd_dir):
     start = {k: v.clone() for k, v in gan.trunk.state_dict().items()}
     student_before = {k: v.clone() for k, v in student.state_dict().items()}
     first = ctx()
-    gan(first)["gan"].backward()  # L_G: gradients reach the trunk's LoRA through D
-    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in gan.trunk.parameters())
+    gan(first)["gan"].backward()  # L_G: through D to the student, none to the trunk's LoRA
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in student.trainable_parameters().values())
+    assert all(p.grad is None for p in gan.trunk.parameters())
     gan.aux_step([first])
     with_generator = {k: v.clone() for k, v in gan.trunk.state_dict().items()}
     assert any(not torch.equal(with_generator[k], start[k]) for k in with_generator)
-    assert all(torch.equal(v, student.state_dict()[k]) for k, v in student_before.items())
+    student_after = student.state_dict()  # once: each call copies every LoRA tensor
+    assert all(torch.equal(v, student_after[k]) for k, v in student_before.items())
 
     _, student, gan = _trunk_gan(tiny_sd_dir)  # the same start, no generator pass before D's update
     gan.aux_step([ctx()])
@@ -867,7 +910,48 @@ def test_disc_rank_trunk_trains_on_the_discriminator_loss_only(tiny_sd_dir):
     state = gan.checkpoint_state()
     _, _, fresh = _trunk_gan(tiny_sd_dir)
     fresh.load_checkpoint_state(state)
-    assert all(torch.equal(fresh.trunk.state_dict()[k], alone[k]) for k in alone)
+    restored = fresh.trunk.state_dict()
+    assert all(torch.equal(restored[k], alone[k]) for k in alone)
+
+
+def _trunk_step(tiny_sd_dir, aux_first: bool):
+    """One GAN step of ``_trunk_gan`` in an own loop (a standalone context): the student's LoRA
+    gradient of L_G, then the trunk's LoRA and the heads after D's update, with ``aux_step``
+    before or after the student's backward."""
+    base, student, gan = _trunk_gan(tiny_sd_dir)
+    ctx = StepContext.standalone(
+        student=student.denoiser(),
+        teacher=Guided(student.teacher(), 2.0, base.encode([""])[0]),
+        schedule=base.schedule,
+        cond=base.encode(["a", "b"])[0],
+        generator=torch.Generator().manual_seed(0),
+        latent_shape=base.latent_shape,
+        grid=StudentGrid(),
+    )
+    loss = gan(ctx)["gan"]
+    if aux_first:
+        gan.aux_step([ctx])
+        loss.backward()
+    else:
+        loss.backward()
+        gan.aux_step([ctx])
+    grads = {n: p.grad.clone() for n, p in student.trainable_parameters().items()}
+    return grads, gan.trunk.state_dict(), gan.discriminator.heads.state_dict()
+
+
+def test_disc_rank_aux_step_may_come_before_the_students_backward(tiny_sd_dir):
+    """With a trained trunk (disc_rank 2), aux_step before the student's backward failed with an
+    in-place autograd error: L_G's graph held the trunk's LoRA weights, which D's AdamW step then
+    changed (cloning the heads had fixed disc_rank 0 only). L_G now runs on copies of them: either
+    order gives the same student gradient (D as at forward) and the same D update, bit for bit."""
+    grads_after, trunk_after, heads_after = _trunk_step(tiny_sd_dir, aux_first=False)
+    grads_first, trunk_first, heads_first = _trunk_step(tiny_sd_dir, aux_first=True)
+    assert any(g.abs().max() > 0 for g in grads_after.values())
+    _, _, start = _trunk_gan(tiny_sd_dir)
+    assert any(not torch.equal(trunk_after[k], v) for k, v in start.trunk.state_dict().items())
+    for got, want in ((grads_first, grads_after), (trunk_first, trunk_after), (heads_first, heads_after)):
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_disc_rank_needs_the_teacher_backbone():

@@ -223,7 +223,7 @@ MUTANTS = [
     Mutant(
         "gan-g-trains-heads",
         GAN,
-        "logits = self.discriminator(fake, tau_fake, ctx.cond, frozen_heads=True)",
+        "logits = self.discriminator(fake, tau_fake, ctx.cond, frozen=True)",
         "logits = self.discriminator(fake, tau_fake, ctx.cond)",
         T_GAN,
         "L_G's backward reaches D's heads",
@@ -307,7 +307,7 @@ MUTANTS = [
         "params = {n: p.detach().clone() for n, p in self.heads.named_parameters()}",
         "params = dict(self.heads.named_parameters())",
         T_GAN,
-        "frozen_heads leaves the heads' parameters attached: L_G trains D",
+        "frozen leaves the heads' parameters attached: L_G trains D",
     ),
     Mutant(
         "disc-heads-sum-over-levels",

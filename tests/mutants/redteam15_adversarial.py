@@ -211,8 +211,8 @@ MUTANTS = [
     Mutant(
         "disc-frozen-heads-flag-inverted",
         DISC,
-        "        if not frozen_heads:\n",
-        "        if frozen_heads:\n",
+        "        if not frozen:\n",
+        "        if frozen:\n",
         (f"{T_GAN}::test_gan_component_by_hand_with_a_linear_discriminator",),
         "L_G trains D's heads and L_D does not",
     ),

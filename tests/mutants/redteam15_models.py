@@ -97,8 +97,8 @@ MUTANTS = [
     Mutant(
         "full-copy-aux-keeps-the-students-lora",
         STUDENT,
-        '            if getattr(net, "peft_config", None):  # the base\'s copy',
-        "            if False:  # the base's copy",
+        '    if getattr(net, "peft_config", None):  # the base\'s copy',
+        "    if False:  # the base's copy",
         (U, T_FULL, T_DMD_START),
         "a full-copy fake score of a LoRA student copies the student's adapters too: it starts as "
         "the student (not the teacher) and its optimizer trains LoRA weights in the copy",

@@ -42,7 +42,9 @@ FAKE_ADAPTER = "dmd_fake"
 
 
 class FakeScore(Protocol):
-    """What DMD trains as its fake score (tlcm.models.student.Auxiliary is one)."""
+    """What DMD trains as its fake score: ``tlcm.models.student.Auxiliary`` (the engine's, from a
+    Student), ``tlcm.models.student.TrainableCopy`` (a trainable copy of a plain network, for your
+    own loop), or a class of yours."""
 
     def denoiser(self) -> Denoiser: ...
 

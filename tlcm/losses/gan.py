@@ -31,9 +31,17 @@ heads on decoded images; ``backbone="teacher"`` is the paper's feature extractor
 base network's features: a UNet's encoder, a transformer's blocks; adapters off, with the prompt's
 conditioning) with trainable heads; ``disc_rank`` > 0 gives that trunk its own LoRA adapter
 ("disc", initialised as the teacher), trained with the heads on L_D: the paper's discriminator
-initialised from the UNet and trained, as a LoRA. The student's L_G also reaches that adapter's
-gradients (it runs through the trunk); ``aux_step`` clears them before D's update, so only L_D
-trains D.
+initialised from the UNet and trained, as a LoRA. The student's L_G runs through D on detached
+copies of D's trained weights (the heads and that adapter: ``Discriminator.forward(frozen=True)``),
+so only L_D trains D.
+
+``aux_step`` may come before or after the student's backward of L_G (an own loop's order; the
+engine's is after): L_G's graph holds the copies taken when it was built, so the student's gradient
+is the same either way (D as it was at ``forward``), and so is D's update (on the step's detached
+fake). What differs: an L_G computed AFTER ``aux_step`` sees the updated D (heads and trunk), so
+build the student's graph first to get the same gradients. Two cases keep the live trunk weights:
+under gradient checkpointing the trunk's blocks are recomputed in backward with the weights of that
+moment, and on FSDP2 shards no copy is taken (call ``aux_step`` after the backward there).
 Decoded images are shared with other losses under ``decoded/<latent key>`` (e.g.
 ``decoded/student_prediction/4/8``). A trajectory-cache "real" source is not offered: the
 cache (tlcm.data.trajectories) exposes only MLCD's state pairs, not the trajectory ends.
@@ -267,7 +275,10 @@ class GANConfig(LossConfig):
             try:  # on the meta device: checks features_only support and out_indices in milliseconds
                 with torch.device("meta"):
                     timm.create_model(self.timm_model, features_only=True, out_indices=self.out_indices)
-            except Exception as err:
+            except (RuntimeError, ValueError, IndexError, AssertionError) as err:  # TimmDiscriminator's:
+                # timm's refusals (a level past a CNN's: IndexError; a ViT's: AssertionError; no
+                # features_only: RuntimeError / ValueError; RuntimeError too for an op the meta device
+                # cannot run); anything else (an ImportError inside timm, say) is not about the levels
                 raise ValueError(
                     f"timm_model {self.timm_model!r} has no features_only levels {self.out_indices}: {err}"
                 ) from err
@@ -448,7 +459,7 @@ class GAN(Loss):
     def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         cfg = self.config
         _, fake, _, tau_fake = self.inputs(ctx)
-        logits = self.discriminator(fake, tau_fake, ctx.cond, frozen_heads=True)
+        logits = self.discriminator(fake, tau_fake, ctx.cond, frozen=True)
         kind = cfg.loss_type if cfg.generator_loss == "auto" else cfg.generator_loss
         return {"gan": generator_loss(logits, kind).mean()}
 

@@ -15,9 +15,9 @@ per patch (the loss is applied to each patch, then averaged).
   or with the discriminator's own LoRA adapter (``adapter``: a trunk that trains with the heads,
   initialised as the teacher, as TLCM's SDXL discriminator is initialised from the SDXL UNet).
 
-Heads can run on detached copies of their parameters (``frozen_heads=True``): the student's
-generator loss then sends gradients through D to its input without touching D's parameters, and
-D's in-place update may run before the student's backward.
+D can run on detached copies of its trained parameters (``frozen=True``: the heads, and a trained
+trunk's LoRA adapter): the student's generator loss then sends gradients through D to its input
+without touching D's parameters, and D's in-place update may run before the student's backward.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from torch import nn
 from torch.func import functional_call
 
 from tlcm.conditioning import Conditioning
+from tlcm.distributed import is_sharded
 from tlcm.errors import TLCMError
 from tlcm.models.adapters import TEACHER, AdapterSwitch
 
@@ -110,17 +111,23 @@ class Discriminator(nn.Module):
     def features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def frozen_features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
+        """``features`` with every trained parameter of the feature network on detached copies taken
+        now (a graph to x only, which a later in-place update of D leaves valid); here the backbone
+        is frozen, so this is ``features``."""
+        return self.features(x, t, cond)
+
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frozen_heads: bool = False
+        self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, frozen: bool = False
     ) -> torch.Tensor | list[torch.Tensor]:
         """Logits (B,) (or per-head patch logits [(B, N_h)]) of inputs x (B, C, H, W) at timesteps
-        t (B,); ``frozen_heads``: the heads' parameters are detached (no gradient reaches them,
-        gradients still reach x). The detached heads are copies (they are small): the graph keeps
-        this call's values, so D's update (``GAN.aux_step``, AdamW in place) may come before or
-        after the student's backward."""
-        feats = self.features(x, t, cond)
-        if not frozen_heads:
-            return self.heads(feats)
+        t (B,); ``frozen``: D's trained parameters (the heads, a trained trunk: ``frozen_features``)
+        are detached (no gradient reaches them, gradients still reach x). The detached parameters
+        are copies (heads and LoRA are small): the graph keeps this call's values, so D's update
+        (``GAN.aux_step``, AdamW in place) may come before or after the student's backward."""
+        if not frozen:
+            return self.heads(self.features(x, t, cond))
+        feats = self.frozen_features(x, t, cond)
         params = {n: p.detach().clone() for n, p in self.heads.named_parameters()}
         return functional_call(self.heads, params, (feats,))
 
@@ -245,3 +252,28 @@ class TeacherFeatureDiscriminator(Discriminator):
         dtype = next(net.parameters()).dtype  # bf16 frozen weights
         with self.adapters.use(self.adapter):
             return self.family.features(net, x.to(dtype), t.clamp(min=0), cond.to(dtype))
+
+    def frozen_features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
+        """``features`` with the trunk's own adapter (``adapter``, trained by its owner) on detached
+        copies of its weights, swapped in for this call (``functional_call``): its later in-place
+        update leaves the graph valid, and no gradient reaches it. Not under gradient checkpointing's
+        recomputation (in backward, it reads the live weights) nor on FSDP2 shards (the live
+        weights: call ``aux_step`` after the backward, as the engine does)."""
+        net = self.net[0]
+        if self.adapter is TEACHER or is_sharded(net):
+            return self.features(x, t, cond)
+        tag = f".{self.adapter}."
+        copies = {f"net.{n}": p.detach().clone() for n, p in net.named_parameters() if tag in n}
+        return functional_call(_Tapped(self), copies, (x, t, cond), strict=False)
+
+
+class _Tapped(nn.Module):
+    """``forward(x, t, cond) = discriminator.features(x, t, cond)`` with the discriminator's network
+    registered as ``net``, so that ``functional_call`` can swap its weights for one call."""
+
+    def __init__(self, discriminator: TeacherFeatureDiscriminator) -> None:
+        super().__init__()
+        self.net, self.discriminator = discriminator.net[0], [discriminator]
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
+        return self.discriminator[0].features(x, t, cond)

@@ -18,12 +18,14 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from tlcm.checkpoint import Checkpoint, load_latest
 from tlcm.checks import check_lora_targets, present_targets
+from tlcm.conditioning import Conditioning
 from tlcm.config import StudentConfig
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.distributed import full_tensors, is_sharded, shard_like
 from tlcm.errors import TLCMError
 from tlcm.models.adapters import TEACHER, AdapterSwitch
 from tlcm.models.base import BaseModel
+from tlcm.models.families import DEFAULT_FAMILY, Family
 from tlcm.models.graphs import CallGraphs
 
 STUDENT_ADAPTER = "student"
@@ -39,6 +41,16 @@ def fp32_copy(base: BaseModel) -> torch.nn.Module:
     folder = base.path / base.family.net
     net = type(base.net).from_pretrained(folder, dtype=torch.float32, local_files_only=True)
     return net.to(base.device)
+
+
+def without_adapters(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with every peft LoRA adapter deleted, in place (a copy of the base network holds the
+    student's and the auxiliaries'); returned for chaining."""
+    if getattr(net, "peft_config", None):  # the base's copy, without the student's adapters
+        with warnings.catch_warnings():  # peft warns that the active adapter goes: intended
+            warnings.simplefilter("ignore", UserWarning)
+            net.delete_adapters(list(net.peft_config))
+    return net
 
 
 def weights_of(net: torch.nn.Module, adapter: str | None) -> dict[str, torch.Tensor]:
@@ -212,12 +224,7 @@ class Student:
         It is added here unless ``add_adapters`` made it (a sharded network refuses to grow).
         ``full_copy`` (forced for a full fine-tune student): a trainable deep copy of the base network."""
         if full_copy or self.config.full_finetune:
-            net = fp32_copy(self.base)
-            if getattr(net, "peft_config", None):  # the base's copy, without the student's adapters
-                with warnings.catch_warnings():  # peft warns that the active adapter goes: intended
-                    warnings.simplefilter("ignore", UserWarning)
-                    net.delete_adapters(list(net.peft_config))
-            return Auxiliary(self, name, net)
+            return Auxiliary(self, name, without_adapters(fp32_copy(self.base)))
         rank = rank or self.config.lora_rank
         existing = getattr(self.net, "peft_config", {}).get(name)
         if existing is None or existing.r != rank:
@@ -359,9 +366,10 @@ class Student:
 
 class Auxiliary:
     """A trainable network beside the student: a LoRA adapter on the shared base (``module`` None)
-    or a full copy of the network. ``denoiser()`` calls it; ``parameters()`` go to its owner's optimizer."""
+    or a full copy of the network (``TrainableCopy``: one without a Student). ``denoiser()`` calls
+    it; ``parameters()`` go to its owner's optimizer."""
 
-    def __init__(self, student: Student, name: str, module: torch.nn.Module | None) -> None:
+    def __init__(self, student: Student | None, name: str, module: torch.nn.Module | None) -> None:
         self.student, self.name, self.module = student, name, module
         if module is not None:
             module.requires_grad_(True).train()
@@ -395,3 +403,33 @@ class Auxiliary:
             load_weights(self.module, state, None)
         else:
             load_weights(self.student.net, state, self.name)
+
+
+class TrainableCopy(Auxiliary):
+    """DMD's fake score for a plain network in your own loop (``tlcm.losses.dmd.FakeScore``; no tlcm
+    Student): ``DMD(DMDConfig(), TrainableCopy(pipe.unet, family_of(pipe)))``. The full-copy
+    ``Auxiliary`` the engine makes with ``Student.auxiliary(full_copy=True)`` (parameters, state
+    dicts and training mode are its), on a copy of ``net`` taken here, without ``net``'s LoRA
+    adapters, trainable and in fp32: a bf16 / fp16 frozen teacher gives an fp32 copy (AdamW steps of
+    lr 1e-4 vanish below bf16's 8 significant bits; the cast is exact, so the copy starts as ``net``
+    computes). ``net`` itself is left as it is (frozen stays frozen).
+
+    ``family`` (``tlcm.models.families.family_of(pipe)``) says how to call the network: a diffusers
+    ``UNet2DConditionModel`` (SD / SDXL; the default) or an SD3 / FLUX transformer. ``denoiser()``
+    is ``(x (B, C, h, w), t (B,), cond) -> model output (B, C, h, w)`` in fp32, the inputs cast to
+    fp32 (call it under ``torch.autocast`` to compute in bf16 with fp32 weights).
+    """
+
+    def __init__(self, net: torch.nn.Module, family: Family | None = None) -> None:
+        module = without_adapters(copy.deepcopy(net)).to(torch.float32)
+        super().__init__(None, "copy", module)
+        self.family = family or DEFAULT_FAMILY
+
+    def denoiser(self):
+        """``(x, t, cond) -> model output`` of the copy (gradients reach its parameters)."""
+        net, family = self.module, self.family
+
+        def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+            return family.forward(net, x.float(), t, cond.to(torch.float32)).float()
+
+        return call
