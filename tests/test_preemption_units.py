@@ -49,11 +49,14 @@ def test_the_first_signal_is_kept_and_only_a_second_ctrl_c_of_one_process_aborts
     assert stop.received == "SIGINT"
 
 
-def test_sigterm_sigint_and_sighup_are_handled_in_the_block_and_restored_after(one_process):
+def test_sigterm_sigint_sighup_and_sigusr_are_handled_in_the_block_and_restored_after(one_process):
+    """SIGUSR1 / SIGUSR2 too: SLURM's --signal=USR1@120 before a time limit (walkthrough 8: it killed
+    a rank without a checkpoint)."""
+
     def before(signum, frame):  # the caller's own handler (a notebook's, a test runner's)
         raise AssertionError("not expected to run")
 
-    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
     previous = {s: signal.signal(s, before) for s in wanted}
     try:
         with stop_signals() as stop:

@@ -318,7 +318,40 @@ def test_reward_feedback_runs_the_clip_image_tower_once(name, tiny_clip_dir, tmp
     with torch.no_grad():
         images = decoded_prediction(ctx)
         r_pos, r_neg = reward(images, PROMPTS), reward(images, PROMPTS[::-1])
-    torch.testing.assert_close(value.detach(), reward_hinge(r_pos, r_neg, 100.0, -100.0, 0.5).mean())
+    weight = 0.5 if reward.reads_prompts else 0.0  # the aesthetic head reads no prompt: no second hinge
+    torch.testing.assert_close(value.detach(), reward_hinge(r_pos, r_neg, 100.0, -100.0, weight).mean())
+
+
+def test_reward_feedback_with_a_reward_of_the_image_alone_raises_it(tiny_clip_dir, tmp_path):
+    """The aesthetic head scores the image alone: r(x, c_neg) = r(x, c), and with s_neg < r < s0
+    the two hinges cancelled, L = s0 - s_neg with a zero gradient (walkthrough 9). Its unrelated
+    hinge is dropped: L = relu(s0 - r), a descent step raises r, and no reward_neg is logged."""
+    torch.manual_seed(0)  # the random head, whatever ran before
+    save_file(AestheticHead(16).state_dict(), tmp_path / "head.safetensors")
+    files = {"clip_folder": str(tiny_clip_dir), "head_file": str(tmp_path / "head.safetensors")}
+    reward = build_reward("aesthetic", RewardSpec(**files))
+    assert not reward.reads_prompts and build_reward("clip", RewardSpec(**files)).reads_prompts
+    loss = Preference(PreferenceConfig(mode="reward", reward="aesthetic", s_neg=-10.0, **files), reward)
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    decode = lambda z: torch.tanh(z).repeat(1, 2, 16, 16)[:, :3]  # noqa: E731  (B, 3, 32, 32)
+
+    def ctx():
+        return toy_context(
+            lambda x, t, c: scale * x, None, seed=2, decode=decode, grid=StudentGrid(1, 1), prompts=PROMPTS
+        )
+
+    with torch.no_grad():  # its own context: the shared store would keep this no-grad prediction
+        r = reward(decoded_prediction(ctx()), PROMPTS)
+    assert ((-10.0 < r) & (r < reward.s0)).all()  # between the thresholds: where the two cancelled
+    c = ctx()
+    value = loss(c)["preference"]
+    torch.testing.assert_close(value.detach(), (reward.s0 - r).mean())
+    value.backward()
+    assert scale.grad.abs() > 0
+    assert set(loss.aux_step([c])) == {"preference/reward"}
+    with torch.no_grad():
+        scale -= 0.01 * scale.grad.sign()  # a small step against the gradient
+        assert reward(decoded_prediction(ctx()), PROMPTS).mean() > r.mean()
 
 
 def test_preference_config_refuses_bad_values():

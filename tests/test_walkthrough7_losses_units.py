@@ -216,6 +216,49 @@ def test_reward_feedback_without_prompts_says_to_pass_prompts(mode):
     run(_ScaledReward())  # reads no text: no prompts needed
 
 
+class _FailingReward(Reward):
+    """A reward whose score raises ``error`` (what its reading of the prompts raises on none)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def score(self, features, prompts):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        IndexError("list index out of range"),  # prompts[i]
+        ValueError("zip() argument 2 is shorter than argument 1"),  # zip(strict=True), a tokenizer
+        ZeroDivisionError("division by zero"),  # a mean over len(prompts)
+    ],
+)
+def test_each_error_that_missing_prompts_cause_says_to_pass_prompts(error):
+    """The narrowed except (RuntimeError: the stack above) still names prompts=[...] for the other
+    errors that code reading no prompts raises, with the reward's own message."""
+    scale = nn.Parameter(torch.tensor(0.5))
+    loss = Preference(PreferenceConfig(mode="reward"), _FailingReward(error))
+    ctx = toy_context(lambda x, t, c: scale * x, None, batch=2, decode=lambda z: z, grid=StudentGrid(1, 1))
+    with pytest.raises(TLCMError, match=r"with 0 prompts for a batch of 2.*prompts=\[\.\.\.\]") as err:
+        loss(ctx)
+    assert f"({type(error).__name__}: {error})" in str(err.value) and err.value.__cause__ is error
+
+
+@pytest.mark.parametrize(
+    "error", [OSError("reward weights unreadable"), torch.OutOfMemoryError("out of memory")]
+)
+def test_a_failure_that_missing_prompts_do_not_cause_is_not_blamed_on_them(error):
+    """An error that no missing prompt causes (a file, memory) propagates as it is, not as a
+    TLCMError saying to pass prompts."""
+    scale = nn.Parameter(torch.tensor(0.5))
+    loss = Preference(PreferenceConfig(mode="reward"), _FailingReward(error))
+    ctx = toy_context(lambda x, t, c: scale * x, None, batch=2, decode=lambda z: z, grid=StudentGrid(1, 1))
+    with pytest.raises(type(error)) as err:
+        loss(ctx)
+    assert err.value is error
+
+
 # ---- VPSchedule.from_config of a flow scheduler (report 5) -----------------------------------------
 
 

@@ -1,5 +1,7 @@
-"""Stop signals: SIGTERM (a scheduler's pre-emption, or torchrun forwarding its own), SIGINT (Ctrl-C)
-and SIGHUP (the terminal closed) ask the training loop to stop after the current optimizer step,
+"""Stop signals: SIGTERM (a scheduler's pre-emption, or torchrun forwarding its own), SIGINT (Ctrl-C),
+SIGHUP (the terminal closed) and SIGUSR1 / SIGUSR2 (what SLURM's ``--signal=USR1@120`` sends
+before a time limit, the habit of Lightning and submitit users) ask the training loop to stop after
+the current optimizer step,
 save a checkpoint and exit 75, instead of killing the process and losing the work since the last
 checkpoint (with the default ``checkpoint-every 0``: the whole phase).
 
@@ -27,13 +29,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+    getattr(signal, name)
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name)
 )
-"""The signals that stop training with a checkpoint (SIGHUP does not exist on Windows)."""
+"""The signals that stop training with a checkpoint (SIGHUP, SIGUSR1 and SIGUSR2 do not exist on
+Windows). SIGUSR1 / SIGUSR2 reach the ranks only when sent to them (SLURM's ``--signal=USR1`` without
+``B:`` signals every process of the step): torchrun itself dies of SIGUSR1 and leaves its ranks
+running (walkthrough 8), so send the launcher SIGTERM."""
 
 
 class StopSignals:
-    """The first stop signal received (``received``: "SIGTERM", "SIGINT", "SIGHUP"; None: none)."""
+    """The first stop signal received (``received``: its name, e.g. "SIGTERM"; None: none)."""
 
     def __init__(self) -> None:
         self.received: str | None = None

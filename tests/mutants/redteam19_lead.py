@@ -3,7 +3,8 @@
 the shipped teachers must fit it and its per-sample weights must be the Min-SNR ones; and the
 presets' lines in ``python -m tlcm.train --help`` (recipes.DESCRIPTIONS, an imported module's own);
 and a referee's walkthrough 9 findings: MLCD's per-sample w refused with a trajectory cache (made at
-one w), the authors' 5-7-step tables."""
+one w), the authors' 5-7-step tables, reward feedback without its unrelated hinge for a reward of
+the image alone."""
 
 from run import Mutant
 
@@ -18,6 +19,9 @@ MILESTONES = "tlcm/diffusion/milestones.py"
 T_CACHE_W = (
     "tests/test_consistency_maths.py::test_mlcd_per_sample_guidance_is_refused_with_mds_and_cache_states"
 )
+PREF = "tlcm/losses/preference.py"
+T_ALONE = "tests/test_preference.py::test_reward_feedback_with_a_reward_of_the_image_alone_raises_it"
+T_TOWER = "tests/test_preference.py::test_reward_feedback_runs_the_clip_image_tower_once"
 T_AUTHORS = "tests/test_diffusion_milestones.py::test_inference_timesteps_authors_table"
 T_HELP = (
     "tests/test_cli_units.py::test_every_preset_has_a_line_in_the_help_and_an_imported_one_brings_its_own"
@@ -87,5 +91,29 @@ MUTANTS = [
         "    7: (8, 7, 5, 4, 3, 2, 1),",
         (T_AUTHORS,),
         "7 steps at 874 instead of 749 after the first: not the authors' table",
+    ),
+    Mutant(
+        "feedback-keeps-the-cancelling-hinge",
+        PREF,
+        "        if not self.reward.reads_prompts:",
+        "        if False:",
+        (T_ALONE, T_TOWER),
+        "the aesthetic reward's two hinges cancel: reward feedback trains nothing between s_neg and s0",
+    ),
+    Mutant(
+        "aesthetic-said-to-read-prompts",
+        "tlcm/rewards/clip.py",
+        'self.reads_prompts = name != "aesthetic"',
+        'self.reads_prompts = name != "aesthetics"',
+        (T_ALONE, T_TOWER),
+        "the aesthetic head declared prompt-reading: its feedback keeps the hinge that cancels",
+    ),
+    Mutant(
+        "sigusr1-not-a-stop-signal",
+        "tlcm/preemption.py",
+        'for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")',
+        'for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR2")',
+        ("tests/test_preemption_units.py",),
+        "SLURM's --signal=USR1 kills a rank without a checkpoint (walkthrough 8)",
     ),
 ]

@@ -87,8 +87,8 @@ MUTANTS = [
     Mutant(
         "preempt-sighup-not-handled",
         PREEMPT,
-        'for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)',
-        'for name in ("SIGTERM", "SIGINT") if hasattr(signal, name)',
+        'for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")',
+        'for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")',
         (T_PRE_UNITS, T_STOP),
         "a closed terminal (SIGHUP) kills the run instead of saving a checkpoint",
     ),

@@ -273,8 +273,8 @@ MUTANTS = [
     Mutant(
         "pref-logged-rewards-swapped",
         PREF,
-        '{"preference/reward": r_pos.detach().mean(), "preference/reward_neg": r_neg.detach().mean()}',
-        '{"preference/reward": r_neg.detach().mean(), "preference/reward_neg": r_pos.detach().mean()}',
+        'metrics["preference/reward_neg"] = r_neg.detach().mean()',
+        'metrics["preference/reward_neg"], metrics["preference/reward"] = metrics["preference/reward"], r_neg',
         (T_PREF_LOGGED,),
         "preference/reward logs the unrelated prompts' reward and reward_neg the prompts' own.",
     ),

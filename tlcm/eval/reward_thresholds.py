@@ -152,10 +152,14 @@ def reward_thresholds(
         table.add_row(f"{q:.0%}", f"{pos:.4g}", f"{neg:.4g}")
     console = Console()
     console.print(table)
+    negative = (
+        f"s_neg = {s_neg:g}: the unrelated hinge relu(r_neg - s_neg) on {result['negative_active']:.0%}"
+        if scorer.reads_prompts
+        else f"{reward} scores the image alone (r_neg = r), so reward feedback drops its unrelated hinge"
+    )
     console.print(
         f"s0 = {s0:g}: the matched hinge relu(s0 - r) is active on {result['positive_active']:.0%} of "
-        f"these samples; s_neg = {s_neg:g}: the unrelated hinge relu(r_neg - s_neg) on "
-        f"{result['negative_active']:.0%}. At 0 % a term never trains; at 100 % it pushes every sample. "
+        f"these samples; {negative}. At 0 % a term never trains; at 100 % it pushes every sample. "
         "Set --recipes.phases.<phase>.losses.preference.s0 / .s-neg on this scale (the student's "
         "training samples score lower than the teacher's)."
     )

@@ -103,7 +103,8 @@ class PreferenceConfig(LossConfig):
     """Hinge threshold on the unrelated prompt's reward; None: the reward's own (``Reward.s_neg``:
     the paper's 0 for CLIP-family rewards, log 0.01 for "digit")."""
     negative_weight: float = 1.0
-    """lambda_neg: weight of the unrelated-prompt hinge."""
+    """lambda_neg: weight of the unrelated-prompt hinge (dropped for a reward that reads no prompt,
+    ``Reward.reads_prompts`` False: the aesthetic head, where it cancelled the first hinge)."""
 
     def build(self, student) -> Preference:
         spec = RewardSpec(self.clip_folder, self.head_file)
@@ -181,7 +182,12 @@ class Preference(Loss):
         inside, and that failure is re-raised as a one-line TLCMError saying to pass prompts=[...]."""
         try:
             loss = self._dpo(ctx) if self.config.mode == "dpo" else self._hinge(ctx)
-        except Exception as err:
+        except torch.OutOfMemoryError:  # a RuntimeError, but not one that missing prompts cause
+            raise
+        except (RuntimeError, ValueError, IndexError, ZeroDivisionError) as err:
+            # what code that reads one prompt per sample raises on none: stacking or broadcasting
+            # per-prompt values against the batch (RuntimeError), a tokenizer, zip(strict=True) or
+            # max() of nothing (ValueError), prompts[i] (IndexError), a mean over len(prompts)
             if len(ctx.prompts) == ctx.batch_size:
                 raise
             cause = (str(err).strip().splitlines() or [""])[0]
@@ -197,9 +203,13 @@ class Preference(Loss):
         s0, s_neg = self.thresholds()
         features = self.reward.embed(decoded_prediction(ctx))  # the image tower, once
         r_pos = self.reward.score(features, ctx.prompts)
+        metrics = {"preference/reward": r_pos.detach().mean()}
+        if not self.reward.reads_prompts:  # r(x, c_neg) = r(x, c): the second hinge would cancel the first
+            ctx.shared(METRICS, lambda: metrics)
+            return reward_hinge(r_pos, r_pos, s0, s_neg, negative_weight=0.0)
         unrelated = unrelated_prompts(self.reward, ctx.prompts, ctx.phase.all_prompts, ctx.host_generator)
         r_neg = self.reward.score(features, unrelated)
-        metrics = {"preference/reward": r_pos.detach().mean(), "preference/reward_neg": r_neg.detach().mean()}
+        metrics["preference/reward_neg"] = r_neg.detach().mean()
         ctx.shared(METRICS, lambda: metrics)
         return reward_hinge(r_pos, r_neg, s0, s_neg, cfg.negative_weight)
 

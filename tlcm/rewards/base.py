@@ -20,6 +20,10 @@ class Reward:
     reward-thresholds)."""
     s_neg: float = 0.0
     """Default hinge threshold on the unrelated prompt's reward r(x, c_neg) (the paper's 0, Eq. (11))."""
+    reads_prompts: bool = True
+    """False for a score of the image alone (the aesthetic head): r(x, c_neg) = r(x, c), so reward
+    feedback drops its unrelated-prompt hinge, which would otherwise cancel the first one's
+    gradient (zero between the thresholds, the wrong sign above both)."""
 
     def embed(self, images: torch.Tensor) -> Any:
         """Images (B, 3, H, W) in [-1, 1] -> features of each image, whatever ``score`` reads

@@ -33,6 +33,7 @@ class ClipReward(Reward):
     ) -> None:
         self.model = ClipScore(name, folder, device, head_file)
         self.clip = self.model.clip
+        self.reads_prompts = name != "aesthetic"  # the head scores the image embedding alone
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Unit CLIP image embeddings (B, D)."""
