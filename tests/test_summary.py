@@ -73,6 +73,15 @@ def test_summary_of_another_base_model_has_no_teacher_and_says_how_to_get_one(tm
     assert run_summary(run, ModelConfig(), 3.0, None).count("\n") < 10  # no scores: the files only
 
 
+def test_an_fsdp2_runs_summary_says_why_it_has_no_scores_and_how_to_get_them(tmp_path):
+    """Walkthrough 8: the FSDP2 run's summary dropped the grids and scores without a word."""
+    run = _run(tmp_path)
+    text = " ".join(run_summary(run, ModelConfig(), 3.0, None, sharded=True).split())
+    assert "FSDP2: no sample grids or scores" in text
+    assert f"python -m tlcm.evaluate student --run {run}" in text
+    assert "FSDP2" not in run_summary(run, ModelConfig(), 3.0, None)
+
+
 def test_compare_refuses_scores_on_different_prompt_counts(tmp_path):
     run = _run(tmp_path)
     with pytest.raises(TLCMError, match="scores 200 prompts, --teacher .* 500: FD depends on the prompt"):

@@ -169,16 +169,28 @@ def run_files(run: Path) -> list[tuple[Path, str]]:
 
 
 def run_summary(
-    run: Path, model: ModelConfig, seconds: float, scores: list[dict] | None, evals: int | None = None
+    run: Path,
+    model: ModelConfig,
+    seconds: float,
+    scores: list[dict] | None,
+    evals: int | None = None,
+    sharded: bool = False,
 ) -> str:
     """The end-of-run text of a finished run in folder ``run`` on the base ``model``: its files,
     the training cost (``evals``: denoiser evaluations in samples, when given), the scores
-    (``scores_text``) and how to sample the student."""
+    (``scores_text``) and how to sample the student; ``sharded`` (FSDP2 over several processes):
+    says why the sample grids and scores are missing and how to score the student."""
     cost = f", {evals:,} denoiser evaluations (samples)" if evals is not None else ""
     lines = [f"Finished: {seconds:.0f} s of training{cost}. Everything is in {run}/:"]
     lines += [f"  {path.name + '/' * path.is_dir():<15} {text}" for path, text in run_files(run)]
     if scores:
         lines += ["", scores_text(scores, model.path, run, shell_path)]
+    if sharded:
+        lines += [
+            "",
+            "FSDP2: no sample grids or scores (one process cannot run the sharded network alone); "
+            f"score the exported student: python -m tlcm.evaluate student --run {shell_path(run)}",
+        ]
     prompt = "the number 3, handwritten" if Path(model.path).resolve() in TEACHER_TABLES else "your prompt"
     command = (
         f"python -m tlcm.sample --student {shell_path(run)} --steps 4"  # the run's base model and T5 length

@@ -55,7 +55,7 @@ def train_and_score(recipe: Recipe) -> Run:
         return run
     sharded = recipe.runtime.fsdp and int(os.environ.get("WORLD_SIZE", "1")) > 1  # shards need all ranks
     scores = None if recipe.runtime.eval_samples_per_digit <= 0 or sharded else _score(run, recipe)
-    print(run_summary(run.out_dir, recipe.model, run.train_seconds, scores, run.denoiser_evals))
+    print(run_summary(run.out_dir, recipe.model, run.train_seconds, scores, run.denoiser_evals, sharded))
     return run
 
 
