@@ -16,7 +16,10 @@ Shared deviations, the same for every method here (so that they compare on equal
 - distribution matching and adversarial phases (dmd2, ladd): 300 steps, a real-score CFG scale
   scaled by 2 / 7.5 like the w ranges, the LoRA's alpha = rank (scale 1; DMD2's LoRA: 64 / 8);
 - no c_skip / c_out boundary parametrization (LCM's is < 1e-5 away from plain x0 for t >= 19);
-  the clean boundary is t = -1 (alpha = 1), LCM's lowest target t = 0.
+- the lowest segment's edge is the discrete t = 0 (alpha 0.99957, sigma 0.029), not the clean
+  t = -1: with one segment (lcm-lora, tcd, TSCD's last stage) the segment map is DDIM to t = 0,
+  g = A(t) f + (s_0 / s_t) x_t, which keeps some of x_t (0.22 at t = 19, 0.08 at 124, 0.03 at 499;
+  a referee's walkthrough 10), where LCM's target is its f (about x0_hat for t >= 19).
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ def pcm() -> Recipe:
     LoRA), the 50-point lattice, per-sample w from PCM's [4, 5], elementwise pseudo-Huber c = 0.001;
     sampled deterministically (DDIM, gamma = 0) on the 4 phase edges.
     Deviations: phase edges 0/250/500/750 (PCM's lattice gives 0/239/499/739); 8 steps need M = 8
-    (PCM trains one LoRA per M). PCM's optional adversarial term is ``pcm_adv``."""
+    (PCM trains one LoRA per M); the student's AdamW weight decay 0 (PCM's runs: 1e-3; about 3e-4
+    relative decay over 300 steps at lr 1e-3). PCM's optional adversarial term is ``pcm_adv``."""
     phase = consistency(distance="elementwise_huber", guidance_range=miniature_w(4.0, 5.0))
     grid = StudentGrid(num_milestones=4, steps=4, gamma=0.0)
     return _recipe("pcm", grid, {"pcm": phase})
@@ -108,7 +112,7 @@ def pcm_adv() -> Recipe:
     9 levels, the up blocks too); D updates after every student step on that
     step's pair (PCM alternates: even steps update D only, odd steps the student; the same 1:1
     ratio, without PCM's discarded consistency passes on D's steps); the first phase's window starts
-    at our clean boundary t = -1 (PCM's at 0).
+    at t = 0, as PCM's.
 
     Measured (3 seeds, the zoo's budget, FD at 1 / 2 / 4 steps): UNet 54.5 / 9.90 / 4.93, flow
     42.2 / 10.58 / 5.36, within pcm's seeds; D stays at chance (held-out 0.50), with these heads as
@@ -136,7 +140,8 @@ def tcd() -> Recipe:
     earlier time s in [0, t_n] (the trajectory consistency function), l2 (its README runs),
     per-sample w from [5, 15]; sampled with TCD's strategic stochastic sampling, gamma = 0.3.
     Deviations: s uniform on integers in [0, t_n] (the community script: on the lattice points
-    <= t_n); gamma's intermediate time snapped as tlcm_step documents; lr 1e-4 (``L2_LR``).
+    <= t_n); gamma's intermediate time snapped as tlcm_step documents; lr 1e-4 (``L2_LR``); the
+    student's AdamW weight decay 0 (the community README's runs: 0.01).
 
     Measured (UNet miniature, 1 seed, 1433 steps, 500 prompts, alignment / FD at 1 / 2 / 4 / 8
     steps): at the zoo's lr 1e-3 l2 drifted (0.696 / 53.95, 0.852 / 34.04, 0.910 / 31.58,
@@ -243,8 +248,8 @@ def dmd2(steps: int = 300) -> Recipe:
     iterations of 16k-19k, 3 %: a fixed count here would refuse shorter runs); fresh fake samples
     keep the micro-batch's prompts (DMD2 draws new ones); the backward-simulation step count is
     drawn per micro-batch, not shared by the whole batch and all processes; the GAN's D inputs at
-    tau in [clean, 999] (DMD2: 0..999); t' and the fake's t rounded from uniform reals (DMD2:
-    randint); batch 16 where DMD2 trains on 128; LoRA scale 1 (DMD2's LoRA: rank 64, alpha 8).
+    tau in [clean, 999] (DMD2: 0..999); batch 16 where DMD2 trains on 128; LoRA scale 1 (DMD2's
+    LoRA: rank 64, alpha 8).
     DMD2's 1-step SDXL variant (ODE-pair regression pretraining at t = 399) is not this recipe."""
     dmd = DMDConfig(
         real_guidance_scale=round(8.0 * SDXL_GUIDANCE_TO_MINIATURE, 2),
@@ -343,8 +348,9 @@ def ladd(steps: int = 300) -> Recipe:
       (both; tlcm's teacher-feature discriminator: conv_in, the down blocks and the mid block);
     - real: the teacher's samples (LADD's synthetic data; AMD: SD2.1, cfg 3, 50 steps), made on
       the fly by CFG-DDIM in 25 steps at the miniature's w = 2;
-    - D inputs re-noised to tau uniform in [0, 750), tau and noise drawn per side (AMD's
-      ``--D_ts 0-750``; FastGen's default draws them apart too);
+    - D inputs re-noised to tau uniform on the integers -1..749, the clean t = -1 among them (1 in
+      751; AMD's ``--D_ts 0-750``: 0..749), tau and noise drawn per side (FastGen's default draws
+      them apart too);
     - one D update per student update (AMD's strict alternation); AdamW betas (0.9, 0.999),
       weight decay 0.01 for student and heads (AMD's optimizers.py); lr 1e-5 for both (AMD's 1e-6
       x 10, as the module's consistency phases). Measured (one seed, 300 steps, 200 prompts): FD

@@ -39,6 +39,16 @@ def test_mlcd_per_sample_guidance_is_refused_with_mds_and_cache_states():
         MLCDConfig(states=states, guidance_range=(2.0, 4.0)).validate(1000, grid)
 
 
+def test_mlcd_lattice_timesteps_are_refused_with_cache_states():
+    """A trajectory cache serves the t_m of its build grid (steps of skip from each milestone), so
+    "lattice" with "cache" would go unused (walkthrough 10: the loss was identical with and without)."""
+    grid = StudentGrid()
+    with pytest.raises(ValueError, match='timesteps "lattice" would go unused with states "cache"'):
+        MLCDConfig(states="cache", timesteps="lattice").validate(1000, grid)
+    MLCDConfig(states="cache").validate(1000, grid)
+    MLCDConfig(states="data", timesteps="lattice").validate(1000, grid)
+
+
 def test_mlcd_and_lcd_measure_with_their_own_latent_lpips_weights(tmp_path):
     """distance "latent_lpips" with distance_weights FILE: the loss's distance is the network saved
     in FILE (a random 4-channel one, heads in [0.1, 1]): d(a, b) equals that network's, not the

@@ -104,8 +104,8 @@ MUTANTS = [
     Mutant(
         "mlcd-distance-unchecked-at-validate",
         MLCD,
-        'fixed w"\n            )\n        get_distance(self.distance, self.distance_weights)',
-        'fixed w"\n            )',
+        "with a cache'\n            )\n        get_distance(self.distance, self.distance_weights)",
+        "with a cache'\n            )",
         (U_DIST,),
         "a distance typo found only when the loss is built, after the models load",
     ),

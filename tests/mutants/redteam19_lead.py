@@ -116,4 +116,12 @@ MUTANTS = [
         ("tests/test_preemption_units.py",),
         "SLURM's --signal=USR1 kills a rank without a checkpoint (walkthrough 8)",
     ),
+    Mutant(
+        "mlcd-lattice-accepted-with-a-cache",
+        MLCD,
+        '        if self.states == "cache" and self.timesteps == "lattice":',
+        "        if False:",
+        ("tests/test_consistency_maths.py::test_mlcd_lattice_timesteps_are_refused_with_cache_states",),
+        "timesteps lattice with a trajectory cache accepted: the cache's own grid trains instead",
+    ),
 ]

@@ -100,7 +100,8 @@ class MLCDConfig(LossConfig):
     noise, their captions the prompts: LCM, PCM, TCD; needs data.images)."""
     timesteps: Literal["uniform", "lattice"] = "uniform"
     """t_m in its segment: "uniform" over every timestep (the paper), or "lattice": the T/k-point
-    DDIM lattice {k - 1, 2k - 1, ..., T - 1} of LCM's DDIMSolver (k = skip; VP schedules only)."""
+    DDIM lattice {k - 1, 2k - 1, ..., T - 1} of LCM's DDIMSolver (k = skip; VP schedules only; not
+    with states "cache", whose t_m are its build grid)."""
     target_time: Literal["edge", "random"] = "edge"
     """Where both branches are mapped: the segment's lower edge t_s (the paper, PCM), or "random":
     s uniform in [t_s, t_n] per sample (TCD's trajectory consistency function, Hyper-SD's TSCD)."""
@@ -153,6 +154,11 @@ class MLCDConfig(LossConfig):
             raise ValueError(
                 f'guidance_range needs states "data" or "single_jump", not "{self.states}" '
                 f"({unusable[self.states]}); or keep guidance_range (0, 0), the recipe's fixed w"
+            )
+        if self.states == "cache" and self.timesteps == "lattice":
+            raise ValueError(
+                'timesteps "lattice" would go unused with states "cache" (a cache serves the t_m of its '
+                'build grid, steps of skip down from each milestone): use timesteps "uniform" with a cache'
             )
         get_distance(self.distance, self.distance_weights)
 
