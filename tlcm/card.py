@@ -164,6 +164,7 @@ def _comfy_use(kohya: str, pipeline: str, base_path: str, lora: bool, grid: Stud
 
 PIPELINE_FILES = (
     ", `pipeline/` (the whole pipeline, the student merged, the TLCM scheduler: "
+    "`import tlcm` (the scheduler's library: diffusers refuses to load it otherwise), then "
     '`DiffusionPipeline.from_pretrained("pipeline")`, no LoRA to load)'
 )
 """The card's "Files:" entry of an exported pipeline/."""

@@ -26,6 +26,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -128,6 +129,25 @@ TORCH_WRITE_ERRORS = ("PytorchStreamWriter", "unexpected pos")
 """How ``torch.save``'s RuntimeError says the disk refused a write (seen on /dev/full)."""
 
 
+TORCH_DISK_FULL = ("unexpected pos", "failed writing")
+"""The ``TORCH_WRITE_ERRORS`` that mean the disk took fewer bytes than written: a full disk (or
+quota), what the safetensors writer reports as ENOSPC."""
+
+
+def torch_write_error(err: RuntimeError, root: Path) -> OSError:
+    """``torch.save``'s write error as the OSError it is: a full disk (``TORCH_DISK_FULL``) as
+    ENOSPC with the free space left on ``root``'s disk (torch's own text names only its C++
+    source), anything else its first line."""
+    if not any(k in str(err) for k in TORCH_DISK_FULL):
+        return OSError(str(err).splitlines()[0])
+    where = root if root.exists() else next(p for p in root.parents if p.exists())
+    mount = where.resolve()
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    free = shutil.disk_usage(where).free / 2**20
+    return OSError(errno.ENOSPC, f"No space left on device ({free:.1f} MiB free on {mount})")
+
+
 def save_checkpoint(
     out_dir: Path,
     state: TrainState,
@@ -179,7 +199,7 @@ def save_checkpoint(
         if isinstance(err, RuntimeError) and not any(k in str(err) for k in TORCH_WRITE_ERRORS):
             raise
         shutil.rmtree(tmp, ignore_errors=True)  # `latest` still names the previous complete checkpoint
-        cause = err if isinstance(err, OSError) else OSError(str(err).splitlines()[0])
+        cause = err if isinstance(err, OSError) else torch_write_error(err, root)
         raise write_failed(f"a checkpoint to {root} (the previous checkpoints are intact)", cause) from err
     for old in sorted(p for p in root.glob("step-*") if p != final)[: -keep or None]:
         shutil.rmtree(old, ignore_errors=True)
@@ -240,6 +260,27 @@ def _pointer(root: Path) -> tuple[Path | None, str | None]:
     if not STEP_FOLDER.fullmatch(name) or not (root / name).is_dir():
         return None, f"names {name[:60]!r}, not a checkpoint folder here"
     return root / name, None
+
+
+def latest_step(out_dir: Path) -> int | None:
+    """The global step of the checkpoint ``latest`` names in run folder ``out_dir`` (None: none,
+    or ``latest`` is damaged); reads only its state.json (else the folder's name)."""
+    folder = _pointer(out_dir / "checkpoints")[0]
+    if folder is None:
+        return None
+    try:
+        return int(json.loads((folder / "state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(folder.name.removeprefix("step-"))
+
+
+def resume_from(out_dir: Path) -> str:
+    """Where a rerun of run folder ``out_dir`` starts, for a message: "the latest checkpoint is step
+    N; rerun ..." (or that there is none)."""
+    step = latest_step(out_dir)
+    if step is None:
+        return "the latest checkpoint is none; rerun the same command to start over"
+    return f"the latest checkpoint is step {step}; rerun the same command to resume from it"
 
 
 def _in_load_order(root: Path, named: Path | None) -> list[Path]:

@@ -51,6 +51,46 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, dev)
 
 
+def startup_line(info: DistInfo, frozen: torch.dtype, bf16: bool) -> str:
+    """The run's first line (rank 0): device (a GPU's name), processes and backend, precision; e.g.
+    "training on cuda (NVIDIA H100 80GB HBM3), 8 processes (nccl), frozen weights bfloat16, bf16
+    autocast"."""
+    backend = dist.get_backend() if dist.is_initialized() else "no process group"
+    processes = f"{info.world_size} processes ({backend})" if info.world_size > 1 else "1 process"
+    device = info.device.type
+    if device == "cuda":
+        device += f" ({torch.cuda.get_device_name(info.device)})"
+    autocast = ", bf16 autocast" if bf16 else ""
+    frozen_name = str(frozen).removeprefix("torch.")
+    return f"training on {device}, {processes}, frozen weights {frozen_name}{autocast}"
+
+
+def cpu_fallback(info: DistInfo, requested: str, miniature: bool) -> str | None:
+    """A warning when device "auto" found no GPU and falls back to the CPU for a model that is not a
+    bundled miniature (e.g. an empty CUDA_VISIBLE_DEVICES from a wrong --gres): None otherwise."""
+    if requested != "auto" or info.device.type != "cpu" or miniature:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    why = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "torch.cuda.is_available() is False"
+    return (
+        f"warning: no GPU visible ({why}): device auto trains on the CPU, far slower; check the job's "
+        "GPUs, or pass --recipes.runtime.device cpu to mean it"
+    )
+
+
+COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "Connection closed by peer", "Connection reset by peer")
+"""Words of a collective's RuntimeError when another process died (gloo's "[.../gloo/transport/tcp/
+pair.cc:561] Connection closed by peer", NCCL's "NCCL error ...")."""
+
+
+def collective_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a collective's failure (another process died or stopped answering):
+    torch.distributed's DistError, or a RuntimeError naming the backend (``COLLECTIVE_ERRORS``)."""
+    if isinstance(err, dist.DistError):
+        return True
+    return isinstance(err, RuntimeError) and any(k in str(err) for k in COLLECTIVE_ERRORS)
+
+
 def average_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:
     """Average ``.grad`` over processes in one flat all-reduce (no-op for one process)."""
     params = [p for p in params if not isinstance(p, DTensor)]  # FSDP2 reduced those in backward

@@ -29,7 +29,7 @@ from diffusers.optimization import get_scheduler
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from tlcm.card import write_model_card
-from tlcm.checkpoint import Checkpoint, TrainState, load_latest, save_checkpoint, unsound
+from tlcm.checkpoint import Checkpoint, TrainState, load_latest, resume_from, save_checkpoint, unsound
 from tlcm.checks import validate_recipe
 from tlcm.config import Phase, Recipe
 from tlcm.data.embeddings import EmbeddingStore
@@ -41,15 +41,19 @@ from tlcm.distributed import (
     DistInfo,
     average_gradients,
     average_terms,
+    collective_failure,
+    cpu_fallback,
     full_tensors,
     grad_norm,
     init_distributed,
     reshard_optimizer_state,
     shard,
+    startup_line,
     summed_count,
 )
-from tlcm.errors import TLCMError
+from tlcm.errors import TLCMError, note
 from tlcm.export import export_student, run_name
+from tlcm.files import lock_run
 from tlcm.guards import NonFiniteLoss, check_skipped, diverged, kept, nonfinite, peak_share, weight_peak
 from tlcm.losses import Loss, PhaseContext, StepContext
 from tlcm.losses.base import build_loss, check_reaches_student, checked_terms
@@ -60,6 +64,7 @@ from tlcm.preemption import StopSignals, stop_signals
 from tlcm.report import Reporter
 from tlcm.resume import check_init_base, check_resume, run_folder, run_record
 from tlcm.sample_grids import write_phase_grid
+from tlcm.toy import is_miniature
 
 PREEMPTED_EXIT_CODE = 75
 """Exit code of ``python -m tlcm.train`` after a stop signal (SIGTERM, SIGINT, SIGHUP: every rank
@@ -67,6 +72,15 @@ under torchrun) saved a checkpoint (EX_TEMPFAIL: rerun the same command to resum
 STOP, PEAK = "_stop", "_weight_peak"
 """Averaged with the step's loss terms (its one collective), then removed: any process signalled,
 and the largest trainable weight's magnitude, so that every process decides alike."""
+STOP_WAIT_SECONDS = 10.0
+"""After a collective failed with no stop signal yet, how long a process waits for the one torchrun
+sends the survivors once a process died (then it says so in one line, else the error is raised)."""
+
+
+class StopFailed(TLCMError):
+    """A collective failed on the way to (or during) a stop signal's save: another process died."""
+
+    exit_code = 1
 
 
 def previous_outputs(out_dir: Path) -> list[Path]:
@@ -127,6 +141,21 @@ class Trainer:
         validate_recipe(recipe)
         self.recipe, rt = recipe, recipe.runtime
         self.dist = dist or init_distributed(rt.device)
+        self.lock = lock_run(rt.out_dir) if self.dist.is_main else None  # one training per folder
+        try:
+            self._load()
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Unlock the run folder (``run`` does at its end; idempotent)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def _load(self) -> None:
+        """Model, student, data, reporter: what ``__init__`` builds once the run folder is locked."""
+        recipe, rt = self.recipe, self.recipe.runtime
         self.prompts = load_prompts(recipe.data.prompts)  # with data.images: their captions (below)
         torch.manual_seed(rt.seed)
         use_bf16 = rt.mixed_precision == "bf16" or (
@@ -134,6 +163,10 @@ class Trainer:
         )
         dtype = frozen_dtype(recipe.model.frozen_dtype, self.dist.device, use_bf16)
         m = recipe.model
+        fallback = cpu_fallback(self.dist, rt.device, is_miniature(m.path))
+        for line in [startup_line(self.dist, dtype, use_bf16), fallback] if self.dist.is_main else []:
+            if line:
+                note(line)
         self.sharded = rt.fsdp and self.dist.world_size > 1  # FSDP2: the network(s) in shards
         self.base = BaseModel.load(
             m.path,
@@ -425,7 +458,30 @@ class Trainer:
         return None
 
     def run(self) -> Run:
-        """Run every phase from the start or from the latest checkpoint; export the student."""
+        """Run every phase from the start or from the latest checkpoint; export the student; then
+        unlock the run folder. A collective failure on the way to a stop signal's save (another
+        process died) ends in one line (``StopFailed``) naming the latest checkpoint."""
+        try:
+            return self._run()
+        except RuntimeError as err:
+            wait = STOP_WAIT_SECONDS if self.dist.world_size > 1 else 0.0
+            if not (collective_failure(err) and self._stopping(wait)):
+                raise
+            why = self._signals.received or "a stop signal to another process"
+            latest = resume_from(self.recipe.runtime.out_dir)
+            raise StopFailed(f"{why}: could not save a checkpoint (another process died); {latest}") from err
+        finally:
+            self.release()
+
+    def _stopping(self, wait: float) -> bool:
+        """Whether a stop was asked for (here or on another process), waiting up to ``wait`` seconds
+        for a signal (torchrun sends the surviving processes SIGTERM once one has died)."""
+        end = time.monotonic() + wait
+        while not (self._stop or self._signals.received) and time.monotonic() < end:
+            time.sleep(0.05)
+        return bool(self._stop or self._signals.received)
+
+    def _run(self) -> Run:
         rt, self._started = self.recipe.runtime, time.perf_counter()
         restored = self._restore()
         self._seconds_before = (restored.train_seconds or 0.0) if restored else 0.0
