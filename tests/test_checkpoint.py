@@ -125,6 +125,26 @@ def test_resume_refuses_a_recipe_with_other_phases_or_steps(tiny_sd_dir, tmp_pat
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step-0000003"
 
 
+def _two_phases(recipe, later_steps: int, resume_changed: bool = False):
+    """``recipe``'s phase "stage" (2 steps), then "later" (``later_steps``)."""
+    stage = replace(recipe.phases["stage"], steps=2)
+    phases = {"stage": stage, "later": replace(stage, steps=later_steps)}
+    return replace(recipe, phases=phases, runtime=replace(recipe.runtime, resume_changed=resume_changed))
+
+
+def test_resume_changed_takes_other_steps_for_a_phase_not_started(tiny_sd_dir, tmp_path):
+    """Walkthrough 8: a run stopped in its first phase resumes with more steps for the next one under
+    resume_changed (the engine asks tlcm.resume.check_phases); without the flag it is refused."""
+    first = Trainer(_two_phases(small_recipe(tiny_sd_dir, tmp_path), 2))
+    interrupt_after(first, 1)
+    assert first.run().preempted
+    with pytest.raises(TLCMError, match="resume-changed accepts other steps for later"):
+        train(_two_phases(small_recipe(tiny_sd_dir, tmp_path), 3))
+    train(_two_phases(small_recipe(tiny_sd_dir, tmp_path), 3, resume_changed=True))
+    log = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["global_step"] for line in log] == [1, 2, 3, 4, 5]
+
+
 def test_init_from_refuses_an_unfinished_phase_and_another_lora(tiny_sd_dir, tmp_path):
     first = Trainer(small_recipe(tiny_sd_dir, tmp_path / "stage1", steps=3))
     interrupt_after(first, 1)

@@ -276,21 +276,23 @@ def check_lora_targets(
         )
 
 
-def _check_batch(flag: str, batch: int, accum: int, world: int) -> None:
-    """The global batch must split into world x accum equal micro-batches (each weighs the same)."""
+def _batch_problem(flag: str, batch: int, accum: int, world: int) -> str | None:
+    """The global batch must split into world x accum equal micro-batches (each weighs the same):
+    what is wrong, in one clause, or None."""
     chunks = world * accum
     parts = f"{world} processes x {flag}.grad-accum {accum}" if world > 1 else f"{flag}.grad-accum {accum}"
     if batch < chunks:
-        raise TLCMError(
+        return (
             f"{flag}.batch-size {batch} is smaller than {parts} = {chunks} micro-batches: "
             f"use a multiple of {chunks} (e.g. {chunks})"
         )
     if batch % chunks:
         low = batch // chunks * chunks
-        raise TLCMError(
+        return (
             f"{flag}.batch-size {batch} does not split into {chunks} equal micro-batches ({parts}): "
             f"use {low} or {low + chunks}"
         )
+    return None
 
 
 DATA_HOW = {
@@ -376,8 +378,12 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
             f"noised to its grid) needs --recipes.data.images DIR ({DATA_HOW['images']}), or use "
             'backward-simulation "sample"'
         )
+    splits = []  # every phase whose batch does not split over the processes: one line for all
     for name, phase in recipe.phases.items():
-        _check_phase(name, phase, recipe, world, num_train_timesteps)
+        _check_phase(name, phase, recipe, num_train_timesteps)
+        splits.append(_batch_problem(f"--recipes.phases.{name}", phase.batch_size, phase.grad_accum, world))
+    if any(splits):
+        raise TLCMError("; ".join(p for p in splits if p))
     grid = recipe.student.grid
     for n in recipe.inference_steps:
         if not 1 <= n <= grid.num_milestones:
@@ -400,8 +406,9 @@ def validate_recipe(recipe: Recipe, world_size: int | None = None) -> None:
         )
 
 
-def _check_phase(name: str, phase, recipe: Recipe, world: int, num_train_timesteps: int) -> None:
-    """The phase's optimizer, batch and loss fields, and the data its losses need."""
+def _check_phase(name: str, phase, recipe: Recipe, num_train_timesteps: int) -> None:
+    """The phase's optimizer, batch and loss fields, and the data its losses need (the batch's
+    split over the processes: ``_batch_problem``, for every phase at once)."""
     flag = f"--recipes.phases.{name}"
     if phase.steps < 1:
         raise TLCMError(f"{flag}.steps must be >= 1, got {phase.steps}")
@@ -422,7 +429,6 @@ def _check_phase(name: str, phase, recipe: Recipe, world: int, num_train_timeste
         )
     if not 1 <= phase.batch_size <= MAX_BATCH_SIZE:
         raise TLCMError(f"{flag}.batch-size must be in 1..{MAX_BATCH_SIZE}, got {phase.batch_size}")
-    _check_batch(flag, phase.batch_size, phase.grad_accum, world)
     if not phase.losses:
         raise TLCMError(f"phase {name!r} has no loss terms: add one under {flag}.losses")
     left: set[str] = set()

@@ -144,7 +144,11 @@ class RuntimeConfig:
     """Run folder: metrics.jsonl, checkpoints/, samples, the exported student."""
     seed: int = 0
     """Seed; micro-batch j of global step s draws from a generator seeded with (seed, s, j), and the
-    prompt order from (seed, s): resume is exact and the process count does not change results."""
+    prompt order from (seed, s): resume is exact, and results depend on each phase's micro-batch
+    split (processes x grad_accum), not on the process count alone: N processes x grad_accum k equal
+    1 process x grad_accum N k (bit for bit with k = 1; with accumulation on each process too, to
+    float rounding: the gradients are summed in another order). Another process count with the same
+    grad_accum changes the micro-batches, hence the results."""
     device: str = "auto"
     """"auto" (cuda if available, else cpu), or a torch device string."""
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"
@@ -202,14 +206,19 @@ class RuntimeConfig:
     SIGTERM, SIGINT / Ctrl-C, SIGHUP)."""
     resume: bool = True
     """Continue from out_dir/checkpoints/latest when it exists (falling back to the newest loadable
-    checkpoint if that one is damaged). A recipe, base model or process count that differs from the
-    checkpoint's in anything that alters training is refused, naming the fields (tlcm/resume.py
-    lists those that may change: logging, checkpoint cadence, exports, failure handling, device).
+    checkpoint if that one is damaged). A recipe, base model or micro-batch split (processes x
+    grad-accum) that differs from the checkpoint's in anything that alters training is refused,
+    naming the fields (tlcm/resume.py lists those that may change: logging, checkpoint cadence,
+    exports, failure handling, device).
     False: start over, removing out_dir/checkpoints and the earlier run's student/, sample grids and
     eval*.json there."""
     resume_changed: bool = False
     """Resume even though the recipe, base model or process count changed (on purpose: e.g. a lower
-    lr after a blow-up); the new values apply from the resumed step on."""
+    lr after a blow-up); the new values apply from the resumed step on. The phases must stay the
+    same, in the same order, and those trained so far (wholly or partly) keep their steps; a phase
+    not started yet may have other steps (e.g. more DMD steps between requeues). Another
+    process count whose grad_accum keeps every phase's micro-batch split (processes x grad_accum,
+    e.g. 2 x 1 -> 1 x 2) needs no flag: the resume is exact."""
     log_every: int = 1
     """Write metrics.jsonl (and the progress bar's values) every N steps, at phase ends and at
     skipped steps."""

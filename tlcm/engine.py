@@ -62,7 +62,7 @@ from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
 from tlcm.preemption import StopSignals, stop_signals
 from tlcm.report import Reporter
-from tlcm.resume import check_init_base, check_resume, run_folder, run_record
+from tlcm.resume import check_init_base, check_phases, check_resume, run_folder, run_record
 from tlcm.sample_grids import write_phase_grid
 from tlcm.toy import is_miniature
 
@@ -416,13 +416,14 @@ class Trainer:
                 rt.out_dir, self.dist.device, self.reporter.print, self.dist.is_main, rt.max_weight_abs
             )
             if checkpoint is not None:
-                if checkpoint.phases and checkpoint.phases != self.phases:
-                    describe = lambda ps: ", ".join(f"{n} ({s} steps)" for n, s in ps)  # noqa: E731
-                    raise TLCMError(
-                        f"{rt.out_dir} was trained with phases {describe(checkpoint.phases)} but this recipe "
-                        f"has {describe(self.phases)}: resume needs the same phases and steps; use a new "
-                        "--recipes.runtime.out-dir, or --recipes.runtime.no-resume to start over there"
-                    )
+                check_phases(
+                    checkpoint.phases,
+                    self.phases,
+                    checkpoint.state.phase_index,
+                    checkpoint.state.step,
+                    rt.out_dir,
+                    rt.resume_changed,
+                )
                 check_resume(
                     checkpoint.run, self.record, checkpoint.folder, rt.resume_changed, self.reporter.print
                 )

@@ -1,4 +1,6 @@
-"""What a resume must keep: the whole recipe, the base model, the training data and the process count.
+"""What a resume must keep: the whole recipe, the base model, the training data and each phase's
+micro-batch split (processes x grad_accum: another process count with the grad_accum that keeps it
+resumes exactly, e.g. 2 processes x 1 -> 1 x 2; ``kept_splits``).
 
 Every checkpoint's state.json stores a run record (``run_record``): the resolved recipe
 (``tlcm.config.recipe_dict``), a fingerprint of the base model folder (``model_fingerprint``), one
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,23 +163,96 @@ def _unchecked(path: str) -> bool:
     return any(path == u or path.startswith(f"{u}.") for u in UNCHECKED)
 
 
-def recipe_changes(saved: dict, current: dict) -> list[str]:
+def recipe_changes(saved: dict, current: dict, same: Collection[str] = ()) -> list[str]:
     """The fields of two ``recipe_dict``s that differ and alter training, as "field old -> new"
-    (flag spelling: hyphens, e.g. "phases.mlcd.lr-schedule constant -> cosine")."""
+    (flag spelling: hyphens, e.g. "phases.mlcd.lr-schedule constant -> cosine"); ``same``: dotted
+    fields known not to alter it here (a grad_accum whose micro-batch split is kept)."""
     old, new = _flatten(saved), _flatten(current)
     changes = []
     for path in [*old, *(p for p in new if p not in old)]:
         before, after = old.get(path, _ABSENT), new.get(path, _ABSENT)
-        if before != after and not _unchecked(path):
+        if before != after and not _unchecked(path) and path not in same:
             changes.append(f"{path.replace('_', '-')} {_show(before)} -> {_show(after)}")
     return changes
+
+
+def _splits(record: dict) -> dict[str, int | None]:
+    """Each phase's micro-batch split in a run record: processes x grad_accum, the number of
+    micro-batches its global batch is cut into (micro-batch j of step s draws from (seed, s, j),
+    whichever process computes it). None where the record does not fix it: no process count, or a
+    grad_accum of 1 under the memory plan (runtime.memory_plan or memory_budget_gib), which lets
+    the plan choose it on the device (not recorded)."""
+    recipe = record.get("recipe") or {}
+    runtime = recipe.get("runtime") or {}
+    planned = bool(runtime.get("memory_plan")) or runtime.get("memory_budget_gib") is not None
+    processes = record.get("processes")
+    splits: dict[str, int | None] = {}
+    for name, phase in (recipe.get("phases") or {}).items():
+        accum = (phase or {}).get("grad_accum", 1)
+        fixed = isinstance(processes, int) and isinstance(accum, int) and not (planned and accum == 1)
+        splits[name] = processes * accum if fixed else None
+    return splits
+
+
+def kept_splits(saved: dict, current: dict) -> tuple[list[str], list[str]]:
+    """(phases of both run records whose micro-batch split is the same, those whose split is
+    another or not known). Across process counts the split is what a resume must keep: N
+    processes x grad_accum k draw the same micro-batches as 1 process x N k (docs/design.md,
+    "Determinism, resume, data parallelism"; with accumulation on each process as well, the
+    gradients are summed in another order: equal to float rounding). Nothing else of the run
+    depends on the process count: checkpoints hold full tensors (FSDP2 gathers them) and no
+    per-process random state, the prompt order comes from (seed, s)."""
+    before, after = _splits(saved), _splits(current)
+    kept, changed = [], []
+    for name in (n for n in after if n in before):
+        split = before[name]
+        (kept if split is not None and split == after[name] else changed).append(name)
+    return kept, changed
+
+
+def _processes(n: object) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"
+
+
+def split_hint(saved: dict, current: dict) -> tuple[str, str]:
+    """For a resume on another process count that changes some phase's micro-batch split: (the
+    grad-accum flags that keep the splits, "--recipes.phases.NAME.grad-accum K ..."; why the other
+    phases' cannot be kept), each "" when there is nothing to say."""
+    processes = current["processes"]
+    if saved.get("processes") == processes:
+        return "", ""
+    recipe = current.get("recipe") or {}
+    before, runtime, phases = _splits(saved), recipe.get("runtime") or {}, recipe.get("phases") or {}
+    planned = bool(runtime.get("memory_plan")) or runtime.get("memory_budget_gib") is not None
+    flags, unsplit, unknown = [], {}, []
+    for name in kept_splits(saved, current)[1]:
+        split, batch = before[name], (phases.get(name) or {}).get("batch_size")
+        if split is not None and isinstance(batch, int) and batch % split:
+            continue  # another batch size too (named as a change): the old split is no option
+        if split is None:
+            unknown += [name] if isinstance(saved.get("processes"), int) else []
+        elif split % processes or (planned and split == processes):  # grad-accum 1: the plan's
+            unsplit.setdefault(split, []).append(name)
+        else:
+            flags.append(f"--recipes.phases.{name}.grad-accum {split // processes}")
+    why = [
+        f"no grad-accum splits the {split} micro-batch{'es' * (split > 1)} of {', '.join(names)} over "
+        f"{_processes(processes)}"
+        for split, names in unsplit.items()
+    ]
+    if unknown:
+        why.append(f"the memory plan chose the micro-batches of {', '.join(unknown)}, not recorded")
+    return " ".join(flags), "; ".join(why)
 
 
 def run_changes(saved: dict, current: dict) -> list[str]:
     """What differs between a checkpoint's run record and this run's: recipe fields, the base
     model (by fingerprint), the training data (by fingerprint; not compared with a record that
-    predates it), the process count."""
-    changes = recipe_changes(saved.get("recipe", {}), current["recipe"])
+    predates it), the process count. Another process count and grad_accum that keep each phase's
+    micro-batch split (``kept_splits``) are no change."""
+    kept, changed = kept_splits(saved, current)
+    same = [f"phases.{name}.grad_accum" for name in kept]
+    changes = recipe_changes(saved.get("recipe", {}), current["recipe"], same)
     before, after = saved.get("model", {}), current["model"]
     if before.get("fingerprint") != after["fingerprint"]:
         same = before.get("path") == after["path"]
@@ -191,7 +266,7 @@ def run_changes(saved: dict, current: dict) -> list[str]:
             f"training data changed ({data.get('prompts')} -> {now['prompts']} prompts, fingerprint "
             f"{data.get('fingerprint')} -> {now['fingerprint']})"
         )
-    if saved.get("processes") != current["processes"]:
+    if saved.get("processes") != current["processes"] and (changed or not kept):
         changes.append(f"processes {saved.get('processes')} -> {current['processes']}")
     return changes
 
@@ -209,16 +284,61 @@ def check_resume(saved: dict | None, current: dict, folder: Path, allow: bool, s
         return
     changes = run_changes(saved, current)
     if not changes:
+        if saved.get("processes") != current["processes"]:
+            say(
+                f"{folder} was saved on {_processes(saved.get('processes'))}; on "
+                f"{_processes(current['processes'])} every phase keeps its micro-batches (processes x "
+                "grad-accum): the same training"
+            )
         return
     shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
     if allow:
         say(f"--recipes.runtime.resume-changed: resuming {folder} with {shown} (checkpoint -> now)")
         return
+    flags, why = split_hint(saved, current) if any(c.startswith("processes ") for c in changes) else ("", "")
+    keep = f"pass {flags} to keep the checkpoint's micro-batches (processes x grad-accum: an exact resume), "
     raise TLCMError(
         f"{folder.parent.parent} was trained with another recipe or model: {shown} (checkpoint -> "
-        "this run); resuming would mix two trainings: use a new --recipes.runtime.out-dir, "
-        "--recipes.runtime.no-resume to start over there, or --recipes.runtime.resume-changed to "
-        "continue with the new values on purpose"
+        f"this run); resuming would mix two trainings{f' ({why})' if why else ''}: "
+        f"{keep if flags else ''}use a new --recipes.runtime.out-dir, --recipes.runtime.no-resume to "
+        "start over there, or --recipes.runtime.resume-changed to continue with the new values on purpose"
+    )
+
+
+def check_phases(
+    saved: Sequence[tuple[str, int]],
+    phases: Sequence[tuple[str, int]],
+    phase_index: int,
+    step: int,
+    run: Path,
+    allow: bool,
+) -> None:
+    """Refuse (TLCMError) to resume the run folder ``run`` from a checkpoint written by the phases
+    ``saved`` [(name, steps)] after ``step`` steps of its phase ``phase_index`` under the recipe's
+    ``phases``: a resume needs the same phases in the same order with the same steps, except that
+    with ``allow`` (--recipes.runtime.resume-changed) a phase not started yet (nothing of it is
+    trained) may have other steps: those after ``phase_index``, and that one itself at ``step`` 0
+    (a phase-end checkpoint is the next phase at step 0). ``saved`` empty (a checkpoint from before
+    this field): not checked."""
+    saved, phases = [tuple(p) for p in saved], [tuple(p) for p in phases]
+    if not saved or saved == phases:
+        return
+    started = slice(0, phase_index + (step > 0))
+    later = [n for (n, s), (_, c) in zip(saved, phases, strict=False) if s != c]
+    if [n for n, _ in saved] == [n for n, _ in phases] and saved[started] == phases[started]:
+        if allow:
+            return
+        hint = (
+            f" (--recipes.runtime.resume-changed accepts other steps for {', '.join(later)}: "
+            f"{'a phase' if len(later) == 1 else 'phases'} not started yet)"
+        )
+    else:
+        hint = ""
+    describe = lambda ps: ", ".join(f"{n} ({s} steps)" for n, s in ps)  # noqa: E731
+    raise TLCMError(
+        f"{run} was trained with phases {describe(saved)} but this recipe has {describe(phases)}: "
+        f"resume needs the same phases and steps{hint}; use a new --recipes.runtime.out-dir, or "
+        "--recipes.runtime.no-resume to start over there"
     )
 
 

@@ -256,7 +256,7 @@ MUTANTS = [
     Mutant(
         "resume-process-count-unchecked",
         RESUME,
-        '    if saved.get("processes") != current["processes"]:\n',
+        '    if saved.get("processes") != current["processes"] and (changed or not kept):\n',
         '    if saved.get("processes") != current["processes"] and False:\n',
         (
             f"{T_BAD}::test_bad_input[rerun with another process count]",

@@ -124,4 +124,12 @@ MUTANTS = [
         ("tests/test_consistency_maths.py::test_mlcd_lattice_timesteps_are_refused_with_cache_states",),
         "timesteps lattice with a trajectory cache accepted: the cache's own grid trains instead",
     ),
+    Mutant(
+        "engine-ignores-resume-changed-for-later-phases",
+        "tlcm/engine.py",
+        "                    rt.out_dir,\n                    rt.resume_changed,\n",
+        "                    rt.out_dir,\n                    False,\n",
+        ("tests/test_checkpoint.py::test_resume_changed_takes_other_steps_for_a_phase_not_started",),
+        "a requeued run cannot give a phase it has not started more steps, even with resume-changed",
+    ),
 ]
