@@ -60,6 +60,21 @@ def test_a_recipe_takes_the_edges_that_mean_off_and_refuses_non_finite_limits(tm
         )
 
 
+def test_the_digit_reward_on_prompts_that_name_no_digit_is_refused_before_training(tmp_path):
+    """Walkthrough 11: tlcm-paper on prompts of its own failed with a traceback when its third phase
+    (reward feedback with the digit reward) started; now validate_recipe refuses it in one line
+    naming the reward's flag and the first prompt without a digit. Digit prompts pass."""
+    from tlcm.toy import MINIATURE_SD
+
+    recipe = shrink(PRESETS["tlcm-paper"], MINIATURE_SD, tmp_path / "run")
+    other, digits = tmp_path / "other.txt", tmp_path / "digits.txt"
+    other.write_text("a handwritten digit seven\na city at night\n")
+    digits.write_text("a handwritten digit seven\nthe number 3\n")
+    with pytest.raises(TLCMError, match=r"\.losses\.preference\.reward digit .* has 'a city at night'"):
+        validate_recipe(replace(recipe, data=replace(recipe.data, prompts=other)), world_size=1)
+    validate_recipe(replace(recipe, data=replace(recipe.data, prompts=digits)), world_size=1)
+
+
 def test_a_phase_warms_up_for_fewer_than_its_steps_and_splits_over_every_process(tmp_path):
     """A warm-up of steps - 1 passes, one of all the phase's steps (the lr would never leave the
     warm-up) does not; a batch of 6 at grad-accum 2 on 2 processes is 4 micro-batches of 1.5

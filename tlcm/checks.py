@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from tlcm.config import EXPORT_FORMATS, Recipe
+from tlcm.data.prompts import load_prompts
 from tlcm.errors import TLCMError
 from tlcm.toy import MINIATURE_DIGITS, MINIATURE_PROMPTS
+from tlcm.toy.data import prompt_digit
 
 if TYPE_CHECKING:  # tlcm.models imports diffusers: the functions that read a model folder import it
     from tlcm.models.families import Family
@@ -514,12 +516,36 @@ def _check_data(recipe: Recipe) -> None:
             f"--recipes.data.images {images} does not exist: pass an image folder with metadata.jsonl or "
             f"webdataset shards ({DATA_HOW['images']})"
         )
+    _check_digit_reward(recipe)
     embeddings = recipe.data.embedding_cache
     if embeddings is not None and Path(embeddings).exists() and not Path(embeddings).is_dir():
         raise TLCMError(
             f"--recipes.data.embedding-cache {embeddings} is a file, not a folder: pass a folder "
             "(created and filled on the first run)"
         )
+
+
+def _check_digit_reward(recipe: Recipe) -> None:
+    """The digit reward (the miniature's classifier) scores the digit each prompt names: refused
+    before training on a prompt file with a prompt that names none (walkthrough 11: tlcm-paper on
+    other prompts failed with a traceback when its third phase started)."""
+    flags = [
+        f"--recipes.phases.{name}.losses.{key}.reward"
+        for name, phase in recipe.phases.items()
+        for key, loss in phase.losses.items()
+        if getattr(loss, "reward", None) == "digit"
+    ]
+    if not flags or recipe.data.prompts is None or recipe.data.images is not None:
+        return
+    for prompt in load_prompts(recipe.data.prompts):
+        try:
+            prompt_digit(prompt)
+        except ValueError:
+            raise TLCMError(
+                f"{flags[0]} digit (the miniature's digit classifier) needs prompts that name a digit, "
+                f"but --recipes.data.prompts {recipe.data.prompts} has {prompt!r}: for other prompts use "
+                "reward clip or pickscore (with its .clip-folder)"
+            ) from None
 
 
 def _check_runtime(rt, full_finetune: bool, family) -> None:

@@ -132,4 +132,14 @@ MUTANTS = [
         ("tests/test_checkpoint.py::test_resume_changed_takes_other_steps_for_a_phase_not_started",),
         "a requeued run cannot give a phase it has not started more steps, even with resume-changed",
     ),
+    Mutant(
+        "digit-reward-on-other-prompts-accepted",
+        "tlcm/checks.py",
+        "    _check_digit_reward(recipe)\n",
+        "",
+        (
+            "tests/test_check_units.py::test_the_digit_reward_on_prompts_that_name_no_digit_is_refused_before_training",
+        ),
+        "tlcm-paper on prompts of one's own trains two phases, then fails with a traceback (walkthrough 11)",
+    ),
 ]

@@ -6,22 +6,12 @@ import torch
 
 from tlcm.rewards.base import Reward, RewardSpec
 from tlcm.scoring import register_score
-from tlcm.toy.data import DIGIT_WORDS, prompt_for
+from tlcm.toy.data import prompt_digit, prompt_for  # noqa: F401  (prompt_digit: re-exported)
 
 DIGIT_S0 = -0.01
 """Hinge threshold on the digit reward r = log p(digit | image): push p above 0.99 (log 0.99 rounded)."""
 DIGIT_S_NEG = -4.6
 """Hinge threshold on an unrelated digit's log-probability: keep it below 0.01 (log 0.01 rounded)."""
-
-
-def prompt_digit(prompt: str) -> int:
-    """The digit a miniature prompt asks for ("seven" or "7"); ValueError if it names none."""
-    for word in prompt.replace(",", " ").split():
-        if word in DIGIT_WORDS:
-            return DIGIT_WORDS.index(word)
-        if word.isdigit() and len(word) == 1:
-            return int(word)
-    raise ValueError(f"prompt {prompt!r} names no digit: the digit reward needs miniature prompts")
 
 
 class DigitReward(Reward):

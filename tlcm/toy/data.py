@@ -20,6 +20,16 @@ IMAGE_SIZE = 32
 """Side of the miniature pipeline's images in pixels (the 8x8 digits upsampled 4x)."""
 
 
+def prompt_digit(prompt: str) -> int:
+    """The digit a miniature prompt asks for ("seven" or "7"); ValueError if it names none."""
+    for word in prompt.replace(",", " ").split():
+        if word in DIGIT_WORDS:
+            return DIGIT_WORDS.index(word)
+        if word.isdigit() and len(word) == 1:
+            return int(word)
+    raise ValueError(f"prompt {prompt!r} names no digit: the digit reward needs miniature prompts")
+
+
 def prompt_for(digit: int, template: int = 0) -> str:
     """The prompt that asks for ``digit`` (0-9) with the ``template``-th template."""
     return TEMPLATES[template % len(TEMPLATES)].format(word=DIGIT_WORDS[digit], digit=digit)
