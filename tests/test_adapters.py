@@ -274,3 +274,21 @@ def test_a_resume_keeps_the_grid_and_a_next_stage_may_change_it(student):
     for same_grid in (True, False):
         with pytest.raises(TLCMError, match="lora_rank 8 != 2"):
             student.load_checkpoint(other_rank, "the checkpoint", same_grid=same_grid)
+
+
+def test_a_lora_student_on_a_network_without_diffusers_lora_hooks_says_what_to_do(tiny_sd_dir):
+    """Walkthrough 11: PixArt's transformer (diffusers 0.42) lacks PeftAdapterMixin; the LoRA student
+    failed with a raw AttributeError after the model loaded. Now one line names the class and the
+    way out (full fine-tune), and a full fine-tune of the same network works."""
+    base = BaseModel.load(tiny_sd_dir)
+
+    class NoHooks(type(base.net)):  # the same network without diffusers' LoRA methods
+        def __getattribute__(self, name):
+            if name == "add_adapter":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    base.net.__class__ = NoHooks
+    with pytest.raises(TLCMError, match=r"NoHooks of .* has none: .*--recipes\.student\.full-finetune"):
+        Student(base, StudentConfig(lora_rank=2, lora_alpha=2.0))
+    assert Student(base, StudentConfig(full_finetune=True)).net is not base.net

@@ -142,4 +142,14 @@ MUTANTS = [
         ),
         "tlcm-paper on prompts of one's own trains two phases, then fails with a traceback (walkthrough 11)",
     ),
+    Mutant(
+        "lora-student-on-a-network-without-hooks-unchecked",
+        "tlcm/models/student.py",
+        '            if not hasattr(base.net, "add_adapter"):',
+        "            if False:",
+        (
+            "tests/test_adapters.py::test_a_lora_student_on_a_network_without_diffusers_lora_hooks_says_what_to_do",
+        ),
+        "a LoRA student on PixArt's transformer: a raw AttributeError after the model loaded",
+    ),
 ]

@@ -103,6 +103,13 @@ class Student:
             self.net = fp32_copy(base).requires_grad_(True).train()
         else:
             check_lora_targets(base.net, config.target_modules)
+            if not hasattr(base.net, "add_adapter"):  # diffusers' PeftAdapterMixin: PixArt's lacks it
+                raise TLCMError(
+                    "a LoRA student needs diffusers' LoRA hooks (PeftAdapterMixin: add_adapter, "
+                    f"set_adapter, delete_adapters) on the network, and {type(base.net).__name__} of "
+                    f"{base.path} has none: train every weight with --recipes.student.full-finetune, or "
+                    "give the class those hooks in your family's load"
+                )
             self.lora_config = LoraConfig(
                 r=config.lora_rank,
                 lora_alpha=config.lora_alpha,
