@@ -281,3 +281,26 @@ def test_validate_recipe_checks_the_field_types_first():
     phase = replace(full.phases["mlcd"], steps="2")
     with pytest.raises(TLCMError, match=r"--recipes\.phases\.mlcd\.steps must be int, got '2' \(str\)"):
         validate_recipe(replace(full, phases={"mlcd": phase}), world_size=1)
+
+
+def test_a_pipeline_without_load_lora_weights_is_pointed_to_the_merged_export():
+    """Walkthrough 11: PixArt's pipeline has no load_lora_weights, yet the kohya refusal and the
+    card's diffusers snippet told its users to call it; they now point to --format pipeline."""
+    from tlcm.card import _diffusers_use
+    from tlcm.checks import check_export_formats, has_lora_loader
+
+    assert has_lora_loader("StableDiffusionXLPipeline") and not has_lora_loader("NoSuchPipeline")
+    family = SimpleNamespace(name="mine", kohya=None, pipeline_name="NoSuchPipeline")
+    with pytest.raises(TLCMError, match=r"use --f pipeline \(the student merged; NoSuchPipeline has no"):
+        check_export_formats(["kohya"], "--f", family=family)
+    sd3 = SimpleNamespace(name="sd3", kohya=None, pipeline_name="StableDiffusion3Pipeline")
+    with pytest.raises(TLCMError, match=r"use --f diffusers \(its diffusers LoRA loads with pipe"):
+        check_export_formats(["kohya"], "--f", family=sd3)
+    student = SimpleNamespace(
+        base=SimpleNamespace(
+            family=SimpleNamespace(pipeline_name="NoSuchPipeline", net="transformer", scheduler="S")
+        ),
+        config=SimpleNamespace(full_finetune=False),
+    )
+    text = _diffusers_use(student, "base", "out", 4)
+    assert "NoSuchPipeline has no `load_lora_weights`" in text and "--format pipeline" in text

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tlcm.checks import has_lora_loader
 from tlcm.config import Recipe, recipe_dict
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.files import write_failed
@@ -117,6 +118,12 @@ def _diffusers_use(student: Student, base_path: str, out: str, steps: int) -> st
 
     base, lora = student.base, not student.config.full_finetune
     pipeline, net, scheduler = base.family.pipeline_name, base.family.net, base.family.scheduler
+    if lora and not has_lora_loader(pipeline):
+        return (
+            f"{pipeline} has no `load_lora_weights` in this diffusers: export the student merged "
+            "(`python -m tlcm.export RUN --format pipeline`), then `import tlcm` and "
+            '`DiffusionPipeline.from_pretrained("RUN/student/pipeline")`.'
+        )
     if lora:
         imports, load = pipeline, f'pipe.load_lora_weights("{out}")\npipe.fuse_lora()'
     else:

@@ -214,6 +214,14 @@ def check_compile_backend(backend: str, flag: str) -> None:
         )
 
 
+def has_lora_loader(pipeline: str) -> bool:
+    """Whether diffusers' pipeline class ``pipeline`` has ``load_lora_weights`` (PixArt's has none in
+    diffusers 0.42; a class diffusers lacks: False)."""
+    import diffusers
+
+    return hasattr(getattr(diffusers, pipeline, None), "load_lora_weights")
+
+
 def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True, family=None) -> None:
     """Export formats: a non-empty subset of EXPORT_FORMATS; kohya only for a LoRA student of a
     family with a kohya format (SD1.5 / SDXL; ``family`` None: not checked)."""
@@ -231,6 +239,9 @@ def check_export_formats(formats: Iterable[str], flag: str, lora: bool = True, f
         raise TLCMError(
             f"{flag} kohya: the kohya LoRA format is for SD1.5 / SDXL UNets, this base model is "
             f"{family.name}: use {flag} diffusers (its diffusers LoRA loads with pipe.load_lora_weights)"
+            if has_lora_loader(family.pipeline_name)
+            else f"{family.name}: use {flag} pipeline (the student merged; {family.pipeline_name} has no "
+            "load_lora_weights)"
         )
 
 

@@ -152,4 +152,14 @@ MUTANTS = [
         ),
         "a LoRA student on PixArt's transformer: a raw AttributeError after the model loaded",
     ),
+    Mutant(
+        "card-tells-pixart-to-load-lora-weights",
+        "tlcm/card.py",
+        "    if lora and not has_lora_loader(pipeline):",
+        "    if False:",
+        (
+            "tests/test_check_units.py::test_a_pipeline_without_load_lora_weights_is_pointed_to_the_merged_export",
+        ),
+        "the card's diffusers snippet calls load_lora_weights on a pipeline without it (walkthrough 11)",
+    ),
 ]
