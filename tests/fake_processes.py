@@ -3,6 +3,10 @@ one process per run and poll them: nothing is trained, the commands are recorded
 
 from __future__ import annotations
 
+import subprocess
+import time
+from types import SimpleNamespace
+
 
 class FakeProcesses:
     """``Popen``: a process class whose processes record their command, run until their
@@ -39,9 +43,12 @@ class FakeProcesses:
 
     def patch(self, monkeypatch, module) -> FakeProcesses:
         """Start ``module``'s processes (it imports subprocess and time) with this fake, and make
-        its waits instant; returns self."""
-        monkeypatch.setattr(module.subprocess, "Popen", self.Popen)
-        monkeypatch.setattr(module.time, "sleep", lambda s: None)
+        its waits instant; returns self. Only ``module``'s names are replaced (copies of the two
+        modules): a library that starts a process meanwhile (matplotlib's first import runs
+        fc-list to build its font cache) still gets the real Popen."""
+        processes = SimpleNamespace(**{**vars(subprocess), "Popen": self.Popen})
+        monkeypatch.setattr(module, "subprocess", processes)
+        monkeypatch.setattr(module, "time", SimpleNamespace(**{**vars(time), "sleep": lambda s: None}))
         return self
 
     def started(self) -> list[str]:

@@ -628,7 +628,7 @@ def test_import_takes_a_py_files_path_and_an_unknown_recipe_names_a_module_witho
     (folder / "path_recipes.py").write_text(MY_RECIPES.format(loss="cli-units-path", preset="cli-units-path"))
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "path_recipes", raising=False)
-    monkeypatch.setattr(own_module, "IMPORTED", {})
+    own_module.IMPORTED.clear()  # tlcm/user_modules.py's record (conftest restores it)
     try:
         assert own_module.import_recipe_modules(["--import", str(folder / "path_recipes.py")]) == []
         assert "cli-units-path" in own_module.PRESETS and own_module.IMPORTED == {"path_recipes": 1}

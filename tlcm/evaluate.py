@@ -1,5 +1,7 @@
 """Evaluation: ``python -m tlcm.evaluate teacher-table | student | compare | generate | score |
-reward-thresholds``.
+reward-thresholds``;
+``--import MODULE`` (any subcommand) imports a module of yours first, e.g. one that registers a
+model family (tlcm/user_modules.py).
 
 ``reward-thresholds`` shows where a reward's hinge thresholds (s0, s_neg) sit on a teacher's
 samples (tlcm/eval/reward_thresholds.py).
@@ -45,6 +47,7 @@ from tlcm.summary import METRICS, RESULTS, best_teacher, from_repo_path, repo_pa
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.metrics import ToyMetrics
 from tlcm.toy.scores import evaluate_toy, student_scores
+from tlcm.user_modules import cli_args
 
 if TYPE_CHECKING:  # diffusers and peft are imported by the commands that load a model, not by --help
     from tlcm.models.base import BaseModel
@@ -68,14 +71,17 @@ def _check_steps(steps: tuple[int, ...]) -> None:
         raise TLCMError(f"--steps must be one or more step counts >= 1, got {' '.join(map(str, steps))}")
 
 
-def _check_args(samples_per_digit: int, model: Path, assets: Path, device: str) -> None:
-    """The checks shared by teacher-table and student that need no model: one-line TLCMErrors."""
+def _check_args(
+    samples_per_digit: int, model: Path, assets: Path, device: str, run: Path | None = None
+) -> None:
+    """The checks shared by teacher-table and student that need no model: one-line TLCMErrors
+    (``run``: the run whose recorded base model ``model`` is, when --model did not give it)."""
     from tlcm.models.folders import check_model_folder
 
     if samples_per_digit < 1:
         raise TLCMError(f"--samples-per-digit must be >= 1, got {samples_per_digit}")
     check_device(device, "--device")
-    check_model_folder(model, "--model")
+    check_model_folder(model, "--model", run)
     missing = [f for f in ASSET_FILES if not (Path(assets) / f).is_file()]
     if missing:
         raise TLCMError(
@@ -242,10 +248,11 @@ def student(
         check_out_file(out, "--out", (".json",))
     else:  # before any sampling: its scores would be lost at the end
         check_out_dir(run, "--run", "pass --out FILE.json to write the scores elsewhere")
+    given = model
     model, max_sequence_length = student_model(run, model, max_sequence_length, note)
     if steps:  # default: the student grid's (after loading the run)
         _check_steps(steps)
-    _check_args(samples_per_digit, model, assets, device)
+    _check_args(samples_per_digit, model, assets, device, None if given else run)
     base = _load(model, device, dtype, max_sequence_length)
     trained = Student.from_run(base, run)
     grid = trained.config.grid.with_sampler(gamma, first_gamma)
@@ -425,7 +432,9 @@ COMMANDS = {
 def cli(args: list[str] | None = None):
     """The command line: parse ``args`` (default: sys.argv) and run the subcommand without autograd."""
     with torch.no_grad():
-        return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="python -m tlcm.evaluate")
+        return tyro.extras.subcommand_cli_from_dict(
+            COMMANDS, args=cli_args(args), prog="python -m tlcm.evaluate"
+        )
 
 
 if __name__ == "__main__":

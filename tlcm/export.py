@@ -1,4 +1,5 @@
-"""Export a trained student: ``python -m tlcm.export RUN --format kohya`` converts an existing run.
+"""Export a trained student: ``python -m tlcm.export RUN --format kohya`` converts an existing run
+(``--import MODULE`` first where its model family comes from a module of yours: tlcm/user_modules.py).
 
 Files of an export folder (RUN/student/ by default; the engine writes the formats of
 ``--recipes.runtime.export-formats``, default diffusers only):
@@ -52,6 +53,7 @@ from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError, note, run_cli
 from tlcm.files import save_tensors, write_failed
 from tlcm.resume import check_has_checkpoint, run_folder, student_model
+from tlcm.user_modules import cli_args
 
 if TYPE_CHECKING:  # the model libraries load when exporting starts: --help and flag errors are quick
     from tlcm.models.base import BaseModel
@@ -305,7 +307,7 @@ def main(args: ExportArgs) -> list[Path]:
     out = args.out or args.run / "student"
     check_has_checkpoint(args.run, "RUN")  # before check_out_dir creates RUN/student there
     model = student_model(args.run, args.model, None, note)[0]
-    family = FAMILIES[check_model_folder(model, "--model")]
+    family = FAMILIES[check_model_folder(model, "--model", run=None if args.model else args.run)]
     check_export_formats(args.format, "--format", family=family)  # kohya: SD / SDXL only
     check_out_dir(
         out, "--out" if args.out else "the default --out", "pass --out DIR (a folder you can write to)"
@@ -335,7 +337,7 @@ def main(args: ExportArgs) -> list[Path]:
 
 def cli(args: list[str] | None = None) -> list[Path]:
     """The command line: parse ``args`` (default: sys.argv) and export."""
-    return main(tyro.cli(ExportArgs, args=args, prog="python -m tlcm.export"))
+    return main(tyro.cli(ExportArgs, args=cli_args(args), prog="python -m tlcm.export"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Few-step sampling from the command line: ``python -m tlcm.sample --steps 4 --prompt "..."``.
+"""Few-step sampling from the command line: ``python -m tlcm.sample --steps 4 --prompt "..."``
+(``--import MODULE``: a module of yours, e.g. one that registers a model family; tlcm/user_modules.py).
 
 Without ``--student`` the base model (teacher) samples with CFG + deterministic DDIM on an evenly
 spaced grid of ``--steps`` steps; with ``--student RUN`` the trained student samples with the TLCM
@@ -30,6 +31,7 @@ from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.errors import TLCMError, note, run_cli
 from tlcm.resume import check_has_checkpoint, run_folder, student_model
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+from tlcm.user_modules import cli_args
 
 
 @dataclass
@@ -69,8 +71,9 @@ class SampleArgs:
     """With --student: the gamma of the first move (from pure noise) instead of the run's."""
 
 
-def check_sample_args(args: SampleArgs) -> None:
-    """The checks that need no model (flags, output path, folders): one-line TLCMErrors."""
+def check_sample_args(args: SampleArgs, from_run: bool = False) -> None:
+    """The checks that need no model (flags, output path, folders): one-line TLCMErrors
+    (``from_run``: --model is the base model --student's run recorded, not a flag's)."""
     from tlcm.models.folders import check_model_folder, scheduler_timesteps
 
     if args.num_per_prompt < 1:
@@ -88,7 +91,7 @@ def check_sample_args(args: SampleArgs) -> None:
                 raise TLCMError(f"{flag} sets the student's sampler: pass --student RUN, or drop {flag}")
     elif args.guidance_scale != TEACHER_GUIDANCE_SCALE:
         raise TLCMError("--guidance-scale is the teacher's: a student samples without CFG; drop it")
-    check_model_folder(args.model, "--model")
+    check_model_folder(args.model, "--model", args.student if from_run else None)
     steps = scheduler_timesteps(args.model)
     if args.student is None and args.steps >= steps:
         raise TLCMError(
@@ -106,12 +109,13 @@ def main(args: SampleArgs) -> Path:
     empty = [i for i, p in enumerate(args.prompt, start=1) if not clean_prompt(p)]
     if empty:
         raise TLCMError(f"--prompt #{empty[0]} of {len(args.prompt)} is empty: give it text or drop it")
+    from_run = args.student is not None and args.model is None
     if args.student is not None:
         run = run_folder(args.student, "--student")
         model, length = student_model(run, args.model, args.max_sequence_length, note)
         args = replace(args, student=run, model=model, max_sequence_length=length)
     args = replace(args, model=args.model or MINIATURE_SD)
-    check_sample_args(args)
+    check_sample_args(args, from_run)
     if args.student is not None:  # before the base model loads
         check_has_checkpoint(args.student, "--student")
     # the model libraries (diffusers, peft, torchvision) load here: --help and bad input are quick
@@ -166,7 +170,7 @@ def main(args: SampleArgs) -> Path:
 
 def cli(args: list[str] | None = None) -> Path:
     """The command line: parse ``args`` (default: sys.argv) and sample."""
-    return main(tyro.cli(SampleArgs, args=args, prog="python -m tlcm.sample"))
+    return main(tyro.cli(SampleArgs, args=cli_args(args), prog="python -m tlcm.sample"))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlcm.toy import MINIATURE_SD, MINIATURE_SD3
+from tlcm.user_modules import imported_flags
 
 if TYPE_CHECKING:
     from tlcm.config import ModelConfig
@@ -179,7 +180,9 @@ def run_summary(
     """The end-of-run text of a finished run in folder ``run`` on the base ``model``: its files,
     the training cost (``evals``: denoiser evaluations in samples, when given), the scores
     (``scores_text``) and how to sample the student; ``sharded`` (FSDP2 over several processes):
-    says why the sample grids and scores are missing and how to score the student."""
+    says why the sample grids and scores are missing and how to score the student. The printed
+    commands carry this process's ``--import`` flags (tlcm/user_modules.py: a family, loss or
+    preset of your own module)."""
     cost = f", {evals:,} denoiser evaluations (samples)" if evals is not None else ""
     lines = [f"Finished: {seconds:.0f} s of training{cost}. Everything is in {run}/:"]
     lines += [f"  {path.name + '/' * path.is_dir():<15} {text}" for path, text in run_files(run)]
@@ -189,11 +192,13 @@ def run_summary(
         lines += [
             "",
             "FSDP2: no sample grids or scores (one process cannot run the sharded network alone); "
-            f"score the exported student: python -m tlcm.evaluate student --run {shell_path(run)}",
+            "score the exported student: "
+            f"python -m tlcm.evaluate{imported_flags()} student --run {shell_path(run)}",
         ]
     prompt = "the number 3, handwritten" if Path(model.path).resolve() in TEACHER_TABLES else "your prompt"
     command = (
-        f"python -m tlcm.sample --student {shell_path(run)} --steps 4"  # the run's base model and T5 length
+        f"python -m tlcm.sample{imported_flags()}"  # the run's modules (a family of your own, say)
+        f" --student {shell_path(run)} --steps 4"  # the run's base model and T5 length
         f" --out {shell_path(run / 'samples.png')}"  # not outputs/ of the working directory
     )
     lines += ["", f'Sample it: {command} --prompt "{prompt}"']

@@ -1,21 +1,20 @@
 """Train a recipe: ``python -m tlcm.train [--import MODULE] recipes:NAME [--recipes.FIELD VALUE ...]``.
 
 Presets live in the top-level ``recipes`` package, or in a module of your own given with
-``--import`` (its ``PRESETS`` dict joins them; importing it registers its losses); every field of
-the recipe tree is a flag (see ``--help`` of a preset). Runs under torchrun unchanged.
+``--import`` (its ``PRESETS`` dict joins them; importing it registers its losses and model
+families: tlcm/user_modules.py); every field of the recipe tree is a flag (see ``--help`` of a
+preset). Runs under torchrun unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib
 import itertools
 import json
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tyro
@@ -26,6 +25,7 @@ from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError, run_cli
 from tlcm.preemption import install_for_process
 from tlcm.summary import run_summary
+from tlcm.user_modules import IMPORTED, import_flags, import_modules, module_name  # noqa: F401 (ablations/ import them from here)
 
 if TYPE_CHECKING:  # the engine (diffusers, peft) is imported when training starts: --help is quick
     from tlcm.engine import Run
@@ -103,48 +103,15 @@ def main(args: TrainArgs) -> None:
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
-IMPORTED: dict[str, int] = {}
-"""The ``--import`` modules of this process -> how many presets each added (0: losses only, or
-a module that forgot its PRESETS dict: ``check_preset_names`` says so)."""
-
-
-def import_flags(modules: tuple[str, ...] | list[str]) -> list[str]:
-    """``--import NAME`` for each of ``modules``: the command line of a process that imports them
-    too (``import_recipe_modules`` reads it)."""
-    return [flag for name in modules for flag in ("--import", name)]
-
-
 def import_recipe_modules(argv: list[str]) -> list[str]:
-    """Import each ``--import MODULE`` of ``argv`` (repeatable, anywhere in it) before the command
-    line is built: the import registers the module's losses (``@register_loss``) and its
-    ``PRESETS`` dict (name -> Recipe) joins ``recipes.PRESETS``. MODULE is a module name
-    (importable from the working directory or PYTHONPATH) or a path to a .py file (its folder is
-    put first on sys.path). Returns ``argv`` without them."""
-    rest, modules, args = [], [], iter(argv)
-    for arg in args:
-        if arg == "--import":
-            modules.append(next(args, ""))
-        elif arg.startswith("--import="):
-            modules.append(arg.removeprefix("--import="))
-        else:
-            rest.append(arg)
-    for name in modules:
-        if not name or name.startswith("-"):
-            raise TLCMError(
-                "--import needs a module name: --import my_recipes (my_recipes.py in this folder)"
-            )
-        name = _importable(name)
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name is None or not (name == err.name or name.startswith(f"{err.name}.")):
-                raise  # the module itself imports something missing: its traceback says what
-            raise TLCMError(
-                f"--import {name}: no module named {err.name!r} (from {os.getcwd()}): run from the folder "
-                f"that holds {name.replace('.', '/')}.py, or add its folder to PYTHONPATH"
-            ) from None
+    """Import each ``--import MODULE`` of ``argv`` (tlcm/user_modules.py: repeatable, anywhere in
+    it, a module name or a .py file's path) before the command line is built: the import registers
+    the module's losses (``@register_loss``) and families (``register_family``), and its ``PRESETS``
+    dict (name -> Recipe) joins ``recipes.PRESETS``. Returns ``argv`` without them."""
+    rest, names = import_modules(argv)
+    for name in names:
+        module = sys.modules[name]
         presets = getattr(module, "PRESETS", {})
-        IMPORTED[name] = len(presets)
         if presets is PRESETS:  # the module added its presets to recipes.PRESETS itself
             continue
         for preset, recipe in presets.items():
@@ -157,28 +124,10 @@ def import_recipe_modules(argv: list[str]) -> list[str]:
                 raise TLCMError(f"--import {name}: its preset {preset!r} is already a preset: rename it")
             PRESETS[preset] = recipe
         DESCRIPTIONS.update({p: d for p, d in getattr(module, "DESCRIPTIONS", {}).items() if p in presets})
-    if modules:
+    if names:
         global Presets
         Presets = tyro.extras.subcommand_type_from_defaults(PRESETS, DESCRIPTIONS)  # TrainArgs' annotation
     return rest
-
-
-def module_name(arg: str) -> str:
-    """The module an ``--import`` argument names: a .py file's stem, else the argument itself."""
-    return Path(arg).stem if arg.endswith(".py") else arg
-
-
-def _importable(arg: str) -> str:
-    """``module_name(arg)``, made importable: a .py file's folder goes first on sys.path (a missing
-    file is refused in one line)."""
-    if arg.endswith(".py"):
-        if not Path(arg).is_file():
-            raise TLCMError(
-                f"--import {arg}: no such file (from {os.getcwd()}): pass the path of your recipe "
-                "file, or a module name (--import my_recipes with my_recipes.py on PYTHONPATH)"
-            )
-        sys.path.insert(0, str(Path(arg).resolve().parent))
-    return module_name(arg)
 
 
 def check_preset_names(argv: list[str]) -> None:

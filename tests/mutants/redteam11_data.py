@@ -24,7 +24,7 @@ BASE = "tlcm/models/base.py"
 SCORING = "tlcm/scoring/__init__.py"
 SCORING_CLIP = "tlcm/scoring/clip.py"
 REWARDS = "tlcm/rewards/base.py"
-DIGIT = "tlcm/rewards/digit.py"
+DIGIT = "tlcm/toy/data.py"  # prompt_digit (moved from tlcm/rewards/digit.py)
 TRACKERS = "tlcm/trackers.py"
 
 E = "tests/test_embeddings.py::"

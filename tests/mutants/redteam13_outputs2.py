@@ -39,7 +39,7 @@ IR = "tlcm/eval/imagereward.py"
 PROMPTS = "tlcm/eval/prompts.py"
 RBASE = "tlcm/rewards/base.py"
 RCLIP = "tlcm/rewards/clip.py"
-RDIGIT = "tlcm/rewards/digit.py"
+RDIGIT = "tlcm/toy/data.py"  # prompt_digit (moved from tlcm/rewards/digit.py)
 
 T_EXP_LOAD = "tests/test_export.py::test_kohya_and_diffusers_files_load_as_the_student[sd]"
 T_EXP_KEYS = "tests/test_export.py::test_kohya_key_mapping"

@@ -146,7 +146,7 @@ MUTANTS = [
     ),
     Mutant(
         "import-hides-the-modules-own-missing-import",
-        TRAIN,
+        "tlcm/user_modules.py",
         '            if err.name is None or not (name == err.name or name.startswith(f"{err.name}.")):',
         "            if err.name is None or not name.startswith(err.name):",
         (T_IMPORT_NO,),

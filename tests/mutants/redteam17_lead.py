@@ -164,7 +164,7 @@ T_IMPORT = (
 MUTANTS += [
     Mutant(
         "import-py-path-as-module-name",
-        "tlcm/train.py",
+        "tlcm/user_modules.py",
         'return Path(arg).stem if arg.endswith(".py") else arg',
         "return arg",
         (T_IMPORT,),
@@ -172,7 +172,7 @@ MUTANTS += [
     ),
     Mutant(
         "import-py-path-folder-not-on-path",
-        "tlcm/train.py",
+        "tlcm/user_modules.py",
         "        sys.path.insert(0, str(Path(arg).resolve().parent))\n",
         "",
         (T_IMPORT,),
@@ -180,8 +180,8 @@ MUTANTS += [
     ),
     Mutant(
         "unknown-recipe-says-nothing-of-empty-modules",
-        "tlcm/train.py",
-        "IMPORTED[name] = len(presets)",
+        "tlcm/user_modules.py",
+        'IMPORTED[name] = len(getattr(module, "PRESETS", {}))',
         "IMPORTED[name] = 1",
         (T_IMPORT,),
         "a module that forgot PRESETS gives only 'unknown recipe' and 21 names",

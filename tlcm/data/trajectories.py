@@ -11,7 +11,8 @@ On disk: ``shard-00000.safetensors``, ... (``states`` (N, G, C, h, w), float16 b
 the bytes for ~1e-3 relative rounding; ``prompt_index`` (N,) int64) and ``manifest.json`` (grid,
 M, k, w, teacher fingerprint, latent shape, dtype, prompts, shard sha256s, format version).
 ``TrajectoryCache.open`` refuses any mismatch or corruption with a one-line ``TLCMError``.
-CLI: ``python -m tlcm.data.trajectories --model DIR --prompts FILE --out DIR --samples-per-prompt 8``.
+CLI: ``python -m tlcm.data.trajectories --model DIR --prompts FILE --out DIR --samples-per-prompt 8``
+(``--import MODULE``: a module of yours that registers the model's family; tlcm/user_modules.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from tlcm.diffusion.solvers import teacher_solve
 from tlcm.errors import TLCMError, run_cli
 from tlcm.files import save_tensors
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
+from tlcm.user_modules import cli_args
 
 if TYPE_CHECKING:  # the model libraries load with the teacher: --help and flag errors are quick
     from tlcm.models.base import BaseModel
@@ -483,7 +485,7 @@ def main(args: CacheArgs) -> dict:
 
 def cli(args: list[str] | None = None) -> dict:
     """The command line: parse ``args`` (default: sys.argv) and build the cache."""
-    return main(tyro.cli(CacheArgs, args=args, prog="python -m tlcm.data.trajectories"))
+    return main(tyro.cli(CacheArgs, args=cli_args(args), prog="python -m tlcm.data.trajectories"))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,18 @@ VOCAB_FILES = ("tokenizer.json", "vocab.json", "spiece.model")
 """A tokenizer folder holds one of these (transformers would silently build an empty one)."""
 
 
-def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
+ADD_FAMILY = (
+    "a family of your own: register_family(MyFamily()) in your module, then --import it "
+    "(docs/design.md, 'Model families')"
+)
+"""How to add a model family, as the unsupported-pipeline refusal says it."""
+
+
+def check_model_folder(path: Path, flag: str = "--recipes.model.path", run: Path | None = None) -> str:
     """Validate a diffusers folder without loading it; return its pipeline class name or raise a
     one-line TLCMError. ``flag``: the option that gave ``path`` (named in the fix; "--model" in the
-    sample / evaluate / trajectory CLIs)."""
+    sample / evaluate / trajectory CLIs); ``run``: the run folder whose recorded base model ``path``
+    is, when no flag gave it."""
     path = Path(path)
     if not path.exists():
         raise TLCMError(f"model folder {path} does not exist: pass a local diffusers folder ({flag} DIR)")
@@ -55,7 +63,12 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path") -> str:
             f"{resave}"
         )
     if name not in FAMILIES:
-        raise TLCMError(f"{path} holds a {name}; supported: {', '.join(FAMILIES)} (pass one to {flag})")
+        fix = (
+            f"{run} was trained on it: pass the --import MODULE of that training run, or {ADD_FAMILY}"
+            if run is not None
+            else f"pass one to {flag}, or {ADD_FAMILY}"
+        )
+        raise TLCMError(f"{path} holds a {name}; supported: {', '.join(FAMILIES)} ({fix})")
     listed = [k for k, v in spec.items() if isinstance(v, list) and len(v) == 2 and None not in v]
     components = dict.fromkeys([*FAMILIES[name].components, *listed])
     missing = [c for c in components if not (path / c).is_dir()]

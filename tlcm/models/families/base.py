@@ -4,8 +4,11 @@ teacher-feature discriminator and the export speak through (docs/design.md, "Mod
 A family is stateless; ``BaseModel`` (tlcm/models/base.py) pairs one with a loaded diffusers
 pipeline. Latents are always (B, C, h, w), as the VAE makes them (a family that packs tokens,
 FLUX, packs inside ``forward``), so losses, solvers and discriminators see one shape convention.
-Adding a family = one file here that subclasses ``Family`` + an entry in ``FAMILIES``
-(families/__init__.py) + its tests (a tiny random pipeline, the preset smoke train, the export).
+Adding a family = a ``Family`` subclass in a module of your own, registered there with
+``register_family(MyFamily())`` (families/__init__.py; it checks what a family must provide) and
+imported with ``--import my_module`` by every command; no change to tlcm/. A family shipped with
+tlcm is one file here, registered in families/__init__.py, with its tests (a tiny random pipeline,
+the preset smoke train, the export).
 The family is the model boundary: loading (precision per component), the fingerprint of every
 component that determines the outputs, sizes from the resolution, decode, sharding and the names
 the model card and the export use live here; nothing outside tlcm/models/families branches on the
