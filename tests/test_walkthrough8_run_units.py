@@ -251,8 +251,9 @@ def test_device_auto_falling_back_to_the_cpu_warns_unless_the_miniature(monkeypa
 def test_a_training_prints_its_startup_line_first_and_the_warning(tiny_sd_dir, tmp_path, capfd):
     recipe = small_recipe(tiny_sd_dir, tmp_path / "run", steps=1)
     Trainer(recipe).release()
-    err = capfd.readouterr().err
-    assert err.splitlines()[0] == "training on cpu, 1 process, frozen weights float32"
+    out = capfd.readouterr()
+    assert out.out.splitlines()[0] == "training on cpu, 1 process, frozen weights float32"
+    assert "training on" not in out.err  # stderr holds problems only (a bad input: its one line)
     auto = replace(recipe, runtime=replace(recipe.runtime, device="auto"))
     if not torch.cuda.is_available():
         Trainer(auto).release()
@@ -262,4 +263,4 @@ def test_a_training_prints_its_startup_line_first_and_the_warning(tiny_sd_dir, t
 def test_two_torchrun_style_ranks_only_rank_0_prints_the_line(tiny_sd_dir, tmp_path, capfd):
     recipe = small_recipe(tiny_sd_dir, tmp_path / "run", steps=1)
     Trainer(recipe, DistInfo(1, 1, torch.device("cpu")))
-    assert "training on" not in capfd.readouterr().err
+    assert "training on" not in capfd.readouterr().out

@@ -164,9 +164,10 @@ class Trainer:
         dtype = frozen_dtype(recipe.model.frozen_dtype, self.dist.device, use_bf16)
         m = recipe.model
         fallback = cpu_fallback(self.dist, rt.device, is_miniature(m.path))
-        for line in [startup_line(self.dist, dtype, use_bf16), fallback] if self.dist.is_main else []:
-            if line:
-                note(line)
+        if self.dist.is_main:  # the line on stdout (stderr holds problems only: a bad input's one line)
+            print(startup_line(self.dist, dtype, use_bf16), flush=True)
+            if fallback:
+                note(fallback)
         self.sharded = rt.fsdp and self.dist.world_size > 1  # FSDP2: the network(s) in shards
         self.base = BaseModel.load(
             m.path,

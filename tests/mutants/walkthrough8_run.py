@@ -102,8 +102,8 @@ MUTANTS = [
     Mutant(
         "no-startup-line",
         "tlcm/engine.py",
-        "            if line:\n                note(line)\n",
-        "            pass\n",
+        "            print(startup_line(self.dist, dtype, use_bf16), flush=True)\n",
+        "",
         (T_LINE,),
         "nothing says the run trains on the CPU with gloo",
     ),
