@@ -167,7 +167,7 @@ def test_export_pipeline_after_training_lists_pipeline_in_the_kept_card(monkeypa
 
     monkeypatch.setattr(export, "check_has_checkpoint", lambda *a: None)
     monkeypatch.setattr(export, "student_model", lambda *a: (tmp_path / "model", None))
-    monkeypatch.setattr(tlcm.models.folders, "check_model_folder", lambda *a: "StableDiffusionPipeline")
+    monkeypatch.setattr(tlcm.models.folders, "check_model_folder", lambda *a, **k: "StableDiffusionPipeline")
     monkeypatch.setattr(BaseModel, "load", lambda *a, **k: None)
     monkeypatch.setattr(Student, "from_run", lambda *a, **k: SimpleNamespace())
     monkeypatch.setattr(export, "export_student", export_student)

@@ -256,11 +256,14 @@ class TeacherFeatureDiscriminator(Discriminator):
     def frozen_features(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> list[torch.Tensor]:
         """``features`` with the trunk's own adapter (``adapter``, trained by its owner) on detached
         copies of its weights, swapped in for this call (``functional_call``): its later in-place
-        update leaves the graph valid, and no gradient reaches it. Not under gradient checkpointing's
-        recomputation (in backward, it reads the live weights) nor on FSDP2 shards (the live
-        weights: call ``aux_step`` after the backward, as the engine does)."""
+        update leaves the graph valid, and no gradient reaches it. Not under gradient checkpointing
+        nor on FSDP2 shards: there the live weights (L_G leaves gradients on the trunk, which
+        ``aux_step``'s optimizer clears before D's update; call ``aux_step`` after the student's
+        backward, as the engine does)."""
         net = self.net[0]
-        if self.adapter is TEACHER or is_sharded(net):
+        # gradient checkpointing recomputes the blocks in backward with the live (trainable) weights,
+        # which torch.utils.checkpoint refuses (other metadata): the live call, as on FSDP2 shards
+        if self.adapter is TEACHER or is_sharded(net) or getattr(net, "is_gradient_checkpointing", False):
             return self.features(x, t, cond)
         tag = f".{self.adapter}."
         copies = {f"net.{n}": p.detach().clone() for n, p in net.named_parameters() if tag in n}
