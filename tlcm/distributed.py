@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from tlcm.errors import note
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -76,6 +78,17 @@ def cpu_fallback(info: DistInfo, requested: str, miniature: bool) -> str | None:
         f"warning: no GPU visible ({why}): device auto trains on the CPU, far slower; check the job's "
         "GPUs, or pass --recipes.runtime.device cpu to mean it"
     )
+
+
+def announce_start(info: DistInfo, requested: str, miniature: bool, frozen: torch.dtype, bf16: bool) -> None:
+    """On rank 0: the ``startup_line`` on stdout (stderr holds problems only: a bad input's one
+    line), then the ``cpu_fallback`` warning, if any, on stderr."""
+    if not info.is_main:
+        return
+    print(startup_line(info, frozen, bf16), flush=True)
+    warning = cpu_fallback(info, requested, miniature)
+    if warning:
+        note(warning)
 
 
 COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "Connection closed by peer", "Connection reset by peer")

@@ -39,19 +39,17 @@ from tlcm.data.trajectories import TrajectoryCache
 from tlcm.diffusion.denoiser import Guided
 from tlcm.distributed import (
     DistInfo,
+    announce_start,
     average_gradients,
     average_terms,
-    collective_failure,
-    cpu_fallback,
     full_tensors,
     grad_norm,
     init_distributed,
     reshard_optimizer_state,
     shard,
-    startup_line,
     summed_count,
 )
-from tlcm.errors import TLCMError, note
+from tlcm.errors import TLCMError
 from tlcm.export import export_student, run_name
 from tlcm.files import lock_run
 from tlcm.guards import NonFiniteLoss, check_skipped, diverged, kept, nonfinite, peak_share, weight_peak
@@ -60,7 +58,7 @@ from tlcm.losses.base import build_loss, check_reaches_student, checked_terms
 from tlcm.memory_plan import plan_phase
 from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
-from tlcm.preemption import StopSignals, stop_signals
+from tlcm.preemption import STOP_WAIT_SECONDS, StopSignals, stop_failures, stop_signals
 from tlcm.report import Reporter
 from tlcm.resume import check_init_base, check_phases, check_resume, run_folder, run_record
 from tlcm.sample_grids import write_phase_grid
@@ -72,16 +70,6 @@ under torchrun) saved a checkpoint (EX_TEMPFAIL: rerun the same command to resum
 STOP, PEAK = "_stop", "_weight_peak"
 """Averaged with the step's loss terms (its one collective), then removed: any process signalled,
 and the largest trainable weight's magnitude, so that every process decides alike."""
-STOP_WAIT_SECONDS = 10.0
-"""After a collective failed with no stop signal yet, how long a process waits for the one torchrun
-sends the survivors once a process died (then it says so in one line, else the error is raised)."""
-
-
-class StopFailed(TLCMError):
-    """A collective failed on the way to (or during) a stop signal's save: another process died."""
-
-    exit_code = 1
-
 
 def previous_outputs(out_dir: Path) -> list[Path]:
     """What an earlier run left in ``out_dir`` that a run starting over there (``--recipes.runtime.
@@ -163,11 +151,7 @@ class Trainer:
         )
         dtype = frozen_dtype(recipe.model.frozen_dtype, self.dist.device, use_bf16)
         m = recipe.model
-        fallback = cpu_fallback(self.dist, rt.device, is_miniature(m.path))
-        if self.dist.is_main:  # the line on stdout (stderr holds problems only: a bad input's one line)
-            print(startup_line(self.dist, dtype, use_bf16), flush=True)
-            if fallback:
-                note(fallback)
+        announce_start(self.dist, rt.device, is_miniature(m.path), dtype, use_bf16)
         self.sharded = rt.fsdp and self.dist.world_size > 1  # FSDP2: the network(s) in shards
         self.base = BaseModel.load(
             m.path,
@@ -461,27 +445,20 @@ class Trainer:
 
     def run(self) -> Run:
         """Run every phase from the start or from the latest checkpoint; export the student; then
-        unlock the run folder. A collective failure on the way to a stop signal's save (another
-        process died) ends in one line (``StopFailed``) naming the latest checkpoint."""
+        unlock the run folder. A stop whose save another process's death prevented ends in one line
+        naming the latest checkpoint (``tlcm.preemption.stop_failures``)."""
+        wait = STOP_WAIT_SECONDS if self.dist.world_size > 1 else 0.0
         try:
-            return self._run()
-        except RuntimeError as err:
-            wait = STOP_WAIT_SECONDS if self.dist.world_size > 1 else 0.0
-            if not (collective_failure(err) and self._stopping(wait)):
-                raise
-            why = self._signals.received or "a stop signal to another process"
-            latest = resume_from(self.recipe.runtime.out_dir)
-            raise StopFailed(f"{why}: could not save a checkpoint (another process died); {latest}") from err
+            with stop_failures(self._stop_asked, wait, lambda: resume_from(self.recipe.runtime.out_dir)):
+                return self._run()
         finally:
             self.release()
 
-    def _stopping(self, wait: float) -> bool:
-        """Whether a stop was asked for (here or on another process), waiting up to ``wait`` seconds
-        for a signal (torchrun sends the surviving processes SIGTERM once one has died)."""
-        end = time.monotonic() + wait
-        while not (self._stop or self._signals.received) and time.monotonic() < end:
-            time.sleep(0.05)
-        return bool(self._stop or self._signals.received)
+    def _stop_asked(self) -> str | None:
+        """Why the run stops: the stop signal this process received, or (``_stop``: every process
+        agreed) "a stop signal to another process"; None while no stop is asked for."""
+        other = "a stop signal to another process" if self._stop else None
+        return self._signals.received or other
 
     def _run(self) -> Run:
         rt, self._started = self.recipe.runtime, time.perf_counter()
@@ -573,9 +550,7 @@ class Trainer:
         if self.dist.world_size > 1:
             torch.distributed.barrier()
         self.reporter.end_display()  # the message is the last line, below the final progress
-        why = self._signals.received or (
-            "a stop signal to another process" if self.dist.world_size > 1 else "stop"
-        )
+        why = self._stop_asked() or "stop"
         self.reporter.print(
             f"{why}: saved a checkpoint at step {state.global_step}; exit {PREEMPTED_EXIT_CODE}; "
             "rerun the same command to resume"
