@@ -71,6 +71,7 @@ STOP, PEAK = "_stop", "_weight_peak"
 """Averaged with the step's loss terms (its one collective), then removed: any process signalled,
 and the largest trainable weight's magnitude, so that every process decides alike."""
 
+
 def previous_outputs(out_dir: Path) -> list[Path]:
     """What an earlier run left in ``out_dir`` that a run starting over there (``--recipes.runtime.
     no-resume``) removes: its checkpoints, exported student, phase sample grids and scores, which

@@ -118,7 +118,8 @@ def inference_milestone_indices(
     """Milestone indices k (descending, from M) of an n-step sampler.
 
     "authors": the authors' table for M = 8 (``AUTHORS_MILESTONE_INDICES``: 2 -> [8, 4],
-    3 -> [8, 4, 1], 4 -> [8, 6, 4, 1], 5 -> [8, 6, 4, 2, 1], ..., 8 -> all), "trailing" for other M. "trailing": n evenly spaced indices starting at M,
+    3 -> [8, 4, 1], 4 -> [8, 6, 4, 1], 5 -> [8, 6, 4, 2, 1], ..., 8 -> all), "trailing" for other M.
+    "trailing": n evenly spaced indices starting at M,
     k_i = M - floor(i M / n + 1/2) for i = 0..n-1 (diffusers' trailing spacing on the milestones),
     e.g. M = 8: 3 -> [8, 5, 3], 4 -> [8, 6, 4, 2].
     """
