@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import signal
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -155,6 +156,37 @@ def test_a_finished_run_is_scored_at_the_grids_step_counts_on_its_own_grid(fake_
     assert kwargs == {"student_grid": StudentGrid(num_milestones=4, steps=2)}
     assert json.loads((tmp_path / "eval.json").read_text()) == scores
     assert [c[0] for c in calls] == ["scores", "card", "summary"] and calls[2][1][3] == scores
+
+
+def test_the_run_folder_stays_locked_until_the_scores_and_card_are_written(
+    fake_training, tmp_path, monkeypatch
+):
+    """Rank 0 holds RUN/.lock from before the Trainer (which shares it) until eval.json and the
+    card are written: another training of the folder is refused meanwhile; released after."""
+    import tlcm.card
+    import tlcm.train
+    from tlcm.files import LOCK_FILE
+
+    locked = []
+    card = tlcm.card.write_model_card
+
+    def write_card(*args, **kwargs):
+        locked.append((tmp_path / LOCK_FILE).is_file() and _locked_elsewhere(tmp_path / LOCK_FILE))
+        card(*args, **kwargs)
+
+    monkeypatch.setattr(tlcm.card, "write_model_card", write_card)
+    tlcm.train.train_and_score(_recipe(tmp_path, eval_samples_per_digit=2))
+    assert locked == [True] and not (tmp_path / LOCK_FILE).exists()
+
+
+def _locked_elsewhere(path: Path) -> bool:
+    """Whether another process's non-blocking flock of ``path`` is refused."""
+    code = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept OSError:\n    sys.exit(7)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 7
 
 
 @pytest.mark.parametrize(("fsdp", "world", "per_digit", "scored"), [

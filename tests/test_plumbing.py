@@ -219,7 +219,8 @@ def test_only_a_finished_run_on_rank_0_is_scored_and_summarised(
     monkeypatch.setattr(tlcm.engine, "train", lambda recipe: run)
     monkeypatch.setattr(tlcm.train, "_score", lambda run, recipe: done.append("scored") or [])
     monkeypatch.setattr(tlcm.train, "run_summary", lambda *a: done.append("summary") or "")
-    recipe = SimpleNamespace(runtime=SimpleNamespace(fsdp=False, eval_samples_per_digit=1), model=None)
+    runtime = SimpleNamespace(fsdp=False, eval_samples_per_digit=1, out_dir=tmp_path)
+    recipe = SimpleNamespace(runtime=runtime, model=None)
     assert tlcm.train.train_and_score(recipe) is run
     assert done == (["scored", "summary"] if scored else [])
 

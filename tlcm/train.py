@@ -43,18 +43,30 @@ class TrainArgs:
 
 def train_and_score(recipe: Recipe) -> Run:
     """Train, then (eval_samples_per_digit > 0: miniature pipeline) score the student on rank 0 and
-    write RUN/eval.json; rank 0 of a finished run prints the summary (tlcm/summary.py)."""
+    write RUN/eval.json; rank 0 of a finished run prints the summary (tlcm/summary.py). Rank 0
+    holds the run folder's lock (``tlcm.files.lock_run``, shared with the Trainer's) until the
+    scores and the card are written: another training of the folder is refused until then."""
+    from tlcm.checks import check_out_dir
     from tlcm.distributed import close_distributed
     from tlcm.engine import train
+    from tlcm.files import lock_run
 
+    lock = None
+    if os.environ.get("RANK", "0") in ("", "0"):
+        check_out_dir(recipe.runtime.out_dir, "--recipes.runtime.out-dir")
+        lock = lock_run(recipe.runtime.out_dir)
     try:
-        run = train(recipe)
+        try:
+            run = train(recipe)
+        finally:
+            close_distributed()
+        if run.preempted or not run.is_main:
+            return run
+        sharded = recipe.runtime.fsdp and int(os.environ.get("WORLD_SIZE", "1")) > 1  # shards need all ranks
+        scores = None if recipe.runtime.eval_samples_per_digit <= 0 or sharded else _score(run, recipe)
     finally:
-        close_distributed()
-    if run.preempted or not run.is_main:
-        return run
-    sharded = recipe.runtime.fsdp and int(os.environ.get("WORLD_SIZE", "1")) > 1  # shards need all ranks
-    scores = None if recipe.runtime.eval_samples_per_digit <= 0 or sharded else _score(run, recipe)
+        if lock is not None:
+            lock.release()
     print(run_summary(run.out_dir, recipe.model, run.train_seconds, scores, run.denoiser_evals, sharded))
     return run
 
