@@ -211,6 +211,36 @@ def test_an_unsupported_pipeline_says_how_to_add_a_family_and_whence_the_folder_
     assert "pass the --import MODULE of that training run" in run and "register_family" in run
 
 
+def test_a_run_records_its_imports_and_a_reader_without_them_is_told_which(
+    registry, tiny_sd_dir, tmp_path, monkeypatch
+):
+    """A run stores its --import modules (a .py file by its absolute path) in its checkpoints' run
+    record; reading the run in a process that lacks its family names exactly those flags. They are
+    named, never imported from the record (a run folder from elsewhere must not run code)."""
+    from engine_helpers import small_recipe
+
+    from tlcm.engine import Trainer
+    from tlcm.resume import trained_imports
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    module = tmp_path / "w11 recorded family.py"  # a space: the flag is quoted
+    module.write_text("IMPORTED_BY_THE_TEST = True\n")
+    monkeypatch.chdir(tmp_path)  # given relative to the working folder: recorded absolute
+    user_modules.import_modules(["--import", module.name, "--import", "json"])
+    recorded = [str(module.resolve()), "json"]
+    assert user_modules.recorded_imports() == recorded
+    Trainer(small_recipe(tiny_sd_dir, tmp_path / "run", steps=1)).run()
+    assert trained_imports(tmp_path / "run") == recorded
+    assert trained_imports(tmp_path) == []  # no checkpoint: nothing recorded
+    folder = tmp_path / "pixart"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "PixArtAlphaPipeline"}')
+    with pytest.raises(TLCMError) as err:
+        check_model_folder(folder, "--model", tmp_path / "run", trained_imports(tmp_path / "run"))
+    flags = f"--import '{module.resolve()}' --import json"
+    assert f"{tmp_path / 'run'} was trained with {flags}: pass the same to this command" in str(err.value)
+
+
 # ---- the whole route: a family of one's own, trained, then sampled --------------------------------
 
 
@@ -253,4 +283,5 @@ def test_a_family_of_ones_own_trains_and_samples_with_import(tiny_sd_dir, tmp_pa
     refused = _python([*bare, "--steps", "2", "--device", "cpu"], work)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "holds a RenamedSDPipeline" in refused.stderr and "pass one to --model" not in refused.stderr
-    assert "pass the --import MODULE of that training run" in " ".join(refused.stderr.split())
+    said = " ".join(refused.stderr.split())  # the run recorded its --import: named in the refusal
+    assert "run was trained with --import renamed_family: pass the same to this command" in said

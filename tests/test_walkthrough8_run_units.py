@@ -18,11 +18,10 @@ from engine_helpers import interrupt_after, small_recipe
 
 import tlcm.checkpoint as ckpt
 from tlcm.checkpoint import TrainState, load_latest, resume_from, save_checkpoint
-from tlcm.distributed import DistInfo, collective_failure, cpu_fallback, startup_line
+from tlcm.distributed import DistInfo, StopFailed, collective_failure, cpu_fallback, startup_line
 from tlcm.engine import Trainer
 from tlcm.errors import TLCMError
 from tlcm.files import LOCK_FILE, lock_run
-from tlcm.preemption import StopFailed
 
 HOLDER = """
 import sys

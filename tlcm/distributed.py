@@ -15,13 +15,16 @@ rank 0 writes); loading shards them again like the live parameters (``shard_like
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-from tlcm.errors import note
+from tlcm.errors import TLCMError, note
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,42 @@ def collective_failure(err: BaseException) -> bool:
     if isinstance(err, dist.DistError):
         return True
     return isinstance(err, RuntimeError) and any(k in str(err) for k in COLLECTIVE_ERRORS)
+
+
+STOP_WAIT_SECONDS = 10.0
+"""After a collective failed with no stop signal yet, how long a process of several waits for the one
+torchrun sends the survivors once a process died (then it says so in one line, else the error is
+raised)."""
+
+
+class StopFailed(TLCMError):
+    """A collective failed on the way to (or during) a stop signal's save: another process died."""
+
+    exit_code = 1
+
+
+def _asked_within(asked: Callable[[], str | None], wait: float) -> str | None:
+    """``asked()`` (why the run stops, None: it does not), waiting up to ``wait`` seconds for it."""
+    end = time.monotonic() + wait
+    while asked() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    return asked()
+
+
+@contextmanager
+def stop_failures(asked: Callable[[], str | None], wait: float, latest: Callable[[], str]) -> Iterator[None]:
+    """Raise ``StopFailed`` ("SIGTERM: could not save a checkpoint (another process died); <latest>")
+    for a collective's failure in the block once a stop is asked for (``asked``: its reason, e.g.
+    "SIGTERM"), waiting up to ``wait`` seconds for the signal torchrun sends the survivors; any
+    other error (or a collective's failure with no stop asked for) is raised as it is. ``latest``:
+    the sentence naming the latest checkpoint (``tlcm.checkpoint.resume_from``)."""
+    try:
+        yield
+    except RuntimeError as err:
+        why = _asked_within(asked, wait) if collective_failure(err) else None
+        if why is None:
+            raise
+        raise StopFailed(f"{why}: could not save a checkpoint (another process died); {latest()}") from err
 
 
 def average_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:

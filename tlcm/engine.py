@@ -38,6 +38,7 @@ from tlcm.data.prompts import load_prompts
 from tlcm.data.trajectories import TrajectoryCache
 from tlcm.diffusion.denoiser import Guided
 from tlcm.distributed import (
+    STOP_WAIT_SECONDS,
     DistInfo,
     announce_start,
     average_gradients,
@@ -47,6 +48,7 @@ from tlcm.distributed import (
     init_distributed,
     reshard_optimizer_state,
     shard,
+    stop_failures,
     summed_count,
 )
 from tlcm.errors import TLCMError
@@ -58,7 +60,7 @@ from tlcm.losses.base import build_loss, check_reaches_student, checked_terms
 from tlcm.memory_plan import plan_phase
 from tlcm.models.base import BaseModel, frozen_dtype
 from tlcm.models.student import Student
-from tlcm.preemption import STOP_WAIT_SECONDS, StopSignals, stop_failures, stop_signals
+from tlcm.preemption import StopSignals, stop_signals
 from tlcm.report import Reporter
 from tlcm.resume import check_init_base, check_phases, check_resume, run_folder, run_record
 from tlcm.sample_grids import write_phase_grid
@@ -447,7 +449,7 @@ class Trainer:
     def run(self) -> Run:
         """Run every phase from the start or from the latest checkpoint; export the student; then
         unlock the run folder. A stop whose save another process's death prevented ends in one line
-        naming the latest checkpoint (``tlcm.preemption.stop_failures``)."""
+        naming the latest checkpoint (``tlcm.distributed.stop_failures``)."""
         wait = STOP_WAIT_SECONDS if self.dist.world_size > 1 else 0.0
         try:
             with stop_failures(self._stop_asked, wait, lambda: resume_from(self.recipe.runtime.out_dir)):

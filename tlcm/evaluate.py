@@ -42,7 +42,7 @@ from tlcm.eval.reward_thresholds import reward_thresholds
 from tlcm.eval.score import ScoreArgs
 from tlcm.eval.score import score as score_images
 from tlcm.files import write_failed
-from tlcm.resume import run_folder, student_model, trained_model
+from tlcm.resume import run_folder, student_model, trained_imports, trained_model
 from tlcm.summary import METRICS, RESULTS, best_teacher, from_repo_path, repo_path
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
 from tlcm.toy.metrics import ToyMetrics
@@ -81,7 +81,7 @@ def _check_args(
     if samples_per_digit < 1:
         raise TLCMError(f"--samples-per-digit must be >= 1, got {samples_per_digit}")
     check_device(device, "--device")
-    check_model_folder(model, "--model", run)
+    check_model_folder(model, "--model", run, trained_imports(run) if run is not None else ())
     missing = [f for f in ASSET_FILES if not (Path(assets) / f).is_file()]
     if missing:
         raise TLCMError(

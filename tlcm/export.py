@@ -52,7 +52,7 @@ from tlcm.checks import check_device, check_export_formats, check_out_dir
 from tlcm.diffusion.milestones import StudentGrid
 from tlcm.errors import TLCMError, note, run_cli
 from tlcm.files import save_tensors, write_failed
-from tlcm.resume import check_has_checkpoint, run_folder, student_model
+from tlcm.resume import check_has_checkpoint, run_folder, student_model, trained_imports
 from tlcm.user_modules import cli_args
 
 if TYPE_CHECKING:  # the model libraries load when exporting starts: --help and flag errors are quick
@@ -307,7 +307,8 @@ def main(args: ExportArgs) -> list[Path]:
     out = args.out or args.run / "student"
     check_has_checkpoint(args.run, "RUN")  # before check_out_dir creates RUN/student there
     model = student_model(args.run, args.model, None, note)[0]
-    family = FAMILIES[check_model_folder(model, "--model", run=None if args.model else args.run)]
+    run = None if args.model else args.run
+    family = FAMILIES[check_model_folder(model, "--model", run, trained_imports(args.run) if run else ())]
     check_export_formats(args.format, "--format", family=family)  # kohya: SD / SDXL only
     check_out_dir(
         out, "--out" if args.out else "the default --out", "pass --out DIR (a folder you can write to)"

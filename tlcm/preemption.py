@@ -18,8 +18,8 @@ rank has exited) cannot kill a rank that is about to exit 75. ``Trainer.run`` us
 called as a library (tests, notebooks), installs its own for the run and restores the previous
 handlers afterwards.
 
-A stop whose save fails because another process died (``stop_failures``) ends in one line naming
-the latest checkpoint (``StopFailed``, exit 1), not in the collective's traceback.
+A stop whose save fails because another process died ends in one line naming the latest
+checkpoint (``tlcm.distributed.stop_failures``), not in the collective's traceback.
 """
 
 from __future__ import annotations
@@ -28,12 +28,8 @@ import contextlib
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-
-from tlcm.distributed import collective_failure
-from tlcm.errors import TLCMError
 
 STOP_SIGNALS = tuple(
     getattr(signal, name)
@@ -110,39 +106,3 @@ def stop_signals() -> Iterator[StopSignals]:
         yield stop
     finally:
         stop.restore(previous)
-
-
-STOP_WAIT_SECONDS = 10.0
-"""After a collective failed with no stop signal yet, how long a process of several waits for the one
-torchrun sends the survivors once a process died (then it says so in one line, else the error is
-raised)."""
-
-
-class StopFailed(TLCMError):
-    """A collective failed on the way to (or during) a stop signal's save: another process died."""
-
-    exit_code = 1
-
-
-def _asked_within(asked: Callable[[], str | None], wait: float) -> str | None:
-    """``asked()`` (why the run stops, None: it does not), waiting up to ``wait`` seconds for it."""
-    end = time.monotonic() + wait
-    while asked() is None and time.monotonic() < end:
-        time.sleep(0.05)
-    return asked()
-
-
-@contextmanager
-def stop_failures(asked: Callable[[], str | None], wait: float, latest: Callable[[], str]) -> Iterator[None]:
-    """Raise ``StopFailed`` ("SIGTERM: could not save a checkpoint (another process died); <latest>")
-    for a collective's failure in the block once a stop is asked for (``asked``: its reason, e.g.
-    "SIGTERM"), waiting up to ``wait`` seconds for the signal torchrun sends the survivors; any
-    other error (or a collective's failure with no stop asked for) is raised as it is. ``latest``:
-    the sentence naming the latest checkpoint (``tlcm.checkpoint.resume_from``)."""
-    try:
-        yield
-    except RuntimeError as err:
-        why = _asked_within(asked, wait) if collective_failure(err) else None
-        if why is None:
-            raise
-        raise StopFailed(f"{why}: could not save a checkpoint (another process died); {latest()}") from err

@@ -44,6 +44,7 @@ from tlcm.config import Recipe, recipe_dict
 from tlcm.errors import TLCMError
 from tlcm.summary import from_repo_path
 from tlcm.toy import MINIATURE_SD
+from tlcm.user_modules import recorded_imports
 
 if TYPE_CHECKING:
     from tlcm.data.images import ImageTextSource
@@ -136,6 +137,7 @@ def run_record(
         "model": {"path": str(recipe.model.path), "fingerprint": model_fingerprint(recipe.model.path)},
         "data": data_fingerprint(prompts, images),
         "processes": processes,
+        "imports": recorded_imports(),  # not compared: named when a reader lacks the run's family
     }
 
 
@@ -342,20 +344,32 @@ def check_phases(
     )
 
 
+def _newest_record(run_dir: Path) -> dict | None:
+    """The run record of the newest readable checkpoint of ``run_dir`` ({} for one from before run
+    records), or None: no checkpoint. Reads state.json files only."""
+    for folder in checkpoint_folders(Path(run_dir)):
+        try:
+            return json.loads((folder / "state.json").read_text()).get("run") or {}
+        except (OSError, ValueError):  # a damaged checkpoint: the next one's record
+            continue
+    return None
+
+
 def trained_model(run_dir: Path) -> dict | None:
     """The base model section of the recipe that the newest checkpoint of ``run_dir`` records
     (``ModelConfig`` as a dict: path, max_sequence_length, ...; the path as the recipe named it, a
     bundled miniature named relative to the repository resolved there), or None: no checkpoint, or
-    only ones from before run records. Reads state.json files only."""
-    for folder in checkpoint_folders(Path(run_dir)):
-        try:
-            run = json.loads((folder / "state.json").read_text()).get("run") or {}
-        except (OSError, ValueError):  # a damaged checkpoint: the next one's record
-            continue
-        model = dict((run.get("recipe") or {}).get("model") or {})
-        path = model.get("path") or (run.get("model") or {}).get("path")
-        return {**model, "path": from_repo_path(path)} if path else None
-    return None
+    only ones from before run records."""
+    run = _newest_record(run_dir) or {}
+    model = dict((run.get("recipe") or {}).get("model") or {})
+    path = model.get("path") or (run.get("model") or {}).get("path")
+    return {**model, "path": from_repo_path(path)} if path else None
+
+
+def trained_imports(run_dir: Path) -> list[str]:
+    """The ``--import`` modules the run ``run_dir`` was trained with (its newest checkpoint's record,
+    ``user_modules.recorded_imports``; [] when none, or recorded before 2026-12-07)."""
+    return list((_newest_record(run_dir) or {}).get("imports") or [])
 
 
 def student_model(

@@ -29,7 +29,7 @@ from tlcm.data.prompts import clean_prompt
 from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.sampling import sample_latents, teacher_timesteps
 from tlcm.errors import TLCMError, note, run_cli
-from tlcm.resume import check_has_checkpoint, run_folder, student_model
+from tlcm.resume import check_has_checkpoint, run_folder, student_model, trained_imports
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 from tlcm.user_modules import cli_args
 
@@ -91,7 +91,8 @@ def check_sample_args(args: SampleArgs, from_run: bool = False) -> None:
                 raise TLCMError(f"{flag} sets the student's sampler: pass --student RUN, or drop {flag}")
     elif args.guidance_scale != TEACHER_GUIDANCE_SCALE:
         raise TLCMError("--guidance-scale is the teacher's: a student samples without CFG; drop it")
-    check_model_folder(args.model, "--model", args.student if from_run else None)
+    run = args.student if from_run else None
+    check_model_folder(args.model, "--model", run, trained_imports(run) if run is not None else ())
     steps = scheduler_timesteps(args.model)
     if args.student is None and args.steps >= steps:
         raise TLCMError(

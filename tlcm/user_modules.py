@@ -89,6 +89,14 @@ def imported_flags() -> str:
     return "".join(f" --import {shlex.quote(_GIVEN.get(name, name))}" for name in IMPORTED)
 
 
+def recorded_imports() -> list[str]:
+    """This process's ``--import`` arguments as a run records them (``tlcm.resume.run_record``): a
+    .py file's absolute path, else the module name. Reading the run later (sample, evaluate,
+    export) needs them again; they are named in its refusals, never imported from the record (a run
+    folder from someone else must not run code: the same rule as diffusers' trust_remote_code)."""
+    return [str(Path(_GIVEN[n]).resolve()) if _GIVEN.get(n, "").endswith(".py") else n for n in IMPORTED]
+
+
 def cli_args(args: list[str] | None) -> list[str]:
     """A CLI's ``args`` (default: sys.argv[1:]) with its ``--import`` modules imported and removed:
     the first line of every tlcm entry point's ``cli``."""

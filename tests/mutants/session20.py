@@ -25,3 +25,32 @@ MUTANTS = [
         "the lock ends with the Trainer's run, before the scores (the gap walkthrough 8 left)",
     ),
 ]
+
+W11 = "tests/test_walkthrough11_units.py"
+T_RECORDED = f"{W11}::test_a_run_records_its_imports_and_a_reader_without_them_is_told_which"
+MUTANTS += [
+    Mutant(
+        "imports-not-recorded",
+        "tlcm/resume.py",
+        '"imports": recorded_imports(),',
+        '"imports": [],',
+        (T_RECORDED,),
+        "a run's readers are told 'pass the --import MODULE of that training run' with no name",
+    ),
+    Mutant(
+        "import-path-recorded-relative",
+        "tlcm/user_modules.py",
+        "str(Path(_GIVEN[n]).resolve()) if",
+        "_GIVEN[n] if",
+        (T_RECORDED,),
+        "a .py module given relative to the training's folder is named wrongly from anywhere else",
+    ),
+    Mutant(
+        "import-flags-unquoted",
+        "tlcm/models/folders.py",
+        'flags = " ".join(f"--import {shlex.quote(m)}" for m in imports)',
+        'flags = " ".join(f"--import {m}" for m in imports)',
+        (T_RECORDED,),
+        "a recorded path with a space is named as two arguments",
+    ),
+]

@@ -68,8 +68,8 @@ MUTANTS = [
     Mutant(
         "sample-forgets-the-model-came-from-the-run",
         "tlcm/sample.py",
-        "args.student if from_run else None)",
-        "None)",
+        "    run = args.student if from_run else None\n",
+        "    run = None\n",
         (T_ROUTE,),
         "tlcm.sample --student RUN without the run's --import: 'pass one to --model'",
     ),

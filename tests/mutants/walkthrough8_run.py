@@ -76,7 +76,7 @@ MUTANTS = [
     ),
     Mutant(
         "stop-failure-raised-raw",
-        "tlcm/preemption.py",
+        "tlcm/distributed.py",
         "        why = _asked_within(asked, wait) if collective_failure(err) else None\n",
         "        why = None\n",
         (T_STOP,),
@@ -85,7 +85,7 @@ MUTANTS = [
     ),
     Mutant(
         "any-error-after-a-stop-is-a-dead-process",
-        "tlcm/preemption.py",
+        "tlcm/distributed.py",
         "        why = _asked_within(asked, wait) if collective_failure(err) else None\n",
         "        why = _asked_within(asked, wait)\n",
         (T_RAW,),

@@ -5,6 +5,8 @@ folder is refused in one line within the time it takes to import torch."""
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from tlcm.errors import TLCMError
@@ -22,11 +24,14 @@ ADD_FAMILY = (
 """How to add a model family, as the unsupported-pipeline refusal says it."""
 
 
-def check_model_folder(path: Path, flag: str = "--recipes.model.path", run: Path | None = None) -> str:
+def check_model_folder(
+    path: Path, flag: str = "--recipes.model.path", run: Path | None = None, imports: Sequence[str] = ()
+) -> str:
     """Validate a diffusers folder without loading it; return its pipeline class name or raise a
     one-line TLCMError. ``flag``: the option that gave ``path`` (named in the fix; "--model" in the
     sample / evaluate / trajectory CLIs); ``run``: the run folder whose recorded base model ``path``
-    is, when no flag gave it."""
+    is, when no flag gave it; ``imports``: the ``--import`` modules that run was trained with
+    (``tlcm.resume.trained_imports``), named in the refusal of a pipeline no family supports."""
     path = Path(path)
     if not path.exists():
         raise TLCMError(f"model folder {path} does not exist: pass a local diffusers folder ({flag} DIR)")
@@ -63,8 +68,11 @@ def check_model_folder(path: Path, flag: str = "--recipes.model.path", run: Path
             f"{resave}"
         )
     if name not in FAMILIES:
+        flags = " ".join(f"--import {shlex.quote(m)}" for m in imports)
         fix = (
-            f"{run} was trained on it: pass the --import MODULE of that training run, or {ADD_FAMILY}"
+            f"{run} was trained with {flags}: pass the same to this command"
+            if run is not None and imports
+            else f"{run} was trained on it: pass the --import MODULE of that training run, or {ADD_FAMILY}"
             if run is not None
             else f"pass one to {flag}, or {ADD_FAMILY}"
         )
