@@ -1331,6 +1331,12 @@ CASES: list[Case] = [
         "--samples-per-prompt 0", "--samples-per-prompt", "0", expect="--samples-per-prompt must be >= 1"
     ),
     trajectories("--skip > T/M", "--skip", "500", expect="--skip 500 must be in 1..125"),
+    trajectories(
+        "--max-sequence-length 0",
+        "--max-sequence-length",
+        "0",
+        expect="--max-sequence-length must be >= 1, got 0",
+    ),
     trajectories("--prompts missing", "--prompts", "{tmp}/p.txt", expect="file to --prompts"),
     trajectories(
         "--prompts not UTF-8",

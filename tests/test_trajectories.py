@@ -10,7 +10,7 @@ import pytest
 import torch
 import tyro
 from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, StableDiffusionPipeline
 from engine_helpers import shrink
 from tiny_pipelines import SD_SCHEDULER
 
@@ -24,6 +24,8 @@ from tlcm.errors import TLCMError
 from tlcm.losses.base import StepContext
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.models.base import BaseModel
+from tlcm.models.families import FAMILIES, register_family
+from tlcm.models.families.sd import StableDiffusion
 
 PROMPTS = ["a red cube", "two blue spheres"]
 M, K, W = 2, 250, 3.0
@@ -288,3 +290,87 @@ def test_the_rebuild_command_names_the_runs_prompt_file(base, cache_dir, tmp_pat
     ):
         cache.require(M, 20)
     assert "<" not in _refusal(cache_dir, base, m=4)
+
+
+class _TruncatingPipeline(StableDiffusionPipeline):
+    pass
+
+
+class _Truncating(StableDiffusion):
+    """SD whose prompts are cut to max_sequence_length tokens (default 77): a VP family whose
+    encoding length is a flag, as PixArt's T5 (walkthrough 11)."""
+
+    name = tag = "traj-truncating"
+    pipeline_name = "TrajTruncatingPipeline"
+
+    @property
+    def pipeline(self):
+        return _TruncatingPipeline
+
+    def encode(self, pipe, prompts, device, max_sequence_length, latent_shape):
+        cut = lambda c: replace(c, prompt_embeds=c.prompt_embeds[:, : max_sequence_length or 77])  # noqa: E731
+        return tuple(map(cut, super().encode(pipe, prompts, device, max_sequence_length, latent_shape)))
+
+
+@pytest.fixture
+def truncating_dir(tiny_sd_dir, tmp_path):
+    """The tiny SD pipeline as a ``_Truncating`` family's folder (the family registered for the test)."""
+    saved = dict(FAMILIES)
+    register_family(_Truncating())
+    folder = tmp_path / "truncating"
+    shutil.copytree(tiny_sd_dir, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "TrajTruncatingPipeline"}))
+    yield folder
+    FAMILIES.clear()
+    FAMILIES.update(saved)
+
+
+def test_a_cache_encoded_to_another_prompt_length_is_refused_and_another_dtype_noted(
+    base, cache_dir, truncating_dir, tmp_path, capfd
+):
+    """A cache records its teacher's prompt length in tokens and weight dtype (walkthrough 9's gap):
+    one made at length 8 is refused by a run at 12 (its rebuild command names --max-sequence-length
+    12) and opens at 8; a cache made by bf16 teacher weights opens in an fp32 run with one line on
+    stderr naming both and the flag that matches, and none when they match."""
+    short = BaseModel.load(truncating_dir, max_sequence_length=8)
+    build_cache(short, PROMPTS, tmp_path / "t8", 1, M, K, W, dtype="float32")
+    manifest = json.loads((tmp_path / "t8" / "manifest.json").read_text())
+    assert manifest["prompt_tokens"] == 8 and manifest["teacher_dtype"] == "float32"
+    TrajectoryCache.open(tmp_path / "t8", short, PROMPTS, M, K, W)
+    longer = BaseModel.load(truncating_dir, max_sequence_length=12)
+    with pytest.raises(TLCMError) as err:
+        TrajectoryCache.open(tmp_path / "t8", longer, PROMPTS, M, K, W)
+    message = str(err.value)
+    assert "prompt_tokens differs (expected 12, this run's prompt encoding, found 8)" in message
+    assert message.endswith(f"--out {tmp_path / 't8'} --num-milestones {M} --skip {K} --guidance-scale {W} "
+                            "--max-sequence-length 12")  # fmt: skip
+    capfd.readouterr()
+    TrajectoryCache.open(cache_dir, base, PROMPTS, M, K, W)
+    assert capfd.readouterr().err == ""  # fp32 cache, fp32 run
+    half = BaseModel.load(base.path, dtype=torch.bfloat16)
+    build_cache(half, PROMPTS, tmp_path / "bf16", 1, M, K, W, dtype="float32")
+    TrajectoryCache.open(tmp_path / "bf16", base, PROMPTS, M, K, W)
+    said = " ".join(capfd.readouterr().err.split())
+    assert f"trajectory cache {tmp_path / 'bf16'} was made by the teacher in bfloat16, this run's" in said
+    assert "teacher weights are float32" in said and "rebuild with --frozen-dtype fp32 to match" in said
+    TrajectoryCache.open(tmp_path / "bf16", half, PROMPTS, M, K, W)
+    assert capfd.readouterr().err == ""
+
+
+def test_the_cache_cli_loads_the_teacher_in_the_frozen_dtype_and_prompt_length_asked(
+    truncating_dir, tmp_path
+):
+    """--frozen-dtype and --max-sequence-length load the teacher as the run's flags of those names
+    do; the manifest records what the teacher ran in. A length below 1 is refused in one line."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    flags = ["--model", str(truncating_dir), "--prompts", str(prompts), "--out", str(tmp_path / "c"),
+             "--samples-per-prompt", "1", "--num-milestones", "2", "--skip", "250",
+             "--device", "cpu"]  # fmt: skip
+    asked = ["--frozen-dtype", "bf16", "--max-sequence-length", "6"]
+    manifest = main(tyro.cli(CacheArgs, args=[*flags, *asked]))
+    assert manifest["teacher_dtype"] == "bfloat16" and manifest["prompt_tokens"] == 6
+    assert main(tyro.cli(CacheArgs, args=flags))["teacher_dtype"] == "float32"  # auto on the CPU
+    with pytest.raises(TLCMError, match=r"^--max-sequence-length must be >= 1, got 0$"):
+        main(tyro.cli(CacheArgs, args=[*flags, "--max-sequence-length", "0"]))

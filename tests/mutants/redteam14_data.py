@@ -248,8 +248,8 @@ MUTANTS = [
     Mutant(
         "trajectories-cli-counts-of-zero-accepted",
         TRAJ,
-        '        if value < 1:\n            raise TLCMError(f"{flag} must be >= 1, got {value}")',
-        '        if value < 0:\n            raise TLCMError(f"{flag} must be >= 1, got {value}")',
+        '        if value is not None and value < 1:\n            raise TLCMError(f"{flag} must be >= 1, got {value}")',
+        '        if value is not None and value < 0:\n            raise TLCMError(f"{flag} must be >= 1, got {value}")',
         (f"{T_BI}[--samples-per-prompt 0]", T_TJ, T_DU),
         "--samples-per-prompt 0 passes the checks",
     ),

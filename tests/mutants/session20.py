@@ -54,3 +54,49 @@ MUTANTS += [
         "a recorded path with a space is named as two arguments",
     ),
 ]
+
+TR = "tests/test_trajectories.py"
+T_TOKENS = f"{TR}::test_a_cache_encoded_to_another_prompt_length_is_refused_and_another_dtype_noted"
+T_CACHE_CLI = f"{TR}::test_the_cache_cli_loads_the_teacher_in_the_frozen_dtype_and_prompt_length_asked"
+MUTANTS += [
+    Mutant(
+        "cache-prompt-length-unchecked",
+        "tlcm/data/trajectories.py",
+        "        if tokens != ours:\n",
+        "        if False:\n",
+        (T_TOKENS,),
+        "a cache encoded at 120 T5 tokens trains a run at 16: targets of other conditioning",
+    ),
+    Mutant(
+        "cache-dtype-noted-when-equal",
+        "tlcm/data/trajectories.py",
+        "    if built is not None and built != ours:\n",
+        "    if built is not None and built == ours:\n",
+        (T_TOKENS,),
+        "every matching cache prints a dtype warning, a mismatched one none",
+    ),
+    Mutant(
+        "cache-rebuild-forgets-the-length",
+        "tlcm/data/trajectories.py",
+        '        ("max-sequence-length", max_sequence_length),\n',
+        "",
+        (T_TOKENS,),
+        "the rebuild command builds the same wrong-length cache again",
+    ),
+    Mutant(
+        "cache-cli-ignores-frozen-dtype",
+        "tlcm/data/trajectories.py",
+        "    weights = frozen_dtype(args.frozen_dtype, device, autocast=True)\n",
+        "    weights = torch.float32\n",
+        (T_CACHE_CLI,),
+        "--frozen-dtype bf16 builds in fp32 (and the manifest says so): no way to match a bf16 run",
+    ),
+    Mutant(
+        "cache-cli-ignores-the-length",
+        "tlcm/data/trajectories.py",
+        "    length = args.max_sequence_length\n",
+        "    length = None\n",
+        (T_CACHE_CLI,),
+        "--max-sequence-length is accepted and unused",
+    ),
+]

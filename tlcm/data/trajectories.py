@@ -9,8 +9,10 @@ arXiv 2406.05768 Eq. (8), Alg. 1).
 
 On disk: ``shard-00000.safetensors``, ... (``states`` (N, G, C, h, w), float16 by default: half
 the bytes for ~1e-3 relative rounding; ``prompt_index`` (N,) int64) and ``manifest.json`` (grid,
-M, k, w, teacher fingerprint, latent shape, dtype, prompts, shard sha256s, format version).
-``TrajectoryCache.open`` refuses any mismatch or corruption with a one-line ``TLCMError``.
+M, k, w, teacher fingerprint, latent shape, dtype, prompts, shard sha256s, format version; the
+teacher's weight dtype and prompt length in tokens, since 2026-12-07). ``TrajectoryCache.open``
+refuses any mismatch or corruption with a one-line ``TLCMError``; a teacher that ran in another
+weight dtype than the run's is only noted (the targets differ by that dtype's rounding).
 CLI: ``python -m tlcm.data.trajectories --model DIR --prompts FILE --out DIR --samples-per-prompt 8``
 (``--import MODULE``: a module of yours that registers the model's family; tlcm/user_modules.py).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -31,6 +34,7 @@ from rich.progress import Progress
 from safetensors import safe_open
 
 from tlcm.checks import check_device, check_out_dir, check_seed
+from tlcm.config import FrozenDtype
 from tlcm.data import check_fields, sha256_file
 from tlcm.data.images import model_resolution, open_images
 from tlcm.data.prompts import load_prompts
@@ -39,7 +43,7 @@ from tlcm.diffusion.denoiser import Guided
 from tlcm.diffusion.milestones import milestones
 from tlcm.diffusion.schedule import Schedule
 from tlcm.diffusion.solvers import teacher_solve
-from tlcm.errors import TLCMError, run_cli
+from tlcm.errors import TLCMError, note, run_cli
 from tlcm.files import save_tensors
 from tlcm.toy import MINIATURE_SD, TEACHER_GUIDANCE_SCALE
 from tlcm.user_modules import cli_args
@@ -78,15 +82,21 @@ def rebuild_command(
     guidance_scale: float | None = None,
     images: Path | None = None,
     caption_column: str = "text",
+    max_sequence_length: int | None = None,
 ) -> str:
     """The command a refusal names to rebuild the cache: the run's prompts (its prompt file, or
     its image folder's captions; neither: the miniature prompts, the CLI's default) and each of M,
-    k, w that is not None."""
+    k, w and the T5 prompt length that is not None."""
     prompts = f" --prompts {prompt_file}" if prompt_file else ""
     if images:
         column = f" --caption-column {caption_column}" if caption_column != "text" else ""
         prompts = f" --images {images}{column}"
-    flags = (("num-milestones", num_milestones), ("skip", skip), ("guidance-scale", guidance_scale))
+    flags = (
+        ("num-milestones", num_milestones),
+        ("skip", skip),
+        ("guidance-scale", guidance_scale),
+        ("max-sequence-length", max_sequence_length),
+    )
     extra = "".join(f" --{flag} {v}" for flag, v in flags if v is not None)
     return f"rebuild with python -m tlcm.data.trajectories --model {model}{prompts} --out {out}{extra}"
 
@@ -157,6 +167,7 @@ def build_cache(
     except ValueError as err:
         raise TLCMError(f"--num-milestones {num_milestones} --skip {skip}: {err}") from err
     cond, uncond = base.encode(prompts)  # before --out exists: a refused prompt leaves no folder
+    tokens = cond.prompt_embeds.shape[1]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # a half-rebuilt cache never validates
@@ -203,6 +214,8 @@ def build_cache(
         "edges": segment_edges(schedule, num_milestones),
         "latent_shape": list(shape),
         "dtype": dtype,
+        "teacher_dtype": str(base.net.dtype).removeprefix("torch."),
+        "prompt_tokens": tokens,
         "seed": seed,
         "samples_per_prompt": samples_per_prompt,
         "num_prompts": len(prompts),
@@ -215,6 +228,33 @@ def build_cache(
     return manifest
 
 
+DTYPE_FLAGS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+"""A teacher weight dtype -> the --frozen-dtype value that loads it (``config.FrozenDtype``)."""
+
+
+def check_teacher(manifest: dict, base: BaseModel, folder: Path, refuse: Callable[[str], TLCMError]) -> None:
+    """Compare the cache's teacher with the run's ``base``: the prompt length in tokens (T5's
+    max_sequence_length for SD3 / FLUX: a cache made at another length followed other conditioning)
+    is refused (``refuse(what)``: the TLCMError to raise); another weight dtype (a bf16-built cache
+    in an fp32 run, or the reverse) is noted in one line, not refused: the targets differ from this
+    run's teacher only by the coarser dtype's rounding. Caches made before 2026-12-07 record neither."""
+    tokens = manifest.get("prompt_tokens")
+    if tokens is not None:
+        ours = base.encode([""])[0].prompt_embeds.shape[1]
+        if tokens != ours:
+            raise refuse(
+                f"prompt_tokens differs (expected {ours}, this run's prompt encoding, found {tokens}): "
+                "the prompts were encoded to another length (T5's --max-sequence-length)"
+            )
+    built, ours = manifest.get("teacher_dtype"), str(base.net.dtype).removeprefix("torch.")
+    if built is not None and built != ours:
+        note(
+            f"note: trajectory cache {folder} was made by the teacher in {built}, this run's teacher weights "
+            f"are {ours}: the cached targets differ from this run's teacher by that rounding (rebuild "
+            f"with --frozen-dtype {DTYPE_FLAGS.get(ours, ours)} to match)"
+        )
+
+
 class TrajectoryCache:
     """An opened, validated cache. Shards stay on disk, memory-mapped: ``open`` streams each once to
     check its sha256, ``sample`` then reads only the rows it needs (memory stays flat whatever the
@@ -224,6 +264,7 @@ class TrajectoryCache:
         self.folder, self.manifest, self._handles = folder, manifest, handles
         self.prompt_file: Path | None = None  # the run's prompts, for the rebuild command (``open``)
         self.captions: tuple[Path | None, str] = (None, "text")  # or its images and caption column
+        self.max_sequence_length: int | None = None  # the run's T5 length, for the rebuild command
         self.num_milestones, self.skip = manifest["num_milestones"], manifest["skip"]
         self._slices = [h.get_slice("states") for h in handles]
         grid, edges = manifest["grid"], manifest["edges"]
@@ -256,7 +297,14 @@ class TrajectoryCache:
         folder = Path(folder)
         captions = (images, caption_column)
         hint = rebuild_command(
-            base.path, folder, prompt_file, num_milestones, skip, guidance_scale, *captions
+            base.path,
+            folder,
+            prompt_file,
+            num_milestones,
+            skip,
+            guidance_scale,
+            *captions,
+            base.max_sequence_length,
         )
 
         def refuse(where: Path, what: str) -> TLCMError:
@@ -300,6 +348,7 @@ class TrajectoryCache:
                 older = "" if ":" in str(found) else f" ({OLD_FINGERPRINT})"
                 want, found = f"{want} of {base.path}", f"{found} of {manifest.get('model')}{older}"
             raise refuse(path, f"{key} differs (expected {want}, found {found})")
+        check_teacher(manifest, base, folder, lambda what: refuse(path, what))
         handles = []
         for shard in manifest["shards"]:
             file, n = folder / shard["file"], shard["samples"]
@@ -319,6 +368,7 @@ class TrajectoryCache:
             handles.append(handle)
         cache = cls(folder, manifest, handles, base.schedule)
         cache.prompt_file, cache.captions = prompt_file, captions
+        cache.max_sequence_length = base.max_sequence_length
         if len(cache.prompt_count) != len(prompts) or int(cache.prompt_count.min()) < 1:
             counts = cache.prompt_count.tolist()
             raise refuse(folder, f"samples per prompt differ (expected >= 1 each, found {counts})")
@@ -341,6 +391,7 @@ class TrajectoryCache:
                     skip,
                     w,
                     *self.captions,
+                    self.max_sequence_length,
                 )
                 raise TLCMError(
                     f"trajectory cache {self.folder}: {name} differs (expected {want} by {owner}, "
@@ -411,6 +462,12 @@ class CacheArgs:
     """Storage dtype of the states (read back as float32)."""
     device: str = "auto"
     """"auto" (cuda if available, else cpu), or a torch device string."""
+    frozen_dtype: FrozenDtype = "auto"
+    """The teacher's weight dtype, as the run's --recipes.model.frozen-dtype ("auto": bf16 with bf16
+    autocast on CUDA, as training's default; fp32 on the CPU)."""
+    max_sequence_length: int | None = None
+    """T5 tokens of SD3 / FLUX prompts, as the run's --recipes.model.max-sequence-length (None: the
+    family's default)."""
 
 
 def check_cache_args(args: CacheArgs) -> None:
@@ -423,8 +480,9 @@ def check_cache_args(args: CacheArgs) -> None:
         ("--batch-size", args.batch_size),
         ("--num-milestones", args.num_milestones),
         ("--skip", args.skip),
+        ("--max-sequence-length", args.max_sequence_length),
     ):
-        if value < 1:
+        if value is not None and value < 1:
             raise TLCMError(f"{flag} must be >= 1, got {value}")
     if not math.isfinite(args.guidance_scale):
         raise TLCMError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
@@ -450,14 +508,20 @@ def main(args: CacheArgs) -> dict:
         prompts = load_prompts(args.prompts, flag="--prompts")  # before check_cache_args makes --out
     check_cache_args(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    from tlcm.models.base import BaseModel
+    from tlcm.models.base import BaseModel, frozen_dtype
 
-    base = BaseModel.load(args.model, device=device, flag="--model")
+    weights = frozen_dtype(args.frozen_dtype, device, autocast=True)
+    length = args.max_sequence_length
+    base = BaseModel.load(args.model, device, weights, "--model", max_sequence_length=length)
+    bf16 = torch.device(device).type == "cuda"  # training's "auto" mixed precision
     if args.images:  # the captions as the training run reads them (tlcm.engine)
         source = open_images(args.images, model_resolution(base), args.caption_column, "--images")
         prompts = [source.text(i) for i in range(len(source))]
     start = time.perf_counter()
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    with (
+        Progress(console=Console(stderr=True), transient=True) as progress,
+        torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16, cache_enabled=False),
+    ):
         manifest = build_cache(
             base,
             prompts,
