@@ -189,7 +189,7 @@ def build_cache(
             idx, local = (chunk // samples_per_prompt).to(device), chunk - first
             gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(r)) for r in chunk]
             x = torch.stack([torch.randn(shape, generator=g, device="cpu") for g in gens])
-            x = x.to(device, base.net.dtype)
+            x = x.to(device)  # fp32 solver states; the denoiser casts to its weights (BaseModel.denoiser)
             states[local, 0] = x.cpu().to(states.dtype)
             for g in range(len(grid) - 1):
                 t, s = (schedule.discretize(times[i].expand(len(chunk))) for i in (g, g + 1))
