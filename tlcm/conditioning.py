@@ -3,7 +3,9 @@
 Losses and solvers never look inside: they batch, index and concatenate it, and the model family
 (tlcm/models/families) turns it into its network's inputs. SD1.5 fills ``prompt_embeds`` only;
 SDXL adds the pooled embeddings and the six micro-conditioning time ids; SD3 and FLUX the pooled
-embeddings; a guidance-distilled model (FLUX.1-dev) also takes the guidance scale as an input.
+embeddings; a guidance-distilled model (FLUX.1-dev) also takes the guidance scale as an input. A
+family whose network masks the prompt's padding tokens (PixArt's T5: ``encoder_attention_mask``)
+fills ``attention_mask``; the shipped families leave it None.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ class Conditioning:
     guidance: (B,) the guidance scale a guidance-distilled network takes as an input (FLUX.1-dev's
         guidance embedding), or None (classifier-free guidance families). the guided teacher (``Guided``) then
         makes one call with ``with_guidance(w)`` instead of a cond + uncond batch.
+    attention_mask: (B, L) the prompt's tokens 1, padding 0 (integer or bool), for a network that
+        masks padding (``encoder_attention_mask``), or None. ``to(dtype)`` keeps its dtype.
     """
 
     prompt_embeds: torch.Tensor
     pooled_embeds: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
     guidance: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
 
     def _map(self, fn) -> Conditioning:
         return replace(
@@ -61,8 +66,12 @@ class Conditioning:
         return self._map(lambda t: t.expand(batch, *t.shape[1:]))
 
     def to(self, *args: Any, **kwargs: Any) -> Conditioning:
-        """``Tensor.to`` on every field (device and/or dtype)."""
-        return self._map(lambda t: t.to(*args, **kwargs))
+        """``Tensor.to`` on every floating-point field (device and/or dtype); an integer or bool
+        field (``attention_mask``) only moves to the device asked for, if any."""
+        device = torch._C._nn._parse_to(*args, **kwargs)[0]  # what nn.Module.to reads its arguments with
+        return self._map(
+            lambda t: t.to(*args, **kwargs) if t.is_floating_point() else t.to(device or t.device)
+        )
 
     def cat(self, other: Conditioning) -> Conditioning:
         """Concatenate two conditionings along the batch dimension (e.g. cond + uncond for CFG)."""

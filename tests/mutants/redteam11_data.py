@@ -114,8 +114,8 @@ MUTANTS = [
     Mutant(
         "embeddings-picked-rows-stay-in-storage-dtype",
         EMB,
-        "return torch.cat(pieces).to(self.dtype)",
-        "return torch.cat(pieces)",
+        "return value.to(self.dtype) if value.is_floating_point() else value",
+        "return value",
         (T_EMB_HALF,),
         "with float16 storage the conditioning reaches the network in float16, not the encoder's dtype",
     ),

@@ -327,7 +327,7 @@ MUTANTS = [
     Mutant(
         "sd-features-down-blocks-without-text",
         SD,
-        "h, _ = block(hidden_states=h, temb=emb, encoder_hidden_states=text)",
+        "h, _ = block(hidden_states=h, temb=emb, **text)",
         "h, _ = block(hidden_states=h, temb=emb)",
         (U, T_SDXL_FEATS),
         "the discriminator's UNet features ignore the prompt in the down blocks",

@@ -67,7 +67,7 @@ MUTANTS = [
     Mutant(
         "sd-mid-block-features-without-text",
         SD,
-        "feats.append(net.mid_block(h, emb, encoder_hidden_states=text))",
+        "feats.append(net.mid_block(h, emb, **text))",
         "feats.append(net.mid_block(h, emb))",
         (T_SDXL_FEATS, T_GAN_TEACHER),
         "the teacher-feature discriminator's deepest level ignores the prompt: D cannot judge "

@@ -100,3 +100,58 @@ MUTANTS += [
         "--max-sequence-length is accepted and unused",
     ),
 ]
+
+AM = "tests/test_attention_mask.py"
+T_AM_TO = f"{AM}::test_to_casts_the_embeddings_and_keeps_the_masks_dtype_and_batch_ops_carry_it"
+T_AM_NET = f"{AM}::test_the_mask_reaches_the_unet_and_its_features"
+T_AM_STORE = f"{AM}::test_the_embedding_cache_keeps_the_mask_in_its_dtype"
+MUTANTS += [
+    Mutant(
+        "mask-cast-to-bf16",
+        "tlcm/conditioning.py",
+        "lambda t: t.to(*args, **kwargs) if t.is_floating_point() else t.to(device or t.device)",
+        "lambda t: t.to(*args, **kwargs)",
+        (T_AM_TO,),
+        "a frozen-bf16 run hands the network a bf16 attention mask",
+    ),
+    Mutant(
+        "mask-not-passed-to-the-unet",
+        "tlcm/models/families/sd.py",
+        '        kwargs["encoder_attention_mask"] = cond.attention_mask\n',
+        "        pass\n",
+        (T_AM_NET,),
+        "padding tokens attended: PixArt-style predictions 0.53 off (walkthrough 11)",
+    ),
+    Mutant(
+        "mask-dropped-from-the-features",
+        "tlcm/models/families/sd.py",
+        '            text["encoder_attention_mask"] = ((1 - cond.attention_mask.to(h.dtype)) * -10000.0).unsqueeze(1)\n',
+        "            pass\n",
+        (T_AM_NET,),
+        "the teacher-feature discriminator sees unmasked features, the network masked ones",
+    ),
+    Mutant(
+        "mask-bias-inverted",
+        "tlcm/models/families/sd.py",
+        "((1 - cond.attention_mask.to(h.dtype)) * -10000.0)",
+        "((cond.attention_mask.to(h.dtype)) * -10000.0)",
+        (T_AM_NET,),
+        "the features attend to the padding and mask the prompt",
+    ),
+    Mutant(
+        "mask-stored-as-float16",
+        "tlcm/data/embeddings.py",
+        "(t.to(self.storage) if t.is_floating_point() else t)",
+        "t.to(self.storage)",
+        (T_AM_STORE,),
+        "the embedding cache rounds the mask into the storage dtype",
+    ),
+    Mutant(
+        "mask-read-as-float",
+        "tlcm/data/embeddings.py",
+        "return value.to(self.dtype) if value.is_floating_point() else value",
+        "return value.to(self.dtype)",
+        (T_AM_STORE,),
+        "a cached mask comes back in the encoder's float dtype",
+    ),
+]

@@ -143,7 +143,8 @@ class EmbeddingStore:
             if name not in source:
                 return None
             pieces = [chunk[name][r : r + 1].to(device, non_blocking=True) for chunk, r in rows]
-            return torch.cat(pieces).to(self.dtype)
+            value = torch.cat(pieces)
+            return value.to(self.dtype) if value.is_floating_point() else value  # a mask keeps its dtype
 
         values = {}
         for name in CONDITIONING_FIELDS:
@@ -200,7 +201,9 @@ class EmbeddingStore:
                 out[name] = value[:1]
             else:
                 out |= {name: value, f"uncond_{name}": getattr(uncond, name)[:1]}
-        return {name: t.to(self.storage).contiguous() for name, t in out.items()}
+        return {
+            name: (t.to(self.storage) if t.is_floating_point() else t).contiguous() for name, t in out.items()
+        }
 
     # -- the disk cache
     def _refuse(self, what: str) -> TLCMError:

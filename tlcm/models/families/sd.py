@@ -28,8 +28,11 @@ LCM_LORA_TARGETS = (
 
 
 def unet_kwargs(cond: Conditioning) -> dict:
-    """Keyword arguments of ``UNet2DConditionModel.forward`` for ``cond`` (SDXL: added_cond_kwargs)."""
+    """Keyword arguments of ``UNet2DConditionModel.forward`` for ``cond`` (SDXL: added_cond_kwargs; a
+    conditioning with an ``attention_mask``: encoder_attention_mask, padding tokens unattended)."""
     kwargs: dict = {"encoder_hidden_states": cond.prompt_embeds}
+    if cond.attention_mask is not None:
+        kwargs["encoder_attention_mask"] = cond.attention_mask
     if cond.pooled_embeds is not None:
         kwargs["added_cond_kwargs"] = {"text_embeds": cond.pooled_embeds, "time_ids": cond.time_ids}
     return kwargs
@@ -94,16 +97,18 @@ SD1.5 / SDXL base gets ComfyUI steps here (a LoraLoader on its kohya file, sampl
         emb = emb + aug if aug is not None else emb
         if net.time_embed_act is not None:
             emb = net.time_embed_act(emb)
-        text = kwargs["encoder_hidden_states"]
         h, feats = net.conv_in(x), []
+        text = {"encoder_hidden_states": kwargs["encoder_hidden_states"]}
+        if cond.attention_mask is not None:  # as UNet2DConditionModel.forward: keep 1, bias 0 by -10000
+            text["encoder_attention_mask"] = ((1 - cond.attention_mask.to(h.dtype)) * -10000.0).unsqueeze(1)
         for block in net.down_blocks:
             if getattr(block, "has_cross_attention", False):
-                h, _ = block(hidden_states=h, temb=emb, encoder_hidden_states=text)
+                h, _ = block(hidden_states=h, temb=emb, **text)
             else:
                 h, _ = block(hidden_states=h, temb=emb)
             feats.append(h)
         if getattr(net.mid_block, "has_cross_attention", False):
-            feats.append(net.mid_block(h, emb, encoder_hidden_states=text))
+            feats.append(net.mid_block(h, emb, **text))
         else:
             feats.append(net.mid_block(h, emb))
         return feats
