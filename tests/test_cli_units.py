@@ -153,9 +153,40 @@ def test_a_finished_run_is_scored_at_the_grids_step_counts_on_its_own_grid(fake_
     assert tlcm.train.train_and_score(recipe) is run
     (what, args, kwargs) = calls[0]
     assert what == "scores" and args == ("base", denoiser, (1, 2, 4), 3)
+    assert kwargs.pop("metrics").mu.shape == (64,)  # the bundled miniature's digit metrics
     assert kwargs == {"student_grid": StudentGrid(num_milestones=4, steps=2)}
     assert json.loads((tmp_path / "eval.json").read_text()) == scores
     assert [c[0] for c in calls] == ["scores", "card", "summary"] and calls[2][1][3] == scores
+
+
+def test_only_a_digit_miniature_is_scored_by_the_digit_metrics_beside_it(
+    fake_training, tmp_path, tiny_sd_dir, capfd
+):
+    """Another model (here a tiny SD folder, no metric assets beside it) is not scored: one line
+    says why and what to do, and no eval.json is written; a miniature built elsewhere is scored by
+    the classifier and FD statistics its build wrote beside it, not the bundled ones."""
+    import tlcm.train
+    from tlcm.files import save_tensors
+    from tlcm.toy import ASSET_DIR
+
+    _, calls, _, _ = fake_training
+    recipe = _recipe(tmp_path / "run", eval_samples_per_digit=2)
+    tlcm.train.train_and_score(replace(recipe, model=replace(recipe.model, path=tiny_sd_dir)))
+    said = " ".join(capfd.readouterr().err.split())
+    assert f"no end-of-run scores: {tiny_sd_dir} is not a digit miniature" in said
+    assert "--recipes.runtime.eval-samples-per-digit 0" in said
+    assert [c[0] for c in calls] == ["summary"] and not (tmp_path / "eval.json").exists()
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "miniature-sd").mkdir()
+    shutil.copy(ASSET_DIR / "digit_classifier.safetensors", build)
+    save_tensors(
+        {"mu": torch.full((64,), 7.0), "sigma": torch.eye(64)}, build / "reference_stats.safetensors"
+    )
+    tlcm.train.train_and_score(replace(recipe, model=replace(recipe.model, path=build / "miniature-sd")))
+    scored = [c for c in calls if c[0] == "scores"]
+    assert len(scored) == 1 and torch.equal(scored[0][2]["metrics"].mu, torch.full((64,), 7.0))
+    assert "no end-of-run scores" not in capfd.readouterr().err
 
 
 def test_the_run_folder_stays_locked_until_the_scores_and_card_are_written(

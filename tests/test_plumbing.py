@@ -18,6 +18,7 @@ from PIL import Image
 
 from tlcm.errors import TLCMError
 from tlcm.files import honour_umask, umask_mode, write_failed
+from tlcm.toy import MINIATURE_SD
 
 
 @contextlib.contextmanager
@@ -217,10 +218,10 @@ def test_only_a_finished_run_on_rank_0_is_scored_and_summarised(
         preempted=preempted, is_main=is_main, out_dir=tmp_path, train_seconds=1.0, denoiser_evals=0
     )
     monkeypatch.setattr(tlcm.engine, "train", lambda recipe: run)
-    monkeypatch.setattr(tlcm.train, "_score", lambda run, recipe: done.append("scored") or [])
+    monkeypatch.setattr(tlcm.train, "_score", lambda run, recipe, assets: done.append("scored") or [])
     monkeypatch.setattr(tlcm.train, "run_summary", lambda *a: done.append("summary") or "")
     runtime = SimpleNamespace(fsdp=False, eval_samples_per_digit=1, out_dir=tmp_path)
-    recipe = SimpleNamespace(runtime=runtime, model=None)
+    recipe = SimpleNamespace(runtime=runtime, model=SimpleNamespace(path=MINIATURE_SD))
     assert tlcm.train.train_and_score(recipe) is run
     assert done == (["scored", "summary"] if scored else [])
 

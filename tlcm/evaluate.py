@@ -45,6 +45,7 @@ from tlcm.files import write_failed
 from tlcm.resume import run_folder, student_model, trained_imports, trained_model
 from tlcm.summary import METRICS, RESULTS, best_teacher, from_repo_path, repo_path
 from tlcm.toy import ASSET_DIR, MINIATURE_SD
+from tlcm.toy.assets import METRIC_FILES
 from tlcm.toy.metrics import ToyMetrics
 from tlcm.toy.scores import evaluate_toy, student_scores
 from tlcm.user_modules import cli_args
@@ -61,7 +62,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-ASSET_FILES = ("digit_classifier.safetensors", "reference_stats.safetensors")
+ASSET_FILES = METRIC_FILES
 """The metric assets ToyMetrics reads from ``--assets``."""
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tyro
@@ -22,9 +23,10 @@ import tyro
 from recipes import DESCRIPTIONS, PRESETS
 from tlcm.checks import validate_recipe
 from tlcm.config import Recipe, recipe_dict
-from tlcm.errors import TLCMError, run_cli
+from tlcm.errors import TLCMError, note, run_cli
 from tlcm.preemption import install_for_process
 from tlcm.summary import run_summary
+from tlcm.toy.assets import digit_assets
 from tlcm.user_modules import IMPORTED, import_flags, import_modules, module_name  # noqa: F401 (ablations/ import them from here)
 
 if TYPE_CHECKING:  # the engine (diffusers, peft) is imported when training starts: --help is quick
@@ -42,10 +44,11 @@ class TrainArgs:
 
 
 def train_and_score(recipe: Recipe) -> Run:
-    """Train, then (eval_samples_per_digit > 0: miniature pipeline) score the student on rank 0 and
-    write RUN/eval.json; rank 0 of a finished run prints the summary (tlcm/summary.py). Rank 0
-    holds the run folder's lock (``tlcm.files.lock_run``, shared with the Trainer's) until the
-    scores and the card are written: another training of the folder is refused until then."""
+    """Train, then (eval_samples_per_digit > 0, a digit miniature: ``tlcm.toy.assets.digit_assets``;
+    another model gets one line saying why not) score the student on rank 0 and write
+    RUN/eval.json; rank 0 of a finished run prints the summary (tlcm/summary.py). Rank 0 holds the
+    run folder's lock (``tlcm.files.lock_run``, shared with the Trainer's) until the scores and the
+    card are written: another training of the folder is refused until then."""
     from tlcm.checks import check_out_dir
     from tlcm.distributed import close_distributed
     from tlcm.engine import train
@@ -63,7 +66,16 @@ def train_and_score(recipe: Recipe) -> Run:
         if run.preempted or not run.is_main:
             return run
         sharded = recipe.runtime.fsdp and int(os.environ.get("WORLD_SIZE", "1")) > 1  # shards need all ranks
-        scores = None if recipe.runtime.eval_samples_per_digit <= 0 or sharded else _score(run, recipe)
+        scored = recipe.runtime.eval_samples_per_digit > 0 and not sharded
+        assets = digit_assets(recipe.model.path) if scored else None
+        if scored and assets is None:
+            note(
+                f"no end-of-run scores: {recipe.model.path} is not a digit miniature (the digit classifier "
+                "and FD statistics beside a tlcm.toy.build pipeline score only those); score the student "
+                "with metrics of your own (python -m tlcm.sample --student RUN), or pass "
+                "--recipes.runtime.eval-samples-per-digit 0"
+            )
+        scores = _score(run, recipe, assets) if assets is not None else None
     finally:
         if lock is not None:
             lock.release()
@@ -71,11 +83,13 @@ def train_and_score(recipe: Recipe) -> Run:
     return run
 
 
-def _score(run: Run, recipe: Recipe) -> list[dict]:
-    """The student's toy scores, written to RUN/eval.json and into the export's model card."""
+def _score(run: Run, recipe: Recipe, assets: Path) -> list[dict]:
+    """The student's toy scores by the digit metrics in ``assets``, written to RUN/eval.json and
+    into the export's model card."""
     from tlcm.card import write_model_card
     from tlcm.export import run_name
     from tlcm.files import write_failed
+    from tlcm.toy.metrics import ToyMetrics
     from tlcm.toy.scores import student_scores
 
     scores = student_scores(
@@ -83,6 +97,7 @@ def _score(run: Run, recipe: Recipe) -> list[dict]:
         run.student.denoiser(),
         recipe.shown_steps,
         recipe.runtime.eval_samples_per_digit,
+        metrics=ToyMetrics(assets),
         student_grid=recipe.student.grid,
     )
     try:

@@ -142,8 +142,8 @@ MUTANTS = [
     Mutant(
         "train-eval-samples-zero-scores",
         TRAIN,
-        "recipe.runtime.eval_samples_per_digit <= 0 or sharded",
-        "recipe.runtime.eval_samples_per_digit < 0 or sharded",
+        "scored = recipe.runtime.eval_samples_per_digit > 0 and not sharded",
+        "scored = recipe.runtime.eval_samples_per_digit >= 0 and not sharded",
         (T_U_SCORING_OFF, T_SCORED),
         "eval_samples_per_digit 0 (documented: off) still scores the student",
     ),

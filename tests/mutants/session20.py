@@ -18,9 +18,9 @@ MUTANTS = [
     Mutant(
         "lock-released-before-scoring",
         "tlcm/train.py",
-        "        scores = None if recipe.runtime.eval_samples_per_digit <= 0 or sharded else _score(run, recipe)\n",
+        "        scores = _score(run, recipe, assets) if assets is not None else None\n",
         "        lock.release()\n"
-        "        scores = None if recipe.runtime.eval_samples_per_digit <= 0 or sharded else _score(run, recipe)\n",
+        "        scores = _score(run, recipe, assets) if assets is not None else None\n",
         (T_SCORE_LOCK,),
         "the lock ends with the Trainer's run, before the scores (the gap walkthrough 8 left)",
     ),
@@ -153,5 +153,33 @@ MUTANTS += [
         "return value.to(self.dtype)",
         (T_AM_STORE,),
         "a cached mask comes back in the encoder's float dtype",
+    ),
+]
+
+T_DIGIT = f"{C}::test_only_a_digit_miniature_is_scored_by_the_digit_metrics_beside_it"
+MUTANTS += [
+    Mutant(
+        "any-model-scored-by-digit-metrics",
+        "tlcm/train.py",
+        "        assets = digit_assets(recipe.model.path) if scored else None\n",
+        '        assets = Path(__file__).parent / "toy" / "assets" if scored else None\n',
+        (T_DIGIT,),
+        "an SD1.5 student's card publishes the digit classifier's alignment and FD of its 512 px images",
+    ),
+    Mutant(
+        "own-build-scored-by-bundled-metrics",
+        "tlcm/train.py",
+        "        metrics=ToyMetrics(assets),\n",
+        "        metrics=ToyMetrics(),\n",
+        (T_DIGIT,),
+        "a miniature rebuilt elsewhere is scored against the bundled reference statistics",
+    ),
+    Mutant(
+        "digit-assets-any-folder",
+        "tlcm/toy/assets/__init__.py",
+        "    return folder if all((folder / name).is_file() for name in METRIC_FILES) else None\n",
+        "    return folder\n",
+        (T_DIGIT,),
+        "every model folder counts as a digit miniature",
     ),
 ]
