@@ -68,3 +68,56 @@ def test_mlcd_and_lcd_measure_with_their_own_latent_lpips_weights(tmp_path):
     assert not torch.allclose(shipped.distance(a, b), want)
     for loss in (mlcd, lcd):
         torch.testing.assert_close(loss.distance(a, b), want)
+
+
+def _student(x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    """A toy eps-prediction f(x, t) = 0.5 x + t / 1000."""
+    return 0.5 * x + t.float().view(-1, 1, 1, 1) / 1000
+
+
+def _mlcd_pair(lowest_edge: str, t_m: torch.Tensor, t_n: torch.Tensor, t_s: torch.Tensor):
+    """MLCD's loss and ``ConsistencyPair`` for given states (the cache path: no draws) on SD's VP
+    schedule with the ``_student``; also x_tm, x_tn and the schedule."""
+    from tlcm.conditioning import Conditioning
+    from tlcm.data.states import TrajectoryStates
+    from tlcm.diffusion.schedule import VPSchedule
+    from tlcm.losses.base import StepContext
+    from tlcm.losses.shared import CONSISTENCY_PAIR
+
+    sd = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+    schedule = VPSchedule.from_config(sd)
+    gen = torch.Generator().manual_seed(0)
+    x_tm, x_tn = torch.randn(2, 3, 4, 8, 8, generator=gen)
+    ctx = StepContext.standalone(
+        student=_student, teacher=None, schedule=schedule, latent_shape=(4, 8, 8),
+        cond=Conditioning(torch.zeros(3, 2, 4)), generator=gen,
+        states=TrajectoryStates(x_tm, t_m, t_n, t_s, x_tn),
+    )  # fmt: skip
+    config = MLCDConfig(states="cache", segments=1, skip=20, lowest_edge=lowest_edge)
+    loss = MLCD(config, torch.nn.Linear(1, 1))(ctx)["mlcd"]
+    return loss, ctx.shared(CONSISTENCY_PAIR, lambda: None), x_tm, x_tn, schedule
+
+
+def test_mlcd_lowest_edge_clean_maps_the_lowest_segment_to_the_x0_prediction():
+    """lowest_edge "clean" (LCM / TCD / Hyper-SD's last stage: the target is f itself): the lowest
+    segment's branches are the student's x0 predictions at t_m and t_n (walkthrough 10: with the
+    discrete edge t = 0 they keep 0.22 of x_t at t = 19); another segment's edge stays. "discrete"
+    is DDIM to t = 0: alpha_0 x0 + sigma_0 f."""
+    t_m, t_n, t_s = torch.tensor([19, 499, 700]), torch.tensor([0, 479, 680]), torch.tensor([0, 0, 500])
+    loss, pair, x_tm, x_tn, schedule = _mlcd_pair("clean", t_m, t_n, t_s)
+    x0_m, x0_n = (
+        schedule.to_x0(_student(x_tm, t_m), x_tm, t_m),
+        schedule.to_x0(_student(x_tn, t_n), x_tn, t_n),
+    )
+    torch.testing.assert_close(pair.online[:2], x0_m[:2])
+    torch.testing.assert_close(pair.target[:2], x0_n[:2])
+    assert pair.t_s.tolist() == [-1, -1, 500]
+    torch.testing.assert_close(loss, ((pair.online - pair.target) ** 2).mean())
+    _, discrete, _, _, _ = _mlcd_pair("discrete", t_m, t_n, t_s)
+    assert discrete.t_s.tolist() == [0, 0, 500]
+    torch.testing.assert_close(discrete.online[2], pair.online[2])  # not the lowest segment: the same
+    zero = torch.zeros(2, dtype=torch.long)
+    a0, s0 = schedule.alpha(zero).view(-1, 1, 1, 1), schedule.sigma(zero).view(-1, 1, 1, 1)
+    torch.testing.assert_close(discrete.online[:2], a0 * x0_m[:2] + s0 * _student(x_tm, t_m)[:2])
+    with pytest.raises(ValueError, match='lowest_edge "clean" needs target_time "edge"'):
+        MLCDConfig(lowest_edge="clean", target_time="random").validate(1000, StudentGrid())

@@ -183,3 +183,31 @@ MUTANTS += [
         "every model folder counts as a digit miniature",
     ),
 ]
+
+T_EDGE = "tests/test_consistency_maths.py::test_mlcd_lowest_edge_clean_maps_the_lowest_segment_to_the_x0_prediction"
+MUTANTS += [
+    Mutant(
+        "lowest-edge-clean-ignored",
+        "tlcm/losses/mlcd.py",
+        '        if self.config.lowest_edge == "clean":',
+        "        if False:",
+        (T_EDGE,),
+        "lcm-lora's target keeps 0.22 of x_t at t = 19 though the recipe asks for LCM's f",
+    ),
+    Mutant(
+        "lowest-edge-clean-maps-every-edge",
+        "tlcm/losses/mlcd.py",
+        "torch.where(states.t_s == 0, clean, states.t_s)",
+        "clean",
+        (T_EDGE,),
+        "every segment maps to clean data: MLCD becomes one-segment consistency",
+    ),
+    Mutant(
+        "lowest-edge-clean-with-random-target-time",
+        "tlcm/losses/mlcd.py",
+        '        if self.lowest_edge == "clean" and self.target_time != "edge":',
+        "        if False:",
+        (T_EDGE,),
+        "TCD's random s and the clean edge are accepted together: s drawn on t = 0, then silently remapped",
+    ),
+]

@@ -118,6 +118,13 @@ class MLCDConfig(LossConfig):
     """Target network: the stop-grad online student (paper) or an EMA of its trainable weights."""
     ema_decay: float = 0.95
     """EMA decay when target = "ema"."""
+    lowest_edge: Literal["discrete", "clean"] = "discrete"
+    """The lowest segment's lower edge t_0: "discrete", the schedule's first timestep t = 0 (the
+    paper's milestones; on a VP schedule alpha 0.99957, sigma 0.029, so that segment's map g keeps
+    some of x_t: 0.22 at t = 19), or "clean": the clean boundary (VP t = -1, alpha 1, sigma 0;
+    ``Schedule.clean_timestep``), where g is the student's x0 prediction: LCM's, TCD's and
+    Hyper-SD's last stage's target f. Flow schedules' t = 0 is clean already. Needs target_time
+    "edge"."""
 
     def build(self, student) -> MLCD:
         return MLCD(self, student.net, student.base.family, counter=student.base)
@@ -154,6 +161,11 @@ class MLCDConfig(LossConfig):
             raise ValueError(
                 f'guidance_range needs states "data" or "single_jump", not "{self.states}" '
                 f"({unusable[self.states]}); or keep guidance_range (0, 0), the recipe's fixed w"
+            )
+        if self.lowest_edge == "clean" and self.target_time != "edge":
+            raise ValueError(
+                'lowest_edge "clean" needs target_time "edge" (a random target time is drawn in '
+                "[t_s, t_n] on the schedule's own timesteps)"
             )
         if self.states == "cache" and self.timesteps == "lattice":
             raise ValueError(
@@ -235,6 +247,9 @@ class MLCD(Loss):
         states = self._states(ctx, ctx.schedule)
         if self.config.target_time == "random":
             states = self._target_time(ctx, states)
+        if self.config.lowest_edge == "clean":  # the lowest edge, t = 0, mapped to clean data instead
+            clean = torch.full_like(states.t_s, ctx.schedule.clean_timestep)
+            states = replace(states, t_s=torch.where(states.t_s == 0, clean, states.t_s))
         target, teacher = self._target(ctx), self._teacher(ctx)
         online, goal = segment_maps(ctx.student, target, teacher, ctx.schedule, states, ctx.cond)
         segments = self.config.num_segments(ctx.grid)
