@@ -5,21 +5,19 @@ integer dtype, and training passes it to every teacher and student call."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import replace
 
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from engine_helpers import shrink
+from family_helpers import registered_copy
 
 import tlcm.models.families.sd as sd
 from recipes import PRESETS
 from tlcm.conditioning import Conditioning
 from tlcm.data.embeddings import EmbeddingStore
 from tlcm.models.base import BaseModel
-from tlcm.models.families import FAMILIES, register_family
 from tlcm.models.families.sd import StableDiffusion
 
 PROMPTS = ["a handwritten digit seven", "two"]
@@ -60,16 +58,9 @@ class _Masked(StableDiffusion):
 @pytest.fixture
 def masked_dir(tiny_sd_dir, tmp_path):
     """The tiny SD pipeline as a ``_Masked`` family's folder (the family registered for the test)."""
-    saved = dict(FAMILIES)
-    register_family(_Masked())
-    folder = tmp_path / "masked"
-    shutil.copytree(tiny_sd_dir, folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "MaskedSDPipeline"}))
     _Masked.seen = []
-    yield folder
-    FAMILIES.clear()
-    FAMILIES.update(saved)
+    with registered_copy(tiny_sd_dir, tmp_path / "masked", _Masked()) as folder:
+        yield folder
 
 
 def test_to_casts_the_embeddings_and_keeps_the_masks_dtype_and_batch_ops_carry_it():

@@ -12,6 +12,7 @@ import tyro
 from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from engine_helpers import shrink
+from family_helpers import registered_copy
 from tiny_pipelines import SD_SCHEDULER
 
 from recipes import PRESETS
@@ -24,7 +25,6 @@ from tlcm.errors import TLCMError
 from tlcm.losses.base import StepContext
 from tlcm.losses.mlcd import MLCDConfig
 from tlcm.models.base import BaseModel
-from tlcm.models.families import FAMILIES, register_family
 from tlcm.models.families.sd import StableDiffusion
 
 PROMPTS = ["a red cube", "two blue spheres"]
@@ -315,15 +315,8 @@ class _Truncating(StableDiffusion):
 @pytest.fixture
 def truncating_dir(tiny_sd_dir, tmp_path):
     """The tiny SD pipeline as a ``_Truncating`` family's folder (the family registered for the test)."""
-    saved = dict(FAMILIES)
-    register_family(_Truncating())
-    folder = tmp_path / "truncating"
-    shutil.copytree(tiny_sd_dir, folder)
-    index = json.loads((folder / "model_index.json").read_text())
-    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "TrajTruncatingPipeline"}))
-    yield folder
-    FAMILIES.clear()
-    FAMILIES.update(saved)
+    with registered_copy(tiny_sd_dir, tmp_path / "truncating", _Truncating()) as folder:
+        yield folder
 
 
 def test_a_cache_encoded_to_another_prompt_length_is_refused_and_another_dtype_noted(
