@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -187,6 +188,44 @@ def test_only_a_digit_miniature_is_scored_by_the_digit_metrics_beside_it(
     scored = [c for c in calls if c[0] == "scores"]
     assert len(scored) == 1 and torch.equal(scored[0][2]["metrics"].mu, torch.full((64,), 7.0))
     assert "no end-of-run scores" not in capfd.readouterr().err
+
+
+GLOO_LOST = "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:5"
+
+
+@pytest.mark.parametrize(
+    ("rank", "error", "one_line"),
+    [
+        ("1", GLOO_LOST, True),
+        ("1", "NCCL error in: ProcessGroupNCCL.cpp:1970, remote process exited", True),
+        ("0", GLOO_LOST, False),
+        ("1", "CUDA error: an illegal memory access was encountered", False),
+    ],
+)  # fmt: skip
+def test_a_rank_that_lost_a_collective_says_so_in_one_line(
+    fake_training, tmp_path, monkeypatch, rank, error, one_line
+):
+    """Rank 0 stopped with an error of its own (walkthrough 8: a full disk under its checkpoint);
+    another rank's collective then fails: one line, exit 1, pointing at rank 0's error, instead of
+    a gloo / NCCL traceback. Rank 0's own collective failure, or another error, is raised as it is."""
+    import tlcm.engine
+    import tlcm.train
+    from tlcm.distributed import OtherProcessFailed
+
+    def train(recipe):
+        raise RuntimeError(error)
+
+    monkeypatch.setattr(tlcm.engine, "train", train)
+    monkeypatch.setenv("RANK", rank)
+    recipe = _recipe(tmp_path / "run", eval_samples_per_digit=0)
+    if not one_line:
+        with pytest.raises(RuntimeError, match=re.escape(error)):
+            tlcm.train.train_and_score(recipe)
+        return
+    with pytest.raises(OtherProcessFailed) as info:
+        tlcm.train.train_and_score(recipe)
+    assert info.value.exit_code == 1 and isinstance(info.value.__cause__, RuntimeError)
+    assert str(info.value).startswith("another process stopped (rank 0's error says why)")
 
 
 def test_the_run_folder_stays_locked_until_the_scores_and_card_are_written(

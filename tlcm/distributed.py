@@ -143,6 +143,25 @@ def stop_failures(asked: Callable[[], str | None], wait: float, latest: Callable
         raise StopFailed(f"{why}: could not save a checkpoint (another process died); {latest()}") from err
 
 
+class OtherProcessFailed(TLCMError):
+    """A process other than rank 0 lost a collective: another process stopped with an error."""
+
+    exit_code = 1
+
+
+def other_process_failed(err: BaseException) -> OtherProcessFailed | None:
+    """On a rank > 0 (RANK, set by torchrun), the one line that replaces a collective's failure
+    ``err`` (rank 0 stopped with an error of its own, e.g. a full disk under its checkpoint, and
+    says what: this rank's gloo / NCCL traceback would only bury that); None on rank 0 or for
+    another error (raise it as it is)."""
+    if os.environ.get("RANK", "0") in ("", "0") or not collective_failure(err):
+        return None
+    return OtherProcessFailed(
+        "another process stopped (rank 0's error says why), so this one cannot go on: fix that, then run "
+        "the same command again"
+    )
+
+
 def average_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:
     """Average ``.grad`` over processes in one flat all-reduce (no-op for one process)."""
     params = [p for p in params if not isinstance(p, DTensor)]  # FSDP2 reduced those in backward

@@ -50,7 +50,7 @@ def train_and_score(recipe: Recipe) -> Run:
     run folder's lock (``tlcm.files.lock_run``, shared with the Trainer's) until the scores and the
     card are written: another training of the folder is refused until then."""
     from tlcm.checks import check_out_dir
-    from tlcm.distributed import close_distributed
+    from tlcm.distributed import close_distributed, other_process_failed
     from tlcm.engine import train
     from tlcm.files import lock_run
 
@@ -61,6 +61,10 @@ def train_and_score(recipe: Recipe) -> Run:
     try:
         try:
             run = train(recipe)
+        except RuntimeError as err:
+            if (failed := other_process_failed(err)) is None:
+                raise
+            raise failed from err
         finally:
             close_distributed()
         if run.preempted or not run.is_main:

@@ -211,3 +211,31 @@ MUTANTS += [
         "TCD's random s and the clean edge are accepted together: s drawn on t = 0, then silently remapped",
     ),
 ]
+
+T_LOST = "tests/test_cli_units.py::test_a_rank_that_lost_a_collective_says_so_in_one_line"
+MUTANTS += [
+    Mutant(
+        "lost-collective-traceback-on-rank-1",
+        "tlcm/distributed.py",
+        '    if os.environ.get("RANK", "0") in ("", "0") or not collective_failure(err):\n        return None\n    return OtherProcessFailed(',
+        '    if True:\n        return None\n    return OtherProcessFailed(',
+        (T_LOST,),
+        "rank 1 prints gloo's traceback below rank 0's one-line disk-full error (walkthrough 8)",
+    ),
+    Mutant(
+        "lost-collective-hides-rank-0s-error",
+        "tlcm/distributed.py",
+        '    if os.environ.get("RANK", "0") in ("", "0") or not collective_failure(err):\n        return None\n    return OtherProcessFailed(',
+        '    if not collective_failure(err):\n        return None\n    return OtherProcessFailed(',
+        (T_LOST,),
+        "rank 0's own lost collective (rank 1 died) reads 'rank 0's error says why': a line pointing at itself",
+    ),
+    Mutant(
+        "any-rank-1-error-is-a-lost-collective",
+        "tlcm/distributed.py",
+        '    if os.environ.get("RANK", "0") in ("", "0") or not collective_failure(err):\n        return None\n    return OtherProcessFailed(',
+        '    if os.environ.get("RANK", "0") in ("", "0"):\n        return None\n    return OtherProcessFailed(',
+        (T_LOST,),
+        "a CUDA error on rank 1 is reported as another process's failure",
+    ),
+]
