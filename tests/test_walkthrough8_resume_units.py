@@ -76,6 +76,10 @@ def test_a_changed_split_is_refused_naming_the_grad_accum_that_keeps_it(full, tm
     with pytest.raises(TLCMError) as refused:  # a batch of 1 has no 2 micro-batches: no advice
         check_resume(_record(single, 2), _record(single, 1), _folder(tmp_path), False, print)
     assert "grad-accum" not in str(refused.value) and "processes 2 -> 1" in str(refused.value)
+    with pytest.raises(TLCMError) as refused:  # 4 x 1 -> 2 processes: grad-accum 4 / 2
+        check_resume(_record(full, 4), _record(full, 2), _folder(tmp_path), False, print)
+    flags = " ".join(f"--recipes.phases.{n}.grad-accum 2" for n in full.phases)
+    assert f"pass {flags} to keep" in str(refused.value)
     # the same process count: grad-accum is the split, a change as before
     assert run_changes(_record(full, 1), _record(partly, 1)) == ["phases.mlcd.grad-accum 1 -> 2"]
 
@@ -93,6 +97,10 @@ def test_a_split_no_grad_accum_keeps_or_the_memory_plan_chose_is_refused_saying_
         TLCMError, match="the memory plan chose the micro-batches of mlcd, lcd, dmd, not recorded"
     ):
         check_resume(_record(planned, 2), _record(_accum(planned, 2), 1), _folder(tmp_path), False, print)
+    with pytest.raises(TLCMError, match="the memory plan chose the micro-batches of mlcd, lcd, dmd"):
+        check_resume(
+            _record(planned, 2), _record(planned, 1), _folder(tmp_path), False, print
+        )  # both unknown
     pinned = _accum(full, 2, memory_plan=True)  # a grad-accum other than 1: kept by the plan
     assert run_changes(_record(pinned, 2), _record(_accum(pinned, 4), 1)) == []
 

@@ -239,3 +239,42 @@ MUTANTS += [
         "a CUDA error on rank 1 is reported as another process's failure",
     ),
 ]
+
+RS = "tests/test_walkthrough8_resume_units.py"
+T_KEEPS = f"{RS}::test_another_process_count_that_keeps_the_micro_batches_resumes"
+T_HINT = f"{RS}::test_a_changed_split_is_refused_naming_the_grad_accum_that_keeps_it"
+T_NO_ACCUM = f"{RS}::test_a_split_no_grad_accum_keeps_or_the_memory_plan_chose_is_refused_saying_why"
+MUTANTS += [  # the resume-split fix (walkthrough 8), checked by hand when it landed, catalogued here
+    Mutant(
+        "split-ignores-grad-accum",
+        "tlcm/resume.py",
+        "        splits[name] = processes * accum if fixed else None\n",
+        "        splits[name] = processes if fixed else None\n",
+        (T_KEEPS, T_HINT),
+        "2 x 1 -> 1 x 2 (the same micro-batches) is refused; 2 x 1 -> 1 x 1 is taken as the same",
+    ),
+    Mutant(
+        "split-unknown-counts-as-kept",
+        "tlcm/resume.py",
+        "        (kept if split is not None and split == after[name] else changed).append(name)\n",
+        "        (kept if split == after[name] else changed).append(name)\n",
+        (T_NO_ACCUM,),
+        "a memory-planned run (split chosen on the device, not recorded) resumes on other processes unchecked",
+    ),
+    Mutant(
+        "split-hint-floor-division-wrong",
+        "tlcm/resume.py",
+        '            flags.append(f"--recipes.phases.{name}.grad-accum {split // processes}")\n',
+        '            flags.append(f"--recipes.phases.{name}.grad-accum {split}")\n',
+        (T_HINT,),
+        "the refusal names a grad-accum that changes the split again",
+    ),
+    Mutant(
+        "split-hint-offers-an-unsplittable-accum",
+        "tlcm/resume.py",
+        "        elif split % processes or (planned and split == processes):  # grad-accum 1: the plan's\n",
+        "        elif planned and split == processes:  # grad-accum 1: the plan's\n",
+        (T_NO_ACCUM,),
+        "3 micro-batches over 2 processes: the refusal suggests grad-accum 1 (3 // 2), another split",
+    ),
+]
