@@ -10,6 +10,10 @@ gradients FSDP2 reduce-scatters (averaged over processes) in backward, so ``aver
 skips them. Checkpoints hold full tensors (``full_tensors``, a collective: every process calls it;
 rank 0 writes); loading shards them again like the live parameters (``shard_like``,
 ``reshard_optimizer_state``).
+
+A process's failure reaches the others as a collective's error: ``stop_failures`` turns it into
+one line when it breaks a stop signal's save (``StopFailed``), ``other_process_failed`` on a rank
+> 0 whose rank 0 stopped with an error of its own (``OtherProcessFailed``).
 """
 
 from __future__ import annotations
