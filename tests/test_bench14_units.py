@@ -453,7 +453,9 @@ def test_the_adapter_toggle_costs_are_seconds_per_toggle(monkeypatch):
         student=SimpleNamespace(net=ToggleUNet(clock, switch), adapters=switch),
         base=SimpleNamespace(latent_shape=(4,)),
         dist=SimpleNamespace(device=torch.device("cpu")),
-        embeddings=SimpleNamespace(get=lambda idx: SimpleNamespace(prompt_embeds=None, pooled_embeds=None)),
+        embeddings=SimpleNamespace(
+            get=lambda idx: SimpleNamespace(prompt_embeds=None, pooled_embeds=None, attention_mask=None)
+        ),
     )
     got = engine_overhead.adapter_toggle_costs(trainer, repeats=10)
     assert got["api_s"] == pytest.approx(0.02)

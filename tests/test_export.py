@@ -28,6 +28,7 @@ from tlcm.export import main as export_main
 from tlcm.models.base import BaseModel
 from tlcm.models.families.sd import unet_kwargs
 from tlcm.models.student import Student
+from tlcm.toy import ASSET_DIR
 
 RANK, ALPHA = 4, 8.0  # scale 2: a loader that takes alpha = rank is off by a factor of 2
 
@@ -112,6 +113,7 @@ def two_runs(tiny_sd_dir, tmp_path_factory):
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tlcm.toy.scores, "student_scores", lambda *a, **k: scores)
+        patch.setattr(tlcm.train, "digit_assets", lambda model: ASSET_DIR)  # scored as a miniature
         b = replace(recipes[1], runtime=replace(recipes[1].runtime, eval_samples_per_digit=1))
         tlcm.train.train_and_score(b)
     return root / "a" / "run", root / "b" / "run", recipes[0], scores
