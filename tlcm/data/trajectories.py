@@ -228,10 +228,6 @@ def build_cache(
     return manifest
 
 
-DTYPE_FLAGS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-"""A teacher weight dtype -> the --frozen-dtype value that loads it (``config.FrozenDtype``)."""
-
-
 def check_teacher(manifest: dict, base: BaseModel, folder: Path, refuse: Callable[[str], TLCMError]) -> None:
     """Compare the cache's teacher with the run's ``base``: the prompt length in tokens (T5's
     max_sequence_length for SD3 / FLUX: a cache made at another length followed other conditioning)
@@ -248,10 +244,13 @@ def check_teacher(manifest: dict, base: BaseModel, folder: Path, refuse: Callabl
             )
     built, ours = manifest.get("teacher_dtype"), str(base.net.dtype).removeprefix("torch.")
     if built is not None and built != ours:
+        from tlcm.models.base import FROZEN_DTYPES  # loaded with the model already
+
+        flag = next((k for k, v in FROZEN_DTYPES.items() if v == base.net.dtype), ours)
         note(
             f"note: trajectory cache {folder} was made by the teacher in {built}, this run's teacher weights "
             f"are {ours}: the cached targets differ from this run's teacher by that rounding (rebuild "
-            f"with --frozen-dtype {DTYPE_FLAGS.get(ours, ours)} to match)"
+            f"with --frozen-dtype {flag} to match)"
         )
 
 
