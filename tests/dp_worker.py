@@ -1,13 +1,15 @@
 """torchrun worker of tests/test_loss_contract.py: trains every loss case with the global batch
 split over the processes (no accumulation) and leaves each case's checkpoints in OUT/<case>.
 
-    torchrun --standalone --nproc_per_node 2 tests/dp_worker.py MODEL_DIR OUT_DIR STEPS BATCH [fsdp]
+    torchrun --standalone --nproc_per_node 2 tests/dp_worker.py MODEL_DIR OUT_DIR STEPS BATCH [fsdp|masked]
 
 With "fsdp": the FSDP2 cases (FSDP_CASES) with --recipes.runtime.fsdp and gradient checkpointing
 (the mode users shard in), and each also interrupted after its first step and resumed, into
 OUT/<case>-resumed; one step of "dmd" in bf16 (frozen weights, autocast, FSDP2's
 mixed-precision policy) into OUT/dmd-bf16; and "dmd" with compiled blocks (aot_eager) into
-OUT/dmd-compiled.
+OUT/dmd-compiled. With "masked": MODEL_DIR is a masked family's folder (tests/masked_family.py,
+registered here); its MASKED_CASES into OUT/<case>, and "dmd" under FSDP2 with gradient
+checkpointing into OUT/dmd-fsdp.
 """
 
 from __future__ import annotations
@@ -21,17 +23,34 @@ import torch
 from counted_backend import COUNTED, graphs_called  # tests/ is this script's folder: on sys.path
 from engine_helpers import interrupt_after
 from loss_cases import CASES, FSDP_CASES, case_recipe, in_bf16
+from masked_family import MASKED_CASES, MaskedSD
 from torch.distributed.tensor import DTensor
 
 from tlcm.distributed import close_distributed
 from tlcm.engine import Trainer, train
+from tlcm.models.families import register_family
+
+
+def _train_masked(model: Path, out: Path, steps: int, batch: int) -> None:
+    """The "masked" mode: MASKED_CASES with DDP, then "dmd" under FSDP2 with gradient checkpointing,
+    all through one embedding cache (rank 0 writes it, rank 1 reads the masks it finds there)."""
+    register_family(MaskedSD())
+    for name in (*MASKED_CASES, "dmd-fsdp"):
+        recipe = case_recipe(name.removesuffix("-fsdp"), model, out / name, steps=steps, batch_size=batch)
+        recipe = replace(recipe, data=replace(recipe.data, embedding_cache=out / "emb"))
+        if name.endswith("-fsdp"):
+            recipe = replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True))
+        train(recipe)
+
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     model, out, steps, batch = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    fsdp = sys.argv[5:] == ["fsdp"]
+    fsdp, masked = sys.argv[5:] == ["fsdp"], sys.argv[5:] == ["masked"]
     try:
-        for name in FSDP_CASES if fsdp else CASES:
+        if masked:
+            _train_masked(model, out, steps, batch)
+        for name in FSDP_CASES if fsdp else () if masked else CASES:
             recipe = case_recipe(name, model, out / name, steps=steps, batch_size=batch, fsdp=fsdp)
             if not fsdp:
                 train(recipe)

@@ -5,61 +5,47 @@ integer dtype, and training passes it to every teacher and student call."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
-from engine_helpers import shrink
+from contract_helpers import (
+    BF16_TOLERANCE,
+    TWO_PROCESS_BATCH,
+    TWO_PROCESS_STEPS,
+    assert_close_updates,
+    assert_identical_runs,
+    assert_same_run,
+    assert_same_updates,
+    gradients_of_every_update,
+)
+from counted_backend import COUNTED, graphs_called
+from engine_helpers import interrupt_after, shrink
 from family_helpers import registered_copy
+from loss_cases import case_recipe, in_bf16
+from masked_family import MASKED_CASES, MaskedSD
 
 import tlcm.models.families.sd as sd
 from recipes import PRESETS
 from tlcm.conditioning import Conditioning
 from tlcm.data.embeddings import EmbeddingStore
+from tlcm.engine import Trainer, train
 from tlcm.models.base import BaseModel
-from tlcm.models.families.sd import StableDiffusion
+from tlcm.models.graphs import CallGraphs
+from tlcm.toy import MINIATURE_SD
 
 PROMPTS = ["a handwritten digit seven", "two"]
 
 
-class _MaskedPipeline(StableDiffusionPipeline):
-    pass
-
-
-class _Masked(StableDiffusion):
-    """SD whose conditioning carries the tokenizer's attention mask (padding 0), as a T5 family's
-    would; ``seen`` records, for each network call, whether the mask came with it."""
-
-    name = tag = "masked-sd"
-    pipeline_name = "MaskedSDPipeline"
-    seen: list[bool] = []
-
-    @property
-    def pipeline(self):
-        return _MaskedPipeline
-
-    def encode(self, pipe, prompts, device, max_sequence_length, latent_shape):
-        cond, uncond = super().encode(pipe, prompts, device, max_sequence_length, latent_shape)
-
-        def mask(texts: list[str]) -> torch.Tensor:
-            length = pipe.tokenizer.model_max_length
-            tokens = pipe.tokenizer(texts, padding="max_length", max_length=length, truncation=True)
-            return torch.tensor(tokens.attention_mask, device=device)
-
-        blank = [""] * len(prompts)
-        return replace(cond, attention_mask=mask(prompts)), replace(uncond, attention_mask=mask(blank))
-
-    def forward(self, net, x, t, cond):
-        _Masked.seen.append(cond.attention_mask is not None)
-        return super().forward(net, x, t, cond)
-
-
 @pytest.fixture
 def masked_dir(tiny_sd_dir, tmp_path):
-    """The tiny SD pipeline as a ``_Masked`` family's folder (the family registered for the test)."""
-    _Masked.seen = []
-    with registered_copy(tiny_sd_dir, tmp_path / "masked", _Masked()) as folder:
+    """The tiny SD pipeline as a ``MaskedSD`` family's folder (the family registered for the test)."""
+    MaskedSD.seen = []
+    with registered_copy(tiny_sd_dir, tmp_path / "masked", MaskedSD()) as folder:
         yield folder
 
 
@@ -121,7 +107,86 @@ def test_the_embedding_cache_keeps_the_mask_in_its_dtype(masked_dir, tmp_path):
 def test_training_passes_the_mask_to_every_network_call(masked_dir, tmp_path):
     recipe = shrink(PRESETS["mlcd"], masked_dir, tmp_path / "run", steps=1)
     recipe = replace(recipe, data=replace(recipe.data, embedding_cache=tmp_path / "emb"))
-    from tlcm.engine import Trainer
-
     Trainer(recipe).run()
-    assert len(_Masked.seen) > 2 and all(_Masked.seen)
+    assert len(MaskedSD.seen) > 2 and set(MaskedSD.seen) == {torch.int64}
+
+
+MODES = {
+    "checkpointing": {"gradient_checkpointing": True},
+    "graphs": {"graphs": True},
+    "compiled": {"compile": True, "compile_backend": COUNTED["aot_eager"], "gradient_checkpointing": True},
+}
+"""The RuntimeConfig fields of the modes whose gradients equal eager's bit for bit on the CPU (as in
+tests/test_loss_contract.py)."""
+
+
+@pytest.mark.parametrize("case", MASKED_CASES)
+def test_a_masked_family_keeps_the_loss_contract_in_every_mode(case, masked_dir, tmp_path, monkeypatch):
+    """The loss contract for a family that fills ``attention_mask``: gradient checkpointing, replayed
+    no-grad calls and compiled blocks (aot_eager) give every gradient of every update of the eager
+    run bit for bit, and a run interrupted mid-phase and resumed equals the uninterrupted one. The
+    mask moves the prediction (test_the_mask_reaches_the_unet_and_its_features) and the prompts'
+    lengths differ from step to step, so a mode that dropped the mask (a recomputed block called
+    without it) or froze the first call's (a capture that kept it as a constant) gives other
+    gradients."""
+    replays = []
+    replay = CallGraphs.__call__
+    monkeypatch.setattr(CallGraphs, "__call__", lambda self, *a: replays.append(1) or replay(self, *a))
+    eager = gradients_of_every_update(case_recipe(case, masked_dir, tmp_path / "eager"))
+    for mode, runtime in MODES.items():
+        recipe = case_recipe(case, masked_dir, tmp_path / mode)
+        recipe = replace(recipe, runtime=replace(recipe.runtime, **runtime))
+        on, graphs = graphs_called(lambda recipe=recipe: gradients_of_every_update(recipe))
+        assert_same_updates(eager, on, f"{case}, {mode}")
+        assert mode != "compiled" or graphs >= 2, (case, graphs)
+    assert replays and set(MaskedSD.seen) == {torch.int64}, case
+    first = Trainer(case_recipe(case, masked_dir, tmp_path / "resumed"))
+    interrupt_after(first, 2)
+    assert first.run().preempted
+    train(case_recipe(case, masked_dir, tmp_path / "resumed"))
+    assert_identical_runs(tmp_path / "eager", tmp_path / "resumed", case)
+
+
+@pytest.fixture
+def masked_miniature(tmp_path):
+    """The UNet miniature as a ``MaskedSD`` family's folder (its text moves the output: DMD's fake -
+    real is more than rounding, as in the contract's bf16 test)."""
+    MaskedSD.seen = []
+    with registered_copy(MINIATURE_SD, tmp_path / "masked-miniature", MaskedSD()) as folder:
+        yield folder
+
+
+@pytest.mark.parametrize("case", MASKED_CASES)
+def test_a_masked_family_in_bf16_matches_fp32(case, masked_miniature, tmp_path):
+    """Frozen weights bf16 with bf16 autocast (the CUDA default): the first update of every
+    trainable set within the contract's ``BF16_TOLERANCE`` of fp32's, and every network call got
+    the mask in its integer dtype."""
+    firsts = {}
+    for bf16 in (False, True):
+        recipe = case_recipe(case, masked_miniature, tmp_path / str(bf16), steps=1)
+        firsts[bf16] = gradients_of_every_update(in_bf16(recipe) if bf16 else recipe)
+    assert set(MaskedSD.seen) == {torch.int64}, case  # bf16 frozen weights: the mask kept its dtype
+    assert_close_updates(firsts[False], firsts[True], case, BF16_TOLERANCE)
+
+
+@pytest.mark.slow
+def test_a_masked_family_in_two_processes_equals_one(masked_dir, tmp_path):
+    """torchrun 2 x 1 micro-batch (tests/dp_worker.py "masked": each process's prompts and their
+    masks, through an embedding cache that rank 0 writes and rank 1 reads) against 1 process x 2
+    accumulated micro-batches encoding in memory, for every masked case with DDP and for DMD under
+    FSDP2 with gradient checkpointing: the logged terms to 1e-4 and the weights as the contract's
+    two-process tests compare them (FSDP2: as a whole, to 1e-3)."""
+    steps, batch = TWO_PROCESS_STEPS, TWO_PROCESS_BATCH
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    worker = Path(__file__).parent / "dp_worker.py"
+    args = [torchrun, "--standalone", "--nproc_per_node", "2", str(worker), str(masked_dir)]
+    args += [str(tmp_path / "two"), str(steps), str(batch), "masked"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for case in MASKED_CASES:
+        one = tmp_path / "one" / case
+        train(case_recipe(case, masked_dir, one, steps=steps, batch_size=batch, grad_accum=2))
+        assert_same_run(one, tmp_path / "two" / case, case)
+    one = tmp_path / "one" / "dmd"  # FSDP2 reduces in another order: the weights as a whole
+    assert_same_run(one, tmp_path / "two" / "dmd-fsdp", "dmd under FSDP2", 1e-3, sharded=True)

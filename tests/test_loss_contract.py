@@ -10,7 +10,6 @@ Each case trains at lr 1e-2 so that a contract break moves the weights far beyon
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import subprocess
@@ -20,11 +19,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from contract_helpers import (
+    BF16_TOLERANCE,
+    TWO_PROCESS_BATCH,
+    TWO_PROCESS_STEPS,
+    assert_close_updates,
+    assert_identical_runs,
+    assert_same_run,
+    assert_same_updates,
+    final_state,
+    gradients_of_every_update,
+)
 from counted_backend import COUNTED, graphs_called
 from engine_helpers import interrupt_after
 from loss_cases import CASES, FSDP_CASES, case_recipe, fsdp_form, in_bf16
-from safetensors.torch import load_file
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import tlcm.models.functional
 from tlcm.config import StudentConfig
@@ -44,32 +52,6 @@ def test_every_registered_loss_has_a_case():
     assert set(LOSSES) - {"test_output_norm"} <= covered
 
 
-def _final(run_dir: Path) -> tuple[dict, dict, list]:
-    folder = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text()
-    losses = torch.load(folder / "losses.pt", weights_only=True)
-    log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return load_file(folder / "student.safetensors"), losses, log
-
-
-def _flat(tree, prefix=""):
-    if isinstance(tree, torch.Tensor):
-        return {prefix: tree}
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else []
-    return {k: v for key, value in items for k, v in _flat(value, f"{prefix}/{key}").items()}
-
-
-def _assert_identical_runs(a: Path, b: Path, case: str) -> None:
-    """Two runs' final student weights and loss states (owned models, their optimizers) are equal
-    bit for bit, and so is everything they logged at every step (loss terms, gradient norms,
-    discriminator statistics, denoiser evaluations) but the speed."""
-    (wa, la, log_a), (wb, lb, log_b) = _final(a), _final(b)
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), case
-    fa, fb = _flat(la), _flat(lb)
-    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa), case
-    logged = [[{k: v for k, v in r.items() if k != "it_per_s"} for r in log] for log in (log_a, log_b)]
-    assert logged[0] == logged[1], case
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_resume_mid_phase_equals_the_uninterrupted_run(case, tiny_sd_dir, tmp_path, tmp_path_factory):
     _, straight = reference_run(case, tiny_sd_dir, tmp_path_factory)
@@ -78,28 +60,10 @@ def test_resume_mid_phase_equals_the_uninterrupted_run(case, tiny_sd_dir, tmp_pa
     interrupt_after(first, stop_at)
     assert first.run().preempted
     resumed = train(case_recipe(case, tiny_sd_dir, tmp_path / "b"))
-    _assert_identical_runs(straight, tmp_path / "b", case)
-    weights, _, log = _final(straight)
+    assert_identical_runs(straight, tmp_path / "b", case)
+    weights, _, log = final_state(straight)
     assert resumed.state.global_step == log[-1]["global_step"]
     assert max(v.abs().max().item() for k, v in weights.items() if "lora_B" in k) > 1e-3  # training moved
-
-
-def _gradients_of_every_update(recipe) -> list[list[torch.Tensor]]:
-    """Train ``recipe``; the gradients every optimizer step of the run saw (the student's, each fake
-    score / discriminator update of every loss), in order, each step's as a list over its params."""
-    grads = []
-
-    def record(optimizer, args, kwargs):
-        grads.append(
-            [p.grad.clone() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        )
-
-    handle = register_optimizer_step_pre_hook(record)
-    try:
-        train(recipe)
-    finally:
-        handle.remove()
-    return grads
 
 
 def reference_run(case: str, tiny_sd_dir: Path, tmp_path_factory) -> tuple[list[list[torch.Tensor]], Path]:
@@ -108,16 +72,11 @@ def reference_run(case: str, tiny_sd_dir: Path, tmp_path_factory) -> tuple[list[
     replay and compiled tests, trained once per session (``_once_per_session``)."""
 
     def make(folder: Path) -> None:
-        gradients = _gradients_of_every_update(case_recipe(case, tiny_sd_dir, folder))
+        gradients = gradients_of_every_update(case_recipe(case, tiny_sd_dir, folder))
         torch.save(gradients, folder / "gradients.pt")
 
     folder = _once_per_session(f"reference-{case}", tmp_path_factory, make)
     return torch.load(folder / "gradients.pt", weights_only=True), folder
-
-
-TWO_PROCESS_STEPS, TWO_PROCESS_BATCH = 2, 4
-"""Steps and global batch of the two-process comparisons: torchrun 2 x 1 micro-batch
-(tests/dp_worker.py) against one process x 2 accumulated micro-batches (``one_process_run``)."""
 
 
 def one_process_run(case: str, tiny_sd_dir: Path, tmp_path_factory, fsdp: bool = False) -> Path:
@@ -190,9 +149,9 @@ def _assert_bit_identical_training(case: str, runtime: dict, tiny_sd_dir: Path, 
     off, reference = reference_run(case, tiny_sd_dir, factory)
     recipe = case_recipe(case, tiny_sd_dir, out)
     assert all(getattr(recipe.runtime, k) != v for k, v in runtime.items()), case  # the reference's differ
-    on = _gradients_of_every_update(replace(recipe, runtime=replace(recipe.runtime, **runtime)))
-    _assert_same_updates(off, on, case)
-    _assert_identical_runs(reference, out, case)
+    on = gradients_of_every_update(replace(recipe, runtime=replace(recipe.runtime, **runtime)))
+    assert_same_updates(off, on, case)
+    assert_identical_runs(reference, out, case)
 
 
 COMPILE_TOLERANCE = {"dmd": (2, 3e-2)}
@@ -222,24 +181,10 @@ def _compiled_and_eager(recipe, out: Path, backend: str = "inductor") -> tuple[l
             compile=compiled,
             compile_backend=COUNTED[backend],
         )
-        return _gradients_of_every_update(replace(recipe, runtime=runtime))
+        return gradients_of_every_update(replace(recipe, runtime=runtime))
 
     compiled, graphs = graphs_called(lambda: run(True))
     return run(False), compiled, graphs
-
-
-def _assert_same_updates(a: list, b: list, case: str) -> None:
-    assert len(a) == len(b) > 0 and [len(g) for g in a] == [len(g) for g in b], case
-    for update, (x, y) in enumerate(zip(a, b, strict=True)):
-        assert all(torch.equal(u, v) for u, v in zip(x, y, strict=True)), (case, update)
-
-
-def _assert_close_updates(eager: list, compiled: list, case: str, tolerance: float) -> None:
-    assert len(eager) == len(compiled) > 0 and [len(g) for g in eager] == [len(g) for g in compiled], case
-    for update, (a, b) in enumerate(zip(eager, compiled, strict=True)):
-        diff = sum(float((x.double() - y.double()).square().sum()) for x, y in zip(a, b, strict=True))
-        norm = sum(float(x.double().square().sum()) for x in a)
-        assert (diff / norm) ** 0.5 < tolerance, (case, update, (diff / norm) ** 0.5)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -278,7 +223,7 @@ def test_inductor_compiled_blocks_give_the_eager_gradients(case, tiny_sd_dir, tm
     steps, tolerance = COMPILE_TOLERANCE.get(case, (2, 1e-2))
     eager, compiled, graphs = _compiled_and_eager(case_recipe(case, tiny_sd_dir, tmp_path, steps), tmp_path)
     assert graphs >= 2, (case, graphs)
-    _assert_close_updates(eager, compiled, case, tolerance)
+    assert_close_updates(eager, compiled, case, tolerance)
 
 
 def test_compiled_blocks_of_a_deep_copy_run_the_copy(tiny_sd_dir, tmp_path):
@@ -291,7 +236,7 @@ def test_compiled_blocks_of_a_deep_copy_run_the_copy(tiny_sd_dir, tmp_path):
     recipe = replace(recipe, student=replace(recipe.student, full_finetune=True))
     eager, compiled, graphs = _compiled_and_eager(recipe, tmp_path, "aot_eager")
     assert graphs >= 2 and len(eager) == 3  # the student, then two fake-score updates
-    _assert_close_updates(eager, compiled, "dmd, full fine-tune", 1e-5)
+    assert_close_updates(eager, compiled, "dmd, full fine-tune", 1e-5)
 
 
 @pytest.mark.parametrize("family", ["sd3", "flux"])
@@ -303,22 +248,7 @@ def test_compiled_transformer_blocks_give_the_eager_gradients(family, tiny_sd3_d
     recipe = case_recipe("mlcd-then-dmd", model, tmp_path, steps=2)
     eager, compiled, graphs = _compiled_and_eager(recipe, tmp_path, "aot_eager")
     assert graphs >= 2, (family, graphs)
-    _assert_same_updates(eager, compiled, family)
-
-
-BF16_TOLERANCE = 0.5
-"""Relative L2 error allowed between a trainable set's first gradient in bf16 (frozen weights bf16,
-bf16 autocast, fp32 adapters) and in fp32, on the miniature pipeline. bf16 keeps 8 bits of
-mantissa (rounding 4e-3) and these gradients are differences of near-equal predictions (student
-vs target, fake vs real score), so rounding is amplified: measured per case (student; then the
-loss's own model): mlcd 0.22, lcd 0.05, dmd 0.03 / 0.04, gan-unet 0.15 / 0.12, gan-timm-r1
-0.40 / 0.17, gan-data 0.18 / 0.11, preference-reward 0.14, preference-dpo 0.04, mlcd-then-dmd
-0.22 / 0.25 / 0.14, dmd2 0.12 / 0.28 / 0.38 (its fake score trains down to t = 0, where bf16's
-rounding of x_t is large against s_t: eps is ill-determined), add 0.04 / 0.10 (on torch 2.11 too:
-its real latents' posterior noise is drawn in fp32; drawn in bf16, 2.11's CPU gave the bf16 run
-other noise, 1.9). It catches a mode that breaks (a dtype error) or turns a gradient (a sign, an
-adapter, a loss computed in bf16); it cannot see a bug common to both modes (the other contract
-tests do)."""
+    assert_same_updates(eager, compiled, family)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -330,9 +260,9 @@ def test_bf16_frozen_weights_and_autocast_match_fp32(case, tmp_path):
     firsts = {}
     for bf16 in (False, True):
         recipe = case_recipe(case, MINIATURE_SD, tmp_path / str(bf16), steps=1)
-        firsts[bf16] = _gradients_of_every_update(in_bf16(recipe) if bf16 else recipe)
+        firsts[bf16] = gradients_of_every_update(in_bf16(recipe) if bf16 else recipe)
     assert all(y.dtype == torch.float32 for b in firsts[True] for y in b), case  # fp32 adapters and heads
-    _assert_close_updates(firsts[False], firsts[True], case, BF16_TOLERANCE)
+    assert_close_updates(firsts[False], firsts[True], case, BF16_TOLERANCE)
 
 
 @pytest.mark.parametrize("case", ["dmd", "gan-unet"])
@@ -350,7 +280,7 @@ def test_compiled_bf16_with_checkpointing_gives_the_eager_bf16_bits(case, tmp_pa
     benchmark's compiled rows compare them with eager, benchmarks/gpu_speed.py)."""
     recipe = in_bf16(case_recipe(case, MINIATURE_SD, tmp_path, steps=1))
     eager, compiled, graphs = _compiled_and_eager(recipe, tmp_path, "aot_eager")
-    _assert_same_updates(eager, compiled, case)
+    assert_same_updates(eager, compiled, case)
     assert graphs >= 2, (case, graphs)
 
 
@@ -371,7 +301,7 @@ def test_resume_with_an_embedding_cache_equals_the_run_without(tiny_sd_dir, tmp_
     resumed = Trainer(recipe("b", tmp_path / "emb"))
     resumed.run()
     assert len(list((tmp_path / "emb").glob("chunk-*.safetensors"))) == 2
-    (wa, _, log_a), (wb, _, log_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
+    (wa, _, log_a), (wb, _, log_b) = final_state(tmp_path / "a"), final_state(tmp_path / "b")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert [r["mlcd"] for r in log_a] == [r["mlcd"] for r in log_b]
 
@@ -398,34 +328,7 @@ def test_two_processes_equal_one_process_with_two_micro_batches(tiny_sd_dir, tmp
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for case in CASES:
-        _assert_same_run(one_process_run(case, tiny_sd_dir, tmp_path_factory), tmp_path / "two" / case, case)
-
-
-def _assert_same_run(
-    one: Path, two: Path, case: str, rel_l2: float | None = None, log_rel: float = 1e-4, sharded: bool = False
-) -> None:
-    """Two runs' logged terms (losses, gradient norms) agree to ``log_rel`` and their final student
-    weights and loss states elementwise to 1e-5 (or, with ``rel_l2``, as a whole:
-    ||a - b|| / ||a|| < rel_l2 over all floating tensors); unless ``two`` is ``sharded`` (FSDP2:
-    MLCD's MDS then runs uniform rounds of the whole batch, more calls by design), so are their
-    denoiser evaluations, every process's summed."""
-    (w1, l1, log1), (w2, l2, log2) = _final(one), _final(two)
-    f1, f2 = _flat(l1), _flat(l2)
-    assert w1.keys() == w2.keys() and f1.keys() == f2.keys(), case
-    pairs = [(w1[k], w2[k], k) for k in w1] + [(f1[k], f2[k], k) for k in f1 if f1[k].is_floating_point()]
-    if rel_l2 is None:
-        for a, b, key in pairs:
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"{case}: {key}")
-    else:
-        diff = sum(float((a.double() - b.double()).square().sum()) for a, b, _ in pairs) ** 0.5
-        norm = sum(float(a.double().square().sum()) for a, _, _ in pairs) ** 0.5
-        assert diff / norm < rel_l2, (case, diff / norm)
-    for r1, r2 in zip(log1, log2, strict=True):
-        for key, value in r1.items():
-            if isinstance(value, float) and key != "it_per_s":
-                assert value == pytest.approx(r2[key], rel=log_rel, abs=1e-6), (case, key)
-        # the run's denoiser evaluations: every process's summed (not one process's share)
-        assert sharded or r1["denoiser_evals"] == r2["denoiser_evals"] > 0, case
+        assert_same_run(one_process_run(case, tiny_sd_dir, tmp_path_factory), tmp_path / "two" / case, case)
 
 
 @pytest.mark.slow
@@ -454,8 +357,8 @@ def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tiny_sd_dir, t
         # at lr 1e-2 turns rounding on near-zero gradients into elementwise weight differences of
         # up to ~5e-4 (measured), so the weights are compared as a whole
         tolerance = FSDP_TOLERANCE.get(case, (1e-3, 1e-4))
-        _assert_same_run(one, tmp_path / "two" / case, case, *tolerance, sharded=True)
-        _assert_identical_runs(tmp_path / "two" / case, tmp_path / "two" / f"{case}-resumed", case)
+        assert_same_run(one, tmp_path / "two" / case, case, *tolerance, sharded=True)
+        assert_identical_runs(tmp_path / "two" / case, tmp_path / "two" / f"{case}-resumed", case)
     assert set(FSDP_CASES) | {"mlcd-ema", "preference-dpo"} == set(CASES)
     # bf16 through FSDP2's mixed-precision policy (parameters gathered in bf16, gradients reduced in
     # fp32) = bf16 autocast in one process, to bf16 rounding: the logged terms of the step (measured:
@@ -464,12 +367,12 @@ def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tiny_sd_dir, t
     one = tmp_path / "one" / "dmd-bf16"
     recipe = case_recipe("dmd", tiny_sd_dir, one, steps=1, batch_size=batch, grad_accum=2, fsdp=True)
     train(in_bf16(recipe))
-    (_, _, (single,)), (_, _, (sharded,)) = _final(one), _final(tmp_path / "two" / "dmd-bf16")
+    (_, _, (single,)), (_, _, (sharded,)) = final_state(one), final_state(tmp_path / "two" / "dmd-bf16")
     for key in ("dmd", "grad_norm", "dmd/fake_loss"):
         assert sharded[key] == pytest.approx(single[key], rel=1e-2), key
     # compiled blocks inside the FSDP2 units, on aot_eager (dynamo and AOTAutograd trace each block
     # between FSDP2's eager hooks; the kernels stay eager's) = the eager FSDP2 run, bit for bit
-    _assert_identical_runs(tmp_path / "two" / "dmd", tmp_path / "two" / "dmd-compiled", "dmd-compiled")
+    assert_identical_runs(tmp_path / "two" / "dmd", tmp_path / "two" / "dmd-compiled", "dmd-compiled")
 
 
 FSDP_TOLERANCE = {"mlcd-then-dmd": (5e-3, 2e-3)}

@@ -1,0 +1,18 @@
+"""The twenty-first round (2026-12-08, each mutant written with its test and caught): a masked
+family (``Conditioning.attention_mask``) in the loss contract's modes."""
+
+from run import Mutant
+
+AM = "tests/test_attention_mask.py"
+T_MODES = f"{AM}::test_a_masked_family_keeps_the_loss_contract_in_every_mode[dmd]"
+
+MUTANTS = [
+    Mutant(
+        "graphs-replay-unmasked",
+        "tlcm/models/graphs.py",
+        "if getattr(cond, f.name) is not None)",
+        'if getattr(cond, f.name) is not None and f.name != "attention_mask")',
+        (T_MODES,),
+        "--recipes.runtime.graphs replays a masked family's no-grad calls without the mask",
+    ),
+]
