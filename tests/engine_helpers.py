@@ -3,6 +3,7 @@ the engine has never heard of (with switches for NaN, blow-ups and stop signals 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -16,10 +17,21 @@ from tlcm.config import Phase, Recipe, smoke_recipe
 from tlcm.losses import Loss, LossConfig, register_loss
 from tlcm.losses.mlcd import MLCDConfig
 
+TEST_DEVICE = os.environ.get("TLCM_TEST_DEVICE", "cpu")
+"""The device ``shrink``'s runs train on: the CPU, or where benchmarks/gpu_tests.sh runs a selection
+of the suite on a GPU, "cuda" (TLCM_TEST_DEVICE=cuda)."""
+
 
 def shrink(recipe: Recipe, model_dir: Path, out_dir: Path, steps: int = 2, batch_size: int = 2) -> Recipe:
-    """``smoke_recipe`` with LoRA rank 4 (alpha 4)."""
-    return smoke_recipe(recipe, model_dir, out_dir, steps, batch_size, lora_rank=4, lora_alpha=4.0)
+    """``smoke_recipe`` with LoRA rank 4 (alpha 4) on ``TEST_DEVICE``, in fp32 there too (CUDA's
+    "auto" precision is bf16: a test's bf16 run is ``loss_cases.in_bf16``'s)."""
+    recipe = smoke_recipe(
+        recipe, model_dir, out_dir, steps, batch_size, TEST_DEVICE, lora_rank=4, lora_alpha=4.0
+    )
+    if TEST_DEVICE == "cpu":
+        return recipe
+    model, runtime = replace(recipe.model, frozen_dtype="fp32"), replace(recipe.runtime, mixed_precision="no")
+    return replace(recipe, model=model, runtime=runtime)
 
 
 @register_loss("test_output_norm")
@@ -43,6 +55,9 @@ class OutputNormConfig(LossConfig):
     corrupt_step: int = -1
     """Set a student LoRA weight to inf after this global step's update, whose loss was finite (a
     blow-up)."""
+    error_step: int = -1
+    """Rank 0 alone raises OSError(ENOSPC) at this global step (-1: never): an error of its own, as a
+    full disk under its checkpoint would be, while the other ranks go on into the step's collectives."""
     blowup_step: int = -1
     """Multiply the student's LoRA weights by 1e30 after this global step's update: finite weights,
     a blow-up that no NaN check sees (the next forward may still be finite)."""
@@ -66,6 +81,8 @@ class OutputNorm(Loss):
         if ctx.step == self.config.sigterm_step and self.config.signal_rank in (-1, rank):
             for _ in range(self.config.signal_count):
                 os.kill(os.getpid(), getattr(signal, self.config.signal_name))
+        if ctx.step == self.config.error_step and rank == 0:
+            raise OSError(errno.ENOSPC, "No space left on device (tests/engine_helpers.py error_step)")
         if ctx.step == self.config.launcher_sigterm_step and rank == 0:
             _signal_launcher_and_wait()
         self.last_step = ctx.step
