@@ -7,7 +7,8 @@
 # reaches no package registry), records the GPU and package versions, then runs the benchmark with
 # its results written under $OUT as they come (gpu.json, gpu.md, gpu.log): a stopped run keeps what
 # was done. No section or phase starts after GPU_BENCH_TIME_LIMIT seconds (default 330) and the
-# benchmark is killed at GPU_BENCH_TIMEOUT (default 470), so the whole check ends within 8 minutes.
+# benchmark is stopped at GPU_BENCH_TIMEOUT (default 470; SIGTERM, which a training step takes as a
+# stop request, then SIGKILL 15 s later), so the whole check ends within 8.5 minutes.
 # The work dir (model folders: FLUX + its T5 ~34 GB, SD3 ~18 GB more, SDXL ~7 GB) is on /dev/shm when
 # that has over 80 GB free (RAM-backed: the machine has 128 GB; disk 64 GB), else in the default temp
 # dir; it is removed at the end. Extra arguments go to the benchmark (e.g. --sections build,flux; the
@@ -20,13 +21,7 @@ OUT=${OUT:-benchmarks/results}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 started=$(date +%s)
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl 2>&1 | tail -5
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv >"$OUT/nvidia-smi.csv" 2>&1 || true
 "$PYTHON" - <<'EOF' 2>&1 | tee "$OUT/versions.txt"
 import importlib
@@ -52,7 +47,7 @@ case " $* " in  # no --sections: the plan's first call's (all sections would bui
   *" --sections "* | *" --sections="*) ;;
   *) set -- --sections build,sdxl,inference,speed "$@" ;;
 esac
-timeout "${GPU_BENCH_TIMEOUT:-470}" "$PYTHON" -m benchmarks.gpu --out "$OUT" --work-dir "$WORK" \
+timeout -k 15 "${GPU_BENCH_TIMEOUT:-470}" "$PYTHON" -m benchmarks.gpu --out "$OUT" --work-dir "$WORK" \
   --time-limit "${GPU_BENCH_TIME_LIMIT:-330}" "$@" >"$OUT/gpu.log" 2>&1
 rc=$?
 tail -c 6000 "$OUT/gpu.log"

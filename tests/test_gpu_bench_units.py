@@ -10,6 +10,8 @@ benchmark in tiny CPU mode is tests/test_gpu_benchmark.py (minutes)."""
 
 from __future__ import annotations
 
+import ast
+import re
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -643,3 +645,18 @@ def test_counts_that_would_time_nothing_are_refused_before_anything_is_built(arg
         gpu.parse(["--device", "cpu", *argv])
     assert exit_info.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def test_the_cuda_test_selection_names_tests_that_exist():
+    """benchmarks/gpu_tests.sh passes pytest node ids (``$C`` for the loss contract's file): one
+    renamed here and not there would cost a GPU call ("not found"); each names a file of tests/ and
+    one of its test functions."""
+    script = (Path(__file__).parents[1] / "benchmarks" / "gpu_tests.sh").read_text()
+    contract = re.search(r"^C=(\S+)$", script, re.MULTILINE).group(1)
+    ids = re.findall(r"(tests/\w+\.py)(?:::(\w+))?", script.replace("$C", contract))
+    assert len({name for _, name in ids if name}) >= 4, ids
+    for file, name in ids:
+        path = Path(__file__).parents[1] / file
+        assert path.is_file(), file
+        names = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+        assert not name or name in names, f"{file}::{name}"

@@ -11,7 +11,7 @@ import torch
 import tyro
 from device_discipline import device_discipline  # noqa: F401  (every test runs under DeviceDiscipline)
 from diffusers import DDPMScheduler, StableDiffusionPipeline
-from engine_helpers import shrink
+from engine_helpers import TEST_DEVICE, shrink
 from family_helpers import registered_copy
 from tiny_pipelines import SD_SCHEDULER
 
@@ -204,7 +204,7 @@ def test_cli_builds_a_float16_cache_and_training_uses_it(base, tmp_path, capsys)
             "--guidance-scale",
             "3.0",
             "--device",
-            "cpu",
+            TEST_DEVICE,  # CUDA (benchmarks/gpu_tests.sh): the teacher in bf16 under autocast
         ],
     )
     manifest = main(args)
