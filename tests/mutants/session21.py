@@ -16,6 +16,14 @@ MUTANTS = [
         (T_MODES,),
         "--recipes.runtime.graphs replays a masked family's no-grad calls without the mask",
     ),
+    Mutant(
+        "graphs-capture-freezes-the-mask",
+        "tlcm/models/graphs.py",
+        "            static.copy_(value)\n",
+        "            static.copy_(value) if value.is_floating_point() or value.dim() != 2 else None\n",
+        (T_MODES,),
+        "a replay runs with the first captured call's mask: another prompt's padding masked",
+    ),
 ]
 
 T_RANK0 = "tests/test_preemption.py::test_an_error_of_rank_0_ends_rank_1_without_a_traceback"
