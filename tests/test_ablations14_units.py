@@ -464,3 +464,28 @@ def test_the_disc_probe_builds_d_with_the_asked_optimizer(monkeypatch):
     ((kw,),) = [seen]
     assert kw["backbone"] == "teacher" and (kw["disc_rank"], kw["disc_lr"], kw["noise_level"]) == (8, 2e-4, 0)
     assert (kw["disc_betas"], kw["disc_weight_decay"], kw["disc_max_grad_norm"]) == ((0.9, 0.999), 0.01, 10.0)
+
+
+def test_the_recheck_reads_the_zoos_own_table_and_marks_a_rerun_outside_its_range(tmp_path):
+    """A table written by ``zoo.table`` from two seeds (FD 5 and 7 at every step; the TLCM sampler
+    row on the line below the method's): a rerun of seed 0 with the same scores is inside every
+    range; one whose 2-step FD is 7.5 is outside there, in both samplers' rows, and nowhere else."""
+    from ablations import zoo_recheck
+
+    def rows(fd2: float) -> list[dict]:
+        return [{"steps": n, "alignment": 0.9, "fd": fd2 if n == 2 else 5.0} for n in (1, 2, 4, 8)]
+
+    for seed, fd in ((0, 5.0), (1, 7.0)):
+        _finished(tmp_path / "old", seed, "tcd", [{**r, "fd": fd} for r in rows(fd)])
+    table = tmp_path / "zoo.md"
+    table.write_text(
+        f"## {zoo.MINIATURE_NAMES['unet']}\n\n" + zoo.table(tmp_path / "old", "unet", ["tcd"], 500)
+    )
+    cells = zoo_recheck.table_cells(table.read_text())
+    assert cells["unet", "tcd", "tlcm", 2] == (0.9, 0.9, 0.9, 6.0, 5.0, 7.0) and len(cells) == 8
+    _finished(tmp_path / "same", 0, "tcd", rows(5.0))
+    assert zoo_recheck.compare(tmp_path / "same", table)[1:] == (16, 0)
+    _finished(tmp_path / "moved", 0, "tcd", rows(7.5))
+    found, checked, outside = zoo_recheck.compare(tmp_path / "moved", table)
+    assert (checked, outside) == (16, 2)
+    assert [(r[2], r[4]) for r in found if "outside" in r[7]] == [("own", "2"), ("tlcm", "2")]
