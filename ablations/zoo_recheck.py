@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import tyro
@@ -99,7 +100,17 @@ class Args:
 def main(args: Args) -> str:
     rows, checked, outside = compare(args.runs, args.table)
     head = ["miniature", "method", "sampler", "seed", "steps", "alignment", "table", "FD", "table"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# Zoo recheck: the runs in {args.runs} against {args.table}",
+        "",
+        f"`python -m ablations.zoo_recheck --runs {args.runs} --table {args.table}` ({date.today()}). Each "
+        "rerun seed's alignment and FD beside the table's mean (min-max) over its seeds; **outside**: "
+        "beyond that range (allowing the table's rounding). Sampler: own (the method's StudentGrid) or "
+        "tlcm (the shipped TLCM sampler).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     text = "\n".join(lines) + f"\n\n{checked} values checked, {outside} outside the table's range.\n"
     print(text)
