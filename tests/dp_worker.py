@@ -31,6 +31,40 @@ from tlcm.engine import Trainer, train
 from tlcm.models.families import register_family
 
 
+def _sharded(recipe):
+    """``recipe`` under FSDP2 with gradient checkpointing (the mode users shard in)."""
+    return replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True))
+
+
+def _train_cases(model: Path, out: Path, steps: int, batch: int, fsdp: bool) -> None:
+    """Every case (CASES), or with ``fsdp`` the FSDP_CASES sharded, each resumed too, and DMD in bf16
+    and compiled under FSDP2 (the module docstring)."""
+    for name in FSDP_CASES if fsdp else CASES:
+        recipe = case_recipe(name, model, out / name, steps=steps, batch_size=batch, fsdp=fsdp)
+        if not fsdp:
+            train(recipe)
+            continue
+        recipe = _sharded(recipe)
+        student = train(recipe).student
+        for phase in recipe.phases.values():  # every loss's adapter was there when FSDP2 sharded
+            for adapter in (a for config in phase.losses.values() for a in config.adapters()):
+                params = student.adapter_parameters(adapter)
+                assert params and all(isinstance(p, DTensor) for p in params), (name, adapter)
+        resumed = replace(recipe, runtime=replace(recipe.runtime, out_dir=out / f"{name}-resumed"))
+        trainer = Trainer(resumed)
+        interrupt_after(trainer, 1)
+        assert trainer.run().preempted
+        train(resumed)
+    if fsdp:  # FSDP2's mixed-precision policy: bf16 base and fp32 LoRA in one unit
+        recipe = in_bf16(case_recipe("dmd", model, out / "dmd-bf16", steps=1, batch_size=batch, fsdp=True))
+        train(_sharded(recipe))
+        # compiled blocks inside FSDP2's units (their hooks stay eager around the compiled forward)
+        recipe = case_recipe("dmd", model, out / "dmd-compiled", steps=steps, batch_size=batch, fsdp=True)
+        runtime = replace(_sharded(recipe).runtime, compile=True, compile_backend=COUNTED["aot_eager"])
+        _, graphs = graphs_called(lambda: train(replace(recipe, runtime=runtime)))
+        assert graphs >= 2, graphs  # compiled graphs ran: the student's and the teacher's
+
+
 def _train_masked(model: Path, out: Path, steps: int, batch: int) -> None:
     """The "masked" mode: MASKED_CASES with DDP, then "dmd" under FSDP2 with gradient checkpointing,
     all through one embedding cache (rank 0 writes it, rank 1 reads the masks it finds there)."""
@@ -39,7 +73,7 @@ def _train_masked(model: Path, out: Path, steps: int, batch: int) -> None:
         recipe = case_recipe(name.removesuffix("-fsdp"), model, out / name, steps=steps, batch_size=batch)
         recipe = replace(recipe, data=replace(recipe.data, embedding_cache=out / "emb"))
         if name.endswith("-fsdp"):
-            recipe = replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True))
+            recipe = _sharded(recipe)
         train(recipe)
 
 
@@ -50,38 +84,8 @@ if __name__ == "__main__":
     try:
         if masked:
             _train_masked(model, out, steps, batch)
-        for name in FSDP_CASES if fsdp else () if masked else CASES:
-            recipe = case_recipe(name, model, out / name, steps=steps, batch_size=batch, fsdp=fsdp)
-            if not fsdp:
-                train(recipe)
-                continue
-            recipe = replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True))
-            student = train(recipe).student
-            for phase in recipe.phases.values():  # every loss's adapter was there when FSDP2 sharded
-                for adapter in (a for config in phase.losses.values() for a in config.adapters()):
-                    params = student.adapter_parameters(adapter)
-                    assert params and all(isinstance(p, DTensor) for p in params), (name, adapter)
-            resumed = replace(recipe, runtime=replace(recipe.runtime, out_dir=out / f"{name}-resumed"))
-            trainer = Trainer(resumed)
-            interrupt_after(trainer, 1)
-            assert trainer.run().preempted
-            train(resumed)
-        if fsdp:  # FSDP2's mixed-precision policy: bf16 base and fp32 LoRA in one unit
-            recipe = in_bf16(
-                case_recipe("dmd", model, out / "dmd-bf16", steps=1, batch_size=batch, fsdp=True)
-            )
-            train(replace(recipe, runtime=replace(recipe.runtime, fsdp=True, gradient_checkpointing=True)))
-            # compiled blocks inside FSDP2's units (their hooks stay eager around the compiled forward)
-            recipe = case_recipe("dmd", model, out / "dmd-compiled", steps=steps, batch_size=batch, fsdp=True)
-            runtime = replace(
-                recipe.runtime,
-                fsdp=True,
-                gradient_checkpointing=True,
-                compile=True,
-                compile_backend=COUNTED["aot_eager"],
-            )
-            _, graphs = graphs_called(lambda: train(replace(recipe, runtime=runtime)))
-            assert graphs >= 2, graphs  # compiled graphs ran: the student's and the teacher's
+        else:
+            _train_cases(model, out, steps, batch, fsdp)
     finally:
         close_distributed()
     # FSDP2 on gloo: about 8% of runs abort at interpreter exit AFTER the process group was
